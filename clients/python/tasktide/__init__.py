@@ -1,0 +1,58 @@
+"""tasktide: a distributed task platform over gRPC. This package is the Python client and worker runtime.
+
+    app = tasktide.App("shop")
+
+    @app.task(max_retries=3)
+    def add(x, y):
+        return x + y
+
+    add.delay(1, 2).get(timeout=10)
+"""
+
+from tasktide._app import App, Task
+from tasktide._client import AsyncClient, Client
+from tasktide._exceptions import (
+    ConfigurationError,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    ServiceError,
+    TaskCancelled,
+    TaskDead,
+    TaskExpired,
+    TaskFailed,
+    TaskTimeout,
+    TasktideError,
+    Unavailable,
+)
+from tasktide._handle import AsyncTaskHandle, TaskHandle
+from tasktide._settings import ClientSettings
+from tasktide._states import TaskState
+from tasktide.worker._context import TaskContext, current_task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "App",
+    "AsyncClient",
+    "AsyncTaskHandle",
+    "Client",
+    "ClientSettings",
+    "ConfigurationError",
+    "InvalidArgument",
+    "NotFound",
+    "ResourceExhausted",
+    "ServiceError",
+    "Task",
+    "TaskCancelled",
+    "TaskContext",
+    "TaskDead",
+    "TaskExpired",
+    "TaskFailed",
+    "TaskHandle",
+    "TaskState",
+    "TaskTimeout",
+    "TasktideError",
+    "Unavailable",
+    "current_task",
+]

@@ -1,0 +1,55 @@
+"""Handles to submitted tasks."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tasktide._states import TaskState
+
+if TYPE_CHECKING:
+    from tasktide._client import AsyncClient, Client
+
+
+class TaskHandle:
+    """A submitted task: its id, and ways to ask about it."""
+
+    __slots__ = ("id", "name", "_client")
+
+    def __init__(self, task_id: str, client: Client, name: str = "") -> None:
+        self.id = task_id
+        self.name = name
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"<TaskHandle {self.name} {self.id}>"
+
+    def get(self, timeout: float | None = None) -> Any:
+        """The return value; raises TaskFailed with the remote error, TaskTimeout on timeout."""
+        return self._client.result(self.id, timeout)
+
+    def status(self) -> TaskState:
+        return self._client.status(self.id)
+
+    def cancel(self) -> TaskState:
+        return self._client.cancel(self.id)
+
+
+class AsyncTaskHandle:
+    __slots__ = ("id", "name", "_client")
+
+    def __init__(self, task_id: str, client: AsyncClient, name: str = "") -> None:
+        self.id = task_id
+        self.name = name
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"<AsyncTaskHandle {self.name} {self.id}>"
+
+    async def get(self, timeout: float | None = None) -> Any:
+        return await self._client.result(self.id, timeout)
+
+    async def status(self) -> TaskState:
+        return await self._client.status(self.id)
+
+    async def cancel(self) -> TaskState:
+        return await self._client.cancel(self.id)

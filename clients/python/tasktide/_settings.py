@@ -1,0 +1,45 @@
+"""Client settings, read once from the environment at the entry point and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    address: str = DEFAULT_ADDRESS
+    scheduler_address: str = ""
+    registry_address: str = ""
+    results_address: str = ""
+    lease_seconds_hint: float = 30.0
+    channel_options: tuple[tuple[str, int], ...] = field(
+        default=(
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        )
+    )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: str) -> ClientSettings:
+        env = os.environ if env is None else env
+        address = overrides.get("address") or env.get("TASKTIDE_ADDRESS") or DEFAULT_ADDRESS
+        return cls(
+            address=address,
+            scheduler_address=env.get("TASKTIDE_SCHEDULER_ADDRESS", ""),
+            registry_address=env.get("TASKTIDE_REGISTRY_ADDRESS", ""),
+            results_address=env.get("TASKTIDE_RESULTS_ADDRESS", ""),
+        )
+
+    def scheduler(self) -> str:
+        return self.scheduler_address or self.address
+
+    def registry(self) -> str:
+        return self.registry_address or self.address
+
+    def results(self) -> str:
+        return self.results_address or self.address

@@ -1,0 +1,80 @@
+"""Building a TaskSpec from the options of apply_async/submit."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tasktide._codec import payload
+from tasktide.v1 import task_pb2
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """Defaults a task declares; each call may override them."""
+
+    queue: str = ""
+    priority: int = 0
+    max_retries: int = 0
+    retry_backoff: float = 1.0
+    retry_backoff_max: float = 600.0
+    retry_jitter: bool = True
+    soft_time_limit: float = 0.0
+    time_limit: float = 0.0
+
+
+def _ms(value: dt.datetime | float | int) -> int:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.astimezone()
+        return int(value.timestamp() * 1000)
+    return int(float(value) * 1000)
+
+
+def build_spec(
+    name: str,
+    args: Iterable[Any] | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    options: TaskOptions | None = None,
+    queue: str | None = None,
+    priority: int | None = None,
+    countdown: float | None = None,
+    eta: dt.datetime | float | None = None,
+    expires: dt.datetime | float | None = None,
+    idempotency_key: str | None = None,
+    max_retries: int | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> task_pb2.TaskSpec:
+    o = options or TaskOptions()
+    spec = task_pb2.TaskSpec(
+        name=name,
+        queue=queue if queue is not None else o.queue,
+        args=payload(list(args) if args is not None else []),
+        kwargs=payload(dict(kwargs) if kwargs is not None else {}),
+        priority=priority if priority is not None else o.priority,
+        countdown=countdown or 0.0,
+        idempotency_key=idempotency_key or "",
+        soft_time_limit=o.soft_time_limit,
+        time_limit=o.time_limit,
+        retry=task_pb2.RetryPolicy(
+            max_retries=max_retries if max_retries is not None else o.max_retries,
+            backoff_base=o.retry_backoff,
+            backoff_max=o.retry_backoff_max,
+            jitter=o.retry_jitter,
+        ),
+    )
+    if eta is not None:
+        spec.eta_ms = _ms(eta)
+    if expires is not None:
+        # A number for expires is seconds from now, as in Celery.
+        spec.expires_ms = (
+            _ms(expires)
+            if isinstance(expires, dt.datetime)
+            else _ms(dt.datetime.now(dt.timezone.utc)) + int(float(expires) * 1000)
+        )
+    if headers:
+        spec.headers.update(headers)
+    return spec

@@ -1,0 +1,194 @@
+"""The `tasktide` command line.
+
+Client commands (worker, submit, status) live here; server commands (dev, scheduler, registry,
+results) are provided by the tasktide-server distribution and loaded only when asked for.
+Exit codes: 0 success, 1 the task failed, 2 bad arguments, 3 the platform is unreachable,
+4 no such task, 5 timed out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from tasktide._app import App
+from tasktide._client import Client
+from tasktide._codec import decode_payload
+from tasktide._exceptions import (
+    ConfigurationError,
+    InvalidArgument,
+    NotFound,
+    TaskFailed,
+    TaskTimeout,
+    Unavailable,
+)
+from tasktide._settings import ClientSettings
+from tasktide._states import TaskState
+
+SERVER_COMMANDS = ("dev", "scheduler", "registry", "results", "dashboard")
+
+
+class UsageError(Exception):
+    pass
+
+
+def load_app(target: str) -> App:
+    """Import MODULE:ATTR (ATTR defaults to `app`); the current folder is importable."""
+    module_name, _, attr = target.partition(":")
+    if not module_name:
+        raise UsageError(f"expected MODULE:APP, got {target!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"cannot import {module_name!r}: {exc}") from exc
+    app = getattr(module, attr or "app", None)
+    if not isinstance(app, App):
+        raise UsageError(f"{target!r} is not a tasktide.App")
+    return app
+
+
+def _json_arg(text: str, kind: type, what: str) -> Any:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{what} is not valid JSON: {exc}") from exc
+    if not isinstance(value, kind):
+        raise UsageError(f"{what} must be a JSON {'array' if kind is list else 'object'}")
+    return value
+
+
+def cmd_worker(args: argparse.Namespace, settings: ClientSettings) -> int:
+    from tasktide.worker import WorkerConfig, run_worker
+
+    app = load_app(args.app)
+    if args.concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    queues = tuple(q for q in args.queues.split(",") if q) or ("default",)
+    config = WorkerConfig(queues=queues, concurrency=args.concurrency, pool=args.pool, prefetch=args.prefetch)
+    return run_worker(app, config, settings)
+
+
+def cmd_submit(args: argparse.Namespace, settings: ClientSettings) -> int:
+    task_args = _json_arg(args.args, list, "--args")
+    task_kwargs = _json_arg(args.kwargs, dict, "--kwargs")
+    with Client(settings=settings) as client:
+        handle = client.submit(
+            args.name,
+            task_args,
+            task_kwargs,
+            queue=args.queue,
+            priority=args.priority,
+            countdown=args.countdown,
+            idempotency_key=args.idempotency_key,
+        )
+        if not args.wait:
+            print(handle.id)
+            return 0
+        value = handle.get(timeout=args.timeout)
+        print(json.dumps(value))
+        return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: ClientSettings) -> int:
+    with Client(settings=settings) as client:
+        res = client.fetch([args.id])[0]
+        if not res.found:
+            raise NotFound(f"no task with id {args.id}")
+        state = TaskState.from_proto(res.state)
+        out: dict[str, Any] = {"id": args.id, "name": res.name, "state": state.name, "attempt": res.attempt}
+        if state is TaskState.SUCCEEDED:
+            out["result"] = decode_payload(res.result)
+        if res.error.type:
+            out["error"] = {"type": res.error.type, "message": res.error.message}
+        print(json.dumps(out))
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tasktide", description="tasktide distributed task platform")
+    p.add_argument("--address", help="platform address (default: $TASKTIDE_ADDRESS or 127.0.0.1:50051)")
+    p.add_argument("--log-level", default=os.environ.get("TASKTIDE_LOG_LEVEL", "INFO"))
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    w = sub.add_parser("worker", help="run a worker for the tasks of MODULE:APP")
+    w.add_argument("app", metavar="MODULE:APP")
+    w.add_argument("--concurrency", "-c", type=int, default=os.cpu_count() or 2)
+    w.add_argument("--pool", choices=["threads", "asyncio"], default="threads")
+    w.add_argument("--queues", "-Q", default="default", help="comma-separated, consumed in this order")
+    w.add_argument("--prefetch", type=int, default=0)
+    w.set_defaults(func=cmd_worker)
+
+    s = sub.add_parser("submit", help="submit a task by name")
+    s.add_argument("name")
+    s.add_argument("--args", default="[]", help="JSON array")
+    s.add_argument("--kwargs", default="{}", help="JSON object")
+    s.add_argument("--queue", default="")
+    s.add_argument("--priority", type=int, default=0)
+    s.add_argument("--countdown", type=float, default=None)
+    s.add_argument("--idempotency-key", default=None)
+    s.add_argument("--wait", action="store_true", help="wait for the result and print it as JSON")
+    s.add_argument("--timeout", type=float, default=None, help="seconds to wait with --wait")
+    s.set_defaults(func=cmd_submit)
+
+    st = sub.add_parser("status", help="show a task's state")
+    st.add_argument("id")
+    st.set_defaults(func=cmd_status)
+
+    for name in SERVER_COMMANDS:
+        sp = sub.add_parser(name, help=f"run the {name} server (tasktide-server)", add_help=False)
+        sp.add_argument("rest", nargs=argparse.REMAINDER)
+    return p
+
+
+def _server_main(command: str, rest: list[str]) -> int:
+    try:
+        server_cli = importlib.import_module("tasktide_services.cli")
+    except ImportError:
+        print(f"tasktide: '{command}' needs the server: pip install tasktide-server", file=sys.stderr)
+        return 2
+    return int(server_cli.main([command, *rest]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command not in SERVER_COMMANDS:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command in SERVER_COMMANDS:
+        rest = [*unknown, *args.rest]
+        if args.address:
+            rest = ["--address", args.address, *rest]
+        return _server_main(args.command, rest)
+    settings = ClientSettings.from_env(address=args.address or "")
+    try:
+        return int(args.func(args, settings))
+    except (UsageError, ConfigurationError, InvalidArgument) as exc:
+        print(f"tasktide: {exc}", file=sys.stderr)
+        return 2
+    except Unavailable as exc:
+        print(f"tasktide: {exc}", file=sys.stderr)
+        return 3
+    except NotFound as exc:
+        print(f"tasktide: {exc}", file=sys.stderr)
+        return 4
+    except TaskTimeout as exc:
+        print(f"tasktide: {exc}", file=sys.stderr)
+        return 5
+    except TaskFailed as exc:
+        print(f"tasktide: {exc}", file=sys.stderr)
+        if exc.remote_traceback:
+            print(exc.remote_traceback, file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

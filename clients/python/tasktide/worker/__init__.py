@@ -1,0 +1,6 @@
+"""The Python worker runtime: one Session stream per process, running tasks of an App."""
+
+from tasktide.worker._context import TaskContext, current_task
+from tasktide.worker._runtime import Worker, WorkerConfig, run_worker
+
+__all__ = ["TaskContext", "Worker", "WorkerConfig", "current_task", "run_worker"]

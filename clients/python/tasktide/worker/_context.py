@@ -1,0 +1,54 @@
+"""What a running task can see of itself: current_task()."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tasktide._exceptions import TasktideError
+
+
+class RetryRequested(TasktideError):
+    """Raised by TaskContext.retry(); the worker reports a retry instead of a failure."""
+
+    def __init__(self, countdown: float | None, cause: BaseException | None) -> None:
+        super().__init__(f"retry requested (countdown={countdown})")
+        self.countdown = countdown
+        self.cause = cause
+
+
+@dataclass
+class TaskContext:
+    id: str
+    name: str
+    attempt: int
+    queue: str
+    delivery: int
+    _progress: Callable[[float, str], None] = field(repr=False)
+
+    def retry(self, countdown: float | None = None, exc: BaseException | None = None) -> RetryRequested:
+        """Ask for another attempt; `raise current_task().retry(countdown=5)`."""
+        return RetryRequested(countdown, exc)
+
+    def progress(self, value: float, message: str = "") -> None:
+        """Report progress (a number, for example 0..1, and a message) to watchers."""
+        self._progress(float(value), message)
+
+
+_current: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar("tasktide_task", default=None)
+
+
+def current_task() -> TaskContext:
+    ctx = _current.get()
+    if ctx is None:
+        raise TasktideError("current_task() called outside a running task")
+    return ctx
+
+
+def set_current(ctx: TaskContext | None) -> contextvars.Token[TaskContext | None]:
+    return _current.set(ctx)
+
+
+def reset_current(token: contextvars.Token[TaskContext | None]) -> None:
+    _current.reset(token)

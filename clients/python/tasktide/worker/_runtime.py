@@ -1,0 +1,227 @@
+"""The worker runtime: one Session stream to the registry per process.
+
+The worker grants credits; the registry sends at most that many assignments. Outcomes are flushed in
+small batches, each returning its credit. Heartbeats extend every lease the worker holds. On drain
+(SIGTERM) nothing new is taken, leases of tasks not started are released, running tasks finish and
+their outcomes are sent before the stream closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import grpc
+
+from tasktide._app import App
+from tasktide._settings import ClientSettings
+from tasktide.v1 import task_pb2, worker_pb2, worker_pb2_grpc
+from tasktide.worker._execute import TaskRunner
+
+log = logging.getLogger("tasktide.worker")
+
+_RECONNECT_MAX = 5.0
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    queues: tuple[str, ...] = ("default",)
+    concurrency: int = 4
+    pool: str = "threads"  # threads | asyncio
+    prefetch: int = 0  # extra assignments held beyond concurrency; 0 = as many as concurrency
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    flush_interval: float = 0.002
+    max_batch: int = 256
+
+
+class Worker:
+    def __init__(self, app: App, config: WorkerConfig, settings: ClientSettings) -> None:
+        if config.pool not in ("threads", "asyncio"):
+            raise ValueError(f"unknown pool {config.pool!r}: choose threads or asyncio")
+        self.app = app
+        self.config = config
+        self.settings = settings
+        self.lease_seconds = settings.lease_seconds_hint
+        self._stopping = asyncio.Event()
+        self._held: dict[str, worker_pb2.LeaseRef] = {}
+        self._outbox: asyncio.Queue[worker_pb2.WorkerMessage | task_pb2.Outcome | None] = asyncio.Queue()
+        self._ready: asyncio.Queue[worker_pb2.Assignment | None] = asyncio.Queue()
+        self._running = 0
+        self.completed = 0
+
+    def _send_progress(self, report: worker_pb2.ProgressReport) -> None:
+        self._outbox.put_nowait(worker_pb2.WorkerMessage(progress=report))
+
+    def request_stop(self) -> None:
+        """Begin a graceful drain; safe to call from a signal handler on the loop."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        executor = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="tasktide-task")
+        runner = TaskRunner(self.app, executor, self.config.worker_id, self._send_progress)
+        delay = 0.2
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self._session(runner)
+                    delay = 0.2
+                except grpc.aio.AioRpcError as exc:
+                    if self._stopping.is_set():
+                        break
+                    log.warning("session lost (%s: %s); reconnecting", exc.code().name, exc.details())
+                    try:
+                        await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                    except asyncio.TimeoutError:
+                        pass
+                    delay = min(delay * 2, _RECONNECT_MAX)
+        finally:
+            executor.shutdown(wait=True)
+
+    async def _session(self, runner: TaskRunner) -> None:
+        cfg = self.config
+        async with grpc.aio.insecure_channel(
+            self.settings.registry(), options=list(self.settings.channel_options)
+        ) as channel:
+            call = worker_pb2_grpc.RegistryStub(channel).Session()
+            hello = worker_pb2.Hello(
+                worker_id=cfg.worker_id,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                queues=list(cfg.queues),
+                task_names=sorted(self.app.tasks),
+                concurrency=cfg.concurrency,
+                language="python",
+            )
+            await call.write(worker_pb2.WorkerMessage(hello=hello))
+            self._held.clear()
+            self._outbox = asyncio.Queue()
+            self._ready = asyncio.Queue()
+            credit = cfg.concurrency + (cfg.prefetch or cfg.concurrency)
+            await call.write(worker_pb2.WorkerMessage(credit=credit))
+            tasks = [
+                asyncio.create_task(self._read(call)),
+                asyncio.create_task(self._write(call)),
+                asyncio.create_task(self._heartbeat()),
+                *(asyncio.create_task(self._consume(runner)) for _ in range(cfg.concurrency)),
+            ]
+            stop = asyncio.create_task(self._stopping.wait())
+            done, _ = await asyncio.wait([tasks[0], stop], return_when=asyncio.FIRST_COMPLETED)
+            try:
+                if stop in done:
+                    await self._drain(call, tasks)
+                else:
+                    tasks[0].result()  # raises the stream's error, if any
+            finally:
+                stop.cancel()
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _read(self, call: grpc.aio.StreamStreamCall) -> None:  # type: ignore[type-arg]
+        async for msg in call:
+            kind = msg.WhichOneof("kind")
+            if kind == "assignments":
+                for a in msg.assignments.assignments:
+                    t = a.task
+                    self._held[t.id] = worker_pb2.LeaseRef(task_id=t.id, queue=t.spec.queue, lease_token=a.lease_token)
+                    self._ready.put_nowait(a)
+            elif kind == "welcome":
+                self.lease_seconds = msg.welcome.lease_seconds or self.lease_seconds
+            elif kind == "drain":
+                self._stopping.set()
+            elif kind == "rejected":
+                log.warning("lease rejected for %s: %s", msg.rejected.lease.task_id, msg.rejected.reason)
+
+    async def _consume(self, runner: TaskRunner) -> None:
+        while not self._stopping.is_set():
+            a = await self._ready.get()
+            if a is None:
+                return
+            self._running += 1
+            try:
+                out = await runner.run(a)
+            finally:
+                self._running -= 1
+            self._held.pop(a.task.id, None)
+            self.completed += 1
+            self._outbox.put_nowait(out)
+
+    async def _write(self, call: grpc.aio.StreamStreamCall) -> None:  # type: ignore[type-arg]
+        """The only writer of the stream: batches outcomes, passes other messages through."""
+        while True:
+            item = await self._outbox.get()
+            if item is None:
+                return
+            if isinstance(item, task_pb2.Outcome):
+                batch = [item]
+                await asyncio.sleep(self.config.flush_interval)
+                others: list[worker_pb2.WorkerMessage] = []
+                while not self._outbox.empty() and len(batch) < self.config.max_batch:
+                    nxt = self._outbox.get_nowait()
+                    if nxt is None:
+                        self._outbox.put_nowait(None)
+                        break
+                    if isinstance(nxt, task_pb2.Outcome):
+                        batch.append(nxt)
+                    else:
+                        others.append(nxt)
+                credit = 0 if self._stopping.is_set() else len(batch)
+                ob = worker_pb2.OutcomeBatch(outcomes=batch, credit=credit)
+                await call.write(worker_pb2.WorkerMessage(outcomes=ob))
+                for m in others:
+                    await call.write(m)
+            else:
+                await call.write(item)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(max(self.lease_seconds / 3.0, 0.05))
+            if self._held:
+                hb = worker_pb2.Heartbeat(leases=list(self._held.values()))
+                self._outbox.put_nowait(worker_pb2.WorkerMessage(heartbeat=hb))
+
+    async def _drain(self, call: grpc.aio.StreamStreamCall, tasks: list[asyncio.Task[None]]) -> None:  # type: ignore[type-arg]
+        not_started: list[worker_pb2.LeaseRef] = []
+        while not self._ready.empty():
+            a = self._ready.get_nowait()
+            ref = self._held.pop(a.task.id, None) if a is not None else None
+            if ref is not None:
+                not_started.append(ref)
+        for _ in range(self.config.concurrency):
+            self._ready.put_nowait(None)
+        if not_started:
+            self._outbox.put_nowait(worker_pb2.WorkerMessage(release=worker_pb2.Release(leases=not_started)))
+        log.info("draining: %d released, %d running", len(not_started), self._running)
+        consumers = tasks[3:]
+        await asyncio.gather(*consumers, return_exceptions=True)
+        while self._running:
+            await asyncio.sleep(0.01)
+        self._outbox.put_nowait(None)
+        await tasks[1]
+        await call.done_writing()
+        try:
+            await asyncio.wait_for(tasks[0], timeout=2.0)
+        except (asyncio.TimeoutError, grpc.aio.AioRpcError):
+            pass
+
+
+def run_worker(app: App, config: WorkerConfig, settings: ClientSettings | None = None) -> int:
+    """Run a worker until SIGTERM/SIGINT, then drain. Returns the process exit code."""
+    settings = settings or app.settings
+
+    async def main() -> None:
+        worker = Worker(app, config, settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.request_stop)
+        log.info("worker %s consuming %s", config.worker_id, ",".join(config.queues))
+        await worker.run()
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,1 @@
+"""tasktide server: the scheduler, worker-registry and results gRPC services (import as tasktide_services)."""

@@ -1,0 +1,102 @@
+"""Server commands of `tasktide`: dev, scheduler, registry, results.
+
+`tasktide dev` hosts every service in one process on one port, with an embedded Redis when
+TASKTIDE_REDIS_URL is unset (data in --data-dir, append-only persistence on). With --demo it also
+starts a worker for the example app and submits tasks whose results stream in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from dataclasses import replace
+
+from tasktide_services.common.redis_conn import connect
+from tasktide_services.common.redis_server import LocalRedis, start_redis
+from tasktide_services.common.settings import ServerSettings
+from tasktide_services.server import ALL, start
+
+log = logging.getLogger("tasktide")
+
+
+def _parser(command: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"tasktide {command}")
+    p.add_argument("--address", help="host:port to listen on (default: $TASKTIDE_LISTEN, 127.0.0.1:50051)")
+    p.add_argument("--redis-url", help="Redis to use (default: $TASKTIDE_REDIS_URL)")
+    if command == "dev":
+        p.add_argument("--data-dir", help="embedded Redis data folder (default: .tasktide)")
+        p.add_argument("--demo", nargs="?", const="examples.app:app", default=None, metavar="MODULE:APP",
+                       help="also run a worker for MODULE:APP and submit demo tasks")
+        p.add_argument("--demo-tasks", type=int, default=200)
+    return p
+
+
+async def _serve(settings: ServerSettings, which: tuple[str, ...], demo: str | None, demo_tasks: int) -> int:
+    embedded: LocalRedis | None = None
+    url = settings.redis_url
+    if not url:
+        embedded = await asyncio.to_thread(start_redis, settings.data_dir)
+        url = embedded.url
+        log.info("embedded Redis on %s, data in %s", url, embedded.data_dir)
+    try:
+        redis = await connect(url)
+        running = await start(settings, redis, which)
+        print(f"tasktide {'dev' if which == ALL else which[0]} listening on {settings.address.rsplit(':', 1)[0]}:{running.port}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        demo_task = None
+        if demo:
+            from tasktide_services.demo import run_demo
+
+            address = f"{settings.address.rsplit(':', 1)[0]}:{running.port}"
+            demo_task = asyncio.create_task(run_demo(address, demo, demo_tasks))
+        await stop.wait()
+        if demo_task is not None:
+            demo_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await demo_task
+        await running.stop()
+        await redis.aclose()
+        return 0
+    finally:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+
+
+def main(argv: list[str]) -> int:
+    command, rest = argv[0], argv[1:]
+    args = _parser(command).parse_args(rest)
+    try:
+        settings = ServerSettings.from_env()
+    except ValueError as exc:
+        print(f"tasktide: {exc}", file=sys.stderr)
+        return 2
+    if args.address:
+        settings = replace(settings, address=args.address)
+    if args.redis_url:
+        settings = replace(settings, redis_url=args.redis_url)
+    if command == "dev":
+        if args.data_dir:
+            settings = replace(settings, data_dir=args.data_dir)
+        which: tuple[str, ...] = ALL
+        demo, demo_tasks = args.demo, args.demo_tasks
+    elif command in ALL:
+        if not settings.redis_url:
+            print(f"tasktide {command}: set TASKTIDE_REDIS_URL (or --redis-url); only `tasktide dev` embeds Redis",
+                  file=sys.stderr)
+            return 2
+        which, demo, demo_tasks = (command,), None, 0
+    else:
+        print(f"tasktide: '{command}' is not available yet", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_serve(settings, which, demo, demo_tasks))
+    except RuntimeError as exc:
+        print(f"tasktide {command}: {exc}", file=sys.stderr)
+        return 3

@@ -1,0 +1,111 @@
+"""Wake-ups across replicas through one Redis pub/sub channel.
+
+A message names one or more keys (comma-separated): a queue that received work, or task ids that
+have new events. A waiter takes `event(key)` *before* it checks Redis, then waits on it, so a
+message published between the check and the wait is not missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from redis.asyncio import Redis
+
+log = logging.getLogger("tasktide.notify")
+
+
+class Subscription:
+    def __init__(self, keys: set[str]) -> None:
+        self.keys = keys
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+
+    async def next_batch(self, timeout: float) -> set[str] | None:
+        """The keys named since the last call; None when `timeout` passed with none."""
+        try:
+            first = await asyncio.wait_for(self.queue.get(), timeout)
+        except asyncio.TimeoutError:
+            return None
+        got = {first}
+        while not self.queue.empty():
+            got.add(self.queue.get_nowait())
+        return got
+
+
+class Notifier:
+    def __init__(self, redis: Redis, channel: str) -> None:
+        self.redis = redis
+        self.channel = channel
+        self._events: dict[str, asyncio.Event] = {}
+        self._subs: dict[str, set[Subscription]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def event(self, key: str) -> asyncio.Event:
+        ev = self._events.get(key)
+        if ev is None:
+            ev = self._events[key] = asyncio.Event()
+        return ev
+
+    def subscribe(self, keys: set[str]) -> Subscription:
+        """A queue that receives each of `keys` whenever it is named; for waiting on many keys."""
+        sub = Subscription(set(keys))
+        for key in keys:
+            self._subs.setdefault(key, set()).add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        for key in sub.keys:
+            subs = self._subs.get(key)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[key]
+
+    def wake(self, keys: str) -> None:
+        for key in keys.split(","):
+            ev = self._events.pop(key, None)
+            if ev is not None:
+                ev.set()
+            for sub in self._subs.get(key, ()):
+                sub.queue.put_nowait(key)
+
+    async def start(self) -> None:
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(self.channel)
+        self._task = asyncio.create_task(self._listen(pubsub))
+
+    async def _listen(self, pubsub: object) -> None:
+        ps = pubsub  # redis.asyncio.client.PubSub
+        try:
+            while True:
+                try:
+                    msg = await ps.get_message(timeout=1.0)  # type: ignore[attr-defined]
+                except (ConnectionError, OSError) as exc:  # redis restarts: resubscribe
+                    log.warning("notify channel lost: %s", exc)
+                    await asyncio.sleep(0.5)
+                    continue
+                if msg is not None:
+                    data = msg["data"]
+                    self.wake(data.decode() if isinstance(data, bytes) else str(data))
+        finally:
+            with contextlib.suppress(Exception):
+                await ps.aclose()  # type: ignore[attr-defined]
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+async def wait_any(events: list[asyncio.Event], timeout: float) -> None:
+    """Wait until one of `events` is set or `timeout` passes."""
+    if any(e.is_set() for e in events):
+        return
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()

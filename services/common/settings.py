@@ -1,0 +1,67 @@
+"""Server settings: read once from TASKTIDE_* variables at the entry point, then passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_name_length: int = 200
+    max_queue_length: int = 128
+    max_payload_bytes: int = 1024 * 1024
+    max_batch: int = 10_000
+    max_message_bytes: int = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    address: str = "127.0.0.1:50051"
+    redis_url: str = ""  # empty: start an embedded Redis (dev only)
+    data_dir: str = ".tasktide"
+    scheduler_address: str = ""  # where other services reach the scheduler; default: address
+    registry_address: str = ""
+    results_address: str = ""
+    lease_seconds: float = 30.0
+    result_expires: float = 86_400.0
+    max_deliveries: int = 5  # a task that killed its worker this many times goes to the dead-letter set
+    tick_seconds: float = 0.1  # delayed-set pump and lease reaper interval
+    limits: Limits = Limits()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:
+        env = os.environ if env is None else env
+        base = cls()
+
+        def num(key: str, default: float) -> float:
+            raw = env.get(key)
+            if raw is None or raw == "":
+                return default
+            try:
+                return float(raw)
+            except ValueError:
+                raise ValueError(f"{key} must be a number, got {raw!r}") from None
+
+        address = env.get("TASKTIDE_LISTEN", "") or env.get("TASKTIDE_ADDRESS", "") or base.address
+        return cls(
+            address=address,
+            redis_url=env.get("TASKTIDE_REDIS_URL", ""),
+            data_dir=env.get("TASKTIDE_DATA_DIR", base.data_dir),
+            scheduler_address=env.get("TASKTIDE_SCHEDULER_ADDRESS", ""),
+            registry_address=env.get("TASKTIDE_REGISTRY_ADDRESS", ""),
+            results_address=env.get("TASKTIDE_RESULTS_ADDRESS", ""),
+            lease_seconds=num("TASKTIDE_LEASE_SECONDS", base.lease_seconds),
+            result_expires=num("TASKTIDE_RESULT_EXPIRES", base.result_expires),
+            max_deliveries=int(num("TASKTIDE_MAX_DELIVERIES", base.max_deliveries)),
+            tick_seconds=num("TASKTIDE_TICK_SECONDS", base.tick_seconds),
+            limits=replace(
+                base.limits,
+                max_payload_bytes=int(num("TASKTIDE_MAX_PAYLOAD_BYTES", base.limits.max_payload_bytes)),
+            ),
+        )
+
+    def peer(self, which: str) -> str:
+        """Address of a peer service ("scheduler", "registry", "results")."""
+        return str(getattr(self, f"{which}_address")) or self.address

@@ -1,0 +1,68 @@
+"""The demo of `tasktide dev --demo`: a worker for the example app, tasks submitted in a batch,
+and their results streaming in over Watch, shown with a progress bar."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from tasktide import AsyncClient, TaskState
+from tasktide.v1 import task_pb2
+
+from tasktide._spec import build_spec
+
+
+async def run_demo(address: str, app_target: str, count: int) -> None:
+    console = Console()
+    env = {**os.environ, "TASKTIDE_ADDRESS": address}
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tasktide.cli", "--log-level", "WARNING", "worker", app_target, "--concurrency", "8",
+        env=env,
+    )
+    console.print(f"[bold]demo[/]: worker for {app_target} started (pid {worker.pid}); submitting {count} tasks")
+    module = app_target.split(":")[0].rsplit(".", 1)[-1]
+    prefix = "examples" if module == "app" else module
+    specs = []
+    for i in range(count):
+        if i % 4 == 0:
+            specs.append(build_spec(f"{prefix}.flaky", [i]))
+        elif i % 4 == 1:
+            specs.append(build_spec(f"{prefix}.resize", [f"photo-{i}.jpg", 640], priority=10))
+        else:
+            specs.append(build_spec(f"{prefix}.add", [i, i]))
+    specs.append(build_spec(f"{prefix}.fail", ["this one fails on purpose"]))
+    try:
+        async with AsyncClient(address) as client:
+            handles = await client.submit_many(specs)
+            ids = [h.id for h in handles]
+            outcome: dict[str, int] = {}
+            with Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=console,
+            ) as bar:
+                job = bar.add_task("results streaming in", total=len(ids))
+                async for ev in client.watch(ids):
+                    state = TaskState.from_proto(ev.state)
+                    if ev.progress_only or not state.is_final:
+                        if state is TaskState.RETRYING:
+                            bar.console.print(f"  retrying {ev.name} {ev.task_id[:8]}: {ev.error.message}")
+                        continue
+                    outcome[state.name] = outcome.get(state.name, 0) + 1
+                    bar.advance(job)
+                    if state is not TaskState.SUCCEEDED:
+                        bar.console.print(f"  {state.name.lower()} {ev.name} {ev.task_id[:8]}: {ev.error.type}: {ev.error.message}")
+            last = (await client.fetch([ids[1]]))[0]
+            console.print(f"[bold]demo[/]: {json.dumps(outcome)}; e.g. {last.name} -> {last.result.json.decode()}")
+            console.print(f"[bold]demo[/]: try `TASKTIDE_ADDRESS={address} tasktide submit {prefix}.add --args '[2, 3]' --wait`")
+        await worker.wait()
+    finally:
+        if worker.returncode is None:
+            worker.terminate()
+            await worker.wait()
+
+
+__all__ = ["run_demo", "task_pb2"]

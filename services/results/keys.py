@@ -1,0 +1,20 @@
+"""Every Redis key the results service owns. Keys of one task share the hash tag {id}.
+
+    tt:r:{id}:st      HASH    s state, n name, q queue, a attempt, w worker, u updated ms,
+                              res serialized Payload, err serialized TaskError
+    tt:r:{id}:ev      STREAM  the task's events, field e = serialized TaskEvent
+    tt:r:events       PUBSUB  comma-separated task ids that have new events
+Both keys of a task expire after the result expiry.
+"""
+
+from __future__ import annotations
+
+EVENTS = "tt:r:events"
+
+
+def state(task_id: str) -> str:
+    return f"tt:r:{{{task_id}}}:st"
+
+
+def events(task_id: str) -> str:
+    return f"tt:r:{{{task_id}}}:ev"

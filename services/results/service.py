@@ -1,0 +1,72 @@
+"""The Results gRPC service: record events, read results, wait for one, watch many."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+from tasktide.v1 import results_pb2, task_pb2
+
+from tasktide_services.common import validate
+from tasktide_services.common.errors import InvalidArgument
+from tasktide_services.common.notify import Notifier, wait_any
+from tasktide_services.common.settings import ServerSettings
+from tasktide_services.results.store import ResultsStore, is_final
+
+MAX_WAIT = 60.0
+POLL = 1.0  # a safety net under pub/sub wake-ups
+
+
+class ResultsService:
+    def __init__(self, store: ResultsStore, notifier: Notifier, settings: ServerSettings) -> None:
+        self.store = store
+        self.notifier = notifier
+        self.settings = settings
+
+    async def Record(self, req: results_pb2.RecordRequest, ctx: grpc.aio.ServicerContext) -> results_pb2.RecordResponse:
+        validate.batch_size(len(req.events), self.settings.limits)
+        for e in req.events:
+            validate.task_id(e.task_id)
+        return results_pb2.RecordResponse(accepted=await self.store.record(list(req.events)))
+
+    async def Get(self, req: results_pb2.GetRequest, ctx: grpc.aio.ServicerContext) -> results_pb2.GetResponse:
+        validate.batch_size(len(req.task_ids), self.settings.limits)
+        ids = [validate.task_id(t) for t in req.task_ids]
+        return results_pb2.GetResponse(results=await self.store.get(ids))
+
+    async def Wait(self, req: results_pb2.WaitRequest, ctx: grpc.aio.ServicerContext) -> task_pb2.TaskResult:
+        tid = validate.task_id(req.task_id)
+        if req.timeout < 0:
+            raise InvalidArgument("timeout must be non-negative")
+        deadline = time.monotonic() + min(req.timeout or MAX_WAIT, MAX_WAIT)
+        while True:
+            ev = self.notifier.event(tid)
+            (res,) = await self.store.get([tid])
+            left = deadline - time.monotonic()
+            if is_final(res.state) or left <= 0:
+                return res
+            await wait_any([ev], min(left, POLL))
+
+    async def Watch(
+        self, req: results_pb2.WatchRequest, ctx: grpc.aio.ServicerContext
+    ) -> AsyncIterator[task_pb2.TaskEvent]:
+        validate.batch_size(len(req.task_ids), self.settings.limits)
+        cursors = {validate.task_id(t): req.cursors.get(t, "") for t in req.task_ids}
+        pending = set(cursors)
+        sub = self.notifier.subscribe(pending)
+        try:
+            to_check: set[str] = set(pending)
+            while True:
+                for tid in to_check:
+                    for ev in await self.store.events_after(tid, cursors[tid]):
+                        cursors[tid] = ev.cursor
+                        yield ev
+                        if req.until_final and is_final(ev.state) and not ev.progress_only:
+                            pending.discard(tid)
+                if req.until_final and not pending:
+                    return
+                woken = await sub.next_batch(POLL)
+                to_check = (woken & pending) if woken is not None else set(pending)
+        finally:
+            self.notifier.unsubscribe(sub)

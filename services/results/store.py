@@ -1,0 +1,84 @@
+"""The results service's transitions on Redis: per-task state and event log (keys.py, scripts.lua)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from redis.asyncio import Redis
+from tasktide.v1 import task_pb2
+
+from tasktide_services.common.lua import load_scripts
+from tasktide_services.results import keys
+
+FINAL = frozenset(range(task_pb2.TASK_STATE_SUCCEEDED, task_pb2.TASK_STATE_DEAD + 1))
+
+
+def is_final(state: int) -> bool:
+    return state in FINAL
+
+
+class ResultsStore:
+    def __init__(self, redis: Redis, expire_seconds: float) -> None:
+        self.redis = redis
+        self.expire_ms = int(expire_seconds * 1000)
+        self._s = load_scripts(redis, Path(__file__).with_name("scripts.lua"))
+
+    async def record(self, events: list[task_pb2.TaskEvent]) -> list[bool]:
+        if not events:
+            return []
+        script = self._s["record"]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for e in events:
+                argv = [
+                    e.state,
+                    1 if e.progress_only else 0,
+                    self.expire_ms,
+                    e.SerializeToString(),
+                    e.name,
+                    e.queue,
+                    e.attempt,
+                    e.worker_id,
+                    e.at_ms,
+                    e.result.SerializeToString() if e.HasField("result") else b"",
+                    e.error.SerializeToString() if e.HasField("error") else b"",
+                ]
+                await script([keys.state(e.task_id), keys.events(e.task_id)], argv, client=pipe)
+            pipe.publish(keys.EVENTS, ",".join({e.task_id for e in events}))
+            res = await pipe.execute()
+        return [bool(r) for r in res[:-1]]
+
+    async def get(self, task_ids: list[str]) -> list[task_pb2.TaskResult]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for tid in task_ids:
+                pipe.hgetall(keys.state(tid))
+            rows = await pipe.execute()
+        return [_result(tid, row) for tid, row in zip(task_ids, rows, strict=True)]
+
+    async def events_after(self, task_id: str, cursor: str, count: int = 500) -> list[task_pb2.TaskEvent]:
+        start = f"({cursor}" if cursor else "-"
+        rows = await self.redis.xrange(keys.events(task_id), min=start, max="+", count=count)
+        out = []
+        for entry_id, fields in rows:
+            ev = task_pb2.TaskEvent.FromString(fields[b"e"])
+            ev.cursor = entry_id.decode()
+            out.append(ev)
+        return out
+
+
+def _result(task_id: str, row: dict[bytes, bytes]) -> task_pb2.TaskResult:
+    if not row:
+        return task_pb2.TaskResult(task_id=task_id, found=False)
+    r = task_pb2.TaskResult(
+        task_id=task_id,
+        found=True,
+        state=int(row[b"s"]),
+        name=row.get(b"n", b"").decode(),
+        attempt=int(row.get(b"a", b"0")),
+        updated_ms=int(row.get(b"u", b"0")),
+        worker_id=row.get(b"w", b"").decode(),
+    )
+    if b"res" in row:
+        r.result.ParseFromString(row[b"res"])
+    if b"err" in row:
+        r.error.ParseFromString(row[b"err"])
+    return r

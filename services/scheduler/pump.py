@@ -1,0 +1,42 @@
+"""Moves tasks whose time has come from the delayed set to the registry's ready queues."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from tasktide.v1 import task_pb2
+
+from tasktide_services.common.events import event, now_ms
+from tasktide_services.scheduler.service import SchedulerService
+from tasktide_services.scheduler.store import SchedulerStore
+
+log = logging.getLogger("tasktide.scheduler.pump")
+
+HANDOVER_MS = 30_000
+BATCH = 500
+
+
+async def pump_once(store: SchedulerStore, service: SchedulerService) -> int:
+    ids = await store.claim_due(now_ms(), HANDOVER_MS, BATCH)
+    if not ids:
+        return 0
+    tasks = [t for t in await store.load(ids) if t is not None]
+    for t in tasks:
+        t.state = task_pb2.TASK_STATE_QUEUED
+    await service.hand_over(tasks, [event(t, task_pb2.TASK_STATE_QUEUED) for t in tasks])
+    await store.handed_over(ids)
+    return len(ids)
+
+
+async def run_pump(store: SchedulerStore, service: SchedulerService, tick: float) -> None:
+    while True:
+        try:
+            moved = await pump_once(store, service)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - keep pumping; the tasks stay in :moving and return
+            log.exception("delayed pump failed")
+            moved = 0
+        if moved < BATCH:
+            await asyncio.sleep(tick)

@@ -1,0 +1,103 @@
+"""Assembling services on a grpc.aio server: the chosen services, health checking and reflection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from redis.asyncio import Redis
+from tasktide.v1 import results_pb2, scheduler_pb2, worker_pb2
+
+from tasktide_services.common.notify import Notifier
+from tasktide_services.common.peers import Peers
+from tasktide_services.common.rpc import add_service
+from tasktide_services.common.settings import ServerSettings
+from tasktide_services.results import keys as results_keys
+from tasktide_services.results.service import ResultsService
+from tasktide_services.results.store import ResultsStore
+from tasktide_services.scheduler.pump import run_pump
+from tasktide_services.scheduler.service import SchedulerService
+from tasktide_services.scheduler.store import SchedulerStore
+from tasktide_services.worker import keys as registry_keys
+from tasktide_services.worker.service import RegistryService, run_reaper
+from tasktide_services.worker.store import RegistryStore
+
+log = logging.getLogger("tasktide.server")
+
+ALL = ("scheduler", "registry", "results")
+
+_DESCRIPTORS = {
+    "scheduler": scheduler_pb2.DESCRIPTOR.services_by_name["Scheduler"],
+    "registry": worker_pb2.DESCRIPTOR.services_by_name["Registry"],
+    "results": results_pb2.DESCRIPTOR.services_by_name["Results"],
+}
+
+
+@dataclass
+class Running:
+    server: grpc.aio.Server
+    port: int
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.server.stop(grace)
+        for t in self.background:
+            t.cancel()
+        for t in self.background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        for close in reversed(self.closers):
+            with contextlib.suppress(Exception):
+                await close()
+
+
+async def start(settings: ServerSettings, redis: Redis, which: tuple[str, ...] = ALL) -> Running:
+    """Start the named services on settings.address; returns once the port is bound."""
+    opts = [
+        ("grpc.max_send_message_length", settings.limits.max_message_bytes),
+        ("grpc.max_receive_message_length", settings.limits.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.aio.server(options=opts)
+    port = server.add_insecure_port(settings.address)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {settings.address}")
+    host = settings.address.rsplit(":", 1)[0]
+    settings = replace(settings, address=f"{host}:{port}")
+    peers = Peers(settings)
+    running = Running(server, port)
+    running.closers.append(peers.close)
+    if "scheduler" in which:
+        sstore = SchedulerStore(redis, settings.result_expires)
+        scheduler = SchedulerService(sstore, peers, settings)
+        add_service(server, _DESCRIPTORS["scheduler"], scheduler)
+        running.background.append(asyncio.create_task(run_pump(sstore, scheduler, settings.tick_seconds)))
+    if "registry" in which:
+        rstore = RegistryStore(redis)
+        rnotify = Notifier(redis, registry_keys.NOTIFY)
+        await rnotify.start()
+        running.closers.append(rnotify.stop)
+        add_service(server, _DESCRIPTORS["registry"], RegistryService(rstore, rnotify, peers, settings))
+        running.background.append(asyncio.create_task(run_reaper(rstore, peers, settings)))
+    if "results" in which:
+        nstore = ResultsStore(redis, settings.result_expires)
+        nnotify = Notifier(redis, results_keys.EVENTS)
+        await nnotify.start()
+        running.closers.append(nnotify.stop)
+        add_service(server, _DESCRIPTORS["results"], ResultsService(nstore, nnotify, settings))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [_DESCRIPTORS[w].full_name for w in which]
+    for name in [*names, ""]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    await server.start()
+    log.info("serving %s on %s", ", ".join(which), settings.address)
+    return running

@@ -1,0 +1,33 @@
+"""Every Redis key the worker registry owns. Keys of one queue share the hash tag {queue}, so the
+scripts in store.py touch one cluster slot.
+
+    tt:w:{q}:ready       ZSET   task id -> score; lowest runs first (priority band, then arrival)
+    tt:w:{q}:task        HASH   task id -> 3-digit priority band + serialized tasktide.v1.Task
+    tt:w:{q}:leases      ZSET   task id -> lease deadline (Unix ms)
+    tt:w:{q}:tokens      HASH   task id -> fencing token of the current lease
+    tt:w:{q}:deliveries  HASH   task id -> times delivered
+    tt:w:{q}:fence       STRING counter for fencing tokens and arrival order
+    tt:w:{q}:dead        ZSET   task id -> time it was dead-lettered (its task bytes stay in :task)
+    tt:w:queues          SET    every queue name seen
+    tt:w:workers         HASH   session id -> serialized WorkerInfo
+    tt:w:notify          PUBSUB queue names that received work
+"""
+
+from __future__ import annotations
+
+QUEUES = "tt:w:queues"
+WORKERS = "tt:w:workers"
+NOTIFY = "tt:w:notify"
+
+# The score of a ready task: band * 2**40 + arrival. Band 0 is priority 100, band 200 is -100.
+BAND_SHIFT = 2**40
+
+
+def band(priority: int) -> int:
+    return 100 - priority
+
+
+def queue_keys(q: str) -> list[str]:
+    """KEYS of every queue script, in this order."""
+    p = f"tt:w:{{{q}}}"
+    return [f"{p}:ready", f"{p}:task", f"{p}:leases", f"{p}:tokens", f"{p}:deliveries", f"{p}:fence", f"{p}:dead"]

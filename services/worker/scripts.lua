@@ -1,0 +1,113 @@
+-- Transitions of the worker registry. Every script takes the KEYS of keys.queue_keys(q):
+--   KEYS[1] ready  KEYS[2] task  KEYS[3] leases  KEYS[4] tokens  KEYS[5] deliveries
+--   KEYS[6] fence  KEYS[7] dead
+-- Each section below, from "--! name" to the next, is loaded as one script.
+
+--! enqueue
+-- ARGV: queue, notify channel, then triples (id, band, task bytes). A task already known is skipped.
+local added = 0
+for i = 3, #ARGV, 3 do
+  local id = ARGV[i]
+  if redis.call('HSETNX', KEYS[2], id, string.format('%03d', ARGV[i + 1]) .. ARGV[i + 2]) == 1 then
+    local seq = redis.call('INCR', KEYS[6])
+    redis.call('ZADD', KEYS[1], tonumber(ARGV[i + 1]) * 1099511627776 + seq, id)
+    added = added + 1
+  end
+end
+if added > 0 then redis.call('PUBLISH', ARGV[2], ARGV[1]) end
+return added
+
+--! dispatch
+-- ARGV: now ms, lease ms, max count. Leases up to max ready tasks.
+-- Returns a flat list: id, token, delivery, task value, ...
+local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+if #ids == 0 then return {} end
+redis.call('ZREM', KEYS[1], unpack(ids))
+local deadline = tonumber(ARGV[1]) + tonumber(ARGV[2])
+local out = {}
+for _, id in ipairs(ids) do
+  local value = redis.call('HGET', KEYS[2], id)
+  if value then
+    local token = redis.call('INCR', KEYS[6])
+    redis.call('HSET', KEYS[4], id, token)
+    redis.call('ZADD', KEYS[3], deadline, id)
+    local d = redis.call('HINCRBY', KEYS[5], id, 1)
+    out[#out + 1] = id
+    out[#out + 1] = token
+    out[#out + 1] = d
+    out[#out + 1] = value
+  end
+end
+return out
+
+--! extend
+-- ARGV: new deadline ms, then pairs (id, token). Extends current leases; returns ids whose token is stale.
+local stale = {}
+for i = 2, #ARGV, 2 do
+  if redis.call('HGET', KEYS[4], ARGV[i]) == ARGV[i + 1] then
+    redis.call('ZADD', KEYS[3], 'XX', ARGV[1], ARGV[i])
+  else
+    stale[#stale + 1] = ARGV[i]
+  end
+end
+return stale
+
+--! complete
+-- ARGV: pairs (id, token). Ends current leases and forgets their tasks; returns how many ended.
+local n = 0
+for i = 1, #ARGV, 2 do
+  local id = ARGV[i]
+  if redis.call('HGET', KEYS[4], id) == ARGV[i + 1] then
+    redis.call('HDEL', KEYS[4], id)
+    redis.call('ZREM', KEYS[3], id)
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('HDEL', KEYS[5], id)
+    n = n + 1
+  end
+end
+return n
+
+--! release
+-- ARGV: queue, notify channel, then pairs (id, token). Puts leased tasks that were not started back
+-- at the front of their priority band; the delivery does not count.
+local n = 0
+for i = 3, #ARGV, 2 do
+  local id = ARGV[i]
+  if redis.call('HGET', KEYS[4], id) == ARGV[i + 1] then
+    redis.call('HDEL', KEYS[4], id)
+    redis.call('ZREM', KEYS[3], id)
+    redis.call('HINCRBY', KEYS[5], id, -1)
+    local value = redis.call('HGET', KEYS[2], id)
+    if value then
+      redis.call('ZADD', KEYS[1], tonumber(string.sub(value, 1, 3)) * 1099511627776, id)
+      n = n + 1
+    end
+  end
+end
+if n > 0 then redis.call('PUBLISH', ARGV[2], ARGV[1]) end
+return n
+
+--! reap
+-- ARGV: queue, notify channel, now ms, max deliveries, limit. Expired leases go back to ready, or to
+-- the dead-letter set once delivered max times. Returns {requeued count, dead id, dead id, ...}.
+local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[5]))
+local requeued = 0
+local out = {0}
+for _, id in ipairs(expired) do
+  redis.call('ZREM', KEYS[3], id)
+  redis.call('HDEL', KEYS[4], id)
+  local value = redis.call('HGET', KEYS[2], id)
+  if value then
+    local d = tonumber(redis.call('HGET', KEYS[5], id) or '0')
+    if d >= tonumber(ARGV[4]) then
+      redis.call('ZADD', KEYS[7], ARGV[3], id)
+      out[#out + 1] = id
+    else
+      redis.call('ZADD', KEYS[1], tonumber(string.sub(value, 1, 3)) * 1099511627776, id)
+      requeued = requeued + 1
+    end
+  end
+end
+out[1] = requeued
+if requeued > 0 then redis.call('PUBLISH', ARGV[2], ARGV[1]) end
+return out
