@@ -1,0 +1,110 @@
+"""Submit, dispatch, execute and results over real gRPC and Redis."""
+
+from __future__ import annotations
+
+import pytest
+import tasktide
+from tasktide import TaskState
+from tasktide_services.testing import run_worker_thread
+
+from tests.tasks_app import app
+
+
+def test_delay_and_get(platform, client, queue_name):
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        h = client.submit("t.add", [1, 2], queue=queue_name)
+        assert h.get(timeout=10) == 3
+        assert isinstance(h.get(timeout=10), int)
+        assert h.status() is TaskState.SUCCEEDED
+
+
+def test_app_delay_uses_app_settings(platform, queue_name):
+    local = tasktide.App("t", address=platform.address)
+    add = local.task(name="t.add")(lambda x, y: x + y)
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        assert add.apply_async((20, 22), queue=queue_name).get(timeout=10) == 42
+    local.close()
+
+
+def test_async_task(platform, client, queue_name):
+    with run_worker_thread(app, platform.address, queues=(queue_name,), pool="asyncio"):
+        assert client.submit("t.async_add", [2, 5], queue=queue_name).get(timeout=10) == 7
+
+
+def test_remote_error_carries_type_message_traceback(platform, client, queue_name):
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        h = client.submit("t.boom", ["kaput"], queue=queue_name)
+        with pytest.raises(tasktide.TaskFailed) as info:
+            h.get(timeout=10)
+    err = info.value
+    assert err.remote_type == "ValueError"
+    assert err.remote_message == "kaput"
+    assert "raise ValueError(message)" in err.remote_traceback
+    assert h.status() is TaskState.FAILED
+
+
+def test_unknown_task_name_waits_then_fails_on_worker(platform, client, queue_name):
+    h = client.submit("t.nobody_has_this", [], queue=queue_name)
+    assert h.status() is TaskState.QUEUED
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        with pytest.raises(tasktide.TaskFailed) as info:
+            h.get(timeout=10)
+    assert info.value.remote_type == "tasktide.UnknownTask"
+
+
+def test_watch_streams_events_for_many_tasks(platform, client, queue_name):
+    handles = [client.submit("t.add", [i, i], queue=queue_name) for i in range(20)]
+    ids = [h.id for h in handles]
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        finals = {}
+        for ev in client.watch(ids):
+            state = TaskState.from_proto(ev.state)
+            if state.is_final:
+                finals[ev.task_id] = state
+    assert set(finals) == set(ids)
+    assert set(finals.values()) == {TaskState.SUCCEEDED}
+
+
+def test_late_watcher_misses_nothing_and_resumes_from_cursor(platform, client, queue_name):
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        h = client.submit("t.add", [1, 1], queue=queue_name)
+        h.get(timeout=10)
+    events = list(client.watch([h.id]))
+    states = [TaskState.from_proto(e.state) for e in events]
+    assert states == [TaskState.QUEUED, TaskState.RUNNING, TaskState.SUCCEEDED]
+    resumed = list(client.watch([h.id], cursors={h.id: events[0].cursor}))
+    assert [e.cursor for e in resumed] == [e.cursor for e in events[1:]]
+
+
+def test_batch_submit_and_wait_many(platform, client, queue_name):
+    specs = [app.tasks["t.add"].spec([i, 1], queue=queue_name) for i in range(300)]
+    handles = client.submit_many(specs)
+    with run_worker_thread(app, platform.address, queues=(queue_name,), concurrency=8):
+        values = [h.get(timeout=30) for h in handles]
+    assert values == [i + 1 for i in range(300)]
+
+
+def test_idempotency_key_returns_existing_task(platform, client, queue_name):
+    a = client.submit("t.add", [1, 2], queue=queue_name, idempotency_key=f"k-{queue_name}")
+    b = client.submit("t.add", [1, 2], queue=queue_name, idempotency_key=f"k-{queue_name}")
+    assert a.id == b.id
+
+
+def test_countdown_waits_on_server(platform, client, queue_name):
+    import time
+
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        t0 = time.time()
+        h = client.submit("t.add", [1, 2], queue=queue_name, countdown=0.5)
+        assert h.status() is TaskState.SCHEDULED
+        assert h.get(timeout=10) == 3
+        assert time.time() - t0 >= 0.5
+
+
+def test_retry_then_success(platform, client, queue_name, tmp_path):
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        h = client.submit("t.fails_once", [str(tmp_path / "m")], queue=queue_name, max_retries=2)
+        assert h.get(timeout=10) == "second attempt ok"
+    states = [TaskState.from_proto(e.state) for e in client.watch([h.id])]
+    assert TaskState.RETRYING in states
+    assert states[-1] is TaskState.SUCCEEDED
