@@ -29,8 +29,14 @@ def _parser(command: str) -> argparse.ArgumentParser:
     p.add_argument("--redis-url", help="Redis to use (default: $TASKTIDE_REDIS_URL)")
     if command == "dev":
         p.add_argument("--data-dir", help="embedded Redis data folder (default: .tasktide)")
-        p.add_argument("--demo", nargs="?", const="examples.app:app", default=None, metavar="MODULE:APP",
-                       help="also run a worker for MODULE:APP and submit demo tasks")
+        p.add_argument(
+            "--demo",
+            nargs="?",
+            const="examples.app:app",
+            default=None,
+            metavar="MODULE:APP",
+            help="also run a worker for MODULE:APP and submit demo tasks",
+        )
         p.add_argument("--demo-tasks", type=int, default=200)
     return p
 
@@ -45,7 +51,9 @@ async def _serve(settings: ServerSettings, which: tuple[str, ...], demo: str | N
     try:
         redis = await connect(url)
         running = await start(settings, redis, which)
-        print(f"tasktide {'dev' if which == ALL else which[0]} listening on {settings.address.rsplit(':', 1)[0]}:{running.port}", flush=True)
+        name = "dev" if which == ALL else which[0]
+        host = settings.address.rsplit(":", 1)[0]
+        print(f"tasktide {name} listening on {host}:{running.port}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -88,8 +96,10 @@ def main(argv: list[str]) -> int:
         demo, demo_tasks = args.demo, args.demo_tasks
     elif command in ALL:
         if not settings.redis_url:
-            print(f"tasktide {command}: set TASKTIDE_REDIS_URL (or --redis-url); only `tasktide dev` embeds Redis",
-                  file=sys.stderr)
+            print(
+                f"tasktide {command}: set TASKTIDE_REDIS_URL (or --redis-url); only `tasktide dev` embeds Redis",
+                file=sys.stderr,
+            )
             return 2
         which, demo, demo_tasks = (command,), None, 0
     else:

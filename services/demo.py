@@ -10,17 +10,25 @@ import sys
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from tasktide import AsyncClient, TaskState
-from tasktide.v1 import task_pb2
 
+from tasktide import AsyncClient, TaskState
 from tasktide._spec import build_spec
+from tasktide.v1 import task_pb2
 
 
 async def run_demo(address: str, app_target: str, count: int) -> None:
     console = Console()
     env = {**os.environ, "TASKTIDE_ADDRESS": address}
     worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tasktide.cli", "--log-level", "WARNING", "worker", app_target, "--concurrency", "8",
+        sys.executable,
+        "-m",
+        "tasktide.cli",
+        "--log-level",
+        "WARNING",
+        "worker",
+        app_target,
+        "--concurrency",
+        "8",
         env=env,
     )
     console.print(f"[bold]demo[/]: worker for {app_target} started (pid {worker.pid}); submitting {count} tasks")
@@ -41,7 +49,10 @@ async def run_demo(address: str, app_target: str, count: int) -> None:
             ids = [h.id for h in handles]
             outcome: dict[str, int] = {}
             with Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
                 console=console,
             ) as bar:
                 job = bar.add_task("results streaming in", total=len(ids))
@@ -54,10 +65,14 @@ async def run_demo(address: str, app_target: str, count: int) -> None:
                     outcome[state.name] = outcome.get(state.name, 0) + 1
                     bar.advance(job)
                     if state is not TaskState.SUCCEEDED:
-                        bar.console.print(f"  {state.name.lower()} {ev.name} {ev.task_id[:8]}: {ev.error.type}: {ev.error.message}")
+                        bar.console.print(
+                            f"  {state.name.lower()} {ev.name} {ev.task_id[:8]}: {ev.error.type}: {ev.error.message}"
+                        )
             last = (await client.fetch([ids[1]]))[0]
             console.print(f"[bold]demo[/]: {json.dumps(outcome)}; e.g. {last.name} -> {last.result.json.decode()}")
-            console.print(f"[bold]demo[/]: try `TASKTIDE_ADDRESS={address} tasktide submit {prefix}.add --args '[2, 3]' --wait`")
+            console.print(
+                f"[bold]demo[/]: try `TASKTIDE_ADDRESS={address} tasktide submit {prefix}.add --args '[2, 3]' --wait`"
+            )
         await worker.wait()
     finally:
         if worker.returncode is None:

@@ -12,8 +12,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.asyncio import Redis
-from tasktide.v1 import results_pb2, scheduler_pb2, worker_pb2
 
+from tasktide.v1 import results_pb2, scheduler_pb2, worker_pb2
 from tasktide_services.common.notify import Notifier
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.rpc import add_service

@@ -23,12 +23,11 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import pytest
+
 from tasktide import App, Client, ClientSettings
 from tasktide.worker import Worker, WorkerConfig
-
 from tasktide_services.common.redis_conn import connect
 from tasktide_services.common.redis_server import LocalRedis, start_redis
 from tasktide_services.common.settings import ServerSettings
@@ -107,8 +106,9 @@ def run_worker_thread(app: App, address: str, **config: object) -> Iterator[Work
         t.join(20)
 
 
-def spawn(*args: str, env: dict[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
-          **kw: object) -> subprocess.Popen[str]:
+def spawn(
+    *args: str, env: dict[str, str] | None = None, cwd: str | os.PathLike[str] | None = None, **kw: object
+) -> subprocess.Popen[str]:
     """Start `python -m tasktide.cli ARGS` with the test's environment plus `env`."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
@@ -150,5 +150,3 @@ def client(platform: PlatformThread) -> Iterator[Client]:
 @pytest.fixture()
 def queue_name() -> str:
     return f"q-{uuid.uuid4().hex[:10]}"
-
-

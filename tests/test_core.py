@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+
 import tasktide
 from tasktide import TaskState
 from tasktide_services.testing import run_worker_thread
-
 from tests.tasks_app import app
 
 

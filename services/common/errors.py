@@ -1,10 +1,10 @@
 """The server's error tree. Each maps to one gRPC status at the RPC boundary (common/rpc.py).
 
-    ServiceError                 INTERNAL
-    ├── InvalidArgument          INVALID_ARGUMENT
-    ├── NotFound                 NOT_FOUND
-    ├── ResourceExhausted        RESOURCE_EXHAUSTED
-    └── FailedPrecondition       FAILED_PRECONDITION
+ServiceError                 INTERNAL
+├── InvalidArgument          INVALID_ARGUMENT
+├── NotFound                 NOT_FOUND
+├── ResourceExhausted        RESOURCE_EXHAUSTED
+└── FailedPrecondition       FAILED_PRECONDITION
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ class Subscription:
         """The keys named since the last call; None when `timeout` passed with none."""
         try:
             first = await asyncio.wait_for(self.queue.get(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
         got = {first}
         while not self.queue.empty():

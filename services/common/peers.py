@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import grpc
-from tasktide.v1 import results_pb2_grpc, scheduler_pb2_grpc, worker_pb2_grpc
 
+from tasktide.v1 import results_pb2_grpc, scheduler_pb2_grpc, worker_pb2_grpc
 from tasktide_services.common.settings import ServerSettings
 
 

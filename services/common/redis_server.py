@@ -64,13 +64,20 @@ def start_redis(data_dir: str | os.PathLike[str], port: int = 0, appendonly: boo
     port = port or free_port()
     args = [
         find_redis_server(),
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--dir", str(data),
-        "--appendonly", "yes" if appendonly else "no",
-        "--save", "",
-        "--daemonize", "no",
-        "--logfile", str(data / "redis.log"),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data),
+        "--appendonly",
+        "yes" if appendonly else "no",
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+        "--logfile",
+        str(data / "redis.log"),
     ]
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 15

@@ -28,9 +28,7 @@ async def _parse(cls: type[Message], raw: bytes, context: grpc.aio.ServicerConte
     try:
         return cls.FromString(raw)
     except (DecodeError, RuntimeError, ValueError) as exc:
-        await context.abort(
-            grpc.StatusCode.INVALID_ARGUMENT, f"malformed {cls.DESCRIPTOR.full_name}: {exc}"
-        )
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed {cls.DESCRIPTOR.full_name}: {exc}")
         raise  # unreachable: abort raises
 
 

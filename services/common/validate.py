@@ -6,7 +6,6 @@ import json
 import re
 
 from tasktide.v1 import task_pb2
-
 from tasktide_services.common.errors import InvalidArgument, ResourceExhausted
 from tasktide_services.common.settings import Limits
 
@@ -25,9 +24,7 @@ def task_id(value: str) -> str:
 def queue_name(value: str, limits: Limits) -> str:
     value = value or DEFAULT_QUEUE
     if len(value) > limits.max_queue_length or not QUEUE_NAME.fullmatch(value):
-        raise InvalidArgument(
-            f"invalid queue name {value[:80]!r}: 1..{limits.max_queue_length} of A-Z a-z 0-9 _ . : -"
-        )
+        raise InvalidArgument(f"invalid queue name {value[:80]!r}: 1..{limits.max_queue_length} of A-Z a-z 0-9 _ . : -")
     return value
 
 

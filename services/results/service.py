@@ -6,8 +6,8 @@ import time
 from collections.abc import AsyncIterator
 
 import grpc
-from tasktide.v1 import results_pb2, task_pb2
 
+from tasktide.v1 import results_pb2, task_pb2
 from tasktide_services.common import validate
 from tasktide_services.common.errors import InvalidArgument
 from tasktide_services.common.notify import Notifier, wait_any

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from redis.asyncio import Redis
-from tasktide.v1 import task_pb2
 
+from tasktide.v1 import task_pb2
 from tasktide_services.common.lua import load_scripts
 from tasktide_services.results import keys
 

@@ -1,9 +1,9 @@
 """Every Redis key the scheduler owns.
 
-    tt:s:task:{id}        STRING  serialized tasktide.v1.Task (the task record); expires with results
-    tt:s:idem:{key}       STRING  task id submitted under an idempotency key
-    tt:s:delayed          ZSET    task id -> Unix ms when it may run (countdown, ETA, retry backoff)
-    tt:s:moving           ZSET    task id -> deadline; claimed from :delayed, being handed to the registry
+tt:s:task:{id}        STRING  serialized tasktide.v1.Task (the task record); expires with results
+tt:s:idem:{key}       STRING  task id submitted under an idempotency key
+tt:s:delayed          ZSET    task id -> Unix ms when it may run (countdown, ETA, retry backoff)
+tt:s:moving           ZSET    task id -> deadline; claimed from :delayed, being handed to the registry
 """
 
 from __future__ import annotations

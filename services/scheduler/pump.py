@@ -6,7 +6,6 @@ import asyncio
 import logging
 
 from tasktide.v1 import task_pb2
-
 from tasktide_services.common.events import event, now_ms
 from tasktide_services.scheduler.service import SchedulerService
 from tasktide_services.scheduler.store import SchedulerStore

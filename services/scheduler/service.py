@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 
 import grpc
-from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2
 
+from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2
 from tasktide_services.common import validate
 from tasktide_services.common.errors import NotFound
 from tasktide_services.common.events import event, now_ms
@@ -23,7 +23,9 @@ class SchedulerService:
         self.peers = peers
         self.settings = settings
 
-    async def Submit(self, req: scheduler_pb2.SubmitRequest, ctx: grpc.aio.ServicerContext) -> scheduler_pb2.SubmitResponse:
+    async def Submit(
+        self, req: scheduler_pb2.SubmitRequest, ctx: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.SubmitResponse:
         return (await self._submit([req.spec]))[0]
 
     async def SubmitBatch(
@@ -83,20 +85,22 @@ class SchedulerService:
             task.attempt = res.results[0].attempt
         return task
 
-    async def Cancel(self, req: scheduler_pb2.CancelRequest, ctx: grpc.aio.ServicerContext) -> scheduler_pb2.CancelResponse:
+    async def Cancel(
+        self, req: scheduler_pb2.CancelRequest, ctx: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.CancelResponse:
         tid = validate.task_id(req.task_id)
         (task,) = await self.store.load([tid])
         if task is None:
             raise NotFound(f"no task with id {tid}")
         if await self.store.unschedule(tid):
-            await self.peers.results.Record(
-                results_pb2.RecordRequest(events=[event(task, S.TASK_STATE_CANCELLED)])
-            )
+            await self.peers.results.Record(results_pb2.RecordRequest(events=[event(task, S.TASK_STATE_CANCELLED)]))
             return scheduler_pb2.CancelResponse(state=S.TASK_STATE_CANCELLED)
         res = await self.peers.results.Get(results_pb2.GetRequest(task_ids=[tid]))
         return scheduler_pb2.CancelResponse(state=res.results[0].state)
 
-    async def Retry(self, req: scheduler_pb2.RetryRequest, ctx: grpc.aio.ServicerContext) -> scheduler_pb2.RetryResponse:
+    async def Retry(
+        self, req: scheduler_pb2.RetryRequest, ctx: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.RetryResponse:
         task = req.task
         validate.task_id(task.id)
         now = now_ms()

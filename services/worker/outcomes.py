@@ -9,7 +9,6 @@ to expire and the task to run again (at-least-once), never a lost result.
 from __future__ import annotations
 
 from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2
-
 from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.peers import Peers
 from tasktide_services.worker.store import RegistryStore
@@ -51,7 +50,9 @@ class OutcomeHandler:
             task = tasks.get(o.task_id) or task_pb2.Task(id=o.task_id, attempt=o.attempt)
             task.attempt = o.attempt
             if o.kind == task_pb2.OUTCOME_KIND_RETRY:
-                events.append(event(task, task_pb2.TASK_STATE_RETRYING, o.finished_ms, worker_id=o.worker_id, error=o.error))
+                events.append(
+                    event(task, task_pb2.TASK_STATE_RETRYING, o.finished_ms, worker_id=o.worker_id, error=o.error)
+                )
                 retries.append((o, task))
                 continue
             state = _FINAL_STATE.get(o.kind, task_pb2.TASK_STATE_FAILED)

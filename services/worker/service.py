@@ -8,8 +8,8 @@ import uuid
 from collections.abc import AsyncIterator
 
 import grpc
-from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2
 
+from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2
 from tasktide_services.common import validate
 from tasktide_services.common.errors import InvalidArgument
 from tasktide_services.common.events import event, now_ms
@@ -49,17 +49,23 @@ class RegistryService:
         self.lease_ms = int(settings.lease_seconds * 1000)
         self.outcomes = OutcomeHandler(store, peers, self.lease_ms)
 
-    async def Enqueue(self, req: worker_pb2.EnqueueRequest, ctx: grpc.aio.ServicerContext) -> worker_pb2.EnqueueResponse:
+    async def Enqueue(
+        self, req: worker_pb2.EnqueueRequest, ctx: grpc.aio.ServicerContext
+    ) -> worker_pb2.EnqueueResponse:
         validate.batch_size(len(req.tasks), self.settings.limits)
         for t in req.tasks:
             validate.task_id(t.id)
             validate.spec(t.spec, self.settings.limits)
         return worker_pb2.EnqueueResponse(enqueued=await self.store.enqueue(list(req.tasks)))
 
-    async def ListWorkers(self, req: worker_pb2.ListWorkersRequest, ctx: grpc.aio.ServicerContext) -> worker_pb2.ListWorkersResponse:
+    async def ListWorkers(
+        self, req: worker_pb2.ListWorkersRequest, ctx: grpc.aio.ServicerContext
+    ) -> worker_pb2.ListWorkersResponse:
         return worker_pb2.ListWorkersResponse(workers=await self.store.workers())
 
-    async def QueueStats(self, req: worker_pb2.QueueStatsRequest, ctx: grpc.aio.ServicerContext) -> worker_pb2.QueueStatsResponse:
+    async def QueueStats(
+        self, req: worker_pb2.QueueStatsRequest, ctx: grpc.aio.ServicerContext
+    ) -> worker_pb2.QueueStatsResponse:
         return worker_pb2.QueueStatsResponse(queues=await self.store.stats())
 
     async def Session(
@@ -76,8 +82,14 @@ class RegistryService:
         session = _Session(uuid.uuid4().hex, hello)
         now = now_ms()
         info = worker_pb2.WorkerInfo(
-            worker_id=hello.worker_id, session_id=session.id, hostname=hello.hostname, pid=hello.pid,
-            queues=hello.queues, concurrency=hello.concurrency, connected_ms=now, last_seen_ms=now,
+            worker_id=hello.worker_id,
+            session_id=session.id,
+            hostname=hello.hostname,
+            pid=hello.pid,
+            queues=hello.queues,
+            concurrency=hello.concurrency,
+            connected_ms=now,
+            last_seen_ms=now,
             language=hello.language,
         )
         await self.store.put_worker(info)
@@ -113,9 +125,11 @@ class RegistryService:
                     stale = await self.store.extend(list(msg.heartbeat.leases), now_ms() + self.lease_ms)
                     for ref in msg.heartbeat.leases:
                         if ref.task_id in stale:
-                            session.out.put_nowait(worker_pb2.RegistryMessage(
-                                rejected=worker_pb2.LeaseRejected(lease=ref, reason="lease expired")
-                            ))
+                            session.out.put_nowait(
+                                worker_pb2.RegistryMessage(
+                                    rejected=worker_pb2.LeaseRejected(lease=ref, reason="lease expired")
+                                )
+                            )
                 elif kind == "release":
                     await self.store.release(list(msg.release.leases))
                 elif kind == "progress":
@@ -139,18 +153,22 @@ class RegistryService:
                     break
                 for item in await self.store.dispatch(q, now_ms(), self.lease_ms, want):
                     item.task.state = task_pb2.TASK_STATE_RUNNING
-                    assignments.append(worker_pb2.Assignment(
-                        task=item.task, lease_token=item.token,
-                        deadline_ms=now_ms() + self.lease_ms, delivery=item.delivery,
-                    ))
+                    assignments.append(
+                        worker_pb2.Assignment(
+                            task=item.task,
+                            lease_token=item.token,
+                            deadline_ms=now_ms() + self.lease_ms,
+                            delivery=item.delivery,
+                        )
+                    )
                     leased.append(item.task)
             if not assignments:
                 await wait_any(wake, IDLE_POLL)
                 continue
             session.credit -= len(assignments)
-            session.out.put_nowait(worker_pb2.RegistryMessage(
-                assignments=worker_pb2.AssignmentBatch(assignments=assignments)
-            ))
+            session.out.put_nowait(
+                worker_pb2.RegistryMessage(assignments=worker_pb2.AssignmentBatch(assignments=assignments))
+            )
             started = [event(t, task_pb2.TASK_STATE_RUNNING, worker_id=session.hello.worker_id) for t in leased]
             await self.peers.results.Record(results_pb2.RecordRequest(events=started))
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from redis.asyncio import Redis
-from tasktide.v1 import task_pb2, worker_pb2
 
+from tasktide.v1 import task_pb2, worker_pb2
 from tasktide_services.common.lua import load_scripts
 from tasktide_services.worker import keys
 

@@ -1,12 +1,12 @@
 """tasktide: a distributed task platform over gRPC. This package is the Python client and worker runtime.
 
-    app = tasktide.App("shop")
+app = tasktide.App("shop")
 
-    @app.task(max_retries=3)
-    def add(x, y):
-        return x + y
+@app.task(max_retries=3)
+def add(x, y):
+    return x + y
 
-    add.delay(1, 2).get(timeout=10)
+add.delay(1, 2).get(timeout=10)
 """
 
 from tasktide._app import App, Task
@@ -21,8 +21,8 @@ from tasktide._exceptions import (
     TaskDead,
     TaskExpired,
     TaskFailed,
-    TaskTimeout,
     TasktideError,
+    TaskTimeout,
     Unavailable,
 )
 from tasktide._handle import AsyncTaskHandle, TaskHandle

@@ -30,9 +30,7 @@ class Client:
         self._sched_ch = grpc.insecure_channel(self.settings.scheduler(), options=opts)
         res_addr = self.settings.results()
         self._res_ch = (
-            self._sched_ch
-            if res_addr == self.settings.scheduler()
-            else grpc.insecure_channel(res_addr, options=opts)
+            self._sched_ch if res_addr == self.settings.scheduler() else grpc.insecure_channel(res_addr, options=opts)
         )
         self._scheduler = scheduler_pb2_grpc.SchedulerStub(self._sched_ch)
         self._results = results_pb2_grpc.ResultsStub(self._res_ch)
@@ -94,9 +92,7 @@ class Client:
             if left <= 0:
                 raise TaskTimeout(task_id, timeout)
             try:
-                res = self._results.Wait(
-                    results_pb2.WaitRequest(task_id=task_id, timeout=left), timeout=left + 5
-                )
+                res = self._results.Wait(results_pb2.WaitRequest(task_id=task_id, timeout=left), timeout=left + 5)
             except grpc.RpcError as exc:
                 raise translate(exc, self.settings.results()) from None
             if res.state in FINAL_PROTO_STATES:
@@ -185,9 +181,7 @@ class AsyncClient:
             if left <= 0:
                 raise TaskTimeout(task_id, timeout)
             try:
-                res = await self._results.Wait(
-                    results_pb2.WaitRequest(task_id=task_id, timeout=left), timeout=left + 5
-                )
+                res = await self._results.Wait(results_pb2.WaitRequest(task_id=task_id, timeout=left), timeout=left + 5)
             except grpc.RpcError as exc:
                 raise translate(exc, self.settings.results()) from None
             if res.state in FINAL_PROTO_STATES:

@@ -73,7 +73,7 @@ def build_spec(
         spec.expires_ms = (
             _ms(expires)
             if isinstance(expires, dt.datetime)
-            else _ms(dt.datetime.now(dt.timezone.utc)) + int(float(expires) * 1000)
+            else _ms(dt.datetime.now(dt.UTC)) + int(float(expires) * 1000)
         )
     if headers:
         spec.headers.update(headers)

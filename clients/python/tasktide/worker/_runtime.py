@@ -77,7 +77,7 @@ class Worker:
                     log.warning("session lost (%s: %s); reconnecting", exc.code().name, exc.details())
                     try:
                         await asyncio.wait_for(self._stopping.wait(), timeout=delay)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                     delay = min(delay * 2, _RECONNECT_MAX)
         finally:
@@ -207,7 +207,7 @@ class Worker:
         await call.done_writing()
         try:
             await asyncio.wait_for(tasks[0], timeout=2.0)
-        except (asyncio.TimeoutError, grpc.aio.AioRpcError):
+        except (TimeoutError, grpc.aio.AioRpcError):
             pass
 
 

@@ -1,0 +1,39 @@
+# tasktide: `make dev` runs the platform with a demo; `make test` runs every test.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install dev test lint typecheck proto proto-check clean
+
+$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e clients/python -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+## Run every service in one process (embedded Redis) with a worker and demo tasks.
+dev: install
+	$(BIN)/tasktide dev --demo
+
+## The test command: generated code up to date, lint, then the test suite against real servers.
+test: install proto-check lint
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy clients/python/tasktide services
+
+## Regenerate Python code from proto/tasktide/v1.
+proto: install
+	scripts/gen_proto.sh
+
+proto-check: install
+	scripts/gen_proto.sh --check
+
+clean:
+	rm -rf $(VENV) .tasktide
