@@ -102,6 +102,10 @@ class Worker:
             self._held.clear()
             self._outbox = asyncio.Queue()
             self._ready = asyncio.Queue()
+            welcome = await call.read()
+            if welcome is grpc.aio.EOF or welcome.WhichOneof("kind") != "welcome":
+                raise RuntimeError("the registry did not welcome this worker")
+            self.lease_seconds = welcome.welcome.lease_seconds or self.lease_seconds
             credit = cfg.concurrency + (cfg.prefetch or cfg.concurrency)
             await call.write(worker_pb2.WorkerMessage(credit=credit))
             tasks = [
@@ -124,7 +128,10 @@ class Worker:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _read(self, call: grpc.aio.StreamStreamCall) -> None:  # type: ignore[type-arg]
-        async for msg in call:
+        while True:
+            msg = await call.read()
+            if msg is grpc.aio.EOF:
+                return
             kind = msg.WhichOneof("kind")
             if kind == "assignments":
                 for a in msg.assignments.assignments:

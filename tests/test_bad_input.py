@@ -1,0 +1,121 @@
+"""Bad input to any RPC gets a clear status, and the service stays healthy."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2, worker_pb2_grpc
+
+import tasktide
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.fixture()
+def channel(platform):
+    ch = grpc.insecure_channel(platform.address)
+    yield ch
+    ch.close()
+
+
+def _raw(channel, method: str, payload: bytes):
+    call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+    return call(payload, timeout=5)
+
+
+def _status(fn) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as info:
+        fn()
+    return info.value.code(), info.value.details()
+
+
+def _submit(channel, **spec):
+    req = scheduler_pb2.SubmitRequest(spec=task_pb2.TaskSpec(**spec))
+    return _raw(channel, "/tasktide.v1.Scheduler/Submit", req.SerializeToString())
+
+
+@pytest.mark.parametrize(
+    ("spec", "code", "fragment"),
+    [
+        ({"name": ""}, INVALID, "task name is empty"),
+        ({"name": "x" * 201}, INVALID, "limit is 200"),
+        ({"name": "1bad name"}, INVALID, "invalid task name"),
+        ({"name": "t.add", "priority": 101}, INVALID, "out of range"),
+        ({"name": "t.add", "priority": -101}, INVALID, "out of range"),
+        ({"name": "t.add", "queue": "no spaces allowed"}, INVALID, "invalid queue name"),
+        ({"name": "t.add", "args": task_pb2.Payload(json=b"{not json")}, INVALID, "not valid JSON"),
+        ({"name": "t.add", "args": task_pb2.Payload(json=b"{}")}, INVALID, "JSON array"),
+        ({"name": "t.add", "countdown": -1}, INVALID, "countdown"),
+        (
+            {"name": "t.add", "args": task_pb2.Payload(json=b"[" + b"1," * 600_000 + b"1]")},
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "limit is",
+        ),
+    ],
+)
+def test_submit_rejects_bad_specs(channel, spec, code, fragment):
+    got, details = _status(lambda: _submit(channel, **spec))
+    assert got == code
+    assert fragment in details
+
+
+def test_truncated_protobuf_is_invalid_argument(channel):
+    good = scheduler_pb2.SubmitRequest(spec=task_pb2.TaskSpec(name="t.add")).SerializeToString()
+    got, details = _status(lambda: _raw(channel, "/tasktide.v1.Scheduler/Submit", good[:-3]))
+    assert got == INVALID
+    assert "malformed tasktide.v1.SubmitRequest" in details
+
+
+@pytest.mark.parametrize(
+    ("method", "message"),
+    [
+        ("/tasktide.v1.Scheduler/GetTask", scheduler_pb2.GetTaskRequest(task_id="not-an-id")),
+        ("/tasktide.v1.Scheduler/Cancel", scheduler_pb2.CancelRequest(task_id="../../etc")),
+        ("/tasktide.v1.Results/Get", results_pb2.GetRequest(task_ids=["zz"])),
+        ("/tasktide.v1.Results/Wait", results_pb2.WaitRequest(task_id="")),
+    ],
+)
+def test_malformed_ids_are_invalid_argument(channel, method, message):
+    got, details = _status(lambda: _raw(channel, method, message.SerializeToString()))
+    assert got == INVALID
+    assert "malformed task id" in details
+
+
+def test_unknown_task_id_is_not_found(client):
+    with pytest.raises(tasktide.NotFound):
+        client.get_task("0" * 32)
+
+
+def test_session_must_start_with_hello(channel):
+    stub = worker_pb2_grpc.RegistryStub(channel)
+    with pytest.raises(grpc.RpcError) as info:
+        list(stub.Session(iter([worker_pb2.WorkerMessage(credit=5)]), timeout=5))
+    assert info.value.code() == INVALID
+
+
+def test_oversized_batch_is_resource_exhausted(channel):
+    req = scheduler_pb2.SubmitBatchRequest(specs=[task_pb2.TaskSpec(name="t.add")] * 10_001)
+    got, _ = _status(lambda: _raw(channel, "/tasktide.v1.Scheduler/SubmitBatch", req.SerializeToString()))
+    assert got == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_service_stays_healthy_after_bad_input(channel, client, platform, queue_name):
+    for _ in range(20):
+        with pytest.raises(grpc.RpcError):
+            _raw(channel, "/tasktide.v1.Scheduler/Submit", b"\xff\xff\xff")
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", "tasktide.v1.Scheduler", "tasktide.v1.Registry", "tasktide.v1.Results"):
+        resp = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert resp.status == health_pb2.HealthCheckResponse.SERVING
+    assert client.submit("t.add", [1, 2], queue=queue_name).id
+
+
+def test_reflection_lists_the_services(channel):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    req = reflection_pb2.ServerReflectionRequest(list_services="")
+    (resp,) = list(stub.ServerReflectionInfo(iter([req]), timeout=5))
+    names = {s.name for s in resp.list_services_response.service}
+    assert {"tasktide.v1.Scheduler", "tasktide.v1.Registry", "tasktide.v1.Results", "grpc.health.v1.Health"} <= names

@@ -1,0 +1,165 @@
+"""At-least-once delivery: leases, redelivery after a worker dies, fencing of stale outcomes, drain."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import uuid
+
+import grpc
+import pytest
+from tasktide import TaskState
+from tasktide.v1 import task_pb2, worker_pb2, worker_pb2_grpc
+from tasktide_services.testing import TEST_LEASE_SECONDS, spawn
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _final_events(client, task_id):
+    return [e for e in client.watch([task_id]) if TaskState.from_proto(e.state).is_final]
+
+
+def test_sigkilled_worker_task_is_redelivered_and_recorded_once(platform, client, queue_name, tmp_path):
+    env = {"TASKTIDE_ADDRESS": platform.address}
+    markers = tmp_path / "starts"
+    markers.mkdir()
+    h = client.submit("t.slow", [TEST_LEASE_SECONDS + 1.5, str(markers)], queue=queue_name)
+    first = spawn("worker", "tests.tasks_app:app", "--queues", queue_name, "--concurrency", "1", env=env)
+    try:
+        _wait_for(lambda: len(list(markers.iterdir())) == 1, 20, "the first worker to start the task")
+        assert h.status() is TaskState.RUNNING
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        second = spawn("worker", "tests.tasks_app:app", "--queues", queue_name, "--concurrency", "1", env=env)
+        try:
+            assert h.get(timeout=30) == f"slept {TEST_LEASE_SECONDS + 1.5}"
+        finally:
+            second.terminate()
+            second.wait(20)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert len(list(markers.iterdir())) == 2, "the task ran once on each worker"
+    finals = _final_events(client, h.id)
+    assert [TaskState.from_proto(e.state) for e in finals] == [TaskState.SUCCEEDED]
+
+
+def _session(address: str, queue: str):
+    channel = grpc.insecure_channel(address)
+    stub = worker_pb2_grpc.RegistryStub(channel)
+    outbox: list[worker_pb2.WorkerMessage] = []
+    import queue as q
+
+    requests: q.Queue = q.Queue()
+    requests.put(worker_pb2.WorkerMessage(hello=worker_pb2.Hello(worker_id=f"w-{uuid.uuid4().hex[:6]}", queues=[queue])))
+    requests.put(worker_pb2.WorkerMessage(credit=1))
+
+    def gen():
+        while True:
+            m = requests.get()
+            if m is None:
+                return
+            outbox.append(m)
+            yield m
+
+    responses = stub.Session(gen())
+    return channel, requests, responses
+
+
+def _next_assignment(responses) -> worker_pb2.Assignment:
+    for msg in responses:
+        if msg.WhichOneof("kind") == "assignments":
+            return msg.assignments.assignments[0]
+    raise AssertionError("stream ended without an assignment")
+
+
+def _outcome(a: worker_pb2.Assignment, value: object) -> worker_pb2.WorkerMessage:
+    out = task_pb2.Outcome(
+        task_id=a.task.id,
+        queue=a.task.spec.queue,
+        lease_token=a.lease_token,
+        kind=task_pb2.OUTCOME_KIND_SUCCESS,
+        result=task_pb2.Payload(json=json.dumps(value).encode()),
+    )
+    return worker_pb2.WorkerMessage(outcomes=worker_pb2.OutcomeBatch(outcomes=[out], credit=1))
+
+
+def test_outcome_with_stale_lease_token_is_rejected(platform, client, queue_name):
+    h = client.submit("t.add", [1, 2], queue=queue_name)
+    ch1, req1, resp1 = _session(platform.address, queue_name)
+    a1 = _next_assignment(resp1)
+    assert a1.task.id == h.id and a1.delivery == 1
+    # The first worker goes silent: no heartbeat. Its lease expires and the task is redelivered.
+    ch2, req2, resp2 = _session(platform.address, queue_name)
+    a2 = _next_assignment(resp2)
+    assert a2.task.id == h.id and a2.delivery == 2
+    assert a2.lease_token > a1.lease_token
+    req2.put(_outcome(a2, "from the redelivery"))
+    assert h.get(timeout=10) == "from the redelivery"
+    # The presumed-dead worker wakes up and reports: rejected, the result stands.
+    req1.put(_outcome(a1, "from the stale worker"))
+    for msg in resp1:
+        if msg.WhichOneof("kind") == "rejected":
+            assert msg.rejected.lease.task_id == h.id
+            assert "stale" in msg.rejected.reason
+            break
+    assert h.get(timeout=10) == "from the redelivery"
+    assert [TaskState.from_proto(e.state) for e in _final_events(client, h.id)] == [TaskState.SUCCEEDED]
+    for req, ch in ((req1, ch1), (req2, ch2)):
+        req.put(None)
+        ch.close()
+
+
+def test_sigterm_drains_running_tasks_and_releases_the_rest(platform, client, queue_name, tmp_path):
+    env = {"TASKTIDE_ADDRESS": platform.address}
+    markers = tmp_path / "starts"
+    markers.mkdir()
+    handles = [client.submit("t.slow", [1.0, str(markers)], queue=queue_name) for _ in range(4)]
+    w = spawn("worker", "tests.tasks_app:app", "--queues", queue_name, "--concurrency", "1", "--prefetch", "3", env=env)
+    try:
+        _wait_for(lambda: len(list(markers.iterdir())) == 1, 20, "the first task to start")
+        w.send_signal(signal.SIGTERM)
+        assert w.wait(20) == 0
+    finally:
+        if w.poll() is None:
+            w.kill()
+    states = [h.status() for h in handles]
+    assert states.count(TaskState.SUCCEEDED) == 1, states
+    # The three prefetched tasks were released at once, not left to expire.
+    w2 = spawn("worker", "tests.tasks_app:app", "--queues", queue_name, "--concurrency", "3", env=env)
+    try:
+        t0 = time.monotonic()
+        assert [h.get(timeout=20) for h in handles] == ["slept 1.0"] * 4
+        assert len(list(markers.iterdir())) == 4, "no task ran twice"
+        assert time.monotonic() - t0 < TEST_LEASE_SECONDS + 1.0 + 0.9
+    finally:
+        w2.terminate()
+        w2.wait(20)
+
+
+@pytest.mark.parametrize("restart", ["platform"])
+def test_nothing_acknowledged_is_lost_when_services_restart(redis_server, server_settings, restart, queue_name):
+    from tasktide import Client, ClientSettings
+    from tasktide_services.testing import PlatformThread, run_worker_thread
+
+    from tests.tasks_app import app
+
+    p1 = PlatformThread(server_settings).start()
+    with Client(settings=ClientSettings.from_env({}, address=p1.address)) as c:
+        handles = [c.submit("t.add", [i, i], queue=queue_name) for i in range(50)]
+    p1.stop()
+    p2 = PlatformThread(server_settings).start()
+    try:
+        with Client(settings=ClientSettings.from_env({}, address=p2.address)) as c:
+            with run_worker_thread(app, p2.address, queues=(queue_name,)):
+                assert [c.result(h.id, timeout=20) for h in handles] == [2 * i for i in range(50)]
+    finally:
+        p2.stop()
