@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2, worker_pb2_grpc
 
 import tasktide
+from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2, worker_pb2_grpc
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 

@@ -8,10 +8,10 @@ import sys
 import time
 
 import pytest
-from tasktide_services.common.redis_server import free_port
-from tasktide_services.testing import spawn
 
 import tasktide
+from tasktide_services.common.redis_server import free_port
+from tasktide_services.testing import spawn
 
 
 def _cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -9,6 +9,7 @@ import uuid
 
 import grpc
 import pytest
+
 from tasktide import TaskState
 from tasktide.v1 import task_pb2, worker_pb2, worker_pb2_grpc
 from tasktide_services.testing import TEST_LEASE_SECONDS, spawn
@@ -59,7 +60,9 @@ def _session(address: str, queue: str):
     import queue as q
 
     requests: q.Queue = q.Queue()
-    requests.put(worker_pb2.WorkerMessage(hello=worker_pb2.Hello(worker_id=f"w-{uuid.uuid4().hex[:6]}", queues=[queue])))
+    requests.put(
+        worker_pb2.WorkerMessage(hello=worker_pb2.Hello(worker_id=f"w-{uuid.uuid4().hex[:6]}", queues=[queue]))
+    )
     requests.put(worker_pb2.WorkerMessage(credit=1))
 
     def gen():
@@ -149,7 +152,6 @@ def test_sigterm_drains_running_tasks_and_releases_the_rest(platform, client, qu
 def test_nothing_acknowledged_is_lost_when_services_restart(redis_server, server_settings, restart, queue_name):
     from tasktide import Client, ClientSettings
     from tasktide_services.testing import PlatformThread, run_worker_thread
-
     from tests.tasks_app import app
 
     p1 = PlatformThread(server_settings).start()
