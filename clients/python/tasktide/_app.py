@@ -58,6 +58,25 @@ class Task(Generic[P, R]):
         """Submit with per-call options: queue, priority, countdown, eta, expires, idempotency_key."""
         return self.app.client.submit_spec(self.spec(args, kwargs, **options))
 
+    def delay_on_commit(self, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Like delay(), once the current Django transaction commits; nothing is sent if it rolls back."""
+        self.apply_async_on_commit(args, kwargs)
+
+    def apply_async_on_commit(
+        self,
+        args: Iterable[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        using: str | None = None,
+        **options: Any,
+    ) -> None:
+        """Like apply_async(), once the transaction on database `using` commits. Returns nothing, as in
+        Celery: the task has no id until it is sent. Arguments are encoded now, so bad ones fail here."""
+        from django.db import transaction  # Django is optional: imported only by these two methods
+
+        spec = self.spec(args, kwargs, **options)
+        transaction.on_commit(lambda: self.app.client.submit_spec(spec), using=using)
+
     def spec(self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any) -> Any:
         return build_spec(self.name, args, kwargs, options=self.options, **options)
 
