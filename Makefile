@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install dev test lint typecheck proto proto-check clean
+.PHONY: install dev test lint typecheck proto proto-check bench clean
 
 $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ dev: install
 ## The test command: generated code up to date, lint, then the test suite against real servers.
 test: install proto-check lint
 	$(BIN)/python -m pytest
+
+## tasktide against Celery 5 on one Redis server; prints JSON lines and a table. BENCH_ARGS=--quick: small counts.
+bench: install
+	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

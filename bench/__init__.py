@@ -1,0 +1,1 @@
+"""tasktide against Celery 5 on one Redis server: `python -m bench [--quick]` (see bench/README.md)."""

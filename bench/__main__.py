@@ -1,0 +1,79 @@
+"""`python -m bench`: tasktide and Celery 5 on one Redis server, same machine, same run.
+
+Prints one JSON line per workload (tasktide's figures, Celery's and the ratio), then a table.
+Progress goes to stderr; process logs to the --work-dir folder (a temporary one by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import redis
+
+from bench.profiling import Profiler
+from bench.report import json_lines, lines, table
+from bench.workloads import Counts, run_system
+from tasktide_services.common.redis_server import start_redis
+
+TASKTIDE_DB = 0
+CELERY_DB = 1
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small counts, for development and smoke tests")
+    p.add_argument("--only", choices=["tasktide", "celery"], help="run one system only (no ratios)")
+    p.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the tasktide server and a worker into DIR")
+    p.add_argument("--concurrency", type=int, default=2, help="tasks at once per tasktide worker process")
+    p.add_argument("--work-dir", type=Path, help="Redis data and process logs (default: a temporary folder)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    counts = Counts.quick() if args.quick else Counts()
+    with contextlib.ExitStack() as stack:
+        work = args.work_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tasktide-bench-")))
+        work.mkdir(parents=True, exist_ok=True)
+        server = start_redis(work / "redis", appendonly=False)
+        stack.callback(server.stop)
+        base = f"redis://127.0.0.1:{server.port}"
+        _log(f"redis-server on port {server.port}; logs in {work}")
+        profiler = Profiler(args.profile) if args.profile else None
+        figures: dict[str, dict[str, dict[str, float]]] = {}
+        for name in ("tasktide", "celery"):
+            if args.only and args.only != name:
+                continue
+            redis.Redis.from_url(base).flushall()
+            figures[name] = run_system(_system(name, base, work, args, profiler), counts, _log)
+    rows = lines(figures.get("tasktide"), figures.get("celery"), counts)
+    print(json_lines(rows))
+    print()
+    print(f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {platform.platform()}")
+    print(table(rows))
+    return 0
+
+
+def _system(name: str, base: str, work: Path, args: argparse.Namespace, profiler: Profiler | None):  # type: ignore[no-untyped-def]
+    if name == "tasktide":
+        from bench.tasktide_system import TasktideSystem
+
+        return TasktideSystem(f"{base}/{TASKTIDE_DB}", work, concurrency=args.concurrency, profiler=profiler)
+    from bench.celery_system import CelerySystem
+
+    return CelerySystem(f"{base}/{CELERY_DB}", work)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""tasktide under test: `tasktide dev --redis-url` (every service in one process) and two
+`tasktide worker` processes, driven through the public Python client."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import redis
+
+from bench.procs import Proc, python_argv, settle_used_memory, tree_rss_bytes, wait_until
+from bench.profiling import Profiler
+from bench.workloads import percentiles
+from tasktide_services.common.redis_server import free_port
+
+BATCH = 1000  # tasks per SubmitBatch call
+WATCH_CHUNK = 5000  # task ids per Watch call
+MIB = 1024 * 1024
+
+
+def _chunks(xs: list[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(xs), size):
+        yield xs[i : i + size]
+
+
+class TasktideSystem:
+    name = "tasktide"
+
+    def __init__(
+        self,
+        redis_url: str,
+        log_dir: Path,
+        workers: int = 2,
+        concurrency: int = 2,
+        profiler: Profiler | None = None,
+    ) -> None:
+        self.redis_url = redis_url
+        self.log_dir = log_dir
+        self.n_workers = workers
+        self.concurrency = concurrency
+        self.profiler = profiler
+        self.server: Proc | None = None
+        self.workers: list[Proc] = []
+        self.address = ""
+
+    def start(self) -> None:
+        self.address = f"127.0.0.1:{free_port()}"
+        os.environ["TASKTIDE_ADDRESS"] = self.address  # read by bench.tt_tasks.app on first use
+        from bench import tt_tasks
+        from tasktide.v1 import worker_pb2, worker_pb2_grpc
+
+        self.tasks = tt_tasks
+        self.redis = redis.Redis.from_url(self.redis_url)
+        self.redis.flushdb()
+        argv = python_argv("-m", "tasktide.cli", "--log-level", "WARNING", "dev", "--address", self.address)
+        self.server = Proc("tasktide-dev", [*argv, "--redis-url", self.redis_url], self.log_dir)
+        channel = grpc.insecure_channel(self.address)
+        try:
+            grpc.channel_ready_future(channel).result(timeout=30)
+        except grpc.FutureTimeoutError:
+            self.server.check_alive()
+            raise
+        self._registry = worker_pb2_grpc.RegistryStub(channel)
+        self._list_req = worker_pb2.ListWorkersRequest()
+        self.client = tt_tasks.app.client
+
+    def _worker_count(self) -> int:
+        return len(self._registry.ListWorkers(self._list_req).workers)
+
+    def start_workers(self) -> None:
+        for i in range(self.n_workers):
+            argv = python_argv("-m", "tasktide.cli", "--log-level", "WARNING", "--address", self.address, "worker")
+            argv += ["bench.tt_tasks:app", "--concurrency", str(self.concurrency)]
+            self.workers.append(Proc(f"tasktide-worker-{i}", argv, self.log_dir))
+
+        def ready() -> bool:
+            for w in self.workers:
+                w.check_alive()
+            return self._worker_count() >= self.n_workers
+
+        wait_until(ready, 60, "tasktide workers to connect")
+        self._collect(self._submit_bulk(50))  # warm-up, not measured
+
+    def _submit_bulk(self, n: int) -> list[str]:
+        noop = self.tasks.noop
+        ids: list[str] = []
+        for start in range(0, n, BATCH):
+            specs = [noop.spec() for _ in range(min(BATCH, n - start))]
+            ids += [h.id for h in self.client.submit_many(specs)]
+        return ids
+
+    def _collect(self, ids: list[str]) -> int:
+        """Watch until every task is final; returns how many succeeded."""
+        from tasktide.v1 import task_pb2
+
+        ok = 0
+        for chunk in _chunks(ids, WATCH_CHUNK):
+            for ev in self.client.watch(chunk):
+                if ev.state == task_pb2.TASK_STATE_SUCCEEDED and not ev.progress_only:
+                    ok += 1
+        if ok != len(ids):
+            raise RuntimeError(f"tasktide: {ok} of {len(ids)} tasks succeeded")
+        return ok
+
+    def _profiled(self, workload: str) -> contextlib.AbstractContextManager[None]:
+        if self.profiler is None or self.server is None:
+            return contextlib.nullcontext()
+        return self.profiler.record(workload, {"server": self.server.pid, "worker": self.workers[0].pid})
+
+    def queued_memory(self, n: int) -> dict[str, float]:
+        before = settle_used_memory(self.redis)
+        self._submit_bulk(n)
+        after = settle_used_memory(self.redis)
+        self.redis.flushdb()
+        return {"bytes": (after - before) / n}
+
+    def throughput(self, n: int) -> dict[str, float]:
+        with self._profiled("throughput"):
+            t0 = time.perf_counter()
+            self._collect(self._submit_bulk(n))
+            elapsed = time.perf_counter() - t0
+        return {"rate": n / elapsed, "seconds": elapsed}
+
+    def submit_rate(self, n: int) -> dict[str, float]:
+        add = self.tasks.add
+        with self._profiled("submit"):
+            t0 = time.perf_counter()
+            handles = [add.delay(i, i) for i in range(n)]
+            elapsed = time.perf_counter() - t0
+        self._collect([h.id for h in handles])  # drained, so the latency run starts idle
+        return {"rate": n / elapsed, "seconds": elapsed}
+
+    def latency(self, n: int) -> dict[str, float]:
+        add = self.tasks.add
+        for i in range(10):  # warm-up, not measured
+            add.delay(i, i).get(timeout=30)
+        samples = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            value = add.delay(i, i).get(timeout=30)
+            samples.append(time.perf_counter() - t0)
+            if value != 2 * i:
+                raise RuntimeError(f"tasktide: add({i}, {i}) returned {value!r}")
+        return percentiles(samples)
+
+    def worker_rss(self) -> dict[str, float]:
+        rss = sum(tree_rss_bytes(w.pid) for w in self.workers)
+        server = tree_rss_bytes(self.server.pid) if self.server else 0
+        return {"rss": rss / MIB, "server_rss": server / MIB}
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.stop()
+        self.workers.clear()
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        with contextlib.suppress(Exception):
+            self.tasks.app.close()
+            self.redis.flushdb()

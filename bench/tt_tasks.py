@@ -1,0 +1,20 @@
+"""The tasktide tasks of the benchmark; workers import this as bench.tt_tasks:app.
+
+The address comes from TASKTIDE_ADDRESS, read when the App first needs a client.
+"""
+
+from __future__ import annotations
+
+import tasktide
+
+app = tasktide.App("bench")
+
+
+@app.task
+def noop() -> None:
+    return None
+
+
+@app.task
+def add(x: int, y: int) -> int:
+    return x + y

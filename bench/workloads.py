@@ -1,0 +1,102 @@
+"""The five workloads, their counts, and what each system under test must provide to run them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Counts:
+    throughput: int = 20_000
+    submit: int = 5_000
+    latency: int = 500
+    memory: int = 20_000
+
+    @classmethod
+    def quick(cls) -> Counts:
+        return cls(throughput=500, submit=200, latency=30, memory=500)
+
+
+@dataclass(frozen=True)
+class Workload:
+    key: str
+    title: str
+    unit: str
+    metrics: tuple[str, ...]
+    better: str  # "higher" or "lower": which way the ratio tasktide / Celery should go
+    goal: float | None  # the ratio the project aims for (issue 6), None when there is none
+
+    def n(self, counts: Counts) -> int:
+        return {
+            "throughput": counts.throughput,
+            "submit": counts.submit,
+            "latency": counts.latency,
+            "redis_memory": counts.memory,
+            "worker_rss": 0,
+        }[self.key]
+
+
+WORKLOADS = (
+    Workload("throughput", "end-to-end throughput, bulk submit", "tasks/s", ("rate",), "higher", 10.0),
+    Workload("submit", "one-by-one add.delay(i, i)", "tasks/s", ("rate",), "higher", 2.0),
+    Workload("latency", "round trip on an idle system", "ms", ("p50", "p99"), "lower", 1.0),
+    Workload("redis_memory", "Redis memory per queued task", "bytes/task", ("bytes",), "lower", 0.4),
+    Workload("worker_rss", "worker resident memory after the run", "MiB", ("rss",), "lower", None),
+)
+
+
+class System(Protocol):
+    """One system under test. start() leaves it with no worker running; start_workers() adds them."""
+
+    name: str
+
+    def start(self) -> None: ...
+
+    def queued_memory(self, n: int) -> dict[str, float]: ...
+
+    def start_workers(self) -> None: ...
+
+    def throughput(self, n: int) -> dict[str, float]: ...
+
+    def submit_rate(self, n: int) -> dict[str, float]: ...
+
+    def latency(self, n: int) -> dict[str, float]: ...
+
+    def worker_rss(self) -> dict[str, float]: ...
+
+    def stop(self) -> None: ...
+
+
+def percentiles(samples_s: list[float]) -> dict[str, float]:
+    """p50 and p99 in milliseconds (nearest rank)."""
+    xs = sorted(samples_s)
+
+    def rank(p: float) -> float:
+        i = min(len(xs) - 1, max(0, int(round(p * len(xs) + 0.5)) - 1))
+        return xs[i] * 1000.0
+
+    return {"p50": rank(0.50), "p99": rank(0.99)}
+
+
+def run_system(system: System, counts: Counts, log: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
+    """Every workload against one system, in an order that keeps each measurement clean:
+    queued memory first (no worker yet), then throughput, submit rate, latency on the now idle
+    system, and the workers' memory after all of that."""
+    out: dict[str, dict[str, float]] = {}
+    system.start()
+    try:
+        log(f"[{system.name}] redis memory per queued task, n={counts.memory}")
+        out["redis_memory"] = system.queued_memory(counts.memory)
+        system.start_workers()
+        log(f"[{system.name}] throughput, n={counts.throughput}")
+        out["throughput"] = system.throughput(counts.throughput)
+        log(f"[{system.name}] one-by-one submit, n={counts.submit}")
+        out["submit"] = system.submit_rate(counts.submit)
+        log(f"[{system.name}] round-trip latency, n={counts.latency}")
+        out["latency"] = system.latency(counts.latency)
+        out["worker_rss"] = system.worker_rss()
+    finally:
+        system.stop()
+    return out
