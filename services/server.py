@@ -25,7 +25,8 @@ from tasktide_services.scheduler.pump import run_pump
 from tasktide_services.scheduler.service import SchedulerService
 from tasktide_services.scheduler.store import SchedulerStore
 from tasktide_services.worker import keys as registry_keys
-from tasktide_services.worker.service import RegistryService, run_reaper
+from tasktide_services.worker.reaper import run_reaper
+from tasktide_services.worker.service import RegistryService
 from tasktide_services.worker.store import RegistryStore
 
 log = logging.getLogger("tasktide.server")
@@ -84,7 +85,11 @@ async def start(settings: ServerSettings, redis: Redis, which: tuple[str, ...] =
         rnotify = Notifier(redis, registry_keys.NOTIFY)
         await rnotify.start()
         running.closers.append(rnotify.stop)
-        add_service(server, _DESCRIPTORS["registry"], RegistryService(rstore, rnotify, peers, settings))
+        registry = RegistryService(rstore, rnotify, peers, settings)
+        add_service(server, _DESCRIPTORS["registry"], registry)
+        cancels = Notifier(redis, registry_keys.CANCEL, on_message=registry.on_cancel)
+        await cancels.start()
+        running.closers.append(cancels.stop)
         running.background.append(asyncio.create_task(run_reaper(rstore, peers, settings)))
     if "results" in which:
         nstore = ResultsStore(redis, settings.result_expires)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 
@@ -34,9 +35,10 @@ class Subscription:
 
 
 class Notifier:
-    def __init__(self, redis: Redis, channel: str) -> None:
+    def __init__(self, redis: Redis, channel: str, on_message: Callable[[str], None] | None = None) -> None:
         self.redis = redis
         self.channel = channel
+        self.on_message = on_message or self.wake
         self._events: dict[str, asyncio.Event] = {}
         self._subs: dict[str, set[Subscription]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -87,7 +89,7 @@ class Notifier:
                     continue
                 if msg is not None:
                     data = msg["data"]
-                    self.wake(data.decode() if isinstance(data, bytes) else str(data))
+                    self.on_message(data.decode() if isinstance(data, bytes) else str(data))
         finally:
             with contextlib.suppress(Exception):
                 await ps.aclose()  # type: ignore[attr-defined]

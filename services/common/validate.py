@@ -64,8 +64,25 @@ def spec(s: task_pb2.TaskSpec, limits: Limits) -> None:
         raise InvalidArgument("time limits must be non-negative")
     if len(s.idempotency_key) > 256:
         raise InvalidArgument("idempotency key is longer than 256 characters")
+    if s.rate_limit:
+        rate_interval_ms(s.rate_limit)
     _json_payload(s.args, "args", list)
     _json_payload(s.kwargs, "kwargs", dict)
+
+
+_RATE_UNITS = {"s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+def rate_interval_ms(rate: str) -> float:
+    """Milliseconds between starts for "N/s", "N/m" or "N/h"."""
+    count, _, unit = rate.partition("/")
+    try:
+        n = float(count)
+    except ValueError:
+        n = 0.0
+    if unit not in _RATE_UNITS or not n > 0:
+        raise InvalidArgument(f"invalid rate limit {rate[:40]!r}: expected N/s, N/m or N/h with N > 0")
+    return _RATE_UNITS[unit] / n
 
 
 def batch_size(n: int, limits: Limits) -> None:

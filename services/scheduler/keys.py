@@ -18,3 +18,7 @@ def task(task_id: str) -> str:
 
 def idem(key: str) -> str:
     return f"tt:s:idem:{key}"
+
+
+def rate(name: str) -> str:
+    return f"tt:s:rate:{name}"

@@ -15,3 +15,13 @@ for _, id in ipairs(due) do
   redis.call('ZADD', KEYS[2], ARGV[2], id)
 end
 return due
+
+--! rate_slots
+-- KEYS[1] the task name's next free slot. ARGV: now ms, interval ms, count.
+-- Reserves `count` consecutive slots `interval` apart and returns the first (never before now).
+local now = tonumber(ARGV[1])
+local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
+if nxt < now then nxt = now end
+local after = nxt + tonumber(ARGV[2]) * tonumber(ARGV[3])
+redis.call('SET', KEYS[1], after, 'PX', after - now + 60000)
+return nxt

@@ -12,9 +12,12 @@ from tasktide_services.common.errors import NotFound
 from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import ServerSettings
+from tasktide_services.scheduler.explain import HELD_BY, explain
 from tasktide_services.scheduler.store import SchedulerStore
 
 S = task_pb2
+FINAL = frozenset(range(S.TASK_STATE_SUCCEEDED, S.TASK_STATE_DEAD + 1))
+CANCEL_GRACE_SECONDS = 5.0
 
 
 class SchedulerService:
@@ -49,10 +52,15 @@ class SchedulerService:
                 responses[i].task_id, responses[i].existing = found, True
                 skip.add(i)
         fresh = [t for i, t in enumerate(tasks) if i not in skip]
+        slots = await self._rate_slots(fresh, now)
         delayed, runnable, events = [], [], []
         for t in fresh:
             s = t.spec
             eta = s.eta_ms or (now + int(s.countdown * 1000) if s.countdown else 0)
+            slot = slots.get(t.id, 0)
+            if slot > max(eta, now):
+                eta = slot
+                s.headers[HELD_BY] = "rate_limit"
             s.eta_ms, s.countdown = eta, 0.0
             if eta > now:
                 t.state = S.TASK_STATE_SCHEDULED
@@ -66,6 +74,20 @@ class SchedulerService:
         await self.store.save(fresh, delayed)
         await self.hand_over(runnable, events)
         return responses
+
+    async def _rate_slots(self, tasks: list[task_pb2.Task], now: int) -> dict[str, int]:
+        """Start slots for rate-limited tasks: each name's tasks are spaced by its limit."""
+        by_name: dict[tuple[str, str], list[task_pb2.Task]] = {}
+        for t in tasks:
+            if t.spec.rate_limit:
+                by_name.setdefault((t.spec.name, t.spec.rate_limit), []).append(t)
+        slots: dict[str, int] = {}
+        for (name, rate), group in by_name.items():
+            interval = validate.rate_interval_ms(rate)
+            first = await self.store.rate_slots(name, now, interval, len(group))
+            for i, t in enumerate(group):
+                slots[t.id] = int(first + i * interval)
+        return slots
 
     async def hand_over(self, runnable: list[task_pb2.Task], events: list[task_pb2.TaskEvent]) -> None:
         """Record the tasks' events, then give the runnable ones to the registry."""
@@ -88,15 +110,31 @@ class SchedulerService:
     async def Cancel(
         self, req: scheduler_pb2.CancelRequest, ctx: grpc.aio.ServicerContext
     ) -> scheduler_pb2.CancelResponse:
+        """Delayed and queued tasks are cancelled at once; a running task's worker is signalled
+        (cooperative first, hard stop after the grace period) and reports CANCELLED itself."""
         tid = validate.task_id(req.task_id)
         (task,) = await self.store.load([tid])
         if task is None:
             raise NotFound(f"no task with id {tid}")
-        if await self.store.unschedule(tid):
-            await self.peers.results.Record(results_pb2.RecordRequest(events=[event(task, S.TASK_STATE_CANCELLED)]))
-            return scheduler_pb2.CancelResponse(state=S.TASK_STATE_CANCELLED)
-        res = await self.peers.results.Get(results_pb2.GetRequest(task_ids=[tid]))
-        return scheduler_pb2.CancelResponse(state=res.results[0].state)
+        state = (await self.peers.results.Get(results_pb2.GetRequest(task_ids=[tid]))).results[0].state
+        if state in FINAL:
+            return scheduler_pb2.CancelResponse(state=state)
+        if not await self.store.unschedule(tid):
+            revoke = worker_pb2.RevokeRequest(tasks=[task], grace_seconds=CANCEL_GRACE_SECONDS)
+            (result,) = (await self.peers.registry.Revoke(revoke)).results
+            if result == worker_pb2.REVOKE_RESULT_SIGNALLED:
+                return scheduler_pb2.CancelResponse(state=S.TASK_STATE_RUNNING)
+        await self.peers.results.Record(results_pb2.RecordRequest(events=[event(task, S.TASK_STATE_CANCELLED)]))
+        return scheduler_pb2.CancelResponse(state=S.TASK_STATE_CANCELLED)
+
+    async def Explain(
+        self, req: scheduler_pb2.ExplainRequest, ctx: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.Explanation:
+        tid = validate.task_id(req.task_id)
+        (task,) = await self.store.load([tid])
+        if task is None:
+            raise NotFound(f"no task with id {tid}")
+        return await explain(task, self.store, self.peers)
 
     async def Retry(
         self, req: scheduler_pb2.RetryRequest, ctx: grpc.aio.ServicerContext
@@ -105,7 +143,8 @@ class SchedulerService:
         validate.task_id(task.id)
         now = now_ms()
         eta = now + int(max(req.countdown, 0.0) * 1000)
-        task.spec.eta_ms = eta
+        task.spec.eta_ms, task.spec.countdown = eta, 0.0
+        task.spec.headers.pop(HELD_BY, None)
         if eta > now:
             task.state = S.TASK_STATE_SCHEDULED
             await self.store.save([task], [(task.id, eta)])

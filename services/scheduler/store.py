@@ -57,3 +57,11 @@ class SchedulerStore:
     async def unschedule(self, task_id: str) -> bool:
         """Remove a task from the delayed set; True if it was waiting there."""
         return bool(await self.redis.zrem(keys.DELAYED, task_id))
+
+    async def rate_slots(self, name: str, now_ms: int, interval_ms: float, count: int) -> int:
+        """The first of `count` slots reserved under a rate limit (shared by every scheduler)."""
+        return int(await self._s["rate_slots"]([keys.rate(name)], [now_ms, interval_ms, count]))
+
+    async def eta(self, task_id: str) -> int | None:
+        score = await self.redis.zscore(keys.DELAYED, task_id)
+        return int(score) if score is not None else None

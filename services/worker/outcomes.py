@@ -4,6 +4,9 @@ Order matters for "nothing lost, nothing written twice": the lease is checked (a
 so a stale worker is rejected; the outcome is recorded with the results service, which keeps only
 the first final result of a task; only then is the lease ended. A crash in between leaves the lease
 to expire and the task to run again (at-least-once), never a lost result.
+
+A failure after the last allowed retry moves the task to the dead-letter set (state DEAD), from
+where it can be listed and requeued.
 """
 
 from __future__ import annotations
@@ -21,8 +24,14 @@ _FINAL_STATE = {
 }
 
 
-def _ref(o: task_pb2.Outcome) -> worker_pb2.LeaseRef:
+def ref(o: task_pb2.Outcome) -> worker_pb2.LeaseRef:
     return worker_pb2.LeaseRef(task_id=o.task_id, queue=o.queue, lease_token=o.lease_token)
+
+
+def _exhausted(task: task_pb2.Task, o: task_pb2.Outcome) -> bool:
+    """A failure after retries were allowed and all were used."""
+    retries = task.spec.retry.max_retries
+    return o.kind == task_pb2.OUTCOME_KIND_FAILURE and retries > 0 and o.attempt >= retries
 
 
 class OutcomeHandler:
@@ -33,43 +42,54 @@ class OutcomeHandler:
 
     async def handle(self, outcomes: list[task_pb2.Outcome]) -> list[worker_pb2.LeaseRejected]:
         """Process a batch; returns the rejections for outcomes with a stale token."""
-        refs = [_ref(o) for o in outcomes]
-        stale = set(await self.store.extend(refs, now_ms() + self.lease_ms))
+        refs = [ref(o) for o in outcomes]
+        held = await self.store.hold(refs, now_ms() + self.lease_ms)
         rejected = [
             worker_pb2.LeaseRejected(lease=r, reason="stale lease token: the task was redelivered")
-            for r in refs
-            if r.task_id in stale
+            for r, t in zip(refs, held, strict=True)
+            if t is None
         ]
-        valid = [o for o in outcomes if o.task_id not in stale]
+        valid = [(o, t) for o, t in zip(outcomes, held, strict=True) if t is not None]
         if not valid:
             return rejected
         events: list[task_pb2.TaskEvent] = []
-        retries: list[tuple[task_pb2.Outcome, task_pb2.Task]] = []
-        tasks = {t.id: t for t in await self.store.leased_tasks([_ref(o) for o in valid])}
-        for o in valid:
-            task = tasks.get(o.task_id) or task_pb2.Task(id=o.task_id, attempt=o.attempt)
+        retries: list[task_pb2.Task] = []
+        done: list[worker_pb2.LeaseRef] = []
+        dead: list[worker_pb2.LeaseRef] = []
+        for o, task in valid:
             task.attempt = o.attempt
             if o.kind == task_pb2.OUTCOME_KIND_RETRY:
                 events.append(
                     event(task, task_pb2.TASK_STATE_RETRYING, o.finished_ms, worker_id=o.worker_id, error=o.error)
                 )
-                retries.append((o, task))
+                retry = task_pb2.Task()
+                retry.CopyFrom(task)
+                retry.attempt = o.attempt + 1
+                retry.spec.countdown = o.retry_countdown
+                retries.append(retry)
+                done.append(ref(o))
                 continue
-            state = _FINAL_STATE.get(o.kind, task_pb2.TASK_STATE_FAILED)
+            exhausted = _exhausted(task, o)
+            state = task_pb2.TASK_STATE_DEAD if exhausted else _FINAL_STATE.get(o.kind, task_pb2.TASK_STATE_FAILED)
             fields: dict[str, object] = {"worker_id": o.worker_id}
             if o.HasField("result"):
                 fields["result"] = o.result
             if o.HasField("error"):
                 fields["error"] = o.error
             events.append(event(task, state, o.finished_ms, **fields))
+            (dead if exhausted else done).append(ref(o))
         await self.peers.results.Record(results_pb2.RecordRequest(events=events))
-        for o, task in retries:
-            task.attempt = o.attempt + 1
-            await self.peers.scheduler.Retry(scheduler_pb2.RetryRequest(task=task, countdown=o.retry_countdown))
-        await self.store.complete([_ref(o) for o in valid])
+        for task in retries:
+            await self.peers.scheduler.Retry(scheduler_pb2.RetryRequest(task=task, countdown=task.spec.countdown))
+        if done:
+            await self.store.complete(done)
+        if dead:
+            await self.store.bury(dead, now_ms())
         return rejected
 
     async def progress(self, report: worker_pb2.ProgressReport) -> None:
-        (task,) = await self.store.leased_tasks([report.lease]) or [task_pb2.Task(id=report.lease.task_id)]
+        (task,) = await self.store.hold([report.lease], now_ms() + self.lease_ms)
+        if task is None:
+            return
         ev = event(task, task_pb2.TASK_STATE_RUNNING, progress=report.value, message=report.message, progress_only=True)
         await self.peers.results.Record(results_pb2.RecordRequest(events=[ev]))

@@ -1,6 +1,6 @@
 -- Transitions of the worker registry. Every script takes the KEYS of keys.queue_keys(q):
 --   KEYS[1] ready  KEYS[2] task  KEYS[3] leases  KEYS[4] tokens  KEYS[5] deliveries
---   KEYS[6] fence  KEYS[7] dead
+--   KEYS[6] fence  KEYS[7] dead  KEYS[8] paused
 -- Each section below, from "--! name" to the next, is loaded as one script.
 
 --! enqueue
@@ -19,7 +19,8 @@ return added
 
 --! dispatch
 -- ARGV: now ms, lease ms, max count. Leases up to max ready tasks.
--- Returns a flat list: id, token, delivery, task value, ...
+-- Returns a flat list: id, token, delivery, task value, ... Nothing while the queue is paused.
+if redis.call('EXISTS', KEYS[8]) == 1 then return {} end
 local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
 if #ids == 0 then return {} end
 redis.call('ZREM', KEYS[1], unpack(ids))
@@ -111,3 +112,68 @@ end
 out[1] = requeued
 if requeued > 0 then redis.call('PUBLISH', ARGV[2], ARGV[1]) end
 return out
+
+--! hold
+-- ARGV: new deadline ms, then pairs (id, token). Extends current leases (an outcome is being
+-- recorded) and returns, per pair, the task value, or false when the token is stale.
+local out = {}
+for i = 2, #ARGV, 2 do
+  local id = ARGV[i]
+  if redis.call('HGET', KEYS[4], id) == ARGV[i + 1] then
+    redis.call('ZADD', KEYS[3], 'XX', ARGV[1], id)
+    out[#out + 1] = redis.call('HGET', KEYS[2], id) or false
+  else
+    out[#out + 1] = false
+  end
+end
+return out
+
+--! bury
+-- ARGV: now ms, then pairs (id, token). Ends current leases and moves the tasks to the
+-- dead-letter set (their task values stay for a requeue). Returns how many.
+local n = 0
+for i = 2, #ARGV, 2 do
+  local id = ARGV[i]
+  if redis.call('HGET', KEYS[4], id) == ARGV[i + 1] then
+    redis.call('HDEL', KEYS[4], id)
+    redis.call('ZREM', KEYS[3], id)
+    redis.call('HDEL', KEYS[5], id)
+    redis.call('ZADD', KEYS[7], ARGV[1], id)
+    n = n + 1
+  end
+end
+return n
+
+--! revoke
+-- ARGV: task ids. Per id: 1 removed from the ready queue (forgotten), 2 leased (running),
+-- 3 neither.
+local out = {}
+for _, id in ipairs(ARGV) do
+  if redis.call('ZREM', KEYS[1], id) == 1 then
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('HDEL', KEYS[5], id)
+    out[#out + 1] = 1
+  elseif redis.call('HEXISTS', KEYS[4], id) == 1 then
+    out[#out + 1] = 2
+  else
+    out[#out + 1] = 3
+  end
+end
+return out
+
+--! requeue_dead
+-- ARGV: queue, notify channel, then triples (id, band, new task value). Dead tasks go back to the
+-- ready queue with a fresh delivery count. Returns how many.
+local n = 0
+for i = 3, #ARGV, 3 do
+  local id = ARGV[i]
+  if redis.call('ZREM', KEYS[7], id) == 1 then
+    redis.call('HSET', KEYS[2], id, string.format('%03d', ARGV[i + 1]) .. ARGV[i + 2])
+    redis.call('HDEL', KEYS[5], id)
+    local seq = redis.call('INCR', KEYS[6])
+    redis.call('ZADD', KEYS[1], tonumber(ARGV[i + 1]) * 1099511627776 + seq, id)
+    n = n + 1
+  end
+end
+if n > 0 then redis.call('PUBLISH', ARGV[2], ARGV[1]) end
+return n

@@ -93,9 +93,12 @@ class RegistryStore:
                 pipe.zcard(k[0])
                 pipe.zcard(k[2])
                 pipe.zcard(k[6])
+                pipe.exists(k[7])
             res = await pipe.execute()
         return [
-            worker_pb2.QueueStat(queue=q, ready=res[3 * i], leased=res[3 * i + 1], dead=res[3 * i + 2])
+            worker_pb2.QueueStat(
+                queue=q, ready=res[4 * i], leased=res[4 * i + 1], dead=res[4 * i + 2], paused=bool(res[4 * i + 3])
+            )
             for i, q in enumerate(qs)
         ]
 
@@ -109,12 +112,74 @@ class RegistryStore:
         raw = await self.redis.hvals(keys.WORKERS)
         return [worker_pb2.WorkerInfo.FromString(v) for v in raw]
 
-    async def leased_tasks(self, leases: list[worker_pb2.LeaseRef]) -> list[task_pb2.Task]:
-        """The task records held for these leases (for retries and event names)."""
-        if not leases:
-            return []
+    async def hold(self, leases: list[worker_pb2.LeaseRef], deadline_ms: int) -> list[task_pb2.Task | None]:
+        """Per lease, in order: its task if the token is current (lease extended), else None."""
+        found: dict[tuple[str, int], task_pb2.Task] = {}
+        for q, argv in _pairs(leases).items():
+            values = await self._s["hold"](keys.queue_keys(q), [deadline_ms, *argv])
+            for i, v in enumerate(values):
+                if v:
+                    found[(argv[2 * i], int(argv[2 * i + 1]))] = task_pb2.Task.FromString(v[3:])
+        return [found.get((r.task_id, r.lease_token)) for r in leases]
+
+    async def bury(self, leases: list[worker_pb2.LeaseRef], now_ms: int) -> int:
+        n = 0
+        for q, argv in _pairs(leases).items():
+            n += int(await self._s["bury"](keys.queue_keys(q), [now_ms, *argv]))
+        return n
+
+    async def revoke(self, queue: str, task_ids: list[str]) -> list[int]:
+        return [int(x) for x in await self._s["revoke"](keys.queue_keys(queue), task_ids)]
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        key = keys.queue_keys(queue)[7]
+        if paused:
+            await self.redis.set(key, "1")
+            await self.redis.sadd(keys.QUEUES, queue)
+        else:
+            await self.redis.delete(key)
+            await self.redis.publish(keys.NOTIFY, queue)
+
+    async def locate(self, queue: str, task_id: str) -> worker_pb2.LocateResponse:
+        k = keys.queue_keys(queue)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for ref in leases:
-                pipe.hget(keys.queue_keys(ref.queue)[1], ref.task_id)
-            raw = await pipe.execute()
-        return [task_pb2.Task.FromString(v[3:]) for v in raw if v]
+            pipe.zrank(k[0], task_id)
+            pipe.hexists(k[3], task_id)
+            pipe.zscore(k[6], task_id)
+            pipe.exists(k[7])
+            rank, leased, dead, paused = await pipe.execute()
+        return worker_pb2.LocateResponse(
+            ready=rank is not None,
+            ahead=rank or 0,
+            leased=bool(leased),
+            dead=dead is not None,
+            paused=bool(paused),
+        )
+
+    async def list_dead(self, queue: str, limit: int) -> list[worker_pb2.DeadTask]:
+        k = keys.queue_keys(queue)
+        rows = await self.redis.zrange(k[6], 0, limit - 1, withscores=True)
+        if not rows:
+            return []
+        values = await self.redis.hmget(k[1], [r[0] for r in rows])
+        return [
+            worker_pb2.DeadTask(task=task_pb2.Task.FromString(v[3:]), dead_ms=int(score))
+            for (_, score), v in zip(rows, values, strict=True)
+            if v
+        ]
+
+    async def requeue_dead(self, queue: str, task_ids: list[str]) -> int:
+        """Dead tasks go back to the ready queue as a first attempt."""
+        k = keys.queue_keys(queue)
+        if not task_ids:
+            task_ids = [i.decode() for i in await self.redis.zrange(k[6], 0, -1)]
+        if not task_ids:
+            return 0
+        argv: list[bytes | str | int] = []
+        for tid, v in zip(task_ids, await self.redis.hmget(k[1], task_ids), strict=True):
+            if v:
+                task = task_pb2.Task.FromString(v[3:])
+                task.attempt = 0
+                task.state = task_pb2.TASK_STATE_QUEUED
+                argv += [tid, keys.band(task.spec.priority), task.SerializeToString()]
+        return int(await self._s["requeue_dead"](k, [queue, keys.NOTIFY, *argv]))

@@ -1,11 +1,33 @@
 from tasktide.v1 import task_pb2 as _task_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class WaitReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WAIT_REASON_UNSPECIFIED: _ClassVar[WaitReason]
+    WAIT_REASON_ETA: _ClassVar[WaitReason]
+    WAIT_REASON_RETRY_BACKOFF: _ClassVar[WaitReason]
+    WAIT_REASON_RATE_LIMIT: _ClassVar[WaitReason]
+    WAIT_REASON_NO_WORKER: _ClassVar[WaitReason]
+    WAIT_REASON_QUEUE_PAUSED: _ClassVar[WaitReason]
+    WAIT_REASON_QUEUED_BEHIND: _ClassVar[WaitReason]
+    WAIT_REASON_RUNNING: _ClassVar[WaitReason]
+    WAIT_REASON_FINISHED: _ClassVar[WaitReason]
+WAIT_REASON_UNSPECIFIED: WaitReason
+WAIT_REASON_ETA: WaitReason
+WAIT_REASON_RETRY_BACKOFF: WaitReason
+WAIT_REASON_RATE_LIMIT: WaitReason
+WAIT_REASON_NO_WORKER: WaitReason
+WAIT_REASON_QUEUE_PAUSED: WaitReason
+WAIT_REASON_QUEUED_BEHIND: WaitReason
+WAIT_REASON_RUNNING: WaitReason
+WAIT_REASON_FINISHED: WaitReason
 
 class SubmitRequest(_message.Message):
     __slots__ = ("spec",)
@@ -66,3 +88,25 @@ class RetryResponse(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     state: _task_pb2.TaskState
     def __init__(self, state: _Optional[_Union[_task_pb2.TaskState, str]] = ...) -> None: ...
+
+class ExplainRequest(_message.Message):
+    __slots__ = ("task_id",)
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    def __init__(self, task_id: _Optional[str] = ...) -> None: ...
+
+class Explanation(_message.Message):
+    __slots__ = ("task_id", "state", "reason", "message", "eta_ms", "ahead")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ETA_MS_FIELD_NUMBER: _ClassVar[int]
+    AHEAD_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    state: _task_pb2.TaskState
+    reason: WaitReason
+    message: str
+    eta_ms: int
+    ahead: int
+    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[_Union[_task_pb2.TaskState, str]] = ..., reason: _Optional[_Union[WaitReason, str]] = ..., message: _Optional[str] = ..., eta_ms: _Optional[int] = ..., ahead: _Optional[int] = ...) -> None: ...

@@ -60,6 +60,11 @@ class SchedulerStub:
                 request_serializer=tasktide_dot_v1_dot_scheduler__pb2.RetryRequest.SerializeToString,
                 response_deserializer=tasktide_dot_v1_dot_scheduler__pb2.RetryResponse.FromString,
                 _registered_method=True)
+        self.Explain = channel.unary_unary(
+                '/tasktide.v1.Scheduler/Explain',
+                request_serializer=tasktide_dot_v1_dot_scheduler__pb2.ExplainRequest.SerializeToString,
+                response_deserializer=tasktide_dot_v1_dot_scheduler__pb2.Explanation.FromString,
+                _registered_method=True)
 
 
 class SchedulerServicer:
@@ -96,6 +101,13 @@ class SchedulerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Explain(self, request, context):
+        """Why is this task not running (yet)?
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -123,6 +135,11 @@ def add_SchedulerServicer_to_server(servicer, server):
                     servicer.Retry,
                     request_deserializer=tasktide_dot_v1_dot_scheduler__pb2.RetryRequest.FromString,
                     response_serializer=tasktide_dot_v1_dot_scheduler__pb2.RetryResponse.SerializeToString,
+            ),
+            'Explain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Explain,
+                    request_deserializer=tasktide_dot_v1_dot_scheduler__pb2.ExplainRequest.FromString,
+                    response_serializer=tasktide_dot_v1_dot_scheduler__pb2.Explanation.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -260,6 +277,33 @@ class Scheduler:
             '/tasktide.v1.Scheduler/Retry',
             tasktide_dot_v1_dot_scheduler__pb2.RetryRequest.SerializeToString,
             tasktide_dot_v1_dot_scheduler__pb2.RetryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Explain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tasktide.v1.Scheduler/Explain',
+            tasktide_dot_v1_dot_scheduler__pb2.ExplainRequest.SerializeToString,
+            tasktide_dot_v1_dot_scheduler__pb2.Explanation.FromString,
             options,
             channel_credentials,
             insecure,

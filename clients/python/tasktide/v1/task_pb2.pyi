@@ -67,7 +67,7 @@ class RetryPolicy(_message.Message):
     def __init__(self, max_retries: _Optional[int] = ..., backoff_base: _Optional[float] = ..., backoff_max: _Optional[float] = ..., jitter: _Optional[bool] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("name", "queue", "args", "kwargs", "priority", "eta_ms", "countdown", "expires_ms", "retry", "soft_time_limit", "time_limit", "idempotency_key", "headers", "link")
+    __slots__ = ("name", "queue", "args", "kwargs", "priority", "eta_ms", "countdown", "expires_ms", "retry", "soft_time_limit", "time_limit", "idempotency_key", "headers", "link", "rate_limit")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +89,7 @@ class TaskSpec(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     HEADERS_FIELD_NUMBER: _ClassVar[int]
     LINK_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
     name: str
     queue: str
     args: Payload
@@ -103,7 +104,8 @@ class TaskSpec(_message.Message):
     idempotency_key: str
     headers: _containers.ScalarMap[str, str]
     link: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., queue: _Optional[str] = ..., args: _Optional[_Union[Payload, _Mapping]] = ..., kwargs: _Optional[_Union[Payload, _Mapping]] = ..., priority: _Optional[int] = ..., eta_ms: _Optional[int] = ..., countdown: _Optional[float] = ..., expires_ms: _Optional[int] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., soft_time_limit: _Optional[float] = ..., time_limit: _Optional[float] = ..., idempotency_key: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., link: _Optional[_Iterable[str]] = ...) -> None: ...
+    rate_limit: str
+    def __init__(self, name: _Optional[str] = ..., queue: _Optional[str] = ..., args: _Optional[_Union[Payload, _Mapping]] = ..., kwargs: _Optional[_Union[Payload, _Mapping]] = ..., priority: _Optional[int] = ..., eta_ms: _Optional[int] = ..., countdown: _Optional[float] = ..., expires_ms: _Optional[int] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., soft_time_limit: _Optional[float] = ..., time_limit: _Optional[float] = ..., idempotency_key: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., link: _Optional[_Iterable[str]] = ..., rate_limit: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
     __slots__ = ("id", "spec", "state", "attempt", "created_ms")
@@ -156,7 +158,7 @@ class Outcome(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., queue: _Optional[str] = ..., lease_token: _Optional[int] = ..., kind: _Optional[_Union[OutcomeKind, str]] = ..., result: _Optional[_Union[Payload, _Mapping]] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., retry_countdown: _Optional[float] = ..., attempt: _Optional[int] = ..., started_ms: _Optional[int] = ..., finished_ms: _Optional[int] = ..., worker_id: _Optional[str] = ...) -> None: ...
 
 class TaskEvent(_message.Message):
-    __slots__ = ("task_id", "cursor", "state", "at_ms", "attempt", "name", "queue", "worker_id", "result", "error", "progress", "message", "progress_only")
+    __slots__ = ("task_id", "cursor", "state", "at_ms", "attempt", "name", "queue", "worker_id", "result", "error", "progress", "message", "progress_only", "reopen")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -170,6 +172,7 @@ class TaskEvent(_message.Message):
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_ONLY_FIELD_NUMBER: _ClassVar[int]
+    REOPEN_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     cursor: str
     state: TaskState
@@ -183,7 +186,8 @@ class TaskEvent(_message.Message):
     progress: float
     message: str
     progress_only: bool
-    def __init__(self, task_id: _Optional[str] = ..., cursor: _Optional[str] = ..., state: _Optional[_Union[TaskState, str]] = ..., at_ms: _Optional[int] = ..., attempt: _Optional[int] = ..., name: _Optional[str] = ..., queue: _Optional[str] = ..., worker_id: _Optional[str] = ..., result: _Optional[_Union[Payload, _Mapping]] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., progress: _Optional[float] = ..., message: _Optional[str] = ..., progress_only: _Optional[bool] = ...) -> None: ...
+    reopen: bool
+    def __init__(self, task_id: _Optional[str] = ..., cursor: _Optional[str] = ..., state: _Optional[_Union[TaskState, str]] = ..., at_ms: _Optional[int] = ..., attempt: _Optional[int] = ..., name: _Optional[str] = ..., queue: _Optional[str] = ..., worker_id: _Optional[str] = ..., result: _Optional[_Union[Payload, _Mapping]] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., progress: _Optional[float] = ..., message: _Optional[str] = ..., progress_only: _Optional[bool] = ..., reopen: _Optional[bool] = ...) -> None: ...
 
 class TaskResult(_message.Message):
     __slots__ = ("task_id", "state", "name", "attempt", "result", "error", "updated_ms", "worker_id", "found")

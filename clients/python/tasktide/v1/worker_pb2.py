@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from tasktide.v1 import task_pb2 as tasktide_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tasktide/v1/worker.proto\x12\x0btasktide.v1\x1a\x16tasktide/v1/task.proto\"2\n\x0e\x45nqueueRequest\x12 \n\x05tasks\x18\x01 \x03(\x0b\x32\x11.tasktide.v1.Task\"#\n\x0f\x45nqueueResponse\x12\x10\n\x08\x65nqueued\x18\x01 \x01(\r\"\x84\x01\n\x05Hello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x0e\n\x06queues\x18\x04 \x03(\t\x12\x12\n\ntask_names\x18\x05 \x03(\t\x12\x13\n\x0b\x63oncurrency\x18\x06 \x01(\r\x12\x10\n\x08language\x18\x07 \x01(\t\"?\n\x08LeaseRef\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05queue\x18\x02 \x01(\t\x12\x13\n\x0blease_token\x18\x03 \x01(\x04\"\x84\x02\n\rWorkerMessage\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.tasktide.v1.HelloH\x00\x12\x10\n\x06\x63redit\x18\x02 \x01(\rH\x00\x12+\n\theartbeat\x18\x03 \x01(\x0b\x32\x16.tasktide.v1.HeartbeatH\x00\x12-\n\x08outcomes\x18\x04 \x01(\x0b\x32\x19.tasktide.v1.OutcomeBatchH\x00\x12\'\n\x07release\x18\x05 \x01(\x0b\x32\x14.tasktide.v1.ReleaseH\x00\x12/\n\x08progress\x18\x06 \x01(\x0b\x32\x1b.tasktide.v1.ProgressReportH\x00\x42\x06\n\x04kind\"2\n\tHeartbeat\x12%\n\x06leases\x18\x01 \x03(\x0b\x32\x15.tasktide.v1.LeaseRef\"F\n\x0cOutcomeBatch\x12&\n\x08outcomes\x18\x01 \x03(\x0b\x32\x14.tasktide.v1.Outcome\x12\x0e\n\x06\x63redit\x18\x02 \x01(\r\"0\n\x07Release\x12%\n\x06leases\x18\x01 \x03(\x0b\x32\x15.tasktide.v1.LeaseRef\"V\n\x0eProgressReport\x12$\n\x05lease\x18\x01 \x01(\x0b\x32\x15.tasktide.v1.LeaseRef\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0f\n\x07message\x18\x03 \x01(\t\"i\n\nAssignment\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.tasktide.v1.Task\x12\x13\n\x0blease_token\x18\x02 \x01(\x04\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x03 \x01(\x03\x12\x10\n\x08\x64\x65livery\x18\x04 \x01(\r\"\xf9\x01\n\x0fRegistryMessage\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.tasktide.v1.WelcomeH\x00\x12\x33\n\x0b\x61ssignments\x18\x02 \x01(\x0b\x32\x1c.tasktide.v1.AssignmentBatchH\x00\x12+\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x19.tasktide.v1.CancelSignalH\x00\x12#\n\x05\x64rain\x18\x04 \x01(\x0b\x32\x12.tasktide.v1.DrainH\x00\x12.\n\x08rejected\x18\x05 \x01(\x0b\x32\x1a.tasktide.v1.LeaseRejectedH\x00\x42\x06\n\x04kind\"4\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x15\n\rlease_seconds\x18\x02 \x01(\x01\"?\n\x0f\x41ssignmentBatch\x12,\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x17.tasktide.v1.Assignment\"\x1f\n\x0c\x43\x61ncelSignal\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\x07\n\x05\x44rain\"E\n\rLeaseRejected\x12$\n\x05lease\x18\x01 \x01(\x0b\x32\x15.tasktide.v1.LeaseRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x14\n\x12ListWorkersRequest\"\xb5\x01\n\nWorkerInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x0b\n\x03pid\x18\x04 \x01(\r\x12\x0e\n\x06queues\x18\x05 \x03(\t\x12\x13\n\x0b\x63oncurrency\x18\x06 \x01(\r\x12\x14\n\x0c\x63onnected_ms\x18\x07 \x01(\x03\x12\x14\n\x0clast_seen_ms\x18\x08 \x01(\x03\x12\x10\n\x08language\x18\t \x01(\t\"?\n\x13ListWorkersResponse\x12(\n\x07workers\x18\x01 \x03(\x0b\x32\x17.tasktide.v1.WorkerInfo\"\x13\n\x11QueueStatsRequest\"G\n\tQueueStat\x12\r\n\x05queue\x18\x01 \x01(\t\x12\r\n\x05ready\x18\x02 \x01(\x04\x12\x0e\n\x06leased\x18\x03 \x01(\x04\x12\x0c\n\x04\x64\x65\x61\x64\x18\x04 \x01(\x04\"<\n\x12QueueStatsResponse\x12&\n\x06queues\x18\x01 \x03(\x0b\x32\x16.tasktide.v1.QueueStat2\xba\x02\n\x08Registry\x12\x44\n\x07\x45nqueue\x12\x1b.tasktide.v1.EnqueueRequest\x1a\x1c.tasktide.v1.EnqueueResponse\x12G\n\x07Session\x12\x1a.tasktide.v1.WorkerMessage\x1a\x1c.tasktide.v1.RegistryMessage(\x01\x30\x01\x12P\n\x0bListWorkers\x12\x1f.tasktide.v1.ListWorkersRequest\x1a .tasktide.v1.ListWorkersResponse\x12M\n\nQueueStats\x12\x1e.tasktide.v1.QueueStatsRequest\x1a\x1f.tasktide.v1.QueueStatsResponseB?Z=github.com/tasktide/tasktide/clients/go/tasktidepb;tasktidepbb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tasktide/v1/worker.proto\x12\x0btasktide.v1\x1a\x16tasktide/v1/task.proto\"2\n\x0e\x45nqueueRequest\x12 \n\x05tasks\x18\x01 \x03(\x0b\x32\x11.tasktide.v1.Task\"#\n\x0f\x45nqueueResponse\x12\x10\n\x08\x65nqueued\x18\x01 \x01(\r\"\x84\x01\n\x05Hello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x0e\n\x06queues\x18\x04 \x03(\t\x12\x12\n\ntask_names\x18\x05 \x03(\t\x12\x13\n\x0b\x63oncurrency\x18\x06 \x01(\r\x12\x10\n\x08language\x18\x07 \x01(\t\"?\n\x08LeaseRef\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05queue\x18\x02 \x01(\t\x12\x13\n\x0blease_token\x18\x03 \x01(\x04\"\x84\x02\n\rWorkerMessage\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.tasktide.v1.HelloH\x00\x12\x10\n\x06\x63redit\x18\x02 \x01(\rH\x00\x12+\n\theartbeat\x18\x03 \x01(\x0b\x32\x16.tasktide.v1.HeartbeatH\x00\x12-\n\x08outcomes\x18\x04 \x01(\x0b\x32\x19.tasktide.v1.OutcomeBatchH\x00\x12\'\n\x07release\x18\x05 \x01(\x0b\x32\x14.tasktide.v1.ReleaseH\x00\x12/\n\x08progress\x18\x06 \x01(\x0b\x32\x1b.tasktide.v1.ProgressReportH\x00\x42\x06\n\x04kind\"2\n\tHeartbeat\x12%\n\x06leases\x18\x01 \x03(\x0b\x32\x15.tasktide.v1.LeaseRef\"F\n\x0cOutcomeBatch\x12&\n\x08outcomes\x18\x01 \x03(\x0b\x32\x14.tasktide.v1.Outcome\x12\x0e\n\x06\x63redit\x18\x02 \x01(\r\"0\n\x07Release\x12%\n\x06leases\x18\x01 \x03(\x0b\x32\x15.tasktide.v1.LeaseRef\"V\n\x0eProgressReport\x12$\n\x05lease\x18\x01 \x01(\x0b\x32\x15.tasktide.v1.LeaseRef\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0f\n\x07message\x18\x03 \x01(\t\"i\n\nAssignment\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.tasktide.v1.Task\x12\x13\n\x0blease_token\x18\x02 \x01(\x04\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x03 \x01(\x03\x12\x10\n\x08\x64\x65livery\x18\x04 \x01(\r\"\xf9\x01\n\x0fRegistryMessage\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.tasktide.v1.WelcomeH\x00\x12\x33\n\x0b\x61ssignments\x18\x02 \x01(\x0b\x32\x1c.tasktide.v1.AssignmentBatchH\x00\x12+\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x19.tasktide.v1.CancelSignalH\x00\x12#\n\x05\x64rain\x18\x04 \x01(\x0b\x32\x12.tasktide.v1.DrainH\x00\x12.\n\x08rejected\x18\x05 \x01(\x0b\x32\x1a.tasktide.v1.LeaseRejectedH\x00\x42\x06\n\x04kind\"4\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x15\n\rlease_seconds\x18\x02 \x01(\x01\"?\n\x0f\x41ssignmentBatch\x12,\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x17.tasktide.v1.Assignment\"6\n\x0c\x43\x61ncelSignal\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x15\n\rgrace_seconds\x18\x02 \x01(\x01\"\x07\n\x05\x44rain\"E\n\rLeaseRejected\x12$\n\x05lease\x18\x01 \x01(\x0b\x32\x15.tasktide.v1.LeaseRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x14\n\x12ListWorkersRequest\"\xb5\x01\n\nWorkerInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x0b\n\x03pid\x18\x04 \x01(\r\x12\x0e\n\x06queues\x18\x05 \x03(\t\x12\x13\n\x0b\x63oncurrency\x18\x06 \x01(\r\x12\x14\n\x0c\x63onnected_ms\x18\x07 \x01(\x03\x12\x14\n\x0clast_seen_ms\x18\x08 \x01(\x03\x12\x10\n\x08language\x18\t \x01(\t\"?\n\x13ListWorkersResponse\x12(\n\x07workers\x18\x01 \x03(\x0b\x32\x17.tasktide.v1.WorkerInfo\"\x13\n\x11QueueStatsRequest\"j\n\tQueueStat\x12\r\n\x05queue\x18\x01 \x01(\t\x12\r\n\x05ready\x18\x02 \x01(\x04\x12\x0e\n\x06leased\x18\x03 \x01(\x04\x12\x0c\n\x04\x64\x65\x61\x64\x18\x04 \x01(\x04\x12\x0e\n\x06paused\x18\x05 \x01(\x08\x12\x11\n\tconsumers\x18\x06 \x01(\r\"<\n\x12QueueStatsResponse\x12&\n\x06queues\x18\x01 \x03(\x0b\x32\x16.tasktide.v1.QueueStat\"H\n\rRevokeRequest\x12 \n\x05tasks\x18\x01 \x03(\x0b\x32\x11.tasktide.v1.Task\x12\x15\n\rgrace_seconds\x18\x02 \x01(\x01\"<\n\x0eRevokeResponse\x12*\n\x07results\x18\x01 \x03(\x0e\x32\x19.tasktide.v1.RevokeResult\"2\n\x11PauseQueueRequest\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x0e\n\x06paused\x18\x02 \x01(\x08\"$\n\x12PauseQueueResponse\x12\x0e\n\x06paused\x18\x01 \x01(\x08\"/\n\x0fListDeadRequest\x12\r\n\x05queue\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"<\n\x08\x44\x65\x61\x64Task\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.tasktide.v1.Task\x12\x0f\n\x07\x64\x65\x61\x64_ms\x18\x02 \x01(\x03\"8\n\x10ListDeadResponse\x12$\n\x05tasks\x18\x01 \x03(\x0b\x32\x15.tasktide.v1.DeadTask\"5\n\x12RequeueDeadRequest\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\t\"\'\n\x13RequeueDeadResponse\x12\x10\n\x08requeued\x18\x01 \x01(\r\"/\n\rLocateRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05queue\x18\x02 \x01(\t\"o\n\x0eLocateResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\x12\x0e\n\x06leased\x18\x02 \x01(\x08\x12\x0c\n\x04\x64\x65\x61\x64\x18\x03 \x01(\x08\x12\r\n\x05\x61head\x18\x04 \x01(\x04\x12\x0e\n\x06paused\x18\x05 \x01(\x08\x12\x11\n\tconsumers\x18\x06 \x01(\r*\x81\x01\n\x0cRevokeResult\x12\x1d\n\x19REVOKE_RESULT_UNSPECIFIED\x10\x00\x12\x19\n\x15REVOKE_RESULT_REMOVED\x10\x01\x12\x1b\n\x17REVOKE_RESULT_SIGNALLED\x10\x02\x12\x1a\n\x16REVOKE_RESULT_NOT_HELD\x10\x03\x32\xaa\x05\n\x08Registry\x12\x44\n\x07\x45nqueue\x12\x1b.tasktide.v1.EnqueueRequest\x1a\x1c.tasktide.v1.EnqueueResponse\x12G\n\x07Session\x12\x1a.tasktide.v1.WorkerMessage\x1a\x1c.tasktide.v1.RegistryMessage(\x01\x30\x01\x12P\n\x0bListWorkers\x12\x1f.tasktide.v1.ListWorkersRequest\x1a .tasktide.v1.ListWorkersResponse\x12M\n\nQueueStats\x12\x1e.tasktide.v1.QueueStatsRequest\x1a\x1f.tasktide.v1.QueueStatsResponse\x12\x41\n\x06Revoke\x12\x1a.tasktide.v1.RevokeRequest\x1a\x1b.tasktide.v1.RevokeResponse\x12M\n\nPauseQueue\x12\x1e.tasktide.v1.PauseQueueRequest\x1a\x1f.tasktide.v1.PauseQueueResponse\x12G\n\x08ListDead\x12\x1c.tasktide.v1.ListDeadRequest\x1a\x1d.tasktide.v1.ListDeadResponse\x12P\n\x0bRequeueDead\x12\x1f.tasktide.v1.RequeueDeadRequest\x1a .tasktide.v1.RequeueDeadResponse\x12\x41\n\x06Locate\x12\x1a.tasktide.v1.LocateRequest\x1a\x1b.tasktide.v1.LocateResponseB?Z=github.com/tasktide/tasktide/clients/go/tasktidepb;tasktidepbb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,6 +33,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tasktide.v1.worker_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z=github.com/tasktide/tasktide/clients/go/tasktidepb;tasktidepb'
+  _globals['_REVOKERESULT']._serialized_start=2609
+  _globals['_REVOKERESULT']._serialized_end=2738
   _globals['_ENQUEUEREQUEST']._serialized_start=65
   _globals['_ENQUEUEREQUEST']._serialized_end=115
   _globals['_ENQUEUERESPONSE']._serialized_start=117
@@ -60,23 +62,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ASSIGNMENTBATCH']._serialized_start=1292
   _globals['_ASSIGNMENTBATCH']._serialized_end=1355
   _globals['_CANCELSIGNAL']._serialized_start=1357
-  _globals['_CANCELSIGNAL']._serialized_end=1388
-  _globals['_DRAIN']._serialized_start=1390
-  _globals['_DRAIN']._serialized_end=1397
-  _globals['_LEASEREJECTED']._serialized_start=1399
-  _globals['_LEASEREJECTED']._serialized_end=1468
-  _globals['_LISTWORKERSREQUEST']._serialized_start=1470
-  _globals['_LISTWORKERSREQUEST']._serialized_end=1490
-  _globals['_WORKERINFO']._serialized_start=1493
-  _globals['_WORKERINFO']._serialized_end=1674
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=1676
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=1739
-  _globals['_QUEUESTATSREQUEST']._serialized_start=1741
-  _globals['_QUEUESTATSREQUEST']._serialized_end=1760
-  _globals['_QUEUESTAT']._serialized_start=1762
-  _globals['_QUEUESTAT']._serialized_end=1833
-  _globals['_QUEUESTATSRESPONSE']._serialized_start=1835
-  _globals['_QUEUESTATSRESPONSE']._serialized_end=1895
-  _globals['_REGISTRY']._serialized_start=1898
-  _globals['_REGISTRY']._serialized_end=2212
+  _globals['_CANCELSIGNAL']._serialized_end=1411
+  _globals['_DRAIN']._serialized_start=1413
+  _globals['_DRAIN']._serialized_end=1420
+  _globals['_LEASEREJECTED']._serialized_start=1422
+  _globals['_LEASEREJECTED']._serialized_end=1491
+  _globals['_LISTWORKERSREQUEST']._serialized_start=1493
+  _globals['_LISTWORKERSREQUEST']._serialized_end=1513
+  _globals['_WORKERINFO']._serialized_start=1516
+  _globals['_WORKERINFO']._serialized_end=1697
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=1699
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=1762
+  _globals['_QUEUESTATSREQUEST']._serialized_start=1764
+  _globals['_QUEUESTATSREQUEST']._serialized_end=1783
+  _globals['_QUEUESTAT']._serialized_start=1785
+  _globals['_QUEUESTAT']._serialized_end=1891
+  _globals['_QUEUESTATSRESPONSE']._serialized_start=1893
+  _globals['_QUEUESTATSRESPONSE']._serialized_end=1953
+  _globals['_REVOKEREQUEST']._serialized_start=1955
+  _globals['_REVOKEREQUEST']._serialized_end=2027
+  _globals['_REVOKERESPONSE']._serialized_start=2029
+  _globals['_REVOKERESPONSE']._serialized_end=2089
+  _globals['_PAUSEQUEUEREQUEST']._serialized_start=2091
+  _globals['_PAUSEQUEUEREQUEST']._serialized_end=2141
+  _globals['_PAUSEQUEUERESPONSE']._serialized_start=2143
+  _globals['_PAUSEQUEUERESPONSE']._serialized_end=2179
+  _globals['_LISTDEADREQUEST']._serialized_start=2181
+  _globals['_LISTDEADREQUEST']._serialized_end=2228
+  _globals['_DEADTASK']._serialized_start=2230
+  _globals['_DEADTASK']._serialized_end=2290
+  _globals['_LISTDEADRESPONSE']._serialized_start=2292
+  _globals['_LISTDEADRESPONSE']._serialized_end=2348
+  _globals['_REQUEUEDEADREQUEST']._serialized_start=2350
+  _globals['_REQUEUEDEADREQUEST']._serialized_end=2403
+  _globals['_REQUEUEDEADRESPONSE']._serialized_start=2405
+  _globals['_REQUEUEDEADRESPONSE']._serialized_end=2444
+  _globals['_LOCATEREQUEST']._serialized_start=2446
+  _globals['_LOCATEREQUEST']._serialized_end=2493
+  _globals['_LOCATERESPONSE']._serialized_start=2495
+  _globals['_LOCATERESPONSE']._serialized_end=2606
+  _globals['_REGISTRY']._serialized_start=2741
+  _globals['_REGISTRY']._serialized_end=3423
 # @@protoc_insertion_point(module_scope)

@@ -1,11 +1,23 @@
 from tasktide.v1 import task_pb2 as _task_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class RevokeResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REVOKE_RESULT_UNSPECIFIED: _ClassVar[RevokeResult]
+    REVOKE_RESULT_REMOVED: _ClassVar[RevokeResult]
+    REVOKE_RESULT_SIGNALLED: _ClassVar[RevokeResult]
+    REVOKE_RESULT_NOT_HELD: _ClassVar[RevokeResult]
+REVOKE_RESULT_UNSPECIFIED: RevokeResult
+REVOKE_RESULT_REMOVED: RevokeResult
+REVOKE_RESULT_SIGNALLED: RevokeResult
+REVOKE_RESULT_NOT_HELD: RevokeResult
 
 class EnqueueRequest(_message.Message):
     __slots__ = ("tasks",)
@@ -134,10 +146,12 @@ class AssignmentBatch(_message.Message):
     def __init__(self, assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ...) -> None: ...
 
 class CancelSignal(_message.Message):
-    __slots__ = ("task_id",)
+    __slots__ = ("task_id", "grace_seconds")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    GRACE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     task_id: str
-    def __init__(self, task_id: _Optional[str] = ...) -> None: ...
+    grace_seconds: float
+    def __init__(self, task_id: _Optional[str] = ..., grace_seconds: _Optional[float] = ...) -> None: ...
 
 class Drain(_message.Message):
     __slots__ = ()
@@ -188,19 +202,111 @@ class QueueStatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class QueueStat(_message.Message):
-    __slots__ = ("queue", "ready", "leased", "dead")
+    __slots__ = ("queue", "ready", "leased", "dead", "paused", "consumers")
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
     LEASED_FIELD_NUMBER: _ClassVar[int]
     DEAD_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    CONSUMERS_FIELD_NUMBER: _ClassVar[int]
     queue: str
     ready: int
     leased: int
     dead: int
-    def __init__(self, queue: _Optional[str] = ..., ready: _Optional[int] = ..., leased: _Optional[int] = ..., dead: _Optional[int] = ...) -> None: ...
+    paused: bool
+    consumers: int
+    def __init__(self, queue: _Optional[str] = ..., ready: _Optional[int] = ..., leased: _Optional[int] = ..., dead: _Optional[int] = ..., paused: _Optional[bool] = ..., consumers: _Optional[int] = ...) -> None: ...
 
 class QueueStatsResponse(_message.Message):
     __slots__ = ("queues",)
     QUEUES_FIELD_NUMBER: _ClassVar[int]
     queues: _containers.RepeatedCompositeFieldContainer[QueueStat]
     def __init__(self, queues: _Optional[_Iterable[_Union[QueueStat, _Mapping]]] = ...) -> None: ...
+
+class RevokeRequest(_message.Message):
+    __slots__ = ("tasks", "grace_seconds")
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    GRACE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[_task_pb2.Task]
+    grace_seconds: float
+    def __init__(self, tasks: _Optional[_Iterable[_Union[_task_pb2.Task, _Mapping]]] = ..., grace_seconds: _Optional[float] = ...) -> None: ...
+
+class RevokeResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedScalarFieldContainer[RevokeResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[RevokeResult, str]]] = ...) -> None: ...
+
+class PauseQueueRequest(_message.Message):
+    __slots__ = ("queue", "paused")
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    queue: str
+    paused: bool
+    def __init__(self, queue: _Optional[str] = ..., paused: _Optional[bool] = ...) -> None: ...
+
+class PauseQueueResponse(_message.Message):
+    __slots__ = ("paused",)
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    paused: bool
+    def __init__(self, paused: _Optional[bool] = ...) -> None: ...
+
+class ListDeadRequest(_message.Message):
+    __slots__ = ("queue", "limit")
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    queue: str
+    limit: int
+    def __init__(self, queue: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class DeadTask(_message.Message):
+    __slots__ = ("task", "dead_ms")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    DEAD_MS_FIELD_NUMBER: _ClassVar[int]
+    task: _task_pb2.Task
+    dead_ms: int
+    def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., dead_ms: _Optional[int] = ...) -> None: ...
+
+class ListDeadResponse(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[DeadTask]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[DeadTask, _Mapping]]] = ...) -> None: ...
+
+class RequeueDeadRequest(_message.Message):
+    __slots__ = ("queue", "task_ids")
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    queue: str
+    task_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, queue: _Optional[str] = ..., task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RequeueDeadResponse(_message.Message):
+    __slots__ = ("requeued",)
+    REQUEUED_FIELD_NUMBER: _ClassVar[int]
+    requeued: int
+    def __init__(self, requeued: _Optional[int] = ...) -> None: ...
+
+class LocateRequest(_message.Message):
+    __slots__ = ("task_id", "queue")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    queue: str
+    def __init__(self, task_id: _Optional[str] = ..., queue: _Optional[str] = ...) -> None: ...
+
+class LocateResponse(_message.Message):
+    __slots__ = ("ready", "leased", "dead", "ahead", "paused", "consumers")
+    READY_FIELD_NUMBER: _ClassVar[int]
+    LEASED_FIELD_NUMBER: _ClassVar[int]
+    DEAD_FIELD_NUMBER: _ClassVar[int]
+    AHEAD_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    CONSUMERS_FIELD_NUMBER: _ClassVar[int]
+    ready: bool
+    leased: bool
+    dead: bool
+    ahead: int
+    paused: bool
+    consumers: int
+    def __init__(self, ready: _Optional[bool] = ..., leased: _Optional[bool] = ..., dead: _Optional[bool] = ..., ahead: _Optional[int] = ..., paused: _Optional[bool] = ..., consumers: _Optional[int] = ...) -> None: ...

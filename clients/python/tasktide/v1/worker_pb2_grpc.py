@@ -54,6 +54,31 @@ class RegistryStub:
                 request_serializer=tasktide_dot_v1_dot_worker__pb2.QueueStatsRequest.SerializeToString,
                 response_deserializer=tasktide_dot_v1_dot_worker__pb2.QueueStatsResponse.FromString,
                 _registered_method=True)
+        self.Revoke = channel.unary_unary(
+                '/tasktide.v1.Registry/Revoke',
+                request_serializer=tasktide_dot_v1_dot_worker__pb2.RevokeRequest.SerializeToString,
+                response_deserializer=tasktide_dot_v1_dot_worker__pb2.RevokeResponse.FromString,
+                _registered_method=True)
+        self.PauseQueue = channel.unary_unary(
+                '/tasktide.v1.Registry/PauseQueue',
+                request_serializer=tasktide_dot_v1_dot_worker__pb2.PauseQueueRequest.SerializeToString,
+                response_deserializer=tasktide_dot_v1_dot_worker__pb2.PauseQueueResponse.FromString,
+                _registered_method=True)
+        self.ListDead = channel.unary_unary(
+                '/tasktide.v1.Registry/ListDead',
+                request_serializer=tasktide_dot_v1_dot_worker__pb2.ListDeadRequest.SerializeToString,
+                response_deserializer=tasktide_dot_v1_dot_worker__pb2.ListDeadResponse.FromString,
+                _registered_method=True)
+        self.RequeueDead = channel.unary_unary(
+                '/tasktide.v1.Registry/RequeueDead',
+                request_serializer=tasktide_dot_v1_dot_worker__pb2.RequeueDeadRequest.SerializeToString,
+                response_deserializer=tasktide_dot_v1_dot_worker__pb2.RequeueDeadResponse.FromString,
+                _registered_method=True)
+        self.Locate = channel.unary_unary(
+                '/tasktide.v1.Registry/Locate',
+                request_serializer=tasktide_dot_v1_dot_worker__pb2.LocateRequest.SerializeToString,
+                response_deserializer=tasktide_dot_v1_dot_worker__pb2.LocateResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServicer:
@@ -86,6 +111,38 @@ class RegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Revoke(self, request, context):
+        """Remove queued tasks, and signal the workers running them (called by the scheduler's Cancel).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseQueue(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDead(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequeueDead(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Locate(self, request, context):
+        """Where a task stands in its queue, for Explain.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -108,6 +165,31 @@ def add_RegistryServicer_to_server(servicer, server):
                     servicer.QueueStats,
                     request_deserializer=tasktide_dot_v1_dot_worker__pb2.QueueStatsRequest.FromString,
                     response_serializer=tasktide_dot_v1_dot_worker__pb2.QueueStatsResponse.SerializeToString,
+            ),
+            'Revoke': grpc.unary_unary_rpc_method_handler(
+                    servicer.Revoke,
+                    request_deserializer=tasktide_dot_v1_dot_worker__pb2.RevokeRequest.FromString,
+                    response_serializer=tasktide_dot_v1_dot_worker__pb2.RevokeResponse.SerializeToString,
+            ),
+            'PauseQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseQueue,
+                    request_deserializer=tasktide_dot_v1_dot_worker__pb2.PauseQueueRequest.FromString,
+                    response_serializer=tasktide_dot_v1_dot_worker__pb2.PauseQueueResponse.SerializeToString,
+            ),
+            'ListDead': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDead,
+                    request_deserializer=tasktide_dot_v1_dot_worker__pb2.ListDeadRequest.FromString,
+                    response_serializer=tasktide_dot_v1_dot_worker__pb2.ListDeadResponse.SerializeToString,
+            ),
+            'RequeueDead': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequeueDead,
+                    request_deserializer=tasktide_dot_v1_dot_worker__pb2.RequeueDeadRequest.FromString,
+                    response_serializer=tasktide_dot_v1_dot_worker__pb2.RequeueDeadResponse.SerializeToString,
+            ),
+            'Locate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Locate,
+                    request_deserializer=tasktide_dot_v1_dot_worker__pb2.LocateRequest.FromString,
+                    response_serializer=tasktide_dot_v1_dot_worker__pb2.LocateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -218,6 +300,141 @@ class Registry:
             '/tasktide.v1.Registry/QueueStats',
             tasktide_dot_v1_dot_worker__pb2.QueueStatsRequest.SerializeToString,
             tasktide_dot_v1_dot_worker__pb2.QueueStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Revoke(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tasktide.v1.Registry/Revoke',
+            tasktide_dot_v1_dot_worker__pb2.RevokeRequest.SerializeToString,
+            tasktide_dot_v1_dot_worker__pb2.RevokeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tasktide.v1.Registry/PauseQueue',
+            tasktide_dot_v1_dot_worker__pb2.PauseQueueRequest.SerializeToString,
+            tasktide_dot_v1_dot_worker__pb2.PauseQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tasktide.v1.Registry/ListDead',
+            tasktide_dot_v1_dot_worker__pb2.ListDeadRequest.SerializeToString,
+            tasktide_dot_v1_dot_worker__pb2.ListDeadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequeueDead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tasktide.v1.Registry/RequeueDead',
+            tasktide_dot_v1_dot_worker__pb2.RequeueDeadRequest.SerializeToString,
+            tasktide_dot_v1_dot_worker__pb2.RequeueDeadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Locate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tasktide.v1.Registry/Locate',
+            tasktide_dot_v1_dot_worker__pb2.LocateRequest.SerializeToString,
+            tasktide_dot_v1_dot_worker__pb2.LocateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,56 @@
+"""Explain: why a task is not running (yet), in one sentence for a person."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2
+from tasktide_services.common.peers import Peers
+from tasktide_services.scheduler.store import SchedulerStore
+
+HELD_BY = "tasktide-held-by"  # header set on a task record when a rate limit set its start
+R = scheduler_pb2
+S = task_pb2
+
+
+def _at(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
+
+
+async def explain(task: task_pb2.Task, store: SchedulerStore, peers: Peers) -> scheduler_pb2.Explanation:
+    res = (await peers.results.Get(results_pb2.GetRequest(task_ids=[task.id]))).results[0]
+    state = res.state if res.found else task.state
+    out = R.Explanation(task_id=task.id, state=state)
+    name = S.TaskState.Name(state).removeprefix("TASK_STATE_")
+    if S.TASK_STATE_SUCCEEDED <= state <= S.TASK_STATE_DEAD:
+        out.reason, out.message = R.WAIT_REASON_FINISHED, f"finished: {name} at {_at(res.updated_ms)}"
+        return out
+    if state == S.TASK_STATE_RUNNING:
+        out.reason = R.WAIT_REASON_RUNNING
+        out.message = f"running on worker {res.worker_id} (attempt {res.attempt + 1})"
+        return out
+    eta = await store.eta(task.id)
+    if eta is not None:
+        out.eta_ms = eta
+        if task.spec.headers.get(HELD_BY) == "rate_limit":
+            out.reason = R.WAIT_REASON_RATE_LIMIT
+            out.message = f"held back by the rate limit {task.spec.rate_limit} of {task.spec.name}; runs at {_at(eta)}"
+        elif task.attempt > 0:
+            out.reason = R.WAIT_REASON_RETRY_BACKOFF
+            out.message = f"waiting to retry (attempt {task.attempt + 1}) until {_at(eta)}"
+        else:
+            out.reason, out.message = R.WAIT_REASON_ETA, f"waiting for its ETA {_at(eta)}"
+        return out
+    loc = await peers.registry.Locate(worker_pb2.LocateRequest(task_id=task.id, queue=task.spec.queue))
+    q = task.spec.queue
+    out.ahead = loc.ahead
+    if loc.leased:
+        out.reason, out.message = R.WAIT_REASON_RUNNING, "leased to a worker, starting"
+    elif loc.paused:
+        out.reason, out.message = R.WAIT_REASON_QUEUE_PAUSED, f"queue {q!r} is paused"
+    elif loc.consumers == 0:
+        out.reason, out.message = R.WAIT_REASON_NO_WORKER, f"no worker consumes queue {q!r}"
+    else:
+        out.reason = R.WAIT_REASON_QUEUED_BEHIND
+        out.message = f"{loc.ahead} tasks ahead of it in queue {q!r}; {loc.consumers} workers busy"
+    return out

@@ -1,0 +1,47 @@
+"""Expired leases go back to their queue, or to the dead-letter set after max deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from tasktide.v1 import results_pb2, task_pb2
+from tasktide_services.common.events import event, now_ms
+from tasktide_services.common.peers import Peers
+from tasktide_services.common.settings import ServerSettings
+from tasktide_services.worker.store import RegistryStore
+
+log = logging.getLogger("tasktide.registry.reaper")
+
+
+async def reap_once(store: RegistryStore, peers: Peers, settings: ServerSettings) -> None:
+    for q in await store.queues():
+        _, dead = await store.reap(q, now_ms(), settings.max_deliveries)
+        if dead:
+            await _record_dead(store, peers, q, dead, settings.max_deliveries)
+
+
+async def run_reaper(store: RegistryStore, peers: Peers, settings: ServerSettings) -> None:
+    while True:
+        try:
+            await reap_once(store, peers, settings)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - keep reaping; nothing is lost, leases stay until next time
+            log.exception("lease reaper failed")
+        await asyncio.sleep(max(settings.tick_seconds, min(settings.lease_seconds / 10, 1.0)))
+
+
+async def _record_dead(store: RegistryStore, peers: Peers, queue: str, ids: list[str], max_deliveries: int) -> None:
+    events = []
+    for tid in ids:
+        task = await store.dead_task(queue, tid)
+        if task is None:
+            continue
+        err = task_pb2.TaskError(
+            type="tasktide.WorkerLost",
+            message=f"the worker running this task was lost {max_deliveries} times; moved to the dead-letter set",
+        )
+        events.append(event(task, task_pb2.TASK_STATE_DEAD, error=err))
+    if events:
+        await peers.results.Record(results_pb2.RecordRequest(events=events))

@@ -1,0 +1,131 @@
+"""One worker's Session stream on the registry: credits in, assignments out, outcomes recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from tasktide.v1 import results_pb2, task_pb2, worker_pb2
+from tasktide_services.common.events import event, now_ms
+from tasktide_services.common.notify import Notifier, wait_any
+from tasktide_services.common.peers import Peers
+from tasktide_services.worker.outcomes import OutcomeHandler, ref
+from tasktide_services.worker.store import Leased, RegistryStore
+
+log = logging.getLogger("tasktide.registry")
+
+IDLE_POLL = 1.0  # a safety net under pub/sub wake-ups
+MAX_ASSIGN = 256
+
+
+class Session:
+    def __init__(self, session_id: str, hello: worker_pb2.Hello) -> None:
+        self.id = session_id
+        self.hello = hello
+        self.queues = list(hello.queues)
+        self.credit = 0
+        self.credit_changed = asyncio.Event()
+        self.out: asyncio.Queue[worker_pb2.RegistryMessage | None] = asyncio.Queue()
+        self.assigned: set[str] = set()  # task ids leased to this session, for cancel signals
+
+    def grant(self, n: int) -> None:
+        if n:
+            self.credit += n
+            self.credit_changed.set()
+
+    def send(self, **kind: object) -> None:
+        self.out.put_nowait(worker_pb2.RegistryMessage(**kind))  # type: ignore[arg-type]
+
+
+class SessionLoops:
+    """The reader and dispatcher of one session; shares store, notifier and peers with the service."""
+
+    def __init__(
+        self, store: RegistryStore, notifier: Notifier, peers: Peers, outcomes: OutcomeHandler, lease_ms: int
+    ) -> None:
+        self.store = store
+        self.notifier = notifier
+        self.peers = peers
+        self.outcomes = outcomes
+        self.lease_ms = lease_ms
+
+    async def read(self, session: Session, requests: AsyncIterator[worker_pb2.WorkerMessage]) -> None:
+        try:
+            async for msg in requests:
+                kind = msg.WhichOneof("kind")
+                if kind == "credit":
+                    session.grant(msg.credit)
+                elif kind == "outcomes":
+                    batch = list(msg.outcomes.outcomes)
+                    for rejected in await self.outcomes.handle(batch):
+                        session.send(rejected=rejected)
+                    session.assigned.difference_update(o.task_id for o in batch)
+                    session.grant(msg.outcomes.credit)
+                elif kind == "heartbeat":
+                    await self._heartbeat(session, list(msg.heartbeat.leases))
+                elif kind == "release":
+                    await self.store.release(list(msg.release.leases))
+                    session.assigned.difference_update(r.task_id for r in msg.release.leases)
+                elif kind == "progress":
+                    await self.outcomes.progress(msg.progress)
+        except Exception:  # noqa: BLE001 - the stream is gone or broken; its leases will expire
+            log.exception("session %s reader failed", session.id)
+        finally:
+            session.out.put_nowait(None)
+
+    async def _heartbeat(self, session: Session, leases: list[worker_pb2.LeaseRef]) -> None:
+        stale = set(await self.store.extend(leases, now_ms() + self.lease_ms))
+        for r in leases:
+            if r.task_id in stale:
+                session.send(rejected=worker_pb2.LeaseRejected(lease=r, reason="lease expired"))
+
+    async def dispatch(self, session: Session) -> None:
+        while True:
+            while session.credit <= 0:
+                session.credit_changed.clear()
+                await session.credit_changed.wait()
+            wake = [self.notifier.event(q) for q in session.queues]
+            leased: list[Leased] = []
+            for q in session.queues:
+                want = min(session.credit - len(leased), MAX_ASSIGN)
+                if want <= 0:
+                    break
+                leased += await self.store.dispatch(q, now_ms(), self.lease_ms, want)
+            if not leased:
+                await wait_any(wake, IDLE_POLL)
+                continue
+            runnable = await self._drop_expired(leased)
+            if not runnable:
+                continue
+            session.credit -= len(runnable)
+            deadline = now_ms() + self.lease_ms
+            assignments = []
+            for item in runnable:
+                item.task.state = task_pb2.TASK_STATE_RUNNING
+                session.assigned.add(item.task.id)
+                assignments.append(
+                    worker_pb2.Assignment(
+                        task=item.task, lease_token=item.token, deadline_ms=deadline, delivery=item.delivery
+                    )
+                )
+            session.send(assignments=worker_pb2.AssignmentBatch(assignments=assignments))
+            worker_id = session.hello.worker_id
+            started = [event(i.task, task_pb2.TASK_STATE_RUNNING, worker_id=worker_id) for i in runnable]
+            await self.peers.results.Record(results_pb2.RecordRequest(events=started))
+
+    async def _drop_expired(self, leased: list[Leased]) -> list[Leased]:
+        """Tasks past their expiry are never run: their leases end and they are marked EXPIRED."""
+        now = now_ms()
+        expired = [i for i in leased if i.task.spec.expires_ms and i.task.spec.expires_ms <= now]
+        if not expired:
+            return leased
+        err = task_pb2.TaskError(type="tasktide.Expired", message="the task expired before it could start")
+        events = [event(i.task, task_pb2.TASK_STATE_EXPIRED, error=err) for i in expired]
+        await self.peers.results.Record(results_pb2.RecordRequest(events=events))
+        await self.store.complete([ref(_outcome_ref(i)) for i in expired])
+        return [i for i in leased if i not in expired]
+
+
+def _outcome_ref(i: Leased) -> task_pb2.Outcome:
+    return task_pb2.Outcome(task_id=i.task.id, queue=i.task.spec.queue, lease_token=i.token)
