@@ -1,0 +1,40 @@
+"""The Django-side index of tasks enqueued through the backend. The platform keeps each task's state
+and result; `state` here is the last state read from it, kept so the admin can filter by it."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from tasktide._states import TaskState
+
+FINAL_STATES = [s.name for s in TaskState if s.is_final]
+
+
+class TaskRecord(models.Model):
+    id = models.CharField("result id", max_length=64, primary_key=True)
+    task_id = models.CharField("platform task id", max_length=32, blank=True, db_index=True)
+    name = models.CharField(max_length=255, db_index=True)
+    backend = models.CharField(max_length=64, default="default")
+    queue = models.CharField(max_length=128)
+    priority = models.IntegerField(default=0)
+    run_after = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(db_index=True)
+    state = models.CharField(
+        max_length=16,
+        choices=[(s.name, s.name.title()) for s in TaskState],
+        default=TaskState.QUEUED.name,
+        db_index=True,
+    )
+    checked_at = models.DateTimeField("state read at", null=True, blank=True)
+
+    class Meta:
+        ordering = ["-enqueued_at"]
+        verbose_name = "task result"
+        verbose_name_plural = "task results"
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.id}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
