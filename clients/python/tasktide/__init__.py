@@ -25,10 +25,11 @@ from tasktide._exceptions import (
     TaskTimeout,
     Unavailable,
 )
+from tasktide._explain import DeadLetter, Explanation
 from tasktide._handle import AsyncTaskHandle, TaskHandle
 from tasktide._settings import ClientSettings
 from tasktide._states import TaskState
-from tasktide.worker._context import TaskContext, current_task
+from tasktide.worker._context import CancelRequested, SoftTimeLimitExceeded, TaskContext, current_task
 
 __version__ = "0.1.0"
 
@@ -36,13 +37,17 @@ __all__ = [
     "App",
     "AsyncClient",
     "AsyncTaskHandle",
+    "CancelRequested",
     "Client",
     "ClientSettings",
     "ConfigurationError",
+    "DeadLetter",
+    "Explanation",
     "InvalidArgument",
     "NotFound",
     "ResourceExhausted",
     "ServiceError",
+    "SoftTimeLimitExceeded",
     "Task",
     "TaskCancelled",
     "TaskContext",

@@ -171,6 +171,7 @@ class App:
             retry_jitter=retry_jitter,
             soft_time_limit=soft_time_limit or 0.0,
             time_limit=time_limit or 0.0,
+            rate_limit=rate_limit or "",
         )
         # With retries allowed and no exception types named, any Exception is retried.
         if autoretry_for is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any
@@ -10,12 +11,26 @@ import grpc
 
 from tasktide._errors import translate
 from tasktide._exceptions import TaskTimeout
+from tasktide._explain import DeadLetter, Explanation
 from tasktide._handle import AsyncTaskHandle, TaskHandle
 from tasktide._results import unwrap
 from tasktide._settings import ClientSettings
 from tasktide._spec import build_spec
 from tasktide._states import FINAL_PROTO_STATES, TaskState
-from tasktide.v1 import results_pb2, results_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, task_pb2
+from tasktide.v1 import (
+    results_pb2,
+    results_pb2_grpc,
+    scheduler_pb2,
+    scheduler_pb2_grpc,
+    task_pb2,
+    worker_pb2,
+    worker_pb2_grpc,
+)
+
+
+def _utc(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+
 
 # The server holds one Wait call at most this long; the client loops for longer timeouts.
 _WAIT_SLICE = 30.0
@@ -32,13 +47,17 @@ class Client:
         self._res_ch = (
             self._sched_ch if res_addr == self.settings.scheduler() else grpc.insecure_channel(res_addr, options=opts)
         )
+        reg_addr = self.settings.registry()
+        self._reg_ch = (
+            self._sched_ch if reg_addr == self.settings.scheduler() else grpc.insecure_channel(reg_addr, options=opts)
+        )
         self._scheduler = scheduler_pb2_grpc.SchedulerStub(self._sched_ch)
         self._results = results_pb2_grpc.ResultsStub(self._res_ch)
+        self._registry = worker_pb2_grpc.RegistryStub(self._reg_ch)
 
     def close(self) -> None:
-        self._sched_ch.close()
-        if self._res_ch is not self._sched_ch:
-            self._res_ch.close()
+        for ch in {id(c): c for c in (self._sched_ch, self._res_ch, self._reg_ch)}.values():
+            ch.close()
 
     def __enter__(self) -> Client:
         return self
@@ -81,6 +100,52 @@ class Client:
             return list(self._results.Get(results_pb2.GetRequest(task_ids=task_ids)).results)
         except grpc.RpcError as exc:
             raise translate(exc, self.settings.results()) from None
+
+    def explain(self, task_id: str) -> Explanation:
+        """Why the task is not running (yet): ETA, backoff, rate limit, no worker, paused queue..."""
+        try:
+            return Explanation.from_proto(self._scheduler.Explain(scheduler_pb2.ExplainRequest(task_id=task_id)))
+        except grpc.RpcError as exc:
+            raise translate(exc, self.settings.scheduler()) from None
+
+    def pause_queue(self, queue: str, paused: bool = True) -> None:
+        try:
+            self._registry.PauseQueue(worker_pb2.PauseQueueRequest(queue=queue, paused=paused))
+        except grpc.RpcError as exc:
+            raise translate(exc, self.settings.registry()) from None
+
+    def resume_queue(self, queue: str) -> None:
+        self.pause_queue(queue, paused=False)
+
+    def queue_stats(self) -> list[worker_pb2.QueueStat]:
+        try:
+            return list(self._registry.QueueStats(worker_pb2.QueueStatsRequest()).queues)
+        except grpc.RpcError as exc:
+            raise translate(exc, self.settings.registry()) from None
+
+    def workers(self) -> list[worker_pb2.WorkerInfo]:
+        try:
+            return list(self._registry.ListWorkers(worker_pb2.ListWorkersRequest()).workers)
+        except grpc.RpcError as exc:
+            raise translate(exc, self.settings.registry()) from None
+
+    def dead_letters(self, queue: str = "", limit: int = 100) -> list[DeadLetter]:
+        try:
+            resp = self._registry.ListDead(worker_pb2.ListDeadRequest(queue=queue, limit=limit))
+        except grpc.RpcError as exc:
+            raise translate(exc, self.settings.registry()) from None
+        return [
+            DeadLetter(d.task.id, d.task.spec.name, d.task.spec.queue, d.task.attempt, _utc(d.dead_ms))
+            for d in resp.tasks
+        ]
+
+    def requeue_dead(self, queue: str = "default", task_ids: Sequence[str] = ()) -> int:
+        """Put dead tasks back in their queue as first attempts; all of the queue's when no ids are given."""
+        try:
+            req = worker_pb2.RequeueDeadRequest(queue=queue, task_ids=list(task_ids))
+            return int(self._registry.RequeueDead(req).requeued)
+        except grpc.RpcError as exc:
+            raise translate(exc, self.settings.registry()) from None
 
     def status(self, task_id: str) -> TaskState:
         return TaskState.from_proto(self.fetch([task_id])[0].state)
@@ -173,6 +238,13 @@ class AsyncClient:
 
     async def status(self, task_id: str) -> TaskState:
         return TaskState.from_proto((await self.fetch([task_id]))[0].state)
+
+    async def explain(self, task_id: str) -> Explanation:
+        try:
+            resp = await self._scheduler.Explain(scheduler_pb2.ExplainRequest(task_id=task_id))
+        except grpc.RpcError as exc:
+            raise translate(exc, self.settings.scheduler()) from None
+        return Explanation.from_proto(resp)
 
     async def wait(self, task_id: str, timeout: float | None = None) -> task_pb2.TaskResult:
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tasktide._explain import Explanation
 from tasktide._states import TaskState
 
 if TYPE_CHECKING:
@@ -31,7 +32,12 @@ class TaskHandle:
         return self._client.status(self.id)
 
     def cancel(self) -> TaskState:
+        """Cancel: at once when delayed or queued; a running task is signalled and then stopped."""
         return self._client.cancel(self.id)
+
+    def explain(self) -> Explanation:
+        """Why the task is not running (yet)."""
+        return self._client.explain(self.id)
 
 
 class AsyncTaskHandle:
@@ -53,3 +59,6 @@ class AsyncTaskHandle:
 
     async def cancel(self) -> TaskState:
         return await self._client.cancel(self.id)
+
+    async def explain(self) -> Explanation:
+        return await self._client.explain(self.id)

@@ -23,6 +23,7 @@ class TaskOptions:
     retry_jitter: bool = True
     soft_time_limit: float = 0.0
     time_limit: float = 0.0
+    rate_limit: str = ""
 
 
 def _ms(value: dt.datetime | float | int) -> int:
@@ -46,6 +47,8 @@ def build_spec(
     expires: dt.datetime | float | None = None,
     idempotency_key: str | None = None,
     max_retries: int | None = None,
+    soft_time_limit: float | None = None,
+    time_limit: float | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> task_pb2.TaskSpec:
     o = options or TaskOptions()
@@ -59,6 +62,7 @@ def build_spec(
         idempotency_key=idempotency_key or "",
         soft_time_limit=o.soft_time_limit,
         time_limit=o.time_limit,
+        rate_limit=o.rate_limit,
         retry=task_pb2.RetryPolicy(
             max_retries=max_retries if max_retries is not None else o.max_retries,
             backoff_base=o.retry_backoff,
@@ -66,6 +70,10 @@ def build_spec(
             jitter=o.retry_jitter,
         ),
     )
+    if soft_time_limit is not None:
+        spec.soft_time_limit = soft_time_limit
+    if time_limit is not None:
+        spec.time_limit = time_limit
     if eta is not None:
         spec.eta_ms = _ms(eta)
     if expires is not None:

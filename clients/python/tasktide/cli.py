@@ -71,7 +71,9 @@ def cmd_worker(args: argparse.Namespace, settings: ClientSettings) -> int:
     if args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
     queues = tuple(q for q in args.queues.split(",") if q) or ("default",)
-    config = WorkerConfig(queues=queues, concurrency=args.concurrency, pool=args.pool, prefetch=args.prefetch)
+    config = WorkerConfig(
+        queues=queues, concurrency=args.concurrency, pool=args.pool, prefetch=args.prefetch, app_target=args.app
+    )
     return run_worker(app, config, settings)
 
 
@@ -111,6 +113,54 @@ def cmd_status(args: argparse.Namespace, settings: ClientSettings) -> int:
         return 0
 
 
+def cmd_explain(args: argparse.Namespace, settings: ClientSettings) -> int:
+    with Client(settings=settings) as client:
+        e = client.explain(args.id)
+        print(json.dumps({"id": e.task_id, "state": e.state.name, "reason": e.reason, "message": e.message}))
+        return 0
+
+
+def cmd_cancel(args: argparse.Namespace, settings: ClientSettings) -> int:
+    with Client(settings=settings) as client:
+        state = client.cancel(args.id)
+        print(json.dumps({"id": args.id, "state": state.name}))
+        return 0
+
+
+def cmd_queue(args: argparse.Namespace, settings: ClientSettings) -> int:
+    with Client(settings=settings) as client:
+        if args.action in ("pause", "resume"):
+            if not args.name:
+                raise UsageError(f"queue {args.action} needs a queue name")
+            client.pause_queue(args.name, paused=args.action == "pause")
+        for st in client.queue_stats():
+            if not args.name or st.queue == args.name:
+                print(
+                    json.dumps(
+                        {
+                            "queue": st.queue,
+                            "ready": st.ready,
+                            "running": st.leased,
+                            "dead": st.dead,
+                            "paused": st.paused,
+                            "consumers": st.consumers,
+                        }
+                    )
+                )
+        return 0
+
+
+def cmd_dead(args: argparse.Namespace, settings: ClientSettings) -> int:
+    with Client(settings=settings) as client:
+        if args.requeue:
+            n = client.requeue_dead(args.queue or "default", args.ids)
+            print(json.dumps({"requeued": n}))
+            return 0
+        for d in client.dead_letters(args.queue, args.limit):
+            print(json.dumps({"id": d.task_id, "name": d.name, "queue": d.queue, "dead_at": d.dead_at.isoformat()}))
+        return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tasktide", description="tasktide distributed task platform")
     p.add_argument("--address", help="platform address (default: $TASKTIDE_ADDRESS or 127.0.0.1:50051)")
@@ -120,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="run a worker for the tasks of MODULE:APP")
     w.add_argument("app", metavar="MODULE:APP")
     w.add_argument("--concurrency", "-c", type=int, default=os.cpu_count() or 2)
-    w.add_argument("--pool", choices=["threads", "asyncio"], default="threads")
+    w.add_argument("--pool", choices=["threads", "asyncio", "processes"], default="threads")
     w.add_argument("--queues", "-Q", default="default", help="comma-separated, consumed in this order")
     w.add_argument("--prefetch", type=int, default=0)
     w.set_defaults(func=cmd_worker)
@@ -140,6 +190,26 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="show a task's state")
     st.add_argument("id")
     st.set_defaults(func=cmd_status)
+
+    ex = sub.add_parser("explain", help="why a task is not running (yet)")
+    ex.add_argument("id")
+    ex.set_defaults(func=cmd_explain)
+
+    ca = sub.add_parser("cancel", help="cancel a task (queued, delayed or running)")
+    ca.add_argument("id")
+    ca.set_defaults(func=cmd_cancel)
+
+    qu = sub.add_parser("queue", help="queue statistics; pause or resume a queue")
+    qu.add_argument("action", choices=["stats", "pause", "resume"])
+    qu.add_argument("name", nargs="?", default="")
+    qu.set_defaults(func=cmd_queue)
+
+    de = sub.add_parser("dead", help="list dead-letter tasks, or requeue them")
+    de.add_argument("ids", nargs="*", help="with --requeue: ids to requeue (default: all of the queue)")
+    de.add_argument("--queue", default="")
+    de.add_argument("--limit", type=int, default=100)
+    de.add_argument("--requeue", action="store_true")
+    de.set_defaults(func=cmd_dead)
 
     for name in SERVER_COMMANDS:
         sp = sub.add_parser(name, help=f"run the {name} server (tasktide-server)", add_help=False)

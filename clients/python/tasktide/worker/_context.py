@@ -5,8 +5,17 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from tasktide._exceptions import TasktideError
+
+
+class SoftTimeLimitExceeded(TasktideError):
+    """Raised inside a task when its soft time limit passes; the task may clean up and return or raise."""
+
+
+class CancelRequested(TasktideError):
+    """Raised inside a task that was cancelled (after `current_task().cancelled` was set)."""
 
 
 class RetryRequested(TasktideError):
@@ -26,10 +35,16 @@ class TaskContext:
     queue: str
     delivery: int
     _progress: Callable[[float, str], None] = field(repr=False)
+    cancelled: bool = False  # set when a cancel signal arrives; long tasks should check it
+    thread_id: int = 0  # the thread running the task (thread pool), for interruptions
 
-    def retry(self, countdown: float | None = None, exc: BaseException | None = None) -> RetryRequested:
-        """Ask for another attempt; `raise current_task().retry(countdown=5)`."""
-        return RetryRequested(countdown, exc)
+    def retry(self, countdown: float | None = None, exc: BaseException | None = None) -> NoReturn:
+        """Stop this attempt and ask for another, `countdown` seconds from now (default: backoff)."""
+        raise RetryRequested(countdown, exc)
+
+    def raise_if_cancelled(self) -> None:
+        if self.cancelled:
+            raise CancelRequested(f"task {self.id} was cancelled")
 
     def progress(self, value: float, message: str = "") -> None:
         """Report progress (a number, for example 0..1, and a message) to watchers."""

@@ -1,21 +1,35 @@
-"""Running one assignment and turning what happened into an Outcome."""
+"""Running one task attempt and turning what happened into an Outcome.
+
+The same functions serve the thread pool, the asyncio pool and the child processes of the process
+pool, so retries, errors and results look the same whichever pool ran the task.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import random
+import threading
 from collections.abc import Callable
-from concurrent.futures import Executor
 from typing import Any
 
 from tasktide._app import App, Task
 from tasktide._codec import decode_payload, encode_json, error_from_exception, now_ms
 from tasktide.v1 import task_pb2, worker_pb2
-from tasktide.worker._context import RetryRequested, TaskContext, reset_current, set_current
+from tasktide.worker._context import (
+    CancelRequested,
+    RetryRequested,
+    SoftTimeLimitExceeded,
+    TaskContext,
+    reset_current,
+    set_current,
+)
 
 SUCCESS = task_pb2.OUTCOME_KIND_SUCCESS
 FAILURE = task_pb2.OUTCOME_KIND_FAILURE
 RETRY = task_pb2.OUTCOME_KIND_RETRY
+CANCELLED = task_pb2.OUTCOME_KIND_CANCELLED
+TIMEOUT = task_pb2.OUTCOME_KIND_TIMEOUT
+
+ProgressSink = Callable[[worker_pb2.ProgressReport], None]
 
 
 def backoff(policy: task_pb2.RetryPolicy, attempt: int) -> float:
@@ -26,88 +40,128 @@ def backoff(policy: task_pb2.RetryPolicy, attempt: int) -> float:
     return random.uniform(0, delay) if policy.jitter else delay
 
 
-def _call(ctx: TaskContext, fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
-    token = set_current(ctx)
-    try:
-        return fn(*args, **kwargs)
-    finally:
-        reset_current(token)
+def new_outcome(a: worker_pb2.Assignment, worker_id: str) -> task_pb2.Outcome:
+    t = a.task
+    return task_pb2.Outcome(
+        task_id=t.id,
+        queue=t.spec.queue,
+        lease_token=a.lease_token,
+        attempt=t.attempt,
+        started_ms=now_ms(),
+        worker_id=worker_id,
+    )
 
 
-async def _acall(ctx: TaskContext, fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
-    token = set_current(ctx)
-    try:
-        return await fn(*args, **kwargs)
-    finally:
-        reset_current(token)
+def make_context(a: worker_pb2.Assignment, progress: ProgressSink) -> TaskContext:
+    t = a.task
+    lease = worker_pb2.LeaseRef(task_id=t.id, queue=t.spec.queue, lease_token=a.lease_token)
+
+    def report(value: float, message: str) -> None:
+        progress(worker_pb2.ProgressReport(lease=lease, value=value, message=message))
+
+    return TaskContext(t.id, t.spec.name, t.attempt, t.spec.queue, a.delivery, report)
 
 
-class TaskRunner:
-    """Runs assignments of one App on a thread pool (plain functions) or the loop (async def)."""
+def stopped(a: worker_pb2.Assignment, worker_id: str, kind: int, err_type: str, message: str) -> task_pb2.Outcome:
+    """The outcome of an attempt stopped from outside (time limit, cancellation)."""
+    out = new_outcome(a, worker_id)
+    out.kind = kind  # type: ignore[assignment]
+    out.error.type, out.error.message = err_type, message
+    out.finished_ms = now_ms()
+    return out
 
-    def __init__(
-        self, app: App, executor: Executor, worker_id: str, progress: Callable[[worker_pb2.ProgressReport], None]
-    ) -> None:
-        self.app = app
-        self.executor = executor
-        self.worker_id = worker_id
-        self.progress = progress
 
-    def _context(self, a: worker_pb2.Assignment, loop: asyncio.AbstractEventLoop) -> TaskContext:
-        task = a.task
-        lease = worker_pb2.LeaseRef(task_id=task.id, queue=task.spec.queue, lease_token=a.lease_token)
+def unknown_task(a: worker_pb2.Assignment, out: task_pb2.Outcome) -> task_pb2.Outcome:
+    out.kind = FAILURE
+    out.error.type = "tasktide.UnknownTask"
+    out.error.message = f"no task named {a.task.spec.name!r} is registered on worker {out.worker_id}"
+    out.finished_ms = now_ms()
+    return out
 
-        def report(value: float, message: str) -> None:
-            msg = worker_pb2.ProgressReport(lease=lease, value=value, message=message)
-            loop.call_soon_threadsafe(self.progress, msg)
 
-        return TaskContext(task.id, task.spec.name, task.attempt, task.spec.queue, a.delivery, report)
+def decode_args(a: worker_pb2.Assignment) -> tuple[list[Any], dict[str, Any]]:
+    return decode_payload(a.task.spec.args, []), decode_payload(a.task.spec.kwargs, {})
 
-    async def run(self, a: worker_pb2.Assignment) -> task_pb2.Outcome:
-        task = a.task
-        out = task_pb2.Outcome(
-            task_id=task.id,
-            queue=task.spec.queue,
-            lease_token=a.lease_token,
-            attempt=task.attempt,
-            started_ms=now_ms(),
-            worker_id=self.worker_id,
-        )
-        t = self.app.lookup(task.spec.name)
-        if t is None:
-            out.kind = FAILURE
-            out.error.type = "tasktide.UnknownTask"
-            out.error.message = f"no task named {task.spec.name!r} is registered on worker {self.worker_id}"
-        else:
-            await self._run_task(t, a, out)
-        out.finished_ms = now_ms()
-        return out
 
-    async def _run_task(self, t: Task[Any, Any], a: worker_pb2.Assignment, out: task_pb2.Outcome) -> None:
-        loop = asyncio.get_running_loop()
-        spec = a.task.spec
-        ctx = self._context(a, loop)
+def finish(
+    t: Task[Any, Any],
+    a: worker_pb2.Assignment,
+    out: task_pb2.Outcome,
+    value: Any = None,
+    exc: BaseException | None = None,
+) -> task_pb2.Outcome:
+    """Fill `out` from a return value or an exception (retry, cancel, soft limit or failure)."""
+    if exc is None:
         try:
-            args = decode_payload(spec.args, [])
-            kwargs = decode_payload(spec.kwargs, {})
-            if t.is_async:
-                value = await _acall(ctx, t.fn, args, kwargs)
-            else:
-                value = await loop.run_in_executor(self.executor, _call, ctx, t.fn, args, kwargs)
             out.result.json = encode_json(value)
             out.kind = SUCCESS
-        except RetryRequested as r:
-            self._retry_or_fail(a, out, r.cause or r, r.countdown, forced=True)
-        except Exception as exc:
-            self._retry_or_fail(a, out, exc, None, forced=t.should_retry(exc))
-
-    def _retry_or_fail(
-        self, a: worker_pb2.Assignment, out: task_pb2.Outcome, exc: BaseException, countdown: float | None, forced: bool
-    ) -> None:
-        out.error.CopyFrom(error_from_exception(exc))
-        policy = a.task.spec.retry
-        if forced and a.task.attempt < policy.max_retries:
-            out.kind = RETRY
-            out.retry_countdown = countdown if countdown is not None else backoff(policy, a.task.attempt)
-        else:
+        except Exception as enc:  # noqa: BLE001 - a result that is not JSON fails the task
             out.kind = FAILURE
+            out.error.CopyFrom(error_from_exception(enc))
+    elif isinstance(exc, RetryRequested):
+        _retry_or_fail(a, out, exc.cause or exc, exc.countdown, forced=True)
+    elif isinstance(exc, CancelRequested):
+        out.kind = CANCELLED
+        out.error.CopyFrom(error_from_exception(exc))
+    elif isinstance(exc, SoftTimeLimitExceeded):
+        out.kind = TIMEOUT
+        out.error.CopyFrom(error_from_exception(exc))
+    else:
+        _retry_or_fail(a, out, exc, None, forced=t.should_retry(exc))
+    out.finished_ms = now_ms()
+    return out
+
+
+def _retry_or_fail(
+    a: worker_pb2.Assignment, out: task_pb2.Outcome, exc: BaseException, countdown: float | None, forced: bool
+) -> None:
+    out.error.CopyFrom(error_from_exception(exc))
+    policy = a.task.spec.retry
+    if forced and a.task.attempt < policy.max_retries:
+        out.kind = RETRY
+        out.retry_countdown = countdown if countdown is not None else backoff(policy, a.task.attempt)
+    else:
+        out.kind = FAILURE
+
+
+def run_sync(app: App, a: worker_pb2.Assignment, ctx: TaskContext, worker_id: str) -> task_pb2.Outcome:
+    """Run a plain-function task in the calling thread (thread pool or child process)."""
+    out = new_outcome(a, worker_id)
+    t = app.lookup(a.task.spec.name)
+    if t is None:
+        return unknown_task(a, out)
+    ctx.thread_id = threading.get_ident()
+    token = set_current(ctx)
+    try:
+        args, kwargs = decode_args(a)
+        if t.is_async:
+            import asyncio
+
+            value = asyncio.run(t.fn(*args, **kwargs))
+        else:
+            value = t.fn(*args, **kwargs)
+    except BaseException as exc:  # noqa: BLE001 - everything the task raises becomes its outcome
+        if not isinstance(exc, Exception | CancelRequested | SoftTimeLimitExceeded | RetryRequested):
+            raise
+        return finish(t, a, out, exc=exc)
+    finally:
+        ctx.thread_id = 0
+        reset_current(token)
+    return finish(t, a, out, value)
+
+
+async def run_async(app: App, a: worker_pb2.Assignment, ctx: TaskContext, worker_id: str) -> task_pb2.Outcome:
+    """Run an `async def` task on the worker's event loop."""
+    out = new_outcome(a, worker_id)
+    t = app.lookup(a.task.spec.name)
+    if t is None:
+        return unknown_task(a, out)
+    token = set_current(ctx)
+    try:
+        args, kwargs = decode_args(a)
+        value = await t.fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001
+        return finish(t, a, out, exc=exc)
+    finally:
+        reset_current(token)
+    return finish(t, a, out, value)

@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import grpc
@@ -22,7 +21,9 @@ import grpc
 from tasktide._app import App
 from tasktide._settings import ClientSettings
 from tasktide.v1 import task_pb2, worker_pb2, worker_pb2_grpc
-from tasktide.worker._execute import TaskRunner
+from tasktide.worker._execute import CANCELLED, stopped
+from tasktide.worker._pools import ProcessBackend, ThreadBackend
+from tasktide.worker._runner import TaskRunner
 
 log = logging.getLogger("tasktide.worker")
 
@@ -33,7 +34,8 @@ _RECONNECT_MAX = 5.0
 class WorkerConfig:
     queues: tuple[str, ...] = ("default",)
     concurrency: int = 4
-    pool: str = "threads"  # threads | asyncio
+    pool: str = "threads"  # threads | asyncio | processes (plain functions; async def runs on the loop)
+    app_target: str = ""  # MODULE:APP, needed by the process pool
     prefetch: int = 0  # extra assignments held beyond concurrency; 0 = as many as concurrency
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
     flush_interval: float = 0.002
@@ -42,8 +44,8 @@ class WorkerConfig:
 
 class Worker:
     def __init__(self, app: App, config: WorkerConfig, settings: ClientSettings) -> None:
-        if config.pool not in ("threads", "asyncio"):
-            raise ValueError(f"unknown pool {config.pool!r}: choose threads or asyncio")
+        if config.pool not in ("threads", "asyncio", "processes"):
+            raise ValueError(f"unknown pool {config.pool!r}: choose threads, asyncio or processes")
         self.app = app
         self.config = config
         self.settings = settings
@@ -53,6 +55,8 @@ class Worker:
         self._outbox: asyncio.Queue[worker_pb2.WorkerMessage | task_pb2.Outcome | None] = asyncio.Queue()
         self._ready: asyncio.Queue[worker_pb2.Assignment | None] = asyncio.Queue()
         self._running = 0
+        self._cancel_pending: set[str] = set()
+        self._runner: TaskRunner | None = None
         self.completed = 0
 
     def _send_progress(self, report: worker_pb2.ProgressReport) -> None:
@@ -63,8 +67,14 @@ class Worker:
         self._stopping.set()
 
     async def run(self) -> None:
-        executor = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="tasktide-task")
-        runner = TaskRunner(self.app, executor, self.config.worker_id, self._send_progress)
+        cfg = self.config
+        backend: ThreadBackend | ProcessBackend
+        if cfg.pool == "processes":
+            backend = ProcessBackend(cfg.app_target, cfg.concurrency, cfg.worker_id, self._send_progress)
+            await backend.open()
+        else:
+            backend = ThreadBackend(self.app, cfg.concurrency, cfg.worker_id)
+        runner = self._runner = TaskRunner(self.app, backend, cfg.worker_id, self._send_progress)
         delay = 0.2
         try:
             while not self._stopping.is_set():
@@ -81,7 +91,7 @@ class Worker:
                         pass
                     delay = min(delay * 2, _RECONNECT_MAX)
         finally:
-            executor.shutdown(wait=True)
+            await backend.close()
 
     async def _session(self, runner: TaskRunner) -> None:
         cfg = self.config
@@ -140,6 +150,8 @@ class Worker:
                     self._ready.put_nowait(a)
             elif kind == "welcome":
                 self.lease_seconds = msg.welcome.lease_seconds or self.lease_seconds
+            elif kind == "cancel":
+                self._cancel(msg.cancel.task_id, msg.cancel.grace_seconds)
             elif kind == "drain":
                 self._stopping.set()
             elif kind == "rejected":
@@ -152,12 +164,23 @@ class Worker:
                 return
             self._running += 1
             try:
-                out = await runner.run(a)
+                if a.task.id in self._cancel_pending:
+                    self._cancel_pending.discard(a.task.id)
+                    out = stopped(
+                        a, self.config.worker_id, CANCELLED, "tasktide.Cancelled", "cancelled before it started"
+                    )
+                else:
+                    out = await runner.run(a)
             finally:
                 self._running -= 1
             self._held.pop(a.task.id, None)
             self.completed += 1
             self._outbox.put_nowait(out)
+
+    def _cancel(self, task_id: str, grace: float) -> None:
+        if self._runner is None or not self._runner.cancel(task_id, grace):
+            if task_id in self._held:
+                self._cancel_pending.add(task_id)  # prefetched, not started: never runs
 
     async def _write(self, call: grpc.aio.StreamStreamCall) -> None:  # type: ignore[type-arg]
         """The only writer of the stream: batches outcomes, passes other messages through."""

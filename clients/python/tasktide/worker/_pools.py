@@ -1,0 +1,192 @@
+"""Where task code runs: threads, the event loop, or child processes.
+
+Each backend starts an attempt and returns a Running handle that can interrupt it (a soft time
+limit, a cooperative cancel) or stop it hard. Threads cannot be killed: a hard stop raises an
+exception in the thread, reports the outcome at once and leaves the thread to finish; use the
+process pool where a hard stop must free the CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import struct
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from tasktide._app import App
+from tasktide.v1 import task_pb2, worker_pb2
+from tasktide.worker._context import CancelRequested, SoftTimeLimitExceeded, TaskContext
+from tasktide.worker._execute import ProgressSink, run_async, run_sync
+
+FRAME = struct.Struct(">cI")  # kind, length; kinds: A assignment, O outcome, P progress
+
+
+class Running:
+    """One attempt in progress. `future` resolves to its Outcome; `forced` to the outcome of a hard stop."""
+
+    def __init__(
+        self, future: asyncio.Future[task_pb2.Outcome], interrupt: Callable[[str], None], kill: Callable[[], None]
+    ) -> None:
+        self.future = future
+        self.forced: asyncio.Future[task_pb2.Outcome] = asyncio.get_running_loop().create_future()
+        self._interrupt = interrupt
+        self._kill = kill
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # results of stopped attempts
+
+    def interrupt(self, kind: str) -> None:
+        """`soft` (time limit) or `cancel`: a signal the task can handle."""
+        if not self.future.done():
+            self._interrupt(kind)
+
+    def stop(self, outcome: task_pb2.Outcome) -> None:
+        if not self.future.done() and not self.forced.done():
+            self._kill()
+            self.forced.set_result(outcome)
+
+
+def _raise_in_thread(thread_id: int, exc: type[BaseException]) -> None:
+    if thread_id:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc))
+
+
+class ThreadBackend:
+    def __init__(self, app: App, concurrency: int, worker_id: str) -> None:
+        self.app = app
+        self.worker_id = worker_id
+        self.executor = ThreadPoolExecutor(concurrency, thread_name_prefix="tasktide-task")
+
+    async def start(self, a: worker_pb2.Assignment, ctx: TaskContext) -> Running:
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self.executor, run_sync, self.app, a, ctx, self.worker_id)
+
+        def interrupt(kind: str) -> None:
+            if kind == "soft":
+                _raise_in_thread(ctx.thread_id, SoftTimeLimitExceeded)
+
+        return Running(fut, interrupt, lambda: _raise_in_thread(ctx.thread_id, CancelRequested))
+
+    async def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class AsyncioBackend:
+    """`async def` tasks run on the worker's loop; interruptions cancel the asyncio task."""
+
+    def __init__(self, app: App, worker_id: str) -> None:
+        self.app = app
+        self.worker_id = worker_id
+
+    async def start(self, a: worker_pb2.Assignment, ctx: TaskContext) -> Running:
+        inner = asyncio.ensure_future(run_async(self.app, a, ctx, self.worker_id))
+        reason: list[str] = []
+
+        async def supervised() -> task_pb2.Outcome:
+            from tasktide.worker._execute import CANCELLED, TIMEOUT, stopped
+
+            try:
+                return await inner
+            except asyncio.CancelledError:
+                if reason and reason[0] == "soft":
+                    return stopped(a, self.worker_id, TIMEOUT, "tasktide.SoftTimeLimitExceeded", "soft time limit")
+                return stopped(a, self.worker_id, CANCELLED, "tasktide.Cancelled", "the task was cancelled")
+
+        def interrupt(kind: str) -> None:
+            reason.append(kind)
+            inner.cancel()
+
+        return Running(asyncio.ensure_future(supervised()), interrupt, inner.cancel)
+
+    async def close(self) -> None:
+        return None
+
+
+class _Child:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    async def run(self, a: worker_pb2.Assignment, progress: ProgressSink) -> task_pb2.Outcome:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        data = a.SerializeToString()
+        self.proc.stdin.write(FRAME.pack(b"A", len(data)) + data)
+        await self.proc.stdin.drain()
+        while True:
+            kind, size = FRAME.unpack(await self.proc.stdout.readexactly(FRAME.size))
+            body = await self.proc.stdout.readexactly(size)
+            if kind == b"P":
+                progress(worker_pb2.ProgressReport.FromString(body))
+            elif kind == b"O":
+                return task_pb2.Outcome.FromString(body)
+
+
+class ProcessBackend:
+    """Child processes started fresh (`python -m tasktide.worker._child MODULE:APP`): no state, no
+    gRPC channel and no lock is inherited through fork. Each runs one task at a time; assignments
+    and outcomes cross the pipe as protobuf. A hard stop kills the child and starts another."""
+
+    def __init__(self, app_target: str, concurrency: int, worker_id: str, progress: ProgressSink) -> None:
+        if not app_target:
+            raise ValueError("the process pool needs the app as MODULE:APP")
+        self.app_target = app_target
+        self.concurrency = concurrency
+        self.worker_id = worker_id
+        self.progress = progress
+        self.idle: asyncio.Queue[_Child] = asyncio.Queue()
+        self.children: set[_Child] = set()
+
+    async def _spawn(self) -> _Child:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tasktide.worker._child",
+            self.app_target,
+            self.worker_id,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=os.getcwd(),
+        )
+        child = _Child(proc)
+        self.children.add(child)
+        return child
+
+    async def open(self) -> None:
+        for _ in range(self.concurrency):
+            self.idle.put_nowait(await self._spawn())
+
+    async def start(self, a: worker_pb2.Assignment, ctx: TaskContext) -> Running:
+        child = await self.idle.get()
+        killed: list[bool] = []
+
+        async def run() -> task_pb2.Outcome:
+            try:
+                return await child.run(a, self.progress)
+            finally:
+                if killed or child.proc.returncode is not None:
+                    self.children.discard(child)
+                    self.idle.put_nowait(await self._spawn())
+                else:
+                    self.idle.put_nowait(child)
+
+        def interrupt(kind: str) -> None:
+            with contextlib.suppress(ProcessLookupError):
+                child.proc.send_signal(signal.SIGUSR1 if kind == "soft" else signal.SIGUSR2)
+
+        def kill() -> None:
+            killed.append(True)
+            with contextlib.suppress(ProcessLookupError):
+                child.proc.kill()
+
+        return Running(asyncio.ensure_future(run()), interrupt, kill)
+
+    async def close(self) -> None:
+        for child in list(self.children):
+            if child.proc.stdin is not None:
+                child.proc.stdin.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(child.proc.wait(), 5)
+            if child.proc.returncode is None:
+                child.proc.kill()

@@ -1,0 +1,80 @@
+"""Supervising attempts: time limits (soft, then hard) and cancellation (cooperative, then hard)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from tasktide._app import App
+from tasktide._codec import error_from_exception
+from tasktide.v1 import task_pb2, worker_pb2
+from tasktide.worker._context import TaskContext
+from tasktide.worker._execute import CANCELLED, FAILURE, TIMEOUT, ProgressSink, make_context, stopped
+from tasktide.worker._pools import AsyncioBackend, ProcessBackend, Running, ThreadBackend
+
+log = logging.getLogger("tasktide.worker")
+
+Backend = ThreadBackend | ProcessBackend
+
+
+class TaskRunner:
+    def __init__(self, app: App, backend: Backend, worker_id: str, progress: ProgressSink) -> None:
+        self.app = app
+        self.backend = backend
+        self.asyncio = AsyncioBackend(app, worker_id)
+        self.worker_id = worker_id
+        self.progress = progress
+        self.active: dict[str, tuple[Running, TaskContext, worker_pb2.Assignment]] = {}
+
+    async def run(self, a: worker_pb2.Assignment) -> task_pb2.Outcome:
+        ctx = make_context(a, self.progress)
+        t = self.app.lookup(a.task.spec.name)
+        backend = self.asyncio if t is not None and t.is_async else self.backend
+        running = await backend.start(a, ctx)
+        self.active[a.task.id] = (running, ctx, a)
+        try:
+            return await self._supervise(a, running)
+        finally:
+            self.active.pop(a.task.id, None)
+
+    async def _supervise(self, a: worker_pb2.Assignment, running: Running) -> task_pb2.Outcome:
+        spec = a.task.spec
+        loop = asyncio.get_running_loop()
+        soft = loop.call_later(spec.soft_time_limit, running.interrupt, "soft") if spec.soft_time_limit else None
+        try:
+            done, _ = await asyncio.wait(
+                {running.future, running.forced}, timeout=spec.time_limit or None, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            if soft is not None:
+                soft.cancel()
+        if not done:
+            msg = f"hard time limit of {spec.time_limit} s exceeded"
+            running.stop(stopped(a, self.worker_id, TIMEOUT, "tasktide.TimeLimitExceeded", msg))
+        if running.forced.done():
+            return running.forced.result()
+        try:
+            return running.future.result()
+        except Exception as exc:  # noqa: BLE001 - the pool lost the attempt (a child died)
+            out = stopped(a, self.worker_id, FAILURE, "", "")
+            out.error.CopyFrom(error_from_exception(exc))
+            return out
+
+    def cancel(self, task_id: str, grace: float) -> bool:
+        """Signal a running task to stop; stop it hard after `grace` seconds. False if not running."""
+        entry = self.active.get(task_id)
+        if entry is None:
+            return False
+        running, ctx, a = entry
+        ctx.cancelled = True
+        running.interrupt("cancel")
+
+        def hard_stop() -> None:
+            current = self.active.get(task_id)
+            if current is not None and current[0] is running:
+                log.warning("task %s did not stop within %.1f s of its cancel signal; stopping it", task_id, grace)
+                msg = "cancelled; stopped after the grace period"
+                running.stop(stopped(a, self.worker_id, CANCELLED, "tasktide.Cancelled", msg))
+
+        asyncio.get_running_loop().call_later(grace, hard_stop)
+        return True
