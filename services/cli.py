@@ -18,6 +18,7 @@ from dataclasses import replace
 from tasktide_services.common.redis_conn import connect
 from tasktide_services.common.redis_server import LocalRedis, start_redis
 from tasktide_services.common.settings import ServerSettings
+from tasktide_services.observability import observe
 from tasktide_services.server import ALL, start
 
 log = logging.getLogger("tasktide")
@@ -27,6 +28,9 @@ def _parser(command: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"tasktide {command}")
     p.add_argument("--address", help="host:port to listen on (default: $TASKTIDE_LISTEN, 127.0.0.1:50051)")
     p.add_argument("--redis-url", help="Redis to use (default: $TASKTIDE_REDIS_URL)")
+    p.add_argument(
+        "--metrics-address", help="host:port serving /metrics for Prometheus (default: $TASKTIDE_METRICS_ADDRESS)"
+    )
     if command == "dev":
         p.add_argument("--data-dir", help="embedded Redis data folder (default: .tasktide)")
         p.add_argument(
@@ -48,9 +52,10 @@ async def _serve(settings: ServerSettings, which: tuple[str, ...], demo: str | N
         embedded = await asyncio.to_thread(start_redis, settings.data_dir)
         url = embedded.url
         log.info("embedded Redis on %s, data in %s", url, embedded.data_dir)
+    obs = observe(settings, which)
     try:
         redis = await connect(url)
-        running = await start(settings, redis, which)
+        running = await start(settings, redis, which, obs.hooks)
         name = "dev" if which == ALL else which[0]
         host = settings.address.rsplit(":", 1)[0]
         print(f"tasktide {name} listening on {host}:{running.port}", flush=True)
@@ -73,6 +78,7 @@ async def _serve(settings: ServerSettings, which: tuple[str, ...], demo: str | N
         await redis.aclose()
         return 0
     finally:
+        obs.shutdown()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
 
@@ -89,6 +95,8 @@ def main(argv: list[str]) -> int:
         settings = replace(settings, address=args.address)
     if args.redis_url:
         settings = replace(settings, redis_url=args.redis_url)
+    if args.metrics_address:
+        settings = replace(settings, metrics_address=args.metrics_address)
     if command == "dev":
         if args.data_dir:
             settings = replace(settings, data_dir=args.data_dir)

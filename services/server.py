@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from redis.asyncio import Redis
 
 from tasktide.v1 import results_pb2, scheduler_pb2, worker_pb2
+from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.notify import Notifier
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.rpc import add_service
@@ -59,25 +60,29 @@ class Running:
                 await close()
 
 
-async def start(settings: ServerSettings, redis: Redis, which: tuple[str, ...] = ALL) -> Running:
-    """Start the named services on settings.address; returns once the port is bound."""
+async def start(
+    settings: ServerSettings, redis: Redis, which: tuple[str, ...] = ALL, hooks: ServiceHooks | None = None
+) -> Running:
+    """Start the named services on settings.address; returns once the port is bound.
+    `hooks` (tracing, metrics) are given to every service; none by default."""
+    hooks = hooks or ServiceHooks()
     opts = [
         ("grpc.max_send_message_length", settings.limits.max_message_bytes),
         ("grpc.max_receive_message_length", settings.limits.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.aio.server(options=opts)
+    server = grpc.aio.server(options=opts, interceptors=list(hooks.server_interceptors()) or None)
     port = server.add_insecure_port(settings.address)
     if port == 0:
         raise RuntimeError(f"cannot listen on {settings.address}")
     host = settings.address.rsplit(":", 1)[0]
     settings = replace(settings, address=f"{host}:{port}")
-    peers = Peers(settings)
+    peers = Peers(settings, hooks.client_interceptors())
     running = Running(server, port)
     running.closers.append(peers.close)
     if "scheduler" in which:
         sstore = SchedulerStore(redis, settings.result_expires)
-        scheduler = SchedulerService(sstore, peers, settings)
+        scheduler = SchedulerService(sstore, peers, settings, hooks)
         add_service(server, _DESCRIPTORS["scheduler"], scheduler)
         running.background.append(asyncio.create_task(run_pump(sstore, scheduler, settings.tick_seconds)))
     if "registry" in which:
@@ -85,18 +90,20 @@ async def start(settings: ServerSettings, redis: Redis, which: tuple[str, ...] =
         rnotify = Notifier(redis, registry_keys.NOTIFY)
         await rnotify.start()
         running.closers.append(rnotify.stop)
-        registry = RegistryService(rstore, rnotify, peers, settings)
+        registry = RegistryService(rstore, rnotify, peers, settings, hooks)
         add_service(server, _DESCRIPTORS["registry"], registry)
         cancels = Notifier(redis, registry_keys.CANCEL, on_message=registry.on_cancel)
         await cancels.start()
         running.closers.append(cancels.stop)
-        running.background.append(asyncio.create_task(run_reaper(rstore, peers, settings)))
+        running.background.append(asyncio.create_task(run_reaper(rstore, peers, settings, hooks)))
     if "results" in which:
         nstore = ResultsStore(redis, settings.result_expires)
         nnotify = Notifier(redis, results_keys.EVENTS)
         await nnotify.start()
         running.closers.append(nnotify.stop)
         add_service(server, _DESCRIPTORS["results"], ResultsService(nstore, nnotify, settings))
+    for job in hooks.background(which, redis):
+        running.background.append(asyncio.create_task(job))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [_DESCRIPTORS[w].full_name for w in which]

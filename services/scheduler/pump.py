@@ -23,7 +23,8 @@ async def pump_once(store: SchedulerStore, service: SchedulerService) -> int:
     tasks = [t for t in await store.load(ids) if t is not None]
     for t in tasks:
         t.state = task_pb2.TASK_STATE_QUEUED
-    await service.hand_over(tasks, [event(t, task_pb2.TASK_STATE_QUEUED) for t in tasks])
+    with service.hooks.scheduling(tasks, "due"):
+        await service.hand_over(tasks, [event(t, task_pb2.TASK_STATE_QUEUED) for t in tasks])
     await store.handed_over(ids)
     return len(ids)
 

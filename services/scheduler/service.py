@@ -10,6 +10,7 @@ from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2
 from tasktide_services.common import validate
 from tasktide_services.common.errors import NotFound
 from tasktide_services.common.events import event, now_ms
+from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.scheduler.explain import HELD_BY, explain
@@ -21,10 +22,13 @@ CANCEL_GRACE_SECONDS = 5.0
 
 
 class SchedulerService:
-    def __init__(self, store: SchedulerStore, peers: Peers, settings: ServerSettings) -> None:
+    def __init__(
+        self, store: SchedulerStore, peers: Peers, settings: ServerSettings, hooks: ServiceHooks | None = None
+    ) -> None:
         self.store = store
         self.peers = peers
         self.settings = settings
+        self.hooks = hooks or ServiceHooks()
 
     async def Submit(
         self, req: scheduler_pb2.SubmitRequest, ctx: grpc.aio.ServicerContext
@@ -71,8 +75,9 @@ class SchedulerService:
         for i, t in enumerate(tasks):
             if i not in skip:
                 responses[i].state = t.state
-        await self.store.save(fresh, delayed)
-        await self.hand_over(runnable, events)
+        with self.hooks.scheduling(fresh, "submit"):
+            await self.store.save(fresh, delayed)
+            await self.hand_over(runnable, events)
         return responses
 
     async def _rate_slots(self, tasks: list[task_pb2.Task], now: int) -> dict[str, int]:
@@ -145,11 +150,12 @@ class SchedulerService:
         eta = now + int(max(req.countdown, 0.0) * 1000)
         task.spec.eta_ms, task.spec.countdown = eta, 0.0
         task.spec.headers.pop(HELD_BY, None)
-        if eta > now:
-            task.state = S.TASK_STATE_SCHEDULED
-            await self.store.save([task], [(task.id, eta)])
-        else:
-            task.state = S.TASK_STATE_QUEUED
-            await self.store.save([task], [])
-            await self.peers.registry.Enqueue(worker_pb2.EnqueueRequest(tasks=[task]))
+        with self.hooks.scheduling([task], "retry"):
+            if eta > now:
+                task.state = S.TASK_STATE_SCHEDULED
+                await self.store.save([task], [(task.id, eta)])
+            else:
+                task.state = S.TASK_STATE_QUEUED
+                await self.store.save([task], [])
+                await self.peers.registry.Enqueue(worker_pb2.EnqueueRequest(tasks=[task]))
         return scheduler_pb2.RetryResponse(state=task.state)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2
 from tasktide_services.common.events import event, now_ms
+from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.peers import Peers
 from tasktide_services.worker.store import RegistryStore
 
@@ -35,10 +36,11 @@ def _exhausted(task: task_pb2.Task, o: task_pb2.Outcome) -> bool:
 
 
 class OutcomeHandler:
-    def __init__(self, store: RegistryStore, peers: Peers, lease_ms: int) -> None:
+    def __init__(self, store: RegistryStore, peers: Peers, lease_ms: int, hooks: ServiceHooks | None = None) -> None:
         self.store = store
         self.peers = peers
         self.lease_ms = lease_ms
+        self.hooks = hooks or ServiceHooks()
 
     async def handle(self, outcomes: list[task_pb2.Outcome]) -> list[worker_pb2.LeaseRejected]:
         """Process a batch; returns the rejections for outcomes with a stale token."""
@@ -78,13 +80,15 @@ class OutcomeHandler:
                 fields["error"] = o.error
             events.append(event(task, state, o.finished_ms, **fields))
             (dead if exhausted else done).append(ref(o))
-        await self.peers.results.Record(results_pb2.RecordRequest(events=events))
-        for task in retries:
-            await self.peers.scheduler.Retry(scheduler_pb2.RetryRequest(task=task, countdown=task.spec.countdown))
-        if done:
-            await self.store.complete(done)
-        if dead:
-            await self.store.bury(dead, now_ms())
+        with self.hooks.settling(valid):
+            await self.peers.results.Record(results_pb2.RecordRequest(events=events))
+            for task in retries:
+                await self.peers.scheduler.Retry(scheduler_pb2.RetryRequest(task=task, countdown=task.spec.countdown))
+            if done:
+                await self.store.complete(done)
+            if dead:
+                await self.store.bury(dead, now_ms())
+                self.hooks.dead_lettered([t for o, t in valid if _exhausted(t, o)], "retries_exhausted")
         return rejected
 
     async def progress(self, report: worker_pb2.ProgressReport) -> None:

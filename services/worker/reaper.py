@@ -7,6 +7,7 @@ import logging
 
 from tasktide.v1 import results_pb2, task_pb2
 from tasktide_services.common.events import event, now_ms
+from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.worker.store import RegistryStore
@@ -14,17 +15,24 @@ from tasktide_services.worker.store import RegistryStore
 log = logging.getLogger("tasktide.registry.reaper")
 
 
-async def reap_once(store: RegistryStore, peers: Peers, settings: ServerSettings) -> None:
+async def reap_once(
+    store: RegistryStore, peers: Peers, settings: ServerSettings, hooks: ServiceHooks | None = None
+) -> None:
+    hooks = hooks or ServiceHooks()
     for q in await store.queues():
-        _, dead = await store.reap(q, now_ms(), settings.max_deliveries)
+        requeued, dead = await store.reap(q, now_ms(), settings.max_deliveries)
+        if requeued:
+            hooks.redelivered(q, requeued)
         if dead:
-            await _record_dead(store, peers, q, dead, settings.max_deliveries)
+            await _record_dead(store, peers, q, dead, settings.max_deliveries, hooks)
 
 
-async def run_reaper(store: RegistryStore, peers: Peers, settings: ServerSettings) -> None:
+async def run_reaper(
+    store: RegistryStore, peers: Peers, settings: ServerSettings, hooks: ServiceHooks | None = None
+) -> None:
     while True:
         try:
-            await reap_once(store, peers, settings)
+            await reap_once(store, peers, settings, hooks)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - keep reaping; nothing is lost, leases stay until next time
@@ -32,8 +40,16 @@ async def run_reaper(store: RegistryStore, peers: Peers, settings: ServerSetting
         await asyncio.sleep(max(settings.tick_seconds, min(settings.lease_seconds / 10, 1.0)))
 
 
-async def _record_dead(store: RegistryStore, peers: Peers, queue: str, ids: list[str], max_deliveries: int) -> None:
+async def _record_dead(
+    store: RegistryStore,
+    peers: Peers,
+    queue: str,
+    ids: list[str],
+    max_deliveries: int,
+    hooks: ServiceHooks | None = None,
+) -> None:
     events = []
+    tasks = []
     for tid in ids:
         task = await store.dead_task(queue, tid)
         if task is None:
@@ -43,5 +59,8 @@ async def _record_dead(store: RegistryStore, peers: Peers, queue: str, ids: list
             message=f"the worker running this task was lost {max_deliveries} times; moved to the dead-letter set",
         )
         events.append(event(task, task_pb2.TASK_STATE_DEAD, error=err))
+        tasks.append(task)
+    if hooks is not None and tasks:
+        hooks.dead_lettered(tasks, "worker_lost")
     if events:
         await peers.results.Record(results_pb2.RecordRequest(events=events))

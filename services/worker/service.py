@@ -13,6 +13,7 @@ from tasktide.v1 import results_pb2, task_pb2, worker_pb2
 from tasktide_services.common import validate
 from tasktide_services.common.errors import InvalidArgument
 from tasktide_services.common.events import event, now_ms
+from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.notify import Notifier
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import ServerSettings
@@ -27,13 +28,22 @@ Ctx = grpc.aio.ServicerContext
 
 
 class RegistryService:
-    def __init__(self, store: RegistryStore, notifier: Notifier, peers: Peers, settings: ServerSettings) -> None:
+    def __init__(
+        self,
+        store: RegistryStore,
+        notifier: Notifier,
+        peers: Peers,
+        settings: ServerSettings,
+        hooks: ServiceHooks | None = None,
+    ) -> None:
         self.store = store
         self.notifier = notifier
         self.peers = peers
         self.settings = settings
+        hooks = hooks or ServiceHooks()
         lease_ms = int(settings.lease_seconds * 1000)
-        self.loops = SessionLoops(store, notifier, peers, OutcomeHandler(store, peers, lease_ms), lease_ms)
+        outcomes = OutcomeHandler(store, peers, lease_ms, hooks)
+        self.loops = SessionLoops(store, notifier, peers, outcomes, lease_ms, hooks)
         self.sessions: dict[str, Session] = {}
 
     def on_cancel(self, message: str) -> None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from tasktide.v1 import results_pb2, task_pb2, worker_pb2
 from tasktide_services.common.events import event, now_ms
+from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.notify import Notifier, wait_any
 from tasktide_services.common.peers import Peers
 from tasktide_services.worker.outcomes import OutcomeHandler, ref
@@ -42,13 +43,20 @@ class SessionLoops:
     """The reader and dispatcher of one session; shares store, notifier and peers with the service."""
 
     def __init__(
-        self, store: RegistryStore, notifier: Notifier, peers: Peers, outcomes: OutcomeHandler, lease_ms: int
+        self,
+        store: RegistryStore,
+        notifier: Notifier,
+        peers: Peers,
+        outcomes: OutcomeHandler,
+        lease_ms: int,
+        hooks: ServiceHooks | None = None,
     ) -> None:
         self.store = store
         self.notifier = notifier
         self.peers = peers
         self.outcomes = outcomes
         self.lease_ms = lease_ms
+        self.hooks = hooks or ServiceHooks()
 
     async def read(self, session: Session, requests: AsyncIterator[worker_pb2.WorkerMessage]) -> None:
         try:
@@ -109,6 +117,7 @@ class SessionLoops:
                         task=item.task, lease_token=item.token, deadline_ms=deadline, delivery=item.delivery
                     )
                 )
+            self.hooks.dispatched(session.hello.worker_id, assignments)
             session.send(assignments=worker_pb2.AssignmentBatch(assignments=assignments))
             worker_id = session.hello.worker_id
             started = [event(i.task, task_pb2.TASK_STATE_RUNNING, worker_id=worker_id) for i in runnable]

@@ -1,0 +1,50 @@
+"""Hooks: the extension points of the client and the worker runtime, for tracing and the like.
+
+Every method of `Hooks` does nothing (or adds nothing), so the core pays close to nothing when no
+plugin is installed. A plugin subclasses `Hooks` and is passed explicitly:
+`App("shop", hooks=...)`, `Client(hooks=...)`, `Worker(..., hooks=...)`. tasktide never installs
+one by itself at import time; `tasktide.contrib.opentelemetry` is the one that ships with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tasktide.v1 import task_pb2, worker_pb2
+
+OutcomeCallback = Callable[[task_pb2.Outcome], None]
+
+
+def _ignore(outcome: task_pb2.Outcome) -> None:
+    return None
+
+
+_NOTHING = contextlib.nullcontext(_ignore)  # reusable: entering it costs next to nothing
+
+
+class Hooks:
+    """No-op base class of client and worker hooks."""
+
+    def client_interceptors(self) -> Sequence[Any]:
+        """Interceptors for the blocking client's channels (grpc.intercept_channel)."""
+        return ()
+
+    def aio_client_interceptors(self) -> Sequence[Any]:
+        """Interceptors for AsyncClient's grpc.aio channels."""
+        return ()
+
+    def process(
+        self, assignment: worker_pb2.Assignment, worker_id: str
+    ) -> contextlib.AbstractContextManager[OutcomeCallback]:
+        """Wraps one attempt of a task on a worker. The block runs the task; it calls the value it
+        was given with the attempt's Outcome before it ends."""
+        return _NOTHING
+
+    def log_ids(self) -> tuple[str, str]:
+        """(trace id, span id) of the current context as hex, or empty strings; used by log records."""
+        return "", ""
+
+
+NO_HOOKS = Hooks()
