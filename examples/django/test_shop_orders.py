@@ -16,9 +16,9 @@ def _email() -> str:
 
 def test_order_view_enqueues_and_worker_runs_it(shop, shop_worker):
     from django.test import Client
-
     from orders.models import Order
     from orders.tasks import send_order_confirmation
+
     from tasktide.contrib.django.compat import TaskResultStatus
 
     web = Client()
@@ -56,6 +56,7 @@ def test_order_view_enqueues_and_worker_runs_it(shop, shop_worker):
 def test_result_refresh_follows_the_task(shop, shop_worker):
     from orders.models import Order
     from orders.tasks import send_order_confirmation
+
     from tasktide.contrib.django.compat import TaskResultStatus
 
     order = Order.objects.create(email=_email(), item="cup", quantity=1)
@@ -68,8 +69,8 @@ def test_result_refresh_follows_the_task(shop, shop_worker):
 
 def test_rolled_back_order_sends_nothing(shop, shop_worker):
     from django.test import Client
-
     from orders.models import STOCK_LIMIT, Order
+
     from tasktide.contrib.django.models import TaskRecord
 
     web = Client()
@@ -96,7 +97,6 @@ def test_rolled_back_order_sends_nothing(shop, shop_worker):
 
 def test_async_view_enqueues_report_with_aenqueue(shop, shop_worker):
     from django.test import Client
-
     from orders.models import Order, Report
 
     Order.objects.create(email=_email(), item="kettle", quantity=3)

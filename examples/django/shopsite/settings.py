@@ -62,7 +62,9 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("SHOP_DATABASE", str(BASE_DIR / "db.sqlite3")),
-        "OPTIONS": {"timeout": 20},
+        # The web process and worker processes share the file: writers wait for each other (IMMEDIATE)
+        # and readers do not block writers (WAL).
+        "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"},
     }
 }
 
