@@ -33,6 +33,7 @@ def _log(msg: str) -> None:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small counts, for development and smoke tests")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply every count (after --quick)")
     p.add_argument("--only", choices=["tasktide", "celery"], help="run one system only (no ratios)")
     p.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the tasktide server and a worker into DIR")
     p.add_argument("--concurrency", type=int, default=2, help="tasks at once per tasktide worker process")
@@ -42,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    counts = Counts.quick() if args.quick else Counts()
+    counts = (Counts.quick() if args.quick else Counts()).scaled(args.scale)
     with contextlib.ExitStack() as stack:
         work = args.work_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tasktide-bench-")))
         work.mkdir(parents=True, exist_ok=True)

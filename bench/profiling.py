@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import re
 import shutil
 import signal
@@ -20,6 +21,26 @@ from pathlib import Path
 
 _FRAME = re.compile(r"^(?P<fn>.*) \((?P<file>.*?)(?::(?P<line>\d+))?\)$")
 _TRIM = ("site-packages/", "lib/python3.11/", "/work/main/")
+# Leaves where a thread waits rather than works: the event loop's poll, gRPC's completion-queue
+# poller thread (C code under Thread.run), idle pool threads.
+IDLE_LEAVES = frozenset(
+    {
+        "selectors.py:EpollSelector.select",
+        "threading.py:Thread.run",
+        "concurrent/futures/thread.py:_worker",
+        "threading.py:Condition.wait",
+    }
+)
+# Where a busy sample's time goes, by the package of its innermost frame.
+_AREAS = (
+    ("grpc/", "grpc"),
+    ("redis/", "redis-py"),
+    ("google/protobuf", "protobuf"),
+    ("asyncio/", "asyncio"),
+    ("services/", "tasktide services"),
+    ("tasktide/", "tasktide client"),
+    ("json/", "json"),
+)
 
 
 class Profiler:
@@ -42,9 +63,14 @@ class Profiler:
             log = (self.out_dir / f"{workload}-{label}.py-spy.log").open("wb")
             procs.append((subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT), log))
         time.sleep(1.0)  # let py-spy attach before the workload starts
+        t0 = time.monotonic()
         try:
             yield
         finally:
+            seconds = time.monotonic() - t0
+            for label in pids:
+                meta = {"seconds": round(seconds, 3), "rate": self.rate}
+                (self.out_dir / f"{workload}-{label}.json").write_text(json.dumps(meta))
             for p, _ in procs:
                 p.send_signal(signal.SIGINT)
             for p, log in procs:
@@ -67,28 +93,47 @@ def _frame_name(frame: str) -> str:
     return f"{path}:{m['fn']}"
 
 
+def _area(frame: str) -> str:
+    for prefix, name in _AREAS:
+        if frame.startswith(prefix):
+            return name
+    return "other"
+
+
 def summarize(path: Path, top: int = 25) -> str:
-    """Self and inclusive shares of the samples in one raw py-spy file, by file:function."""
+    """Where the busy samples of one raw py-spy file go: self and inclusive shares by
+    file:function, and by package. Samples whose innermost frame is a wait are left out."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
-    total = 0
+    areas: Counter[str] = Counter()
+    busy = idle = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
         n = int(count)
         frames = [_frame_name(f) for f in stack.split(";")]
-        total += n
+        if frames[-1] in IDLE_LEAVES:
+            idle += n
+            continue
+        busy += n
         own[frames[-1]] += n
+        areas[_area(frames[-1])] += n
         for name in set(frames):
             inclusive[name] += n
-    if not total:
-        return f"== {path.name}: no samples"
-    lines = [f"== {path.name}: {total} samples"]
+    if not busy:
+        return f"== {path.name}: no busy samples"
+    head = f"== {path.name}: {busy} busy samples ({idle} waiting)"
+    meta_path = path.with_suffix(".json")
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        possible = meta["seconds"] * meta["rate"]
+        head += f" over {meta['seconds']:.1f} s: busy {100.0 * busy / possible:.0f}% of one core (all threads)"
+    lines = [head, "-- by package of the innermost frame"]
+    lines += [f"{100.0 * n / busy:5.1f}%  {name}" for name, n in areas.most_common()]
     for title, counter in (("self", own), ("inclusive", inclusive)):
         lines.append(f"-- top {top} by {title} time")
-        for name, n in counter.most_common(top):
-            lines.append(f"{100.0 * n / total:5.1f}%  {name}")
+        lines += [f"{100.0 * n / busy:5.1f}%  {name}" for name, n in counter.most_common(top)]
     return "\n".join(lines)
 
 
@@ -97,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dir", type=Path)
     p.add_argument("--top", type=int, default=25)
     args = p.parse_args(argv)
-    for f in sorted(args.dir.glob("*.txt")):
+    for f in sorted(args.dir.glob("*-*.txt")):
         print(summarize(f, args.top))
         print()
     return 0

@@ -18,6 +18,12 @@ class Counts:
     def quick(cls) -> Counts:
         return cls(throughput=500, submit=200, latency=30, memory=500)
 
+    def scaled(self, factor: float) -> Counts:
+        def f(n: int) -> int:
+            return max(1, round(n * factor))
+
+        return Counts(f(self.throughput), f(self.submit), f(self.latency), f(self.memory))
+
 
 @dataclass(frozen=True)
 class Workload:
