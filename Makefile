@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e clients/python -e ".[dev]"
+	$(BIN)/pip install -q -e "clients/python[otel]" -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed

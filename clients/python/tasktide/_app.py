@@ -10,6 +10,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from tasktide._client import Client
 from tasktide._exceptions import ConfigurationError
 from tasktide._handle import TaskHandle
+from tasktide._hooks import Hooks
 from tasktide._settings import ClientSettings
 from tasktide._spec import TaskOptions, build_spec
 
@@ -97,8 +98,10 @@ class App:
         settings: ClientSettings | None = None,
         resolver: Callable[[str], Task[Any, Any] | None] | None = None,
         default_queue: str = "",
+        hooks: Hooks | None = None,
     ) -> None:
         self.name = name
+        self.hooks = hooks or Hooks()  # a plugin (tracing) for this App's client and workers
         self._settings = settings
         self._address = address
         self._resolver = resolver
@@ -119,7 +122,7 @@ class App:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = Client(settings=self.settings)
+                    self._client = Client(settings=self.settings, hooks=self.hooks)
         return self._client
 
     def close(self) -> None:

@@ -13,6 +13,7 @@ from tasktide._errors import translate
 from tasktide._exceptions import TaskTimeout
 from tasktide._explain import DeadLetter, Explanation
 from tasktide._handle import AsyncTaskHandle, TaskHandle
+from tasktide._hooks import NO_HOOKS, Hooks, intercept
 from tasktide._results import unwrap
 from tasktide._settings import ClientSettings
 from tasktide._spec import build_spec
@@ -37,10 +38,13 @@ _WAIT_SLICE = 30.0
 
 
 class Client:
-    """Blocking client. Thread-safe; keep one per process."""
+    """Blocking client. Thread-safe; keep one per process. `hooks`: a plugin such as tracing."""
 
-    def __init__(self, address: str | None = None, *, settings: ClientSettings | None = None) -> None:
+    def __init__(
+        self, address: str | None = None, *, settings: ClientSettings | None = None, hooks: Hooks | None = None
+    ) -> None:
         self.settings = settings or ClientSettings.from_env(address=address or "")
+        chain = list((hooks or NO_HOOKS).client_interceptors())
         opts = list(self.settings.channel_options)
         self._sched_ch = grpc.insecure_channel(self.settings.scheduler(), options=opts)
         res_addr = self.settings.results()
@@ -51,9 +55,9 @@ class Client:
         self._reg_ch = (
             self._sched_ch if reg_addr == self.settings.scheduler() else grpc.insecure_channel(reg_addr, options=opts)
         )
-        self._scheduler = scheduler_pb2_grpc.SchedulerStub(self._sched_ch)
-        self._results = results_pb2_grpc.ResultsStub(self._res_ch)
-        self._registry = worker_pb2_grpc.RegistryStub(self._reg_ch)
+        self._scheduler = scheduler_pb2_grpc.SchedulerStub(intercept(self._sched_ch, chain))
+        self._results = results_pb2_grpc.ResultsStub(intercept(self._res_ch, chain))
+        self._registry = worker_pb2_grpc.RegistryStub(intercept(self._reg_ch, chain))
 
     def close(self) -> None:
         for ch in {id(c): c for c in (self._sched_ch, self._res_ch, self._reg_ch)}.values():
@@ -179,15 +183,18 @@ class Client:
 class AsyncClient:
     """asyncio client with the same methods as Client, awaited."""
 
-    def __init__(self, address: str | None = None, *, settings: ClientSettings | None = None) -> None:
+    def __init__(
+        self, address: str | None = None, *, settings: ClientSettings | None = None, hooks: Hooks | None = None
+    ) -> None:
         self.settings = settings or ClientSettings.from_env(address=address or "")
         opts = list(self.settings.channel_options)
-        self._sched_ch = grpc.aio.insecure_channel(self.settings.scheduler(), options=opts)
+        chain = list((hooks or NO_HOOKS).aio_client_interceptors()) or None
+        self._sched_ch = grpc.aio.insecure_channel(self.settings.scheduler(), options=opts, interceptors=chain)
         res_addr = self.settings.results()
         self._res_ch = (
             self._sched_ch
             if res_addr == self.settings.scheduler()
-            else grpc.aio.insecure_channel(res_addr, options=opts)
+            else grpc.aio.insecure_channel(res_addr, options=opts, interceptors=chain)
         )
         self._scheduler = scheduler_pb2_grpc.SchedulerStub(self._sched_ch)
         self._results = results_pb2_grpc.ResultsStub(self._res_ch)

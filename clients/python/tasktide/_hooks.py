@@ -48,3 +48,12 @@ class Hooks:
 
 
 NO_HOOKS = Hooks()
+
+
+def intercept(channel: Any, interceptors: Sequence[Any]) -> Any:
+    """`channel` with the blocking-client interceptors in front of it (the channel itself if none)."""
+    if not interceptors:
+        return channel
+    import grpc
+
+    return grpc.intercept_channel(channel, *interceptors)

@@ -27,6 +27,10 @@ from tasktide._exceptions import (
     TaskTimeout,
     Unavailable,
 )
+from tasktide._hooks import NO_HOOKS, Hooks
+from tasktide._logging import FORMAT as LOG_FORMAT
+from tasktide._logging import install_log_context
+from tasktide._plugins import hooks_from_env
 from tasktide._settings import ClientSettings
 from tasktide._states import TaskState
 
@@ -74,13 +78,15 @@ def cmd_worker(args: argparse.Namespace, settings: ClientSettings) -> int:
     config = WorkerConfig(
         queues=queues, concurrency=args.concurrency, pool=args.pool, prefetch=args.prefetch, app_target=args.app
     )
-    return run_worker(app, config, settings)
+    if type(app.hooks) is Hooks:  # the App has no plugin of its own: use the one from the environment
+        app.hooks = args.hooks
+    return run_worker(app, config, settings, args.hooks)
 
 
 def cmd_submit(args: argparse.Namespace, settings: ClientSettings) -> int:
     task_args = _json_arg(args.args, list, "--args")
     task_kwargs = _json_arg(args.kwargs, dict, "--kwargs")
-    with Client(settings=settings) as client:
+    with Client(settings=settings, hooks=args.hooks) as client:
         handle = client.submit(
             args.name,
             task_args,
@@ -232,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown and args.command not in SERVER_COMMANDS:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
+    args.hooks = NO_HOOKS if args.command in SERVER_COMMANDS else hooks_from_env(f"tasktide-{args.command}")
+    install_log_context(args.hooks)
     if args.command in SERVER_COMMANDS:
         rest = [*unknown, *args.rest]
         if args.address:

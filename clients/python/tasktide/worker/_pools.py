@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import ctypes
 import os
 import signal
@@ -62,7 +63,9 @@ class ThreadBackend:
 
     async def start(self, a: worker_pb2.Assignment, ctx: TaskContext) -> Running:
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self.executor, run_sync, self.app, a, ctx, self.worker_id)
+        # The task runs in a copy of this context, so the trace of the attempt reaches its code and logs.
+        run = contextvars.copy_context().run
+        fut = loop.run_in_executor(self.executor, run, run_sync, self.app, a, ctx, self.worker_id)
 
         def interrupt(kind: str) -> None:
             if kind == "soft":

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from tasktide._app import App
+from tasktide._hooks import Hooks
 from tasktide._settings import ClientSettings
 from tasktide.v1 import task_pb2, worker_pb2, worker_pb2_grpc
 from tasktide.worker._execute import CANCELLED, stopped
@@ -43,12 +44,13 @@ class WorkerConfig:
 
 
 class Worker:
-    def __init__(self, app: App, config: WorkerConfig, settings: ClientSettings) -> None:
+    def __init__(self, app: App, config: WorkerConfig, settings: ClientSettings, hooks: Hooks | None = None) -> None:
         if config.pool not in ("threads", "asyncio", "processes"):
             raise ValueError(f"unknown pool {config.pool!r}: choose threads, asyncio or processes")
         self.app = app
         self.config = config
         self.settings = settings
+        self.hooks = hooks or app.hooks
         self.lease_seconds = settings.lease_seconds_hint
         self._stopping = asyncio.Event()
         self._held: dict[str, worker_pb2.LeaseRef] = {}
@@ -170,7 +172,9 @@ class Worker:
                         a, self.config.worker_id, CANCELLED, "tasktide.Cancelled", "cancelled before it started"
                     )
                 else:
-                    out = await runner.run(a)
+                    with self.hooks.process(a, self.config.worker_id) as report:
+                        out = await runner.run(a)
+                        report(out)
             finally:
                 self._running -= 1
             self._held.pop(a.task.id, None)
@@ -241,12 +245,14 @@ class Worker:
             pass
 
 
-def run_worker(app: App, config: WorkerConfig, settings: ClientSettings | None = None) -> int:
+def run_worker(
+    app: App, config: WorkerConfig, settings: ClientSettings | None = None, hooks: Hooks | None = None
+) -> int:
     """Run a worker until SIGTERM/SIGINT, then drain. Returns the process exit code."""
     settings = settings or app.settings
 
     async def main() -> None:
-        worker = Worker(app, config, settings)
+        worker = Worker(app, config, settings, hooks)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.request_stop)
