@@ -131,6 +131,8 @@ def server_settings(redis_server: LocalRedis) -> ServerSettings:
         redis_url=redis_server.url,
         lease_seconds=TEST_LEASE_SECONDS,
         tick_seconds=0.05,
+        max_deliveries=3,
+        cancel_grace_seconds=1.0,
     )
 
 

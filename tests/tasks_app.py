@@ -49,3 +49,100 @@ def fails_once(marker: str) -> str:
         p.touch()
         raise ConnectionError("first attempt fails")
     return "second attempt ok"
+
+
+@app.task
+def record(path: str, label: str) -> str:
+    """Appends `label` to a file, so tests can read the order of execution."""
+    with open(path, "a") as f:
+        f.write(label + "\n")
+    return label
+
+
+@app.task
+def soft_limited(seconds: float) -> str:
+    try:
+        for _ in range(int(seconds * 100)):
+            time.sleep(0.01)
+    except tasktide.SoftTimeLimitExceeded:
+        return "cleaned up after the soft limit"
+    return "finished"
+
+
+@app.task
+def spin(seconds: float, pid_file: str = "") -> str:
+    """Ignores every signal it can; only a hard stop ends it early."""
+    if pid_file:
+        Path(pid_file).write_text(str(os.getpid()))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.01)
+        except tasktide.SoftTimeLimitExceeded:
+            pass
+    return "spun"
+
+
+@app.task
+async def async_sleep(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "slept"
+
+
+@app.task
+def cooperative(seconds: float, marker: str) -> str:
+    """Checks for cancellation as it works."""
+    Path(marker).touch()
+    ctx = tasktide.current_task()
+    for _ in range(int(seconds * 100)):
+        ctx.raise_if_cancelled()
+        time.sleep(0.01)
+    return "not cancelled"
+
+
+@app.task(max_retries=3, retry_backoff=0.05, autoretry_for=(ConnectionError,), dont_autoretry_for=(PermissionError,))
+def picky(kind: str, marker_dir: str) -> str:
+    Path(marker_dir, f"attempt-{time.monotonic_ns()}").touch()
+    attempts = len(list(Path(marker_dir).iterdir()))
+    if kind == "connection" and attempts < 3:
+        raise ConnectionError(f"attempt {attempts} lost the connection")
+    if kind == "permission":
+        raise PermissionError("never retried")
+    if kind == "value":
+        raise ValueError("not in autoretry_for")
+    return f"ok after {attempts}"
+
+
+@app.task(max_retries=2)
+def explicit_retry(marker_dir: str) -> int:
+    ctx = tasktide.current_task()
+    Path(marker_dir, f"attempt-{ctx.attempt}").touch()
+    if ctx.attempt < 2:
+        ctx.retry(countdown=0.3)
+    return ctx.attempt
+
+
+@app.task(max_retries=1, retry_backoff=0.01)
+def always_fails(message: str) -> None:
+    raise RuntimeError(message)
+
+
+@app.task
+def whoami() -> int:
+    return os.getpid()
+
+
+@app.task
+def with_progress(steps: int) -> int:
+    ctx = tasktide.current_task()
+    for i in range(1, steps + 1):
+        time.sleep(0.02)
+        ctx.progress(i / steps, f"step {i} of {steps}")
+    return steps
+
+
+@app.task(rate_limit="5/s")
+def limited(path: str) -> float:
+    with open(path, "a") as f:
+        f.write(f"{time.time()}\n")
+    return time.time()

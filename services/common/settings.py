@@ -28,6 +28,7 @@ class ServerSettings:
     result_expires: float = 86_400.0
     max_deliveries: int = 5  # a task that killed its worker this many times goes to the dead-letter set
     tick_seconds: float = 0.1  # delayed-set pump and lease reaper interval
+    cancel_grace_seconds: float = 5.0  # a cancelled running task is stopped hard after this
     metrics_address: str = ""  # host:port serving /metrics for Prometheus; empty: no endpoint
     metrics_interval: float = 5.0  # seconds between readings of the queue gauges
     limits: Limits = Limits()
@@ -58,6 +59,7 @@ class ServerSettings:
             result_expires=num("TASKTIDE_RESULT_EXPIRES", base.result_expires),
             max_deliveries=int(num("TASKTIDE_MAX_DELIVERIES", base.max_deliveries)),
             tick_seconds=num("TASKTIDE_TICK_SECONDS", base.tick_seconds),
+            cancel_grace_seconds=num("TASKTIDE_CANCEL_GRACE_SECONDS", base.cancel_grace_seconds),
             metrics_address=env.get("TASKTIDE_METRICS_ADDRESS", ""),
             metrics_interval=num("TASKTIDE_METRICS_INTERVAL", base.metrics_interval),
             limits=replace(

@@ -41,6 +41,7 @@ class ResultsStore:
                     e.at_ms,
                     e.result.SerializeToString() if e.HasField("result") else b"",
                     e.error.SerializeToString() if e.HasField("error") else b"",
+                    1 if e.reopen else 0,
                 ]
                 await script([keys.state(e.task_id), keys.events(e.task_id)], argv, client=pipe)
             pipe.publish(keys.EVENTS, ",".join({e.task_id for e in events}))

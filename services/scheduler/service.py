@@ -18,7 +18,6 @@ from tasktide_services.scheduler.store import SchedulerStore
 
 S = task_pb2
 FINAL = frozenset(range(S.TASK_STATE_SUCCEEDED, S.TASK_STATE_DEAD + 1))
-CANCEL_GRACE_SECONDS = 5.0
 
 
 class SchedulerService:
@@ -125,7 +124,7 @@ class SchedulerService:
         if state in FINAL:
             return scheduler_pb2.CancelResponse(state=state)
         if not await self.store.unschedule(tid):
-            revoke = worker_pb2.RevokeRequest(tasks=[task], grace_seconds=CANCEL_GRACE_SECONDS)
+            revoke = worker_pb2.RevokeRequest(tasks=[task], grace_seconds=self.settings.cancel_grace_seconds)
             (result,) = (await self.peers.registry.Revoke(revoke)).results
             if result == worker_pb2.REVOKE_RESULT_SIGNALLED:
                 return scheduler_pb2.CancelResponse(state=S.TASK_STATE_RUNNING)

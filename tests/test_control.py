@@ -1,0 +1,311 @@
+"""Scheduling and execution control: priorities, queues, delays, expiry, retries, dead letters,
+time limits, cancellation, rate limits, pools, progress, explain, pause."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+
+import pytest
+
+import tasktide
+from tasktide import TaskState
+from tasktide.v1 import task_pb2
+from tasktide.worker._execute import backoff
+from tasktide_services.testing import TEST_LEASE_SECONDS, run_worker_thread
+from tests.tasks_app import app
+
+
+def spec(name: str, *args, **opts):
+    return app.tasks[name].spec(list(args), **opts)
+
+
+def submit(client, name: str, *args, **opts) -> tasktide.TaskHandle:
+    return client.submit_spec(spec(name, *args, **opts))
+
+
+def states(client, task_id):
+    return [TaskState.from_proto(e.state) for e in client.watch([task_id]) if not e.progress_only]
+
+
+def wait_until(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_priority_is_strict_within_a_queue(platform, client, queue_name, tmp_path):
+    path = str(tmp_path / "order")
+    for i in range(5):
+        submit(client, "t.record", path, f"low{i}", queue=queue_name, priority=-10)
+    submit(client, "t.record", path, "mid", queue=queue_name, priority=0)
+    last = submit(client, "t.record", path, "high", queue=queue_name, priority=90)
+    with run_worker_thread(app, platform.address, queues=(queue_name,), concurrency=1, prefetch=1) as w:
+        wait_until(lambda: w.completed == 7)
+    assert open(path).read().split() == ["high", "mid", "low0", "low1", "low2", "low3", "low4"]
+    assert last.status() is TaskState.SUCCEEDED
+
+
+def test_workers_consume_only_their_queues(platform, client, queue_name):
+    other = queue_name + "-other"
+    mine = submit(client, "t.add", 1, 1, queue=queue_name)
+    theirs = submit(client, "t.add", 2, 2, queue=other)
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        assert mine.get(timeout=10) == 2
+        assert theirs.status() is TaskState.QUEUED
+        e = theirs.explain()
+        assert e.reason == "NO_WORKER" and other in e.message
+    with run_worker_thread(app, platform.address, queues=(other, queue_name)):
+        assert theirs.get(timeout=10) == 4
+
+
+def test_eta_is_held_on_the_server(platform, client, queue_name):
+    eta = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=0.6)
+    h = submit(client, "t.add", 1, 2, queue=queue_name, eta=eta)
+    assert h.status() is TaskState.SCHEDULED
+    e = h.explain()
+    assert e.reason == "ETA" and abs((e.eta - eta).total_seconds()) < 0.01
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        assert h.get(timeout=10) == 3
+    finished = client.fetch([h.id])[0].updated_ms
+    assert finished >= eta.timestamp() * 1000
+
+
+def test_delay_longer_than_the_lease_runs_exactly_once(platform, client, queue_name, tmp_path):
+    markers = tmp_path / "m"
+    markers.mkdir()
+    h = submit(client, "t.slow", 0.0, str(markers), queue=queue_name, countdown=TEST_LEASE_SECONDS + 1)
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        assert h.get(timeout=20) == "slept 0.0"
+        time.sleep(TEST_LEASE_SECONDS + 0.5)  # a lost lease would redeliver within this window
+    assert len(list(markers.iterdir())) == 1
+    assert states(client, h.id).count(TaskState.SUCCEEDED) == 1
+
+
+def test_expired_task_is_never_run(platform, client, queue_name, tmp_path):
+    path = str(tmp_path / "ran")
+    h = submit(client, "t.record", path, "should not run", queue=queue_name, expires=0.2)
+    time.sleep(0.3)
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        with pytest.raises(tasktide.TaskExpired):
+            h.get(timeout=10)
+    assert h.status() is TaskState.EXPIRED
+    assert not os.path.exists(path)
+
+
+def test_backoff_is_exponential_capped_and_jittered():
+    policy = task_pb2.RetryPolicy(max_retries=10, backoff_base=1.0, backoff_max=5.0, jitter=False)
+    assert [backoff(policy, n) for n in range(5)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+    policy.jitter = True
+    samples = [backoff(policy, 2) for _ in range(200)]
+    assert all(0 <= s <= 4.0 for s in samples) and len(set(samples)) > 100
+
+
+def test_autoretry_for_retries_and_records_each_attempt(platform, client, queue_name, tmp_path):
+    d = tmp_path / "a"
+    d.mkdir()
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        h = submit(client, "t.picky", "connection", str(d), queue=queue_name)
+        assert h.get(timeout=10) == "ok after 3"
+    events = [e for e in client.watch([h.id]) if e.state == task_pb2.TASK_STATE_RETRYING]
+    assert [e.attempt for e in events] == [0, 1]
+    assert [e.error.message for e in events] == ["attempt 1 lost the connection", "attempt 2 lost the connection"]
+    assert all(e.error.type == "ConnectionError" for e in events)
+
+
+@pytest.mark.parametrize("kind", ["permission", "value"])
+def test_dont_autoretry_for_and_unlisted_errors_fail_at_once(platform, client, queue_name, tmp_path, kind):
+    d = tmp_path / "a"
+    d.mkdir()
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        h = submit(client, "t.picky", kind, str(d), queue=queue_name)
+        with pytest.raises(tasktide.TaskFailed):
+            h.get(timeout=10)
+    assert len(list(d.iterdir())) == 1
+    assert TaskState.RETRYING not in states(client, h.id)
+
+
+def test_explicit_retry_with_its_own_countdown(platform, client, queue_name, tmp_path):
+    d = tmp_path / "a"
+    d.mkdir()
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        h = submit(client, "t.explicit_retry", str(d), queue=queue_name)
+        assert h.get(timeout=10) == 2
+    evs = [e for e in client.watch([h.id]) if not e.progress_only]
+    retrying = [e.at_ms for e in evs if e.state == task_pb2.TASK_STATE_RETRYING]
+    running = [e.at_ms for e in evs if e.state == task_pb2.TASK_STATE_RUNNING]
+    assert len(retrying) == 2 and len(running) == 3
+    assert running[1] - retrying[0] >= 300 and running[2] - retrying[1] >= 300
+
+
+def test_exhausted_retries_go_to_dead_letters_and_can_be_requeued(platform, client, queue_name):
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        h = submit(client, "t.always_fails", "broken", queue=queue_name)
+        with pytest.raises(tasktide.TaskDead) as info:
+            h.get(timeout=10)
+        assert info.value.remote_type == "RuntimeError"
+        dead = client.dead_letters(queue_name)
+        assert [d.task_id for d in dead] == [h.id]
+        assert client.requeue_dead(queue_name) == 1
+        wait_until(lambda: h.status() is TaskState.DEAD)
+    assert client.dead_letters(queue_name)[0].task_id == h.id
+    assert states(client, h.id).count(TaskState.DEAD) == 2  # dead, requeued, dead again
+
+
+def test_task_that_kills_its_worker_goes_to_dead_letters(platform, client, queue_name):
+    """Sessions that take the task and vanish without a heartbeat, max_deliveries times."""
+    import threading
+
+    import grpc
+
+    from tasktide.v1 import worker_pb2, worker_pb2_grpc
+
+    h = submit(client, "t.add", 1, 1, queue=queue_name)
+    for delivery in range(1, 4):
+        ch = grpc.insecure_channel(platform.address)
+        dead = threading.Event()
+
+        def messages(n=delivery, dead=dead):
+            yield worker_pb2.WorkerMessage(hello=worker_pb2.Hello(worker_id=f"doomed-{n}", queues=[queue_name]))
+            yield worker_pb2.WorkerMessage(credit=1)
+            dead.wait(30)
+
+        stream = worker_pb2_grpc.RegistryStub(ch).Session(messages(), timeout=TEST_LEASE_SECONDS * 3)
+        got = next(m for m in stream if m.WhichOneof("kind") == "assignments")
+        assert got.assignments.assignments[0].delivery == delivery
+        dead.set()
+        ch.close()  # the worker dies holding the lease
+    with pytest.raises(tasktide.TaskDead) as info:
+        h.get(timeout=TEST_LEASE_SECONDS * 3)
+    assert info.value.remote_type == "tasktide.WorkerLost"
+    assert h.id in [d.task_id for d in client.dead_letters(queue_name)]
+
+
+def test_soft_time_limit_raises_inside_the_task(platform, client, queue_name):
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        h = submit(client, "t.soft_limited", 5.0, queue=queue_name, soft_time_limit=0.2)
+        assert h.get(timeout=10) == "cleaned up after the soft limit"
+
+
+@pytest.mark.parametrize("pool", ["threads", "processes"])
+def test_hard_time_limit_stops_the_task(platform, client, queue_name, pool, tmp_path):
+    pid_file = tmp_path / "pid"
+    config = {"queues": (queue_name,), "pool": pool, "app_target": "tests.tasks_app:app", "concurrency": 1}
+    with run_worker_thread(app, platform.address, **config):
+        t0 = time.monotonic()
+        h = submit(client, "t.spin", 30.0, str(pid_file), queue=queue_name, time_limit=0.5)
+        with pytest.raises(tasktide.TaskFailed) as info:
+            h.get(timeout=15)
+        assert time.monotonic() - t0 < 10
+        assert info.value.remote_type == "tasktide.TimeLimitExceeded"
+        if pool == "processes":
+            child = int(pid_file.read_text())
+            assert child != os.getpid()
+            wait_until(lambda: not os.path.exists(f"/proc/{child}") or "Z" in open(f"/proc/{child}/stat").read())
+            assert submit(client, "t.add", 2, 2, queue=queue_name).get(timeout=15) == 4  # a fresh child serves
+
+
+def test_hard_time_limit_cancels_an_asyncio_task(platform, client, queue_name):
+    with run_worker_thread(app, platform.address, queues=(queue_name,), pool="asyncio"):
+        h = submit(client, "t.async_sleep", 30.0, queue=queue_name, time_limit=0.3)
+        with pytest.raises(tasktide.TaskFailed) as info:
+            h.get(timeout=10)
+    assert info.value.remote_type == "tasktide.TimeLimitExceeded"
+
+
+def test_cancel_queued_and_delayed_tasks(platform, client, queue_name, tmp_path):
+    path = str(tmp_path / "ran")
+    queued = submit(client, "t.record", path, "queued", queue=queue_name)
+    delayed = submit(client, "t.record", path, "delayed", queue=queue_name, countdown=0.5)
+    assert queued.cancel() is TaskState.CANCELLED
+    assert delayed.cancel() is TaskState.CANCELLED
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        ok = submit(client, "t.add", 1, 1, queue=queue_name)
+        assert ok.get(timeout=10) == 2
+        time.sleep(0.7)
+    with pytest.raises(tasktide.TaskCancelled):
+        queued.get(timeout=1)
+    assert delayed.status() is TaskState.CANCELLED
+    assert not os.path.exists(path)
+
+
+def test_cancel_running_task_cooperatively(platform, client, queue_name, tmp_path):
+    marker = tmp_path / "started"
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        h = submit(client, "t.cooperative", 30.0, str(marker), queue=queue_name)
+        wait_until(marker.exists)
+        assert h.cancel() is TaskState.RUNNING  # signalled; the worker reports CANCELLED
+        with pytest.raises(tasktide.TaskCancelled) as info:
+            h.get(timeout=10)
+    assert info.value.remote_type == "tasktide.worker._context.CancelRequested"
+
+
+@pytest.mark.parametrize("pool", ["threads", "processes"])
+def test_cancel_running_task_stops_it_hard_after_the_grace_period(platform, client, queue_name, pool, tmp_path):
+    pid_file = tmp_path / "pid"
+    config = {"queues": (queue_name,), "pool": pool, "app_target": "tests.tasks_app:app", "concurrency": 1}
+    with run_worker_thread(app, platform.address, **config):
+        h = submit(client, "t.spin", 30.0, str(pid_file), queue=queue_name)
+        wait_until(pid_file.exists)
+        t0 = time.monotonic()
+        h.cancel()
+        with pytest.raises(tasktide.TaskCancelled):
+            h.get(timeout=10)
+        assert time.monotonic() - t0 < 5
+    assert h.status() is TaskState.CANCELLED
+
+
+def test_rate_limit_is_shared_and_spaces_starts(platform, client, queue_name, tmp_path):
+    path = tmp_path / "starts"
+    handles = client.submit_many([spec("t.limited", str(path), queue=queue_name) for _ in range(6)])
+    assert handles[-1].explain().reason == "RATE_LIMIT"
+    with run_worker_thread(app, platform.address, queues=(queue_name,), concurrency=4):
+        with run_worker_thread(app, platform.address, queues=(queue_name,), concurrency=4):
+            [h.get(timeout=15) for h in handles]
+    starts = sorted(float(x) for x in path.read_text().split())
+    assert len(starts) == 6
+    assert starts[-1] - starts[0] >= 5 * 0.2 * 0.9  # 5/s: six starts span at least one second
+
+
+def test_process_pool_runs_in_child_processes(platform, client, queue_name):
+    config = {"queues": (queue_name,), "pool": "processes", "app_target": "tests.tasks_app:app", "concurrency": 2}
+    with run_worker_thread(app, platform.address, **config):
+        pids = {submit(client, "t.whoami", queue=queue_name).get(timeout=15) for _ in range(4)}
+        assert os.getpid() not in pids
+        assert submit(client, "t.with_progress", 3, queue=queue_name).get(timeout=15) == 3
+
+
+def test_progress_is_streamed_to_watchers(platform, client, queue_name):
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        h = submit(client, "t.with_progress", 4, queue=queue_name)
+        progress = [(e.progress, e.message) for e in client.watch([h.id]) if e.progress_only]
+    assert progress == [(0.25, "step 1 of 4"), (0.5, "step 2 of 4"), (0.75, "step 3 of 4"), (1.0, "step 4 of 4")]
+
+
+def test_pause_and_resume_a_queue(platform, client, queue_name):
+    client.pause_queue(queue_name)
+    h = submit(client, "t.add", 3, 4, queue=queue_name)
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        time.sleep(0.3)
+        assert h.status() is TaskState.QUEUED
+        assert h.explain().reason == "QUEUE_PAUSED"
+        client.resume_queue(queue_name)
+        assert h.get(timeout=10) == 7
+
+
+def test_explain_covers_backoff_running_and_finished(platform, client, queue_name, tmp_path):
+    marker = tmp_path / "started"
+    with run_worker_thread(app, platform.address, queues=(queue_name,), concurrency=1, prefetch=1):
+        busy = submit(client, "t.cooperative", 30.0, str(marker), queue=queue_name)
+        wait_until(marker.exists)
+        assert busy.explain().reason == "RUNNING"
+        behind = [submit(client, "t.add", i, i, queue=queue_name) for i in range(3)]
+        wait_until(lambda: behind[-1].explain().reason == "QUEUED_BEHIND")
+        busy.cancel()
+        [h.get(timeout=10) for h in behind]
+        assert behind[0].explain().reason == "FINISHED"
+        h = submit(client, "t.explicit_retry", str(tmp_path), queue=queue_name)
+        wait_until(lambda: h.explain().reason == "RETRY_BACKOFF")
+        assert h.get(timeout=10) == 2
