@@ -171,3 +171,14 @@ def test_worker_runs_only_tasks_of_the_project(shop, shop_worker, client):
     with pytest.raises(tasktide.TaskFailed) as failed:
         handle.get(timeout=20)
     assert failed.value.remote_type == "tasktide.UnknownTask"
+
+
+def test_async_task_function_runs_on_the_worker(shop, shop_worker):
+    from orders.tasks import check_address
+
+    from tasktide.contrib.django.compat import TaskResultStatus
+
+    result = check_address.enqueue("buyer@example.com")
+    wait_for(lambda: result.refresh() or result.is_finished, worker=shop_worker)
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.return_value == {"email": "buyer@example.com", "deliverable": True}

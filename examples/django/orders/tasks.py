@@ -3,6 +3,7 @@ tasktide-native task, called Celery-style."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 from django.core.mail import send_mail
@@ -46,3 +47,11 @@ def build_sales_report(context, day: str) -> dict:
 @app.task(name="shop.reserve_stock", queue="shop-warehouse", max_retries=3)
 def reserve_stock(order_id: int) -> bool:
     return Order.objects.filter(pk=order_id).update(stock_reserved=True) == 1
+
+
+@task(queue_name="shop-emails")
+async def check_address(email: str) -> dict:
+    """An async task: the worker runs it on one of its threads, in an event loop of its own."""
+    await asyncio.sleep(0)
+    local, _, domain = email.partition("@")
+    return {"email": email, "deliverable": bool(local) and "." in domain}
