@@ -13,7 +13,7 @@ from tasktide._errors import translate
 from tasktide._exceptions import TaskTimeout
 from tasktide._explain import DeadLetter, Explanation
 from tasktide._handle import AsyncTaskHandle, TaskHandle
-from tasktide._hooks import NO_HOOKS, Hooks, intercept
+from tasktide._hooks import NO_HOOKS, Hooks
 from tasktide._results import unwrap
 from tasktide._settings import ClientSettings
 from tasktide._spec import build_spec
@@ -44,7 +44,7 @@ class Client:
         self, address: str | None = None, *, settings: ClientSettings | None = None, hooks: Hooks | None = None
     ) -> None:
         self.settings = settings or ClientSettings.from_env(address=address or "")
-        chain = list((hooks or NO_HOOKS).client_interceptors())
+        wrap = (hooks or NO_HOOKS).wrap_channel
         opts = list(self.settings.channel_options)
         self._sched_ch = grpc.insecure_channel(self.settings.scheduler(), options=opts)
         res_addr = self.settings.results()
@@ -55,9 +55,9 @@ class Client:
         self._reg_ch = (
             self._sched_ch if reg_addr == self.settings.scheduler() else grpc.insecure_channel(reg_addr, options=opts)
         )
-        self._scheduler = scheduler_pb2_grpc.SchedulerStub(intercept(self._sched_ch, chain))
-        self._results = results_pb2_grpc.ResultsStub(intercept(self._res_ch, chain))
-        self._registry = worker_pb2_grpc.RegistryStub(intercept(self._reg_ch, chain))
+        self._scheduler = scheduler_pb2_grpc.SchedulerStub(wrap(self._sched_ch))
+        self._results = results_pb2_grpc.ResultsStub(wrap(self._res_ch))
+        self._registry = worker_pb2_grpc.RegistryStub(wrap(self._reg_ch))
 
     def close(self) -> None:
         for ch in {id(c): c for c in (self._sched_ch, self._res_ch, self._reg_ch)}.values():

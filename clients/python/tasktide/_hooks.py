@@ -27,9 +27,9 @@ _NOTHING = contextlib.nullcontext(_ignore)  # reusable: entering it costs next t
 class Hooks:
     """No-op base class of client and worker hooks."""
 
-    def client_interceptors(self) -> Sequence[Any]:
-        """Interceptors for the blocking client's channels (grpc.intercept_channel)."""
-        return ()
+    def wrap_channel(self, channel: Any) -> Any:
+        """The blocking client's grpc.Channel, with interceptors in front of it if the plugin has any."""
+        return channel
 
     def aio_client_interceptors(self) -> Sequence[Any]:
         """Interceptors for AsyncClient's grpc.aio channels."""
@@ -48,12 +48,3 @@ class Hooks:
 
 
 NO_HOOKS = Hooks()
-
-
-def intercept(channel: Any, interceptors: Sequence[Any]) -> Any:
-    """`channel` with the blocking-client interceptors in front of it (the channel itself if none)."""
-    if not interceptors:
-        return channel
-    import grpc
-
-    return grpc.intercept_channel(channel, *interceptors)

@@ -6,8 +6,10 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import grpc
 from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, client_interceptor
+from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
@@ -51,11 +53,12 @@ class TracingHooks(Hooks):
         self.tracer = trace.get_tracer("tasktide", tracer_provider=tracer_provider)
         self.propagator = propagator or propagate.get_global_textmap()
 
-    def client_interceptors(self) -> Sequence[Any]:
-        return [
-            ProducerInterceptor(self.tracer, self.propagator),
-            client_interceptor(tracer_provider=self.tracer_provider, filter_=in_recorded_span),
-        ]
+    def wrap_channel(self, channel: Any) -> Any:
+        # Calls go through the producer first, so the gRPC client span is a child of the send span.
+        traced = intercept_channel(
+            channel, client_interceptor(tracer_provider=self.tracer_provider, filter_=in_recorded_span)
+        )
+        return grpc.intercept_channel(traced, ProducerInterceptor(self.tracer, self.propagator))
 
     def aio_client_interceptors(self) -> Sequence[Any]:
         return [

@@ -1,0 +1,64 @@
+"""Running the services as separate processes (`tasktide scheduler|registry|results`), for tests."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+
+from tasktide_services.testing import spawn
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = ("scheduler", "registry", "results")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_serving(address: str, proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
+    with grpc.insecure_channel(address) as ch:
+        try:
+            grpc.channel_ready_future(ch).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            raise RuntimeError(f"{proc.args} did not start serving on {address} (exit code {proc.poll()})") from None
+
+
+def stop(procs: list[subprocess.Popen[str]], timeout: float = 20.0) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+@contextlib.contextmanager
+def separate_services(env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The three services, each its own process on its own port; yields their addresses and the
+    environment a client or worker needs to reach them."""
+    addresses = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
+    common = {
+        **env,
+        "TASKTIDE_SCHEDULER_ADDRESS": addresses["scheduler"],
+        "TASKTIDE_REGISTRY_ADDRESS": addresses["registry"],
+        "TASKTIDE_RESULTS_ADDRESS": addresses["results"],
+        "TASKTIDE_ADDRESS": addresses["scheduler"],
+    }
+    procs = [spawn(name, env={**common, "TASKTIDE_LISTEN": addresses[name]}, cwd=ROOT) for name in SERVICES]
+    try:
+        for name, proc in zip(SERVICES, procs, strict=True):
+            wait_serving(addresses[name], proc)
+        yield common
+    finally:
+        stop(procs)
