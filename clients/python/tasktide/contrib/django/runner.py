@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import inspect
+import logging
 import os
 import socket
 import threading
@@ -31,7 +32,11 @@ from tasktide.contrib.django.compat import (
 from tasktide.contrib.django.conf import DjangoConf
 from tasktide.worker import current_task
 
-WORKER_ID = f"{socket.gethostname()}-{os.getpid()}"
+log = logging.getLogger("tasktide.django")
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _now() -> dt.datetime:
@@ -60,7 +65,7 @@ def run_django_task(task: Task, *args: Any, **kwargs: Any) -> Any:
         kwargs=dict(kwargs),
         backend=task.backend,
         errors=[],
-        worker_ids=[WORKER_ID] * (ctx.attempt + 1),
+        worker_ids=[_worker_name()] * (ctx.attempt + 1),
     )
     task_started.send(sender=_sender(), task_result=result)
     try:
@@ -83,18 +88,10 @@ def run_django_task(task: Task, *args: Any, **kwargs: Any) -> Any:
 
 
 def with_connections(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Close database connections that are broken or past CONN_MAX_AGE before and after each task."""
+    """Close database connections that are broken or past CONN_MAX_AGE before and after each task, as
+    a request does. Async functions are left as they are: their ORM calls run in sync_to_async threads."""
     if inspect.iscoroutinefunction(fn):
-
-        @functools.wraps(fn)
-        async def arun(*args: Any, **kwargs: Any) -> Any:
-            close_old_connections()
-            try:
-                return await fn(*args, **kwargs)
-            finally:
-                close_old_connections()
-
-        return arun
+        return fn
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -115,14 +112,18 @@ class DjangoResolver:
         self.native_apps: list[App] = [import_string(path) for path in conf.apps]
         self.allowed = conf.task_modules or tuple(c.name for c in apps.get_app_configs())
         self.app: App | None = None
-        self._cache: dict[str, NativeTask[Any, Any] | None] = {}
+        self._cache: dict[str, NativeTask[Any, Any]] = {}
         self._lock = threading.Lock()
 
     def __call__(self, name: str) -> NativeTask[Any, Any] | None:
+        # Only tasks found are kept: names sent by others must not grow the cache.
         with self._lock:
-            if name not in self._cache:
-                self._cache[name] = self._find(name)
-            return self._cache[name]
+            found = self._cache.get(name)
+            if found is None:
+                found = self._find(name)
+                if found is not None:
+                    self._cache[name] = found
+            return found
 
     def _allowed(self, path: str) -> bool:
         return any(path == p or path.startswith(p + ".") for p in self.allowed)
@@ -138,7 +139,8 @@ class DjangoResolver:
             return None
         try:
             obj = import_string(name)
-        except ImportError:
+        except Exception as exc:  # noqa: BLE001 - a module that fails to import is no task to run
+            log.warning("cannot import task %s: %s: %s", name, type(exc).__name__, exc)
             return None
         if not isinstance(obj, Task):
             return None
