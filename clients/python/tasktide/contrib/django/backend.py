@@ -39,6 +39,7 @@ from tasktide.contrib.django.compat import (
 )
 from tasktide.contrib.django.conf import get_conf
 from tasktide.contrib.django.results import from_snapshot, new_result, when
+from tasktide.contrib.django.runner import allowed_packages, in_packages
 from tasktide.v1 import task_pb2
 
 
@@ -170,10 +171,12 @@ class TasktideBackend(BaseTaskBackend):
         return from_snapshot(self._task_named(snap), result_id, snap, self.alias)
 
     def _task_named(self, snap: platform.Snapshot) -> Task:
-        try:
-            task = import_string(snap.name)
-        except ImportError:
-            task = None
+        task = None
+        if in_packages(snap.name, allowed_packages(get_conf())):
+            try:
+                task = import_string(snap.name)
+            except ImportError:
+                pass
         if not isinstance(task, Task):
             raise TaskResultDoesNotExist(f"{snap.task_id} is a task of tasktide ({snap.name}), not a Django task")
         try:

@@ -104,13 +104,22 @@ def with_connections(fn: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def allowed_packages(conf: DjangoConf) -> tuple[str, ...]:
+    """Packages Django tasks may be imported from by name: TASK_MODULES, else every installed app."""
+    return conf.task_modules or tuple(c.name for c in apps.get_app_configs())
+
+
+def in_packages(path: str, packages: tuple[str, ...]) -> bool:
+    return any(path == p or path.startswith(p + ".") for p in packages)
+
+
 class DjangoResolver:
     """Finds the task a worker is asked to run: a native task of a listed App, or a Django task by
     its import path, imported only from the allowed packages (installed apps unless TASK_MODULES)."""
 
     def __init__(self, conf: DjangoConf) -> None:
         self.native_apps: list[App] = [import_string(path) for path in conf.apps]
-        self.allowed = conf.task_modules or tuple(c.name for c in apps.get_app_configs())
+        self.allowed = allowed_packages(conf)
         self.app: App | None = None
         self._cache: dict[str, NativeTask[Any, Any]] = {}
         self._lock = threading.Lock()
@@ -125,9 +134,6 @@ class DjangoResolver:
                     self._cache[name] = found
             return found
 
-    def _allowed(self, path: str) -> bool:
-        return any(path == p or path.startswith(p + ".") for p in self.allowed)
-
     def _find(self, name: str) -> NativeTask[Any, Any] | None:
         assert self.app is not None
         for native in self.native_apps:
@@ -135,7 +141,7 @@ class DjangoResolver:
             if t is not None:
                 fn = with_connections(t.fn)
                 return NativeTask(self.app, fn, name, t.options, t.autoretry_for, t.dont_autoretry_for, t.rate_limit)
-        if not self._allowed(name):
+        if not in_packages(name, self.allowed):
             return None
         try:
             obj = import_string(name)
