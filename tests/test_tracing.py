@@ -45,11 +45,14 @@ def test_one_trace_across_all_processes_with_both_attempts(redis_server, receive
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=receiver.endpoint, insecure=True)))
     env = {**otel_env(receiver), "TASKTIDE_REDIS_URL": redis_server.url}
     with separate_services(env) as common:
-        worker = spawn("worker", "tests.tasks_app:app", "--queues", queue, "--concurrency", "2", env=common, cwd=ROOT)
+        worker_log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed with the worker
+        worker = spawn(
+            "worker", "tests.traced_app:app", "--queues", queue, "-c", "2", env=common, cwd=ROOT, stderr=worker_log
+        )
         try:
             settings = ClientSettings.from_env(common)
             with Client(settings=settings, hooks=TracingHooks(provider)) as client:
-                handle = client.submit("t.fails_once", [str(tmp_path / "marker")], queue=queue, max_retries=2)
+                handle = client.submit("traced.fails_once", [str(tmp_path / "marker")], queue=queue, max_retries=2)
                 assert handle.get(timeout=30) == "second attempt ok"
             provider.force_flush()
 
@@ -67,6 +70,7 @@ def test_one_trace_across_all_processes_with_both_attempts(redis_server, receive
             spans = receiver.wait_for(complete, timeout=30)
         finally:
             stop([worker])
+            worker_log.close()
     provider.shutdown()
 
     (send,) = [s for s in spans if s.service == "tasktide-test-client" and s.kind == PRODUCER]
@@ -118,3 +122,10 @@ def test_one_trace_across_all_processes_with_both_attempts(redis_server, receive
     assert records and all(s.name == "/tasktide.v1.Results/Record" for s in records)
     assert any(settles[0] in ancestors(r) or settles[1] in ancestors(r) for r in records)
     assert any(s.name == "/tasktide.v1.Scheduler/Submit" and s.kind == SERVER for s in trace)
+
+    # Log records made by the task carry the trace id, the attempt's span id and the task id.
+    lines = [line for line in (tmp_path / "worker.log").read_text().splitlines() if "of fails_once" in line]
+    assert len(lines) == 2
+    for line, attempt in zip(lines, attempts, strict=True):
+        assert f"trace_id={send.trace_id} span_id={attempt.span_id}" in line
+        assert f"task_id={handle.id}" in line
