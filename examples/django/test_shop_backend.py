@@ -145,6 +145,9 @@ def test_clear_errors_for_what_is_not_supported(shop, client):
     bad = {"default": {"BACKEND": "tasktide.contrib.django.TasktideBackend", "OPTIONS": {"acks_late": True}}}
     with override_settings(TASKS=bad), pytest.raises(ImproperlyConfigured, match="unsupported option.*acks_late"):
         send_order_confirmation.get_backend()
+    wrong = {"default": {"BACKEND": "tasktide.contrib.django.TasktideBackend", "OPTIONS": {"max_retries": "many"}}}
+    with override_settings(TASKS=wrong), pytest.raises(ImproperlyConfigured, match="wrong type"):
+        send_order_confirmation.get_backend()
     with pytest.raises(ImproperlyConfigured, match="unknown key.*BROKER_URL"):
         load({"BROKER_URL": "redis://"})
     with pytest.raises(InvalidTaskError, match="Queue 'elsewhere' is not valid"):

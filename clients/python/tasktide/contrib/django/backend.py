@@ -61,7 +61,17 @@ class BackendOptions:
                 f"TASKS[{alias!r}]['OPTIONS'] has unsupported option(s) {', '.join(unknown)}; "
                 f"TasktideBackend supports {', '.join(sorted(known))}"
             )
-        return cls(**raw)
+        try:
+            return cls(
+                address=str(raw.get("address", "")),
+                enqueue_on_commit=bool(raw.get("enqueue_on_commit", False)),
+                database=str(raw.get("database", DEFAULT_DB_ALIAS)),
+                max_retries=int(raw.get("max_retries", 0)),
+                retry_backoff=float(raw.get("retry_backoff", 1.0)),
+                record=bool(raw.get("record", True)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ImproperlyConfigured(f"TASKS[{alias!r}]['OPTIONS'] has a value of the wrong type: {exc}") from None
 
 
 class TasktideBackend(BaseTaskBackend):
