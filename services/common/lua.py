@@ -1,22 +1,66 @@
-"""Loading the Lua scripts of a service: one file, sections headed `--! name`."""
+"""Loading the Lua scripts of a service: one file, sections headed `--! name`.
+
+Scripts run by SHA. A direct call loads its script when Redis answers NOSCRIPT (after a restart
+or a flush). In a pipeline the call is queued as a bare EVALSHA, with no per-pipeline SCRIPT EXISTS
+round trip; `run_pipeline` loads every script and retries once when Redis has lost them.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
 
 
-def load_scripts(redis: Redis, path: Path) -> dict[str, AsyncScript]:
-    scripts: dict[str, AsyncScript] = {}
+class Script:
+    def __init__(self, redis: Redis, source: str) -> None:
+        self.redis = redis
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    def __call__(self, keys: Sequence[str], args: Sequence[Any], client: Pipeline | None = None) -> Any:
+        if client is not None:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        return self._run(keys, args)
+
+    async def _run(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return await self.redis.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+        except NoScriptError:
+            await self.redis.script_load(self.source)
+            return await self.redis.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+
+
+def load_scripts(redis: Redis, path: Path) -> dict[str, Script]:
+    scripts: dict[str, Script] = {}
     name = ""
     lines: list[str] = []
     for line in [*path.read_text().splitlines(), "--! "]:
         if line.startswith("--! "):
             if name:
-                scripts[name] = redis.register_script("\n".join(lines))
+                scripts[name] = Script(redis, "\n".join(lines))
             name, lines = line[4:].strip(), []
         else:
             lines.append(line)
     return scripts
+
+
+async def run_pipeline(redis: Redis, scripts: dict[str, Script], build: Callable[[Pipeline], None]) -> list[Any]:
+    """Build and execute a pipeline; if Redis lost the scripts, load them and run it again.
+    Only commands that are safe to repeat may stand beside the scripts (NOSCRIPT means no script ran)."""
+    for attempt in (1, 2):
+        async with redis.pipeline(transaction=False) as pipe:
+            build(pipe)
+            try:
+                return await pipe.execute()  # type: ignore[no-any-return]
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                for s in scripts.values():
+                    await redis.script_load(s.source)
+    raise AssertionError("unreachable")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import task_pb2
-from tasktide_services.common.lua import load_scripts
+from tasktide_services.common.lua import load_scripts, run_pipeline
 from tasktide_services.results import keys
 
 FINAL = frozenset(range(task_pb2.TASK_STATE_SUCCEEDED, task_pb2.TASK_STATE_DEAD + 1))
@@ -27,7 +28,8 @@ class ResultsStore:
         if not events:
             return []
         script = self._s["record"]
-        async with self.redis.pipeline(transaction=False) as pipe:
+
+        def build(pipe: Pipeline) -> None:
             for e in events:
                 argv = [
                     e.state,
@@ -43,9 +45,10 @@ class ResultsStore:
                     e.error.SerializeToString() if e.HasField("error") else b"",
                     1 if e.reopen else 0,
                 ]
-                await script([keys.state(e.task_id), keys.events(e.task_id)], argv, client=pipe)
+                script([keys.state(e.task_id), keys.events(e.task_id)], argv, client=pipe)
             pipe.publish(keys.EVENTS, ",".join({e.task_id for e in events}))
-            res = await pipe.execute()
+
+        res = await run_pipeline(self.redis, self._s, build)
         return [bool(r) for r in res[:-1]]
 
     async def get(self, task_ids: list[str]) -> list[task_pb2.TaskResult]:

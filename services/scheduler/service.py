@@ -150,11 +150,8 @@ class SchedulerService:
         task.spec.eta_ms, task.spec.countdown = eta, 0.0
         task.spec.headers.pop(HELD_BY, None)
         with self.hooks.scheduling([task], "retry"):
-            if eta > now:
-                task.state = S.TASK_STATE_SCHEDULED
-                await self.store.save([task], [(task.id, eta)])
-            else:
-                task.state = S.TASK_STATE_QUEUED
-                await self.store.save([task], [])
-                await self.peers.registry.Enqueue(worker_pb2.EnqueueRequest(tasks=[task]))
+            # Always through the delayed set: the pump hands it to the registry once the registry
+            # has forgotten the previous attempt.
+            task.state = S.TASK_STATE_SCHEDULED
+            await self.store.save([task], [(task.id, eta)])
         return scheduler_pb2.RetryResponse(state=task.state)

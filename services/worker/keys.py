@@ -9,6 +9,8 @@ scripts in store.py touch one cluster slot.
     tt:w:{q}:fence       STRING counter for fencing tokens and arrival order
     tt:w:{q}:dead        ZSET   task id -> time it was dead-lettered (its task bytes stay in :task)
     tt:w:{q}:paused      STRING "1" while the queue is paused (nothing is dispatched from it)
+    tt:w:{q}:retrying    HASH   task id -> serialized Task of its next attempt, until the scheduler has it
+    tt:w:{q}:retry_at    ZSET   task id -> when it entered :retrying (the reaper hands over stragglers)
     tt:w:queues          SET    every queue name seen
     tt:w:workers         HASH   session id -> serialized WorkerInfo
     tt:w:notify          PUBSUB queue names that received work
@@ -42,4 +44,6 @@ def queue_keys(q: str) -> list[str]:
         f"{p}:fence",
         f"{p}:dead",
         f"{p}:paused",
+        f"{p}:retrying",
+        f"{p}:retry_at",
     ]

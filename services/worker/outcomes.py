@@ -5,6 +5,8 @@ so a stale worker is rejected; the outcome is recorded with the results service,
 the first final result of a task; only then is the lease ended. A crash in between leaves the lease
 to expire and the task to run again (at-least-once), never a lost result.
 
+An attempt that asks for a retry ends its lease atomically with its next attempt being parked in the
+registry's :retrying hash; the next attempt is then handed to the scheduler, which owns delays.
 A failure after the last allowed retry moves the task to the dead-letter set (state DEAD), from
 where it can be listed and requeued.
 """
@@ -35,6 +37,17 @@ def _exhausted(task: task_pb2.Task, o: task_pb2.Outcome) -> bool:
     return o.kind == task_pb2.OUTCOME_KIND_FAILURE and retries > 0 and o.attempt >= retries
 
 
+async def hand_retries(store: RegistryStore, peers: Peers, tasks: list[task_pb2.Task]) -> None:
+    """Give next attempts to the scheduler (which owns delays), then forget them here. A crash in
+    between leaves them in :retrying, where the reaper finds them and hands them over again."""
+    by_queue: dict[str, list[str]] = {}
+    for task in tasks:
+        await peers.scheduler.Retry(scheduler_pb2.RetryRequest(task=task, countdown=task.spec.countdown))
+        by_queue.setdefault(task.spec.queue, []).append(task.id)
+    for q, ids in by_queue.items():
+        await store.retried(q, ids)
+
+
 class OutcomeHandler:
     def __init__(self, store: RegistryStore, peers: Peers, lease_ms: int, hooks: ServiceHooks | None = None) -> None:
         self.store = store
@@ -55,7 +68,7 @@ class OutcomeHandler:
         if not valid:
             return rejected
         events: list[task_pb2.TaskEvent] = []
-        retries: list[task_pb2.Task] = []
+        retries: list[tuple[worker_pb2.LeaseRef, task_pb2.Task]] = []
         done: list[worker_pb2.LeaseRef] = []
         dead: list[worker_pb2.LeaseRef] = []
         for o, task in valid:
@@ -68,8 +81,7 @@ class OutcomeHandler:
                 retry.CopyFrom(task)
                 retry.attempt = o.attempt + 1
                 retry.spec.countdown = o.retry_countdown
-                retries.append(retry)
-                done.append(ref(o))
+                retries.append((ref(o), retry))
                 continue
             exhausted = _exhausted(task, o)
             state = task_pb2.TASK_STATE_DEAD if exhausted else _FINAL_STATE.get(o.kind, task_pb2.TASK_STATE_FAILED)
@@ -82,8 +94,9 @@ class OutcomeHandler:
             (dead if exhausted else done).append(ref(o))
         with self.hooks.settling(valid):
             await self.peers.results.Record(results_pb2.RecordRequest(events=events))
-            for task in retries:
-                await self.peers.scheduler.Retry(scheduler_pb2.RetryRequest(task=task, countdown=task.spec.countdown))
+            if retries:
+                retired = set(await self.store.retire(retries, now_ms()))
+                await hand_retries(self.store, self.peers, [t for _, t in retries if t.id in retired])
             if done:
                 await self.store.complete(done)
             if dead:

@@ -10,9 +10,12 @@ from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import ServerSettings
+from tasktide_services.worker.outcomes import hand_retries
 from tasktide_services.worker.store import RegistryStore
 
 log = logging.getLogger("tasktide.registry.reaper")
+
+RETRY_HANDOVER_MS = 10_000  # next attempts parked longer than this were orphaned by a crash
 
 
 async def reap_once(
@@ -25,6 +28,9 @@ async def reap_once(
             hooks.redelivered(q, requeued)
         if dead:
             await _record_dead(store, peers, q, dead, settings.max_deliveries, hooks)
+        stuck = await store.stuck_retries(q, now_ms() - RETRY_HANDOVER_MS)
+        if stuck:
+            await hand_retries(store, peers, stuck)
 
 
 async def run_reaper(

@@ -1,6 +1,6 @@
 -- Transitions of the worker registry. Every script takes the KEYS of keys.queue_keys(q):
 --   KEYS[1] ready  KEYS[2] task  KEYS[3] leases  KEYS[4] tokens  KEYS[5] deliveries
---   KEYS[6] fence  KEYS[7] dead  KEYS[8] paused
+--   KEYS[6] fence  KEYS[7] dead  KEYS[8] paused  KEYS[9] retrying  KEYS[10] retry_at
 -- Each section below, from "--! name" to the next, is loaded as one script.
 
 --! enqueue
@@ -177,3 +177,21 @@ for i = 3, #ARGV, 3 do
 end
 if n > 0 then redis.call('PUBLISH', ARGV[2], ARGV[1]) end
 return n
+
+--! retire
+-- ARGV: now ms, then triples (id, token, serialized Task of the next attempt). Ends current leases
+-- and keeps the next attempt in :retrying until the scheduler holds it. Returns the ids retired.
+local out = {}
+for i = 2, #ARGV, 3 do
+  local id = ARGV[i]
+  if redis.call('HGET', KEYS[4], id) == ARGV[i + 1] then
+    redis.call('HDEL', KEYS[4], id)
+    redis.call('ZREM', KEYS[3], id)
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('HDEL', KEYS[5], id)
+    redis.call('HSET', KEYS[9], id, ARGV[i + 2])
+    redis.call('ZADD', KEYS[10], ARGV[1], id)
+    out[#out + 1] = id
+  end
+end
+return out

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import task_pb2, worker_pb2
-from tasktide_services.common.lua import load_scripts
+from tasktide_services.common.lua import load_scripts, run_pipeline
 from tasktide_services.worker import keys
 
 
@@ -39,11 +40,12 @@ class RegistryStore:
         by_queue: dict[str, list[bytes | str | int]] = defaultdict(list)
         for t in tasks:
             by_queue[t.spec.queue] += [t.id, keys.band(t.spec.priority), t.SerializeToString()]
-        async with self.redis.pipeline(transaction=False) as pipe:
+        def build(pipe: Pipeline) -> None:
             for q, argv in by_queue.items():
                 pipe.sadd(keys.QUEUES, q)
-                await self._s["enqueue"](keys.queue_keys(q), [q, keys.NOTIFY, *argv], client=pipe)
-            results = await pipe.execute()
+                self._s["enqueue"](keys.queue_keys(q), [q, keys.NOTIFY, *argv], client=pipe)
+
+        results = await run_pipeline(self.redis, self._s, build)
         return sum(int(r) for r in results[1::2])
 
     async def dispatch(self, queue: str, now_ms: int, lease_ms: int, count: int) -> list[Leased]:
@@ -183,3 +185,29 @@ class RegistryStore:
                 task.state = task_pb2.TASK_STATE_QUEUED
                 argv += [tid, keys.band(task.spec.priority), task.SerializeToString()]
         return int(await self._s["requeue_dead"](k, [queue, keys.NOTIFY, *argv]))
+
+    async def retire(self, retries: list[tuple[worker_pb2.LeaseRef, task_pb2.Task]], now_ms: int) -> list[str]:
+        """End the leases of attempts that asked for a retry; their next attempts wait in :retrying."""
+        by_queue: dict[str, list[bytes | str | int]] = defaultdict(list)
+        for r, task in retries:
+            by_queue[r.queue] += [r.task_id, str(r.lease_token), task.SerializeToString()]
+        out: list[str] = []
+        for q, argv in by_queue.items():
+            out += [i.decode() for i in await self._s["retire"](keys.queue_keys(q), [now_ms, *argv])]
+        return out
+
+    async def retried(self, queue: str, task_ids: list[str]) -> None:
+        """The scheduler holds these next attempts now."""
+        if task_ids:
+            k = keys.queue_keys(queue)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hdel(k[8], *task_ids)
+                pipe.zrem(k[9], *task_ids)
+                await pipe.execute()
+
+    async def stuck_retries(self, queue: str, before_ms: int) -> list[task_pb2.Task]:
+        k = keys.queue_keys(queue)
+        ids = await self.redis.zrangebyscore(k[9], "-inf", before_ms, start=0, num=500)
+        if not ids:
+            return []
+        return [task_pb2.Task.FromString(v) for v in await self.redis.hmget(k[8], ids) if v]

@@ -1,8 +1,8 @@
 """A child process of the process pool: `python -m tasktide.worker._child MODULE:APP WORKER_ID`.
 
-Reads Assignment frames on stdin, writes Outcome and progress frames to the original stdout (the
-task's own prints go to stderr). SIGUSR1 raises SoftTimeLimitExceeded in the running task, SIGUSR2
-raises CancelRequested.
+Says ready (an R frame) once the app is imported, then reads Assignment frames on stdin and writes
+Outcome and progress frames to the original stdout (the task's own prints go to stderr).
+SIGUSR1 raises SoftTimeLimitExceeded in the running task, SIGUSR2 raises CancelRequested.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def main() -> int:
             out.flush()
 
     app = load_app(target)
+    write(b"R", b"")  # ready: the app is imported
     signal.signal(signal.SIGUSR1, _on_signal)
     signal.signal(signal.SIGUSR2, _on_signal)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when children stop

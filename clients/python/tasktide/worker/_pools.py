@@ -24,7 +24,7 @@ from tasktide.v1 import task_pb2, worker_pb2
 from tasktide.worker._context import CancelRequested, SoftTimeLimitExceeded, TaskContext
 from tasktide.worker._execute import ProgressSink, run_async, run_sync
 
-FRAME = struct.Struct(">cI")  # kind, length; kinds: A assignment, O outcome, P progress
+FRAME = struct.Struct(">cI")  # kind, length; kinds: R ready, A assignment, O outcome, P progress
 
 
 class Running:
@@ -152,6 +152,13 @@ class ProcessBackend:
             stdout=asyncio.subprocess.PIPE,
             cwd=os.getcwd(),
         )
+        assert proc.stdout is not None
+        try:
+            kind, _ = FRAME.unpack(await proc.stdout.readexactly(FRAME.size))
+        except asyncio.IncompleteReadError:
+            raise RuntimeError(f"a process-pool child could not load {self.app_target}; see its error above") from None
+        if kind != b"R":
+            raise RuntimeError(f"unexpected frame {kind!r} from a process-pool child")
         child = _Child(proc)
         self.children.add(child)
         return child
