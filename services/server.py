@@ -77,13 +77,18 @@ async def start(
         raise RuntimeError(f"cannot listen on {settings.address}")
     host = settings.address.rsplit(":", 1)[0]
     settings = replace(settings, address=f"{host}:{port}")
-    peers = Peers(settings, hooks.client_interceptors())
+    client_interceptors = list(hooks.client_interceptors())
+    peers = Peers(settings, client_interceptors)
+    # Hops between services of this process skip gRPC, unless interceptors (tracing) watch them.
+    local = not client_interceptors
     running = Running(server, port)
     running.closers.append(peers.close)
     if "scheduler" in which:
         sstore = SchedulerStore(redis, settings.result_expires)
         scheduler = SchedulerService(sstore, peers, settings, hooks)
         add_service(server, _DESCRIPTORS["scheduler"], scheduler)
+        if local:
+            peers.bind_local("scheduler", scheduler, settings.address)
         running.background.append(asyncio.create_task(run_pump(sstore, scheduler, settings.tick_seconds)))
     if "registry" in which:
         rstore = RegistryStore(redis)
@@ -92,6 +97,8 @@ async def start(
         running.closers.append(rnotify.stop)
         registry = RegistryService(rstore, rnotify, peers, settings, hooks)
         add_service(server, _DESCRIPTORS["registry"], registry)
+        if local:
+            peers.bind_local("registry", registry, settings.address)
         cancels = Notifier(redis, registry_keys.CANCEL, on_message=registry.on_cancel)
         await cancels.start()
         running.closers.append(cancels.stop)
@@ -101,7 +108,10 @@ async def start(
         nnotify = Notifier(redis, results_keys.EVENTS)
         await nnotify.start()
         running.closers.append(nnotify.stop)
-        add_service(server, _DESCRIPTORS["results"], ResultsService(nstore, nnotify, settings))
+        results = ResultsService(nstore, nnotify, settings)
+        add_service(server, _DESCRIPTORS["results"], results)
+        if local:
+            peers.bind_local("results", results, settings.address)
     for job in hooks.background(which, redis):
         running.background.append(asyncio.create_task(job))
     health_servicer = health.aio.HealthServicer()

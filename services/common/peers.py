@@ -1,4 +1,5 @@
-"""gRPC stubs for calls across ownership lines (scheduler -> registry, registry -> results, ...)."""
+"""Calls across ownership lines (scheduler -> registry, registry -> results, ...): gRPC stubs, or,
+for a service hosted in the same process, its servicer called directly (see bind_local)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ class Peers:
             ("grpc.max_send_message_length", settings.limits.max_message_bytes),
             ("grpc.max_receive_message_length", settings.limits.max_message_bytes),
         ]
+        self._settings = settings
         self._channels: dict[str, grpc.aio.Channel] = {}
         chain = list(interceptors) or None
         for which in ("scheduler", "registry", "results"):
@@ -27,6 +29,28 @@ class Peers:
         self.registry = worker_pb2_grpc.RegistryStub(self._channels[settings.peer("registry")])
         self.results = results_pb2_grpc.ResultsStub(self._channels[settings.peer("results")])
 
+    def bind_local(self, which: str, servicer: object, own_address: str) -> None:
+        """Reach `which` through `servicer`, hosted in this process, instead of a gRPC hop to
+        ourselves, when that peer's address is this server's. The owner's handler still does the
+        work (validation, its scripts); only the loopback call and its serialization are skipped."""
+        if self._settings.peer(which) == own_address:
+            setattr(self, which, _Local(servicer))
+
     async def close(self) -> None:
         for ch in self._channels.values():
             await ch.close()
+
+
+class _Local:
+    """A stub look-alike that awaits the servicer's method with the request (no context)."""
+
+    def __init__(self, servicer: object) -> None:
+        self._servicer = servicer
+
+    def __getattr__(self, method: str) -> Any:
+        fn = getattr(self._servicer, method)
+
+        async def call(request: Any, **_call_options: Any) -> Any:
+            return await fn(request, None)
+
+        return call
