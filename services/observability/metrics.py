@@ -83,15 +83,18 @@ class ServiceMetrics(ServiceHooks):
             self.wait_time.record(waited, {"queue": queue_of(a.task.spec.queue)})
 
     def settling(self, pairs: Sequence[tuple[task_pb2.Outcome, task_pb2.Task]]) -> Any:
+        ends: Counter[tuple[str, str, int]] = Counter()
         for outcome, task in pairs:
             queue, name = _labels(task)
-            labels = {"queue": queue, "task": name}
+            ends[(queue, name, outcome.kind)] += 1
             if outcome.finished_ms and outcome.started_ms:
-                self.run_time.record(max(outcome.finished_ms - outcome.started_ms, 0) / 1000, labels)
-            if outcome.kind == RETRY:
-                self.retries.add(1, labels)
+                ran = max(outcome.finished_ms - outcome.started_ms, 0) / 1000
+                self.run_time.record(ran, {"queue": queue, "task": name})
+        for (queue, name, kind), n in ends.items():
+            if kind == RETRY:
+                self.retries.add(n, {"queue": queue, "task": name})
             else:
-                self.finished.add(1, {**labels, "outcome": OUTCOME_NAMES.get(outcome.kind, "unknown")})
+                self.finished.add(n, {"queue": queue, "task": name, "outcome": OUTCOME_NAMES.get(kind, "unknown")})
         return super().settling(pairs)
 
     def dead_lettered(self, tasks: Sequence[task_pb2.Task], reason: str) -> None:

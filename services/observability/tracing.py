@@ -21,6 +21,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 from tasktide._logging import task_scope
 from tasktide.contrib.opentelemetry import conventions as c
 from tasktide.contrib.opentelemetry import in_recorded_span
+from tasktide.contrib.opentelemetry._sampling import follows_parent, unsampled
 from tasktide.v1 import task_pb2, worker_pb2
 from tasktide_services.common.hooks import ServiceHooks
 
@@ -40,6 +41,11 @@ class ServiceTracing(ServiceHooks):
         self.tracer_provider = tracer_provider
         self.tracer = trace.get_tracer("tasktide.services", tracer_provider=tracer_provider)
         self.propagator = propagator or propagate.get_global_textmap()
+        self.skip_unsampled = follows_parent(tracer_provider)
+
+    def _traced(self, task: task_pb2.Task) -> bool:
+        """False for a task whose trace context says it is not sampled (it gets no spans)."""
+        return not (self.skip_unsampled and unsampled(task.spec.headers))
 
     def server_interceptors(self) -> Sequence[Any]:
         return [aio_server_interceptor(tracer_provider=self.tracer_provider, filter_=has_trace_context)]
@@ -77,6 +83,8 @@ class ServiceTracing(ServiceHooks):
     def scheduling(self, tasks: Sequence[task_pb2.Task], reason: str) -> contextlib.AbstractContextManager[None]:
         spans = []
         for t in tasks:
+            if not self._traced(t):
+                continue
             span = self._start("schedule", t)
             if span.is_recording():
                 span.set_attribute(c.SCHEDULE_REASON, reason)
@@ -87,6 +95,8 @@ class ServiceTracing(ServiceHooks):
 
     def dispatched(self, worker_id: str, assignments: Sequence[worker_pb2.Assignment]) -> None:
         for a in assignments:
+            if not self._traced(a.task):
+                continue
             span = self._start("dispatch", a.task, SpanKind.PRODUCER)
             if span.is_recording():
                 span.set_attribute(c.TASK_DELIVERY, a.delivery)
@@ -100,6 +110,8 @@ class ServiceTracing(ServiceHooks):
     ) -> contextlib.AbstractContextManager[None]:
         spans = []
         for outcome, task in pairs:
+            if not self._traced(task):
+                continue
             span = self._start("settle", task)
             if span.is_recording():
                 span.set_attribute(c.TASK_ATTEMPT, outcome.attempt)
@@ -110,6 +122,8 @@ class ServiceTracing(ServiceHooks):
 
     def dead_lettered(self, tasks: Sequence[task_pb2.Task], reason: str) -> None:
         for t in tasks:
+            if not self._traced(t):
+                continue
             span = self._start("dead_letter", t)
             if span.is_recording():
                 span.set_status(Status(StatusCode.ERROR, reason))

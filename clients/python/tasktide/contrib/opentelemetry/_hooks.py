@@ -13,9 +13,10 @@ from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
-from tasktide._hooks import Hooks, OutcomeCallback
+from tasktide._hooks import Hooks, OutcomeCallback, _ignore
 from tasktide.contrib.opentelemetry import conventions as c
 from tasktide.contrib.opentelemetry._producer import AioProducerInterceptor, ProducerInterceptor
+from tasktide.contrib.opentelemetry._sampling import follows_parent, remote_span, unsampled
 from tasktide.v1 import task_pb2, worker_pb2
 
 _FAILED = (task_pb2.OUTCOME_KIND_FAILURE, task_pb2.OUTCOME_KIND_RETRY, task_pb2.OUTCOME_KIND_TIMEOUT)
@@ -52,6 +53,7 @@ class TracingHooks(Hooks):
         self.tracer_provider = tracer_provider
         self.tracer = trace.get_tracer("tasktide", tracer_provider=tracer_provider)
         self.propagator = propagator or propagate.get_global_textmap()
+        self.skip_unsampled = follows_parent(tracer_provider)
 
     def wrap_channel(self, channel: Any) -> Any:
         # Calls go through the producer first, so the gRPC client span is a child of the send span.
@@ -69,6 +71,11 @@ class TracingHooks(Hooks):
     @contextlib.contextmanager
     def process(self, assignment: worker_pb2.Assignment, worker_id: str) -> Iterator[OutcomeCallback]:
         task = assignment.task
+        tp = unsampled(task.spec.headers) if self.skip_unsampled else ""
+        if tp:  # not sampled: no span, but tasks submitted from this one inherit the decision
+            with trace.use_span(remote_span(tp), end_on_exit=False):
+                yield _ignore
+            return
         parent = self.propagator.extract(task.spec.headers)
         span = self.tracer.start_span(c.span_name("process", task.spec.queue), context=parent, kind=SpanKind.CONSUMER)
         if span.is_recording():
