@@ -65,7 +65,10 @@ def test_one_trace_across_all_processes_with_both_attempts(redis_server, receive
                 ids = {s.span_id for s in in_trace}
                 results = [s for s in in_trace if s.service == "tasktide-results"]
                 whole = all(s.parent_id in ids for s in in_trace if s.parent_id)
-                return len(settled) == 2 and len(processed) == 2 and len(results) >= 2 and whole
+                scheduled = [s for s in mine if s.name.startswith("schedule")]
+                submitted = [s for s in in_trace if s.name == "/tasktide.v1.Scheduler/Submit" and s.kind == SERVER]
+                counts = (len(settled), len(processed), len(scheduled), len(submitted))
+                return counts == (2, 2, 3, 1) and len(results) >= 2 and whole
 
             spans = receiver.wait_for(complete, timeout=30)
         finally:
@@ -112,7 +115,8 @@ def test_one_trace_across_all_processes_with_both_attempts(redis_server, receive
 
     # The scheduler accepted the task, scheduled the retry and handed it over when due.
     schedules = [s for s in trace if s.service == "tasktide-scheduler" and s.name == f"schedule {queue}"]
-    assert sorted(s.attributes["tasktide.schedule.reason"] for s in schedules) == ["due", "retry", "submit"]
+    reasons = sorted(s.attributes["tasktide.schedule.reason"] for s in schedules)
+    assert reasons == ["due", "retry", "submit"], [(s.name, s.attributes) for s in trace]
     assert all(s.parent_id == send.span_id for s in schedules)
 
     # The registry settled each attempt; the results service recorded inside the task's trace.
