@@ -4,6 +4,7 @@ follow what the tasks do."""
 from __future__ import annotations
 
 import signal
+import time
 import urllib.request
 import uuid
 
@@ -42,8 +43,6 @@ class Poll:
 
     def until(self, check, attempts: int = 300) -> dict:
         """Scrape until check(samples) holds (bounded); returns the last samples."""
-        import time
-
         for _ in range(attempts):
             self.last = scrape(self.url)
             if check(self.last):
@@ -117,10 +116,11 @@ def test_metrics_endpoint_follows_the_tasks(dev_with_metrics, tmp_path):
 
             # A task whose worker is lost: with TASKTIDE_MAX_DELIVERIES=1 it is dead-lettered.
             slow = client.submit("t.slow", [60], queue=q)
-            for _ in range(300):
+            for _ in range(600):
                 if slow.status() is TaskState.RUNNING:
                     break
-                poll.until(lambda s: True, attempts=1)
+                time.sleep(0.05)
+            assert slow.status() is TaskState.RUNNING
             worker.send_signal(signal.SIGKILL)
             worker.wait(10)
             dead = poll.until(lambda s: value(s, "tasktide_tasks_dead_lettered_total", queue=q) == 1)

@@ -12,6 +12,8 @@ entry of each non-empty band, one ZRANGEBYSCORE per band, never by scanning the 
 
 from __future__ import annotations
 
+from typing import cast
+
 from redis.asyncio import Redis
 
 from tasktide.v1 import task_pb2
@@ -34,7 +36,7 @@ async def oldest_ready_ms(redis: Redis, queue: str) -> int | None:
         first = await redis.zrangebyscore(k[0], low, "+inf", start=0, num=1, withscores=True)
         if not first:
             break
-        task_id, score = first[0]
+        task_id, score = cast(tuple[bytes, float], first[0])
         ids.append(task_id)
         low = (int(score) // keys.BAND_SHIFT + 1) * keys.BAND_SHIFT
     if not ids:
