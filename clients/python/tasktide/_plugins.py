@@ -24,7 +24,11 @@ def hooks_from_env(service_name: str, env: Mapping[str, str] | None = None) -> H
         if any(k.startswith("OTEL_EXPORTER_OTLP") or k == "OTEL_TRACES_EXPORTER" for k in env):
             log.warning("OTEL_* variables are set but tracing is off: %s (pip install 'tasktide[otel]')", exc)
         return NO_HOOKS
-    tracing = from_env(service_name, env)
+    try:
+        tracing = from_env(service_name, env)
+    except ValueError as exc:  # an OTEL_* value tasktide cannot use: run without tracing, say why
+        log.error("tracing is off: %s", exc)
+        return NO_HOOKS
     if tracing is None:
         return NO_HOOKS
     atexit.register(tracing.shutdown)
