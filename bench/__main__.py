@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only", choices=["tasktide", "celery"], help="run one system only (no ratios)")
     p.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the tasktide server and a worker into DIR")
     p.add_argument("--concurrency", type=int, default=2, help="tasks at once per tasktide worker process")
+    p.add_argument("--prefetch", type=int, default=0, help="tasktide worker --prefetch (0: its default)")
     p.add_argument("--work-dir", type=Path, help="Redis data and process logs (default: a temporary folder)")
     return p
 
@@ -70,7 +71,9 @@ def _system(name: str, base: str, work: Path, args: argparse.Namespace, profiler
     if name == "tasktide":
         from bench.tasktide_system import TasktideSystem
 
-        return TasktideSystem(f"{base}/{TASKTIDE_DB}", work, concurrency=args.concurrency, profiler=profiler)
+        return TasktideSystem(
+            f"{base}/{TASKTIDE_DB}", work, concurrency=args.concurrency, prefetch=args.prefetch, profiler=profiler
+        )
     from bench.celery_system import CelerySystem
 
     return CelerySystem(f"{base}/{CELERY_DB}", work)

@@ -36,12 +36,14 @@ class TasktideSystem:
         log_dir: Path,
         workers: int = 2,
         concurrency: int = 2,
+        prefetch: int = 0,
         profiler: Profiler | None = None,
     ) -> None:
         self.redis_url = redis_url
         self.log_dir = log_dir
         self.n_workers = workers
         self.concurrency = concurrency
+        self.prefetch = prefetch
         self.profiler = profiler
         self.server: Proc | None = None
         self.workers: list[Proc] = []
@@ -75,6 +77,8 @@ class TasktideSystem:
         for i in range(self.n_workers):
             argv = python_argv("-m", "tasktide.cli", "--log-level", "WARNING", "--address", self.address, "worker")
             argv += ["bench.tt_tasks:app", "--concurrency", str(self.concurrency)]
+            if self.prefetch:
+                argv += ["--prefetch", str(self.prefetch)]
             self.workers.append(Proc(f"tasktide-worker-{i}", argv, self.log_dir))
 
         def ready() -> bool:
