@@ -239,8 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown and args.command not in SERVER_COMMANDS:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
+    log_context = install_log_context(NO_HOOKS)  # before anything logs: the format names its fields
     args.hooks = NO_HOOKS if args.command in SERVER_COMMANDS else hooks_from_env(f"tasktide-{args.command}")
-    install_log_context(args.hooks)
+    log_context.hooks = args.hooks
     if args.command in SERVER_COMMANDS:
         rest = [*unknown, *args.rest]
         if args.address:
