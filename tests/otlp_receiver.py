@@ -1,7 +1,8 @@
-"""A small OTLP/gRPC trace receiver for tests: the real protocol, spans kept in memory.
+"""A small OTLP/gRPC receiver for tests: the real protocol, spans and metric points kept in memory.
 
-Exporters (the OpenTelemetry SDK's OTLPSpanExporter in any process) send to `endpoint`; the test
-reads what arrived as `Span` records and waits for a condition on them.
+Exporters (the OpenTelemetry SDK's OTLP exporters in any process) send to `endpoint`; the test
+reads what arrived as `Span` records (and metric names with their services) and waits for a
+condition on them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1 import common_pb2
 
@@ -63,12 +65,27 @@ class _Servicer(trace_service_pb2_grpc.TraceServiceServicer):
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
+class _MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
+    def __init__(self, sink: OtlpReceiver) -> None:
+        self.sink = sink
+
+    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC method name
+        for rm in request.resource_metrics:
+            res = {a.key: _value(a.value) for a in rm.resource.attributes}
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    self.sink.add_metric(str(res.get("service.name", "")), m.name)
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+
 class OtlpReceiver:
     def __init__(self) -> None:
         self._spans: list[Span] = []
+        self.metrics: set[tuple[str, str]] = set()  # (service name, metric name)
         self._cond = threading.Condition()
         self._server = grpc.server(futures.ThreadPoolExecutor(4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Servicer(self), self._server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_MetricsServicer(self), self._server)
         self.port = self._server.add_insecure_port("127.0.0.1:0")
         self.endpoint = f"http://127.0.0.1:{self.port}"
 
@@ -82,6 +99,11 @@ class OtlpReceiver:
     def add(self, spans: list[Span]) -> None:
         with self._cond:
             self._spans.extend(spans)
+            self._cond.notify_all()
+
+    def add_metric(self, service: str, name: str) -> None:
+        with self._cond:
+            self.metrics.add((service, name))
             self._cond.notify_all()
 
     @property

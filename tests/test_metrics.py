@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tasktide import Client, ClientSettings, TaskFailed, TaskState
 from tasktide_services.testing import spawn
+from tests.otlp_receiver import OtlpReceiver
 from tests.processes import ROOT, free_port, stop, wait_serving
 
 
@@ -52,7 +53,14 @@ class Poll:
 
 
 @pytest.fixture()
-def dev_with_metrics(redis_server):
+def receiver():
+    r = OtlpReceiver().start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture()
+def dev_with_metrics(redis_server, receiver):
     address, metrics = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     env = {
         "TASKTIDE_REDIS_URL": redis_server.url,
@@ -62,7 +70,9 @@ def dev_with_metrics(redis_server):
         "TASKTIDE_TICK_SECONDS": "0.05",
         "OTEL_SDK_DISABLED": "",
         "OTEL_TRACES_EXPORTER": "none",
-        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_METRICS_EXPORTER": "otlp",  # the same instruments also go out over OTLP
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_METRIC_EXPORT_INTERVAL": "200",
     }
     proc = spawn("dev", "--address", address, "--metrics-address", metrics, env=env, cwd=ROOT)
     try:
@@ -72,7 +82,7 @@ def dev_with_metrics(redis_server):
         stop([proc])
 
 
-def test_metrics_endpoint_follows_the_tasks(dev_with_metrics, tmp_path):
+def test_metrics_endpoint_follows_the_tasks(dev_with_metrics, receiver, tmp_path):
     address, url, env = dev_with_metrics
     q = f"q-{uuid.uuid4().hex[:10]}"
     poll = Poll(url)
@@ -136,3 +146,8 @@ def test_metrics_endpoint_follows_the_tasks(dev_with_metrics, tmp_path):
     ):
         assert metric in names(poll.last)
     assert not any("task_id" in dict(labels) for _, labels in poll.last)
+
+    # Through OpenTelemetry metrics too: the instruments arrive over OTLP under their OTel names.
+    wanted = {"tasktide.tasks.submitted", "tasktide.task.run.duration", "tasktide.queue.depth"}
+    receiver.wait_for(lambda _: wanted <= {m for _, m in receiver.metrics}, timeout=30)
+    assert {("tasktide-dev", m) for m in wanted} <= receiver.metrics
