@@ -39,7 +39,8 @@ def otel_env(receiver: OtlpReceiver) -> dict[str, str]:
     }
 
 
-def test_one_trace_across_all_processes_with_both_attempts(redis_server, receiver, tmp_path):
+@pytest.mark.parametrize("pool", ["threads", "processes"])
+def test_one_trace_across_all_processes_with_both_attempts(redis_server, receiver, tmp_path, pool):
     queue = f"q-{uuid.uuid4().hex[:10]}"
     provider = TracerProvider(resource=Resource.create({"service.name": "tasktide-test-client"}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=receiver.endpoint, insecure=True)))
@@ -47,7 +48,12 @@ def test_one_trace_across_all_processes_with_both_attempts(redis_server, receive
     with separate_services(env) as common:
         worker_log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed with the worker
         worker = spawn(
-            "worker", "tests.traced_app:app", "--queues", queue, "-c", "2", env=common, cwd=ROOT, stderr=worker_log
+            "worker",
+            "tests.traced_app:app",
+            *("--queues", queue, "-c", "2", "--pool", pool),
+            env=common,
+            cwd=ROOT,
+            stderr=worker_log,
         )
         try:
             settings = ClientSettings.from_env(common)

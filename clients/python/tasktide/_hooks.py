@@ -22,6 +22,7 @@ def _ignore(outcome: task_pb2.Outcome) -> None:
 
 
 _NOTHING = contextlib.nullcontext(_ignore)  # reusable: entering it costs next to nothing
+_RESUMED = contextlib.nullcontext()
 
 
 class Hooks:
@@ -41,6 +42,11 @@ class Hooks:
         """Wraps one attempt of a task on a worker. The block runs the task; it calls the value it
         was given with the attempt's Outcome before it ends."""
         return _NOTHING
+
+    def resume(self, assignment: worker_pb2.Assignment) -> contextlib.AbstractContextManager[None]:
+        """Wraps running an attempt in another process (the process pool's child): the block runs in
+        the context the parent's `process` left in the assignment (no new span)."""
+        return _RESUMED
 
     def log_ids(self) -> tuple[str, str]:
         """(trace id, span id) of the current context as hex, or empty strings; used by log records."""

@@ -7,12 +7,17 @@ SIGUSR1 raises SoftTimeLimitExceeded in the running task, SIGUSR2 raises CancelR
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
 import threading
 from types import FrameType
 
+from tasktide._hooks import NO_HOOKS, Hooks
+from tasktide._logging import FORMAT as LOG_FORMAT
+from tasktide._logging import install_log_context
+from tasktide._plugins import hooks_from_env
 from tasktide.v1 import worker_pb2
 from tasktide.worker._context import CancelRequested, SoftTimeLimitExceeded, TaskContext
 from tasktide.worker._execute import make_context, run_sync
@@ -45,6 +50,11 @@ def main() -> int:
             out.flush()
 
     app = load_app(target)
+    logging.basicConfig(level=os.environ.get("TASKTIDE_LOG_LEVEL", "INFO").upper(), format=LOG_FORMAT)
+    log_context = install_log_context(NO_HOOKS)
+    if type(app.hooks) is Hooks:  # as in the parent: tracing from the environment
+        app.hooks = hooks_from_env("tasktide-worker")
+    log_context.hooks = app.hooks
     write(b"R", b"")  # ready: the app is imported
     signal.signal(signal.SIGUSR1, _on_signal)
     signal.signal(signal.SIGUSR2, _on_signal)
@@ -58,7 +68,8 @@ def main() -> int:
         ctx = make_context(a, lambda r: write(b"P", r.SerializeToString()))
         _running.append(ctx)
         try:
-            outcome = run_sync(app, a, ctx, worker_id)
+            with app.hooks.resume(a):
+                outcome = run_sync(app, a, ctx, worker_id)
         finally:
             _running.clear()
         write(b"O", outcome.SerializeToString())

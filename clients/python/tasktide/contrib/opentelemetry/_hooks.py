@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import grpc
-from opentelemetry import propagate, trace
+from opentelemetry import context, propagate, trace
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, client_interceptor
 from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
 from opentelemetry.propagators.textmap import TextMapPropagator
@@ -83,8 +83,18 @@ class TracingHooks(Hooks):
             span.set_attribute(c.TASK_ATTEMPT, task.attempt)
             span.set_attribute(c.TASK_DELIVERY, assignment.delivery)
             span.set_attribute(c.CLIENT_ID, worker_id)
+            # For a process pool's child, which runs the task under this span (see resume).
+            self.propagator.inject(task.spec.headers, context=trace.set_span_in_context(span))
         with trace.use_span(span, end_on_exit=True, record_exception=False, set_status_on_exception=False):
             yield lambda out: record_outcome(span, out) if span.is_recording() else None
+
+    @contextlib.contextmanager
+    def resume(self, assignment: worker_pb2.Assignment) -> Iterator[None]:
+        token = context.attach(self.propagator.extract(assignment.task.spec.headers))
+        try:
+            yield
+        finally:
+            context.detach(token)
 
     def log_ids(self) -> tuple[str, str]:
         ctx = trace.get_current_span().get_span_context()
