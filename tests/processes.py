@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 
+from tasktide_services.common.redis_server import start_redis
 from tasktide_services.testing import spawn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,3 +63,14 @@ def separate_services(env: dict[str, str]) -> Iterator[dict[str, str]]:
         yield common
     finally:
         stop(procs)
+
+
+@contextlib.contextmanager
+def own_redis(folder: Path) -> Iterator[str]:
+    """A Redis server of its own (URL), so no other platform of the test session acts as a replica
+    of the services under test (a pump or reaper sharing the keys would take part in their work)."""
+    server = start_redis(folder, appendonly=False)
+    try:
+        yield server.url
+    finally:
+        server.stop()

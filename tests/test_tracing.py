@@ -15,7 +15,7 @@ from tasktide import Client, ClientSettings
 from tasktide.contrib.opentelemetry import TracingHooks
 from tasktide_services.testing import spawn
 from tests.otlp_receiver import OtlpReceiver, Span
-from tests.processes import ROOT, separate_services, stop
+from tests.processes import ROOT, own_redis, separate_services, stop
 
 INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER = 1, 2, 3, 4, 5
 ERROR = 2
@@ -40,12 +40,14 @@ def otel_env(receiver: OtlpReceiver) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("pool", ["threads", "processes"])
-def test_one_trace_across_all_processes_with_both_attempts(redis_server, receiver, tmp_path, pool):
+def test_one_trace_across_all_processes_with_both_attempts(receiver, tmp_path, pool):
     queue = f"q-{uuid.uuid4().hex[:10]}"
     provider = TracerProvider(resource=Resource.create({"service.name": "tasktide-test-client"}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=receiver.endpoint, insecure=True)))
-    env = {**otel_env(receiver), "TASKTIDE_REDIS_URL": redis_server.url}
-    with separate_services(env) as common:
+    with (
+        own_redis(tmp_path / "redis") as redis_url,
+        separate_services({**otel_env(receiver), "TASKTIDE_REDIS_URL": redis_url}) as common,
+    ):
         worker_log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed with the worker
         worker = spawn(
             "worker",
