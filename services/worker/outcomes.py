@@ -55,8 +55,16 @@ class OutcomeHandler:
         self.lease_ms = lease_ms
         self.hooks = hooks or ServiceHooks()
 
-    async def handle(self, outcomes: list[task_pb2.Outcome]) -> list[worker_pb2.LeaseRejected]:
-        """Process a batch; returns the rejections for outcomes with a stale token."""
+    async def handle(
+        self, outcomes: list[task_pb2.Outcome], started: list[task_pb2.TaskEvent] | None = None
+    ) -> list[worker_pb2.LeaseRejected]:
+        """Process a batch; returns the rejections for outcomes with a stale token. `started`
+        events (tasks just dispatched) are recorded in the same call, before the outcomes."""
+        events: list[task_pb2.TaskEvent] = list(started or ())
+        if not outcomes:
+            if events:
+                await self.peers.results.Record(results_pb2.RecordRequest(events=events))
+            return []
         refs = [ref(o) for o in outcomes]
         held = await self.store.hold(refs, now_ms() + self.lease_ms)
         rejected = [
@@ -66,8 +74,9 @@ class OutcomeHandler:
         ]
         valid = [(o, t) for o, t in zip(outcomes, held, strict=True) if t is not None]
         if not valid:
+            if events:
+                await self.peers.results.Record(results_pb2.RecordRequest(events=events))
             return rejected
-        events: list[task_pb2.TaskEvent] = []
         retries: list[tuple[worker_pb2.LeaseRef, task_pb2.Task]] = []
         done: list[worker_pb2.LeaseRef] = []
         dead: list[worker_pb2.LeaseRef] = []

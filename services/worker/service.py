@@ -149,6 +149,7 @@ class RegistryService:
         )
         reader = asyncio.create_task(self.loops.read(session, requests))
         dispatcher = asyncio.create_task(self.loops.dispatch(session))
+        settler = asyncio.create_task(self.loops.settle(session))
         try:
             while True:
                 msg = await session.out.get()
@@ -160,5 +161,8 @@ class RegistryService:
             dispatcher.cancel()
             reader.cancel()
             await asyncio.gather(dispatcher, reader, return_exceptions=True)
+            session.closing = True  # record what the worker reported before it left
+            session.settle_wake.set()
+            await asyncio.gather(settler, return_exceptions=True)
             await self.store.drop_worker(session.id)
             log.info("session %s of worker %s ended", session.id, hello.worker_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 from tasktide.v1 import results_pb2, task_pb2, worker_pb2
 from tasktide_services.common.events import event, now_ms
@@ -29,6 +29,16 @@ class Session:
         self.credit_changed = asyncio.Event()
         self.out: asyncio.Queue[worker_pb2.RegistryMessage | None] = asyncio.Queue()
         self.assigned: set[str] = set()  # task ids leased to this session, for cancel signals
+        # Outcomes received and RUNNING events to record, settled in order by one task per session.
+        self.to_settle: list[task_pb2.Outcome] = []
+        self.to_record: list[task_pb2.TaskEvent] = []
+        self.settle_wake = asyncio.Event()
+        self.closing = False
+
+    def settle(self, outcomes: Iterable[task_pb2.Outcome] = (), started: Iterable[task_pb2.TaskEvent] = ()) -> None:
+        self.to_settle.extend(outcomes)
+        self.to_record.extend(started)
+        self.settle_wake.set()
 
     def grant(self, n: int) -> None:
         if n:
@@ -65,10 +75,8 @@ class SessionLoops:
                 if kind == "credit":
                     session.grant(msg.credit)
                 elif kind == "outcomes":
-                    batch = list(msg.outcomes.outcomes)
-                    for rejected in await self.outcomes.handle(batch):
-                        session.send(rejected=rejected)
-                    session.assigned.difference_update(o.task_id for o in batch)
+                    # The worker is free for more at once; recording happens in order, behind.
+                    session.settle(list(msg.outcomes.outcomes))
                     session.grant(msg.outcomes.credit)
                 elif kind == "heartbeat":
                     await self._heartbeat(session, list(msg.heartbeat.leases))
@@ -81,6 +89,25 @@ class SessionLoops:
             log.exception("session %s reader failed", session.id)
         finally:
             session.out.put_nowait(None)
+
+    async def settle(self, session: Session) -> None:
+        """Record what the session reported, batch after batch, merging what piled up meanwhile.
+        Ends once the session is closing and nothing is left."""
+        while True:
+            if not session.to_settle and not session.to_record:
+                if session.closing:
+                    return
+                session.settle_wake.clear()
+                await session.settle_wake.wait()
+                continue
+            outcomes, session.to_settle = session.to_settle, []
+            started, session.to_record = session.to_record, []
+            try:
+                for rejected in await self.outcomes.handle(outcomes, started):
+                    session.send(rejected=rejected)
+            except Exception:  # noqa: BLE001 - the leases stay; they expire and the tasks run again
+                log.exception("session %s: recording %d outcomes failed", session.id, len(outcomes))
+            session.assigned.difference_update(o.task_id for o in outcomes)
 
     async def _heartbeat(self, session: Session, leases: list[worker_pb2.LeaseRef]) -> None:
         stale = set(await self.store.extend(leases, now_ms() + self.lease_ms))
@@ -120,8 +147,7 @@ class SessionLoops:
             self.hooks.dispatched(session.hello.worker_id, assignments)
             session.send(assignments=worker_pb2.AssignmentBatch(assignments=assignments))
             worker_id = session.hello.worker_id
-            started = [event(i.task, task_pb2.TASK_STATE_RUNNING, worker_id=worker_id) for i in runnable]
-            await self.peers.results.Record(results_pb2.RecordRequest(events=started))
+            session.settle(started=[event(i.task, task_pb2.TASK_STATE_RUNNING, worker_id=worker_id) for i in runnable])
 
     async def _drop_expired(self, leased: list[Leased]) -> list[Leased]:
         """Tasks past their expiry are never run: their leases end and they are marked EXPIRED."""

@@ -37,9 +37,9 @@ class WorkerConfig:
     concurrency: int = 4
     pool: str = "threads"  # threads | asyncio | processes (plain functions; async def runs on the loop)
     app_target: str = ""  # MODULE:APP, needed by the process pool
-    prefetch: int = 0  # extra assignments held beyond concurrency; 0 = as many as concurrency
+    prefetch: int = 0  # extra assignments held beyond concurrency; 0 = three times concurrency
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
-    flush_interval: float = 0.002
+    flush_interval: float = 0.0  # seconds to wait for more outcomes before a flush; 0 = one loop turn
     max_batch: int = 256
 
 
@@ -118,7 +118,7 @@ class Worker:
             if welcome is grpc.aio.EOF or welcome.WhichOneof("kind") != "welcome":
                 raise RuntimeError("the registry did not welcome this worker")
             self.lease_seconds = welcome.welcome.lease_seconds or self.lease_seconds
-            credit = cfg.concurrency + (cfg.prefetch or cfg.concurrency)
+            credit = cfg.concurrency + (cfg.prefetch or 3 * cfg.concurrency)
             await call.write(worker_pb2.WorkerMessage(credit=credit))
             tasks = [
                 asyncio.create_task(self._read(call)),
