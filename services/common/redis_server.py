@@ -79,7 +79,10 @@ def start_redis(data_dir: str | os.PathLike[str], port: int = 0, appendonly: boo
         "--logfile",
         str(data / "redis.log"),
     ]
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # A session of its own: a Ctrl-C meant for the platform must not stop Redis under it.
+    proc = subprocess.Popen(
+        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
