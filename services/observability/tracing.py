@@ -16,7 +16,7 @@ from typing import Any
 from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 from opentelemetry.propagators.textmap import TextMapPropagator
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TracerProvider
 
 from tasktide._logging import task_scope
 from tasktide.contrib.opentelemetry import conventions as c
@@ -36,6 +36,20 @@ def has_trace_context(details: Any) -> bool:
     return False
 
 
+def _links(header: str) -> list[Link]:
+    """Links to the trace contexts of a LINKS_HEADER value (malformed entries are skipped)."""
+    out = []
+    for tp in header.split(","):
+        parts = tp.strip().split("-")
+        if len(parts) == 4 and len(parts[1]) == 32 and len(parts[2]) == 16:
+            try:
+                ctx = SpanContext(int(parts[1], 16), int(parts[2], 16), True, TraceFlags(int(parts[3], 16)))
+            except ValueError:
+                continue
+            out.append(Link(ctx, {"tasktide.link": "follows"}))
+    return out
+
+
 class ServiceTracing(ServiceHooks):
     def __init__(self, tracer_provider: TracerProvider | None = None, propagator: TextMapPropagator | None = None):
         self.tracer_provider = tracer_provider
@@ -53,9 +67,12 @@ class ServiceTracing(ServiceHooks):
     def client_interceptors(self) -> Sequence[Any]:
         return aio_client_interceptors(tracer_provider=self.tracer_provider, filter_=in_recorded_span)
 
-    def _start(self, operation: str, task: task_pb2.Task, kind: SpanKind = SpanKind.INTERNAL) -> Span:
+    def _start(
+        self, operation: str, task: task_pb2.Task, kind: SpanKind = SpanKind.INTERNAL, links: Sequence[Link] = ()
+    ) -> Span:
         parent = self.propagator.extract(task.spec.headers)
-        span = self.tracer.start_span(c.span_name(operation, task.spec.queue), context=parent, kind=kind)
+        name = c.span_name(operation, task.spec.queue)
+        span = self.tracer.start_span(name, context=parent, kind=kind, links=links)
         if span.is_recording():
             span.set_attributes(c.attributes(operation, task.spec.queue, task.id, task.spec.name))
             span.set_attribute(c.TASK_ATTEMPT, task.attempt)
@@ -85,7 +102,8 @@ class ServiceTracing(ServiceHooks):
         for t in tasks:
             if not self._traced(t):
                 continue
-            span = self._start("schedule", t)
+            followed = t.spec.headers.get(c.LINKS_HEADER, "")
+            span = self._start("schedule", t, links=_links(followed) if followed else ())
             if span.is_recording():
                 span.set_attribute(c.SCHEDULE_REASON, reason)
             if TRACEPARENT not in t.spec.headers:  # submitted without a trace: the trace starts here

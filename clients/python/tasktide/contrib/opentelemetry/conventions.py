@@ -12,6 +12,9 @@ messaging.message.id (the task id). tasktide's own attributes are under "tasktid
     process     CONSUMER   worker         one attempt of a task
     settle      INTERNAL   registry       an attempt's outcome recorded (and a retry asked for)
     dead_letter INTERNAL   registry       a task moved to the dead-letter set
+
+A task that follows others (a workflow's callback) carries their traceparents in the
+"tasktide-links" header (LINKS_HEADER); its "schedule" span links to each of them.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ SCHEDULE_REASON = "tasktide.schedule.reason"
 
 DEFAULT_QUEUE = "default"
 
+# A task that follows others (a workflow's callback) names their trace contexts here, comma-separated
+# W3C traceparents; its "schedule" span links to each of them.
+LINKS_HEADER = "tasktide-links"
+
 # messaging.operation.type for each tasktide operation
 OPERATION_TYPES = {
     "send": "send",
@@ -47,6 +54,11 @@ OPERATION_TYPES = {
 }
 
 OUTCOME_NAMES = {1: "success", 2: "failure", 3: "retry", 4: "cancelled", 5: "timeout"}
+
+
+def link_header(traceparents: list[str]) -> str:
+    """The LINKS_HEADER value for the trace contexts of the tasks a task follows."""
+    return ",".join(tp for tp in traceparents if tp)
 
 
 def queue_of(name: str) -> str:
