@@ -1,8 +1,10 @@
 """Every Redis key the results service owns. Keys of one task share the hash tag {id}.
 
     tt:r:{id}:st      HASH    s state, n name, q queue, a attempt, w worker, u updated ms,
-                              res serialized Payload, err serialized TaskError
-    tt:r:{id}:ev      STREAM  the task's events, field e = serialized TaskEvent
+                              res serialized Payload, err serialized TaskError,
+                              c number of events ever appended to :ev
+    tt:r:{id}:ev      LIST    the task's last 1000 events, serialized TaskEvents, oldest first;
+                              an event's cursor is its number (1 = the first event)
     tt:r:events       PUBSUB  comma-separated task ids that have new events
 Both keys of a task expire after the result expiry.
 """

@@ -59,18 +59,21 @@ class ResultsStore:
         return [_result(tid, row) for tid, row in zip(task_ids, rows, strict=True)]
 
     async def events_after(self, task_id: str, cursor: str, count: int = 500) -> list[task_pb2.TaskEvent]:
-        start = f"({cursor}" if cursor else "-"
-        rows = await self.redis.xrange(keys.events(task_id), min=start, max="+", count=count)
+        """Events after `cursor` (the number of events seen; empty or unknown: from the start)."""
+        seen = int(cursor) if cursor.isdigit() else 0
+        res = await self._s["events_after"]([keys.state(task_id), keys.events(task_id)], [seen, count])
+        number = int(res[0])
         out = []
-        for entry_id, fields in rows:
-            ev = task_pb2.TaskEvent.FromString(fields[b"e"])
-            ev.cursor = entry_id.decode()
+        for raw in res[1:]:
+            number += 1
+            ev = task_pb2.TaskEvent.FromString(raw)
+            ev.cursor = str(number)
             out.append(ev)
         return out
 
 
 def _result(task_id: str, row: dict[bytes, bytes]) -> task_pb2.TaskResult:
-    if not row:
+    if b"s" not in row:  # no state yet (at most an event counter)
         return task_pb2.TaskResult(task_id=task_id, found=False)
     r = task_pb2.TaskResult(
         task_id=task_id,
