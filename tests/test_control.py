@@ -309,3 +309,11 @@ def test_explain_covers_backoff_running_and_finished(platform, client, queue_nam
         h = submit(client, "t.explicit_retry", str(tmp_path), queue=queue_name)
         wait_until(lambda: h.explain().reason == "RETRY_BACKOFF")
         assert h.get(timeout=10) == 2
+
+
+def test_submission_by_name_uses_the_retry_policy_declared_on_the_worker(platform, client, queue_name):
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        h = client.submit("t.always_fails", ["by name"], queue=queue_name)  # no options from the producer
+        with pytest.raises(tasktide.TaskDead):
+            h.get(timeout=10)
+    assert states(client, h.id).count(TaskState.RUNNING) == 2  # max_retries=1 on the worker: two attempts

@@ -33,8 +33,10 @@ def ref(o: task_pb2.Outcome) -> worker_pb2.LeaseRef:
 
 def _exhausted(task: task_pb2.Task, o: task_pb2.Outcome) -> bool:
     """A failure after retries were allowed and all were used."""
+    if o.kind != task_pb2.OUTCOME_KIND_FAILURE:
+        return False
     retries = task.spec.retry.max_retries
-    return o.kind == task_pb2.OUTCOME_KIND_FAILURE and retries > 0 and o.attempt >= retries
+    return o.retries_exhausted or (retries > 0 and o.attempt >= retries)
 
 
 async def hand_retries(store: RegistryStore, peers: Peers, tasks: list[task_pb2.Task]) -> None:

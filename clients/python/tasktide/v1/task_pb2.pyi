@@ -132,7 +132,7 @@ class TaskError(_message.Message):
     def __init__(self, type: _Optional[str] = ..., message: _Optional[str] = ..., traceback: _Optional[str] = ...) -> None: ...
 
 class Outcome(_message.Message):
-    __slots__ = ("task_id", "queue", "lease_token", "kind", "result", "error", "retry_countdown", "attempt", "started_ms", "finished_ms", "worker_id")
+    __slots__ = ("task_id", "queue", "lease_token", "kind", "result", "error", "retry_countdown", "attempt", "started_ms", "finished_ms", "worker_id", "retries_exhausted")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
@@ -144,6 +144,7 @@ class Outcome(_message.Message):
     STARTED_MS_FIELD_NUMBER: _ClassVar[int]
     FINISHED_MS_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_EXHAUSTED_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     queue: str
     lease_token: int
@@ -155,7 +156,8 @@ class Outcome(_message.Message):
     started_ms: int
     finished_ms: int
     worker_id: str
-    def __init__(self, task_id: _Optional[str] = ..., queue: _Optional[str] = ..., lease_token: _Optional[int] = ..., kind: _Optional[_Union[OutcomeKind, str]] = ..., result: _Optional[_Union[Payload, _Mapping]] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., retry_countdown: _Optional[float] = ..., attempt: _Optional[int] = ..., started_ms: _Optional[int] = ..., finished_ms: _Optional[int] = ..., worker_id: _Optional[str] = ...) -> None: ...
+    retries_exhausted: bool
+    def __init__(self, task_id: _Optional[str] = ..., queue: _Optional[str] = ..., lease_token: _Optional[int] = ..., kind: _Optional[_Union[OutcomeKind, str]] = ..., result: _Optional[_Union[Payload, _Mapping]] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., retry_countdown: _Optional[float] = ..., attempt: _Optional[int] = ..., started_ms: _Optional[int] = ..., finished_ms: _Optional[int] = ..., worker_id: _Optional[str] = ..., retries_exhausted: _Optional[bool] = ...) -> None: ...
 
 class TaskEvent(_message.Message):
     __slots__ = ("task_id", "cursor", "state", "at_ms", "attempt", "name", "queue", "worker_id", "result", "error", "progress", "message", "progress_only", "reopen")

@@ -99,7 +99,7 @@ def finish(
             out.kind = FAILURE
             out.error.CopyFrom(error_from_exception(enc))
     elif isinstance(exc, RetryRequested):
-        _retry_or_fail(a, out, exc.cause or exc, exc.countdown, forced=True)
+        _retry_or_fail(a, out, exc.cause or exc, exc.countdown, forced=True, policy=retry_policy(t, a))
     elif isinstance(exc, CancelRequested):
         out.kind = CANCELLED
         out.error.CopyFrom(error_from_exception(exc))
@@ -107,21 +107,38 @@ def finish(
         out.kind = TIMEOUT
         out.error.CopyFrom(error_from_exception(exc))
     else:
-        _retry_or_fail(a, out, exc, None, forced=t.should_retry(exc))
+        _retry_or_fail(a, out, exc, None, forced=t.should_retry(exc), policy=retry_policy(t, a))
     out.finished_ms = now_ms()
     return out
 
 
+def retry_policy(t: Task[Any, Any], a: worker_pb2.Assignment) -> task_pb2.RetryPolicy:
+    """The submitted policy; when the producer gave none (a submission by name, from any language),
+    the policy the task declares on this worker."""
+    spec = a.task.spec.retry
+    if spec.max_retries or spec.backoff_base:
+        return spec
+    o = t.options
+    return task_pb2.RetryPolicy(
+        max_retries=o.max_retries, backoff_base=o.retry_backoff, backoff_max=o.retry_backoff_max, jitter=o.retry_jitter
+    )
+
+
 def _retry_or_fail(
-    a: worker_pb2.Assignment, out: task_pb2.Outcome, exc: BaseException, countdown: float | None, forced: bool
+    a: worker_pb2.Assignment,
+    out: task_pb2.Outcome,
+    exc: BaseException,
+    countdown: float | None,
+    forced: bool,
+    policy: task_pb2.RetryPolicy,
 ) -> None:
     out.error.CopyFrom(error_from_exception(exc))
-    policy = a.task.spec.retry
     if forced and a.task.attempt < policy.max_retries:
         out.kind = RETRY
         out.retry_countdown = countdown if countdown is not None else backoff(policy, a.task.attempt)
     else:
         out.kind = FAILURE
+        out.retries_exhausted = forced and policy.max_retries > 0
 
 
 def run_sync(app: App, a: worker_pb2.Assignment, ctx: TaskContext, worker_id: str) -> task_pb2.Outcome:
