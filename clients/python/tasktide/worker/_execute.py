@@ -113,10 +113,10 @@ def finish(
 
 
 def retry_policy(t: Task[Any, Any], a: worker_pb2.Assignment) -> task_pb2.RetryPolicy:
-    """The submitted policy; when the producer gave none (a submission by name, from any language),
-    the policy the task declares on this worker."""
+    """The submitted policy when it allows retries; otherwise (a submission by name, from any
+    language) the policy the task declares on this worker."""
     spec = a.task.spec.retry
-    if spec.max_retries or spec.backoff_base:
+    if spec.max_retries:
         return spec
     o = t.options
     return task_pb2.RetryPolicy(
