@@ -40,6 +40,7 @@ class RegistryStore:
         by_queue: dict[str, list[bytes | str | int]] = defaultdict(list)
         for t in tasks:
             by_queue[t.spec.queue] += [t.id, keys.band(t.spec.priority), t.SerializeToString()]
+
         def build(pipe: Pipeline) -> None:
             for q, argv in by_queue.items():
                 pipe.sadd(keys.QUEUES, q)
