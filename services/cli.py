@@ -49,9 +49,9 @@ async def _serve(settings: ServerSettings, which: tuple[str, ...], demo: str | N
     embedded: LocalRedis | None = None
     url = settings.redis_url
     if not url:
-        embedded = await asyncio.to_thread(start_redis, settings.data_dir)
-        url = embedded.url
-        log.info("embedded Redis on %s, data in %s", url, embedded.data_dir)
+        local = await asyncio.to_thread(start_redis, settings.data_dir)
+        embedded, url = local, local.url
+        log.info("embedded Redis on %s, data in %s", url, local.data_dir)
     obs = observe(settings, which)
     try:
         redis = await connect(url)

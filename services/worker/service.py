@@ -6,6 +6,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from typing import TypeAlias
 
 import grpc
 
@@ -24,7 +25,7 @@ from tasktide_services.worker.store import RegistryStore
 
 log = logging.getLogger("tasktide.registry")
 
-Ctx = grpc.aio.ServicerContext
+Ctx: TypeAlias = grpc.aio.ServicerContext
 
 
 class RegistryService:

@@ -102,7 +102,10 @@ class AsyncioBackend:
             reason.append(kind)
             inner.cancel()
 
-        return Running(asyncio.ensure_future(supervised()), interrupt, inner.cancel)
+        def kill() -> None:
+            inner.cancel()
+
+        return Running(asyncio.ensure_future(supervised()), interrupt, kill)
 
     async def close(self) -> None:
         return None
