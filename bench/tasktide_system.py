@@ -103,7 +103,7 @@ class TasktideSystem:
 
         ok = 0
         for chunk in _chunks(ids, WATCH_CHUNK):
-            for ev in self.client.watch(chunk):
+            for ev in self.client.watch(chunk, final_only=True):
                 if ev.state == task_pb2.TASK_STATE_SUCCEEDED and not ev.progress_only:
                     ok += 1
         if ok != len(ids):

@@ -108,3 +108,11 @@ def test_retry_then_success(platform, client, queue_name, tmp_path):
     states = [TaskState.from_proto(e.state) for e in client.watch([h.id])]
     assert TaskState.RETRYING in states
     assert states[-1] is TaskState.SUCCEEDED
+
+
+def test_watch_final_only_sends_one_event_per_task(platform, client, queue_name):
+    handles = [client.submit("t.add", [i, 1], queue=queue_name) for i in range(30)]
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        events = list(client.watch([h.id for h in handles], final_only=True))
+    assert sorted(e.task_id for e in events) == sorted(h.id for h in handles)
+    assert {TaskState.from_proto(e.state) for e in events} == {TaskState.SUCCEEDED}

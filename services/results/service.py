@@ -15,7 +15,8 @@ from tasktide_services.common.settings import ServerSettings
 from tasktide_services.results.store import ResultsStore, is_final
 
 MAX_WAIT = 60.0
-POLL = 1.0  # a safety net under pub/sub wake-ups
+POLL = 1.0
+WATCH_READ_BATCH = 500  # a safety net under pub/sub wake-ups
 
 
 class ResultsService:
@@ -48,6 +49,14 @@ class ResultsService:
                 return res
             await wait_any([ev], min(left, POLL))
 
+    async def _read(self, cursors: dict[str, str], ids: set[str]) -> dict[str, list[task_pb2.TaskEvent]]:
+        """Events after each cursor, in round trips of WATCH_READ_BATCH tasks."""
+        found: dict[str, list[task_pb2.TaskEvent]] = {}
+        batch = list(ids)
+        for i in range(0, len(batch), WATCH_READ_BATCH):
+            found.update(await self.store.events_after_many({t: cursors[t] for t in batch[i : i + WATCH_READ_BATCH]}))
+        return found
+
     async def Watch(
         self, req: results_pb2.WatchRequest, ctx: grpc.aio.ServicerContext
     ) -> AsyncIterator[task_pb2.TaskEvent]:
@@ -58,9 +67,12 @@ class ResultsService:
         try:
             to_check: set[str] = set(pending)
             while True:
-                for tid in to_check:
-                    for ev in await self.store.events_after(tid, cursors[tid]):
+                found = await self._read(cursors, to_check)
+                for tid, evs in found.items():
+                    for ev in evs:
                         cursors[tid] = ev.cursor
+                        if req.final_only and not is_final(ev.state):
+                            continue
                         yield ev
                         if req.until_final and is_final(ev.state) and not ev.progress_only:
                             pending.discard(tid)

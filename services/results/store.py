@@ -60,15 +60,29 @@ class ResultsStore:
 
     async def events_after(self, task_id: str, cursor: str, count: int = 500) -> list[task_pb2.TaskEvent]:
         """Events after `cursor` (the number of events seen; empty or unknown: from the start)."""
-        seen = int(cursor) if cursor.isdigit() else 0
-        res = await self._s["events_after"]([keys.state(task_id), keys.events(task_id)], [seen, count])
-        number = int(res[0])
-        out = []
-        for raw in res[1:]:
-            number += 1
-            ev = task_pb2.TaskEvent.FromString(raw)
-            ev.cursor = str(number)
-            out.append(ev)
+        return (await self.events_after_many({task_id: cursor}, count))[task_id]
+
+    async def events_after_many(self, cursors: dict[str, str], count: int = 500) -> dict[str, list[task_pb2.TaskEvent]]:
+        """`events_after` for many tasks in one round trip."""
+        script = self._s["events_after"]
+        ids = list(cursors)
+
+        def build(pipe: Pipeline) -> None:
+            for tid in ids:
+                seen = int(cursors[tid]) if cursors[tid].isdigit() else 0
+                script([keys.state(tid), keys.events(tid)], [seen, count], client=pipe)
+
+        replies = await run_pipeline(self.redis, self._s, build)
+        out: dict[str, list[task_pb2.TaskEvent]] = {}
+        for tid, res in zip(ids, replies, strict=True):
+            number = int(res[0])
+            evs = []
+            for raw in res[1:]:
+                number += 1
+                ev = task_pb2.TaskEvent.FromString(raw)
+                ev.cursor = str(number)
+                evs.append(ev)
+            out[tid] = evs
         return out
 
 

@@ -171,9 +171,16 @@ class Client:
         return unwrap(self.wait(task_id, timeout))
 
     def watch(
-        self, task_ids: Sequence[str], *, until_final: bool = True, cursors: dict[str, str] | None = None
+        self,
+        task_ids: Sequence[str],
+        *,
+        until_final: bool = True,
+        cursors: dict[str, str] | None = None,
+        final_only: bool = False,
     ) -> Iterator[task_pb2.TaskEvent]:
-        req = results_pb2.WatchRequest(task_ids=task_ids, until_final=until_final, cursors=cursors or {})
+        req = results_pb2.WatchRequest(
+            task_ids=task_ids, until_final=until_final, cursors=cursors or {}, final_only=final_only
+        )
         try:
             yield from self._results.Watch(req)
         except grpc.RpcError as exc:
@@ -270,9 +277,16 @@ class AsyncClient:
         return unwrap(await self.wait(task_id, timeout))
 
     async def watch(
-        self, task_ids: Sequence[str], *, until_final: bool = True, cursors: dict[str, str] | None = None
+        self,
+        task_ids: Sequence[str],
+        *,
+        until_final: bool = True,
+        cursors: dict[str, str] | None = None,
+        final_only: bool = False,
     ) -> AsyncIterator[task_pb2.TaskEvent]:
-        req = results_pb2.WatchRequest(task_ids=task_ids, until_final=until_final, cursors=cursors or {})
+        req = results_pb2.WatchRequest(
+            task_ids=task_ids, until_final=until_final, cursors=cursors or {}, final_only=final_only
+        )
         try:
             async for ev in self._results.Watch(req):
                 yield ev

@@ -40,7 +40,7 @@ class WaitRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., timeout: _Optional[float] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
-    __slots__ = ("task_ids", "cursors", "until_final")
+    __slots__ = ("task_ids", "cursors", "until_final", "final_only")
     class CursorsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -51,7 +51,9 @@ class WatchRequest(_message.Message):
     TASK_IDS_FIELD_NUMBER: _ClassVar[int]
     CURSORS_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FINAL_FIELD_NUMBER: _ClassVar[int]
+    FINAL_ONLY_FIELD_NUMBER: _ClassVar[int]
     task_ids: _containers.RepeatedScalarFieldContainer[str]
     cursors: _containers.ScalarMap[str, str]
     until_final: bool
-    def __init__(self, task_ids: _Optional[_Iterable[str]] = ..., cursors: _Optional[_Mapping[str, str]] = ..., until_final: _Optional[bool] = ...) -> None: ...
+    final_only: bool
+    def __init__(self, task_ids: _Optional[_Iterable[str]] = ..., cursors: _Optional[_Mapping[str, str]] = ..., until_final: _Optional[bool] = ..., final_only: _Optional[bool] = ...) -> None: ...
