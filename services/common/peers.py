@@ -36,6 +36,12 @@ class Peers:
         if self._settings.peer(which) == own_address:
             setattr(self, which, _Local(servicer))
 
+    def local_store(self, which: str) -> Any | None:
+        """The store of `which` when it is hosted in this process (its published module, for
+        writing onto a shared pipeline), else None."""
+        peer = getattr(self, which)
+        return getattr(peer.servicer, "store", None) if isinstance(peer, _Local) else None
+
     async def close(self) -> None:
         for ch in self._channels.values():
             await ch.close()
@@ -45,10 +51,10 @@ class _Local:
     """A stub look-alike that awaits the servicer's method with the request (no context)."""
 
     def __init__(self, servicer: object) -> None:
-        self._servicer = servicer
+        self.servicer = servicer
 
     def __getattr__(self, method: str) -> Any:
-        fn = getattr(self._servicer, method)
+        fn = getattr(self.servicer, method)
 
         async def call(request: Any, **_call_options: Any) -> Any:
             return await fn(request, None)

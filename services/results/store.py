@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import task_pb2
-from tasktide_services.common.lua import load_scripts, run_pipeline
+from tasktide_services.common.lua import Script, load_scripts, run_pipeline
 from tasktide_services.results import keys
 
 FINAL = frozenset(range(task_pb2.TASK_STATE_SUCCEEDED, task_pb2.TASK_STATE_DEAD + 1))
@@ -24,12 +24,20 @@ class ResultsStore:
         self.expire_ms = int(expire_seconds * 1000)
         self._s = load_scripts(redis, Path(__file__).with_name("scripts.lua"))
 
+    @property
+    def scripts(self) -> dict[str, Script]:
+        return self._s
+
     async def record(self, events: list[task_pb2.TaskEvent]) -> list[bool]:
         if not events:
             return []
-        script = self._s["record"]
+        res = await run_pipeline(self.redis, self._s, lambda pipe: self.build_record(pipe, events))
+        return [bool(r) for r in res[:-1]]
 
-        def build(pipe: Pipeline) -> None:
+    def build_record(self, pipe: Pipeline, events: list[task_pb2.TaskEvent]) -> None:
+        """`record` onto a pipeline of the caller's: one reply per event, then one for the PUBLISH."""
+        script = self._s["record"]
+        if events:
             for e in events:
                 argv = [
                     e.state,
@@ -47,9 +55,6 @@ class ResultsStore:
                 ]
                 script([keys.state(e.task_id), keys.events(e.task_id)], argv, client=pipe)
             pipe.publish(keys.EVENTS, ",".join({e.task_id for e in events}))
-
-        res = await run_pipeline(self.redis, self._s, build)
-        return [bool(r) for r in res[:-1]]
 
     async def get(self, task_ids: list[str]) -> list[task_pb2.TaskResult]:
         async with self.redis.pipeline(transaction=False) as pipe:

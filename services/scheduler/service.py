@@ -5,12 +5,14 @@ from __future__ import annotations
 import uuid
 
 import grpc
+from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2
 from tasktide_services.common import validate
 from tasktide_services.common.errors import NotFound
 from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
+from tasktide_services.common.lua import run_pipeline
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.scheduler.explain import HELD_BY, explain
@@ -75,9 +77,35 @@ class SchedulerService:
             if i not in skip:
                 responses[i].state = t.state
         with self.hooks.scheduling(fresh, "submit"):
+            await self._write(fresh, delayed, runnable, events)
+        return responses
+
+    async def _write(
+        self,
+        fresh: list[task_pb2.Task],
+        delayed: list[tuple[str, int]],
+        runnable: list[task_pb2.Task],
+        events: list[task_pb2.TaskEvent],
+    ) -> None:
+        """Task records, then events, then the ready queues: in one Redis round trip when the
+        results service and the registry live in this process (their stores write their own keys
+        with their own scripts), else as calls to them."""
+        results, registry = self.peers.local_store("results"), self.peers.local_store("registry")
+        if results is None or registry is None or not (results.redis is registry.redis is self.store.redis):
             await self.store.save(fresh, delayed)
             await self.hand_over(runnable, events)
-        return responses
+            return
+
+        def build(pipe: Pipeline) -> None:
+            self.store.build_save(pipe, fresh, delayed)
+            results.build_record(pipe, events)
+            if runnable:
+                registry.build_enqueue(pipe, runnable)
+
+        scripts = {
+            f"{owner}.{n}": sc for owner, st in (("r", results), ("w", registry)) for n, sc in st.scripts.items()
+        }
+        await run_pipeline(self.store.redis, scripts, build)
 
     async def _rate_slots(self, tasks: list[task_pb2.Task], now: int) -> dict[str, int]:
         """Start slots for rate-limited tasks: each name's tasks are spaced by its limit."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import task_pb2
-from tasktide_services.common.lua import load_scripts
+from tasktide_services.common.lua import Script, load_scripts
 from tasktide_services.scheduler import keys
 
 
@@ -31,14 +32,22 @@ class SchedulerStore:
             out.append(None if res[i] else res[i + 1].decode())
         return out
 
+    @property
+    def scripts(self) -> dict[str, Script]:
+        return self._s
+
     async def save(self, tasks: list[task_pb2.Task], delayed: list[tuple[str, int]]) -> None:
         """Write task records, and add (id, eta ms) to the delayed set, in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            for t in tasks:
-                pipe.set(keys.task(t.id), t.SerializeToString(), px=self.expire_ms)
-            if delayed:
-                pipe.zadd(keys.DELAYED, {tid: eta for tid, eta in delayed})
+            self.build_save(pipe, tasks, delayed)
             await pipe.execute()
+
+    def build_save(self, pipe: Pipeline, tasks: list[task_pb2.Task], delayed: list[tuple[str, int]]) -> None:
+        """`save` onto a pipeline of the caller's."""
+        for t in tasks:
+            pipe.set(keys.task(t.id), t.SerializeToString(), px=self.expire_ms)
+        if delayed:
+            pipe.zadd(keys.DELAYED, {tid: eta for tid, eta in delayed})
 
     async def load(self, task_ids: list[str]) -> list[task_pb2.Task | None]:
         if not task_ids:

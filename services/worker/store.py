@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import task_pb2, worker_pb2
-from tasktide_services.common.lua import load_scripts, run_pipeline
+from tasktide_services.common.lua import Script, load_scripts, run_pipeline
 from tasktide_services.worker import keys
 
 
@@ -36,18 +36,22 @@ class RegistryStore:
         self.redis = redis
         self._s = load_scripts(redis, Path(__file__).with_name("scripts.lua"))
 
+    @property
+    def scripts(self) -> dict[str, Script]:
+        return self._s
+
     async def enqueue(self, tasks: list[task_pb2.Task]) -> int:
+        results = await run_pipeline(self.redis, self._s, lambda pipe: self.build_enqueue(pipe, tasks))
+        return sum(int(r) for r in results[1::2])
+
+    def build_enqueue(self, pipe: Pipeline, tasks: list[task_pb2.Task]) -> None:
+        """`enqueue` onto a pipeline of the caller's: per queue, an SADD reply then the count added."""
         by_queue: dict[str, list[bytes | str | int]] = defaultdict(list)
         for t in tasks:
             by_queue[t.spec.queue] += [t.id, keys.band(t.spec.priority), t.SerializeToString()]
-
-        def build(pipe: Pipeline) -> None:
-            for q, argv in by_queue.items():
-                pipe.sadd(keys.QUEUES, q)
-                self._s["enqueue"](keys.queue_keys(q), [q, keys.NOTIFY, *argv], client=pipe)
-
-        results = await run_pipeline(self.redis, self._s, build)
-        return sum(int(r) for r in results[1::2])
+        for q, argv in by_queue.items():
+            pipe.sadd(keys.QUEUES, q)
+            self._s["enqueue"](keys.queue_keys(q), [q, keys.NOTIFY, *argv], client=pipe)
 
     async def dispatch(self, queue: str, now_ms: int, lease_ms: int, count: int) -> list[Leased]:
         flat = await self._s["dispatch"](keys.queue_keys(queue), [now_ms, lease_ms, count])
