@@ -259,5 +259,10 @@ def run_worker(
         log.info("worker %s consuming %s", config.worker_id, ",".join(config.queues))
         await worker.run()
 
-    asyncio.run(main())
+    try:
+        import uvloop  # optional: a faster event loop where it is installed
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
     return 0
