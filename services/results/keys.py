@@ -1,7 +1,7 @@
 """Every Redis key the results service owns. Keys of one task share the hash tag {id}.
 
-    tt:r:{id}:st      HASH    s state, n name, q queue, a attempt, w worker, u updated ms,
-                              res serialized Payload, err serialized TaskError,
+    tt:r:{id}:st      HASH    s state, e the latest event that set it (serialized TaskEvent:
+                              name, attempt, worker, time, result, error),
                               c number of events ever appended to :ev
     tt:r:{id}:ev      LIST    the task's last 1000 events, serialized TaskEvents, oldest first;
                               an event's cursor is its number (1 = the first event)

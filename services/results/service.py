@@ -49,12 +49,18 @@ class ResultsService:
                 return res
             await wait_any([ev], min(left, POLL))
 
-    async def _read(self, cursors: dict[str, str], ids: set[str]) -> dict[str, list[task_pb2.TaskEvent]]:
-        """Events after each cursor, in round trips of WATCH_READ_BATCH tasks."""
+    async def _read(
+        self, cursors: dict[str, str], ids: set[str], final_only: bool
+    ) -> dict[str, list[task_pb2.TaskEvent]]:
+        """Events after each cursor (or only final events), in round trips of WATCH_READ_BATCH tasks."""
         found: dict[str, list[task_pb2.TaskEvent]] = {}
         batch = list(ids)
         for i in range(0, len(batch), WATCH_READ_BATCH):
-            found.update(await self.store.events_after_many({t: cursors[t] for t in batch[i : i + WATCH_READ_BATCH]}))
+            chunk = batch[i : i + WATCH_READ_BATCH]
+            if final_only:
+                found.update({t: [ev] for t, ev in (await self.store.finals(chunk)).items()})
+            else:
+                found.update(await self.store.events_after_many({t: cursors[t] for t in chunk}))
         return found
 
     async def Watch(
@@ -67,7 +73,7 @@ class ResultsService:
         try:
             to_check: set[str] = set(pending)
             while True:
-                found = await self._read(cursors, to_check)
+                found = await self._read(cursors, to_check, req.final_only)
                 for tid, evs in found.items():
                     for ev in evs:
                         cursors[tid] = ev.cursor

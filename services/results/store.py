@@ -31,37 +31,42 @@ class ResultsStore:
     async def record(self, events: list[task_pb2.TaskEvent]) -> list[bool]:
         if not events:
             return []
-        res = await run_pipeline(self.redis, self._s, lambda pipe: self.build_record(pipe, events))
-        return [bool(r) for r in res[:-1]]
+        replies = await run_pipeline(self.redis, self._s, lambda pipe: self.build_record(pipe, events))
+        return accepted(events, replies)
 
     def build_record(self, pipe: Pipeline, events: list[task_pb2.TaskEvent]) -> None:
-        """`record` onto a pipeline of the caller's: one reply per event, then one for the PUBLISH."""
+        """`record` onto a pipeline of the caller's: one script per task (its events in order),
+        then a PUBLISH naming the tasks. `accepted()` reads the replies."""
+        if not events:
+            return
         script = self._s["record"]
-        if events:
-            for e in events:
-                argv = [
-                    e.state,
-                    1 if e.progress_only else 0,
-                    self.expire_ms,
-                    e.SerializeToString(),
-                    e.name,
-                    e.queue,
-                    e.attempt,
-                    e.worker_id,
-                    e.at_ms,
-                    e.result.SerializeToString() if e.HasField("result") else b"",
-                    e.error.SerializeToString() if e.HasField("error") else b"",
-                    1 if e.reopen else 0,
-                ]
-                script([keys.state(e.task_id), keys.events(e.task_id)], argv, client=pipe)
-            pipe.publish(keys.EVENTS, ",".join({e.task_id for e in events}))
+        for tid, evs in _by_task(events).items():
+            argv: list[int | bytes] = [self.expire_ms]
+            for e in evs:
+                argv += [e.state, 1 if e.progress_only else 0, 1 if e.reopen else 0, e.SerializeToString()]
+            script([keys.state(tid), keys.events(tid)], argv, client=pipe)
+        pipe.publish(keys.EVENTS, ",".join({e.task_id for e in events}))
 
     async def get(self, task_ids: list[str]) -> list[task_pb2.TaskResult]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for tid in task_ids:
-                pipe.hgetall(keys.state(tid))
+                pipe.hmget(keys.state(tid), "s", "e", "c")
             rows = await pipe.execute()
-        return [_result(tid, row) for tid, row in zip(task_ids, rows, strict=True)]
+        return [_result(tid, row[0], row[1]) for tid, row in zip(task_ids, rows, strict=True)]
+
+    async def finals(self, task_ids: list[str]) -> dict[str, task_pb2.TaskEvent]:
+        """The final event of each task that has one (with its cursor), in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for tid in task_ids:
+                pipe.hmget(keys.state(tid), "s", "e", "c")
+            rows = await pipe.execute()
+        out: dict[str, task_pb2.TaskEvent] = {}
+        for tid, (st, raw, count) in zip(task_ids, rows, strict=True):
+            if st is not None and raw is not None and is_final(int(st)):
+                ev = task_pb2.TaskEvent.FromString(raw)
+                ev.cursor = count.decode() if count else ""
+                out[tid] = ev
+        return out
 
     async def events_after(self, task_id: str, cursor: str, count: int = 500) -> list[task_pb2.TaskEvent]:
         """Events after `cursor` (the number of events seen; empty or unknown: from the start)."""
@@ -91,20 +96,39 @@ class ResultsStore:
         return out
 
 
-def _result(task_id: str, row: dict[bytes, bytes]) -> task_pb2.TaskResult:
-    if b"s" not in row:  # no state yet (at most an event counter)
+def _by_task(events: list[task_pb2.TaskEvent]) -> dict[str, list[task_pb2.TaskEvent]]:
+    grouped: dict[str, list[task_pb2.TaskEvent]] = {}
+    for e in events:
+        grouped.setdefault(e.task_id, []).append(e)
+    return grouped
+
+
+def accepted(events: list[task_pb2.TaskEvent], replies: list[object]) -> list[bool]:
+    """Per event, in the caller's order, whether `record` took it (from the pipeline's replies)."""
+    flags: dict[str, list[bool]] = {}
+    for tid, reply in zip(_by_task(events), replies, strict=False):
+        flags[tid] = [bool(x) for x in reply]  # type: ignore[attr-defined]
+    out = []
+    for e in events:
+        out.append(flags[e.task_id].pop(0))
+    return out
+
+
+def _result(task_id: str, state: bytes | None, raw: bytes | None) -> task_pb2.TaskResult:
+    if state is None:  # no state yet (at most an event counter)
         return task_pb2.TaskResult(task_id=task_id, found=False)
+    e = task_pb2.TaskEvent.FromString(raw) if raw else task_pb2.TaskEvent()
     r = task_pb2.TaskResult(
         task_id=task_id,
         found=True,
-        state=int(row[b"s"]),
-        name=row.get(b"n", b"").decode(),
-        attempt=int(row.get(b"a", b"0")),
-        updated_ms=int(row.get(b"u", b"0")),
-        worker_id=row.get(b"w", b"").decode(),
+        state=int(state),  # type: ignore[arg-type]
+        name=e.name,
+        attempt=e.attempt,
+        updated_ms=e.at_ms,
+        worker_id=e.worker_id,
     )
-    if b"res" in row:
-        r.result.ParseFromString(row[b"res"])
-    if b"err" in row:
-        r.error.ParseFromString(row[b"err"])
+    if e.HasField("result"):
+        r.result.CopyFrom(e.result)
+    if e.HasField("error"):
+        r.error.CopyFrom(e.error)
     return r
