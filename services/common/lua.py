@@ -50,6 +50,11 @@ def load_scripts(redis: Redis, path: Path) -> dict[str, Script]:
     return scripts
 
 
+def scripts_of(*stores: Any) -> dict[str, Script]:
+    """The scripts of several owners' stores, for one pipeline that writes for all of them."""
+    return {f"{i}.{name}": sc for i, st in enumerate(stores) for name, sc in st.scripts.items()}
+
+
 async def run_pipeline(redis: Redis, scripts: dict[str, Script], build: Callable[[Pipeline], None]) -> list[Any]:
     """Build and execute a pipeline; if Redis lost the scripts, load them and run it again.
     Only commands that are safe to repeat may stand beside the scripts (NOSCRIPT means no script ran)."""

@@ -12,7 +12,7 @@ from tasktide_services.common import validate
 from tasktide_services.common.errors import NotFound
 from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
-from tasktide_services.common.lua import run_pipeline
+from tasktide_services.common.lua import run_pipeline, scripts_of
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.scheduler.explain import HELD_BY, explain
@@ -102,10 +102,7 @@ class SchedulerService:
             if runnable:
                 registry.build_enqueue(pipe, runnable)
 
-        scripts = {
-            f"{owner}.{n}": sc for owner, st in (("r", results), ("w", registry)) for n, sc in st.scripts.items()
-        }
-        await run_pipeline(self.store.redis, scripts, build)
+        await run_pipeline(self.store.redis, scripts_of(self.store, results, registry), build)
 
     async def _rate_slots(self, tasks: list[task_pb2.Task], now: int) -> dict[str, int]:
         """Start slots for rate-limited tasks: each name's tasks are spaced by its limit."""

@@ -13,9 +13,12 @@ where it can be listed and requeued.
 
 from __future__ import annotations
 
+from redis.asyncio.client import Pipeline
+
 from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2
 from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
+from tasktide_services.common.lua import run_pipeline, scripts_of
 from tasktide_services.common.peers import Peers
 from tasktide_services.worker.store import RegistryStore
 
@@ -104,6 +107,8 @@ class OutcomeHandler:
             events.append(event(task, state, o.finished_ms, **fields))
             (dead if exhausted else done).append(ref(o))
         with self.hooks.settling(valid):
+            if not retries and not dead and await self._record_and_complete(events, done):
+                return rejected
             await self.peers.results.Record(results_pb2.RecordRequest(events=events))
             if retries:
                 retired = set(await self.store.retire(retries, now_ms()))
@@ -114,6 +119,20 @@ class OutcomeHandler:
                 await self.store.bury(dead, now_ms())
                 self.hooks.dead_lettered([t for o, t in valid if _exhausted(t, o)], "retries_exhausted")
         return rejected
+
+    async def _record_and_complete(self, events: list[task_pb2.TaskEvent], done: list[worker_pb2.LeaseRef]) -> bool:
+        """With the results service in this process: its record, then our lease ends, on one
+        pipeline (the same order as two calls, one round trip). False when it is not here."""
+        results = self.peers.local_store("results")
+        if results is None or results.redis is not self.store.redis:
+            return False
+
+        def build(pipe: Pipeline) -> None:
+            results.build_record(pipe, events)
+            self.store.build_complete(pipe, done)
+
+        await run_pipeline(self.store.redis, scripts_of(results, self.store), build)
+        return True
 
     async def progress(self, report: worker_pb2.ProgressReport) -> None:
         (task,) = await self.store.hold([report.lease], now_ms() + self.lease_ms)

@@ -75,6 +75,11 @@ class RegistryStore:
             n += int(await self._s["complete"](keys.queue_keys(q), argv))
         return n
 
+    def build_complete(self, pipe: Pipeline, leases: list[worker_pb2.LeaseRef]) -> None:
+        """`complete` onto a pipeline of the caller's: one reply per queue."""
+        for q, argv in _pairs(leases).items():
+            self._s["complete"](keys.queue_keys(q), argv, client=pipe)
+
     async def release(self, leases: list[worker_pb2.LeaseRef]) -> int:
         n = 0
         for q, argv in _pairs(leases).items():
