@@ -116,3 +116,16 @@ def test_watch_final_only_sends_one_event_per_task(platform, client, queue_name)
         events = list(client.watch([h.id for h in handles], final_only=True))
     assert sorted(e.task_id for e in events) == sorted(h.id for h in handles)
     assert {TaskState.from_proto(e.state) for e in events} == {TaskState.SUCCEEDED}
+
+
+def test_get_task_knows_a_task_before_and_after_it_runs(platform, client, queue_name):
+    h = client.submit("t.add", [4, 5], queue=queue_name, priority=7)
+    before = client.get_task(h.id)
+    assert before.state == TaskState.QUEUED.value and before.spec.name == "t.add" and before.spec.priority == 7
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        assert h.get(timeout=10) == 9
+    after = client.get_task(h.id)
+    assert after.state == TaskState.SUCCEEDED.value
+    assert after.spec.args.json == before.spec.args.json and after.created_ms == before.created_ms
+    first = next(iter(client.watch([h.id])))
+    assert TaskState.from_proto(first.state) is TaskState.QUEUED and first.at_ms == before.created_ms

@@ -21,3 +21,13 @@ def event(task: task_pb2.Task, state: int, at_ms: int = 0, **fields: object) -> 
         queue=task.spec.queue,
         **fields,  # type: ignore[arg-type]
     )
+
+
+def first_events(task: task_pb2.Task) -> list[task_pb2.TaskEvent]:
+    """The QUEUED event of a task submitted to run at once, which the scheduler leaves to the
+    registry: written when the task first leaves its queue (dispatched, expired), stamped with the
+    time it was submitted and carrying its spec. Tasks that waited in the delayed set, retries and
+    requeued dead tasks have had their events written already."""
+    if task.attempt or task.spec.eta_ms or task.state != task_pb2.TASK_STATE_QUEUED:
+        return []
+    return [event(task, task_pb2.TASK_STATE_QUEUED, task.created_ms or now_ms(), spec=task.spec)]

@@ -2,6 +2,8 @@
 
     tt:r:{id}:st      HASH    s state, e the latest event that set it (serialized TaskEvent:
                               name, attempt, worker, time, result, error),
+                              p the serialized TaskSpec submitted (from the first event),
+                              t0 when it was submitted (Unix ms),
                               c number of events ever appended to :ev
     tt:r:{id}:ev      LIST    the task's last 1000 events, serialized TaskEvents, oldest first;
                               an event's cursor is its number (1 = the first event)

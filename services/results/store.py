@@ -43,16 +43,24 @@ class ResultsStore:
         for tid, evs in _by_task(events).items():
             argv: list[int | bytes] = [self.expire_ms]
             for e in evs:
-                argv += [e.state, 1 if e.progress_only else 0, 1 if e.reopen else 0, e.SerializeToString()]
+                spec = e.spec.SerializeToString() if e.HasField("spec") else b""
+                argv += [
+                    e.state,
+                    1 if e.progress_only else 0,
+                    1 if e.reopen else 0,
+                    e.SerializeToString(),
+                    spec,
+                    e.at_ms,
+                ]
             script([keys.state(tid), keys.events(tid)], argv, client=pipe)
         pipe.publish(keys.EVENTS, ",".join({e.task_id for e in events}))
 
     async def get(self, task_ids: list[str]) -> list[task_pb2.TaskResult]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for tid in task_ids:
-                pipe.hmget(keys.state(tid), "s", "e", "c")
+                pipe.hmget(keys.state(tid), "s", "e", "p", "t0")
             rows = await pipe.execute()
-        return [_result(tid, row[0], row[1]) for tid, row in zip(task_ids, rows, strict=True)]
+        return [_result(tid, *row) for tid, row in zip(task_ids, rows, strict=True)]
 
     async def finals(self, task_ids: list[str]) -> dict[str, task_pb2.TaskEvent]:
         """The final event of each task that has one (with its cursor), in one round trip."""
@@ -114,7 +122,9 @@ def accepted(events: list[task_pb2.TaskEvent], replies: list[object]) -> list[bo
     return out
 
 
-def _result(task_id: str, state: bytes | None, raw: bytes | None) -> task_pb2.TaskResult:
+def _result(
+    task_id: str, state: bytes | None, raw: bytes | None, spec: bytes | None = None, created: bytes | None = None
+) -> task_pb2.TaskResult:
     if state is None:  # no state yet (at most an event counter)
         return task_pb2.TaskResult(task_id=task_id, found=False)
     e = task_pb2.TaskEvent.FromString(raw) if raw else task_pb2.TaskEvent()
@@ -131,4 +141,7 @@ def _result(task_id: str, state: bytes | None, raw: bytes | None) -> task_pb2.Ta
         r.result.CopyFrom(e.result)
     if e.HasField("error"):
         r.error.CopyFrom(e.error)
+    if spec:
+        r.spec.ParseFromString(spec)
+        r.created_ms = int(created or 0)
     return r

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2
+from tasktide.v1 import scheduler_pb2, task_pb2, worker_pb2
 from tasktide_services.common.peers import Peers
 from tasktide_services.scheduler.store import SchedulerStore
 
@@ -17,8 +17,9 @@ def _at(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
 
 
-async def explain(task: task_pb2.Task, store: SchedulerStore, peers: Peers) -> scheduler_pb2.Explanation:
-    res = (await peers.results.Get(results_pb2.GetRequest(task_ids=[task.id]))).results[0]
+async def explain(
+    task: task_pb2.Task, res: task_pb2.TaskResult, store: SchedulerStore, peers: Peers
+) -> scheduler_pb2.Explanation:
     state = res.state if res.found else task.state
     out = R.Explanation(task_id=task.id, state=state)
     name = S.TaskState.Name(state).removeprefix("TASK_STATE_")

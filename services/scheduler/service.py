@@ -10,7 +10,7 @@ from redis.asyncio.client import Pipeline
 from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2
 from tasktide_services.common import validate
 from tasktide_services.common.errors import NotFound
-from tasktide_services.common.events import event, now_ms
+from tasktide_services.common.events import event, first_events, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.lua import run_pipeline, scripts_of
 from tasktide_services.common.peers import Peers
@@ -70,14 +70,16 @@ class SchedulerService:
             if eta > now:
                 t.state = S.TASK_STATE_SCHEDULED
                 delayed.append((t.id, eta))
+                events.append(event(t, t.state, now, spec=t.spec))
             else:
                 runnable.append(t)
-            events.append(event(t, t.state, now))
         for i, t in enumerate(tasks):
             if i not in skip:
                 responses[i].state = t.state
+        # A task that may run now lives only in its ready queue until it is dispatched (the registry
+        # then writes its QUEUED event, with its spec); a delayed one has a record and its event now.
         with self.hooks.scheduling(fresh, "submit"):
-            await self._write(fresh, delayed, runnable, events)
+            await self._write([t for t in fresh if t.state == S.TASK_STATE_SCHEDULED], delayed, runnable, events)
         return responses
 
     async def _write(
@@ -125,15 +127,29 @@ class SchedulerService:
         if runnable:
             await self.peers.registry.Enqueue(worker_pb2.EnqueueRequest(tasks=runnable))
 
-    async def GetTask(self, req: scheduler_pb2.GetTaskRequest, ctx: grpc.aio.ServicerContext) -> task_pb2.Task:
-        tid = validate.task_id(req.task_id)
+    async def _find(self, tid: str) -> tuple[task_pb2.Task, task_pb2.TaskResult]:
+        """The task and its latest result, wherever the task is known: its record (delayed and
+        retried tasks), its queue (a task not dispatched yet), or the results service."""
         (task,) = await self.store.load([tid])
+        (res,) = (await self.peers.results.Get(results_pb2.GetRequest(task_ids=[tid]))).results
         if task is None:
-            raise NotFound(f"no task with id {tid}")
-        res = await self.peers.results.Get(results_pb2.GetRequest(task_ids=[tid]))
-        if res.results and res.results[0].found:
-            task.state = res.results[0].state
-            task.attempt = res.results[0].attempt
+            found = await self.peers.registry.Find(worker_pb2.FindRequest(task_id=tid))
+            if found.found:
+                task = found.task
+                if not res.found:
+                    task.state = S.TASK_STATE_QUEUED if found.ready else S.TASK_STATE_RUNNING
+            elif res.found:
+                task = task_pb2.Task(
+                    id=tid, spec=res.spec, state=res.state, attempt=res.attempt, created_ms=res.created_ms
+                )
+            else:
+                raise NotFound(f"no task with id {tid}")
+        if res.found:
+            task.state, task.attempt = res.state, res.attempt
+        return task, res
+
+    async def GetTask(self, req: scheduler_pb2.GetTaskRequest, ctx: grpc.aio.ServicerContext) -> task_pb2.Task:
+        task, _ = await self._find(validate.task_id(req.task_id))
         return task
 
     async def Cancel(
@@ -141,29 +157,23 @@ class SchedulerService:
     ) -> scheduler_pb2.CancelResponse:
         """Delayed and queued tasks are cancelled at once; a running task's worker is signalled
         (cooperative first, hard stop after the grace period) and reports CANCELLED itself."""
-        tid = validate.task_id(req.task_id)
-        (task,) = await self.store.load([tid])
-        if task is None:
-            raise NotFound(f"no task with id {tid}")
-        state = (await self.peers.results.Get(results_pb2.GetRequest(task_ids=[tid]))).results[0].state
-        if state in FINAL:
-            return scheduler_pb2.CancelResponse(state=state)
-        if not await self.store.unschedule(tid):
+        task, res = await self._find(validate.task_id(req.task_id))
+        if task.state in FINAL:
+            return scheduler_pb2.CancelResponse(state=task.state)
+        if not await self.store.unschedule(task.id):
             revoke = worker_pb2.RevokeRequest(tasks=[task], grace_seconds=self.settings.cancel_grace_seconds)
             (result,) = (await self.peers.registry.Revoke(revoke)).results
             if result == worker_pb2.REVOKE_RESULT_SIGNALLED:
                 return scheduler_pb2.CancelResponse(state=S.TASK_STATE_RUNNING)
-        await self.peers.results.Record(results_pb2.RecordRequest(events=[event(task, S.TASK_STATE_CANCELLED)]))
+        events = [*first_events(task), event(task, S.TASK_STATE_CANCELLED, spec=task.spec)]
+        await self.peers.results.Record(results_pb2.RecordRequest(events=events))
         return scheduler_pb2.CancelResponse(state=S.TASK_STATE_CANCELLED)
 
     async def Explain(
         self, req: scheduler_pb2.ExplainRequest, ctx: grpc.aio.ServicerContext
     ) -> scheduler_pb2.Explanation:
-        tid = validate.task_id(req.task_id)
-        (task,) = await self.store.load([tid])
-        if task is None:
-            raise NotFound(f"no task with id {tid}")
-        return await explain(task, self.store, self.peers)
+        task, res = await self._find(validate.task_id(req.task_id))
+        return await explain(task, res, self.store, self.peers)
 
     async def Retry(
         self, req: scheduler_pb2.RetryRequest, ctx: grpc.aio.ServicerContext

@@ -119,6 +119,12 @@ class RegistryService:
         loc.consumers = (await self._consumers()).get(queue, 0)
         return loc
 
+    async def Find(self, req: worker_pb2.FindRequest, ctx: Ctx) -> worker_pb2.FindResponse:
+        task, ready = await self.store.find(validate.task_id(req.task_id))
+        if task is None:
+            return worker_pb2.FindResponse(found=False)
+        return worker_pb2.FindResponse(found=True, task=task, ready=ready)
+
     async def Session(
         self, requests: AsyncIterator[worker_pb2.WorkerMessage], ctx: Ctx
     ) -> AsyncIterator[worker_pb2.RegistryMessage]:

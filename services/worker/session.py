@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 
 from tasktide.v1 import results_pb2, task_pb2, worker_pb2
-from tasktide_services.common.events import event, now_ms
+from tasktide_services.common.events import event, first_events, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.notify import Notifier, wait_any
 from tasktide_services.common.peers import Peers
@@ -136,6 +136,7 @@ class SessionLoops:
             session.credit -= len(runnable)
             deadline = now_ms() + self.lease_ms
             assignments = []
+            first = [e for item in runnable for e in first_events(item.task)]
             for item in runnable:
                 item.task.state = task_pb2.TASK_STATE_RUNNING
                 session.assigned.add(item.task.id)
@@ -147,7 +148,8 @@ class SessionLoops:
             self.hooks.dispatched(session.hello.worker_id, assignments)
             session.send(assignments=worker_pb2.AssignmentBatch(assignments=assignments))
             worker_id = session.hello.worker_id
-            session.settle(started=[event(i.task, task_pb2.TASK_STATE_RUNNING, worker_id=worker_id) for i in runnable])
+            started = [event(i.task, task_pb2.TASK_STATE_RUNNING, worker_id=worker_id) for i in runnable]
+            session.settle(started=first + started)
 
     async def _drop_expired(self, leased: list[Leased]) -> list[Leased]:
         """Tasks past their expiry are never run: their leases end and they are marked EXPIRED."""
@@ -156,7 +158,8 @@ class SessionLoops:
         if not expired:
             return leased
         err = task_pb2.TaskError(type="tasktide.Expired", message="the task expired before it could start")
-        events = [event(i.task, task_pb2.TASK_STATE_EXPIRED, error=err) for i in expired]
+        events = [e for i in expired for e in first_events(i.task)]
+        events += [event(i.task, task_pb2.TASK_STATE_EXPIRED, error=err) for i in expired]
         await self.peers.results.Record(results_pb2.RecordRequest(events=events))
         await self.store.complete([ref(_outcome_ref(i)) for i in expired])
         return [i for i in leased if i not in expired]

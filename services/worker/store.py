@@ -221,3 +221,18 @@ class RegistryStore:
         if not ids:
             return []
         return [task_pb2.Task.FromString(v) for v in await self.redis.hmget(k[8], ids) if v]
+
+    async def find(self, task_id: str) -> tuple[task_pb2.Task | None, bool]:
+        """A task held in any queue, by id; and whether it is waiting in its ready queue."""
+        qs = await self.queues()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for q in qs:
+                k = keys.queue_keys(q)
+                pipe.hget(k[1], task_id)
+                pipe.zscore(k[0], task_id)
+            rows = await pipe.execute()
+        for i in range(len(qs)):
+            value, score = rows[2 * i], rows[2 * i + 1]
+            if value:
+                return task_pb2.Task.FromString(value[3:]), score is not None
+        return None, False

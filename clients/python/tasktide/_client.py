@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 
 from tasktide._errors import translate
-from tasktide._exceptions import TaskTimeout
+from tasktide._exceptions import NotFound, TaskTimeout
 from tasktide._explain import DeadLetter, Explanation
 from tasktide._handle import AsyncTaskHandle, TaskHandle
 from tasktide._hooks import NO_HOOKS, Hooks
@@ -152,7 +152,14 @@ class Client:
             raise translate(exc, self.settings.registry()) from None
 
     def status(self, task_id: str) -> TaskState:
-        return TaskState.from_proto(self.fetch([task_id])[0].state)
+        """The task's state; UNKNOWN for an id the platform does not know."""
+        res = self.fetch([task_id])[0]
+        if res.found:
+            return TaskState.from_proto(res.state)
+        try:  # not dispatched yet: its queue knows it
+            return TaskState.from_proto(self.get_task(task_id).state)
+        except NotFound:
+            return TaskState.UNKNOWN
 
     def wait(self, task_id: str, timeout: float | None = None) -> task_pb2.TaskResult:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -250,8 +257,21 @@ class AsyncClient:
             raise translate(exc, self.settings.results()) from None
         return list(resp.results)
 
+    async def get_task(self, task_id: str) -> task_pb2.Task:
+        try:
+            return await self._scheduler.GetTask(scheduler_pb2.GetTaskRequest(task_id=task_id))
+        except grpc.RpcError as exc:
+            raise translate(exc, self.settings.scheduler()) from None
+
     async def status(self, task_id: str) -> TaskState:
-        return TaskState.from_proto((await self.fetch([task_id]))[0].state)
+        """The task's state; UNKNOWN for an id the platform does not know."""
+        res = (await self.fetch([task_id]))[0]
+        if res.found:
+            return TaskState.from_proto(res.state)
+        try:
+            return TaskState.from_proto((await self.get_task(task_id)).state)
+        except NotFound:
+            return TaskState.UNKNOWN
 
     async def explain(self, task_id: str) -> Explanation:
         try:

@@ -107,8 +107,9 @@ def cmd_submit(args: argparse.Namespace, settings: ClientSettings) -> int:
 def cmd_status(args: argparse.Namespace, settings: ClientSettings) -> int:
     with Client(settings=settings) as client:
         res = client.fetch([args.id])[0]
-        if not res.found:
-            raise NotFound(f"no task with id {args.id}")
+        if not res.found:  # not dispatched yet (or unknown: NotFound)
+            task = client.get_task(args.id)
+            res.name, res.state, res.attempt = task.spec.name, task.state, task.attempt
         state = TaskState.from_proto(res.state)
         out: dict[str, Any] = {"id": args.id, "name": res.name, "state": state.name, "attempt": res.attempt}
         if state is TaskState.SUCCEEDED:

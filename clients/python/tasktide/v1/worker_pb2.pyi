@@ -310,3 +310,19 @@ class LocateResponse(_message.Message):
     paused: bool
     consumers: int
     def __init__(self, ready: _Optional[bool] = ..., leased: _Optional[bool] = ..., dead: _Optional[bool] = ..., ahead: _Optional[int] = ..., paused: _Optional[bool] = ..., consumers: _Optional[int] = ...) -> None: ...
+
+class FindRequest(_message.Message):
+    __slots__ = ("task_id",)
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    def __init__(self, task_id: _Optional[str] = ...) -> None: ...
+
+class FindResponse(_message.Message):
+    __slots__ = ("found", "task", "ready")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    task: _task_pb2.Task
+    ready: bool
+    def __init__(self, found: _Optional[bool] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., ready: _Optional[bool] = ...) -> None: ...

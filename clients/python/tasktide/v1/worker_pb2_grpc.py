@@ -79,6 +79,11 @@ class RegistryStub:
                 request_serializer=tasktide_dot_v1_dot_worker__pb2.LocateRequest.SerializeToString,
                 response_deserializer=tasktide_dot_v1_dot_worker__pb2.LocateResponse.FromString,
                 _registered_method=True)
+        self.Find = channel.unary_unary(
+                '/tasktide.v1.Registry/Find',
+                request_serializer=tasktide_dot_v1_dot_worker__pb2.FindRequest.SerializeToString,
+                response_deserializer=tasktide_dot_v1_dot_worker__pb2.FindResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServicer:
@@ -143,6 +148,13 @@ class RegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Find(self, request, context):
+        """A task held here (queued, leased or dead), by id alone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -190,6 +202,11 @@ def add_RegistryServicer_to_server(servicer, server):
                     servicer.Locate,
                     request_deserializer=tasktide_dot_v1_dot_worker__pb2.LocateRequest.FromString,
                     response_serializer=tasktide_dot_v1_dot_worker__pb2.LocateResponse.SerializeToString,
+            ),
+            'Find': grpc.unary_unary_rpc_method_handler(
+                    servicer.Find,
+                    request_deserializer=tasktide_dot_v1_dot_worker__pb2.FindRequest.FromString,
+                    response_serializer=tasktide_dot_v1_dot_worker__pb2.FindResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -435,6 +452,33 @@ class Registry:
             '/tasktide.v1.Registry/Locate',
             tasktide_dot_v1_dot_worker__pb2.LocateRequest.SerializeToString,
             tasktide_dot_v1_dot_worker__pb2.LocateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Find(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tasktide.v1.Registry/Find',
+            tasktide_dot_v1_dot_worker__pb2.FindRequest.SerializeToString,
+            tasktide_dot_v1_dot_worker__pb2.FindResponse.FromString,
             options,
             channel_credentials,
             insecure,
