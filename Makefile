@@ -19,7 +19,7 @@ dev: install
 	$(BIN)/tasktide dev --demo
 
 ## The test command: generated code up to date, lint, then the test suite against real servers.
-test: install proto-check lint
+test: install proto-check lint typecheck
 	$(BIN)/python -m pytest
 
 ## tasktide against Celery 5 on one Redis server; prints JSON lines and a table. BENCH_ARGS=--quick: small counts.

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -87,7 +88,8 @@ class RegistryStore:
         return n
 
     async def queues(self) -> list[str]:
-        return sorted(q.decode() for q in await self.redis.smembers(keys.QUEUES))
+        members: Any = await self.redis.smembers(keys.QUEUES)
+        return sorted(q.decode() for q in members)
 
     async def reap(self, queue: str, now_ms: int, max_deliveries: int, limit: int = 1000) -> tuple[int, list[str]]:
         res = await self._s["reap"](keys.queue_keys(queue), [queue, keys.NOTIFY, now_ms, max_deliveries, limit])
@@ -170,7 +172,7 @@ class RegistryStore:
 
     async def list_dead(self, queue: str, limit: int) -> list[worker_pb2.DeadTask]:
         k = keys.queue_keys(queue)
-        rows = await self.redis.zrange(k[6], 0, limit - 1, withscores=True)
+        rows: Any = await self.redis.zrange(k[6], 0, limit - 1, withscores=True)
         if not rows:
             return []
         values = await self.redis.hmget(k[1], [r[0] for r in rows])
@@ -184,7 +186,8 @@ class RegistryStore:
         """Dead tasks go back to the ready queue as a first attempt."""
         k = keys.queue_keys(queue)
         if not task_ids:
-            task_ids = [i.decode() for i in await self.redis.zrange(k[6], 0, -1)]
+            dead: Any = await self.redis.zrange(k[6], 0, -1)
+            task_ids = [i.decode() for i in dead]
         if not task_ids:
             return 0
         argv: list[bytes | str | int] = []
@@ -217,7 +220,7 @@ class RegistryStore:
 
     async def stuck_retries(self, queue: str, before_ms: int) -> list[task_pb2.Task]:
         k = keys.queue_keys(queue)
-        ids = await self.redis.zrangebyscore(k[9], "-inf", before_ms, start=0, num=500)
+        ids: Any = await self.redis.zrangebyscore(k[9], "-inf", before_ms, start=0, num=500)
         if not ids:
             return []
         return [task_pb2.Task.FromString(v) for v in await self.redis.hmget(k[8], ids) if v]
