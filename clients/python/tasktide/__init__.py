@@ -10,7 +10,8 @@ add.delay(1, 2).get(timeout=10)
 """
 
 from tasktide._app import App, Task
-from tasktide._client import AsyncClient, Client
+from tasktide._async_client import AsyncClient
+from tasktide._client import Client
 from tasktide._exceptions import (
     ConfigurationError,
     InvalidArgument,

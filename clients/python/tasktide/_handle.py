@@ -8,7 +8,8 @@ from tasktide._explain import Explanation
 from tasktide._states import TaskState
 
 if TYPE_CHECKING:
-    from tasktide._client import AsyncClient, Client
+    from tasktide._async_client import AsyncClient
+    from tasktide._client import Client
 
 
 class TaskHandle:

@@ -10,7 +10,8 @@ import asyncio
 import threading
 import weakref
 
-from tasktide._client import AsyncClient, Client
+from tasktide._async_client import AsyncClient
+from tasktide._client import Client
 from tasktide._settings import ClientSettings
 
 _lock = threading.Lock()
