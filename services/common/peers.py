@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 
-from tasktide.v1 import results_pb2_grpc, scheduler_pb2_grpc, worker_pb2_grpc
+from tasktide.v1 import results_pb2_grpc, scheduler_pb2_grpc, worker_pb2_grpc, workflow_pb2_grpc
 from tasktide_services.common.settings import ServerSettings
 
 
@@ -28,12 +28,14 @@ class Peers:
         self.scheduler = scheduler_pb2_grpc.SchedulerStub(self._channels[settings.peer("scheduler")])
         self.registry = worker_pb2_grpc.RegistryStub(self._channels[settings.peer("registry")])
         self.results = results_pb2_grpc.ResultsStub(self._channels[settings.peer("results")])
+        # Workflows are hosted with the scheduler.
+        self.workflows = workflow_pb2_grpc.WorkflowsStub(self._channels[settings.peer("scheduler")])
 
     def bind_local(self, which: str, servicer: object, own_address: str) -> None:
         """Reach `which` through `servicer`, hosted in this process, instead of a gRPC hop to
         ourselves, when that peer's address is this server's. The owner's handler still does the
         work (validation, its scripts); only the loopback call and its serialization are skipped."""
-        if self._settings.peer(which) == own_address:
+        if self._settings.peer("scheduler" if which == "workflows" else which) == own_address:
             setattr(self, which, _Local(servicer))
 
     def local_store(self, which: str) -> Any | None:

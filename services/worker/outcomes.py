@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from redis.asyncio.client import Pipeline
 
-from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2
+from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2, workflow_pb2
 from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.lua import run_pipeline, scripts_of
 from tasktide_services.common.peers import Peers
 from tasktide_services.worker.store import RegistryStore
+
+WORKFLOW = "tasktide-workflow"  # the header that places a task in a workflow (scheduler/workflows.py)
 
 _FINAL_STATE = {
     task_pb2.OUTCOME_KIND_SUCCESS: task_pb2.TASK_STATE_SUCCEEDED,
@@ -83,6 +85,7 @@ class OutcomeHandler:
                 await self.peers.results.Record(results_pb2.RecordRequest(events=events))
             return rejected
         retries: list[tuple[worker_pb2.LeaseRef, task_pb2.Task]] = []
+        completions: list[workflow_pb2.Completion] = []
         done: list[worker_pb2.LeaseRef] = []
         dead: list[worker_pb2.LeaseRef] = []
         for o, task in valid:
@@ -106,7 +109,15 @@ class OutcomeHandler:
                 fields["error"] = o.error
             events.append(event(task, state, o.finished_ms, **fields))
             (dead if exhausted else done).append(ref(o))
+            if WORKFLOW in task.spec.headers:
+                completions.append(
+                    workflow_pb2.Completion(
+                        task_id=task.id, headers=task.spec.headers, state=state, result=o.result, error=o.error
+                    )
+                )
         with self.hooks.settling(valid):
+            if completions:  # before the lease ends: a crash in between reports again (harmlessly)
+                await self.peers.workflows.Completed(workflow_pb2.CompletedRequest(completions=completions))
             if not retries and not dead and await self._record_and_complete(events, done):
                 return rejected
             await self.peers.results.Record(results_pb2.RecordRequest(events=events))

@@ -28,8 +28,10 @@ from tasktide._exceptions import (
 )
 from tasktide._explain import DeadLetter, Explanation
 from tasktide._handle import AsyncTaskHandle, TaskHandle
+from tasktide._schedules import Schedule
 from tasktide._settings import ClientSettings
 from tasktide._states import TaskState
+from tasktide._workflow import Signature, Workflow, WorkflowHandle, chain, chord, group
 from tasktide.worker._context import CancelRequested, SoftTimeLimitExceeded, TaskContext, current_task
 
 __version__ = "0.1.0"
@@ -47,6 +49,7 @@ __all__ = [
     "InvalidArgument",
     "NotFound",
     "ResourceExhausted",
+    "Schedule",
     "ServiceError",
     "SoftTimeLimitExceeded",
     "Task",
@@ -60,5 +63,11 @@ __all__ = [
     "TaskTimeout",
     "TasktideError",
     "Unavailable",
+    "Signature",
+    "Workflow",
+    "WorkflowHandle",
+    "chain",
+    "chord",
     "current_task",
+    "group",
 ]

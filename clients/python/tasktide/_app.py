@@ -11,8 +11,10 @@ from tasktide._client import Client
 from tasktide._exceptions import ConfigurationError
 from tasktide._handle import TaskHandle
 from tasktide._hooks import Hooks
+from tasktide._periodic import PeriodicMixin
 from tasktide._settings import ClientSettings
 from tasktide._spec import TaskOptions, build_spec
+from tasktide._workflow import Signature
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -49,6 +51,10 @@ class Task(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature: this task with these arguments, for chain(), group() and chord()."""
+        return Signature(self, args, kwargs)
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
         return self.apply_async(args, kwargs)
@@ -87,7 +93,7 @@ class Task(Generic[P, R]):
         return bool(self.autoretry_for) and isinstance(exc, self.autoretry_for)
 
 
-class App:
+class App(PeriodicMixin):  # periodic tasks: _periodic.py
     """A named set of tasks. Configuration comes from TASKTIDE_* variables unless given."""
 
     def __init__(

@@ -15,6 +15,7 @@ from tasktide._explain import DeadLetter, Explanation
 from tasktide._handle import TaskHandle
 from tasktide._hooks import NO_HOOKS, Hooks
 from tasktide._results import unwrap
+from tasktide._schedules import ScheduleMethods
 from tasktide._settings import ClientSettings
 from tasktide._spec import build_spec
 from tasktide._states import FINAL_PROTO_STATES, TaskState
@@ -37,7 +38,7 @@ def _utc(ms: int) -> dt.datetime:
 WAIT_SLICE = 30.0
 
 
-class Client:
+class Client(ScheduleMethods):  # schedule methods: _schedules.py
     """Blocking client. Thread-safe; keep one per process. `hooks`: a plugin such as tracing."""
 
     def __init__(
@@ -58,6 +59,11 @@ class Client:
         self._scheduler = scheduler_pb2_grpc.SchedulerStub(wrap(self._sched_ch))
         self._results = results_pb2_grpc.ResultsStub(wrap(self._res_ch))
         self._registry = worker_pb2_grpc.RegistryStub(wrap(self._reg_ch))
+
+    @property
+    def scheduler_channel(self) -> grpc.Channel:
+        """The channel to the scheduler (which also hosts workflows)."""
+        return self._sched_ch
 
     def close(self) -> None:
         for ch in {id(c): c for c in (self._sched_ch, self._res_ch, self._reg_ch)}.values():

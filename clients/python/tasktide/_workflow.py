@@ -1,0 +1,144 @@
+"""Workflows: chain, group and chord of task signatures, run by the platform.
+
+    chain(add.s(1, 2), add.s(10), mul.s(2))      # each result is the next task's first argument
+    group(add.s(i, i) for i in range(10))        # in parallel; the result is the list of results
+    chord(group(...), tsum.s())                  # a group, then a task given the list
+    chain(fetch.s(url), group(parse.s(), index.s()), report.s())
+
+`apply_async()` submits the whole workflow at once and returns a WorkflowHandle whose `get()` is
+the last stage's result (a list for a group). A failure stops the workflow: `get()` raises it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from tasktide._errors import translate
+from tasktide._exceptions import ConfigurationError
+from tasktide._handle import TaskHandle
+from tasktide.v1 import workflow_pb2, workflow_pb2_grpc
+
+if TYPE_CHECKING:
+    from tasktide._app import Task
+    from tasktide._client import Client
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A task with its arguments and options, not submitted yet (`task.s(...)`)."""
+
+    task: Task[Any, Any]
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def set(self, **options: Any) -> Signature:
+        """The same signature with options (queue, priority, countdown...) added."""
+        return Signature(self.task, self.args, self.kwargs, {**self.options, **options})
+
+    def spec(self) -> Any:
+        return self.task.spec(self.args, self.kwargs, **self.options)
+
+    def apply_async(self, client: Client | None = None) -> TaskHandle:
+        return (client or self.task.app.client).submit_spec(self.spec())
+
+    def delay(self) -> TaskHandle:
+        return self.apply_async()
+
+
+class _Stage:
+    def __init__(self, sigs: list[Signature], is_group: bool) -> None:
+        self.sigs = sigs
+        self.group = is_group
+
+
+class Workflow:
+    def __init__(self, stages: list[_Stage]) -> None:
+        if not stages or any(not st.sigs for st in stages):
+            raise ConfigurationError("a workflow needs at least one task in every part")
+        self.stages = stages
+
+    def apply_async(self, client: Client | None = None) -> WorkflowHandle:
+        client = client or self.stages[0].sigs[0].task.app.client
+        req = workflow_pb2.SubmitWorkflowRequest()
+        for st in self.stages:
+            stage = req.stages.add(group=st.group)
+            stage.tasks.extend(s.spec() for s in st.sigs)
+        stub = workflow_pb2_grpc.WorkflowsStub(client.scheduler_channel)
+        try:
+            resp = stub.SubmitWorkflow(req)
+        except grpc.RpcError as exc:
+            raise translate(exc, client.settings.scheduler()) from None
+        return WorkflowHandle(resp, client)
+
+    def delay(self) -> WorkflowHandle:
+        return self.apply_async()
+
+
+Part = Signature | Workflow
+
+
+def _stages(parts: Iterable[Part]) -> list[_Stage]:
+    out: list[_Stage] = []
+    for p in parts:
+        if isinstance(p, Workflow):
+            out += p.stages
+        else:
+            out.append(_Stage([p], False))
+    return out
+
+
+def chain(*parts: Part) -> Workflow:
+    """Run parts one after another; each result is the first argument of the next part's tasks."""
+    return Workflow(_stages(parts))
+
+
+def group(*sigs: Signature | Iterable[Signature]) -> Workflow:
+    """Run tasks in parallel; the result is the list of their results, in order."""
+    flat: list[Signature] = []
+    for s in sigs:
+        flat += [s] if isinstance(s, Signature) else list(s)
+    if any(not isinstance(s, Signature) for s in flat):
+        raise ConfigurationError("a group holds task signatures (task.s(...))")
+    return Workflow([_Stage(flat, True)])
+
+
+def chord(header: Workflow | Iterable[Signature], body: Signature) -> Workflow:
+    """A group, then `body` called with the list of the group's results."""
+    head = header if isinstance(header, Workflow) else group(*header)
+    if len(head.stages) != 1 or not head.stages[0].group:
+        raise ConfigurationError("a chord's header is one group")
+    return Workflow([*head.stages, _Stage([body], False)])
+
+
+class WorkflowHandle:
+    def __init__(self, resp: workflow_pb2.SubmitWorkflowResponse, client: Client) -> None:
+        self.id = resp.workflow_id
+        self._stages = resp.stages
+        self._client = client
+        self.task_ids: list[list[str]] = [list(st.task_ids) for st in resp.stages]
+
+    def __repr__(self) -> str:
+        return f"<WorkflowHandle {self.id}>"
+
+    def tasks(self) -> list[TaskHandle]:
+        return [TaskHandle(tid, self._client) for ids in self.task_ids for tid in ids]
+
+    def get(self, timeout: float | None = None) -> Any:
+        """The last stage's result (a list for a group); raises TaskFailed when the workflow failed."""
+        last = self._stages[-1]
+        values = [self._client.result(tid, timeout) for tid in last.task_ids]
+        return values if last.group else values[0]
+
+    def state(self) -> str:
+        """RUNNING, SUCCEEDED or FAILED."""
+        stub = workflow_pb2_grpc.WorkflowsStub(self._client.scheduler_channel)
+        try:
+            wf = stub.GetWorkflow(workflow_pb2.GetWorkflowRequest(workflow_id=self.id))
+        except grpc.RpcError as exc:
+            raise translate(exc, self._client.settings.scheduler()) from None
+        return workflow_pb2.WorkflowState.Name(wf.state).removeprefix("WORKFLOW_STATE_")

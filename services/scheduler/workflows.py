@@ -1,0 +1,138 @@
+"""Workflows: chains, groups and chords (see proto/tasktide/v1/workflow.proto).
+
+The scheduler assigns every task id when the workflow is submitted and submits the first stage.
+When a workflow task reaches a final state the registry reports it (`Completed`); a success moves
+the workflow on, in one Lua transition per step (`member_done`, `advance`), so a repeated report
+cannot start a stage twice (each task also carries an idempotency key of its workflow and place).
+A failure stops the workflow: the tasks of later stages are recorded FAILED with that error.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, TypeAlias
+
+import grpc
+
+from tasktide.v1 import results_pb2, task_pb2, workflow_pb2
+from tasktide_services.common import validate
+from tasktide_services.common.errors import InvalidArgument, NotFound
+from tasktide_services.common.events import event
+from tasktide_services.common.peers import Peers
+from tasktide_services.scheduler import keys
+from tasktide_services.scheduler.service import SchedulerService
+from tasktide_services.scheduler.store import SchedulerStore
+
+WF, STAGE, MEMBER = "tasktide-workflow", "tasktide-stage", "tasktide-member"
+W = workflow_pb2
+Ctx: TypeAlias = grpc.aio.ServicerContext
+_STATES = {
+    b"running": W.WORKFLOW_STATE_RUNNING,
+    b"succeeded": W.WORKFLOW_STATE_SUCCEEDED,
+    b"failed": W.WORKFLOW_STATE_FAILED,
+}
+
+
+def _with_first_arg(spec: task_pb2.TaskSpec, value: Any) -> task_pb2.TaskSpec:
+    out = task_pb2.TaskSpec()
+    out.CopyFrom(spec)
+    args = json.loads(spec.args.json) if spec.args.json else []
+    out.args.json = json.dumps([value, *args], separators=(",", ":")).encode()
+    return out
+
+
+class WorkflowService:
+    def __init__(self, store: SchedulerStore, scheduler: SchedulerService, peers: Peers) -> None:
+        self.store = store
+        self.scheduler = scheduler
+        self.peers = peers
+
+    async def SubmitWorkflow(self, req: W.SubmitWorkflowRequest, ctx: Ctx) -> W.SubmitWorkflowResponse:
+        if not req.stages or any(not st.tasks for st in req.stages):
+            raise InvalidArgument("a workflow needs at least one stage, and every stage at least one task")
+        if any(not st.group and len(st.tasks) > 1 for st in req.stages):
+            raise InvalidArgument("a stage of several tasks must be a group")
+        limits = self.scheduler.settings.limits
+        validate.batch_size(sum(len(st.tasks) for st in req.stages), limits)
+        wf = W.SubmitWorkflowResponse(workflow_id=uuid.uuid4().hex)
+        for n, st in enumerate(req.stages):
+            stage = wf.stages.add(group=st.group)
+            for i, spec in enumerate(st.tasks):
+                validate.spec(spec, limits)
+                s = stage.tasks.add()
+                s.CopyFrom(spec)
+                s.headers.update({WF: wf.workflow_id, STAGE: str(n), MEMBER: str(i)})
+                s.idempotency_key = f"wf:{wf.workflow_id}:{n}:{i}"
+                stage.task_ids.append(uuid.uuid4().hex)
+        key = keys.workflow(wf.workflow_id)
+        fields: dict[str, Any] = {"spec": wf.SerializeToString(), "stage": 0, "state": "running"}
+        fields.update({f"left:{n}": len(st.tasks) for n, st in enumerate(wf.stages) if st.group})
+        async with self.store.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=fields)
+            pipe.pexpire(key, self.store.expire_ms)
+            await pipe.execute()
+        first = wf.stages[0]
+        await self.scheduler._submit(list(first.tasks), list(first.task_ids))
+        return wf
+
+    async def _load(self, workflow_id: str) -> tuple[W.SubmitWorkflowResponse, dict[bytes, bytes]]:
+        row: Any = await self.store.redis.hgetall(keys.workflow(workflow_id))
+        if not row:
+            raise NotFound(f"no workflow with id {workflow_id}")
+        return W.SubmitWorkflowResponse.FromString(row[b"spec"]), row
+
+    async def GetWorkflow(self, req: W.GetWorkflowRequest, ctx: Ctx) -> W.Workflow:
+        wf, row = await self._load(validate.task_id(req.workflow_id))
+        return W.Workflow(
+            workflow_id=wf.workflow_id,
+            state=_STATES.get(row.get(b"state", b""), W.WORKFLOW_STATE_UNSPECIFIED),
+            stage=int(row.get(b"stage", b"0")),
+            stages=wf.stages,
+        )
+
+    async def Completed(self, req: W.CompletedRequest, ctx: Ctx) -> W.CompletedResponse:
+        for c in req.completions:
+            if c.headers.get(WF):
+                await self._completed(c)
+        return W.CompletedResponse()
+
+    async def _completed(self, c: W.Completion) -> None:
+        wf, _ = await self._load(validate.task_id(c.headers[WF]))
+        n, member = int(c.headers[STAGE]), int(c.headers[MEMBER])
+        key = keys.workflow(wf.workflow_id)
+        if c.state != task_pb2.TASK_STATE_SUCCEEDED:
+            await self._fail(wf, n, c)
+            return
+        value = json.loads(c.result.json) if c.result.json else None
+        stage = wf.stages[n]
+        if stage.group:
+            argv = [n, member, json.dumps(value), len(stage.tasks), self.store.expire_ms]
+            results = await self.store.scripts["member_done"]([key], argv)
+            if not results:
+                return
+            value = [json.loads(r) for r in results]
+        if not await self.store.scripts["advance"]([key], [n]):
+            return
+        if n + 1 == len(wf.stages):
+            await self.store.scripts["finish"]([key], ["succeeded"])
+            return
+        nxt = wf.stages[n + 1]
+        await self.scheduler._submit([_with_first_arg(s, value) for s in nxt.tasks], list(nxt.task_ids))
+
+    async def _fail(self, wf: W.SubmitWorkflowResponse, n: int, c: W.Completion) -> None:
+        """Stop the workflow; later stages' tasks end FAILED with the error that stopped it."""
+        if not await self.store.scripts["finish"]([keys.workflow(wf.workflow_id)], ["failed"]):
+            return
+        err = task_pb2.TaskError()
+        err.CopyFrom(c.error)
+        if not err.type:
+            err.type = "tasktide.WorkflowStopped"
+        err.message = err.message or f"task {c.task_id} of the workflow ended {task_pb2.TaskState.Name(c.state)}"
+        events = []
+        for stage in wf.stages[n + 1 :]:
+            for tid, spec in zip(stage.task_ids, stage.tasks, strict=True):
+                task = task_pb2.Task(id=tid, spec=spec)
+                events.append(event(task, task_pb2.TASK_STATE_FAILED, error=err, spec=spec))
+        if events:
+            await self.peers.results.Record(results_pb2.RecordRequest(events=events))
