@@ -66,3 +66,13 @@ def test_each_stage_is_submitted_once(platform, client, queue_name):
 def test_empty_workflow_is_refused(client):
     with pytest.raises(tasktide.ConfigurationError):
         group().apply_async(client)
+
+
+def test_chord_callback_carries_the_members_trace_contexts(platform, client, queue_name):
+    parents = [f"00-{i:032x}-{i:016x}-01" for i in range(1, 4)]
+    members = [add.s(i, 0).set(queue=queue_name, headers={"traceparent": tp}) for i, tp in enumerate(parents)]
+    wf = chord(group(members), total.s().set(queue=queue_name)).apply_async(client)
+    with run_worker_thread(app, platform.address, queues=(queue_name,), concurrency=3):
+        assert wf.get(timeout=15) == 0 + 1 + 2
+    body = client.get_task(wf.task_ids[-1][0])
+    assert body.spec.headers["tasktide-links"].split(",") == parents

@@ -25,6 +25,7 @@ from tasktide_services.scheduler.service import SchedulerService
 from tasktide_services.scheduler.store import SchedulerStore
 
 WF, STAGE, MEMBER = "tasktide-workflow", "tasktide-stage", "tasktide-member"
+LINKS = "tasktide-links"  # traceparents of the tasks a task follows (tracing links to them)
 W = workflow_pb2
 Ctx: TypeAlias = grpc.aio.ServicerContext
 _STATES = {
@@ -106,19 +107,27 @@ class WorkflowService:
             return
         value = json.loads(c.result.json) if c.result.json else None
         stage = wf.stages[n]
+        links: list[str] = []
         if stage.group:
-            argv = [n, member, json.dumps(value), len(stage.tasks), self.store.expire_ms]
-            results = await self.store.scripts["member_done"]([key], argv)
-            if not results:
+            traceparent = c.headers.get("traceparent", "")
+            argv = [n, member, json.dumps(value), len(stage.tasks), self.store.expire_ms, traceparent]
+            done = await self.store.scripts["member_done"]([key], argv)
+            if not done:
                 return
-            value = [json.loads(r) for r in results]
+            count = len(stage.tasks)
+            value = [json.loads(r) for r in done[:count]]
+            links = [tp.decode() for tp in done[count:] if tp]
         if not await self.store.scripts["advance"]([key], [n]):
             return
         if n + 1 == len(wf.stages):
             await self.store.scripts["finish"]([key], ["succeeded"])
             return
         nxt = wf.stages[n + 1]
-        await self.scheduler._submit([_with_first_arg(s, value) for s in nxt.tasks], list(nxt.task_ids))
+        specs = [_with_first_arg(s, value) for s in nxt.tasks]
+        if links:  # a chord's callback links to the traces of the members it follows
+            for spec in specs:
+                spec.headers[LINKS] = ",".join(links)
+        await self.scheduler._submit(specs, list(nxt.task_ids))
 
     async def _fail(self, wf: W.SubmitWorkflowResponse, n: int, c: W.Completion) -> None:
         """Stop the workflow; later stages' tasks end FAILED with the error that stopped it."""
