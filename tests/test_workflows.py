@@ -76,3 +76,15 @@ def test_chord_callback_carries_the_members_trace_contexts(platform, client, que
         assert wf.get(timeout=15) == 0 + 1 + 2
     body = client.get_task(wf.task_ids[-1][0])
     assert body.spec.headers["tasktide-links"].split(",") == parents
+
+
+def test_cancelling_a_step_stops_the_workflow(platform, client, queue_name):
+    q = {"queue": queue_name}
+    wf = chain(add.s(1, 1).set(**q), add.s(2).set(**q)).apply_async(client)
+    first = wf.task_ids[0][0]
+    assert client.cancel(first) is TaskState.CANCELLED  # no worker yet: still queued
+    with pytest.raises(tasktide.TaskCancelled):
+        client.result(first, timeout=5)
+    with pytest.raises(tasktide.TaskFailed):
+        wf.get(timeout=5)
+    assert wf.state() == "FAILED"

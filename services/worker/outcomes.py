@@ -44,6 +44,19 @@ def _exhausted(task: task_pb2.Task, o: task_pb2.Outcome) -> bool:
     return o.retries_exhausted or (retries > 0 and o.attempt >= retries)
 
 
+async def report_to_workflows(peers: Peers, events: list[task_pb2.TaskEvent], tasks: list[task_pb2.Task]) -> None:
+    """Tell the workflows service about final events of workflow tasks (ended outside a worker's
+    outcome: dead letters, expiry, cancellation)."""
+    by_id = {t.id: t for t in tasks if WORKFLOW in t.spec.headers}
+    completions = [
+        workflow_pb2.Completion(task_id=e.task_id, headers=by_id[e.task_id].spec.headers, state=e.state, error=e.error)
+        for e in events
+        if e.task_id in by_id
+    ]
+    if completions:
+        await peers.workflows.Completed(workflow_pb2.CompletedRequest(completions=completions))
+
+
 async def hand_retries(store: RegistryStore, peers: Peers, tasks: list[task_pb2.Task]) -> None:
     """Give next attempts to the scheduler (which owns delays), then forget them here. A crash in
     between leaves them in :retrying, where the reaper finds them and hands them over again."""

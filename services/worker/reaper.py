@@ -10,7 +10,7 @@ from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import ServerSettings
-from tasktide_services.worker.outcomes import hand_retries
+from tasktide_services.worker.outcomes import hand_retries, report_to_workflows
 from tasktide_services.worker.store import RegistryStore
 
 log = logging.getLogger("tasktide.registry.reaper")
@@ -68,5 +68,6 @@ async def _record_dead(
         tasks.append(task)
     if hooks is not None and tasks:
         hooks.dead_lettered(tasks, "worker_lost")
+    await report_to_workflows(peers, events, tasks)
     if events:
         await peers.results.Record(results_pb2.RecordRequest(events=events))

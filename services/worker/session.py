@@ -11,7 +11,7 @@ from tasktide_services.common.events import event, first_events, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.notify import Notifier, wait_any
 from tasktide_services.common.peers import Peers
-from tasktide_services.worker.outcomes import OutcomeHandler, ref
+from tasktide_services.worker.outcomes import OutcomeHandler, ref, report_to_workflows
 from tasktide_services.worker.store import Leased, RegistryStore
 
 log = logging.getLogger("tasktide.registry")
@@ -159,7 +159,9 @@ class SessionLoops:
             return leased
         err = task_pb2.TaskError(type="tasktide.Expired", message="the task expired before it could start")
         events = [e for i in expired for e in first_events(i.task)]
-        events += [event(i.task, task_pb2.TASK_STATE_EXPIRED, error=err) for i in expired]
+        ended = [event(i.task, task_pb2.TASK_STATE_EXPIRED, error=err) for i in expired]
+        await report_to_workflows(self.peers, ended, [i.task for i in expired])
+        events += ended
         await self.peers.results.Record(results_pb2.RecordRequest(events=events))
         await self.store.complete([ref(_outcome_ref(i)) for i in expired])
         return [i for i in leased if i not in expired]
