@@ -23,6 +23,7 @@ from tasktide_services.results import keys as results_keys
 from tasktide_services.results.service import ResultsService
 from tasktide_services.results.store import ResultsStore
 from tasktide_services.scheduler.pump import run_pump
+from tasktide_services.scheduler.schedules import run_schedules
 from tasktide_services.scheduler.service import SchedulerService
 from tasktide_services.scheduler.store import SchedulerStore
 from tasktide_services.worker import keys as registry_keys
@@ -92,6 +93,7 @@ async def start(
         if local:
             peers.bind_local("scheduler", scheduler, settings.address)
         running.background.append(asyncio.create_task(run_pump(sstore, scheduler, settings.tick_seconds)))
+        running.background.append(asyncio.create_task(run_schedules(scheduler, settings.tick_seconds)))
     if "registry" in which:
         rstore = RegistryStore(redis)
         rnotify = Notifier(redis, registry_keys.NOTIFY)

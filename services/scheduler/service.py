@@ -16,13 +16,14 @@ from tasktide_services.common.lua import run_pipeline, scripts_of
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.scheduler.explain import HELD_BY, explain
+from tasktide_services.scheduler.schedules import ScheduleRpcs
 from tasktide_services.scheduler.store import SchedulerStore
 
 S = task_pb2
 FINAL = frozenset(range(S.TASK_STATE_SUCCEEDED, S.TASK_STATE_DEAD + 1))
 
 
-class SchedulerService:
+class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
     def __init__(
         self, store: SchedulerStore, peers: Peers, settings: ServerSettings, hooks: ServiceHooks | None = None
     ) -> None:

@@ -29,6 +29,7 @@ from tasktide._exceptions import (
 from tasktide._explain import DeadLetter, Explanation
 from tasktide._handle import AsyncTaskHandle, TaskHandle
 from tasktide._schedules import Schedule
+from tasktide._schedules import Schedule
 from tasktide._settings import ClientSettings
 from tasktide._states import TaskState
 from tasktide._workflow import Signature, Workflow, WorkflowHandle, chain, chord, group
@@ -49,6 +50,7 @@ __all__ = [
     "InvalidArgument",
     "NotFound",
     "ResourceExhausted",
+    "Schedule",
     "Schedule",
     "ServiceError",
     "SoftTimeLimitExceeded",

@@ -31,6 +31,7 @@ from tasktide._hooks import NO_HOOKS, Hooks
 from tasktide._logging import FORMAT as LOG_FORMAT
 from tasktide._logging import install_log_context
 from tasktide._plugins import hooks_from_env
+from tasktide._schedule_cli import add_schedule_parser
 from tasktide._settings import ClientSettings
 from tasktide._states import TaskState
 
@@ -217,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--limit", type=int, default=100)
     de.add_argument("--requeue", action="store_true")
     de.set_defaults(func=cmd_dead)
+
+    add_schedule_parser(sub)
 
     for name in SERVER_COMMANDS:
         sp = sub.add_parser(name, help=f"run the {name} server (tasktide-server)", add_help=False)

@@ -110,3 +110,77 @@ class Explanation(_message.Message):
     eta_ms: int
     ahead: int
     def __init__(self, task_id: _Optional[str] = ..., state: _Optional[_Union[_task_pb2.TaskState, str]] = ..., reason: _Optional[_Union[WaitReason, str]] = ..., message: _Optional[str] = ..., eta_ms: _Optional[int] = ..., ahead: _Optional[int] = ...) -> None: ...
+
+class Schedule(_message.Message):
+    __slots__ = ("id", "task", "cron", "every", "timezone", "start_ms", "end_ms", "paused", "next_run_ms", "last_run_ms", "last_task_id", "runs", "created_ms")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    CRON_FIELD_NUMBER: _ClassVar[int]
+    EVERY_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    START_MS_FIELD_NUMBER: _ClassVar[int]
+    END_MS_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    NEXT_RUN_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_RUN_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_MS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    task: _task_pb2.TaskSpec
+    cron: str
+    every: float
+    timezone: str
+    start_ms: int
+    end_ms: int
+    paused: bool
+    next_run_ms: int
+    last_run_ms: int
+    last_task_id: str
+    runs: int
+    created_ms: int
+    def __init__(self, id: _Optional[str] = ..., task: _Optional[_Union[_task_pb2.TaskSpec, _Mapping]] = ..., cron: _Optional[str] = ..., every: _Optional[float] = ..., timezone: _Optional[str] = ..., start_ms: _Optional[int] = ..., end_ms: _Optional[int] = ..., paused: _Optional[bool] = ..., next_run_ms: _Optional[int] = ..., last_run_ms: _Optional[int] = ..., last_task_id: _Optional[str] = ..., runs: _Optional[int] = ..., created_ms: _Optional[int] = ...) -> None: ...
+
+class PutScheduleRequest(_message.Message):
+    __slots__ = ("schedule", "keep_paused")
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    KEEP_PAUSED_FIELD_NUMBER: _ClassVar[int]
+    schedule: Schedule
+    keep_paused: bool
+    def __init__(self, schedule: _Optional[_Union[Schedule, _Mapping]] = ..., keep_paused: _Optional[bool] = ...) -> None: ...
+
+class GetScheduleRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListSchedulesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSchedulesResponse(_message.Message):
+    __slots__ = ("schedules",)
+    SCHEDULES_FIELD_NUMBER: _ClassVar[int]
+    schedules: _containers.RepeatedCompositeFieldContainer[Schedule]
+    def __init__(self, schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ...) -> None: ...
+
+class DeleteScheduleRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class DeleteScheduleResponse(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: bool
+    def __init__(self, deleted: _Optional[bool] = ...) -> None: ...
+
+class PauseScheduleRequest(_message.Message):
+    __slots__ = ("id", "paused")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    paused: bool
+    def __init__(self, id: _Optional[str] = ..., paused: _Optional[bool] = ...) -> None: ...

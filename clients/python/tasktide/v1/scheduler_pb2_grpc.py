@@ -65,6 +65,31 @@ class SchedulerStub:
                 request_serializer=tasktide_dot_v1_dot_scheduler__pb2.ExplainRequest.SerializeToString,
                 response_deserializer=tasktide_dot_v1_dot_scheduler__pb2.Explanation.FromString,
                 _registered_method=True)
+        self.PutSchedule = channel.unary_unary(
+                '/tasktide.v1.Scheduler/PutSchedule',
+                request_serializer=tasktide_dot_v1_dot_scheduler__pb2.PutScheduleRequest.SerializeToString,
+                response_deserializer=tasktide_dot_v1_dot_scheduler__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.GetSchedule = channel.unary_unary(
+                '/tasktide.v1.Scheduler/GetSchedule',
+                request_serializer=tasktide_dot_v1_dot_scheduler__pb2.GetScheduleRequest.SerializeToString,
+                response_deserializer=tasktide_dot_v1_dot_scheduler__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/tasktide.v1.Scheduler/ListSchedules',
+                request_serializer=tasktide_dot_v1_dot_scheduler__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=tasktide_dot_v1_dot_scheduler__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
+        self.DeleteSchedule = channel.unary_unary(
+                '/tasktide.v1.Scheduler/DeleteSchedule',
+                request_serializer=tasktide_dot_v1_dot_scheduler__pb2.DeleteScheduleRequest.SerializeToString,
+                response_deserializer=tasktide_dot_v1_dot_scheduler__pb2.DeleteScheduleResponse.FromString,
+                _registered_method=True)
+        self.PauseSchedule = channel.unary_unary(
+                '/tasktide.v1.Scheduler/PauseSchedule',
+                request_serializer=tasktide_dot_v1_dot_scheduler__pb2.PauseScheduleRequest.SerializeToString,
+                response_deserializer=tasktide_dot_v1_dot_scheduler__pb2.Schedule.FromString,
+                _registered_method=True)
 
 
 class SchedulerServicer:
@@ -108,6 +133,37 @@ class SchedulerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutSchedule(self, request, context):
+        """Periodic schedules: create or replace, read, list, delete, pause and resume.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -140,6 +196,31 @@ def add_SchedulerServicer_to_server(servicer, server):
                     servicer.Explain,
                     request_deserializer=tasktide_dot_v1_dot_scheduler__pb2.ExplainRequest.FromString,
                     response_serializer=tasktide_dot_v1_dot_scheduler__pb2.Explanation.SerializeToString,
+            ),
+            'PutSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutSchedule,
+                    request_deserializer=tasktide_dot_v1_dot_scheduler__pb2.PutScheduleRequest.FromString,
+                    response_serializer=tasktide_dot_v1_dot_scheduler__pb2.Schedule.SerializeToString,
+            ),
+            'GetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchedule,
+                    request_deserializer=tasktide_dot_v1_dot_scheduler__pb2.GetScheduleRequest.FromString,
+                    response_serializer=tasktide_dot_v1_dot_scheduler__pb2.Schedule.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=tasktide_dot_v1_dot_scheduler__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=tasktide_dot_v1_dot_scheduler__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSchedule,
+                    request_deserializer=tasktide_dot_v1_dot_scheduler__pb2.DeleteScheduleRequest.FromString,
+                    response_serializer=tasktide_dot_v1_dot_scheduler__pb2.DeleteScheduleResponse.SerializeToString,
+            ),
+            'PauseSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseSchedule,
+                    request_deserializer=tasktide_dot_v1_dot_scheduler__pb2.PauseScheduleRequest.FromString,
+                    response_serializer=tasktide_dot_v1_dot_scheduler__pb2.Schedule.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -304,6 +385,141 @@ class Scheduler:
             '/tasktide.v1.Scheduler/Explain',
             tasktide_dot_v1_dot_scheduler__pb2.ExplainRequest.SerializeToString,
             tasktide_dot_v1_dot_scheduler__pb2.Explanation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tasktide.v1.Scheduler/PutSchedule',
+            tasktide_dot_v1_dot_scheduler__pb2.PutScheduleRequest.SerializeToString,
+            tasktide_dot_v1_dot_scheduler__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tasktide.v1.Scheduler/GetSchedule',
+            tasktide_dot_v1_dot_scheduler__pb2.GetScheduleRequest.SerializeToString,
+            tasktide_dot_v1_dot_scheduler__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tasktide.v1.Scheduler/ListSchedules',
+            tasktide_dot_v1_dot_scheduler__pb2.ListSchedulesRequest.SerializeToString,
+            tasktide_dot_v1_dot_scheduler__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tasktide.v1.Scheduler/DeleteSchedule',
+            tasktide_dot_v1_dot_scheduler__pb2.DeleteScheduleRequest.SerializeToString,
+            tasktide_dot_v1_dot_scheduler__pb2.DeleteScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tasktide.v1.Scheduler/PauseSchedule',
+            tasktide_dot_v1_dot_scheduler__pb2.PauseScheduleRequest.SerializeToString,
+            tasktide_dot_v1_dot_scheduler__pb2.Schedule.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,119 @@
+"""The scheduler's transitions on periodic schedules (keys in keys.py, scripts in scripts.lua)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from tasktide.v1 import scheduler_pb2
+from tasktide_services.common.lua import Script, run_pipeline
+from tasktide_services.scheduler import keys
+
+
+@dataclass
+class Due:
+    """A schedule whose next occurrence has come, as read (not yet claimed)."""
+
+    schedule: scheduler_pb2.Schedule
+    occurrence: int
+    rev: str
+
+
+def definition(s: scheduler_pb2.Schedule) -> bytes:
+    """The stored form of a schedule: its definition without the fields the server sets."""
+    d = scheduler_pb2.Schedule()
+    d.CopyFrom(s)
+    for f in ("paused", "next_run_ms", "last_run_ms", "last_task_id", "runs", "created_ms"):
+        d.ClearField(f)
+    return d.SerializeToString(deterministic=True)
+
+
+def _int(raw: bytes | None) -> int:
+    return int(raw) if raw else 0
+
+
+class ScheduleStore:
+    def __init__(self, redis: Redis, scripts: dict[str, Script]) -> None:
+        self.redis = redis
+        self._s = scripts
+
+    async def put(self, s: scheduler_pb2.Schedule, first: int, now: int, keep_paused: bool) -> None:
+        args = [s.id, definition(s), first, now, int(s.paused), int(keep_paused)]
+        await self._s["schedule_put"]([keys.schedule(s.id), keys.SCHEDULES, keys.SCHEDULES_DUE], args)
+
+    async def get_many(self, ids: list[str]) -> list[tuple[scheduler_pb2.Schedule, str] | None]:
+        """Schedules with their state filled in, and the rev of their definition; None where missing."""
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for i in ids:
+                pipe.hgetall(keys.schedule(i))
+                pipe.zscore(keys.SCHEDULES_DUE, i)
+            res = await pipe.execute()
+        out: list[tuple[scheduler_pb2.Schedule, str] | None] = []
+        for n in range(0, len(res), 2):
+            h: dict[bytes, bytes] = res[n]
+            if not h.get(b"def"):
+                out.append(None)
+                continue
+            s = scheduler_pb2.Schedule.FromString(h[b"def"])
+            s.paused = h.get(b"paused") == b"1"
+            s.next_run_ms = int(res[n + 1] or 0)
+            s.last_run_ms = _int(h.get(b"last_run"))
+            s.last_task_id = h.get(b"last_task", b"").decode()
+            s.runs = _int(h.get(b"runs"))
+            s.created_ms = _int(h.get(b"created"))
+            out.append((s, h.get(b"rev", b"0").decode()))
+        return out
+
+    async def ids(self) -> list[str]:
+        members: set[bytes] = await self.redis.smembers(keys.SCHEDULES)  # type: ignore[misc, assignment]
+        return sorted(m.decode() for m in members)
+
+    async def delete(self, schedule_id: str) -> bool:
+        ks = [keys.schedule(schedule_id), keys.SCHEDULES, keys.SCHEDULES_DUE]
+        return bool(await self._s["schedule_delete"](ks, [schedule_id]))
+
+    async def pause(self, schedule_id: str, paused: bool, rev: str, nxt: int) -> int:
+        """1 done, 0 no such schedule, -1 its definition changed since `rev` was read."""
+        ks = [keys.schedule(schedule_id), keys.SCHEDULES_DUE]
+        return int(await self._s["schedule_pause"](ks, [schedule_id, int(paused), rev, nxt]))
+
+    async def due(self, now: int, limit: int) -> list[Due]:
+        found: list[tuple[bytes, float]] = await self.redis.zrangebyscore(  # type: ignore[assignment]
+            keys.SCHEDULES_DUE, "-inf", now, start=0, num=limit, withscores=True
+        )
+        ids = [m.decode() for m, _ in found]
+        out: list[Due] = []
+        for (_, score), got in zip(found, await self.get_many(ids), strict=True):
+            if got is not None:
+                out.append(Due(got[0], int(score), got[1]))
+        return out
+
+    async def claim(self, d: Due, following: int, deadline: int) -> bool:
+        ks = [keys.schedule(d.schedule.id), keys.SCHEDULES_DUE, keys.SCHEDULES_FIRING]
+        args = [d.schedule.id, d.occurrence, d.rev, following, deadline]
+        return bool(await self._s["schedule_claim"](ks, args))
+
+    async def stuck(self, now: int, deadline: int, limit: int) -> list[tuple[str, int]]:
+        """(schedule id, occurrence) claimed but not submitted by their deadline; now this caller's."""
+        raw = await self._s["schedule_stuck"]([keys.SCHEDULES_FIRING], [now, deadline, limit])
+        out = []
+        for m in raw:
+            sid, _, occ = m.decode().rpartition("|")
+            out.append((sid, int(occ)))
+        return out
+
+    async def fired(self, done: list[tuple[str, int, str]]) -> None:
+        """(schedule id, occurrence, task id) whose tasks were submitted."""
+        if not done:
+            return
+        script = self._s["schedule_fired"]
+
+        def build(pipe: Pipeline) -> None:
+            for sid, occ, tid in done:
+                script([keys.schedule(sid), keys.SCHEDULES_FIRING], [f"{sid}|{occ}", tid], client=pipe)
+
+        await run_pipeline(self.redis, {"schedule_fired": script}, build)

@@ -1,0 +1,171 @@
+"""Periodic schedules: the Scheduler's schedule RPCs and the loop that fires due occurrences.
+
+Every scheduler replica runs the loop; there is no separate beat process. A schedule fires once
+per occurrence however many replicas run, because firing is three steps:
+
+1. `schedule_claim` (one Lua script) claims the occurrence only while the schedule's next
+   occurrence is still the one this replica read, and in the same step advances the schedule to
+   its following occurrence and notes the claimed one in :firing with a hand-over deadline. Of
+   several replicas that read the same occurrence exactly one claims it.
+2. The claimant submits the task through the scheduler's normal submit path (validation, rate
+   limits, tracing hooks), with the idempotency key `schedule:{id}:{occurrence ms}`.
+3. `schedule_fired` records the task id and removes the occurrence from :firing.
+
+A replica that dies between 1 and 3 leaves the occurrence in :firing; once its deadline passes
+another replica submits it again, and the idempotency key turns a submission that had in fact
+happened into a no-op. Occurrences missed while no scheduler ran fire once on catch-up (the due
+occurrence stands for all of them); the schedule then continues from its next future occurrence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import grpc
+
+from tasktide.v1 import scheduler_pb2, task_pb2
+from tasktide_services.common.errors import NotFound, ServiceError
+from tasktide_services.common.events import now_ms
+from tasktide_services.common.settings import ServerSettings
+from tasktide_services.scheduler import occurrences
+from tasktide_services.scheduler.schedule_store import ScheduleStore
+from tasktide_services.scheduler.store import SchedulerStore
+
+if TYPE_CHECKING:
+    from tasktide_services.scheduler.service import SchedulerService
+
+log = logging.getLogger("tasktide.scheduler.schedules")
+
+HANDOVER_MS = 30_000
+BATCH = 200
+SCHEDULE_HEADER = "tasktide-schedule"
+OCCURRENCE_HEADER = "tasktide-occurrence"
+
+
+def schedule_store(store: SchedulerStore) -> ScheduleStore:
+    return ScheduleStore(store.redis, store.scripts)
+
+
+def idempotency_key(schedule_id: str, occurrence: int) -> str:
+    return f"schedule:{schedule_id}:{occurrence}"
+
+
+def task_spec(s: scheduler_pb2.Schedule, occurrence: int) -> task_pb2.TaskSpec:
+    """The task fired for one occurrence of a schedule."""
+    spec = task_pb2.TaskSpec()
+    spec.CopyFrom(s.task)
+    spec.idempotency_key = idempotency_key(s.id, occurrence)
+    spec.headers[SCHEDULE_HEADER] = s.id
+    spec.headers[OCCURRENCE_HEADER] = str(occurrence)
+    return spec
+
+
+class ScheduleRpcs:
+    """The schedule RPCs of the Scheduler service (SchedulerService inherits them)."""
+
+    store: SchedulerStore
+    settings: ServerSettings
+
+    async def _schedule(self, schedule_id: str) -> tuple[scheduler_pb2.Schedule, str]:
+        (got,) = await schedule_store(self.store).get_many([occurrences.schedule_id(schedule_id)])
+        if got is None:
+            raise NotFound(f"no schedule with id {schedule_id}")
+        return got
+
+    async def PutSchedule(
+        self, req: scheduler_pb2.PutScheduleRequest, ctx: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.Schedule:
+        s = scheduler_pb2.Schedule()
+        s.CopyFrom(req.schedule)
+        occurrences.check(s, self.settings.limits)
+        now = now_ms()
+        await schedule_store(self.store).put(s, occurrences.first(s, now), now, req.keep_paused)
+        return (await self._schedule(s.id))[0]
+
+    async def GetSchedule(
+        self, req: scheduler_pb2.GetScheduleRequest, ctx: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.Schedule:
+        return (await self._schedule(req.id))[0]
+
+    async def ListSchedules(
+        self, req: scheduler_pb2.ListSchedulesRequest, ctx: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.ListSchedulesResponse:
+        st = schedule_store(self.store)
+        found = await st.get_many(await st.ids())
+        return scheduler_pb2.ListSchedulesResponse(schedules=[g[0] for g in found if g is not None])
+
+    async def DeleteSchedule(
+        self, req: scheduler_pb2.DeleteScheduleRequest, ctx: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.DeleteScheduleResponse:
+        deleted = await schedule_store(self.store).delete(occurrences.schedule_id(req.id))
+        return scheduler_pb2.DeleteScheduleResponse(deleted=deleted)
+
+    async def PauseSchedule(
+        self, req: scheduler_pb2.PauseScheduleRequest, ctx: grpc.aio.ServicerContext
+    ) -> scheduler_pb2.Schedule:
+        st = schedule_store(self.store)
+        for _ in range(5):
+            s, rev = await self._schedule(req.id)
+            nxt = 0 if req.paused else occurrences.first(s, now_ms())
+            done = await st.pause(s.id, req.paused, rev, nxt)
+            if done == 0:
+                raise NotFound(f"no schedule with id {req.id}")
+            if done == 1:
+                return (await self._schedule(s.id))[0]
+        raise ServiceError(f"schedule {req.id} kept changing; try again")
+
+
+async def _claim(st: ScheduleStore, now: int) -> list[tuple[str, int, scheduler_pb2.Schedule | None]]:
+    """Occurrences this replica must submit: stuck hand-overs first, then newly claimed ones."""
+    stuck = await st.stuck(now, now + HANDOVER_MS, BATCH)
+    found = await st.get_many(sorted({sid for sid, _ in stuck}))
+    defs = {g[0].id: g[0] for g in found if g is not None}
+    out = [(sid, occ, defs.get(sid)) for sid, occ in stuck]
+    for d in await st.due(now, BATCH):
+        try:
+            nxt = occurrences.following(d.schedule, d.occurrence, now)
+        except Exception:  # noqa: BLE001 - one broken schedule must not stop the others
+            log.exception("schedule %s: cannot compute its next occurrence", d.schedule.id)
+            continue
+        if await st.claim(d, nxt, now + HANDOVER_MS):
+            out.append((d.schedule.id, d.occurrence, d.schedule))
+    return out
+
+
+async def fire_once(service: SchedulerService) -> int:
+    """Claim and submit the occurrences that are due; returns how many were handled."""
+    st = schedule_store(service.store)
+    claimed = await _claim(st, now_ms())
+    firing = [(sid, occ, s) for sid, occ, s in claimed if s is not None]
+    done: list[tuple[str, int, str]] = [(sid, occ, "") for sid, occ, s in claimed if s is None]  # deleted
+    specs = [task_spec(s, occ) for _, occ, s in firing]
+    try:
+        results = await service._submit(specs) if specs else []
+        done += [(sid, occ, r.task_id) for (sid, occ, _), r in zip(firing, results, strict=True)]
+    except ServiceError:
+        # One task was refused (limits changed since it was put): submit them one by one, and let a
+        # refused one go rather than retrying it forever.
+        for (sid, occ, _), spec in zip(firing, specs, strict=True):
+            try:
+                (r,) = await service._submit([spec])
+                done.append((sid, occ, r.task_id))
+            except ServiceError as exc:
+                log.error("schedule %s: occurrence %d refused: %s", sid, occ, exc)
+                done.append((sid, occ, ""))
+    await st.fired(done)
+    return len(claimed)
+
+
+async def run_schedules(service: SchedulerService, tick: float) -> None:
+    while True:
+        try:
+            handled = await fire_once(service)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - keep going; claimed occurrences wait in :firing and return
+            log.exception("firing schedules failed")
+            handled = 0
+        if handled < BATCH:
+            await asyncio.sleep(tick)
