@@ -29,7 +29,6 @@ from tasktide._exceptions import (
 from tasktide._explain import DeadLetter, Explanation
 from tasktide._handle import AsyncTaskHandle, TaskHandle
 from tasktide._schedules import Schedule
-from tasktide._schedules import Schedule
 from tasktide._settings import ClientSettings
 from tasktide._states import TaskState
 from tasktide._workflow import Signature, Workflow, WorkflowHandle, chain, chord, group
@@ -50,7 +49,6 @@ __all__ = [
     "InvalidArgument",
     "NotFound",
     "ResourceExhausted",
-    "Schedule",
     "Schedule",
     "ServiceError",
     "SoftTimeLimitExceeded",
