@@ -196,6 +196,28 @@ def test_missed_occurrences_fire_once_on_catch_up(
         client.delete_schedule(sched_name)
 
 
+def test_a_repeated_hand_over_submits_once(
+    client: tasktide.Client, sched_name: str, queue_name: str, sync_redis: Any
+) -> None:
+    """An occurrence left in :firing past its deadline (its scheduler died after claiming it) is
+    submitted by another; handing it over again after it was submitted makes no second task."""
+    client.put_schedule(sched_name, "t.add", [1, 2], every=3600.0, queue=queue_name)
+    try:
+        occurrence = int(time.time() * 1000) - 5_000
+        member = f"{sched_name}|{occurrence}"
+        sync_redis.zadd(keys.SCHEDULES_FIRING, {member: occurrence})
+        eventually(lambda: sync_redis.zscore(keys.SCHEDULES_FIRING, member) is None, what="hand-over taken over")
+        first = client.get_schedule(sched_name).last_task_id
+        assert first and client.get_task(first).spec.headers["tasktide-occurrence"] == str(occurrence)
+        sync_redis.hset(keys.schedule(sched_name), "last_task", "")
+        sync_redis.zadd(keys.SCHEDULES_FIRING, {member: occurrence})  # as if the first hand-over had not finished
+        eventually(lambda: sync_redis.zscore(keys.SCHEDULES_FIRING, member) is None, what="second hand-over")
+        assert client.get_schedule(sched_name).last_task_id == first
+        assert idem_keys(sync_redis, sched_name) == {keys.idem(f"schedule:{sched_name}:{occurrence}").encode()}
+    finally:
+        client.delete_schedule(sched_name)
+
+
 def test_two_replicas_never_fire_an_occurrence_twice(
     client: tasktide.Client, platform: PlatformThread, server_settings: ServerSettings, queue_name: str, sync_redis: Any
 ) -> None:
