@@ -321,3 +321,19 @@ def test_cli_add_list_delete_round_trip(platform: PlatformThread, sched_name: st
     assert _cli("schedule", "resume", sched_name, address=a).returncode == 4
     assert sched_name not in _cli("schedule", "list", address=a).stdout
     assert _cli("schedule", "list", address=f"127.0.0.1:{free_port()}").returncode == 3
+
+
+def test_async_client_manages_schedules(platform: PlatformThread, sched_name: str) -> None:
+    async def main() -> None:
+        async with tasktide.AsyncClient(settings=tasktide.ClientSettings.from_env({}, address=platform.address)) as c:
+            s = await c.put_schedule(sched_name, "t.add", [1, 2], every=3600.0, paused=True)
+            assert s.paused and s.next_run is None
+            assert (await c.resume_schedule(sched_name)).next_run is not None
+            assert sched_name in [x.name for x in await c.list_schedules()]
+            assert await c.delete_schedule(sched_name)
+            with pytest.raises(tasktide.NotFound):
+                await c.get_schedule(sched_name)
+            with pytest.raises(tasktide.InvalidArgument, match="cron"):
+                await c.put_schedule(sched_name, "t.add", cron="* * *")
+
+    asyncio.run(main())

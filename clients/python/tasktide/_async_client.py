@@ -15,13 +15,14 @@ from tasktide._explain import Explanation
 from tasktide._handle import AsyncTaskHandle
 from tasktide._hooks import NO_HOOKS, Hooks
 from tasktide._results import unwrap
+from tasktide._schedules import AsyncScheduleMethods
 from tasktide._settings import ClientSettings
 from tasktide._spec import build_spec
 from tasktide._states import FINAL_PROTO_STATES, TaskState
 from tasktide.v1 import results_pb2, results_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, task_pb2
 
 
-class AsyncClient:
+class AsyncClient(AsyncScheduleMethods):  # schedule methods: _schedules.py
     """asyncio client with the same methods as Client, awaited."""
 
     def __init__(

@@ -149,3 +149,51 @@ class ScheduleMethods:
             return method(req)
         except grpc.RpcError as exc:
             raise translate(exc, self.settings.scheduler()) from None
+
+
+class AsyncScheduleMethods:
+    """The schedule methods of AsyncClient: those of Client, awaited."""
+
+    settings: ClientSettings
+    _scheduler: scheduler_pb2_grpc.SchedulerStub
+
+    async def put_schedule(
+        self,
+        name: str,
+        task_name: str,
+        args: Iterable[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        keep_paused: bool = False,
+        **options: Any,
+    ) -> Schedule:
+        s = schedule_proto(name, task_name, args, kwargs, **options)
+        req = scheduler_pb2.PutScheduleRequest(schedule=s, keep_paused=keep_paused)
+        return Schedule.from_proto(await self._acall(self._scheduler.PutSchedule, req))
+
+    async def get_schedule(self, name: str) -> Schedule:
+        req = scheduler_pb2.GetScheduleRequest(id=name)
+        return Schedule.from_proto(await self._acall(self._scheduler.GetSchedule, req))
+
+    async def list_schedules(self) -> list[Schedule]:
+        resp = await self._acall(self._scheduler.ListSchedules, scheduler_pb2.ListSchedulesRequest())
+        return [Schedule.from_proto(s) for s in resp.schedules]
+
+    async def delete_schedule(self, name: str, missing_ok: bool = False) -> bool:
+        resp = await self._acall(self._scheduler.DeleteSchedule, scheduler_pb2.DeleteScheduleRequest(id=name))
+        if not resp.deleted and not missing_ok:
+            raise NotFound(f"no schedule with id {name}", "NOT_FOUND")
+        return bool(resp.deleted)
+
+    async def pause_schedule(self, name: str, paused: bool = True) -> Schedule:
+        req = scheduler_pb2.PauseScheduleRequest(id=name, paused=paused)
+        return Schedule.from_proto(await self._acall(self._scheduler.PauseSchedule, req))
+
+    async def resume_schedule(self, name: str) -> Schedule:
+        return await self.pause_schedule(name, paused=False)
+
+    async def _acall(self, method: Any, req: Any) -> Any:
+        try:
+            return await method(req)
+        except grpc.RpcError as exc:
+            raise translate(exc, self.settings.scheduler()) from None
