@@ -66,8 +66,7 @@ class PeriodicMixin:
         task_name = task if isinstance(task, str) else task.name
         if not isinstance(task, str):
             # The task's own defaults (queue, retries, limits) apply to every occurrence.
-            base = task.options
-            options = {"queue": base.queue, "priority": base.priority, "max_retries": base.max_retries, **options}
+            options = {"options": task.options, **options}
         entry = Periodic(
             name or task_name, task_name, tuple(args), dict(kwargs or {}), {"cron": cron, "every": every, **options}
         )
