@@ -1,0 +1,294 @@
+// The worker runtime: one Session stream to the registry per worker.
+//
+// The worker says hello, reads the welcome (lease length), then grants credit: at most that many
+// assignments are sent before more credit arrives. Finished attempts are flushed as outcome batches,
+// each returning its credit. Heartbeats every third of the lease extend every lease held. stop()
+// drains: nothing new starts, leases of tasks not started are released, running tasks finish, their
+// outcomes are flushed, and the stream is closed. A lost stream is reopened with backoff.
+
+import crypto from 'node:crypto';
+import os from 'node:os';
+
+import { Attempt, CANCELLED } from './attempt.js';
+
+const RECONNECT_MIN_MS = 200;
+const RECONNECT_MAX_MS = 5000;
+const CLOSE_WAIT_MS = 2000;
+
+function deferred() {
+  let resolve;
+  const promise = new Promise((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+export class Worker {
+  /**
+   * Options: queues (consumed in order, default ['default']), concurrency (default 4), prefetch
+   * (assignments held beyond concurrency; default 3 x concurrency), workerId, maxBatch (outcomes per
+   * message, default 256), handleSignals (drain on SIGTERM/SIGINT, default false), logger (console).
+   */
+  constructor(client, options = {}) {
+    this.client = client;
+    this.queues = [...(options.queues ?? ['default'])];
+    this.concurrency = options.concurrency ?? 4;
+    if (!(Number.isInteger(this.concurrency) && this.concurrency > 0)) {
+      throw new TypeError('concurrency must be a positive integer');
+    }
+    this.prefetch = options.prefetch ?? 3 * this.concurrency;
+    this.workerId = options.workerId ?? `${os.hostname()}-${process.pid}-${crypto.randomBytes(3).toString('hex')}`;
+    this.maxBatch = options.maxBatch ?? 256;
+    this.handleSignals = Boolean(options.handleSignals);
+    this.logger = options.logger ?? console;
+    this.leaseSeconds = 30;
+    this.completed = 0;
+    this._tasks = new Map(); // name -> {fn, options}
+    this._held = new Map(); // task id -> LeaseRef of every assignment not yet reported
+    this._ready = []; // assignments not started
+    this._active = new Map(); // task id -> Attempt
+    this._cancelPending = new Set(); // not started, cancelled: never run
+    this._outbox = []; // outcomes not yet sent
+    this._flushQueued = false;
+    this._session = null;
+    this._stopping = false;
+    this._idle = null; // deferred: resolved when nothing is running
+    this._wake = null; // deferred: interrupts the reconnect pause
+    this._runPromise = null;
+  }
+
+  /**
+   * Register `fn(args, kwargs, ctx)` (sync or async) under `name`. Options: maxRetries, retryBackoff,
+   * retryBackoffMax, retryJitter (used when the submission carries no retry policy), and autoretry
+   * (true, or a function of the error) to retry on a thrown error.
+   */
+  register(name, fn, options = {}) {
+    if (typeof fn !== 'function') throw new TypeError(`task ${name}: a function is required`);
+    this._tasks.set(name, { fn, options });
+    return this;
+  }
+
+  get taskNames() {
+    return [...this._tasks.keys()].sort();
+  }
+
+  get credit() {
+    return this.concurrency + this.prefetch;
+  }
+
+  /** Run until stop() (or a Drain from the registry); resolves once drained. */
+  run() {
+    if (this._runPromise === null) this._runPromise = this._run();
+    return this._runPromise;
+  }
+
+  /** Begin a graceful drain; resolves when run() has finished. */
+  stop() {
+    if (!this._stopping) {
+      this._stopping = true;
+      this._wake?.resolve();
+      if (this._session?.welcomed) this._drain(this._session);
+      else this._session?.call.cancel();
+    }
+    return this._runPromise ?? Promise.resolve();
+  }
+
+  async _run() {
+    const onSignal = () => this.stop();
+    if (this.handleSignals) for (const s of ['SIGTERM', 'SIGINT']) process.on(s, onSignal);
+    let delay = RECONNECT_MIN_MS;
+    try {
+      while (!this._stopping) {
+        const { error, welcomed } = await this._openSession();
+        if (this._stopping) break;
+        if (welcomed) delay = RECONNECT_MIN_MS;
+        const why = error ? `${error.code ?? ''} ${error.details ?? error.message}`.trim() : 'closed by the registry';
+        this.logger.warn?.(`tasktide worker ${this.workerId}: session lost (${why}); reconnecting`);
+        this._wake = deferred();
+        const pause = setTimeout(this._wake.resolve, delay);
+        await this._wake.promise;
+        clearTimeout(pause);
+        delay = Math.min(delay * 2, RECONNECT_MAX_MS);
+      }
+      await this._whenIdle();
+    } finally {
+      if (this.handleSignals) for (const s of ['SIGTERM', 'SIGINT']) process.off(s, onSignal);
+    }
+  }
+
+  /** One Session stream, from hello to its end; resolves with {error, welcomed}. */
+  _openSession() {
+    return new Promise((resolve) => {
+      const call = this.client.registry().Session();
+      const s = { call, welcomed: false, open: true, heartbeat: null };
+      this._session = s;
+      call.on('data', (msg) => this._onMessage(s, msg));
+      call.on('error', () => {}); // the status below says how the stream ended
+      call.on('status', (status) => {
+        s.open = false;
+        clearInterval(s.heartbeat);
+        if (this._session === s) this._session = null;
+        this._dropReady(); // their leases expire and the tasks are redelivered
+        resolve({ error: status.code === 0 ? null : status, welcomed: s.welcomed });
+      });
+      this._write(s, {
+        hello: {
+          workerId: this.workerId,
+          hostname: os.hostname(),
+          pid: process.pid,
+          queues: this.queues,
+          taskNames: this.taskNames,
+          concurrency: this.concurrency,
+          language: 'node',
+        },
+      });
+    });
+  }
+
+  _write(s, message) {
+    if (s.open && !s.halfClosed) s.call.write(message);
+  }
+
+  _onMessage(s, msg) {
+    switch (msg.kind) {
+      case 'welcome':
+        this.leaseSeconds = msg.welcome.leaseSeconds || this.leaseSeconds;
+        if (!s.welcomed) this._welcomed(s);
+        break;
+      case 'assignments':
+        for (const a of msg.assignments.assignments) this._assigned(s, a);
+        this._pump();
+        break;
+      case 'cancel':
+        this._cancel(msg.cancel.taskId, msg.cancel.graceSeconds);
+        break;
+      case 'drain':
+        this.stop();
+        break;
+      case 'rejected': {
+        const ref = msg.rejected.lease;
+        const why = msg.rejected.reason;
+        this.logger.warn?.(`tasktide worker ${this.workerId}: lease rejected for ${ref.taskId}: ${why}`);
+        if (this._held.get(ref.taskId)?.leaseToken === ref.leaseToken) this._held.delete(ref.taskId);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  _welcomed(s) {
+    s.welcomed = true;
+    if (this._stopping) {
+      this._drain(s);
+      return;
+    }
+    // Attempts still running from a lost session, and unsent outcomes, return their credit when flushed.
+    const credit = this.credit - this._active.size - this._outbox.length;
+    if (credit > 0) this._write(s, { credit });
+    this._flush();
+    const every = Math.max(this.leaseSeconds / 3, 0.05) * 1000;
+    s.heartbeat = setInterval(() => {
+      if (this._held.size) this._write(s, { heartbeat: { leases: [...this._held.values()] } });
+    }, every);
+  }
+
+  _assigned(s, a) {
+    const t = a.task;
+    const ref = { taskId: t.id, queue: t.spec.queue, leaseToken: a.leaseToken };
+    if (this._stopping) {
+      this._write(s, { release: { leases: [ref] } });
+      return;
+    }
+    this._held.set(t.id, ref);
+    this._ready.push(a);
+  }
+
+  _pump() {
+    while (!this._stopping && this._active.size < this.concurrency && this._ready.length) {
+      this._start(this._ready.shift());
+    }
+  }
+
+  _start(a) {
+    const attempt = new Attempt(a, this._tasks.get(a.task.spec.name), this.workerId, (lease, value, message) =>
+      this._progress(lease, value, message),
+    );
+    const id = a.task.id;
+    this._active.set(id, attempt);
+    if (this._cancelPending.delete(id)) {
+      attempt.settled = true;
+      this._finished(attempt, attempt.stopped(CANCELLED, 'tasktide.Cancelled', 'cancelled before it started'));
+      return;
+    }
+    attempt.start().then((outcome) => this._finished(attempt, outcome));
+  }
+
+  _finished(attempt, outcome) {
+    const id = attempt.lease.taskId;
+    if (this._active.get(id) === attempt) this._active.delete(id);
+    if (this._held.get(id)?.leaseToken === attempt.lease.leaseToken) this._held.delete(id);
+    this.completed += 1;
+    this._outbox.push(outcome);
+    if (!this._flushQueued) {
+      this._flushQueued = true;
+      setImmediate(() => {
+        this._flushQueued = false;
+        this._flush();
+      });
+    }
+    if (this._active.size === 0 && this._idle) {
+      this._idle.resolve();
+      this._idle = null;
+    }
+    this._pump();
+  }
+
+  /** Send every pending outcome, in batches, each returning its credit (none while draining). */
+  _flush() {
+    const s = this._session;
+    if (!s || !s.welcomed || !s.open || s.halfClosed) return;
+    while (this._outbox.length) {
+      const outcomes = this._outbox.splice(0, this.maxBatch);
+      this._write(s, { outcomes: { outcomes, credit: this._stopping ? 0 : outcomes.length } });
+    }
+  }
+
+  _progress(lease, value, message) {
+    const s = this._session;
+    if (s?.welcomed) this._write(s, { progress: { lease, value, message } });
+  }
+
+  _cancel(taskId, grace) {
+    const running = this._active.get(taskId);
+    if (running) running.cancel(grace);
+    else if (this._held.has(taskId)) this._cancelPending.add(taskId);
+  }
+
+  _dropReady() {
+    for (const a of this._ready.splice(0)) this._held.delete(a.task.id);
+    this._cancelPending.clear();
+  }
+
+  _whenIdle() {
+    if (this._active.size === 0) return Promise.resolve();
+    this._idle ??= deferred();
+    return this._idle.promise;
+  }
+
+  async _drain(s) {
+    const notStarted = this._ready.splice(0).map((a) => {
+      this._held.delete(a.task.id);
+      return { taskId: a.task.id, queue: a.task.spec.queue, leaseToken: a.leaseToken };
+    });
+    if (notStarted.length) this._write(s, { release: { leases: notStarted } });
+    this._cancelPending.clear();
+    await this._whenIdle();
+    this._flush();
+    if (!s.open) return;
+    s.halfClosed = true;
+    s.call.end();
+    const timer = setTimeout(() => s.call.cancel(), CLOSE_WAIT_MS);
+    s.call.on('status', () => clearTimeout(timer));
+  }
+}

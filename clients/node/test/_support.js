@@ -1,0 +1,29 @@
+// Shared by the tests: they need a running platform at TASKTIDE_ADDRESS and are skipped without one.
+import crypto from 'node:crypto';
+
+export const ADDRESS = process.env.TASKTIDE_ADDRESS;
+export const PYTHON_QUEUE = process.env.TASKTIDE_TEST_PYTHON_QUEUE;
+export const SKIP = ADDRESS ? false : 'TASKTIDE_ADDRESS is not set';
+
+export function freshQueue() {
+  return `node-${crypto.randomBytes(5).toString('hex')}`;
+}
+
+export function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Wait until `check()` is true, polling; fails after `seconds`. */
+export async function until(check, seconds, what) {
+  const deadline = Date.now() + seconds * 1000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** A logger that keeps warnings, so tests can assert none were logged. */
+export function recordingLogger() {
+  const warnings = [];
+  return { warnings, warn: (m) => warnings.push(m), info() {}, error: (m) => warnings.push(m) };
+}
