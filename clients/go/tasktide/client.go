@@ -1,0 +1,172 @@
+package tasktide
+
+import (
+	"context"
+	"os"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	pb "github.com/tasktide/tasktide/clients/go/tasktidepb"
+)
+
+// DefaultAddress is used when neither Dial's address nor TASKTIDE_ADDRESS is given.
+const DefaultAddress = "127.0.0.1:50051"
+
+const maxMessageBytes = 16 * 1024 * 1024
+
+// DialOption configures Dial.
+type DialOption func(*dialConfig)
+
+type dialConfig struct {
+	scheduler, registry, results string
+	grpcOptions                  []grpc.DialOption
+}
+
+// WithSchedulerAddress, WithRegistryAddress and WithResultsAddress override the address of one
+// service (by default every service is reached at Dial's address).
+func WithSchedulerAddress(addr string) DialOption { return func(c *dialConfig) { c.scheduler = addr } }
+
+// WithRegistryAddress overrides the worker registry's address.
+func WithRegistryAddress(addr string) DialOption { return func(c *dialConfig) { c.registry = addr } }
+
+// WithResultsAddress overrides the results service's address.
+func WithResultsAddress(addr string) DialOption { return func(c *dialConfig) { c.results = addr } }
+
+// WithGRPCOptions adds options to every gRPC connection (credentials, interceptors...).
+// Without credentials among them, connections are plaintext.
+func WithGRPCOptions(opts ...grpc.DialOption) DialOption {
+	return func(c *dialConfig) { c.grpcOptions = append(c.grpcOptions, opts...) }
+}
+
+// Client submits tasks and reads their results. It is safe for concurrent use; keep one per
+// process and Close it when done.
+type Client struct {
+	conns     []*grpc.ClientConn
+	scheduler pb.SchedulerClient
+	registry  pb.RegistryClient
+	results   pb.ResultsClient
+}
+
+// Dial connects to the platform at addr ("host:port"). An empty addr reads TASKTIDE_ADDRESS, then
+// falls back to DefaultAddress; TASKTIDE_SCHEDULER_ADDRESS, TASKTIDE_REGISTRY_ADDRESS and
+// TASKTIDE_RESULTS_ADDRESS override single services unless an option does. Connections are made
+// lazily, so Dial does not fail when the platform is down; calls then return ErrUnavailable.
+func Dial(addr string, opts ...DialOption) (*Client, error) {
+	if addr == "" {
+		addr = os.Getenv("TASKTIDE_ADDRESS")
+	}
+	if addr == "" {
+		addr = DefaultAddress
+	}
+	cfg := dialConfig{
+		scheduler: os.Getenv("TASKTIDE_SCHEDULER_ADDRESS"),
+		registry:  os.Getenv("TASKTIDE_REGISTRY_ADDRESS"),
+		results:   os.Getenv("TASKTIDE_RESULTS_ADDRESS"),
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	grpcOpts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes)),
+	}, cfg.grpcOptions...)
+	c := &Client{}
+	byAddr := map[string]*grpc.ClientConn{}
+	conn := func(a string) (*grpc.ClientConn, error) {
+		if a == "" {
+			a = addr
+		}
+		if cc, ok := byAddr[a]; ok {
+			return cc, nil
+		}
+		cc, err := grpc.NewClient(a, grpcOpts...)
+		if err != nil {
+			return nil, err
+		}
+		byAddr[a] = cc
+		c.conns = append(c.conns, cc)
+		return cc, nil
+	}
+	sched, err := conn(cfg.scheduler)
+	if err == nil {
+		c.scheduler = pb.NewSchedulerClient(sched)
+		var reg, res *grpc.ClientConn
+		if reg, err = conn(cfg.registry); err == nil {
+			c.registry = pb.NewRegistryClient(reg)
+			if res, err = conn(cfg.results); err == nil {
+				c.results = pb.NewResultsClient(res)
+			}
+		}
+	}
+	if err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close closes the client's connections.
+func (c *Client) Close() error {
+	var first error
+	for _, cc := range c.conns {
+		if err := cc.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// SchedulerService, RegistryService and ResultsService give the generated stubs, for calls this
+// package does not wrap.
+func (c *Client) SchedulerService() pb.SchedulerClient { return c.scheduler }
+
+// RegistryService gives the worker registry's generated stub.
+func (c *Client) RegistryService() pb.RegistryClient { return c.registry }
+
+// ResultsService gives the results service's generated stub.
+func (c *Client) ResultsService() pb.ResultsClient { return c.results }
+
+// Status is the task's state; StateUnknown for an id the platform does not know.
+func (c *Client) Status(ctx context.Context, taskID string) (State, error) {
+	resp, err := c.results.Get(ctx, &pb.GetRequest{TaskIds: []string{taskID}})
+	if err != nil {
+		return StateUnknown, wrap(ctx, "Get", err)
+	}
+	if rs := resp.GetResults(); len(rs) == 1 && rs[0].GetFound() {
+		return State(rs[0].GetState()), nil
+	}
+	task, err := c.scheduler.GetTask(ctx, &pb.GetTaskRequest{TaskId: taskID}) // not dispatched yet
+	if err != nil {
+		err = wrap(ctx, "GetTask", err)
+		if isNotFound(err) {
+			return StateUnknown, nil
+		}
+		return StateUnknown, err
+	}
+	return State(task.GetState()), nil
+}
+
+// Cancel cancels a task: at once when it is delayed or queued; a running task is signalled and
+// stopped after a grace period. It returns the task's state after the request.
+func (c *Client) Cancel(ctx context.Context, taskID string) (State, error) {
+	resp, err := c.scheduler.Cancel(ctx, &pb.CancelRequest{TaskId: taskID})
+	if err != nil {
+		return StateUnknown, wrap(ctx, "Cancel", err)
+	}
+	return State(resp.GetState()), nil
+}
+
+// Explain says why a task is not running (yet), in one sentence for a person, with the reason.
+func (c *Client) Explain(ctx context.Context, taskID string) (*pb.Explanation, error) {
+	resp, err := c.scheduler.Explain(ctx, &pb.ExplainRequest{TaskId: taskID})
+	if err != nil {
+		return nil, wrap(ctx, "Explain", err)
+	}
+	return resp, nil
+}
+
+func isNotFound(err error) bool {
+	e, ok := err.(*Error)
+	return ok && e.Is(ErrNotFound)
+}

@@ -1,0 +1,228 @@
+package tasktide
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	pb "github.com/tasktide/tasktide/clients/go/tasktidepb"
+)
+
+// SubmitOption sets one option of a submitted task.
+type SubmitOption func(*pb.TaskSpec) error
+
+// WithQueue sends the task to a named queue (default "default").
+func WithQueue(queue string) SubmitOption {
+	return func(s *pb.TaskSpec) error { s.Queue = queue; return nil }
+}
+
+// WithPriority sets the priority, -100..100; higher runs first within a queue.
+func WithPriority(priority int) SubmitOption {
+	return func(s *pb.TaskSpec) error { s.Priority = int32(priority); return nil }
+}
+
+// WithCountdown delays the task; the delay is held by the scheduler, not by a worker.
+func WithCountdown(d time.Duration) SubmitOption {
+	return func(s *pb.TaskSpec) error { s.Countdown = d.Seconds(); return nil }
+}
+
+// WithETA runs the task not before t.
+func WithETA(t time.Time) SubmitOption {
+	return func(s *pb.TaskSpec) error { s.EtaMs = t.UnixMilli(); return nil }
+}
+
+// WithExpires marks the task EXPIRED, never run, if it has not started by t.
+func WithExpires(t time.Time) SubmitOption {
+	return func(s *pb.TaskSpec) error { s.ExpiresMs = t.UnixMilli(); return nil }
+}
+
+// WithIdempotencyKey makes a second submission with the same key return the existing task.
+func WithIdempotencyKey(key string) SubmitOption {
+	return func(s *pb.TaskSpec) error { s.IdempotencyKey = key; return nil }
+}
+
+// WithKwargs passes keyword arguments (a JSON object).
+func WithKwargs(kwargs map[string]any) SubmitOption {
+	return func(s *pb.TaskSpec) error {
+		b, err := json.Marshal(kwargs)
+		if err != nil {
+			return fmt.Errorf("tasktide: kwargs are not JSON-compatible: %w", err)
+		}
+		s.Kwargs = &pb.Payload{Kind: &pb.Payload_Json{Json: b}}
+		return nil
+	}
+}
+
+// WithRetries allows up to max retries, the first after backoff, doubling up to backoffMax.
+func WithRetries(max int, backoff, backoffMax time.Duration) SubmitOption {
+	return func(s *pb.TaskSpec) error {
+		s.Retry = &pb.RetryPolicy{MaxRetries: uint32(max), BackoffBase: backoff.Seconds(), BackoffMax: backoffMax.Seconds()}
+		return nil
+	}
+}
+
+// WithTimeLimits sets the soft limit (the task's context ends) and the hard limit (the worker
+// stops waiting for it); zero leaves a limit unset.
+func WithTimeLimits(soft, hard time.Duration) SubmitOption {
+	return func(s *pb.TaskSpec) error { s.SoftTimeLimit, s.TimeLimit = soft.Seconds(), hard.Seconds(); return nil }
+}
+
+// WithHeaders adds headers, for example trace context.
+func WithHeaders(headers map[string]string) SubmitOption {
+	return func(s *pb.TaskSpec) error {
+		if s.Headers == nil {
+			s.Headers = map[string]string{}
+		}
+		for k, v := range headers {
+			s.Headers[k] = v
+		}
+		return nil
+	}
+}
+
+// NewSpec builds the protocol's TaskSpec for a task named name with positional args.
+func NewSpec(name string, args []any, opts ...SubmitOption) (*pb.TaskSpec, error) {
+	if args == nil {
+		args = []any{}
+	}
+	b, err := json.Marshal(args)
+	if err != nil {
+		return nil, fmt.Errorf("tasktide: args are not JSON-compatible: %w", err)
+	}
+	spec := &pb.TaskSpec{
+		Name:   name,
+		Args:   &pb.Payload{Kind: &pb.Payload_Json{Json: b}},
+		Kwargs: &pb.Payload{Kind: &pb.Payload_Json{Json: []byte("{}")}},
+	}
+	for _, o := range opts {
+		if err := o(spec); err != nil {
+			return nil, err
+		}
+	}
+	return spec, nil
+}
+
+// Submit submits the task named name with positional args and returns at once with its handle.
+func (c *Client) Submit(ctx context.Context, name string, args []any, opts ...SubmitOption) (*Handle, error) {
+	spec, err := NewSpec(name, args, opts...)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.scheduler.Submit(ctx, &pb.SubmitRequest{Spec: spec})
+	if err != nil {
+		return nil, wrap(ctx, "Submit", err)
+	}
+	return &Handle{ID: resp.GetTaskId(), Name: name, Existing: resp.GetExisting(), client: c}, nil
+}
+
+// Call is one task of SubmitBatch.
+type Call struct {
+	Name    string
+	Args    []any
+	Options []SubmitOption
+}
+
+// SubmitBatch submits many tasks in one request; handles come back in the order of calls.
+func (c *Client) SubmitBatch(ctx context.Context, calls ...Call) ([]*Handle, error) {
+	specs := make([]*pb.TaskSpec, len(calls))
+	for i, call := range calls {
+		spec, err := NewSpec(call.Name, call.Args, call.Options...)
+		if err != nil {
+			return nil, err
+		}
+		specs[i] = spec
+	}
+	resp, err := c.scheduler.SubmitBatch(ctx, &pb.SubmitBatchRequest{Specs: specs})
+	if err != nil {
+		return nil, wrap(ctx, "SubmitBatch", err)
+	}
+	if len(resp.GetResults()) != len(calls) {
+		return nil, fmt.Errorf("tasktide: SubmitBatch: %d results for %d tasks", len(resp.GetResults()), len(calls))
+	}
+	handles := make([]*Handle, len(calls))
+	for i, r := range resp.GetResults() {
+		handles[i] = &Handle{ID: r.GetTaskId(), Name: calls[i].Name, Existing: r.GetExisting(), client: c}
+	}
+	return handles, nil
+}
+
+// Handle is a submitted task.
+type Handle struct {
+	ID       string
+	Name     string
+	Existing bool // the idempotency key named a task that already existed
+	client   *Client
+}
+
+// Handle gives the handle of a task submitted elsewhere, by its id.
+func (c *Client) Handle(taskID string) *Handle { return &Handle{ID: taskID, client: c} }
+
+// waitSlice bounds one Wait call on the server; Get loops for longer waits.
+const waitSlice = 30 * time.Second
+
+// Get waits until the task is final and returns its result as JSON text. A task that did not
+// succeed returns a *TaskFailed with the remote error. Get waits as long as ctx allows.
+func (h *Handle) Get(ctx context.Context) (json.RawMessage, error) {
+	for {
+		slice := waitSlice
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < slice {
+			slice = time.Until(dl)
+		}
+		if slice <= 0 {
+			return nil, context.DeadlineExceeded
+		}
+		callCtx, cancel := context.WithTimeout(ctx, slice+5*time.Second)
+		res, err := h.client.results.Wait(callCtx, &pb.WaitRequest{TaskId: h.ID, Timeout: slice.Seconds()})
+		cancel()
+		if err != nil {
+			return nil, wrap(ctx, "Wait", err)
+		}
+		if State(res.GetState()).Final() {
+			return unwrapResult(res)
+		}
+	}
+}
+
+// GetInto waits like Get and decodes a successful result into dst.
+func (h *Handle) GetInto(ctx context.Context, dst any) error {
+	raw, err := h.Get(ctx)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(raw, dst)
+}
+
+// Result waits for the task of h and decodes its result as a T.
+func Result[T any](ctx context.Context, h *Handle) (T, error) {
+	var v T
+	err := h.GetInto(ctx, &v)
+	return v, err
+}
+
+// Status is the task's state now.
+func (h *Handle) Status(ctx context.Context) (State, error) { return h.client.Status(ctx, h.ID) }
+
+// Cancel cancels the task; see Client.Cancel.
+func (h *Handle) Cancel(ctx context.Context) (State, error) { return h.client.Cancel(ctx, h.ID) }
+
+func unwrapResult(res *pb.TaskResult) (json.RawMessage, error) {
+	state := State(res.GetState())
+	if state == StateSucceeded {
+		return payloadJSON(res.GetResult(), "null"), nil
+	}
+	e := res.GetError()
+	typ := e.GetType()
+	if typ == "" {
+		typ = state.String()
+	}
+	return nil, &TaskFailed{TaskID: res.GetTaskId(), State: state, Type: typ, Message: e.GetMessage(), Traceback: e.GetTraceback()}
+}
+
+// payloadJSON is the JSON text of a payload, or def when it holds none.
+func payloadJSON(p *pb.Payload, def string) json.RawMessage {
+	if b := p.GetJson(); len(b) > 0 {
+		return json.RawMessage(b)
+	}
+	return json.RawMessage(def)
+}
