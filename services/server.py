@@ -13,7 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.asyncio import Redis
 
-from tasktide.v1 import results_pb2, scheduler_pb2, worker_pb2
+from tasktide.v1 import results_pb2, scheduler_pb2, worker_pb2, workflow_pb2
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.notify import Notifier
 from tasktide_services.common.peers import Peers
@@ -26,6 +26,7 @@ from tasktide_services.scheduler.pump import run_pump
 from tasktide_services.scheduler.schedules import run_schedules
 from tasktide_services.scheduler.service import SchedulerService
 from tasktide_services.scheduler.store import SchedulerStore
+from tasktide_services.scheduler.workflows import WorkflowService
 from tasktide_services.worker import keys as registry_keys
 from tasktide_services.worker.reaper import run_reaper
 from tasktide_services.worker.service import RegistryService
@@ -35,6 +36,7 @@ log = logging.getLogger("tasktide.server")
 
 ALL = ("scheduler", "registry", "results")
 
+WORKFLOWS = workflow_pb2.DESCRIPTOR.services_by_name["Workflows"]  # hosted with the scheduler
 _DESCRIPTORS = {
     "scheduler": scheduler_pb2.DESCRIPTOR.services_by_name["Scheduler"],
     "registry": worker_pb2.DESCRIPTOR.services_by_name["Registry"],
@@ -92,6 +94,10 @@ async def start(
         add_service(server, _DESCRIPTORS["scheduler"], scheduler)
         if local:
             peers.bind_local("scheduler", scheduler, settings.address)
+        workflows = WorkflowService(sstore, scheduler, peers)
+        add_service(server, WORKFLOWS, workflows)
+        if local:
+            peers.bind_local("workflows", workflows, settings.address)
         running.background.append(asyncio.create_task(run_pump(sstore, scheduler, settings.tick_seconds)))
         running.background.append(asyncio.create_task(run_schedules(scheduler, settings.tick_seconds)))
     if "registry" in which:
@@ -121,6 +127,8 @@ async def start(
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [_DESCRIPTORS[w].full_name for w in which]
+    if "scheduler" in which:
+        names.append(WORKFLOWS.full_name)
     for name in [*names, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)

@@ -36,3 +36,16 @@ def idem(key: str) -> str:
 
 def rate(name: str) -> str:
     return f"tt:s:rate:{name}"
+
+
+# Workflows (workflows.py):
+#     tt:s:wf:{id}          HASH  spec = serialized SubmitWorkflowResponse (stages with task ids),
+#                                 stage = the stage running, state = running|succeeded|failed,
+#                                 left:{stage} = group members of that stage not finished yet,
+#                                 r:{stage}:{member} = a finished member's result (JSON),
+#                                 tp:{stage}:{member} = its traceparent (for the callback's links)
+# A workflow's keys expire with the results.
+
+
+def workflow(workflow_id: str) -> str:
+    return f"tt:s:wf:{{{workflow_id}}}"

@@ -107,3 +107,37 @@ if nxt < now then nxt = now end
 local after = nxt + tonumber(ARGV[2]) * tonumber(ARGV[3])
 redis.call('SET', KEYS[1], after, 'PX', after - now + 60000)
 return nxt
+
+--! member_done
+-- KEYS[1] the workflow hash. ARGV: stage, member, result JSON, member count, expire ms, the
+-- member's traceparent (or empty).
+-- Records a group member's result once; when it was the last one, returns the results in member
+-- order followed by the members' traceparents (the stage is done), else an empty list. A repeated
+-- completion changes nothing.
+if redis.call('HSETNX', KEYS[1], 'r:' .. ARGV[1] .. ':' .. ARGV[2], ARGV[3]) == 0 then return {} end
+redis.call('HSET', KEYS[1], 'tp:' .. ARGV[1] .. ':' .. ARGV[2], ARGV[6])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+local left = redis.call('HINCRBY', KEYS[1], 'left:' .. ARGV[1], -1)
+if left ~= 0 then return {} end
+local out = {}
+for i = 0, tonumber(ARGV[4]) - 1 do
+  out[#out + 1] = redis.call('HGET', KEYS[1], 'r:' .. ARGV[1] .. ':' .. i)
+end
+for i = 0, tonumber(ARGV[4]) - 1 do
+  out[#out + 1] = redis.call('HGET', KEYS[1], 'tp:' .. ARGV[1] .. ':' .. i) or ''
+end
+return out
+
+--! advance
+-- KEYS[1] the workflow hash. ARGV: from stage. Moves the workflow from that stage to the next,
+-- once: returns 1 for the caller that moved it, 0 if it had moved (or stopped) already.
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 'stage')) ~= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'stage', tonumber(ARGV[1]) + 1)
+return 1
+
+--! finish
+-- KEYS[1] the workflow hash. ARGV: final state. Returns 1 the first time only.
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[1])
+return 1

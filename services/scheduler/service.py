@@ -7,7 +7,7 @@ import uuid
 import grpc
 from redis.asyncio.client import Pipeline
 
-from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2
+from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2, workflow_pb2
 from tasktide_services.common import validate
 from tasktide_services.common.errors import NotFound
 from tasktide_services.common.events import event, first_events, now_ms
@@ -43,12 +43,19 @@ class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
         validate.batch_size(len(req.specs), self.settings.limits)
         return scheduler_pb2.SubmitBatchResponse(results=await self._submit(list(req.specs)))
 
-    async def _submit(self, specs: list[task_pb2.TaskSpec]) -> list[scheduler_pb2.SubmitResponse]:
+    async def _submit(
+        self, specs: list[task_pb2.TaskSpec], ids: list[str] | None = None
+    ) -> list[scheduler_pb2.SubmitResponse]:
+        """Accept tasks (`ids`: given by the caller, for workflows whose ids are known in advance)."""
         limits = self.settings.limits
         for s in specs:
             validate.spec(s, limits)
         now = now_ms()
-        tasks = [task_pb2.Task(id=uuid.uuid4().hex, spec=s, state=S.TASK_STATE_QUEUED, created_ms=now) for s in specs]
+        ids = ids or [uuid.uuid4().hex for _ in specs]
+        tasks = [
+            task_pb2.Task(id=tid, spec=s, state=S.TASK_STATE_QUEUED, created_ms=now)
+            for tid, s in zip(ids, specs, strict=True)
+        ]
         responses = [scheduler_pb2.SubmitResponse(task_id=t.id) for t in tasks]
         keyed = [(i, t) for i, t in enumerate(tasks) if t.spec.idempotency_key]
         existing = await self.store.claim_idempotency([(t.spec.idempotency_key, t.id) for _, t in keyed])
@@ -168,6 +175,9 @@ class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
                 return scheduler_pb2.CancelResponse(state=S.TASK_STATE_RUNNING)
         events = [*first_events(task), event(task, S.TASK_STATE_CANCELLED, spec=task.spec)]
         await self.peers.results.Record(results_pb2.RecordRequest(events=events))
+        if "tasktide-workflow" in task.spec.headers:  # a cancelled step stops its workflow
+            done = workflow_pb2.Completion(task_id=task.id, headers=task.spec.headers, state=S.TASK_STATE_CANCELLED)
+            await self.peers.workflows.Completed(workflow_pb2.CompletedRequest(completions=[done]))
         return scheduler_pb2.CancelResponse(state=S.TASK_STATE_CANCELLED)
 
     async def Explain(
