@@ -260,6 +260,10 @@ func (s *session) write() error {
 			if s.stopping.Load() {
 				credit = 0
 			}
+			// Messages queued before these outcomes (progress of the same tasks) go first.
+			if err := s.flushOthers(); err != nil {
+				return err
+			}
 			ob := &pb.OutcomeBatch{Outcomes: batch, Credit: credit}
 			if err := s.stream.Send(&pb.WorkerMessage{Kind: &pb.WorkerMessage_Outcomes{Outcomes: ob}}); err != nil {
 				return err

@@ -251,3 +251,37 @@ func waitForStats(ctx context.Context, t *testing.T, c *tasktide.Client, q strin
 		}
 	}
 }
+
+func TestGoWorkerReportsProgress(t *testing.T) {
+	c := dial(t)
+	ctx := testContext(t)
+	q := newQueue(t)
+	w := tasktide.NewWorker(c, tasktide.WorkerOptions{Queues: []string{q}, Concurrency: 1})
+	w.Register("go.steps", func(ctx context.Context, a args, kw kwargs) (any, error) {
+		tasktide.Progress(ctx, 0.5, "halfway")
+		return "done", nil
+	})
+	startWorker(t, w)
+	h, err := c.Submit(ctx, "go.steps", nil, tasktide.WithQueue(q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress []*tasktide.Event
+	var final *tasktide.Event
+	for ev, err := range c.Watch(ctx, []string{h.ID}, tasktide.WatchOptions{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.ProgressOnly {
+			progress = append(progress, ev)
+		} else if ev.State.Final() {
+			final = ev
+		}
+	}
+	if len(progress) != 1 || progress[0].Progress != 0.5 || progress[0].Message != "halfway" {
+		t.Fatalf("progress events: %+v", progress)
+	}
+	if final == nil || final.State != tasktide.StateSucceeded || string(final.Result) != `"done"` || final.WorkerID != w.ID() {
+		t.Fatalf("final event: %+v", final)
+	}
+}
