@@ -81,8 +81,7 @@ class SessionLoops:
                 elif kind == "heartbeat":
                     await self._heartbeat(session, list(msg.heartbeat.leases))
                 elif kind == "release":
-                    await self.store.release(list(msg.release.leases))
-                    session.assigned.difference_update(r.task_id for r in msg.release.leases)
+                    await self._release(session, list(msg.release.leases))
                 elif kind == "progress":
                     await self.outcomes.progress(msg.progress)
         except Exception:  # noqa: BLE001 - the stream is gone or broken; its leases will expire
@@ -108,6 +107,14 @@ class SessionLoops:
             except Exception:  # noqa: BLE001 - the leases stay; they expire and the tasks run again
                 log.exception("session %s: recording %d outcomes failed", session.id, len(outcomes))
             session.assigned.difference_update(o.task_id for o in outcomes)
+
+    async def _release(self, session: Session, leases: list[worker_pb2.LeaseRef]) -> None:
+        """Leases given back unstarted: the tasks wait in their queue again, and say so."""
+        held = [t for t in await self.store.hold(leases, now_ms() + self.lease_ms) if t is not None]
+        await self.store.release(leases)
+        session.assigned.difference_update(r.task_id for r in leases)
+        if held:
+            session.settle(started=[event(t, task_pb2.TASK_STATE_QUEUED) for t in held])
 
     async def _heartbeat(self, session: Session, leases: list[worker_pb2.LeaseRef]) -> None:
         stale = set(await self.store.extend(leases, now_ms() + self.lease_ms))
