@@ -109,7 +109,9 @@ class SessionLoops:
             session.assigned.difference_update(o.task_id for o in outcomes)
 
     async def _release(self, session: Session, leases: list[worker_pb2.LeaseRef]) -> None:
-        """Leases given back unstarted: the tasks wait in their queue again, and say so."""
+        """Leases given back unstarted: the tasks wait in their queue again, and say so. A worker
+        gives leases back when it drains, so the session's remaining credit is withdrawn too."""
+        session.credit = 0
         held = [t for t in await self.store.hold(leases, now_ms() + self.lease_ms) if t is not None]
         await self.store.release(leases)
         session.assigned.difference_update(r.task_id for r in leases)

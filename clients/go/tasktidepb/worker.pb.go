@@ -558,7 +558,8 @@ func (x *OutcomeBatch) GetCredit() uint32 {
 	return 0
 }
 
-// Leases the worker gives back without running them (graceful drain).
+// Leases the worker gives back without running them (graceful drain). It also withdraws the
+// session's remaining credit: nothing more is assigned until the worker grants credit again.
 type Release struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Leases        []*LeaseRef            `protobuf:"bytes,1,rep,name=leases,proto3" json:"leases,omitempty"`
