@@ -257,9 +257,12 @@ def test_claim_is_exclusive(server_settings: ServerSettings, sched_name: str) ->
             st = ScheduleStore(r, base.scripts)
             s = scheduler_pb2.Schedule(id=sched_name, task=task_pb2.TaskSpec(name="t.add", queue="nowhere"), every=3600)
             now = int(time.time() * 1000)
-            await st.put(s, now - 1000, now, False)
-            (seen,) = [d for d in await st.due(now, 10_000) if d.schedule.id == sched_name]
-            results = await asyncio.gather(*[st.claim(seen, now + 3_600_000, now + 30_000) for _ in range(5)])
+            # Due an hour from now, read as if it were then: the platform's own scheduler, running
+            # on the same Redis, does not see it due and stays out of the race.
+            later = now + 3_600_000
+            await st.put(s, later, now, False)
+            (seen,) = [d for d in await st.due(later, 10_000) if d.schedule.id == sched_name]
+            results = await asyncio.gather(*[st.claim(seen, later + 3_600_000, later + 30_000) for _ in range(5)])
             await st.fired([(sched_name, seen.occurrence, "")])
             await st.delete(sched_name)
             return list(results)
