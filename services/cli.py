@@ -97,6 +97,10 @@ def run_loop(main: Coroutine[Any, Any, int]) -> int:
 
 def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
+    if command == "dashboard":
+        from tasktide_services.dashboard.main import main as dashboard
+
+        return dashboard(rest)
     args = _parser(command).parse_args(rest)
     try:
         settings = ServerSettings.from_env()

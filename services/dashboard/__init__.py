@@ -1,0 +1,1 @@
+"""The web dashboard: reads the scheduler, registry and results services over gRPC; owns nothing."""

@@ -1,0 +1,143 @@
+"""The dashboard's web application: HTML pages and their JSON API (/api/...), on Starlette."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+import tasktide
+from tasktide_services.dashboard.data import Platform
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+# Actions need this header: a page of another site cannot send it without a CORS preflight,
+# which the dashboard never grants.
+ACTION_HEADER = "x-tasktide-action"
+TASK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+
+
+def _error(exc: Exception) -> tuple[int, str]:
+    if isinstance(exc, tasktide.NotFound):
+        return 404, str(exc)
+    if isinstance(exc, tasktide.InvalidArgument):
+        return 400, str(exc)
+    if isinstance(exc, tasktide.Unavailable):
+        return 503, f"platform unreachable: {exc}"
+    return 502, f"{type(exc).__name__}: {exc}"
+
+
+async def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    return await run_in_threadpool(fn, *args)
+
+
+def _api(handler: Callable[[Request, Platform], Any]) -> Callable[[Request], Any]:
+    async def endpoint(request: Request) -> Response:
+        if request.method == "POST" and request.headers.get(ACTION_HEADER) != "1":
+            return JSONResponse({"error": f"actions need the header {ACTION_HEADER}: 1"}, status_code=403)
+        try:
+            body = await handler(request, request.app.state.platform)
+        except tasktide.TasktideError as exc:
+            status, message = _error(exc)
+            return JSONResponse({"error": message}, status_code=status)
+        if isinstance(body, Response):
+            return body
+        return JSONResponse(body)
+
+    return endpoint
+
+
+async def api_overview(request: Request, p: Platform) -> Any:
+    body = await _call(p.overview)
+    body["recent"] = await _call(p.recent)
+    return body
+
+
+async def api_task(request: Request, p: Platform) -> Any:
+    task_id = request.path_params["task_id"]
+    if not TASK_ID.match(task_id):
+        return JSONResponse({"error": "not a task id"}, status_code=400)
+    task = await _call(p.task, task_id)
+    if task is None:
+        return JSONResponse({"error": f"no such task: {task_id}"}, status_code=404)
+    return task
+
+
+async def api_cancel(request: Request, p: Platform) -> Any:
+    return {"id": request.path_params["task_id"], "state": await _call(p.cancel, request.path_params["task_id"])}
+
+
+async def api_pause(request: Request, p: Platform) -> Any:
+    queue, action = request.path_params["queue"], request.path_params["action"]
+    if action not in ("pause", "resume"):
+        return JSONResponse({"error": f"unknown action: {action}"}, status_code=404)
+    paused = action == "pause"
+    await _call(p.set_paused, queue, paused)
+    return {"queue": queue, "paused": paused}
+
+
+async def api_dead(request: Request, p: Platform) -> Any:
+    queue = request.path_params["queue"]
+    return {"queue": queue, "tasks": await _call(p.dead, queue)}
+
+
+async def api_requeue(request: Request, p: Platform) -> Any:
+    queue = request.path_params["queue"]
+    ids: list[str] = []
+    if await request.body():
+        data = await request.json()
+        ids = [str(i) for i in data.get("ids", [])] if isinstance(data, dict) else []
+    return {"queue": queue, "requeued": await _call(p.requeue, queue, ids)}
+
+
+async def api_schedules(request: Request, p: Platform) -> Any:
+    return {"schedules": await _call(p.schedules)}
+
+
+def _page(template: str, **fixed: Any) -> Callable[[Request], Any]:
+    async def endpoint(request: Request) -> Response:
+        context = {"address": request.app.state.platform.address, **fixed, **request.path_params}
+        return TEMPLATES.TemplateResponse(request, template, context)
+
+    return endpoint
+
+
+async def lookup(request: Request) -> Response:
+    task_id = request.query_params.get("id", "").strip()
+    if not task_id:
+        return RedirectResponse("/", status_code=303)
+    return RedirectResponse(request.url_for("task_page", task_id=task_id), status_code=303)
+
+
+def create_app(address: str) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.platform = Platform(address)
+        try:
+            yield
+        finally:
+            app.state.platform.close()
+
+    routes = [
+        Route("/", _page("overview.html", page="overview")),
+        Route("/tasks/{task_id}", _page("task.html", page="task"), name="task_page"),
+        Route("/lookup", lookup),
+        Route("/dead/{queue}", _page("dead.html", page="dead")),
+        Route("/schedules", _page("schedules.html", page="schedules")),
+        Route("/api/overview", _api(api_overview)),
+        Route("/api/tasks/{task_id}", _api(api_task)),
+        Route("/api/tasks/{task_id}/cancel", _api(api_cancel), methods=["POST"]),
+        Route("/api/queues/{queue}/{action:str}", _api(api_pause), methods=["POST"]),
+        Route("/api/dead/{queue}", _api(api_dead)),
+        Route("/api/dead/{queue}/requeue", _api(api_requeue), methods=["POST"]),
+        Route("/api/schedules", _api(api_schedules)),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

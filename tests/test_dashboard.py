@@ -1,0 +1,202 @@
+"""`tasktide dashboard` against real services and a real worker: its JSON API, its actions over HTTP,
+and its pages as rendered by headless Chromium after their scripts ran."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import tasktide
+from tasktide import TaskState
+from tasktide_services.common.redis_server import free_port
+from tasktide_services.testing import run_worker_thread, spawn
+from tests.conftest import require_tool
+from tests.tasks_app import app
+
+
+def http(method: str, url: str, body: Any = None, action: bool = True) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    if action:
+        req.add_header("x-tasktide-action", "1")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def until(fn: Callable[[], Any], timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s; last value {value!r}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def dashboard(platform) -> Iterator[str]:
+    port = free_port()
+    proc = spawn(
+        "dashboard",
+        "--address",
+        platform.address,
+        "--listen",
+        f"127.0.0.1:{port}",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        try:
+            return http("GET", f"{base}/api/overview")[0] == 200
+        except OSError:
+            return False
+
+    try:
+        until(up, timeout=20)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def submit(client: tasktide.Client, name: str, *args: Any, **opts: Any) -> tasktide.TaskHandle:
+    return client.submit_spec(app.tasks[name].spec(list(args), **opts))
+
+
+def queue_row(base: str, queue: str) -> dict[str, Any] | None:
+    status, body = http("GET", f"{base}/api/overview")
+    assert status == 200, body
+    return next((q for q in body["queues"] if q["queue"] == queue), None)
+
+
+def test_api_reports_queues_workers_and_tasks(platform, client, dashboard):
+    q = f"dash-{uuid.uuid4().hex[:8]}"
+    with run_worker_thread(app, platform.address, queues=(q,), concurrency=2):
+        ok = submit(client, "t.add", 2, 3, queue=q)
+        bad = submit(client, "t.boom", "dashboard saw this", queue=q)
+        assert ok.get(timeout=15) == 5
+        with pytest.raises(tasktide.TaskFailed):
+            bad.get(timeout=15)
+
+        def worker_listed() -> Any:
+            body = http("GET", f"{dashboard}/api/overview")[1]
+            return [w for w in body["workers"] if q in w["queues"]]
+
+        (worker,) = until(worker_listed)
+        assert worker["concurrency"] == 2 and worker["language"] == "python" and worker["last_seen"]
+        row = until(lambda: queue_row(dashboard, q))
+        assert row["consumers"] == 1 and row["paused"] is False and row["dead"] == 0
+
+        status, task = http("GET", f"{dashboard}/api/tasks/{ok.id}")
+        assert status == 200, task
+        assert (task["state"], task["name"], task["result"], task["args"]) == ("SUCCEEDED", "t.add", 5, [2, 3])
+        assert task["queue"] == q and task["attempts"] == 1 and task["worker_id"] == worker["worker_id"]
+        assert [e["state"] for e in task["events"]][-1] == "SUCCEEDED"
+        assert "RUNNING" in [e["state"] for e in task["events"]]
+
+        status, failed = http("GET", f"{dashboard}/api/tasks/{bad.id}")
+        assert failed["state"] == "FAILED" and failed["result"] is None
+        assert "ValueError" in failed["error"]["type"] and failed["error"]["message"] == "dashboard saw this"
+        assert "raise ValueError" in failed["error"]["traceback"]
+
+        recent = http("GET", f"{dashboard}/api/overview")[1]["recent"]
+        assert {ok.id, bad.id} <= {t["id"] for t in recent}
+
+    assert http("GET", f"{dashboard}/api/tasks/{uuid.uuid4().hex}")[0] == 404
+    assert http("GET", f"{dashboard}/api/tasks/not-an-id")[0] == 400
+
+
+def test_actions_over_http(platform, client, dashboard):
+    q = f"dash-{uuid.uuid4().hex[:8]}"
+    assert http("POST", f"{dashboard}/api/queues/{q}/pause", action=False)[0] == 403
+    assert http("POST", f"{dashboard}/api/queues/{q}/pause") == (200, {"queue": q, "paused": True})
+    assert until(lambda: (queue_row(dashboard, q) or {}).get("paused"))
+    assert [s.paused for s in client.queue_stats() if s.queue == q] == [True]
+    assert http("POST", f"{dashboard}/api/queues/{q}/resume")[0] == 200
+    assert [s.paused for s in client.queue_stats() if s.queue == q] == [False]
+
+    delayed = submit(client, "t.add", 1, 1, queue=q, countdown=600)
+    status, body = http("POST", f"{dashboard}/api/tasks/{delayed.id}/cancel")
+    assert status == 200 and body["state"] == "CANCELLED"
+    assert until(lambda: delayed.status() is TaskState.CANCELLED)
+
+    with run_worker_thread(app, platform.address, queues=(q,)):
+        dead = submit(client, "t.always_fails", "gone", queue=q)
+        with pytest.raises(tasktide.TaskDead):
+            dead.get(timeout=15)
+    status, body = http("GET", f"{dashboard}/api/dead/{q}")
+    assert status == 200 and [t["id"] for t in body["tasks"]] == [dead.id]
+    assert body["tasks"][0]["name"] == "t.always_fails"
+    assert http("POST", f"{dashboard}/api/dead/{q}/requeue", {"ids": [dead.id]}) == (200, {"queue": q, "requeued": 1})
+    row = until(lambda: (r := queue_row(dashboard, q)) and r["dead"] == 0 and r["ready"] == 1 and r)
+    assert row["consumers"] == 0
+    assert http("GET", f"{dashboard}/api/dead/{q}")[1]["tasks"] == []
+
+
+def chromium_dom(url: str, tmp_path) -> str:
+    """The DOM of `url` after its scripts ran; loaded again (up to a deadline) until the live update landed."""
+    exe = require_tool("chromium")
+    deadline = time.monotonic() + 30
+    while True:
+        profile = tmp_path / f"profile-{uuid.uuid4().hex[:6]}"
+        out = subprocess.run(
+            [
+                exe,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=3000",
+                "--dump-dom",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        if 'data-live="ok"' in out.stdout or time.monotonic() > deadline:
+            return out.stdout
+
+
+def test_browser_renders_overview_and_task_page(platform, client, dashboard, tmp_path):
+    q = f"dash-{uuid.uuid4().hex[:8]}"
+    with run_worker_thread(app, platform.address, queues=(q,)):
+        bad = submit(client, "t.boom", "shown in the browser", queue=q)
+        with pytest.raises(tasktide.TaskFailed):
+            bad.get(timeout=15)
+        until(lambda: queue_row(dashboard, q))
+        overview = chromium_dom(f"{dashboard}/", tmp_path)
+    assert 'data-live="ok"' in overview, overview[-3000:]
+    assert f'data-queue="{q}"' in overview
+    assert "loading…" not in overview
+
+    page = chromium_dom(f"{dashboard}/tasks/{bad.id}", tmp_path)
+    assert 'data-live="ok"' in page, page[-3000:]
+    assert '<span class="state FAILED">FAILED</span>' in page
+    assert "shown in the browser" in page and "Traceback" in page
+    assert "t.boom" in page
