@@ -16,7 +16,7 @@ install: $(VENV)/.installed
 
 ## Run every service in one process (embedded Redis) with a worker and demo tasks.
 dev: install
-	$(BIN)/tasktide dev --demo
+	GRPC_ENABLE_FORK_SUPPORT=false $(BIN)/tasktide dev --demo
 
 ## The test command: generated code up to date, lint, then the test suite against real servers.
 test: install proto-check lint typecheck
