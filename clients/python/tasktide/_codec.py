@@ -1,4 +1,4 @@
-"""Encoding of payloads and errors: JSON text, never pickle."""
+"""Encoding of payloads and errors as JSON text: data only, nothing that runs when read."""
 
 from __future__ import annotations
 
