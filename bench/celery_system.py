@@ -11,7 +11,7 @@ from pathlib import Path
 import redis
 
 from bench.procs import Proc, python_argv, settle_used_memory, tree_rss_bytes
-from bench.workloads import percentiles
+from bench.workloads import round_trips
 
 MIB = 1024 * 1024
 TIMEOUT = 600.0
@@ -85,17 +85,7 @@ class CelerySystem:
         return {"rate": n / elapsed, "seconds": elapsed}
 
     def latency(self, n: int) -> dict[str, float]:
-        add = self.tasks.add
-        for i in range(10):  # warm-up, not measured
-            add.delay(i, i).get(timeout=30)
-        samples = []
-        for i in range(n):
-            t0 = time.perf_counter()
-            value = add.delay(i, i).get(timeout=30)
-            samples.append(time.perf_counter() - t0)
-            if value != 2 * i:
-                raise RuntimeError(f"celery: add({i}, {i}) returned {value!r}")
-        return percentiles(samples)
+        return round_trips(self.tasks.add, n, "celery")
 
     def worker_rss(self) -> dict[str, float]:
         return {"rss": (tree_rss_bytes(self.worker.pid) if self.worker else 0) / MIB}

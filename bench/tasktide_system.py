@@ -14,7 +14,7 @@ import redis
 
 from bench.procs import Proc, python_argv, settle_used_memory, tree_rss_bytes, wait_until
 from bench.profiling import Profiler
-from bench.workloads import percentiles
+from bench.workloads import round_trips
 from tasktide_services.common.redis_server import free_port
 
 BATCH = 1000  # tasks per SubmitBatch call
@@ -139,17 +139,7 @@ class TasktideSystem:
         return {"rate": n / elapsed, "seconds": elapsed}
 
     def latency(self, n: int) -> dict[str, float]:
-        add = self.tasks.add
-        for i in range(10):  # warm-up, not measured
-            add.delay(i, i).get(timeout=30)
-        samples = []
-        for i in range(n):
-            t0 = time.perf_counter()
-            value = add.delay(i, i).get(timeout=30)
-            samples.append(time.perf_counter() - t0)
-            if value != 2 * i:
-                raise RuntimeError(f"tasktide: add({i}, {i}) returned {value!r}")
-        return percentiles(samples)
+        return round_trips(self.tasks.add, n, "tasktide")
 
     def worker_rss(self) -> dict[str, float]:
         rss = sum(tree_rss_bytes(w.pid) for w in self.workers)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,21 @@ def percentiles(samples_s: list[float]) -> dict[str, float]:
         return xs[i] * 1000.0
 
     return {"p50": rank(0.50), "p99": rank(0.99)}
+
+
+def round_trips(add: Any, n: int, system: str) -> dict[str, float]:
+    """`add.delay(i, i).get()` n times in a row after 10 unmeasured ones; p50 and p99. The same
+    code for every system: `add` is its task, whose handle has `get(timeout=)`."""
+    for i in range(10):  # warm-up, not measured
+        add.delay(i, i).get(timeout=30)
+    samples = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        value = add.delay(i, i).get(timeout=30)
+        samples.append(time.perf_counter() - t0)
+        if value != 2 * i:
+            raise RuntimeError(f"{system}: add({i}, {i}) returned {value!r}")
+    return percentiles(samples)
 
 
 def run_system(system: System, counts: Counts, log: Callable[[str], None] = print) -> dict[str, dict[str, float]]:

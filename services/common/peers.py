@@ -44,6 +44,14 @@ class Peers:
         peer = getattr(self, which)
         return getattr(peer.servicer, "store", None) if isinstance(peer, _Local) else None
 
+    def local_stores(self, redis: object, *which: str) -> list[Any] | None:
+        """The stores of `which`, when every one is hosted in this process on the connection
+        `redis`, so their writes can share one pipeline with the caller's; else None."""
+        stores = [self.local_store(w) for w in which]
+        if any(st is None or st.redis is not redis for st in stores):
+            return None
+        return stores
+
     async def close(self) -> None:
         for ch in self._channels.values():
             await ch.close()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from tasktide.v1 import task_pb2
 from tasktide_services.common.events import event, now_ms
+from tasktide_services.common.loop import run_forever
 from tasktide_services.scheduler.service import SchedulerService
 from tasktide_services.scheduler.store import SchedulerStore
 
@@ -30,13 +30,5 @@ async def pump_once(store: SchedulerStore, service: SchedulerService) -> int:
 
 
 async def run_pump(store: SchedulerStore, service: SchedulerService, tick: float) -> None:
-    while True:
-        try:
-            moved = await pump_once(store, service)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - keep pumping; the tasks stay in :moving and return
-            log.exception("delayed pump failed")
-            moved = 0
-        if moved < BATCH:
-            await asyncio.sleep(tick)
+    """Due tasks that fail to move stay in :moving and return after their hand-over deadline."""
+    await run_forever("delayed pump", lambda: pump_once(store, service), tick, BATCH)

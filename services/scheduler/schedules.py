@@ -19,7 +19,6 @@ occurrence stands for all of them); the schedule then continues from its next fu
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -28,6 +27,7 @@ import grpc
 from tasktide.v1 import scheduler_pb2, task_pb2
 from tasktide_services.common.errors import NotFound, ServiceError
 from tasktide_services.common.events import now_ms
+from tasktide_services.common.loop import run_forever
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.scheduler import occurrences
 from tasktide_services.scheduler.schedule_store import ScheduleStore
@@ -159,13 +159,5 @@ async def fire_once(service: SchedulerService) -> int:
 
 
 async def run_schedules(service: SchedulerService, tick: float) -> None:
-    while True:
-        try:
-            handled = await fire_once(service)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - keep going; claimed occurrences wait in :firing and return
-            log.exception("firing schedules failed")
-            handled = 0
-        if handled < BATCH:
-            await asyncio.sleep(tick)
+    """Claimed occurrences that fail to fire wait in :firing and return after their deadline."""
+    await run_forever("firing schedules", lambda: fire_once(service), tick, BATCH)

@@ -100,11 +100,12 @@ class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
         """Task records, then events, then the ready queues: in one Redis round trip when the
         results service and the registry live in this process (their stores write their own keys
         with their own scripts), else as calls to them."""
-        results, registry = self.peers.local_store("results"), self.peers.local_store("registry")
-        if results is None or registry is None or not (results.redis is registry.redis is self.store.redis):
+        local = self.peers.local_stores(self.store.redis, "results", "registry")
+        if local is None:
             await self.store.save(fresh, delayed)
             await self.hand_over(runnable, events)
             return
+        results, registry = local
 
         def build(pipe: Pipeline) -> None:
             self.store.build_save(pipe, fresh, delayed)

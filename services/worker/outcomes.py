@@ -81,12 +81,8 @@ class OutcomeHandler:
         """Process a batch; returns the rejections for outcomes with a stale token. `started`
         events (tasks just dispatched) are recorded in the same call, before the outcomes."""
         events: list[task_pb2.TaskEvent] = list(started or ())
-        if not outcomes:
-            if events:
-                await self.peers.results.Record(results_pb2.RecordRequest(events=events))
-            return []
         refs = [ref(o) for o in outcomes]
-        held = await self.store.hold(refs, now_ms() + self.lease_ms)
+        held = await self.store.hold(refs, now_ms() + self.lease_ms) if refs else []
         rejected = [
             worker_pb2.LeaseRejected(lease=r, reason="stale lease token: the task was redelivered")
             for r, t in zip(refs, held, strict=True)
@@ -147,9 +143,10 @@ class OutcomeHandler:
     async def _record_and_complete(self, events: list[task_pb2.TaskEvent], done: list[worker_pb2.LeaseRef]) -> bool:
         """With the results service in this process: its record, then our lease ends, on one
         pipeline (the same order as two calls, one round trip). False when it is not here."""
-        results = self.peers.local_store("results")
-        if results is None or results.redis is not self.store.redis:
+        local = self.peers.local_stores(self.store.redis, "results")
+        if local is None:
             return False
+        (results,) = local
 
         def build(pipe: Pipeline) -> None:
             results.build_record(pipe, events)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from tasktide.v1 import results_pb2, task_pb2
 from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
+from tasktide_services.common.loop import run_forever
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.worker.outcomes import hand_retries, report_to_workflows
@@ -36,14 +36,13 @@ async def reap_once(
 async def run_reaper(
     store: RegistryStore, peers: Peers, settings: ServerSettings, hooks: ServiceHooks | None = None
 ) -> None:
-    while True:
-        try:
-            await reap_once(store, peers, settings, hooks)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - keep reaping; nothing is lost, leases stay until next time
-            log.exception("lease reaper failed")
-        await asyncio.sleep(max(settings.tick_seconds, min(settings.lease_seconds / 10, 1.0)))
+    """Expired leases not handled this time stay in Redis until the next step."""
+
+    async def step() -> int:
+        await reap_once(store, peers, settings, hooks)
+        return 0
+
+    await run_forever("lease reaper", step, max(settings.tick_seconds, min(settings.lease_seconds / 10, 1.0)))
 
 
 async def _record_dead(

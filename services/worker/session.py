@@ -11,7 +11,7 @@ from tasktide_services.common.events import event, first_events, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.notify import Notifier, wait_any
 from tasktide_services.common.peers import Peers
-from tasktide_services.worker.outcomes import OutcomeHandler, ref, report_to_workflows
+from tasktide_services.worker.outcomes import OutcomeHandler, report_to_workflows
 from tasktide_services.worker.store import Leased, RegistryStore
 
 log = logging.getLogger("tasktide.registry")
@@ -172,9 +172,7 @@ class SessionLoops:
         await report_to_workflows(self.peers, ended, [i.task for i in expired])
         events += ended
         await self.peers.results.Record(results_pb2.RecordRequest(events=events))
-        await self.store.complete([ref(_outcome_ref(i)) for i in expired])
+        await self.store.complete(
+            [worker_pb2.LeaseRef(task_id=i.task.id, queue=i.task.spec.queue, lease_token=i.token) for i in expired]
+        )
         return [i for i in leased if i not in expired]
-
-
-def _outcome_ref(i: Leased) -> task_pb2.Outcome:
-    return task_pb2.Outcome(task_id=i.task.id, queue=i.task.spec.queue, lease_token=i.token)
