@@ -39,6 +39,7 @@ class Workload:
         return {
             "throughput": counts.throughput,
             "submit": counts.submit,
+            "submit_pipelined": counts.submit,
             "latency": counts.latency,
             "redis_memory": counts.memory,
             "worker_rss": 0,
@@ -48,6 +49,14 @@ class Workload:
 WORKLOADS = (
     Workload("throughput", "end-to-end throughput, bulk submit", "tasks/s", ("rate",), "higher", 10.0),
     Workload("submit", "one-by-one add.delay(i, i)", "tasks/s", ("rate",), "higher", 2.0),
+    Workload(
+        "submit_pipelined",
+        "one-by-one add.delay(i, i), tasktide pipelined (confirmed at the end)",
+        "tasks/s",
+        ("rate",),
+        "higher",
+        None,
+    ),
     Workload("latency", "round trip on an idle system", "ms", ("p50", "p99"), "lower", 1.0),
     Workload("redis_memory", "Redis memory per queued task", "bytes/task", ("bytes",), "lower", 0.4),
     Workload("worker_rss", "worker resident memory after the run", "MiB", ("rss",), "lower", None),
@@ -68,6 +77,8 @@ class System(Protocol):
     def throughput(self, n: int) -> dict[str, float]: ...
 
     def submit_rate(self, n: int) -> dict[str, float]: ...
+
+    def submit_pipelined(self, n: int) -> dict[str, float]: ...
 
     def latency(self, n: int) -> dict[str, float]: ...
 
@@ -116,6 +127,8 @@ def run_system(system: System, counts: Counts, log: Callable[[str], None] = prin
         out["throughput"] = system.throughput(counts.throughput)
         log(f"[{system.name}] one-by-one submit, n={counts.submit}")
         out["submit"] = system.submit_rate(counts.submit)
+        log(f"[{system.name}] one-by-one submit, pipelined, n={counts.submit}")
+        out["submit_pipelined"] = system.submit_pipelined(counts.submit)
         log(f"[{system.name}] round-trip latency, n={counts.latency}")
         out["latency"] = system.latency(counts.latency)
         out["worker_rss"] = system.worker_rss()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
+from collections.abc import AsyncIterator
 
 import grpc
 from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2, workflow_pb2
 from tasktide_services.common import validate
-from tasktide_services.common.errors import NotFound
+from tasktide_services.common.errors import NotFound, ServiceError
 from tasktide_services.common.events import event, first_events, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.lua import run_pipeline, scripts_of
@@ -18,6 +21,8 @@ from tasktide_services.common.settings import ServerSettings
 from tasktide_services.scheduler.explain import HELD_BY, explain
 from tasktide_services.scheduler.schedules import ScheduleRpcs
 from tasktide_services.scheduler.store import SchedulerStore
+
+log = logging.getLogger("tasktide.scheduler")
 
 S = task_pb2
 FINAL = frozenset(range(S.TASK_STATE_SUCCEEDED, S.TASK_STATE_DEAD + 1))
@@ -43,6 +48,66 @@ class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
         validate.batch_size(len(req.specs), self.settings.limits)
         return scheduler_pb2.SubmitBatchResponse(results=await self._submit(list(req.specs)))
 
+    async def SubmitStream(
+        self, requests: AsyncIterator[scheduler_pb2.SubmitStreamRequest], ctx: grpc.aio.ServicerContext
+    ) -> AsyncIterator[scheduler_pb2.SubmitStreamResponse]:
+        """Submissions arriving while the previous ones are written are accepted together, as one
+        batch (one Redis round trip); each is answered by its sequence number."""
+        inbox: list[scheduler_pb2.SubmitStreamRequest] = []
+        arrived = asyncio.Event()
+
+        async def read() -> None:
+            try:
+                async for req in requests:
+                    inbox.append(req)
+                    arrived.set()
+            finally:
+                arrived.set()
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                await arrived.wait()
+                arrived.clear()
+                while inbox:
+                    batch = inbox[: self.settings.limits.max_batch]
+                    del inbox[: len(batch)]
+                    for resp in await self._submit_answers(batch):
+                        yield resp
+                if reader.done():
+                    reader.result()  # the stream's own failure (a malformed message) ends the call
+                    return
+        finally:
+            reader.cancel()
+
+    async def _submit_answers(
+        self, batch: list[scheduler_pb2.SubmitStreamRequest]
+    ) -> list[scheduler_pb2.SubmitStreamResponse]:
+        """Accept the valid submissions of `batch` together; a refused one gets its own error."""
+        answers = [scheduler_pb2.SubmitStreamResponse(seq=r.seq) for r in batch]
+        valid: list[int] = []
+        for i, r in enumerate(batch):
+            try:
+                validate.spec(r.spec, self.settings.limits)
+                valid.append(i)
+            except ServiceError as exc:
+                answers[i].error_code, answers[i].error_message = exc.code.value[0], str(exc)
+        if valid:
+            try:
+                results = await self._accept([batch[i].spec for i in valid])
+            except ServiceError as exc:
+                results, code, message = [], exc.code.value[0], str(exc)
+            except Exception as exc:  # noqa: BLE001 - reported to each submitter; the stream goes on
+                log.exception("SubmitStream: accepting %d tasks failed", len(valid))
+                results, code = [], grpc.StatusCode.INTERNAL.value[0]
+                message = f"Scheduler.SubmitStream: {type(exc).__name__}: {exc}"
+            for n, i in enumerate(valid):
+                if results:
+                    answers[i].result.CopyFrom(results[n])
+                else:
+                    answers[i].error_code, answers[i].error_message = code, message
+        return answers
+
     async def _submit(
         self, specs: list[task_pb2.TaskSpec], ids: list[str] | None = None
     ) -> list[scheduler_pb2.SubmitResponse]:
@@ -50,6 +115,12 @@ class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
         limits = self.settings.limits
         for s in specs:
             validate.spec(s, limits)
+        return await self._accept(specs, ids)
+
+    async def _accept(
+        self, specs: list[task_pb2.TaskSpec], ids: list[str] | None = None
+    ) -> list[scheduler_pb2.SubmitResponse]:
+        """`_submit` of specs already validated."""
         now = now_ms()
         ids = ids or [uuid.uuid4().hex for _ in specs]
         tasks = [

@@ -283,6 +283,126 @@ func (x *SubmitBatchResponse) GetResults() []*SubmitResponse {
 	return nil
 }
 
+type SubmitStreamRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"` // chosen by the client, echoed in the response
+	Spec          *TaskSpec              `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitStreamRequest) Reset() {
+	*x = SubmitStreamRequest{}
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitStreamRequest) ProtoMessage() {}
+
+func (x *SubmitStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitStreamRequest.ProtoReflect.Descriptor instead.
+func (*SubmitStreamRequest) Descriptor() ([]byte, []int) {
+	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SubmitStreamRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *SubmitStreamRequest) GetSpec() *TaskSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+type SubmitStreamResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Result        *SubmitResponse        `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`                         // when accepted
+	ErrorCode     int32                  `protobuf:"varint,3,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"` // a gRPC status code (INVALID_ARGUMENT, ...) when refused; 0 when accepted
+	ErrorMessage  string                 `protobuf:"bytes,4,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitStreamResponse) Reset() {
+	*x = SubmitStreamResponse{}
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitStreamResponse) ProtoMessage() {}
+
+func (x *SubmitStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitStreamResponse.ProtoReflect.Descriptor instead.
+func (*SubmitStreamResponse) Descriptor() ([]byte, []int) {
+	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SubmitStreamResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *SubmitStreamResponse) GetResult() *SubmitResponse {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *SubmitStreamResponse) GetErrorCode() int32 {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return 0
+}
+
+func (x *SubmitStreamResponse) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
 type GetTaskRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -292,7 +412,7 @@ type GetTaskRequest struct {
 
 func (x *GetTaskRequest) Reset() {
 	*x = GetTaskRequest{}
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[4]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -304,7 +424,7 @@ func (x *GetTaskRequest) String() string {
 func (*GetTaskRequest) ProtoMessage() {}
 
 func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[4]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -317,7 +437,7 @@ func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskRequest.ProtoReflect.Descriptor instead.
 func (*GetTaskRequest) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{4}
+	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetTaskRequest) GetTaskId() string {
@@ -336,7 +456,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[5]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -348,7 +468,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[5]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -361,7 +481,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{5}
+	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CancelRequest) GetTaskId() string {
@@ -380,7 +500,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[6]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -392,7 +512,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[6]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -405,7 +525,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{6}
+	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CancelResponse) GetState() TaskState {
@@ -425,7 +545,7 @@ type RetryRequest struct {
 
 func (x *RetryRequest) Reset() {
 	*x = RetryRequest{}
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[7]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -437,7 +557,7 @@ func (x *RetryRequest) String() string {
 func (*RetryRequest) ProtoMessage() {}
 
 func (x *RetryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[7]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -450,7 +570,7 @@ func (x *RetryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryRequest.ProtoReflect.Descriptor instead.
 func (*RetryRequest) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{7}
+	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RetryRequest) GetTask() *Task {
@@ -476,7 +596,7 @@ type RetryResponse struct {
 
 func (x *RetryResponse) Reset() {
 	*x = RetryResponse{}
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[8]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -488,7 +608,7 @@ func (x *RetryResponse) String() string {
 func (*RetryResponse) ProtoMessage() {}
 
 func (x *RetryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[8]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -501,7 +621,7 @@ func (x *RetryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryResponse.ProtoReflect.Descriptor instead.
 func (*RetryResponse) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{8}
+	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RetryResponse) GetState() TaskState {
@@ -520,7 +640,7 @@ type ExplainRequest struct {
 
 func (x *ExplainRequest) Reset() {
 	*x = ExplainRequest{}
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[9]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -532,7 +652,7 @@ func (x *ExplainRequest) String() string {
 func (*ExplainRequest) ProtoMessage() {}
 
 func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[9]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -545,7 +665,7 @@ func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainRequest.ProtoReflect.Descriptor instead.
 func (*ExplainRequest) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{9}
+	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExplainRequest) GetTaskId() string {
@@ -569,7 +689,7 @@ type Explanation struct {
 
 func (x *Explanation) Reset() {
 	*x = Explanation{}
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[10]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +701,7 @@ func (x *Explanation) String() string {
 func (*Explanation) ProtoMessage() {}
 
 func (x *Explanation) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[10]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +714,7 @@ func (x *Explanation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Explanation.ProtoReflect.Descriptor instead.
 func (*Explanation) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{10}
+	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Explanation) GetTaskId() string {
@@ -663,7 +783,7 @@ type Schedule struct {
 
 func (x *Schedule) Reset() {
 	*x = Schedule{}
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[11]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -675,7 +795,7 @@ func (x *Schedule) String() string {
 func (*Schedule) ProtoMessage() {}
 
 func (x *Schedule) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[11]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -688,7 +808,7 @@ func (x *Schedule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Schedule.ProtoReflect.Descriptor instead.
 func (*Schedule) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{11}
+	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Schedule) GetId() string {
@@ -794,7 +914,7 @@ type PutScheduleRequest struct {
 
 func (x *PutScheduleRequest) Reset() {
 	*x = PutScheduleRequest{}
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[12]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +926,7 @@ func (x *PutScheduleRequest) String() string {
 func (*PutScheduleRequest) ProtoMessage() {}
 
 func (x *PutScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[12]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -819,7 +939,7 @@ func (x *PutScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutScheduleRequest.ProtoReflect.Descriptor instead.
 func (*PutScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{12}
+	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PutScheduleRequest) GetSchedule() *Schedule {
@@ -845,7 +965,7 @@ type GetScheduleRequest struct {
 
 func (x *GetScheduleRequest) Reset() {
 	*x = GetScheduleRequest{}
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[13]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +977,7 @@ func (x *GetScheduleRequest) String() string {
 func (*GetScheduleRequest) ProtoMessage() {}
 
 func (x *GetScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[13]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +990,7 @@ func (x *GetScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScheduleRequest.ProtoReflect.Descriptor instead.
 func (*GetScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{13}
+	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetScheduleRequest) GetId() string {
@@ -888,7 +1008,7 @@ type ListSchedulesRequest struct {
 
 func (x *ListSchedulesRequest) Reset() {
 	*x = ListSchedulesRequest{}
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[14]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -900,7 +1020,7 @@ func (x *ListSchedulesRequest) String() string {
 func (*ListSchedulesRequest) ProtoMessage() {}
 
 func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[14]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -913,7 +1033,7 @@ func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchedulesRequest.ProtoReflect.Descriptor instead.
 func (*ListSchedulesRequest) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{14}
+	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{16}
 }
 
 type ListSchedulesResponse struct {
@@ -925,7 +1045,7 @@ type ListSchedulesResponse struct {
 
 func (x *ListSchedulesResponse) Reset() {
 	*x = ListSchedulesResponse{}
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[15]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1057,7 @@ func (x *ListSchedulesResponse) String() string {
 func (*ListSchedulesResponse) ProtoMessage() {}
 
 func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[15]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1070,7 @@ func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchedulesResponse.ProtoReflect.Descriptor instead.
 func (*ListSchedulesResponse) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{15}
+	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListSchedulesResponse) GetSchedules() []*Schedule {
@@ -969,7 +1089,7 @@ type DeleteScheduleRequest struct {
 
 func (x *DeleteScheduleRequest) Reset() {
 	*x = DeleteScheduleRequest{}
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[16]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -981,7 +1101,7 @@ func (x *DeleteScheduleRequest) String() string {
 func (*DeleteScheduleRequest) ProtoMessage() {}
 
 func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[16]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -994,7 +1114,7 @@ func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScheduleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{16}
+	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeleteScheduleRequest) GetId() string {
@@ -1013,7 +1133,7 @@ type DeleteScheduleResponse struct {
 
 func (x *DeleteScheduleResponse) Reset() {
 	*x = DeleteScheduleResponse{}
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[17]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1145,7 @@ func (x *DeleteScheduleResponse) String() string {
 func (*DeleteScheduleResponse) ProtoMessage() {}
 
 func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[17]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1158,7 @@ func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScheduleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{17}
+	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeleteScheduleResponse) GetDeleted() bool {
@@ -1058,7 +1178,7 @@ type PauseScheduleRequest struct {
 
 func (x *PauseScheduleRequest) Reset() {
 	*x = PauseScheduleRequest{}
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[18]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1190,7 @@ func (x *PauseScheduleRequest) String() string {
 func (*PauseScheduleRequest) ProtoMessage() {}
 
 func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_scheduler_proto_msgTypes[18]
+	mi := &file_tasktide_v1_scheduler_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1203,7 @@ func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseScheduleRequest.ProtoReflect.Descriptor instead.
 func (*PauseScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{18}
+	return file_tasktide_v1_scheduler_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PauseScheduleRequest) GetId() string {
@@ -1114,7 +1234,16 @@ const file_tasktide_v1_scheduler_proto_rawDesc = "" +
 	"\x12SubmitBatchRequest\x12+\n" +
 	"\x05specs\x18\x01 \x03(\v2\x15.tasktide.v1.TaskSpecR\x05specs\"L\n" +
 	"\x13SubmitBatchResponse\x125\n" +
-	"\aresults\x18\x01 \x03(\v2\x1b.tasktide.v1.SubmitResponseR\aresults\")\n" +
+	"\aresults\x18\x01 \x03(\v2\x1b.tasktide.v1.SubmitResponseR\aresults\"R\n" +
+	"\x13SubmitStreamRequest\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12)\n" +
+	"\x04spec\x18\x02 \x01(\v2\x15.tasktide.v1.TaskSpecR\x04spec\"\xa1\x01\n" +
+	"\x14SubmitStreamResponse\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x123\n" +
+	"\x06result\x18\x02 \x01(\v2\x1b.tasktide.v1.SubmitResponseR\x06result\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x03 \x01(\x05R\terrorCode\x12#\n" +
+	"\rerror_message\x18\x04 \x01(\tR\ferrorMessage\")\n" +
 	"\x0eGetTaskRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\"(\n" +
 	"\rCancelRequest\x12\x17\n" +
@@ -1178,10 +1307,11 @@ const file_tasktide_v1_scheduler_proto_rawDesc = "" +
 	"\x18WAIT_REASON_QUEUE_PAUSED\x10\x05\x12\x1d\n" +
 	"\x19WAIT_REASON_QUEUED_BEHIND\x10\x06\x12\x17\n" +
 	"\x13WAIT_REASON_RUNNING\x10\a\x12\x18\n" +
-	"\x14WAIT_REASON_FINISHED\x10\b2\xac\x06\n" +
+	"\x14WAIT_REASON_FINISHED\x10\b2\x85\a\n" +
 	"\tScheduler\x12A\n" +
 	"\x06Submit\x12\x1a.tasktide.v1.SubmitRequest\x1a\x1b.tasktide.v1.SubmitResponse\x12P\n" +
-	"\vSubmitBatch\x12\x1f.tasktide.v1.SubmitBatchRequest\x1a .tasktide.v1.SubmitBatchResponse\x129\n" +
+	"\vSubmitBatch\x12\x1f.tasktide.v1.SubmitBatchRequest\x1a .tasktide.v1.SubmitBatchResponse\x12W\n" +
+	"\fSubmitStream\x12 .tasktide.v1.SubmitStreamRequest\x1a!.tasktide.v1.SubmitStreamResponse(\x010\x01\x129\n" +
 	"\aGetTask\x12\x1b.tasktide.v1.GetTaskRequest\x1a\x11.tasktide.v1.Task\x12A\n" +
 	"\x06Cancel\x12\x1a.tasktide.v1.CancelRequest\x1a\x1b.tasktide.v1.CancelResponse\x12>\n" +
 	"\x05Retry\x12\x19.tasktide.v1.RetryRequest\x1a\x1a.tasktide.v1.RetryResponse\x12@\n" +
@@ -1205,72 +1335,78 @@ func file_tasktide_v1_scheduler_proto_rawDescGZIP() []byte {
 }
 
 var file_tasktide_v1_scheduler_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tasktide_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_tasktide_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_tasktide_v1_scheduler_proto_goTypes = []any{
 	(WaitReason)(0),                // 0: tasktide.v1.WaitReason
 	(*SubmitRequest)(nil),          // 1: tasktide.v1.SubmitRequest
 	(*SubmitResponse)(nil),         // 2: tasktide.v1.SubmitResponse
 	(*SubmitBatchRequest)(nil),     // 3: tasktide.v1.SubmitBatchRequest
 	(*SubmitBatchResponse)(nil),    // 4: tasktide.v1.SubmitBatchResponse
-	(*GetTaskRequest)(nil),         // 5: tasktide.v1.GetTaskRequest
-	(*CancelRequest)(nil),          // 6: tasktide.v1.CancelRequest
-	(*CancelResponse)(nil),         // 7: tasktide.v1.CancelResponse
-	(*RetryRequest)(nil),           // 8: tasktide.v1.RetryRequest
-	(*RetryResponse)(nil),          // 9: tasktide.v1.RetryResponse
-	(*ExplainRequest)(nil),         // 10: tasktide.v1.ExplainRequest
-	(*Explanation)(nil),            // 11: tasktide.v1.Explanation
-	(*Schedule)(nil),               // 12: tasktide.v1.Schedule
-	(*PutScheduleRequest)(nil),     // 13: tasktide.v1.PutScheduleRequest
-	(*GetScheduleRequest)(nil),     // 14: tasktide.v1.GetScheduleRequest
-	(*ListSchedulesRequest)(nil),   // 15: tasktide.v1.ListSchedulesRequest
-	(*ListSchedulesResponse)(nil),  // 16: tasktide.v1.ListSchedulesResponse
-	(*DeleteScheduleRequest)(nil),  // 17: tasktide.v1.DeleteScheduleRequest
-	(*DeleteScheduleResponse)(nil), // 18: tasktide.v1.DeleteScheduleResponse
-	(*PauseScheduleRequest)(nil),   // 19: tasktide.v1.PauseScheduleRequest
-	(*TaskSpec)(nil),               // 20: tasktide.v1.TaskSpec
-	(TaskState)(0),                 // 21: tasktide.v1.TaskState
-	(*Task)(nil),                   // 22: tasktide.v1.Task
+	(*SubmitStreamRequest)(nil),    // 5: tasktide.v1.SubmitStreamRequest
+	(*SubmitStreamResponse)(nil),   // 6: tasktide.v1.SubmitStreamResponse
+	(*GetTaskRequest)(nil),         // 7: tasktide.v1.GetTaskRequest
+	(*CancelRequest)(nil),          // 8: tasktide.v1.CancelRequest
+	(*CancelResponse)(nil),         // 9: tasktide.v1.CancelResponse
+	(*RetryRequest)(nil),           // 10: tasktide.v1.RetryRequest
+	(*RetryResponse)(nil),          // 11: tasktide.v1.RetryResponse
+	(*ExplainRequest)(nil),         // 12: tasktide.v1.ExplainRequest
+	(*Explanation)(nil),            // 13: tasktide.v1.Explanation
+	(*Schedule)(nil),               // 14: tasktide.v1.Schedule
+	(*PutScheduleRequest)(nil),     // 15: tasktide.v1.PutScheduleRequest
+	(*GetScheduleRequest)(nil),     // 16: tasktide.v1.GetScheduleRequest
+	(*ListSchedulesRequest)(nil),   // 17: tasktide.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil),  // 18: tasktide.v1.ListSchedulesResponse
+	(*DeleteScheduleRequest)(nil),  // 19: tasktide.v1.DeleteScheduleRequest
+	(*DeleteScheduleResponse)(nil), // 20: tasktide.v1.DeleteScheduleResponse
+	(*PauseScheduleRequest)(nil),   // 21: tasktide.v1.PauseScheduleRequest
+	(*TaskSpec)(nil),               // 22: tasktide.v1.TaskSpec
+	(TaskState)(0),                 // 23: tasktide.v1.TaskState
+	(*Task)(nil),                   // 24: tasktide.v1.Task
 }
 var file_tasktide_v1_scheduler_proto_depIdxs = []int32{
-	20, // 0: tasktide.v1.SubmitRequest.spec:type_name -> tasktide.v1.TaskSpec
-	21, // 1: tasktide.v1.SubmitResponse.state:type_name -> tasktide.v1.TaskState
-	20, // 2: tasktide.v1.SubmitBatchRequest.specs:type_name -> tasktide.v1.TaskSpec
+	22, // 0: tasktide.v1.SubmitRequest.spec:type_name -> tasktide.v1.TaskSpec
+	23, // 1: tasktide.v1.SubmitResponse.state:type_name -> tasktide.v1.TaskState
+	22, // 2: tasktide.v1.SubmitBatchRequest.specs:type_name -> tasktide.v1.TaskSpec
 	2,  // 3: tasktide.v1.SubmitBatchResponse.results:type_name -> tasktide.v1.SubmitResponse
-	21, // 4: tasktide.v1.CancelResponse.state:type_name -> tasktide.v1.TaskState
-	22, // 5: tasktide.v1.RetryRequest.task:type_name -> tasktide.v1.Task
-	21, // 6: tasktide.v1.RetryResponse.state:type_name -> tasktide.v1.TaskState
-	21, // 7: tasktide.v1.Explanation.state:type_name -> tasktide.v1.TaskState
-	0,  // 8: tasktide.v1.Explanation.reason:type_name -> tasktide.v1.WaitReason
-	20, // 9: tasktide.v1.Schedule.task:type_name -> tasktide.v1.TaskSpec
-	12, // 10: tasktide.v1.PutScheduleRequest.schedule:type_name -> tasktide.v1.Schedule
-	12, // 11: tasktide.v1.ListSchedulesResponse.schedules:type_name -> tasktide.v1.Schedule
-	1,  // 12: tasktide.v1.Scheduler.Submit:input_type -> tasktide.v1.SubmitRequest
-	3,  // 13: tasktide.v1.Scheduler.SubmitBatch:input_type -> tasktide.v1.SubmitBatchRequest
-	5,  // 14: tasktide.v1.Scheduler.GetTask:input_type -> tasktide.v1.GetTaskRequest
-	6,  // 15: tasktide.v1.Scheduler.Cancel:input_type -> tasktide.v1.CancelRequest
-	8,  // 16: tasktide.v1.Scheduler.Retry:input_type -> tasktide.v1.RetryRequest
-	10, // 17: tasktide.v1.Scheduler.Explain:input_type -> tasktide.v1.ExplainRequest
-	13, // 18: tasktide.v1.Scheduler.PutSchedule:input_type -> tasktide.v1.PutScheduleRequest
-	14, // 19: tasktide.v1.Scheduler.GetSchedule:input_type -> tasktide.v1.GetScheduleRequest
-	15, // 20: tasktide.v1.Scheduler.ListSchedules:input_type -> tasktide.v1.ListSchedulesRequest
-	17, // 21: tasktide.v1.Scheduler.DeleteSchedule:input_type -> tasktide.v1.DeleteScheduleRequest
-	19, // 22: tasktide.v1.Scheduler.PauseSchedule:input_type -> tasktide.v1.PauseScheduleRequest
-	2,  // 23: tasktide.v1.Scheduler.Submit:output_type -> tasktide.v1.SubmitResponse
-	4,  // 24: tasktide.v1.Scheduler.SubmitBatch:output_type -> tasktide.v1.SubmitBatchResponse
-	22, // 25: tasktide.v1.Scheduler.GetTask:output_type -> tasktide.v1.Task
-	7,  // 26: tasktide.v1.Scheduler.Cancel:output_type -> tasktide.v1.CancelResponse
-	9,  // 27: tasktide.v1.Scheduler.Retry:output_type -> tasktide.v1.RetryResponse
-	11, // 28: tasktide.v1.Scheduler.Explain:output_type -> tasktide.v1.Explanation
-	12, // 29: tasktide.v1.Scheduler.PutSchedule:output_type -> tasktide.v1.Schedule
-	12, // 30: tasktide.v1.Scheduler.GetSchedule:output_type -> tasktide.v1.Schedule
-	16, // 31: tasktide.v1.Scheduler.ListSchedules:output_type -> tasktide.v1.ListSchedulesResponse
-	18, // 32: tasktide.v1.Scheduler.DeleteSchedule:output_type -> tasktide.v1.DeleteScheduleResponse
-	12, // 33: tasktide.v1.Scheduler.PauseSchedule:output_type -> tasktide.v1.Schedule
-	23, // [23:34] is the sub-list for method output_type
-	12, // [12:23] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	22, // 4: tasktide.v1.SubmitStreamRequest.spec:type_name -> tasktide.v1.TaskSpec
+	2,  // 5: tasktide.v1.SubmitStreamResponse.result:type_name -> tasktide.v1.SubmitResponse
+	23, // 6: tasktide.v1.CancelResponse.state:type_name -> tasktide.v1.TaskState
+	24, // 7: tasktide.v1.RetryRequest.task:type_name -> tasktide.v1.Task
+	23, // 8: tasktide.v1.RetryResponse.state:type_name -> tasktide.v1.TaskState
+	23, // 9: tasktide.v1.Explanation.state:type_name -> tasktide.v1.TaskState
+	0,  // 10: tasktide.v1.Explanation.reason:type_name -> tasktide.v1.WaitReason
+	22, // 11: tasktide.v1.Schedule.task:type_name -> tasktide.v1.TaskSpec
+	14, // 12: tasktide.v1.PutScheduleRequest.schedule:type_name -> tasktide.v1.Schedule
+	14, // 13: tasktide.v1.ListSchedulesResponse.schedules:type_name -> tasktide.v1.Schedule
+	1,  // 14: tasktide.v1.Scheduler.Submit:input_type -> tasktide.v1.SubmitRequest
+	3,  // 15: tasktide.v1.Scheduler.SubmitBatch:input_type -> tasktide.v1.SubmitBatchRequest
+	5,  // 16: tasktide.v1.Scheduler.SubmitStream:input_type -> tasktide.v1.SubmitStreamRequest
+	7,  // 17: tasktide.v1.Scheduler.GetTask:input_type -> tasktide.v1.GetTaskRequest
+	8,  // 18: tasktide.v1.Scheduler.Cancel:input_type -> tasktide.v1.CancelRequest
+	10, // 19: tasktide.v1.Scheduler.Retry:input_type -> tasktide.v1.RetryRequest
+	12, // 20: tasktide.v1.Scheduler.Explain:input_type -> tasktide.v1.ExplainRequest
+	15, // 21: tasktide.v1.Scheduler.PutSchedule:input_type -> tasktide.v1.PutScheduleRequest
+	16, // 22: tasktide.v1.Scheduler.GetSchedule:input_type -> tasktide.v1.GetScheduleRequest
+	17, // 23: tasktide.v1.Scheduler.ListSchedules:input_type -> tasktide.v1.ListSchedulesRequest
+	19, // 24: tasktide.v1.Scheduler.DeleteSchedule:input_type -> tasktide.v1.DeleteScheduleRequest
+	21, // 25: tasktide.v1.Scheduler.PauseSchedule:input_type -> tasktide.v1.PauseScheduleRequest
+	2,  // 26: tasktide.v1.Scheduler.Submit:output_type -> tasktide.v1.SubmitResponse
+	4,  // 27: tasktide.v1.Scheduler.SubmitBatch:output_type -> tasktide.v1.SubmitBatchResponse
+	6,  // 28: tasktide.v1.Scheduler.SubmitStream:output_type -> tasktide.v1.SubmitStreamResponse
+	24, // 29: tasktide.v1.Scheduler.GetTask:output_type -> tasktide.v1.Task
+	9,  // 30: tasktide.v1.Scheduler.Cancel:output_type -> tasktide.v1.CancelResponse
+	11, // 31: tasktide.v1.Scheduler.Retry:output_type -> tasktide.v1.RetryResponse
+	13, // 32: tasktide.v1.Scheduler.Explain:output_type -> tasktide.v1.Explanation
+	14, // 33: tasktide.v1.Scheduler.PutSchedule:output_type -> tasktide.v1.Schedule
+	14, // 34: tasktide.v1.Scheduler.GetSchedule:output_type -> tasktide.v1.Schedule
+	18, // 35: tasktide.v1.Scheduler.ListSchedules:output_type -> tasktide.v1.ListSchedulesResponse
+	20, // 36: tasktide.v1.Scheduler.DeleteSchedule:output_type -> tasktide.v1.DeleteScheduleResponse
+	14, // 37: tasktide.v1.Scheduler.PauseSchedule:output_type -> tasktide.v1.Schedule
+	26, // [26:38] is the sub-list for method output_type
+	14, // [14:26] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_tasktide_v1_scheduler_proto_init() }
@@ -1285,7 +1421,7 @@ func file_tasktide_v1_scheduler_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tasktide_v1_scheduler_proto_rawDesc), len(file_tasktide_v1_scheduler_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Scheduler_Submit_FullMethodName         = "/tasktide.v1.Scheduler/Submit"
 	Scheduler_SubmitBatch_FullMethodName    = "/tasktide.v1.Scheduler/SubmitBatch"
+	Scheduler_SubmitStream_FullMethodName   = "/tasktide.v1.Scheduler/SubmitStream"
 	Scheduler_GetTask_FullMethodName        = "/tasktide.v1.Scheduler/GetTask"
 	Scheduler_Cancel_FullMethodName         = "/tasktide.v1.Scheduler/Cancel"
 	Scheduler_Retry_FullMethodName          = "/tasktide.v1.Scheduler/Retry"
@@ -41,6 +42,10 @@ const (
 type SchedulerClient interface {
 	Submit(ctx context.Context, in *SubmitRequest, opts ...grpc.CallOption) (*SubmitResponse, error)
 	SubmitBatch(ctx context.Context, in *SubmitBatchRequest, opts ...grpc.CallOption) (*SubmitBatchResponse, error)
+	// Submissions on one long-lived stream, for clients that send tasks one at a time: each request
+	// is answered by a response with its `seq` (what arrives together is written together); a refused
+	// task gets its error in its response and the stream goes on.
+	SubmitStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SubmitStreamRequest, SubmitStreamResponse], error)
 	GetTask(ctx context.Context, in *GetTaskRequest, opts ...grpc.CallOption) (*Task, error)
 	Cancel(ctx context.Context, in *CancelRequest, opts ...grpc.CallOption) (*CancelResponse, error)
 	// Called by the registry when a worker asks for another attempt.
@@ -82,6 +87,19 @@ func (c *schedulerClient) SubmitBatch(ctx context.Context, in *SubmitBatchReques
 	}
 	return out, nil
 }
+
+func (c *schedulerClient) SubmitStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SubmitStreamRequest, SubmitStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Scheduler_ServiceDesc.Streams[0], Scheduler_SubmitStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SubmitStreamRequest, SubmitStreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Scheduler_SubmitStreamClient = grpc.BidiStreamingClient[SubmitStreamRequest, SubmitStreamResponse]
 
 func (c *schedulerClient) GetTask(ctx context.Context, in *GetTaskRequest, opts ...grpc.CallOption) (*Task, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -179,6 +197,10 @@ func (c *schedulerClient) PauseSchedule(ctx context.Context, in *PauseScheduleRe
 type SchedulerServer interface {
 	Submit(context.Context, *SubmitRequest) (*SubmitResponse, error)
 	SubmitBatch(context.Context, *SubmitBatchRequest) (*SubmitBatchResponse, error)
+	// Submissions on one long-lived stream, for clients that send tasks one at a time: each request
+	// is answered by a response with its `seq` (what arrives together is written together); a refused
+	// task gets its error in its response and the stream goes on.
+	SubmitStream(grpc.BidiStreamingServer[SubmitStreamRequest, SubmitStreamResponse]) error
 	GetTask(context.Context, *GetTaskRequest) (*Task, error)
 	Cancel(context.Context, *CancelRequest) (*CancelResponse, error)
 	// Called by the registry when a worker asks for another attempt.
@@ -206,6 +228,9 @@ func (UnimplementedSchedulerServer) Submit(context.Context, *SubmitRequest) (*Su
 }
 func (UnimplementedSchedulerServer) SubmitBatch(context.Context, *SubmitBatchRequest) (*SubmitBatchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SubmitBatch not implemented")
+}
+func (UnimplementedSchedulerServer) SubmitStream(grpc.BidiStreamingServer[SubmitStreamRequest, SubmitStreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method SubmitStream not implemented")
 }
 func (UnimplementedSchedulerServer) GetTask(context.Context, *GetTaskRequest) (*Task, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetTask not implemented")
@@ -290,6 +315,13 @@ func _Scheduler_SubmitBatch_Handler(srv interface{}, ctx context.Context, dec fu
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _Scheduler_SubmitStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(SchedulerServer).SubmitStream(&grpc.GenericServerStream[SubmitStreamRequest, SubmitStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Scheduler_SubmitStreamServer = grpc.BidiStreamingServer[SubmitStreamRequest, SubmitStreamResponse]
 
 func _Scheduler_GetTask_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetTaskRequest)
@@ -505,6 +537,13 @@ var Scheduler_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Scheduler_PauseSchedule_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "SubmitStream",
+			Handler:       _Scheduler_SubmitStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "tasktide/v1/scheduler.proto",
 }

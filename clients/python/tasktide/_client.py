@@ -19,6 +19,7 @@ from tasktide._schedules import ScheduleMethods
 from tasktide._settings import ClientSettings
 from tasktide._spec import build_spec
 from tasktide._states import FINAL_PROTO_STATES, TaskState
+from tasktide._submitter import StreamSubmitter
 from tasktide.v1 import (
     results_pb2,
     results_pb2_grpc,
@@ -59,13 +60,29 @@ class Client(ScheduleMethods):  # schedule methods: _schedules.py
         self._scheduler = scheduler_pb2_grpc.SchedulerStub(wrap(self._sched_ch))
         self._results = results_pb2_grpc.ResultsStub(wrap(self._res_ch))
         self._registry = worker_pb2_grpc.RegistryStub(wrap(self._reg_ch))
+        # Tasks sent one at a time share one stream (cheaper than a call each), unless a plugin
+        # wraps each Submit call.
+        plain = hooks is None or not hooks.wraps_submit
+        self._submitter = StreamSubmitter(self._scheduler, self.settings.scheduler()) if plain else None
 
     @property
     def scheduler_channel(self) -> grpc.Channel:
         """The channel to the scheduler (which also hosts workflows)."""
         return self._sched_ch
 
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every task submitted so far is confirmed by the platform; raises the first
+        refusal since the last flush. Only pipelined submission (settings) leaves any unconfirmed."""
+        if self._submitter is not None:
+            self._submitter.flush(timeout)
+
     def close(self) -> None:
+        """Closes the connections, after waiting for unconfirmed submissions (see flush)."""
+        if self._submitter is not None:
+            try:
+                self._submitter.flush()
+            finally:
+                self._submitter.close()
         for ch in {id(c): c for c in (self._sched_ch, self._res_ch, self._reg_ch)}.values():
             ch.close()
 
@@ -79,6 +96,12 @@ class Client(ScheduleMethods):  # schedule methods: _schedules.py
         return self.submit_spec(build_spec(name, args, kwargs, **options))
 
     def submit_spec(self, spec: task_pb2.TaskSpec) -> TaskHandle:
+        if self._submitter is not None:
+            pipelined = self.settings.pipelined_submit
+            fut = self._submitter.submit(spec, pipelined)
+            if pipelined:
+                return TaskHandle("", self, spec.name, pending=fut)
+            return TaskHandle(fut.result().task_id, self, spec.name)
         try:
             resp = self._scheduler.Submit(scheduler_pb2.SubmitRequest(spec=spec))
         except grpc.RpcError as exc:

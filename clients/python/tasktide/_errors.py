@@ -27,3 +27,13 @@ def translate(exc: grpc.RpcError, address: str = "") -> ServiceError:
     if cls is Unavailable:
         details = f"cannot reach tasktide at {address or '?'}: {details}"
     return cls(details or code.name, code.name)
+
+
+def from_status(code: int, message: str) -> ServiceError:
+    """The error for a status carried as data (a refused submission on SubmitStream)."""
+    status = next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
+    return _BY_CODE.get(status, ServiceError)(message or status.name, status.name)
+
+
+def stream_closed(address: str) -> ServiceError:
+    return Unavailable(f"the submission stream to {address} closed before the answer came", "UNAVAILABLE")

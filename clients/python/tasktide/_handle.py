@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from tasktide._explain import Explanation
@@ -13,14 +14,23 @@ if TYPE_CHECKING:
 
 
 class TaskHandle:
-    """A submitted task: its id, and ways to ask about it."""
+    """A submitted task: its id, and ways to ask about it. A pipelined submission's handle learns
+    its id when the platform confirms it: reading `id` waits for that, and raises if it was refused."""
 
-    __slots__ = ("id", "name", "_client")
+    __slots__ = ("_id", "_pending", "name", "_client")
 
-    def __init__(self, task_id: str, client: Client, name: str = "") -> None:
-        self.id = task_id
+    def __init__(self, task_id: str, client: Client, name: str = "", pending: Future[Any] | None = None) -> None:
+        self._id = task_id
+        self._pending = pending
         self.name = name
         self._client = client
+
+    @property
+    def id(self) -> str:
+        if self._pending is not None:
+            self._id = self._pending.result().task_id
+            self._pending = None
+        return self._id
 
     def __repr__(self) -> str:
         return f"<TaskHandle {self.name} {self.id}>"

@@ -28,6 +28,10 @@ _RESUMED = contextlib.nullcontext()
 class Hooks:
     """No-op base class of client and worker hooks."""
 
+    # True when the plugin wraps each Submit call (a span per call): the blocking client then sends
+    # tasks one call each instead of over its shared submission stream.
+    wraps_submit = False
+
     def wrap_channel(self, channel: Any) -> Any:
         """The blocking client's grpc.Channel, with interceptors in front of it if the plugin has any."""
         return channel

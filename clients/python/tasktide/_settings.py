@@ -17,6 +17,10 @@ class ClientSettings:
     registry_address: str = ""
     results_address: str = ""
     lease_seconds_hint: float = 30.0
+    # delay()/submit() return before the platform confirms the task (a handle's id waits for it;
+    # Client.flush() waits for all): many tasks in flight at once. Tasks not yet confirmed are lost
+    # if the process dies. TASKTIDE_PIPELINED_SUBMIT=1
+    pipelined_submit: bool = False
     channel_options: tuple[tuple[str, int], ...] = field(
         default=(
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -33,6 +37,7 @@ class ClientSettings:
             scheduler_address=env.get("TASKTIDE_SCHEDULER_ADDRESS", ""),
             registry_address=env.get("TASKTIDE_REGISTRY_ADDRESS", ""),
             results_address=env.get("TASKTIDE_RESULTS_ADDRESS", ""),
+            pipelined_submit=env.get("TASKTIDE_PIPELINED_SUBMIT", "").lower() in ("1", "true", "yes"),
         )
 
     def scheduler(self) -> str:

@@ -45,6 +45,11 @@ class SchedulerStub:
                 request_serializer=tasktide_dot_v1_dot_scheduler__pb2.SubmitBatchRequest.SerializeToString,
                 response_deserializer=tasktide_dot_v1_dot_scheduler__pb2.SubmitBatchResponse.FromString,
                 _registered_method=True)
+        self.SubmitStream = channel.stream_stream(
+                '/tasktide.v1.Scheduler/SubmitStream',
+                request_serializer=tasktide_dot_v1_dot_scheduler__pb2.SubmitStreamRequest.SerializeToString,
+                response_deserializer=tasktide_dot_v1_dot_scheduler__pb2.SubmitStreamResponse.FromString,
+                _registered_method=True)
         self.GetTask = channel.unary_unary(
                 '/tasktide.v1.Scheduler/GetTask',
                 request_serializer=tasktide_dot_v1_dot_scheduler__pb2.GetTaskRequest.SerializeToString,
@@ -103,6 +108,15 @@ class SchedulerServicer:
 
     def SubmitBatch(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitStream(self, request_iterator, context):
+        """Submissions on one long-lived stream, for clients that send tasks one at a time: each request
+        is answered by a response with its `seq` (what arrives together is written together); a refused
+        task gets its error in its response and the stream goes on.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -176,6 +190,11 @@ def add_SchedulerServicer_to_server(servicer, server):
                     servicer.SubmitBatch,
                     request_deserializer=tasktide_dot_v1_dot_scheduler__pb2.SubmitBatchRequest.FromString,
                     response_serializer=tasktide_dot_v1_dot_scheduler__pb2.SubmitBatchResponse.SerializeToString,
+            ),
+            'SubmitStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.SubmitStream,
+                    request_deserializer=tasktide_dot_v1_dot_scheduler__pb2.SubmitStreamRequest.FromString,
+                    response_serializer=tasktide_dot_v1_dot_scheduler__pb2.SubmitStreamResponse.SerializeToString,
             ),
             'GetTask': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTask,
@@ -277,6 +296,33 @@ class Scheduler:
             '/tasktide.v1.Scheduler/SubmitBatch',
             tasktide_dot_v1_dot_scheduler__pb2.SubmitBatchRequest.SerializeToString,
             tasktide_dot_v1_dot_scheduler__pb2.SubmitBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/tasktide.v1.Scheduler/SubmitStream',
+            tasktide_dot_v1_dot_scheduler__pb2.SubmitStreamRequest.SerializeToString,
+            tasktide_dot_v1_dot_scheduler__pb2.SubmitStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

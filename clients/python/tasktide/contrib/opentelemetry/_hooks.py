@@ -47,6 +47,8 @@ class TracingHooks(Hooks):
     propagator: how trace context is written to task headers (default: the configured one, W3C).
     """
 
+    wraps_submit = True  # one PRODUCER span per Submit call (_producer.py)
+
     def __init__(
         self, tracer_provider: TracerProvider | None = None, propagator: TextMapPropagator | None = None
     ) -> None:

@@ -1,0 +1,124 @@
+"""Submissions over one long-lived SubmitStream, for the blocking client.
+
+Each submission gets a sequence number and a Future; one reader thread per stream resolves them as
+the scheduler's answers arrive. Submissions from many threads share the stream, and what reaches
+the scheduler together is written together. The stream opens on first use; when it breaks, the
+submissions it still had in flight fail with its error and the next submission opens a new one.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from concurrent.futures import wait as futures_wait
+from typing import Any
+
+import grpc
+
+from tasktide._errors import from_status, stream_closed, translate
+from tasktide._exceptions import ServiceError
+from tasktide.v1 import scheduler_pb2, task_pb2
+
+_END = None  # put on a stream's request queue to close it
+MAX_IN_FLIGHT = 10_000  # unconfirmed submissions at once; submit() waits beyond that
+
+
+class _Stream:
+    def __init__(self, stub: Any, address: str) -> None:
+        self.requests: queue.SimpleQueue[scheduler_pb2.SubmitStreamRequest | None] = queue.SimpleQueue()
+        self.pending: dict[int, Future[scheduler_pb2.SubmitResponse]] = {}
+        self.open = True
+        self.address = address
+        self.responses = stub.SubmitStream(self._requests())
+
+    def _requests(self) -> Iterator[scheduler_pb2.SubmitStreamRequest]:
+        while True:
+            req = self.requests.get()
+            if req is _END:
+                return
+            yield req
+
+
+class StreamSubmitter:
+    """Thread-safe; one per Client."""
+
+    def __init__(self, stub: Any, address: str) -> None:
+        self._stub = stub
+        self._address = address
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._stream: _Stream | None = None
+        self._slots = threading.BoundedSemaphore(MAX_IN_FLIGHT)
+        self._unconfirmed: set[Future[scheduler_pb2.SubmitResponse]] = set()
+        self._refused: list[BaseException] = []  # failures not yet reported by flush()
+
+    def submit(self, spec: task_pb2.TaskSpec, pipelined: bool = False) -> Future[scheduler_pb2.SubmitResponse]:
+        """The answer to come. `pipelined`: the caller does not wait for it, so flush() does."""
+        fut: Future[scheduler_pb2.SubmitResponse] = Future()
+        if pipelined:
+            self._slots.acquire()
+            fut.add_done_callback(self._settled)
+        with self._lock:
+            if pipelined:
+                self._unconfirmed.add(fut)
+            stream = self._stream
+            if stream is None or not stream.open:
+                stream = self._stream = _Stream(self._stub, self._address)
+                threading.Thread(target=self._read, args=(stream,), name="tasktide-submit", daemon=True).start()
+            self._seq += 1
+            stream.pending[self._seq] = fut
+            stream.requests.put(scheduler_pb2.SubmitStreamRequest(seq=self._seq, spec=spec))
+        return fut
+
+    def _settled(self, fut: Future[scheduler_pb2.SubmitResponse]) -> None:
+        with self._lock:
+            self._unconfirmed.discard(fut)
+            exc = fut.exception()
+            if exc is not None:
+                self._refused.append(exc)
+        self._slots.release()
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every pipelined submission made so far is confirmed or refused; raise the
+        first refusal since the last flush (the others are in its notes)."""
+        with self._lock:
+            waiting = list(self._unconfirmed)
+        futures_wait(waiting, timeout)
+        with self._lock:
+            if any(not f.done() for f in waiting):
+                raise ServiceError(f"submissions not confirmed within {timeout} s", "DEADLINE_EXCEEDED")
+            refused, self._refused = self._refused, []
+        if refused:
+            first = refused[0]
+            for other in refused[1:]:
+                first.add_note(f"also refused: {other}")
+            raise first
+
+    def _read(self, stream: _Stream) -> None:
+        error: Exception = stream_closed(self._address)
+        try:
+            for resp in stream.responses:
+                with self._lock:
+                    fut = stream.pending.pop(resp.seq, None)
+                if fut is None:
+                    continue
+                if resp.error_code:
+                    fut.set_exception(from_status(resp.error_code, resp.error_message))
+                else:
+                    fut.set_result(resp.result)
+        except grpc.RpcError as exc:
+            error = translate(exc, self._address)
+        with self._lock:  # no submission joins this stream after this point
+            stream.open = False
+            left, stream.pending = stream.pending, {}
+        for fut in left.values():
+            fut.set_exception(error)
+
+    def close(self) -> None:
+        """End the stream; answers still on their way are read before its thread ends."""
+        with self._lock:
+            if self._stream is not None and self._stream.open:
+                self._stream.requests.put(_END)
+            self._stream = None

@@ -1,0 +1,105 @@
+"""Submitting over the shared SubmitStream: answers by sequence number, refusals that leave the
+stream open, pipelined submission confirmed by flush(), and a stream reopened after a restart."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import grpc
+import pytest
+
+from tasktide import Client, ClientSettings
+from tasktide._exceptions import InvalidArgument, Unavailable
+from tasktide.v1 import scheduler_pb2, scheduler_pb2_grpc, task_pb2
+from tasktide_services.common.redis_server import free_port
+from tasktide_services.testing import PlatformThread, run_worker_thread
+from tests.tasks_app import app
+
+
+def _spec(name: str, queue: str) -> task_pb2.TaskSpec:
+    return task_pb2.TaskSpec(name=name, queue=queue)
+
+
+def test_each_request_is_answered_by_its_sequence_number_and_a_refusal_leaves_the_stream_open(platform, queue_name):
+    seqs = [7, 8, 9, 10]
+    names = ["t.add", "not a valid name!", "t.add", ""]
+    reqs = [
+        scheduler_pb2.SubmitStreamRequest(seq=s, spec=_spec(n, queue_name)) for s, n in zip(seqs, names, strict=True)
+    ]
+    with grpc.insecure_channel(platform.address) as ch:
+        answers = list(scheduler_pb2_grpc.SchedulerStub(ch).SubmitStream(iter(reqs)))
+    by_seq = {a.seq: a for a in answers}
+    assert sorted(by_seq) == seqs
+    for seq in (7, 9):
+        assert by_seq[seq].error_code == 0 and len(by_seq[seq].result.task_id) == 32
+        assert by_seq[seq].result.state == task_pb2.TASK_STATE_QUEUED
+    for seq in (8, 10):
+        assert by_seq[seq].error_code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert by_seq[seq].error_message  # says what is wrong
+        assert not by_seq[seq].result.task_id
+
+
+def test_a_refused_task_raises_and_the_next_one_goes_through(client, queue_name):
+    with pytest.raises(InvalidArgument, match="name"):
+        client.submit("not a valid name!", [1, 2], queue=queue_name)
+    with run_worker_thread(app, client.settings.address, queues=(queue_name,)):
+        assert client.submit("t.add", [2, 3], queue=queue_name).get(timeout=20) == 5
+
+
+def test_submissions_from_many_threads_share_the_stream(client, queue_name):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        handles = list(pool.map(lambda i: client.submit("t.add", [i, 1], queue=queue_name), range(200)))
+    assert len({h.id for h in handles}) == 200
+    with run_worker_thread(app, client.settings.address, queues=(queue_name,)):
+        assert [h.get(timeout=20) for h in handles] == [i + 1 for i in range(200)]
+
+
+def test_pipelined_submission_is_confirmed_by_flush(platform, queue_name):
+    settings = replace(ClientSettings.from_env({}, address=platform.address), pipelined_submit=True)
+    with Client(settings=settings) as c:
+        handles = [c.submit("t.add", [i, i], queue=queue_name) for i in range(300)]
+        c.flush(timeout=30)
+        assert all(len(h.id) == 32 for h in handles)
+        with run_worker_thread(app, platform.address, queues=(queue_name,)):
+            assert [h.get(timeout=20) for h in handles] == [2 * i for i in range(300)]
+
+
+def test_a_pipelined_refusal_is_raised_by_flush_and_by_its_handle(platform, queue_name):
+    settings = replace(ClientSettings.from_env({}, address=platform.address), pipelined_submit=True)
+    with Client(settings=settings) as c:
+        good = c.submit("t.add", [1, 1], queue=queue_name)
+        bad = c.submit("not a valid name!", [], queue=queue_name)  # returns: nothing is confirmed yet
+        with pytest.raises(InvalidArgument, match="name"):
+            c.flush(timeout=30)
+        c.flush(timeout=30)  # reported once
+        assert len(good.id) == 32
+        with pytest.raises(InvalidArgument):
+            _ = bad.id
+
+
+def test_the_stream_reopens_after_the_platform_restarts(server_settings, queue_name):
+    settings = replace(server_settings, address=f"127.0.0.1:{free_port()}")
+    p1 = PlatformThread(settings).start()
+    with Client(settings=ClientSettings.from_env({}, address=p1.address)) as c:
+        first = c.submit("t.add", [1, 2], queue=queue_name)
+        p1.stop()
+        with pytest.raises(Unavailable):
+            c.submit("t.add", [3, 4], queue=queue_name)
+        p2 = PlatformThread(settings).start()
+        try:
+            second = None
+            for _ in range(50):  # the channel reconnects with backoff
+                try:
+                    second = c.submit("t.add", [5, 6], queue=queue_name)
+                    break
+                except Unavailable:
+                    time.sleep(0.2)
+            assert second is not None
+            with run_worker_thread(app, p2.address, queues=(queue_name,)):
+                assert first.get(timeout=20) == 3
+                assert second.get(timeout=20) == 11
+        finally:
+            p2.stop()
