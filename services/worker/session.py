@@ -18,6 +18,9 @@ log = logging.getLogger("tasktide.registry")
 
 IDLE_POLL = 1.0  # a safety net under pub/sub wake-ups
 MAX_ASSIGN = 256
+# How long the events of tasks just dispatched (QUEUED, RUNNING) wait for an outcome to be recorded
+# with: a short task's whole story then costs one Redis round trip instead of two.
+STARTED_LINGER = 0.02
 
 
 class Session:
@@ -33,12 +36,26 @@ class Session:
         self.to_settle: list[task_pb2.Outcome] = []
         self.to_record: list[task_pb2.TaskEvent] = []
         self.settle_wake = asyncio.Event()
+        self.record_at = 0.0  # loop time when waiting events are recorded even with no outcome
         self.closing = False
 
     def settle(self, outcomes: Iterable[task_pb2.Outcome] = (), started: Iterable[task_pb2.TaskEvent] = ()) -> None:
         self.to_settle.extend(outcomes)
-        self.to_record.extend(started)
-        self.settle_wake.set()
+        started = list(started)
+        if started:
+            if not self.to_record:
+                loop = asyncio.get_running_loop()
+                self.record_at = loop.time() + STARTED_LINGER
+                loop.call_later(STARTED_LINGER, self.settle_wake.set)
+            self.to_record.extend(started)
+        if self.to_settle:
+            self.settle_wake.set()
+
+    def due(self) -> bool:
+        """Whether there is something to record now: outcomes, or events that waited long enough."""
+        if self.to_settle:
+            return True
+        return bool(self.to_record) and (self.closing or asyncio.get_running_loop().time() >= self.record_at)
 
     def grant(self, n: int) -> None:
         if n:
@@ -93,7 +110,7 @@ class SessionLoops:
         """Record what the session reported, batch after batch, merging what piled up meanwhile.
         Ends once the session is closing and nothing is left."""
         while True:
-            if not session.to_settle and not session.to_record:
+            if not session.due():
                 if session.closing:
                     return
                 session.settle_wake.clear()
@@ -125,19 +142,32 @@ class SessionLoops:
                 session.send(rejected=worker_pb2.LeaseRejected(lease=r, reason="lease expired"))
 
     async def dispatch(self, session: Session) -> None:
+        # A queue found empty, with the wake-up event taken before it was looked at: while that
+        # event has not fired, nothing was added to the queue and asking Redis again is pointless
+        # (for IDLE_POLL at most, the safety net under pub/sub).
+        drained: dict[str, tuple[asyncio.Event, float]] = {}
+        loop = asyncio.get_running_loop()
         while True:
             while session.credit <= 0:
                 session.credit_changed.clear()
                 await session.credit_changed.wait()
-            wake = [self.notifier.event(q) for q in session.queues]
+            wake = {q: self.notifier.event(q) for q in session.queues}
             leased: list[Leased] = []
             for q in session.queues:
                 want = min(session.credit - len(leased), MAX_ASSIGN)
                 if want <= 0:
                     break
-                leased += await self.store.dispatch(q, now_ms(), self.lease_ms, want)
+                seen = drained.get(q)
+                if seen is not None and seen[0] is wake[q] and loop.time() - seen[1] < IDLE_POLL:
+                    continue
+                got = await self.store.dispatch(q, now_ms(), self.lease_ms, want)
+                if len(got) < want:
+                    drained[q] = (wake[q], loop.time())
+                else:
+                    drained.pop(q, None)
+                leased += got
             if not leased:
-                await wait_any(wake, IDLE_POLL)
+                await wait_any(list(wake.values()), IDLE_POLL)
                 continue
             runnable = await self._drop_expired(leased)
             if not runnable:

@@ -28,16 +28,30 @@ FRAME = struct.Struct(">cI")  # kind, length; kinds: R ready, A assignment, O ou
 
 
 class Running:
-    """One attempt in progress. `future` resolves to its Outcome; `forced` to the outcome of a hard stop."""
+    """One attempt in progress. `future` is the pool's; `outcome` resolves to the attempt's Outcome,
+    or to the outcome of a hard stop if that came first (one future to wait on)."""
 
     def __init__(
         self, future: asyncio.Future[task_pb2.Outcome], interrupt: Callable[[str], None], kill: Callable[[], None]
     ) -> None:
         self.future = future
-        self.forced: asyncio.Future[task_pb2.Outcome] = asyncio.get_running_loop().create_future()
+        self.outcome: asyncio.Future[task_pb2.Outcome] = asyncio.get_running_loop().create_future()
         self._interrupt = interrupt
         self._kill = kill
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # results of stopped attempts
+        future.add_done_callback(self._finished)
+
+    def _finished(self, f: asyncio.Future[task_pb2.Outcome]) -> None:
+        if f.cancelled():
+            if not self.outcome.done():
+                self.outcome.cancel()
+            return
+        exc = f.exception()  # retrieved even for a stopped attempt, so it is never reported as lost
+        if self.outcome.done():
+            return
+        if exc is not None:
+            self.outcome.set_exception(exc)
+        else:
+            self.outcome.set_result(f.result())
 
     def interrupt(self, kind: str) -> None:
         """`soft` (time limit) or `cancel`: a signal the task can handle."""
@@ -45,9 +59,9 @@ class Running:
             self._interrupt(kind)
 
     def stop(self, outcome: task_pb2.Outcome) -> None:
-        if not self.future.done() and not self.forced.done():
+        if not self.future.done() and not self.outcome.done():
             self._kill()
-            self.forced.set_result(outcome)
+            self.outcome.set_result(outcome)
 
 
 def _raise_in_thread(thread_id: int, exc: type[BaseException]) -> None:

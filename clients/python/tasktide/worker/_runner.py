@@ -40,25 +40,25 @@ class TaskRunner:
     async def _supervise(self, a: worker_pb2.Assignment, running: Running) -> task_pb2.Outcome:
         spec = a.task.spec
         loop = asyncio.get_running_loop()
-        soft = loop.call_later(spec.soft_time_limit, running.interrupt, "soft") if spec.soft_time_limit else None
+        timers = []
+        if spec.soft_time_limit:
+            timers.append(loop.call_later(spec.soft_time_limit, running.interrupt, "soft"))
+        if spec.time_limit:
+
+            def hard_limit() -> None:
+                msg = f"hard time limit of {spec.time_limit} s exceeded"
+                running.stop(stopped(a, self.worker_id, TIMEOUT, "tasktide.TimeLimitExceeded", msg))
+
+            timers.append(loop.call_later(spec.time_limit, hard_limit))
         try:
-            done, _ = await asyncio.wait(
-                {running.future, running.forced}, timeout=spec.time_limit or None, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            if soft is not None:
-                soft.cancel()
-        if not done:
-            msg = f"hard time limit of {spec.time_limit} s exceeded"
-            running.stop(stopped(a, self.worker_id, TIMEOUT, "tasktide.TimeLimitExceeded", msg))
-        if running.forced.done():
-            return running.forced.result()
-        try:
-            return running.future.result()
+            return await running.outcome
         except Exception as exc:  # noqa: BLE001 - the pool lost the attempt (a child died)
             out = stopped(a, self.worker_id, FAILURE, "", "")
             out.error.CopyFrom(error_from_exception(exc))
             return out
+        finally:
+            for t in timers:
+                t.cancel()
 
     def cancel(self, task_id: str, grace: float) -> bool:
         """Signal a running task to stop; stop it hard after `grace` seconds. False if not running."""
