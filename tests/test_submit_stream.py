@@ -11,6 +11,7 @@ import pytest
 
 from tasktide import Client, ClientSettings
 from tasktide._exceptions import InvalidArgument, Unavailable
+from tasktide._spec import build_spec
 from tasktide.v1 import scheduler_pb2, scheduler_pb2_grpc, task_pb2
 from tasktide_services.common.redis_server import free_port
 from tasktide_services.testing import PlatformThread, run_worker_thread
@@ -103,3 +104,55 @@ def test_the_stream_reopens_after_the_platform_restarts(server_settings, queue_n
                 assert second.get(timeout=20) == 11
         finally:
             p2.stop()
+
+
+def _notified(redis_server, queue: str, action) -> list[str]:
+    """Queue names published on the registry's wake-up channel while `action` runs."""
+    import redis
+
+    from tasktide_services.worker import keys
+
+    r = redis.Redis.from_url(redis_server.url)
+    ps = r.pubsub()
+    ps.subscribe(keys.NOTIFY)
+    try:
+        ps.get_message(timeout=1.0)  # the subscription's confirmation
+        action()
+        names = []
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            msg = ps.get_message(timeout=0.1)
+            if msg is not None and msg["type"] == "message":
+                names += msg["data"].decode().split(",")
+        return [n for n in names if n == queue]
+    finally:
+        ps.close()
+        r.close()
+
+
+def test_a_task_for_an_idle_worker_is_handed_over_without_a_wake_up(redis_server, platform, client, queue_name):
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        assert client.submit("t.add", [1, 2], queue=queue_name).get(timeout=20) == 3  # the worker is connected
+        handles = []
+        woken = _notified(
+            redis_server, queue_name, lambda: handles.append(client.submit("t.add", [4, 5], queue=queue_name))
+        )
+        assert handles[0].get(timeout=20) == 9
+        assert woken == []  # leased in the submission's own round trip, sent to the idle worker
+    # With no worker, the task waits in its queue and the queue is announced.
+    woken = _notified(redis_server, queue_name, lambda: client.submit("t.add", [1, 1], queue=queue_name))
+    assert woken == [queue_name]
+
+
+def test_tasks_beyond_the_idle_workers_credit_are_announced_and_run(redis_server, platform, client, queue_name):
+    with run_worker_thread(app, platform.address, queues=(queue_name,), concurrency=1, prefetch=1):
+        handles: list = []
+        woken = _notified(
+            redis_server,
+            queue_name,
+            lambda: handles.extend(
+                client.submit_many([build_spec("t.add", [i, i], queue=queue_name) for i in range(10)])
+            ),
+        )
+        assert woken == [queue_name]  # more than the worker's credit: they wait in the queue, announced
+        assert [h.get(timeout=20) for h in handles] == [2 * i for i in range(10)]

@@ -38,6 +38,11 @@ class Peers:
         if self._settings.peer("scheduler" if which == "workflows" else which) == own_address:
             setattr(self, which, _Local(servicer))
 
+    def local_servicer(self, which: str) -> Any | None:
+        """The servicer of `which` when it is hosted in this process, else None."""
+        peer = getattr(self, which)
+        return peer.servicer if isinstance(peer, _Local) else None
+
     def local_store(self, which: str) -> Any | None:
         """The store of `which` when it is hosted in this process (its published module, for
         writing onto a shared pipeline), else None."""

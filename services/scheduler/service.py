@@ -177,14 +177,24 @@ class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
             await self.hand_over(runnable, events)
             return
         results, registry = local
+        # Runnable tasks a local worker session has credit for are leased in this same round trip
+        # and sent to it at once (worker/handover.py); the others wait in their queue as usual.
+        handover = self.peers.local_servicer("registry").handover(runnable) if runnable else None
 
         def build(pipe: Pipeline) -> None:
             self.store.build_save(pipe, fresh, delayed)
             results.build_record(pipe, events)
-            if runnable:
-                registry.build_enqueue(pipe, runnable)
+            if handover is not None:
+                handover.build(pipe)
 
-        await run_pipeline(self.store.redis, scripts_of(self.store, results, registry), build)
+        try:
+            replies = await run_pipeline(self.store.redis, scripts_of(self.store, results, registry), build)
+        except BaseException:
+            if handover is not None:
+                handover.abandon()
+            raise
+        if handover is not None:
+            await handover.finish(replies)
 
     async def _rate_slots(self, tasks: list[task_pb2.Task], now: int) -> dict[str, int]:
         """Start slots for rate-limited tasks: each name's tasks are spaced by its limit."""
@@ -209,21 +219,20 @@ class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
 
     async def _find(self, tid: str) -> tuple[task_pb2.Task, task_pb2.TaskResult]:
         """The task and its latest result, wherever the task is known: its record (delayed and
-        retried tasks), its queue (a task not dispatched yet), or the results service."""
+        retried tasks), its queue (a task not dispatched yet), or the results service.
+        The registry is asked before the results service: a task's events are recorded before the
+        registry forgets it, so a task that leaves the registry between the two reads is found."""
         (task,) = await self.store.load([tid])
+        found = await self.peers.registry.Find(worker_pb2.FindRequest(task_id=tid)) if task is None else None
         (res,) = (await self.peers.results.Get(results_pb2.GetRequest(task_ids=[tid]))).results
-        if task is None:
-            found = await self.peers.registry.Find(worker_pb2.FindRequest(task_id=tid))
-            if found.found:
-                task = found.task
-                if not res.found:
-                    task.state = S.TASK_STATE_QUEUED if found.ready else S.TASK_STATE_RUNNING
-            elif res.found:
-                task = task_pb2.Task(
-                    id=tid, spec=res.spec, state=res.state, attempt=res.attempt, created_ms=res.created_ms
-                )
-            else:
-                raise NotFound(f"no task with id {tid}")
+        if found is not None and found.found:
+            task = found.task
+            if not res.found:
+                task.state = S.TASK_STATE_QUEUED if found.ready else S.TASK_STATE_RUNNING
+        elif task is None and res.found:
+            task = task_pb2.Task(id=tid, spec=res.spec, state=res.state, attempt=res.attempt, created_ms=res.created_ms)
+        elif task is None:
+            raise NotFound(f"no task with id {tid}")
         if res.found:
             task.state, task.attempt = res.state, res.attempt
         return task, res

@@ -5,6 +5,7 @@
 
 --! enqueue
 -- ARGV: queue, notify channel, then triples (id, band, task bytes). A task already known is skipped.
+-- An empty channel publishes nothing: the caller dispatches in the same pipeline (see dispatch).
 local added = 0
 for i = 3, #ARGV, 3 do
   local id = ARGV[i]
@@ -14,16 +15,19 @@ for i = 3, #ARGV, 3 do
     added = added + 1
   end
 end
-if added > 0 then redis.call('PUBLISH', ARGV[2], ARGV[1]) end
+if added > 0 and ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[1]) end
 return added
 
 --! dispatch
--- ARGV: now ms, lease ms, max count. Leases up to max ready tasks.
+-- ARGV: now ms, lease ms, max count[, queue, notify channel]. Leases up to max ready tasks.
 -- Returns a flat list: id, token, delivery, task value, ... Nothing while the queue is paused.
+-- With a queue and channel, publishes the queue when ready tasks are left (tasks were enqueued just
+-- before, in the same pipeline, without a wake-up, to be handed straight to one worker).
 if redis.call('EXISTS', KEYS[8]) == 1 then return {} end
 local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
 if #ids == 0 then return {} end
 redis.call('ZREM', KEYS[1], unpack(ids))
+if ARGV[5] and redis.call('ZCARD', KEYS[1]) > 0 then redis.call('PUBLISH', ARGV[5], ARGV[4]) end
 local deadline = tonumber(ARGV[1]) + tonumber(ARGV[2])
 local out = {}
 for _, id in ipairs(ids) do

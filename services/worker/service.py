@@ -19,9 +19,10 @@ from tasktide_services.common.notify import Notifier
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.worker import keys
+from tasktide_services.worker.handover import Handover, lease_refs
 from tasktide_services.worker.outcomes import OutcomeHandler
 from tasktide_services.worker.session import Session, SessionLoops
-from tasktide_services.worker.store import RegistryStore
+from tasktide_services.worker.store import Leased, RegistryStore
 
 log = logging.getLogger("tasktide.registry")
 
@@ -46,6 +47,34 @@ class RegistryService:
         outcomes = OutcomeHandler(store, peers, lease_ms, hooks)
         self.loops = SessionLoops(store, notifier, peers, outcomes, lease_ms, hooks)
         self.sessions: dict[str, Session] = {}
+        self._turn = 0  # sessions take turns for tasks handed over at submission (handover.py)
+
+    def handover(self, tasks: list[task_pb2.Task]) -> Handover:
+        """Runnable tasks submitted in this process, for the submission's own pipeline."""
+        return Handover(self, tasks)
+
+    def reserve(self, queue: str, count: int) -> Session | None:
+        """A session that consumes `queue` and has `count` credit free, with that credit taken."""
+        sessions = list(self.sessions.values())
+        for i in range(len(sessions)):
+            s = sessions[(self._turn + i) % len(sessions)]
+            if s.credit >= count and queue in s.queues and not s.closing:
+                self._turn += i + 1
+                s.credit -= count
+                return s
+        return None
+
+    async def hand_over(self, session: Session, reserved: int, leased: list[Leased]) -> None:
+        """The leases taken for a reservation go to its session, and the credit left is given back.
+        A session that ended meanwhile gives the tasks back to their queue at once."""
+        if session.id not in self.sessions:
+            if leased:
+                await self.store.release(lease_refs(leased))
+            return
+        runnable = await self.loops.drop_expired(leased)
+        session.grant(reserved - len(runnable))
+        if runnable:
+            self.loops.assign(session, runnable)
 
     def on_cancel(self, message: str) -> None:
         """A cancel signal from any replica: forward it to the local session running the task."""

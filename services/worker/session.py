@@ -169,28 +169,32 @@ class SessionLoops:
             if not leased:
                 await wait_any(list(wake.values()), IDLE_POLL)
                 continue
-            runnable = await self._drop_expired(leased)
+            runnable = await self.drop_expired(leased)
             if not runnable:
                 continue
             session.credit -= len(runnable)
-            deadline = now_ms() + self.lease_ms
-            assignments = []
-            first = [e for item in runnable for e in first_events(item.task)]
-            for item in runnable:
-                item.task.state = task_pb2.TASK_STATE_RUNNING
-                session.assigned.add(item.task.id)
-                assignments.append(
-                    worker_pb2.Assignment(
-                        task=item.task, lease_token=item.token, deadline_ms=deadline, delivery=item.delivery
-                    )
-                )
-            self.hooks.dispatched(session.hello.worker_id, assignments)
-            session.send(assignments=worker_pb2.AssignmentBatch(assignments=assignments))
-            worker_id = session.hello.worker_id
-            started = [event(i.task, task_pb2.TASK_STATE_RUNNING, worker_id=worker_id) for i in runnable]
-            session.settle(started=first + started)
+            self.assign(session, runnable)
 
-    async def _drop_expired(self, leased: list[Leased]) -> list[Leased]:
+    def assign(self, session: Session, runnable: list[Leased]) -> None:
+        """Send leased tasks to the session's worker; their QUEUED and RUNNING events follow."""
+        deadline = now_ms() + self.lease_ms
+        assignments = []
+        first = [e for item in runnable for e in first_events(item.task)]
+        for item in runnable:
+            item.task.state = task_pb2.TASK_STATE_RUNNING
+            session.assigned.add(item.task.id)
+            assignments.append(
+                worker_pb2.Assignment(
+                    task=item.task, lease_token=item.token, deadline_ms=deadline, delivery=item.delivery
+                )
+            )
+        self.hooks.dispatched(session.hello.worker_id, assignments)
+        session.send(assignments=worker_pb2.AssignmentBatch(assignments=assignments))
+        worker_id = session.hello.worker_id
+        started = [event(i.task, task_pb2.TASK_STATE_RUNNING, worker_id=worker_id) for i in runnable]
+        session.settle(started=first + started)
+
+    async def drop_expired(self, leased: list[Leased]) -> list[Leased]:
         """Tasks past their expiry are never run: their leases end and they are marked EXPIRED."""
         now = now_ms()
         expired = [i for i in leased if i.task.spec.expires_ms and i.task.spec.expires_ms <= now]

@@ -45,22 +45,24 @@ class RegistryStore:
         results = await run_pipeline(self.redis, self._s, lambda pipe: self.build_enqueue(pipe, tasks))
         return sum(int(r) for r in results[1::2])
 
-    def build_enqueue(self, pipe: Pipeline, tasks: list[task_pb2.Task]) -> None:
-        """`enqueue` onto a pipeline of the caller's: per queue, an SADD reply then the count added."""
+    def build_enqueue(self, pipe: Pipeline, tasks: list[task_pb2.Task], handed: frozenset[str] = frozenset()) -> None:
+        """`enqueue` onto a pipeline of the caller's: per queue, an SADD reply then the count added.
+        Queues in `handed` get no wake-up: the caller adds `build_dispatch` for them right after."""
         by_queue: dict[str, list[bytes | str | int]] = defaultdict(list)
         for t in tasks:
             by_queue[t.spec.queue] += [t.id, keys.band(t.spec.priority), t.SerializeToString()]
         for q, argv in by_queue.items():
             pipe.sadd(keys.QUEUES, q)
-            self._s["enqueue"](keys.queue_keys(q), [q, keys.NOTIFY, *argv], client=pipe)
+            self._s["enqueue"](keys.queue_keys(q), [q, "" if q in handed else keys.NOTIFY, *argv], client=pipe)
 
     async def dispatch(self, queue: str, now_ms: int, lease_ms: int, count: int) -> list[Leased]:
-        flat = await self._s["dispatch"](keys.queue_keys(queue), [now_ms, lease_ms, count])
-        out = []
-        for i in range(0, len(flat), 4):
-            task = task_pb2.Task.FromString(flat[i + 3][3:])
-            out.append(Leased(task, int(flat[i + 1]), int(flat[i + 2])))
-        return out
+        return leased(await self._s["dispatch"](keys.queue_keys(queue), [now_ms, lease_ms, count]))
+
+    def build_dispatch(self, pipe: Pipeline, queue: str, now_ms: int, lease_ms: int, count: int) -> None:
+        """`dispatch` onto a pipeline of the caller's, after a `build_enqueue` that did not wake
+        anyone for `queue`: the queue is announced if ready tasks are left. Read the reply with
+        `leased()`."""
+        self._s["dispatch"](keys.queue_keys(queue), [now_ms, lease_ms, count, queue, keys.NOTIFY], client=pipe)
 
     async def extend(self, leases: list[worker_pb2.LeaseRef], deadline_ms: int) -> list[str]:
         """Extend current leases; returns the task ids whose token is stale."""
@@ -239,3 +241,12 @@ class RegistryStore:
             if value:
                 return task_pb2.Task.FromString(value[3:]), score is not None
         return None, False
+
+
+def leased(flat: list[Any]) -> list[Leased]:
+    """The reply of `dispatch`."""
+    out = []
+    for i in range(0, len(flat), 4):
+        task = task_pb2.Task.FromString(flat[i + 3][3:])
+        out.append(Leased(task, int(flat[i + 1]), int(flat[i + 2])))
+    return out

@@ -1,0 +1,61 @@
+"""Handing submitted tasks straight to an idle worker of this process.
+
+When the scheduler and the registry share a process (and a Redis connection), a submission's
+pipeline can enqueue its runnable tasks and, for a queue that a local session has credit for, lease
+them in the same round trip (the registry's own `enqueue` then `dispatch` scripts, on the queue's
+keys). The leases go to that session at once: no pub/sub wake-up, no second round trip. Whatever is
+not leased that way is announced as usual, so other sessions and replicas still see it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from redis.asyncio.client import Pipeline
+
+from tasktide.v1 import task_pb2, worker_pb2
+from tasktide_services.common.events import now_ms
+from tasktide_services.worker.store import leased
+
+if TYPE_CHECKING:
+    from tasktide_services.worker.service import RegistryService
+    from tasktide_services.worker.session import Session
+
+
+class Handover:
+    """One submission's runnable tasks: `build` onto its pipeline, then `finish` with the replies
+    (or `abandon` if the pipeline failed)."""
+
+    def __init__(self, registry: RegistryService, tasks: list[task_pb2.Task]) -> None:
+        self.registry = registry
+        self.tasks = tasks
+        counts: dict[str, int] = {}
+        for t in tasks:
+            counts[t.spec.queue] = counts.get(t.spec.queue, 0) + 1
+        self.reserved: dict[str, tuple[Session, int]] = {}
+        for q, n in counts.items():
+            session = registry.reserve(q, n)
+            if session is not None:
+                self.reserved[q] = (session, n)
+        self._at: dict[str, int] = {}
+
+    def build(self, pipe: Pipeline) -> None:
+        store = self.registry.store
+        store.build_enqueue(pipe, self.tasks, handed=frozenset(self.reserved))
+        now, lease_ms = now_ms(), self.registry.loops.lease_ms
+        for q, (_, n) in self.reserved.items():
+            self._at[q] = len(pipe.command_stack)
+            store.build_dispatch(pipe, q, now, lease_ms, n)
+
+    async def finish(self, replies: list[Any]) -> None:
+        for q, (session, n) in self.reserved.items():
+            await self.registry.hand_over(session, n, leased(replies[self._at[q]]))
+
+    def abandon(self) -> None:
+        """The pipeline failed: the credit taken is given back."""
+        for session, n in self.reserved.values():
+            session.grant(n)
+
+
+def lease_refs(items: list[Any]) -> list[worker_pb2.LeaseRef]:
+    return [worker_pb2.LeaseRef(task_id=i.task.id, queue=i.task.spec.queue, lease_token=i.token) for i in items]
