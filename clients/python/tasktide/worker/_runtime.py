@@ -194,7 +194,8 @@ class Worker:
                 return
             if isinstance(item, task_pb2.Outcome):
                 batch = [item]
-                await asyncio.sleep(self.config.flush_interval)
+                if self._running or not self._ready.empty():  # more outcomes may join this batch
+                    await asyncio.sleep(self.config.flush_interval)
                 others: list[worker_pb2.WorkerMessage] = []
                 while not self._outbox.empty() and len(batch) < self.config.max_batch:
                     nxt = self._outbox.get_nowait()
