@@ -180,7 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--concurrency", "-c", type=int, default=os.cpu_count() or 2)
     w.add_argument("--pool", choices=["threads", "asyncio", "processes"], default="threads")
     w.add_argument("--queues", "-Q", default="default", help="comma-separated, consumed in this order")
-    w.add_argument("--prefetch", type=int, default=0)
+    w.add_argument(
+        "--prefetch",
+        type=int,
+        default=0,
+        help="tasks held beyond --concurrency (default 0: three per slot, up to 32 per slot while tasks are short)",
+    )
     w.set_defaults(func=cmd_worker)
 
     s = sub.add_parser("submit", help="submit a task by name")

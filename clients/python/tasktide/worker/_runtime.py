@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ from tasktide._app import App
 from tasktide._hooks import Hooks
 from tasktide._settings import ClientSettings
 from tasktide.v1 import task_pb2, worker_pb2, worker_pb2_grpc
+from tasktide.worker._credit import CreditWindow
 from tasktide.worker._execute import CANCELLED, stopped
 from tasktide.worker._pools import ProcessBackend, ThreadBackend
 from tasktide.worker._runner import TaskRunner
@@ -37,7 +39,7 @@ class WorkerConfig:
     concurrency: int = 4
     pool: str = "threads"  # threads | asyncio | processes (plain functions; async def runs on the loop)
     app_target: str = ""  # MODULE:APP, needed by the process pool
-    prefetch: int = 0  # extra assignments held beyond concurrency; 0 = three times concurrency
+    prefetch: int = 0  # extra assignments held beyond concurrency; 0 = by task length (_credit.py)
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
     flush_interval: float = 0.0  # seconds to wait for more outcomes before a flush; 0 = one loop turn
     max_batch: int = 256
@@ -59,6 +61,7 @@ class Worker:
         self._running = 0
         self._cancel_pending: set[str] = set()
         self._runner: TaskRunner | None = None
+        self._credit = CreditWindow(config.concurrency, config.prefetch)
         self.completed = 0
 
     def _send_progress(self, report: worker_pb2.ProgressReport) -> None:
@@ -118,8 +121,7 @@ class Worker:
             if welcome is grpc.aio.EOF or welcome.WhichOneof("kind") != "welcome":
                 raise RuntimeError("the registry did not welcome this worker")
             self.lease_seconds = welcome.welcome.lease_seconds or self.lease_seconds
-            credit = cfg.concurrency + (cfg.prefetch or 3 * cfg.concurrency)
-            await call.write(worker_pb2.WorkerMessage(credit=credit))
+            await call.write(worker_pb2.WorkerMessage(credit=self._credit.open()))
             tasks = [
                 asyncio.create_task(self._read(call)),
                 asyncio.create_task(self._write(call)),
@@ -172,9 +174,11 @@ class Worker:
                         a, self.config.worker_id, CANCELLED, "tasktide.Cancelled", "cancelled before it started"
                     )
                 else:
+                    started = time.monotonic()
                     with self.hooks.process(a, self.config.worker_id) as report:
                         out = await runner.run(a)
                         report(out)
+                    self._credit.observe(time.monotonic() - started)
             finally:
                 self._running -= 1
             self._held.pop(a.task.id, None)
@@ -206,7 +210,7 @@ class Worker:
                         batch.append(nxt)
                     else:
                         others.append(nxt)
-                credit = 0 if self._stopping.is_set() else len(batch)
+                credit = 0 if self._stopping.is_set() else self._credit.returned(len(batch))
                 ob = worker_pb2.OutcomeBatch(outcomes=batch, credit=credit)
                 await call.write(worker_pb2.WorkerMessage(outcomes=ob))
                 for m in others:

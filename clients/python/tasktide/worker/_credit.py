@@ -1,0 +1,47 @@
+"""How many assignments a worker asks the registry to keep it supplied with.
+
+The window is the concurrency plus a prefetch. A fixed prefetch (`--prefetch N`) stays N. The
+default starts at three tasks per slot and follows the length of the tasks: enough for about
+BUFFER_SECONDS of work per slot, between three and MAX_PER_SLOT per slot. Short tasks then travel
+in larger batches (fewer messages and Redis round trips per task); long tasks keep a small window,
+so tasks do not wait behind them in one worker while another is free.
+"""
+
+from __future__ import annotations
+
+BUFFER_SECONDS = 0.05
+MIN_PER_SLOT = 3
+MAX_PER_SLOT = 32
+_WEIGHT = 0.05  # of each new duration in the moving average
+
+
+class CreditWindow:
+    def __init__(self, concurrency: int, prefetch: int = 0) -> None:
+        self.concurrency = concurrency
+        self.fixed = prefetch
+        self.window = 0
+        self.average: float | None = None  # seconds per task, moving average
+
+    def target(self) -> int:
+        if self.fixed:
+            return self.concurrency + self.fixed
+        per_slot = MIN_PER_SLOT
+        if self.average is not None:
+            per_slot = max(MIN_PER_SLOT, min(MAX_PER_SLOT, int(BUFFER_SECONDS / max(self.average, 1e-6))))
+        return self.concurrency * (1 + per_slot)
+
+    def open(self) -> int:
+        """The credit of a new session."""
+        self.window = self.target()
+        return self.window
+
+    def observe(self, seconds: float) -> None:
+        """A task ran for `seconds`."""
+        self.average = seconds if self.average is None else self.average + _WEIGHT * (seconds - self.average)
+
+    def returned(self, n: int) -> int:
+        """`n` assignments are done (their outcomes are being sent): the credit to grant with them,
+        which moves the window toward its target."""
+        grant = max(0, n + self.target() - self.window)
+        self.window += grant - n
+        return grant
