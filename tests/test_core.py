@@ -129,3 +129,28 @@ def test_get_task_knows_a_task_before_and_after_it_runs(platform, client, queue_
     assert after.spec.args.json == before.spec.args.json and after.created_ms == before.created_ms
     first = next(iter(client.watch([h.id])))
     assert TaskState.from_proto(first.state) is TaskState.QUEUED and first.at_ms == before.created_ms
+
+
+def test_watch_batches_carries_the_events_of_watch_several_per_message(platform, client, queue_name):
+    import grpc
+
+    from tasktide.v1 import results_pb2, results_pb2_grpc
+
+    big = "x" * 700_000  # two of these exceed a message's share (about 1 MB): they go apart
+    handles = [client.submit("t.add", [i, 1], queue=queue_name) for i in range(30)]
+    handles += [client.submit("t.echo", [big], queue=queue_name) for _ in range(2)]
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        assert [h.get(timeout=20) for h in handles[:30]] == [i + 1 for i in range(30)]
+        assert all(h.get(timeout=20) == big for h in handles[30:])
+    req = results_pb2.WatchRequest(task_ids=[h.id for h in handles], until_final=True)
+    with grpc.insecure_channel(platform.address) as ch:
+        stub = results_pb2_grpc.ResultsStub(ch)
+        one_by_one = list(stub.Watch(req))
+        messages = list(stub.WatchBatches(req))
+    flattened = [e for m in messages for e in m.events]
+    key = lambda e: (e.task_id, int(e.cursor))  # noqa: E731
+    assert sorted(flattened, key=key) == sorted(one_by_one, key=key)
+    assert len(one_by_one) == 32 * 3  # QUEUED, RUNNING, SUCCEEDED
+    assert len(messages) < len(one_by_one) / 10
+    assert all(m.ByteSize() < 2_000_000 for m in messages)
+    assert sum(1 for m in messages if any(len(e.result.json) > 600_000 for e in m.events)) == 2

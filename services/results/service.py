@@ -17,6 +17,8 @@ from tasktide_services.results.store import ResultsStore, is_final
 MAX_WAIT = 60.0
 POLL = 1.0
 WATCH_READ_BATCH = 500  # a safety net under pub/sub wake-ups
+WATCH_MESSAGE_EVENTS = 500  # events per WatchBatches message, at most
+WATCH_MESSAGE_BYTES = 1 << 20  # and about this many bytes (one larger event goes alone)
 
 
 class ResultsService:
@@ -66,6 +68,27 @@ class ResultsService:
     async def Watch(
         self, req: results_pb2.WatchRequest, ctx: grpc.aio.ServicerContext
     ) -> AsyncIterator[task_pb2.TaskEvent]:
+        async for batch in self._watch(req):
+            for ev in batch:
+                yield ev
+
+    async def WatchBatches(
+        self, req: results_pb2.WatchRequest, ctx: grpc.aio.ServicerContext
+    ) -> AsyncIterator[results_pb2.TaskEventBatch]:
+        async for batch in self._watch(req):
+            message = results_pb2.TaskEventBatch()
+            size = 0
+            for ev in batch:
+                n = ev.ByteSize()
+                if message.events and (len(message.events) >= WATCH_MESSAGE_EVENTS or size + n > WATCH_MESSAGE_BYTES):
+                    yield message
+                    message, size = results_pb2.TaskEventBatch(), 0
+                message.events.append(ev)
+                size += n
+            yield message
+
+    async def _watch(self, req: results_pb2.WatchRequest) -> AsyncIterator[list[task_pb2.TaskEvent]]:
+        """The events of `req`, a list per read: what was ready at once."""
         validate.batch_size(len(req.task_ids), self.settings.limits)
         cursors = {validate.task_id(t): req.cursors.get(t, "") for t in req.task_ids}
         pending = set(cursors)
@@ -74,14 +97,17 @@ class ResultsService:
             to_check: set[str] = set(pending)
             while True:
                 found = await self._read(cursors, to_check, req.final_only)
+                batch: list[task_pb2.TaskEvent] = []
                 for tid, evs in found.items():
                     for ev in evs:
                         cursors[tid] = ev.cursor
                         if req.final_only and not is_final(ev.state):
                             continue
-                        yield ev
+                        batch.append(ev)
                         if req.until_final and is_final(ev.state) and not ev.progress_only:
                             pending.discard(tid)
+                if batch:
+                    yield batch
                 if req.until_final and not pending:
                     return
                 woken = await sub.next_batch(POLL)

@@ -24,6 +24,50 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type TaskEventBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*TaskEvent           `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"` // in order per task
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskEventBatch) Reset() {
+	*x = TaskEventBatch{}
+	mi := &file_tasktide_v1_results_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskEventBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskEventBatch) ProtoMessage() {}
+
+func (x *TaskEventBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_tasktide_v1_results_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskEventBatch.ProtoReflect.Descriptor instead.
+func (*TaskEventBatch) Descriptor() ([]byte, []int) {
+	return file_tasktide_v1_results_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *TaskEventBatch) GetEvents() []*TaskEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
 type RecordRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Events        []*TaskEvent           `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
@@ -33,7 +77,7 @@ type RecordRequest struct {
 
 func (x *RecordRequest) Reset() {
 	*x = RecordRequest{}
-	mi := &file_tasktide_v1_results_proto_msgTypes[0]
+	mi := &file_tasktide_v1_results_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -45,7 +89,7 @@ func (x *RecordRequest) String() string {
 func (*RecordRequest) ProtoMessage() {}
 
 func (x *RecordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_results_proto_msgTypes[0]
+	mi := &file_tasktide_v1_results_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -58,7 +102,7 @@ func (x *RecordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordRequest.ProtoReflect.Descriptor instead.
 func (*RecordRequest) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_results_proto_rawDescGZIP(), []int{0}
+	return file_tasktide_v1_results_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *RecordRequest) GetEvents() []*TaskEvent {
@@ -77,7 +121,7 @@ type RecordResponse struct {
 
 func (x *RecordResponse) Reset() {
 	*x = RecordResponse{}
-	mi := &file_tasktide_v1_results_proto_msgTypes[1]
+	mi := &file_tasktide_v1_results_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -89,7 +133,7 @@ func (x *RecordResponse) String() string {
 func (*RecordResponse) ProtoMessage() {}
 
 func (x *RecordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_results_proto_msgTypes[1]
+	mi := &file_tasktide_v1_results_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -102,7 +146,7 @@ func (x *RecordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordResponse.ProtoReflect.Descriptor instead.
 func (*RecordResponse) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_results_proto_rawDescGZIP(), []int{1}
+	return file_tasktide_v1_results_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RecordResponse) GetAccepted() []bool {
@@ -121,7 +165,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_tasktide_v1_results_proto_msgTypes[2]
+	mi := &file_tasktide_v1_results_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -133,7 +177,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_results_proto_msgTypes[2]
+	mi := &file_tasktide_v1_results_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -146,7 +190,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_results_proto_rawDescGZIP(), []int{2}
+	return file_tasktide_v1_results_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetRequest) GetTaskIds() []string {
@@ -165,7 +209,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_tasktide_v1_results_proto_msgTypes[3]
+	mi := &file_tasktide_v1_results_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -177,7 +221,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_results_proto_msgTypes[3]
+	mi := &file_tasktide_v1_results_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -190,7 +234,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_results_proto_rawDescGZIP(), []int{3}
+	return file_tasktide_v1_results_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetResponse) GetResults() []*TaskResult {
@@ -210,7 +254,7 @@ type WaitRequest struct {
 
 func (x *WaitRequest) Reset() {
 	*x = WaitRequest{}
-	mi := &file_tasktide_v1_results_proto_msgTypes[4]
+	mi := &file_tasktide_v1_results_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -222,7 +266,7 @@ func (x *WaitRequest) String() string {
 func (*WaitRequest) ProtoMessage() {}
 
 func (x *WaitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_results_proto_msgTypes[4]
+	mi := &file_tasktide_v1_results_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -235,7 +279,7 @@ func (x *WaitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRequest.ProtoReflect.Descriptor instead.
 func (*WaitRequest) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_results_proto_rawDescGZIP(), []int{4}
+	return file_tasktide_v1_results_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *WaitRequest) GetTaskId() string {
@@ -264,7 +308,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_tasktide_v1_results_proto_msgTypes[5]
+	mi := &file_tasktide_v1_results_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -276,7 +320,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_results_proto_msgTypes[5]
+	mi := &file_tasktide_v1_results_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -289,7 +333,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_results_proto_rawDescGZIP(), []int{5}
+	return file_tasktide_v1_results_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *WatchRequest) GetTaskIds() []string {
@@ -324,7 +368,9 @@ var File_tasktide_v1_results_proto protoreflect.FileDescriptor
 
 const file_tasktide_v1_results_proto_rawDesc = "" +
 	"\n" +
-	"\x19tasktide/v1/results.proto\x12\vtasktide.v1\x1a\x16tasktide/v1/task.proto\"?\n" +
+	"\x19tasktide/v1/results.proto\x12\vtasktide.v1\x1a\x16tasktide/v1/task.proto\"@\n" +
+	"\x0eTaskEventBatch\x12.\n" +
+	"\x06events\x18\x01 \x03(\v2\x16.tasktide.v1.TaskEventR\x06events\"?\n" +
 	"\rRecordRequest\x12.\n" +
 	"\x06events\x18\x01 \x03(\v2\x16.tasktide.v1.TaskEventR\x06events\",\n" +
 	"\x0eRecordResponse\x12\x1a\n" +
@@ -346,12 +392,13 @@ const file_tasktide_v1_results_proto_rawDesc = "" +
 	"final_only\x18\x04 \x01(\bR\tfinalOnly\x1a:\n" +
 	"\fCursorsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xff\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xc9\x02\n" +
 	"\aResults\x12A\n" +
 	"\x06Record\x12\x1a.tasktide.v1.RecordRequest\x1a\x1b.tasktide.v1.RecordResponse\x128\n" +
 	"\x03Get\x12\x17.tasktide.v1.GetRequest\x1a\x18.tasktide.v1.GetResponse\x129\n" +
 	"\x04Wait\x12\x18.tasktide.v1.WaitRequest\x1a\x17.tasktide.v1.TaskResult\x12<\n" +
-	"\x05Watch\x12\x19.tasktide.v1.WatchRequest\x1a\x16.tasktide.v1.TaskEvent0\x01B?Z=github.com/tasktide/tasktide/clients/go/tasktidepb;tasktidepbb\x06proto3"
+	"\x05Watch\x12\x19.tasktide.v1.WatchRequest\x1a\x16.tasktide.v1.TaskEvent0\x01\x12H\n" +
+	"\fWatchBatches\x12\x19.tasktide.v1.WatchRequest\x1a\x1b.tasktide.v1.TaskEventBatch0\x01B?Z=github.com/tasktide/tasktide/clients/go/tasktidepb;tasktidepbb\x06proto3"
 
 var (
 	file_tasktide_v1_results_proto_rawDescOnce sync.Once
@@ -365,35 +412,39 @@ func file_tasktide_v1_results_proto_rawDescGZIP() []byte {
 	return file_tasktide_v1_results_proto_rawDescData
 }
 
-var file_tasktide_v1_results_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_tasktide_v1_results_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_tasktide_v1_results_proto_goTypes = []any{
-	(*RecordRequest)(nil),  // 0: tasktide.v1.RecordRequest
-	(*RecordResponse)(nil), // 1: tasktide.v1.RecordResponse
-	(*GetRequest)(nil),     // 2: tasktide.v1.GetRequest
-	(*GetResponse)(nil),    // 3: tasktide.v1.GetResponse
-	(*WaitRequest)(nil),    // 4: tasktide.v1.WaitRequest
-	(*WatchRequest)(nil),   // 5: tasktide.v1.WatchRequest
-	nil,                    // 6: tasktide.v1.WatchRequest.CursorsEntry
-	(*TaskEvent)(nil),      // 7: tasktide.v1.TaskEvent
-	(*TaskResult)(nil),     // 8: tasktide.v1.TaskResult
+	(*TaskEventBatch)(nil), // 0: tasktide.v1.TaskEventBatch
+	(*RecordRequest)(nil),  // 1: tasktide.v1.RecordRequest
+	(*RecordResponse)(nil), // 2: tasktide.v1.RecordResponse
+	(*GetRequest)(nil),     // 3: tasktide.v1.GetRequest
+	(*GetResponse)(nil),    // 4: tasktide.v1.GetResponse
+	(*WaitRequest)(nil),    // 5: tasktide.v1.WaitRequest
+	(*WatchRequest)(nil),   // 6: tasktide.v1.WatchRequest
+	nil,                    // 7: tasktide.v1.WatchRequest.CursorsEntry
+	(*TaskEvent)(nil),      // 8: tasktide.v1.TaskEvent
+	(*TaskResult)(nil),     // 9: tasktide.v1.TaskResult
 }
 var file_tasktide_v1_results_proto_depIdxs = []int32{
-	7, // 0: tasktide.v1.RecordRequest.events:type_name -> tasktide.v1.TaskEvent
-	8, // 1: tasktide.v1.GetResponse.results:type_name -> tasktide.v1.TaskResult
-	6, // 2: tasktide.v1.WatchRequest.cursors:type_name -> tasktide.v1.WatchRequest.CursorsEntry
-	0, // 3: tasktide.v1.Results.Record:input_type -> tasktide.v1.RecordRequest
-	2, // 4: tasktide.v1.Results.Get:input_type -> tasktide.v1.GetRequest
-	4, // 5: tasktide.v1.Results.Wait:input_type -> tasktide.v1.WaitRequest
-	5, // 6: tasktide.v1.Results.Watch:input_type -> tasktide.v1.WatchRequest
-	1, // 7: tasktide.v1.Results.Record:output_type -> tasktide.v1.RecordResponse
-	3, // 8: tasktide.v1.Results.Get:output_type -> tasktide.v1.GetResponse
-	8, // 9: tasktide.v1.Results.Wait:output_type -> tasktide.v1.TaskResult
-	7, // 10: tasktide.v1.Results.Watch:output_type -> tasktide.v1.TaskEvent
-	7, // [7:11] is the sub-list for method output_type
-	3, // [3:7] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	8, // 0: tasktide.v1.TaskEventBatch.events:type_name -> tasktide.v1.TaskEvent
+	8, // 1: tasktide.v1.RecordRequest.events:type_name -> tasktide.v1.TaskEvent
+	9, // 2: tasktide.v1.GetResponse.results:type_name -> tasktide.v1.TaskResult
+	7, // 3: tasktide.v1.WatchRequest.cursors:type_name -> tasktide.v1.WatchRequest.CursorsEntry
+	1, // 4: tasktide.v1.Results.Record:input_type -> tasktide.v1.RecordRequest
+	3, // 5: tasktide.v1.Results.Get:input_type -> tasktide.v1.GetRequest
+	5, // 6: tasktide.v1.Results.Wait:input_type -> tasktide.v1.WaitRequest
+	6, // 7: tasktide.v1.Results.Watch:input_type -> tasktide.v1.WatchRequest
+	6, // 8: tasktide.v1.Results.WatchBatches:input_type -> tasktide.v1.WatchRequest
+	2, // 9: tasktide.v1.Results.Record:output_type -> tasktide.v1.RecordResponse
+	4, // 10: tasktide.v1.Results.Get:output_type -> tasktide.v1.GetResponse
+	9, // 11: tasktide.v1.Results.Wait:output_type -> tasktide.v1.TaskResult
+	8, // 12: tasktide.v1.Results.Watch:output_type -> tasktide.v1.TaskEvent
+	0, // 13: tasktide.v1.Results.WatchBatches:output_type -> tasktide.v1.TaskEventBatch
+	9, // [9:14] is the sub-list for method output_type
+	4, // [4:9] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_tasktide_v1_results_proto_init() }
@@ -408,7 +459,7 @@ func file_tasktide_v1_results_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tasktide_v1_results_proto_rawDesc), len(file_tasktide_v1_results_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,10 +22,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Results_Record_FullMethodName = "/tasktide.v1.Results/Record"
-	Results_Get_FullMethodName    = "/tasktide.v1.Results/Get"
-	Results_Wait_FullMethodName   = "/tasktide.v1.Results/Wait"
-	Results_Watch_FullMethodName  = "/tasktide.v1.Results/Watch"
+	Results_Record_FullMethodName       = "/tasktide.v1.Results/Record"
+	Results_Get_FullMethodName          = "/tasktide.v1.Results/Get"
+	Results_Wait_FullMethodName         = "/tasktide.v1.Results/Wait"
+	Results_Watch_FullMethodName        = "/tasktide.v1.Results/Watch"
+	Results_WatchBatches_FullMethodName = "/tasktide.v1.Results/WatchBatches"
 )
 
 // ResultsClient is the client API for Results service.
@@ -39,6 +40,8 @@ type ResultsClient interface {
 	Wait(ctx context.Context, in *WaitRequest, opts ...grpc.CallOption) (*TaskResult, error)
 	// Events of one or many tasks, resumable from a cursor per task.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TaskEvent], error)
+	// The same events, several per message (what is ready at once): for watching many tasks.
+	WatchBatches(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TaskEventBatch], error)
 }
 
 type resultsClient struct {
@@ -98,6 +101,25 @@ func (c *resultsClient) Watch(ctx context.Context, in *WatchRequest, opts ...grp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Results_WatchClient = grpc.ServerStreamingClient[TaskEvent]
 
+func (c *resultsClient) WatchBatches(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TaskEventBatch], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Results_ServiceDesc.Streams[1], Results_WatchBatches_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRequest, TaskEventBatch]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Results_WatchBatchesClient = grpc.ServerStreamingClient[TaskEventBatch]
+
 // ResultsServer is the server API for Results service.
 // All implementations must embed UnimplementedResultsServer
 // for forward compatibility.
@@ -109,6 +131,8 @@ type ResultsServer interface {
 	Wait(context.Context, *WaitRequest) (*TaskResult, error)
 	// Events of one or many tasks, resumable from a cursor per task.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[TaskEvent]) error
+	// The same events, several per message (what is ready at once): for watching many tasks.
+	WatchBatches(*WatchRequest, grpc.ServerStreamingServer[TaskEventBatch]) error
 	mustEmbedUnimplementedResultsServer()
 }
 
@@ -130,6 +154,9 @@ func (UnimplementedResultsServer) Wait(context.Context, *WaitRequest) (*TaskResu
 }
 func (UnimplementedResultsServer) Watch(*WatchRequest, grpc.ServerStreamingServer[TaskEvent]) error {
 	return status.Error(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedResultsServer) WatchBatches(*WatchRequest, grpc.ServerStreamingServer[TaskEventBatch]) error {
+	return status.Error(codes.Unimplemented, "method WatchBatches not implemented")
 }
 func (UnimplementedResultsServer) mustEmbedUnimplementedResultsServer() {}
 func (UnimplementedResultsServer) testEmbeddedByValue()                 {}
@@ -217,6 +244,17 @@ func _Results_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Results_WatchServer = grpc.ServerStreamingServer[TaskEvent]
 
+func _Results_WatchBatches_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ResultsServer).WatchBatches(m, &grpc.GenericServerStream[WatchRequest, TaskEventBatch]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Results_WatchBatchesServer = grpc.ServerStreamingServer[TaskEventBatch]
+
 // Results_ServiceDesc is the grpc.ServiceDesc for Results service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -241,6 +279,11 @@ var Results_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Watch",
 			Handler:       _Results_Watch_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchBatches",
+			Handler:       _Results_WatchBatches_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -136,7 +136,8 @@ class AsyncClient(AsyncScheduleMethods):  # schedule methods: _schedules.py
             task_ids=task_ids, until_final=until_final, cursors=cursors or {}, final_only=final_only
         )
         try:
-            async for ev in self._results.Watch(req):
-                yield ev
+            async for batch in self._results.WatchBatches(req):
+                for ev in batch.events:
+                    yield ev
         except grpc.RpcError as exc:
             raise translate(exc, self.settings.results()) from None

@@ -218,6 +218,7 @@ class Client(ScheduleMethods):  # schedule methods: _schedules.py
             task_ids=task_ids, until_final=until_final, cursors=cursors or {}, final_only=final_only
         )
         try:
-            yield from self._results.Watch(req)
+            for batch in self._results.WatchBatches(req):
+                yield from batch.events
         except grpc.RpcError as exc:
             raise translate(exc, self.settings.results()) from None

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from tasktide.v1 import task_pb2 as tasktide_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19tasktide/v1/results.proto\x12\x0btasktide.v1\x1a\x16tasktide/v1/task.proto\"7\n\rRecordRequest\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.tasktide.v1.TaskEvent\"\"\n\x0eRecordResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x03(\x08\"\x1e\n\nGetRequest\x12\x10\n\x08task_ids\x18\x01 \x03(\t\"7\n\x0bGetResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.tasktide.v1.TaskResult\"/\n\x0bWaitRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07timeout\x18\x02 \x01(\x01\"\xb2\x01\n\x0cWatchRequest\x12\x10\n\x08task_ids\x18\x01 \x03(\t\x12\x37\n\x07\x63ursors\x18\x02 \x03(\x0b\x32&.tasktide.v1.WatchRequest.CursorsEntry\x12\x13\n\x0buntil_final\x18\x03 \x01(\x08\x12\x12\n\nfinal_only\x18\x04 \x01(\x08\x1a.\n\x0c\x43ursorsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xff\x01\n\x07Results\x12\x41\n\x06Record\x12\x1a.tasktide.v1.RecordRequest\x1a\x1b.tasktide.v1.RecordResponse\x12\x38\n\x03Get\x12\x17.tasktide.v1.GetRequest\x1a\x18.tasktide.v1.GetResponse\x12\x39\n\x04Wait\x12\x18.tasktide.v1.WaitRequest\x1a\x17.tasktide.v1.TaskResult\x12<\n\x05Watch\x12\x19.tasktide.v1.WatchRequest\x1a\x16.tasktide.v1.TaskEvent0\x01\x42?Z=github.com/tasktide/tasktide/clients/go/tasktidepb;tasktidepbb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19tasktide/v1/results.proto\x12\x0btasktide.v1\x1a\x16tasktide/v1/task.proto\"8\n\x0eTaskEventBatch\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.tasktide.v1.TaskEvent\"7\n\rRecordRequest\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.tasktide.v1.TaskEvent\"\"\n\x0eRecordResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x03(\x08\"\x1e\n\nGetRequest\x12\x10\n\x08task_ids\x18\x01 \x03(\t\"7\n\x0bGetResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.tasktide.v1.TaskResult\"/\n\x0bWaitRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07timeout\x18\x02 \x01(\x01\"\xb2\x01\n\x0cWatchRequest\x12\x10\n\x08task_ids\x18\x01 \x03(\t\x12\x37\n\x07\x63ursors\x18\x02 \x03(\x0b\x32&.tasktide.v1.WatchRequest.CursorsEntry\x12\x13\n\x0buntil_final\x18\x03 \x01(\x08\x12\x12\n\nfinal_only\x18\x04 \x01(\x08\x1a.\n\x0c\x43ursorsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xc9\x02\n\x07Results\x12\x41\n\x06Record\x12\x1a.tasktide.v1.RecordRequest\x1a\x1b.tasktide.v1.RecordResponse\x12\x38\n\x03Get\x12\x17.tasktide.v1.GetRequest\x1a\x18.tasktide.v1.GetResponse\x12\x39\n\x04Wait\x12\x18.tasktide.v1.WaitRequest\x1a\x17.tasktide.v1.TaskResult\x12<\n\x05Watch\x12\x19.tasktide.v1.WatchRequest\x1a\x16.tasktide.v1.TaskEvent0\x01\x12H\n\x0cWatchBatches\x12\x19.tasktide.v1.WatchRequest\x1a\x1b.tasktide.v1.TaskEventBatch0\x01\x42?Z=github.com/tasktide/tasktide/clients/go/tasktidepb;tasktidepbb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,20 +35,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'Z=github.com/tasktide/tasktide/clients/go/tasktidepb;tasktidepb'
   _globals['_WATCHREQUEST_CURSORSENTRY']._loaded_options = None
   _globals['_WATCHREQUEST_CURSORSENTRY']._serialized_options = b'8\001'
-  _globals['_RECORDREQUEST']._serialized_start=66
-  _globals['_RECORDREQUEST']._serialized_end=121
-  _globals['_RECORDRESPONSE']._serialized_start=123
-  _globals['_RECORDRESPONSE']._serialized_end=157
-  _globals['_GETREQUEST']._serialized_start=159
-  _globals['_GETREQUEST']._serialized_end=189
-  _globals['_GETRESPONSE']._serialized_start=191
-  _globals['_GETRESPONSE']._serialized_end=246
-  _globals['_WAITREQUEST']._serialized_start=248
-  _globals['_WAITREQUEST']._serialized_end=295
-  _globals['_WATCHREQUEST']._serialized_start=298
-  _globals['_WATCHREQUEST']._serialized_end=476
-  _globals['_WATCHREQUEST_CURSORSENTRY']._serialized_start=430
-  _globals['_WATCHREQUEST_CURSORSENTRY']._serialized_end=476
-  _globals['_RESULTS']._serialized_start=479
-  _globals['_RESULTS']._serialized_end=734
+  _globals['_TASKEVENTBATCH']._serialized_start=66
+  _globals['_TASKEVENTBATCH']._serialized_end=122
+  _globals['_RECORDREQUEST']._serialized_start=124
+  _globals['_RECORDREQUEST']._serialized_end=179
+  _globals['_RECORDRESPONSE']._serialized_start=181
+  _globals['_RECORDRESPONSE']._serialized_end=215
+  _globals['_GETREQUEST']._serialized_start=217
+  _globals['_GETREQUEST']._serialized_end=247
+  _globals['_GETRESPONSE']._serialized_start=249
+  _globals['_GETRESPONSE']._serialized_end=304
+  _globals['_WAITREQUEST']._serialized_start=306
+  _globals['_WAITREQUEST']._serialized_end=353
+  _globals['_WATCHREQUEST']._serialized_start=356
+  _globals['_WATCHREQUEST']._serialized_end=534
+  _globals['_WATCHREQUEST_CURSORSENTRY']._serialized_start=488
+  _globals['_WATCHREQUEST_CURSORSENTRY']._serialized_end=534
+  _globals['_RESULTS']._serialized_start=537
+  _globals['_RESULTS']._serialized_end=866
 # @@protoc_insertion_point(module_scope)

@@ -55,6 +55,11 @@ class ResultsStub:
                 request_serializer=tasktide_dot_v1_dot_results__pb2.WatchRequest.SerializeToString,
                 response_deserializer=tasktide_dot_v1_dot_task__pb2.TaskEvent.FromString,
                 _registered_method=True)
+        self.WatchBatches = channel.unary_stream(
+                '/tasktide.v1.Results/WatchBatches',
+                request_serializer=tasktide_dot_v1_dot_results__pb2.WatchRequest.SerializeToString,
+                response_deserializer=tasktide_dot_v1_dot_results__pb2.TaskEventBatch.FromString,
+                _registered_method=True)
 
 
 class ResultsServicer:
@@ -87,6 +92,13 @@ class ResultsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchBatches(self, request, context):
+        """The same events, several per message (what is ready at once): for watching many tasks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ResultsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +121,11 @@ def add_ResultsServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=tasktide_dot_v1_dot_results__pb2.WatchRequest.FromString,
                     response_serializer=tasktide_dot_v1_dot_task__pb2.TaskEvent.SerializeToString,
+            ),
+            'WatchBatches': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchBatches,
+                    request_deserializer=tasktide_dot_v1_dot_results__pb2.WatchRequest.FromString,
+                    response_serializer=tasktide_dot_v1_dot_results__pb2.TaskEventBatch.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -219,6 +236,33 @@ class Results:
             '/tasktide.v1.Results/Watch',
             tasktide_dot_v1_dot_results__pb2.WatchRequest.SerializeToString,
             tasktide_dot_v1_dot_task__pb2.TaskEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchBatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tasktide.v1.Results/WatchBatches',
+            tasktide_dot_v1_dot_results__pb2.WatchRequest.SerializeToString,
+            tasktide_dot_v1_dot_results__pb2.TaskEventBatch.FromString,
             options,
             channel_credentials,
             insecure,
