@@ -13,6 +13,9 @@ where it can be listed and requeued.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2, workflow_pb2
@@ -23,6 +26,16 @@ from tasktide_services.common.peers import Peers
 from tasktide_services.worker.store import RegistryStore
 
 WORKFLOW = "tasktide-workflow"  # the header that places a task in a workflow (scheduler/workflows.py)
+
+
+@dataclass
+class Held:
+    """A lease as the session that took it knows it: its task, token and current deadline."""
+
+    task: task_pb2.Task
+    token: int
+    deadline_ms: int
+
 
 _FINAL_STATE = {
     task_pb2.OUTCOME_KIND_SUCCESS: task_pb2.TASK_STATE_SUCCEEDED,
@@ -76,13 +89,17 @@ class OutcomeHandler:
         self.hooks = hooks or ServiceHooks()
 
     async def handle(
-        self, outcomes: list[task_pb2.Outcome], started: list[task_pb2.TaskEvent] | None = None
+        self,
+        outcomes: list[task_pb2.Outcome],
+        started: list[task_pb2.TaskEvent] | None = None,
+        known: Mapping[str, Held] | None = None,
     ) -> list[worker_pb2.LeaseRejected]:
         """Process a batch; returns the rejections for outcomes with a stale token. `started`
-        events (tasks just dispatched) are recorded in the same call, before the outcomes."""
+        events (tasks just dispatched) are recorded in the same call, before the outcomes.
+        `known`: the leases of the session that reported them (see `_check`)."""
         events: list[task_pb2.TaskEvent] = list(started or ())
         refs = [ref(o) for o in outcomes]
-        held = await self.store.hold(refs, now_ms() + self.lease_ms) if refs else []
+        held = await self._check(refs, known or {})
         rejected = [
             worker_pb2.LeaseRejected(lease=r, reason="stale lease token: the task was redelivered")
             for r, t in zip(refs, held, strict=True)
@@ -139,6 +156,30 @@ class OutcomeHandler:
                 await self.store.bury(dead, now_ms())
                 self.hooks.dead_lettered([t for o, t in valid if _exhausted(t, o)], "retries_exhausted")
         return rejected
+
+    async def _check(self, refs: list[worker_pb2.LeaseRef], known: Mapping[str, Held]) -> list[task_pb2.Task | None]:
+        """Per lease, its task if its token is current, else None.
+
+        A lease that this session took, with the token it gave out, and whose deadline is further
+        away than half a lease, is current: only the lease's expiry lets the task go to another
+        worker, and nothing can expire it before its deadline. Its task is the one held in memory,
+        with no round trip. Any other lease is checked (and extended) in Redis by `hold`. Either
+        way the lease only ends through `complete`, which checks the token again."""
+        now = now_ms()
+        tasks: list[task_pb2.Task | None] = []
+        ask: list[int] = []
+        for i, r in enumerate(refs):
+            h = known.get(r.task_id)
+            if h is not None and h.token == r.lease_token and h.deadline_ms - now > self.lease_ms // 2:
+                tasks.append(h.task)
+            else:
+                tasks.append(None)
+                ask.append(i)
+        if ask:
+            found = await self.store.hold([refs[i] for i in ask], now + self.lease_ms)
+            for i, task in zip(ask, found, strict=True):
+                tasks[i] = task
+        return tasks
 
     async def _record_and_complete(self, events: list[task_pb2.TaskEvent], done: list[worker_pb2.LeaseRef]) -> bool:
         """With the results service in this process: its record, then our lease ends, on one

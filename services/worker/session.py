@@ -11,7 +11,7 @@ from tasktide_services.common.events import event, first_events, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.notify import Notifier, wait_any
 from tasktide_services.common.peers import Peers
-from tasktide_services.worker.outcomes import OutcomeHandler, report_to_workflows
+from tasktide_services.worker.outcomes import Held, OutcomeHandler, report_to_workflows
 from tasktide_services.worker.store import Leased, RegistryStore
 
 log = logging.getLogger("tasktide.registry")
@@ -31,7 +31,9 @@ class Session:
         self.credit = 0
         self.credit_changed = asyncio.Event()
         self.out: asyncio.Queue[worker_pb2.RegistryMessage | None] = asyncio.Queue()
-        self.assigned: set[str] = set()  # task ids leased to this session, for cancel signals
+        # Leases held by this session's worker: for cancel signals, and to settle an outcome without
+        # asking Redis for its task while its lease is far from its deadline (outcomes.py).
+        self.assigned: dict[str, Held] = {}
         # Outcomes received and RUNNING events to record, settled in order by one task per session.
         self.to_settle: list[task_pb2.Outcome] = []
         self.to_record: list[task_pb2.TaskEvent] = []
@@ -119,11 +121,12 @@ class SessionLoops:
             outcomes, session.to_settle = session.to_settle, []
             started, session.to_record = session.to_record, []
             try:
-                for rejected in await self.outcomes.handle(outcomes, started):
+                for rejected in await self.outcomes.handle(outcomes, started, session.assigned):
                     session.send(rejected=rejected)
             except Exception:  # noqa: BLE001 - the leases stay; they expire and the tasks run again
                 log.exception("session %s: recording %d outcomes failed", session.id, len(outcomes))
-            session.assigned.difference_update(o.task_id for o in outcomes)
+            for o in outcomes:
+                session.assigned.pop(o.task_id, None)
 
     async def _release(self, session: Session, leases: list[worker_pb2.LeaseRef]) -> None:
         """Leases given back unstarted: the tasks wait in their queue again, and say so. A worker
@@ -131,15 +134,20 @@ class SessionLoops:
         session.credit = 0
         held = [t for t in await self.store.hold(leases, now_ms() + self.lease_ms) if t is not None]
         await self.store.release(leases)
-        session.assigned.difference_update(r.task_id for r in leases)
+        for r in leases:
+            session.assigned.pop(r.task_id, None)
         if held:
             session.settle(started=[event(t, task_pb2.TASK_STATE_QUEUED) for t in held])
 
     async def _heartbeat(self, session: Session, leases: list[worker_pb2.LeaseRef]) -> None:
-        stale = set(await self.store.extend(leases, now_ms() + self.lease_ms))
+        deadline = now_ms() + self.lease_ms
+        stale = set(await self.store.extend(leases, deadline))
         for r in leases:
+            held = session.assigned.get(r.task_id)
             if r.task_id in stale:
                 session.send(rejected=worker_pb2.LeaseRejected(lease=r, reason="lease expired"))
+            elif held is not None and held.token == r.lease_token:
+                held.deadline_ms = deadline
 
     async def dispatch(self, session: Session) -> None:
         # A queue found empty, with the wake-up event taken before it was looked at: while that
@@ -182,7 +190,7 @@ class SessionLoops:
         first = [e for item in runnable for e in first_events(item.task)]
         for item in runnable:
             item.task.state = task_pb2.TASK_STATE_RUNNING
-            session.assigned.add(item.task.id)
+            session.assigned[item.task.id] = Held(item.task, item.token, deadline)
             assignments.append(
                 worker_pb2.Assignment(
                     task=item.task, lease_token=item.token, deadline_ms=deadline, delivery=item.delivery
