@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.only and args.only != name:
                 continue
             redis.Redis.from_url(base).flushall()
-            figures[name] = run_system(_system(name, base, work, args, profiler), counts, _log)
+            system = _system(name, base, work, args, profiler)
+            figures[name] = run_system(system, counts, _log, redis_pid=server.process.pid)
     rows = lines(figures.get("tasktide"), figures.get("celery"), counts)
     print(json_lines(rows))
     print()

@@ -34,6 +34,9 @@ class CelerySystem:
         self.redis = redis.Redis.from_url(self.redis_url)
         self.redis.flushdb()
 
+    def pids(self) -> list[int]:
+        return [self.worker.pid] if self.worker is not None else []  # its pool children are counted with it
+
     def start_workers(self) -> None:
         argv = python_argv("-m", "celery", "-A", "bench.celery_tasks", "worker", "-P", "prefork")
         argv += ["-c", str(self.concurrency), "-l", "WARNING", "-n", "bench@127.0.0.1"]

@@ -1,8 +1,10 @@
-"""Processes of a benchmark run: starting and stopping them, their resident memory, Redis memory."""
+"""Processes of a benchmark run: starting and stopping them, their CPU time and resident memory,
+Redis memory."""
 
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class Proc:
@@ -89,6 +92,22 @@ def rss_bytes(pid: int) -> int:
 def tree_rss_bytes(pid: int) -> int:
     """Resident memory of pid plus all its descendants."""
     return rss_bytes(pid) + sum(rss_bytes(c) for c in descendants(pid))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of pid (all its threads), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    """CPU time of these processes and their live descendants, plus this process's own."""
+    every = {d for p in pids for d in (p, *descendants(p))}
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return sum(cpu_seconds(p) for p in every) + own.ru_utime + own.ru_stime
 
 
 def used_memory(r: redis.Redis) -> int:

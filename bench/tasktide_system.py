@@ -71,6 +71,9 @@ class TasktideSystem:
         self._list_req = worker_pb2.ListWorkersRequest()
         self.client = tt_tasks.app.client
 
+    def pids(self) -> list[int]:
+        return [p.pid for p in (self.server, *self.workers) if p is not None]
+
     def _worker_count(self) -> int:
         return len(self._registry.ListWorkers(self._list_req).workers)
 

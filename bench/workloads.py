@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bench.procs import tree_cpu_seconds
+
 
 @dataclass(frozen=True)
 class Counts:
@@ -40,6 +42,8 @@ class Workload:
             "throughput": counts.throughput,
             "submit": counts.submit,
             "submit_pipelined": counts.submit,
+            "cpu_bulk": counts.throughput,
+            "cpu_one_by_one": counts.submit,
             "latency": counts.latency,
             "redis_memory": counts.memory,
             "worker_rss": 0,
@@ -58,6 +62,15 @@ WORKLOADS = (
         None,
     ),
     Workload("latency", "round trip on an idle system", "ms", ("p50", "p99"), "lower", 1.0),
+    Workload(
+        "cpu_bulk",
+        "CPU time per task, bulk (every process: server, workers, Redis, client)",
+        "us",
+        ("cpu",),
+        "lower",
+        None,
+    ),
+    Workload("cpu_one_by_one", "CPU time per task, one-by-one add.delay (same)", "us", ("cpu",), "lower", None),
     Workload("redis_memory", "Redis memory per queued task", "bytes/task", ("bytes",), "lower", 0.4),
     Workload("worker_rss", "worker resident memory after the run", "MiB", ("rss",), "lower", None),
 )
@@ -69,6 +82,10 @@ class System(Protocol):
     name: str
 
     def start(self) -> None: ...
+
+    def pids(self) -> list[int]:
+        """The system's own processes (children included when listed): for CPU time."""
+        ...
 
     def queued_memory(self, n: int) -> dict[str, float]: ...
 
@@ -113,20 +130,31 @@ def round_trips(add: Any, n: int, system: str) -> dict[str, float]:
     return percentiles(samples)
 
 
-def run_system(system: System, counts: Counts, log: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
+def run_system(
+    system: System, counts: Counts, log: Callable[[str], None] = print, redis_pid: int = 0
+) -> dict[str, dict[str, float]]:
     """Every workload against one system, in an order that keeps each measurement clean:
     queued memory first (no worker yet), then throughput, submit rate, latency on the now idle
-    system, and the workers' memory after all of that."""
+    system, and the workers' memory after all of that. The CPU time of the system's processes,
+    Redis (`redis_pid`) and this client is taken around the throughput and submit runs."""
     out: dict[str, dict[str, float]] = {}
     system.start()
     try:
         log(f"[{system.name}] redis memory per queued task, n={counts.memory}")
         out["redis_memory"] = system.queued_memory(counts.memory)
         system.start_workers()
+
+        def cpu() -> float:
+            return tree_cpu_seconds([*system.pids(), *([redis_pid] if redis_pid else [])])
+
         log(f"[{system.name}] throughput, n={counts.throughput}")
+        before = cpu()
         out["throughput"] = system.throughput(counts.throughput)
+        out["cpu_bulk"] = {"cpu": (cpu() - before) / counts.throughput * 1e6}
         log(f"[{system.name}] one-by-one submit, n={counts.submit}")
+        before = cpu()
         out["submit"] = system.submit_rate(counts.submit)
+        out["cpu_one_by_one"] = {"cpu": (cpu() - before) / counts.submit * 1e6}
         log(f"[{system.name}] one-by-one submit, pipelined, n={counts.submit}")
         out["submit_pipelined"] = system.submit_pipelined(counts.submit)
         log(f"[{system.name}] round-trip latency, n={counts.latency}")
