@@ -11,7 +11,16 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKLOADS = {"throughput", "submit", "submit_pipelined", "latency", "redis_memory", "worker_rss"}
+WORKLOADS = {
+    "throughput",
+    "submit",
+    "submit_pipelined",
+    "latency",
+    "cpu_bulk",
+    "cpu_one_by_one",
+    "redis_memory",
+    "worker_rss",
+}
 
 
 def test_bench_quick_tasktide(tmp_path: Path) -> None:
