@@ -156,3 +156,17 @@ def test_tasks_beyond_the_idle_workers_credit_are_announced_and_run(redis_server
         )
         assert woken == [queue_name]  # more than the worker's credit: they wait in the queue, announced
         assert [h.get(timeout=20) for h in handles] == [2 * i for i in range(10)]
+
+
+def test_a_stream_left_idle_is_replaced_before_the_next_submission(client, queue_name, monkeypatch):
+    from tasktide import _submitter
+
+    monkeypatch.setattr(_submitter, "MAX_IDLE_SECONDS", 0.2)
+    first = client.submit("t.add", [1, 1], queue=queue_name)
+    stream = client._submitter._stream  # noqa: SLF001 - which stream carried it
+    time.sleep(0.4)
+    second = client.submit("t.add", [2, 2], queue=queue_name)
+    assert client._submitter._stream is not stream  # noqa: SLF001
+    assert len({first.id, second.id}) == 2
+    with run_worker_thread(app, client.settings.address, queues=(queue_name,)):
+        assert (first.get(timeout=20), second.get(timeout=20)) == (2, 4)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures import wait as futures_wait
@@ -23,6 +24,9 @@ from tasktide.v1 import scheduler_pb2, task_pb2
 
 _END = None  # put on a stream's request queue to close it
 MAX_IN_FLIGHT = 10_000  # unconfirmed submissions at once; submit() waits beyond that
+# A stream left idle this long is closed before the next submission opens a fresh one, so that a
+# connection dropped while idle (a proxy's idle timeout, a server restart) costs no failed task.
+MAX_IDLE_SECONDS = 30.0
 
 
 class _Stream:
@@ -31,6 +35,7 @@ class _Stream:
         self.pending: dict[int, Future[scheduler_pb2.SubmitResponse]] = {}
         self.open = True
         self.address = address
+        self.used = time.monotonic()
         self.responses = stub.SubmitStream(self._requests())
 
     def _requests(self) -> Iterator[scheduler_pb2.SubmitStreamRequest]:
@@ -64,9 +69,14 @@ class StreamSubmitter:
             if pipelined:
                 self._unconfirmed.add(fut)
             stream = self._stream
+            now = time.monotonic()
+            if stream is not None and stream.open and not stream.pending and now - stream.used > MAX_IDLE_SECONDS:
+                stream.requests.put(_END)
+                stream = None
             if stream is None or not stream.open:
                 stream = self._stream = _Stream(self._stub, self._address)
                 threading.Thread(target=self._read, args=(stream,), name="tasktide-submit", daemon=True).start()
+            stream.used = now
             self._seq += 1
             stream.pending[self._seq] = fut
             stream.requests.put(scheduler_pb2.SubmitStreamRequest(seq=self._seq, spec=spec))
