@@ -38,18 +38,20 @@ class Handover:
             if session is not None:
                 self.reserved[q] = (session, n)
         self._at: dict[str, int] = {}
+        self._deadline_ms = 0
 
     def build(self, pipe: Pipeline) -> None:
         store = self.registry.store
         store.build_enqueue(pipe, self.tasks, handed=frozenset(self.reserved))
         now, lease_ms = now_ms(), self.registry.loops.lease_ms
+        self._deadline_ms = now + lease_ms
         for q, (_, n) in self.reserved.items():
             self._at[q] = len(pipe.command_stack)
             store.build_dispatch(pipe, q, now, lease_ms, n)
 
     async def finish(self, replies: list[Any]) -> None:
         for q, (session, n) in self.reserved.items():
-            await self.registry.hand_over(session, n, leased(replies[self._at[q]]))
+            await self.registry.hand_over(session, n, leased(replies[self._at[q]], self._deadline_ms))
 
     def abandon(self) -> None:
         """The pipeline failed: the credit taken is given back."""

@@ -185,15 +185,14 @@ class SessionLoops:
 
     def assign(self, session: Session, runnable: list[Leased]) -> None:
         """Send leased tasks to the session's worker; their QUEUED and RUNNING events follow."""
-        deadline = now_ms() + self.lease_ms
         assignments = []
         first = [e for item in runnable for e in first_events(item.task)]
         for item in runnable:
             item.task.state = task_pb2.TASK_STATE_RUNNING
-            session.assigned[item.task.id] = Held(item.task, item.token, deadline)
+            session.assigned[item.task.id] = Held(item.task, item.token, item.deadline_ms)
             assignments.append(
                 worker_pb2.Assignment(
-                    task=item.task, lease_token=item.token, deadline_ms=deadline, delivery=item.delivery
+                    task=item.task, lease_token=item.token, deadline_ms=item.deadline_ms, delivery=item.delivery
                 )
             )
         self.hooks.dispatched(session.hello.worker_id, assignments)

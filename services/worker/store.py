@@ -23,6 +23,7 @@ class Leased:
     task: task_pb2.Task
     token: int
     delivery: int
+    deadline_ms: int  # as the dispatch script set it
 
 
 def _pairs(leases: list[worker_pb2.LeaseRef]) -> dict[str, list[str]]:
@@ -56,7 +57,7 @@ class RegistryStore:
             self._s["enqueue"](keys.queue_keys(q), [q, "" if q in handed else keys.NOTIFY, *argv], client=pipe)
 
     async def dispatch(self, queue: str, now_ms: int, lease_ms: int, count: int) -> list[Leased]:
-        return leased(await self._s["dispatch"](keys.queue_keys(queue), [now_ms, lease_ms, count]))
+        return leased(await self._s["dispatch"](keys.queue_keys(queue), [now_ms, lease_ms, count]), now_ms + lease_ms)
 
     def build_dispatch(self, pipe: Pipeline, queue: str, now_ms: int, lease_ms: int, count: int) -> None:
         """`dispatch` onto a pipeline of the caller's, after a `build_enqueue` that did not wake
@@ -243,10 +244,10 @@ class RegistryStore:
         return None, False
 
 
-def leased(flat: list[Any]) -> list[Leased]:
-    """The reply of `dispatch`."""
+def leased(flat: list[Any], deadline_ms: int) -> list[Leased]:
+    """The reply of `dispatch`, called with now ms and lease ms adding up to `deadline_ms`."""
     out = []
     for i in range(0, len(flat), 4):
         task = task_pb2.Task.FromString(flat[i + 3][3:])
-        out.append(Leased(task, int(flat[i + 1]), int(flat[i + 2])))
+        out.append(Leased(task, int(flat[i + 1]), int(flat[i + 2]), deadline_ms))
     return out
