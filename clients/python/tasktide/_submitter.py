@@ -96,10 +96,14 @@ class StreamSubmitter:
         with self._lock:
             waiting = list(self._unconfirmed)
         futures_wait(waiting, timeout)
-        with self._lock:
-            if any(not f.done() for f in waiting):
-                raise ServiceError(f"submissions not confirmed within {timeout} s", "DEADLINE_EXCEEDED")
-            refused, self._refused = self._refused, []
+        if any(not f.done() for f in waiting):
+            raise ServiceError(f"submissions not confirmed within {timeout} s", "DEADLINE_EXCEEDED")
+        while True:  # a future's callbacks (_settled) run just after its waiters wake
+            with self._lock:
+                if not any(f in self._unconfirmed for f in waiting):
+                    refused, self._refused = self._refused, []
+                    break
+            time.sleep(0.0005)
         if refused:
             first = refused[0]
             for other in refused[1:]:
