@@ -9,6 +9,7 @@ not leased that way is announced as usual, so other sessions and replicas still 
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio.client import Pipeline
@@ -16,6 +17,8 @@ from redis.asyncio.client import Pipeline
 from tasktide.v1 import task_pb2, worker_pb2
 from tasktide_services.common.events import now_ms
 from tasktide_services.worker.store import leased
+
+log = logging.getLogger("tasktide.registry")
 
 if TYPE_CHECKING:
     from tasktide_services.worker.service import RegistryService
@@ -50,8 +53,14 @@ class Handover:
             store.build_dispatch(pipe, q, now, lease_ms, n)
 
     async def finish(self, replies: list[Any]) -> None:
+        """The tasks are accepted whatever happens here: a lease that cannot be handed over expires
+        and its task runs on another delivery."""
         for q, (session, n) in self.reserved.items():
-            await self.registry.hand_over(session, n, leased(replies[self._at[q]], self._deadline_ms))
+            try:
+                await self.registry.hand_over(session, n, leased(replies[self._at[q]], self._deadline_ms))
+            except Exception:  # noqa: BLE001 - logged; the submission itself succeeded
+                log.exception("handing tasks of queue %s to session %s failed", q, session.id)
+                session.grant(n)
 
     def abandon(self) -> None:
         """The pipeline failed: the credit taken is given back."""
