@@ -170,3 +170,28 @@ def test_a_stream_left_idle_is_replaced_before_the_next_submission(client, queue
     assert len({first.id, second.id}) == 2
     with run_worker_thread(app, client.settings.address, queues=(queue_name,)):
         assert (first.get(timeout=20), second.get(timeout=20)) == (2, 4)
+
+
+def test_the_stream_works_with_each_service_in_its_own_process(tmp_path, queue_name):
+    """No hop collapsed, no hand-over: the scheduler reaches the registry and results over gRPC."""
+    from tasktide_services.testing import spawn
+    from tests.processes import ROOT, own_redis, separate_services, stop
+
+    with (
+        own_redis(tmp_path / "redis") as redis_url,
+        separate_services({"TASKTIDE_REDIS_URL": redis_url, "TASKTIDE_TICK_SECONDS": "0.05"}) as common,
+    ):
+        worker = spawn("worker", "tests.tasks_app:app", "--queues", queue_name, "-c", "2", env=common, cwd=ROOT)
+        try:
+            settings = ClientSettings.from_env(common)
+            with Client(settings=settings) as confirmed:
+                handles = [confirmed.submit("t.add", [i, i], queue=queue_name) for i in range(20)]
+                with pytest.raises(InvalidArgument):
+                    confirmed.submit("not a valid name!", [], queue=queue_name)
+                assert [h.get(timeout=30) for h in handles] == [2 * i for i in range(20)]
+            with Client(settings=replace(settings, pipelined_submit=True)) as pipelined:
+                handles = [pipelined.submit("t.add", [i, 1], queue=queue_name) for i in range(200)]
+                pipelined.flush(timeout=30)
+                assert [h.get(timeout=30) for h in handles] == [i + 1 for i in range(200)]
+        finally:
+            stop([worker])
