@@ -7,8 +7,9 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import redis
@@ -134,13 +135,7 @@ class TasktideSystem:
         return {"rate": n / elapsed, "seconds": elapsed}
 
     def submit_rate(self, n: int) -> dict[str, float]:
-        add = self.tasks.add
-        with self._profiled("submit"):
-            t0 = time.perf_counter()
-            handles = [add.delay(i, i) for i in range(n)]
-            elapsed = time.perf_counter() - t0
-        self._collect([h.id for h in handles])  # drained, so the latency run starts idle
-        return {"rate": n / elapsed, "seconds": elapsed}
+        return self._one_by_one(self.tasks.add, n, "submit")
 
     def submit_pipelined(self, n: int) -> dict[str, float]:
         """The same loop with pipelined submission: delay() returns before the platform confirms;
@@ -148,16 +143,22 @@ class TasktideSystem:
         import tasktide
 
         app = tasktide.App("bench", settings=dataclasses.replace(self.tasks.app.settings, pipelined_submit=True))
-        add = app.task(self.tasks.add.fn)
         try:
-            with self._profiled("submit_pipelined"):
-                t0 = time.perf_counter()
-                handles = [add.delay(i, i) for i in range(n)]
-                app.client.flush()
-                elapsed = time.perf_counter() - t0
-            self._collect([h.id for h in handles])
+            return self._one_by_one(app.task(self.tasks.add.fn), n, "submit_pipelined", app.client.flush)
         finally:
             app.close()
+
+    def _one_by_one(
+        self, add: Any, n: int, workload: str, confirm: Callable[[], None] = lambda: None
+    ) -> dict[str, float]:
+        """`add.delay(i, i)` n times, timed until `confirm` returns; then every result is collected
+        (untimed), so the next workload starts idle."""
+        with self._profiled(workload):
+            t0 = time.perf_counter()
+            handles = [add.delay(i, i) for i in range(n)]
+            confirm()
+            elapsed = time.perf_counter() - t0
+        self._collect([h.id for h in handles])
         return {"rate": n / elapsed, "seconds": elapsed}
 
     def latency(self, n: int) -> dict[str, float]:

@@ -46,8 +46,7 @@ class Peers:
     def local_store(self, which: str) -> Any | None:
         """The store of `which` when it is hosted in this process (its published module, for
         writing onto a shared pipeline), else None."""
-        peer = getattr(self, which)
-        return getattr(peer.servicer, "store", None) if isinstance(peer, _Local) else None
+        return getattr(self.local_servicer(which), "store", None)
 
     def local_stores(self, redis: object, *which: str) -> list[Any] | None:
         """The stores of `which`, when every one is hosted in this process on the connection

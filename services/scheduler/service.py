@@ -92,20 +92,19 @@ class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
                 valid.append(i)
             except ServiceError as exc:
                 answers[i].error_code, answers[i].error_message = exc.code.value[0], str(exc)
-        if valid:
-            try:
-                results = await self._accept([batch[i].spec for i in valid])
-            except ServiceError as exc:
-                results, code, message = [], exc.code.value[0], str(exc)
-            except Exception as exc:  # noqa: BLE001 - reported to each submitter; the stream goes on
+        if not valid:
+            return answers
+        try:
+            results = await self._accept([batch[i].spec for i in valid])
+        except Exception as exc:  # noqa: BLE001 - reported to each submitter; the stream goes on
+            if not isinstance(exc, ServiceError):
                 log.exception("SubmitStream: accepting %d tasks failed", len(valid))
-                results, code = [], grpc.StatusCode.INTERNAL.value[0]
-                message = f"Scheduler.SubmitStream: {type(exc).__name__}: {exc}"
-            for n, i in enumerate(valid):
-                if results:
-                    answers[i].result.CopyFrom(results[n])
-                else:
-                    answers[i].error_code, answers[i].error_message = code, message
+                exc = ServiceError(f"Scheduler.SubmitStream: {type(exc).__name__}: {exc}")
+            for i in valid:
+                answers[i].error_code, answers[i].error_message = exc.code.value[0], str(exc)
+            return answers
+        for i, result in zip(valid, results, strict=True):
+            answers[i].result.CopyFrom(result)
         return answers
 
     async def _submit(

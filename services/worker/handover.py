@@ -10,11 +10,12 @@ not leased that way is announced as usual, so other sessions and replicas still 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio.client import Pipeline
 
-from tasktide.v1 import task_pb2, worker_pb2
+from tasktide.v1 import task_pb2
 from tasktide_services.common.events import now_ms
 from tasktide_services.worker.store import leased
 
@@ -32,11 +33,8 @@ class Handover:
     def __init__(self, registry: RegistryService, tasks: list[task_pb2.Task]) -> None:
         self.registry = registry
         self.tasks = tasks
-        counts: dict[str, int] = {}
-        for t in tasks:
-            counts[t.spec.queue] = counts.get(t.spec.queue, 0) + 1
         self.reserved: dict[str, tuple[Session, int]] = {}
-        for q, n in counts.items():
+        for q, n in Counter(t.spec.queue for t in tasks).items():
             session = registry.reserve(q, n)
             if session is not None:
                 self.reserved[q] = (session, n)
@@ -66,7 +64,3 @@ class Handover:
         """The pipeline failed: the credit taken is given back."""
         for session, n in self.reserved.values():
             session.grant(n)
-
-
-def lease_refs(items: list[Any]) -> list[worker_pb2.LeaseRef]:
-    return [worker_pb2.LeaseRef(task_id=i.task.id, queue=i.task.spec.queue, lease_token=i.token) for i in items]

@@ -19,7 +19,7 @@ from tasktide_services.common.notify import Notifier
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.worker import keys
-from tasktide_services.worker.handover import Handover, lease_refs
+from tasktide_services.worker.handover import Handover
 from tasktide_services.worker.outcomes import OutcomeHandler
 from tasktide_services.worker.session import Session, SessionLoops
 from tasktide_services.worker.store import Leased, RegistryStore
@@ -69,7 +69,7 @@ class RegistryService:
         A session that ended meanwhile gives the tasks back to their queue at once."""
         if session.id not in self.sessions:
             if leased:
-                await self.store.release(lease_refs(leased))
+                await self.store.release([i.ref() for i in leased])
             return
         runnable = await self.loops.drop_expired(leased)
         session.grant(reserved - len(runnable))

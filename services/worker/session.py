@@ -213,7 +213,5 @@ class SessionLoops:
         await report_to_workflows(self.peers, ended, [i.task for i in expired])
         events += ended
         await self.peers.results.Record(results_pb2.RecordRequest(events=events))
-        await self.store.complete(
-            [worker_pb2.LeaseRef(task_id=i.task.id, queue=i.task.spec.queue, lease_token=i.token) for i in expired]
-        )
+        await self.store.complete([i.ref() for i in expired])
         return [i for i in leased if i not in expired]

@@ -25,6 +25,9 @@ class Leased:
     delivery: int
     deadline_ms: int  # as the dispatch script set it
 
+    def ref(self) -> worker_pb2.LeaseRef:
+        return worker_pb2.LeaseRef(task_id=self.task.id, queue=self.task.spec.queue, lease_token=self.token)
+
 
 def _pairs(leases: list[worker_pb2.LeaseRef]) -> dict[str, list[str]]:
     by_queue: dict[str, list[str]] = defaultdict(list)
