@@ -1,9 +1,10 @@
 """The worker's credit window: three tasks per slot to start, more while tasks are short, back down
-when they grow long; a fixed --prefetch stays fixed."""
+when they grow long; a fixed --prefetch stays fixed; outcomes wait for company only while tasks are
+short."""
 
 from __future__ import annotations
 
-from tasktide.worker._credit import MAX_PER_SLOT, MIN_PER_SLOT, CreditWindow
+from tasktide.worker._credit import LINGER_SECONDS, MAX_PER_SLOT, MIN_PER_SLOT, CreditWindow
 
 
 def _run(window: CreditWindow, seconds: float, batches: int, size: int = 4) -> list[int]:
@@ -38,3 +39,12 @@ def test_a_fixed_prefetch_is_kept():
     assert w.open() == 4
     assert _run(w, 0.0001, 50) == [4] * 50
     assert w.window == 4
+
+
+def test_outcomes_linger_for_company_only_while_tasks_are_short():
+    w = CreditWindow(concurrency=2)
+    assert w.linger() == 0.0  # nothing measured yet: an outcome leaves at once
+    _run(w, 0.0001, 50)
+    assert w.linger() == LINGER_SECONDS
+    _run(w, 2.0, 200)
+    assert w.linger() == 0.0

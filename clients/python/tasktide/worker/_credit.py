@@ -5,6 +5,11 @@ default starts at three tasks per slot and follows the length of the tasks: enou
 BUFFER_SECONDS of work per slot, between three and MAX_PER_SLOT per slot. Short tasks then travel
 in larger batches (fewer messages and Redis round trips per task); long tasks keep a small window,
 so tasks do not wait behind them in one worker while another is free.
+
+The same average decides how long a finished task's outcome waits for others to share its message
+(`linger`): while tasks are short, several finish within LINGER_SECONDS and travel together (one
+message, one registry batch, one Redis pipeline for all of them); while they are long, nothing
+would join it, so it leaves at once.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 BUFFER_SECONDS = 0.05
 MIN_PER_SLOT = 3
 MAX_PER_SLOT = 32
+LINGER_SECONDS = 0.005
 _WEIGHT = 0.05  # of each new duration in the moving average
 
 
@@ -45,3 +51,9 @@ class CreditWindow:
         grant = max(0, n + self.target() - self.window)
         self.window += grant - n
         return grant
+
+    def linger(self) -> float:
+        """Seconds an outcome waits for more outcomes to join its batch (while other tasks run)."""
+        if self.average is not None and self.average < LINGER_SECONDS / 2:
+            return LINGER_SECONDS
+        return 0.0

@@ -41,7 +41,7 @@ class WorkerConfig:
     app_target: str = ""  # MODULE:APP, needed by the process pool
     prefetch: int = 0  # extra assignments held beyond concurrency; 0 = by task length (_credit.py)
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
-    flush_interval: float = 0.0  # seconds to wait for more outcomes before a flush; 0 = one loop turn
+    flush_interval: float | None = None  # seconds an outcome waits for others; None = by task length
     max_batch: int = 256
 
 
@@ -199,7 +199,8 @@ class Worker:
             if isinstance(item, task_pb2.Outcome):
                 batch = [item]
                 if self._running or not self._ready.empty():  # more outcomes may join this batch
-                    await asyncio.sleep(self.config.flush_interval)
+                    wait = self.config.flush_interval
+                    await asyncio.sleep(self._credit.linger() if wait is None else wait)
                 others: list[worker_pb2.WorkerMessage] = []
                 while not self._outbox.empty() and len(batch) < self.config.max_batch:
                     nxt = self._outbox.get_nowait()
