@@ -242,6 +242,23 @@ def test_cancel_running_task_cooperatively(platform, client, queue_name, tmp_pat
     assert info.value.remote_type == "tasktide.worker._context.CancelRequested"
 
 
+def test_cancel_a_task_the_worker_holds_but_has_not_started(platform, client, queue_name, tmp_path):
+    marker, path = tmp_path / "started", str(tmp_path / "ran")
+    with run_worker_thread(app, platform.address, queues=(queue_name,), concurrency=1):
+        busy = submit(client, "t.cooperative", 30.0, str(marker), queue=queue_name)
+        wait_until(marker.exists)
+        held = submit(client, "t.record", path, "held", queue=queue_name)
+        wait_until(lambda: held.status() is TaskState.RUNNING)  # leased to the worker, waiting for its thread
+        assert held.cancel() is TaskState.RUNNING  # the worker was told
+        busy.cancel()
+        with pytest.raises(tasktide.TaskCancelled) as info:
+            held.get(timeout=10)
+        with pytest.raises(tasktide.TaskCancelled):
+            busy.get(timeout=10)
+    assert "before it started" in str(info.value)
+    assert not os.path.exists(path)
+
+
 @pytest.mark.parametrize("pool", ["threads", "processes"])
 def test_cancel_running_task_stops_it_hard_after_the_grace_period(platform, client, queue_name, pool, tmp_path):
     pid_file = tmp_path / "pid"

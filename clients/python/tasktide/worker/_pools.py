@@ -1,28 +1,23 @@
-"""Where task code runs: threads, the event loop, or child processes.
+"""Where task code runs besides the worker's threads (_slots.py): the event loop, or child processes.
 
 Each backend starts an attempt and returns a Running handle that can interrupt it (a soft time
-limit, a cooperative cancel) or stop it hard. Threads cannot be killed: a hard stop raises an
-exception in the thread, reports the outcome at once and leaves the thread to finish; use the
-process pool where a hard stop must free the CPU.
+limit, a cooperative cancel) or stop it hard.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import ctypes
 import os
 import signal
 import struct
 import sys
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from tasktide._app import App
 from tasktide.v1 import task_pb2, worker_pb2
-from tasktide.worker._context import CancelRequested, SoftTimeLimitExceeded, TaskContext
-from tasktide.worker._execute import ProgressSink, run_async, run_sync
+from tasktide.worker._context import TaskContext
+from tasktide.worker._execute import ProgressSink, run_async
 
 FRAME = struct.Struct(">cI")  # kind, length; kinds: R ready, A assignment, O outcome, P progress
 
@@ -62,33 +57,6 @@ class Running:
         if not self.future.done() and not self.outcome.done():
             self._kill()
             self.outcome.set_result(outcome)
-
-
-def _raise_in_thread(thread_id: int, exc: type[BaseException]) -> None:
-    if thread_id:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc))
-
-
-class ThreadBackend:
-    def __init__(self, app: App, concurrency: int, worker_id: str) -> None:
-        self.app = app
-        self.worker_id = worker_id
-        self.executor = ThreadPoolExecutor(concurrency, thread_name_prefix="tasktide-task")
-
-    async def start(self, a: worker_pb2.Assignment, ctx: TaskContext) -> Running:
-        loop = asyncio.get_running_loop()
-        # The task runs in a copy of this context, so the trace of the attempt reaches its code and logs.
-        run = contextvars.copy_context().run
-        fut = loop.run_in_executor(self.executor, run, run_sync, self.app, a, ctx, self.worker_id)
-
-        def interrupt(kind: str) -> None:
-            if kind == "soft":
-                _raise_in_thread(ctx.thread_id, SoftTimeLimitExceeded)
-
-        return Running(fut, interrupt, lambda: _raise_in_thread(ctx.thread_id, CancelRequested))
-
-    async def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 class AsyncioBackend:

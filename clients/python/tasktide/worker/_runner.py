@@ -1,4 +1,5 @@
-"""Supervising attempts: time limits (soft, then hard) and cancellation (cooperative, then hard)."""
+"""Supervising attempts on the event loop or in child processes: time limits (soft, then hard) and
+cancellation (cooperative, then hard). Plain functions on the thread pool are supervised by _slots.py."""
 
 from __future__ import annotations
 
@@ -10,15 +11,13 @@ from tasktide._codec import error_from_exception
 from tasktide.v1 import task_pb2, worker_pb2
 from tasktide.worker._context import TaskContext
 from tasktide.worker._execute import CANCELLED, FAILURE, TIMEOUT, ProgressSink, make_context, stopped
-from tasktide.worker._pools import AsyncioBackend, ProcessBackend, Running, ThreadBackend
+from tasktide.worker._pools import AsyncioBackend, ProcessBackend, Running
 
 log = logging.getLogger("tasktide.worker")
 
-Backend = ThreadBackend | ProcessBackend
-
 
 class TaskRunner:
-    def __init__(self, app: App, backend: Backend, worker_id: str, progress: ProgressSink) -> None:
+    def __init__(self, app: App, backend: ProcessBackend | None, worker_id: str, progress: ProgressSink) -> None:
         self.app = app
         self.backend = backend
         self.asyncio = AsyncioBackend(app, worker_id)
@@ -29,7 +28,7 @@ class TaskRunner:
     async def run(self, a: worker_pb2.Assignment) -> task_pb2.Outcome:
         ctx = make_context(a, self.progress)
         t = self.app.lookup(a.task.spec.name)
-        backend = self.asyncio if t is not None and t.is_async else self.backend
+        backend = self.backend if self.backend is not None and (t is None or not t.is_async) else self.asyncio
         running = await backend.start(a, ctx)
         self.active[a.task.id] = (running, ctx, a)
         try:

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -25,8 +26,9 @@ from tasktide._settings import ClientSettings
 from tasktide.v1 import task_pb2, worker_pb2, worker_pb2_grpc
 from tasktide.worker._credit import CreditWindow
 from tasktide.worker._execute import CANCELLED, stopped
-from tasktide.worker._pools import ProcessBackend, ThreadBackend
+from tasktide.worker._pools import ProcessBackend
 from tasktide.worker._runner import TaskRunner
+from tasktide.worker._slots import ThreadSlots
 
 log = logging.getLogger("tasktide.worker")
 
@@ -61,11 +63,19 @@ class Worker:
         self._running = 0
         self._cancel_pending: set[str] = set()
         self._runner: TaskRunner | None = None
+        self._slots: ThreadSlots | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
         self._credit = CreditWindow(config.concurrency, config.prefetch)
         self.completed = 0
 
     def _send_progress(self, report: worker_pb2.ProgressReport) -> None:
-        self._outbox.put_nowait(worker_pb2.WorkerMessage(progress=report))
+        """Called by task code: on the loop (async tasks, the process pool's frames) or in a thread."""
+        msg = worker_pb2.WorkerMessage(progress=report)
+        if threading.get_ident() == self._loop_thread or self._loop is None:
+            self._outbox.put_nowait(msg)
+        else:
+            self._loop.call_soon_threadsafe(lambda: self._outbox.put_nowait(msg))
 
     def request_stop(self) -> None:
         """Begin a graceful drain; safe to call from a signal handler on the loop."""
@@ -73,12 +83,16 @@ class Worker:
 
     async def run(self) -> None:
         cfg = self.config
-        backend: ThreadBackend | ProcessBackend
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        backend: ProcessBackend | None = None
         if cfg.pool == "processes":
             backend = ProcessBackend(cfg.app_target, cfg.concurrency, cfg.worker_id, self._send_progress)
             await backend.open()
-        else:
-            backend = ThreadBackend(self.app, cfg.concurrency, cfg.worker_id)
+        else:  # plain functions on threads; `async def` tasks on the loop (TaskRunner)
+            self._slots = ThreadSlots(
+                self.app, cfg.concurrency, cfg.worker_id, self.hooks, self._send_progress, self._finished, self._loop
+            )
         runner = self._runner = TaskRunner(self.app, backend, cfg.worker_id, self._send_progress)
         delay = 0.2
         try:
@@ -96,7 +110,10 @@ class Worker:
                         pass
                     delay = min(delay * 2, _RECONNECT_MAX)
         finally:
-            await backend.close()
+            if backend is not None:
+                await backend.close()
+            if self._slots is not None:
+                self._slots.close()
 
     async def _session(self, runner: TaskRunner) -> None:
         cfg = self.config
@@ -151,7 +168,7 @@ class Worker:
                 for a in msg.assignments.assignments:
                     t = a.task
                     self._held[t.id] = worker_pb2.LeaseRef(task_id=t.id, queue=t.spec.queue, lease_token=a.lease_token)
-                    self._ready.put_nowait(a)
+                    self._start(a)
             elif kind == "welcome":
                 self.lease_seconds = msg.welcome.lease_seconds or self.lease_seconds
             elif kind == "cancel":
@@ -160,6 +177,26 @@ class Worker:
                 self._stopping.set()
             elif kind == "rejected":
                 log.warning("lease rejected for %s: %s", msg.rejected.lease.task_id, msg.rejected.reason)
+
+    def _start(self, a: worker_pb2.Assignment) -> None:
+        if self._slots is not None:
+            t = self.app.lookup(a.task.spec.name)
+            if t is None or not t.is_async:
+                self._slots.submit(a)
+                return
+        self._ready.put_nowait(a)
+
+    def _finished(self, a: worker_pb2.Assignment, out: task_pb2.Outcome, seconds: float | None) -> None:
+        """An attempt ended (`seconds` it ran; None if it never started): its outcome goes out."""
+        if seconds is not None:
+            self._credit.observe(seconds)
+        self._held.pop(a.task.id, None)
+        self.completed += 1
+        self._outbox.put_nowait(out)
+
+    def _busy(self) -> int:
+        """Attempts running or waiting for a thread, outcomes not yet reported."""
+        return self._running + (self._slots.busy if self._slots is not None else 0)
 
     async def _consume(self, runner: TaskRunner) -> None:
         while not self._stopping.is_set():
@@ -173,19 +210,19 @@ class Worker:
                     out = stopped(
                         a, self.config.worker_id, CANCELLED, "tasktide.Cancelled", "cancelled before it started"
                     )
-                else:
-                    started = time.monotonic()
-                    with self.hooks.process(a, self.config.worker_id) as report:
-                        out = await runner.run(a)
-                        report(out)
-                    self._credit.observe(time.monotonic() - started)
+                    self._finished(a, out, None)
+                    continue
+                started = time.monotonic()
+                with self.hooks.process(a, self.config.worker_id) as report:
+                    out = await runner.run(a)
+                    report(out)
             finally:
                 self._running -= 1
-            self._held.pop(a.task.id, None)
-            self.completed += 1
-            self._outbox.put_nowait(out)
+            self._finished(a, out, time.monotonic() - started)
 
     def _cancel(self, task_id: str, grace: float) -> None:
+        if self._slots is not None and self._slots.cancel(task_id, grace):
+            return
         if self._runner is None or not self._runner.cancel(task_id, grace):
             if task_id in self._held:
                 self._cancel_pending.add(task_id)  # prefetched, not started: never runs
@@ -198,7 +235,7 @@ class Worker:
                 return
             if isinstance(item, task_pb2.Outcome):
                 batch = [item]
-                if self._running or not self._ready.empty():  # more outcomes may join this batch
+                if self._busy() or not self._ready.empty():  # more outcomes may join this batch
                     wait = self.config.flush_interval
                     await asyncio.sleep(self._credit.linger() if wait is None else wait)
                 others: list[worker_pb2.WorkerMessage] = []
@@ -233,14 +270,19 @@ class Worker:
             ref = self._held.pop(a.task.id, None) if a is not None else None
             if ref is not None:
                 not_started.append(ref)
+        if self._slots is not None:
+            for a in self._slots.take_waiting():
+                ref = self._held.pop(a.task.id, None)
+                if ref is not None:
+                    not_started.append(ref)
         for _ in range(self.config.concurrency):
             self._ready.put_nowait(None)
         if not_started:
             self._outbox.put_nowait(worker_pb2.WorkerMessage(release=worker_pb2.Release(leases=not_started)))
-        log.info("draining: %d released, %d running", len(not_started), self._running)
+        log.info("draining: %d released, %d running", len(not_started), self._busy())
         consumers = tasks[3:]
         await asyncio.gather(*consumers, return_exceptions=True)
-        while self._running:
+        while self._busy():
             await asyncio.sleep(0.01)
         self._outbox.put_nowait(None)
         await tasks[1]
