@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from tasktide_services.common.redis_link import LinkedRedis
+
 CONNECT_TIMEOUT = 5.0
 
 
 async def connect(url: str) -> Redis:
-    redis = Redis.from_url(
+    redis = LinkedRedis.from_url(
         url,
         max_connections=256,
         socket_timeout=None,

@@ -1,0 +1,202 @@
+"""Non-transactional pipelines over one multiplexed Redis connection per client.
+
+The services' hot paths are pipelines (`lua.run_pipeline`, the stores' batched reads). The
+client's own pipeline takes a pooled connection, packs the commands in Python, wraps the round
+trip in retry and bookkeeping and gives the connection back through a new task: about three times
+the CPU of the round trip itself (docs/performance.md). Here the commands are still built by the
+client (its command methods, and its reply callbacks afterwards); only the transport differs:
+every such pipeline of a process goes, in order, over one connection, packed and parsed by
+hiredis. Redis answers a connection's commands in order, so replies are matched first in, first out.
+Transactions (MULTI/EXEC) keep the client's own pipeline, as do pub/sub and single commands.
+
+A lost connection fails the pipelines waiting on it with ConnectionError (whether they ran is
+unknown, as with any client; callers treat it as a failed call); the next pipeline reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, cast
+
+import hiredis
+from redis._parsers.base import BaseParser
+from redis._parsers.response_callbacks import get_response_callbacks
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.asyncio.connection import Connection, UnixDomainSocketConnection
+from redis.client import EMPTY_RESPONSE, NEVER_DECODE, CaseInsensitiveDict
+from redis.exceptions import ConnectionError, InvalidResponse, ResponseError
+
+CONNECT_TIMEOUT = 5.0
+# The link speaks RESP2 (no HELLO); these callbacks give its replies the shapes the client returns.
+_RESP2_CALLBACKS = CaseInsensitiveDict(get_response_callbacks(user_protocol=2, legacy_responses=True))  # type: ignore[arg-type]
+
+
+class _Waiting:
+    __slots__ = ("future", "count", "replies")
+
+    def __init__(self, future: asyncio.Future[list[Any]], count: int) -> None:
+        self.future = future
+        self.count = count
+        self.replies: list[Any] = []
+
+
+class _Link(asyncio.Protocol):
+    """One connection; `run` sends a batch of commands and returns their raw replies (an error
+    reply as its exception, not raised)."""
+
+    def __init__(self, kwargs: dict[str, Any]) -> None:
+        self._kwargs = kwargs
+        self._transport: asyncio.Transport | None = None
+        self._connecting: asyncio.Future[None] | None = None
+        self._waiting: deque[_Waiting] = deque()
+        self._reader = self._new_reader()
+
+    @staticmethod
+    def _new_reader() -> Any:
+        return hiredis.Reader(protocolError=InvalidResponse, replyError=BaseParser.parse_error)
+
+    async def run(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        if self._transport is None:
+            await self._connect()
+        return await self._send(commands)
+
+    def _send(self, commands: list[tuple[Any, ...]]) -> asyncio.Future[list[Any]]:
+        transport = self._transport
+        if transport is None:
+            raise ConnectionError("Redis connection lost")
+        data = b"".join([hiredis.pack_command(_args(c)) for c in commands])
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Waiting(future, len(commands)))
+        transport.write(data)
+        return future
+
+    async def _connect(self) -> None:
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._open())
+        connecting = self._connecting
+        try:
+            await asyncio.shield(connecting)
+        finally:
+            if connecting.done() and self._connecting is connecting:
+                self._connecting = None
+
+    async def _open(self) -> None:
+        kw = self._kwargs
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(kw.get("socket_connect_timeout") or CONNECT_TIMEOUT):
+                if kw.get("path"):
+                    await loop.create_unix_connection(lambda: self, kw["path"])
+                else:
+                    await loop.create_connection(lambda: self, kw.get("host", "localhost"), kw.get("port", 6379))
+        except (OSError, TimeoutError) as exc:
+            raise ConnectionError(f"cannot connect to Redis: {exc}") from exc
+        hello: list[tuple[Any, ...]] = []
+        if kw.get("password"):
+            user = (kw["username"],) if kw.get("username") else ()
+            hello.append(("AUTH", *user, kw["password"]))
+        if kw.get("db"):
+            hello.append(("SELECT", kw["db"]))
+        if hello:
+            for reply in await self._send(hello):
+                if isinstance(reply, Exception):
+                    self.close()
+                    raise reply
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        reader = self._reader
+        reader.feed(data)
+        waiting = self._waiting
+        while True:
+            reply = reader.gets()
+            if reply is False:
+                return
+            w = waiting[0]
+            w.replies.append(reply)
+            if len(w.replies) == w.count:
+                waiting.popleft()
+                if not w.future.done():  # its caller may have gone (cancelled); the reply is dropped
+                    w.future.set_result(w.replies)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._reader = self._new_reader()
+        waiting, self._waiting = self._waiting, deque()
+        for w in waiting:
+            if not w.future.done():
+                w.future.set_exception(ConnectionError(f"Redis connection lost: {exc or 'closed'}"))
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+def _args(command: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The client's command tuple as hiredis packs it (a command name with a space is two words)."""
+    name = command[0]
+    if isinstance(name, str) and " " in name:
+        return (*name.split(), *command[1:])
+    return command
+
+
+class _LinkedPipeline(Pipeline):
+    """The client's non-transactional pipeline, executed over the link."""
+
+    def __init__(self, redis: Redis, link: _Link) -> None:
+        super().__init__(redis.connection_pool, _RESP2_CALLBACKS, False, None)
+        self._link = link
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.command_stack = []
+
+    async def reset(self) -> None:  # type: ignore[override]  # the pipeline's reset, not RESET
+        self.command_stack = []
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        stack, self.command_stack = self.command_stack, []
+        if not stack:
+            return []
+        replies = await self._link.run([args for args, _ in stack])
+        out = [self._reply(args[0], reply, options) for (args, options), reply in zip(stack, replies, strict=True)]
+        if raise_on_error:
+            self.raise_first_error(stack, out)
+        return out
+
+    def _reply(self, name: Any, reply: Any, options: Mapping[str, Any]) -> Any:
+        """What the client's own pipeline returns for this reply (its options and callbacks)."""
+        if isinstance(reply, ResponseError):
+            return options[EMPTY_RESPONSE] if EMPTY_RESPONSE in options else reply
+        if not options and name not in self.response_callbacks:
+            return reply
+        options = {k: v for k, v in options.items() if k not in ("keys", EMPTY_RESPONSE, NEVER_DECODE)}
+        callback = self.response_callbacks.get(name)
+        return callback(reply, **options) if callback is not None else reply
+
+
+class LinkedRedis(Redis):
+    """The asyncio client, whose non-transactional pipelines go over the link (module doc)."""
+
+    _link: _Link | None = None
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        if transaction or shard_hint is not None or not self._linkable():
+            return super().pipeline(transaction, shard_hint)
+        if self._link is None:
+            self._link = _Link(dict(self.connection_pool.connection_kwargs))
+        return _LinkedPipeline(self, self._link)
+
+    def _linkable(self) -> bool:
+        pool = self.connection_pool
+        plain = pool.connection_class in (Connection, UnixDomainSocketConnection)
+        return plain and not pool.connection_kwargs.get("decode_responses")
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        if self._link is not None:
+            self._link.close()
+        await super().aclose(close_connection_pool)

@@ -1,0 +1,139 @@
+"""The services' pipelines over one multiplexed connection (common/redis_link.py), against a real
+Redis: the same replies as the client's own pipeline, errors in place, many pipelines at once, and
+a connection dropped by Redis replaced by the next pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import redis
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError, NoScriptError, ResponseError
+
+from tasktide_services.common.redis_conn import connect
+from tasktide_services.common.redis_link import LinkedRedis
+
+DB = 9  # a database of its own: the link must select it
+
+
+def url(redis_server: Any) -> str:
+    return f"redis://127.0.0.1:{redis_server.port}/{DB}"
+
+
+def build(pipe: Any) -> None:
+    pipe.set("k", 7)
+    pipe.get("k")
+    pipe.hset("h", mapping={"a": b"1", "b": b"2"})
+    pipe.hgetall("h")
+    pipe.hmget("h", "a", "missing")
+    pipe.zadd("z", {"x": 1.5, "y": 2})
+    pipe.zscore("z", "x")
+    pipe.zrange("z", 0, -1, withscores=True)
+    pipe.sadd("s", "m")
+    pipe.exists("k", "nothing")
+    pipe.pexpire("k", 60_000)
+    pipe.eval("return {1, 'two', {3}}", 0)
+    pipe.publish("tt:test", "x")
+
+
+def test_replies_match_the_clients_own_pipeline(redis_server):
+    sync = redis.Redis(port=redis_server.port, db=DB)
+
+    async def main() -> tuple[list[Any], list[Any]]:
+        linked = await connect(url(redis_server))
+        plain = Redis.from_url(url(redis_server))
+        try:
+            assert isinstance(linked, LinkedRedis)
+            sync.flushdb()
+            async with linked.pipeline(transaction=False) as p:
+                build(p)
+                mine = await p.execute()
+            sync.flushdb()
+            async with plain.pipeline(transaction=False) as p:
+                build(p)
+                theirs = await p.execute()
+            return mine, theirs
+        finally:
+            await linked.aclose()
+            await plain.aclose()
+
+    mine, theirs = asyncio.run(main())
+    assert mine == theirs
+    assert mine[1] == b"7" and mine[3] == {b"a": b"1", b"b": b"2"} and mine[6] == 1.5
+    assert sync.get("k") == b"7"  # written to the selected database
+
+
+def test_errors_come_back_in_place_and_unknown_scripts_as_noscript(redis_server):
+    async def main() -> None:
+        r = await connect(url(redis_server))
+        try:
+            async with r.pipeline(transaction=False) as p:
+                p.set("k", "v")
+                p.hincrby("k", "f", 1)  # wrong type
+                p.get("k")
+                out = await p.execute(raise_on_error=False)
+            assert out[0] is True and isinstance(out[1], ResponseError) and out[2] == b"v"
+            async with r.pipeline(transaction=False) as p:
+                p.evalsha("0" * 40, 0)
+                with pytest.raises(NoScriptError):
+                    await p.execute()
+            async with r.pipeline(transaction=False) as p:  # the connection is still in step
+                p.get("k")
+                assert await p.execute() == [b"v"]
+        finally:
+            await r.aclose()
+
+    asyncio.run(main())
+
+
+def test_many_pipelines_at_once_each_get_their_own_replies(redis_server):
+    async def one(r: Redis, i: int) -> list[Any]:
+        async with r.pipeline(transaction=False) as p:
+            p.set(f"n{i}", i)
+            p.incrby(f"n{i}", i)
+            p.get(f"n{i}")
+            return await p.execute()  # type: ignore[no-any-return]
+
+    async def main() -> list[list[Any]]:
+        r = await connect(url(redis_server))
+        try:
+            return await asyncio.gather(*(one(r, i) for i in range(300)))
+        finally:
+            await r.aclose()
+
+    for i, out in enumerate(asyncio.run(main())):
+        assert out == [True, 2 * i, str(2 * i).encode()]
+
+
+def test_a_dropped_connection_fails_what_waited_and_the_next_pipeline_reconnects(redis_server):
+    admin = redis.Redis(port=redis_server.port)
+
+    async def main() -> None:
+        r = await connect(url(redis_server))
+        try:
+            async with r.pipeline(transaction=False) as p:
+                p.client_setname("tt-link-test")
+                await p.execute()
+            blocked = asyncio.ensure_future(_blpop(r))
+            await asyncio.sleep(0.2)
+            killed = [c for c in admin.client_list() if c["name"] == "tt-link-test"]
+            assert len(killed) == 1
+            admin.client_kill_filter(_id=killed[0]["id"])
+            with pytest.raises(ConnectionError):
+                await blocked
+            async with r.pipeline(transaction=False) as p:
+                p.set("after", 1)
+                p.get("after")
+                assert await p.execute() == [True, b"1"]
+        finally:
+            await r.aclose()
+
+    asyncio.run(main())
+
+
+async def _blpop(r: Redis) -> list[Any]:
+    async with r.pipeline(transaction=False) as p:
+        p.blpop(["never-filled"], 30)  # waits in Redis until the connection is killed
+        return await p.execute()  # type: ignore[no-any-return]
