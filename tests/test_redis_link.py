@@ -1,6 +1,6 @@
 """The services' pipelines over one multiplexed connection (common/redis_link.py), against a real
 Redis: the same replies as the client's own pipeline, errors in place, many pipelines at once, and
-a connection dropped by Redis replaced by the next pipeline."""
+a connection dropped by Redis replaced by the next pipeline; a subscription that comes back."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError
 
 from tasktide_services.common.redis_conn import connect
-from tasktide_services.common.redis_link import LinkedRedis
+from tasktide_services.common.redis_link import LinkedRedis, subscribe
 
 DB = 9  # a database of its own: the link must select it
 
@@ -137,3 +137,34 @@ async def _blpop(r: Redis) -> list[Any]:
     async with r.pipeline(transaction=False) as p:
         p.blpop(["never-filled"], 30)  # waits in Redis until the connection is killed
         return await p.execute()  # type: ignore[no-any-return]
+
+
+def test_a_subscription_hands_over_each_message_and_comes_back_after_its_connection_is_killed(redis_server):
+    admin = redis.Redis(port=redis_server.port)
+
+    async def wait_for(got: list[bytes], n: int) -> None:
+        async with asyncio.timeout(10):
+            while len(got) < n:
+                await asyncio.sleep(0.01)
+
+    async def main() -> list[bytes]:
+        r = await connect(url(redis_server))
+        got: list[bytes] = []
+        before = {c["id"] for c in admin.client_list()}
+        sub = await subscribe(r, "tt:link-test", got.append)
+        try:
+            assert admin.publish("tt:link-test", "one") == 1
+            await wait_for(got, 1)
+            subscriber = [c for c in admin.client_list() if c["id"] not in before and c["sub"] == "1"]
+            assert len(subscriber) == 1
+            admin.client_kill_filter(_id=subscriber[0]["id"])
+            async with asyncio.timeout(10):  # resubscribed within RESUBSCRIBE_DELAY, give or take
+                while admin.publish("tt:link-test", "two") == 0:
+                    await asyncio.sleep(0.05)
+            await wait_for(got, 2)
+            return got
+        finally:
+            sub.close()
+            await r.aclose()
+
+    assert asyncio.run(main()) == [b"one", b"two"]

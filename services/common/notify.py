@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
+from tasktide_services.common.redis_link import ChannelSubscription, linkable, subscribe
+
 log = logging.getLogger("tasktide.notify")
 
 
@@ -42,6 +44,7 @@ class Notifier:
         self._events: dict[str, asyncio.Event] = {}
         self._subs: dict[str, set[Subscription]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._sub: ChannelSubscription | None = None
 
     def event(self, key: str) -> asyncio.Event:
         ev = self._events.get(key)
@@ -73,6 +76,9 @@ class Notifier:
                 sub.queue.put_nowait(key)
 
     async def start(self) -> None:
+        if linkable(self.redis):
+            self._sub = await subscribe(self.redis, self.channel, lambda data: self.on_message(data.decode()))
+            return
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         await pubsub.subscribe(self.channel)
         self._task = asyncio.create_task(self._listen(pubsub))
@@ -95,6 +101,8 @@ class Notifier:
                 await ps.aclose()  # type: ignore[attr-defined]
 
     async def stop(self) -> None:
+        if self._sub is not None:
+            self._sub.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

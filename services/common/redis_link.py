@@ -7,7 +7,10 @@ the CPU of the round trip itself (docs/performance.md). Here the commands are st
 client (its command methods, and its reply callbacks afterwards); only the transport differs:
 every such pipeline of a process goes, in order, over one connection, packed and parsed by
 hiredis. Redis answers a connection's commands in order, so replies are matched first in, first out.
-Transactions (MULTI/EXEC) keep the client's own pipeline, as do pub/sub and single commands.
+Transactions (MULTI/EXEC) keep the client's own pipeline, as do single commands.
+
+A subscription (`subscribe`) is a connection of its own in the same style: each message is handed
+to its callback as soon as it is parsed, with no task, timer or retry wrapper per message.
 
 A lost connection fails the pipelines waiting on it with ConnectionError (whether they ran is
 unknown, as with any client; callers treat it as a failed call); the next pipeline reconnects.
@@ -16,8 +19,9 @@ unknown, as with any client; callers treat it as a failed call); the next pipeli
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import hiredis
@@ -29,7 +33,10 @@ from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE, CaseInsensitiveDict
 from redis.exceptions import ConnectionError, InvalidResponse, ResponseError
 
+log = logging.getLogger("tasktide.redis")
+
 CONNECT_TIMEOUT = 5.0
+RESUBSCRIBE_DELAY = 0.5
 # The link speaks RESP2 (no HELLO); these callbacks give its replies the shapes the client returns.
 _RESP2_CALLBACKS = CaseInsensitiveDict(get_response_callbacks(user_protocol=2, legacy_responses=True))  # type: ignore[arg-type]
 
@@ -85,19 +92,8 @@ class _Link(asyncio.Protocol):
 
     async def _open(self) -> None:
         kw = self._kwargs
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(kw.get("socket_connect_timeout") or CONNECT_TIMEOUT):
-                if kw.get("path"):
-                    await loop.create_unix_connection(lambda: self, kw["path"])
-                else:
-                    await loop.create_connection(lambda: self, kw.get("host", "localhost"), kw.get("port", 6379))
-        except (OSError, TimeoutError) as exc:
-            raise ConnectionError(f"cannot connect to Redis: {exc}") from exc
-        hello: list[tuple[Any, ...]] = []
-        if kw.get("password"):
-            user = (kw["username"],) if kw.get("username") else ()
-            hello.append(("AUTH", *user, kw["password"]))
+        await _open_connection(kw, self)
+        hello = _auth(kw)
         if kw.get("db"):
             hello.append(("SELECT", kw["db"]))
         if hello:
@@ -137,12 +133,122 @@ class _Link(asyncio.Protocol):
             self._transport.close()
 
 
+async def _open_connection(kw: Mapping[str, Any], protocol: asyncio.Protocol) -> None:
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(kw.get("socket_connect_timeout") or CONNECT_TIMEOUT):
+            if kw.get("path"):
+                await loop.create_unix_connection(lambda: protocol, kw["path"])
+            else:
+                await loop.create_connection(lambda: protocol, kw.get("host", "localhost"), kw.get("port", 6379))
+    except (OSError, TimeoutError) as exc:
+        raise ConnectionError(f"cannot connect to Redis: {exc}") from exc
+
+
+def _auth(kw: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    if not kw.get("password"):
+        return []
+    user = (kw["username"],) if kw.get("username") else ()
+    return [("AUTH", *user, kw["password"])]
+
+
 def _args(command: tuple[Any, ...]) -> tuple[Any, ...]:
     """The client's command tuple as hiredis packs it (a command name with a space is two words)."""
     name = command[0]
     if isinstance(name, str) and " " in name:
         return (*name.split(), *command[1:])
     return command
+
+
+class ChannelSubscription(asyncio.Protocol):
+    """A connection subscribed to one channel; `on_message` gets each message's data. A lost
+    connection is replaced every RESUBSCRIBE_DELAY seconds until it is back; what was published
+    meanwhile is missed, as by any subscriber (the services' waiters also poll)."""
+
+    def __init__(self, kwargs: Mapping[str, Any], channel: str, on_message: Callable[[bytes], None]) -> None:
+        self._kwargs = kwargs
+        self.channel = channel
+        self._on_message = on_message
+        self._transport: asyncio.Transport | None = None
+        self._reader = _Link._new_reader()
+        self._subscribed: asyncio.Future[None] | None = None
+        self._retry: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def open(self) -> None:
+        self._reader = _Link._new_reader()
+        self._subscribed = asyncio.get_running_loop().create_future()
+        await _open_connection(self._kwargs, self)
+        assert self._transport is not None
+        hello = [*_auth(self._kwargs), ("SUBSCRIBE", self.channel)]
+        self._transport.write(b"".join([hiredis.pack_command(c) for c in hello]))
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await self._subscribed
+        except BaseException:
+            self._transport.close()
+            raise
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        while True:
+            reply = self._reader.gets()
+            if reply is False:
+                return
+            if isinstance(reply, list) and reply and reply[0] == b"message":
+                self._on_message(reply[2])
+            elif self._subscribed is not None and not self._subscribed.done():
+                if isinstance(reply, Exception):
+                    self._subscribed.set_exception(reply)
+                elif isinstance(reply, list) and reply and reply[0] == b"subscribe":
+                    self._subscribed.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        if self._subscribed is not None and not self._subscribed.done():
+            self._subscribed.set_exception(ConnectionError(f"Redis connection lost: {exc or 'closed'}"))
+        if not self._closed and self._retry is None:
+            log.warning("subscription to %s lost (%s); reconnecting", self.channel, exc or "closed")
+            self._retry = asyncio.ensure_future(self._resubscribe())
+
+    async def _resubscribe(self) -> None:
+        try:
+            while not self._closed:
+                await asyncio.sleep(RESUBSCRIBE_DELAY)
+                try:
+                    await self.open()
+                    return
+                except (ConnectionError, ResponseError, OSError, TimeoutError) as exc:
+                    log.debug("resubscribing to %s: %s", self.channel, exc)
+        finally:
+            self._retry = None
+
+    def close(self) -> None:
+        self._closed = True
+        if self._retry is not None:
+            self._retry.cancel()
+        if self._transport is not None:
+            self._transport.close()
+
+
+async def subscribe(redis: Redis, channel: str, on_message: Callable[[bytes], None]) -> ChannelSubscription:
+    sub = ChannelSubscription(dict(redis.connection_pool.connection_kwargs), channel, on_message)
+    try:
+        await sub.open()
+    except BaseException:
+        sub.close()
+        raise
+    return sub
+
+
+def linkable(redis: Redis) -> bool:
+    """Whether the link can serve this client (a plain TCP or Unix socket, bytes replies)."""
+    pool = redis.connection_pool
+    plain = pool.connection_class in (Connection, UnixDomainSocketConnection)
+    return plain and not pool.connection_kwargs.get("decode_responses")
 
 
 class _LinkedPipeline(Pipeline):
@@ -185,16 +291,11 @@ class LinkedRedis(Redis):
     _link: _Link | None = None
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
-        if transaction or shard_hint is not None or not self._linkable():
+        if transaction or shard_hint is not None or not linkable(self):
             return super().pipeline(transaction, shard_hint)
         if self._link is None:
             self._link = _Link(dict(self.connection_pool.connection_kwargs))
         return _LinkedPipeline(self, self._link)
-
-    def _linkable(self) -> bool:
-        pool = self.connection_pool
-        plain = pool.connection_class in (Connection, UnixDomainSocketConnection)
-        return plain and not pool.connection_kwargs.get("decode_responses")
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
         if self._link is not None:
