@@ -36,6 +36,7 @@ class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
         self.peers = peers
         self.settings = settings
         self.hooks = hooks or ServiceHooks()
+        self._handing: set[asyncio.Task[None]] = set()  # hand-overs under way (worker/handover.py)
 
     async def Submit(
         self, req: scheduler_pb2.SubmitRequest, ctx: grpc.aio.ServicerContext
@@ -192,8 +193,10 @@ class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
             if handover is not None:
                 handover.abandon()
             raise
-        if handover is not None:
-            await handover.finish(replies)
+        if handover is not None:  # sent once the submission is answered: the answer does not wait
+            task = asyncio.ensure_future(handover.finish(replies))
+            self._handing.add(task)
+            task.add_done_callback(self._handing.discard)
 
     async def _rate_slots(self, tasks: list[task_pb2.Task], now: int) -> dict[str, int]:
         """Start slots for rate-limited tasks: each name's tasks are spaced by its limit."""
