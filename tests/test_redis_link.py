@@ -1,10 +1,13 @@
 """The services' pipelines over one multiplexed connection (common/redis_link.py), against a real
 Redis: the same replies as the client's own pipeline, errors in place, many pipelines at once, and
-a connection dropped by Redis replaced by the next pipeline; a subscription that comes back."""
+a connection dropped by Redis replaced by the next pipeline; a subscription that comes back; a Unix
+socket URL."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import time
 from typing import Any
 
 import pytest
@@ -14,6 +17,7 @@ from redis.exceptions import ConnectionError, NoScriptError, ResponseError
 
 from tasktide_services.common.redis_conn import connect
 from tasktide_services.common.redis_link import LinkedRedis, subscribe
+from tasktide_services.common.redis_server import find_redis_server
 
 DB = 9  # a database of its own: the link must select it
 
@@ -168,3 +172,42 @@ def test_a_subscription_hands_over_each_message_and_comes_back_after_its_connect
             await r.aclose()
 
     assert asyncio.run(main()) == [b"one", b"two"]
+
+
+def test_a_unix_socket_url_works_for_pipelines_and_subscriptions(tmp_path):
+    path = tmp_path / "redis.sock"
+    proc = subprocess.Popen(
+        [find_redis_server(), "--port", "0", "--unixsocket", str(path), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not path.exists():
+            assert time.monotonic() < deadline, "redis-server did not open its socket"
+            time.sleep(0.02)
+
+        async def main() -> tuple[list[Any], list[bytes]]:
+            r = await connect(f"unix://{path}?db=3")
+            got: list[bytes] = []
+            sub = await subscribe(r, "tt:unix-test", got.append)
+            try:
+                async with r.pipeline(transaction=False) as p:
+                    p.set("k", "v")
+                    p.get("k")
+                    p.publish("tt:unix-test", "hello")
+                    out = await p.execute()
+                async with asyncio.timeout(10):
+                    while not got:
+                        await asyncio.sleep(0.01)
+                return out, got
+            finally:
+                sub.close()
+                await r.aclose()
+
+        out, got = asyncio.run(main())
+        assert out == [True, b"v", 1] and got == [b"hello"]
+        assert redis.Redis(unix_socket_path=str(path), db=3).get("k") == b"v"
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -3,7 +3,7 @@
 Commands carry no socket timeout: with one, the client wraps every write in a task and every read
 in a timer, a large share of the services' CPU on the hot path. A connection that Redis or the
 network dropped fails its next command, which the client retries on a new connection (its default
-retry policy); a peer that vanished without a word is found by TCP keepalive; callers' gRPC
+retry policy); a peer that vanished without a word is found by TCP keepalive (TCP URLs); callers' gRPC
 deadlines bound how long any request waits. Connecting times out after CONNECT_TIMEOUT seconds.
 """
 
@@ -17,12 +17,9 @@ CONNECT_TIMEOUT = 5.0
 
 
 async def connect(url: str) -> Redis:
+    tcp = {} if url.startswith("unix:") else {"socket_keepalive": True}
     redis = LinkedRedis.from_url(
-        url,
-        max_connections=256,
-        socket_timeout=None,
-        socket_keepalive=True,
-        socket_connect_timeout=CONNECT_TIMEOUT,
+        url, max_connections=256, socket_timeout=None, socket_connect_timeout=CONNECT_TIMEOUT, **tcp
     )
     try:
         await redis.ping()
