@@ -1,7 +1,7 @@
 """The services' pipelines over one multiplexed connection (common/redis_link.py), against a real
 Redis: the same replies as the client's own pipeline, errors in place, many pipelines at once, and
 a connection dropped by Redis replaced by the next pipeline; a subscription that comes back; a Unix
-socket URL."""
+socket URL and a password."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from redis.exceptions import ConnectionError, NoScriptError, ResponseError
 
 from tasktide_services.common.redis_conn import connect
 from tasktide_services.common.redis_link import LinkedRedis, subscribe
-from tasktide_services.common.redis_server import find_redis_server
+from tasktide_services.common.redis_server import find_redis_server, free_port
 
 DB = 9  # a database of its own: the link must select it
 
@@ -208,6 +208,48 @@ def test_a_unix_socket_url_works_for_pipelines_and_subscriptions(tmp_path):
         out, got = asyncio.run(main())
         assert out == [True, b"v", 1] and got == [b"hello"]
         assert redis.Redis(unix_socket_path=str(path), db=3).get("k") == b"v"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_a_password_in_the_url_is_sent_by_the_link_and_the_subscription(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--requirepass", "s3cret", "--save", ""],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        admin = redis.Redis(port=port, password="s3cret")
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                admin.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+
+        async def main() -> tuple[list[Any], list[bytes]]:
+            r = await connect(f"redis://:s3cret@127.0.0.1:{port}/2")
+            got: list[bytes] = []
+            sub = await subscribe(r, "tt:auth-test", got.append)
+            try:
+                async with r.pipeline(transaction=False) as p:
+                    p.set("k", "v")
+                    p.publish("tt:auth-test", "hello")
+                    out = await p.execute()
+                async with asyncio.timeout(10):
+                    while not got:
+                        await asyncio.sleep(0.01)
+                return out, got
+            finally:
+                sub.close()
+                await r.aclose()
+
+        assert asyncio.run(main()) == ([True, 1], [b"hello"])
+        assert redis.Redis(port=port, password="s3cret", db=2).get("k") == b"v"
     finally:
         proc.terminate()
         proc.wait(10)
