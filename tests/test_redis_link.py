@@ -109,6 +109,7 @@ def test_many_pipelines_at_once_each_get_their_own_replies(redis_server):
 
     for i, out in enumerate(asyncio.run(main())):
         assert out == [True, 2 * i, str(2 * i).encode()]
+    assert redis.Redis(port=redis_server.port, db=DB).get("n299") == b"598"  # all in the URL's database
 
 
 def test_a_dropped_connection_fails_what_waited_and_the_next_pipeline_reconnects(redis_server):

@@ -7,7 +7,8 @@ the CPU of the round trip itself (docs/performance.md). Here the commands are st
 client (its command methods, and its reply callbacks afterwards); only the transport differs:
 every such pipeline of a process goes, in order, over one connection, packed and parsed by
 hiredis. Redis answers a connection's commands in order, so replies are matched first in, first out.
-Transactions (MULTI/EXEC) keep the client's own pipeline, as do single commands.
+Transactions (MULTI/EXEC) keep the client's own pipeline, as do single commands. Nothing on the
+link may block in Redis (BLPOP and the like would hold up every pipeline behind it).
 
 A subscription (`subscribe`) is a connection of its own in the same style: each message is handed
 to its callback as soon as it is parsed, with no task, timer or retry wrapper per message.
@@ -57,6 +58,7 @@ class _Link(asyncio.Protocol):
     def __init__(self, kwargs: dict[str, Any]) -> None:
         self._kwargs = kwargs
         self._transport: asyncio.Transport | None = None
+        self._ready = False  # connected, and AUTH/SELECT written ahead of anything else
         self._connecting: asyncio.Future[None] | None = None
         self._waiting: deque[_Waiting] = deque()
         self._reader = self._new_reader()
@@ -66,7 +68,7 @@ class _Link(asyncio.Protocol):
         return hiredis.Reader(protocolError=InvalidResponse, replyError=BaseParser.parse_error)
 
     async def run(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        if self._transport is None:
+        if not self._ready:
             await self._connect()
         return await self._send(commands)
 
@@ -96,8 +98,10 @@ class _Link(asyncio.Protocol):
         hello = _auth(kw)
         if kw.get("db"):
             hello.append(("SELECT", kw["db"]))
-        if hello:
-            for reply in await self._send(hello):
+        answered = self._send(hello) if hello else None
+        self._ready = True  # what is sent from now on follows AUTH and SELECT on the connection
+        if answered is not None:
+            for reply in await answered:
                 if isinstance(reply, Exception):
                     self.close()
                     raise reply
@@ -110,7 +114,11 @@ class _Link(asyncio.Protocol):
         reader.feed(data)
         waiting = self._waiting
         while True:
-            reply = reader.gets()
+            try:
+                reply = reader.gets()
+            except InvalidResponse:  # not RESP: the connection cannot be trusted any more
+                self.close()
+                return
             if reply is False:
                 return
             w = waiting[0]
@@ -122,6 +130,7 @@ class _Link(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        self._ready = False
         self._reader = self._new_reader()
         waiting, self._waiting = self._waiting, deque()
         for w in waiting:
