@@ -23,6 +23,12 @@ def echo(value: object) -> object:
 
 
 @app.task
+def exits(code: int) -> None:
+    """Raises SystemExit, which is not an Exception: it fails the task, not the worker."""
+    raise SystemExit(code)
+
+
+@app.task
 async def async_add(x: int, y: int) -> int:
     await asyncio.sleep(0.01)
     return x + y

@@ -154,6 +154,15 @@ def test_exhausted_retries_go_to_dead_letters_and_can_be_requeued(platform, clie
     assert states(client, h.id).count(TaskState.DEAD) == 2  # dead, requeued, dead again
 
 
+def test_a_task_raising_system_exit_fails_and_its_thread_runs_the_next(platform, client, queue_name):
+    with run_worker_thread(app, platform.address, queues=(queue_name,), concurrency=1):
+        h = submit(client, "t.exits", 3, queue=queue_name)
+        with pytest.raises(tasktide.TaskFailed) as info:
+            h.get(timeout=10)
+        assert info.value.remote_type == "SystemExit"
+        assert submit(client, "t.add", 2, 2, queue=queue_name).get(timeout=10) == 4  # the one thread goes on
+
+
 def test_task_that_kills_its_worker_goes_to_dead_letters(platform, client, queue_name):
     """Sessions that take the task and vanish without a heartbeat, max_deliveries times."""
     import threading

@@ -27,7 +27,7 @@ from tasktide._app import App
 from tasktide._hooks import Hooks
 from tasktide.v1 import task_pb2, worker_pb2
 from tasktide.worker._context import CancelRequested, SoftTimeLimitExceeded, TaskContext
-from tasktide.worker._execute import CANCELLED, TIMEOUT, ProgressSink, make_context, run_sync, stopped
+from tasktide.worker._execute import CANCELLED, FAILURE, TIMEOUT, ProgressSink, make_context, run_sync, stopped
 
 log = logging.getLogger("tasktide.worker")
 
@@ -214,6 +214,9 @@ class ThreadSlots:
             out = stopped(a, self.worker_id, TIMEOUT, "tasktide.SoftTimeLimitExceeded", "soft time limit")
         except CancelRequested:
             out = stopped(a, self.worker_id, CANCELLED, "tasktide.Cancelled", "the task was cancelled")
+        except BaseException as exc:  # noqa: BLE001 - outside the task's own handling (a hook, SystemExit)
+            log.exception("task %s failed outside its code", task_id)
+            out = stopped(a, self.worker_id, FAILURE, type(exc).__name__, str(exc))
         with self._lock:
             att.done = True
             self._running.pop(task_id, None)
