@@ -113,6 +113,11 @@ async def wait_any(events: list[asyncio.Event], timeout: float) -> None:
     """Wait until one of `events` is set or `timeout` passes."""
     if any(e.is_set() for e in events):
         return
+    if len(events) == 1:  # the common case (one task, one queue): no task to create
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await events[0].wait()
+        return
     waiters = [asyncio.ensure_future(e.wait()) for e in events]
     try:
         await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
