@@ -1,7 +1,7 @@
 """The services' pipelines over one multiplexed connection (common/redis_link.py), against a real
 Redis: the same replies as the client's own pipeline, errors in place, many pipelines at once, and
 a connection dropped by Redis replaced by the next pipeline; a subscription that comes back; a Unix
-socket URL and a password."""
+socket URL and a password; scripts lost by Redis loaded again."""
 
 from __future__ import annotations
 
@@ -254,3 +254,18 @@ def test_a_password_in_the_url_is_sent_by_the_link_and_the_subscription(tmp_path
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_scripts_lost_by_redis_are_loaded_again_by_the_services(redis_server, platform, client, queue_name):
+    """After SCRIPT FLUSH (as after a restart of Redis) the next pipeline over the link gets NOSCRIPT,
+    loads the scripts again and runs once more: tasks, delayed ones too, run as usual."""
+    from tasktide_services.testing import run_worker_thread
+    from tests.tasks_app import app
+
+    admin = redis.Redis(port=redis_server.port)
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        assert client.submit_spec(app.tasks["t.add"].spec([1, 1], queue=queue_name)).get(timeout=10) == 2
+        admin.script_flush()
+        h = client.submit_spec(app.tasks["t.add"].spec([20, 22], queue=queue_name))
+        assert h.get(timeout=10) == 42
+        assert client.submit_spec(app.tasks["t.add"].spec([2, 3], queue=queue_name, countdown=0.2)).get(timeout=10) == 5
