@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:  # imported at run time by pytest_plugins, after assertion rewriting is set up
+    from tasktide_services.testing import PlatformThread
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytest_plugins = ["tasktide_services.testing"]
 
@@ -18,3 +26,18 @@ def require_tool(name: str) -> str:
             pytest.fail(f"{name} is required under CI=true but is not installed")
         pytest.skip(f"{name} is not installed")
     return path
+
+
+@pytest.fixture()
+def python_worker(platform: PlatformThread, queue_name: str) -> Iterator[str]:
+    """A Python worker (tests/tasks_app.py) consuming `queue_name`."""
+    from tasktide_services.testing import spawn
+
+    proc = spawn(
+        "worker", "tests.tasks_app:app", "--queues", queue_name, env={"TASKTIDE_ADDRESS": platform.address}, cwd=ROOT
+    )
+    try:
+        yield queue_name
+    finally:
+        proc.terminate()
+        proc.wait(20)

@@ -8,16 +8,14 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tasktide import Client, TaskFailed, TaskState
-from tasktide_services.testing import PlatformThread, spawn
-from tests.conftest import require_tool
+from tasktide_services.testing import PlatformThread
+from tests.conftest import ROOT, require_tool
 
-ROOT = Path(__file__).resolve().parent.parent
 GO_DIR = ROOT / "clients" / "go"
 
 
@@ -26,19 +24,6 @@ def _go_env(platform: PlatformThread, **extra: str) -> dict[str, str]:
     # Modules come from the Go module proxy once, then from the module cache; go.sum pins them.
     env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -mod=mod").strip()
     return {**env, "TASKTIDE_ADDRESS": platform.address, **extra}
-
-
-@pytest.fixture()
-def python_worker(platform: PlatformThread, queue_name: str) -> Iterator[str]:
-    """A Python worker (tests/tasks_app.py) consuming `queue_name`."""
-    proc = spawn(
-        "worker", "tests.tasks_app:app", "--queues", queue_name, env={"TASKTIDE_ADDRESS": platform.address}, cwd=ROOT
-    )
-    try:
-        yield queue_name
-    finally:
-        proc.terminate()
-        proc.wait(20)
 
 
 def test_go_suite_against_the_platform_and_a_python_worker(platform: PlatformThread, python_worker: str) -> None:

@@ -8,16 +8,13 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tasktide import Client, TaskFailed
-from tasktide_services.testing import PlatformThread, spawn
-from tests.conftest import require_tool
+from tasktide_services.testing import PlatformThread
+from tests.conftest import ROOT, require_tool
 
-ROOT = Path(__file__).resolve().parent.parent
 NODE_DIR = ROOT / "clients" / "node"
 DEPENDENCIES = ("@grpc/grpc-js", "@grpc/proto-loader")
 
@@ -35,19 +32,6 @@ def node() -> str:
 def _node_env(platform: PlatformThread, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKTIDE_")}
     return {**env, "TASKTIDE_ADDRESS": platform.address, **extra}
-
-
-@pytest.fixture()
-def python_worker(platform: PlatformThread, queue_name: str) -> Iterator[str]:
-    """A Python worker (tests/tasks_app.py) consuming `queue_name`."""
-    proc = spawn(
-        "worker", "tests.tasks_app:app", "--queues", queue_name, env={"TASKTIDE_ADDRESS": platform.address}, cwd=ROOT
-    )
-    try:
-        yield queue_name
-    finally:
-        proc.terminate()
-        proc.wait(20)
 
 
 def test_node_suite_against_the_platform_and_a_python_worker(

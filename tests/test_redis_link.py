@@ -6,8 +6,10 @@ socket URL and a password; scripts lost by Redis loaded again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -175,54 +177,15 @@ def test_a_subscription_hands_over_each_message_and_comes_back_after_its_connect
     assert asyncio.run(main()) == [b"one", b"two"]
 
 
-def test_a_unix_socket_url_works_for_pipelines_and_subscriptions(tmp_path):
-    path = tmp_path / "redis.sock"
+@contextlib.contextmanager
+def own_redis(admin: redis.Redis, *args: str) -> Iterator[None]:
+    """A redis-server of the test's own (`args`), ready once `admin` can ping it."""
     proc = subprocess.Popen(
-        [find_redis_server(), "--port", "0", "--unixsocket", str(path), "--save", "", "--appendonly", "no"],
+        [find_redis_server(), *args, "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 10
-        while not path.exists():
-            assert time.monotonic() < deadline, "redis-server did not open its socket"
-            time.sleep(0.02)
-
-        async def main() -> tuple[list[Any], list[bytes]]:
-            r = await connect(f"unix://{path}?db=3")
-            got: list[bytes] = []
-            sub = await subscribe(r, "tt:unix-test", got.append)
-            try:
-                async with r.pipeline(transaction=False) as p:
-                    p.set("k", "v")
-                    p.get("k")
-                    p.publish("tt:unix-test", "hello")
-                    out = await p.execute()
-                async with asyncio.timeout(10):
-                    while not got:
-                        await asyncio.sleep(0.01)
-                return out, got
-            finally:
-                sub.close()
-                await r.aclose()
-
-        out, got = asyncio.run(main())
-        assert out == [True, b"v", 1] and got == [b"hello"]
-        assert redis.Redis(unix_socket_path=str(path), db=3).get("k") == b"v"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def test_a_password_in_the_url_is_sent_by_the_link_and_the_subscription(tmp_path):
-    port = free_port()
-    proc = subprocess.Popen(
-        [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--requirepass", "s3cret", "--save", ""],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        admin = redis.Redis(port=port, password="s3cret")
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -231,29 +194,51 @@ def test_a_password_in_the_url_is_sent_by_the_link_and_the_subscription(tmp_path
             except redis.ConnectionError:
                 assert time.monotonic() < deadline, "redis-server did not start"
                 time.sleep(0.05)
-
-        async def main() -> tuple[list[Any], list[bytes]]:
-            r = await connect(f"redis://:s3cret@127.0.0.1:{port}/2")
-            got: list[bytes] = []
-            sub = await subscribe(r, "tt:auth-test", got.append)
-            try:
-                async with r.pipeline(transaction=False) as p:
-                    p.set("k", "v")
-                    p.publish("tt:auth-test", "hello")
-                    out = await p.execute()
-                async with asyncio.timeout(10):
-                    while not got:
-                        await asyncio.sleep(0.01)
-                return out, got
-            finally:
-                sub.close()
-                await r.aclose()
-
-        assert asyncio.run(main()) == ([True, 1], [b"hello"])
-        assert redis.Redis(port=port, password="s3cret", db=2).get("k") == b"v"
+        yield
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def pipeline_and_message(url: str, channel: str, build: Callable[[Any], None]) -> tuple[list[Any], list[bytes]]:
+    """Run `build` and a PUBLISH on `channel` as one pipeline through `connect(url)`, with a
+    subscription to `channel` open; the pipeline's replies and the messages received."""
+
+    async def main() -> tuple[list[Any], list[bytes]]:
+        r = await connect(url)
+        got: list[bytes] = []
+        sub = await subscribe(r, channel, got.append)
+        try:
+            async with r.pipeline(transaction=False) as p:
+                build(p)
+                p.publish(channel, "hello")
+                out = await p.execute()
+            async with asyncio.timeout(10):
+                while not got:
+                    await asyncio.sleep(0.01)
+            return out, got
+        finally:
+            sub.close()
+            await r.aclose()
+
+    return asyncio.run(main())
+
+
+def test_a_unix_socket_url_works_for_pipelines_and_subscriptions(tmp_path):
+    path = tmp_path / "redis.sock"
+    with own_redis(redis.Redis(unix_socket_path=str(path)), "--port", "0", "--unixsocket", str(path)):
+        out, got = pipeline_and_message(f"unix://{path}?db=3", "tt:unix-test", lambda p: (p.set("k", "v"), p.get("k")))
+        assert out == [True, b"v", 1] and got == [b"hello"]
+        assert redis.Redis(unix_socket_path=str(path), db=3).get("k") == b"v"
+
+
+def test_a_password_in_the_url_is_sent_by_the_link_and_the_subscription(tmp_path):
+    port = free_port()
+    admin = redis.Redis(port=port, password="s3cret")
+    with own_redis(admin, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", "s3cret"):
+        url = f"redis://:s3cret@127.0.0.1:{port}/2"
+        assert pipeline_and_message(url, "tt:auth-test", lambda p: p.set("k", "v")) == ([True, 1], [b"hello"])
+        assert redis.Redis(port=port, password="s3cret", db=2).get("k") == b"v"
 
 
 def test_scripts_lost_by_redis_are_loaded_again_by_the_services(redis_server, platform, client, queue_name):

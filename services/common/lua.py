@@ -8,7 +8,7 @@ round trip; `run_pipeline` loads every script and retries once when Redis has lo
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +30,8 @@ class Script:
 
     async def _run(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
         # A pipeline of one: with the services' client it goes over the shared link (redis_link.py).
-        for attempt in (1, 2):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.evalsha(self.sha, len(keys), *keys, *args)
-                try:
-                    return (await pipe.execute())[0]
-                except NoScriptError:
-                    if attempt == 2:
-                        raise
-                    await self.redis.script_load(self.source)
-        raise AssertionError("unreachable")
+        (reply,) = await run_pipeline(self.redis, lambda pipe: self(keys, args, client=pipe), {self.sha: self})
+        return reply
 
 
 def load_scripts(redis: Redis, path: Path) -> dict[str, Script]:
@@ -56,14 +48,10 @@ def load_scripts(redis: Redis, path: Path) -> dict[str, Script]:
     return scripts
 
 
-def scripts_of(*stores: Any) -> dict[str, Script]:
-    """The scripts of several owners' stores, for one pipeline that writes for all of them."""
-    return {f"{i}.{name}": sc for i, st in enumerate(stores) for name, sc in st.scripts.items()}
-
-
-async def run_pipeline(redis: Redis, scripts: dict[str, Script], build: Callable[[Pipeline], None]) -> list[Any]:
-    """Build and execute a pipeline; if Redis lost the scripts, load them and run it again.
-    Only commands that are safe to repeat may stand beside the scripts (NOSCRIPT means no script ran)."""
+async def run_pipeline(redis: Redis, build: Callable[[Pipeline], None], *scripts: Mapping[str, Script]) -> list[Any]:
+    """Build and execute a pipeline; if Redis lost the scripts (of every owner that writes on it),
+    load them and run it again. Only commands that are safe to repeat may stand beside the scripts
+    (NOSCRIPT means no script ran)."""
     for attempt in (1, 2):
         async with redis.pipeline(transaction=False) as pipe:
             build(pipe)
@@ -72,6 +60,7 @@ async def run_pipeline(redis: Redis, scripts: dict[str, Script], build: Callable
             except NoScriptError:
                 if attempt == 2:
                     raise
-                for s in scripts.values():
-                    await redis.script_load(s.source)
+                for owner in scripts:
+                    for s in owner.values():
+                        await redis.script_load(s.source)
     raise AssertionError("unreachable")

@@ -61,11 +61,7 @@ class _Link(asyncio.Protocol):
         self._ready = False  # connected, and AUTH/SELECT written ahead of anything else
         self._connecting: asyncio.Future[None] | None = None
         self._waiting: deque[_Waiting] = deque()
-        self._reader = self._new_reader()
-
-    @staticmethod
-    def _new_reader() -> Any:
-        return hiredis.Reader(protocolError=InvalidResponse, replyError=BaseParser.parse_error)
+        self._reader = _reader()
 
     async def run(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         if not self._ready:
@@ -131,7 +127,7 @@ class _Link(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self._ready = False
-        self._reader = self._new_reader()
+        self._reader = _reader()
         waiting, self._waiting = self._waiting, deque()
         for w in waiting:
             if not w.future.done():
@@ -140,6 +136,11 @@ class _Link(asyncio.Protocol):
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+
+def _reader() -> Any:
+    """A RESP parser whose error replies are the client's exception classes (NOSCRIPT included)."""
+    return hiredis.Reader(protocolError=InvalidResponse, replyError=BaseParser.parse_error)
 
 
 async def _open_connection(kw: Mapping[str, Any], protocol: asyncio.Protocol) -> None:
@@ -179,13 +180,13 @@ class ChannelSubscription(asyncio.Protocol):
         self.channel = channel
         self._on_message = on_message
         self._transport: asyncio.Transport | None = None
-        self._reader = _Link._new_reader()
+        self._reader = _reader()
         self._subscribed: asyncio.Future[None] | None = None
         self._retry: asyncio.Task[None] | None = None
         self._closed = False
 
     async def open(self) -> None:
-        self._reader = _Link._new_reader()
+        self._reader = _reader()
         self._subscribed = asyncio.get_running_loop().create_future()
         await _open_connection(self._kwargs, self)
         assert self._transport is not None
@@ -298,12 +299,15 @@ class LinkedRedis(Redis):
     """The asyncio client, whose non-transactional pipelines go over the link (module doc)."""
 
     _link: _Link | None = None
+    _linkable: bool | None = None  # decided on the first pipeline
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
-        if transaction or shard_hint is not None or not linkable(self):
+        if self._linkable is None:
+            self._linkable = linkable(self)
+            if self._linkable:
+                self._link = _Link(dict(self.connection_pool.connection_kwargs))
+        if transaction or shard_hint is not None or self._link is None:
             return super().pipeline(transaction, shard_hint)
-        if self._link is None:
-            self._link = _Link(dict(self.connection_pool.connection_kwargs))
         return _LinkedPipeline(self, self._link)
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:

@@ -31,7 +31,7 @@ class ResultsStore:
     async def record(self, events: list[task_pb2.TaskEvent]) -> list[bool]:
         if not events:
             return []
-        replies = await run_pipeline(self.redis, self._s, lambda pipe: self.build_record(pipe, events))
+        replies = await run_pipeline(self.redis, lambda pipe: self.build_record(pipe, events), self._s)
         return accepted(events, replies)
 
     def build_record(self, pipe: Pipeline, events: list[task_pb2.TaskEvent]) -> None:
@@ -90,7 +90,7 @@ class ResultsStore:
                 seen = int(cursors[tid]) if cursors[tid].isdigit() else 0
                 script([keys.state(tid), keys.events(tid)], [seen, count], client=pipe)
 
-        replies = await run_pipeline(self.redis, self._s, build)
+        replies = await run_pipeline(self.redis, build, self._s)
         out: dict[str, list[task_pb2.TaskEvent]] = {}
         for tid, res in zip(ids, replies, strict=True):
             number = int(res[0])

@@ -116,4 +116,4 @@ class ScheduleStore:
             for sid, occ, tid in done:
                 script([keys.schedule(sid), keys.SCHEDULES_FIRING], [f"{sid}|{occ}", tid], client=pipe)
 
-        await run_pipeline(self.redis, {"schedule_fired": script}, build)
+        await run_pipeline(self.redis, build, {"schedule_fired": script})

@@ -15,7 +15,7 @@ from tasktide_services.common import validate
 from tasktide_services.common.errors import NotFound, ServiceError
 from tasktide_services.common.events import event, first_events, now_ms
 from tasktide_services.common.hooks import ServiceHooks
-from tasktide_services.common.lua import run_pipeline, scripts_of
+from tasktide_services.common.lua import run_pipeline
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.scheduler.explain import HELD_BY, explain
@@ -188,7 +188,7 @@ class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
                 handover.build(pipe)
 
         try:
-            replies = await run_pipeline(self.store.redis, scripts_of(self.store, results, registry), build)
+            replies = await run_pipeline(self.store.redis, build, self.store.scripts, results.scripts, registry.scripts)
         except BaseException:
             if handover is not None:
                 handover.abandon()

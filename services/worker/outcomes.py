@@ -21,7 +21,7 @@ from redis.asyncio.client import Pipeline
 from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2, workflow_pb2
 from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
-from tasktide_services.common.lua import run_pipeline, scripts_of
+from tasktide_services.common.lua import run_pipeline
 from tasktide_services.common.peers import Peers
 from tasktide_services.worker.store import RegistryStore
 
@@ -193,7 +193,7 @@ class OutcomeHandler:
             results.build_record(pipe, events)
             self.store.build_complete(pipe, done)
 
-        await run_pipeline(self.store.redis, scripts_of(results, self.store), build)
+        await run_pipeline(self.store.redis, build, results.scripts, self.store.scripts)
         return True
 
     async def progress(self, report: worker_pb2.ProgressReport) -> None:

@@ -46,7 +46,7 @@ class RegistryStore:
         return self._s
 
     async def enqueue(self, tasks: list[task_pb2.Task]) -> int:
-        results = await run_pipeline(self.redis, self._s, lambda pipe: self.build_enqueue(pipe, tasks))
+        results = await run_pipeline(self.redis, lambda pipe: self.build_enqueue(pipe, tasks), self._s)
         return sum(int(r) for r in results[1::2])
 
     def build_enqueue(self, pipe: Pipeline, tasks: list[task_pb2.Task], handed: frozenset[str] = frozenset()) -> None:

@@ -71,6 +71,26 @@ def stopped(a: worker_pb2.Assignment, worker_id: str, kind: int, err_type: str, 
     return out
 
 
+def interrupted(a: worker_pb2.Assignment, worker_id: str, soft_limit: bool) -> task_pb2.Outcome:
+    """An attempt that ended on its interruption: its soft time limit, or a cancel."""
+    if soft_limit:
+        return stopped(a, worker_id, TIMEOUT, "tasktide.SoftTimeLimitExceeded", "soft time limit")
+    return stopped(a, worker_id, CANCELLED, "tasktide.Cancelled", "the task was cancelled")
+
+
+def hard_stopped(a: worker_pb2.Assignment, worker_id: str, time_limit: bool) -> task_pb2.Outcome:
+    """An attempt stopped from outside: at its hard time limit, or after a cancel's grace period."""
+    if time_limit:
+        msg = f"hard time limit of {a.task.spec.time_limit} s exceeded"
+        return stopped(a, worker_id, TIMEOUT, "tasktide.TimeLimitExceeded", msg)
+    return stopped(a, worker_id, CANCELLED, "tasktide.Cancelled", "cancelled; stopped after the grace period")
+
+
+def not_started(a: worker_pb2.Assignment, worker_id: str) -> task_pb2.Outcome:
+    """An assignment cancelled before it started: it never runs."""
+    return stopped(a, worker_id, CANCELLED, "tasktide.Cancelled", "cancelled before it started")
+
+
 def unknown_task(a: worker_pb2.Assignment, out: task_pb2.Outcome) -> task_pb2.Outcome:
     out.kind = FAILURE
     out.error.type = "tasktide.UnknownTask"

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from tasktide._app import App
 from tasktide.v1 import task_pb2, worker_pb2
 from tasktide.worker._context import TaskContext
-from tasktide.worker._execute import ProgressSink, run_async
+from tasktide.worker._execute import ProgressSink, interrupted, run_async
 
 FRAME = struct.Struct(">cI")  # kind, length; kinds: R ready, A assignment, O outcome, P progress
 
@@ -71,14 +71,10 @@ class AsyncioBackend:
         reason: list[str] = []
 
         async def supervised() -> task_pb2.Outcome:
-            from tasktide.worker._execute import CANCELLED, TIMEOUT, stopped
-
             try:
                 return await inner
             except asyncio.CancelledError:
-                if reason and reason[0] == "soft":
-                    return stopped(a, self.worker_id, TIMEOUT, "tasktide.SoftTimeLimitExceeded", "soft time limit")
-                return stopped(a, self.worker_id, CANCELLED, "tasktide.Cancelled", "the task was cancelled")
+                return interrupted(a, self.worker_id, soft_limit=bool(reason) and reason[0] == "soft")
 
         def interrupt(kind: str) -> None:
             reason.append(kind)

@@ -10,7 +10,7 @@ from tasktide._app import App
 from tasktide._codec import error_from_exception
 from tasktide.v1 import task_pb2, worker_pb2
 from tasktide.worker._context import TaskContext
-from tasktide.worker._execute import CANCELLED, FAILURE, TIMEOUT, ProgressSink, make_context, stopped
+from tasktide.worker._execute import FAILURE, ProgressSink, hard_stopped, make_context, stopped
 from tasktide.worker._pools import AsyncioBackend, ProcessBackend, Running
 
 log = logging.getLogger("tasktide.worker")
@@ -43,12 +43,9 @@ class TaskRunner:
         if spec.soft_time_limit:
             timers.append(loop.call_later(spec.soft_time_limit, running.interrupt, "soft"))
         if spec.time_limit:
-
-            def hard_limit() -> None:
-                msg = f"hard time limit of {spec.time_limit} s exceeded"
-                running.stop(stopped(a, self.worker_id, TIMEOUT, "tasktide.TimeLimitExceeded", msg))
-
-            timers.append(loop.call_later(spec.time_limit, hard_limit))
+            timers.append(
+                loop.call_later(spec.time_limit, lambda: running.stop(hard_stopped(a, self.worker_id, time_limit=True)))
+            )
         try:
             return await running.outcome
         except Exception as exc:  # noqa: BLE001 - the pool lost the attempt (a child died)
@@ -72,8 +69,7 @@ class TaskRunner:
             current = self.active.get(task_id)
             if current is not None and current[0] is running:
                 log.warning("task %s did not stop within %.1f s of its cancel signal; stopping it", task_id, grace)
-                msg = "cancelled; stopped after the grace period"
-                running.stop(stopped(a, self.worker_id, CANCELLED, "tasktide.Cancelled", msg))
+                running.stop(hard_stopped(a, self.worker_id, time_limit=False))
 
         asyncio.get_running_loop().call_later(grace, hard_stop)
         return True

@@ -25,7 +25,7 @@ from tasktide._hooks import Hooks
 from tasktide._settings import ClientSettings
 from tasktide.v1 import task_pb2, worker_pb2, worker_pb2_grpc
 from tasktide.worker._credit import CreditWindow
-from tasktide.worker._execute import CANCELLED, stopped
+from tasktide.worker._execute import not_started
 from tasktide.worker._pools import ProcessBackend
 from tasktide.worker._runner import TaskRunner
 from tasktide.worker._slots import ThreadSlots
@@ -207,10 +207,7 @@ class Worker:
             try:
                 if a.task.id in self._cancel_pending:
                     self._cancel_pending.discard(a.task.id)
-                    out = stopped(
-                        a, self.config.worker_id, CANCELLED, "tasktide.Cancelled", "cancelled before it started"
-                    )
-                    self._finished(a, out, None)
+                    self._finished(a, not_started(a, self.config.worker_id), None)
                     continue
                 started = time.monotonic()
                 with self.hooks.process(a, self.config.worker_id) as report:

@@ -27,7 +27,16 @@ from tasktide._app import App
 from tasktide._hooks import Hooks
 from tasktide.v1 import task_pb2, worker_pb2
 from tasktide.worker._context import CancelRequested, SoftTimeLimitExceeded, TaskContext
-from tasktide.worker._execute import CANCELLED, FAILURE, TIMEOUT, ProgressSink, make_context, run_sync, stopped
+from tasktide.worker._execute import (
+    FAILURE,
+    ProgressSink,
+    hard_stopped,
+    interrupted,
+    make_context,
+    not_started,
+    run_sync,
+    stopped,
+)
 
 log = logging.getLogger("tasktide.worker")
 
@@ -123,7 +132,7 @@ class ThreadSlots:
         def hard_stop() -> None:
             if not att.done and not att.stopped:
                 log.warning("task %s did not stop within %.1f s of its cancel signal; stopping it", task_id, grace)
-                self._stop(att, CANCELLED, "tasktide.Cancelled", "cancelled; stopped after the grace period")
+                self._stop(att, time_limit=False)
 
         self.loop.call_later(grace, hard_stop)
         return True
@@ -153,19 +162,16 @@ class ThreadSlots:
         if spec.soft_time_limit:
             att.timers.append(self.loop.call_later(max(0.0, spec.soft_time_limit - elapsed), self._interrupt, att))
         if spec.time_limit:
-            msg = f"hard time limit of {spec.time_limit} s exceeded"
             att.timers.append(
-                self.loop.call_later(
-                    max(0.0, spec.time_limit - elapsed), self._stop, att, TIMEOUT, "tasktide.TimeLimitExceeded", msg
-                )
-            )
+                self.loop.call_later(max(0.0, spec.time_limit - elapsed), self._stop, att, True)
+            )  # at the hard time limit
 
     def _interrupt(self, att: _Attempt) -> None:
         with self._lock:
             if not att.done:
                 _raise_in_thread(att.ctx.thread_id, SoftTimeLimitExceeded)
 
-    def _stop(self, att: _Attempt, kind: int, err_type: str, message: str) -> None:
+    def _stop(self, att: _Attempt, time_limit: bool) -> None:
         with self._lock:
             if att.done or att.stopped:
                 return
@@ -174,7 +180,7 @@ class ThreadSlots:
         for timer in att.timers:
             timer.cancel()
         self.busy -= 1
-        self.finished(att.a, stopped(att.a, self.worker_id, kind, err_type, message), time.monotonic() - att.started)
+        self.finished(att.a, hard_stopped(att.a, self.worker_id, time_limit), time.monotonic() - att.started)
 
     # -- the threads' side
 
@@ -202,7 +208,7 @@ class ThreadSlots:
             if task_id in self._cancelled:
                 self._cancelled.discard(task_id)
                 att.done = True
-                return att, stopped(a, self.worker_id, CANCELLED, "tasktide.Cancelled", "cancelled before it started")
+                return att, not_started(a, self.worker_id)
             self._running[task_id] = att
         spec = a.task.spec
         if spec.soft_time_limit or spec.time_limit:
@@ -210,10 +216,8 @@ class ThreadSlots:
         try:
             # A fresh context per attempt: the hooks' trace and current_task() end with it.
             out = contextvars.Context().run(self._run, a, att.ctx)
-        except SoftTimeLimitExceeded:  # raised as the task was returning
-            out = stopped(a, self.worker_id, TIMEOUT, "tasktide.SoftTimeLimitExceeded", "soft time limit")
-        except CancelRequested:
-            out = stopped(a, self.worker_id, CANCELLED, "tasktide.Cancelled", "the task was cancelled")
+        except (SoftTimeLimitExceeded, CancelRequested) as exc:  # raised as the task was returning
+            out = interrupted(a, self.worker_id, soft_limit=isinstance(exc, SoftTimeLimitExceeded))
         except BaseException as exc:  # noqa: BLE001 - outside the task's own handling (a hook, SystemExit)
             log.exception("task %s failed outside its code", task_id)
             out = stopped(a, self.worker_id, FAILURE, type(exc).__name__, str(exc))
