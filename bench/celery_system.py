@@ -87,6 +87,10 @@ class CelerySystem:
         self._collect(ResultSet(results))  # drained, so the latency run starts idle
         return {"rate": n / elapsed, "seconds": elapsed}
 
+    def submit_direct(self, n: int) -> dict[str, float]:
+        """Celery's delay() always writes to Redis itself: the same loop again."""
+        return self.submit_rate(n)
+
     def submit_pipelined(self, n: int) -> dict[str, float]:
         """Celery has one way: each delay() waits for Redis's reply. The same loop again."""
         return self.submit_rate(n)

@@ -137,14 +137,23 @@ class TasktideSystem:
     def submit_rate(self, n: int) -> dict[str, float]:
         return self._one_by_one(self.tasks.add, n, "submit")
 
+    def submit_direct(self, n: int) -> dict[str, float]:
+        """The same loop with submission straight to the platform's Redis: the scheduler's checks
+        and the registry's enqueue script run in this process (scheduler/direct.py)."""
+        return self._one_by_one_with(n, "submit_direct", submit_redis_url=self.redis_url)
+
     def submit_pipelined(self, n: int) -> dict[str, float]:
         """The same loop with pipelined submission: delay() returns before the platform confirms;
         the timed part ends when every task is confirmed (flush)."""
+        return self._one_by_one_with(n, "submit_pipelined", pipelined_submit=True)
+
+    def _one_by_one_with(self, n: int, workload: str, **settings: Any) -> dict[str, float]:
+        """`_one_by_one` from an App of its own with these client settings."""
         import tasktide
 
-        app = tasktide.App("bench", settings=dataclasses.replace(self.tasks.app.settings, pipelined_submit=True))
+        app = tasktide.App("bench", settings=dataclasses.replace(self.tasks.app.settings, **settings))
         try:
-            return self._one_by_one(app.task(self.tasks.add.fn), n, "submit_pipelined", app.client.flush)
+            return self._one_by_one(app.task(self.tasks.add.fn), n, workload, app.client.flush)
         finally:
             app.close()
 

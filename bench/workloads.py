@@ -41,6 +41,7 @@ class Workload:
         return {
             "throughput": counts.throughput,
             "submit": counts.submit,
+            "submit_direct": counts.submit,
             "submit_pipelined": counts.submit,
             "cpu_bulk": counts.throughput,
             "cpu_one_by_one": counts.submit,
@@ -52,7 +53,17 @@ class Workload:
 
 WORKLOADS = (
     Workload("throughput", "end-to-end throughput, bulk submit", "tasks/s", ("rate",), "higher", 10.0),
-    Workload("submit", "one-by-one add.delay(i, i)", "tasks/s", ("rate",), "higher", 2.0),
+    Workload(
+        "submit", "one-by-one add.delay(i, i), tasktide through the scheduler", "tasks/s", ("rate",), "higher", 2.0
+    ),
+    Workload(
+        "submit_direct",
+        "one-by-one add.delay(i, i), tasktide straight to Redis (TASKTIDE_SUBMIT_REDIS_URL)",
+        "tasks/s",
+        ("rate",),
+        "higher",
+        2.0,
+    ),
     Workload(
         "submit_pipelined",
         "one-by-one add.delay(i, i), tasktide pipelined (confirmed at the end)",
@@ -94,6 +105,8 @@ class System(Protocol):
     def throughput(self, n: int) -> dict[str, float]: ...
 
     def submit_rate(self, n: int) -> dict[str, float]: ...
+
+    def submit_direct(self, n: int) -> dict[str, float]: ...
 
     def submit_pipelined(self, n: int) -> dict[str, float]: ...
 
@@ -155,6 +168,8 @@ def run_system(
         before = cpu()
         out["submit"] = system.submit_rate(counts.submit)
         out["cpu_one_by_one"] = {"cpu": (cpu() - before) / counts.submit * 1e6}
+        log(f"[{system.name}] one-by-one submit, straight to Redis, n={counts.submit}")
+        out["submit_direct"] = system.submit_direct(counts.submit)
         log(f"[{system.name}] one-by-one submit, pipelined, n={counts.submit}")
         out["submit_pipelined"] = system.submit_pipelined(counts.submit)
         log(f"[{system.name}] round-trip latency, n={counts.latency}")

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = {
     "throughput",
     "submit",
+    "submit_direct",
     "submit_pipelined",
     "latency",
     "cpu_bulk",

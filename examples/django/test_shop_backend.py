@@ -54,6 +54,24 @@ def test_rollback_sends_nothing_and_commit_sends_once(shop):
         assert task.get_result(result.id).args == [2]
 
 
+def test_submit_redis_url_queues_tasks_without_a_call_to_the_scheduler(shop, platform):
+    """With SUBMIT_REDIS_URL, enqueue() writes the task to the platform's Redis itself: it is queued
+    even while the client's address leads nowhere."""
+    from django.conf import settings
+    from django.test import override_settings
+    from orders.tasks import send_order_confirmation
+
+    from tasktide_services.common.redis_server import free_port
+
+    queue = _fresh_queue()
+    nowhere = f"127.0.0.1:{free_port()}"
+    direct = {**settings.TASKTIDE, "ADDRESS": nowhere, "SUBMIT_REDIS_URL": platform.settings.redis_url}
+    with override_settings(TASKS=ANY_QUEUE, TASKTIDE=direct):
+        result = send_order_confirmation.using(backend="reports", queue_name=queue).enqueue(3)
+    assert queue_stats(shop.address)[queue].ready == 1
+    assert send_order_confirmation.get_result(result.id).args == [3]
+
+
 def test_priority_orders_work_on_a_queue(shop):
     """Tasks wait on a queue nobody consumes; then one worker runs them, highest priority first."""
     from django.test import override_settings

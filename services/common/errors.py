@@ -4,7 +4,8 @@ ServiceError                 INTERNAL
 ├── InvalidArgument          INVALID_ARGUMENT
 ├── NotFound                 NOT_FOUND
 ├── ResourceExhausted        RESOURCE_EXHAUSTED
-└── FailedPrecondition       FAILED_PRECONDITION
+├── FailedPrecondition       FAILED_PRECONDITION
+└── Unavailable              UNAVAILABLE (Redis out of reach of a submission made in a caller's process)
 """
 
 from __future__ import annotations
@@ -30,3 +31,7 @@ class ResourceExhausted(ServiceError):
 
 class FailedPrecondition(ServiceError):
     code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unavailable(ServiceError):
+    code = grpc.StatusCode.UNAVAILABLE

@@ -2,7 +2,9 @@
 
 Scripts run by SHA. A direct call (a pipeline of one) loads its script when Redis answers NOSCRIPT
 (after a restart or a flush). In a pipeline the call is queued as a bare EVALSHA, with no per-pipeline SCRIPT EXISTS
-round trip; `run_pipeline` loads every script and retries once when Redis has lost them.
+round trip; `run_pipeline` loads every script and retries once when Redis has lost them
+(`run_blocking_pipeline` the same on a blocking client, for submissions made in a caller's process:
+scheduler/direct.py).
 """
 
 from __future__ import annotations
@@ -12,29 +14,35 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import redis
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
+# The builders of the stores (build_*) write onto either kind of pipeline.
+AnyPipeline = Pipeline | redis.client.Pipeline
+
 
 class Script:
-    def __init__(self, redis: Redis, source: str) -> None:
-        self.redis = redis
+    def __init__(self, redis: Redis | None, source: str) -> None:
+        self.redis = redis  # None: the script is only queued on pipelines
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    def __call__(self, keys: Sequence[str], args: Sequence[Any], client: Pipeline | None = None) -> Any:
+    def __call__(self, keys: Sequence[str], args: Sequence[Any], client: AnyPipeline | None = None) -> Any:
         if client is not None:
             return client.evalsha(self.sha, len(keys), *keys, *args)
         return self._run(keys, args)
 
     async def _run(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
         # A pipeline of one: with the services' client it goes over the shared link (redis_link.py).
+        if self.redis is None:
+            raise TypeError("this script was loaded for pipelines only")
         (reply,) = await run_pipeline(self.redis, lambda pipe: self(keys, args, client=pipe), {self.sha: self})
         return reply
 
 
-def load_scripts(redis: Redis, path: Path) -> dict[str, Script]:
+def load_scripts(redis: Redis | None, path: Path) -> dict[str, Script]:
     scripts: dict[str, Script] = {}
     name = ""
     lines: list[str] = []
@@ -63,4 +71,22 @@ async def run_pipeline(redis: Redis, build: Callable[[Pipeline], None], *scripts
                 for owner in scripts:
                     for s in owner.values():
                         await redis.script_load(s.source)
+    raise AssertionError("unreachable")
+
+
+def run_blocking_pipeline(
+    client: redis.Redis, build: Callable[[redis.client.Pipeline], None], *scripts: Mapping[str, Script]
+) -> list[Any]:
+    """`run_pipeline` on a blocking client."""
+    for attempt in (1, 2):
+        with client.pipeline(transaction=False) as pipe:
+            build(pipe)
+            try:
+                return pipe.execute()
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                for owner in scripts:
+                    for s in owner.values():
+                        client.script_load(s.source)
     raise AssertionError("unreachable")

@@ -6,6 +6,7 @@ Keys are listed in keys.py and every transition is one Lua script in scripts.lua
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import task_pb2, worker_pb2
-from tasktide_services.common.lua import Script, load_scripts, run_pipeline
+from tasktide_services.common.lua import AnyPipeline, Script, load_scripts, run_pipeline
 from tasktide_services.worker import keys
 
 
@@ -36,10 +37,26 @@ def _pairs(leases: list[worker_pb2.LeaseRef]) -> dict[str, list[str]]:
     return by_queue
 
 
+SCRIPTS = Path(__file__).with_name("scripts.lua")
+
+
+def build_enqueue(
+    pipe: AnyPipeline, scripts: Mapping[str, Script], tasks: list[task_pb2.Task], handed: frozenset[str] = frozenset()
+) -> None:
+    """RegistryStore.build_enqueue with the registry's scripts given (loaded once by the caller);
+    the enqueue of a submission made in the caller's process (scheduler/direct.py)."""
+    by_queue: dict[str, list[bytes | str | int]] = defaultdict(list)
+    for t in tasks:
+        by_queue[t.spec.queue] += [t.id, keys.band(t.spec.priority), t.SerializeToString()]
+    for q, argv in by_queue.items():
+        pipe.sadd(keys.QUEUES, q)
+        scripts["enqueue"](keys.queue_keys(q), [q, "" if q in handed else keys.NOTIFY, *argv], client=pipe)
+
+
 class RegistryStore:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._s = load_scripts(redis, Path(__file__).with_name("scripts.lua"))
+        self._s = load_scripts(redis, SCRIPTS)
 
     @property
     def scripts(self) -> dict[str, Script]:
@@ -52,12 +69,7 @@ class RegistryStore:
     def build_enqueue(self, pipe: Pipeline, tasks: list[task_pb2.Task], handed: frozenset[str] = frozenset()) -> None:
         """`enqueue` onto a pipeline of the caller's: per queue, an SADD reply then the count added.
         Queues in `handed` get no wake-up: the caller adds `build_dispatch` for them right after."""
-        by_queue: dict[str, list[bytes | str | int]] = defaultdict(list)
-        for t in tasks:
-            by_queue[t.spec.queue] += [t.id, keys.band(t.spec.priority), t.SerializeToString()]
-        for q, argv in by_queue.items():
-            pipe.sadd(keys.QUEUES, q)
-            self._s["enqueue"](keys.queue_keys(q), [q, "" if q in handed else keys.NOTIFY, *argv], client=pipe)
+        build_enqueue(pipe, self._s, tasks, handed)
 
     async def dispatch(self, queue: str, now_ms: int, lease_ms: int, count: int) -> list[Leased]:
         return leased(await self._s["dispatch"](keys.queue_keys(queue), [now_ms, lease_ms, count]), now_ms + lease_ms)

@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 
 from tasktide._client import WAIT_SLICE
+from tasktide._direct import AsyncDirectSubmission
 from tasktide._errors import translate
 from tasktide._exceptions import NotFound, TaskTimeout
 from tasktide._explain import Explanation
@@ -40,8 +41,13 @@ class AsyncClient(AsyncScheduleMethods):  # schedule methods: _schedules.py
         )
         self._scheduler = scheduler_pb2_grpc.SchedulerStub(self._sched_ch)
         self._results = results_pb2_grpc.ResultsStub(self._res_ch)
+        # With the platform's Redis at hand, runnable tasks skip the call to the scheduler (_direct.py).
+        url = self.settings.submit_redis_url
+        self._direct = AsyncDirectSubmission(url) if url and chain is None else None
 
     async def close(self) -> None:
+        if self._direct is not None:
+            await self._direct.close()
         await self._sched_ch.close()
         if self._res_ch is not self._sched_ch:
             await self._res_ch.close()
@@ -58,6 +64,10 @@ class AsyncClient(AsyncScheduleMethods):  # schedule methods: _schedules.py
         return await self.submit_spec(build_spec(name, args, kwargs, **options))
 
     async def submit_spec(self, spec: task_pb2.TaskSpec) -> AsyncTaskHandle:
+        if self._direct is not None:
+            task_id = await self._direct.submit(spec)
+            if task_id is not None:
+                return AsyncTaskHandle(task_id, self, spec.name)
         try:
             resp = await self._scheduler.Submit(scheduler_pb2.SubmitRequest(spec=spec))
         except grpc.RpcError as exc:

@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from tasktide._direct import DirectSubmission
 from tasktide._errors import translate
 from tasktide._exceptions import NotFound, TaskTimeout
 from tasktide._explain import DeadLetter, Explanation
@@ -64,6 +65,9 @@ class Client(ScheduleMethods):  # schedule methods: _schedules.py
         # wraps each Submit call.
         plain = hooks is None or not hooks.wraps_submit
         self._submitter = StreamSubmitter(self._scheduler, self.settings.scheduler()) if plain else None
+        # With the platform's Redis at hand, runnable tasks skip the call to the scheduler (_direct.py).
+        url = self.settings.submit_redis_url
+        self._direct = DirectSubmission(url) if plain and url else None
 
     @property
     def scheduler_channel(self) -> grpc.Channel:
@@ -83,6 +87,8 @@ class Client(ScheduleMethods):  # schedule methods: _schedules.py
                 self._submitter.flush()
             finally:
                 self._submitter.close()
+        if self._direct is not None:
+            self._direct.close()
         for ch in {id(c): c for c in (self._sched_ch, self._res_ch, self._reg_ch)}.values():
             ch.close()
 
@@ -96,6 +102,10 @@ class Client(ScheduleMethods):  # schedule methods: _schedules.py
         return self.submit_spec(build_spec(name, args, kwargs, **options))
 
     def submit_spec(self, spec: task_pb2.TaskSpec) -> TaskHandle:
+        if self._direct is not None:
+            task_id = self._direct.submit(spec)
+            if task_id is not None:
+                return TaskHandle(task_id, self, spec.name)
         if self._submitter is not None:
             pipelined = self.settings.pipelined_submit
             fut = self._submitter.submit(spec, pipelined)

@@ -21,6 +21,12 @@ class ClientSettings:
     # Client.flush() waits for all): many tasks in flight at once. Tasks not yet confirmed are lost
     # if the process dies. TASKTIDE_PIPELINED_SUBMIT=1
     pipelined_submit: bool = False
+    # Redis of the platform: delay()/submit() then queue a runnable task straight into it, with the
+    # scheduler's validation and the registry's script (needs tasktide-server installed here), one
+    # Redis round trip instead of a call to the scheduler. Tasks with a countdown or ETA, an
+    # idempotency key or a rate limit, batches and workflows still go to the scheduler. Not with a
+    # plugin that wraps each submission (tracing). TASKTIDE_SUBMIT_REDIS_URL
+    submit_redis_url: str = ""
     channel_options: tuple[tuple[str, int], ...] = field(
         default=(
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -38,6 +44,7 @@ class ClientSettings:
             registry_address=env.get("TASKTIDE_REGISTRY_ADDRESS", ""),
             results_address=env.get("TASKTIDE_RESULTS_ADDRESS", ""),
             pipelined_submit=env.get("TASKTIDE_PIPELINED_SUBMIT", "").lower() in ("1", "true", "yes"),
+            submit_redis_url=env.get("TASKTIDE_SUBMIT_REDIS_URL", ""),
         )
 
     def scheduler(self) -> str:

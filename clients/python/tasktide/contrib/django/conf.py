@@ -3,6 +3,8 @@
 TASKTIDE = {
     "ADDRESS": "127.0.0.1:50051",        # else TASKTIDE_ADDRESS, else 127.0.0.1:50051
     "SCHEDULER_ADDRESS": "", "REGISTRY_ADDRESS": "", "RESULTS_ADDRESS": "",
+    "SUBMIT_REDIS_URL": "",              # else TASKTIDE_SUBMIT_REDIS_URL: enqueue() writes runnable
+                                         # tasks straight to the platform's Redis (README, Settings)
     "APPS": ["shop.tasks.app"],          # tasktide Apps whose native tasks the worker also runs
     "TASK_MODULES": ["shop"],            # packages the worker may import Django tasks from
                                          # (default: every installed app)
@@ -22,7 +24,16 @@ from django.core.exceptions import ImproperlyConfigured
 
 from tasktide._settings import ClientSettings
 
-_KEYS = {"ADDRESS", "SCHEDULER_ADDRESS", "REGISTRY_ADDRESS", "RESULTS_ADDRESS", "APPS", "TASK_MODULES", "WORKER"}
+_KEYS = {
+    "ADDRESS",
+    "SCHEDULER_ADDRESS",
+    "REGISTRY_ADDRESS",
+    "RESULTS_ADDRESS",
+    "SUBMIT_REDIS_URL",
+    "APPS",
+    "TASK_MODULES",
+    "WORKER",
+}
 _WORKER_KEYS = {"QUEUES", "CONCURRENCY", "POOL"}
 
 
@@ -64,6 +75,7 @@ def client_settings(raw: Mapping[str, Any], env: Mapping[str, str] | None = None
             ("SCHEDULER_ADDRESS", "scheduler_address"),
             ("REGISTRY_ADDRESS", "registry_address"),
             ("RESULTS_ADDRESS", "results_address"),
+            ("SUBMIT_REDIS_URL", "submit_redis_url"),
         )
         if raw.get(key)
     }

@@ -1,0 +1,108 @@
+"""Submission straight to the platform's Redis (TASKTIDE_SUBMIT_REDIS_URL, scheduler/direct.py): a
+runnable task is queued without a call to the scheduler, refused with the scheduler's own errors,
+and the tasks that need the scheduler still go to it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tasktide import AsyncClient, Client, ClientSettings, TaskState
+from tasktide._exceptions import InvalidArgument, ResourceExhausted, Unavailable
+from tasktide.v1 import task_pb2
+from tasktide_services.common.redis_server import free_port
+from tasktide_services.testing import run_worker_thread
+from tests.tasks_app import app
+
+
+def _client(address: str, redis_url: str) -> Client:
+    settings = ClientSettings.from_env({"TASKTIDE_SUBMIT_REDIS_URL": redis_url}, address=address)
+    return Client(settings=settings)
+
+
+@pytest.fixture()
+def direct(platform, redis_server) -> Iterator[Client]:
+    with _client(platform.address, redis_server.url) as c:
+        yield c
+
+
+@pytest.fixture()
+def no_scheduler(redis_server) -> Iterator[Client]:
+    """Direct submission to the platform's Redis, with no scheduler at the client's address."""
+    with _client(f"127.0.0.1:{free_port()}", redis_server.url) as c:
+        yield c
+
+
+def test_a_task_is_queued_without_the_scheduler_and_runs(no_scheduler, client, queue_name):
+    handle = no_scheduler.submit("t.add", [20, 22], queue=queue_name, priority=5)
+    assert len(handle.id) == 32
+    # The scheduler, asked later, finds it waiting in its queue, as it would after its own submit.
+    assert client.get_task(handle.id).state == task_pb2.TASK_STATE_QUEUED
+    assert client.status(handle.id) is TaskState.QUEUED
+    with run_worker_thread(app, client.settings.address, queues=(queue_name,)):
+        assert client.result(handle.id, timeout=20) == 42
+
+
+def test_the_asyncio_client_queues_without_the_scheduler_too(redis_server, client, queue_name):
+    settings = ClientSettings.from_env(
+        {"TASKTIDE_SUBMIT_REDIS_URL": redis_server.url}, address=f"127.0.0.1:{free_port()}"
+    )
+
+    async def submit() -> str:
+        async with AsyncClient(settings=settings) as c:
+            with pytest.raises(InvalidArgument, match="priority 101 is out of range"):
+                await c.submit("t.add", [1, 2], queue=queue_name, priority=101)
+            with pytest.raises(Unavailable, match="cannot reach tasktide"):
+                await c.submit("t.add", [1, 2], queue=queue_name, countdown=1)
+            return (await c.submit("t.add", [4, 5], queue=queue_name)).id
+
+    task_id = asyncio.run(submit())
+    assert client.status(task_id) is TaskState.QUEUED
+    with run_worker_thread(app, client.settings.address, queues=(queue_name,)):
+        assert client.result(task_id, timeout=20) == 9
+
+
+def test_tasks_that_need_the_scheduler_go_to_it(no_scheduler, direct, queue_name):
+    for options in ({"countdown": 0.2}, {"idempotency_key": "k"}):
+        with pytest.raises(Unavailable, match="cannot reach tasktide"):
+            no_scheduler.submit("t.add", [1, 2], queue=queue_name, **options)
+    key = f"{queue_name}-once"
+    first = direct.submit("t.add", [1, 2], queue=queue_name, idempotency_key=key)
+    assert direct.submit("t.add", [1, 2], queue=queue_name, idempotency_key=key).id == first.id
+    with run_worker_thread(app, direct.settings.address, queues=(queue_name,)):
+        assert direct.submit("t.add", [2, 3], queue=queue_name, countdown=0.2).get(timeout=20) == 5
+        assert direct.submit("t.add", [3, 4], queue=queue_name).get(timeout=20) == 7
+        assert first.get(timeout=20) == 3
+
+
+def test_refusals_are_the_schedulers_own(no_scheduler, client, queue_name):
+    for bad, error in (
+        ({"name": "not a valid name!"}, InvalidArgument),
+        ({"name": "t.add", "priority": 101}, InvalidArgument),
+        ({"name": "t.add", "args": ["x" * (2 * 1024 * 1024)]}, ResourceExhausted),
+    ):
+        name = str(bad.pop("name"))
+        args = bad.pop("args", [1, 2])
+        with pytest.raises(error) as direct_refusal:
+            no_scheduler.submit(name, args, queue=queue_name, **bad)
+        with pytest.raises(error) as scheduler_refusal:
+            client.submit(name, args, queue=queue_name, **bad)
+        assert str(direct_refusal.value) == str(scheduler_refusal.value)
+
+
+def test_scripts_lost_by_redis_are_loaded_again(direct, redis_server, queue_name):
+    redis.Redis(port=redis_server.port).script_flush()
+    handle = direct.submit("t.add", [5, 6], queue=queue_name)
+    with run_worker_thread(app, direct.settings.address, queues=(queue_name,)):
+        assert handle.get(timeout=20) == 11
+
+
+def test_a_redis_out_of_reach_is_a_clear_error(platform):
+    with _client(platform.address, f"redis://:secret@127.0.0.1:{free_port()}/0") as c:
+        expected = r"cannot reach Redis at redis://127\.0\.0\.1:\d+/0 to submit t\.add"
+        with pytest.raises(Unavailable, match=expected) as refusal:
+            c.submit("t.add", [1, 2])
+    assert "secret" not in str(refusal.value)
