@@ -13,8 +13,9 @@ import redis
 from tasktide import AsyncClient, Client, ClientSettings, TaskState
 from tasktide._exceptions import InvalidArgument, ResourceExhausted, Unavailable
 from tasktide.v1 import task_pb2
-from tasktide_services.common.redis_server import free_port
+from tasktide_services.common.redis_server import free_port, start_redis
 from tasktide_services.testing import run_worker_thread
+from tasktide_services.worker.keys import queue_keys
 from tests.tasks_app import app
 
 
@@ -106,3 +107,32 @@ def test_a_redis_out_of_reach_is_a_clear_error(platform):
         with pytest.raises(Unavailable, match=expected) as refusal:
             c.submit("t.add", [1, 2])
     assert "secret" not in str(refusal.value)
+
+
+def test_submissions_from_many_threads(direct, queue_name):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        handles = list(pool.map(lambda i: direct.submit("t.add", [i, 1], queue=queue_name), range(200)))
+    assert len({h.id for h in handles}) == 200
+    with run_worker_thread(app, direct.settings.address, queues=(queue_name,)):
+        assert [h.get(timeout=20) for h in handles] == [i + 1 for i in range(200)]
+
+
+def test_a_restarted_redis_keeps_what_was_confirmed_and_takes_new_tasks(tmp_path):
+    """Redis (append-only) stops and comes back on its port: the task confirmed before is still
+    queued, a submission while it is down is refused, and the next one reconnects."""
+    port = free_port()
+    server = start_redis(tmp_path, port=port)
+    try:
+        with _client(f"127.0.0.1:{free_port()}", server.url) as c:
+            before = c.submit("t.add", [1, 1], queue="restart")
+            server.stop()
+            with pytest.raises(Unavailable, match="cannot reach Redis"):
+                c.submit("t.add", [2, 2], queue="restart")
+            server = start_redis(tmp_path, port=port)
+            after = c.submit("t.add", [3, 3], queue="restart")
+        ready = redis.Redis(port=port).zrange(queue_keys("restart")[0], 0, -1)
+        assert sorted(r.decode() for r in ready) == sorted([before.id, after.id])
+    finally:
+        server.stop()
