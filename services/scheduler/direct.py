@@ -6,7 +6,7 @@ script on the caller's Redis connection, in one round trip. When `submit` return
 ready queue, as it is when the scheduler confirms a submission, and the script's notice wakes the
 registry's dispatchers. A task that needs the scheduler's state (a countdown or ETA, an idempotency
 key, a rate limit) is not taken here: `submit` returns None and the client sends it over gRPC.
-docs/architecture.md ("Hops collapsed") has the measurements behind this.
+docs/architecture.md ("Submission in the caller's process") has the measurements behind this.
 """
 
 from __future__ import annotations
