@@ -3,6 +3,8 @@ stream open, pipelined submission confirmed by flush(), and a stream reopened af
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from dataclasses import replace
 
@@ -12,9 +14,10 @@ import pytest
 from tasktide import Client, ClientSettings
 from tasktide._exceptions import InvalidArgument, Unavailable
 from tasktide._spec import build_spec
-from tasktide.v1 import scheduler_pb2, scheduler_pb2_grpc, task_pb2
+from tasktide.v1 import scheduler_pb2, scheduler_pb2_grpc, task_pb2, worker_pb2, worker_pb2_grpc
 from tasktide_services.common.redis_server import free_port
 from tasktide_services.testing import PlatformThread, run_worker_thread
+from tests.conftest import ROOT
 from tests.tasks_app import app
 
 
@@ -195,3 +198,17 @@ def test_the_stream_works_with_each_service_in_its_own_process(tmp_path, queue_n
                 assert [h.get(timeout=30) for h in handles] == [i + 1 for i in range(200)]
         finally:
             stop([worker])
+
+
+def test_pipelined_submissions_are_confirmed_before_the_process_exits(platform, queue_name):
+    """A producer that ends without flush() or close(): its unconfirmed submissions still arrive."""
+    code = (
+        "from tasktide import Client, ClientSettings\n"
+        f"settings = ClientSettings.from_env({{'TASKTIDE_PIPELINED_SUBMIT': '1'}}, address={platform.address!r})\n"
+        "c = Client(settings=settings)\n"
+        f"for i in range(500): c.submit('t.add', [i, i], queue={queue_name!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=ROOT)
+    with grpc.insecure_channel(platform.address) as ch:
+        stats = worker_pb2_grpc.RegistryStub(ch).QueueStats(worker_pb2.QueueStatsRequest(), timeout=10)
+    assert {q.queue: q.ready for q in stats.queues}.get(queue_name) == 500

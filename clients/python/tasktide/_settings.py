@@ -18,8 +18,8 @@ class ClientSettings:
     results_address: str = ""
     lease_seconds_hint: float = 30.0
     # delay()/submit() return before the platform confirms the task (a handle's id waits for it;
-    # Client.flush() waits for all): many tasks in flight at once. Tasks not yet confirmed are lost
-    # if the process dies. TASKTIDE_PIPELINED_SUBMIT=1
+    # Client.flush() waits for all, and the end of the process for up to 10 s): many tasks in flight
+    # at once. Tasks not yet confirmed are lost if the process is killed. TASKTIDE_PIPELINED_SUBMIT=1
     pipelined_submit: bool = False
     # Redis of the platform: delay()/submit() then queue a runnable task straight into it, with the
     # scheduler's validation and the registry's script (needs tasktide-server installed here), one

@@ -8,9 +8,12 @@ submissions it still had in flight fail with its error and the next submission o
 
 from __future__ import annotations
 
+import atexit
+import logging
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures import wait as futures_wait
@@ -27,6 +30,20 @@ MAX_IN_FLIGHT = 10_000  # unconfirmed submissions at once; submit() waits beyond
 # A stream left idle this long is closed before the next submission opens a fresh one, so that a
 # connection dropped while idle (a proxy's idle timeout, a server restart) costs no failed task.
 MAX_IDLE_SECONDS = 30.0
+# A process that exits with pipelined submissions unconfirmed waits this long for them (atexit).
+EXIT_FLUSH_SECONDS = 10.0
+
+log = logging.getLogger("tasktide.client")
+
+
+def _flush_at_exit(ref: weakref.ReferenceType[StreamSubmitter]) -> None:
+    submitter = ref()
+    if submitter is None:
+        return
+    try:
+        submitter.flush(EXIT_FLUSH_SECONDS)
+    except Exception as exc:  # noqa: BLE001 - the process is ending: say what was not confirmed
+        log.error("tasktide: pipelined submissions not all confirmed at exit: %s", exc)
 
 
 class _Stream:
@@ -58,11 +75,15 @@ class StreamSubmitter:
         self._slots = threading.BoundedSemaphore(MAX_IN_FLIGHT)
         self._unconfirmed: set[Future[scheduler_pb2.SubmitResponse]] = set()
         self._refused: list[BaseException] = []  # failures not yet reported by flush()
+        self._exit_flush = False  # registered with atexit on the first pipelined submission
 
     def submit(self, spec: task_pb2.TaskSpec, pipelined: bool = False) -> Future[scheduler_pb2.SubmitResponse]:
         """The answer to come. `pipelined`: the caller does not wait for it, so flush() does."""
         fut: Future[scheduler_pb2.SubmitResponse] = Future()
         if pipelined:
+            if not self._exit_flush:
+                self._exit_flush = True
+                atexit.register(_flush_at_exit, weakref.ref(self))
             self._slots.acquire()
             fut.add_done_callback(self._settled)
         with self._lock:
