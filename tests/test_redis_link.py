@@ -140,6 +140,28 @@ def test_a_dropped_connection_fails_what_waited_and_the_next_pipeline_reconnects
     asyncio.run(main())
 
 
+def test_a_connection_on_which_redis_says_nothing_is_dropped_and_replaced(redis_server):
+    """Replies owed and nothing heard for `reply_timeout`: the pipelines waiting fail with
+    ConnectionError and the next one gets a new connection. (BLPOP stands for a Redis that went
+    silent: it answers nothing until its own 5 s are over, which would be a reply, not an error.)"""
+
+    async def main() -> None:
+        r = await connect(url(redis_server), reply_timeout=0.3)
+        try:
+            with pytest.raises(ConnectionError, match="no reply from Redis"):
+                async with r.pipeline(transaction=False) as p:
+                    p.blpop(["never-filled"], 5)
+                    await p.execute()
+            async with r.pipeline(transaction=False) as p:
+                p.set("after-silence", 1)
+                p.get("after-silence")
+                assert await p.execute() == [True, b"1"]
+        finally:
+            await r.aclose()
+
+    asyncio.run(main())
+
+
 async def _blpop(r: Redis) -> list[Any]:
     async with r.pipeline(transaction=False) as p:
         p.blpop(["never-filled"], 30)  # waits in Redis until the connection is killed

@@ -4,23 +4,26 @@ Commands carry no socket timeout: with one, the client wraps every write in a ta
 in a timer, a large share of the services' CPU on the hot path. A connection that Redis or the
 network dropped fails its next command, which the client retries on a new connection (its default
 retry policy); a peer that vanished without a word is found by TCP keepalive (TCP URLs); callers' gRPC
-deadlines bound how long any request waits. Connecting times out after CONNECT_TIMEOUT seconds.
+deadlines bound how long any request waits, and the pipelines' connection is dropped when Redis
+owes replies and has said nothing for `reply_timeout` seconds (redis_link.py). Connecting times
+out after CONNECT_TIMEOUT seconds.
 """
 
 from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from tasktide_services.common.redis_link import LinkedRedis
+from tasktide_services.common.redis_link import REPLY_TIMEOUT, LinkedRedis
 
 CONNECT_TIMEOUT = 5.0
 
 
-async def connect(url: str) -> Redis:
+async def connect(url: str, reply_timeout: float = REPLY_TIMEOUT) -> Redis:
     tcp = {} if url.startswith("unix:") else {"socket_keepalive": True}
     redis = LinkedRedis.from_url(
         url, max_connections=256, socket_timeout=None, socket_connect_timeout=CONNECT_TIMEOUT, **tcp
     )
+    redis.reply_timeout = reply_timeout
     try:
         await redis.ping()
     except Exception as exc:  # noqa: BLE001

@@ -14,7 +14,10 @@ A subscription (`subscribe`) is a connection of its own in the same style: each 
 to its callback as soon as it is parsed, with no task, timer or retry wrapper per message.
 
 A lost connection fails the pipelines waiting on it with ConnectionError (whether they ran is
-unknown, as with any client; callers treat it as a failed call); the next pipeline reconnects.
+unknown, as with any client; callers treat it as a failed call); the next pipeline reconnects. So
+does a connection on which Redis has sent nothing for `reply_timeout` seconds while replies are
+owed (a Redis that stopped answering without closing): one timer per connection while anything
+waits, no timer per command.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ log = logging.getLogger("tasktide.redis")
 
 CONNECT_TIMEOUT = 5.0
 RESUBSCRIBE_DELAY = 0.5
+# Replies owed and nothing heard from Redis for this long: the connection is dropped. No command
+# of the services takes near this long in Redis (the longest are scripts over one batch).
+REPLY_TIMEOUT = 30.0
 # The link speaks RESP2 (no HELLO); these callbacks give its replies the shapes the client returns.
 _RESP2_CALLBACKS = CaseInsensitiveDict(get_response_callbacks(user_protocol=2, legacy_responses=True))  # type: ignore[arg-type]
 
@@ -55,13 +61,17 @@ class _Link(asyncio.Protocol):
     """One connection; `run` sends a batch of commands and returns their raw replies (an error
     reply as its exception, not raised)."""
 
-    def __init__(self, kwargs: dict[str, Any]) -> None:
+    def __init__(self, kwargs: dict[str, Any], reply_timeout: float = REPLY_TIMEOUT) -> None:
         self._kwargs = kwargs
         self._transport: asyncio.Transport | None = None
         self._ready = False  # connected, and AUTH/SELECT written ahead of anything else
         self._connecting: asyncio.Future[None] | None = None
         self._waiting: deque[_Waiting] = deque()
         self._reader = _reader()
+        self._reply_timeout = reply_timeout
+        self._heard = 0.0  # loop time Redis last sent data, or a first reply was owed
+        self._watch: asyncio.TimerHandle | None = None  # armed while replies are owed
+        self._silent = ""  # why the connection was dropped, when Redis went silent
 
     async def run(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         if not self._ready:
@@ -73,10 +83,29 @@ class _Link(asyncio.Protocol):
         if transport is None:
             raise ConnectionError("Redis connection lost")
         data = b"".join([hiredis.pack_command(_args(c)) for c in commands])
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        if not self._waiting:
+            self._heard = loop.time()
         self._waiting.append(_Waiting(future, len(commands)))
+        if self._watch is None:
+            self._watch = loop.call_later(self._reply_timeout, self._check)
         transport.write(data)
         return future
+
+    def _check(self) -> None:
+        """The reply watchdog (module doc)."""
+        self._watch = None
+        if not self._waiting or self._transport is None:
+            return
+        loop = asyncio.get_running_loop()
+        silent = loop.time() - self._heard
+        if silent < self._reply_timeout:
+            self._watch = loop.call_later(self._reply_timeout - silent, self._check)
+            return
+        self._silent = f"no reply from Redis in {silent:.1f} s"
+        log.warning("%s; dropping the connection", self._silent)
+        self._transport.abort()
 
     async def _connect(self) -> None:
         if self._connecting is None:
@@ -106,6 +135,7 @@ class _Link(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
 
     def data_received(self, data: bytes) -> None:
+        self._heard = asyncio.get_running_loop().time()
         reader = self._reader
         reader.feed(data)
         waiting = self._waiting
@@ -128,10 +158,14 @@ class _Link(asyncio.Protocol):
         self._transport = None
         self._ready = False
         self._reader = _reader()
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        reason, self._silent = self._silent or exc or "closed", ""
         waiting, self._waiting = self._waiting, deque()
         for w in waiting:
             if not w.future.done():
-                w.future.set_exception(ConnectionError(f"Redis connection lost: {exc or 'closed'}"))
+                w.future.set_exception(ConnectionError(f"Redis connection lost: {reason}"))
 
     def close(self) -> None:
         if self._transport is not None:
@@ -300,12 +334,13 @@ class LinkedRedis(Redis):
 
     _link: _Link | None = None
     _linkable: bool | None = None  # decided on the first pipeline
+    reply_timeout: float = REPLY_TIMEOUT  # the link's (module doc)
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         if self._linkable is None:
             self._linkable = linkable(self)
             if self._linkable:
-                self._link = _Link(dict(self.connection_pool.connection_kwargs))
+                self._link = _Link(dict(self.connection_pool.connection_kwargs), self.reply_timeout)
         if transaction or shard_hint is not None or self._link is None:
             return super().pipeline(transaction, shard_hint)
         return _LinkedPipeline(self, self._link)
