@@ -56,6 +56,11 @@ def load_scripts(redis: Redis | None, path: Path) -> dict[str, Script]:
     return scripts
 
 
+def _sources(scripts: tuple[Mapping[str, Script], ...]) -> list[str]:
+    """Every script of every owner writing on a pipeline, to load after NOSCRIPT."""
+    return [s.source for owner in scripts for s in owner.values()]
+
+
 async def run_pipeline(redis: Redis, build: Callable[[Pipeline], None], *scripts: Mapping[str, Script]) -> list[Any]:
     """Build and execute a pipeline; if Redis lost the scripts (of every owner that writes on it),
     load them and run it again. Only commands that are safe to repeat may stand beside the scripts
@@ -68,9 +73,8 @@ async def run_pipeline(redis: Redis, build: Callable[[Pipeline], None], *scripts
             except NoScriptError:
                 if attempt == 2:
                     raise
-                for owner in scripts:
-                    for s in owner.values():
-                        await redis.script_load(s.source)
+                for source in _sources(scripts):
+                    await redis.script_load(source)
     raise AssertionError("unreachable")
 
 
@@ -86,7 +90,6 @@ def run_blocking_pipeline(
             except NoScriptError:
                 if attempt == 2:
                     raise
-                for owner in scripts:
-                    for s in owner.values():
-                        client.script_load(s.source)
+                for source in _sources(scripts):
+                    client.script_load(source)
     raise AssertionError("unreachable")

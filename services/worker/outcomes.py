@@ -14,7 +14,6 @@ where it can be listed and requeued.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from redis.asyncio.client import Pipeline
 
@@ -23,18 +22,9 @@ from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.lua import run_pipeline
 from tasktide_services.common.peers import Peers
-from tasktide_services.worker.store import RegistryStore
+from tasktide_services.worker.store import Leased, RegistryStore
 
 WORKFLOW = "tasktide-workflow"  # the header that places a task in a workflow (scheduler/workflows.py)
-
-
-@dataclass
-class Held:
-    """A lease as the session that took it knows it: its task, token and current deadline."""
-
-    task: task_pb2.Task
-    token: int
-    deadline_ms: int
 
 
 _FINAL_STATE = {
@@ -92,7 +82,7 @@ class OutcomeHandler:
         self,
         outcomes: list[task_pb2.Outcome],
         started: list[task_pb2.TaskEvent] | None = None,
-        known: Mapping[str, Held] | None = None,
+        known: Mapping[str, Leased] | None = None,
     ) -> list[worker_pb2.LeaseRejected]:
         """Process a batch; returns the rejections for outcomes with a stale token. `started`
         events (tasks just dispatched) are recorded in the same call, before the outcomes.
@@ -157,7 +147,7 @@ class OutcomeHandler:
                 self.hooks.dead_lettered([t for o, t in valid if _exhausted(t, o)], "retries_exhausted")
         return rejected
 
-    async def _check(self, refs: list[worker_pb2.LeaseRef], known: Mapping[str, Held]) -> list[task_pb2.Task | None]:
+    async def _check(self, refs: list[worker_pb2.LeaseRef], known: Mapping[str, Leased]) -> list[task_pb2.Task | None]:
         """Per lease, its task if its token is current, else None.
 
         A lease that this session took, with the token it gave out, and whose deadline is further

@@ -11,7 +11,7 @@ from tasktide_services.common.events import event, first_events, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.notify import Notifier, wait_any
 from tasktide_services.common.peers import Peers
-from tasktide_services.worker.outcomes import Held, OutcomeHandler, report_to_workflows
+from tasktide_services.worker.outcomes import OutcomeHandler, report_to_workflows
 from tasktide_services.worker.store import Leased, RegistryStore
 
 log = logging.getLogger("tasktide.registry")
@@ -33,7 +33,7 @@ class Session:
         self.out: asyncio.Queue[worker_pb2.RegistryMessage | None] = asyncio.Queue()
         # Leases held by this session's worker: for cancel signals, and to settle an outcome without
         # asking Redis for its task while its lease is far from its deadline (outcomes.py).
-        self.assigned: dict[str, Held] = {}
+        self.assigned: dict[str, Leased] = {}
         # Outcomes received and RUNNING events to record, settled in order by one task per session.
         self.to_settle: list[task_pb2.Outcome] = []
         self.to_record: list[task_pb2.TaskEvent] = []
@@ -189,7 +189,7 @@ class SessionLoops:
         first = [e for item in runnable for e in first_events(item.task)]
         for item in runnable:
             item.task.state = task_pb2.TASK_STATE_RUNNING
-            session.assigned[item.task.id] = Held(item.task, item.token, item.deadline_ms)
+            session.assigned[item.task.id] = item
             assignments.append(
                 worker_pb2.Assignment(
                     task=item.task, lease_token=item.token, deadline_ms=item.deadline_ms, delivery=item.delivery

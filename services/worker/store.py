@@ -19,12 +19,14 @@ from tasktide_services.common.lua import AnyPipeline, Script, load_scripts, run_
 from tasktide_services.worker import keys
 
 
-@dataclass(frozen=True)
+@dataclass
 class Leased:
+    """A lease as the session that took it knows it (session.py keeps them while they are held)."""
+
     task: task_pb2.Task
     token: int
     delivery: int
-    deadline_ms: int  # as the dispatch script set it
+    deadline_ms: int  # as the dispatch script set it, then as the session's heartbeats extend it
 
     def ref(self) -> worker_pb2.LeaseRef:
         return worker_pb2.LeaseRef(task_id=self.task.id, queue=self.task.spec.queue, lease_token=self.token)

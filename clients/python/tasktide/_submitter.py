@@ -81,14 +81,14 @@ class StreamSubmitter:
         """The answer to come. `pipelined`: the caller does not wait for it, so flush() does."""
         fut: Future[scheduler_pb2.SubmitResponse] = Future()
         if pipelined:
-            if not self._exit_flush:
-                self._exit_flush = True
-                atexit.register(_flush_at_exit, weakref.ref(self))
             self._slots.acquire()
             fut.add_done_callback(self._settled)
         with self._lock:
             if pipelined:
                 self._unconfirmed.add(fut)
+                if not self._exit_flush:
+                    self._exit_flush = True
+                    atexit.register(_flush_at_exit, weakref.ref(self))
             stream = self._stream
             now = time.monotonic()
             if stream is not None and stream.open and not stream.pending and now - stream.used > MAX_IDLE_SECONDS:
