@@ -17,6 +17,7 @@ scheduler/direct.py).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,15 @@ class Script:
 
 
 PRELUDE = "prelude"
+_PLAIN = re.compile(r"[\w|:.-]*")  # what a string constant may hold: written in Lua between quotes as is
+
+
+def _lua_value(value: int | str) -> str:
+    if isinstance(value, int):
+        return str(value)
+    if not _PLAIN.fullmatch(value):
+        raise ValueError(f"a Lua string constant holds letters, digits and _|:.- only, not {value!r}")
+    return f"'{value}'"
 
 
 @dataclass(frozen=True)
@@ -58,7 +68,7 @@ class LuaFile:
     """A service's scripts.lua and the constants its scripts read as locals."""
 
     path: Path
-    constants: Mapping[str, int] = field(default_factory=dict)
+    constants: Mapping[str, int | str] = field(default_factory=dict)
 
     def sections(self) -> dict[str, str]:
         """Section name -> its lines (the text before the first section, a comment, is dropped)."""
@@ -77,7 +87,7 @@ class LuaFile:
     def sources(self) -> dict[str, str]:
         """Script name -> the source Redis runs: constants, prelude, section."""
         sections = self.sections()
-        head = [f"local {name} = {int(value)}" for name, value in self.constants.items()]
+        head = [f"local {name} = {_lua_value(value)}" for name, value in self.constants.items()]
         prelude = sections.pop(PRELUDE, "")
         return {name: "\n".join([*head, prelude, body]) for name, body in sections.items()}
 

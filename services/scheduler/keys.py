@@ -16,15 +16,19 @@ tt:s:{sched}:def:{id} HASH    def = serialized Schedule (its definition only), r
                               change of definition), paused (0|1), created, last_run, last_task, runs
 tt:s:{sched}:all      SET     every schedule id
 tt:s:{sched}:due      ZSET    schedule id -> its next occurrence, Unix ms (absent while paused or ended)
-tt:s:{sched}:firing   ZSET    "id|occurrence ms" -> hand-over deadline: claimed, task not yet submitted
+tt:s:{sched}:firing   ZSET    "id|occurrence ms" (`firing`) -> hand-over deadline: claimed, task not
+                              yet submitted
 
 Workflows (workflows.py):
 tt:s:wf:{id}          HASH    spec = serialized SubmitWorkflowResponse (stages with task ids),
-                              stage = the stage running, state = running|succeeded|failed,
+                              stage = the stage running, state = running (WORKFLOW_RUNNING) |
+                              succeeded | failed,
                               left:{stage} = group members of that stage not finished yet,
                               r:{stage}:{member} = a finished member's result (JSON),
                               tp:{stage}:{member} = its traceparent (for the callback's links);
                               it expires with the results
+
+The scripts (scripts.lua) read LUA_CONSTANTS as locals (see common/lua.py).
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ MOVING = "tt:s:{tt:s:delayed}:moving"
 SCHEDULES = "tt:s:{sched}:all"
 SCHEDULES_DUE = "tt:s:{sched}:due"
 SCHEDULES_FIRING = "tt:s:{sched}:firing"
+FIRING_SEPARATOR = "|"
+WORKFLOW_RUNNING = "running"
+LUA_CONSTANTS = {"FIRING_SEPARATOR": FIRING_SEPARATOR, "WORKFLOW_RUNNING": WORKFLOW_RUNNING}
 
 
 class DelayedKeys(NamedTuple):
@@ -63,6 +70,17 @@ def schedule_keys(schedule_id: str) -> ScheduleKeys:
 
 def schedule(schedule_id: str) -> str:
     return f"tt:s:{{sched}}:def:{schedule_id}"
+
+
+def firing(schedule_id: str, occurrence: int) -> str:
+    """A member of :firing (schedule_claim writes it in Lua the same way)."""
+    return f"{schedule_id}{FIRING_SEPARATOR}{occurrence}"
+
+
+def fired(member: str) -> tuple[str, int]:
+    """The schedule id and occurrence of a member of :firing."""
+    schedule_id, _, occurrence = member.rpartition(FIRING_SEPARATOR)
+    return schedule_id, int(occurrence)
 
 
 def task(task_id: str) -> str:

@@ -102,11 +102,7 @@ class ScheduleStore:
     async def stuck(self, now: int, deadline: int, limit: int) -> list[tuple[str, int]]:
         """(schedule id, occurrence) claimed but not submitted by their deadline; now this caller's."""
         raw = await self._s["schedule_stuck"]([keys.SCHEDULES_FIRING], [now, deadline, limit])
-        out = []
-        for m in raw:
-            sid, _, occ = m.decode().rpartition("|")
-            out.append((sid, int(occ)))
-        return out
+        return [keys.fired(m.decode()) for m in raw]
 
     async def fired(self, done: list[tuple[str, int, str]]) -> None:
         """(schedule id, occurrence, task id) whose tasks were submitted."""
@@ -117,6 +113,6 @@ class ScheduleStore:
         def build(pipe: Pipeline) -> None:
             for sid, occ, tid in done:
                 k = keys.schedule_keys(sid)
-                script([k.definition, k.firing], [f"{sid}|{occ}", tid], client=pipe)
+                script([k.definition, k.firing], [keys.firing(sid, occ), tid], client=pipe)
 
         await run_pipeline(self.redis, build, {"schedule_fired": script})

@@ -1,5 +1,6 @@
 -- Transitions of the scheduler. Each section from "--! name" is loaded as one script, with the
--- prelude put before it (see common/lua.py). Every section binds its KEYS and ARGV to named locals.
+-- prelude put before it and, above that, FIRING_SEPARATOR and WORKFLOW_RUNNING (keys.LUA_CONSTANTS;
+-- see common/lua.py). Every section binds its KEYS and ARGV to named locals.
 
 --! prelude
 -- Puts `id` in the sorted set `set` at `at` (Unix ms), or takes it out when `at` is '0' (none).
@@ -88,7 +89,7 @@ if redis.call('HGET', schedule, 'rev') ~= rev then return 0 end
 place(due, id, following)
 redis.call('HSET', schedule, 'last_run', occurrence)
 redis.call('HINCRBY', schedule, 'runs', 1)
-redis.call('ZADD', firing, deadline, id .. '|' .. occurrence)
+redis.call('ZADD', firing, deadline, id .. FIRING_SEPARATOR .. occurrence)
 return 1
 
 --! schedule_stuck
@@ -102,7 +103,7 @@ for _, member in ipairs(stuck) do redis.call('ZADD', firing, deadline, member) e
 return stuck
 
 --! schedule_fired
--- KEYS: the schedule's hash, :firing. ARGV: "id|occurrence", task id.
+-- KEYS: the schedule's hash, :firing. ARGV: the member of :firing (keys.firing), task id.
 -- The occurrence's task was submitted: remembered as the schedule's last task (unless the
 -- schedule was deleted meanwhile), and the occurrence leaves :firing.
 local schedule, firing = KEYS[1], KEYS[2]
@@ -148,7 +149,7 @@ return out
 -- if it had moved (or stopped) already.
 local workflow = KEYS[1]
 local from = tonumber(ARGV[1])
-if redis.call('HGET', workflow, 'state') ~= 'running' then return 0 end
+if redis.call('HGET', workflow, 'state') ~= WORKFLOW_RUNNING then return 0 end
 if tonumber(redis.call('HGET', workflow, 'stage')) ~= from then return 0 end
 redis.call('HSET', workflow, 'stage', from + 1)
 return 1
@@ -157,6 +158,6 @@ return 1
 -- KEYS: the workflow hash. ARGV: final state. Returns 1 the first time only.
 local workflow = KEYS[1]
 local state = ARGV[1]
-if redis.call('HGET', workflow, 'state') ~= 'running' then return 0 end
+if redis.call('HGET', workflow, 'state') ~= WORKFLOW_RUNNING then return 0 end
 redis.call('HSET', workflow, 'state', state)
 return 1

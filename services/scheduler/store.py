@@ -11,7 +11,7 @@ from tasktide.v1 import task_pb2
 from tasktide_services.common.lua import LuaFile, Script, load_scripts
 from tasktide_services.scheduler import keys
 
-SCRIPTS = LuaFile(Path(__file__).with_name("scripts.lua"))
+SCRIPTS = LuaFile(Path(__file__).with_name("scripts.lua"), keys.LUA_CONSTANTS)
 
 
 class SchedulerStore:
