@@ -4,6 +4,8 @@ Each constant is defined once, here or in the keys.py of the service that owns t
 and reaches Lua as a local: a service's `LuaFile` (common/lua.py) names the constants its scripts
 use, and the loader writes them as `local NAME = value` at the top of every script of that file.
 
+    PRIORITY_MIN .. PRIORITY_MAX            the priorities a task may have (common/validate.py);
+                                            worker/keys.py turns them into bands 0..200
     FIRST_FINAL_STATE .. LAST_FINAL_STATE   TaskState numbers of a final task (SUCCEEDED .. DEAD):
                                             results/scripts.lua refuses events after them; the
                                             scheduler and the results service ask `is_final`
@@ -15,6 +17,8 @@ use, and the loader writes them as `local NAME = value` at the top of every scri
 from __future__ import annotations
 
 from tasktide.v1 import task_pb2
+
+PRIORITY_MIN, PRIORITY_MAX = -100, 100
 
 FIRST_FINAL_STATE = task_pb2.TASK_STATE_SUCCEEDED
 LAST_FINAL_STATE = task_pb2.TASK_STATE_DEAD

@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from tasktide.v1 import task_pb2
+from tasktide_services.common.layout import PRIORITY_MAX
 
 QUEUES = "tt:w:queues"
 WORKERS = "tt:w:workers"
@@ -34,7 +35,7 @@ NOTIFY = "tt:w:notify"
 CANCEL = "tt:w:cancel"
 
 BAND_BASE = 2**40
-BAND_DIGITS = 3
+BAND_DIGITS = 3  # bands run from 0 to PRIORITY_MAX - PRIORITY_MIN (200)
 LUA_CONSTANTS = {"BAND_BASE": BAND_BASE, "BAND_DIGITS": BAND_DIGITS}
 
 
@@ -59,8 +60,8 @@ def queue_keys(q: str) -> QueueKeys:
 
 
 def band(priority: int) -> int:
-    """The band of a priority (-100..100): 0 runs first."""
-    return 100 - priority
+    """The band of a priority (PRIORITY_MIN..PRIORITY_MAX): 0 runs first."""
+    return PRIORITY_MAX - priority
 
 
 def score_band(score: float) -> int:
