@@ -15,12 +15,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import grpc
-
-from tasktide._errors import translate
+from tasktide._errors import translated
 from tasktide._exceptions import ConfigurationError
 from tasktide._handle import TaskHandle
-from tasktide.v1 import workflow_pb2, workflow_pb2_grpc
+from tasktide.v1 import task_pb2, workflow_pb2, workflow_pb2_grpc
 
 if TYPE_CHECKING:
     from tasktide._app import Task
@@ -40,7 +38,7 @@ class Signature:
         """The same signature with options (queue, priority, countdown...) added."""
         return Signature(self.task, self.args, self.kwargs, {**self.options, **options})
 
-    def spec(self) -> Any:
+    def spec(self) -> task_pb2.TaskSpec:
         return self.task.spec(self.args, self.kwargs, **self.options)
 
     def apply_async(self, client: Client | None = None) -> TaskHandle:
@@ -69,10 +67,8 @@ class Workflow:
             stage = req.stages.add(group=st.group)
             stage.tasks.extend(s.spec() for s in st.sigs)
         stub = workflow_pb2_grpc.WorkflowsStub(client.scheduler_channel)
-        try:
+        with translated(client.settings.scheduler()):
             resp = stub.SubmitWorkflow(req)
-        except grpc.RpcError as exc:
-            raise translate(exc, client.settings.scheduler()) from None
         return WorkflowHandle(resp, client)
 
     def delay(self) -> WorkflowHandle:
@@ -137,8 +133,6 @@ class WorkflowHandle:
     def state(self) -> str:
         """RUNNING, SUCCEEDED or FAILED."""
         stub = workflow_pb2_grpc.WorkflowsStub(self._client.scheduler_channel)
-        try:
+        with translated(self._client.settings.scheduler()):
             wf = stub.GetWorkflow(workflow_pb2.GetWorkflowRequest(workflow_id=self.id))
-        except grpc.RpcError as exc:
-            raise translate(exc, self._client.settings.scheduler()) from None
         return workflow_pb2.WorkflowState.Name(wf.state).removeprefix("WORKFLOW_STATE_")
