@@ -209,6 +209,19 @@ class App(PeriodicMixin):  # periodic tasks: _periodic.py
         time_limit: float | None = None,
         rate_limit: str | None = None,
     ) -> Task[P, R]:
+        """Register `fn` as a task (what @app.task does).
+
+        Args:
+            fn: the function.
+            name: the task's name (default: "<app name>.<function name>").
+            queue: its default queue; priority: its default priority (-100..100).
+            max_retries: attempts after the first; retry_backoff: True, or the first delay in seconds;
+                retry_backoff_max, retry_jitter: the cap and jitter of exponential backoff.
+            autoretry_for, dont_autoretry_for: exception types retried or not (default: any
+                Exception when max_retries > 0).
+            soft_time_limit, time_limit: seconds before the task is asked to stop, then stopped.
+            rate_limit: starts allowed across workers, as "10/s", "100/m" or "1000/h".
+        """
         task_name = name or f"{self.name}.{fn.__name__}"
         if task_name in self.tasks:
             raise ConfigurationError(f"task {task_name!r} is registered twice")

@@ -56,7 +56,12 @@ class Client(BaseClient, ScheduleMethods):  # schedule methods: _schedules.py
             "registry": worker_pb2_grpc.RegistryStub(wrapped[addresses["registry"]]),
         }
         # The transport, chosen once: _transports.py
-        self._submitter = blocking_submitter(self.settings, scheduler, self._hooks, transport)
+        try:
+            self._submitter = blocking_submitter(self.settings, scheduler, self._hooks, transport)
+        except BaseException:
+            for ch in self._channels.values():
+                ch.close()
+            raise
 
     def _run(self, call: Call[T]) -> T:
         with translated(self._address(call.service)):

@@ -27,6 +27,7 @@ class TaskHandle:
 
     @property
     def id(self) -> str:
+        """The task's id (pipelined: waits for the platform's confirmation; raises its refusal)."""
         if self._pending is not None:
             self._id = self._pending.result()
             self._pending = None

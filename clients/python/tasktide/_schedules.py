@@ -49,6 +49,7 @@ class Schedule:
 
     @classmethod
     def from_proto(cls, s: scheduler_pb2.Schedule) -> Schedule:
+        """The Schedule the scheduler sent."""
         return cls(
             name=s.id,
             task_name=s.task.name,

@@ -12,6 +12,8 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 @dataclass(frozen=True)
 class ClientSettings:
+    """Where the platform is and how the client talks to it (see from_env for the variables)."""
+
     address: str = DEFAULT_ADDRESS
     scheduler_address: str = ""
     registry_address: str = ""
@@ -40,6 +42,13 @@ class ClientSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: str) -> ClientSettings:
+        """Settings from TASKTIDE_ADDRESS, TASKTIDE_{SCHEDULER,REGISTRY,RESULTS}_ADDRESS,
+        TASKTIDE_SUBMIT_TRANSPORT, TASKTIDE_PIPELINED_SUBMIT and TASKTIDE_SUBMIT_REDIS_URL.
+
+        Args:
+            env: the variables (default: os.environ).
+            **overrides: address= wins over TASKTIDE_ADDRESS.
+        """
         env = os.environ if env is None else env
         address = overrides.get("address") or env.get("TASKTIDE_ADDRESS") or DEFAULT_ADDRESS
         return cls(
@@ -53,10 +62,13 @@ class ClientSettings:
         )
 
     def scheduler(self) -> str:
+        """The scheduler's address."""
         return self.scheduler_address or self.address
 
     def registry(self) -> str:
+        """The worker registry's address."""
         return self.registry_address or self.address
 
     def results(self) -> str:
+        """The results service's address."""
         return self.results_address or self.address

@@ -68,15 +68,19 @@ class SubmitterInterceptor:
         self.next = next
 
     def submit(self, spec: task_pb2.TaskSpec) -> str | Future[str]:
+        """See Submitter.submit."""
         return self.next.submit(spec)
 
     def submit_batch(self, specs: Sequence[task_pb2.TaskSpec]) -> list[str]:
+        """See Submitter.submit_batch."""
         return self.next.submit_batch(specs)
 
     def flush(self, timeout: float | None = None) -> None:
+        """See Submitter.flush."""
         self.next.flush(timeout)
 
     def close(self) -> None:
+        """See Submitter.close."""
         self.next.close()
 
 
@@ -87,15 +91,19 @@ class AsyncSubmitterInterceptor:
         self.next = next
 
     async def submit(self, spec: task_pb2.TaskSpec) -> str:
+        """See AsyncSubmitter.submit."""
         return await self.next.submit(spec)
 
     async def submit_batch(self, specs: Sequence[task_pb2.TaskSpec]) -> list[str]:
+        """See AsyncSubmitter.submit_batch."""
         return await self.next.submit_batch(specs)
 
     async def flush(self, timeout: float | None = None) -> None:
+        """See AsyncSubmitter.flush."""
         await self.next.flush(timeout)
 
     async def close(self) -> None:
+        """See AsyncSubmitter.close."""
         await self.next.close()
 
 

@@ -39,12 +39,19 @@ class Signature:
         return Signature(self.task, self.args, self.kwargs, {**self.options, **options})
 
     def spec(self) -> task_pb2.TaskSpec:
+        """The TaskSpec of this signature."""
         return self.task.spec(self.args, self.kwargs, **self.options)
 
     def apply_async(self, client: Client | None = None) -> TaskHandle:
+        """Submit this signature as one task.
+
+        Args:
+            client: the client to use (default: the task's App's).
+        """
         return (client or self.task.app.client).submit_spec(self.spec())
 
     def delay(self) -> TaskHandle:
+        """Submit this signature with the App's client."""
         return self.apply_async()
 
 
@@ -55,12 +62,19 @@ class _Stage:
 
 
 class Workflow:
+    """Stages of tasks (a chain of single tasks and groups), submitted together; see chain/group/chord."""
+
     def __init__(self, stages: list[_Stage]) -> None:
         if not stages or any(not st.sigs for st in stages):
             raise ConfigurationError("a workflow needs at least one task in every part")
         self.stages = stages
 
     def apply_async(self, client: Client | None = None) -> WorkflowHandle:
+        """Submit the whole workflow at once.
+
+        Args:
+            client: the client to use (default: the first task's App's).
+        """
         client = client or self.stages[0].sigs[0].task.app.client
         req = workflow_pb2.SubmitWorkflowRequest()
         for st in self.stages:
@@ -72,6 +86,7 @@ class Workflow:
         return WorkflowHandle(resp, client)
 
     def delay(self) -> WorkflowHandle:
+        """Submit the whole workflow with the App's client."""
         return self.apply_async()
 
 
@@ -112,6 +127,8 @@ def chord(header: Workflow | Iterable[Signature], body: Signature) -> Workflow:
 
 
 class WorkflowHandle:
+    """A submitted workflow: its id, its tasks' ids by stage, its result and state."""
+
     def __init__(self, resp: workflow_pb2.SubmitWorkflowResponse, client: Client) -> None:
         self.id = resp.workflow_id
         self._stages = resp.stages
@@ -122,6 +139,7 @@ class WorkflowHandle:
         return f"<WorkflowHandle {self.id}>"
 
     def tasks(self) -> list[TaskHandle]:
+        """A handle for each task of the workflow, stage by stage."""
         return [TaskHandle(tid, self._client) for ids in self.task_ids for tid in ids]
 
     def get(self, timeout: float | None = None) -> Any:
