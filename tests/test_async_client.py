@@ -42,13 +42,17 @@ def test_pause_resume_and_queue_stats(platform, client, queue_name):
 
 
 def test_workers_lists_a_connected_worker(platform, queue_name):
-    async def workers() -> list:
+    async def workers_of_queue() -> list:
         async with AsyncClient(settings=_settings(platform)) as c:
-            return await c.workers()
+            while True:  # until the worker's session is open (the test's timeout bounds the wait)
+                mine = [w for w in await c.workers() if queue_name in w.queues]
+                if mine:
+                    return mine
+                await asyncio.sleep(0.02)
 
     with run_worker_thread(app, platform.address, queues=(queue_name,)) as worker:
-        mine = [w for w in asyncio.run(workers()) if queue_name in w.queues]
-    assert [w.worker_id for w in mine] == [worker.config.worker_id]
+        mine = asyncio.run(workers_of_queue())
+    assert [(w.worker_id, w.language) for w in mine] == [(worker.config.worker_id, "python")]
 
 
 def test_dead_letters_and_requeue_dead(platform, client, queue_name):
