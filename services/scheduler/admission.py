@@ -71,17 +71,17 @@ def queued_now(spec: task_pb2.TaskSpec, limits: Limits) -> task_pb2.Task | None:
 
 class Admission:
     def __init__(self, store: SchedulerStore, writer: Writer, limits: Limits, hooks: ServiceHooks) -> None:
-        self.store = store
-        self.limits = limits
+        self._store = store
+        self._limits = limits
         self._writer = writer
         self._hooks = hooks
 
     def check(self, spec: task_pb2.TaskSpec) -> None:
         """Raises the error a person can act on for a spec the scheduler refuses."""
-        validate.spec(spec, self.limits)
+        validate.spec(spec, self._limits)
 
     def check_batch(self, count: int) -> None:
-        validate.batch_size(count, self.limits)
+        validate.batch_size(count, self._limits)
 
     async def submit(
         self, specs: list[task_pb2.TaskSpec], ids: list[str] | None = None
@@ -125,7 +125,7 @@ class Admission:
         plans = [needs(t.spec) for t in tasks]
         responses = [scheduler_pb2.SubmitResponse(task_id=t.id) for t in tasks]
         keyed = [i for i, plan in enumerate(plans) if IDEMPOTENCY in plan]
-        existing = await self.store.claim_idempotency([(tasks[i].spec.idempotency_key, tasks[i].id) for i in keyed])
+        existing = await self._store.claim_idempotency([(tasks[i].spec.idempotency_key, tasks[i].id) for i in keyed])
         skip: set[int] = set()
         for i, found in zip(keyed, existing, strict=True):
             if found is not None:
@@ -164,7 +164,7 @@ class Admission:
         slots: dict[str, int] = {}
         for (name, rate), group in by_name.items():
             interval = validate.rate_interval_ms(rate)
-            first = await self.store.rate_slots(name, now, interval, len(group))
+            first = await self._store.rate_slots(name, now, interval, len(group))
             for i, t in enumerate(group):
                 slots[t.id] = int(first + i * interval)
         return slots
