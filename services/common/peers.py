@@ -31,7 +31,9 @@ from tasktide.v1 import (
 from tasktide_services.common.lua import Script
 from tasktide_services.common.settings import ServerSettings
 
-Ctx: TypeAlias = grpc.aio.ServicerContext
+# A handler's call context: a grpc.aio.ServicerContext over gRPC, None when a peer of this process
+# calls it (no handler reached that way reads its context).
+Ctx: TypeAlias = object
 
 
 # The calls other services make, as a stub or a local servicer serves them.
