@@ -34,6 +34,9 @@ class Accepted:
     events: list[task_pb2.TaskEvent] = field(default_factory=list)
     runnable: list[task_pb2.Task] = field(default_factory=list)  # for the ready queues
 
+    def __bool__(self) -> bool:
+        return bool(self.records or self.delayed or self.events or self.runnable)
+
 
 class Writer(Protocol):
     async def write(self, accepted: Accepted, /) -> None: ...
@@ -70,6 +73,8 @@ class PipelineWriter:
         self._handing: set[asyncio.Future[None]] = set()  # hand-overs under way (worker/handover.py)
 
     async def write(self, accepted: Accepted, /) -> None:
+        if not accepted:  # e.g. every task was submitted before under its idempotency key
+            return
         # Runnable tasks a local worker session has credit for are leased in this same round trip
         # and sent to it at once (worker/handover.py); the others wait in their queue as usual.
         handover = self._registry.handover(accepted.runnable) if accepted.runnable else None
