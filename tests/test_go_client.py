@@ -7,13 +7,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from tasktide import Client, TaskFailed, TaskState
-from tasktide_services.testing import PlatformThread
+from tasktide_services.testing import PlatformThread, eventually
 from tests.conftest import ROOT, require_tool
 
 GO_DIR = ROOT / "clients" / "go"
@@ -40,11 +39,7 @@ def test_go_suite_against_the_platform_and_a_python_worker(platform: PlatformThr
 
 
 def _wait_for_state(client: Client, task_id: str, state: TaskState, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while client.status(task_id) is not state:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"task {task_id} never reached {state.name}")
-        time.sleep(0.05)
+    eventually(lambda: client.status(task_id) is state, timeout, 0.05, f"task {task_id} in state {state.name}")
 
 
 def test_python_submits_to_a_go_worker(
