@@ -170,7 +170,9 @@ def spawn(
     )
 
 
-_LISTENING = re.compile(r"(?:listening on |on http://)([^\s/]+:\d+)")
+# "tasktide dev listening on HOST:PORT", "tasktide dashboard on http://HOST:PORT/ ..." (and not the
+# "tasktide metrics on http://..." line that may come first).
+_LISTENING = re.compile(r"(?:listening on |dashboard on http://)([^\s/]+:\d+)")
 
 
 class Listening(NamedTuple):
