@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # imported at run time by pytest_plugins, after assertion rew
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = Path(__file__).resolve().parent / "unit"
 
-pytest_plugins = ["tasktide_services.testing"]
+pytest_plugins = ["tasktide_services.testing", "pytester"]
 
 
 SERVER_FIXTURES = frozenset({"redis_server", "server_settings", "platform", "client", "python_worker"})
