@@ -48,6 +48,7 @@ _DESCRIPTORS = {
 class Running:
     server: grpc.aio.Server
     port: int
+    address: str = ""  # where it listens: HOST:PORT with the port bound, or the unix:PATH it was given
     background: list[asyncio.Task[None]] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -78,15 +79,16 @@ async def start(
     port = server.add_insecure_port(settings.address)
     if port == 0:
         raise RuntimeError(f"cannot listen on {settings.address}")
-    host = settings.address.rsplit(":", 1)[0]
-    settings = replace(settings, address=f"{host}:{port}")
+    if not settings.address.startswith("unix:"):  # HOST:0 becomes the port bound
+        host = settings.address.rsplit(":", 1)[0]
+        settings = replace(settings, address=f"{host}:{port}")
     client_interceptors = list(hooks.client_interceptors())
     peers = Peers(settings, client_interceptors)
     # Hops between services of this process skip gRPC, traced or not: the task's spans come from the
     # hooks, and a direct call keeps the caller's trace context (measured: keeping the loopback
     # hops for the sake of their gRPC spans cost a quarter of the throughput).
     local = True
-    running = Running(server, port)
+    running = Running(server, port, settings.address)
     running.closers.append(peers.close)
     if "scheduler" in which:
         sstore = SchedulerStore(redis, settings.result_expires)
