@@ -190,8 +190,8 @@ def spawn_listening(
 ) -> Listening:
     """Start a server command (`dev`, `scheduler`, `registry`, `results`; `dashboard` with
     listen="--listen") on port 0 and return the process with the address it reports ("tasktide
-    NAME listening on HOST:PORT", "tasktide dashboard on http://HOST:PORT/"). Its later output goes
-    on to the test's stdout. The `listen` option may be given in `args` to choose the host; the
+    NAME listening on HOST:PORT", "tasktide dashboard on http://HOST:PORT/"). Its later stdout goes
+    to this process's stdout. The `listen` option may be given in `args` to choose the host; the
     default is 127.0.0.1:0."""
     if listen not in args:
         args = (*args, listen, "127.0.0.1:0")
@@ -206,8 +206,9 @@ def spawn_listening(
                 lines.append(line)
                 if _LISTENING.search(line):
                     found.set()
-            else:
-                sys.stdout.write(line)
+            elif sys.__stdout__ is not None:  # the process's own stdout: pytest's capture may be gone
+                with contextlib.suppress(ValueError, OSError):
+                    sys.__stdout__.write(line)
 
     threading.Thread(target=read, name=f"stdout-{args[0]}", daemon=True).start()
     eventually(lambda: found.is_set() or proc.poll() is not None, timeout=timeout, what=f"{args[0]} to listen")
