@@ -52,6 +52,7 @@ _DESCRIPTORS = {
 class Running:
     server: grpc.aio.Server
     port: int
+    address: str = ""  # where it listens: HOST:PORT with the port bound, or the unix:PATH it was given
     background: list[asyncio.Task[None]] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -82,10 +83,11 @@ async def start(
     port = server.add_insecure_port(settings.address)
     if port == 0:
         raise RuntimeError(f"cannot listen on {settings.address}")
-    host = settings.address.rsplit(":", 1)[0]
-    settings = replace(settings, address=f"{host}:{port}")
+    if not settings.address.startswith("unix:"):  # HOST:0 becomes the port bound
+        host = settings.address.rsplit(":", 1)[0]
+        settings = replace(settings, address=f"{host}:{port}")
     peers = Peers(settings, list(hooks.client_interceptors()))
-    running = Running(server, port)
+    running = Running(server, port, settings.address)
     running.closers.append(peers.close)
     jobs: list[Callable[[], Coroutine[Any, Any, None]]] = []  # started once every service is bound
     # Hops between services of this process skip gRPC, traced or not (Peers.bind): the task's spans

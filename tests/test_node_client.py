@@ -18,14 +18,17 @@ from tests.conftest import ROOT, require_tool
 NODE_DIR = ROOT / "clients" / "node"
 DEPENDENCIES = ("@grpc/grpc-js", "@grpc/proto-loader")
 
+# The per-test limit covers the test bodies only: `npm ci` runs once, in `node`, under its own limit.
+pytestmark = pytest.mark.timeout(120, func_only=True)
 
-@pytest.fixture(scope="module")
+
+@pytest.fixture(scope="session")
 def node() -> str:
     """The node executable, with the package's dependencies installed from its lockfile if missing."""
     node = require_tool("node")
     npm = require_tool("npm")
     if not all((NODE_DIR / "node_modules" / d).is_dir() for d in DEPENDENCIES):
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, timeout=300)
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, timeout=600)
     return node
 
 

@@ -1,5 +1,7 @@
-// Shared by the tests: they need a running platform at TASKTIDE_ADDRESS and are skipped without one.
+// Shared by the tests: they run against the platform at TASKTIDE_ADDRESS, or one _platform.js starts.
 import crypto from 'node:crypto';
+
+import './_platform.js';
 
 export const ADDRESS = process.env.TASKTIDE_ADDRESS;
 export const PYTHON_QUEUE = process.env.TASKTIDE_TEST_PYTHON_QUEUE;
