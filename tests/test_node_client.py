@@ -16,7 +16,15 @@ from tasktide_services.testing import PlatformThread
 from tests.conftest import ROOT, require_tool
 
 NODE_DIR = ROOT / "clients" / "node"
-DEPENDENCIES = ("@grpc/grpc-js", "@grpc/proto-loader")
+# The runtime dependencies and the development ones the tests use (OpenTelemetry SDK, TypeScript).
+DEPENDENCIES = (
+    "@grpc/grpc-js",
+    "@grpc/proto-loader",
+    "@opentelemetry/api",
+    "@opentelemetry/sdk-trace-base",
+    "@opentelemetry/exporter-trace-otlp-grpc",
+    "typescript",
+)
 
 
 @pytest.fixture(scope="module")
