@@ -2,6 +2,10 @@
 // token and interceptors reach the server, a refused credential stops the worker with the error,
 // and an AbortSignal ends submit, get, wait and watch.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import grpc from '@grpc/grpc-js';
@@ -14,8 +18,26 @@ import { recordingLogger } from './_support.js';
 
 const TASK_ID = 'a'.repeat(32);
 
+/** A self-signed certificate for localhost and 127.0.0.1, made with openssl: {cert, key} buffers. */
+function selfSigned() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tasktide-tls-'));
+  try {
+    const [key, cert] = [path.join(dir, 'key.pem'), path.join(dir, 'cert.pem')];
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost'].concat(
+        ['-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', key, '-out', cert],
+      ),
+      { stdio: 'ignore' },
+    );
+    return { cert: fs.readFileSync(cert), key: fs.readFileSync(key) };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** A server answering Submit, holding Wait and Watch open, and refusing Session with `refusal`. */
-async function fakePlatform() {
+async function fakePlatform(serverCredentials = grpc.ServerCredentials.createInsecure()) {
   const seen = { metadata: [], sessions: 0, refusal: grpc.status.UNAUTHENTICATED, held: [] };
   const record = (call) => seen.metadata.push({ path: call.getPath?.() ?? '', ...call.metadata.getMap() });
   const v1 = protocol();
@@ -46,7 +68,7 @@ async function fakePlatform() {
     },
   });
   const port = await new Promise((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync('127.0.0.1:0', serverCredentials, (err, p) => (err ? reject(err) : resolve(p))),
   );
   return { server, seen, address: `127.0.0.1:${port}` };
 }
@@ -97,6 +119,30 @@ describe('connection options', () => {
       assert.equal(fake.seen.metadata.at(-1).authorization, undefined);
     } finally {
       client.close();
+    }
+  });
+
+  test('TLS channel credentials with call credentials: the call is encrypted and carries them', async () => {
+    const { cert, key } = selfSigned();
+    const tls = await fakePlatform(grpc.ServerCredentials.createSsl(null, [{ cert_chain: cert, private_key: key }]));
+    const callCredentials = grpc.credentials.createFromMetadataGenerator((params, callback) => {
+      const metadata = new grpc.Metadata();
+      metadata.set('x-tenant', 'shop');
+      callback(null, metadata);
+    });
+    const address = tls.address.replace('127.0.0.1', 'localhost');
+    const client = new Client(address, { credentials: grpc.credentials.createSsl(cert), callCredentials, token: 't' });
+    const plain = new Client(address, { token: 't' });
+    try {
+      assert.equal((await client.submit('t.add', [1, 2])).id, TASK_ID);
+      const seen = tls.seen.metadata.at(-1);
+      assert.deepEqual([seen['x-tenant'], seen.authorization], ['shop', 'Bearer t']);
+      const refused = (e) => e.code === 'UNAVAILABLE';
+      await assert.rejects(plain.submit('t.add', [1, 2], { signal: AbortSignal.timeout(10_000) }), refused);
+    } finally {
+      client.close();
+      plain.close();
+      tls.server.forceShutdown();
     }
   });
 
