@@ -14,24 +14,11 @@ import os from 'node:os';
 
 import { Attempt, CANCELLED, ShutdownLimitExceeded } from './attempt.js';
 import { isAuthError, translate } from './errors.js';
+import { deferred, helloMessage, reconnectDelay } from './session.js';
 
-const RECONNECT_MIN_MS = 200;
-const RECONNECT_MAX_MS = 5000;
+export { reconnectDelay };
+
 const CLOSE_WAIT_MS = 2000;
-
-/** The pause before reconnect number `n` (from 0): exponential, capped, half of it jittered. */
-export function reconnectDelay(n, random = Math.random) {
-  const ceiling = Math.min(RECONNECT_MIN_MS * 2 ** n, RECONNECT_MAX_MS);
-  return ceiling / 2 + random() * (ceiling / 2);
-}
-
-function deferred() {
-  let resolve;
-  const promise = new Promise((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
-}
 
 export class Worker {
   /**
@@ -108,7 +95,8 @@ export class Worker {
     }
     const limit = timeout ?? this.shutdownTimeout;
     if (limit !== null && limit !== undefined && this._limitTimer === null && this._runPromise) {
-      this._limitTimer = setTimeout(() => this._abandon(limit), Math.max(0, limit) * 1000);
+      const giveBack = () => this._abandon(new ShutdownLimitExceeded(limit));
+      this._limitTimer = setTimeout(giveBack, Math.max(0, limit) * 1000);
     }
     return this._runPromise ?? Promise.resolve();
   }
@@ -120,7 +108,7 @@ export class Worker {
     try {
       while (!this._stopping) {
         const { error, welcomed } = await this._openSession();
-        if (error && isAuthError(translate(error))) throw this._refused(translate(error));
+        if (error && isAuthError(translate(error))) throw this._refused(translate(error, this.client.addresses.registry));
         if (this._stopping) break;
         if (welcomed) failures = 0;
         const why = error ? `${error.code ?? ''} ${error.details ?? error.message}`.trim() : 'closed by the registry';
@@ -142,22 +130,22 @@ export class Worker {
   _refused(err) {
     this._stopping = true;
     this.logger.error?.(`tasktide worker ${this.workerId}: the registry refused the session (${err.message})`);
-    this._abandon(0);
+    this._abandon(err);
     return err;
   }
 
-  /** The shutdown limit passed: give back every attempt still running and let run() return. */
-  _abandon(limit) {
+  /** Give back every attempt still running (their ctx.signal aborted with `reason`); run() returns. */
+  _abandon(reason) {
     const leases = [];
     for (const [id, attempt] of this._active) {
-      attempt.abandon(new ShutdownLimitExceeded(limit));
+      attempt.abandon(reason);
       const ref = this._held.get(id);
       if (ref) leases.push(ref);
       this._held.delete(id);
     }
     this._active.clear();
     if (leases.length) {
-      this.logger.warn?.(`tasktide worker ${this.workerId}: shutdown limit passed; ${leases.length} task(s) given back`);
+      this.logger.warn?.(`tasktide worker ${this.workerId}: ${leases.length} task(s) given back: ${reason.message}`);
       if (this._session?.welcomed) this._write(this._session, { release: { leases } });
     }
     this._idle?.resolve();
@@ -179,17 +167,7 @@ export class Worker {
         this._dropReady(); // their leases expire and the tasks are redelivered
         resolve({ error: status.code === 0 ? null : status, welcomed: s.welcomed });
       });
-      this._write(s, {
-        hello: {
-          workerId: this.workerId,
-          hostname: os.hostname(),
-          pid: process.pid,
-          queues: this.queues,
-          taskNames: this.taskNames,
-          concurrency: this.concurrency,
-          language: 'node',
-        },
-      });
+      this._write(s, helloMessage(this));
     });
   }
 
@@ -269,11 +247,21 @@ export class Worker {
       this._finished(attempt, attempt.stopped(CANCELLED, 'tasktide.Cancelled', 'cancelled before it started'));
       return;
     }
-    const run = () => attempt.start();
-    const done = this.client.hooks?.process ? this.client.hooks.process(a, this.workerId, run) : run();
-    done.then((outcome) => {
-      if (outcome) this._finished(attempt, outcome); // none for an attempt given back at shutdown
-    });
+    let started = false;
+    const run = () => {
+      started = true;
+      return attempt.start();
+    };
+    const hooks = this.client.hooks;
+    const done = hooks?.process ? Promise.resolve().then(() => hooks.process(a, this.workerId, run)) : run();
+    done
+      .catch((err) => {
+        this.logger.error?.(`tasktide worker ${this.workerId}: the process hook failed: ${err?.message ?? err}`);
+        return started ? attempt.done : run();
+      })
+      .then((outcome) => {
+        if (outcome) this._finished(attempt, outcome); // none for an attempt given back
+      });
   }
 
   _finished(attempt, outcome) {

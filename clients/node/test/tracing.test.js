@@ -96,4 +96,28 @@ describe('tracing', { skip: SKIP }, () => {
       },
     );
   });
+
+  test('a process hook that fails does not lose the attempt', async () => {
+    const broken = new Client(ADDRESS, {
+      hooks: {
+        process() {
+          throw new Error('hook broke');
+        },
+      },
+    });
+    try {
+      await withWorker(
+        broken,
+        {},
+        (w) => w.register('node.add', ([x, y]) => x + y),
+        async (worker, queue, logger) => {
+          const handle = await client.submit('node.add', [2, 2], { queue });
+          assert.equal(await handle.get({ timeout: 20 }), 4);
+          assert.match(logger.warnings.join('\n'), /the process hook failed: hook broke/);
+        },
+      );
+    } finally {
+      broken.close();
+    }
+  });
 });
