@@ -23,6 +23,7 @@ DEPENDENCIES = (
     "@opentelemetry/api",
     "@opentelemetry/sdk-trace-base",
     "@opentelemetry/exporter-trace-otlp-grpc",
+    "@opentelemetry/context-async-hooks",
     "typescript",
 )
 

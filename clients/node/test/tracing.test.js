@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 
-import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode, context } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 
@@ -95,6 +96,37 @@ describe('tracing', { skip: SKIP }, () => {
         }
       },
     );
+  });
+
+  test('with a context manager, a task submitted inside a task joins its trace', async () => {
+    const manager = new AsyncLocalStorageContextManager().enable();
+    context.setGlobalContextManager(manager);
+    try {
+      await withWorker(
+        client,
+        {},
+        (w) => {
+          w.register('node.child', ([x]) => x * 2);
+          w.register('node.parent', async ([x], kwargs, ctx) => {
+            const child = await client.submit('node.child', [x], { queue: ctx.queue });
+            return { child: child.id, value: await child.get({ timeout: 20 }) };
+          });
+        },
+        async (worker, queue) => {
+          const parent = await client.submit('node.parent', [21], { queue });
+          const { child, value } = await parent.get({ timeout: 20 });
+          assert.equal(value, 42);
+          const of = (id) => spans().filter((s) => s.attributes['messaging.message.id'] === id);
+          await until(() => of(child).length === 2, 10, 'the spans of the child task');
+          const parentProcess = of(parent.id).find((s) => s.kind === SpanKind.CONSUMER);
+          const childSend = of(child).find((s) => s.kind === SpanKind.PRODUCER);
+          assert.equal(childSend.spanContext().traceId, parentProcess.spanContext().traceId);
+          assert.equal(parentId(childSend), parentProcess.spanContext().spanId);
+        },
+      );
+    } finally {
+      context.disable();
+    }
   });
 
   test('a process hook that fails does not lose the attempt', async () => {
