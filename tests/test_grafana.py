@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from tasktide import Client, ClientSettings, TaskState
-from tasktide_services.testing import spawn
-from tests.processes import ROOT, free_port, own_redis, stop, wait_serving
+from tasktide_services.testing import spawn, spawn_listening
+from tests.processes import ROOT, own_redis, stop
 from tests.test_metrics import Poll, names, value
 
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -54,7 +54,6 @@ def test_provisioning_points_at_the_compose_services(dashboard: dict) -> None:
 def dev(tmp_path):
     """`tasktide dev` with metrics, short leases, and a task dead after its second lost worker."""
     with own_redis(tmp_path / "redis") as redis_url:
-        address, metrics = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
         env = {
             "TASKTIDE_REDIS_URL": redis_url,
             "TASKTIDE_METRICS_INTERVAL": "0.1",
@@ -62,10 +61,11 @@ def dev(tmp_path):
             "TASKTIDE_MAX_DELIVERIES": "2",
             "TASKTIDE_TICK_SECONDS": "0.05",
         }
-        proc = spawn("dev", "--address", address, "--metrics-address", metrics, env=env, cwd=ROOT)
+        proc, address, banner = spawn_listening("dev", "--metrics-address", "127.0.0.1:0", env=env, cwd=ROOT)
         try:
-            wait_serving(address, proc)
-            yield address, f"http://{metrics}/metrics", {**env, "TASKTIDE_ADDRESS": address}
+            found = re.search(r"metrics on (http://\S+/metrics)", banner)
+            assert found, banner
+            yield address, found.group(1), {**env, "TASKTIDE_ADDRESS": address}
         finally:
             stop([proc])
 

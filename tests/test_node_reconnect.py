@@ -7,17 +7,19 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 
 from tasktide import Client, ClientSettings
 from tasktide_services.testing import spawn
-from tests.processes import ROOT, SERVICES, free_port, own_redis, stop, wait_serving
+from tests.processes import ROOT, SERVICES, own_redis, stop, wait_serving
 from tests.test_node_client import NODE_DIR, _wait_started
 from tests.test_node_client import node as node  # noqa: F401 - the fixture
 
 
 def test_a_node_worker_carries_on_after_the_registry_restarts(node: str, tmp_path: Path, queue_name: str) -> None:
-    addresses = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
+    folder = tempfile.mkdtemp(prefix="tt-")  # short: a socket path has a length limit
+    addresses = {name: f"unix:{folder}/{name}.sock" for name in SERVICES}  # known before each starts
     with own_redis(tmp_path / "redis") as redis_url:
         common = {
             "TASKTIDE_REDIS_URL": redis_url,

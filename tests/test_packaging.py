@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.processes import ROOT, free_port, stop, wait_serving
+from tests.processes import ROOT, stop
 
 # Dependencies come from the package index (or pip's cache); the build and install take a minute.
 pytestmark = pytest.mark.timeout(600)
@@ -55,28 +56,26 @@ def test_the_wheels_run_the_platform_from_any_folder(installed: Path, tmp_path: 
     )
     assert str(ROOT) not in where and "site-packages" in where
 
-    address = f"127.0.0.1:{free_port()}"
-    env["TASKTIDE_ADDRESS"] = address
     dev = subprocess.Popen(
-        [
-            installed / "tasktide",
-            "dev",
-            "--address",
-            address,
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--demo",
-            "--demo-tasks",
-            "8",
-        ],
+        [installed / "tasktide", "dev", "--address", "127.0.0.1:0", "--data-dir", str(tmp_path / "data")]
+        + ["--demo", "--demo-tasks", "8"],
         cwd=elsewhere,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    seen: list[str] = []
     try:
-        wait_serving(address, dev, timeout=60)
+        assert dev.stdout is not None
+        found = None
+        for line in dev.stdout:  # up to the line with the port it bound
+            seen.append(line)
+            found = re.search(r"listening on (\S+:\d+)", line)
+            if found:
+                break
+        assert found, "".join(seen)
+        env["TASKTIDE_ADDRESS"] = found.group(1)
         out = _run(
             installed / "tasktide",
             "submit",
@@ -92,6 +91,6 @@ def test_the_wheels_run_the_platform_from_any_folder(installed: Path, tmp_path: 
         assert json.loads(out.strip().splitlines()[-1]) == 5
     finally:
         stop([dev])
-    log = dev.stdout.read() if dev.stdout else ""
+    log = "".join(seen) + (dev.stdout.read() if dev.stdout else "")
     assert "No module named" not in log, log[-2000:]
     assert "demo" in log
