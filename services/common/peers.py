@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 
 from tasktide.v1 import results_pb2_grpc, scheduler_pb2_grpc, worker_pb2_grpc, workflow_pb2_grpc
+from tasktide_services.common.auth import as_service
 from tasktide_services.common.settings import ServerSettings
 
 
@@ -24,7 +25,11 @@ class Peers:
         for which in ("scheduler", "registry", "results"):
             addr = settings.peer(which)
             if addr not in self._channels:
-                self._channels[addr] = grpc.aio.insecure_channel(addr, options=opts, interceptors=chain)
+                self._channels[addr] = (
+                    grpc.aio.secure_channel(addr, settings.tls.channel_credentials(), options=opts, interceptors=chain)
+                    if settings.tls.enabled or settings.tls.ca
+                    else grpc.aio.insecure_channel(addr, options=opts, interceptors=chain)
+                )
         self.scheduler = scheduler_pb2_grpc.SchedulerStub(self._channels[settings.peer("scheduler")])
         self.registry = worker_pb2_grpc.RegistryStub(self._channels[settings.peer("registry")])
         self.results = results_pb2_grpc.ResultsStub(self._channels[settings.peer("results")])
@@ -71,6 +76,7 @@ class _Local:
         fn = getattr(self.servicer, method)
 
         async def call(request: Any, **_call_options: Any) -> Any:
-            return await fn(request, None)
+            with as_service():  # a call between services, whoever made the call that led to it
+                return await fn(request, None)
 
         return call

@@ -35,7 +35,7 @@ from tasktide._schedule_cli import add_schedule_parser
 from tasktide._settings import ClientSettings
 from tasktide._states import TaskState
 
-SERVER_COMMANDS = ("dev", "scheduler", "registry", "results", "dashboard")
+SERVER_COMMANDS = ("dev", "scheduler", "registry", "results", "dashboard", "token")
 
 
 class UsageError(Exception):
