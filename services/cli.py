@@ -51,7 +51,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
         p.add_argument(
             "--demo",
             nargs="?",
-            const="examples.app:app",
+            const="tasktide_services.demo_app:app",
             default=None,
             metavar="MODULE:APP",
             help="also run a worker for MODULE:APP and submit demo tasks",

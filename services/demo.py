@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tasktide import AsyncClient, TaskState
 from tasktide._spec import build_spec
+from tasktide.cli import load_app
 from tasktide.v1 import task_pb2
 
 
@@ -32,8 +33,7 @@ async def run_demo(address: str, app_target: str, count: int) -> None:
         env=env,
     )
     console.print(f"[bold]demo[/]: worker for {app_target} started (pid {worker.pid}); submitting {count} tasks")
-    module = app_target.split(":")[0].rsplit(".", 1)[-1]
-    prefix = "examples" if module == "app" else module
+    prefix = load_app(app_target).name  # task names are the app's name and the function's
     specs = []
     for i in range(count):
         if i % 4 == 0:

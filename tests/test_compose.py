@@ -133,7 +133,7 @@ def test_referenced_files_exist(compose):
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
             if source.startswith("."):
-                assert (ROOT / source).is_file(), f"{name}: {source} is missing"
+                assert (ROOT / source).exists(), f"{name}: {source} is missing"
     dockerfile = (ROOT / "Dockerfile").read_text()
     for line in dockerfile.splitlines():
         if line.startswith("COPY "):

@@ -248,7 +248,7 @@ def test_cancel_running_task_cooperatively(platform, client, queue_name, tmp_pat
         assert h.cancel() is TaskState.RUNNING  # signalled; the worker reports CANCELLED
         with pytest.raises(tasktide.TaskCancelled) as info:
             h.get(timeout=10)
-    assert info.value.remote_type == "tasktide.worker._context.CancelRequested"
+    assert info.value.remote_type == "tasktide.CancelRequested"
 
 
 def test_cancel_a_task_the_worker_holds_but_has_not_started(platform, client, queue_name, tmp_path):

@@ -132,7 +132,7 @@ def test_a_restarted_redis_keeps_what_was_confirmed_and_takes_new_tasks(tmp_path
                 c.submit("t.add", [2, 2], queue="restart")
             server = start_redis(tmp_path, port=port)
             after = c.submit("t.add", [3, 3], queue="restart")
-        ready = redis.Redis(port=port).zrange(queue_keys("restart")[0], 0, -1)
+        ready = redis.Redis(port=port).zrange(queue_keys("restart").ready, 0, -1)
         assert sorted(r.decode() for r in ready) == sorted([before.id, after.id])
     finally:
         server.stop()

@@ -59,7 +59,8 @@ def test_one_trace_across_all_processes_with_both_attempts(receiver, tmp_path, p
         )
         try:
             settings = ClientSettings.from_env(common)
-            with Client(settings=settings, hooks=TracingHooks(provider)) as client:
+            # A Submit call per task, so the scheduler's gRPC server span is in the trace too.
+            with Client(settings=settings, hooks=TracingHooks(provider), transport="unary") as client:
                 handle = client.submit("traced.fails_once", [str(tmp_path / "marker")], queue=queue, max_retries=2)
                 assert handle.get(timeout=30) == "second attempt ok"
             provider.force_flush()

@@ -1,5 +1,12 @@
 """Loading the Lua scripts of a service: one file, sections headed `--! name`.
 
+Each section is one script. A section named `prelude` is not a script: it is put at the top of every
+other section of its file, so the scripts of one file share local functions (and, where every
+script takes the same KEYS, their binding to named locals). Above the prelude the loader writes
+the file's constants, defined once in Python (`LuaFile.constants`, from the service's keys.py or
+common/layout.py), as `local NAME = value` lines. A script as Redis runs it is thus: constants,
+prelude, section; a line number in a Redis error counts from the top of that text.
+
 Scripts run by SHA. A direct call (a pipeline of one) loads its script when Redis answers NOSCRIPT
 (after a restart or a flush). In a pipeline the call is queued as a bare EVALSHA, with no per-pipeline SCRIPT EXISTS
 round trip; `run_pipeline` loads every script and retries once when Redis has lost them
@@ -10,7 +17,9 @@ scheduler/direct.py).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +51,49 @@ class Script:
         return reply
 
 
-def load_scripts(redis: Redis | None, path: Path) -> dict[str, Script]:
-    scripts: dict[str, Script] = {}
-    name = ""
-    lines: list[str] = []
-    for line in [*path.read_text().splitlines(), "--! "]:
-        if line.startswith("--! "):
-            if name:
-                scripts[name] = Script(redis, "\n".join(lines))
-            name, lines = line[4:].strip(), []
-        else:
-            lines.append(line)
-    return scripts
+PRELUDE = "prelude"
+_PLAIN = re.compile(r"[\w|:.-]*")  # what a string constant may hold: written in Lua between quotes as is
+
+
+def _lua_value(value: int | str) -> str:
+    if isinstance(value, int):
+        return str(value)
+    if not _PLAIN.fullmatch(value):
+        raise ValueError(f"a Lua string constant holds letters, digits and _|:.- only, not {value!r}")
+    return f"'{value}'"
+
+
+@dataclass(frozen=True)
+class LuaFile:
+    """A service's scripts.lua and the constants its scripts read as locals."""
+
+    path: Path
+    constants: Mapping[str, int | str] = field(default_factory=dict)
+
+    def sections(self) -> dict[str, str]:
+        """Section name -> its lines (the text before the first section, a comment, is dropped)."""
+        out: dict[str, str] = {}
+        name = ""
+        lines: list[str] = []
+        for line in [*self.path.read_text().splitlines(), "--! "]:
+            if line.startswith("--! "):
+                if name:
+                    out[name] = "\n".join(lines)
+                name, lines = line[4:].strip(), []
+            else:
+                lines.append(line)
+        return out
+
+    def sources(self) -> dict[str, str]:
+        """Script name -> the source Redis runs: constants, prelude, section."""
+        sections = self.sections()
+        head = [f"local {name} = {_lua_value(value)}" for name, value in self.constants.items()]
+        prelude = sections.pop(PRELUDE, "")
+        return {name: "\n".join([*head, prelude, body]) for name, body in sections.items()}
+
+
+def load_scripts(redis: Redis | None, file: LuaFile) -> dict[str, Script]:
+    return {name: Script(redis, source) for name, source in file.sources().items()}
 
 
 def _sources(scripts: tuple[Mapping[str, Script], ...]) -> list[str]:

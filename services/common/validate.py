@@ -7,6 +7,7 @@ import re
 
 from tasktide.v1 import task_pb2
 from tasktide_services.common.errors import InvalidArgument, ResourceExhausted
+from tasktide_services.common.layout import PRIORITY_MAX, PRIORITY_MIN
 from tasktide_services.common.settings import Limits
 
 TASK_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]*")
@@ -53,8 +54,8 @@ def spec(s: task_pb2.TaskSpec, limits: Limits) -> None:
     if not TASK_NAME.fullmatch(s.name):
         raise InvalidArgument(f"invalid task name {s.name[:80]!r}: letters, digits, _ . : - and no leading digit")
     s.queue = queue_name(s.queue, limits)
-    if not -100 <= s.priority <= 100:
-        raise InvalidArgument(f"priority {s.priority} is out of range -100..100")
+    if not PRIORITY_MIN <= s.priority <= PRIORITY_MAX:
+        raise InvalidArgument(f"priority {s.priority} is out of range {PRIORITY_MIN}..{PRIORITY_MAX}")
     size = s.args.ByteSize() + s.kwargs.ByteSize()
     if size > limits.max_payload_bytes:
         raise ResourceExhausted(f"payload is {size} bytes; the limit is {limits.max_payload_bytes}")

@@ -5,20 +5,38 @@
                               p the serialized TaskSpec submitted (from the first event),
                               t0 when it was submitted (Unix ms),
                               c number of events ever appended to :ev
-    tt:r:{id}:ev      LIST    the task's last 1000 events, serialized TaskEvents, oldest first;
-                              an event's cursor is its number (1 = the first event)
+    tt:r:{id}:ev      LIST    the task's last EVENTS_KEPT events, serialized TaskEvents, oldest
+                              first; an event's cursor is its number (1 = the first event)
     tt:r:events       PUBSUB  comma-separated task ids that have new events
 Both keys of a task expire after the result expiry.
+
+The scripts (scripts.lua) read LUA_CONSTANTS as locals (see common/lua.py): the range of final
+states (common/layout.py) and EVENTS_KEPT.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+from tasktide_services.common.layout import FIRST_FINAL_STATE, LAST_FINAL_STATE
+
 EVENTS = "tt:r:events"
 
+EVENTS_KEPT = 1000
+LUA_CONSTANTS = {
+    "FIRST_FINAL_STATE": FIRST_FINAL_STATE,
+    "LAST_FINAL_STATE": LAST_FINAL_STATE,
+    "EVENTS_KEPT": EVENTS_KEPT,
+}
 
-def state(task_id: str) -> str:
-    return f"tt:r:{{{task_id}}}:st"
+
+class TaskKeys(NamedTuple):
+    """The keys of one task: the KEYS of every script in scripts.lua, in this order."""
+
+    state: str
+    events: str
 
 
-def events(task_id: str) -> str:
-    return f"tt:r:{{{task_id}}}:ev"
+def task_keys(task_id: str) -> TaskKeys:
+    p = f"tt:r:{{{task_id}}}"
+    return TaskKeys(f"{p}:st", f"{p}:ev")

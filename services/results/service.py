@@ -10,9 +10,10 @@ import grpc
 from tasktide.v1 import results_pb2, task_pb2
 from tasktide_services.common import validate
 from tasktide_services.common.errors import InvalidArgument
+from tasktide_services.common.layout import is_final
 from tasktide_services.common.notify import Notifier, wait_any
 from tasktide_services.common.settings import ServerSettings
-from tasktide_services.results.store import ResultsStore, is_final
+from tasktide_services.results.store import ResultsStore
 
 MAX_WAIT = 60.0
 POLL = 1.0

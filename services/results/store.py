@@ -8,21 +8,18 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import task_pb2
-from tasktide_services.common.lua import Script, load_scripts, run_pipeline
+from tasktide_services.common.layout import is_final
+from tasktide_services.common.lua import LuaFile, Script, load_scripts, run_pipeline
 from tasktide_services.results import keys
 
-FINAL = frozenset(range(task_pb2.TASK_STATE_SUCCEEDED, task_pb2.TASK_STATE_DEAD + 1))
-
-
-def is_final(state: int) -> bool:
-    return state in FINAL
+SCRIPTS = LuaFile(Path(__file__).with_name("scripts.lua"), keys.LUA_CONSTANTS)
 
 
 class ResultsStore:
     def __init__(self, redis: Redis, expire_seconds: float) -> None:
         self.redis = redis
         self.expire_ms = int(expire_seconds * 1000)
-        self._s = load_scripts(redis, Path(__file__).with_name("scripts.lua"))
+        self._s = load_scripts(redis, SCRIPTS)
 
     @property
     def scripts(self) -> dict[str, Script]:
@@ -52,13 +49,13 @@ class ResultsStore:
                     spec,
                     e.at_ms,
                 ]
-            script([keys.state(tid), keys.events(tid)], argv, client=pipe)
+            script(keys.task_keys(tid), argv, client=pipe)
         pipe.publish(keys.EVENTS, ",".join({e.task_id for e in events}))
 
     async def get(self, task_ids: list[str]) -> list[task_pb2.TaskResult]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for tid in task_ids:
-                pipe.hmget(keys.state(tid), "s", "e", "p", "t0")
+                pipe.hmget(keys.task_keys(tid).state, "s", "e", "p", "t0")
             rows = await pipe.execute()
         return [_result(tid, *row) for tid, row in zip(task_ids, rows, strict=True)]
 
@@ -66,7 +63,7 @@ class ResultsStore:
         """The final event of each task that has one (with its cursor), in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for tid in task_ids:
-                pipe.hmget(keys.state(tid), "s", "e", "c")
+                pipe.hmget(keys.task_keys(tid).state, "s", "e", "c")
             rows = await pipe.execute()
         out: dict[str, task_pb2.TaskEvent] = {}
         for tid, (st, raw, count) in zip(task_ids, rows, strict=True):
@@ -88,7 +85,7 @@ class ResultsStore:
         def build(pipe: Pipeline) -> None:
             for tid in ids:
                 seen = int(cursors[tid]) if cursors[tid].isdigit() else 0
-                script([keys.state(tid), keys.events(tid)], [seen, count], client=pipe)
+                script(keys.task_keys(tid), [seen, count], client=pipe)
 
         replies = await run_pipeline(self.redis, build, self._s)
         out: dict[str, list[task_pb2.TaskEvent]] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from tasktide.v1 import scheduler_pb2, task_pb2, worker_pb2
+from tasktide_services.common.layout import is_final
 from tasktide_services.common.peers import Peers
 from tasktide_services.scheduler.store import SchedulerStore
 
@@ -23,7 +24,7 @@ async def explain(
     state = res.state if res.found else task.state
     out = R.Explanation(task_id=task.id, state=state)
     name = S.TaskState.Name(state).removeprefix("TASK_STATE_")
-    if S.TASK_STATE_SUCCEEDED <= state <= S.TASK_STATE_DEAD:
+    if is_final(state):
         out.reason, out.message = R.WAIT_REASON_FINISHED, f"finished: {name} at {_at(res.updated_ms)}"
         return out
     if state == S.TASK_STATE_RUNNING:

@@ -41,7 +41,8 @@ class ScheduleStore:
 
     async def put(self, s: scheduler_pb2.Schedule, first: int, now: int, keep_paused: bool) -> None:
         args = [s.id, definition(s), first, now, int(s.paused), int(keep_paused)]
-        await self._s["schedule_put"]([keys.schedule(s.id), keys.SCHEDULES, keys.SCHEDULES_DUE], args)
+        k = keys.schedule_keys(s.id)
+        await self._s["schedule_put"]([k.definition, k.ids, k.due], args)
 
     async def get_many(self, ids: list[str]) -> list[tuple[scheduler_pb2.Schedule, str] | None]:
         """Schedules with their state filled in, and the rev of their definition; None where missing."""
@@ -49,8 +50,9 @@ class ScheduleStore:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for i in ids:
-                pipe.hgetall(keys.schedule(i))
-                pipe.zscore(keys.SCHEDULES_DUE, i)
+                k = keys.schedule_keys(i)
+                pipe.hgetall(k.definition)
+                pipe.zscore(k.due, i)
             res = await pipe.execute()
         out: list[tuple[scheduler_pb2.Schedule, str] | None] = []
         for n in range(0, len(res), 2):
@@ -73,13 +75,13 @@ class ScheduleStore:
         return sorted(m.decode() for m in members)
 
     async def delete(self, schedule_id: str) -> bool:
-        ks = [keys.schedule(schedule_id), keys.SCHEDULES, keys.SCHEDULES_DUE]
-        return bool(await self._s["schedule_delete"](ks, [schedule_id]))
+        k = keys.schedule_keys(schedule_id)
+        return bool(await self._s["schedule_delete"]([k.definition, k.ids, k.due], [schedule_id]))
 
     async def pause(self, schedule_id: str, paused: bool, rev: str, nxt: int) -> int:
         """1 done, 0 no such schedule, -1 its definition changed since `rev` was read."""
-        ks = [keys.schedule(schedule_id), keys.SCHEDULES_DUE]
-        return int(await self._s["schedule_pause"](ks, [schedule_id, int(paused), rev, nxt]))
+        k = keys.schedule_keys(schedule_id)
+        return int(await self._s["schedule_pause"]([k.definition, k.due], [schedule_id, int(paused), rev, nxt]))
 
     async def due(self, now: int, limit: int) -> list[Due]:
         found: list[tuple[bytes, float]] = await self.redis.zrangebyscore(  # type: ignore[assignment]
@@ -93,18 +95,14 @@ class ScheduleStore:
         return out
 
     async def claim(self, d: Due, following: int, deadline: int) -> bool:
-        ks = [keys.schedule(d.schedule.id), keys.SCHEDULES_DUE, keys.SCHEDULES_FIRING]
+        k = keys.schedule_keys(d.schedule.id)
         args = [d.schedule.id, d.occurrence, d.rev, following, deadline]
-        return bool(await self._s["schedule_claim"](ks, args))
+        return bool(await self._s["schedule_claim"]([k.definition, k.due, k.firing], args))
 
     async def stuck(self, now: int, deadline: int, limit: int) -> list[tuple[str, int]]:
         """(schedule id, occurrence) claimed but not submitted by their deadline; now this caller's."""
         raw = await self._s["schedule_stuck"]([keys.SCHEDULES_FIRING], [now, deadline, limit])
-        out = []
-        for m in raw:
-            sid, _, occ = m.decode().rpartition("|")
-            out.append((sid, int(occ)))
-        return out
+        return [keys.fired(m.decode()) for m in raw]
 
     async def fired(self, done: list[tuple[str, int, str]]) -> None:
         """(schedule id, occurrence, task id) whose tasks were submitted."""
@@ -114,6 +112,7 @@ class ScheduleStore:
 
         def build(pipe: Pipeline) -> None:
             for sid, occ, tid in done:
-                script([keys.schedule(sid), keys.SCHEDULES_FIRING], [f"{sid}|{occ}", tid], client=pipe)
+                k = keys.schedule_keys(sid)
+                script([k.definition, k.firing], [keys.firing(sid, occ), tid], client=pipe)
 
         await run_pipeline(self.redis, build, {"schedule_fired": script})

@@ -1,143 +1,163 @@
--- Transitions of the scheduler. Each section from "--! name" is loaded as one script.
+-- Transitions of the scheduler. Each section from "--! name" is loaded as one script, with the
+-- prelude put before it and, above that, FIRING_SEPARATOR and WORKFLOW_RUNNING (keys.LUA_CONSTANTS;
+-- see common/lua.py). Every section binds its KEYS and ARGV to named locals.
+
+--! prelude
+-- Puts `id` in the sorted set `set` at `at` (Unix ms), or takes it out when `at` is '0' (none).
+local function place(set, id, at)
+  if at == '0' then
+    redis.call('ZREM', set, id)
+  else
+    redis.call('ZADD', set, at, id)
+  end
+end
 
 --! claim_due
--- KEYS[1] delayed, KEYS[2] moving. ARGV: now ms, hand-over deadline ms, limit.
+-- KEYS: delayed set, moving set (keys.DelayedKeys). ARGV: now ms, hand-over deadline ms, limit.
 -- Moves due tasks to :moving and returns their ids. Tasks left in :moving past their deadline
 -- (a scheduler died while handing them over) become due again first.
-local stuck = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local delayed, moving = KEYS[1], KEYS[2]
+local now, deadline, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local stuck = redis.call('ZRANGEBYSCORE', moving, '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(stuck) do
-  redis.call('ZADD', KEYS[1], ARGV[1], id)
-  redis.call('ZREM', KEYS[2], id)
+  redis.call('ZADD', delayed, now, id)
+  redis.call('ZREM', moving, id)
 end
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(due) do
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('ZADD', KEYS[2], ARGV[2], id)
+  redis.call('ZREM', delayed, id)
+  redis.call('ZADD', moving, deadline, id)
 end
 return due
 
 --! schedule_put
--- KEYS[1] the schedule's hash, KEYS[2] :all, KEYS[3] :due. ARGV: id, definition, first occurrence
--- (0 = none), now ms, paused (0|1), keep_paused (0|1).
+-- KEYS: the schedule's hash, :all, :due. ARGV: id, definition, first occurrence ms (0 = none),
+-- now ms, paused (0|1), keep_paused (0|1).
 -- Creates or replaces a schedule. A definition equal to the stored one keeps its next occurrence
 -- (putting the same schedule again changes nothing); a new one starts from its first occurrence.
 -- With keep_paused an existing schedule keeps its paused flag. Returns {rev, paused}.
-local exists = redis.call('EXISTS', KEYS[1]) == 1
-local paused = ARGV[5]
-if exists and ARGV[6] == '1' then paused = redis.call('HGET', KEYS[1], 'paused') end
-local same = exists and redis.call('HGET', KEYS[1], 'def') == ARGV[2]
-if not exists then redis.call('HSET', KEYS[1], 'created', ARGV[4], 'runs', 0, 'rev', 0) end
+local schedule, all, due = KEYS[1], KEYS[2], KEYS[3]
+local id, definition, first, now, paused, keep_paused = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local exists = redis.call('EXISTS', schedule) == 1
+if exists and keep_paused == '1' then paused = redis.call('HGET', schedule, 'paused') end
+local same = exists and redis.call('HGET', schedule, 'def') == definition
+if not exists then redis.call('HSET', schedule, 'created', now, 'runs', 0, 'rev', 0) end
 if not same then
-  redis.call('HSET', KEYS[1], 'def', ARGV[2])
-  redis.call('HINCRBY', KEYS[1], 'rev', 1)
+  redis.call('HSET', schedule, 'def', definition)
+  redis.call('HINCRBY', schedule, 'rev', 1)
 end
-redis.call('HSET', KEYS[1], 'paused', paused)
-redis.call('SADD', KEYS[2], ARGV[1])
-if paused == '1' or ARGV[3] == '0' then
-  redis.call('ZREM', KEYS[3], ARGV[1])
-elseif not same or not redis.call('ZSCORE', KEYS[3], ARGV[1]) then
-  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
-end
-return {tonumber(redis.call('HGET', KEYS[1], 'rev')), tonumber(paused)}
+redis.call('HSET', schedule, 'paused', paused)
+redis.call('SADD', all, id)
+if paused == '1' then first = '0' end
+if first == '0' or not same or not redis.call('ZSCORE', due, id) then place(due, id, first) end
+return {tonumber(redis.call('HGET', schedule, 'rev')), tonumber(paused)}
 
 --! schedule_pause
--- KEYS[1] the schedule's hash, KEYS[2] :due. ARGV: id, paused (0|1), rev the next occurrence was
--- computed from, next occurrence from now (0 = none).
+-- KEYS: the schedule's hash, :due. ARGV: id, paused (0|1), rev the next occurrence was computed
+-- from, next occurrence ms from now (0 = none).
 -- Returns 0 for no such schedule, -1 when its definition changed meanwhile (compute again), else 1.
 -- Resuming a running schedule changes nothing; a resumed one fires from its next future occurrence.
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if redis.call('HGET', KEYS[1], 'rev') ~= ARGV[3] then return -1 end
-local was = redis.call('HGET', KEYS[1], 'paused')
-if was == ARGV[2] then return 1 end
-redis.call('HSET', KEYS[1], 'paused', ARGV[2])
-if ARGV[2] == '1' or ARGV[4] == '0' then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-else
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-end
+local schedule, due = KEYS[1], KEYS[2]
+local id, paused, rev, nxt = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('EXISTS', schedule) == 0 then return 0 end
+if redis.call('HGET', schedule, 'rev') ~= rev then return -1 end
+if redis.call('HGET', schedule, 'paused') == paused then return 1 end
+redis.call('HSET', schedule, 'paused', paused)
+place(due, id, paused == '1' and '0' or nxt)
 return 1
 
 --! schedule_delete
--- KEYS[1] the schedule's hash, KEYS[2] :all, KEYS[3] :due. ARGV: id. Returns 1 if it existed.
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('SREM', KEYS[2], ARGV[1])
-return redis.call('DEL', KEYS[1])
+-- KEYS: the schedule's hash, :all, :due. ARGV: id. Returns 1 if it existed.
+local schedule, all, due = KEYS[1], KEYS[2], KEYS[3]
+local id = ARGV[1]
+redis.call('ZREM', due, id)
+redis.call('SREM', all, id)
+return redis.call('DEL', schedule)
 
 --! schedule_claim
--- KEYS[1] the schedule's hash, KEYS[2] :due, KEYS[3] :firing. ARGV: id, occurrence ms, rev,
--- following occurrence ms (0 = none left), hand-over deadline ms.
+-- KEYS: the schedule's hash, :due, :firing. ARGV: id, occurrence ms, rev, following occurrence ms
+-- (0 = none left), hand-over deadline ms.
 -- Claims one occurrence for the caller and advances the schedule, atomically: only while the
 -- schedule's next occurrence is still `occurrence` and its definition still `rev`, so of several
 -- schedulers that read the same occurrence exactly one claims it. The claimed occurrence waits in
 -- :firing until its task is submitted. Returns 1 for the claimant, else 0.
-local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if not score or tonumber(score) ~= tonumber(ARGV[2]) then return 0 end
-if redis.call('HGET', KEYS[1], 'rev') ~= ARGV[3] then return 0 end
-if ARGV[4] == '0' then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-else
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-end
-redis.call('HSET', KEYS[1], 'last_run', ARGV[2])
-redis.call('HINCRBY', KEYS[1], 'runs', 1)
-redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1] .. '|' .. ARGV[2])
+local schedule, due, firing = KEYS[1], KEYS[2], KEYS[3]
+local id, occurrence, rev, following, deadline = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local score = redis.call('ZSCORE', due, id)
+if not score or tonumber(score) ~= tonumber(occurrence) then return 0 end
+if redis.call('HGET', schedule, 'rev') ~= rev then return 0 end
+place(due, id, following)
+redis.call('HSET', schedule, 'last_run', occurrence)
+redis.call('HINCRBY', schedule, 'runs', 1)
+redis.call('ZADD', firing, deadline, id .. FIRING_SEPARATOR .. occurrence)
 return 1
 
 --! schedule_stuck
--- KEYS[1] :firing. ARGV: now ms, new deadline ms, limit.
+-- KEYS: :firing. ARGV: now ms, new deadline ms, limit.
 -- Occurrences claimed by a scheduler that did not submit them by their deadline (it crashed):
 -- returns them and moves their deadline, so one scheduler at a time submits them again.
-local stuck = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, m in ipairs(stuck) do redis.call('ZADD', KEYS[1], ARGV[2], m) end
+local firing = KEYS[1]
+local now, deadline, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local stuck = redis.call('ZRANGEBYSCORE', firing, '-inf', now, 'LIMIT', 0, limit)
+for _, member in ipairs(stuck) do redis.call('ZADD', firing, deadline, member) end
 return stuck
 
 --! schedule_fired
--- KEYS[1] the schedule's hash, KEYS[2] :firing. ARGV: "id|occurrence", task id.
+-- KEYS: the schedule's hash, :firing. ARGV: the member of :firing (keys.firing), task id.
 -- The occurrence's task was submitted: remembered as the schedule's last task (unless the
 -- schedule was deleted meanwhile), and the occurrence leaves :firing.
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'last_task', ARGV[2]) end
-return redis.call('ZREM', KEYS[2], ARGV[1])
+local schedule, firing = KEYS[1], KEYS[2]
+local member, task_id = ARGV[1], ARGV[2]
+if redis.call('EXISTS', schedule) == 1 then redis.call('HSET', schedule, 'last_task', task_id) end
+return redis.call('ZREM', firing, member)
 
 --! rate_slots
--- KEYS[1] the task name's next free slot. ARGV: now ms, interval ms, count.
+-- KEYS: the task name's next free slot. ARGV: now ms, interval ms, count.
 -- Reserves `count` consecutive slots `interval` apart and returns the first (never before now).
-local now = tonumber(ARGV[1])
-local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
+local slot = KEYS[1]
+local now, interval, count = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local nxt = tonumber(redis.call('GET', slot) or '0')
 if nxt < now then nxt = now end
-local after = nxt + tonumber(ARGV[2]) * tonumber(ARGV[3])
-redis.call('SET', KEYS[1], after, 'PX', after - now + 60000)
+local after = nxt + interval * count
+redis.call('SET', slot, after, 'PX', after - now + 60000)
 return nxt
 
 --! member_done
--- KEYS[1] the workflow hash. ARGV: stage, member, result JSON, member count, expire ms, the
--- member's traceparent (or empty).
+-- KEYS: the workflow hash. ARGV: stage, member, result JSON, member count, expire ms, the member's
+-- traceparent (or empty).
 -- Records a group member's result once; when it was the last one, returns the results in member
 -- order followed by the members' traceparents (the stage is done), else an empty list. A repeated
 -- completion changes nothing.
-if redis.call('HSETNX', KEYS[1], 'r:' .. ARGV[1] .. ':' .. ARGV[2], ARGV[3]) == 0 then return {} end
-redis.call('HSET', KEYS[1], 'tp:' .. ARGV[1] .. ':' .. ARGV[2], ARGV[6])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-local left = redis.call('HINCRBY', KEYS[1], 'left:' .. ARGV[1], -1)
-if left ~= 0 then return {} end
+local workflow = KEYS[1]
+local stage, member, result, count, expire_ms, traceparent = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
+if redis.call('HSETNX', workflow, 'r:' .. stage .. ':' .. member, result) == 0 then return {} end
+redis.call('HSET', workflow, 'tp:' .. stage .. ':' .. member, traceparent)
+redis.call('PEXPIRE', workflow, expire_ms)
+if redis.call('HINCRBY', workflow, 'left:' .. stage, -1) ~= 0 then return {} end
 local out = {}
-for i = 0, tonumber(ARGV[4]) - 1 do
-  out[#out + 1] = redis.call('HGET', KEYS[1], 'r:' .. ARGV[1] .. ':' .. i)
+for i = 0, count - 1 do
+  out[#out + 1] = redis.call('HGET', workflow, 'r:' .. stage .. ':' .. i)
 end
-for i = 0, tonumber(ARGV[4]) - 1 do
-  out[#out + 1] = redis.call('HGET', KEYS[1], 'tp:' .. ARGV[1] .. ':' .. i) or ''
+for i = 0, count - 1 do
+  out[#out + 1] = redis.call('HGET', workflow, 'tp:' .. stage .. ':' .. i) or ''
 end
 return out
 
 --! advance
--- KEYS[1] the workflow hash. ARGV: from stage. Moves the workflow from that stage to the next,
--- once: returns 1 for the caller that moved it, 0 if it had moved (or stopped) already.
-if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
-if tonumber(redis.call('HGET', KEYS[1], 'stage')) ~= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'stage', tonumber(ARGV[1]) + 1)
+-- KEYS: the workflow hash. ARGV: from stage.
+-- Moves the workflow from that stage to the next, once: returns 1 for the caller that moved it, 0
+-- if it had moved (or stopped) already.
+local workflow = KEYS[1]
+local from = tonumber(ARGV[1])
+if redis.call('HGET', workflow, 'state') ~= WORKFLOW_RUNNING then return 0 end
+if tonumber(redis.call('HGET', workflow, 'stage')) ~= from then return 0 end
+redis.call('HSET', workflow, 'stage', from + 1)
 return 1
 
 --! finish
--- KEYS[1] the workflow hash. ARGV: final state. Returns 1 the first time only.
-if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
-redis.call('HSET', KEYS[1], 'state', ARGV[1])
+-- KEYS: the workflow hash. ARGV: final state. Returns 1 the first time only.
+local workflow = KEYS[1]
+local state = ARGV[1]
+if redis.call('HGET', workflow, 'state') ~= WORKFLOW_RUNNING then return 0 end
+redis.call('HSET', workflow, 'state', state)
 return 1

@@ -15,6 +15,7 @@ from tasktide_services.common import validate
 from tasktide_services.common.errors import NotFound, ServiceError
 from tasktide_services.common.events import event, first_events, now_ms
 from tasktide_services.common.hooks import ServiceHooks
+from tasktide_services.common.layout import is_final
 from tasktide_services.common.lua import run_pipeline
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import ServerSettings
@@ -25,7 +26,6 @@ from tasktide_services.scheduler.store import SchedulerStore
 log = logging.getLogger("tasktide.scheduler")
 
 S = task_pb2
-FINAL = frozenset(range(S.TASK_STATE_SUCCEEDED, S.TASK_STATE_DEAD + 1))
 
 
 class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
@@ -249,7 +249,7 @@ class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
         """Delayed and queued tasks are cancelled at once; a running task's worker is signalled
         (cooperative first, hard stop after the grace period) and reports CANCELLED itself."""
         task, res = await self._find(validate.task_id(req.task_id))
-        if task.state in FINAL:
+        if is_final(task.state):
             return scheduler_pb2.CancelResponse(state=task.state)
         if not await self.store.unschedule(task.id):
             revoke = worker_pb2.RevokeRequest(tasks=[task], grace_seconds=self.settings.cancel_grace_seconds)

@@ -8,15 +8,17 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import task_pb2
-from tasktide_services.common.lua import Script, load_scripts
+from tasktide_services.common.lua import LuaFile, Script, load_scripts
 from tasktide_services.scheduler import keys
+
+SCRIPTS = LuaFile(Path(__file__).with_name("scripts.lua"), keys.LUA_CONSTANTS)
 
 
 class SchedulerStore:
     def __init__(self, redis: Redis, expire_seconds: float) -> None:
         self.redis = redis
         self.expire_ms = int(expire_seconds * 1000)
-        self._s = load_scripts(redis, Path(__file__).with_name("scripts.lua"))
+        self._s = load_scripts(redis, SCRIPTS)
 
     async def claim_idempotency(self, pairs: list[tuple[str, str]]) -> list[str | None]:
         """For each (key, new id): None when the key was free (now taken), else the existing id."""
@@ -56,7 +58,7 @@ class SchedulerStore:
         return [task_pb2.Task.FromString(r) if r else None for r in raw]
 
     async def claim_due(self, now_ms: int, handover_ms: int, limit: int) -> list[str]:
-        ids = await self._s["claim_due"]([keys.DELAYED, keys.MOVING], [now_ms, now_ms + handover_ms, limit])
+        ids = await self._s["claim_due"](keys.DELAYED_KEYS, [now_ms, now_ms + handover_ms, limit])
         return [i.decode() for i in ids]
 
     async def handed_over(self, task_ids: list[str]) -> None:

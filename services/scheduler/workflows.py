@@ -29,7 +29,7 @@ LINKS = "tasktide-links"  # traceparents of the tasks a task follows (tracing li
 W = workflow_pb2
 Ctx: TypeAlias = grpc.aio.ServicerContext
 _STATES = {
-    b"running": W.WORKFLOW_STATE_RUNNING,
+    keys.WORKFLOW_RUNNING.encode(): W.WORKFLOW_STATE_RUNNING,
     b"succeeded": W.WORKFLOW_STATE_SUCCEEDED,
     b"failed": W.WORKFLOW_STATE_FAILED,
 }
@@ -67,7 +67,7 @@ class WorkflowService:
                 s.idempotency_key = f"wf:{wf.workflow_id}:{n}:{i}"
                 stage.task_ids.append(uuid.uuid4().hex)
         key = keys.workflow(wf.workflow_id)
-        fields: dict[str, Any] = {"spec": wf.SerializeToString(), "stage": 0, "state": "running"}
+        fields: dict[str, Any] = {"spec": wf.SerializeToString(), "stage": 0, "state": keys.WORKFLOW_RUNNING}
         fields.update({f"left:{n}": len(st.tasks) for n, st in enumerate(wf.stages) if st.group})
         async with self.store.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=fields)

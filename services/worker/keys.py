@@ -2,12 +2,13 @@
 scripts in store.py touch one cluster slot.
 
     tt:w:{q}:ready       ZSET   task id -> score; lowest runs first (priority band, then arrival)
-    tt:w:{q}:task        HASH   task id -> 3-digit priority band + serialized tasktide.v1.Task
+    tt:w:{q}:task        HASH   task id -> task value: priority band in BAND_DIGITS digits, then the
+                                serialized tasktide.v1.Task
     tt:w:{q}:leases      ZSET   task id -> lease deadline (Unix ms)
     tt:w:{q}:tokens      HASH   task id -> fencing token of the current lease
     tt:w:{q}:deliveries  HASH   task id -> times delivered
     tt:w:{q}:fence       STRING counter for fencing tokens and arrival order
-    tt:w:{q}:dead        ZSET   task id -> time it was dead-lettered (its task bytes stay in :task)
+    tt:w:{q}:dead        ZSET   task id -> time it was dead-lettered (its task value stays in :task)
     tt:w:{q}:paused      STRING "1" while the queue is paused (nothing is dispatched from it)
     tt:w:{q}:retrying    HASH   task id -> serialized Task of its next attempt, until the scheduler has it
     tt:w:{q}:retry_at    ZSET   task id -> when it entered :retrying (the reaper hands over stragglers)
@@ -15,35 +16,64 @@ scripts in store.py touch one cluster slot.
     tt:w:workers         HASH   session id -> serialized WorkerInfo
     tt:w:notify          PUBSUB queue names that received work
     tt:w:cancel          PUBSUB "task id|grace seconds": stop this task wherever it runs
+
+The score of a ready task is band * BAND_BASE + arrival (arrival from :fence; a task put back in
+front of its band has arrival 0). Band 0 is priority 100, band 200 is priority -100. The scripts
+(scripts.lua) read BAND_BASE and BAND_DIGITS as locals (`LUA_CONSTANTS`, see common/lua.py).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
+
+from tasktide.v1 import task_pb2
+from tasktide_services.common.layout import PRIORITY_MAX
 
 QUEUES = "tt:w:queues"
 WORKERS = "tt:w:workers"
 NOTIFY = "tt:w:notify"
 CANCEL = "tt:w:cancel"
 
-# The score of a ready task: band * 2**40 + arrival. Band 0 is priority 100, band 200 is -100.
-BAND_SHIFT = 2**40
+BAND_BASE = 2**40
+BAND_DIGITS = 3  # bands run from 0 to PRIORITY_MAX - PRIORITY_MIN (200)
+LUA_CONSTANTS = {"BAND_BASE": BAND_BASE, "BAND_DIGITS": BAND_DIGITS}
+
+
+class QueueKeys(NamedTuple):
+    """The keys of one queue: the KEYS of every script in scripts.lua, in this order."""
+
+    ready: str
+    task: str
+    leases: str
+    tokens: str
+    deliveries: str
+    fence: str
+    dead: str
+    paused: str
+    retrying: str
+    retry_at: str
+
+
+def queue_keys(q: str) -> QueueKeys:
+    p = f"tt:w:{{{q}}}"
+    return QueueKeys(*(f"{p}:{name}" for name in QueueKeys._fields))
 
 
 def band(priority: int) -> int:
-    return 100 - priority
+    """The band of a priority (PRIORITY_MIN..PRIORITY_MAX): 0 runs first."""
+    return PRIORITY_MAX - priority
 
 
-def queue_keys(q: str) -> list[str]:
-    """KEYS of every queue script, in this order."""
-    p = f"tt:w:{{{q}}}"
-    return [
-        f"{p}:ready",
-        f"{p}:task",
-        f"{p}:leases",
-        f"{p}:tokens",
-        f"{p}:deliveries",
-        f"{p}:fence",
-        f"{p}:dead",
-        f"{p}:paused",
-        f"{p}:retrying",
-        f"{p}:retry_at",
-    ]
+def score_band(score: float) -> int:
+    """The band of a score in :ready."""
+    return int(score) // BAND_BASE
+
+
+def band_start(band: int) -> int:
+    """The lowest score of a band in :ready."""
+    return band * BAND_BASE
+
+
+def task_of(value: bytes) -> task_pb2.Task:
+    """The task of a task value in :task (the band prefix dropped)."""
+    return task_pb2.Task.FromString(value[BAND_DIGITS:])

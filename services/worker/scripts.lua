@@ -1,163 +1,202 @@
--- Transitions of the worker registry. Every script takes the KEYS of keys.queue_keys(q):
---   KEYS[1] ready  KEYS[2] task  KEYS[3] leases  KEYS[4] tokens  KEYS[5] deliveries
---   KEYS[6] fence  KEYS[7] dead  KEYS[8] paused  KEYS[9] retrying  KEYS[10] retry_at
--- Each section below, from "--! name" to the next, is loaded as one script.
+-- Transitions of the worker registry. Each section below, from "--! name" to the next, is loaded as
+-- one script, with the prelude put before it and, above that, the constants BAND_BASE and
+-- BAND_DIGITS (keys.LUA_CONSTANTS; see common/lua.py). Every script takes the KEYS of one queue,
+-- keys.queue_keys(q), which the prelude binds to locals named as the fields of keys.QueueKeys.
+
+--! prelude
+-- KEYS: ready, task, leases, tokens, deliveries, fence, dead, paused, retrying, retry_at
+local ready, task, leases, tokens, deliveries = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local fence, dead, paused, retrying, retry_at = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+
+-- A task value in :task is its band in BAND_DIGITS digits, then the serialized Task.
+local function banded(band, bytes)
+  return string.format('%0' .. BAND_DIGITS .. 'd', band) .. bytes
+end
+
+local function band_of(value)
+  return tonumber(string.sub(value, 1, BAND_DIGITS))
+end
+
+-- Ready at the end of its band (its arrival is the next number of :fence).
+local function ready_last(id, band)
+  redis.call('ZADD', ready, band * BAND_BASE + redis.call('INCR', fence), id)
+end
+
+-- Ready at the front of the band of its task value.
+local function ready_first(id, value)
+  redis.call('ZADD', ready, band_of(value) * BAND_BASE, id)
+end
+
+-- For each group of `step` ARGV from `first` that opens with (id, token): calls held(id, i) when
+-- the token is the current lease token of id (i: the group's first index), else stale(id), if
+-- given. Returns how many were held.
+local function each_held(first, step, held, stale)
+  local n = 0
+  for i = first, #ARGV, step do
+    local id = ARGV[i]
+    if redis.call('HGET', tokens, id) == ARGV[i + 1] then
+      held(id, i)
+      n = n + 1
+    elseif stale then
+      stale(id)
+    end
+  end
+  return n
+end
+
+local function extend_lease(id, deadline)
+  redis.call('ZADD', leases, 'XX', deadline, id)
+end
+
+local function end_lease(id)
+  redis.call('HDEL', tokens, id)
+  redis.call('ZREM', leases, id)
+end
+
+local function forget(id)
+  redis.call('HDEL', task, id)
+  redis.call('HDEL', deliveries, id)
+end
+
+local function wake(channel, queue, count)
+  if count > 0 then redis.call('PUBLISH', channel, queue) end
+end
 
 --! enqueue
--- ARGV: queue, notify channel, then triples (id, band, task bytes). A task already known is skipped.
--- An empty channel publishes nothing: the caller dispatches in the same pipeline (see dispatch).
+-- KEYS: the queue's (prelude). ARGV: queue, notify channel, then triples (id, band, task bytes).
+-- Queues tasks at the end of their band; a task already known is skipped. Returns how many were
+-- added. An empty channel publishes nothing: the caller dispatches in the same pipeline (see dispatch).
+local queue, channel = ARGV[1], ARGV[2]
 local added = 0
 for i = 3, #ARGV, 3 do
-  local id = ARGV[i]
-  if redis.call('HSETNX', KEYS[2], id, string.format('%03d', ARGV[i + 1]) .. ARGV[i + 2]) == 1 then
-    local seq = redis.call('INCR', KEYS[6])
-    redis.call('ZADD', KEYS[1], tonumber(ARGV[i + 1]) * 1099511627776 + seq, id)
+  local id, band = ARGV[i], tonumber(ARGV[i + 1])
+  if redis.call('HSETNX', task, id, banded(band, ARGV[i + 2])) == 1 then
+    ready_last(id, band)
     added = added + 1
   end
 end
-if added > 0 and ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[1]) end
+if channel ~= '' then wake(channel, queue, added) end
 return added
 
 --! dispatch
--- ARGV: now ms, lease ms, max count[, queue, notify channel]. Leases up to max ready tasks.
--- Returns a flat list: id, token, delivery, task value, ... Nothing while the queue is paused.
--- With a queue and channel, publishes the queue when ready tasks are left (tasks were enqueued just
--- before, in the same pipeline, without a wake-up, to be handed straight to one worker).
-if redis.call('EXISTS', KEYS[8]) == 1 then return {} end
-local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+-- KEYS: the queue's (prelude). ARGV: now ms, lease ms, max count[, queue, notify channel].
+-- Leases up to max count ready tasks. Returns a flat list: id, token, delivery, task value, ...
+-- Nothing while the queue is paused. With a queue and channel, publishes the queue when ready tasks
+-- are left (tasks were enqueued just before, in the same pipeline, without a wake-up, to be handed
+-- straight to one worker).
+local now, lease_ms, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local queue, channel = ARGV[4], ARGV[5]
+if redis.call('EXISTS', paused) == 1 then return {} end
+local ids = redis.call('ZRANGE', ready, 0, max - 1)
 if #ids == 0 then return {} end
-redis.call('ZREM', KEYS[1], unpack(ids))
-if ARGV[5] and redis.call('ZCARD', KEYS[1]) > 0 then redis.call('PUBLISH', ARGV[5], ARGV[4]) end
-local deadline = tonumber(ARGV[1]) + tonumber(ARGV[2])
+redis.call('ZREM', ready, unpack(ids))
+if channel and redis.call('ZCARD', ready) > 0 then redis.call('PUBLISH', channel, queue) end
+local deadline = now + lease_ms
 local out = {}
 for _, id in ipairs(ids) do
-  local value = redis.call('HGET', KEYS[2], id)
+  local value = redis.call('HGET', task, id)
   if value then
-    local token = redis.call('INCR', KEYS[6])
-    redis.call('HSET', KEYS[4], id, token)
-    redis.call('ZADD', KEYS[3], deadline, id)
-    local d = redis.call('HINCRBY', KEYS[5], id, 1)
+    local token = redis.call('INCR', fence)
+    redis.call('HSET', tokens, id, token)
+    redis.call('ZADD', leases, deadline, id)
     out[#out + 1] = id
     out[#out + 1] = token
-    out[#out + 1] = d
+    out[#out + 1] = redis.call('HINCRBY', deliveries, id, 1)
     out[#out + 1] = value
   end
 end
 return out
 
 --! extend
--- ARGV: new deadline ms, then pairs (id, token). Extends current leases; returns ids whose token is stale.
+-- KEYS: the queue's (prelude). ARGV: new deadline ms, then pairs (id, token).
+-- Extends current leases; returns the ids whose token is stale.
+local deadline = ARGV[1]
 local stale = {}
-for i = 2, #ARGV, 2 do
-  if redis.call('HGET', KEYS[4], ARGV[i]) == ARGV[i + 1] then
-    redis.call('ZADD', KEYS[3], 'XX', ARGV[1], ARGV[i])
-  else
-    stale[#stale + 1] = ARGV[i]
-  end
-end
+each_held(2, 2, function(id) extend_lease(id, deadline) end, function(id) stale[#stale + 1] = id end)
 return stale
 
 --! complete
--- ARGV: pairs (id, token). Ends current leases and forgets their tasks; returns how many ended.
-local n = 0
-for i = 1, #ARGV, 2 do
-  local id = ARGV[i]
-  if redis.call('HGET', KEYS[4], id) == ARGV[i + 1] then
-    redis.call('HDEL', KEYS[4], id)
-    redis.call('ZREM', KEYS[3], id)
-    redis.call('HDEL', KEYS[2], id)
-    redis.call('HDEL', KEYS[5], id)
-    n = n + 1
-  end
-end
-return n
+-- KEYS: the queue's (prelude). ARGV: pairs (id, token).
+-- Ends current leases and forgets their tasks; returns how many ended.
+return each_held(1, 2, function(id)
+  end_lease(id)
+  forget(id)
+end)
 
 --! release
--- ARGV: queue, notify channel, then pairs (id, token). Puts leased tasks that were not started back
--- at the front of their priority band; the delivery does not count.
+-- KEYS: the queue's (prelude). ARGV: queue, notify channel, then pairs (id, token).
+-- Puts leased tasks that were not started back at the front of their band; the delivery does not
+-- count. Returns how many went back.
+local queue, channel = ARGV[1], ARGV[2]
 local n = 0
-for i = 3, #ARGV, 2 do
-  local id = ARGV[i]
-  if redis.call('HGET', KEYS[4], id) == ARGV[i + 1] then
-    redis.call('HDEL', KEYS[4], id)
-    redis.call('ZREM', KEYS[3], id)
-    redis.call('HINCRBY', KEYS[5], id, -1)
-    local value = redis.call('HGET', KEYS[2], id)
-    if value then
-      redis.call('ZADD', KEYS[1], tonumber(string.sub(value, 1, 3)) * 1099511627776, id)
-      n = n + 1
-    end
+each_held(3, 2, function(id)
+  end_lease(id)
+  redis.call('HINCRBY', deliveries, id, -1)
+  local value = redis.call('HGET', task, id)
+  if value then
+    ready_first(id, value)
+    n = n + 1
   end
-end
-if n > 0 then redis.call('PUBLISH', ARGV[2], ARGV[1]) end
+end)
+wake(channel, queue, n)
 return n
 
 --! reap
--- ARGV: queue, notify channel, now ms, max deliveries, limit. Expired leases go back to ready, or to
--- the dead-letter set once delivered max times. Returns {requeued count, dead id, dead id, ...}.
-local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[5]))
-local requeued = 0
+-- KEYS: the queue's (prelude). ARGV: queue, notify channel, now ms, max deliveries, limit.
+-- Expired leases go back to the front of their band, or to the dead-letter set once delivered max
+-- times. Returns {requeued count, dead id, dead id, ...}.
+local queue, channel, now = ARGV[1], ARGV[2], ARGV[3]
+local max_deliveries, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
+local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit)
 local out = {0}
 for _, id in ipairs(expired) do
-  redis.call('ZREM', KEYS[3], id)
-  redis.call('HDEL', KEYS[4], id)
-  local value = redis.call('HGET', KEYS[2], id)
+  end_lease(id)
+  local value = redis.call('HGET', task, id)
   if value then
-    local d = tonumber(redis.call('HGET', KEYS[5], id) or '0')
-    if d >= tonumber(ARGV[4]) then
-      redis.call('ZADD', KEYS[7], ARGV[3], id)
+    if tonumber(redis.call('HGET', deliveries, id) or '0') >= max_deliveries then
+      redis.call('ZADD', dead, now, id)
       out[#out + 1] = id
     else
-      redis.call('ZADD', KEYS[1], tonumber(string.sub(value, 1, 3)) * 1099511627776, id)
-      requeued = requeued + 1
+      ready_first(id, value)
+      out[1] = out[1] + 1
     end
   end
 end
-out[1] = requeued
-if requeued > 0 then redis.call('PUBLISH', ARGV[2], ARGV[1]) end
+wake(channel, queue, out[1])
 return out
 
 --! hold
--- ARGV: new deadline ms, then pairs (id, token). Extends current leases (an outcome is being
--- recorded) and returns, per pair, the task value, or false when the token is stale.
+-- KEYS: the queue's (prelude). ARGV: new deadline ms, then pairs (id, token).
+-- Extends current leases (an outcome is being recorded) and returns, per pair, the task value, or
+-- false when the token is stale.
+local deadline = ARGV[1]
 local out = {}
-for i = 2, #ARGV, 2 do
-  local id = ARGV[i]
-  if redis.call('HGET', KEYS[4], id) == ARGV[i + 1] then
-    redis.call('ZADD', KEYS[3], 'XX', ARGV[1], id)
-    out[#out + 1] = redis.call('HGET', KEYS[2], id) or false
-  else
-    out[#out + 1] = false
-  end
-end
+each_held(2, 2, function(id)
+  extend_lease(id, deadline)
+  out[#out + 1] = redis.call('HGET', task, id) or false
+end, function() out[#out + 1] = false end)
 return out
 
 --! bury
--- ARGV: now ms, then pairs (id, token). Ends current leases and moves the tasks to the
--- dead-letter set (their task values stay for a requeue). Returns how many.
-local n = 0
-for i = 2, #ARGV, 2 do
-  local id = ARGV[i]
-  if redis.call('HGET', KEYS[4], id) == ARGV[i + 1] then
-    redis.call('HDEL', KEYS[4], id)
-    redis.call('ZREM', KEYS[3], id)
-    redis.call('HDEL', KEYS[5], id)
-    redis.call('ZADD', KEYS[7], ARGV[1], id)
-    n = n + 1
-  end
-end
-return n
+-- KEYS: the queue's (prelude). ARGV: now ms, then pairs (id, token).
+-- Ends current leases and moves the tasks to the dead-letter set (their task values stay for a
+-- requeue). Returns how many.
+local now = ARGV[1]
+return each_held(2, 2, function(id)
+  end_lease(id)
+  redis.call('HDEL', deliveries, id)
+  redis.call('ZADD', dead, now, id)
+end)
 
 --! revoke
--- ARGV: task ids. Per id: 1 removed from the ready queue (forgotten), 2 leased (running),
--- 3 neither.
+-- KEYS: the queue's (prelude). ARGV: task ids.
+-- Per id: 1 removed from the ready queue (forgotten), 2 leased (running), 3 neither.
 local out = {}
 for _, id in ipairs(ARGV) do
-  if redis.call('ZREM', KEYS[1], id) == 1 then
-    redis.call('HDEL', KEYS[2], id)
-    redis.call('HDEL', KEYS[5], id)
+  if redis.call('ZREM', ready, id) == 1 then
+    forget(id)
     out[#out + 1] = 1
-  elseif redis.call('HEXISTS', KEYS[4], id) == 1 then
+  elseif redis.call('HEXISTS', tokens, id) == 1 then
     out[#out + 1] = 2
   else
     out[#out + 1] = 3
@@ -166,36 +205,34 @@ end
 return out
 
 --! requeue_dead
--- ARGV: queue, notify channel, then triples (id, band, new task value). Dead tasks go back to the
--- ready queue with a fresh delivery count. Returns how many.
+-- KEYS: the queue's (prelude). ARGV: queue, notify channel, then triples (id, band, task bytes of
+-- the new first attempt). Dead tasks go back to the end of their band with a fresh delivery count.
+-- Returns how many.
+local queue, channel = ARGV[1], ARGV[2]
 local n = 0
 for i = 3, #ARGV, 3 do
-  local id = ARGV[i]
-  if redis.call('ZREM', KEYS[7], id) == 1 then
-    redis.call('HSET', KEYS[2], id, string.format('%03d', ARGV[i + 1]) .. ARGV[i + 2])
-    redis.call('HDEL', KEYS[5], id)
-    local seq = redis.call('INCR', KEYS[6])
-    redis.call('ZADD', KEYS[1], tonumber(ARGV[i + 1]) * 1099511627776 + seq, id)
+  local id, band = ARGV[i], tonumber(ARGV[i + 1])
+  if redis.call('ZREM', dead, id) == 1 then
+    redis.call('HSET', task, id, banded(band, ARGV[i + 2]))
+    redis.call('HDEL', deliveries, id)
+    ready_last(id, band)
     n = n + 1
   end
 end
-if n > 0 then redis.call('PUBLISH', ARGV[2], ARGV[1]) end
+wake(channel, queue, n)
 return n
 
 --! retire
--- ARGV: now ms, then triples (id, token, serialized Task of the next attempt). Ends current leases
--- and keeps the next attempt in :retrying until the scheduler holds it. Returns the ids retired.
+-- KEYS: the queue's (prelude). ARGV: now ms, then triples (id, token, serialized Task of the next
+-- attempt). Ends current leases and keeps the next attempt in :retrying until the scheduler holds
+-- it. Returns the ids retired.
+local now = ARGV[1]
 local out = {}
-for i = 2, #ARGV, 3 do
-  local id = ARGV[i]
-  if redis.call('HGET', KEYS[4], id) == ARGV[i + 1] then
-    redis.call('HDEL', KEYS[4], id)
-    redis.call('ZREM', KEYS[3], id)
-    redis.call('HDEL', KEYS[2], id)
-    redis.call('HDEL', KEYS[5], id)
-    redis.call('HSET', KEYS[9], id, ARGV[i + 2])
-    redis.call('ZADD', KEYS[10], ARGV[1], id)
-    out[#out + 1] = id
-  end
-end
+each_held(2, 3, function(id, i)
+  end_lease(id)
+  forget(id)
+  redis.call('HSET', retrying, id, ARGV[i + 2])
+  redis.call('ZADD', retry_at, now, id)
+  out[#out + 1] = id
+end)
 return out

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import task_pb2, worker_pb2
-from tasktide_services.common.lua import AnyPipeline, Script, load_scripts, run_pipeline
+from tasktide_services.common.lua import AnyPipeline, LuaFile, Script, load_scripts, run_pipeline
 from tasktide_services.worker import keys
 
 
@@ -39,7 +39,7 @@ def _pairs(leases: list[worker_pb2.LeaseRef]) -> dict[str, list[str]]:
     return by_queue
 
 
-SCRIPTS = Path(__file__).with_name("scripts.lua")
+SCRIPTS = LuaFile(Path(__file__).with_name("scripts.lua"), keys.LUA_CONSTANTS)
 
 
 def build_enqueue(
@@ -116,18 +116,18 @@ class RegistryStore:
         return int(res[0]), [r.decode() for r in res[1:]]
 
     async def dead_task(self, queue: str, task_id: str) -> task_pb2.Task | None:
-        value = await self.redis.hget(keys.queue_keys(queue)[1], task_id)
-        return task_pb2.Task.FromString(value[3:]) if value else None
+        value = await self.redis.hget(keys.queue_keys(queue).task, task_id)
+        return keys.task_of(value) if value else None
 
     async def stats(self) -> list[worker_pb2.QueueStat]:
         qs = await self.queues()
         async with self.redis.pipeline(transaction=False) as pipe:
             for q in qs:
                 k = keys.queue_keys(q)
-                pipe.zcard(k[0])
-                pipe.zcard(k[2])
-                pipe.zcard(k[6])
-                pipe.exists(k[7])
+                pipe.zcard(k.ready)
+                pipe.zcard(k.leases)
+                pipe.zcard(k.dead)
+                pipe.exists(k.paused)
             res = await pipe.execute()
         return [
             worker_pb2.QueueStat(
@@ -153,7 +153,7 @@ class RegistryStore:
             values = await self._s["hold"](keys.queue_keys(q), [deadline_ms, *argv])
             for i, v in enumerate(values):
                 if v:
-                    found[(argv[2 * i], int(argv[2 * i + 1]))] = task_pb2.Task.FromString(v[3:])
+                    found[(argv[2 * i], int(argv[2 * i + 1]))] = keys.task_of(v)
         return [found.get((r.task_id, r.lease_token)) for r in leases]
 
     async def bury(self, leases: list[worker_pb2.LeaseRef], now_ms: int) -> int:
@@ -166,7 +166,7 @@ class RegistryStore:
         return [int(x) for x in await self._s["revoke"](keys.queue_keys(queue), task_ids)]
 
     async def set_paused(self, queue: str, paused: bool) -> None:
-        key = keys.queue_keys(queue)[7]
+        key = keys.queue_keys(queue).paused
         if paused:
             await self.redis.set(key, "1")
             await self.redis.sadd(keys.QUEUES, queue)
@@ -177,10 +177,10 @@ class RegistryStore:
     async def locate(self, queue: str, task_id: str) -> worker_pb2.LocateResponse:
         k = keys.queue_keys(queue)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zrank(k[0], task_id)
-            pipe.hexists(k[3], task_id)
-            pipe.zscore(k[6], task_id)
-            pipe.exists(k[7])
+            pipe.zrank(k.ready, task_id)
+            pipe.hexists(k.tokens, task_id)
+            pipe.zscore(k.dead, task_id)
+            pipe.exists(k.paused)
             rank, leased, dead, paused = await pipe.execute()
         return worker_pb2.LocateResponse(
             ready=rank is not None,
@@ -192,12 +192,12 @@ class RegistryStore:
 
     async def list_dead(self, queue: str, limit: int) -> list[worker_pb2.DeadTask]:
         k = keys.queue_keys(queue)
-        rows: Any = await self.redis.zrange(k[6], 0, limit - 1, withscores=True)
+        rows: Any = await self.redis.zrange(k.dead, 0, limit - 1, withscores=True)
         if not rows:
             return []
-        values = await self.redis.hmget(k[1], [r[0] for r in rows])
+        values = await self.redis.hmget(k.task, [r[0] for r in rows])
         return [
-            worker_pb2.DeadTask(task=task_pb2.Task.FromString(v[3:]), dead_ms=int(score))
+            worker_pb2.DeadTask(task=keys.task_of(v), dead_ms=int(score))
             for (_, score), v in zip(rows, values, strict=True)
             if v
         ]
@@ -206,14 +206,14 @@ class RegistryStore:
         """Dead tasks go back to the ready queue as a first attempt."""
         k = keys.queue_keys(queue)
         if not task_ids:
-            dead: Any = await self.redis.zrange(k[6], 0, -1)
+            dead: Any = await self.redis.zrange(k.dead, 0, -1)
             task_ids = [i.decode() for i in dead]
         if not task_ids:
             return 0
         argv: list[bytes | str | int] = []
-        for tid, v in zip(task_ids, await self.redis.hmget(k[1], task_ids), strict=True):
+        for tid, v in zip(task_ids, await self.redis.hmget(k.task, task_ids), strict=True):
             if v:
-                task = task_pb2.Task.FromString(v[3:])
+                task = keys.task_of(v)
                 task.attempt = 0
                 task.state = task_pb2.TASK_STATE_QUEUED
                 argv += [tid, keys.band(task.spec.priority), task.SerializeToString()]
@@ -234,16 +234,16 @@ class RegistryStore:
         if task_ids:
             k = keys.queue_keys(queue)
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hdel(k[8], *task_ids)
-                pipe.zrem(k[9], *task_ids)
+                pipe.hdel(k.retrying, *task_ids)
+                pipe.zrem(k.retry_at, *task_ids)
                 await pipe.execute()
 
     async def stuck_retries(self, queue: str, before_ms: int) -> list[task_pb2.Task]:
         k = keys.queue_keys(queue)
-        ids: Any = await self.redis.zrangebyscore(k[9], "-inf", before_ms, start=0, num=500)
+        ids: Any = await self.redis.zrangebyscore(k.retry_at, "-inf", before_ms, start=0, num=500)
         if not ids:
             return []
-        return [task_pb2.Task.FromString(v) for v in await self.redis.hmget(k[8], ids) if v]
+        return [task_pb2.Task.FromString(v) for v in await self.redis.hmget(k.retrying, ids) if v]
 
     async def find(self, task_id: str) -> tuple[task_pb2.Task | None, bool]:
         """A task held in any queue, by id; and whether it is waiting in its ready queue."""
@@ -251,13 +251,13 @@ class RegistryStore:
         async with self.redis.pipeline(transaction=False) as pipe:
             for q in qs:
                 k = keys.queue_keys(q)
-                pipe.hget(k[1], task_id)
-                pipe.zscore(k[0], task_id)
+                pipe.hget(k.task, task_id)
+                pipe.zscore(k.ready, task_id)
             rows = await pipe.execute()
         for i in range(len(qs)):
             value, score = rows[2 * i], rows[2 * i + 1]
             if value:
-                return task_pb2.Task.FromString(value[3:]), score is not None
+                return keys.task_of(value), score is not None
         return None, False
 
 
@@ -265,6 +265,6 @@ def leased(flat: list[Any], deadline_ms: int) -> list[Leased]:
     """The reply of `dispatch`, called with now ms and lease ms adding up to `deadline_ms`."""
     out = []
     for i in range(0, len(flat), 4):
-        task = task_pb2.Task.FromString(flat[i + 3][3:])
+        task = keys.task_of(flat[i + 3])
         out.append(Leased(task, int(flat[i + 1]), int(flat[i + 2]), deadline_ms))
     return out

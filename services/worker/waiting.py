@@ -33,14 +33,14 @@ async def oldest_ready_ms(redis: Redis, queue: str) -> int | None:
     ids: list[bytes] = []
     low: float | str = "-inf"
     for _ in range(MAX_BANDS):
-        first = await redis.zrangebyscore(k[0], low, "+inf", start=0, num=1, withscores=True)
+        first = await redis.zrangebyscore(k.ready, low, "+inf", start=0, num=1, withscores=True)
         if not first:
             break
         task_id, score = cast(tuple[bytes, float], first[0])
         ids.append(task_id)
-        low = (int(score) // keys.BAND_SHIFT + 1) * keys.BAND_SHIFT
+        low = keys.band_start(keys.score_band(score) + 1)
     if not ids:
         return None
-    values = await redis.hmget(k[1], ids)
-    times = [ready_since_ms(task_pb2.Task.FromString(v[3:])) for v in values if v]
+    values = await redis.hmget(k.task, ids)
+    times = [ready_since_ms(keys.task_of(v)) for v in values if v]
     return min(times) if times else None

@@ -12,6 +12,7 @@ add.delay(1, 2).get(timeout=10)
 from tasktide._app import App, Task
 from tasktide._async_client import AsyncClient
 from tasktide._client import Client
+from tasktide._errors import error_from_status
 from tasktide._exceptions import (
     ConfigurationError,
     InvalidArgument,
@@ -28,9 +29,13 @@ from tasktide._exceptions import (
 )
 from tasktide._explain import DeadLetter, Explanation
 from tasktide._handle import AsyncTaskHandle, TaskHandle
+from tasktide._hooks import Hooks
 from tasktide._schedules import Schedule
 from tasktide._settings import ClientSettings
+from tasktide._spec import SubmitOptions
 from tasktide._states import TaskState
+from tasktide._transport import AsyncSubmitter, AsyncSubmitterInterceptor, Submitter, SubmitterInterceptor
+from tasktide._transports import TransportPlugin
 from tasktide._workflow import Signature, Workflow, WorkflowHandle, chain, chord, group
 from tasktide.worker._context import CancelRequested, SoftTimeLimitExceeded, TaskContext, current_task
 
@@ -39,6 +44,8 @@ __version__ = "0.1.0"
 __all__ = [
     "App",
     "AsyncClient",
+    "AsyncSubmitter",
+    "AsyncSubmitterInterceptor",
     "AsyncTaskHandle",
     "CancelRequested",
     "Client",
@@ -46,12 +53,16 @@ __all__ = [
     "ConfigurationError",
     "DeadLetter",
     "Explanation",
+    "Hooks",
     "InvalidArgument",
     "NotFound",
     "ResourceExhausted",
     "Schedule",
     "ServiceError",
     "SoftTimeLimitExceeded",
+    "SubmitOptions",
+    "Submitter",
+    "SubmitterInterceptor",
     "Task",
     "TaskCancelled",
     "TaskContext",
@@ -62,6 +73,7 @@ __all__ = [
     "TaskState",
     "TaskTimeout",
     "TasktideError",
+    "TransportPlugin",
     "Unavailable",
     "Signature",
     "Workflow",
@@ -69,5 +81,11 @@ __all__ = [
     "chain",
     "chord",
     "current_task",
+    "error_from_status",
     "group",
 ]
+
+# Public names show as tasktide.X (repr, docs, tracebacks), wherever they are defined.
+for _name in __all__:
+    globals()[_name].__module__ = "tasktide"
+del _name

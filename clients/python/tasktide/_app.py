@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, TypeVar, Unpack, overload
 
 from tasktide._client import Client
 from tasktide._exceptions import ConfigurationError
@@ -13,8 +13,9 @@ from tasktide._handle import TaskHandle
 from tasktide._hooks import Hooks
 from tasktide._periodic import PeriodicMixin
 from tasktide._settings import ClientSettings
-from tasktide._spec import TaskOptions, build_spec
+from tasktide._spec import SubmitOptions, TaskOptions, build_spec
 from tasktide._workflow import Signature
+from tasktide.v1 import task_pb2
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -53,20 +54,41 @@ class Task(Generic[P, R]):
         return self.fn(*args, **kwargs)
 
     def s(self, *args: Any, **kwargs: Any) -> Signature:
-        """A signature: this task with these arguments, for chain(), group() and chord()."""
+        """A signature: this task with these arguments, for chain(), group() and chord().
+
+        Args:
+            *args, **kwargs: the task's arguments.
+        """
         return Signature(self, args, kwargs)
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
+        """Run the task on a worker with these arguments, with the task's default options.
+
+        Args:
+            *args, **kwargs: the task's arguments, JSON-compatible.
+        """
         return self.apply_async(args, kwargs)
 
     def apply_async(
-        self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any
+        self,
+        args: Iterable[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> TaskHandle:
-        """Submit with per-call options: queue, priority, countdown, eta, expires, idempotency_key."""
+        """Run the task on a worker, with per-call options.
+
+        Args:
+            args, kwargs: the task's arguments, JSON-compatible.
+            **options: queue, priority, countdown, eta, expires, idempotency_key... (SubmitOptions).
+        """
         return self.app.client.submit_spec(self.spec(args, kwargs, **options))
 
     def delay_on_commit(self, *args: P.args, **kwargs: P.kwargs) -> None:
-        """Like delay(), once the current Django transaction commits; nothing is sent if it rolls back."""
+        """Like delay(), once the current Django transaction commits; nothing is sent if it rolls back.
+
+        Args:
+            *args, **kwargs: the task's arguments.
+        """
         self.apply_async_on_commit(args, kwargs)
 
     def apply_async_on_commit(
@@ -75,19 +97,37 @@ class Task(Generic[P, R]):
         kwargs: Mapping[str, Any] | None = None,
         *,
         using: str | None = None,
-        **options: Any,
+        **options: Unpack[SubmitOptions],
     ) -> None:
         """Like apply_async(), once the transaction on database `using` commits. Returns nothing, as in
-        Celery: the task has no id until it is sent. Arguments are encoded now, so bad ones fail here."""
+        Celery: the task has no id until it is sent. Arguments are encoded now, so bad ones fail here.
+
+        Args:
+            args, kwargs: the task's arguments.
+            using: the Django database alias whose transaction to wait for (default: "default").
+            **options: as for apply_async.
+        """
         from django.db import transaction  # Django is optional: imported only by these two methods
 
         spec = self.spec(args, kwargs, **options)
         transaction.on_commit(lambda: self.app.client.submit_spec(spec), using=using)
 
-    def spec(self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any) -> Any:
+    def spec(
+        self,
+        args: Iterable[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Unpack[SubmitOptions],
+    ) -> task_pb2.TaskSpec:
+        """The TaskSpec apply_async would send (for Client.submit_spec, submit_many or batches).
+
+        Args:
+            args, kwargs: the task's arguments.
+            **options: as for apply_async.
+        """
         return build_spec(self.name, args, kwargs, options=self.options, **options)
 
     def should_retry(self, exc: BaseException) -> bool:
+        """Whether a worker retries the task after `exc` (autoretry_for, dont_autoretry_for)."""
         if self.dont_autoretry_for and isinstance(exc, self.dont_autoretry_for):
             return False
         return bool(self.autoretry_for) and isinstance(exc, self.autoretry_for)
@@ -118,6 +158,7 @@ class App(PeriodicMixin):  # periodic tasks: _periodic.py
 
     @property
     def settings(self) -> ClientSettings:
+        """The App's settings (read from the TASKTIDE_* variables on first use unless given)."""
         if self._settings is None:
             self._settings = ClientSettings.from_env(address=self._address or "")
         return self._settings
@@ -132,6 +173,7 @@ class App(PeriodicMixin):  # periodic tasks: _periodic.py
         return self._client
 
     def close(self) -> None:
+        """Close the App's client, if it has one (a later use makes a new one)."""
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -167,6 +209,19 @@ class App(PeriodicMixin):  # periodic tasks: _periodic.py
         time_limit: float | None = None,
         rate_limit: str | None = None,
     ) -> Task[P, R]:
+        """Register `fn` as a task (what @app.task does).
+
+        Args:
+            fn: the function.
+            name: the task's name (default: "<app name>.<function name>").
+            queue: its default queue; priority: its default priority (-100..100).
+            max_retries: attempts after the first; retry_backoff: True, or the first delay in seconds;
+                retry_backoff_max, retry_jitter: the cap and jitter of exponential backoff.
+            autoretry_for, dont_autoretry_for: exception types retried or not (default: any
+                Exception when max_retries > 0).
+            soft_time_limit, time_limit: seconds before the task is asked to stop, then stopped.
+            rate_limit: starts allowed across workers, as "10/s", "100/m" or "1000/h".
+        """
         task_name = name or f"{self.name}.{fn.__name__}"
         if task_name in self.tasks:
             raise ConfigurationError(f"task {task_name!r} is registered twice")
@@ -190,6 +245,7 @@ class App(PeriodicMixin):  # periodic tasks: _periodic.py
         return t
 
     def lookup(self, name: str) -> Task[Any, Any] | None:
+        """The task registered as `name`, else the resolver's answer, else None."""
         t = self.tasks.get(name)
         if t is None and self._resolver is not None:
             t = self._resolver(name)

@@ -1,56 +1,91 @@
-"""AsyncClient: the asyncio flavour of Client, with the same methods, awaited."""
+"""AsyncClient: the asyncio flavour of Client, with the same methods, awaited. Requests and
+responses are built and shaped in _base.py, as for Client; Client's docstrings say more."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any, TypeVar, Unpack
 
 import grpc
 
-from tasktide._client import WAIT_SLICE
-from tasktide._direct import AsyncDirectSubmission
-from tasktide._errors import translate
-from tasktide._exceptions import NotFound, TaskTimeout
-from tasktide._explain import Explanation
+from tasktide._base import BaseClient, Call
+from tasktide._errors import translated
+from tasktide._exceptions import NotFound
+from tasktide._explain import DeadLetter, Explanation
 from tasktide._handle import AsyncTaskHandle
-from tasktide._hooks import NO_HOOKS, Hooks
+from tasktide._hooks import Hooks
 from tasktide._results import unwrap
 from tasktide._schedules import AsyncScheduleMethods
 from tasktide._settings import ClientSettings
-from tasktide._spec import build_spec
-from tasktide._states import FINAL_PROTO_STATES, TaskState
-from tasktide.v1 import results_pb2, results_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc, task_pb2
+from tasktide._spec import SubmitOptions, build_spec
+from tasktide._states import TaskState
+from tasktide._transports import async_submitter
+from tasktide.v1 import results_pb2_grpc, scheduler_pb2_grpc, task_pb2, worker_pb2, worker_pb2_grpc
+
+T = TypeVar("T")
 
 
-class AsyncClient(AsyncScheduleMethods):  # schedule methods: _schedules.py
-    """asyncio client with the same methods as Client, awaited."""
+class AsyncClient(BaseClient, AsyncScheduleMethods):  # schedule methods: _schedules.py
+    """asyncio client with the same methods as Client, awaited. Its channels belong to the event
+    loop it is first used on.
+
+    Args:
+        address: the platform's address (default: TASKTIDE_ADDRESS, else 127.0.0.1:50051).
+        settings: all settings at once (default: read from the TASKTIDE_* variables).
+        hooks: a plugin, such as tracing (tasktide.contrib.opentelemetry.TracingHooks).
+        transport: checked as for Client; tasks are sent a Submit call each (or straight to Redis
+            with TASKTIDE_SUBMIT_REDIS_URL).
+    """
 
     def __init__(
-        self, address: str | None = None, *, settings: ClientSettings | None = None, hooks: Hooks | None = None
+        self,
+        address: str | None = None,
+        *,
+        settings: ClientSettings | None = None,
+        hooks: Hooks | None = None,
+        transport: str | None = None,
     ) -> None:
-        self.settings = settings or ClientSettings.from_env(address=address or "")
+        super().__init__(address, settings, hooks)
         opts = list(self.settings.channel_options)
-        chain = list((hooks or NO_HOOKS).aio_client_interceptors()) or None
-        self._sched_ch = grpc.aio.insecure_channel(self.settings.scheduler(), options=opts, interceptors=chain)
-        res_addr = self.settings.results()
-        self._res_ch = (
-            self._sched_ch
-            if res_addr == self.settings.scheduler()
-            else grpc.aio.insecure_channel(res_addr, options=opts, interceptors=chain)
-        )
-        self._scheduler = scheduler_pb2_grpc.SchedulerStub(self._sched_ch)
-        self._results = results_pb2_grpc.ResultsStub(self._res_ch)
-        # With the platform's Redis at hand, runnable tasks skip the call to the scheduler (_direct.py).
-        url = self.settings.submit_redis_url
-        self._direct = AsyncDirectSubmission(url) if url and chain is None else None
+        chain = list(self._hooks.aio_client_interceptors()) or None
+        addresses = self._addresses()
+        self._channels = {
+            a: grpc.aio.insecure_channel(a, options=opts, interceptors=chain) for a in set(addresses.values())
+        }
+        scheduler = scheduler_pb2_grpc.SchedulerStub(self._channels[addresses["scheduler"]])
+        self._stubs: dict[str, Any] = {
+            "scheduler": scheduler,
+            "results": results_pb2_grpc.ResultsStub(self._channels[addresses["results"]]),
+            "registry": worker_pb2_grpc.RegistryStub(self._channels[addresses["registry"]]),
+        }
+        # The transport, chosen once: _transports.py
+        self._submitter = async_submitter(self.settings, scheduler, self._hooks, transport)
+
+    async def _run(self, call: Call[T]) -> T:
+        with translated(self._address(call.service)):
+            resp = await getattr(self._stubs[call.service], call.method)(call.request, timeout=call.timeout)
+        return call.shape(resp)
+
+    @property
+    def scheduler_channel(self) -> grpc.aio.Channel:
+        """The channel to the scheduler (which also hosts workflows)."""
+        return self._channels[self.settings.scheduler()]
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until every task submitted so far is confirmed (see Client.flush).
+
+        Args:
+            timeout: seconds to wait at most (None: no limit).
+        """
+        await self._submitter.flush(timeout)
 
     async def close(self) -> None:
-        if self._direct is not None:
-            await self._direct.close()
-        await self._sched_ch.close()
-        if self._res_ch is not self._sched_ch:
-            await self._res_ch.close()
+        """Close the connections, after waiting for unconfirmed submissions."""
+        try:
+            await self._submitter.close()
+        finally:
+            for ch in self._channels.values():
+                await ch.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -59,79 +94,147 @@ class AsyncClient(AsyncScheduleMethods):  # schedule methods: _schedules.py
         await self.close()
 
     async def submit(
-        self, name: str, args: Iterable[Any] | None = None, kwargs: Any = None, **options: Any
+        self,
+        name: str,
+        args: Iterable[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> AsyncTaskHandle:
+        """Submit the task `name` with these arguments.
+
+        Args:
+            name: the task's registered name ("shop.add").
+            args, kwargs: its arguments, JSON-compatible.
+            **options: queue, priority, countdown, eta, expires, idempotency_key... (SubmitOptions).
+        """
         return await self.submit_spec(build_spec(name, args, kwargs, **options))
 
     async def submit_spec(self, spec: task_pb2.TaskSpec) -> AsyncTaskHandle:
-        if self._direct is not None:
-            task_id = await self._direct.submit(spec)
-            if task_id is not None:
-                return AsyncTaskHandle(task_id, self, spec.name)
-        try:
-            resp = await self._scheduler.Submit(scheduler_pb2.SubmitRequest(spec=spec))
-        except grpc.RpcError as exc:
-            raise translate(exc, self.settings.scheduler()) from None
-        return AsyncTaskHandle(resp.task_id, self, spec.name)
+        """Submit a task given as a TaskSpec, over the client's transport.
+
+        Args:
+            spec: the task.
+        """
+        return AsyncTaskHandle(await self._submitter.submit(spec), self, spec.name)
 
     async def submit_many(self, specs: Sequence[task_pb2.TaskSpec]) -> list[AsyncTaskHandle]:
-        try:
-            resp = await self._scheduler.SubmitBatch(scheduler_pb2.SubmitBatchRequest(specs=specs))
-        except grpc.RpcError as exc:
-            raise translate(exc, self.settings.scheduler()) from None
-        return [AsyncTaskHandle(r.task_id, self, s.name) for r, s in zip(resp.results, specs, strict=True)]
+        """Submit tasks in one batch; their handles in the same order.
 
-    async def cancel(self, task_id: str) -> TaskState:
-        try:
-            resp = await self._scheduler.Cancel(scheduler_pb2.CancelRequest(task_id=task_id))
-        except grpc.RpcError as exc:
-            raise translate(exc, self.settings.scheduler()) from None
-        return TaskState.from_proto(resp.state)
-
-    async def fetch(self, task_ids: Sequence[str]) -> list[task_pb2.TaskResult]:
-        try:
-            resp = await self._results.Get(results_pb2.GetRequest(task_ids=task_ids))
-        except grpc.RpcError as exc:
-            raise translate(exc, self.settings.results()) from None
-        return list(resp.results)
+        Args:
+            specs: the tasks.
+        """
+        ids = await self._submitter.submit_batch(specs)
+        return [AsyncTaskHandle(task_id, self, s.name) for task_id, s in zip(ids, specs, strict=True)]
 
     async def get_task(self, task_id: str) -> task_pb2.Task:
-        try:
-            return await self._scheduler.GetTask(scheduler_pb2.GetTaskRequest(task_id=task_id))
-        except grpc.RpcError as exc:
-            raise translate(exc, self.settings.scheduler()) from None
+        """The scheduler's record of a task; raises NotFound when it does not know it.
+
+        Args:
+            task_id: the task's id.
+        """
+        return await self._run(self._get_task(task_id))
+
+    async def cancel(self, task_id: str) -> TaskState:
+        """Cancel a task (see Client.cancel).
+
+        Args:
+            task_id: the task's id.
+        """
+        return await self._run(self._cancel(task_id))
+
+    async def fetch(self, task_ids: Sequence[str]) -> list[task_pb2.TaskResult]:
+        """The results service's record of each task, in order.
+
+        Args:
+            task_ids: the tasks' ids.
+        """
+        return await self._run(self._fetch(task_ids))
+
+    async def explain(self, task_id: str) -> Explanation:
+        """Why the task is not running (yet).
+
+        Args:
+            task_id: the task's id.
+        """
+        return await self._run(self._explain(task_id))
+
+    async def pause_queue(self, queue: str, paused: bool = True) -> None:
+        """Stop handing out the tasks of a queue; `paused=False` resumes it.
+
+        Args:
+            queue: the queue's name.
+            paused: pause (True) or resume (False).
+        """
+        await self._run(self._pause_queue(queue, paused))
+
+    async def resume_queue(self, queue: str) -> None:
+        """Resume a paused queue.
+
+        Args:
+            queue: the queue's name.
+        """
+        await self.pause_queue(queue, paused=False)
+
+    async def queue_stats(self) -> list[worker_pb2.QueueStat]:
+        """Each queue's counts and whether it is paused."""
+        return await self._run(self._queue_stats())
+
+    async def workers(self) -> list[worker_pb2.WorkerInfo]:
+        """The workers connected to the platform."""
+        return await self._run(self._workers())
+
+    async def dead_letters(self, queue: str = "", limit: int = 100) -> list[DeadLetter]:
+        """Tasks set aside after killing their worker too often.
+
+        Args:
+            queue: only this queue's ("": every queue's).
+            limit: at most this many.
+        """
+        return await self._run(self._dead_letters(queue, limit))
+
+    async def requeue_dead(self, queue: str = "default", task_ids: Sequence[str] = ()) -> int:
+        """Put dead tasks back in their queue as first attempts; returns how many.
+
+        Args:
+            queue: the queue whose dead tasks to requeue.
+            task_ids: only these (default: all of the queue's).
+        """
+        return await self._run(self._requeue_dead(queue, task_ids))
 
     async def status(self, task_id: str) -> TaskState:
-        """The task's state; UNKNOWN for an id the platform does not know."""
-        res = (await self.fetch([task_id]))[0]
-        if res.found:
-            return TaskState.from_proto(res.state)
+        """The task's state; UNKNOWN for an id the platform does not know.
+
+        Args:
+            task_id: the task's id.
+        """
+        state = self._found_state((await self.fetch([task_id]))[0])
+        if state is not None:
+            return state
         try:
             return TaskState.from_proto((await self.get_task(task_id)).state)
         except NotFound:
             return TaskState.UNKNOWN
 
-    async def explain(self, task_id: str) -> Explanation:
-        try:
-            resp = await self._scheduler.Explain(scheduler_pb2.ExplainRequest(task_id=task_id))
-        except grpc.RpcError as exc:
-            raise translate(exc, self.settings.scheduler()) from None
-        return Explanation.from_proto(resp)
-
     async def wait(self, task_id: str, timeout: float | None = None) -> task_pb2.TaskResult:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        """The task's final result record; raises TaskTimeout after `timeout`.
+
+        Args:
+            task_id: the task's id.
+            timeout: seconds to wait at most (None: no limit).
+        """
+        deadline = self._deadline(timeout)
         while True:
-            left = WAIT_SLICE if deadline is None else min(WAIT_SLICE, deadline - time.monotonic())
-            if left <= 0:
-                raise TaskTimeout(task_id, timeout)
-            try:
-                res = await self._results.Wait(results_pb2.WaitRequest(task_id=task_id, timeout=left), timeout=left + 5)
-            except grpc.RpcError as exc:
-                raise translate(exc, self.settings.results()) from None
-            if res.state in FINAL_PROTO_STATES:
+            res = await self._run(self._wait_slice(task_id, deadline, timeout))
+            if self._is_final(res):
                 return res
 
     async def result(self, task_id: str, timeout: float | None = None) -> Any:
+        """The task's return value; raises TaskFailed with the remote error, TaskTimeout on timeout.
+
+        Args:
+            task_id: the task's id.
+            timeout: seconds to wait at most (None: no limit).
+        """
         return unwrap(await self.wait(task_id, timeout))
 
     async def watch(
@@ -142,12 +245,16 @@ class AsyncClient(AsyncScheduleMethods):  # schedule methods: _schedules.py
         cursors: dict[str, str] | None = None,
         final_only: bool = False,
     ) -> AsyncIterator[task_pb2.TaskEvent]:
-        req = results_pb2.WatchRequest(
-            task_ids=task_ids, until_final=until_final, cursors=cursors or {}, final_only=final_only
-        )
-        try:
-            async for batch in self._results.WatchBatches(req):
+        """The events of these tasks as they happen (see Client.watch).
+
+        Args:
+            task_ids: the tasks to watch.
+            until_final: end once every task is final.
+            cursors: per task, the sequence to resume after.
+            final_only: only the final events.
+        """
+        req = self._watch_request(task_ids, until_final, cursors, final_only)
+        with translated(self.settings.results()):
+            async for batch in self._stubs["results"].WatchBatches(req):
                 for ev in batch.events:
                     yield ev
-        except grpc.RpcError as exc:
-            raise translate(exc, self.settings.results()) from None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import grpc
 
 from tasktide._exceptions import (
@@ -29,7 +32,7 @@ def translate(exc: grpc.RpcError, address: str = "") -> ServiceError:
     return cls(details or code.name, code.name)
 
 
-def from_status(code: int, message: str) -> ServiceError:
+def error_from_status(code: int, message: str) -> ServiceError:
     """The error for a status carried as data (a refused submission on SubmitStream)."""
     status = next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
     return _BY_CODE.get(status, ServiceError)(message or status.name, status.name)
@@ -37,3 +40,13 @@ def from_status(code: int, message: str) -> ServiceError:
 
 def stream_closed(address: str) -> ServiceError:
     return Unavailable(f"the submission stream to {address} closed before the answer came", "UNAVAILABLE")
+
+
+@contextmanager
+def translated(address: str) -> Iterator[None]:
+    """Runs a block of gRPC calls to the service at `address`; a failed call leaves it as the
+    matching ServiceError (the one place a grpc.RpcError is turned into tasktide's errors)."""
+    try:
+        yield
+    except grpc.RpcError as exc:
+        raise translate(exc, address) from None

@@ -20,6 +20,7 @@ class Explanation:
 
     @classmethod
     def from_proto(cls, e: scheduler_pb2.Explanation) -> Explanation:
+        """The Explanation the scheduler sent."""
         reason = scheduler_pb2.WaitReason.Name(e.reason).removeprefix("WAIT_REASON_")
         eta = dt.datetime.fromtimestamp(e.eta_ms / 1000, dt.UTC) if e.eta_ms else None
         return cls(e.task_id, TaskState.from_proto(e.state), reason, e.message, eta, e.ahead)

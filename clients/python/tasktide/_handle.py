@@ -19,7 +19,7 @@ class TaskHandle:
 
     __slots__ = ("_id", "_pending", "name", "_client")
 
-    def __init__(self, task_id: str, client: Client, name: str = "", pending: Future[Any] | None = None) -> None:
+    def __init__(self, task_id: str, client: Client, name: str = "", pending: Future[str] | None = None) -> None:
         self._id = task_id
         self._pending = pending
         self.name = name
@@ -27,8 +27,9 @@ class TaskHandle:
 
     @property
     def id(self) -> str:
+        """The task's id (pipelined: waits for the platform's confirmation; raises its refusal)."""
         if self._pending is not None:
-            self._id = self._pending.result().task_id
+            self._id = self._pending.result()
             self._pending = None
         return self._id
 
@@ -36,10 +37,15 @@ class TaskHandle:
         return f"<TaskHandle {self.name} {self.id}>"
 
     def get(self, timeout: float | None = None) -> Any:
-        """The return value; raises TaskFailed with the remote error, TaskTimeout on timeout."""
+        """The return value; raises TaskFailed with the remote error, TaskTimeout on timeout.
+
+        Args:
+            timeout: seconds to wait at most (None: no limit).
+        """
         return self._client.result(self.id, timeout)
 
     def status(self) -> TaskState:
+        """The task's state (UNKNOWN for an id the platform does not know)."""
         return self._client.status(self.id)
 
     def cancel(self) -> TaskState:
@@ -52,6 +58,8 @@ class TaskHandle:
 
 
 class AsyncTaskHandle:
+    """A task submitted by an AsyncClient: its id, and ways to ask about it, awaited."""
+
     __slots__ = ("id", "name", "_client")
 
     def __init__(self, task_id: str, client: AsyncClient, name: str = "") -> None:
@@ -63,13 +71,21 @@ class AsyncTaskHandle:
         return f"<AsyncTaskHandle {self.name} {self.id}>"
 
     async def get(self, timeout: float | None = None) -> Any:
+        """The return value; raises TaskFailed with the remote error, TaskTimeout on timeout.
+
+        Args:
+            timeout: seconds to wait at most (None: no limit).
+        """
         return await self._client.result(self.id, timeout)
 
     async def status(self) -> TaskState:
+        """The task's state."""
         return await self._client.status(self.id)
 
     async def cancel(self) -> TaskState:
+        """Cancel the task (see TaskHandle.cancel)."""
         return await self._client.cancel(self.id)
 
     async def explain(self) -> Explanation:
+        """Why the task is not running (yet)."""
         return await self._client.explain(self.id)

@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tasktide._transport import AsyncSubmitter, Submitter
 from tasktide.v1 import task_pb2, worker_pb2
 
 OutcomeCallback = Callable[[task_pb2.Outcome], None]
@@ -28,9 +29,14 @@ _RESUMED = contextlib.nullcontext()
 class Hooks:
     """No-op base class of client and worker hooks."""
 
-    # True when the plugin wraps each Submit call (a span per call): the blocking client then sends
-    # tasks one call each instead of over its shared submission stream.
-    wraps_submit = False
+    def intercept_submitter(self, next: Submitter) -> Submitter:  # noqa: A002 - the chain's usual name
+        """The blocking client's transport, wrapped: return an interceptor holding `next`
+        (a SubmitterInterceptor subclass), or `next` itself to leave submissions alone."""
+        return next
+
+    def intercept_async_submitter(self, next: AsyncSubmitter) -> AsyncSubmitter:  # noqa: A002
+        """The AsyncClient's transport, wrapped (an AsyncSubmitterInterceptor), or `next` itself."""
+        return next
 
     def wrap_channel(self, channel: Any) -> Any:
         """The blocking client's grpc.Channel, with interceptors in front of it if the plugin has any."""

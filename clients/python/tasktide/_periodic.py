@@ -66,7 +66,7 @@ class PeriodicMixin:
         task_name = task if isinstance(task, str) else task.name
         if not isinstance(task, str):
             # The task's own defaults (queue, retries, limits) apply to every occurrence.
-            options = {"options": task.options, **options}
+            options = {"defaults": task.options, **options}
         entry = Periodic(
             name or task_name, task_name, tuple(args), dict(kwargs or {}), {"cron": cron, "every": every, **options}
         )

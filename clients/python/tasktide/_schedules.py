@@ -1,20 +1,20 @@
-"""Periodic schedules from the client: Schedule (what the platform reports) and the Client's methods."""
+"""Periodic schedules from the client: Schedule (what the platform reports), the requests, and the
+schedule methods of Client and AsyncClient (their I/O is the client's `_run`)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, Unpack
 
-import grpc
-
+from tasktide._base import Call
 from tasktide._codec import decode_payload
-from tasktide._errors import translate
 from tasktide._exceptions import ConfigurationError, NotFound
-from tasktide._settings import ClientSettings
-from tasktide._spec import build_spec
-from tasktide.v1 import scheduler_pb2, scheduler_pb2_grpc
+from tasktide._spec import SubmitOptions, TaskOptions, build_spec
+from tasktide.v1 import scheduler_pb2
+
+T = TypeVar("T")
 
 
 def _when(ms: int) -> dt.datetime | None:
@@ -49,6 +49,7 @@ class Schedule:
 
     @classmethod
     def from_proto(cls, s: scheduler_pb2.Schedule) -> Schedule:
+        """The Schedule the scheduler sent."""
         return cls(
             name=s.id,
             task_name=s.task.name,
@@ -78,15 +79,17 @@ def schedule_proto(
     start: dt.datetime | float | None = None,
     end: dt.datetime | float | None = None,
     paused: bool = False,
-    **options: Any,
+    defaults: TaskOptions | None = None,
+    **options: Unpack[SubmitOptions],
 ) -> scheduler_pb2.Schedule:
-    """A Schedule message; `options` are those of submit (queue, priority, max_retries, ...)."""
+    """A Schedule message; `options` are those of submit (queue, priority, max_retries, ...) over
+    the task's `defaults`."""
     if (cron is None) == (every is None):
         raise ConfigurationError("a schedule needs exactly one of cron= and every=")
     seconds = every.total_seconds() if isinstance(every, dt.timedelta) else every
     return scheduler_pb2.Schedule(
         id=name,
-        task=build_spec(task_name, args, kwargs, **options),
+        task=build_spec(task_name, args, kwargs, options=defaults, **options),
         cron=cron or "",
         every=float(seconds or 0.0),
         timezone=timezone if cron else "",
@@ -96,11 +99,43 @@ def schedule_proto(
     )
 
 
+def _put(schedule: scheduler_pb2.Schedule, keep_paused: bool) -> Call[Schedule]:
+    req = scheduler_pb2.PutScheduleRequest(schedule=schedule, keep_paused=keep_paused)
+    return Call("scheduler", "PutSchedule", req, Schedule.from_proto)
+
+
+def _get(name: str) -> Call[Schedule]:
+    return Call("scheduler", "GetSchedule", scheduler_pb2.GetScheduleRequest(id=name), Schedule.from_proto)
+
+
+def _list() -> Call[list[Schedule]]:
+    req = scheduler_pb2.ListSchedulesRequest()
+    return Call("scheduler", "ListSchedules", req, lambda r: [Schedule.from_proto(s) for s in r.schedules])
+
+
+def _deleted(name: str, missing_ok: bool) -> Any:
+    def shape(resp: scheduler_pb2.DeleteScheduleResponse) -> bool:
+        if not resp.deleted and not missing_ok:
+            raise NotFound(f"no schedule with id {name}", "NOT_FOUND")
+        return bool(resp.deleted)
+
+    return shape
+
+
+def _delete(name: str, missing_ok: bool) -> Call[bool]:
+    return Call("scheduler", "DeleteSchedule", scheduler_pb2.DeleteScheduleRequest(id=name), _deleted(name, missing_ok))
+
+
+def _pause(name: str, paused: bool) -> Call[Schedule]:
+    req = scheduler_pb2.PauseScheduleRequest(id=name, paused=paused)
+    return Call("scheduler", "PauseSchedule", req, Schedule.from_proto)
+
+
 class ScheduleMethods:
     """The schedule methods of Client."""
 
-    settings: ClientSettings
-    _scheduler: scheduler_pb2_grpc.SchedulerStub
+    def _run(self, call: Call[T]) -> T:
+        raise NotImplementedError
 
     def put_schedule(
         self,
@@ -109,53 +144,67 @@ class ScheduleMethods:
         args: Iterable[Any] | None = None,
         kwargs: Mapping[str, Any] | None = None,
         *,
+        cron: str | None = None,
+        every: float | dt.timedelta | None = None,
+        timezone: str = "UTC",
+        start: dt.datetime | float | None = None,
+        end: dt.datetime | float | None = None,
+        paused: bool = False,
         keep_paused: bool = False,
-        **options: Any,
+        defaults: TaskOptions | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> Schedule:
-        """Create or replace the schedule `name`, firing `task_name` with `cron="*/5 * * * *"` (with
-        `timezone=`) or `every=30.0` seconds; optional `start`, `end`, `paused` and the options of
-        submit. Putting an unchanged schedule again keeps its next run."""
-        return self.put_schedule_proto(schedule_proto(name, task_name, args, kwargs, **options), keep_paused)
+        """Create or replace a periodic schedule. Putting an unchanged schedule again keeps its next run.
+
+        Args:
+            name: the schedule's id.
+            task_name: the task it submits, by name.
+            args, kwargs: the task's arguments (JSON-compatible).
+            cron: a cron expression ("*/5 * * * *"), read in `timezone`; or
+            every: an interval (seconds or a timedelta). Exactly one of the two.
+            start, end: the schedule fires only between these times (datetimes or Unix seconds).
+            paused: create it paused.
+            keep_paused: an existing paused schedule stays paused.
+            defaults: the task's declared options, under the per-call ones.
+            **options: the options of submit (SubmitOptions: queue, priority, max_retries...).
+        """
+        proto = schedule_proto(
+            name, task_name, args, kwargs, cron=cron, every=every, timezone=timezone,
+            start=start, end=end, paused=paused, defaults=defaults, **options,
+        )  # fmt: skip
+        return self._run(_put(proto, keep_paused))
 
     def put_schedule_proto(self, schedule: scheduler_pb2.Schedule, keep_paused: bool = False) -> Schedule:
-        req = scheduler_pb2.PutScheduleRequest(schedule=schedule, keep_paused=keep_paused)
-        return Schedule.from_proto(self._call(self._scheduler.PutSchedule, req))
+        """Create or replace a schedule given as a message (see put_schedule)."""
+        return self._run(_put(schedule, keep_paused))
 
     def get_schedule(self, name: str) -> Schedule:
         """The schedule `name`; raises NotFound when there is none."""
-        return Schedule.from_proto(self._call(self._scheduler.GetSchedule, scheduler_pb2.GetScheduleRequest(id=name)))
+        return self._run(_get(name))
 
     def list_schedules(self) -> list[Schedule]:
-        resp = self._call(self._scheduler.ListSchedules, scheduler_pb2.ListSchedulesRequest())
-        return [Schedule.from_proto(s) for s in resp.schedules]
+        """Every schedule of the platform."""
+        return self._run(_list())
 
     def delete_schedule(self, name: str, missing_ok: bool = False) -> bool:
-        """Delete a schedule: it fires nothing more. Raises NotFound unless it existed or missing_ok."""
-        resp = self._call(self._scheduler.DeleteSchedule, scheduler_pb2.DeleteScheduleRequest(id=name))
-        if not resp.deleted and not missing_ok:
-            raise NotFound(f"no schedule with id {name}", "NOT_FOUND")
-        return bool(resp.deleted)
+        """Delete a schedule: it fires nothing more. Raises NotFound unless it existed or `missing_ok`;
+        returns whether it existed."""
+        return self._run(_delete(name, missing_ok))
 
     def pause_schedule(self, name: str, paused: bool = True) -> Schedule:
-        req = scheduler_pb2.PauseScheduleRequest(id=name, paused=paused)
-        return Schedule.from_proto(self._call(self._scheduler.PauseSchedule, req))
+        """Pause the schedule `name` (`paused=False`: resume it)."""
+        return self._run(_pause(name, paused))
 
     def resume_schedule(self, name: str) -> Schedule:
         """Resume a paused schedule from its next future occurrence (paused ones are not made up)."""
         return self.pause_schedule(name, paused=False)
 
-    def _call(self, method: Any, req: Any) -> Any:
-        try:
-            return method(req)
-        except grpc.RpcError as exc:
-            raise translate(exc, self.settings.scheduler()) from None
-
 
 class AsyncScheduleMethods:
-    """The schedule methods of AsyncClient: those of Client, awaited."""
+    """The schedule methods of AsyncClient: those of Client (see there), awaited."""
 
-    settings: ClientSettings
-    _scheduler: scheduler_pb2_grpc.SchedulerStub
+    def _run(self, call: Call[T]) -> Awaitable[T]:
+        raise NotImplementedError
 
     async def put_schedule(
         self,
@@ -164,36 +213,43 @@ class AsyncScheduleMethods:
         args: Iterable[Any] | None = None,
         kwargs: Mapping[str, Any] | None = None,
         *,
+        cron: str | None = None,
+        every: float | dt.timedelta | None = None,
+        timezone: str = "UTC",
+        start: dt.datetime | float | None = None,
+        end: dt.datetime | float | None = None,
+        paused: bool = False,
         keep_paused: bool = False,
-        **options: Any,
+        defaults: TaskOptions | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> Schedule:
-        s = schedule_proto(name, task_name, args, kwargs, **options)
-        req = scheduler_pb2.PutScheduleRequest(schedule=s, keep_paused=keep_paused)
-        return Schedule.from_proto(await self._acall(self._scheduler.PutSchedule, req))
+        """Create or replace a periodic schedule; arguments as Client.put_schedule."""
+        proto = schedule_proto(
+            name, task_name, args, kwargs, cron=cron, every=every, timezone=timezone,
+            start=start, end=end, paused=paused, defaults=defaults, **options,
+        )  # fmt: skip
+        return await self._run(_put(proto, keep_paused))
+
+    async def put_schedule_proto(self, schedule: scheduler_pb2.Schedule, keep_paused: bool = False) -> Schedule:
+        """Create or replace a schedule given as a message."""
+        return await self._run(_put(schedule, keep_paused))
 
     async def get_schedule(self, name: str) -> Schedule:
-        req = scheduler_pb2.GetScheduleRequest(id=name)
-        return Schedule.from_proto(await self._acall(self._scheduler.GetSchedule, req))
+        """The schedule `name`; raises NotFound when there is none."""
+        return await self._run(_get(name))
 
     async def list_schedules(self) -> list[Schedule]:
-        resp = await self._acall(self._scheduler.ListSchedules, scheduler_pb2.ListSchedulesRequest())
-        return [Schedule.from_proto(s) for s in resp.schedules]
+        """Every schedule of the platform."""
+        return await self._run(_list())
 
     async def delete_schedule(self, name: str, missing_ok: bool = False) -> bool:
-        resp = await self._acall(self._scheduler.DeleteSchedule, scheduler_pb2.DeleteScheduleRequest(id=name))
-        if not resp.deleted and not missing_ok:
-            raise NotFound(f"no schedule with id {name}", "NOT_FOUND")
-        return bool(resp.deleted)
+        """Delete a schedule; raises NotFound unless it existed or `missing_ok`."""
+        return await self._run(_delete(name, missing_ok))
 
     async def pause_schedule(self, name: str, paused: bool = True) -> Schedule:
-        req = scheduler_pb2.PauseScheduleRequest(id=name, paused=paused)
-        return Schedule.from_proto(await self._acall(self._scheduler.PauseSchedule, req))
+        """Pause the schedule `name` (`paused=False`: resume it)."""
+        return await self._run(_pause(name, paused))
 
     async def resume_schedule(self, name: str) -> Schedule:
+        """Resume a paused schedule from its next future occurrence."""
         return await self.pause_schedule(name, paused=False)
-
-    async def _acall(self, method: Any, req: Any) -> Any:
-        try:
-            return await method(req)
-        except grpc.RpcError as exc:
-            raise translate(exc, self.settings.scheduler()) from None

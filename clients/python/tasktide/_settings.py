@@ -12,11 +12,17 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 @dataclass(frozen=True)
 class ClientSettings:
+    """Where the platform is and how the client talks to it (see from_env for the variables)."""
+
     address: str = DEFAULT_ADDRESS
     scheduler_address: str = ""
     registry_address: str = ""
     results_address: str = ""
     lease_seconds_hint: float = 30.0
+    # How the blocking Client sends tasks one at a time: "stream" (default: one long-lived
+    # SubmitStream shared by all threads) or "unary" (a Submit call each); the AsyncClient always
+    # makes a Submit call each. TASKTIDE_SUBMIT_TRANSPORT
+    submit_transport: str = ""
     # delay()/submit() return before the platform confirms the task (a handle's id waits for it;
     # Client.flush() waits for all, and the end of the process for up to 10 s): many tasks in flight
     # at once. Tasks not yet confirmed are lost if the process is killed. TASKTIDE_PIPELINED_SUBMIT=1
@@ -24,8 +30,8 @@ class ClientSettings:
     # Redis of the platform: delay()/submit() then queue a runnable task straight into it, with the
     # scheduler's validation and the registry's script (needs tasktide-server installed here), one
     # Redis round trip instead of a call to the scheduler. Tasks with a countdown or ETA, an
-    # idempotency key or a rate limit, batches and workflows still go to the scheduler. Not with a
-    # plugin that wraps each submission (tracing). TASKTIDE_SUBMIT_REDIS_URL
+    # idempotency key or a rate limit, batches and workflows still go to the scheduler (over the
+    # transport above). TASKTIDE_SUBMIT_REDIS_URL
     submit_redis_url: str = ""
     channel_options: tuple[tuple[str, int], ...] = field(
         default=(
@@ -36,6 +42,13 @@ class ClientSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: str) -> ClientSettings:
+        """Settings from TASKTIDE_ADDRESS, TASKTIDE_{SCHEDULER,REGISTRY,RESULTS}_ADDRESS,
+        TASKTIDE_SUBMIT_TRANSPORT, TASKTIDE_PIPELINED_SUBMIT and TASKTIDE_SUBMIT_REDIS_URL.
+
+        Args:
+            env: the variables (default: os.environ).
+            **overrides: address= wins over TASKTIDE_ADDRESS.
+        """
         env = os.environ if env is None else env
         address = overrides.get("address") or env.get("TASKTIDE_ADDRESS") or DEFAULT_ADDRESS
         return cls(
@@ -43,15 +56,19 @@ class ClientSettings:
             scheduler_address=env.get("TASKTIDE_SCHEDULER_ADDRESS", ""),
             registry_address=env.get("TASKTIDE_REGISTRY_ADDRESS", ""),
             results_address=env.get("TASKTIDE_RESULTS_ADDRESS", ""),
+            submit_transport=env.get("TASKTIDE_SUBMIT_TRANSPORT", "").strip().lower(),
             pipelined_submit=env.get("TASKTIDE_PIPELINED_SUBMIT", "").lower() in ("1", "true", "yes"),
             submit_redis_url=env.get("TASKTIDE_SUBMIT_REDIS_URL", ""),
         )
 
     def scheduler(self) -> str:
+        """The scheduler's address."""
         return self.scheduler_address or self.address
 
     def registry(self) -> str:
+        """The worker registry's address."""
         return self.registry_address or self.address
 
     def results(self) -> str:
+        """The results service's address."""
         return self.results_address or self.address

@@ -1,13 +1,14 @@
-"""Building a TaskSpec from the options of apply_async/submit."""
+"""Building a TaskSpec from the options of apply_async/submit (SubmitOptions)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from tasktide._codec import payload
+from tasktide._exceptions import ConfigurationError
 from tasktide.v1 import task_pb2
 
 
@@ -26,6 +27,33 @@ class TaskOptions:
     rate_limit: str = ""
 
 
+class SubmitOptions(TypedDict, total=False):
+    """Per-call options of `Task.apply_async`, `Client.submit` and `Client.put_schedule`.
+
+    queue: the queue to send the task to (default: the task's, else "default").
+    priority: -100..100, higher runs first within a queue.
+    countdown: seconds to wait before the task may run.
+    eta: when the task may run (an aware datetime, or a Unix time in seconds).
+    expires: when the task is dropped unrun (a datetime, or seconds from now).
+    idempotency_key: submitting the same key again returns the existing task.
+    max_retries: attempts after the first when the task raises a retryable error.
+    soft_time_limit: seconds after which the task is asked to stop (SoftTimeLimitExceeded).
+    time_limit: seconds after which the task is stopped.
+    headers: extra headers carried with the task (trace context travels here).
+    """
+
+    queue: str | None
+    priority: int | None
+    countdown: float | None
+    eta: dt.datetime | float | None
+    expires: dt.datetime | float | None
+    idempotency_key: str | None
+    max_retries: int | None
+    soft_time_limit: float | None
+    time_limit: float | None
+    headers: Mapping[str, str] | None
+
+
 def _ms(value: dt.datetime | float | int) -> int:
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
@@ -40,18 +68,18 @@ def build_spec(
     kwargs: Mapping[str, Any] | None = None,
     *,
     options: TaskOptions | None = None,
-    queue: str | None = None,
-    priority: int | None = None,
-    countdown: float | None = None,
-    eta: dt.datetime | float | None = None,
-    expires: dt.datetime | float | None = None,
-    idempotency_key: str | None = None,
-    max_retries: int | None = None,
-    soft_time_limit: float | None = None,
-    time_limit: float | None = None,
-    headers: Mapping[str, str] | None = None,
+    **call: Unpack[SubmitOptions],
 ) -> task_pb2.TaskSpec:
+    """The TaskSpec of task `name` with these arguments: the task's defaults (`options`), overridden
+    by the per-call options (see SubmitOptions)."""
+    unknown = call.keys() - SubmitOptions.__annotations__.keys()
+    if unknown:
+        raise ConfigurationError(f"unknown submit option(s): {', '.join(sorted(unknown))}")
     o = options or TaskOptions()
+    queue, priority, max_retries = call.get("queue"), call.get("priority"), call.get("max_retries")
+    countdown, idempotency_key = call.get("countdown"), call.get("idempotency_key")
+    soft_time_limit, time_limit = call.get("soft_time_limit"), call.get("time_limit")
+    eta, expires, headers = call.get("eta"), call.get("expires"), call.get("headers")
     spec = task_pb2.TaskSpec(
         name=name,
         queue=queue if queue is not None else o.queue,

@@ -8,6 +8,8 @@ from tasktide.v1 import task_pb2
 
 
 class TaskState(enum.Enum):
+    """Where a task is in its life; the last five are final."""
+
     UNKNOWN = 0
     SCHEDULED = 1
     QUEUED = 2
@@ -21,13 +23,16 @@ class TaskState(enum.Enum):
 
     @property
     def is_final(self) -> bool:
+        """Whether the task has ended (succeeded, failed, cancelled, expired or dead)."""
         return self in FINAL_STATES
 
     @classmethod
     def from_proto(cls, value: int) -> TaskState:
+        """The state of a protocol TaskState value."""
         return cls(value)
 
     def to_proto(self) -> int:
+        """The protocol's TaskState value."""
         return int(self.value)
 
 

@@ -1,29 +1,32 @@
-"""Submissions over one long-lived SubmitStream, for the blocking client.
+"""The stream transport of the blocking client: submissions over one long-lived SubmitStream.
 
 Each submission gets a sequence number and a Future; one reader thread per stream resolves them as
 the scheduler's answers arrive. Submissions from many threads share the stream, and what reaches
 the scheduler together is written together. The stream opens on first use; when it breaks, the
 submissions it still had in flight fail with its error and the next submission opens a new one.
+Confirmed mode waits for each answer; pipelined mode (ClientSettings.pipelined_submit) returns a
+Future of the id at once and `flush` waits for them.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextvars
 import logging
 import queue
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import wait as futures_wait
-from typing import Any
 
 import grpc
 
-from tasktide._errors import from_status, stream_closed, translate
+from tasktide._errors import error_from_status, stream_closed, translate
 from tasktide._exceptions import ServiceError
-from tasktide.v1 import scheduler_pb2, task_pb2
+from tasktide._transport import UnarySubmitter
+from tasktide.v1 import scheduler_pb2, scheduler_pb2_grpc, task_pb2
 
 _END = None  # put on a stream's request queue to close it
 MAX_IN_FLIGHT = 10_000  # unconfirmed submissions at once; submit() waits beyond that
@@ -47,13 +50,15 @@ def _flush_at_exit(ref: weakref.ReferenceType[StreamSubmitter]) -> None:
 
 
 class _Stream:
-    def __init__(self, stub: Any, address: str) -> None:
+    def __init__(self, stub: scheduler_pb2_grpc.SchedulerStub, address: str) -> None:
         self.requests: queue.SimpleQueue[scheduler_pb2.SubmitStreamRequest | None] = queue.SimpleQueue()
-        self.pending: dict[int, Future[scheduler_pb2.SubmitResponse]] = {}
+        self.pending: dict[int, Future[str]] = {}
         self.open = True
         self.address = address
         self.used = time.monotonic()
-        self.responses = stub.SubmitStream(self._requests())
+        # Opened outside the caller's context: the stream outlives the submission that opens it, so
+        # it belongs to no submission's trace (each submission is traced by the interceptors).
+        self.responses = contextvars.Context().run(stub.SubmitStream, self._requests())
 
     def _requests(self) -> Iterator[scheduler_pb2.SubmitStreamRequest]:
         while True:
@@ -64,22 +69,33 @@ class _Stream:
 
 
 class StreamSubmitter:
-    """Thread-safe; one per Client."""
+    """Thread-safe; one per Client. `pipelined`: submit returns a Future of the id at once."""
 
-    def __init__(self, stub: Any, address: str) -> None:
+    def __init__(self, stub: scheduler_pb2_grpc.SchedulerStub, address: str, pipelined: bool = False) -> None:
         self._stub = stub
         self._address = address
+        self._pipelined = pipelined
+        self._unary = UnarySubmitter(stub, address)  # batches: one SubmitBatch call
         self._lock = threading.Lock()
         self._seq = 0
         self._stream: _Stream | None = None
         self._slots = threading.BoundedSemaphore(MAX_IN_FLIGHT)
-        self._unconfirmed: set[Future[scheduler_pb2.SubmitResponse]] = set()
+        self._unconfirmed: set[Future[str]] = set()
         self._refused: list[BaseException] = []  # failures not yet reported by flush()
         self._exit_flush = False  # registered with atexit on the first pipelined submission
 
-    def submit(self, spec: task_pb2.TaskSpec, pipelined: bool = False) -> Future[scheduler_pb2.SubmitResponse]:
-        """The answer to come. `pipelined`: the caller does not wait for it, so flush() does."""
-        fut: Future[scheduler_pb2.SubmitResponse] = Future()
+    def submit(self, spec: task_pb2.TaskSpec) -> str | Future[str]:
+        """The task's id; pipelined: a Future of it."""
+        if self._pipelined:
+            return self.send(spec, True)
+        return self.send(spec).result()
+
+    def submit_batch(self, specs: Sequence[task_pb2.TaskSpec]) -> list[str]:
+        return self._unary.submit_batch(specs)
+
+    def send(self, spec: task_pb2.TaskSpec, pipelined: bool = False) -> Future[str]:
+        """The id to come. `pipelined`: the caller does not wait for it, so flush() does."""
+        fut: Future[str] = Future()
         if pipelined:
             self._slots.acquire()
             fut.add_done_callback(self._settled)
@@ -103,7 +119,7 @@ class StreamSubmitter:
             stream.requests.put(scheduler_pb2.SubmitStreamRequest(seq=self._seq, spec=spec))
         return fut
 
-    def _settled(self, fut: Future[scheduler_pb2.SubmitResponse]) -> None:
+    def _settled(self, fut: Future[str]) -> None:
         with self._lock:
             self._unconfirmed.discard(fut)
             exc = fut.exception()
@@ -140,9 +156,9 @@ class StreamSubmitter:
                 if fut is None:
                     continue
                 if resp.error_code:
-                    fut.set_exception(from_status(resp.error_code, resp.error_message))
+                    fut.set_exception(error_from_status(resp.error_code, resp.error_message))
                 else:
-                    fut.set_result(resp.result)
+                    fut.set_result(resp.result.task_id)
         except grpc.RpcError as exc:
             error = translate(exc, self._address)
         with self._lock:  # no submission joins this stream after this point
@@ -152,7 +168,15 @@ class StreamSubmitter:
             fut.set_exception(error)
 
     def close(self) -> None:
-        """End the stream; answers still on their way are read before its thread ends."""
+        """Wait for unconfirmed submissions (see flush), then end the stream; answers still on their
+        way are read before its thread ends."""
+        try:
+            if self._pipelined:
+                self.flush()
+        finally:
+            self._end()
+
+    def _end(self) -> None:
         with self._lock:
             if self._stream is not None and self._stream.open:
                 self._stream.requests.put(_END)

@@ -15,12 +15,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import grpc
-
-from tasktide._errors import translate
+from tasktide._errors import translated
 from tasktide._exceptions import ConfigurationError
 from tasktide._handle import TaskHandle
-from tasktide.v1 import workflow_pb2, workflow_pb2_grpc
+from tasktide.v1 import task_pb2, workflow_pb2, workflow_pb2_grpc
 
 if TYPE_CHECKING:
     from tasktide._app import Task
@@ -40,13 +38,20 @@ class Signature:
         """The same signature with options (queue, priority, countdown...) added."""
         return Signature(self.task, self.args, self.kwargs, {**self.options, **options})
 
-    def spec(self) -> Any:
+    def spec(self) -> task_pb2.TaskSpec:
+        """The TaskSpec of this signature."""
         return self.task.spec(self.args, self.kwargs, **self.options)
 
     def apply_async(self, client: Client | None = None) -> TaskHandle:
+        """Submit this signature as one task.
+
+        Args:
+            client: the client to use (default: the task's App's).
+        """
         return (client or self.task.app.client).submit_spec(self.spec())
 
     def delay(self) -> TaskHandle:
+        """Submit this signature with the App's client."""
         return self.apply_async()
 
 
@@ -57,25 +62,31 @@ class _Stage:
 
 
 class Workflow:
+    """Stages of tasks (a chain of single tasks and groups), submitted together; see chain/group/chord."""
+
     def __init__(self, stages: list[_Stage]) -> None:
         if not stages or any(not st.sigs for st in stages):
             raise ConfigurationError("a workflow needs at least one task in every part")
         self.stages = stages
 
     def apply_async(self, client: Client | None = None) -> WorkflowHandle:
+        """Submit the whole workflow at once.
+
+        Args:
+            client: the client to use (default: the first task's App's).
+        """
         client = client or self.stages[0].sigs[0].task.app.client
         req = workflow_pb2.SubmitWorkflowRequest()
         for st in self.stages:
             stage = req.stages.add(group=st.group)
             stage.tasks.extend(s.spec() for s in st.sigs)
         stub = workflow_pb2_grpc.WorkflowsStub(client.scheduler_channel)
-        try:
+        with translated(client.settings.scheduler()):
             resp = stub.SubmitWorkflow(req)
-        except grpc.RpcError as exc:
-            raise translate(exc, client.settings.scheduler()) from None
         return WorkflowHandle(resp, client)
 
     def delay(self) -> WorkflowHandle:
+        """Submit the whole workflow with the App's client."""
         return self.apply_async()
 
 
@@ -116,6 +127,8 @@ def chord(header: Workflow | Iterable[Signature], body: Signature) -> Workflow:
 
 
 class WorkflowHandle:
+    """A submitted workflow: its id, its tasks' ids by stage, its result and state."""
+
     def __init__(self, resp: workflow_pb2.SubmitWorkflowResponse, client: Client) -> None:
         self.id = resp.workflow_id
         self._stages = resp.stages
@@ -126,6 +139,7 @@ class WorkflowHandle:
         return f"<WorkflowHandle {self.id}>"
 
     def tasks(self) -> list[TaskHandle]:
+        """A handle for each task of the workflow, stage by stage."""
         return [TaskHandle(tid, self._client) for ids in self.task_ids for tid in ids]
 
     def get(self, timeout: float | None = None) -> Any:
@@ -137,8 +151,6 @@ class WorkflowHandle:
     def state(self) -> str:
         """RUNNING, SUCCEEDED or FAILED."""
         stub = workflow_pb2_grpc.WorkflowsStub(self._client.scheduler_channel)
-        try:
+        with translated(self._client.settings.scheduler()):
             wf = stub.GetWorkflow(workflow_pb2.GetWorkflowRequest(workflow_id=self.id))
-        except grpc.RpcError as exc:
-            raise translate(exc, self._client.settings.scheduler()) from None
         return workflow_pb2.WorkflowState.Name(wf.state).removeprefix("WORKFLOW_STATE_")

@@ -43,6 +43,7 @@ class TaskContext:
         raise RetryRequested(countdown, exc)
 
     def raise_if_cancelled(self) -> None:
+        """Raise CancelRequested when the task was cancelled: a long task calls it between steps."""
         if self.cancelled:
             raise CancelRequested(f"task {self.id} was cancelled")
 
@@ -55,6 +56,8 @@ _current: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar("t
 
 
 def current_task() -> TaskContext:
+    """The context of the task running in this thread or asyncio task (id, attempt, progress,
+    cancellation); raises TasktideError outside a running task."""
     ctx = _current.get()
     if ctx is None:
         raise TasktideError("current_task() called outside a running task")

@@ -6,7 +6,6 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import grpc
 from opentelemetry import context, propagate, trace
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, client_interceptor
 from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
@@ -14,8 +13,9 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
 from tasktide._hooks import Hooks, OutcomeCallback, _ignore
+from tasktide._transport import AsyncSubmitter, Submitter
 from tasktide.contrib.opentelemetry import conventions as c
-from tasktide.contrib.opentelemetry._producer import AioProducerInterceptor, ProducerInterceptor
+from tasktide.contrib.opentelemetry._producer import AsyncTracingSubmitter, TracingSubmitter
 from tasktide.contrib.opentelemetry._sampling import follows_parent, remote_span, unsampled
 from tasktide.v1 import task_pb2, worker_pb2
 
@@ -47,8 +47,6 @@ class TracingHooks(Hooks):
     propagator: how trace context is written to task headers (default: the configured one, W3C).
     """
 
-    wraps_submit = True  # one PRODUCER span per Submit call (_producer.py)
-
     def __init__(
         self, tracer_provider: TracerProvider | None = None, propagator: TextMapPropagator | None = None
     ) -> None:
@@ -57,18 +55,21 @@ class TracingHooks(Hooks):
         self.propagator = propagator or propagate.get_global_textmap()
         self.skip_unsampled = follows_parent(tracer_provider)
 
+    def intercept_submitter(self, next: Submitter) -> Submitter:  # noqa: A002
+        # A PRODUCER span per submission, around whichever transport the client uses (_producer.py).
+        return TracingSubmitter(next, self.tracer, self.propagator)
+
+    def intercept_async_submitter(self, next: AsyncSubmitter) -> AsyncSubmitter:  # noqa: A002
+        return AsyncTracingSubmitter(next, self.tracer, self.propagator)
+
     def wrap_channel(self, channel: Any) -> Any:
-        # Calls go through the producer first, so the gRPC client span is a child of the send span.
-        traced = intercept_channel(
+        # gRPC calls made inside a recorded span (a unary Submit inside its send span) get a client span.
+        return intercept_channel(
             channel, client_interceptor(tracer_provider=self.tracer_provider, filter_=in_recorded_span)
         )
-        return grpc.intercept_channel(traced, ProducerInterceptor(self.tracer, self.propagator))
 
     def aio_client_interceptors(self) -> Sequence[Any]:
-        return [
-            AioProducerInterceptor(self.tracer, self.propagator),
-            *aio_client_interceptors(tracer_provider=self.tracer_provider, filter_=in_recorded_span),
-        ]
+        return list(aio_client_interceptors(tracer_provider=self.tracer_provider, filter_=in_recorded_span))
 
     @contextlib.contextmanager
     def process(self, assignment: worker_pb2.Assignment, worker_id: str) -> Iterator[OutcomeCallback]:
