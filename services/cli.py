@@ -17,7 +17,7 @@ from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
 
-from tasktide_services.common.auth import AuthError
+from tasktide_services.common.auth import DEFAULT_NAMESPACE, AuthError, mint, read_key
 from tasktide_services.common.redis_conn import connect
 from tasktide_services.common.redis_server import LocalRedis, start_redis
 from tasktide_services.common.settings import ServerSettings
@@ -83,7 +83,10 @@ async def _serve(settings: ServerSettings, which: tuple[str, ...], demo: str | N
             from tasktide_services.demo import run_demo
 
             address = f"{settings.address.rsplit(':', 1)[0]}:{running.port}"
-            demo_task = asyncio.create_task(run_demo(address, demo, demo_tasks))
+            token = ""
+            if settings.auth_key:  # the demo's worker and client get a token of their own
+                token = mint(read_key(settings.auth_key), namespace=DEFAULT_NAMESPACE, role="worker", subject="demo")
+            demo_task = asyncio.create_task(run_demo(address, demo, demo_tasks, token))
         await stop.wait()
         if demo_task is not None:
             demo_task.cancel()

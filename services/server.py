@@ -83,7 +83,7 @@ async def start(
         authenticator = Authenticator(key, Revocations(settings.auth_revoked))
         # First: a call without a valid token is refused before any other interceptor sees it.
         interceptors.insert(0, AuthInterceptor(authenticator, allowed_roles(), OPEN_PREFIXES))
-        client_interceptors.append(ServiceToken(key).interceptor())
+        client_interceptors.extend(ServiceToken(key).interceptors())
     server = grpc.aio.server(options=opts, interceptors=interceptors or None)
     if settings.tls.enabled:
         port = server.add_secure_port(settings.address, settings.tls.server_credentials())

@@ -14,12 +14,15 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+import tasktide
+from tasktide import Client, ClientSettings
 from tasktide.v1 import scheduler_pb2, scheduler_pb2_grpc, task_pb2
 from tasktide_services.common.auth import mint
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.common.tls import TlsSettings
-from tasktide_services.testing import PlatformThread
+from tasktide_services.testing import PlatformThread, spawn
 from tests.conftest import ROOT
+from tests.processes import stop
 
 KEY = b"t" * 40
 
@@ -128,3 +131,42 @@ def test_a_server_beyond_loopback_needs_tls_and_tokens(server_settings: ServerSe
     assert done.returncode == 2, done.stderr
     assert "refusing to listen on 0.0.0.0:0 without" in done.stderr
     assert "tokens" in done.stderr
+
+
+def test_python_client_and_worker_run_a_task_over_tls_with_tokens(
+    tls_platform: PlatformThread, certs: tuple[Path, Path], queue_name: str
+) -> None:
+    ours, theirs = certs
+    address = tls_platform.address
+    worker_token = mint(KEY, namespace="default", role="worker", queues=[queue_name])
+    env = {"TASKTIDE_ADDRESS": address, "TASKTIDE_TOKEN": worker_token, "TASKTIDE_TLS_CA": str(ours / "ca.pem")}
+    worker = spawn("worker", "tests.tasks_app:app", "--queues", queue_name, env=env, cwd=ROOT)
+    try:
+        producer = ClientSettings(
+            address=address, token=mint(KEY, namespace="default", role="producer"), tls_ca=str(ours / "ca.pem")
+        )
+        with Client(settings=producer) as client:
+            assert client.submit("t.add", [2, 3], queue=queue_name).get(timeout=60) == 5
+        with Client(settings=replace(producer, token="")) as client:
+            with pytest.raises(tasktide.Unauthenticated, match=f"{address}.*no token"):
+                client.submit("t.add", [1, 1], queue=queue_name)
+        with Client(settings=replace(producer, tls_ca=str(theirs / "ca.pem"))) as client:
+            with pytest.raises(tasktide.Unavailable, match=address):
+                client.submit("t.add", [1, 1], queue=queue_name)
+    finally:
+        stop([worker])
+
+
+def test_a_worker_whose_token_is_refused_stops_with_the_reason(
+    tls_platform: PlatformThread, certs: tuple[Path, Path]
+) -> None:
+    producer_token = mint(KEY, namespace="default", role="producer")  # not allowed to open a Session
+    env = {
+        "TASKTIDE_ADDRESS": tls_platform.address,
+        "TASKTIDE_TOKEN": producer_token,
+        "TASKTIDE_TLS_CA": str(certs[0] / "ca.pem"),
+    }
+    worker = spawn("worker", "tests.tasks_app:app", env=env, cwd=ROOT, stderr=subprocess.PIPE)
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 2, err
+    assert "not allowed for role producer" in err

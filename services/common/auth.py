@@ -36,6 +36,8 @@ from typing import Any
 import grpc
 import jwt
 
+from tasktide._channels import aio_bearer_interceptors
+
 log = logging.getLogger("tasktide.auth")
 
 ROLES = ("producer", "worker", "admin", "service")
@@ -308,34 +310,6 @@ def _refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str
     return grpc.stream_unary_rpc_method_handler(unary, de, ser)
 
 
-def _with_token(details: grpc.aio.ClientCallDetails, token: str) -> grpc.aio.ClientCallDetails:
-    metadata = grpc.aio.Metadata(*(details.metadata or ()))
-    metadata.add("authorization", f"Bearer {token}")
-    return grpc.aio.ClientCallDetails(
-        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
-    )
-
-
-class _Bearer(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
-    """Sends `authorization: Bearer TOKEN` on every call of an asyncio channel."""
-
-    def __init__(self, token: Callable[[], str]) -> None:
-        self._token = token
-
-    async def intercept_unary_unary(self, continuation: Handler, details: Any, request: Any) -> Any:
-        return await continuation(_with_token(details, self._token()), request)
-
-    async def intercept_unary_stream(self, continuation: Handler, details: Any, request: Any) -> Any:
-        return await continuation(_with_token(details, self._token()), request)
-
-    async def intercept_stream_stream(self, continuation: Handler, details: Any, requests: Any) -> Any:
-        return await continuation(_with_token(details, self._token()), requests)
-
-
 class ServiceToken:
     """The token a service sends to its peers: minted from the platform key, renewed before it ends."""
 
@@ -360,5 +334,5 @@ class ServiceToken:
             self._renew_at = now + self.LIFETIME / 2
         return self._token
 
-    def interceptor(self) -> grpc.aio.ClientInterceptor:
-        return _Bearer(self)
+    def interceptors(self) -> list[grpc.aio.ClientInterceptor]:
+        return aio_bearer_interceptors(self)
