@@ -72,8 +72,7 @@ async def _serve(settings: ServerSettings, which: tuple[str, ...], demo: str | N
         redis = await connect(url)
         running = await start(settings, redis, which, obs.hooks)
         name = "dev" if which == ALL else which[0]
-        host = settings.address.rsplit(":", 1)[0]
-        print(f"tasktide {name} listening on {host}:{running.port}", flush=True)
+        print(f"tasktide {name} listening on {running.address}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -82,11 +81,10 @@ async def _serve(settings: ServerSettings, which: tuple[str, ...], demo: str | N
         if demo:
             from tasktide_services.demo import run_demo
 
-            address = f"{settings.address.rsplit(':', 1)[0]}:{running.port}"
             token = ""
             if settings.auth_key:  # the demo's worker and client get a token of their own
                 token = mint(read_key(settings.auth_key), namespace=DEFAULT_NAMESPACE, role="worker", subject="demo")
-            demo_task = asyncio.create_task(run_demo(address, demo, demo_tasks, token))
+            demo_task = asyncio.create_task(run_demo(running.address, demo, demo_tasks, token))
         await stop.wait()
         if demo_task is not None:
             demo_task.cancel()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -24,11 +26,13 @@ from tasktide_services.common.settings import ServerSettings
 from tasktide_services.results import keys as results_keys
 from tasktide_services.results.service import ResultsService
 from tasktide_services.results.store import ResultsStore
+from tasktide_services.scheduler.admission import Admission
 from tasktide_services.scheduler.pump import run_pump
 from tasktide_services.scheduler.schedules import run_schedules
 from tasktide_services.scheduler.service import SchedulerService
 from tasktide_services.scheduler.store import SchedulerStore
 from tasktide_services.scheduler.workflows import WorkflowService
+from tasktide_services.scheduler.writing import writer_for
 from tasktide_services.worker import keys as registry_keys
 from tasktide_services.worker.reaper import run_reaper
 from tasktide_services.worker.service import RegistryService
@@ -50,6 +54,7 @@ _DESCRIPTORS = {
 class Running:
     server: grpc.aio.Server
     port: int
+    address: str = ""  # where it listens: HOST:PORT with the port bound, or the unix:PATH it was given
     background: list[asyncio.Task[None]] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -91,27 +96,16 @@ async def start(
         port = server.add_insecure_port(settings.address)
     if port == 0:
         raise RuntimeError(f"cannot listen on {settings.address}")
-    host = settings.address.rsplit(":", 1)[0]
-    settings = replace(settings, address=f"{host}:{port}")
+    if not settings.address.startswith("unix:"):  # HOST:0 becomes the port bound
+        host = settings.address.rsplit(":", 1)[0]
+        settings = replace(settings, address=f"{host}:{port}")
     peers = Peers(settings, client_interceptors)
-    # Hops between services of this process skip gRPC, traced or not: the task's spans come from the
-    # hooks, and a direct call keeps the caller's trace context (measured: keeping the loopback
-    # hops for the sake of their gRPC spans cost a quarter of the throughput).
-    local = True
-    running = Running(server, port)
+    running = Running(server, port, settings.address)
     running.closers.append(peers.close)
-    if "scheduler" in which:
-        sstore = SchedulerStore(redis, settings.result_expires)
-        scheduler = SchedulerService(sstore, peers, settings, hooks)
-        add_service(server, _DESCRIPTORS["scheduler"], scheduler)
-        if local:
-            peers.bind_local("scheduler", scheduler, settings.address)
-        workflows = WorkflowService(sstore, scheduler, peers)
-        add_service(server, WORKFLOWS, workflows)
-        if local:
-            peers.bind_local("workflows", workflows, settings.address)
-        running.background.append(asyncio.create_task(run_pump(sstore, scheduler, settings.tick_seconds)))
-        running.background.append(asyncio.create_task(run_schedules(scheduler, settings.tick_seconds)))
+    jobs: list[Callable[[], Coroutine[Any, Any, None]]] = []  # started once every service is bound
+    # Hops between services of this process skip gRPC, traced or not (Peers.bind): the task's spans
+    # come from the hooks, and a direct call keeps the caller's trace context (measured: keeping the
+    # loopback hops for the sake of their gRPC spans cost a quarter of the throughput).
     if "registry" in which:
         rstore = RegistryStore(redis)
         rnotify = Notifier(redis, registry_keys.NOTIFY)
@@ -119,12 +113,11 @@ async def start(
         running.closers.append(rnotify.stop)
         registry = RegistryService(rstore, rnotify, peers, settings, hooks)
         add_service(server, _DESCRIPTORS["registry"], registry)
-        if local:
-            peers.bind_local("registry", registry, settings.address)
+        peers.bind(registry=registry)
         cancels = Notifier(redis, registry_keys.CANCEL, on_message=registry.on_cancel)
         await cancels.start()
         running.closers.append(cancels.stop)
-        running.background.append(asyncio.create_task(run_reaper(rstore, peers, settings, hooks)))
+        jobs.append(partial(run_reaper, rstore, peers, settings, hooks))
     if "results" in which:
         nstore = ResultsStore(redis, settings.result_expires)
         nnotify = Notifier(redis, results_keys.EVENTS)
@@ -132,10 +125,19 @@ async def start(
         running.closers.append(nnotify.stop)
         results = ResultsService(nstore, nnotify, settings)
         add_service(server, _DESCRIPTORS["results"], results)
-        if local:
-            peers.bind_local("results", results, settings.address)
-    for job in hooks.background(which, redis):
-        running.background.append(asyncio.create_task(job))
+        peers.bind(results=results)
+    if "scheduler" in which:  # last: its write mode depends on the services bound above
+        sstore = SchedulerStore(redis, settings.result_expires)
+        admission = Admission(sstore, writer_for(sstore, peers), settings.limits, hooks)
+        scheduler = SchedulerService(sstore, admission, peers, settings)
+        add_service(server, _DESCRIPTORS["scheduler"], scheduler)
+        workflows = WorkflowService(sstore, admission, peers)
+        add_service(server, WORKFLOWS, workflows)
+        peers.bind(scheduler=scheduler, workflows=workflows)
+        jobs.append(partial(run_pump, sstore, admission, settings.tick_seconds))
+        jobs.append(partial(run_schedules, sstore, admission, settings.tick_seconds))
+    running.background += [asyncio.create_task(job()) for job in jobs]
+    running.background += [asyncio.create_task(job) for job in hooks.background(which, redis)]
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [_DESCRIPTORS[w].full_name for w in which]

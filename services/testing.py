@@ -7,9 +7,17 @@ Fixtures:
     platform       scheduler, registry and results in one gRPC server on a free port (session)
     client         a tasktide.Client for `platform`
     queue_name     a fresh queue name, so tests do not see each other's tasks
+    thread_errors  fails the test when an exception escaped any thread it started (autouse)
 Helpers:
-    run_worker_thread(app, address, queues=...)   a Worker in a background thread (context manager)
+    eventually(check, timeout=..., interval=...)   poll until `check()` is truthy; returns its value
+    run_worker_thread(app, address, queues=...)   a Worker in a background thread (context manager);
+                                                  an exception that ended the worker is re-raised
     spawn(*args, env=...)                          `python -m tasktide.cli ARGS` as a subprocess
+    spawn_listening(*args, env=...)                a server command on port 0; returns it with the
+                                                  address it reported ("... listening on HOST:PORT")
+    unreachable_address()                          an address where nothing listens (context manager)
+Hooks:
+    under CI=true a skipped test is reported as a failure: nothing passes by not running.
 """
 
 from __future__ import annotations
@@ -17,12 +25,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import NamedTuple, TypeVar
 
 import pytest
 
@@ -34,6 +45,30 @@ from tasktide_services.common.settings import ServerSettings
 from tasktide_services.server import start
 
 TEST_LEASE_SECONDS = 3.0
+
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> T:
+    """Call `check()` until it returns a truthy value, and return that value.
+
+    An AssertionError raised by `check` counts as "not yet"; after `timeout` seconds the last one
+    is raised (or an AssertionError naming `what` and the last value). The timeout is a limit on
+    waiting for a state, never an assertion about how fast the platform is.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        else:
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what or 'condition'} not reached within {timeout} s (last value {value!r})")
+        time.sleep(interval)
 
 
 @dataclass
@@ -83,10 +118,14 @@ class PlatformThread:
 
 @contextlib.contextmanager
 def run_worker_thread(app: App, address: str, **config: object) -> Iterator[Worker]:
-    """Run a Worker for `app` in a background thread until the block ends (then drain)."""
+    """Run a Worker for `app` in a background thread until the block ends (then drain).
+
+    An exception that ended the worker (at start or while running) is raised at the end of the
+    block, so a failure inside the worker reaches the test."""
     settings = ClientSettings.from_env({}, address=address)
     worker_box: list[Worker] = []
     loop_box: list[asyncio.AbstractEventLoop] = []
+    errors: list[BaseException] = []
     started = threading.Event()
 
     async def main() -> None:
@@ -96,14 +135,29 @@ def run_worker_thread(app: App, address: str, **config: object) -> Iterator[Work
         started.set()
         await w.run()
 
-    t = threading.Thread(target=lambda: asyncio.run(main()), name="tasktide-worker", daemon=True)
+    def run() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            errors.append(exc)
+        finally:
+            started.set()
+
+    t = threading.Thread(target=run, name="tasktide-worker", daemon=True)
     t.start()
     started.wait(10)
+    if not worker_box:
+        t.join(10)
+        raise RuntimeError("the worker thread did not start") from (errors[0] if errors else None)
     try:
         yield worker_box[0]
     finally:
         loop_box[0].call_soon_threadsafe(worker_box[0].request_stop)
         t.join(20)
+    if t.is_alive():
+        raise RuntimeError("the worker thread did not stop within 20 s of request_stop")
+    if errors:
+        raise errors[0]
 
 
 def spawn(
@@ -114,6 +168,103 @@ def spawn(
     return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
         [sys.executable, "-m", "tasktide.cli", *args], env=full_env, cwd=cwd, text=True, **kw
     )
+
+
+# "tasktide dev listening on HOST:PORT", "tasktide dashboard on http://HOST:PORT/ ..." (and not the
+# "tasktide metrics on http://..." line that may come first).
+_LISTENING = re.compile(r"(?:listening on |dashboard on http://)([^\s/]+:\d+)")
+
+
+class Listening(NamedTuple):
+    process: subprocess.Popen[str]
+    address: str  # HOST:PORT the server reported
+    banner: str  # what it printed up to and including that line (the metrics endpoint, for one)
+
+
+def spawn_listening(
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    listen: str = "--address",
+    timeout: float = 60.0,
+) -> Listening:
+    """Start a server command (`dev`, `scheduler`, `registry`, `results`; `dashboard` with
+    listen="--listen") on port 0 and return the process with the address it reports ("tasktide
+    NAME listening on HOST:PORT", "tasktide dashboard on http://HOST:PORT/"). Its later stdout goes
+    to this process's stdout. The `listen` option may be given in `args` to choose the host; the
+    default is 127.0.0.1:0."""
+    if listen not in args:
+        args = (*args, listen, "127.0.0.1:0")
+    proc = spawn(*args, env=env, cwd=cwd, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    lines: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if not found.is_set():
+                lines.append(line)
+                if _LISTENING.search(line):
+                    found.set()
+            elif sys.__stdout__ is not None:  # the process's own stdout: pytest's capture may be gone
+                with contextlib.suppress(ValueError, OSError):
+                    sys.__stdout__.write(line)
+
+    threading.Thread(target=read, name=f"stdout-{args[0]}", daemon=True).start()
+    eventually(lambda: found.is_set() or proc.poll() is not None, timeout=timeout, what=f"{args[0]} to listen")
+    if not found.is_set():
+        proc.wait(5)
+        raise RuntimeError(f"tasktide {args[0]} exited ({proc.returncode}) before listening: {''.join(lines)}")
+    match = _LISTENING.search(lines[-1])
+    assert match is not None
+    return Listening(proc, match.group(1), "".join(lines))
+
+
+@contextlib.contextmanager
+def unreachable_address() -> Iterator[str]:
+    """A loopback address where nothing listens, for as long as the block runs: the port is bound
+    by this process and never listened on, so a connection is refused and no other server can take
+    the port meanwhile."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport | None:
+    """Under CI=true a skip is a failure: a test that did not run proves nothing."""
+    if os.environ.get("CI") != "true" or call.excinfo is None or not call.excinfo.errisinstance(pytest.skip.Exception):
+        return None
+    if item.get_closest_marker("xfail") is not None:
+        return None
+    report = pytest.TestReport.from_item_and_call(item, call)
+    report.outcome = "failed"
+    reason = call.excinfo.value.msg if hasattr(call.excinfo.value, "msg") else str(call.excinfo.value)
+    report.longrepr = f"skipped under CI=true, which runs every test: {reason}"
+    return report
+
+
+@pytest.fixture(autouse=True)
+def thread_errors() -> Iterator[list[threading.ExceptHookArgs]]:
+    """Fails the test when an exception escaped a thread while it ran (an assertion in a callback
+    or a stream reader thread would otherwise only be printed)."""
+    seen: list[threading.ExceptHookArgs] = []
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        seen.append(args)
+        previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield seen
+    finally:
+        threading.excepthook = previous
+    if seen:
+        first = seen[0]
+        where = first.thread.name if first.thread is not None else "a thread"
+        raise AssertionError(f"{len(seen)} exception(s) escaped a thread; first in {where}") from first.exc_value
 
 
 @pytest.fixture(scope="session")

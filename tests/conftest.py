@@ -14,8 +14,24 @@ if TYPE_CHECKING:  # imported at run time by pytest_plugins, after assertion rew
     from tasktide_services.testing import PlatformThread
 
 ROOT = Path(__file__).resolve().parent.parent
+UNIT = Path(__file__).resolve().parent / "unit"
 
-pytest_plugins = ["tasktide_services.testing"]
+pytest_plugins = ["tasktide_services.testing", "pytester"]
+
+
+SERVER_FIXTURES = frozenset({"redis_server", "server_settings", "platform", "client", "python_worker"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/unit is marked `unit` (before `-m` selects): pure tests that start no
+    server, so `pytest -m unit` runs in seconds. A unit test asking for a server is refused."""
+    for item in items:
+        if UNIT in item.path.parents:
+            item.add_marker(pytest.mark.unit)
+            servers = SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+            if servers:
+                raise pytest.UsageError(f"{item.nodeid} is under tests/unit but uses {sorted(servers)}")
 
 
 def require_tool(name: str) -> str:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
-import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,12 +17,6 @@ from tasktide_services.testing import spawn
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("scheduler", "registry", "results")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_serving(address: str, proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
@@ -46,9 +41,12 @@ def stop(procs: list[subprocess.Popen[str]], timeout: float = 20.0) -> None:
 
 @contextlib.contextmanager
 def separate_services(env: dict[str, str]) -> Iterator[dict[str, str]]:
-    """The three services, each its own process on its own port; yields their addresses and the
-    environment a client or worker needs to reach them."""
-    addresses = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
+    """The three services, each its own process; yields the environment a client or worker needs
+    to reach them. The scheduler and the registry call each other, so each must know the other's
+    address when it starts: they listen on unix sockets in a folder of their own (a TCP port
+    chosen for a child beforehand could be taken by another process meanwhile)."""
+    folder = tempfile.mkdtemp(prefix="tt-")  # short: a socket path has a length limit
+    addresses = {name: f"unix:{folder}/{name}.sock" for name in SERVICES}
     common = {
         **env,
         "TASKTIDE_SCHEDULER_ADDRESS": addresses["scheduler"],
@@ -63,6 +61,7 @@ def separate_services(env: dict[str, str]) -> Iterator[dict[str, str]]:
         yield common
     finally:
         stop(procs)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -41,9 +41,11 @@ def boom(message: str) -> None:
 
 @app.task
 def slow(seconds: float, marker_dir: str = "") -> str:
-    """Sleeps; leaves a file per start in marker_dir, so tests can count executions."""
+    """Sleeps; leaves a file per start in marker_dir (start-PID-DELIVERY-NS), so tests can count
+    executions and tell a redelivery after a lost lease (delivery 2) from a released task (1)."""
     if marker_dir:
-        Path(marker_dir, f"start-{os.getpid()}-{time.monotonic_ns()}").touch()
+        delivery = tasktide.current_task().delivery
+        Path(marker_dir, f"start-{os.getpid()}-{delivery}-{time.monotonic_ns()}").touch()
     time.sleep(seconds)
     return f"slept {seconds}"
 

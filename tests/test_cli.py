@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 
 import tasktide
-from tasktide_services.common.redis_server import free_port
-from tasktide_services.testing import spawn
+from tasktide_services.testing import eventually, spawn, spawn_listening, unreachable_address
 
 
 def _cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -29,13 +27,9 @@ def _cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.Com
 @pytest.fixture(scope="module")
 def dev_platform(tmp_path_factory):
     """`tasktide dev` with its embedded Redis, plus a `tasktide worker`, each its own process."""
-    port = free_port()
-    address = f"127.0.0.1:{port}"
     data = tmp_path_factory.mktemp("devdata")
+    dev, address, _ = spawn_listening("dev", "--data-dir", str(data), env={"TASKTIDE_REDIS_URL": ""})
     env = {"TASKTIDE_ADDRESS": address, "TASKTIDE_REDIS_URL": ""}
-    dev = spawn("dev", "--address", address, "--data-dir", str(data), env=env, stdout=subprocess.PIPE)
-    line = dev.stdout.readline()
-    assert "listening on" in line, line
     worker = spawn("worker", "examples.app:app", "--concurrency", "8", env=env)
     yield address, env, data
     worker.terminate()
@@ -57,14 +51,13 @@ def test_submit_then_status(dev_platform):
     res = _cli("submit", "examples.add", "--args", "[40, 2]", env=env)
     assert res.returncode == 0, res.stderr
     task_id = res.stdout.strip()
-    deadline = time.monotonic() + 20
-    while True:
+
+    def status() -> dict:
         st = _cli("status", task_id, env=env)
         assert st.returncode == 0, st.stderr
-        out = json.loads(st.stdout)
-        if out["state"] == "SUCCEEDED" or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+        return json.loads(st.stdout)
+
+    out = eventually(lambda: (o := status())["state"] == "SUCCEEDED" and o, timeout=20, interval=0.1)
     assert out == {"id": task_id, "name": "examples.add", "state": "SUCCEEDED", "attempt": 0, "result": 42}
 
 
@@ -106,8 +99,8 @@ def test_clear_errors_and_exit_codes(dev_platform, args, code, fragment):
 
 
 def test_unreachable_platform_exits_3():
-    env = {"TASKTIDE_ADDRESS": f"127.0.0.1:{free_port()}"}
-    res = _cli("submit", "examples.add", "--args", "[1, 2]", env=env)
+    with unreachable_address() as nowhere:
+        res = _cli("submit", "examples.add", "--args", "[1, 2]", env={"TASKTIDE_ADDRESS": nowhere})
     assert res.returncode == 3
     assert "cannot reach tasktide" in res.stderr
 

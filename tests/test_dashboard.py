@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -16,8 +15,7 @@ import pytest
 
 import tasktide
 from tasktide import TaskState
-from tasktide_services.common.redis_server import free_port
-from tasktide_services.testing import run_worker_thread, spawn
+from tasktide_services.testing import eventually, run_worker_thread, spawn_listening
 from tests.conftest import require_tool
 from tests.tasks_app import app
 
@@ -35,32 +33,17 @@ def http(method: str, url: str, body: Any = None, action: bool = True) -> tuple[
 
 
 def until(fn: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s; last value {value!r}")
-        time.sleep(0.1)
+    return eventually(fn, timeout=timeout, interval=0.1)
 
 
 @pytest.fixture(scope="module")
 def dashboard(platform) -> Iterator[str]:
-    port = free_port()
-    proc = spawn(
-        "dashboard",
-        "--address",
-        platform.address,
-        "--listen",
-        f"127.0.0.1:{port}",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+    proc, listening, _ = spawn_listening("dashboard", "--address", platform.address, listen="--listen")
+    base = f"http://{listening}"
 
     def up() -> bool:
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        if proc.poll() is not None:
+            raise RuntimeError(f"the dashboard exited with {proc.returncode}")
         try:
             return http("GET", f"{base}/api/overview")[0] == 200
         except OSError:
@@ -155,8 +138,10 @@ def test_actions_over_http(platform, client, dashboard):
 def chromium_dom(url: str, tmp_path) -> str:
     """The DOM of `url` after its scripts ran; loaded again (up to a deadline) until the live update landed."""
     exe = require_tool("chromium")
-    deadline = time.monotonic() + 30
-    while True:
+    last = ""
+
+    def live() -> bool:
+        nonlocal last
         profile = tmp_path / f"profile-{uuid.uuid4().hex[:6]}"
         out = subprocess.run(
             [
@@ -178,9 +163,16 @@ def chromium_dom(url: str, tmp_path) -> str:
             text=True,
             timeout=60,
         )
-        assert out.returncode == 0, out.stderr[-2000:]
-        if 'data-live="ok"' in out.stdout or time.monotonic() > deadline:
-            return out.stdout
+        if out.returncode != 0:
+            raise RuntimeError(f"chromium exited with {out.returncode}: {out.stderr[-2000:]}")
+        last = out.stdout
+        return 'data-live="ok"' in last
+
+    try:
+        eventually(live, timeout=30, interval=0.1)
+    except AssertionError:
+        pass  # the caller's assertions on the DOM say what is missing
+    return last
 
 
 def test_browser_renders_overview_and_task_page(platform, client, dashboard, tmp_path):

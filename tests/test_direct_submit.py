@@ -13,8 +13,8 @@ import redis
 from tasktide import AsyncClient, Client, ClientSettings, TaskState
 from tasktide._exceptions import InvalidArgument, ResourceExhausted, Unavailable
 from tasktide.v1 import task_pb2
-from tasktide_services.common.redis_server import free_port, start_redis
-from tasktide_services.testing import run_worker_thread
+from tasktide_services.common.redis_server import start_redis
+from tasktide_services.testing import run_worker_thread, unreachable_address
 from tasktide_services.worker.keys import queue_keys
 from tests.tasks_app import app
 
@@ -33,7 +33,7 @@ def direct(platform, redis_server) -> Iterator[Client]:
 @pytest.fixture()
 def no_scheduler(redis_server) -> Iterator[Client]:
     """Direct submission to the platform's Redis, with no scheduler at the client's address."""
-    with _client(f"127.0.0.1:{free_port()}", redis_server.url) as c:
+    with unreachable_address() as nowhere, _client(nowhere, redis_server.url) as c:
         yield c
 
 
@@ -48,11 +48,8 @@ def test_a_task_is_queued_without_the_scheduler_and_runs(no_scheduler, client, q
 
 
 def test_the_asyncio_client_queues_without_the_scheduler_too(redis_server, client, queue_name):
-    settings = ClientSettings.from_env(
-        {"TASKTIDE_SUBMIT_REDIS_URL": redis_server.url}, address=f"127.0.0.1:{free_port()}"
-    )
-
-    async def submit() -> str:
+    async def submit(nowhere: str) -> str:
+        settings = ClientSettings.from_env({"TASKTIDE_SUBMIT_REDIS_URL": redis_server.url}, address=nowhere)
         async with AsyncClient(settings=settings) as c:
             with pytest.raises(InvalidArgument, match="priority 101 is out of range"):
                 await c.submit("t.add", [1, 2], queue=queue_name, priority=101)
@@ -60,7 +57,8 @@ def test_the_asyncio_client_queues_without_the_scheduler_too(redis_server, clien
                 await c.submit("t.add", [1, 2], queue=queue_name, countdown=1)
             return (await c.submit("t.add", [4, 5], queue=queue_name)).id
 
-    task_id = asyncio.run(submit())
+    with unreachable_address() as nowhere:
+        task_id = asyncio.run(submit(nowhere))
     assert client.status(task_id) is TaskState.QUEUED
     with run_worker_thread(app, client.settings.address, queues=(queue_name,)):
         assert client.result(task_id, timeout=20) == 9
@@ -102,7 +100,7 @@ def test_scripts_lost_by_redis_are_loaded_again(direct, redis_server, queue_name
 
 
 def test_a_redis_out_of_reach_is_a_clear_error(platform):
-    with _client(platform.address, f"redis://:secret@127.0.0.1:{free_port()}/0") as c:
+    with unreachable_address() as nowhere, _client(platform.address, f"redis://:secret@{nowhere}/0") as c:
         expected = r"cannot reach Redis at redis://127\.0\.0\.1:\d+/0 to submit t\.add"
         with pytest.raises(Unavailable, match=expected) as refusal:
             c.submit("t.add", [1, 2])
@@ -122,10 +120,10 @@ def test_submissions_from_many_threads(direct, queue_name):
 def test_a_restarted_redis_keeps_what_was_confirmed_and_takes_new_tasks(tmp_path):
     """Redis (append-only) stops and comes back on its port: the task confirmed before is still
     queued, a submission while it is down is refused, and the next one reconnects."""
-    port = free_port()
-    server = start_redis(tmp_path, port=port)
+    server = start_redis(tmp_path)
+    port = server.port
     try:
-        with _client(f"127.0.0.1:{free_port()}", server.url) as c:
+        with unreachable_address() as nowhere, _client(nowhere, server.url) as c:
             before = c.submit("t.add", [1, 1], queue="restart")
             server.stop()
             with pytest.raises(Unavailable, match="cannot reach Redis"):

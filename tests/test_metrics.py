@@ -3,8 +3,8 @@ follow what the tasks do."""
 
 from __future__ import annotations
 
+import re
 import signal
-import time
 import urllib.request
 import uuid
 
@@ -12,9 +12,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tasktide import Client, ClientSettings, TaskFailed, TaskState
-from tasktide_services.testing import spawn
+from tasktide_services.testing import eventually, spawn, spawn_listening
 from tests.otlp_receiver import OtlpReceiver
-from tests.processes import ROOT, free_port, own_redis, stop, wait_serving
+from tests.processes import ROOT, own_redis, stop
 
 
 def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -42,13 +42,17 @@ class Poll:
         self.url = url
         self.last: dict = {}
 
-    def until(self, check, attempts: int = 300) -> dict:
+    def until(self, check, timeout: float = 30.0) -> dict:
         """Scrape until check(samples) holds (bounded); returns the last samples."""
-        for _ in range(attempts):
+
+        def holds() -> bool:
             self.last = scrape(self.url)
-            if check(self.last):
-                break
-            time.sleep(0.1)
+            return bool(check(self.last))
+
+        try:
+            eventually(holds, timeout=timeout, interval=0.1)
+        except AssertionError:
+            pass  # the caller's assertions on the last samples say what is missing
         return self.last
 
 
@@ -67,7 +71,6 @@ def redis_url(tmp_path):
 
 @pytest.fixture()
 def dev_with_metrics(redis_url, receiver):
-    address, metrics = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     env = {
         "TASKTIDE_REDIS_URL": redis_url,
         "TASKTIDE_METRICS_INTERVAL": "0.1",
@@ -80,10 +83,11 @@ def dev_with_metrics(redis_url, receiver):
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "OTEL_METRIC_EXPORT_INTERVAL": "200",
     }
-    proc = spawn("dev", "--address", address, "--metrics-address", metrics, env=env, cwd=ROOT)
+    proc, address, banner = spawn_listening("dev", "--metrics-address", "127.0.0.1:0", env=env, cwd=ROOT)
     try:
-        wait_serving(address, proc)
-        yield address, f"http://{metrics}/metrics", env
+        found = re.search(r"metrics on (http://\S+/metrics)", banner)
+        assert found, banner
+        yield address, found.group(1), env
     finally:
         stop([proc])
 
@@ -132,11 +136,7 @@ def test_metrics_endpoint_follows_the_tasks(dev_with_metrics, receiver, tmp_path
 
             # A task whose worker is lost: with TASKTIDE_MAX_DELIVERIES=1 it is dead-lettered.
             slow = client.submit("t.slow", [60], queue=q)
-            for _ in range(600):
-                if slow.status() is TaskState.RUNNING:
-                    break
-                time.sleep(0.05)
-            assert slow.status() is TaskState.RUNNING
+            eventually(lambda: slow.status() is TaskState.RUNNING, timeout=30, interval=0.05)
             worker.send_signal(signal.SIGKILL)
             worker.wait(10)
             dead = poll.until(lambda s: value(s, "tasktide_tasks_dead_lettered_total", queue=q) == 1)

@@ -16,16 +16,28 @@ from tasktide_services.testing import PlatformThread
 from tests.conftest import ROOT, require_tool
 
 NODE_DIR = ROOT / "clients" / "node"
-DEPENDENCIES = ("@grpc/grpc-js", "@grpc/proto-loader")
+# The runtime dependencies and the development ones the tests use (OpenTelemetry SDK, TypeScript).
+DEPENDENCIES = (
+    "@grpc/grpc-js",
+    "@grpc/proto-loader",
+    "@opentelemetry/api",
+    "@opentelemetry/sdk-trace-base",
+    "@opentelemetry/exporter-trace-otlp-grpc",
+    "@opentelemetry/context-async-hooks",
+    "typescript",
+)
+
+# The per-test limit covers the test bodies only: `npm ci` runs once, in `node`, under its own limit.
+pytestmark = pytest.mark.timeout(120, func_only=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def node() -> str:
     """The node executable, with the package's dependencies installed from its lockfile if missing."""
     node = require_tool("node")
     npm = require_tool("npm")
     if not all((NODE_DIR / "node_modules" / d).is_dir() for d in DEPENDENCIES):
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, timeout=300)
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, timeout=600)
     return node
 
 
@@ -40,7 +52,7 @@ def test_node_suite_against_the_platform_and_a_python_worker(
     tests = sorted(str(p.relative_to(NODE_DIR)) for p in (NODE_DIR / "test").glob("*.test.js"))
     assert tests, "the Node test files are missing"
     env = _node_env(platform, TASKTIDE_TEST_PYTHON_QUEUE=python_worker)
-    proc = subprocess.run([node, "--test", *tests], cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=90)
+    proc = subprocess.run([node, "--test", *tests], cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=240)
     report = proc.stdout[-8000:] + proc.stderr[-4000:]
     assert proc.returncode == 0, report
     assert "# fail 0" in proc.stdout, report

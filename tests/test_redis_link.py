@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +19,7 @@ from redis.exceptions import ConnectionError, NoScriptError, ResponseError
 from tasktide_services.common.redis_conn import connect
 from tasktide_services.common.redis_link import LinkedRedis, subscribe
 from tasktide_services.common.redis_server import find_redis_server, free_port
+from tasktide_services.testing import eventually
 
 DB = 9  # a database of its own: the link must select it
 
@@ -208,14 +208,14 @@ def own_redis(admin: redis.Redis, *args: str) -> Iterator[None]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 10
-        while True:
+
+        def up() -> bool:
             try:
-                admin.ping()
-                break
+                return bool(admin.ping())
             except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
+                return False
+
+        eventually(up, timeout=10, interval=0.05, what="redis-server to answer")
         yield
     finally:
         proc.terminate()

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,34 +19,18 @@ import redis
 import tasktide
 from tasktide.v1 import scheduler_pb2, task_pb2
 from tasktide_services.common.redis_conn import connect
-from tasktide_services.common.redis_server import free_port
 from tasktide_services.common.settings import ServerSettings
-from tasktide_services.scheduler import keys, occurrences
+from tasktide_services.scheduler import keys
 from tasktide_services.scheduler.schedule_store import ScheduleStore
 from tasktide_services.scheduler.store import SchedulerStore
-from tasktide_services.testing import PlatformThread, run_worker_thread
+from tasktide_services.testing import PlatformThread, eventually, run_worker_thread, unreachable_address
 from tests.tasks_app import app
 
 UTC = dt.UTC
 
 
-def eventually(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        time.sleep(0.02)
-
-
 def lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
-
-
-def ms(when: dt.datetime) -> int:
-    return int(when.timestamp() * 1000)
 
 
 @pytest.fixture()
@@ -66,38 +49,16 @@ def idem_keys(r: Any, name: str) -> set[bytes]:
     return set(r.scan_iter(match=keys.idem(f"schedule:{name}:*"), count=1000))
 
 
-# -- occurrences, unit level ------------------------------------------------------------------
+def cannot_fire(r: Any, name: str) -> bool:
+    """No occurrence of the schedule is due or being handed over: nothing more can be submitted."""
+    firing = [m for m in r.zrange(keys.SCHEDULES_FIRING, 0, -1) if m.decode().startswith(f"{name}|")]
+    return r.zscore(keys.SCHEDULES_DUE, name) is None and not firing
 
 
-def cron(expr: str, tz: str = "", **kw: Any) -> scheduler_pb2.Schedule:
-    return scheduler_pb2.Schedule(id="c", task=task_pb2.TaskSpec(name="t.add"), cron=expr, timezone=tz, **kw)
-
-
-def test_cron_next_run_is_the_next_matching_minute() -> None:
-    now = ms(dt.datetime(2026, 11, 25, 10, 7, 30, tzinfo=UTC))
-    assert occurrences.first(cron("*/5 * * * *"), now) == ms(dt.datetime(2026, 11, 25, 10, 10, tzinfo=UTC))
-    assert occurrences.first(cron("0 0 1 1 *"), now) == ms(dt.datetime(2027, 1, 1, tzinfo=UTC))
-    at_ten = ms(dt.datetime(2026, 11, 25, 10, 10, tzinfo=UTC))
-    assert occurrences.following(cron("*/5 * * * *"), at_ten, at_ten) == at_ten + 5 * 60_000
-
-
-def test_cron_is_read_in_its_timezone_across_dst() -> None:
-    s = cron("0 9 * * *", "Europe/Paris")
-    before = ms(dt.datetime(2026, 3, 28, 12, tzinfo=UTC))  # Paris moves to summer time on the 29th
-    first = occurrences.first(s, before)
-    assert first == ms(dt.datetime(2026, 3, 29, 7, tzinfo=UTC))  # 09:00 CEST
-    assert occurrences.following(s, first, first) == ms(dt.datetime(2026, 3, 30, 7, tzinfo=UTC))
-
-
-def test_missed_occurrences_are_skipped_after_the_one_fired() -> None:
-    s = cron("*/5 * * * *")
-    missed = ms(dt.datetime(2026, 11, 25, 8, 0, tzinfo=UTC))
-    now = ms(dt.datetime(2026, 11, 25, 10, 7, tzinfo=UTC))
-    assert occurrences.following(s, missed, now) == ms(dt.datetime(2026, 11, 25, 10, 10, tzinfo=UTC))
-    every = scheduler_pb2.Schedule(id="i", task=task_pb2.TaskSpec(name="t.add"), every=60.0)
-    assert occurrences.following(every, 1_000_000, 1_000_000 + 10 * 60_000 + 5) == 1_000_000 + 11 * 60_000
-    ended = scheduler_pb2.Schedule(id="e", task=task_pb2.TaskSpec(name="t.add"), every=60.0, end_ms=1_030_000)
-    assert occurrences.following(ended, 1_000_000, 1_000_000) == 0
+def queue_drained(client: tasktide.Client, queue: str) -> bool:
+    """Every task submitted to the queue has finished (none ready or leased)."""
+    stat = next((s for s in client.queue_stats() if s.queue == queue), None)
+    return stat is not None and stat.ready == 0 and stat.leased == 0
 
 
 def test_bad_definitions_are_invalid_argument(client: tasktide.Client, sched_name: str) -> None:
@@ -133,7 +94,12 @@ def test_cron_schedule_reports_its_next_run(client: tasktide.Client, sched_name:
 
 
 def test_interval_schedule_fires_repeatedly_until_deleted(
-    client: tasktide.Client, platform: PlatformThread, queue_name: str, sched_name: str, tmp_path: Path
+    client: tasktide.Client,
+    platform: PlatformThread,
+    queue_name: str,
+    sched_name: str,
+    tmp_path: Path,
+    sync_redis: Any,
 ) -> None:
     out = tmp_path / "ticks"
     with run_worker_thread(app, platform.address, queues=(queue_name,)):
@@ -146,11 +112,9 @@ def test_interval_schedule_fires_repeatedly_until_deleted(
         runs = client.get_schedule(sched_name).runs
         assert client.delete_schedule(sched_name)
         # An occurrence claimed just before the delete may still be submitted; then nothing more.
-        eventually(lambda: lines(out) >= runs, what="claimed occurrences run")
-        settled = lines(out)
-        assert settled <= runs + 1
-        time.sleep(0.6)  # three intervals
-        assert lines(out) == settled
+        eventually(lambda: cannot_fire(sync_redis, sched_name), what="no occurrence due or handed over")
+        eventually(lambda: lines(out) >= runs and queue_drained(client, queue_name), what="submitted ones run")
+        assert runs <= lines(out) <= runs + 1
     with pytest.raises(tasktide.NotFound):
         client.get_schedule(sched_name)
     with pytest.raises(tasktide.NotFound):
@@ -158,7 +122,12 @@ def test_interval_schedule_fires_repeatedly_until_deleted(
 
 
 def test_pause_stops_firing_and_resume_continues(
-    client: tasktide.Client, platform: PlatformThread, queue_name: str, sched_name: str, tmp_path: Path
+    client: tasktide.Client,
+    platform: PlatformThread,
+    queue_name: str,
+    sched_name: str,
+    tmp_path: Path,
+    sync_redis: Any,
 ) -> None:
     out = tmp_path / "ticks"
     with run_worker_thread(app, platform.address, queues=(queue_name,)):
@@ -167,7 +136,7 @@ def test_pause_stops_firing_and_resume_continues(
         paused = client.pause_schedule(sched_name)
         assert paused.paused and paused.next_run is None
         eventually(lambda: lines(out) == paused.runs, what="occurrences claimed before the pause run")
-        time.sleep(0.5)  # five intervals
+        eventually(lambda: cannot_fire(sync_redis, sched_name), what="no occurrence due or handed over")
         assert client.get_schedule(sched_name).runs == paused.runs
         assert lines(out) == paused.runs
         resumed = client.resume_schedule(sched_name)
@@ -323,7 +292,8 @@ def test_cli_add_list_delete_round_trip(platform: PlatformThread, sched_name: st
     assert res.returncode == 4 and "no schedule" in res.stderr
     assert _cli("schedule", "resume", sched_name, address=a).returncode == 4
     assert sched_name not in _cli("schedule", "list", address=a).stdout
-    assert _cli("schedule", "list", address=f"127.0.0.1:{free_port()}").returncode == 3
+    with unreachable_address() as nowhere:
+        assert _cli("schedule", "list", address=nowhere).returncode == 3
 
 
 def test_async_client_manages_schedules(platform: PlatformThread, sched_name: str) -> None:

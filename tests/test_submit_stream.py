@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import replace
 
 import grpc
@@ -15,8 +16,7 @@ from tasktide import Client, ClientSettings
 from tasktide._exceptions import InvalidArgument, Unavailable
 from tasktide._spec import build_spec
 from tasktide.v1 import scheduler_pb2, scheduler_pb2_grpc, task_pb2, worker_pb2, worker_pb2_grpc
-from tasktide_services.common.redis_server import free_port
-from tasktide_services.testing import PlatformThread, run_worker_thread
+from tasktide_services.testing import PlatformThread, eventually, run_worker_thread
 from tests.conftest import ROOT
 from tests.tasks_app import app
 
@@ -85,8 +85,8 @@ def test_a_pipelined_refusal_is_raised_by_flush_and_by_its_handle(platform, queu
 
 
 def test_the_stream_reopens_after_the_platform_restarts(server_settings, queue_name):
-    settings = replace(server_settings, address=f"127.0.0.1:{free_port()}")
-    p1 = PlatformThread(settings).start()
+    p1 = PlatformThread(server_settings).start()  # on port 0; it comes back on the port it was given
+    settings = replace(server_settings, address=p1.address)
     with Client(settings=ClientSettings.from_env({}, address=p1.address)) as c:
         first = c.submit("t.add", [1, 2], queue=queue_name)
         p1.stop()
@@ -94,14 +94,14 @@ def test_the_stream_reopens_after_the_platform_restarts(server_settings, queue_n
             c.submit("t.add", [3, 4], queue=queue_name)
         p2 = PlatformThread(settings).start()
         try:
-            second = None
-            for _ in range(50):  # the channel reconnects with backoff
+
+            def submit_again() -> object:
                 try:
-                    second = c.submit("t.add", [5, 6], queue=queue_name)
-                    break
+                    return c.submit("t.add", [5, 6], queue=queue_name)
                 except Unavailable:
-                    time.sleep(0.2)
-            assert second is not None
+                    return None  # the channel reconnects with backoff
+
+            second = eventually(submit_again, timeout=20, interval=0.2, what="a submission after the restart")
             with run_worker_thread(app, p2.address, queues=(queue_name,)):
                 assert first.get(timeout=20) == 3
                 assert second.get(timeout=20) == 11
@@ -121,12 +121,19 @@ def _notified(redis_server, queue: str, action) -> list[str]:
     try:
         ps.get_message(timeout=1.0)  # the subscription's confirmation
         action()
-        names = []
-        deadline = time.monotonic() + 0.5
-        while time.monotonic() < deadline:
+        # The wake-up is published inside the submission's script, before the call returns; a
+        # marker published now arrives after anything it published, so the marker ends the wait.
+        marker = f"{queue}-marker-{uuid.uuid4().hex[:6]}"
+        r.publish(keys.NOTIFY, marker)
+        names: list[str] = []
+
+        def marker_seen() -> bool:
             msg = ps.get_message(timeout=0.1)
             if msg is not None and msg["type"] == "message":
-                names += msg["data"].decode().split(",")
+                names.extend(msg["data"].decode().split(","))
+            return marker in names
+
+        eventually(marker_seen, timeout=10, interval=0, what="the marker on the wake-up channel")
         return [n for n in names if n == queue]
     finally:
         ps.close()

@@ -91,7 +91,8 @@ class ServerSettings:
         """Why listening on `address` as set up would expose the platform, or "" when it would not:
         beyond loopback a server needs TLS and tokens, unless told `insecure`."""
         host = self.address.rsplit(":", 1)[0].strip("[]")
-        if self.insecure or host in ("localhost", "::1") or host.startswith("127."):
+        local = self.address.startswith("unix:") or host in ("localhost", "::1") or host.startswith("127.")
+        if self.insecure or local:
             return ""
         missing = [name for name, ok in (("TLS", self.tls.enabled), ("tokens", bool(self.auth_key))) if not ok]
         if not missing:

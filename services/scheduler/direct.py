@@ -1,17 +1,18 @@
 """Submission in the caller's process: the scheduler's hop collapsed for tasks sent one at a time.
 
 A client given a Redis URL (TASKTIDE_SUBMIT_REDIS_URL) accepts a runnable task here instead
-of sending it to Scheduler.SubmitStream: the scheduler's own validation, then the registry's enqueue
-script on the caller's Redis connection, in one round trip. When `submit` returns, the task is in its
-ready queue, as it is when the scheduler confirms a submission, and the script's notice wakes the
-registry's dispatchers. A task that needs the scheduler's state (a countdown or ETA, an idempotency
-key, a rate limit) is not taken here: `submit` returns None and the client sends it over gRPC.
+of sending it to Scheduler.SubmitStream. Admission decides (admission.queued_now: the scheduler's
+own validation, and its one decision of what scheduler state a task needs); a task that needs none
+is put in its ready queue by the registry's enqueue script on the caller's Redis connection, in one
+round trip. When `submit` returns, the task is in its ready queue, as it is when the scheduler
+confirms a submission, and the script's notice wakes the registry's dispatchers. A task that needs
+the scheduler's state (today a countdown or ETA, an idempotency key, a rate limit: admission.NEEDS)
+is not taken here: `submit` returns None and the client sends it over gRPC.
 docs/architecture.md ("Submission in the caller's process") has the measurements behind this.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -19,27 +20,11 @@ import redis
 from redis.asyncio import Redis as AsyncRedis
 
 from tasktide.v1 import task_pb2
-from tasktide_services.common import validate
 from tasktide_services.common.errors import Unavailable
-from tasktide_services.common.events import now_ms
 from tasktide_services.common.lua import load_scripts, run_blocking_pipeline, run_pipeline
 from tasktide_services.common.settings import Limits, ServerSettings
+from tasktide_services.scheduler.admission import queued_now
 from tasktide_services.worker.store import SCRIPTS, build_enqueue
-
-
-def needs_scheduler(spec: task_pb2.TaskSpec) -> bool:
-    """A task the scheduler must accept itself: it waits on the delayed set, claims an idempotency
-    key or takes a rate-limit slot (each kept in the scheduler's keys)."""
-    return bool(spec.countdown or spec.eta_ms or spec.idempotency_key or spec.rate_limit)
-
-
-def queued_task(spec: task_pb2.TaskSpec, limits: Limits) -> task_pb2.Task | None:
-    """The task to queue as the scheduler would accept it, or None for one it must accept itself.
-    Raises the scheduler's errors for a spec it would refuse."""
-    if needs_scheduler(spec):
-        return None
-    validate.spec(spec, limits)
-    return task_pb2.Task(id=uuid.uuid4().hex, spec=spec, state=task_pb2.TASK_STATE_QUEUED, created_ms=now_ms())
 
 
 def shown(url: str) -> str:
@@ -69,7 +54,7 @@ class DirectSubmitter:
     def submit(self, spec: task_pb2.TaskSpec) -> str | None:
         """The new task's id once it is queued, or None for a task the scheduler must accept.
         Raises the scheduler's errors for a spec it would refuse, Unavailable when Redis is out of reach."""
-        task = queued_task(spec, self._limits)
+        task = queued_now(spec, self._limits)
         if task is None:
             return None
         try:
@@ -96,7 +81,7 @@ class AsyncDirectSubmitter:
         return cls(AsyncRedis.from_url(url), ServerSettings.from_env(env).limits, shown(url))
 
     async def submit(self, spec: task_pb2.TaskSpec) -> str | None:
-        task = queued_task(spec, self._limits)
+        task = queued_now(spec, self._limits)
         if task is None:
             return None
         try:

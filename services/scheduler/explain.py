@@ -7,9 +7,9 @@ import datetime as dt
 from tasktide.v1 import scheduler_pb2, task_pb2, worker_pb2
 from tasktide_services.common.layout import is_final
 from tasktide_services.common.peers import Peers
+from tasktide_services.scheduler.admission import HELD_BY
 from tasktide_services.scheduler.store import SchedulerStore
 
-HELD_BY = "tasktide-held-by"  # header set on a task record when a rate limit set its start
 R = scheduler_pb2
 S = task_pb2
 

@@ -7,8 +7,8 @@ per occurrence however many replicas run, because firing is three steps:
    occurrence is still the one this replica read, and in the same step advances the schedule to
    its following occurrence and notes the claimed one in :firing with a hand-over deadline. Of
    several replicas that read the same occurrence exactly one claims it.
-2. The claimant submits the task through the scheduler's normal submit path (validation, rate
-   limits, tracing hooks), with the idempotency key `schedule:{id}:{occurrence ms}`.
+2. The claimant submits the task through admission (admission.py: validation, rate limits,
+   tracing hooks), with the idempotency key `schedule:{id}:{occurrence ms}`.
 3. `schedule_fired` records the task id and removes the occurrence from :firing.
 
 A replica that dies between 1 and 3 leaves the occurrence in :firing; once its deadline passes
@@ -20,7 +20,6 @@ occurrence stands for all of them); the schedule then continues from its next fu
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import grpc
 
@@ -30,11 +29,9 @@ from tasktide_services.common.events import now_ms
 from tasktide_services.common.loop import run_forever
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.scheduler import occurrences
+from tasktide_services.scheduler.admission import Admission
 from tasktide_services.scheduler.schedule_store import ScheduleStore
 from tasktide_services.scheduler.store import SchedulerStore
-
-if TYPE_CHECKING:
-    from tasktide_services.scheduler.service import SchedulerService
 
 log = logging.getLogger("tasktide.scheduler.schedules")
 
@@ -134,22 +131,22 @@ async def _claim(st: ScheduleStore, now: int) -> list[tuple[str, int, scheduler_
     return out
 
 
-async def fire_once(service: SchedulerService) -> int:
+async def fire_once(store: SchedulerStore, admission: Admission) -> int:
     """Claim and submit the occurrences that are due; returns how many were handled."""
-    st = schedule_store(service.store)
+    st = schedule_store(store)
     claimed = await _claim(st, now_ms())
     firing = [(sid, occ, s) for sid, occ, s in claimed if s is not None]
     done: list[tuple[str, int, str]] = [(sid, occ, "") for sid, occ, s in claimed if s is None]  # deleted
     specs = [task_spec(s, occ) for _, occ, s in firing]
     try:
-        results = await service._submit(specs) if specs else []
+        results = await admission.submit(specs) if specs else []
         done += [(sid, occ, r.task_id) for (sid, occ, _), r in zip(firing, results, strict=True)]
     except ServiceError:
         # One task was refused (limits changed since it was put): submit them one by one, and let a
         # refused one go rather than retrying it forever.
         for (sid, occ, _), spec in zip(firing, specs, strict=True):
             try:
-                (r,) = await service._submit([spec])
+                (r,) = await admission.submit([spec])
                 done.append((sid, occ, r.task_id))
             except ServiceError as exc:
                 log.error("schedule %s: occurrence %d refused: %s", sid, occ, exc)
@@ -158,6 +155,6 @@ async def fire_once(service: SchedulerService) -> int:
     return len(claimed)
 
 
-async def run_schedules(service: SchedulerService, tick: float) -> None:
+async def run_schedules(store: SchedulerStore, admission: Admission, tick: float) -> None:
     """Claimed occurrences that fail to fire wait in :firing and return after their deadline."""
-    await run_forever("firing schedules", lambda: fire_once(service), tick, BATCH)
+    await run_forever("firing schedules", lambda: fire_once(store, admission), tick, BATCH)

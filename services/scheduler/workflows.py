@@ -15,18 +15,18 @@ from typing import Any, TypeAlias
 
 import grpc
 
-from tasktide.v1 import results_pb2, task_pb2, workflow_pb2
+from tasktide.v1 import results_pb2, task_pb2
+from tasktide.v1 import workflow_pb2 as W
 from tasktide_services.common import validate
 from tasktide_services.common.errors import InvalidArgument, NotFound
 from tasktide_services.common.events import event
 from tasktide_services.common.peers import Peers
 from tasktide_services.scheduler import keys
-from tasktide_services.scheduler.service import SchedulerService
+from tasktide_services.scheduler.admission import Admission
 from tasktide_services.scheduler.store import SchedulerStore
 
 WF, STAGE, MEMBER = "tasktide-workflow", "tasktide-stage", "tasktide-member"
 LINKS = "tasktide-links"  # traceparents of the tasks a task follows (tracing links to them)
-W = workflow_pb2
 Ctx: TypeAlias = grpc.aio.ServicerContext
 _STATES = {
     keys.WORKFLOW_RUNNING.encode(): W.WORKFLOW_STATE_RUNNING,
@@ -44,9 +44,9 @@ def _with_first_arg(spec: task_pb2.TaskSpec, value: Any) -> task_pb2.TaskSpec:
 
 
 class WorkflowService:
-    def __init__(self, store: SchedulerStore, scheduler: SchedulerService, peers: Peers) -> None:
+    def __init__(self, store: SchedulerStore, admission: Admission, peers: Peers) -> None:
         self.store = store
-        self.scheduler = scheduler
+        self.admission = admission
         self.peers = peers
 
     async def SubmitWorkflow(self, req: W.SubmitWorkflowRequest, ctx: Ctx) -> W.SubmitWorkflowResponse:
@@ -54,13 +54,12 @@ class WorkflowService:
             raise InvalidArgument("a workflow needs at least one stage, and every stage at least one task")
         if any(not st.group and len(st.tasks) > 1 for st in req.stages):
             raise InvalidArgument("a stage of several tasks must be a group")
-        limits = self.scheduler.settings.limits
-        validate.batch_size(sum(len(st.tasks) for st in req.stages), limits)
+        self.admission.check_batch(sum(len(st.tasks) for st in req.stages))
         wf = W.SubmitWorkflowResponse(workflow_id=uuid.uuid4().hex)
         for n, st in enumerate(req.stages):
             stage = wf.stages.add(group=st.group)
             for i, spec in enumerate(st.tasks):
-                validate.spec(spec, limits)
+                self.admission.check(spec)
                 s = stage.tasks.add()
                 s.CopyFrom(spec)
                 s.headers.update({WF: wf.workflow_id, STAGE: str(n), MEMBER: str(i)})
@@ -74,7 +73,7 @@ class WorkflowService:
             pipe.pexpire(key, self.store.expire_ms)
             await pipe.execute()
         first = wf.stages[0]
-        await self.scheduler._submit(list(first.tasks), list(first.task_ids))
+        await self.admission.submit(list(first.tasks), list(first.task_ids))
         return wf
 
     async def _load(self, workflow_id: str) -> tuple[W.SubmitWorkflowResponse, dict[bytes, bytes]]:
@@ -127,7 +126,7 @@ class WorkflowService:
         if links:  # a chord's callback links to the traces of the members it follows
             for spec in specs:
                 spec.headers[LINKS] = ",".join(links)
-        await self.scheduler._submit(specs, list(nxt.task_ids))
+        await self.admission.submit(specs, list(nxt.task_ids))
 
     async def _fail(self, wf: W.SubmitWorkflowResponse, n: int, c: W.Completion) -> None:
         """Stop the workflow; later stages' tasks end FAILED with the error that stopped it."""

@@ -174,10 +174,9 @@ class OutcomeHandler:
     async def _record_and_complete(self, events: list[task_pb2.TaskEvent], done: list[worker_pb2.LeaseRef]) -> bool:
         """With the results service in this process: its record, then our lease ends, on one
         pipeline (the same order as two calls, one round trip). False when it is not here."""
-        local = self.peers.local_stores(self.store.redis, "results")
-        if local is None:
+        results = self.peers.local_results(self.store.redis)
+        if results is None:
             return False
-        (results,) = local
 
         def build(pipe: Pipeline) -> None:
             results.build_record(pipe, events)

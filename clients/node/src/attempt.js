@@ -3,8 +3,8 @@
 //
 // JavaScript cannot stop a running function from outside. A soft time limit or a cancel signal
 // aborts `ctx.signal`, for the task to notice; the hard time limit, or the end of a cancel's grace
-// period, reports the attempt as TIMEOUT or CANCELLED at once and leaves the function to finish
-// on its own, its result ignored.
+// period, reports the attempt as TIMEOUT or CANCELLED at once, aborts `ctx.signal` (if it was not
+// already) and leaves the function to finish on its own, its result ignored.
 
 import { decodePayload, encodePayload } from './protocol.js';
 
@@ -29,6 +29,22 @@ export class SoftTimeLimitExceeded extends Error {
   constructor(seconds) {
     super(`soft time limit of ${seconds} s exceeded`);
     this.name = 'SoftTimeLimitExceeded';
+  }
+}
+
+/** The reason of `ctx.signal` when the task's hard time limit passed. */
+export class TimeLimitExceeded extends Error {
+  constructor(seconds) {
+    super(`hard time limit of ${seconds} s exceeded`);
+    this.name = 'TimeLimitExceeded';
+  }
+}
+
+/** The reason of `ctx.signal` when the worker's shutdown limit passed and the task was given back. */
+export class ShutdownLimitExceeded extends Error {
+  constructor(seconds) {
+    super(`the worker's shutdown limit of ${seconds} s passed; the task was given back`);
+    this.name = 'ShutdownLimitExceeded';
   }
 }
 
@@ -141,7 +157,7 @@ export class Attempt {
     this.timers.push(t);
   }
 
-  /** Start the attempt; `done` resolves to its Outcome message, never rejects. */
+  /** Start the attempt; `done` resolves to its Outcome message (null if given back), never rejects. */
   start() {
     const spec = this.assignment.task.spec;
     if (!this.entry) {
@@ -153,8 +169,11 @@ export class Attempt {
       this._later(spec.softTimeLimit, () => this.controller.abort(new SoftTimeLimitExceeded(spec.softTimeLimit)));
     }
     if (spec.timeLimit > 0) {
-      const msg = `hard time limit of ${spec.timeLimit} s exceeded`;
-      this._later(spec.timeLimit, () => this._settle(this.stopped(TIMEOUT, 'tasktide.TimeLimitExceeded', msg)));
+      this._later(spec.timeLimit, () => {
+        const reason = new TimeLimitExceeded(spec.timeLimit);
+        this._settle(this.stopped(TIMEOUT, 'tasktide.TimeLimitExceeded', reason.message));
+        if (!this.controller.signal.aborted) this.controller.abort(reason); // the function is told to stop
+      });
     }
     const args = decodePayload(spec.args, []);
     const kwargs = decodePayload(spec.kwargs, {});
@@ -173,6 +192,12 @@ export class Attempt {
     this.controller.abort(new CancelRequested());
     const msg = 'cancelled; stopped after the grace period';
     this._later(grace, () => this._settle(this.stopped(CANCELLED, 'tasktide.Cancelled', msg)));
+  }
+
+  /** Given back unfinished (shutdown limit): `done` resolves to null and the function is told to stop. */
+  abandon(reason) {
+    this._settle(null);
+    if (!this.controller.signal.aborted) this.controller.abort(reason);
   }
 
   _success(value) {

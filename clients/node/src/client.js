@@ -1,7 +1,11 @@
 // Client: submits tasks by name and reads their results (Scheduler and Results services).
 
+import { abortable, connectionSettings } from './connection.js';
 import { NotFound, TaskTimeout, translate, unwrap } from './errors.js';
-import { FINAL_STATES, encodePayload, ms, stateName, stub, toEvent, toResult } from './protocol.js';
+import { FINAL_STATES, ms, stateName, stub, toEvent, toResult } from './protocol.js';
+import { buildSpec } from './spec.js';
+
+export { buildSpec };
 
 export const DEFAULT_ADDRESS = '127.0.0.1:50051';
 
@@ -18,56 +22,11 @@ export function resolveAddresses(address, options = {}, env = process.env) {
   };
 }
 
-function unary(service, address, method, request, deadlineSeconds) {
-  const options = deadlineSeconds ? { deadline: Date.now() + deadlineSeconds * 1000 } : {};
-  return new Promise((resolve, reject) => {
-    service[method](request, options, (err, response) => {
-      if (err) reject(translate(err, address));
-      else resolve(response);
-    });
+function unary(service, address, method, request, { deadline, signal } = {}) {
+  const options = deadline ? { deadline: Date.now() + deadline * 1000 } : {};
+  return abortable(signal, (done) => service[method](request, options, done)).catch((err) => {
+    throw err === signal?.reason ? err : translate(err, address);
   });
-}
-
-function dateMs(value) {
-  return value instanceof Date ? value.getTime() : Math.round(Number(value));
-}
-
-/**
- * A TaskSpec message for `name`. Options: kwargs, queue, priority, countdown (seconds), eta (Date or
- * Unix ms), expires (seconds from now, or a Date), idempotencyKey, maxRetries, retryBackoff,
- * retryBackoffMax, retryJitter, softTimeLimit, timeLimit, rateLimit, headers.
- */
-export function buildSpec(name, args = [], options = {}) {
-  if (typeof name !== 'string' || !name) throw new TypeError('a task name is required');
-  if (!Array.isArray(args)) throw new TypeError('args must be an array');
-  const o = options;
-  const spec = {
-    name,
-    queue: o.queue ?? '',
-    args: encodePayload(args),
-    kwargs: encodePayload(o.kwargs ?? {}),
-    priority: o.priority ?? 0,
-    countdown: o.countdown ?? 0,
-    idempotencyKey: o.idempotencyKey ?? '',
-    softTimeLimit: o.softTimeLimit ?? 0,
-    timeLimit: o.timeLimit ?? 0,
-    rateLimit: o.rateLimit ?? '',
-    headers: { ...(o.headers ?? {}) },
-  };
-  if (o.eta !== undefined && o.eta !== null) spec.etaMs = String(dateMs(o.eta));
-  if (o.expires !== undefined && o.expires !== null) {
-    const at = o.expires instanceof Date ? o.expires.getTime() : Date.now() + Number(o.expires) * 1000;
-    spec.expiresMs = String(Math.round(at));
-  }
-  if (o.maxRetries !== undefined) {
-    spec.retry = {
-      maxRetries: o.maxRetries,
-      backoffBase: o.retryBackoff ?? 1,
-      backoffMax: o.retryBackoffMax ?? 600,
-      jitter: o.retryJitter ?? true,
-    };
-  }
-  return spec;
 }
 
 /** A submitted task. */
@@ -80,12 +39,12 @@ export class TaskHandle {
   }
 
   /** The result; rejects with TaskFailed (or a subclass) carrying the remote error. */
-  get({ timeout } = {}) {
-    return this.client.result(this.id, { timeout });
+  get(options = {}) {
+    return this.client.result(this.id, options);
   }
 
-  wait({ timeout } = {}) {
-    return this.client.wait(this.id, { timeout });
+  wait(options = {}) {
+    return this.client.wait(this.id, options);
   }
 
   status() {
@@ -108,18 +67,22 @@ export class TaskHandle {
 export class Client {
   /**
    * `address`: host:port of the platform (default TASKTIDE_ADDRESS, then 127.0.0.1:50051).
-   * Options: schedulerAddress, registryAddress, resultsAddress (default TASKTIDE_*_ADDRESS).
+   * Options: schedulerAddress, registryAddress, resultsAddress (default TASKTIDE_*_ADDRESS); the
+   * connection options of connection.js (credentials, tls, callCredentials, token, channelOptions,
+   * interceptors); hooks (for example TracingHooks from '@tasktide/client/opentelemetry').
    */
   constructor(address, options = {}) {
     this.addresses = resolveAddresses(address, options);
-    this._scheduler = stub('Scheduler', this.addresses.scheduler);
-    this._results = stub('Results', this.addresses.results);
+    this.hooks = options.hooks ?? null;
+    this._settings = connectionSettings(options);
+    this._scheduler = stub('Scheduler', this.addresses.scheduler, this._settings);
+    this._results = stub('Results', this.addresses.results, this._settings);
     this._registry = null; // opened by the first Worker
   }
 
   /** The Registry service stub, for the worker runtime. */
   registry() {
-    if (this._registry === null) this._registry = stub('Registry', this.addresses.registry);
+    if (this._registry === null) this._registry = stub('Registry', this.addresses.registry, this._settings);
     return this._registry;
   }
 
@@ -127,32 +90,43 @@ export class Client {
     for (const s of [this._scheduler, this._results, this._registry]) s?.close();
   }
 
-  _call(service, method, request, deadline) {
+  _call(service, method, request, options) {
     const [svc, address] =
       service === 'results'
         ? [this._results, this.addresses.results]
         : service === 'registry'
           ? [this.registry(), this.addresses.registry]
           : [this._scheduler, this.addresses.scheduler];
-    return unary(svc, address, method, request, deadline);
+    return unary(svc, address, method, request, options);
   }
 
+  /** Submit (or SubmitBatch) through the hooks' send, which may write trace context into the specs. */
+  _send(specs, batch, signal) {
+    const call = () =>
+      batch
+        ? this._call('scheduler', 'SubmitBatch', { specs }, { signal })
+        : this._call('scheduler', 'Submit', { spec: specs[0] }, { signal });
+    return this.hooks?.send ? this.hooks.send(specs, batch, call) : call();
+  }
+
+  /** Submit one task by name; options as in buildSpec (spec.js), and `signal` (an AbortSignal). */
   async submit(name, args = [], options = {}) {
-    const spec = buildSpec(name, args, options);
-    const resp = await this._call('scheduler', 'Submit', { spec });
+    const { signal, ...specOptions } = options;
+    const spec = buildSpec(name, args, specOptions);
+    const resp = await this._send([spec], false, signal);
     return new TaskHandle(this, resp.taskId, name, Boolean(resp.existing));
   }
 
-  /** Many tasks in one call: `tasks` is a list of {name, args, ...options}. */
-  async submitBatch(tasks) {
+  /** Many tasks in one call: `tasks` is a list of {name, args, ...options}; options: `signal`. */
+  async submitBatch(tasks, { signal } = {}) {
     const specs = tasks.map(({ name, args, ...options }) => buildSpec(name, args ?? [], options));
-    const resp = await this._call('scheduler', 'SubmitBatch', { specs });
+    const resp = await this._send(specs, true, signal);
     return resp.results.map((r, i) => new TaskHandle(this, r.taskId, specs[i].name, Boolean(r.existing)));
   }
 
   /** Results of many tasks at once, as plain objects (see toResult). */
-  async fetch(taskIds) {
-    const resp = await this._call('results', 'Get', { taskIds });
+  async fetch(taskIds, { signal } = {}) {
+    const resp = await this._call('results', 'Get', { taskIds }, { signal });
     return resp.results.map(toResult);
   }
 
@@ -212,34 +186,49 @@ export class Client {
     }));
   }
 
-  /** Wait for a final state; resolves to the result object, rejects with TaskTimeout. Seconds. */
-  async wait(taskId, { timeout } = {}) {
+  /**
+   * Wait for a final state; resolves to the result object, rejects with TaskTimeout. `timeout` in
+   * seconds (none: wait for ever; 0: look once without waiting); `signal` aborts the wait.
+   */
+  async wait(taskId, { timeout, signal } = {}) {
     const deadline = timeout === undefined || timeout === null ? null : Date.now() + timeout * 1000;
     for (;;) {
       const left = deadline === null ? WAIT_SLICE : Math.min(WAIT_SLICE, (deadline - Date.now()) / 1000);
-      if (left <= 0) throw new TaskTimeout(taskId, timeout);
-      const res = toResult(await this._call('results', 'Wait', { taskId, timeout: left }, left + 5));
+      if (left <= 0) {
+        // Time is up (or was 0): one look without waiting, so a finished task is still seen.
+        const [res] = await this.fetch([taskId], { signal });
+        if (FINAL_STATES.has(res.state)) return res;
+        throw new TaskTimeout(taskId, timeout);
+      }
+      const request = { taskId, timeout: left };
+      const res = toResult(await this._call('results', 'Wait', request, { deadline: left + 5, signal }));
       if (FINAL_STATES.has(res.state)) return res;
     }
   }
 
   /** The task's return value, or a rejection with TaskFailed carrying the remote error. */
-  async result(taskId, { timeout } = {}) {
-    return unwrap(await this.wait(taskId, { timeout }));
+  async result(taskId, options = {}) {
+    return unwrap(await this.wait(taskId, options));
   }
 
   /**
    * Events of the given tasks, as an async iterator of plain objects (see toEvent). Options:
-   * untilFinal (default true), finalOnly, cursors ({taskId: cursor} to resume after).
+   * untilFinal (default true), finalOnly, cursors ({taskId: cursor} to resume after), signal (an
+   * AbortSignal: the stream is cancelled and the iterator throws the signal's reason).
    */
-  async *watch(taskIds, { untilFinal = true, finalOnly = false, cursors = {} } = {}) {
+  async *watch(taskIds, { untilFinal = true, finalOnly = false, cursors = {}, signal } = {}) {
+    signal?.throwIfAborted();
     const call = this._results.Watch({ taskIds, untilFinal, finalOnly, cursors });
     call.on('error', () => {}); // surfaced by the iterator below
+    const onAbort = () => call.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
     try {
       for await (const event of call) yield toEvent(event);
     } catch (err) {
+      signal?.throwIfAborted();
       throw translate(err, this.addresses.results);
     } finally {
+      signal?.removeEventListener('abort', onAbort);
       call.cancel();
     }
   }

@@ -8,7 +8,9 @@
 //       ├── Unavailable       the platform cannot be reached
 //       ├── InvalidArgument   the request was refused as malformed
 //       ├── NotFound          no such task
-//       └── ResourceExhausted a limit was reached
+//       ├── ResourceExhausted a limit was reached
+//       ├── Unauthenticated   the platform refused the credentials (or their absence)
+//       └── PermissionDenied  the credentials do not allow the call
 //
 // gRPC statuses are mapped here, at the boundary, so callers never handle grpc errors themselves.
 
@@ -56,12 +58,21 @@ export class Unavailable extends ServiceError {}
 export class InvalidArgument extends ServiceError {}
 export class NotFound extends ServiceError {}
 export class ResourceExhausted extends ServiceError {}
+export class Unauthenticated extends ServiceError {}
+export class PermissionDenied extends ServiceError {}
+
+/** True for the errors that retrying with the same credentials cannot fix. */
+export function isAuthError(err) {
+  return err instanceof Unauthenticated || err instanceof PermissionDenied;
+}
 
 const BY_CODE = {
   [grpc.status.UNAVAILABLE]: Unavailable,
   [grpc.status.INVALID_ARGUMENT]: InvalidArgument,
   [grpc.status.NOT_FOUND]: NotFound,
   [grpc.status.RESOURCE_EXHAUSTED]: ResourceExhausted,
+  [grpc.status.UNAUTHENTICATED]: Unauthenticated,
+  [grpc.status.PERMISSION_DENIED]: PermissionDenied,
 };
 
 const CODE_NAMES = Object.fromEntries(Object.entries(grpc.status).map(([name, code]) => [code, name]));

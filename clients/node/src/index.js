@@ -3,7 +3,14 @@
 
 export { Client, TaskHandle, buildSpec, DEFAULT_ADDRESS } from './client.js';
 export { Worker } from './worker.js';
-export { RetryRequested, SoftTimeLimitExceeded, CancelRequested } from './attempt.js';
+export { bearerInterceptor, DEFAULT_CHANNEL_OPTIONS } from './connection.js';
+export {
+  RetryRequested,
+  SoftTimeLimitExceeded,
+  TimeLimitExceeded,
+  ShutdownLimitExceeded,
+  CancelRequested,
+} from './attempt.js';
 export {
   TasktideError,
   TaskFailed,
@@ -16,5 +23,7 @@ export {
   InvalidArgument,
   NotFound,
   ResourceExhausted,
+  Unauthenticated,
+  PermissionDenied,
 } from './errors.js';
 export { TASK_STATES, FINAL_STATES } from './protocol.js';

@@ -11,6 +11,8 @@ import { fileURLToPath } from 'node:url';
 import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
 
+import { openStub } from './connection.js';
+
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PROTO_PACKAGE_DIR = path.join('tasktide', 'v1');
 
@@ -51,15 +53,9 @@ export function protocol() {
   return loaded;
 }
 
-export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
-export const CHANNEL_OPTIONS = {
-  'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
-  'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
-};
-
-export function stub(serviceName, address) {
-  const Service = protocol()[serviceName];
-  return new Service(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+/** A stub of the service `serviceName` at `address`, with the settings of connection.js. */
+export function stub(serviceName, address, settings) {
+  return openStub(protocol()[serviceName], address, settings);
 }
 
 /** A payload message holding `value` as JSON text. */

@@ -4,30 +4,28 @@
 // assignments are sent before more credit arrives. Finished attempts are flushed as outcome batches,
 // each returning its credit. Heartbeats every third of the lease extend every lease held. stop()
 // drains: nothing new starts, leases of tasks not started are released, running tasks finish, their
-// outcomes are flushed, and the stream is closed. A lost stream is reopened with backoff.
+// outcomes are flushed, and the stream is closed. With a shutdown limit, attempts still running when
+// it passes are given back (their leases released, their ctx.signal aborted) and the worker returns.
+// A lost stream is reopened after a jittered, growing pause; a refusal of the credentials
+// (UNAUTHENTICATED, PERMISSION_DENIED) ends run() with that error instead.
 
 import crypto from 'node:crypto';
 import os from 'node:os';
 
-import { Attempt, CANCELLED } from './attempt.js';
+import { Attempt, CANCELLED, ShutdownLimitExceeded } from './attempt.js';
+import { isAuthError, translate } from './errors.js';
+import { deferred, helloMessage, reconnectDelay } from './session.js';
 
-const RECONNECT_MIN_MS = 200;
-const RECONNECT_MAX_MS = 5000;
+export { reconnectDelay };
+
 const CLOSE_WAIT_MS = 2000;
-
-function deferred() {
-  let resolve;
-  const promise = new Promise((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
-}
 
 export class Worker {
   /**
    * Options: queues (consumed in order, default ['default']), concurrency (default 4), prefetch
    * (assignments held beyond concurrency; default 3 x concurrency), workerId, maxBatch (outcomes per
-   * message, default 256), handleSignals (drain on SIGTERM/SIGINT, default false), logger (console).
+   * message, default 256), handleSignals (drain on SIGTERM/SIGINT, default false), logger (console),
+   * shutdownTimeout (seconds stop() waits for running tasks before giving them back; default none).
    */
   constructor(client, options = {}) {
     this.client = client;
@@ -41,6 +39,7 @@ export class Worker {
     this.maxBatch = options.maxBatch ?? 256;
     this.handleSignals = Boolean(options.handleSignals);
     this.logger = options.logger ?? console;
+    this.shutdownTimeout = options.shutdownTimeout ?? null;
     this.leaseSeconds = 30;
     this.completed = 0;
     this._tasks = new Map(); // name -> {fn, options}
@@ -55,6 +54,7 @@ export class Worker {
     this._idle = null; // deferred: resolved when nothing is running
     this._wake = null; // deferred: interrupts the reconnect pause
     this._runPromise = null;
+    this._limitTimer = null;
   }
 
   /**
@@ -82,13 +82,21 @@ export class Worker {
     return this._runPromise;
   }
 
-  /** Begin a graceful drain; resolves when run() has finished. */
-  stop() {
+  /**
+   * Begin a graceful drain; resolves when run() has finished. `timeout` (seconds, default the
+   * shutdownTimeout option): after it, tasks still running are given back and run() returns.
+   */
+  stop({ timeout } = {}) {
     if (!this._stopping) {
       this._stopping = true;
       this._wake?.resolve();
       if (this._session?.welcomed) this._drain(this._session);
       else this._session?.call.cancel();
+    }
+    const limit = timeout ?? this.shutdownTimeout;
+    if (limit !== null && limit !== undefined && this._limitTimer === null && this._runPromise) {
+      const giveBack = () => this._abandon(new ShutdownLimitExceeded(limit));
+      this._limitTimer = setTimeout(giveBack, Math.max(0, limit) * 1000);
     }
     return this._runPromise ?? Promise.resolve();
   }
@@ -96,24 +104,52 @@ export class Worker {
   async _run() {
     const onSignal = () => this.stop();
     if (this.handleSignals) for (const s of ['SIGTERM', 'SIGINT']) process.on(s, onSignal);
-    let delay = RECONNECT_MIN_MS;
+    let failures = 0;
     try {
       while (!this._stopping) {
         const { error, welcomed } = await this._openSession();
+        if (error && isAuthError(translate(error))) throw this._refused(translate(error, this.client.addresses.registry));
         if (this._stopping) break;
-        if (welcomed) delay = RECONNECT_MIN_MS;
+        if (welcomed) failures = 0;
         const why = error ? `${error.code ?? ''} ${error.details ?? error.message}`.trim() : 'closed by the registry';
         this.logger.warn?.(`tasktide worker ${this.workerId}: session lost (${why}); reconnecting`);
         this._wake = deferred();
-        const pause = setTimeout(this._wake.resolve, delay);
+        const pause = setTimeout(this._wake.resolve, reconnectDelay(failures));
         await this._wake.promise;
         clearTimeout(pause);
-        delay = Math.min(delay * 2, RECONNECT_MAX_MS);
+        failures += 1;
       }
       await this._whenIdle();
     } finally {
+      clearTimeout(this._limitTimer);
       if (this.handleSignals) for (const s of ['SIGTERM', 'SIGINT']) process.off(s, onSignal);
     }
+  }
+
+  /** The worker stops on a refusal of its credentials: running tasks are abandoned, not waited for. */
+  _refused(err) {
+    this._stopping = true;
+    this.logger.error?.(`tasktide worker ${this.workerId}: the registry refused the session (${err.message})`);
+    this._abandon(err);
+    return err;
+  }
+
+  /** Give back every attempt still running (their ctx.signal aborted with `reason`); run() returns. */
+  _abandon(reason) {
+    const leases = [];
+    for (const [id, attempt] of this._active) {
+      attempt.abandon(reason);
+      const ref = this._held.get(id);
+      if (ref) leases.push(ref);
+      this._held.delete(id);
+    }
+    this._active.clear();
+    if (leases.length) {
+      this.logger.warn?.(`tasktide worker ${this.workerId}: ${leases.length} task(s) given back: ${reason.message}`);
+      if (this._session?.welcomed) this._write(this._session, { release: { leases } });
+    }
+    this._idle?.resolve();
+    this._idle = null;
   }
 
   /** One Session stream, from hello to its end; resolves with {error, welcomed}. */
@@ -131,17 +167,7 @@ export class Worker {
         this._dropReady(); // their leases expire and the tasks are redelivered
         resolve({ error: status.code === 0 ? null : status, welcomed: s.welcomed });
       });
-      this._write(s, {
-        hello: {
-          workerId: this.workerId,
-          hostname: os.hostname(),
-          pid: process.pid,
-          queues: this.queues,
-          taskNames: this.taskNames,
-          concurrency: this.concurrency,
-          language: 'node',
-        },
-      });
+      this._write(s, helloMessage(this));
     });
   }
 
@@ -221,7 +247,21 @@ export class Worker {
       this._finished(attempt, attempt.stopped(CANCELLED, 'tasktide.Cancelled', 'cancelled before it started'));
       return;
     }
-    attempt.start().then((outcome) => this._finished(attempt, outcome));
+    let started = false;
+    const run = () => {
+      started = true;
+      return attempt.start();
+    };
+    const hooks = this.client.hooks;
+    const done = hooks?.process ? Promise.resolve().then(() => hooks.process(a, this.workerId, run)) : run();
+    done
+      .catch((err) => {
+        this.logger.error?.(`tasktide worker ${this.workerId}: the process hook failed: ${err?.message ?? err}`);
+        return started ? attempt.done : run();
+      })
+      .then((outcome) => {
+        if (outcome) this._finished(attempt, outcome); // none for an attempt given back
+      });
   }
 
   _finished(attempt, outcome) {

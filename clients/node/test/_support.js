@@ -1,5 +1,9 @@
-// Shared by the tests: they need a running platform at TASKTIDE_ADDRESS and are skipped without one.
+// Shared by the tests: they run against the platform at TASKTIDE_ADDRESS, or one _platform.js starts.
+import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+
+import './_platform.js';
+import { Worker } from '../src/index.js';
 
 export const ADDRESS = process.env.TASKTIDE_ADDRESS;
 export const PYTHON_QUEUE = process.env.TASKTIDE_TEST_PYTHON_QUEUE;
@@ -26,4 +30,27 @@ export async function until(check, seconds, what) {
 export function recordingLogger() {
   const warnings = [];
   return { warnings, warn: (m) => warnings.push(m), info() {}, error: (m) => warnings.push(m) };
+}
+
+/** A worker on a fresh queue, running while `body(worker, queue)` runs, stopped afterwards. */
+export async function withWorker(client, options, register, body) {
+  const queue = freshQueue();
+  const logger = recordingLogger();
+  const worker = new Worker(client, { queues: [queue], concurrency: 2, logger, ...options });
+  register(worker);
+  const running = worker.run();
+  try {
+    await body(worker, queue, logger);
+  } finally {
+    await worker.stop();
+    await running;
+  }
+  return worker;
+}
+
+export function failure(promise) {
+  return promise.then(
+    () => assert.fail('the task should have failed'),
+    (e) => e,
+  );
 }

@@ -3,30 +3,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 
 import { Client, TaskCancelled, TaskFailed, Worker } from '../src/index.js';
-import { ADDRESS, SKIP, freshQueue, recordingLogger, sleep, until } from './_support.js';
-
-/** A worker on a fresh queue, running while `body(worker, queue)` runs, stopped afterwards. */
-async function withWorker(client, options, register, body) {
-  const queue = freshQueue();
-  const logger = recordingLogger();
-  const worker = new Worker(client, { queues: [queue], concurrency: 2, logger, ...options });
-  register(worker);
-  const running = worker.run();
-  try {
-    await body(worker, queue, logger);
-  } finally {
-    await worker.stop();
-    await running;
-  }
-  return worker;
-}
-
-function failure(promise) {
-  return promise.then(
-    () => assert.fail('the task should have failed'),
-    (e) => e,
-  );
-}
+import { ADDRESS, SKIP, failure, freshQueue, recordingLogger, sleep, until, withWorker } from './_support.js';
 
 describe('worker', { skip: SKIP }, () => {
   const client = new Client(ADDRESS);

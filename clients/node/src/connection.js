@@ -1,0 +1,86 @@
+// How the client reaches the platform: channel credentials, channel options (keepalive and message
+// size defaults), interceptors and the bearer token, read once when the Client is made and shared by
+// every stub it opens.
+//
+// Options (all optional):
+//   credentials      grpc ChannelCredentials (default: insecure; `tls: true` for TLS with the
+//                    system's roots)
+//   callCredentials  grpc CallCredentials, composed with TLS channel credentials
+//   token            sent as `authorization: Bearer TOKEN` on every call (default TASKTIDE_TOKEN)
+//   channelOptions   grpc channel options, over the defaults below
+//   interceptors     grpc-js client interceptors, run in order before the token is added
+
+import grpc from '@grpc/grpc-js';
+
+export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+
+// gRPC servers by default refuse pings more often than every 5 minutes on a connection that sends
+// them no data, so the keepalive stays at that pace; lower it for servers that allow more.
+export const DEFAULT_CHANNEL_OPTIONS = Object.freeze({
+  'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+  'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+  'grpc.keepalive_time_ms': 300_000,
+  'grpc.keepalive_timeout_ms': 20_000,
+  'grpc.keepalive_permit_without_calls': 0,
+  'grpc.initial_reconnect_backoff_ms': 200,
+  'grpc.max_reconnect_backoff_ms': 5_000,
+});
+
+/** An interceptor adding `authorization: Bearer TOKEN` to the metadata of every call. */
+export function bearerInterceptor(token) {
+  const value = `Bearer ${token}`;
+  return (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set('authorization', value);
+        next(metadata, listener);
+      },
+    });
+}
+
+/** The settings every stub of one Client is made with. */
+export function connectionSettings(options = {}, env = process.env) {
+  let credentials = options.credentials ?? (options.tls ? grpc.credentials.createSsl() : null);
+  if (options.callCredentials) {
+    if (!credentials) throw new TypeError('callCredentials need TLS channel credentials (credentials or tls: true)');
+    credentials = grpc.credentials.combineChannelCredentials(credentials, options.callCredentials);
+  }
+  const token = options.token ?? env.TASKTIDE_TOKEN ?? '';
+  if (typeof token !== 'string') throw new TypeError('token must be a string');
+  const interceptors = [...(options.interceptors ?? [])];
+  if (token) interceptors.push(bearerInterceptor(token));
+  return {
+    credentials: credentials ?? grpc.credentials.createInsecure(),
+    channelOptions: { ...DEFAULT_CHANNEL_OPTIONS, ...(options.channelOptions ?? {}) },
+    interceptors,
+  };
+}
+
+/** A stub of the tasktide.v1 service `Service` (a generated constructor) at `address`. */
+export function openStub(Service, address, settings) {
+  return new Service(address, settings.credentials, {
+    ...settings.channelOptions,
+    interceptors: settings.interceptors,
+  });
+}
+
+/**
+ * Run `start()` (which returns a grpc call) until it ends or `signal` aborts: an abort cancels the
+ * call and rejects with the signal's reason. Resolves with the call's response.
+ */
+export function abortable(signal, start) {
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    let call = null;
+    const onAbort = () => {
+      call?.cancel();
+      reject(signal.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    call = start((err, response) => {
+      signal?.removeEventListener('abort', onAbort);
+      if (err) reject(err);
+      else resolve(response);
+    });
+  });
+}

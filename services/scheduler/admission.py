@@ -1,0 +1,190 @@
+"""Admission: the one place where a task enters the platform.
+
+Every way in passes here: Submit, SubmitBatch and SubmitStream (service.py), the delayed-set pump
+(pump.py), schedule firing (schedules.py), workflow stages (workflows.py), Retry, and submission in
+the caller's process (direct.py). Admission
+
+- validates a submission against the limits (`Admission.check`);
+- decides what of the scheduler's state it needs (`needs`: the delayed set for a countdown or an
+  ETA, an idempotency key, a rate-limit slot). This is the only such decision: the direct path
+  writes a task itself only when `needs` is empty (`queued_now`), so a need added to `NEEDS`
+  sends direct submissions to the scheduler with no other change;
+- accepts it: task records and the delayed set (the scheduler's keys), events (the results
+  service's), ready queues (the registry's), written by the `Writer` chosen when the server is
+  wired (writing.py): one pipeline when those services live in this process, else calls to them.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tasktide.v1 import scheduler_pb2, task_pb2
+from tasktide_services.common import validate
+from tasktide_services.common.errors import ServiceError
+from tasktide_services.common.events import event, now_ms
+from tasktide_services.common.hooks import ServiceHooks
+from tasktide_services.common.settings import Limits
+from tasktide_services.scheduler.store import SchedulerStore
+from tasktide_services.scheduler.writing import Accepted, Writer
+
+log = logging.getLogger("tasktide.scheduler")
+
+S = task_pb2
+HELD_BY = "tasktide-held-by"  # header set on a task record when a rate limit set its start
+
+
+@dataclass(frozen=True)
+class Need:
+    """A piece of the scheduler's state that a submission may need."""
+
+    name: str
+    applies: Callable[[task_pb2.TaskSpec], bool]
+
+
+DELAYED = Need("delayed set", lambda s: bool(s.countdown or s.eta_ms))
+IDEMPOTENCY = Need("idempotency key", lambda s: bool(s.idempotency_key))
+RATE_LIMIT = Need("rate-limit slot", lambda s: bool(s.rate_limit))
+NEEDS: tuple[Need, ...] = (DELAYED, IDEMPOTENCY, RATE_LIMIT)
+
+
+def needs(spec: task_pb2.TaskSpec) -> frozenset[Need]:
+    """What of the scheduler's state `spec` needs; empty: it may be queued as it is, at once."""
+    return frozenset(n for n in NEEDS if n.applies(spec))
+
+
+def new_task(spec: task_pb2.TaskSpec, now: int, task_id: str = "") -> task_pb2.Task:
+    return task_pb2.Task(id=task_id or uuid.uuid4().hex, spec=spec, state=S.TASK_STATE_QUEUED, created_ms=now)
+
+
+def queued_now(spec: task_pb2.TaskSpec, limits: Limits) -> task_pb2.Task | None:
+    """For a writer outside the scheduler (direct.py): the task to put in its ready queue as the
+    scheduler would accept it, or None when admission must run in the scheduler (the spec needs its
+    state). Raises the scheduler's errors for a spec it would refuse."""
+    if needs(spec):
+        return None
+    validate.spec(spec, limits)
+    return new_task(spec, now_ms())
+
+
+class Admission:
+    def __init__(self, store: SchedulerStore, writer: Writer, limits: Limits, hooks: ServiceHooks) -> None:
+        self._store = store
+        self._limits = limits
+        self._writer = writer
+        self._hooks = hooks
+
+    def check(self, spec: task_pb2.TaskSpec) -> None:
+        """Raises the error a person can act on for a spec the scheduler refuses."""
+        validate.spec(spec, self._limits)
+
+    def check_batch(self, count: int) -> None:
+        validate.batch_size(count, self._limits)
+
+    async def submit(
+        self, specs: list[task_pb2.TaskSpec], ids: list[str] | None = None
+    ) -> list[scheduler_pb2.SubmitResponse]:
+        """Accept every spec, or none when one is refused (its error is raised). `ids`: given by
+        the caller, for workflows whose ids are known in advance."""
+        for s in specs:
+            self.check(s)
+        return await self._accept(specs, ids)
+
+    async def submit_each(self, specs: list[task_pb2.TaskSpec]) -> list[scheduler_pb2.SubmitResponse | ServiceError]:
+        """Each spec checked on its own, the valid ones accepted together (one write); a refused
+        spec gets its error in its place, and a failed write is the error of every valid one."""
+        out: list[scheduler_pb2.SubmitResponse | ServiceError] = []
+        valid: list[task_pb2.TaskSpec] = []
+        for s in specs:
+            try:
+                self.check(s)
+            except ServiceError as exc:
+                out.append(exc)
+            else:
+                out.append(scheduler_pb2.SubmitResponse())
+                valid.append(s)
+        if not valid:
+            return out
+        try:
+            accepted: list[scheduler_pb2.SubmitResponse | ServiceError] = list(await self._accept(valid))
+        except Exception as exc:  # noqa: BLE001 - reported to each submitter
+            if not isinstance(exc, ServiceError):
+                log.exception("accepting %d tasks failed", len(valid))
+                exc = ServiceError(f"Scheduler: {type(exc).__name__}: {exc}")
+            accepted = [exc] * len(valid)
+        answers = iter(accepted)
+        return [r if isinstance(r, ServiceError) else next(answers) for r in out]
+
+    async def _accept(
+        self, specs: list[task_pb2.TaskSpec], ids: list[str] | None = None
+    ) -> list[scheduler_pb2.SubmitResponse]:
+        now = now_ms()
+        tasks = [new_task(s, now, tid) for s, tid in zip(specs, ids or [""] * len(specs), strict=True)]
+        plans = [needs(t.spec) for t in tasks]
+        responses = [scheduler_pb2.SubmitResponse(task_id=t.id) for t in tasks]
+        keyed = [i for i, plan in enumerate(plans) if IDEMPOTENCY in plan]
+        existing = await self._store.claim_idempotency([(tasks[i].spec.idempotency_key, tasks[i].id) for i in keyed])
+        skip: set[int] = set()
+        for i, found in zip(keyed, existing, strict=True):
+            if found is not None:
+                responses[i].task_id, responses[i].existing = found, True
+                skip.add(i)
+        fresh = [i for i in range(len(tasks)) if i not in skip]
+        slots = await self._rate_slots([tasks[i] for i in fresh if RATE_LIMIT in plans[i]], now)
+        out = Accepted()
+        for i in fresh:
+            t, s = tasks[i], tasks[i].spec
+            eta = (s.eta_ms or (now + int(s.countdown * 1000) if s.countdown else 0)) if DELAYED in plans[i] else 0
+            slot = slots.get(t.id, 0)
+            if slot > max(eta, now):
+                eta = slot
+                s.headers[HELD_BY] = "rate_limit"
+            s.eta_ms, s.countdown = eta, 0.0
+            if eta > now:
+                # A delayed task has a record and its event now; one that may run lives only in its
+                # ready queue until dispatched (the registry then writes its QUEUED event, with its spec).
+                t.state = S.TASK_STATE_SCHEDULED
+                out.records.append(t)
+                out.delayed.append((t.id, eta))
+                out.events.append(event(t, t.state, now, spec=t.spec))
+            else:
+                out.runnable.append(t)
+            responses[i].state = t.state
+        with self._hooks.scheduling([tasks[i] for i in fresh], "submit"):
+            await self._writer.write(out)
+        return responses
+
+    async def _rate_slots(self, tasks: list[task_pb2.Task], now: int) -> dict[str, int]:
+        """Start slots for rate-limited tasks: each name's tasks are spaced by its limit."""
+        by_name: dict[tuple[str, str], list[task_pb2.Task]] = {}
+        for t in tasks:
+            by_name.setdefault((t.spec.name, t.spec.rate_limit), []).append(t)
+        slots: dict[str, int] = {}
+        for (name, rate), group in by_name.items():
+            interval = validate.rate_interval_ms(rate)
+            first = await self._store.rate_slots(name, now, interval, len(group))
+            for i, t in enumerate(group):
+                slots[t.id] = int(first + i * interval)
+        return slots
+
+    async def due(self, tasks: list[task_pb2.Task]) -> None:
+        """Tasks of the delayed set whose time has come (pump.py): their QUEUED events, then their
+        ready queues."""
+        for t in tasks:
+            t.state = S.TASK_STATE_QUEUED
+        with self._hooks.scheduling(tasks, "due"):
+            await self._writer.write(Accepted(runnable=tasks, events=[event(t, t.state) for t in tasks]))
+
+    async def retry(self, task: task_pb2.Task, countdown: float) -> task_pb2.TaskState:
+        """A task to run again after `countdown` seconds. Always through the delayed set: the pump
+        hands it to the registry once the registry has forgotten the previous attempt."""
+        validate.task_id(task.id)
+        eta = now_ms() + int(max(countdown, 0.0) * 1000)
+        task.spec.eta_ms, task.spec.countdown = eta, 0.0
+        task.spec.headers.pop(HELD_BY, None)
+        with self._hooks.scheduling([task], "retry"):
+            task.state = S.TASK_STATE_SCHEDULED
+            await self._writer.write(Accepted(records=[task], delayed=[(task.id, eta)]))
+        return task.state

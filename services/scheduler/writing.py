@@ -1,0 +1,98 @@
+"""The write that accepts tasks (admission.py): one of two writers, chosen once when the server is
+wired (`writer_for`), never per submission.
+
+- `PipelineWriter`: the results service and the registry live in this process on the scheduler's
+  Redis connection. Task records and the delayed set (this store), events (the results store) and
+  the ready queues (the registry's hand-over: its enqueue, and a lease for a local worker session
+  that has credit) go onto one pipeline: one round trip, each owner's commands and scripts.
+- `PeerWriter`: records and the delayed set written here, then events and ready queues by calls to
+  the results service and the registry.
+
+Either way the order is the same: records and delayed set, events, ready queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from redis.asyncio.client import Pipeline
+
+from tasktide.v1 import results_pb2, task_pb2, worker_pb2
+from tasktide_services.common.lua import run_pipeline
+from tasktide_services.common.peers import Peers, RegistryServicer, ResultsWrites
+from tasktide_services.scheduler.store import SchedulerStore
+
+
+@dataclass
+class Accepted:
+    """What one admission writes."""
+
+    records: list[task_pb2.Task] = field(default_factory=list)  # task records kept by the scheduler
+    delayed: list[tuple[str, int]] = field(default_factory=list)  # (task id, Unix ms it may run)
+    events: list[task_pb2.TaskEvent] = field(default_factory=list)
+    runnable: list[task_pb2.Task] = field(default_factory=list)  # for the ready queues
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.delayed or self.events or self.runnable)
+
+
+class Writer(Protocol):
+    async def write(self, accepted: Accepted, /) -> None: ...
+
+
+def writer_for(store: SchedulerStore, peers: Peers) -> Writer:
+    """One pipeline when the results service and the registry are bound in `peers` (hosted in
+    this process) on the scheduler's connection; else calls to them."""
+    results, registry = peers.local_results(store.redis), peers.local_registry(store.redis)
+    if results is None or registry is None:
+        return PeerWriter(store, peers)
+    return PipelineWriter(store, results, registry)
+
+
+class PeerWriter:
+    def __init__(self, store: SchedulerStore, peers: Peers) -> None:
+        self._store = store
+        self._peers = peers
+
+    async def write(self, accepted: Accepted, /) -> None:
+        if accepted.records or accepted.delayed:
+            await self._store.save(accepted.records, accepted.delayed)
+        if accepted.events:
+            await self._peers.results.Record(results_pb2.RecordRequest(events=accepted.events))
+        if accepted.runnable:
+            await self._peers.registry.Enqueue(worker_pb2.EnqueueRequest(tasks=accepted.runnable))
+
+
+class PipelineWriter:
+    def __init__(self, store: SchedulerStore, results: ResultsWrites, registry: RegistryServicer) -> None:
+        self._store = store
+        self._results = results
+        self._registry = registry
+        self._handing: set[asyncio.Future[None]] = set()  # hand-overs under way (worker/handover.py)
+
+    async def write(self, accepted: Accepted, /) -> None:
+        if not accepted:  # e.g. every task was submitted before under its idempotency key
+            return
+        # Runnable tasks a local worker session has credit for are leased in this same round trip
+        # and sent to it at once (worker/handover.py); the others wait in their queue as usual.
+        handover = self._registry.handover(accepted.runnable) if accepted.runnable else None
+
+        def build(pipe: Pipeline) -> None:
+            self._store.build_save(pipe, accepted.records, accepted.delayed)
+            self._results.build_record(pipe, accepted.events)
+            if handover is not None:
+                handover.build(pipe)
+
+        scripts = (self._store.scripts, self._results.scripts, self._registry.store.scripts)
+        try:
+            replies = await run_pipeline(self._store.redis, build, *scripts)
+        except BaseException:
+            if handover is not None:
+                handover.abandon()
+            raise
+        if handover is not None:  # sent once the submission is answered: the answer does not wait
+            task = asyncio.ensure_future(handover.finish(replies))
+            self._handing.add(task)
+            task.add_done_callback(self._handing.discard)
