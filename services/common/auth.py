@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
@@ -45,6 +46,7 @@ ISSUER = "tasktide"
 DEFAULT_NAMESPACE = "default"
 _ALG = "HS256"
 _MIN_KEY_BYTES = 32  # RFC 7518: an HS256 key at least as long as the hash
+NAMESPACE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 
 
 class AuthError(Exception):
@@ -131,8 +133,8 @@ def mint(
     """A signed token for `namespace` and `role`."""
     if role not in ROLES:
         raise AuthError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
-    if not namespace:
-        raise AuthError("a token needs a namespace")
+    if not NAMESPACE.fullmatch(namespace):
+        raise AuthError(f"a namespace is 1..64 of A-Z a-z 0-9 _ . : -, got {namespace[:80]!r}")
     issued = int(time.time() if now is None else now)
     claims: dict[str, Any] = {
         "iss": ISSUER,
@@ -199,7 +201,7 @@ class Authenticator:
         except jwt.InvalidTokenError as exc:
             raise AuthError(f"the token is not valid: {exc}") from None
         role, namespace = claims.get("role"), claims.get("ns")
-        if role not in ROLES or not isinstance(namespace, str) or not namespace:
+        if role not in ROLES or not isinstance(namespace, str) or not NAMESPACE.fullmatch(namespace):
             raise AuthError("the token names no valid role and namespace")
         if claims["jti"] in self.revoked:
             raise AuthError(f"the token {claims['jti']} has been revoked")
