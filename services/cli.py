@@ -17,9 +17,11 @@ from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
 
+from tasktide_services.common.auth import DEFAULT_NAMESPACE, AuthError, mint, read_key
 from tasktide_services.common.redis_conn import connect
 from tasktide_services.common.redis_server import LocalRedis, start_redis
 from tasktide_services.common.settings import ServerSettings
+from tasktide_services.common.tls import TlsError
 from tasktide_services.observability import observe
 from tasktide_services.server import ALL, start
 
@@ -32,6 +34,17 @@ def _parser(command: str) -> argparse.ArgumentParser:
     p.add_argument("--redis-url", help="Redis to use (default: $TASKTIDE_REDIS_URL)")
     p.add_argument(
         "--metrics-address", help="host:port serving /metrics for Prometheus (default: $TASKTIDE_METRICS_ADDRESS)"
+    )
+    p.add_argument("--tls-cert", help="PEM certificate to serve TLS with (default: $TASKTIDE_TLS_CERT)")
+    p.add_argument("--tls-key", help="its private key (default: $TASKTIDE_TLS_KEY)")
+    p.add_argument("--tls-ca", help="CA that signs the other services (default: $TASKTIDE_TLS_CA)")
+    p.add_argument(
+        "--tls-client-ca", help="require client certificates signed by this CA (default: $TASKTIDE_TLS_CLIENT_CA)"
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="listen beyond loopback without TLS and TASKTIDE_AUTH_KEY all the same",
     )
     if command == "dev":
         p.add_argument("--data-dir", help="embedded Redis data folder (default: .tasktide)")
@@ -68,7 +81,10 @@ async def _serve(settings: ServerSettings, which: tuple[str, ...], demo: str | N
         if demo:
             from tasktide_services.demo import run_demo
 
-            demo_task = asyncio.create_task(run_demo(running.address, demo, demo_tasks))
+            token = ""
+            if settings.auth_key:  # the demo's worker and client get a token of their own
+                token = mint(read_key(settings.auth_key), namespace=DEFAULT_NAMESPACE, role="worker", subject="demo")
+            demo_task = asyncio.create_task(run_demo(running.address, demo, demo_tasks, token))
         await stop.wait()
         if demo_task is not None:
             demo_task.cancel()
@@ -99,6 +115,10 @@ def main(argv: list[str]) -> int:
         from tasktide_services.dashboard.main import main as dashboard
 
         return dashboard(rest)
+    if command == "token":
+        from tasktide_services.token_cli import main as token
+
+        return token(rest)
     args = _parser(command).parse_args(rest)
     try:
         settings = ServerSettings.from_env()
@@ -111,6 +131,22 @@ def main(argv: list[str]) -> int:
         settings = replace(settings, redis_url=args.redis_url)
     if args.metrics_address:
         settings = replace(settings, metrics_address=args.metrics_address)
+    tls = settings.tls
+    settings = replace(
+        settings,
+        tls=replace(
+            tls,
+            cert=args.tls_cert or tls.cert,
+            key=args.tls_key or tls.key,
+            ca=args.tls_ca or tls.ca,
+            client_ca=args.tls_client_ca or tls.client_ca,
+        ),
+        insecure=settings.insecure or args.insecure,
+    )
+    problem = settings.exposure_problem()
+    if problem:
+        print(f"tasktide {command}: {problem}", file=sys.stderr)
+        return 2
     if command == "dev":
         if args.data_dir:
             settings = replace(settings, data_dir=args.data_dir)
@@ -129,6 +165,9 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         return run_loop(_serve(settings, which, demo, demo_tasks))
+    except (AuthError, TlsError) as exc:
+        print(f"tasktide {command}: {exc}", file=sys.stderr)
+        return 2
     except RuntimeError as exc:
         print(f"tasktide {command}: {exc}", file=sys.stderr)
         return 3

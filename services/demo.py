@@ -11,15 +11,19 @@ import sys
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tasktide import AsyncClient, TaskState
+from tasktide import AsyncClient, ClientSettings, TaskState
 from tasktide._spec import build_spec
 from tasktide.cli import load_app
 from tasktide.v1 import task_pb2
 
 
-async def run_demo(address: str, app_target: str, count: int) -> None:
+async def run_demo(address: str, app_target: str, count: int, token: str = "") -> None:
+    """Start a worker for `app_target`, submit `count` tasks and show their results as they come.
+    `token`: what the worker and the demo's client send, when the platform checks tokens."""
     console = Console()
     env = {**os.environ, "TASKTIDE_ADDRESS": address}
+    if token:
+        env["TASKTIDE_TOKEN"] = token
     worker = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -44,7 +48,7 @@ async def run_demo(address: str, app_target: str, count: int) -> None:
             specs.append(build_spec(f"{prefix}.add", [i, i]))
     specs.append(build_spec(f"{prefix}.fail", ["this one fails on purpose"]))
     try:
-        async with AsyncClient(address) as client:
+        async with AsyncClient(settings=ClientSettings.from_env(env, address=address)) as client:
             handles = await client.submit_many(specs)
             ids = [h.id for h in handles]
             outcome: dict[str, int] = {}

@@ -16,9 +16,11 @@ from grpc_reflection.v1alpha import reflection
 from redis.asyncio import Redis
 
 from tasktide.v1 import results_pb2, scheduler_pb2, worker_pb2, workflow_pb2
+from tasktide_services.common.auth import Authenticator, AuthInterceptor, Revocations, ServiceToken, read_key
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.notify import Notifier
 from tasktide_services.common.peers import Peers
+from tasktide_services.common.roles import OPEN_PREFIXES, allowed_roles
 from tasktide_services.common.rpc import add_service
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.results import keys as results_keys
@@ -79,14 +81,25 @@ async def start(
         ("grpc.max_receive_message_length", settings.limits.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.aio.server(options=opts, interceptors=list(hooks.server_interceptors()) or None)
-    port = server.add_insecure_port(settings.address)
+    interceptors = list(hooks.server_interceptors())
+    client_interceptors = list(hooks.client_interceptors())
+    if settings.auth_key:
+        key = read_key(settings.auth_key)
+        authenticator = Authenticator(key, Revocations(settings.auth_revoked))
+        # First: a call without a valid token is refused before any other interceptor sees it.
+        interceptors.insert(0, AuthInterceptor(authenticator, allowed_roles(), OPEN_PREFIXES))
+        client_interceptors.extend(ServiceToken(key).interceptors())
+    server = grpc.aio.server(options=opts, interceptors=interceptors or None)
+    if settings.tls.enabled:
+        port = server.add_secure_port(settings.address, settings.tls.server_credentials())
+    else:
+        port = server.add_insecure_port(settings.address)
     if port == 0:
         raise RuntimeError(f"cannot listen on {settings.address}")
     if not settings.address.startswith("unix:"):  # HOST:0 becomes the port bound
         host = settings.address.rsplit(":", 1)[0]
         settings = replace(settings, address=f"{host}:{port}")
-    peers = Peers(settings, list(hooks.client_interceptors()))
+    peers = Peers(settings, client_interceptors)
     running = Running(server, port, settings.address)
     running.closers.append(peers.close)
     jobs: list[Callable[[], Coroutine[Any, Any, None]]] = []  # started once every service is bound

@@ -5,6 +5,7 @@ ServiceError                 INTERNAL
 ├── NotFound                 NOT_FOUND
 ├── ResourceExhausted        RESOURCE_EXHAUSTED
 ├── FailedPrecondition       FAILED_PRECONDITION
+├── PermissionDenied         PERMISSION_DENIED (a credential that may not do this)
 └── Unavailable              UNAVAILABLE (Redis out of reach of a submission made in a caller's process)
 """
 
@@ -31,6 +32,10 @@ class ResourceExhausted(ServiceError):
 
 class FailedPrecondition(ServiceError):
     code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class PermissionDenied(ServiceError):
+    code = grpc.StatusCode.PERMISSION_DENIED
 
 
 class Unavailable(ServiceError):

@@ -11,7 +11,7 @@ trip: the owner's store still builds its own commands with its own scripts.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping, Sequence
-from typing import Protocol, TypeAlias
+from typing import Protocol, TypeAlias, TypeVar
 
 import grpc
 from redis.asyncio import Redis
@@ -28,12 +28,14 @@ from tasktide.v1 import (
     workflow_pb2,
     workflow_pb2_grpc,
 )
+from tasktide_services.common.auth import as_service
 from tasktide_services.common.lua import Script
 from tasktide_services.common.settings import ServerSettings
 
 # A handler's call context: a grpc.aio.ServicerContext over gRPC, None when a peer of this process
 # calls it (no handler reached that way reads its context).
 Ctx: TypeAlias = object
+T = TypeVar("T")
 
 
 # The calls other services make, as a stub or a local servicer serves them.
@@ -128,7 +130,11 @@ class Peers:
         for which in ("scheduler", "registry", "results"):
             addr = settings.peer(which)
             if addr not in self._channels:
-                self._channels[addr] = grpc.aio.insecure_channel(addr, options=opts, interceptors=chain)
+                self._channels[addr] = (
+                    grpc.aio.secure_channel(addr, settings.tls.channel_credentials(), options=opts, interceptors=chain)
+                    if settings.tls.enabled or settings.tls.ca
+                    else grpc.aio.insecure_channel(addr, options=opts, interceptors=chain)
+                )
         self.scheduler = scheduler_pb2_grpc.SchedulerStub(self._channels[settings.peer("scheduler")])
         self.workflows = workflow_pb2_grpc.WorkflowsStub(self._channels[settings.peer("scheduler")])
         self.registry = worker_pb2_grpc.RegistryStub(self._channels[settings.peer("registry")])
@@ -175,7 +181,13 @@ class Peers:
             await ch.close()
 
 
-# Stub look-alikes that await a local servicer's handler with the request (no call context).
+# Stub look-alikes that await a local servicer's handler with the request (no call context), as the
+# service caller whoever made the call that led to it (auth.as_service).
+
+
+async def _as_service(call: Awaitable[T]) -> T:
+    with as_service():
+        return await call
 
 
 class _LocalScheduler:
@@ -183,7 +195,7 @@ class _LocalScheduler:
         self._s = servicer
 
     async def Retry(self, request: scheduler_pb2.RetryRequest, /) -> scheduler_pb2.RetryResponse:
-        return await self._s.Retry(request, None)
+        return await _as_service(self._s.Retry(request, None))
 
 
 class _LocalWorkflows:
@@ -191,7 +203,7 @@ class _LocalWorkflows:
         self._s = servicer
 
     async def Completed(self, request: workflow_pb2.CompletedRequest, /) -> workflow_pb2.CompletedResponse:
-        return await self._s.Completed(request, None)
+        return await _as_service(self._s.Completed(request, None))
 
 
 class _LocalRegistry:
@@ -199,16 +211,16 @@ class _LocalRegistry:
         self._s = servicer
 
     async def Enqueue(self, request: worker_pb2.EnqueueRequest, /) -> worker_pb2.EnqueueResponse:
-        return await self._s.Enqueue(request, None)
+        return await _as_service(self._s.Enqueue(request, None))
 
     async def Find(self, request: worker_pb2.FindRequest, /) -> worker_pb2.FindResponse:
-        return await self._s.Find(request, None)
+        return await _as_service(self._s.Find(request, None))
 
     async def Revoke(self, request: worker_pb2.RevokeRequest, /) -> worker_pb2.RevokeResponse:
-        return await self._s.Revoke(request, None)
+        return await _as_service(self._s.Revoke(request, None))
 
     async def Locate(self, request: worker_pb2.LocateRequest, /) -> worker_pb2.LocateResponse:
-        return await self._s.Locate(request, None)
+        return await _as_service(self._s.Locate(request, None))
 
 
 class _LocalResults:
@@ -216,7 +228,7 @@ class _LocalResults:
         self._s = servicer
 
     async def Record(self, request: results_pb2.RecordRequest, /) -> results_pb2.RecordResponse:
-        return await self._s.Record(request, None)
+        return await _as_service(self._s.Record(request, None))
 
     async def Get(self, request: results_pb2.GetRequest, /) -> results_pb2.GetResponse:
-        return await self._s.Get(request, None)
+        return await _as_service(self._s.Get(request, None))

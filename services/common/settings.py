@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from tasktide_services.common.tls import TlsSettings
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -32,6 +34,10 @@ class ServerSettings:
     metrics_address: str = ""  # host:port serving /metrics for Prometheus; empty: no endpoint
     metrics_interval: float = 5.0  # seconds between readings of the queue gauges
     limits: Limits = Limits()
+    tls: TlsSettings = TlsSettings()
+    auth_key: str = ""  # the token signing key, or @PATH of a file holding it; empty: no tokens checked
+    auth_revoked: str = ""  # a file of revoked token ids, one a line
+    insecure: bool = False  # listen beyond loopback without TLS and tokens all the same
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:
@@ -66,8 +72,32 @@ class ServerSettings:
                 base.limits,
                 max_payload_bytes=int(num("TASKTIDE_MAX_PAYLOAD_BYTES", base.limits.max_payload_bytes)),
             ),
+            tls=TlsSettings(
+                cert=env.get("TASKTIDE_TLS_CERT", ""),
+                key=env.get("TASKTIDE_TLS_KEY", ""),
+                ca=env.get("TASKTIDE_TLS_CA", ""),
+                client_ca=env.get("TASKTIDE_TLS_CLIENT_CA", ""),
+            ),
+            auth_key=env.get("TASKTIDE_AUTH_KEY", ""),
+            auth_revoked=env.get("TASKTIDE_AUTH_REVOKED", ""),
+            insecure=env.get("TASKTIDE_INSECURE", "") in ("1", "true", "yes"),
         )
 
     def peer(self, which: str) -> str:
         """Address of a peer service ("scheduler", "registry", "results")."""
         return str(getattr(self, f"{which}_address")) or self.address
+
+    def exposure_problem(self) -> str:
+        """Why listening on `address` as set up would expose the platform, or "" when it would not:
+        beyond loopback a server needs TLS and tokens, unless told `insecure`."""
+        host = self.address.rsplit(":", 1)[0].strip("[]")
+        local = self.address.startswith("unix:") or host in ("localhost", "::1") or host.startswith("127.")
+        if self.insecure or local:
+            return ""
+        missing = [name for name, ok in (("TLS", self.tls.enabled), ("tokens", bool(self.auth_key))) if not ok]
+        if not missing:
+            return ""
+        return (
+            f"refusing to listen on {self.address} without {' and '.join(missing)} "
+            "(set TASKTIDE_TLS_CERT/TASKTIDE_TLS_KEY and TASKTIDE_AUTH_KEY, or pass --insecure)"
+        )

@@ -11,7 +11,7 @@ from tasktide_services.common.layout import PRIORITY_MAX, PRIORITY_MIN
 from tasktide_services.common.settings import Limits
 
 TASK_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]*")
-QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:\-]+")
+QUEUE_NAME = re.compile(r"([A-Za-z0-9_.:\-]+~)?[A-Za-z0-9_.:\-]+")  # NS~QUEUE: common/tenancy.py
 TASK_ID = re.compile(r"[0-9a-f]{32}")
 DEFAULT_QUEUE = "default"
 

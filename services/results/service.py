@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 import grpc
 
 from tasktide.v1 import results_pb2, task_pb2
-from tasktide_services.common import validate
+from tasktide_services.common import tenancy, validate
+from tasktide_services.common.auth import current_caller
 from tasktide_services.common.errors import InvalidArgument
 from tasktide_services.common.layout import is_final
 from tasktide_services.common.notify import Notifier, wait_any
@@ -20,6 +21,16 @@ POLL = 1.0
 WATCH_READ_BATCH = 500  # a safety net under pub/sub wake-ups
 WATCH_MESSAGE_EVENTS = 500  # events per WatchBatches message, at most
 WATCH_MESSAGE_BYTES = 1 << 20  # and about this many bytes (one larger event goes alone)
+
+
+def _own(results: list[task_pb2.TaskResult]) -> list[task_pb2.TaskResult]:
+    """The results, with those of another namespace's tasks shown as unknown ids are."""
+    caller = current_caller()
+    if tenancy.acts_everywhere(caller):
+        return results
+    return [
+        r if not r.found or tenancy.owns(caller, r.spec) else task_pb2.TaskResult(task_id=r.task_id) for r in results
+    ]
 
 
 class ResultsService:
@@ -37,7 +48,7 @@ class ResultsService:
     async def Get(self, req: results_pb2.GetRequest, ctx: grpc.aio.ServicerContext) -> results_pb2.GetResponse:
         validate.batch_size(len(req.task_ids), self.settings.limits)
         ids = [validate.task_id(t) for t in req.task_ids]
-        return results_pb2.GetResponse(results=await self.store.get(ids))
+        return results_pb2.GetResponse(results=_own(await self.store.get(ids)))
 
     async def Wait(self, req: results_pb2.WaitRequest, ctx: grpc.aio.ServicerContext) -> task_pb2.TaskResult:
         tid = validate.task_id(req.task_id)
@@ -47,6 +58,8 @@ class ResultsService:
         while True:
             ev = self.notifier.event(tid)
             (res,) = await self.store.get([tid])
+            if res.found:
+                tenancy.check_owner(current_caller(), res.spec, tid)
             left = deadline - time.monotonic()
             if is_final(res.state) or left <= 0:
                 return res
@@ -92,6 +105,11 @@ class ResultsService:
         """The events of `req`, a list per read: what was ready at once."""
         validate.batch_size(len(req.task_ids), self.settings.limits)
         cursors = {validate.task_id(t): req.cursors.get(t, "") for t in req.task_ids}
+        caller = current_caller()
+        if not tenancy.acts_everywhere(caller):  # another namespace's task is not found
+            for res in await self.store.get(list(cursors)):
+                if res.found:
+                    tenancy.check_owner(caller, res.spec, res.task_id)
         pending = set(cursors)
         sub = self.notifier.subscribe(pending)
         try:

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tasktide.v1 import scheduler_pb2, task_pb2
-from tasktide_services.common import validate
+from tasktide_services.common import tenancy, validate
+from tasktide_services.common.auth import SERVICE, Caller
 from tasktide_services.common.errors import ServiceError
 from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
@@ -59,6 +60,11 @@ def new_task(spec: task_pb2.TaskSpec, now: int, task_id: str = "") -> task_pb2.T
     return task_pb2.Task(id=task_id or uuid.uuid4().hex, spec=spec, state=S.TASK_STATE_QUEUED, created_ms=now)
 
 
+def _scoped_key(spec: task_pb2.TaskSpec) -> str:
+    """The idempotency key as stored: one namespace's keys never meet another's."""
+    return tenancy.scoped(tenancy.namespace_of(spec), spec.idempotency_key)
+
+
 def queued_now(spec: task_pb2.TaskSpec, limits: Limits) -> task_pb2.Task | None:
     """For a writer outside the scheduler (direct.py): the task to put in its ready queue as the
     scheduler would accept it, or None when admission must run in the scheduler (the spec needs its
@@ -76,30 +82,35 @@ class Admission:
         self._writer = writer
         self._hooks = hooks
 
-    def check(self, spec: task_pb2.TaskSpec) -> None:
-        """Raises the error a person can act on for a spec the scheduler refuses."""
+    def check(self, spec: task_pb2.TaskSpec, caller: Caller = SERVICE) -> None:
+        """Raises the error a person can act on for a spec the scheduler refuses; makes a spec a
+        caller submits belong to the caller's namespace (common/tenancy.py)."""
+        tenancy.stamp(spec, caller)
         validate.spec(spec, self._limits)
 
     def check_batch(self, count: int) -> None:
         validate.batch_size(count, self._limits)
 
     async def submit(
-        self, specs: list[task_pb2.TaskSpec], ids: list[str] | None = None
+        self, specs: list[task_pb2.TaskSpec], ids: list[str] | None = None, caller: Caller = SERVICE
     ) -> list[scheduler_pb2.SubmitResponse]:
         """Accept every spec, or none when one is refused (its error is raised). `ids`: given by
-        the caller, for workflows whose ids are known in advance."""
+        the caller, for workflows whose ids are known in advance. `caller`: who submits them (the
+        services themselves when not given)."""
         for s in specs:
-            self.check(s)
+            self.check(s, caller)
         return await self._accept(specs, ids)
 
-    async def submit_each(self, specs: list[task_pb2.TaskSpec]) -> list[scheduler_pb2.SubmitResponse | ServiceError]:
+    async def submit_each(
+        self, specs: list[task_pb2.TaskSpec], caller: Caller = SERVICE
+    ) -> list[scheduler_pb2.SubmitResponse | ServiceError]:
         """Each spec checked on its own, the valid ones accepted together (one write); a refused
         spec gets its error in its place, and a failed write is the error of every valid one."""
         out: list[scheduler_pb2.SubmitResponse | ServiceError] = []
         valid: list[task_pb2.TaskSpec] = []
         for s in specs:
             try:
-                self.check(s)
+                self.check(s, caller)
             except ServiceError as exc:
                 out.append(exc)
             else:
@@ -125,7 +136,12 @@ class Admission:
         plans = [needs(t.spec) for t in tasks]
         responses = [scheduler_pb2.SubmitResponse(task_id=t.id) for t in tasks]
         keyed = [i for i, plan in enumerate(plans) if IDEMPOTENCY in plan]
-        existing = await self._store.claim_idempotency([(tasks[i].spec.idempotency_key, tasks[i].id) for i in keyed])
+        existing = await self._store.claim_idempotency(
+            [
+                (tenancy.scoped(tenancy.namespace_of(tasks[i].spec), tasks[i].spec.idempotency_key), tasks[i].id)
+                for i in keyed
+            ]
+        )
         skip: set[int] = set()
         for i, found in zip(keyed, existing, strict=True):
             if found is not None:
@@ -159,8 +175,10 @@ class Admission:
     async def _rate_slots(self, tasks: list[task_pb2.Task], now: int) -> dict[str, int]:
         """Start slots for rate-limited tasks: each name's tasks are spaced by its limit."""
         by_name: dict[tuple[str, str], list[task_pb2.Task]] = {}
-        for t in tasks:
-            by_name.setdefault((t.spec.name, t.spec.rate_limit), []).append(t)
+        for t in tasks:  # a namespace's limit is its own
+            by_name.setdefault(
+                (tenancy.scoped(tenancy.namespace_of(t.spec), t.spec.name), t.spec.rate_limit), []
+            ).append(t)
         slots: dict[str, int] = {}
         for (name, rate), group in by_name.items():
             interval = validate.rate_interval_ms(rate)

@@ -19,7 +19,7 @@ from tasktide_services.common import validate
 from tasktide_services.common.errors import InvalidArgument
 from tasktide_services.common.settings import Limits
 
-SCHEDULE_ID = re.compile(r"[A-Za-z0-9_.:\-]+")
+SCHEDULE_ID = re.compile(r"([A-Za-z0-9_.:\-]+~)?[A-Za-z0-9_.:\-]+")  # NS~ID: common/tenancy.py
 MAX_ID_LENGTH = 200
 MIN_EVERY = 0.01  # seconds
 MAX_EVERY = 366 * 86_400.0

@@ -24,6 +24,8 @@ import logging
 import grpc
 
 from tasktide.v1 import scheduler_pb2, task_pb2
+from tasktide_services.common import tenancy
+from tasktide_services.common.auth import current_caller
 from tasktide_services.common.errors import NotFound, ServiceError
 from tasktide_services.common.events import now_ms
 from tasktide_services.common.loop import run_forever
@@ -66,37 +68,54 @@ class ScheduleRpcs:
     settings: ServerSettings
 
     async def _schedule(self, schedule_id: str) -> tuple[scheduler_pb2.Schedule, str]:
-        (got,) = await schedule_store(self.store).get_many([occurrences.schedule_id(schedule_id)])
+        """The schedule the caller names (in its namespace) and its revision."""
+        stored = tenancy.caller_name(current_caller(), schedule_id, "schedule id")
+        (got,) = await schedule_store(self.store).get_many([occurrences.schedule_id(stored)])
         if got is None:
             raise NotFound(f"no schedule with id {schedule_id}")
         return got
 
+    def _shown(self, s: scheduler_pb2.Schedule) -> scheduler_pb2.Schedule:
+        """A stored schedule as its caller named it (without its namespace)."""
+        caller = current_caller()
+        if not tenancy.acts_everywhere(caller):
+            s.id = tenancy.unscoped(caller.namespace, s.id) or s.id
+        return s
+
     async def PutSchedule(
         self, req: scheduler_pb2.PutScheduleRequest, ctx: grpc.aio.ServicerContext
     ) -> scheduler_pb2.Schedule:
+        caller = current_caller()
         s = scheduler_pb2.Schedule()
         s.CopyFrom(req.schedule)
+        given = s.id
+        s.id = tenancy.caller_name(caller, s.id, "schedule id")
+        if s.HasField("task"):
+            tenancy.stamp(s.task, caller)  # the tasks it fires belong to the caller's namespace
         occurrences.check(s, self.settings.limits)
         now = now_ms()
         await schedule_store(self.store).put(s, occurrences.first(s, now), now, req.keep_paused)
-        return (await self._schedule(s.id))[0]
+        return self._shown((await self._schedule(given))[0])
 
     async def GetSchedule(
         self, req: scheduler_pb2.GetScheduleRequest, ctx: grpc.aio.ServicerContext
     ) -> scheduler_pb2.Schedule:
-        return (await self._schedule(req.id))[0]
+        return self._shown((await self._schedule(req.id))[0])
 
     async def ListSchedules(
         self, req: scheduler_pb2.ListSchedulesRequest, ctx: grpc.aio.ServicerContext
     ) -> scheduler_pb2.ListSchedulesResponse:
+        caller = current_caller()
         st = schedule_store(self.store)
-        found = await st.get_many(await st.ids())
-        return scheduler_pb2.ListSchedulesResponse(schedules=[g[0] for g in found if g is not None])
+        ids = [i for i in await st.ids() if tenancy.visible(caller, i)]
+        found = await st.get_many(ids)
+        return scheduler_pb2.ListSchedulesResponse(schedules=[self._shown(g[0]) for g in found if g is not None])
 
     async def DeleteSchedule(
         self, req: scheduler_pb2.DeleteScheduleRequest, ctx: grpc.aio.ServicerContext
     ) -> scheduler_pb2.DeleteScheduleResponse:
-        deleted = await schedule_store(self.store).delete(occurrences.schedule_id(req.id))
+        stored = tenancy.caller_name(current_caller(), req.id, "schedule id")
+        deleted = await schedule_store(self.store).delete(occurrences.schedule_id(stored))
         return scheduler_pb2.DeleteScheduleResponse(deleted=deleted)
 
     async def PauseSchedule(
@@ -110,7 +129,7 @@ class ScheduleRpcs:
             if done == 0:
                 raise NotFound(f"no schedule with id {req.id}")
             if done == 1:
-                return (await self._schedule(s.id))[0]
+                return self._shown((await self._schedule(req.id))[0])
         raise ServiceError(f"schedule {req.id} kept changing; try again")
 
 

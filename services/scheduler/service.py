@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 import grpc
 
 from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2, workflow_pb2
-from tasktide_services.common import validate
+from tasktide_services.common import tenancy, validate
+from tasktide_services.common.auth import current_caller
 from tasktide_services.common.errors import NotFound, ServiceError
 from tasktide_services.common.events import event, first_events
 from tasktide_services.common.layout import is_final
@@ -34,13 +35,15 @@ class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
     async def Submit(
         self, req: scheduler_pb2.SubmitRequest, ctx: grpc.aio.ServicerContext
     ) -> scheduler_pb2.SubmitResponse:
-        return (await self.admission.submit([req.spec]))[0]
+        return (await self.admission.submit([req.spec], caller=current_caller()))[0]
 
     async def SubmitBatch(
         self, req: scheduler_pb2.SubmitBatchRequest, ctx: grpc.aio.ServicerContext
     ) -> scheduler_pb2.SubmitBatchResponse:
         self.admission.check_batch(len(req.specs))
-        return scheduler_pb2.SubmitBatchResponse(results=await self.admission.submit(list(req.specs)))
+        return scheduler_pb2.SubmitBatchResponse(
+            results=await self.admission.submit(list(req.specs), caller=current_caller())
+        )
 
     async def SubmitStream(
         self, requests: AsyncIterator[scheduler_pb2.SubmitStreamRequest], ctx: grpc.aio.ServicerContext
@@ -79,7 +82,9 @@ class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
     ) -> list[scheduler_pb2.SubmitStreamResponse]:
         """Accept the valid submissions of `batch` together; a refused one gets its own error."""
         answers = [scheduler_pb2.SubmitStreamResponse(seq=r.seq) for r in batch]
-        for answer, result in zip(answers, await self.admission.submit_each([r.spec for r in batch]), strict=True):
+        for answer, result in zip(
+            answers, await self.admission.submit_each([r.spec for r in batch], current_caller()), strict=True
+        ):
             if isinstance(result, ServiceError):
                 answer.error_code, answer.error_message = result.code.value[0], str(result)
             else:
@@ -102,6 +107,7 @@ class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
             task = task_pb2.Task(id=tid, spec=res.spec, state=res.state, attempt=res.attempt, created_ms=res.created_ms)
         elif task is None:
             raise NotFound(f"no task with id {tid}")
+        tenancy.check_owner(current_caller(), task.spec, tid)  # another namespace's task is not found
         if res.found:
             task.state, task.attempt = res.state, res.attempt
         return task, res

@@ -17,7 +17,8 @@ import grpc
 
 from tasktide.v1 import results_pb2, task_pb2
 from tasktide.v1 import workflow_pb2 as W
-from tasktide_services.common import validate
+from tasktide_services.common import tenancy, validate
+from tasktide_services.common.auth import current_caller
 from tasktide_services.common.errors import InvalidArgument, NotFound
 from tasktide_services.common.events import event
 from tasktide_services.common.peers import Peers
@@ -55,11 +56,12 @@ class WorkflowService:
         if any(not st.group and len(st.tasks) > 1 for st in req.stages):
             raise InvalidArgument("a stage of several tasks must be a group")
         self.admission.check_batch(sum(len(st.tasks) for st in req.stages))
+        caller = current_caller()
         wf = W.SubmitWorkflowResponse(workflow_id=uuid.uuid4().hex)
         for n, st in enumerate(req.stages):
             stage = wf.stages.add(group=st.group)
             for i, spec in enumerate(st.tasks):
-                self.admission.check(spec)
+                self.admission.check(spec, caller)  # every stage belongs to the caller's namespace
                 s = stage.tasks.add()
                 s.CopyFrom(spec)
                 s.headers.update({WF: wf.workflow_id, STAGE: str(n), MEMBER: str(i)})
@@ -84,6 +86,7 @@ class WorkflowService:
 
     async def GetWorkflow(self, req: W.GetWorkflowRequest, ctx: Ctx) -> W.Workflow:
         wf, row = await self._load(validate.task_id(req.workflow_id))
+        tenancy.check_owner(current_caller(), wf.stages[0].tasks[0], req.workflow_id)
         return W.Workflow(
             workflow_id=wf.workflow_id,
             state=_STATES.get(row.get(b"state", b""), W.WORKFLOW_STATE_UNSPECIFIED),

@@ -11,8 +11,9 @@ from typing import TypeAlias
 import grpc
 
 from tasktide.v1 import results_pb2, task_pb2, worker_pb2
-from tasktide_services.common import validate
-from tasktide_services.common.errors import InvalidArgument
+from tasktide_services.common import tenancy, validate
+from tasktide_services.common.auth import current_caller
+from tasktide_services.common.errors import InvalidArgument, PermissionDenied
 from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.notify import Notifier
@@ -91,13 +92,19 @@ class RegistryService:
         return worker_pb2.EnqueueResponse(enqueued=await self.store.enqueue(list(req.tasks)))
 
     async def ListWorkers(self, req: worker_pb2.ListWorkersRequest, ctx: Ctx) -> worker_pb2.ListWorkersResponse:
-        return worker_pb2.ListWorkersResponse(workers=await self.store.workers())
+        caller = current_caller()
+        workers = [w for w in await self.store.workers() if all(tenancy.visible(caller, q) for q in w.queues)]
+        for w in workers:
+            w.queues[:] = [tenancy.shown(caller, q) for q in w.queues]
+        return worker_pb2.ListWorkersResponse(workers=workers)
 
     async def QueueStats(self, req: worker_pb2.QueueStatsRequest, ctx: Ctx) -> worker_pb2.QueueStatsResponse:
-        stats = await self.store.stats()
+        caller = current_caller()
+        stats = [st for st in await self.store.stats() if tenancy.visible(caller, st.queue)]
         consumers = await self._consumers()
         for st in stats:
             st.consumers = consumers.get(st.queue, 0)
+            st.queue = tenancy.shown(caller, st.queue)
         return worker_pb2.QueueStatsResponse(queues=stats)
 
     async def _consumers(self) -> dict[str, int]:
@@ -118,21 +125,28 @@ class RegistryService:
         return worker_pb2.RevokeResponse(results=results)
 
     async def PauseQueue(self, req: worker_pb2.PauseQueueRequest, ctx: Ctx) -> worker_pb2.PauseQueueResponse:
-        await self.store.set_paused(validate.queue_name(req.queue, self.settings.limits), req.paused)
+        await self.store.set_paused(self._queue(req.queue), req.paused)
         return worker_pb2.PauseQueueResponse(paused=req.paused)
 
     async def ListDead(self, req: worker_pb2.ListDeadRequest, ctx: Ctx) -> worker_pb2.ListDeadResponse:
         limit = req.limit or 100
-        queues = [validate.queue_name(req.queue, self.settings.limits)] if req.queue else await self.store.queues()
+        caller = current_caller()
+        queues = (
+            [self._queue(req.queue)]
+            if req.queue
+            else [q for q in await self.store.queues() if tenancy.visible(caller, q)]
+        )
         out: list[worker_pb2.DeadTask] = []
         for q in queues:
             out += await self.store.list_dead(q, limit - len(out))
             if len(out) >= limit:
                 break
+        for d in out:
+            d.task.spec.queue = tenancy.shown(caller, d.task.spec.queue)
         return worker_pb2.ListDeadResponse(tasks=out)
 
     async def RequeueDead(self, req: worker_pb2.RequeueDeadRequest, ctx: Ctx) -> worker_pb2.RequeueDeadResponse:
-        queue = validate.queue_name(req.queue, self.settings.limits)
+        queue = self._queue(req.queue)
         ids = [validate.task_id(t) for t in req.task_ids]
         dead = {d.task.id: d.task for d in await self.store.list_dead(queue, 100_000)}
         reopened = [event(dead[t], task_pb2.TASK_STATE_QUEUED, reopen=True) for t in (ids or list(dead)) if t in dead]
@@ -141,6 +155,13 @@ class RegistryService:
         if reopened:
             await self.peers.results.Record(results_pb2.RecordRequest(events=reopened))
         return worker_pb2.RequeueDeadResponse(requeued=await self.store.requeue_dead(queue, ids))
+
+    def _queue(self, given: str) -> str:
+        """A queue a caller names, as stored: in the caller's namespace (common/tenancy.py)."""
+        caller = current_caller()
+        return validate.queue_name(
+            tenancy.caller_name(caller, given or validate.DEFAULT_QUEUE, "queue name"), self.settings.limits
+        )
 
     async def Locate(self, req: worker_pb2.LocateRequest, ctx: Ctx) -> worker_pb2.LocateResponse:
         queue = validate.queue_name(req.queue, self.settings.limits)
@@ -163,8 +184,12 @@ class RegistryService:
         hello = first.hello
         if not hello.queues:
             hello.queues.append(validate.DEFAULT_QUEUE)
-        for q in hello.queues:
+        caller = current_caller()
+        for i, q in enumerate(hello.queues):
             validate.queue_name(q, self.settings.limits)
+            if not caller.may_consume(q):
+                raise PermissionDenied(f"this worker token may not consume queue {q!r}")
+            hello.queues[i] = tenancy.caller_name(caller, q, "queue name")
         session = Session(uuid.uuid4().hex, hello)
         now = now_ms()
         info = worker_pb2.WorkerInfo(

@@ -17,6 +17,7 @@ from tasktide._exceptions import (
     ConfigurationError,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     ServiceError,
     TaskCancelled,
@@ -25,6 +26,7 @@ from tasktide._exceptions import (
     TaskFailed,
     TasktideError,
     TaskTimeout,
+    Unauthenticated,
     Unavailable,
 )
 from tasktide._explain import DeadLetter, Explanation
@@ -56,6 +58,7 @@ __all__ = [
     "Hooks",
     "InvalidArgument",
     "NotFound",
+    "PermissionDenied",
     "ResourceExhausted",
     "Schedule",
     "ServiceError",
@@ -74,6 +77,7 @@ __all__ = [
     "TaskTimeout",
     "TasktideError",
     "TransportPlugin",
+    "Unauthenticated",
     "Unavailable",
     "Signature",
     "Workflow",

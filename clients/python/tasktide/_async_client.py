@@ -9,6 +9,7 @@ from typing import Any, TypeVar, Unpack
 import grpc
 
 from tasktide._base import BaseClient, Call
+from tasktide._channels import aio_channel
 from tasktide._errors import translated
 from tasktide._exceptions import NotFound
 from tasktide._explain import DeadLetter, Explanation
@@ -46,12 +47,9 @@ class AsyncClient(BaseClient, AsyncScheduleMethods):  # schedule methods: _sched
         transport: str | None = None,
     ) -> None:
         super().__init__(address, settings, hooks)
-        opts = list(self.settings.channel_options)
         chain = list(self._hooks.aio_client_interceptors()) or None
         addresses = self._addresses()
-        self._channels = {
-            a: grpc.aio.insecure_channel(a, options=opts, interceptors=chain) for a in set(addresses.values())
-        }
+        self._channels = {a: aio_channel(self.settings, a, chain or ()) for a in set(addresses.values())}
         scheduler = scheduler_pb2_grpc.SchedulerStub(self._channels[addresses["scheduler"]])
         self._stubs: dict[str, Any] = {
             "scheduler": scheduler,

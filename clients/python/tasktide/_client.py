@@ -9,6 +9,7 @@ from typing import Any, TypeVar, Unpack
 import grpc
 
 from tasktide._base import BaseClient, Call
+from tasktide._channels import blocking_channel
 from tasktide._errors import translated
 from tasktide._exceptions import NotFound
 from tasktide._explain import DeadLetter, Explanation
@@ -45,9 +46,8 @@ class Client(BaseClient, ScheduleMethods):  # schedule methods: _schedules.py
         transport: str | None = None,
     ) -> None:
         super().__init__(address, settings, hooks)
-        opts = list(self.settings.channel_options)
         addresses = self._addresses()
-        self._channels = {a: grpc.insecure_channel(a, options=opts) for a in set(addresses.values())}
+        self._channels = {a: blocking_channel(self.settings, a) for a in set(addresses.values())}
         wrapped = {a: self._hooks.wrap_channel(ch) for a, ch in self._channels.items()}
         scheduler = scheduler_pb2_grpc.SchedulerStub(wrapped[addresses["scheduler"]])
         self._stubs: dict[str, Any] = {

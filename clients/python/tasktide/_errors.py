@@ -10,8 +10,10 @@ import grpc
 from tasktide._exceptions import (
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     ServiceError,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -20,6 +22,8 @@ _BY_CODE: dict[grpc.StatusCode, type[ServiceError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
     grpc.StatusCode.NOT_FOUND: NotFound,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
 }
 
 
@@ -29,6 +33,8 @@ def translate(exc: grpc.RpcError, address: str = "") -> ServiceError:
     cls = _BY_CODE.get(code, ServiceError)
     if cls is Unavailable:
         details = f"cannot reach tasktide at {address or '?'}: {details}"
+    elif cls in (Unauthenticated, PermissionDenied):
+        details = f"tasktide at {address or '?'} refused the call: {details}"
     return cls(details or code.name, code.name)
 
 

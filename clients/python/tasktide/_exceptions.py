@@ -9,7 +9,9 @@
         ├── Unavailable          the platform cannot be reached
         ├── InvalidArgument      the request was refused as malformed
         ├── NotFound             no such task
-        └── ResourceExhausted    a limit was reached
+        ├── ResourceExhausted    a limit was reached
+        ├── Unauthenticated      no token, or one the platform refuses (expired, revoked, bad signature)
+        └── PermissionDenied     the token's role may not make this call
 
 Callers never need to import grpc to handle errors: gRPC statuses are mapped at the boundary.
 """
@@ -77,4 +79,12 @@ class NotFound(ServiceError):
 
 
 class ResourceExhausted(ServiceError):
+    pass
+
+
+class Unauthenticated(ServiceError):
+    pass
+
+
+class PermissionDenied(ServiceError):
     pass

@@ -33,6 +33,14 @@ class ClientSettings:
     # idempotency key or a rate limit, batches and workflows still go to the scheduler (over the
     # transport above). TASKTIDE_SUBMIT_REDIS_URL
     submit_redis_url: str = ""
+    # Sent as `authorization: Bearer TOKEN` on every call (`tasktide token create`). TASKTIDE_TOKEN
+    token: str = ""
+    # TLS: the CA that signs the platform's servers (TASKTIDE_TLS_CA), and this client's certificate
+    # and key for servers that require client certificates (TASKTIDE_TLS_CERT, TASKTIDE_TLS_KEY).
+    # Any of them set: the channels use TLS.
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
     channel_options: tuple[tuple[str, int], ...] = field(
         default=(
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -43,7 +51,8 @@ class ClientSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: str) -> ClientSettings:
         """Settings from TASKTIDE_ADDRESS, TASKTIDE_{SCHEDULER,REGISTRY,RESULTS}_ADDRESS,
-        TASKTIDE_SUBMIT_TRANSPORT, TASKTIDE_PIPELINED_SUBMIT and TASKTIDE_SUBMIT_REDIS_URL.
+        TASKTIDE_SUBMIT_TRANSPORT, TASKTIDE_PIPELINED_SUBMIT, TASKTIDE_SUBMIT_REDIS_URL, TASKTIDE_TOKEN
+        and TASKTIDE_TLS_CA / TASKTIDE_TLS_CERT / TASKTIDE_TLS_KEY.
 
         Args:
             env: the variables (default: os.environ).
@@ -59,7 +68,16 @@ class ClientSettings:
             submit_transport=env.get("TASKTIDE_SUBMIT_TRANSPORT", "").strip().lower(),
             pipelined_submit=env.get("TASKTIDE_PIPELINED_SUBMIT", "").lower() in ("1", "true", "yes"),
             submit_redis_url=env.get("TASKTIDE_SUBMIT_REDIS_URL", ""),
+            token=env.get("TASKTIDE_TOKEN", "").strip(),
+            tls_ca=env.get("TASKTIDE_TLS_CA", ""),
+            tls_cert=env.get("TASKTIDE_TLS_CERT", ""),
+            tls_key=env.get("TASKTIDE_TLS_KEY", ""),
         )
+
+    @property
+    def tls(self) -> bool:
+        """Whether the channels use TLS."""
+        return bool(self.tls_ca or self.tls_cert or self.tls_key)
 
     def scheduler(self) -> str:
         """The scheduler's address."""

@@ -23,8 +23,10 @@ from tasktide._exceptions import (
     ConfigurationError,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     TaskFailed,
     TaskTimeout,
+    Unauthenticated,
     Unavailable,
 )
 from tasktide._hooks import NO_HOOKS, Hooks
@@ -35,7 +37,7 @@ from tasktide._schedule_cli import add_schedule_parser
 from tasktide._settings import ClientSettings
 from tasktide._states import TaskState
 
-SERVER_COMMANDS = ("dev", "scheduler", "registry", "results", "dashboard")
+SERVER_COMMANDS = ("dev", "scheduler", "registry", "results", "dashboard", "token")
 
 
 class UsageError(Exception):
@@ -259,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = ClientSettings.from_env(address=args.address or "")
     try:
         return int(args.func(args, settings))
-    except (UsageError, ConfigurationError, InvalidArgument) as exc:
+    except (UsageError, ConfigurationError, InvalidArgument, Unauthenticated, PermissionDenied) as exc:
         print(f"tasktide: {exc}", file=sys.stderr)
         return 2
     except Unavailable as exc:

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import grpc
 
 from tasktide._app import App
+from tasktide._channels import aio_channel
+from tasktide._errors import translate
 from tasktide._hooks import Hooks
 from tasktide._settings import ClientSettings
 from tasktide.v1 import task_pb2, worker_pb2, worker_pb2_grpc
@@ -32,6 +34,7 @@ from tasktide.worker._slots import ThreadSlots
 
 log = logging.getLogger("tasktide.worker")
 
+_REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 _RECONNECT_MAX = 5.0
 
 
@@ -103,6 +106,8 @@ class Worker:
                 except grpc.aio.AioRpcError as exc:
                     if self._stopping.is_set():
                         break
+                    if exc.code() in _REFUSED:  # a token the platform refuses: retrying cannot help
+                        raise translate(exc, self.settings.registry()) from None
                     log.warning("session lost (%s: %s); reconnecting", exc.code().name, exc.details())
                     try:
                         await asyncio.wait_for(self._stopping.wait(), timeout=delay)
@@ -117,9 +122,7 @@ class Worker:
 
     async def _session(self, runner: TaskRunner) -> None:
         cfg = self.config
-        async with grpc.aio.insecure_channel(
-            self.settings.registry(), options=list(self.settings.channel_options)
-        ) as channel:
+        async with aio_channel(self.settings, self.settings.registry()) as channel:
             call = worker_pb2_grpc.RegistryStub(channel).Session()
             hello = worker_pb2.Hello(
                 worker_id=cfg.worker_id,

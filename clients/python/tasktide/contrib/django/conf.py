@@ -4,7 +4,10 @@ TASKTIDE = {
     "ADDRESS": "127.0.0.1:50051",        # else TASKTIDE_ADDRESS, else 127.0.0.1:50051
     "SCHEDULER_ADDRESS": "", "REGISTRY_ADDRESS": "", "RESULTS_ADDRESS": "",
     "SUBMIT_REDIS_URL": "",              # else TASKTIDE_SUBMIT_REDIS_URL: enqueue() writes runnable
-                                         # tasks straight to the platform's Redis (README, Settings)
+                                         # tasks straight to the platform's Redis (docs/tuning.md)
+    "SUBMIT_TRANSPORT": "",              # else TASKTIDE_SUBMIT_TRANSPORT: stream, pipelined or unary
+    "TOKEN": "",                         # else TASKTIDE_TOKEN: sent on every call (docs/security.md)
+    "TLS_CA": "", "TLS_CERT": "", "TLS_KEY": "",   # else TASKTIDE_TLS_*: TLS to the platform
     "APPS": ["shop.tasks.app"],          # tasktide Apps whose native tasks the worker also runs
     "TASK_MODULES": ["shop"],            # packages the worker may import Django tasks from
                                          # (default: every installed app)
@@ -30,6 +33,11 @@ _KEYS = {
     "REGISTRY_ADDRESS",
     "RESULTS_ADDRESS",
     "SUBMIT_REDIS_URL",
+    "SUBMIT_TRANSPORT",
+    "TOKEN",
+    "TLS_CA",
+    "TLS_CERT",
+    "TLS_KEY",
     "APPS",
     "TASK_MODULES",
     "WORKER",
@@ -76,6 +84,11 @@ def client_settings(raw: Mapping[str, Any], env: Mapping[str, str] | None = None
             ("REGISTRY_ADDRESS", "registry_address"),
             ("RESULTS_ADDRESS", "results_address"),
             ("SUBMIT_REDIS_URL", "submit_redis_url"),
+            ("SUBMIT_TRANSPORT", "submit_transport"),
+            ("TOKEN", "token"),
+            ("TLS_CA", "tls_ca"),
+            ("TLS_CERT", "tls_cert"),
+            ("TLS_KEY", "tls_key"),
         )
         if raw.get(key)
     }
