@@ -17,7 +17,8 @@ from tests.test_dashboard import chromium_dom, dashboard, submit  # noqa: F401 (
 
 # Each part would set window.__pwned and mark the page if it ran.
 RUN = "window.__pwned=1;document.body.setAttribute('data-pwned','1')"
-PAYLOAD = f"<script>{RUN}</script><img src=x onerror=\"{RUN}\"><svg onload=\"{RUN}\"></svg>"
+# (attribute values unquoted, so the JSON of the arguments leaves them intact)
+PAYLOAD = f"<script>{RUN}</script><img src=x onerror={RUN}><svg onload={RUN}></svg>"
 
 
 def element(dom: str, element_id: str) -> str:
