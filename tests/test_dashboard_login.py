@@ -135,6 +135,8 @@ def test_bad_tokens_and_passwords_are_refused(site: Site) -> None:
         assert (status, location) == (401, ""), fields
         assert "login refused" in page, fields
         assert web.json("GET", "/api/overview")[0] == 401
+    status, _, page = log_in(web, token=mint(KEY, namespace="other", role="admin"))
+    assert status == 401 and "namespace" in page
     # the form's CSRF token is needed too (a page of another site cannot log a visitor in)
     status, _, page = web.form("/login", {"token": site.token("admin")})
     assert status == 403 and web.json("GET", "/api/overview")[0] == 401
@@ -161,6 +163,21 @@ def test_admin_token_login_sets_a_strict_cookie_and_acts_only_with_the_csrf_toke
         assert q not in [s.queue for s in c.queue_stats()]
         assert web.act(f"/api/queues/{q}/pause") == (200, {"queue": q, "paused": True})
         assert [s.paused for s in c.queue_stats() if s.queue == q] == [True]
+
+
+def test_after_the_login_only_a_path_of_the_dashboard_is_followed(site: Site) -> None:
+    for target, expected in (
+        ("/dead/q1", "/dead/q1"),
+        ("//evil.example/", "/"),
+        ("/\\evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("/\t/evil.example", "/"),
+    ):
+        web = site.web()
+        status, headers, _ = web.form(
+            "/login", {"csrf": login_form(web), "next": target, "username": "vic", "password": PASSWORDS["vic"]}
+        )
+        assert (status, headers["location"]) == (303, expected), target
 
 
 def test_a_viewer_reads_but_cannot_act(site: Site) -> None:
@@ -231,6 +248,21 @@ def test_chromium_without_a_session_lands_on_the_login(site: Site, tmp_path: Pat
     assert 'id="token-login"' in dom and 'id="password-login"' in dom, dom[-3000:]
     assert 'name="next" value="/schedules"' in dom
     assert 'id="schedules"' not in dom
+
+
+def test_repeated_failed_logins_from_one_address_must_wait(tmp_path: Path) -> None:
+    users = tmp_path / "users"
+    users.write_text(f"ada:admin:{hash_password(PASSWORDS['ada'])}\n")
+    proc, base = start_dashboard("--users", str(users), env={"TASKTIDE_AUTH_KEY": ""})
+    try:
+        web = Web(base)
+        statuses = [log_in(web, username="ada", password=f"guess {i}")[0] for i in range(10)]
+        assert statuses == [401] * 10
+        status, _, page = log_in(web, username="ada", password=PASSWORDS["ada"])
+        assert status == 429 and "too many failed logins" in page
+        assert web.json("GET", "/api/overview")[0] == 401
+    finally:
+        stop(proc)
 
 
 def test_no_login_beyond_loopback_refuses_to_start(tmp_path: Path) -> None:

@@ -20,12 +20,15 @@ from typing import Any
 
 import jwt
 
-from tasktide_services.common.auth import Authenticator, AuthError
+from tasktide_services.common.auth import DEFAULT_NAMESPACE, Authenticator, AuthError
 from tasktide_services.dashboard.users import Users
 
 # Dashboard role of each platform role.
 TOKEN_ROLES = {"admin": "admin", "service": "admin", "producer": "viewer", "worker": "viewer"}
 LOGGED_OUT_LIMIT = 10_000  # sessions remembered as ended before their time; the oldest go first
+FAILURES_ALLOWED = 10  # failed logins from one address within FAILURE_WINDOW before it must wait
+FAILURE_WINDOW = 60.0
+FAILURE_ADDRESSES = 10_000  # addresses remembered; the oldest go first
 
 
 class LoginRefused(Exception):
@@ -53,7 +56,9 @@ class Access:
     authenticator: Authenticator | None = None
     users: Users | None = None
     lifetime_seconds: float = 8 * 3600.0
+    namespace: str = DEFAULT_NAMESPACE  # what the dashboard shows: tokens of other namespaces are refused
     _logged_out: OrderedDict[str, float] = field(default_factory=OrderedDict)
+    _failures: OrderedDict[str, tuple[float, int]] = field(default_factory=OrderedDict)
 
     @property
     def open(self) -> bool:
@@ -69,6 +74,10 @@ class Access:
             caller = self.authenticator.caller(token.strip())
         except AuthError as exc:
             raise LoginRefused(str(exc)) from None
+        if caller.namespace != self.namespace:
+            raise LoginRefused(
+                f"the token is for the namespace {caller.namespace!r}; this dashboard shows {self.namespace!r}"
+            )
         ends = time.time() + self.lifetime_seconds
         expires = _expiry(token)
         if expires is not None:
@@ -107,6 +116,18 @@ class Access:
             ):
                 self._logged_out.popitem(last=False)
         session.clear()
+
+    def throttled(self, address: str) -> bool:
+        """True while `address` has failed to log in too often (FAILURES_ALLOWED in FAILURE_WINDOW)."""
+        since, count = self._failures.get(address, (0.0, 0))
+        return count >= FAILURES_ALLOWED and time.monotonic() - since < FAILURE_WINDOW
+
+    def failed(self, address: str) -> None:
+        now = time.monotonic()
+        since, count = self._failures.pop(address, (now, 0))
+        self._failures[address] = (since, count + 1) if now - since < FAILURE_WINDOW else (now, 1)
+        while len(self._failures) > FAILURE_ADDRESSES:
+            self._failures.popitem(last=False)
 
     # -- every request ------------------------------------------------------------------------
 

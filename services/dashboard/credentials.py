@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+import jwt
 
 from tasktide._hooks import Hooks
 from tasktide_services.common.auth import DEFAULT_NAMESPACE, mint
@@ -87,3 +88,14 @@ class TokenHooks(Hooks):
 
 def static(token: str) -> Callable[[], str]:
     return lambda: token
+
+
+def token_namespace(token: str) -> str:
+    """The namespace the dashboard's token acts in (the platform checks the token; this only reads it)."""
+    if not token:
+        return DEFAULT_NAMESPACE
+    try:
+        ns = jwt.decode(token, options={"verify_signature": False}).get("ns")
+    except jwt.InvalidTokenError:
+        return DEFAULT_NAMESPACE
+    return ns if isinstance(ns, str) and ns else DEFAULT_NAMESPACE

@@ -3,6 +3,7 @@ scripts send with actions; a page of another origin cannot read it)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -21,11 +22,12 @@ def _access(request: Request) -> Access:
     return access
 
 
+_LOCAL_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9/_.~%?=&+:;,@!$'()*-]*")
+
+
 def _next(value: str) -> str:
-    """Where to go after the login: a path of this dashboard only (never another site)."""
-    if value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/"
+    """Where to go after the login: a path of this dashboard only (never `//host` or another site)."""
+    return value if _LOCAL_PATH.fullmatch(value) else "/"
 
 
 async def _form(request: Request) -> dict[str, str] | None:
@@ -66,6 +68,9 @@ async def login(request: Request) -> Response:
         return _login_page(request, 400, "the login form was not sent as a form")
     if not access.csrf_ok(request.session, form.get("csrf")):
         return _login_page(request, 403, "the form has expired; log in again")
+    address = request.client.host if request.client else ""
+    if access.throttled(address):
+        return _login_page(request, 429, "too many failed logins from this address; wait a minute")
     try:
         if form.get("token", "").strip():
             identity, ends, token_id = access.with_token(form["token"])
@@ -73,6 +78,7 @@ async def login(request: Request) -> Response:
             name, password = form.get("username", ""), form.get("password", "")
             identity, ends, token_id = await run_in_threadpool(access.with_password, name, password)
     except LoginRefused as exc:
+        access.failed(address)
         return _login_page(request, 401, f"login refused: {exc}", username=form.get("username", ""))
     access.start(request.session, identity, ends, token_id)
     return RedirectResponse(_next(form.get("next", "/")), status_code=303)

@@ -163,11 +163,11 @@ def main(argv: list[str]) -> int:
 
     from tasktide_services.dashboard.access import Access
     from tasktide_services.dashboard.app import WebSettings, create_app
-    from tasktide_services.dashboard.credentials import MintedToken, TokenHooks, static
+    from tasktide_services.dashboard.credentials import MintedToken, TokenHooks, static, token_namespace
 
     token = os.environ.get("TASKTIDE_TOKEN", "")
     hooks = TokenHooks(static(token)) if token else TokenHooks(MintedToken(auth.key)) if auth.key else None
-    access = Access(auth.authenticator, auth.users, lifetime)
+    access = Access(auth.authenticator, auth.users, lifetime, namespace=token_namespace(token))
     web = WebSettings(access, session_key, tuple(allowed), secure_cookie=bool(args.tls_cert) or args.secure_cookie)
     scheme = "https" if args.tls_cert else "http"
     bound = sock.getsockname()[1]
