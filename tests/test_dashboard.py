@@ -4,6 +4,7 @@ and its pages as rendered by headless Chromium after their scripts ran."""
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -31,10 +32,13 @@ class Web:
         def redirect_request(self, *args: Any, **kwargs: Any) -> None:
             return None
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, tls: ssl.SSLContext | None = None) -> None:
         self.base = base
         self.jar = CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), self._NoRedirect)
+        handlers: list[Any] = [urllib.request.HTTPCookieProcessor(self.jar), self._NoRedirect]
+        if tls is not None:
+            handlers.append(urllib.request.HTTPSHandler(context=tls))
+        self.opener = urllib.request.build_opener(*handlers)
 
     def raw(
         self, method: str, path: str, data: bytes | None = None, headers: dict[str, str] | None = None

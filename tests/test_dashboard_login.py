@@ -4,7 +4,9 @@ roles, logout and revocation, the Host allow-list, and refusing to serve beyond 
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import ssl
 import subprocess
 import sys
 import uuid
@@ -23,6 +25,7 @@ from tasktide_services.common.settings import ServerSettings
 from tasktide_services.dashboard.credentials import TokenHooks, static
 from tasktide_services.dashboard.users import Users, hash_password
 from tasktide_services.testing import PlatformThread, spawn
+from tests.conftest import ROOT
 from tests.test_dashboard import Web, chromium_dom, until
 
 KEY = b"d" * 40
@@ -56,17 +59,19 @@ def secured(server_settings: ServerSettings, revoked: Path) -> Iterator[Platform
     p.stop()
 
 
-def start_dashboard(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
+def start_dashboard(
+    *args: str, env: dict[str, str] | None = None, tls: ssl.SSLContext | None = None
+) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
     proc = spawn(
         "dashboard", "--listen", f"127.0.0.1:{port}", *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    base = f"http://127.0.0.1:{port}"
+    base = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
 
     def up() -> bool:
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         try:
-            return Web(base).raw("GET", "/login")[0] == 200
+            return Web(base, tls).raw("GET", "/login")[0] == 200
         except OSError:
             return False
 
@@ -248,6 +253,28 @@ def test_chromium_without_a_session_lands_on_the_login(site: Site, tmp_path: Pat
     assert 'id="token-login"' in dom and 'id="password-login"' in dom, dom[-3000:]
     assert 'name="next" value="/schedules"' in dom
     assert 'id="schedules"' not in dom
+
+
+def test_over_https_the_cookie_is_secure(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("dev_certs", ROOT / "scripts" / "dev_certs.py")
+    assert spec is not None and spec.loader is not None
+    dev_certs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dev_certs)
+    certs = dev_certs.make(tmp_path / "tls", ["localhost", "127.0.0.1"])
+    users = tmp_path / "users"
+    users.write_text(f"ada:admin:{hash_password(PASSWORDS['ada'])}\n")
+    tls = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    args = ("--users", str(users), "--tls-cert", str(certs / "server.pem"), "--tls-key", str(certs / "server-key.pem"))
+    proc, base = start_dashboard(*args, env={"TASKTIDE_AUTH_KEY": ""}, tls=tls)
+    try:
+        web = Web(base, tls)
+        fields = {"csrf": login_form(web), "next": "/schedules", "username": "ada", "password": PASSWORDS["ada"]}
+        status, headers, _ = web.form("/login", fields)
+        assert (status, headers["location"]) == (303, "/schedules")
+        cookie = headers["set-cookie"].lower()
+        assert "; secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+    finally:
+        stop(proc)
 
 
 def test_repeated_failed_logins_from_one_address_must_wait(tmp_path: Path) -> None:
