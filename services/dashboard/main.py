@@ -38,7 +38,9 @@ def is_loopback(host: str) -> bool:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="tasktide dashboard", description="A live web dashboard of a tasktide platform (reads its services)."
+        prog="tasktide dashboard",
+        description="A live web dashboard of a tasktide platform (reads its services).",
+        epilog="`tasktide dashboard hash-password NAME --role viewer|admin` prints a line for the --users file.",
     )
     p.add_argument(
         "--address",
@@ -147,6 +149,12 @@ def main(argv: list[str]) -> int:
         )
         return 2
     allowed = [h.strip() for h in args.allowed_hosts.split(",") if h.strip()] or [host, "localhost", "127.0.0.1"]
+    if host in ("0.0.0.0", "::") and not args.allowed_hosts:
+        print(
+            "tasktide dashboard: listening on every interface but answering only the Host names "
+            f"{', '.join(allowed[1:])}; pass --allowed-hosts with the names people use",
+            file=sys.stderr,
+        )
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
