@@ -4,11 +4,14 @@ and its pages as rendered by headless Chromium after their scripts ran."""
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from http.cookiejar import CookieJar
 from typing import Any
 
 import pytest
@@ -20,16 +23,66 @@ from tests.conftest import require_tool
 from tests.tasks_app import app
 
 
+class Web:
+    """One browser-like visitor of the dashboard over HTTP: a cookie jar, no redirects followed."""
+
+    class _NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    def __init__(self, base: str, tls: ssl.SSLContext | None = None) -> None:
+        self.base = base
+        self.jar = CookieJar()
+        handlers: list[Any] = [urllib.request.HTTPCookieProcessor(self.jar), self._NoRedirect]
+        if tls is not None:
+            handlers.append(urllib.request.HTTPSHandler(context=tls))
+        self.opener = urllib.request.build_opener(*handlers)
+
+    def raw(
+        self, method: str, path: str, data: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any, str]:
+        """(status, response headers, body text)."""
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=headers or {})
+        try:
+            with self.opener.open(req, timeout=10) as resp:
+                return resp.status, resp.headers, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers, exc.read().decode()
+
+    def json(self, method: str, path: str, body: Any = None, csrf: str | None = None) -> tuple[int, Any]:
+        headers = {"content-type": "application/json"}
+        if csrf is not None:
+            headers["x-tasktide-csrf"] = csrf
+        data = None if body is None else json.dumps(body).encode()
+        status, _, text = self.raw(method, path, data, headers)
+        return status, json.loads(text)
+
+    def csrf(self) -> str:
+        status, body = self.json("GET", "/api/session")
+        assert status == 200, body
+        return str(body["csrf"])
+
+    def act(self, path: str, body: Any = None) -> tuple[int, Any]:
+        """A POST the way the dashboard's pages send it: with the session's CSRF token."""
+        return self.json("POST", path, body if body is not None else {}, csrf=self.csrf())
+
+    def form(self, path: str, fields: dict[str, str]) -> tuple[int, Any, str]:
+        data = urllib.parse.urlencode(fields).encode()
+        return self.raw("POST", path, data, {"content-type": "application/x-www-form-urlencoded"})
+
+
+_WEB: dict[str, Web] = {}
+
+
 def http(method: str, url: str, body: Any = None, action: bool = True) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)
-    if action:
-        req.add_header("x-tasktide-action", "1")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    """A JSON call on the open (loopback, no login) dashboard at `url`; a POST carries the CSRF token
+    unless `action` is False."""
+    parts = urllib.parse.urlsplit(url)
+    base = f"{parts.scheme}://{parts.netloc}"
+    web = _WEB.setdefault(base, Web(base))
+    if method == "POST":
+        return web.act(parts.path, body) if action else web.json("POST", parts.path, body or {})
+    return web.json(method, parts.path, body)
 
 
 def until(fn: Callable[[], Any], timeout: float = 15.0) -> Any:

@@ -5,23 +5,27 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
-from starlette.templating import Jinja2Templates
 
 import tasktide
+from tasktide._hooks import Hooks
+from tasktide_services.dashboard.access import Access
 from tasktide_services.dashboard.data import Platform
+from tasktide_services.dashboard.guard import Guard
+from tasktide_services.dashboard.login import login, logout, session_info
+from tasktide_services.dashboard.pages import render
 
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-# Actions need this header: a page of another site cannot send it without a CORS preflight,
-# which the dashboard never grants.
-ACTION_HEADER = "x-tasktide-action"
+SESSION_COOKIE = "tasktide_session"
 TASK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 
 
@@ -41,8 +45,6 @@ async def _call(fn: Callable[..., Any], *args: Any) -> Any:
 
 def _api(handler: Callable[[Request, Platform], Any]) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
-        if request.method == "POST" and request.headers.get(ACTION_HEADER) != "1":
-            return JSONResponse({"error": f"actions need the header {ACTION_HEADER}: 1"}, status_code=403)
         try:
             body = await handler(request, request.app.state.platform)
         except tasktide.TasktideError as exc:
@@ -104,8 +106,7 @@ async def api_schedules(request: Request, p: Platform) -> Any:
 
 def _page(template: str, **fixed: Any) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
-        context = {"address": request.app.state.platform.address, **fixed, **request.path_params}
-        return TEMPLATES.TemplateResponse(request, template, context)
+        return render(request, template, **fixed, **request.path_params)
 
     return endpoint
 
@@ -117,16 +118,29 @@ async def lookup(request: Request) -> Response:
     return RedirectResponse(request.url_for("task_page", task_id=task_id), status_code=303)
 
 
-def create_app(address: str) -> Starlette:
+@dataclass(frozen=True)
+class WebSettings:
+    """How the dashboard serves people: who may log in, its cookie, the Host names it answers."""
+
+    access: Access
+    session_key: str
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
+    secure_cookie: bool = False  # served over https (the cookie is then sent over https only)
+
+
+def create_app(address: str, web: WebSettings, hooks: Hooks | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.platform = Platform(address)
+        app.state.platform = Platform(address, hooks)
         try:
             yield
         finally:
             app.state.platform.close()
 
     routes = [
+        Route("/login", login, methods=["GET", "POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/api/session", session_info),
         Route("/", _page("overview.html", page="overview")),
         Route("/tasks/{task_id}", _page("task.html", page="task"), name="task_page"),
         Route("/lookup", lookup),
@@ -140,4 +154,18 @@ def create_app(address: str) -> Starlette:
         Route("/api/dead/{queue}/requeue", _api(api_requeue), methods=["POST"]),
         Route("/api/schedules", _api(api_schedules)),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    middleware = [
+        Middleware(TrustedHostMiddleware, allowed_hosts=list(web.allowed_hosts), www_redirect=False),
+        Middleware(
+            SessionMiddleware,
+            secret_key=web.session_key,
+            session_cookie=SESSION_COOKIE,
+            max_age=int(web.access.lifetime_seconds),
+            same_site="strict",
+            https_only=web.secure_cookie,
+        ),
+        Middleware(Guard, access=web.access),
+    ]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.access = web.access
+    return app

@@ -17,6 +17,7 @@ import grpc
 
 import tasktide
 from tasktide import Client, ClientSettings, TaskState
+from tasktide._hooks import Hooks
 from tasktide.v1 import results_pb2, results_pb2_grpc, task_pb2
 
 RECENT_LIMIT = 200
@@ -60,12 +61,13 @@ def error_dict(e: task_pb2.TaskError) -> dict[str, str] | None:
 class Platform:
     """Blocking reads and actions on one platform; thread-safe (handlers call it from a thread pool)."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, hooks: Hooks | None = None) -> None:
         settings = ClientSettings.from_env(address=address)
         self.address = address
-        self.client = Client(settings=settings)
+        self.client = Client(settings=settings, hooks=hooks)
         self._res_channel = grpc.insecure_channel(settings.results())
-        self._results = results_pb2_grpc.ResultsStub(self._res_channel)
+        wrapped = hooks.wrap_channel(self._res_channel) if hooks else self._res_channel
+        self._results = results_pb2_grpc.ResultsStub(wrapped)
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
 

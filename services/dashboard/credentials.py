@@ -1,0 +1,101 @@
+"""The dashboard's own credential towards the platform: every gRPC call it makes carries
+`authorization: Bearer TOKEN`, through the client's `wrap_channel` hook.
+
+The token is TASKTIDE_TOKEN when set (an admin token: the dashboard lists workers, queues, dead
+letters and schedules, which need the admin role); else, with the platform key at hand, the dashboard
+mints itself an admin token and renews it before it ends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import jwt
+
+from tasktide._hooks import Hooks
+from tasktide_services.common.auth import DEFAULT_NAMESPACE, mint
+
+SUBJECT = "tasktide-dashboard"
+
+
+class MintedToken:
+    """An admin token made from the platform key, renewed at half its lifetime."""
+
+    LIFETIME = 3600.0
+
+    def __init__(self, key: bytes, namespace: str = DEFAULT_NAMESPACE) -> None:
+        self._key, self._namespace = key, namespace
+        self._token, self._renew_at = "", 0.0
+
+    def __call__(self) -> str:
+        now = time.time()
+        if now >= self._renew_at:
+            self._token = mint(
+                self._key, namespace=self._namespace, role="admin", ttl_seconds=self.LIFETIME, subject=SUBJECT, now=now
+            )
+            self._renew_at = now + self.LIFETIME / 2
+        return self._token
+
+
+class _ClientCallDetails(grpc.ClientCallDetails):  # type: ignore[misc]
+    def __init__(self, base: grpc.ClientCallDetails, metadata: list[tuple[str, str | bytes]]) -> None:
+        self.method = base.method
+        self.timeout = base.timeout
+        self.metadata = metadata
+        self.credentials = base.credentials
+        self.wait_for_ready = getattr(base, "wait_for_ready", None)
+        self.compression = getattr(base, "compression", None)
+
+
+class _Bearer(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+    grpc.StreamUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
+):
+    def __init__(self, token: Callable[[], str]) -> None:
+        self._token = token
+
+    def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        metadata = [*(details.metadata or ()), ("authorization", f"Bearer {self._token()}")]
+        return _ClientCallDetails(details, metadata)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+
+class TokenHooks(Hooks):
+    """Client hooks that put the token on every call of the blocking client's channels."""
+
+    def __init__(self, token: Callable[[], str]) -> None:
+        self._interceptor = _Bearer(token)
+
+    def wrap_channel(self, channel: Any) -> Any:
+        return grpc.intercept_channel(channel, self._interceptor)
+
+
+def static(token: str) -> Callable[[], str]:
+    return lambda: token
+
+
+def token_namespace(token: str) -> str:
+    """The namespace the dashboard's token acts in (the platform checks the token; this only reads it)."""
+    if not token:
+        return DEFAULT_NAMESPACE
+    try:
+        ns = jwt.decode(token, options={"verify_signature": False}).get("ns")
+    except jwt.InvalidTokenError:
+        return DEFAULT_NAMESPACE
+    return ns if isinstance(ns, str) and ns else DEFAULT_NAMESPACE
