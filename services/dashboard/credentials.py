@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 import jwt
 
+from tasktide._channels import bearer_interceptor
 from tasktide._hooks import Hooks
 from tasktide_services.common.auth import DEFAULT_NAMESPACE, mint
 
@@ -40,47 +41,11 @@ class MintedToken:
         return self._token
 
 
-class _ClientCallDetails(grpc.ClientCallDetails):  # type: ignore[misc]
-    def __init__(self, base: grpc.ClientCallDetails, metadata: list[tuple[str, str | bytes]]) -> None:
-        self.method = base.method
-        self.timeout = base.timeout
-        self.metadata = metadata
-        self.credentials = base.credentials
-        self.wait_for_ready = getattr(base, "wait_for_ready", None)
-        self.compression = getattr(base, "compression", None)
-
-
-class _Bearer(
-    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
-    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
-    grpc.StreamUnaryClientInterceptor,  # type: ignore[misc]
-    grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
-):
-    def __init__(self, token: Callable[[], str]) -> None:
-        self._token = token
-
-    def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
-        metadata = [*(details.metadata or ()), ("authorization", f"Bearer {self._token()}")]
-        return _ClientCallDetails(details, metadata)
-
-    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
-
-    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
-
-    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return continuation(self._details(details), requests)
-
-    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return continuation(self._details(details), requests)
-
-
 class TokenHooks(Hooks):
     """Client hooks that put the token on every call of the blocking client's channels."""
 
     def __init__(self, token: Callable[[], str]) -> None:
-        self._interceptor = _Bearer(token)
+        self._interceptor = bearer_interceptor(token)
 
     def wrap_channel(self, channel: Any) -> Any:
         return grpc.intercept_channel(channel, self._interceptor)

@@ -11,12 +11,14 @@ import json
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any
 
 import grpc
 
 import tasktide
 from tasktide import Client, ClientSettings, TaskState
+from tasktide._channels import blocking_channel
 from tasktide._hooks import Hooks
 from tasktide.v1 import results_pb2, results_pb2_grpc, task_pb2
 
@@ -63,9 +65,11 @@ class Platform:
 
     def __init__(self, address: str, hooks: Hooks | None = None) -> None:
         settings = ClientSettings.from_env(address=address)
+        if hooks is not None:  # the hooks carry the dashboard's token (credentials.py): not twice
+            settings = replace(settings, token="")
         self.address = address
         self.client = Client(settings=settings, hooks=hooks)
-        self._res_channel = grpc.insecure_channel(settings.results())
+        self._res_channel = blocking_channel(settings, settings.results())  # TLS as the settings say
         wrapped = hooks.wrap_channel(self._res_channel) if hooks else self._res_channel
         self._results = results_pb2_grpc.ResultsStub(wrapped)
         self._recent: OrderedDict[str, None] = OrderedDict()

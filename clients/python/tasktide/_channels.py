@@ -57,11 +57,11 @@ class _Bearer(
 ):
     """The token on every call of a blocking channel."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: Callable[[], str]) -> None:
         self._token = token
 
     def _details(self, details: Any) -> _Details:
-        return _Details(details, _metadata(details, self._token))
+        return _Details(details, _metadata(details, self._token()))
 
     def intercept_unary_unary(self, continuation: Next, details: Any, request: Any) -> Any:
         return continuation(self._details(details), request)
@@ -116,6 +116,12 @@ def aio_bearer_interceptors(token: Callable[[], str]) -> list[grpc.aio.ClientInt
     return [cls(token) for cls in (_AioUnaryUnary, _AioUnaryStream, _AioStreamUnary, _AioStreamStream)]
 
 
+def bearer_interceptor(token: Callable[[], str]) -> grpc.UnaryUnaryClientInterceptor:
+    """An interceptor for grpc.intercept_channel that sends `authorization: Bearer token()` on every
+    kind of call of a blocking channel (a token that is renewed: pass a function)."""
+    return _Bearer(token)
+
+
 def blocking_channel(settings: ClientSettings, address: str) -> grpc.Channel:
     """A channel to `address` with the settings' TLS and token."""
     opts = list(settings.channel_options)
@@ -123,8 +129,9 @@ def blocking_channel(settings: ClientSettings, address: str) -> grpc.Channel:
         channel = grpc.secure_channel(address, credentials(settings), options=opts)
     else:
         channel = grpc.insecure_channel(address, options=opts)
-    if settings.token:
-        channel = grpc.intercept_channel(channel, _Bearer(settings.token))
+    token = settings.token
+    if token:
+        channel = grpc.intercept_channel(channel, _Bearer(lambda: token))
     return channel
 
 
