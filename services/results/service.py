@@ -44,12 +44,15 @@ class ResultsService:
             raise InvalidArgument("timeout must be non-negative")
         deadline = time.monotonic() + min(req.timeout or MAX_WAIT, MAX_WAIT)
         while True:
-            ev = self.notifier.event(tid)
-            (res,) = await self.store.get([tid])
-            left = deadline - time.monotonic()
-            if is_final(res.state) or left <= 0:
-                return res
-            await wait_any([ev], min(left, POLL))
+            ev = self.notifier.hold(tid)
+            try:
+                (res,) = await self.store.get([tid])
+                left = deadline - time.monotonic()
+                if is_final(res.state) or left <= 0:
+                    return res
+                await wait_any([ev], min(left, POLL))
+            finally:
+                self.notifier.release(tid, ev)
 
     async def _read(
         self, cursors: dict[str, str], ids: set[str], final_only: bool
