@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from tasktide.v1 import results_pb2, task_pb2
@@ -20,17 +21,33 @@ RETRY_HANDOVER_MS = 10_000  # next attempts parked longer than this were orphane
 
 async def reap_once(
     store: RegistryStore, peers: Peers, settings: ServerSettings, hooks: ServiceHooks | None = None
-) -> None:
+) -> int:
+    """One pass over every queue. A queue whose step fails is logged and the pass goes on with the
+    others (what failed stays in Redis for the next pass); returns how many queues failed."""
     hooks = hooks or ServiceHooks()
+    failed = 0
     for q in await store.queues():
-        requeued, dead = await store.reap(q, now_ms(), settings.max_deliveries)
-        if requeued:
-            hooks.redelivered(q, requeued)
-        if dead:
-            await _record_dead(store, peers, q, dead, settings.max_deliveries, hooks)
-        stuck = await store.stuck_retries(q, now_ms() - RETRY_HANDOVER_MS)
-        if stuck:
-            await hand_retries(store, peers, stuck)
+        try:
+            await _reap_queue(store, peers, settings, hooks, q)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - see above
+            failed += 1
+            log.warning("reaping queue %s failed", q, exc_info=True)
+    return failed
+
+
+async def _reap_queue(
+    store: RegistryStore, peers: Peers, settings: ServerSettings, hooks: ServiceHooks, q: str
+) -> None:
+    requeued, dead = await store.reap(q, now_ms(), settings.max_deliveries)
+    if requeued:
+        hooks.redelivered(q, requeued)
+    if dead:
+        await _record_dead(store, peers, q, dead, settings.max_deliveries, hooks)
+    stuck = await store.stuck_retries(q, now_ms() - RETRY_HANDOVER_MS)
+    if stuck:
+        await hand_retries(store, peers, stuck)
 
 
 async def run_reaper(
