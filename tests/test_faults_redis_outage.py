@@ -59,4 +59,3 @@ def test_idle_worker_runs_new_tasks_after_redis_outage(tmp_path: Path, queue_nam
             worker.terminate()
             worker.wait(20)
         server.stop()
-

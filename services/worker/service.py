@@ -56,9 +56,10 @@ class RegistryService:
     def reserve(self, queue: str, count: int) -> Session | None:
         """A session that consumes `queue` and has `count` credit free, with that credit taken."""
         sessions = list(self.sessions.values())
+        now = now_ms()
         for i in range(len(sessions)):
             s = sessions[(self._turn + i) % len(sessions)]
-            if s.credit >= count and queue in s.queues and not s.closing:
+            if s.credit >= count and queue in s.queues and not s.closing and not s.stalled(now):
                 self._turn += i + 1
                 s.credit -= count
                 return s

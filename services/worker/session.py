@@ -45,6 +45,23 @@ class Session:
         self.settle_wake = asyncio.Event()
         self.record_at = 0.0  # loop time when waiting events are recorded even with no outcome
         self.closing = False
+        self.heard_ms = now_ms()  # when the worker last sent anything
+
+    def hear(self) -> None:
+        """The worker spoke: a session held back as stalled may be given work again."""
+        self.heard_ms = now_ms()
+        self.credit_changed.set()
+
+    def stalled(self, now: int) -> bool:
+        """Whether the worker let a lease it holds run out and has said nothing since: it is
+        presumed paused or cut off (the lease's task goes back to its queue), so it gets no new
+        work, and that task goes to another session, until it speaks again."""
+        heard = self.heard_ms
+        return any(h.deadline_ms <= now and heard < h.deadline_ms for h in self.assigned.values())
+
+    def ready(self) -> bool:
+        """Whether the dispatcher may lease tasks for this session now."""
+        return self.credit > 0 and not self.stalled(now_ms())
 
     def settle(self, outcomes: Iterable[task_pb2.Outcome] = (), started: Iterable[task_pb2.TaskEvent] = ()) -> None:
         self.to_settle.extend(outcomes)
@@ -95,6 +112,7 @@ class SessionLoops:
     async def read(self, session: Session, requests: AsyncIterator[worker_pb2.WorkerMessage]) -> None:
         try:
             async for msg in requests:
+                session.hear()
                 kind = msg.WhichOneof("kind")
                 if kind == "credit":
                     session.grant(msg.credit)
@@ -184,6 +202,8 @@ class SessionLoops:
         for r in leases:
             held = session.assigned.get(r.task_id)
             if r.task_id in stale:
+                if held is not None and held.token == r.lease_token:
+                    del session.assigned[r.task_id]
                 session.send(rejected=worker_pb2.LeaseRejected(lease=r, reason="lease expired"))
             elif held is not None and held.token == r.lease_token:
                 held.deadline_ms = deadline
@@ -199,9 +219,12 @@ class SessionLoops:
         drained: dict[str, tuple[asyncio.Event, float]] = {}
         failures = 0
         while True:
-            while session.credit <= 0:
+            while not session.ready():
                 session.credit_changed.clear()
-                await session.credit_changed.wait()
+                if session.credit > 0:  # stalled: look again when the worker speaks, or after a while
+                    await wait_any([session.credit_changed], IDLE_POLL)
+                else:
+                    await session.credit_changed.wait()
             try:
                 await self._dispatch_step(session, drained)
             except asyncio.CancelledError:
