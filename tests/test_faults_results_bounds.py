@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 
-from tasktide.v1 import results_pb2, results_pb2_grpc
+from tasktide.v1 import results_pb2, results_pb2_grpc, task_pb2
 from tasktide_services.common.notify import Notifier
 from tasktide_services.common.redis_conn import connect
 from tasktide_services.common.rpc import add_service
@@ -65,5 +65,32 @@ def test_wait_on_unknown_ids_leaves_no_waiter_behind(tmp_path: Path) -> None:
             )
             assert not any(a.found for a in answers)
         assert service.notifier.waiting() == 0
+
+    _run(tmp_path, body)
+
+
+async def _script_calls(redis: Any) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def test_idle_watch_on_many_ids_reads_nothing_until_notified(tmp_path: Path) -> None:
+    async def body(service: ResultsService, stub: results_pb2_grpc.ResultsStub, redis: Any) -> None:
+        ids = [uuid.uuid4().hex for _ in range(WATCHED)]
+        call = stub.Watch(results_pb2.WatchRequest(task_ids=ids))
+        # The first read of every id is done once the service has subscribed them all.
+        while service.notifier.waiting() < WATCHED:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        before = await _script_calls(redis)
+        await asyncio.sleep(3.0)
+        idle_reads = await _script_calls(redis) - before
+        # A notification still wakes the watcher, for the id it names.
+        event = task_pb2.TaskEvent(task_id=ids[7], state=task_pb2.TASK_STATE_SUCCEEDED, name="t.add")
+        await service.store.record([event])
+        got = await asyncio.wait_for(call.read(), 10)
+        call.cancel()
+        assert got.task_id == ids[7]
+        assert idle_reads == 0
 
     _run(tmp_path, body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -16,7 +17,11 @@ from tasktide_services.results.store import ResultsStore, is_final
 
 MAX_WAIT = 60.0
 POLL = 1.0
-WATCH_READ_BATCH = 500  # a safety net under pub/sub wake-ups
+WATCH_READ_BATCH = 500  # tasks read per round trip
+# A watcher reads its tasks when a notice names them, and every WATCH_RESYNC seconds all of them
+# (the safety net under pub/sub, for a notice lost while the channel was reconnecting): an idle
+# watch on many ids costs Redis nothing in between.
+WATCH_RESYNC = 30.0
 WATCH_MESSAGE_EVENTS = 500  # events per WatchBatches message, at most
 WATCH_MESSAGE_BYTES = 1 << 20  # and about this many bytes (one larger event goes alone)
 
@@ -96,6 +101,8 @@ class ResultsService:
         cursors = {validate.task_id(t): req.cursors.get(t, "") for t in req.task_ids}
         pending = set(cursors)
         sub = self.notifier.subscribe(pending)
+        loop = asyncio.get_running_loop()
+        resync_at = loop.time() + WATCH_RESYNC
         try:
             to_check: set[str] = set(pending)
             while True:
@@ -113,7 +120,11 @@ class ResultsService:
                     yield batch
                 if req.until_final and not pending:
                     return
-                woken = await sub.next_batch(POLL)
-                to_check = (woken & pending) if woken is not None else set(pending)
+                woken = await sub.next_batch(max(resync_at - loop.time(), 0.0))
+                if woken is not None:
+                    to_check = woken & pending
+                else:  # the safety net under pub/sub: a notice lost while the channel was down
+                    to_check = set(pending)
+                    resync_at = loop.time() + WATCH_RESYNC
         finally:
             self.notifier.unsubscribe(sub)
