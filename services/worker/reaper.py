@@ -11,6 +11,7 @@ from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.loop import run_forever
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import ServerSettings
+from tasktide_services.worker.housekeeping import Housekeeping
 from tasktide_services.worker.outcomes import hand_retries, report_to_workflows
 from tasktide_services.worker.store import RegistryStore
 
@@ -53,10 +54,14 @@ async def _reap_queue(
 async def run_reaper(
     store: RegistryStore, peers: Peers, settings: ServerSettings, hooks: ServiceHooks | None = None
 ) -> None:
-    """Expired leases not handled this time stay in Redis until the next step."""
+    """Expired leases not handled this time stay in Redis until the next step. Housekeeping
+    (housekeeping.py) runs from the same loop, every HOUSEKEEPING_SECONDS."""
+
+    housekeeping = Housekeeping(store, settings)
 
     async def step() -> int:
         await reap_once(store, peers, settings, hooks)
+        await housekeeping.maybe_run()
         return 0
 
     await run_forever("lease reaper", step, max(settings.tick_seconds, min(settings.lease_seconds / 10, 1.0)))

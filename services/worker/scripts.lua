@@ -199,3 +199,33 @@ for i = 2, #ARGV, 3 do
   end
 end
 return out
+
+-- Housekeeping (housekeeping.py): bounds on what a queue keeps.
+
+--! trim_dead
+-- ARGV: time before which dead tasks are forgotten (ms), how many dead tasks are kept at most,
+-- how many are forgotten per call at most. The oldest go first; their task values and delivery
+-- counts go with them. Returns how many were forgotten.
+local limit = tonumber(ARGV[3])
+local function forget(ids)
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', KEYS[7], id)
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('HDEL', KEYS[5], id)
+  end
+  return #ids
+end
+local n = forget(redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', '(' .. ARGV[1], 'LIMIT', 0, limit))
+local extra = math.min(redis.call('ZCARD', KEYS[7]) - tonumber(ARGV[2]), limit - n)
+if extra > 0 then n = n + forget(redis.call('ZRANGE', KEYS[7], 0, extra - 1)) end
+return n
+
+--! forget_idle
+-- No ARGV. A queue that holds nothing (no ready, leased, dead, retrying or stored task) and is not
+-- paused: its remaining keys (fence, tokens, deliveries) are deleted and 1 is returned; else 0.
+if redis.call('ZCARD', KEYS[1]) + redis.call('HLEN', KEYS[2]) + redis.call('ZCARD', KEYS[3])
+    + redis.call('ZCARD', KEYS[7]) + redis.call('EXISTS', KEYS[8]) + redis.call('HLEN', KEYS[9]) > 0 then
+  return 0
+end
+redis.call('DEL', KEYS[4], KEYS[5], KEYS[6], KEYS[10])
+return 1

@@ -20,6 +20,7 @@ from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.worker import keys
 from tasktide_services.worker.handover import Handover
+from tasktide_services.worker.housekeeping import WORKER_REFRESH_SECONDS
 from tasktide_services.worker.outcomes import OutcomeHandler
 from tasktide_services.worker.session import Session, SessionLoops
 from tasktide_services.worker.store import Leased, RegistryStore
@@ -76,6 +77,17 @@ class RegistryService:
         session.grant(reserved - len(runnable))
         if runnable:
             self.loops.assign(session, runnable)
+
+    async def _keep_entry(self, info: worker_pb2.WorkerInfo) -> None:
+        """Refresh the session's worker entry while it lasts: housekeeping drops entries that are
+        not refreshed (those of a registry replica that died)."""
+        while True:
+            await asyncio.sleep(WORKER_REFRESH_SECONDS)
+            info.last_seen_ms = now_ms()
+            try:
+                await self.store.put_worker(info)
+            except Exception:  # noqa: BLE001 - tried again at the next refresh
+                log.warning("session %s: refreshing its worker entry failed", info.session_id, exc_info=True)
 
     def on_cancel(self, message: str) -> None:
         """A cancel signal from any replica: forward it to the local session running the task."""
@@ -187,6 +199,7 @@ class RegistryService:
         reader = asyncio.create_task(self.loops.read(session, requests))
         dispatcher = asyncio.create_task(self.loops.dispatch(session))
         settler = asyncio.create_task(self.loops.settle(session))
+        keeper = asyncio.create_task(self._keep_entry(info))
         try:
             while True:
                 msg = await session.out.get()
@@ -197,7 +210,8 @@ class RegistryService:
             self.sessions.pop(session.id, None)
             dispatcher.cancel()
             reader.cancel()
-            await asyncio.gather(dispatcher, reader, return_exceptions=True)
+            keeper.cancel()
+            await asyncio.gather(dispatcher, reader, keeper, return_exceptions=True)
             session.closing = True  # record what the worker reported before it left
             session.settle_wake.set()
             await asyncio.gather(settler, return_exceptions=True)
