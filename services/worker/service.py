@@ -46,7 +46,9 @@ class RegistryService:
         hooks = hooks or ServiceHooks()
         lease_ms = int(settings.lease_seconds * 1000)
         outcomes = OutcomeHandler(store, peers, lease_ms, hooks)
-        self.loops = SessionLoops(store, notifier, peers, outcomes, lease_ms, hooks)
+        self.loops = SessionLoops(
+            store, notifier, peers, outcomes, lease_ms, hooks, settings.limits, settings.max_session_credit
+        )
         self.sessions: dict[str, Session] = {}
         self._turn = 0  # sessions take turns for tasks handed over at submission (handover.py)
 
@@ -203,9 +205,12 @@ class RegistryService:
         try:
             while True:
                 msg = await session.out.get()
+                session.freed()
                 if msg is None:
                     break
                 yield msg
+            if session.error is not None:
+                raise session.error
         finally:
             self.sessions.pop(session.id, None)
             dispatcher.cancel()

@@ -7,10 +7,13 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 
 from tasktide.v1 import results_pb2, task_pb2, worker_pb2
+from tasktide_services.common import validate
+from tasktide_services.common.errors import ResourceExhausted, ServiceError
 from tasktide_services.common.events import event, first_events, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.notify import Notifier, wait_any
 from tasktide_services.common.peers import Peers
+from tasktide_services.common.settings import Limits
 from tasktide_services.worker.outcomes import OutcomeHandler, report_to_workflows
 from tasktide_services.worker.store import Leased, RegistryStore
 
@@ -18,6 +21,12 @@ log = logging.getLogger("tasktide.registry")
 
 IDLE_POLL = 1.0  # a safety net under pub/sub wake-ups
 MAX_ASSIGN = 256
+# Bounds on what one session holds in memory. While its outgoing queue holds OUT_MAX messages (the
+# worker is not reading) or SETTLE_MAX outcomes wait to be recorded (Redis is slow), the session
+# stops reading its worker's messages (gRPC flow control then holds the worker back) and leases
+# nothing more. A message read before that adds at most one batch (validate.batch_size).
+OUT_MAX = 256
+SETTLE_MAX = 10_000
 # How long the events of tasks just dispatched (QUEUED, RUNNING) wait for an outcome to be recorded
 # with: a short task's whole story then costs one Redis round trip instead of two.
 STARTED_LINGER = 0.02
@@ -46,6 +55,22 @@ class Session:
         self.record_at = 0.0  # loop time when waiting events are recorded even with no outcome
         self.closing = False
         self.heard_ms = now_ms()  # when the worker last sent anything
+        self.room = asyncio.Event()  # set while the session is under its bounds (OUT_MAX, SETTLE_MAX)
+        self.room.set()
+        self.error: ServiceError | None = None  # what ends the stream with a status
+
+    def full(self) -> bool:
+        """Whether the session is at one of its bounds (then `room` is cleared until `freed`)."""
+        if self.out.qsize() >= OUT_MAX or len(self.to_settle) >= SETTLE_MAX:
+            self.room.clear()
+            return True
+        return False
+
+    def freed(self) -> None:
+        """A message left the outgoing queue or outcomes were taken to be recorded."""
+        if not self.room.is_set() and not self.full():
+            self.room.set()
+            self.credit_changed.set()
 
     def hear(self) -> None:
         """The worker spoke: a session held back as stalled may be given work again."""
@@ -61,7 +86,7 @@ class Session:
 
     def ready(self) -> bool:
         """Whether the dispatcher may lease tasks for this session now."""
-        return self.credit > 0 and not self.stalled(now_ms())
+        return self.credit > 0 and not self.full() and not self.stalled(now_ms())
 
     def settle(self, outcomes: Iterable[task_pb2.Outcome] = (), started: Iterable[task_pb2.TaskEvent] = ()) -> None:
         self.to_settle.extend(outcomes)
@@ -81,8 +106,14 @@ class Session:
             return True
         return bool(self.to_record) and (self.closing or asyncio.get_running_loop().time() >= self.record_at)
 
-    def grant(self, n: int) -> None:
+    def grant(self, n: int, cap: int | None = None) -> None:
+        """More credit from the worker; more than `cap` outstanding is refused (ResourceExhausted)."""
         if n:
+            if cap is not None and self.credit + len(self.assigned) + n > cap:
+                raise ResourceExhausted(
+                    f"credit above the registry's limit of {cap} assignments per session "
+                    f"({self.credit} unused and {len(self.assigned)} held, {n} more granted)"
+                )
             self.credit += n
             self.credit_changed.set()
 
@@ -101,7 +132,11 @@ class SessionLoops:
         outcomes: OutcomeHandler,
         lease_ms: int,
         hooks: ServiceHooks | None = None,
+        limits: Limits | None = None,
+        max_credit: int | None = None,
     ) -> None:
+        self.limits = limits or Limits()
+        self.max_credit = max_credit  # credit outstanding per session at most (None: no limit)
         self.store = store
         self.notifier = notifier
         self.peers = peers
@@ -115,13 +150,18 @@ class SessionLoops:
                 session.hear()
                 kind = msg.WhichOneof("kind")
                 if kind == "credit":
-                    session.grant(msg.credit)
+                    session.grant(msg.credit, self.max_credit)
                 elif kind == "outcomes":
+                    validate.batch_size(len(msg.outcomes.outcomes), self.limits)
                     # The worker is free for more at once; recording happens in order, behind.
                     session.settle(list(msg.outcomes.outcomes))
-                    session.grant(msg.outcomes.credit)
+                    session.grant(msg.outcomes.credit, self.max_credit)
                 else:
                     await self._handle(session, kind, msg)
+                if session.full():  # flow control: read nothing more until there is room
+                    await session.room.wait()
+        except ServiceError as exc:  # a worker breaking the protocol's bounds: the stream ends with it
+            session.error = exc
         except Exception:  # noqa: BLE001 - the stream is gone or broken; its leases will expire
             log.exception("session %s reader failed", session.id)
         finally:
@@ -133,12 +173,14 @@ class SessionLoops:
         expire, a progress report is lost."""
         try:
             if kind == "heartbeat":
+                validate.batch_size(len(msg.heartbeat.leases), self.limits)
                 await self._heartbeat(session, list(msg.heartbeat.leases))
             elif kind == "release":
+                validate.batch_size(len(msg.release.leases), self.limits)
                 await self._release(session, list(msg.release.leases))
             elif kind == "progress":
                 await self.outcomes.progress(msg.progress)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ServiceError):
             raise
         except Exception:  # noqa: BLE001 - see above
             log.warning("session %s: handling a %s message failed", session.id, kind, exc_info=True)
@@ -157,6 +199,7 @@ class SessionLoops:
                 continue
             outcomes, session.to_settle = session.to_settle, []
             started, session.to_record = session.to_record, []
+            session.freed()
             try:
                 for rejected in await self.outcomes.handle(outcomes, started, session.assigned):
                     session.send(rejected=rejected)
