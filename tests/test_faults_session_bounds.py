@@ -22,7 +22,7 @@ from tasktide_services.common.rpc import add_service
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.worker import keys
 from tasktide_services.worker.service import RegistryService
-from tasktide_services.worker.session import OUT_MAX
+from tasktide_services.worker.session_state import OUT_MAX
 from tasktide_services.worker.store import RegistryStore
 from tests.processes import own_redis
 
