@@ -51,8 +51,10 @@ def test_idle_worker_runs_new_tasks_after_redis_outage(tmp_path: Path, queue_nam
                 ids = [_submit_when_accepted(client, queue_name, i, until) for i in range(TASKS)]
                 results = [client.result(t, timeout=30) for t in ids]
                 recovered = time.monotonic() - restarted
+                ran_on = {client.wait(t, timeout=5).worker_id for t in ids}
             assert results == [i + 1 for i in range(TASKS)]
-            assert worker.poll() is None, "the same worker ran them"
+            assert worker.poll() is None
+            assert len(ran_on) == 1 and f"-{worker.pid}-" in ran_on.pop(), "the worker connected before ran them"
             print(f"\n{TASKS} tasks run by the idle worker {recovered:.2f} s after Redis came back")
     finally:
         if worker is not None:
