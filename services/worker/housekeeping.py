@@ -5,8 +5,8 @@
   results service until the result expiry.
 - Queues: a queue that no connected worker consumed at two passes in a row and that holds nothing
   at the second (nothing ready, leased, dead or retrying, not paused) leaves the queue registry
-  (tt:w:queues) and its last keys are deleted. The next submission to it, or a worker consuming
-  it, registers it again.
+  (tt:w:queues) and its leftover keys are deleted (not its fence counter: tokens are never
+  reused). The next submission to it, or a worker consuming it, registers it again.
 - Worker entries: each session refreshes its entry (service.py, WORKER_REFRESH_SECONDS); an entry
   not refreshed for WORKER_STALE_SECONDS belonged to a registry replica that died and is dropped.
 """

@@ -222,10 +222,11 @@ return n
 
 --! forget_idle
 -- No ARGV. A queue that holds nothing (no ready, leased, dead, retrying or stored task) and is not
--- paused: its remaining keys (fence, tokens, deliveries) are deleted and 1 is returned; else 0.
+-- paused: its leftover bookkeeping (tokens, deliveries, retry times) is deleted and 1 is returned;
+-- else 0. The fence counter stays, so a lease token is never given out twice in a queue.
 if redis.call('ZCARD', KEYS[1]) + redis.call('HLEN', KEYS[2]) + redis.call('ZCARD', KEYS[3])
     + redis.call('ZCARD', KEYS[7]) + redis.call('EXISTS', KEYS[8]) + redis.call('HLEN', KEYS[9]) > 0 then
   return 0
 end
-redis.call('DEL', KEYS[4], KEYS[5], KEYS[6], KEYS[10])
+redis.call('DEL', KEYS[4], KEYS[5], KEYS[10])
 return 1
