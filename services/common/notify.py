@@ -3,6 +3,10 @@
 A message names one or more keys (comma-separated): a queue that received work, or task ids that
 have new events. A waiter takes `event(key)` *before* it checks Redis, then waits on it, so a
 message published between the check and the wait is not missed.
+
+Waiters on keys that come and go (task ids) take the event with `hold(key)` and give it back with
+`release(key, event)`: the event is forgotten once its last holder released it, whether or not it
+ever fired, so waiting on ids that are never named (unknown tasks) leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class Notifier:
         self.channel = channel
         self.on_message = on_message or self.wake
         self._events: dict[str, asyncio.Event] = {}
+        self._holders: dict[str, int] = {}  # key -> holders of its current event (hold/release)
         self._subs: dict[str, set[Subscription]] = {}
         self._task: asyncio.Task[None] | None = None
         self._sub: ChannelSubscription | None = None
@@ -51,6 +56,28 @@ class Notifier:
         if ev is None:
             ev = self._events[key] = asyncio.Event()
         return ev
+
+    def hold(self, key: str) -> asyncio.Event:
+        """`event(key)`, counted: give it back with `release` when done waiting."""
+        ev = self.event(key)
+        self._holders[key] = self._holders.get(key, 0) + 1
+        return ev
+
+    def release(self, key: str, ev: asyncio.Event) -> None:
+        """A holder of `ev` (from `hold(key)`) is done; the last one forgets it if it never fired
+        (one that fired was already forgotten by `wake`)."""
+        if self._events.get(key) is not ev:
+            return
+        left = self._holders.get(key, 0) - 1
+        if left > 0:
+            self._holders[key] = left
+            return
+        self._holders.pop(key, None)
+        del self._events[key]
+
+    def waiting(self) -> int:
+        """Keys with a waiter's event or a subscription: what is held in memory for waiters."""
+        return len(self._events.keys() | self._subs.keys())
 
     def subscribe(self, keys: set[str]) -> Subscription:
         """A queue that receives each of `keys` whenever it is named; for waiting on many keys."""
@@ -70,6 +97,7 @@ class Notifier:
     def wake(self, keys: str) -> None:
         for key in keys.split(","):
             ev = self._events.pop(key, None)
+            self._holders.pop(key, None)
             if ev is not None:
                 ev.set()
             for sub in self._subs.get(key, ()):

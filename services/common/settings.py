@@ -29,6 +29,9 @@ class ServerSettings:
     lease_seconds: float = 30.0
     result_expires: float = 86_400.0
     max_deliveries: int = 5  # a task that killed its worker this many times goes to the dead-letter set
+    dead_max: int = 100_000  # dead letters kept per queue at most (the oldest are forgotten first)
+    dead_max_age: float = 7 * 86_400.0  # seconds a dead letter is kept
+    max_session_credit: int = 100_000  # assignments a worker session may ask for (unused and held)
     tick_seconds: float = 0.1  # delayed-set pump and lease reaper interval
     cancel_grace_seconds: float = 5.0  # a cancelled running task is stopped hard after this
     metrics_address: str = ""  # host:port serving /metrics for Prometheus; empty: no endpoint
@@ -64,6 +67,9 @@ class ServerSettings:
             lease_seconds=num("TASKTIDE_LEASE_SECONDS", base.lease_seconds),
             result_expires=num("TASKTIDE_RESULT_EXPIRES", base.result_expires),
             max_deliveries=int(num("TASKTIDE_MAX_DELIVERIES", base.max_deliveries)),
+            dead_max=int(num("TASKTIDE_DEAD_MAX", base.dead_max)),
+            dead_max_age=num("TASKTIDE_DEAD_MAX_AGE", base.dead_max_age),
+            max_session_credit=int(num("TASKTIDE_MAX_SESSION_CREDIT", base.max_session_credit)),
             tick_seconds=num("TASKTIDE_TICK_SECONDS", base.tick_seconds),
             cancel_grace_seconds=num("TASKTIDE_CANCEL_GRACE_SECONDS", base.cancel_grace_seconds),
             metrics_address=env.get("TASKTIDE_METRICS_ADDRESS", ""),

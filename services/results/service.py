@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -10,15 +12,25 @@ import grpc
 from tasktide.v1 import results_pb2, task_pb2
 from tasktide_services.common import tenancy, validate
 from tasktide_services.common.auth import current_caller
-from tasktide_services.common.errors import InvalidArgument
+from tasktide_services.common.errors import InvalidArgument, Unavailable
 from tasktide_services.common.layout import is_final
 from tasktide_services.common.notify import Notifier, wait_any
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.results.store import ResultsStore
 
+log = logging.getLogger("tasktide.results")
+
 MAX_WAIT = 60.0
 POLL = 1.0
-WATCH_READ_BATCH = 500  # a safety net under pub/sub wake-ups
+WATCH_READ_BATCH = 500  # tasks read per round trip
+# A watcher reads its tasks when a notice names them, and every WATCH_RESYNC seconds all of them
+# (the safety net under pub/sub, for a notice lost while the channel was reconnecting): an idle
+# watch on many ids costs Redis nothing in between.
+WATCH_RESYNC = 30.0
+# A waiter whose read failed (Redis away) reads again after this long, doubled per failure in a
+# row up to the maximum; a Watch goes on, a Wait until its deadline.
+FAILURE_PAUSE = 0.1
+FAILURE_PAUSE_MAX = 1.0
 WATCH_MESSAGE_EVENTS = 500  # events per WatchBatches message, at most
 WATCH_MESSAGE_BYTES = 1 << 20  # and about this many bytes (one larger event goes alone)
 
@@ -55,15 +67,29 @@ class ResultsService:
         if req.timeout < 0:
             raise InvalidArgument("timeout must be non-negative")
         deadline = time.monotonic() + min(req.timeout or MAX_WAIT, MAX_WAIT)
+        failures = 0
         while True:
-            ev = self.notifier.event(tid)
-            (res,) = await self.store.get([tid])
-            if res.found:
-                tenancy.check_owner(current_caller(), res.spec, tid)
-            left = deadline - time.monotonic()
-            if is_final(res.state) or left <= 0:
-                return res
-            await wait_any([ev], min(left, POLL))
+            ev = self.notifier.hold(tid)
+            try:
+                try:
+                    (res,) = await self.store.get([tid])
+                except Exception as exc:  # noqa: BLE001 - Redis away: try again until the deadline
+                    failures += 1
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise Unavailable(f"task results cannot be read now: {exc}") from exc
+                    log.warning("Wait: reading %s failed (%d in a row): %s", tid, failures, exc)
+                    await asyncio.sleep(min(left, _pause(failures)))
+                    continue
+                failures = 0
+                if res.found:
+                    tenancy.check_owner(current_caller(), res.spec, tid)
+                left = deadline - time.monotonic()
+                if is_final(res.state) or left <= 0:
+                    return res
+                await wait_any([ev], min(left, POLL))
+            finally:
+                self.notifier.release(tid, ev)
 
     async def _read(
         self, cursors: dict[str, str], ids: set[str], final_only: bool
@@ -112,10 +138,22 @@ class ResultsService:
                     tenancy.check_owner(caller, res.spec, res.task_id)
         pending = set(cursors)
         sub = self.notifier.subscribe(pending)
+        loop = asyncio.get_running_loop()
+        resync_at = loop.time() + WATCH_RESYNC
         try:
             to_check: set[str] = set(pending)
+            failures = 0
             while True:
-                found = await self._read(cursors, to_check, req.final_only)
+                try:
+                    found = await self._read(cursors, to_check, req.final_only)
+                except Exception:  # noqa: BLE001 - Redis away: the same tasks are read again after a pause
+                    failures += 1
+                    log.warning(
+                        "Watch: reading %d tasks failed (%d in a row)", len(to_check), failures, exc_info=failures == 1
+                    )
+                    await asyncio.sleep(_pause(failures))
+                    continue
+                failures = 0
                 batch: list[task_pb2.TaskEvent] = []
                 for tid, evs in found.items():
                     for ev in evs:
@@ -129,7 +167,16 @@ class ResultsService:
                     yield batch
                 if req.until_final and not pending:
                     return
-                woken = await sub.next_batch(POLL)
-                to_check = (woken & pending) if woken is not None else set(pending)
+                woken = await sub.next_batch(max(resync_at - loop.time(), 0.0))
+                if woken is not None:
+                    to_check = woken & pending
+                else:  # the safety net under pub/sub: a notice lost while the channel was down
+                    to_check = set(pending)
+                    resync_at = loop.time() + WATCH_RESYNC
         finally:
             self.notifier.unsubscribe(sub)
+
+
+def _pause(failures: int) -> float:
+    """Seconds before reading again after `failures` failed reads in a row."""
+    return float(min(FAILURE_PAUSE * 2 ** (failures - 1), FAILURE_PAUSE_MAX))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from tasktide.v1 import results_pb2, task_pb2
@@ -10,6 +11,7 @@ from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.loop import run_forever
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import ServerSettings
+from tasktide_services.worker.housekeeping import Housekeeping
 from tasktide_services.worker.outcomes import hand_retries, report_to_workflows
 from tasktide_services.worker.store import RegistryStore
 
@@ -20,26 +22,46 @@ RETRY_HANDOVER_MS = 10_000  # next attempts parked longer than this were orphane
 
 async def reap_once(
     store: RegistryStore, peers: Peers, settings: ServerSettings, hooks: ServiceHooks | None = None
-) -> None:
+) -> int:
+    """One pass over every queue. A queue whose step fails is logged and the pass goes on with the
+    others (what failed stays in Redis for the next pass); returns how many queues failed."""
     hooks = hooks or ServiceHooks()
+    failed = 0
     for q in await store.queues():
-        requeued, dead = await store.reap(q, now_ms(), settings.max_deliveries)
-        if requeued:
-            hooks.redelivered(q, requeued)
-        if dead:
-            await _record_dead(store, peers, q, dead, settings.max_deliveries, hooks)
-        stuck = await store.stuck_retries(q, now_ms() - RETRY_HANDOVER_MS)
-        if stuck:
-            await hand_retries(store, peers, stuck)
+        try:
+            await _reap_queue(store, peers, settings, hooks, q)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - see above
+            failed += 1
+            log.warning("reaping queue %s failed", q, exc_info=True)
+    return failed
+
+
+async def _reap_queue(
+    store: RegistryStore, peers: Peers, settings: ServerSettings, hooks: ServiceHooks, q: str
+) -> None:
+    requeued, dead = await store.reap(q, now_ms(), settings.max_deliveries)
+    if requeued:
+        hooks.redelivered(q, requeued)
+    if dead:
+        await _record_dead(store, peers, q, dead, settings.max_deliveries, hooks)
+    stuck = await store.stuck_retries(q, now_ms() - RETRY_HANDOVER_MS)
+    if stuck:
+        await hand_retries(store, peers, stuck)
 
 
 async def run_reaper(
     store: RegistryStore, peers: Peers, settings: ServerSettings, hooks: ServiceHooks | None = None
 ) -> None:
-    """Expired leases not handled this time stay in Redis until the next step."""
+    """Expired leases not handled this time stay in Redis until the next step. Housekeeping
+    (housekeeping.py) runs from the same loop, every HOUSEKEEPING_SECONDS."""
+
+    housekeeping = Housekeeping(store, settings)
 
     async def step() -> int:
         await reap_once(store, peers, settings, hooks)
+        await housekeeping.maybe_run()
         return 0
 
     await run_forever("lease reaper", step, max(settings.tick_seconds, min(settings.lease_seconds / 10, 1.0)))

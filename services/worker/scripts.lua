@@ -236,3 +236,35 @@ each_held(2, 3, function(id, i)
   out[#out + 1] = id
 end)
 return out
+
+-- Housekeeping (housekeeping.py): bounds on what a queue keeps.
+
+--! trim_dead
+-- KEYS: the queue's (prelude). ARGV: time before which dead tasks are forgotten (ms), how many dead
+-- tasks are kept at most, how many are forgotten per call at most. The oldest go first; their task
+-- values and delivery counts go with them. Returns how many were forgotten.
+local before, keep, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local function forget(ids)
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', dead, id)
+    redis.call('HDEL', task, id)
+    redis.call('HDEL', deliveries, id)
+  end
+  return #ids
+end
+local n = forget(redis.call('ZRANGEBYSCORE', dead, '-inf', '(' .. before, 'LIMIT', 0, limit))
+local extra = math.min(redis.call('ZCARD', dead) - keep, limit - n)
+if extra > 0 then n = n + forget(redis.call('ZRANGE', dead, 0, extra - 1)) end
+return n
+
+--! forget_idle
+-- KEYS: the queue's (prelude). ARGV: none. A queue that holds nothing (no ready, leased, dead,
+-- retrying or stored task) and is not paused: its leftover bookkeeping (tokens, deliveries, retry
+-- times) is deleted and 1 is returned; else 0. The fence counter stays, so a lease token is never
+-- given out twice in a queue.
+if redis.call('ZCARD', ready) + redis.call('HLEN', task) + redis.call('ZCARD', leases)
+    + redis.call('ZCARD', dead) + redis.call('EXISTS', paused) + redis.call('HLEN', retrying) > 0 then
+  return 0
+end
+redis.call('DEL', tokens, deliveries, retry_at)
+return 1

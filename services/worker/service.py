@@ -21,6 +21,7 @@ from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.worker import keys
 from tasktide_services.worker.handover import Handover
+from tasktide_services.worker.housekeeping import WORKER_REFRESH_SECONDS
 from tasktide_services.worker.outcomes import OutcomeHandler
 from tasktide_services.worker.session import Session, SessionLoops
 from tasktide_services.worker.store import Leased, RegistryStore
@@ -46,7 +47,9 @@ class RegistryService:
         hooks = hooks or ServiceHooks()
         lease_ms = int(settings.lease_seconds * 1000)
         outcomes = OutcomeHandler(store, peers, lease_ms, hooks)
-        self.loops = SessionLoops(store, notifier, peers, outcomes, lease_ms, hooks)
+        self.loops = SessionLoops(
+            store, notifier, peers, outcomes, lease_ms, hooks, settings.limits, settings.max_session_credit
+        )
         self.sessions: dict[str, Session] = {}
         self._turn = 0  # sessions take turns for tasks handed over at submission (handover.py)
 
@@ -57,9 +60,10 @@ class RegistryService:
     def reserve(self, queue: str, count: int) -> Session | None:
         """A session that consumes `queue` and has `count` credit free, with that credit taken."""
         sessions = list(self.sessions.values())
+        now = now_ms()
         for i in range(len(sessions)):
             s = sessions[(self._turn + i) % len(sessions)]
-            if s.credit >= count and queue in s.queues and not s.closing:
+            if s.credit >= count and queue in s.queues and not s.closing and not s.stalled(now):
                 self._turn += i + 1
                 s.credit -= count
                 return s
@@ -76,6 +80,17 @@ class RegistryService:
         session.grant(reserved - len(runnable))
         if runnable:
             self.loops.assign(session, runnable)
+
+    async def _keep_entry(self, info: worker_pb2.WorkerInfo) -> None:
+        """Refresh the session's worker entry while it lasts: housekeeping drops entries that are
+        not refreshed (those of a registry replica that died)."""
+        while True:
+            await asyncio.sleep(WORKER_REFRESH_SECONDS)
+            info.last_seen_ms = now_ms()
+            try:
+                await self.store.put_worker(info)
+            except Exception:  # noqa: BLE001 - tried again at the next refresh
+                log.warning("session %s: refreshing its worker entry failed", info.session_id, exc_info=True)
 
     def on_cancel(self, message: str) -> None:
         """A cancel signal from any replica: forward it to the local session running the task."""
@@ -211,19 +226,27 @@ class RegistryService:
         reader = asyncio.create_task(self.loops.read(session, requests))
         dispatcher = asyncio.create_task(self.loops.dispatch(session))
         settler = asyncio.create_task(self.loops.settle(session))
+        keeper = asyncio.create_task(self._keep_entry(info))
         try:
             while True:
                 msg = await session.out.get()
+                session.freed()
                 if msg is None:
                     break
                 yield msg
+            if session.error is not None:
+                raise session.error
         finally:
             self.sessions.pop(session.id, None)
             dispatcher.cancel()
             reader.cancel()
-            await asyncio.gather(dispatcher, reader, return_exceptions=True)
+            keeper.cancel()
+            await asyncio.gather(dispatcher, reader, keeper, return_exceptions=True)
             session.closing = True  # record what the worker reported before it left
             session.settle_wake.set()
             await asyncio.gather(settler, return_exceptions=True)
-            await self.store.drop_worker(session.id)
+            try:
+                await self.store.drop_worker(session.id)
+            except Exception:  # noqa: BLE001 - its entry goes stale and the reaper drops it
+                log.warning("session %s: removing its worker entry failed", session.id, exc_info=True)
             log.info("session %s of worker %s ended", session.id, hello.worker_id)

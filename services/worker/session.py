@@ -4,68 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 
 from tasktide.v1 import results_pb2, task_pb2, worker_pb2
+from tasktide_services.common import validate
+from tasktide_services.common.errors import ServiceError
 from tasktide_services.common.events import event, first_events, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.notify import Notifier, wait_any
 from tasktide_services.common.peers import Peers
+from tasktide_services.common.settings import Limits
 from tasktide_services.worker.outcomes import OutcomeHandler, report_to_workflows
+from tasktide_services.worker.session_state import Session
 from tasktide_services.worker.store import Leased, RegistryStore
 
 log = logging.getLogger("tasktide.registry")
 
 IDLE_POLL = 1.0  # a safety net under pub/sub wake-ups
 MAX_ASSIGN = 256
-# How long the events of tasks just dispatched (QUEUED, RUNNING) wait for an outcome to be recorded
-# with: a short task's whole story then costs one Redis round trip instead of two.
-STARTED_LINGER = 0.02
-
-
-class Session:
-    def __init__(self, session_id: str, hello: worker_pb2.Hello) -> None:
-        self.id = session_id
-        self.hello = hello
-        self.queues = list(hello.queues)
-        self.credit = 0
-        self.credit_changed = asyncio.Event()
-        self.out: asyncio.Queue[worker_pb2.RegistryMessage | None] = asyncio.Queue()
-        # Leases held by this session's worker: for cancel signals, and to settle an outcome without
-        # asking Redis for its task while its lease is far from its deadline (outcomes.py).
-        self.assigned: dict[str, Leased] = {}
-        # Outcomes received and RUNNING events to record, settled in order by one task per session.
-        self.to_settle: list[task_pb2.Outcome] = []
-        self.to_record: list[task_pb2.TaskEvent] = []
-        self.settle_wake = asyncio.Event()
-        self.record_at = 0.0  # loop time when waiting events are recorded even with no outcome
-        self.closing = False
-
-    def settle(self, outcomes: Iterable[task_pb2.Outcome] = (), started: Iterable[task_pb2.TaskEvent] = ()) -> None:
-        self.to_settle.extend(outcomes)
-        started = list(started)
-        if started:
-            if not self.to_record:
-                loop = asyncio.get_running_loop()
-                self.record_at = loop.time() + STARTED_LINGER
-                loop.call_later(STARTED_LINGER, self.settle_wake.set)
-            self.to_record.extend(started)
-        if self.to_settle:
-            self.settle_wake.set()
-
-    def due(self) -> bool:
-        """Whether there is something to record now: outcomes, or events that waited long enough."""
-        if self.to_settle:
-            return True
-        return bool(self.to_record) and (self.closing or asyncio.get_running_loop().time() >= self.record_at)
-
-    def grant(self, n: int) -> None:
-        if n:
-            self.credit += n
-            self.credit_changed.set()
-
-    def send(self, **kind: object) -> None:
-        self.out.put_nowait(worker_pb2.RegistryMessage(**kind))  # type: ignore[arg-type]
+# After a failed Redis call, a session's loops pause this long, doubled per failure in a row up to
+# the maximum, before they try again.
+FAILURE_PAUSE = 0.1
+FAILURE_PAUSE_MAX = 1.0
+SETTLE_ATTEMPTS = 8  # a batch of outcomes is recorded in this many attempts at most (about 5 s)
 
 
 class SessionLoops:
@@ -79,7 +40,11 @@ class SessionLoops:
         outcomes: OutcomeHandler,
         lease_ms: int,
         hooks: ServiceHooks | None = None,
+        limits: Limits | None = None,
+        max_credit: int | None = None,
     ) -> None:
+        self.limits = limits or Limits()
+        self.max_credit = max_credit  # credit outstanding per session at most (None: no limit)
         self.store = store
         self.notifier = notifier
         self.peers = peers
@@ -90,27 +55,49 @@ class SessionLoops:
     async def read(self, session: Session, requests: AsyncIterator[worker_pb2.WorkerMessage]) -> None:
         try:
             async for msg in requests:
+                session.hear()
                 kind = msg.WhichOneof("kind")
                 if kind == "credit":
-                    session.grant(msg.credit)
+                    session.grant(msg.credit, self.max_credit)
                 elif kind == "outcomes":
+                    validate.batch_size(len(msg.outcomes.outcomes), self.limits)
                     # The worker is free for more at once; recording happens in order, behind.
                     session.settle(list(msg.outcomes.outcomes))
-                    session.grant(msg.outcomes.credit)
-                elif kind == "heartbeat":
-                    await self._heartbeat(session, list(msg.heartbeat.leases))
-                elif kind == "release":
-                    await self._release(session, list(msg.release.leases))
-                elif kind == "progress":
-                    await self.outcomes.progress(msg.progress)
+                    session.grant(msg.outcomes.credit, self.max_credit)
+                else:
+                    await self._handle(session, kind, msg)
+                if session.full():  # flow control: read nothing more until there is room
+                    await session.room.wait()
+        except ServiceError as exc:  # a worker breaking the protocol's bounds: the stream ends with it
+            session.error = exc
         except Exception:  # noqa: BLE001 - the stream is gone or broken; its leases will expire
             log.exception("session %s reader failed", session.id)
         finally:
             session.out.put_nowait(None)
 
+    async def _handle(self, session: Session, kind: str | None, msg: worker_pb2.WorkerMessage) -> None:
+        """A message that needs Redis. A failed call is logged and the session goes on: a heartbeat
+        not applied lets its leases run toward their deadline, a release not applied lets them
+        expire, a progress report is lost."""
+        try:
+            if kind == "heartbeat":
+                validate.batch_size(len(msg.heartbeat.leases), self.limits)
+                await self._heartbeat(session, list(msg.heartbeat.leases))
+            elif kind == "release":
+                validate.batch_size(len(msg.release.leases), self.limits)
+                await self._release(session, list(msg.release.leases))
+            elif kind == "progress":
+                await self.outcomes.progress(msg.progress)
+        except (asyncio.CancelledError, ServiceError):
+            raise
+        except Exception:  # noqa: BLE001 - see above
+            log.warning("session %s: handling a %s message failed", session.id, kind, exc_info=True)
+
     async def settle(self, session: Session) -> None:
         """Record what the session reported, batch after batch, merging what piled up meanwhile.
-        Ends once the session is closing and nothing is left."""
+        Ends once the session is closing and nothing is left. A batch that fails is tried again
+        (SETTLE_ATTEMPTS in all, pausing in between), then left to its leases' expiry."""
+        failures = 0
         while True:
             if not session.due():
                 if session.closing:
@@ -120,11 +107,32 @@ class SessionLoops:
                 continue
             outcomes, session.to_settle = session.to_settle, []
             started, session.to_record = session.to_record, []
+            session.freed()
             try:
                 for rejected in await self.outcomes.handle(outcomes, started, session.assigned):
                     session.send(rejected=rejected)
-            except Exception:  # noqa: BLE001 - the leases stay; they expire and the tasks run again
-                log.exception("session %s: recording %d outcomes failed", session.id, len(outcomes))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - tried again; at worst the leases expire and the tasks run again
+                failures += 1
+                if failures < SETTLE_ATTEMPTS and not session.closing:
+                    # Recording again is harmless: a task keeps its first final result, and a
+                    # lease ends only with its current token.
+                    log.warning(
+                        "session %s: recording %d outcomes failed (%d in a row); trying again",
+                        session.id,
+                        len(outcomes),
+                        failures,
+                        exc_info=failures == 1,
+                    )
+                    session.to_settle[:0] = outcomes
+                    session.to_record[:0] = started
+                    await asyncio.sleep(min(FAILURE_PAUSE * 2 ** (failures - 1), FAILURE_PAUSE_MAX))
+                    continue
+                log.exception(
+                    "session %s: recording %d outcomes failed; their leases will expire", session.id, len(outcomes)
+                )
+            failures = 0
             for o in outcomes:
                 session.assigned.pop(o.task_id, None)
 
@@ -145,41 +153,72 @@ class SessionLoops:
         for r in leases:
             held = session.assigned.get(r.task_id)
             if r.task_id in stale:
+                if held is not None and held.token == r.lease_token:
+                    del session.assigned[r.task_id]
                 session.send(rejected=worker_pb2.LeaseRejected(lease=r, reason="lease expired"))
             elif held is not None and held.token == r.lease_token:
                 held.deadline_ms = deadline
 
     async def dispatch(self, session: Session) -> None:
+        """Lease tasks for the session's credit, queue after queue, for as long as it lasts. A failed
+        Redis call is logged and tried again after a pause (FAILURE_PAUSE, doubling up to
+        FAILURE_PAUSE_MAX): the loop never ends on one, so an idle worker is served again as soon
+        as Redis is back."""
         # A queue found empty, with the wake-up event taken before it was looked at: while that
         # event has not fired, nothing was added to the queue and asking Redis again is pointless
         # (for IDLE_POLL at most, the safety net under pub/sub).
         drained: dict[str, tuple[asyncio.Event, float]] = {}
-        loop = asyncio.get_running_loop()
+        failures = 0
         while True:
-            while session.credit <= 0:
+            while not session.ready():
                 session.credit_changed.clear()
-                await session.credit_changed.wait()
-            wake = {q: self.notifier.event(q) for q in session.queues}
-            leased: list[Leased] = []
-            for q in session.queues:
-                want = min(session.credit - len(leased), MAX_ASSIGN)
-                if want <= 0:
-                    break
-                seen = drained.get(q)
-                if seen is not None and seen[0] is wake[q] and loop.time() - seen[1] < IDLE_POLL:
-                    continue
-                got = await self.store.dispatch(q, now_ms(), self.lease_ms, want)
-                if len(got) < want:
-                    drained[q] = (wake[q], loop.time())
+                if session.credit > 0:  # stalled: look again when the worker speaks, or after a while
+                    await wait_any([session.credit_changed], IDLE_POLL)
                 else:
-                    drained.pop(q, None)
-                leased += got
-            if not leased:
-                await wait_any(list(wake.values()), IDLE_POLL)
+                    await session.credit_changed.wait()
+            try:
+                await self._dispatch_step(session, drained)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - Redis away or a poison entry: log, pause, go on
+                failures += 1
+                pause = min(FAILURE_PAUSE * 2 ** (failures - 1), FAILURE_PAUSE_MAX)
+                log.warning(
+                    "session %s: dispatch failed (%d in a row); again in %.1f s",
+                    session.id,
+                    failures,
+                    pause,
+                    exc_info=failures == 1,
+                )
+                drained.clear()
+                await asyncio.sleep(pause)
                 continue
-            runnable = await self.drop_expired(leased)
-            if not runnable:
+            if failures:
+                log.info("session %s: dispatching again after %d failures", session.id, failures)
+                failures = 0
+
+    async def _dispatch_step(self, session: Session, drained: dict[str, tuple[asyncio.Event, float]]) -> None:
+        loop = asyncio.get_running_loop()
+        wake = {q: self.notifier.event(q) for q in session.queues}
+        leased: list[Leased] = []
+        for q in session.queues:
+            want = min(session.credit - len(leased), MAX_ASSIGN)
+            if want <= 0:
+                break
+            seen = drained.get(q)
+            if seen is not None and seen[0] is wake[q] and loop.time() - seen[1] < IDLE_POLL:
                 continue
+            got = await self.store.dispatch(q, now_ms(), self.lease_ms, want)
+            if len(got) < want:
+                drained[q] = (wake[q], loop.time())
+            else:
+                drained.pop(q, None)
+            leased += got
+        if not leased:
+            await wait_any(list(wake.values()), IDLE_POLL)
+            return
+        runnable = await self.drop_expired(leased)
+        if runnable:
             session.credit -= len(runnable)
             self.assign(session, runnable)
 
@@ -210,8 +249,11 @@ class SessionLoops:
         err = task_pb2.TaskError(type="tasktide.Expired", message="the task expired before it could start")
         events = [e for i in expired for e in first_events(i.task)]
         ended = [event(i.task, task_pb2.TASK_STATE_EXPIRED, error=err) for i in expired]
-        await report_to_workflows(self.peers, ended, [i.task for i in expired])
         events += ended
-        await self.peers.results.Record(results_pb2.RecordRequest(events=events))
-        await self.store.complete([i.ref() for i in expired])
+        try:
+            await report_to_workflows(self.peers, ended, [i.task for i in expired])
+            await self.peers.results.Record(results_pb2.RecordRequest(events=events))
+            await self.store.complete([i.ref() for i in expired])
+        except Exception:  # noqa: BLE001 - their leases expire and they are dropped on a later delivery
+            log.exception("recording %d expired tasks failed", len(expired))
         return [i for i in leased if i not in expired]

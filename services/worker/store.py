@@ -137,7 +137,13 @@ class RegistryStore:
         ]
 
     async def put_worker(self, info: worker_pb2.WorkerInfo) -> None:
-        await self.redis.hset(keys.WORKERS, info.session_id, info.SerializeToString())
+        """Write (or refresh) a worker entry; its queues are registered, so a queue with a consumer
+        is never one that housekeeping forgets."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(keys.WORKERS, info.session_id, info.SerializeToString())
+            if info.queues:
+                pipe.sadd(keys.QUEUES, *info.queues)
+            await pipe.execute()
 
     async def drop_worker(self, session_id: str) -> None:
         await self.redis.hdel(keys.WORKERS, session_id)
@@ -244,6 +250,30 @@ class RegistryStore:
         if not ids:
             return []
         return [task_pb2.Task.FromString(v) for v in await self.redis.hmget(k.retrying, ids) if v]
+
+    async def trim_dead(self, queue: str, before_ms: int, keep: int, limit: int = 1000) -> int:
+        """Forget dead tasks of `queue` dead before `before_ms`, then the oldest beyond `keep`."""
+        return int(await self._s["trim_dead"](keys.queue_keys(queue), [before_ms, keep, limit]))
+
+    async def forget_if_idle(self, queue: str) -> bool:
+        """Drop `queue` from the registry of queues if it holds nothing. Put back at once if a task
+        arrived meanwhile: an enqueue adds the queue before its task, so either the second look
+        sees the task or the queue was added after it was removed."""
+        if not int(await self._s["forget_idle"](keys.queue_keys(queue), [])):
+            return False
+        await self.redis.srem(keys.QUEUES, queue)
+        if not int(await self._s["forget_idle"](keys.queue_keys(queue), [])):
+            await self.redis.sadd(keys.QUEUES, queue)
+            return False
+        return True
+
+    async def drop_stale_workers(self, seen_before_ms: int) -> int:
+        """Forget worker entries not refreshed since `seen_before_ms` (their registry replica died)."""
+        raw: Any = await self.redis.hgetall(keys.WORKERS)
+        stale = [sid for sid, v in raw.items() if worker_pb2.WorkerInfo.FromString(v).last_seen_ms < seen_before_ms]
+        if stale:
+            await self.redis.hdel(keys.WORKERS, *stale)
+        return len(stale)
 
     async def find(self, task_id: str) -> tuple[task_pb2.Task | None, bool]:
         """A task held in any queue, by id; and whether it is waiting in its ready queue."""

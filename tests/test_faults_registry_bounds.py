@@ -1,0 +1,91 @@
+"""What the registry keeps in Redis is bounded: dead letters by count and age, the queue registry
+and the worker entries cleaned of what is stale (worker/housekeeping.py), on a Redis of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from tasktide.v1 import task_pb2, worker_pb2
+from tasktide_services.common.events import now_ms
+from tasktide_services.common.redis_conn import connect
+from tasktide_services.common.settings import ServerSettings
+from tasktide_services.worker import keys
+from tasktide_services.worker.housekeeping import WORKER_STALE_SECONDS, Housekeeping
+from tasktide_services.worker.store import RegistryStore
+from tests.processes import own_redis
+
+
+def _tasks(queue: str, n: int) -> list[task_pb2.Task]:
+    return [task_pb2.Task(id=uuid.uuid4().hex, spec=task_pb2.TaskSpec(name="t.add", queue=queue)) for _ in range(n)]
+
+
+async def _bury(store: RegistryStore, queue: str, n: int, at_ms: int) -> list[str]:
+    """`n` tasks dead-lettered at `at_ms`: leased with no time left, then reaped at their last delivery."""
+    tasks = _tasks(queue, n)
+    await store.enqueue(tasks)
+    assert len(await store.dispatch(queue, at_ms - 1, 0, n)) == n
+    requeued, dead = await store.reap(queue, at_ms, max_deliveries=1)
+    assert (requeued, sorted(dead)) == (0, sorted(t.id for t in tasks))
+    return [t.id for t in tasks]
+
+
+def _run(tmp_path: Path, body: Any) -> None:
+    async def main() -> None:
+        with own_redis(tmp_path / "redis") as url:
+            redis = await connect(url)
+            try:
+                await body(RegistryStore(redis), redis)
+            finally:
+                await redis.aclose()
+
+    asyncio.run(main())
+
+
+def test_dead_letters_are_capped_by_age_then_count(tmp_path: Path) -> None:
+    async def body(store: RegistryStore, redis: Any) -> None:
+        q = "dead-q"
+        oldest = await _bury(store, q, 2, 1_000)
+        older = await _bury(store, q, 2, 2_000)
+        newest = await _bury(store, q, 2, 3_000)
+        settings = replace(ServerSettings(), dead_max=3, dead_max_age=1.5)
+        await Housekeeping(store, settings).run_once(now_ms=3_000)
+        kept = [d.task.id for d in await store.list_dead(q, 100)]
+        assert sorted(kept) == sorted(older[1:] + newest) or sorted(kept) == sorted(older[:1] + newest)
+        stored = {k.decode() for k in await redis.hkeys(keys.queue_keys(q)[1])}
+        assert stored == set(kept), "forgotten dead letters leave nothing behind"
+        assert not set(oldest) & stored
+
+    _run(tmp_path, body)
+
+
+def test_empty_unused_queues_and_stale_workers_are_forgotten(tmp_path: Path) -> None:
+    async def body(store: RegistryStore, redis: Any) -> None:
+        now = now_ms()
+        done, waiting, consumed = "q-done", "q-waiting", "q-consumed"
+        (t,) = _tasks(done, 1)
+        await store.enqueue([t])
+        (lease,) = await store.dispatch(done, now, 30_000, 1)
+        assert await store.complete([lease.ref()]) == 1
+        await store.enqueue(_tasks(waiting, 1))
+        fresh = worker_pb2.WorkerInfo(session_id="fresh", queues=[consumed], last_seen_ms=now)
+        stale = worker_pb2.WorkerInfo(
+            session_id="stale", queues=["q-of-stale"], last_seen_ms=now - int(WORKER_STALE_SECONDS * 1000) - 1
+        )
+        await store.put_worker(fresh)
+        await store.put_worker(stale)
+        housekeeping = Housekeeping(store, ServerSettings())
+        await housekeeping.run_once(now_ms=now)
+        assert [w.session_id for w in await store.workers()] == ["fresh"]
+        await housekeeping.run_once(now_ms=now)
+        assert await store.queues() == sorted([waiting, consumed])
+        left = [k for k in keys.queue_keys(done) if await redis.exists(k)]
+        assert left == [keys.queue_keys(done)[5]], "an idle queue leaves only its fence counter behind"
+        # A submission registers a forgotten queue again.
+        await store.enqueue(_tasks(done, 1))
+        assert done in await store.queues()
+
+    _run(tmp_path, body)
