@@ -11,6 +11,7 @@
 //
 //	*TaskFailed   the task ran and failed, was cancelled, expired or is dead; carries the remote error
 //	*Error        the platform answered with an error status; matches ErrNotFound, ErrUnavailable,
-//	              ErrInvalidArgument, ErrResourceExhausted with errors.Is
+//	              ErrInvalidArgument, ErrResourceExhausted, ErrUnauthenticated,
+//	              ErrPermissionDenied with errors.Is (Worker.Run returns the last two)
 //	ctx.Err()     the caller's context ended first
 package tasktide
