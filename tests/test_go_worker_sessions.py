@@ -31,7 +31,9 @@ def go_test_worker(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """clients/go/internal/testworker, built once."""
     go = require_tool("go")
     binary = tmp_path_factory.mktemp("go") / "testworker"
-    subprocess.run([go, "build", "-o", str(binary), "./internal/testworker"], cwd=GO_DIR, env=go_env(), check=True, timeout=300)
+    subprocess.run(
+        [go, "build", "-o", str(binary), "./internal/testworker"], cwd=GO_DIR, env=go_env(), check=True, timeout=300
+    )
     return binary
 
 
@@ -87,7 +89,9 @@ def test_a_registry_restart_neither_reruns_nor_overlaps_tasks_of_a_go_worker(
 ) -> None:
     markers = tmp_path / "markers"
     markers.mkdir()
-    env = go_env(**services.env, TASKTIDE_QUEUES=queue_name, TASKTIDE_TEST_CONCURRENCY="1", TASKTIDE_TEST_MARKERS=str(markers))
+    env = go_env(
+        **services.env, TASKTIDE_QUEUES=queue_name, TASKTIDE_TEST_CONCURRENCY="1", TASKTIDE_TEST_MARKERS=str(markers)
+    )
     log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed with the worker
     worker = subprocess.Popen([go_test_worker], env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
