@@ -23,6 +23,7 @@ var (
 
 // attempt is a running task, as cancel signals reach it.
 type attempt struct {
+	ctx         context.Context // the handler's context, before its soft time limit
 	cancel      context.CancelCauseFunc
 	hard        chan struct{} // closed when the cancel grace period is over
 	abandoned   chan struct{} // closed when the worker gives the task up (its lease is released)
@@ -30,8 +31,8 @@ type attempt struct {
 	abandonOnce sync.Once
 }
 
-func newAttempt(cancel context.CancelCauseFunc) *attempt {
-	return &attempt{cancel: cancel, hard: make(chan struct{}), abandoned: make(chan struct{})}
+func newAttempt(ctx context.Context, cancel context.CancelCauseFunc) *attempt {
+	return &attempt{ctx: ctx, cancel: cancel, hard: make(chan struct{}), abandoned: make(chan struct{})}
 }
 
 // abandon ends the task's context and stops waiting for it; its outcome is not sent.
@@ -99,7 +100,7 @@ func (w *Worker) runOne(a *pb.Assignment) (outcome *pb.Outcome) {
 	ctx, cancel := context.WithCancelCause(w.base)
 	defer cancel(nil)
 	ctx = context.WithValue(ctx, infoKey{}, info)
-	att := newAttempt(cancel)
+	att := newAttempt(ctx, cancel)
 	if w.pool.begin(t.GetId(), att) {
 		out.FinishedMs = time.Now().UnixMilli()
 		return fail(out, pb.OutcomeKind_OUTCOME_KIND_CANCELLED, "tasktide.Cancelled", "cancelled before it started", "")

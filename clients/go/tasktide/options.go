@@ -150,4 +150,3 @@ func WithHeaders(headers map[string]string) SubmitOption {
 		return nil
 	}
 }
-

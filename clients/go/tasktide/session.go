@@ -102,6 +102,9 @@ func (w *Worker) handshake(stream pb.Registry_SessionClient) (*pb.Welcome, error
 		TaskNames: w.taskNames(), Concurrency: uint32(w.opts.Concurrency), Language: "go",
 	}
 	if err := stream.Send(&pb.WorkerMessage{Kind: &pb.WorkerMessage_Hello{Hello: hello}}); err != nil {
+		if errors.Is(err, io.EOF) { // the stream ended: its status comes with Recv
+			_, err = stream.Recv()
+		}
 		return nil, err
 	}
 	msg, err := stream.Recv()
