@@ -78,7 +78,6 @@ func TestCancelWhileTheTaskIsBeingStarted(t *testing.T) {
 	}
 }
 
-
 func waitFor[T any](ctx context.Context, t *testing.T, get func() *T) *T {
 	t.Helper()
 	for {
