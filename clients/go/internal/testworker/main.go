@@ -48,10 +48,11 @@ func main() {
 	})
 	worker.Register("gotest.submit", func(ctx context.Context, args []json.RawMessage, _ map[string]json.RawMessage) (any, error) {
 		var name, queue string
-		if err := tasktide.DecodeArgs(args, &name, &queue); err != nil {
+		var taskArgs []any
+		if err := tasktide.DecodeArgs(args, &name, &queue, &taskArgs); err != nil {
 			return nil, err
 		}
-		h, err := client.Submit(ctx, name, nil, tasktide.WithQueue(queue))
+		h, err := client.Submit(ctx, name, taskArgs, tasktide.WithQueue(queue))
 		if err != nil {
 			return nil, err
 		}
