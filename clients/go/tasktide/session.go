@@ -80,6 +80,7 @@ func (w *Worker) session(ctx context.Context) (stopped bool, err error) {
 	case <-s.drainReq:
 	case err = <-readErr:
 		s.abort(cancelStream)
+		<-writeErr // the next session's writer must not race this one for outcomes
 		return false, sessionError(err)
 	case err = <-writeErr:
 		s.abort(cancelStream)
