@@ -105,7 +105,7 @@ func (w *Worker) runOne(a *pb.Assignment) (outcome *pb.Outcome) {
 		out.FinishedMs = time.Now().UnixMilli()
 		return fail(out, pb.OutcomeKind_OUTCOME_KIND_CANCELLED, "tasktide.Cancelled", "cancelled before it started", "")
 	}
-	defer w.pool.end(t.GetId())
+	defer w.pool.end(t.GetId(), att)
 	for _, h := range w.opts.Hooks {
 		var finished func(AttemptOutcome)
 		ctx, finished = h.StartAttempt(ctx, *info)

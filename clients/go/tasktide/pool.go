@@ -77,9 +77,12 @@ func (p *pool) begin(taskID string, att *attempt) (cancelled bool) {
 	return false
 }
 
-func (p *pool) end(taskID string) {
+// end forgets a finished attempt (not a later delivery of the same task that replaced it).
+func (p *pool) end(taskID string, att *attempt) {
 	p.mu.Lock()
-	delete(p.running, taskID)
+	if p.running[taskID] == att {
+		delete(p.running, taskID)
+	}
 	p.mu.Unlock()
 }
 
@@ -99,8 +102,12 @@ func (p *pool) settled(batch []*pb.Outcome) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, o := range batch {
-		delete(p.held, o.GetTaskId())
-		delete(p.cancelPending, o.GetTaskId())
+		// A lease that expired while the worker was cut off may have been delivered again, here:
+		// the new lease stays held.
+		if ref, ok := p.held[o.GetTaskId()]; ok && ref.GetLeaseToken() == o.GetLeaseToken() {
+			delete(p.held, o.GetTaskId())
+			delete(p.cancelPending, o.GetTaskId())
+		}
 	}
 }
 
