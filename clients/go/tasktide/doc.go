@@ -4,7 +4,9 @@
 // that a Python worker runs, and a Go worker can run tasks submitted from Python.
 //
 // Payloads are JSON: positional arguments are a JSON array, keyword arguments a JSON object, and
-// results any JSON value. Errors come back as data (a type, a message and a traceback), returned
+// results any JSON value. Func, Func2 and Func3 adapt typed functions (arguments decoded into
+// parameters or a struct, the result encoded). WorkerHook observes attempts; package
+// tasktideotel is the OpenTelemetry plug-in (this package does not import OpenTelemetry). Errors come back as data (a type, a message and a traceback), returned
 // by Handle.Get as a *TaskFailed.
 //
 // Errors of this package:
