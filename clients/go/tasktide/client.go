@@ -2,10 +2,14 @@ package tasktide
 
 import (
 	"context"
+	"crypto/tls"
 	"os"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 
 	pb "github.com/tasktide/tasktide/clients/go/tasktidepb"
 )
@@ -21,6 +25,33 @@ type DialOption func(*dialConfig)
 type dialConfig struct {
 	scheduler, registry, results string
 	grpcOptions                  []grpc.DialOption
+	creds                        credentials.TransportCredentials
+	token                        string
+	keepalive                    keepalive.ClientParameters
+}
+
+// DefaultKeepalive pings a connection that has carried nothing for 5 minutes and drops it when
+// the ping is not answered within 20 s. Servers built with default gRPC settings refuse pings more
+// frequent than every 5 minutes; a platform that allows them may be pinged sooner with WithKeepalive.
+var DefaultKeepalive = keepalive.ClientParameters{Time: 5*time.Minute + 10*time.Second, Timeout: 20 * time.Second}
+
+// WithTLS connects over TLS with the given configuration (nil: the system's roots).
+func WithTLS(cfg *tls.Config) DialOption {
+	return func(c *dialConfig) { c.creds = credentials.NewTLS(cfg) }
+}
+
+// WithTransportCredentials connects with the given gRPC transport credentials (mTLS, ALTS...).
+func WithTransportCredentials(creds credentials.TransportCredentials) DialOption {
+	return func(c *dialConfig) { c.creds = creds }
+}
+
+// WithToken sends "authorization: Bearer TOKEN" with every call and stream (by default the token
+// is read from TASKTIDE_TOKEN; an empty token sends none).
+func WithToken(token string) DialOption { return func(c *dialConfig) { c.token = token } }
+
+// WithKeepalive replaces DefaultKeepalive.
+func WithKeepalive(p keepalive.ClientParameters) DialOption {
+	return func(c *dialConfig) { c.keepalive = p }
 }
 
 // WithSchedulerAddress, WithRegistryAddress and WithResultsAddress override the address of one
@@ -33,8 +64,9 @@ func WithRegistryAddress(addr string) DialOption { return func(c *dialConfig) { 
 // WithResultsAddress overrides the results service's address.
 func WithResultsAddress(addr string) DialOption { return func(c *dialConfig) { c.results = addr } }
 
-// WithGRPCOptions adds options to every gRPC connection (credentials, interceptors...).
-// Without credentials among them, connections are plaintext.
+// WithGRPCOptions adds options to every gRPC connection (interceptors, call options...); they
+// come after the package's own, so they win. Without TLS (WithTLS, WithTransportCredentials or
+// a credentials option here), connections are plaintext.
 func WithGRPCOptions(opts ...grpc.DialOption) DialOption {
 	return func(c *dialConfig) { c.grpcOptions = append(c.grpcOptions, opts...) }
 }
@@ -50,8 +82,9 @@ type Client struct {
 
 // Dial connects to the platform at addr ("host:port"). An empty addr reads TASKTIDE_ADDRESS, then
 // falls back to DefaultAddress; TASKTIDE_SCHEDULER_ADDRESS, TASKTIDE_REGISTRY_ADDRESS and
-// TASKTIDE_RESULTS_ADDRESS override single services unless an option does. Connections are made
-// lazily, so Dial does not fail when the platform is down; calls then return ErrUnavailable.
+// TASKTIDE_RESULTS_ADDRESS override single services unless an option does; TASKTIDE_TOKEN is the
+// bearer token unless WithToken gives one. Connections are made lazily, so Dial does not fail when
+// the platform is down; calls then return ErrUnavailable.
 func Dial(addr string, opts ...DialOption) (*Client, error) {
 	if addr == "" {
 		addr = os.Getenv("TASKTIDE_ADDRESS")
@@ -63,14 +96,22 @@ func Dial(addr string, opts ...DialOption) (*Client, error) {
 		scheduler: os.Getenv("TASKTIDE_SCHEDULER_ADDRESS"),
 		registry:  os.Getenv("TASKTIDE_REGISTRY_ADDRESS"),
 		results:   os.Getenv("TASKTIDE_RESULTS_ADDRESS"),
+		token:     os.Getenv("TASKTIDE_TOKEN"),
+		keepalive: DefaultKeepalive,
+		creds:     insecure.NewCredentials(),
 	}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	grpcOpts := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	grpcOpts := []grpc.DialOption{
+		grpc.WithTransportCredentials(cfg.creds),
+		grpc.WithKeepaliveParams(cfg.keepalive),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes)),
-	}, cfg.grpcOptions...)
+	}
+	if cfg.token != "" {
+		grpcOpts = append(grpcOpts, grpc.WithPerRPCCredentials(bearer{token: cfg.token}))
+	}
+	grpcOpts = append(grpcOpts, cfg.grpcOptions...)
 	c := &Client{}
 	byAddr := map[string]*grpc.ClientConn{}
 	conn := func(a string) (*grpc.ClientConn, error) {
@@ -170,3 +211,13 @@ func isNotFound(err error) bool {
 	e, ok := err.(*Error)
 	return ok && e.Is(ErrNotFound)
 }
+
+// bearer sends "authorization: Bearer TOKEN" with every call. Over a plaintext connection too, as
+// the other clients do, so a token works with a platform behind a TLS-terminating proxy.
+type bearer struct{ token string }
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + b.token}, nil
+}
+
+func (b bearer) RequireTransportSecurity() bool { return false }

@@ -15,6 +15,8 @@ var (
 	ErrUnavailable       = errors.New("tasktide: platform unavailable")
 	ErrInvalidArgument   = errors.New("tasktide: invalid argument")
 	ErrResourceExhausted = errors.New("tasktide: resource exhausted")
+	ErrUnauthenticated   = errors.New("tasktide: unauthenticated")
+	ErrPermissionDenied  = errors.New("tasktide: permission denied")
 )
 
 // Error is an error status from the platform. Callers match it with errors.Is against the
@@ -41,6 +43,10 @@ func (e *Error) Is(target error) bool {
 		return e.code == codes.InvalidArgument
 	case ErrResourceExhausted:
 		return e.code == codes.ResourceExhausted
+	case ErrUnauthenticated:
+		return e.code == codes.Unauthenticated
+	case ErrPermissionDenied:
+		return e.code == codes.PermissionDenied
 	}
 	return false
 }
@@ -58,6 +64,16 @@ func wrap(ctx context.Context, op string, err error) error {
 		return fmt.Errorf("tasktide: %s: %w", op, err)
 	}
 	return &Error{Op: op, Code: st.Code().String(), Message: st.Message(), code: st.Code()}
+}
+
+// refused reports whether err is the platform refusing the caller (bad or missing credentials, or
+// not allowed): trying again will not help, so a worker stops instead of reconnecting.
+func refused(err error) bool {
+	switch status.Code(err) {
+	case codes.Unauthenticated, codes.PermissionDenied:
+		return true
+	}
+	return false
 }
 
 // TaskFailed is returned by Handle.Get when the task ended in a state other than SUCCEEDED:

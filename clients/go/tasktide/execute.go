@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"runtime/debug"
@@ -15,15 +16,29 @@ import (
 )
 
 var (
-	errCancelled   = errors.New("tasktide: the task was cancelled")
-	errSessionLost = errors.New("tasktide: the worker lost its session; the task will be delivered again")
+	errCancelled = errors.New("tasktide: the task was cancelled")
+	errStopped   = errors.New("tasktide: the worker stopped while it had no session; the task will be delivered again")
+	errShutdown  = errors.New("tasktide: the worker's shutdown limit passed; the task was released")
 )
 
 // attempt is a running task, as cancel signals reach it.
 type attempt struct {
-	cancel context.CancelCauseFunc
-	hard   chan struct{} // closed when the cancel grace period is over
-	once   sync.Once
+	ctx         context.Context // the handler's context, before its soft time limit
+	cancel      context.CancelCauseFunc
+	hard        chan struct{} // closed when the cancel grace period is over
+	abandoned   chan struct{} // closed when the worker gives the task up (its lease is released)
+	once        sync.Once
+	abandonOnce sync.Once
+}
+
+func newAttempt(ctx context.Context, cancel context.CancelCauseFunc) *attempt {
+	return &attempt{ctx: ctx, cancel: cancel, hard: make(chan struct{}), abandoned: make(chan struct{})}
+}
+
+// abandon ends the task's context and stops waiting for it; its outcome is not sent.
+func (a *attempt) abandon(cause error) {
+	a.cancel(cause)
+	a.abandonOnce.Do(func() { close(a.abandoned) })
 }
 
 // signal cancels the task's context and, after grace, stops waiting for it.
@@ -32,31 +47,25 @@ func (a *attempt) signal(grace time.Duration) {
 	a.once.Do(func() { time.AfterFunc(grace, func() { close(a.hard) }) })
 }
 
-// execute runs assignments until the session drains or is lost.
-func (s *session) execute() {
+// execute runs assignments until the worker drains. Executors outlive sessions: a task running
+// when a session is lost finishes, and its outcome goes out on the next one.
+func (w *Worker) execute() {
+	p := w.pool
 	for {
 		select {
-		case <-s.stopExec:
+		case <-p.stopExec:
 			return
-		case <-s.dead:
-			return
-		case a := <-s.ready:
-			if s.stopping.Load() { // taken as the drain began: give it back
+		case a := <-p.ready:
+			if p.stopping.Load() { // taken as the drain began: give it back
 				ref := leaseOf(a)
-				s.mu.Lock()
-				delete(s.held, ref.TaskId)
-				s.mu.Unlock()
-				s.send(&pb.WorkerMessage{Kind: &pb.WorkerMessage_Release{Release: &pb.Release{Leases: []*pb.LeaseRef{ref}}}})
+				p.mu.Lock()
+				delete(p.held, ref.TaskId)
+				p.mu.Unlock()
+				p.send(&pb.WorkerMessage{Kind: &pb.WorkerMessage_Release{Release: &pb.Release{Leases: []*pb.LeaseRef{ref}}}})
 				return
 			}
-			out := s.runOne(a)
-			s.mu.Lock()
-			delete(s.held, a.GetTask().GetId())
-			s.mu.Unlock()
-			select {
-			case s.outcomes <- out:
-			case <-s.dead:
-				return
+			if out := w.runOne(a); out != nil {
+				p.outcomes <- out // never blocks: it holds no more than the leases held
 			}
 		}
 	}
@@ -68,52 +77,64 @@ type handlerResult struct {
 	stack string
 }
 
-// runOne runs one attempt and turns what happened into an Outcome.
-func (s *session) runOne(a *pb.Assignment) *pb.Outcome {
+// runOne runs one attempt and turns what happened into an Outcome; nil when the worker gave the
+// task up (its lease was released).
+func (w *Worker) runOne(a *pb.Assignment) (outcome *pb.Outcome) {
 	t := a.GetTask()
 	spec := t.GetSpec()
 	out := &pb.Outcome{
 		TaskId: t.GetId(), Queue: spec.GetQueue(), LeaseToken: a.GetLeaseToken(), Attempt: t.GetAttempt(),
-		StartedMs: time.Now().UnixMilli(), WorkerId: s.w.opts.WorkerID,
+		StartedMs: time.Now().UnixMilli(), WorkerId: w.opts.WorkerID,
 	}
-	defer func() { out.FinishedMs = time.Now().UnixMilli() }()
-	s.mu.Lock()
-	pending := s.cancelPending[t.GetId()]
-	delete(s.cancelPending, t.GetId())
-	s.mu.Unlock()
-	if pending {
+	lease := leaseOf(a)
+	info := &TaskInfo{
+		ID: t.GetId(), Name: spec.GetName(), Queue: spec.GetQueue(), Attempt: int(t.GetAttempt()),
+		Delivery: int(a.GetDelivery()), WorkerID: w.opts.WorkerID, Headers: maps.Clone(spec.GetHeaders()),
+		report: func(value float64, message string) {
+			w.pool.send(&pb.WorkerMessage{Kind: &pb.WorkerMessage_Progress{Progress: &pb.ProgressReport{Lease: lease, Value: value, Message: message}}})
+		},
+	}
+	if info.Headers == nil {
+		info.Headers = map[string]string{}
+	}
+	ctx, cancel := context.WithCancelCause(w.base)
+	defer cancel(nil)
+	ctx = context.WithValue(ctx, infoKey{}, info)
+	att := newAttempt(ctx, cancel)
+	if w.pool.begin(t.GetId(), att) {
+		out.FinishedMs = time.Now().UnixMilli()
 		return fail(out, pb.OutcomeKind_OUTCOME_KIND_CANCELLED, "tasktide.Cancelled", "cancelled before it started", "")
 	}
-	task, ok := s.w.lookup(spec.GetName())
+	defer w.pool.end(t.GetId(), att)
+	for _, h := range w.opts.Hooks {
+		var finished func(AttemptOutcome)
+		ctx, finished = h.StartAttempt(ctx, *info)
+		if finished != nil {
+			defer func() { finished(attemptOutcome(outcome)) }()
+		}
+	}
+	defer func() {
+		if outcome != nil {
+			outcome.FinishedMs = time.Now().UnixMilli()
+		}
+	}()
+	task, ok := w.lookup(spec.GetName())
 	if !ok {
-		msg := fmt.Sprintf("no task named %q is registered on worker %s", spec.GetName(), s.w.opts.WorkerID)
+		msg := fmt.Sprintf("no task named %q is registered on worker %s", spec.GetName(), w.opts.WorkerID)
 		return fail(out, pb.OutcomeKind_OUTCOME_KIND_FAILURE, "tasktide.UnknownTask", msg, "")
 	}
 	args, kwargs, err := decodePayloads(spec)
 	if err != nil {
 		return fail(out, pb.OutcomeKind_OUTCOME_KIND_FAILURE, "tasktide.BadArguments", err.Error(), "")
 	}
-
-	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
+	if errors.Is(context.Cause(ctx), errCancelled) { // cancelled while it was being prepared
+		return fail(out, pb.OutcomeKind_OUTCOME_KIND_CANCELLED, "tasktide.Cancelled", "cancelled before it started", "")
+	}
 	if soft := seconds(spec.GetSoftTimeLimit()); soft > 0 {
 		var stop context.CancelFunc
 		ctx, stop = context.WithTimeout(ctx, soft)
 		defer stop()
 	}
-	lease := leaseOf(a)
-	info := &TaskInfo{
-		ID: t.GetId(), Name: spec.GetName(), Queue: spec.GetQueue(), Attempt: int(t.GetAttempt()), Delivery: int(a.GetDelivery()),
-		report: func(value float64, message string) {
-			s.send(&pb.WorkerMessage{Kind: &pb.WorkerMessage_Progress{Progress: &pb.ProgressReport{Lease: lease, Value: value, Message: message}}})
-		},
-	}
-	ctx = context.WithValue(ctx, infoKey{}, info)
-	att := &attempt{cancel: cancel, hard: make(chan struct{})}
-	s.mu.Lock()
-	s.running[t.GetId()] = att
-	s.mu.Unlock()
-	defer func() { s.mu.Lock(); delete(s.running, t.GetId()); s.mu.Unlock() }()
 
 	done := make(chan handlerResult, 1)
 	go func() {
@@ -137,17 +158,19 @@ func (s *session) runOne(a *pb.Assignment) *pb.Outcome {
 	}
 	select {
 	case r := <-done:
-		return s.finish(out, task, a, ctx, r)
+		return finish(out, task, a, ctx, r)
 	case <-hardLimit: // the handler goes on in the background; its result is dropped
 		msg := fmt.Sprintf("the task did not return within its time limit of %gs", spec.GetTimeLimit())
 		return fail(out, pb.OutcomeKind_OUTCOME_KIND_TIMEOUT, "tasktide.TimeLimitExceeded", msg, "")
 	case <-att.hard:
 		return fail(out, pb.OutcomeKind_OUTCOME_KIND_CANCELLED, "tasktide.Cancelled", "cancelled; the task did not stop within the grace period", "")
+	case <-att.abandoned: // the handler goes on in the background; its lease was released
+		return nil
 	}
 }
 
 // finish fills out from what the handler returned.
-func (s *session) finish(out *pb.Outcome, task registered, a *pb.Assignment, ctx context.Context, r handlerResult) *pb.Outcome {
+func finish(out *pb.Outcome, task registered, a *pb.Assignment, ctx context.Context, r handlerResult) *pb.Outcome {
 	if r.err == nil {
 		b, err := json.Marshal(r.value)
 		if err != nil {
@@ -208,6 +231,24 @@ func backoff(p *pb.RetryPolicy, attemptNo uint32) float64 {
 		return rand.Float64() * d
 	}
 	return d
+}
+
+// attemptOutcome describes an outcome for hooks; nil is a task given up (its lease released).
+func attemptOutcome(out *pb.Outcome) AttemptOutcome {
+	if out == nil {
+		return AttemptOutcome{Kind: "released"}
+	}
+	o := AttemptOutcome{Kind: outcomeNames[out.GetKind()]}
+	if e := out.GetError(); e != nil {
+		o.ErrorType, o.ErrorMessage, o.Traceback = e.GetType(), e.GetMessage(), e.GetTraceback()
+	}
+	return o
+}
+
+var outcomeNames = map[pb.OutcomeKind]string{
+	pb.OutcomeKind_OUTCOME_KIND_SUCCESS: "success", pb.OutcomeKind_OUTCOME_KIND_FAILURE: "failure",
+	pb.OutcomeKind_OUTCOME_KIND_RETRY: "retry", pb.OutcomeKind_OUTCOME_KIND_CANCELLED: "cancelled",
+	pb.OutcomeKind_OUTCOME_KIND_TIMEOUT: "timeout",
 }
 
 func fail(out *pb.Outcome, kind pb.OutcomeKind, typ, message, traceback string) *pb.Outcome {

@@ -9,78 +9,6 @@ import (
 	pb "github.com/tasktide/tasktide/clients/go/tasktidepb"
 )
 
-// SubmitOption sets one option of a submitted task.
-type SubmitOption func(*pb.TaskSpec) error
-
-// WithQueue sends the task to a named queue (default "default").
-func WithQueue(queue string) SubmitOption {
-	return func(s *pb.TaskSpec) error { s.Queue = queue; return nil }
-}
-
-// WithPriority sets the priority, -100..100; higher runs first within a queue.
-func WithPriority(priority int) SubmitOption {
-	return func(s *pb.TaskSpec) error { s.Priority = int32(priority); return nil }
-}
-
-// WithCountdown delays the task; the delay is held by the scheduler, not by a worker.
-func WithCountdown(d time.Duration) SubmitOption {
-	return func(s *pb.TaskSpec) error { s.Countdown = d.Seconds(); return nil }
-}
-
-// WithETA runs the task not before t.
-func WithETA(t time.Time) SubmitOption {
-	return func(s *pb.TaskSpec) error { s.EtaMs = t.UnixMilli(); return nil }
-}
-
-// WithExpires marks the task EXPIRED, never run, if it has not started by t.
-func WithExpires(t time.Time) SubmitOption {
-	return func(s *pb.TaskSpec) error { s.ExpiresMs = t.UnixMilli(); return nil }
-}
-
-// WithIdempotencyKey makes a second submission with the same key return the existing task.
-func WithIdempotencyKey(key string) SubmitOption {
-	return func(s *pb.TaskSpec) error { s.IdempotencyKey = key; return nil }
-}
-
-// WithKwargs passes keyword arguments (a JSON object).
-func WithKwargs(kwargs map[string]any) SubmitOption {
-	return func(s *pb.TaskSpec) error {
-		b, err := json.Marshal(kwargs)
-		if err != nil {
-			return fmt.Errorf("tasktide: kwargs are not JSON-compatible: %w", err)
-		}
-		s.Kwargs = &pb.Payload{Kind: &pb.Payload_Json{Json: b}}
-		return nil
-	}
-}
-
-// WithRetries allows up to max retries, the first after backoff, doubling up to backoffMax.
-func WithRetries(max int, backoff, backoffMax time.Duration) SubmitOption {
-	return func(s *pb.TaskSpec) error {
-		s.Retry = &pb.RetryPolicy{MaxRetries: uint32(max), BackoffBase: backoff.Seconds(), BackoffMax: backoffMax.Seconds()}
-		return nil
-	}
-}
-
-// WithTimeLimits sets the soft limit (the task's context ends) and the hard limit (the worker
-// stops waiting for it); zero leaves a limit unset.
-func WithTimeLimits(soft, hard time.Duration) SubmitOption {
-	return func(s *pb.TaskSpec) error { s.SoftTimeLimit, s.TimeLimit = soft.Seconds(), hard.Seconds(); return nil }
-}
-
-// WithHeaders adds headers, for example trace context.
-func WithHeaders(headers map[string]string) SubmitOption {
-	return func(s *pb.TaskSpec) error {
-		if s.Headers == nil {
-			s.Headers = map[string]string{}
-		}
-		for k, v := range headers {
-			s.Headers[k] = v
-		}
-		return nil
-	}
-}
-
 // NewSpec builds the protocol's TaskSpec for a task named name with positional args.
 func NewSpec(name string, args []any, opts ...SubmitOption) (*pb.TaskSpec, error) {
 	if args == nil {
@@ -95,6 +23,7 @@ func NewSpec(name string, args []any, opts ...SubmitOption) (*pb.TaskSpec, error
 		Args:   &pb.Payload{Kind: &pb.Payload_Json{Json: b}},
 		Kwargs: &pb.Payload{Kind: &pb.Payload_Json{Json: []byte("{}")}},
 	}
+	retryOf(spec)
 	for _, o := range opts {
 		if err := o(spec); err != nil {
 			return nil, err

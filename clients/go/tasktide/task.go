@@ -83,9 +83,27 @@ type TaskInfo struct {
 	ID       string
 	Name     string
 	Queue    string
-	Attempt  int // 0 for the first attempt
-	Delivery int // 1 for the first delivery
+	Attempt  int               // 0 for the first attempt
+	Delivery int               // 1 for the first delivery
+	WorkerID string            // the worker running it
+	Headers  map[string]string // the task's headers (W3C trace context, user headers); a copy
 	report   func(value float64, message string)
+}
+
+// WorkerHook observes a worker's attempts; the tracing plug-in (package tasktideotel) is one.
+// StartAttempt is called before the handler runs, with the handler's context, and returns the
+// context the handler gets (for example with a span in it) and a function called once with the
+// attempt's outcome (nil: nothing to call).
+type WorkerHook interface {
+	StartAttempt(ctx context.Context, info TaskInfo) (context.Context, func(AttemptOutcome))
+}
+
+// AttemptOutcome is how an attempt ended, for hooks.
+type AttemptOutcome struct {
+	Kind         string // "success", "failure", "retry", "cancelled", "timeout", or "released" (given up at shutdown)
+	ErrorType    string
+	ErrorMessage string
+	Traceback    string
 }
 
 type infoKey struct{}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"os"
 	"sort"
 	"sync"
@@ -21,6 +22,15 @@ type WorkerOptions struct {
 	WorkerID    string       // default hostname-pid-random
 	MaxBatch    int          // outcomes sent in one message at most; default 256
 	Logger      *slog.Logger // default slog.Default()
+	// ShutdownTimeout bounds a drain: past it, tasks still running are given up (their context
+	// ends with a cause saying so, their leases are released so another worker runs them) and Run
+	// returns. Zero waits for every running task.
+	ShutdownTimeout time.Duration
+	// BaseContext gives the context every handler's context derives from (values, deadline,
+	// cancellation). Default: Run's context without its cancellation, since the end of Run's
+	// context starts a drain, in which running tasks finish.
+	BaseContext func() context.Context
+	Hooks       []WorkerHook // called around every attempt, in order (tracing, metrics...)
 }
 
 // Worker runs registered Go functions as tasks. It holds one Session stream to the registry:
@@ -34,6 +44,9 @@ type Worker struct {
 	mu      sync.RWMutex
 	tasks   map[string]registered
 	running bool
+
+	pool *pool           // for one Run
+	base context.Context // for one Run: what handler contexts derive from
 }
 
 type registered struct {
@@ -100,12 +113,19 @@ func (w *Worker) taskNames() []string {
 	return names
 }
 
-const reconnectMax = 5 * time.Second
+// Reconnection backoff: from reconnectMin, doubling up to reconnectMax, each wait drawn between
+// half and all of it so that workers cut off together do not come back together.
+const (
+	reconnectMin = 200 * time.Millisecond
+	reconnectMax = 5 * time.Second
+)
 
 // Run consumes tasks until ctx ends or the registry asks the worker to drain, then drains:
-// nothing new is taken, leases of tasks not started are released, running tasks finish and their
-// outcomes are sent before the stream closes. A lost session is reopened with backoff. Run
-// returns nil after a drain.
+// nothing new is taken, leases of tasks not started are released, running tasks finish (within
+// ShutdownTimeout) and their outcomes are sent before the stream closes. A lost session is
+// reopened with jittered backoff; tasks running meanwhile go on and their outcomes are sent on the
+// new session. Run returns nil after a drain, and an error matching ErrUnauthenticated or
+// ErrPermissionDenied when the registry refuses the worker (reconnecting would not help).
 func (w *Worker) Run(ctx context.Context) error {
 	w.mu.Lock()
 	if w.running {
@@ -113,28 +133,59 @@ func (w *Worker) Run(ctx context.Context) error {
 		return errors.New("tasktide: worker is already running")
 	}
 	w.running = true
+	w.pool = newPool(w.opts.Concurrency + w.opts.Prefetch)
+	w.base = context.WithoutCancel(ctx)
+	if w.opts.BaseContext != nil {
+		w.base = w.opts.BaseContext()
+	}
 	w.mu.Unlock()
 	defer func() { w.mu.Lock(); w.running = false; w.mu.Unlock() }()
+	for range w.opts.Concurrency {
+		w.pool.execs.Add(1)
+		go func() { defer w.pool.execs.Done(); w.execute() }()
+	}
 
-	delay := 200 * time.Millisecond
+	delay := reconnectMin
 	for {
 		started := time.Now()
 		stopped, err := w.session(ctx)
-		if stopped || ctx.Err() != nil {
+		if stopped {
 			if err != nil {
 				w.log.Warn("tasktide: drained with an error", "worker", w.opts.WorkerID, "error", err)
 			}
 			return nil
 		}
-		if time.Since(started) > reconnectMax {
-			delay = 200 * time.Millisecond
+		if refused(err) {
+			w.stopDisconnected()
+			return wrap(context.Background(), "Session", err)
 		}
-		w.log.Warn("tasktide: session lost; reconnecting", "worker", w.opts.WorkerID, "error", err, "in", delay)
+		if ctx.Err() != nil {
+			w.stopDisconnected()
+			return nil
+		}
+		if time.Since(started) > reconnectMax {
+			delay = reconnectMin
+		}
+		wait := delay/2 + mrand.N(delay/2+1)
+		w.log.Warn("tasktide: session lost; reconnecting", "worker", w.opts.WorkerID, "error", err, "in", wait)
 		select {
 		case <-ctx.Done():
+			w.stopDisconnected()
 			return nil
-		case <-time.After(delay):
+		case <-time.After(wait):
 		}
 		delay = min(delay*2, reconnectMax)
 	}
+}
+
+// stopDisconnected ends Run without a session: nothing can be sent, so the tasks still held are
+// given up (their contexts end) and their leases expire on the registry.
+func (w *Worker) stopDisconnected() {
+	w.pool.stopping.Store(true)
+	w.pool.stop()
+	w.pool.takeReady()
+	if refs := w.pool.abandon(errStopped); len(refs) > 0 {
+		w.log.Warn("tasktide: stopped without a session; tasks still running were given up", "worker", w.opts.WorkerID, "tasks", len(refs))
+	}
+	w.pool.execs.Wait()
 }

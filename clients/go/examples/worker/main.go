@@ -33,13 +33,10 @@ func main() {
 	}
 	worker := tasktide.NewWorker(client, tasktide.WorkerOptions{Queues: queues, Concurrency: 4})
 	worker.Register("go.add", add)
-	worker.Register("go.upper", func(ctx context.Context, args []json.RawMessage, kwargs map[string]json.RawMessage) (any, error) {
-		var s string
-		if err := tasktide.DecodeArgs(args, &s); err != nil {
-			return nil, err
-		}
+	// Typed: the one positional argument is decoded into s, the result encoded as JSON.
+	worker.Register("go.upper", tasktide.Func(func(ctx context.Context, s string) (string, error) {
 		return strings.ToUpper(s), nil
-	})
+	}))
 	worker.Register("go.refuse", func(ctx context.Context, args []json.RawMessage, kwargs map[string]json.RawMessage) (any, error) {
 		var why string
 		if err := tasktide.DecodeArgs(args, &why); err != nil {
