@@ -12,7 +12,8 @@ scripts in store.py touch one cluster slot.
     tt:w:{q}:paused      STRING "1" while the queue is paused (nothing is dispatched from it)
     tt:w:{q}:retrying    HASH   task id -> serialized Task of its next attempt, until the scheduler has it
     tt:w:{q}:retry_at    ZSET   task id -> when it entered :retrying (the reaper hands over stragglers)
-    tt:w:queues          SET    every queue name seen
+    tt:w:queues          SET    every queue with something in it (empty unused queues are removed
+                                by the reaper's housekeeping)
     tt:w:workers         HASH   session id -> serialized WorkerInfo
     tt:w:notify          PUBSUB queue names that received work
     tt:w:cancel          PUBSUB "task id|grace seconds": stop this task wherever it runs
