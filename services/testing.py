@@ -196,12 +196,13 @@ def spawn_listening(
     if listen not in args:
         args = (*args, listen, "127.0.0.1:0")
     proc = spawn(*args, env=env, cwd=cwd, stdout=subprocess.PIPE)
-    assert proc.stdout is not None
+    out = proc.stdout
+    assert out is not None
     lines: list[str] = []
     found = threading.Event()
 
     def read() -> None:
-        for line in proc.stdout:  # type: ignore[union-attr]
+        for line in out:
             if not found.is_set():
                 lines.append(line)
                 if _LISTENING.search(line):

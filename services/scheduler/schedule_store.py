@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -71,7 +73,8 @@ class ScheduleStore:
         return out
 
     async def ids(self) -> list[str]:
-        members: set[bytes] = await self.redis.smembers(keys.SCHEDULES)  # type: ignore[misc, assignment]
+        # redis-py types its commands for both clients (a value or an awaitable): this one awaits.
+        members = await cast(Awaitable[set[bytes]], self.redis.smembers(keys.SCHEDULES))
         return sorted(m.decode() for m in members)
 
     async def delete(self, schedule_id: str) -> bool:
@@ -84,8 +87,9 @@ class ScheduleStore:
         return int(await self._s["schedule_pause"]([k.definition, k.due], [schedule_id, int(paused), rev, nxt]))
 
     async def due(self, now: int, limit: int) -> list[Due]:
-        found: list[tuple[bytes, float]] = await self.redis.zrangebyscore(  # type: ignore[assignment]
-            keys.SCHEDULES_DUE, "-inf", now, start=0, num=limit, withscores=True
+        found = await cast(
+            Awaitable[list[tuple[bytes, float]]],
+            self.redis.zrangebyscore(keys.SCHEDULES_DUE, "-inf", now, start=0, num=limit, withscores=True),
         )
         ids = [m.decode() for m, _ in found]
         out: list[Due] = []

@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 import grpc
 
@@ -34,6 +35,7 @@ from tasktide.worker._slots import ThreadSlots
 
 log = logging.getLogger("tasktide.worker")
 
+_SessionCall: TypeAlias = "grpc.aio.StreamStreamCall[worker_pb2.WorkerMessage, worker_pb2.RegistryMessage]"
 _REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 _RECONNECT_MAX = 5.0
 
@@ -161,7 +163,7 @@ class Worker:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _read(self, call: grpc.aio.StreamStreamCall) -> None:  # type: ignore[type-arg]
+    async def _read(self, call: _SessionCall) -> None:
         while True:
             msg = await call.read()
             if msg is grpc.aio.EOF:
@@ -227,7 +229,7 @@ class Worker:
             if task_id in self._held:
                 self._cancel_pending.add(task_id)  # prefetched, not started: never runs
 
-    async def _write(self, call: grpc.aio.StreamStreamCall) -> None:  # type: ignore[type-arg]
+    async def _write(self, call: _SessionCall) -> None:
         """The only writer of the stream: batches outcomes, passes other messages through."""
         while True:
             item = await self._outbox.get()
@@ -263,7 +265,7 @@ class Worker:
                 hb = worker_pb2.Heartbeat(leases=list(self._held.values()))
                 self._outbox.put_nowait(worker_pb2.WorkerMessage(heartbeat=hb))
 
-    async def _drain(self, call: grpc.aio.StreamStreamCall, tasks: list[asyncio.Task[None]]) -> None:  # type: ignore[type-arg]
+    async def _drain(self, call: _SessionCall, tasks: list[asyncio.Task[None]]) -> None:
         not_started: list[worker_pb2.LeaseRef] = []
         while not self._ready.empty():
             a = self._ready.get_nowait()

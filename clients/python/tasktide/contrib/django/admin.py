@@ -98,27 +98,27 @@ class TaskRecordAdmin(ReadOnlyPlatformAdmin):
     def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> TaskRecord | None:
         obj = super().get_object(request, object_id, from_field)
         if obj is not None:
-            obj.snapshot = None  # type: ignore[attr-defined]
-            obj.problem = ""  # type: ignore[attr-defined]
+            obj.snapshot = None
+            obj.problem = ""
             if not obj.task_id:
-                obj.problem = "not sent yet"  # type: ignore[attr-defined]
+                obj.problem = "not sent yet"
             else:
                 try:
-                    obj.snapshot = platform.read(client_for(obj.backend), obj.task_id)  # type: ignore[attr-defined]
+                    obj.snapshot = platform.read(client_for(obj.backend), obj.task_id)
                 except NotFound:
-                    obj.problem = "the platform no longer has this task (its result expired)"  # type: ignore[attr-defined]
+                    obj.problem = "the platform no longer has this task (its result expired)"
                 except TasktideError as exc:
-                    obj.problem = f"the platform could not be read: {exc}"  # type: ignore[attr-defined]
+                    obj.problem = f"the platform could not be read: {exc}"
         return obj
 
     @staticmethod
     def _snap(obj: TaskRecord) -> platform.Snapshot | None:
-        return getattr(obj, "snapshot", None)
+        return obj.snapshot
 
     @admin.display(description="state")
     def live_state(self, obj: TaskRecord) -> str:
         snap = self._snap(obj)
-        return snap.state.name if snap else getattr(obj, "problem", "") or obj.state
+        return snap.state.name if snap else obj.problem or obj.state
 
     @admin.display(description="attempts")
     def attempts(self, obj: TaskRecord) -> str:

@@ -3,9 +3,14 @@ and result; `state` here is the last state read from it, kept so the admin can f
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.db import models
 
 from tasktide._states import TaskState
+
+if TYPE_CHECKING:
+    from tasktide.contrib.django.platform import Snapshot
 
 FINAL_STATES = [s.name for s in TaskState if s.is_final]
 
@@ -26,6 +31,10 @@ class TaskRecord(models.Model):
         db_index=True,
     )
     checked_at = models.DateTimeField("state read at", null=True, blank=True)
+
+    # Read from the platform when the admin shows one record (admin.py); never stored.
+    snapshot: Snapshot | None = None
+    problem: str = ""
 
     class Meta:
         ordering = ["-enqueued_at"]
