@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from tasktide import Client, ClientSettings, TaskState
 from tasktide_services.testing import spawn
 from tests.conftest import ROOT, require_tool
-from tests.processes import SERVICES, free_port, own_redis, stop, wait_serving
+from tests.processes import SERVICES, own_redis, stop, wait_serving
 
 GO_DIR = ROOT / "clients" / "go"
 
@@ -41,7 +42,9 @@ class Services:
     """scheduler, registry and results, each a process; the registry can be killed and restarted."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.addresses = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
+        # Unix sockets: each address is known before its service starts (the services call each other).
+        folder = tempfile.mkdtemp(prefix="tt-")  # short: a socket path has a length limit
+        self.addresses = {name: f"unix:{folder}/{name}.sock" for name in SERVICES}
         self.env = {
             **env,
             "TASKTIDE_SCHEDULER_ADDRESS": self.addresses["scheduler"],
