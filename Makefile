@@ -30,8 +30,11 @@ bench: install
 lint: install
 	$(BIN)/ruff check .
 
+## mypy strict over both packages by their import names (services/ is the package tasktide_services),
+## so calls between modules are checked too.
 typecheck: install
-	$(BIN)/mypy clients/python/tasktide services
+	mkdir -p .mypy-path && ln -sfn ../services .mypy-path/tasktide_services
+	MYPYPATH=.mypy-path:clients/python $(BIN)/mypy -p tasktide_services -p tasktide
 
 ## Regenerate Python code from proto/tasktide/v1.
 proto: install

@@ -11,6 +11,8 @@ out after CONNECT_TIMEOUT seconds.
 
 from __future__ import annotations
 
+from typing import cast
+
 from redis.asyncio import Redis
 
 from tasktide_services.common.redis_link import REPLY_TIMEOUT, LinkedRedis
@@ -20,8 +22,11 @@ CONNECT_TIMEOUT = 5.0
 
 async def connect(url: str, reply_timeout: float = REPLY_TIMEOUT) -> Redis:
     tcp = {} if url.startswith("unix:") else {"socket_keepalive": True}
-    redis = LinkedRedis.from_url(
-        url, max_connections=256, socket_timeout=None, socket_connect_timeout=CONNECT_TIMEOUT, **tcp
+    redis = cast(  # from_url makes the class it is called on
+        LinkedRedis,
+        LinkedRedis.from_url(
+            url, max_connections=256, socket_timeout=None, socket_connect_timeout=CONNECT_TIMEOUT, **tcp
+        ),
     )
     redis.reply_timeout = reply_timeout
     try:

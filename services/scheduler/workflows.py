@@ -14,6 +14,7 @@ import uuid
 from typing import Any, TypeAlias
 
 import grpc
+from redis.typing import EncodableT, FieldT
 
 from tasktide.v1 import results_pb2, task_pb2
 from tasktide.v1 import workflow_pb2 as W
@@ -68,7 +69,7 @@ class WorkflowService:
                 s.idempotency_key = f"wf:{wf.workflow_id}:{n}:{i}"
                 stage.task_ids.append(uuid.uuid4().hex)
         key = keys.workflow(wf.workflow_id)
-        fields: dict[str, Any] = {"spec": wf.SerializeToString(), "stage": 0, "state": keys.WORKFLOW_RUNNING}
+        fields: dict[FieldT, EncodableT] = {"spec": wf.SerializeToString(), "stage": 0, "state": keys.WORKFLOW_RUNNING}
         fields.update({f"left:{n}": len(st.tasks) for n, st in enumerate(wf.stages) if st.group})
         async with self.store.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=fields)

@@ -23,7 +23,7 @@ log = logging.getLogger("tasktide.registry")
 
 if TYPE_CHECKING:
     from tasktide_services.worker.service import RegistryService
-    from tasktide_services.worker.session import Session
+    from tasktide_services.worker.session_state import Session
 
 
 class Handover:

@@ -75,6 +75,7 @@ def band_start(band: int) -> int:
     return band * BAND_BASE
 
 
-def task_of(value: bytes) -> task_pb2.Task:
+def task_of(value: bytes | str) -> task_pb2.Task:
     """The task of a task value in :task (the band prefix dropped)."""
-    return task_pb2.Task.FromString(value[BAND_DIGITS:])
+    raw = value.encode() if isinstance(value, str) else value  # redis-py's types allow str; replies are bytes
+    return task_pb2.Task.FromString(raw[BAND_DIGITS:])

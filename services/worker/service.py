@@ -23,7 +23,8 @@ from tasktide_services.worker import keys
 from tasktide_services.worker.handover import Handover
 from tasktide_services.worker.housekeeping import WORKER_REFRESH_SECONDS
 from tasktide_services.worker.outcomes import OutcomeHandler
-from tasktide_services.worker.session import Session, SessionLoops
+from tasktide_services.worker.session import SessionLoops
+from tasktide_services.worker.session_state import Session
 from tasktide_services.worker.store import Leased, RegistryStore
 
 log = logging.getLogger("tasktide.registry")
@@ -130,7 +131,7 @@ class RegistryService:
         return counts
 
     async def Revoke(self, req: worker_pb2.RevokeRequest, ctx: Ctx) -> worker_pb2.RevokeResponse:
-        results = []
+        results: list[worker_pb2.RevokeResult] = []
         for t in req.tasks:
             validate.task_id(t.id)
             (code,) = await self.store.revoke(validate.queue_name(t.spec.queue, self.settings.limits), [t.id])

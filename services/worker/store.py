@@ -168,8 +168,8 @@ class RegistryStore:
             n += int(await self._s["bury"](keys.queue_keys(q), [now_ms, *argv]))
         return n
 
-    async def revoke(self, queue: str, task_ids: list[str]) -> list[int]:
-        return [int(x) for x in await self._s["revoke"](keys.queue_keys(queue), task_ids)]
+    async def revoke(self, queue: str, task_ids: list[str]) -> list[worker_pb2.RevokeResult]:
+        return [worker_pb2.RevokeResult(int(x)) for x in await self._s["revoke"](keys.queue_keys(queue), task_ids)]
 
     async def set_paused(self, queue: str, paused: bool) -> None:
         key = keys.queue_keys(queue).paused
