@@ -2,8 +2,10 @@
 
 The scheduler assigns every task id when the workflow is submitted and submits the first stage.
 When a workflow task reaches a final state the registry reports it (`Completed`); a success moves
-the workflow on, in one Lua transition per step (`member_done`, `advance`), so a repeated report
-cannot start a stage twice (each task also carries an idempotency key of its workflow and place).
+the workflow on, in one Lua transition per step (`member_done`, `advance`), and each task carries an
+idempotency key of its workflow and place, so a repeated report cannot start a stage twice. A report
+that moved the workflow on but failed to submit the next stage fails the report: the registry keeps
+the task's lease, the task runs again, and its repeated report submits that stage again.
 A failure stops the workflow: the tasks of later stages are recorded FAILED with that error.
 """
 
@@ -116,6 +118,9 @@ class WorkflowService:
             count = len(stage.tasks)
             value = [json.loads(r) for r in done[:count]]
             links = [tp.decode() for tp in done[count:] if tp]
+        # 1: moved on now; 2: moved on before, by a completion whose submission of the next stage
+        # may have failed (its task then runs again and reports again): submitted again, its
+        # idempotency keys make that harmless.
         if not await self.store.scripts["advance"]([key], [n]):
             return
         if n + 1 == len(wf.stages):
