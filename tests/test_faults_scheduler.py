@@ -91,6 +91,14 @@ def test_retry_backoff_longer_than_the_result_expiry(short_expiry, queue_name, t
             eventually(lambda: (tmp_path / "attempt-1").exists(), timeout=40, what="the retried attempt to run")
 
 
+def test_workflow_outlives_the_result_expiry(short_expiry, queue_name):
+    q = {"queue": queue_name}
+    with _client(short_expiry.address) as c:
+        wf = chain(tasks_app.add.s(1, 2).set(countdown=4, **q), tasks_app.add.s(10).set(**q)).apply_async(c)
+        with run_worker_thread(tasks_app.app, short_expiry.address, queues=(queue_name,)):
+            assert wf.get(timeout=40) == 13
+
+
 def test_pump_logs_a_due_task_whose_record_is_missing(platform, rdb, caplog):
     ghost = uuid.uuid4().hex
     caplog.set_level(logging.WARNING, logger="tasktide.scheduler.pump")

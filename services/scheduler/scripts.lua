@@ -144,18 +144,17 @@ redis.call('SET', slot, after, 'PX', after - now + 60000)
 return nxt
 
 --! member_done
--- KEYS: the workflow hash. ARGV: stage, member, result JSON, member count, expire ms, the member's
+-- KEYS: the workflow hash. ARGV: stage, member, result JSON, member count, the member's
 -- traceparent (or empty).
 -- Records a group member's result once; when every member is done, returns the results in member
 -- order followed by the members' traceparents, else an empty list. A repeated completion records
 -- nothing, but returns the results too once the stage is done, so that the next stage, whose
 -- submission may have failed after the first one, is submitted again (workflows.py).
 local workflow = KEYS[1]
-local stage, member, result, count, expire_ms, traceparent = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local stage, member, result, count, traceparent = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local left
 if redis.call('HSETNX', workflow, 'r:' .. stage .. ':' .. member, result) == 1 then
   redis.call('HSET', workflow, 'tp:' .. stage .. ':' .. member, traceparent)
-  redis.call('PEXPIRE', workflow, expire_ms)
   left = redis.call('HINCRBY', workflow, 'left:' .. stage, -1)
 else
   left = tonumber(redis.call('HGET', workflow, 'left:' .. stage))
@@ -185,9 +184,11 @@ redis.call('HSET', workflow, 'stage', from + 1)
 return 1
 
 --! finish
--- KEYS: the workflow hash. ARGV: final state. Returns 1 the first time only.
+-- KEYS: the workflow hash. ARGV: final state, expire ms.
+-- Ends a running workflow, which from then on expires with the results. Returns 1 the first time only.
 local workflow = KEYS[1]
-local state = ARGV[1]
+local state, expire_ms = ARGV[1], ARGV[2]
 if redis.call('HGET', workflow, 'state') ~= WORKFLOW_RUNNING then return 0 end
 redis.call('HSET', workflow, 'state', state)
+redis.call('PEXPIRE', workflow, expire_ms)
 return 1
