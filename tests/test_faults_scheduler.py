@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -30,6 +31,7 @@ from tasktide_services.testing import (
     spawn,
 )
 from tasktide_services.worker import keys as wkeys
+from tasktide_services.worker.reaper import RETRY_HANDOVER_MS
 from tests import tasks_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,9 +144,16 @@ def test_put_schedule_refuses_bad_times(platform, schedule):
 
 
 @pytest.mark.parametrize("countdown", [math.nan, math.inf, -3.0, 1e300])
-def test_retry_with_a_poison_countdown_runs_again_and_the_reaper_goes_on(platform, client, tmp_path, countdown):
-    """The poisoned queue sorts before the other one, whose SIGKILLed worker's task must still be
-    redelivered by the lease reaper."""
+def test_retry_with_a_poison_countdown_runs_again_at_once(platform, client, queue_name, tmp_path, countdown):
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        h = client.submit("ft.retry_once", [str(tmp_path), countdown], queue=queue_name)
+        assert h.get(timeout=30) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["attempt-0", "attempt-1"]
+
+
+def test_lease_reaper_goes_on_after_a_poison_retry(platform, client, tmp_path):
+    """A retry with a NaN countdown, parked long enough for the reaper to hand it over again, and a
+    SIGKILLed worker's task in a queue that the reaper visits after it: that task is redelivered."""
     poisoned, other = f"a-{uuid.uuid4().hex[:10]}", f"z-{uuid.uuid4().hex[:10]}"
     attempts = tmp_path / "attempts"
     attempts.mkdir()
@@ -152,24 +161,25 @@ def test_retry_with_a_poison_countdown_runs_again_and_the_reaper_goes_on(platfor
     starts.mkdir()
     env = {"TASKTIDE_ADDRESS": platform.address}
     with run_worker_thread(app, platform.address, queues=(poisoned,)):
-        retried = client.submit("ft.retry_once", [str(attempts), countdown], queue=poisoned)
-        assert retried.get(timeout=30) == 1, "the attempt after a poison countdown runs at once"
-    slow = client.submit("t.slow", [TEST_LEASE_SECONDS + 1.0, str(starts)], queue=other)
-    first = spawn("worker", "tests.tasks_app:app", "--queues", other, "--concurrency", "1", env=env, cwd=ROOT)
-    try:
-        eventually(lambda: any(starts.iterdir()), timeout=20, what="the first worker to start the task")
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-        second = spawn("worker", "tests.tasks_app:app", "--queues", other, "--concurrency", "1", env=env, cwd=ROOT)
+        retried = client.submit("ft.retry_once", [str(attempts), math.nan], queue=poisoned)
+        eventually(lambda: (attempts / "attempt-0").exists(), timeout=20, what="the first attempt")
+        time.sleep(RETRY_HANDOVER_MS / 1000 + 1)  # a parked retry is the reaper's to hand over by now
+        slow = client.submit("t.slow", [TEST_LEASE_SECONDS + 1.0, str(starts)], queue=other)
+        first = spawn("worker", "tests.tasks_app:app", "--queues", other, "--concurrency", "1", env=env, cwd=ROOT)
         try:
-            assert slow.get(timeout=40) == f"slept {TEST_LEASE_SECONDS + 1.0}"
+            eventually(lambda: any(starts.iterdir()), timeout=20, what="the first worker to start the task")
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+            second = spawn("worker", "tests.tasks_app:app", "--queues", other, "--concurrency", "1", env=env, cwd=ROOT)
+            try:
+                assert slow.get(timeout=40) == f"slept {TEST_LEASE_SECONDS + 1.0}"
+            finally:
+                second.terminate()
+                second.wait(20)
         finally:
-            second.terminate()
-            second.wait(20)
-    finally:
-        if first.poll() is None:
-            first.kill()
-    assert sorted(p.name for p in attempts.iterdir()) == ["attempt-0", "attempt-1"]
+            if first.poll() is None:
+                first.kill()
+        assert retried.get(timeout=30) == 1
 
 
 # Defect: JSON nested 100,000 deep got INTERNAL, and on SubmitStream ended the whole stream.
@@ -250,12 +260,17 @@ def test_idempotent_submission_after_a_failed_write_runs(platform, client, queue
 
 def test_delayed_idempotent_submission_after_a_failed_write_runs(platform, client, queue_name, rdb):
     key = f"k-{uuid.uuid4().hex}"
-    rdb.set(skeys.DELAYED, "refused")  # restored at once below: other tests' tasks wait in it
+    aside = f"{skeys.DELAYED}:aside-{uuid.uuid4().hex}"  # other tests' delayed tasks, put back below
+    if rdb.exists(skeys.DELAYED):
+        rdb.rename(skeys.DELAYED, aside)
+    rdb.set(skeys.DELAYED, "refused")
     try:
         with pytest.raises(tasktide.TasktideError):
             client.submit("t.add", [2, 3], queue=queue_name, idempotency_key=key, countdown=0.2)
     finally:
         rdb.delete(skeys.DELAYED)
+        if rdb.exists(aside):
+            rdb.rename(aside, skeys.DELAYED)
     h = client.submit("t.add", [2, 3], queue=queue_name, idempotency_key=key, countdown=0.2)
     with run_worker_thread(tasks_app.app, platform.address, queues=(queue_name,)):
         assert h.get(timeout=15) == 5
