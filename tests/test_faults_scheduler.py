@@ -3,6 +3,7 @@ write refused by Redis after an idempotency key or a workflow step was claimed."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -296,3 +297,52 @@ def test_workflow_goes_on_after_a_stage_submission_failed(platform, client, queu
         rdb.delete(poison)
         assert wf.get(timeout=40) == 6
         assert wf.state() == "SUCCEEDED"
+
+
+def test_idempotent_submission_after_a_failed_write_with_calls_to_peers(platform, client, queue_name, rdb):
+    """The scheduler on its own (the results service and the registry reached by calls): a key
+    whose task's Enqueue call failed is let go, and one of a delayed task is confirmed with it."""
+    from redis.asyncio import Redis
+
+    from tasktide_services.common.hooks import ServiceHooks
+    from tasktide_services.common.peers import Peers
+    from tasktide_services.scheduler.admission import Admission
+    from tasktide_services.scheduler.store import SchedulerStore
+    from tasktide_services.scheduler.writing import PeerWriter, writer_for
+
+    settings = replace(
+        ServerSettings(), address="127.0.0.1:1", registry_address=platform.address, results_address=platform.address
+    )
+    runnable, delayed = f"k-{uuid.uuid4().hex}", f"k-{uuid.uuid4().hex}"
+
+    def spec(key: str, countdown: float = 0.0) -> task_pb2.TaskSpec:
+        return task_pb2.TaskSpec(
+            name="t.add",
+            args=task_pb2.Payload(json=b"[4,5]"),
+            queue=queue_name,
+            idempotency_key=key,
+            countdown=countdown,
+        )
+
+    async def main() -> tuple[str, str, str]:
+        redis_client = Redis.from_url(platform.settings.redis_url)
+        store = SchedulerStore(redis_client, 60.0)
+        writer = writer_for(store, Peers(settings))
+        assert isinstance(writer, PeerWriter)
+        admission = Admission(store, writer, settings.limits, ServiceHooks())
+        poison = _poison(rdb, queue_name)
+        with pytest.raises(Exception, match="WRONGTYPE"):
+            await admission.submit([spec(runnable)])
+        rdb.delete(poison)
+        (first,) = await admission.submit([spec(runnable)])
+        (later,) = await admission.submit([spec(delayed, countdown=0.2)])
+        (again,) = await admission.submit([spec(delayed, countdown=0.2)])
+        assert again.existing and again.task_id == later.task_id
+        await redis_client.aclose()
+        return first.task_id, later.task_id, rdb.get(skeys.idem(delayed)).decode()
+
+    first, later, held = asyncio.run(main())
+    assert held == later, "the delayed task's key names it for good, not as a pending claim"
+    with run_worker_thread(tasks_app.app, platform.address, queues=(queue_name,)):
+        assert client.result(first, timeout=15) == 9
+        assert client.result(later, timeout=15) == 9
