@@ -19,7 +19,7 @@ import pytest
 import redis
 
 import tasktide
-from tasktide import chain, group
+from tasktide import TaskState, chain, group
 from tasktide.v1 import scheduler_pb2, scheduler_pb2_grpc, task_pb2
 from tasktide_services.common.redis_server import LocalRedis
 from tasktide_services.common.settings import ServerSettings
@@ -92,6 +92,13 @@ def test_retry_backoff_longer_than_the_result_expiry(short_expiry, queue_name, t
         c.submit("ft.retry_once", [str(tmp_path), 4.0], queue=queue_name)
         with run_worker_thread(app, short_expiry.address, queues=(queue_name,)):
             eventually(lambda: (tmp_path / "attempt-1").exists(), timeout=40, what="the retried attempt to run")
+
+
+def test_a_waiting_record_expires_only_once_it_leaves_the_delayed_set(platform, client, queue_name, rdb):
+    h = client.submit("t.add", [1, 1], queue=queue_name, countdown=3600)
+    assert rdb.pttl(skeys.task(h.id)) == -1, "no expiry while it waits"
+    assert h.cancel() is TaskState.CANCELLED
+    assert rdb.pttl(skeys.task(h.id)) > 0
 
 
 def test_workflow_outlives_the_result_expiry(short_expiry, queue_name):
