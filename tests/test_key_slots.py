@@ -25,8 +25,9 @@ from tests.tasks_app import add, app, total
 END = "end-of-key-slot-watch"
 
 # The scripts the run below makes the platform call. Not among them: release (a draining worker
-# giving back leases it has not started) and schedule_stuck (after a scheduler crashed); they take
-# the same key builders as their neighbours (keys.queue_keys, keys.schedule_keys).
+# giving back leases it has not started), schedule_stuck (after a scheduler crashed) and
+# idem_release (after a failed write); they take the same key builders as their neighbours
+# (keys.queue_keys, keys.schedule_keys, keys.idem).
 EXPECTED = {
     "enqueue",
     "dispatch",
@@ -45,6 +46,7 @@ EXPECTED = {
     "schedule_claim",
     "schedule_fired",
     "rate_slots",
+    "idem_confirm",
     "member_done",
     "advance",
     "finish",

@@ -16,6 +16,8 @@ class Limits:
     max_payload_bytes: int = 1024 * 1024
     max_batch: int = 10_000
     max_message_bytes: int = 16 * 1024 * 1024
+    max_json_depth: int = 64  # nesting of arrays and objects in JSON args and kwargs
+    max_delay_seconds: float = 10 * 366 * 86_400.0  # longest countdown; an ETA at most this far ahead
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ class ServerSettings:
             limits=replace(
                 base.limits,
                 max_payload_bytes=int(num("TASKTIDE_MAX_PAYLOAD_BYTES", base.limits.max_payload_bytes)),
+                max_json_depth=int(num("TASKTIDE_MAX_JSON_DEPTH", base.limits.max_json_depth)),
+                max_delay_seconds=num("TASKTIDE_MAX_DELAY_SECONDS", base.limits.max_delay_seconds),
             ),
             tls=TlsSettings(
                 cert=env.get("TASKTIDE_TLS_CERT", ""),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import re
+import time
 
 from tasktide.v1 import task_pb2
 from tasktide_services.common.errors import InvalidArgument, ResourceExhausted
@@ -14,6 +16,10 @@ TASK_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]*")
 QUEUE_NAME = re.compile(r"([A-Za-z0-9_.:\-]+~)?[A-Za-z0-9_.:\-]+")  # NS~QUEUE: common/tenancy.py
 TASK_ID = re.compile(r"[0-9a-f]{32}")
 DEFAULT_QUEUE = "default"
+MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last instant a datetime can hold
+_STRING = re.compile(rb'"(?:[^"\\]+|\\.)*"')  # a JSON string, escapes included
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_BRACKETS = bytes.maketrans(b"{}", b"[]")
 
 
 def task_id(value: str) -> str:
@@ -29,7 +35,23 @@ def queue_name(value: str, limits: Limits) -> str:
     return value
 
 
-def _json_payload(p: task_pb2.Payload, what: str, kind: type) -> None:
+def too_deep(data: bytes, limit: int) -> bool:
+    """Whether arrays and objects nest more than `limit` levels deep in the JSON text `data`,
+    found without recursion and without parsing: with strings and everything but brackets taken
+    out, each pass removes the innermost pairs, so the brackets are gone after `depth` passes.
+    Unbalanced brackets are left to the parser to report."""
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    brackets = _STRING.sub(b"", data).translate(_BRACKETS, _NOT_BRACKETS)
+    for _ in range(limit):
+        inner = brackets.replace(b"[]", b"")
+        if not inner or inner == brackets:
+            return False
+        brackets = inner
+    return True
+
+
+def _json_payload(p: task_pb2.Payload, what: str, kind: type, limits: Limits) -> None:
     which = p.WhichOneof("kind")
     if which is None:
         return
@@ -37,10 +59,14 @@ def _json_payload(p: task_pb2.Payload, what: str, kind: type) -> None:
         if kind is dict:
             raise InvalidArgument(f"{what} must be JSON")
         return
+    if too_deep(p.json, limits.max_json_depth):
+        raise InvalidArgument(f"{what} are nested more than {limits.max_json_depth} levels deep")
     try:
         value = json.loads(p.json) if p.json else kind()
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidArgument(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidArgument(f"{what} are nested too deeply") from None
     if not isinstance(value, kind):
         raise InvalidArgument(f"{what} must be a JSON {'array' if kind is list else 'object'}")
 
@@ -59,16 +85,42 @@ def spec(s: task_pb2.TaskSpec, limits: Limits) -> None:
     size = s.args.ByteSize() + s.kwargs.ByteSize()
     if size > limits.max_payload_bytes:
         raise ResourceExhausted(f"payload is {size} bytes; the limit is {limits.max_payload_bytes}")
-    if s.countdown < 0 or s.countdown != s.countdown:
-        raise InvalidArgument("countdown must be a non-negative number of seconds")
-    if s.time_limit < 0 or s.soft_time_limit < 0:
-        raise InvalidArgument("time limits must be non-negative")
+    times(s, limits)
     if len(s.idempotency_key) > 256:
         raise InvalidArgument("idempotency key is longer than 256 characters")
     if s.rate_limit:
         rate_interval_ms(s.rate_limit)
-    _json_payload(s.args, "args", list)
-    _json_payload(s.kwargs, "kwargs", dict)
+    _json_payload(s.args, "args", list, limits)
+    _json_payload(s.kwargs, "kwargs", dict, limits)
+
+
+def seconds(value: float, what: str, most: float) -> float:
+    """A number of seconds in 0..most (NaN and infinities refused)."""
+    if not 0.0 <= value <= most:
+        raise InvalidArgument(f"{what} must be a number of seconds from 0 to {most:.0f}, got {value}")
+    return value
+
+
+def unix_ms(value: int, what: str) -> int:
+    """A time as Unix milliseconds, or 0 for none."""
+    if not 0 <= value <= MAX_TIME_MS:
+        raise InvalidArgument(f"{what} must be Unix milliseconds (up to {MAX_TIME_MS}) or 0, got {value}")
+    return value
+
+
+def times(s: task_pb2.TaskSpec, limits: Limits) -> None:
+    """Every time in a spec, where it enters: countdown, eta, expiry, time limits, retry backoff."""
+    most = limits.max_delay_seconds
+    seconds(s.countdown, "countdown", most)
+    unix_ms(s.eta_ms, "eta")
+    if s.eta_ms > time.time() * 1000 + most * 1000:
+        raise InvalidArgument(f"eta is more than {most:.0f} seconds ahead")
+    unix_ms(s.expires_ms, "expires")
+    for value, what in ((s.time_limit, "time_limit"), (s.soft_time_limit, "soft_time_limit")):
+        if not (value >= 0 and math.isfinite(value)):
+            raise InvalidArgument(f"{what} must be a non-negative number of seconds, got {value}")
+    seconds(s.retry.backoff_base, "retry backoff", most)
+    seconds(s.retry.backoff_max, "retry backoff_max", most)
 
 
 _RATE_UNITS = {"s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}

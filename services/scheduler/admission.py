@@ -12,6 +12,14 @@ the caller's process (direct.py). Admission
 - accepts it: task records and the delayed set (the scheduler's keys), events (the results
   service's), ready queues (the registry's), written by the `Writer` chosen when the server is
   wired (writing.py): one pipeline when those services live in this process, else calls to them.
+  An idempotency key is claimed before the write and confirmed by it; a write that fails lets
+  the key go, so a retry of the submission is admitted afresh (store.py). A submission answered
+  with an error may have been written in part: its retry may then run the task twice (at least
+  once), never zero times.
+
+A Retry whose countdown is not a number of seconds in 0..`Limits.max_delay_seconds` (NaN, an
+infinity, a negative or a huge number, from a task's own code) is a retry without delay: it is
+logged, and the task runs again at once rather than staying RETRYING.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from tasktide_services.common.errors import ServiceError
 from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.settings import Limits
-from tasktide_services.scheduler.store import SchedulerStore
+from tasktide_services.scheduler.store import Claim, SchedulerStore
 from tasktide_services.scheduler.writing import Accepted, Writer
 
 log = logging.getLogger("tasktide.scheduler")
@@ -113,6 +121,9 @@ class Admission:
                 self.check(s, caller)
             except ServiceError as exc:
                 out.append(exc)
+            except Exception as exc:  # noqa: BLE001 - a defect in a check refuses that spec only
+                log.exception("checking a submission failed")
+                out.append(ServiceError(f"Scheduler: {type(exc).__name__}: {exc}"))
             else:
                 out.append(scheduler_pb2.SubmitResponse())
                 valid.append(s)
@@ -148,8 +159,35 @@ class Admission:
                 responses[i].task_id, responses[i].existing = found, True
                 skip.add(i)
         fresh = [i for i in range(len(tasks)) if i not in skip]
-        slots = await self._rate_slots([tasks[i] for i in fresh if RATE_LIMIT in plans[i]], now)
         out = Accepted()
+        try:
+            await self._plan(tasks, plans, fresh, responses, now, out)
+            with self._hooks.scheduling([tasks[i] for i in fresh], "submit"):
+                await self._writer.write(out)
+        except Exception:
+            await self._release([Claim(tasks[i].spec.idempotency_key, tasks[i].id, 0) for i in keyed if i not in skip])
+            raise
+        return responses
+
+    async def _release(self, claims: list[Claim]) -> None:
+        """The write failed: the keys claimed for it are let go (when this fails too, they lapse
+        after store.CLAIM_MS)."""
+        try:
+            await self._store.release_idempotency(claims)
+        except Exception:  # noqa: BLE001 - the write's own error is the one to report
+            log.exception("releasing %d idempotency keys after a failed write failed", len(claims))
+
+    async def _plan(
+        self,
+        tasks: list[task_pb2.Task],
+        plans: list[frozenset[Need]],
+        fresh: list[int],
+        responses: list[scheduler_pb2.SubmitResponse],
+        now: int,
+        out: Accepted,
+    ) -> None:
+        """What accepting the `fresh` tasks writes, into `out`."""
+        slots = await self._rate_slots([tasks[i] for i in fresh if RATE_LIMIT in plans[i]], now)
         for i in fresh:
             t, s = tasks[i], tasks[i].spec
             eta = (s.eta_ms or (now + int(s.countdown * 1000) if s.countdown else 0)) if DELAYED in plans[i] else 0
@@ -167,10 +205,9 @@ class Admission:
                 out.events.append(event(t, t.state, now, spec=t.spec))
             else:
                 out.runnable.append(t)
+            if IDEMPOTENCY in plans[i]:
+                out.claims.append(Claim(s.idempotency_key, t.id, self._store.expire_ms + max(eta - now, 0)))
             responses[i].state = t.state
-        with self._hooks.scheduling([tasks[i] for i in fresh], "submit"):
-            await self._writer.write(out)
-        return responses
 
     async def _rate_slots(self, tasks: list[task_pb2.Task], now: int) -> dict[str, int]:
         """Start slots for rate-limited tasks: each name's tasks are spaced by its limit."""
@@ -199,7 +236,12 @@ class Admission:
         """A task to run again after `countdown` seconds. Always through the delayed set: the pump
         hands it to the registry once the registry has forgotten the previous attempt."""
         validate.task_id(task.id)
-        eta = now_ms() + int(max(countdown, 0.0) * 1000)
+        try:
+            validate.seconds(countdown, "countdown", self._limits.max_delay_seconds)
+        except ServiceError as exc:
+            log.warning("task %s asked for a retry with a bad countdown (%s); it runs again at once", task.id, exc)
+            countdown = 0.0
+        eta = now_ms() + int(countdown * 1000)
         task.spec.eta_ms, task.spec.countdown = eta, 0.0
         task.spec.headers.pop(HELD_BY, None)
         with self._hooks.scheduling([task], "retry"):

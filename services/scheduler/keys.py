@@ -1,7 +1,9 @@
 """Every Redis key the scheduler owns.
 
-tt:s:task:{id}        STRING  serialized tasktide.v1.Task (the task record); expires with results
-tt:s:idem:{key}       STRING  task id submitted under an idempotency key
+tt:s:task:{id}        STRING  serialized tasktide.v1.Task (the task record); no expiry while the
+                              task waits in the delayed set, then it expires with the results
+tt:s:idem:{key}       STRING  task id submitted under an idempotency key; "?" + task id (store.PENDING)
+                              while that task is being written (expires after store.CLAIM_MS)
 tt:s:rate:{name}      STRING  the next free slot (Unix ms) under the task name's rate limit
 tt:s:delayed          ZSET    task id -> Unix ms when it may run (countdown, ETA, retry backoff)
 tt:s:{tt:s:delayed}:moving
@@ -26,7 +28,7 @@ tt:s:wf:{id}          HASH    spec = serialized SubmitWorkflowResponse (stages w
                               left:{stage} = group members of that stage not finished yet,
                               r:{stage}:{member} = a finished member's result (JSON),
                               tp:{stage}:{member} = its traceparent (for the callback's links);
-                              it expires with the results
+                              no expiry while running; once ended it expires with the results
 
 The scripts (scripts.lua) read LUA_CONSTANTS as locals (see common/lua.py).
 """

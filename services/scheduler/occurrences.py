@@ -56,8 +56,8 @@ def check(s: scheduler_pb2.Schedule, limits: Limits) -> None:
     elif not MIN_EVERY <= s.every <= MAX_EVERY:  # also refuses NaN
         raise InvalidArgument(f"every must be between {MIN_EVERY} and {MAX_EVERY:.0f} seconds, got {s.every}")
     _zone(s.timezone)
-    if s.start_ms < 0 or s.end_ms < 0:
-        raise InvalidArgument("start and end must be Unix milliseconds, or 0")
+    validate.unix_ms(s.start_ms, "start")
+    validate.unix_ms(s.end_ms, "end")
     if s.end_ms and s.end_ms < s.start_ms:
         raise InvalidArgument("a schedule cannot end before it starts")
 

@@ -1,9 +1,19 @@
-"""Moves tasks whose time has come from the delayed set to the registry's ready queues."""
+"""Moves tasks whose time has come from the delayed set to the registry's ready queues.
+
+A due task whose record is missing (it should not be: records of waiting tasks do not expire) is
+logged and dropped. A batch whose write Redis refuses is tried task by task, so one poison task
+cannot hold the others back; one that still fails stays in :moving and returns after its hand-over
+deadline. A Redis out of reach fails the whole step: everything stays for the next one.
+"""
 
 from __future__ import annotations
 
 import logging
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from tasktide.v1 import task_pb2
 from tasktide_services.common.events import now_ms
 from tasktide_services.common.loop import run_forever
 from tasktide_services.scheduler.admission import Admission
@@ -13,15 +23,42 @@ log = logging.getLogger("tasktide.scheduler.pump")
 
 HANDOVER_MS = 30_000
 BATCH = 500
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
 
 
 async def pump_once(store: SchedulerStore, admission: Admission) -> int:
     ids = await store.claim_due(now_ms(), HANDOVER_MS, BATCH)
     if not ids:
         return 0
-    await admission.due([t for t in await store.load(ids) if t is not None])
-    await store.handed_over(ids)
+    records = await store.load(ids)
+    missing = [tid for tid, t in zip(ids, records, strict=True) if t is None]
+    for tid in missing:
+        log.error("delayed task %s is due but its record is missing; it cannot run and is dropped", tid)
+    moved = await _move(admission, [t for t in records if t is not None])
+    await store.handed_over(missing + moved)
     return len(ids)
+
+
+async def _move(admission: Admission, tasks: list[task_pb2.Task]) -> list[str]:
+    """The ids of the due tasks written to their ready queues."""
+    if not tasks:
+        return []
+    try:
+        await admission.due(tasks)
+        return [t.id for t in tasks]
+    except _UNREACHABLE:
+        raise
+    except Exception:  # noqa: BLE001 - one task may be the cause: the others go on
+        if len(tasks) == 1:
+            log.exception(
+                "due task %s could not be queued; it is tried again in %d s", tasks[0].id, HANDOVER_MS // 1000
+            )
+            return []
+        log.exception("queueing %d due tasks failed; trying them one by one", len(tasks))
+    moved: list[str] = []
+    for t in tasks:
+        moved += await _move(admission, [t])
+    return moved
 
 
 async def run_pump(store: SchedulerStore, admission: Admission, tick: float) -> None:

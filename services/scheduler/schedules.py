@@ -170,6 +170,8 @@ async def fire_once(store: SchedulerStore, admission: Admission) -> int:
             except ServiceError as exc:
                 log.error("schedule %s: occurrence %d refused: %s", sid, occ, exc)
                 done.append((sid, occ, ""))
+            except Exception:  # noqa: BLE001 - not submitted: back in :firing after its deadline
+                log.exception("schedule %s: occurrence %d could not be submitted", sid, occ)
     await st.fired(done)
     return len(claimed)
 

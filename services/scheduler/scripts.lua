@@ -111,6 +111,27 @@ local member, task_id = ARGV[1], ARGV[2]
 if redis.call('EXISTS', schedule) == 1 then redis.call('HSET', schedule, 'last_task', task_id) end
 return redis.call('ZREM', firing, member)
 
+--! idem_confirm
+-- KEYS: an idempotency key. ARGV: task id, the pending claim (PENDING .. task id), ms to keep it.
+-- Written in the same pipeline as the task it names: the claim becomes the key's lasting value.
+-- A claim that expired meanwhile is taken again, unless another submission holds the key now.
+local key = KEYS[1]
+local id, pending, keep = ARGV[1], ARGV[2], ARGV[3]
+local held = redis.call('GET', key)
+if held and held ~= pending and held ~= id then return 0 end
+redis.call('SET', key, id, 'PX', keep)
+return 1
+
+--! idem_release
+-- KEYS: an idempotency key. ARGV: task id, the pending claim.
+-- The write of the task failed: the key is let go if it still names that task, so a retry of the
+-- submission is admitted again instead of being answered with a task that does not exist.
+local key = KEYS[1]
+local id, pending = ARGV[1], ARGV[2]
+local held = redis.call('GET', key)
+if held == pending or held == id then return redis.call('DEL', key) end
+return 0
+
 --! rate_slots
 -- KEYS: the task name's next free slot. ARGV: now ms, interval ms, count.
 -- Reserves `count` consecutive slots `interval` apart and returns the first (never before now).
@@ -123,17 +144,22 @@ redis.call('SET', slot, after, 'PX', after - now + 60000)
 return nxt
 
 --! member_done
--- KEYS: the workflow hash. ARGV: stage, member, result JSON, member count, expire ms, the member's
+-- KEYS: the workflow hash. ARGV: stage, member, result JSON, member count, the member's
 -- traceparent (or empty).
--- Records a group member's result once; when it was the last one, returns the results in member
--- order followed by the members' traceparents (the stage is done), else an empty list. A repeated
--- completion changes nothing.
+-- Records a group member's result once; when every member is done, returns the results in member
+-- order followed by the members' traceparents, else an empty list. A repeated completion records
+-- nothing, but returns the results too once the stage is done, so that the next stage, whose
+-- submission may have failed after the first one, is submitted again (workflows.py).
 local workflow = KEYS[1]
-local stage, member, result, count, expire_ms, traceparent = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
-if redis.call('HSETNX', workflow, 'r:' .. stage .. ':' .. member, result) == 0 then return {} end
-redis.call('HSET', workflow, 'tp:' .. stage .. ':' .. member, traceparent)
-redis.call('PEXPIRE', workflow, expire_ms)
-if redis.call('HINCRBY', workflow, 'left:' .. stage, -1) ~= 0 then return {} end
+local stage, member, result, count, traceparent = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local left
+if redis.call('HSETNX', workflow, 'r:' .. stage .. ':' .. member, result) == 1 then
+  redis.call('HSET', workflow, 'tp:' .. stage .. ':' .. member, traceparent)
+  left = redis.call('HINCRBY', workflow, 'left:' .. stage, -1)
+else
+  left = tonumber(redis.call('HGET', workflow, 'left:' .. stage))
+end
+if left ~= 0 then return {} end
 local out = {}
 for i = 0, count - 1 do
   out[#out + 1] = redis.call('HGET', workflow, 'r:' .. stage .. ':' .. i)
@@ -145,19 +171,24 @@ return out
 
 --! advance
 -- KEYS: the workflow hash. ARGV: from stage.
--- Moves the workflow from that stage to the next, once: returns 1 for the caller that moved it, 0
--- if it had moved (or stopped) already.
+-- Moves the running workflow from that stage to the next, once. Returns 1 when it moved now, 2
+-- when it had moved to that next stage already (its submission is made again: it may have failed;
+-- the stage's idempotency keys make a repeat harmless), 0 when it is past it or stopped.
 local workflow = KEYS[1]
 local from = tonumber(ARGV[1])
 if redis.call('HGET', workflow, 'state') ~= WORKFLOW_RUNNING then return 0 end
-if tonumber(redis.call('HGET', workflow, 'stage')) ~= from then return 0 end
+local stage = tonumber(redis.call('HGET', workflow, 'stage'))
+if stage == from + 1 then return 2 end
+if stage ~= from then return 0 end
 redis.call('HSET', workflow, 'stage', from + 1)
 return 1
 
 --! finish
--- KEYS: the workflow hash. ARGV: final state. Returns 1 the first time only.
+-- KEYS: the workflow hash. ARGV: final state, expire ms.
+-- Ends a running workflow, which from then on expires with the results. Returns 1 the first time only.
 local workflow = KEYS[1]
-local state = ARGV[1]
+local state, expire_ms = ARGV[1], ARGV[2]
 if redis.call('HGET', workflow, 'state') ~= WORKFLOW_RUNNING then return 0 end
 redis.call('HSET', workflow, 'state', state)
+redis.call('PEXPIRE', workflow, expire_ms)
 return 1

@@ -1,17 +1,41 @@
-"""The scheduler's transitions on Redis: task records, idempotency keys, the delayed set."""
+"""The scheduler's transitions on Redis: task records, idempotency keys, the delayed set.
+
+Nothing is lost to time: the record of a task waiting in the delayed set has no expiry; it is
+given one (the result expiry) when the task leaves the set, handed to the registry or cancelled.
+
+An idempotency key is claimed before its task is written, as a pending claim that lapses after
+CLAIM_MS (`claim_idempotency`). The write that accepts the task confirms it in the same round trip
+(`build_confirm`, script idem_confirm), and a failed write lets it go (`release_idempotency`), so a
+key never names a task that was not written for longer than CLAIM_MS.
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import NamedTuple
 
+from google.protobuf.message import DecodeError
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import task_pb2
-from tasktide_services.common.lua import LuaFile, Script, load_scripts
+from tasktide_services.common.lua import LuaFile, Script, load_scripts, run_pipeline
 from tasktide_services.scheduler import keys
 
 SCRIPTS = LuaFile(Path(__file__).with_name("scripts.lua"), keys.LUA_CONSTANTS)
+CLAIM_MS = 15_000  # a claimed key whose task was neither written nor refused is free again after this
+PENDING = "?"  # prefix of a claim whose task is being written (keys.idem)
+
+log = logging.getLogger("tasktide.scheduler")
+
+
+class Claim(NamedTuple):
+    """An idempotency key claimed for a task being written."""
+
+    key: str
+    task_id: str
+    keep_ms: int  # how long the key lasts once the task is written
 
 
 class SchedulerStore:
@@ -21,53 +45,95 @@ class SchedulerStore:
         self._s = load_scripts(redis, SCRIPTS)
 
     async def claim_idempotency(self, pairs: list[tuple[str, str]]) -> list[str | None]:
-        """For each (key, new id): None when the key was free (now taken), else the existing id."""
+        """For each (key, new id): None when the key was free (now claimed, pending until the task
+        is written), else the id it names."""
         if not pairs:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for key, tid in pairs:
-                pipe.set(keys.idem(key), tid, nx=True, px=self.expire_ms)
+                pipe.set(keys.idem(key), PENDING + tid, nx=True, px=CLAIM_MS)
                 pipe.get(keys.idem(key))
             res = await pipe.execute()
         out: list[str | None] = []
         for i in range(0, len(res), 2):
-            out.append(None if res[i] else res[i + 1].decode())
+            out.append(None if res[i] else res[i + 1].decode().removeprefix(PENDING))
         return out
+
+    def build_confirm(self, pipe: Pipeline, claims: list[Claim]) -> None:
+        """Onto the pipeline that writes the claimed tasks: their keys now name them for good."""
+        for c in claims:
+            self._s["idem_confirm"]([keys.idem(c.key)], [c.task_id, PENDING + c.task_id, c.keep_ms], client=pipe)
+
+    async def release_idempotency(self, claims: list[Claim]) -> None:
+        """The tasks of these claims were not written: their keys are free again."""
+        if not claims:
+            return
+
+        def build(pipe: Pipeline) -> None:
+            for c in claims:
+                self._s["idem_release"]([keys.idem(c.key)], [c.task_id, PENDING + c.task_id], client=pipe)
+
+        await run_pipeline(self.redis, build, self._s)
 
     @property
     def scripts(self) -> dict[str, Script]:
         return self._s
 
-    async def save(self, tasks: list[task_pb2.Task], delayed: list[tuple[str, int]]) -> None:
-        """Write task records, and add (id, eta ms) to the delayed set, in one round trip."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+    async def save(
+        self, tasks: list[task_pb2.Task], delayed: list[tuple[str, int]], claims: list[Claim] | None = None
+    ) -> None:
+        """Write task records, add (id, eta ms) to the delayed set and confirm the idempotency
+        keys of these tasks, in one round trip."""
+
+        def build(pipe: Pipeline) -> None:
             self.build_save(pipe, tasks, delayed)
-            await pipe.execute()
+            self.build_confirm(pipe, claims or [])
+
+        await run_pipeline(self.redis, build, self._s)
 
     def build_save(self, pipe: Pipeline, tasks: list[task_pb2.Task], delayed: list[tuple[str, int]]) -> None:
-        """`save` onto a pipeline of the caller's."""
+        """`save` onto a pipeline of the caller's. A record of a task put in the delayed set has no
+        expiry until the task leaves it (`handed_over`, `unschedule`)."""
+        waiting = {tid for tid, _ in delayed}
         for t in tasks:
-            pipe.set(keys.task(t.id), t.SerializeToString(), px=self.expire_ms)
+            pipe.set(keys.task(t.id), t.SerializeToString(), px=None if t.id in waiting else self.expire_ms)
         if delayed:
             pipe.zadd(keys.DELAYED, {tid: eta for tid, eta in delayed})
 
     async def load(self, task_ids: list[str]) -> list[task_pb2.Task | None]:
+        """The records of these tasks; None for one that is missing (or unreadable: logged)."""
         if not task_ids:
             return []
         raw = await self.redis.mget([keys.task(t) for t in task_ids])
-        return [task_pb2.Task.FromString(r) if r else None for r in raw]
+        out: list[task_pb2.Task | None] = []
+        for tid, r in zip(task_ids, raw, strict=True):
+            try:
+                out.append(task_pb2.Task.FromString(r) if r else None)
+            except DecodeError:
+                log.error("the record of task %s cannot be read; it is treated as missing", tid)
+                out.append(None)
+        return out
 
     async def claim_due(self, now_ms: int, handover_ms: int, limit: int) -> list[str]:
         ids = await self._s["claim_due"](keys.DELAYED_KEYS, [now_ms, now_ms + handover_ms, limit])
         return [i.decode() for i in ids]
 
     async def handed_over(self, task_ids: list[str]) -> None:
+        """These due tasks left the delayed set: their records now expire with the results."""
         if task_ids:
-            await self.redis.zrem(keys.MOVING, *task_ids)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(keys.MOVING, *task_ids)
+                for tid in task_ids:
+                    pipe.pexpire(keys.task(tid), self.expire_ms)
+                await pipe.execute()
 
     async def unschedule(self, task_id: str) -> bool:
-        """Remove a task from the delayed set; True if it was waiting there."""
-        return bool(await self.redis.zrem(keys.DELAYED, task_id))
+        """Remove a task from the delayed set; True if it was waiting there (its record then
+        expires with the results)."""
+        if not await self.redis.zrem(keys.DELAYED, task_id):
+            return False
+        await self.redis.pexpire(keys.task(task_id), self.expire_ms)
+        return True
 
     async def rate_slots(self, name: str, now_ms: int, interval_ms: float, count: int) -> int:
         """The first of `count` slots reserved under a rate limit (shared by every scheduler)."""

@@ -2,8 +2,10 @@
 
 The scheduler assigns every task id when the workflow is submitted and submits the first stage.
 When a workflow task reaches a final state the registry reports it (`Completed`); a success moves
-the workflow on, in one Lua transition per step (`member_done`, `advance`), so a repeated report
-cannot start a stage twice (each task also carries an idempotency key of its workflow and place).
+the workflow on, in one Lua transition per step (`member_done`, `advance`), and each task carries an
+idempotency key of its workflow and place, so a repeated report cannot start a stage twice. A report
+that moved the workflow on but failed to submit the next stage fails the report: the registry keeps
+the task's lease, the task runs again, and its repeated report submits that stage again.
 A failure stops the workflow: the tasks of later stages are recorded FAILED with that error.
 """
 
@@ -71,12 +73,13 @@ class WorkflowService:
         key = keys.workflow(wf.workflow_id)
         fields: dict[FieldT, EncodableT] = {"spec": wf.SerializeToString(), "stage": 0, "state": keys.WORKFLOW_RUNNING}
         fields.update({f"left:{n}": len(st.tasks) for n, st in enumerate(wf.stages) if st.group})
-        async with self.store.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=fields)
-            pipe.pexpire(key, self.store.expire_ms)
-            await pipe.execute()
+        await self.store.redis.hset(key, mapping=fields)  # no expiry while it runs (`finish` sets one)
         first = wf.stages[0]
-        await self.admission.submit(list(first.tasks), list(first.task_ids))
+        try:
+            await self.admission.submit(list(first.tasks), list(first.task_ids))
+        except Exception:
+            await self.store.redis.pexpire(key, self.store.expire_ms)  # refused: the caller has no id
+            raise
         return wf
 
     async def _load(self, workflow_id: str) -> tuple[W.SubmitWorkflowResponse, dict[bytes, bytes]]:
@@ -113,17 +116,20 @@ class WorkflowService:
         links: list[str] = []
         if stage.group:
             traceparent = c.headers.get("traceparent", "")
-            argv = [n, member, json.dumps(value), len(stage.tasks), self.store.expire_ms, traceparent]
+            argv = [n, member, json.dumps(value), len(stage.tasks), traceparent]
             done = await self.store.scripts["member_done"]([key], argv)
             if not done:
                 return
             count = len(stage.tasks)
             value = [json.loads(r) for r in done[:count]]
             links = [tp.decode() for tp in done[count:] if tp]
+        # 1: moved on now; 2: moved on before, by a completion whose submission of the next stage
+        # may have failed (its task then runs again and reports again): submitted again, its
+        # idempotency keys make that harmless.
         if not await self.store.scripts["advance"]([key], [n]):
             return
         if n + 1 == len(wf.stages):
-            await self.store.scripts["finish"]([key], ["succeeded"])
+            await self.store.scripts["finish"]([key], ["succeeded", self.store.expire_ms])
             return
         nxt = wf.stages[n + 1]
         specs = [_with_first_arg(s, value) for s in nxt.tasks]
@@ -134,7 +140,8 @@ class WorkflowService:
 
     async def _fail(self, wf: W.SubmitWorkflowResponse, n: int, c: W.Completion) -> None:
         """Stop the workflow; later stages' tasks end FAILED with the error that stopped it."""
-        if not await self.store.scripts["finish"]([keys.workflow(wf.workflow_id)], ["failed"]):
+        finish = self.store.scripts["finish"]
+        if not await finish([keys.workflow(wf.workflow_id)], ["failed", self.store.expire_ms]):
             return
         err = task_pb2.TaskError()
         err.CopyFrom(c.error)

@@ -8,7 +8,9 @@ wired (`writer_for`), never per submission.
 - `PeerWriter`: records and the delayed set written here, then events and ready queues by calls to
   the results service and the registry.
 
-Either way the order is the same: records and delayed set, events, ready queues.
+Either way the order is the same: records and delayed set, events, ready queues, and with them the
+idempotency keys claimed for these tasks are confirmed (store.py): with the pipeline, in it; with
+calls, a delayed task's key with its record, a runnable task's key once its queue has it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from redis.asyncio.client import Pipeline
 from tasktide.v1 import results_pb2, task_pb2, worker_pb2
 from tasktide_services.common.lua import run_pipeline
 from tasktide_services.common.peers import Peers, RegistryServicer, ResultsWrites
-from tasktide_services.scheduler.store import SchedulerStore
+from tasktide_services.scheduler.store import Claim, SchedulerStore
 
 
 @dataclass
@@ -33,9 +35,10 @@ class Accepted:
     delayed: list[tuple[str, int]] = field(default_factory=list)  # (task id, Unix ms it may run)
     events: list[task_pb2.TaskEvent] = field(default_factory=list)
     runnable: list[task_pb2.Task] = field(default_factory=list)  # for the ready queues
+    claims: list[Claim] = field(default_factory=list)  # idempotency keys claimed for these tasks
 
     def __bool__(self) -> bool:
-        return bool(self.records or self.delayed or self.events or self.runnable)
+        return bool(self.records or self.delayed or self.events or self.runnable or self.claims)
 
 
 class Writer(Protocol):
@@ -57,12 +60,17 @@ class PeerWriter:
         self._peers = peers
 
     async def write(self, accepted: Accepted, /) -> None:
+        waiting = {tid for tid, _ in accepted.delayed}
+        now = [c for c in accepted.claims if c.task_id in waiting]
+        later = [c for c in accepted.claims if c.task_id not in waiting]
         if accepted.records or accepted.delayed:
-            await self._store.save(accepted.records, accepted.delayed)
+            await self._store.save(accepted.records, accepted.delayed, now)
         if accepted.events:
             await self._peers.results.Record(results_pb2.RecordRequest(events=accepted.events))
         if accepted.runnable:
             await self._peers.registry.Enqueue(worker_pb2.EnqueueRequest(tasks=accepted.runnable))
+        if later:
+            await self._store.save([], [], later)
 
 
 class PipelineWriter:
@@ -84,6 +92,7 @@ class PipelineWriter:
             self._results.build_record(pipe, accepted.events)
             if handover is not None:
                 handover.build(pipe)
+            self._store.build_confirm(pipe, accepted.claims)
 
         scripts = (self._store.scripts, self._results.scripts, self._registry.store.scripts)
         try:

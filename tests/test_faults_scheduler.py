@@ -1,0 +1,355 @@
+"""Faults at the scheduler: time (records outliving their expiry), poison times and payloads, and a
+write refused by Redis after an idempotency key or a workflow step was claimed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import grpc
+import pytest
+import redis
+
+import tasktide
+from tasktide import TaskState, chain, group
+from tasktide.v1 import scheduler_pb2, scheduler_pb2_grpc, task_pb2
+from tasktide_services.common.redis_server import LocalRedis
+from tasktide_services.common.settings import ServerSettings
+from tasktide_services.scheduler import keys as skeys
+from tasktide_services.testing import (
+    TEST_LEASE_SECONDS,
+    PlatformThread,
+    eventually,
+    run_worker_thread,
+    spawn,
+)
+from tasktide_services.worker import keys as wkeys
+from tasktide_services.worker.reaper import RETRY_HANDOVER_MS
+from tests import tasks_app
+
+ROOT = Path(__file__).resolve().parent.parent
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+app = tasktide.App("ft")
+
+
+@app.task(max_retries=3)
+def retry_once(marker_dir: str, countdown: float) -> int:
+    """Asks for a retry with `countdown` on its first attempt; leaves a file per attempt."""
+    ctx = tasktide.current_task()
+    Path(marker_dir, f"attempt-{ctx.attempt}").touch()
+    if ctx.attempt < 1:
+        ctx.retry(countdown=countdown)
+    return ctx.attempt
+
+
+@pytest.fixture()
+def rdb(redis_server: LocalRedis) -> Iterator[redis.Redis]:
+    r = redis.Redis.from_url(redis_server.url)
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def short_expiry(server_settings: ServerSettings) -> Iterator[PlatformThread]:
+    """A platform whose results (and, before, task records) expire after 2 s."""
+    p = PlatformThread(replace(server_settings, result_expires=2.0)).start()
+    yield p
+    p.stop()
+
+
+def _client(address: str) -> tasktide.Client:
+    return tasktide.Client(settings=tasktide.ClientSettings.from_env({}, address=address))
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+# Defect: delayed tasks vanished when their record expired before they were due.
+
+
+def test_delayed_tasks_outlive_the_result_expiry(short_expiry, queue_name, tmp_path):
+    out = tmp_path / "ran"
+    with _client(short_expiry.address) as c:
+        for i in range(10):
+            c.submit("t.record", [str(out), str(i)], queue=queue_name, countdown=4)
+        with run_worker_thread(tasks_app.app, short_expiry.address, queues=(queue_name,), concurrency=4):
+            eventually(lambda: len(_lines(out)) == 10, timeout=40, what="all 10 delayed tasks to run")
+    assert sorted(_lines(out), key=int) == [str(i) for i in range(10)]
+
+
+def test_retry_backoff_longer_than_the_result_expiry(short_expiry, queue_name, tmp_path):
+    with _client(short_expiry.address) as c:
+        c.submit("ft.retry_once", [str(tmp_path), 4.0], queue=queue_name)
+        with run_worker_thread(app, short_expiry.address, queues=(queue_name,)):
+            eventually(lambda: (tmp_path / "attempt-1").exists(), timeout=40, what="the retried attempt to run")
+
+
+def test_a_waiting_record_expires_only_once_it_leaves_the_delayed_set(platform, client, queue_name, rdb):
+    h = client.submit("t.add", [1, 1], queue=queue_name, countdown=3600)
+    assert rdb.pttl(skeys.task(h.id)) == -1, "no expiry while it waits"
+    assert h.cancel() is TaskState.CANCELLED
+    assert rdb.pttl(skeys.task(h.id)) > 0
+
+
+def test_workflow_outlives_the_result_expiry(short_expiry, queue_name):
+    q = {"queue": queue_name}
+    with _client(short_expiry.address) as c:
+        wf = chain(tasks_app.add.s(1, 2).set(countdown=4, **q), tasks_app.add.s(10).set(**q)).apply_async(c)
+        with run_worker_thread(tasks_app.app, short_expiry.address, queues=(queue_name,)):
+            assert wf.get(timeout=40) == 13
+
+
+def test_pump_logs_a_due_task_whose_record_is_missing(platform, rdb, caplog):
+    ghost = uuid.uuid4().hex
+    caplog.set_level(logging.WARNING, logger="tasktide.scheduler.pump")
+    rdb.zadd(skeys.DELAYED, {ghost: 1})
+    eventually(lambda: any(ghost in r.getMessage() for r in caplog.records), what="the pump to log the lost task")
+    assert rdb.zscore(skeys.DELAYED, ghost) is None and rdb.zscore(skeys.MOVING, ghost) is None
+
+
+# Defect: a NaN (inf, negative, huge) countdown made Retry raise and stalled the lease reaper.
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ({"countdown": math.nan}, "countdown"),
+        ({"countdown": math.inf}, "countdown"),
+        ({"countdown": -1.0}, "countdown"),
+        ({"countdown": 1e300}, "countdown"),
+        ({"eta_ms": -5}, "eta"),
+        ({"eta_ms": 2**62}, "eta"),
+        ({"expires_ms": -5}, "expires"),
+    ],
+)
+def test_submit_refuses_bad_times(platform, spec, fragment):
+    with grpc.insecure_channel(platform.address) as ch:
+        stub = scheduler_pb2_grpc.SchedulerStub(ch)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Submit(scheduler_pb2.SubmitRequest(spec=task_pb2.TaskSpec(name="t.add", **spec)), timeout=10)
+    assert info.value.code() == INVALID
+    assert fragment in info.value.details()
+
+
+@pytest.mark.parametrize("schedule", [{"every": 1.0, "start_ms": 2**62}, {"cron": "* * * * *", "end_ms": 2**62}])
+def test_put_schedule_refuses_bad_times(platform, schedule):
+    with grpc.insecure_channel(platform.address) as ch:
+        stub = scheduler_pb2_grpc.SchedulerStub(ch)
+        s = scheduler_pb2.Schedule(id=f"bad-{uuid.uuid4().hex[:6]}", task=task_pb2.TaskSpec(name="t.add"), **schedule)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.PutSchedule(scheduler_pb2.PutScheduleRequest(schedule=s), timeout=10)
+    assert info.value.code() == INVALID
+
+
+@pytest.mark.parametrize("countdown", [math.nan, math.inf, -3.0, 1e300])
+def test_retry_with_a_poison_countdown_runs_again_at_once(platform, client, queue_name, tmp_path, countdown):
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        h = client.submit("ft.retry_once", [str(tmp_path), countdown], queue=queue_name)
+        assert h.get(timeout=30) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["attempt-0", "attempt-1"]
+
+
+def test_lease_reaper_goes_on_after_a_poison_retry(platform, client, tmp_path):
+    """A retry with a NaN countdown, parked long enough for the reaper to hand it over again, and a
+    SIGKILLed worker's task in a queue that the reaper visits after it: that task is redelivered."""
+    poisoned, other = f"a-{uuid.uuid4().hex[:10]}", f"z-{uuid.uuid4().hex[:10]}"
+    attempts = tmp_path / "attempts"
+    attempts.mkdir()
+    starts = tmp_path / "starts"
+    starts.mkdir()
+    env = {"TASKTIDE_ADDRESS": platform.address}
+    with run_worker_thread(app, platform.address, queues=(poisoned,)):
+        retried = client.submit("ft.retry_once", [str(attempts), math.nan], queue=poisoned)
+        eventually(lambda: (attempts / "attempt-0").exists(), timeout=20, what="the first attempt")
+        time.sleep(RETRY_HANDOVER_MS / 1000 + 1)  # a parked retry is the reaper's to hand over by now
+        slow = client.submit("t.slow", [TEST_LEASE_SECONDS + 1.0, str(starts)], queue=other)
+        first = spawn("worker", "tests.tasks_app:app", "--queues", other, "--concurrency", "1", env=env, cwd=ROOT)
+        try:
+            eventually(lambda: any(starts.iterdir()), timeout=20, what="the first worker to start the task")
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+            second = spawn("worker", "tests.tasks_app:app", "--queues", other, "--concurrency", "1", env=env, cwd=ROOT)
+            try:
+                assert slow.get(timeout=40) == f"slept {TEST_LEASE_SECONDS + 1.0}"
+            finally:
+                second.terminate()
+                second.wait(20)
+        finally:
+            if first.poll() is None:
+                first.kill()
+        assert retried.get(timeout=30) == 1
+
+
+# Defect: JSON nested 100,000 deep got INTERNAL, and on SubmitStream ended the whole stream.
+
+
+def _nested(depth: int) -> task_pb2.Payload:
+    return task_pb2.Payload(json=b"[" * depth + b"]" * depth)
+
+
+def _spec(args: task_pb2.Payload, queue: str = "") -> task_pb2.TaskSpec:
+    return task_pb2.TaskSpec(name="t.echo", args=args, queue=queue)
+
+
+@pytest.mark.parametrize("depth", [65, 100_000])
+def test_deep_json_is_refused_by_submit_and_submit_batch(platform, depth):
+    with grpc.insecure_channel(platform.address) as ch:
+        stub = scheduler_pb2_grpc.SchedulerStub(ch)
+        for call in (
+            lambda: stub.Submit(scheduler_pb2.SubmitRequest(spec=_spec(_nested(depth))), timeout=10),
+            lambda: stub.SubmitBatch(scheduler_pb2.SubmitBatchRequest(specs=[_spec(_nested(depth))]), timeout=10),
+        ):
+            with pytest.raises(grpc.RpcError) as info:
+                call()
+            assert info.value.code() == INVALID
+            assert "nested" in info.value.details()
+
+
+def test_json_at_the_depth_limit_is_accepted(platform, client, queue_name):
+    value: list[object] = []
+    for _ in range(62):  # value: 63 levels of brackets; args [value]: 64
+        value = [value]
+    with grpc.insecure_channel(platform.address) as ch:
+        stub = scheduler_pb2_grpc.SchedulerStub(ch)
+        payload = task_pb2.Payload(json=json.dumps([value]).encode())
+        got = stub.Submit(scheduler_pb2.SubmitRequest(spec=_spec(payload, queue_name)), timeout=10)
+    with run_worker_thread(tasks_app.app, platform.address, queues=(queue_name,)):
+        assert client.result(got.task_id, timeout=15) == value
+
+
+def test_deep_json_on_submit_stream_refuses_that_submission_only(platform, queue_name):
+    good = _spec(task_pb2.Payload(json=b"[1]"), queue_name)
+    requests = [
+        scheduler_pb2.SubmitStreamRequest(seq=1, spec=good),
+        scheduler_pb2.SubmitStreamRequest(seq=2, spec=_spec(_nested(100_000))),
+        scheduler_pb2.SubmitStreamRequest(seq=3, spec=good),
+    ]
+    with grpc.insecure_channel(platform.address) as ch:
+        stub = scheduler_pb2_grpc.SchedulerStub(ch)
+        answers = {a.seq: a for a in stub.SubmitStream(iter(requests), timeout=20)}
+    assert sorted(answers) == [1, 2, 3]
+    assert answers[1].result.task_id and answers[3].result.task_id
+    assert answers[2].error_code == INVALID.value[0]
+    assert "nested" in answers[2].error_message
+
+
+# Defect: an idempotency key claimed before a write that failed pointed at a task that never existed.
+
+
+def _poison(rdb: redis.Redis, queue: str) -> str:
+    """Makes Redis refuse the ready-queue write of `queue` (the registry's task hash is a string)."""
+    key = wkeys.queue_keys(queue).task
+    rdb.set(key, "not a hash")
+    return key
+
+
+def test_idempotent_submission_after_a_failed_write_runs(platform, client, queue_name, rdb):
+    key = f"k-{uuid.uuid4().hex}"
+    poison = _poison(rdb, queue_name)
+    with pytest.raises(tasktide.TasktideError):
+        client.submit("t.add", [1, 2], queue=queue_name, idempotency_key=key)
+    rdb.delete(poison)
+    h = client.submit("t.add", [1, 2], queue=queue_name, idempotency_key=key)
+    with run_worker_thread(tasks_app.app, platform.address, queues=(queue_name,)):
+        assert h.get(timeout=15) == 3
+    again = client.submit("t.add", [1, 2], queue=queue_name, idempotency_key=key)
+    assert again.id == h.id
+
+
+def test_delayed_idempotent_submission_after_a_failed_write_runs(platform, client, queue_name, rdb):
+    key = f"k-{uuid.uuid4().hex}"
+    aside = f"{skeys.DELAYED}:aside-{uuid.uuid4().hex}"  # other tests' delayed tasks, put back below
+    if rdb.exists(skeys.DELAYED):
+        rdb.rename(skeys.DELAYED, aside)
+    rdb.set(skeys.DELAYED, "refused")
+    try:
+        with pytest.raises(tasktide.TasktideError):
+            client.submit("t.add", [2, 3], queue=queue_name, idempotency_key=key, countdown=0.2)
+    finally:
+        rdb.delete(skeys.DELAYED)
+        if rdb.exists(aside):
+            rdb.rename(aside, skeys.DELAYED)
+    h = client.submit("t.add", [2, 3], queue=queue_name, idempotency_key=key, countdown=0.2)
+    with run_worker_thread(tasks_app.app, platform.address, queues=(queue_name,)):
+        assert h.get(timeout=15) == 5
+
+
+def test_workflow_goes_on_after_a_stage_submission_failed(platform, client, queue_name, rdb, caplog):
+    """The last member of a group completes, its workflow's next stage is refused by Redis: the
+    member's lease stays, it runs again, and its second completion submits the stage."""
+    caplog.set_level(logging.ERROR, logger="tasktide")
+    callback_queue = f"{queue_name}-cb"
+    poison = _poison(rdb, callback_queue)
+    q = {"queue": queue_name}
+    wf = chain(
+        group(tasks_app.add.s(1, 1).set(**q), tasks_app.add.s(2, 2).set(**q)),
+        tasks_app.total.s().set(queue=callback_queue),
+    ).apply_async(client)
+    with run_worker_thread(tasks_app.app, platform.address, queues=(queue_name, callback_queue), concurrency=2):
+        eventually(
+            lambda: any("outcomes failed" in r.getMessage() for r in caplog.records),
+            timeout=20,
+            what="the refused stage submission",
+        )
+        rdb.delete(poison)
+        assert wf.get(timeout=40) == 6
+        assert wf.state() == "SUCCEEDED"
+
+
+def test_idempotent_submission_after_a_failed_write_with_calls_to_peers(platform, client, queue_name, rdb):
+    """The scheduler on its own (the results service and the registry reached by calls): a key
+    whose task's Enqueue call failed is let go, and one of a delayed task is confirmed with it."""
+    from redis.asyncio import Redis
+
+    from tasktide_services.common.hooks import ServiceHooks
+    from tasktide_services.common.peers import Peers
+    from tasktide_services.scheduler.admission import Admission
+    from tasktide_services.scheduler.store import SchedulerStore
+    from tasktide_services.scheduler.writing import PeerWriter, writer_for
+
+    settings = replace(
+        ServerSettings(), address="127.0.0.1:1", registry_address=platform.address, results_address=platform.address
+    )
+    runnable, delayed = f"k-{uuid.uuid4().hex}", f"k-{uuid.uuid4().hex}"
+
+    def spec(key: str, countdown: float = 0.0) -> task_pb2.TaskSpec:
+        return task_pb2.TaskSpec(
+            name="t.add",
+            args=task_pb2.Payload(json=b"[4,5]"),
+            queue=queue_name,
+            idempotency_key=key,
+            countdown=countdown,
+        )
+
+    async def main() -> tuple[str, str, str]:
+        redis_client = Redis.from_url(platform.settings.redis_url)
+        store = SchedulerStore(redis_client, 60.0)
+        writer = writer_for(store, Peers(settings))
+        assert isinstance(writer, PeerWriter)
+        admission = Admission(store, writer, settings.limits, ServiceHooks())
+        poison = _poison(rdb, queue_name)
+        with pytest.raises(Exception, match="WRONGTYPE"):
+            await admission.submit([spec(runnable)])
+        rdb.delete(poison)
+        (first,) = await admission.submit([spec(runnable)])
+        (later,) = await admission.submit([spec(delayed, countdown=0.2)])
+        (again,) = await admission.submit([spec(delayed, countdown=0.2)])
+        assert again.existing and again.task_id == later.task_id
+        await redis_client.aclose()
+        return first.task_id, later.task_id, rdb.get(skeys.idem(delayed)).decode()
+
+    first, later, held = asyncio.run(main())
+    assert held == later, "the delayed task's key names it for good, not as a pending claim"
+    with run_worker_thread(tasks_app.app, platform.address, queues=(queue_name,)):
+        assert client.result(first, timeout=15) == 9
+        assert client.result(later, timeout=15) == 9
