@@ -8,12 +8,14 @@ from dataclasses import replace
 
 import grpc
 import pytest
+import redis
 
 import tasktide
 from tasktide import Client, ClientSettings
 from tasktide.v1 import results_pb2, results_pb2_grpc, scheduler_pb2, scheduler_pb2_grpc
 from tasktide_services.common.auth import mint
 from tasktide_services.common.settings import ServerSettings
+from tasktide_services.scheduler.keys import idem as idem_key
 from tasktide_services.testing import PlatformThread, eventually, spawn
 from tests.conftest import ROOT
 from tests.processes import stop
@@ -74,13 +76,22 @@ def test_a_task_of_another_namespace_is_not_found(secured: PlatformThread, queue
             assert info.value.code() == grpc.StatusCode.NOT_FOUND, name
 
 
-def test_the_same_idempotency_key_in_two_namespaces_makes_two_tasks(secured: PlatformThread, queue_name: str) -> None:
+def test_the_same_idempotency_key_in_two_namespaces_makes_two_tasks(
+    secured: PlatformThread, server_settings: ServerSettings, queue_name: str
+) -> None:
     with client_for(secured, "alpha") as alpha, client_for(secured, "beta") as beta:
         a1 = alpha.submit("t.add", [1, 1], queue=queue_name, idempotency_key="order-7").id
         a2 = alpha.submit("t.add", [1, 1], queue=queue_name, idempotency_key="order-7").id
         b1 = beta.submit("t.add", [1, 1], queue=queue_name, idempotency_key="order-7").id
     assert a1 == a2
     assert b1 != a1
+    # Each namespace's key is its own in Redis, confirmed by the write (no pending claim left).
+    r = redis.Redis.from_url(server_settings.redis_url)
+    try:
+        assert r.get(idem_key("alpha~order-7")) == a1.encode()
+        assert r.get(idem_key("beta~order-7")) == b1.encode()
+    finally:
+        r.close()
 
 
 def test_queues_workers_dead_letters_and_schedules_stay_in_their_namespace(

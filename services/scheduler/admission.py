@@ -147,12 +147,7 @@ class Admission:
         plans = [needs(t.spec) for t in tasks]
         responses = [scheduler_pb2.SubmitResponse(task_id=t.id) for t in tasks]
         keyed = [i for i, plan in enumerate(plans) if IDEMPOTENCY in plan]
-        existing = await self._store.claim_idempotency(
-            [
-                (tenancy.scoped(tenancy.namespace_of(tasks[i].spec), tasks[i].spec.idempotency_key), tasks[i].id)
-                for i in keyed
-            ]
-        )
+        existing = await self._store.claim_idempotency([(_scoped_key(tasks[i].spec), tasks[i].id) for i in keyed])
         skip: set[int] = set()
         for i, found in zip(keyed, existing, strict=True):
             if found is not None:
@@ -165,7 +160,7 @@ class Admission:
             with self._hooks.scheduling([tasks[i] for i in fresh], "submit"):
                 await self._writer.write(out)
         except Exception:
-            await self._release([Claim(tasks[i].spec.idempotency_key, tasks[i].id, 0) for i in keyed if i not in skip])
+            await self._release([Claim(_scoped_key(tasks[i].spec), tasks[i].id, 0) for i in keyed if i not in skip])
             raise
         return responses
 
@@ -206,7 +201,7 @@ class Admission:
             else:
                 out.runnable.append(t)
             if IDEMPOTENCY in plans[i]:
-                out.claims.append(Claim(s.idempotency_key, t.id, self._store.expire_ms + max(eta - now, 0)))
+                out.claims.append(Claim(_scoped_key(s), t.id, self._store.expire_ms + max(eta - now, 0)))
             responses[i].state = t.state
 
     async def _rate_slots(self, tasks: list[task_pb2.Task], now: int) -> dict[str, int]:

@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -169,7 +169,8 @@ class RegistryStore:
         return n
 
     async def revoke(self, queue: str, task_ids: list[str]) -> list[worker_pb2.RevokeResult]:
-        return [worker_pb2.RevokeResult(int(x)) for x in await self._s["revoke"](keys.queue_keys(queue), task_ids)]
+        codes = await self._s["revoke"](keys.queue_keys(queue), task_ids)
+        return [cast(worker_pb2.RevokeResult, int(x)) for x in codes]  # the enum's numbers
 
     async def set_paused(self, queue: str, paused: bool) -> None:
         key = keys.queue_keys(queue).paused
