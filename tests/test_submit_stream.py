@@ -219,3 +219,19 @@ def test_pipelined_submissions_are_confirmed_before_the_process_exits(platform, 
     with grpc.insecure_channel(platform.address) as ch:
         stats = worker_pb2_grpc.RegistryStub(ch).QueueStats(worker_pb2.QueueStatsRequest(), timeout=10)
     assert {q.queue: q.ready for q in stats.queues}.get(queue_name) == 500
+
+
+def test_a_stream_larger_than_a_batch_is_read_a_batch_at_a_time_and_answered_whole(server_settings, queue_name):
+    """The inbox holds one batch at most (the stream is not read while it is full): 250 submissions
+    sent at once on a platform whose batches are 7 are all answered, each once."""
+    small = replace(server_settings, limits=replace(server_settings.limits, max_batch=7))
+    p = PlatformThread(small).start()
+    try:
+        reqs = [scheduler_pb2.SubmitStreamRequest(seq=i, spec=_spec("t.add", queue_name)) for i in range(250)]
+        with grpc.insecure_channel(p.address) as ch:
+            answers = list(scheduler_pb2_grpc.SchedulerStub(ch).SubmitStream(iter(reqs)))
+    finally:
+        p.stop()
+    assert sorted(a.seq for a in answers) == list(range(250))
+    assert all(a.error_code == 0 and len(a.result.task_id) == 32 for a in answers)
+    assert len({a.result.task_id for a in answers}) == 250

@@ -49,15 +49,22 @@ class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
         self, requests: AsyncIterator[scheduler_pb2.SubmitStreamRequest], ctx: grpc.aio.ServicerContext
     ) -> AsyncIterator[scheduler_pb2.SubmitStreamResponse]:
         """Submissions arriving while the previous ones are written are accepted together, as one
-        batch (one Redis round trip); each is answered by its sequence number."""
+        batch (one Redis round trip); each is answered by its sequence number. The inbox holds at
+        most one batch: while it is full the stream is not read, and gRPC's flow control holds the
+        producer back."""
+        limit = self.settings.limits.max_batch
         inbox: list[scheduler_pb2.SubmitStreamRequest] = []
-        arrived = asyncio.Event()
+        arrived, room = asyncio.Event(), asyncio.Event()
+        room.set()
 
         async def read() -> None:
             try:
                 async for req in requests:
                     inbox.append(req)
                     arrived.set()
+                    if len(inbox) >= limit:
+                        room.clear()
+                        await room.wait()
             finally:
                 arrived.set()
 
@@ -67,8 +74,9 @@ class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
                 await arrived.wait()
                 arrived.clear()
                 while inbox:
-                    batch = inbox[: self.settings.limits.max_batch]
+                    batch = inbox[:limit]
                     del inbox[: len(batch)]
+                    room.set()
                     for resp in await self._submit_answers(batch):
                         yield resp
                 if reader.done():
