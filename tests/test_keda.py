@@ -4,12 +4,16 @@ KEDA's own contract (proto/keda/externalscaler.proto) the way KEDA calls it, aga
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tasktide import Client
+from tasktide import Client, ClientSettings, ServiceError
+from tasktide_services.common.redis_server import start_redis
+from tasktide_services.common.settings import ServerSettings
 from tasktide_services.externalscaler import externalscaler_pb2 as pb
 from tasktide_services.testing import PlatformThread, eventually
 
@@ -161,3 +165,35 @@ def test_the_scaler_reports_serving_on_the_health_service(platform: PlatformThre
         check = health_pb2_grpc.HealthStub(channel).Check
         resp = check(health_pb2.HealthCheckRequest(service="externalscaler.ExternalScaler"), timeout=10)
     assert resp.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_stream_is_active_outlives_a_redis_restart(
+    server_settings: ServerSettings, queue_name: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failing depth read is logged and read again: the stream KEDA holds stays open."""
+    data = tmp_path / "redis"
+    r1 = start_redis(data, appendonly=False)
+    platform = PlatformThread(replace(server_settings, redis_url=r1.url)).start()
+    try:
+        with grpc.insecure_channel(platform.address) as channel:
+            stream = Scaler(channel).stream(ref(queue=queue_name))
+            assert next(stream).result is False
+            r1.stop()
+            eventually(lambda: "queue depth for" in caplog.text, timeout=20, what="a depth read to fail")
+            r2 = start_redis(data, port=r1.port, appendonly=False)
+            try:
+                with Client(settings=ClientSettings.from_env({}, address=platform.address)) as c:
+
+                    def submit_after() -> object:
+                        try:  # the first calls may meet the restart; a caller retries a refused submit
+                            return c.submit("t.add", [1, 1], queue=queue_name)
+                        except ServiceError:
+                            return None
+
+                    eventually(submit_after, timeout=20, interval=0.2, what="the services to reconnect to Redis")
+                    assert next(stream).result is True  # the same stream, after the failed reads
+                stream.cancel()
+            finally:
+                r2.stop()
+    finally:
+        platform.stop()
