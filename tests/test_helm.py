@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -50,7 +51,8 @@ def helm() -> str:
 
 
 def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HELM_CACHE_HOME": "/nonexistent-cache", "HELM_CONFIG_HOME": "/nonexistent-config"}
+    home = Path(helm).parent / "home"  # helm's own folders beside the binary, not in the user's home
+    env = {**os.environ, **{f"HELM_{kind}_HOME": str(home / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}}
     return subprocess.run([helm, *args], capture_output=True, text=True, timeout=60, env=env)
 
 
@@ -228,6 +230,11 @@ def test_worker_image_command_and_secret_are_configurable(render: Callable[..., 
         (sets("keda.enabled=true", "services.registry.enabled=false"), "registry serves the external"),
         ([*sets("keda.enabled=true"), "--set-json", "keda.queues=[]"], "keda.queues needs at least one queue"),
         (sets("redis.url="), "redis.url (or redis.existingSecret) is required"),
+        # values.schema.json: wrong types, ranges and unknown keys are refused before rendering
+        (sets("keda.targetPerReplica=0"), "/keda/targetPerReplica"),
+        (sets("keda.queues={bad name}"), "/keda/queues/0"),
+        (sets("kedaa.enabled=true"), "additional properties 'kedaa' not allowed"),
+        (sets("services.registry.replicas=two"), "/services/registry/replicas"),
     ],
 )
 def test_bad_values_fail_with_a_message(helm: str, values: list[str], message: str) -> None:
