@@ -10,12 +10,14 @@ is not paused (a paused queue dispatches nothing, so more workers would not help
 active while the depth of its queues is above zero. Delayed tasks (held by the scheduler until due)
 and dead-lettered tasks are not counted.
 
-`StreamIsActive` sends the state at once, then each change: it wakes when a queue is announced on the
-registry's notify channel (work arrived) and otherwise reads the depth every `poll_seconds`.
+`StreamIsActive` sends the state at once, then each change: while inactive it wakes when a queue is
+announced on the registry's notify channel (work arrived); otherwise it reads the depth every
+`poll_seconds` (so a busy queue costs one read a second per stream, not one per arrival).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -112,7 +114,12 @@ class ExternalScalerService:
                 if active is not None and active != last:
                     last = active
                     yield pb.IsActiveResponse(result=active)
-                await sub.next_batch(self.poll_seconds)
+                if last:  # arrivals change nothing while active: no read per wake-up on a busy queue
+                    await asyncio.sleep(self.poll_seconds)
+                    while not sub.queue.empty():
+                        sub.queue.get_nowait()
+                else:
+                    await sub.next_batch(self.poll_seconds)
         finally:
             self.notifier.unsubscribe(sub)
 
