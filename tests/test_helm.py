@@ -132,6 +132,7 @@ def test_helm_lint_passes(helm: str, values: list[str]) -> None:
             "worker.pdb.enabled=true",
             "redis.existingSecret=mine",
             "env.OTEL_TRACES_EXPORTER=otlp",
+            "headlessServices=true",
         ),
     ],
     ids=["defaults", "keda", "options"],
@@ -181,6 +182,9 @@ def test_services_have_grpc_probes_on_their_health_service_resources_pdbs_and_hp
     assert config["TASKTIDE_REGISTRY_ADDRESS"] == "tt-tasktide-registry:50051"
     assert find(objects, "Secret", "tt-tasktide-redis")["stringData"] == {"TASKTIDE_REDIS_URL": "redis://redis:6379/0"}
     assert not [o for o in objects if o["kind"] == "ScaledObject"]  # KEDA is opt-in
+    headless = render("--set", "headlessServices=true")
+    assert find(headless, "Service", "tt-tasktide-registry")["spec"]["clusterIP"] == "None"
+    assert "clusterIP" not in find(objects, "Service", "tt-tasktide-registry")["spec"]
 
 
 def test_keda_scales_the_workers_through_the_registry(render: Callable[..., Objects]) -> None:
