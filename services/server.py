@@ -33,6 +33,7 @@ from tasktide_services.scheduler.service import SchedulerService
 from tasktide_services.scheduler.store import SchedulerStore
 from tasktide_services.scheduler.workflows import WorkflowService
 from tasktide_services.scheduler.writing import writer_for
+from tasktide_services.worker import keda
 from tasktide_services.worker import keys as registry_keys
 from tasktide_services.worker.reaper import run_reaper
 from tasktide_services.worker.service import RegistryService
@@ -114,6 +115,8 @@ async def start(
         registry = RegistryService(rstore, rnotify, peers, settings, hooks)
         add_service(server, _DESCRIPTORS["registry"], registry)
         peers.bind(registry=registry)
+        # KEDA's external scaler: workers on Kubernetes scale by queue depth (worker/keda.py).
+        add_service(server, keda.DESCRIPTOR, keda.ExternalScalerService(redis, rnotify, settings.limits))
         cancels = Notifier(redis, registry_keys.CANCEL, on_message=registry.on_cancel)
         await cancels.start()
         running.closers.append(cancels.stop)
@@ -143,6 +146,8 @@ async def start(
     names = [_DESCRIPTORS[w].full_name for w in which]
     if "scheduler" in which:
         names.append(WORKFLOWS.full_name)
+    if "registry" in which:
+        names.append(keda.DESCRIPTOR.full_name)
     for name in [*names, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)

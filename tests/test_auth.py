@@ -18,6 +18,7 @@ from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2, workfl
 from tasktide_services.common.auth import mint
 from tasktide_services.common.roles import allowed_roles
 from tasktide_services.common.settings import ServerSettings
+from tasktide_services.externalscaler import externalscaler_pb2
 from tasktide_services.testing import PlatformThread
 
 KEY = b"k" * 40
@@ -28,7 +29,9 @@ DESCRIPTORS = [
     workflow_pb2.DESCRIPTOR.services_by_name["Workflows"],
     reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
     health_pb2.DESCRIPTOR.services_by_name["Health"],
+    externalscaler_pb2.DESCRIPTOR.services_by_name["ExternalScaler"],
 ]
+OPEN = ("Health", "ExternalScaler")  # roles.OPEN_PREFIXES: probes and KEDA's scaler
 METHODS: list[MethodDescriptor] = [m for d in DESCRIPTORS for m in d.methods]
 DENIED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 
@@ -71,19 +74,24 @@ def call(address: str, m: MethodDescriptor, token: str | None, timeout: float = 
     return grpc.StatusCode.OK
 
 
+def health_ok(code: grpc.StatusCode) -> bool:
+    return code == grpc.StatusCode.OK
+
+
 def test_every_method_is_in_the_role_table() -> None:
     table = allowed_roles()
-    missing = [_full(m) for m in METHODS if m.containing_service.name != "Health" and _full(m) not in table]
+    missing = [_full(m) for m in METHODS if m.containing_service.name not in OPEN and _full(m) not in table]
     assert missing == []
 
 
 def test_no_token_is_unauthenticated_everywhere_but_health(secured: PlatformThread) -> None:
     answers = {_full(m): call(secured.address, m, None) for m in METHODS}
-    health = {k: v for k, v in answers.items() if "/grpc.health.v1.Health/" in k}
-    others = {k: v for k, v in answers.items() if k not in health}
+    open_ = {_full(m): answers[_full(m)] for m in METHODS if m.containing_service.name in OPEN}
+    others = {k: v for k, v in answers.items() if k not in open_}
     assert len(others) >= 30
     assert {k: v for k, v in others.items() if v != grpc.StatusCode.UNAUTHENTICATED} == {}
-    assert health["/grpc.health.v1.Health/Check"] == grpc.StatusCode.OK
+    assert health_ok(answers["/grpc.health.v1.Health/Check"])
+    assert grpc.StatusCode.UNAUTHENTICATED not in open_.values()
 
 
 @pytest.mark.parametrize("role", ["producer", "worker", "admin", "service"])

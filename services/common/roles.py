@@ -35,8 +35,10 @@ _ANY = {
     "grpc.reflection.v1alpha.ServerReflection": ("ServerReflectionInfo",),
     "grpc.reflection.v1.ServerReflection": ("ServerReflectionInfo",),
 }
-# No token at all: probes.
-OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
+# No token at all: probes, and KEDA's external scaler (services/worker/keda.py), which cannot send
+# one (KEDA gives external scalers TLS settings only): it answers queue depths and nothing else;
+# keep it to the cluster with mutual TLS (TASKTIDE_TLS_CLIENT_CA) or a network policy.
+OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/externalscaler.ExternalScaler/")
 
 
 def _methods(table: Mapping[str, Iterable[str]]) -> list[str]:
