@@ -14,7 +14,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from tasktide import Client, ClientSettings
+from tasktide import App, Client, ClientSettings, chain
 from tasktide.contrib.opentelemetry import TracingHooks
 from tasktide_services.testing import PlatformThread
 from tests.otlp_receiver import OtlpReceiver, Span
@@ -95,3 +95,73 @@ def test_python_to_go_to_node_is_one_trace(
                 proc.wait(30)
         go_log.close()
         receiver.stop()
+
+
+def test_a_chain_over_go_and_node_is_one_trace_from_the_python_producer(
+    platform: PlatformThread,
+    go_test_worker: Path,  # noqa: F811
+    node: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """chain(Go task, Node task) submitted whole by a traced Python producer: the workflow's send
+    span writes its context into every step, so both steps' spans are in the producer's trace."""
+    go_q, node_q = f"go-{uuid.uuid4().hex[:8]}", f"node-{uuid.uuid4().hex[:8]}"
+    receiver = OtlpReceiver().start()
+    provider = TracerProvider(resource=Resource.create({"service.name": "test-python-producer"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=receiver.endpoint, insecure=True)))
+    app = App("remote", settings=ClientSettings.from_env({}, address=platform.address), hooks=TracingHooks(provider))
+    go_add = app.task(name="gotest.add", queue=go_q)(_elsewhere)
+    node_add = app.task(name="node.add", queue=node_q)(_elsewhere)
+    go_log = open(tmp_path / "go.log", "w")  # noqa: SIM115 - closed with the worker
+    go_worker = subprocess.Popen(
+        [go_test_worker],
+        env=go_env(TASKTIDE_ADDRESS=platform.address, **otel_env(receiver, "test-go-worker"), TASKTIDE_QUEUES=go_q),
+        stdout=go_log,
+        stderr=subprocess.STDOUT,
+    )
+    node_worker = subprocess.Popen(
+        [node, "test/fixtures/traced_worker.js"],
+        cwd=NODE_DIR,
+        env=_node_env(
+            platform,
+            TASKTIDE_QUEUES=node_q,
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            OTEL_EXPORTER_OTLP_INSECURE="true",
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        handle = chain(go_add.s(2, 3), node_add.s(10)).apply_async()
+        assert handle.get(timeout=60) == 15
+        provider.force_flush()
+        node_worker.send_signal(signal.SIGTERM)
+        node_worker.wait(30)
+
+        def steps(spans: list[Span]) -> list[Span] | None:
+            found = [
+                [s for s in spans if s.service == "test-go-worker" and s.name == f"process {go_q}"],
+                [s for s in spans if s.service == "tasktide-node-worker" and s.name == f"process {node_q}"],
+                [s for s in spans if s.service == "test-python-producer" and s.kind == PRODUCER],
+            ]
+            return [group[0] for group in found[:2]] + found[2] if all(found) else None
+
+        spans = receiver.wait_for(lambda spans: steps(spans) is not None, timeout=30)
+        found = steps(spans)
+        assert found is not None, sorted((s.service, s.name) for s in spans)
+        go_process, node_process, *creates = found
+        assert go_process.kind == CONSUMER and node_process.kind == CONSUMER
+        assert go_process.trace_id == node_process.trace_id == creates[0].trace_id
+        assert {go_process.parent_id, node_process.parent_id} <= {s.span_id for s in creates}
+    finally:
+        for proc in (go_worker, node_worker):
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(30)
+        go_log.close()
+        receiver.stop()
+        app.client.close()
+
+
+def _elsewhere(*args: object) -> object:
+    raise AssertionError("runs on a Go or Node.js worker, never here")

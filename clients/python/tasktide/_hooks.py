@@ -22,7 +22,12 @@ def _ignore(outcome: task_pb2.Outcome) -> None:
     return None
 
 
+def _ignore_ids(task_ids: Sequence[str]) -> None:
+    return None
+
+
 _NOTHING = contextlib.nullcontext(_ignore)  # reusable: entering it costs next to nothing
+_SENT = contextlib.nullcontext(_ignore_ids)
 _RESUMED = contextlib.nullcontext()
 
 
@@ -37,6 +42,14 @@ class Hooks:
     def intercept_async_submitter(self, next: AsyncSubmitter) -> AsyncSubmitter:  # noqa: A002
         """The AsyncClient's transport, wrapped (an AsyncSubmitterInterceptor), or `next` itself."""
         return next
+
+    def sending(
+        self, specs: Sequence[task_pb2.TaskSpec]
+    ) -> contextlib.AbstractContextManager[Callable[[Sequence[str]], None]]:
+        """Wraps sending `specs` another way than the transport (a workflow, whole): the plugin may
+        write into their headers (they are the request's own); the block calls the value it was given
+        with the tasks' ids once they are known."""
+        return _SENT
 
     def wrap_channel(self, channel: Any) -> Any:
         """The blocking client's grpc.Channel, with interceptors in front of it if the plugin has any."""

@@ -81,8 +81,10 @@ class Workflow:
             stage = req.stages.add(group=st.group)
             stage.tasks.extend(s.spec() for s in st.sigs)
         stub = workflow_pb2_grpc.WorkflowsStub(client.scheduler_channel)
-        with translated(client.settings.scheduler()):
+        specs = [t for st in req.stages for t in st.tasks]
+        with client._hooks.sending(specs) as sent, translated(client.settings.scheduler()):  # tracing: one send
             resp = stub.SubmitWorkflow(req)
+            sent([t for st in resp.stages for t in st.task_ids])
         return WorkflowHandle(resp, client)
 
     def delay(self) -> WorkflowHandle:

@@ -46,6 +46,7 @@ func main() {
 		info, _ := tasktide.TaskInfoFrom(ctx)
 		return info.Headers, nil
 	})
+	worker.Register("gotest.add", tasktide.Func2(func(_ context.Context, x, y int) (int, error) { return x + y, nil }))
 	worker.Register("gotest.submit", func(ctx context.Context, args []json.RawMessage, _ map[string]json.RawMessage) (any, error) {
 		var name, queue string
 		var taskArgs []any

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from opentelemetry import context, propagate, trace
@@ -15,7 +15,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 from tasktide._hooks import Hooks, OutcomeCallback, _ignore
 from tasktide._transport import AsyncSubmitter, Submitter
 from tasktide.contrib.opentelemetry import conventions as c
-from tasktide.contrib.opentelemetry._producer import AsyncTracingSubmitter, TracingSubmitter
+from tasktide.contrib.opentelemetry._producer import AsyncTracingSubmitter, Send, TracingSubmitter
 from tasktide.contrib.opentelemetry._sampling import follows_parent, remote_span, unsampled
 from tasktide.v1 import task_pb2, worker_pb2
 
@@ -61,6 +61,19 @@ class TracingHooks(Hooks):
 
     def intercept_async_submitter(self, next: AsyncSubmitter) -> AsyncSubmitter:  # noqa: A002
         return AsyncTracingSubmitter(next, self.tracer, self.propagator)
+
+    @contextlib.contextmanager
+    def sending(self, specs: Sequence[task_pb2.TaskSpec]) -> Iterator[Callable[[Sequence[str]], None]]:
+        # A workflow sent whole: one send span (a create span per task), its context in every task.
+        send = Send(self.tracer, self.propagator, list(specs), batch=len(specs) > 1)
+        ids: list[str] = []
+        try:
+            with trace.use_span(send.span, end_on_exit=False):
+                yield ids.extend
+        except BaseException as exc:
+            send.finish((), exc)
+            raise
+        send.finish(ids, None)
 
     def wrap_channel(self, channel: Any) -> Any:
         # gRPC calls made inside a recorded span (a unary Submit inside its send span) get a client span.

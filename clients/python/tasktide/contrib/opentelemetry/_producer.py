@@ -29,7 +29,7 @@ def _copies(specs: Sequence[task_pb2.TaskSpec]) -> list[task_pb2.TaskSpec]:
     return out
 
 
-class _Send:
+class Send:
     """The spans of one submission or batch; writes their context into `specs`."""
 
     def __init__(
@@ -90,7 +90,7 @@ class TracingSubmitter(SubmitterInterceptor):
 
     def submit(self, spec: task_pb2.TaskSpec) -> str | Future[str]:
         specs = _copies([spec])
-        send = _Send(self.tracer, self.propagator, specs, batch=False)
+        send = Send(self.tracer, self.propagator, specs, batch=False)
         try:
             with trace.use_span(send.span, end_on_exit=False):
                 out = self.next.submit(specs[0])
@@ -105,7 +105,7 @@ class TracingSubmitter(SubmitterInterceptor):
 
     def submit_batch(self, specs: Sequence[task_pb2.TaskSpec]) -> list[str]:
         traced = _copies(specs)
-        send = _Send(self.tracer, self.propagator, traced, batch=True)
+        send = Send(self.tracer, self.propagator, traced, batch=True)
         try:
             with trace.use_span(send.span, end_on_exit=False):
                 ids = self.next.submit_batch(traced)
@@ -126,7 +126,7 @@ class AsyncTracingSubmitter(AsyncSubmitterInterceptor):
 
     async def submit(self, spec: task_pb2.TaskSpec) -> str:
         specs = _copies([spec])
-        send = _Send(self.tracer, self.propagator, specs, batch=False)
+        send = Send(self.tracer, self.propagator, specs, batch=False)
         try:
             with trace.use_span(send.span, end_on_exit=False):
                 task_id = await self.next.submit(specs[0])
@@ -138,7 +138,7 @@ class AsyncTracingSubmitter(AsyncSubmitterInterceptor):
 
     async def submit_batch(self, specs: Sequence[task_pb2.TaskSpec]) -> list[str]:
         traced = _copies(specs)
-        send = _Send(self.tracer, self.propagator, traced, batch=True)
+        send = Send(self.tracer, self.propagator, traced, batch=True)
         try:
             with trace.use_span(send.span, end_on_exit=False):
                 ids = await self.next.submit_batch(traced)
