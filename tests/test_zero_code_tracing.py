@@ -4,6 +4,7 @@ span (TasktideInstrumentor, found through the `opentelemetry_instrumentor` entry
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -130,10 +131,15 @@ def test_instrument_sets_default_hooks_and_uninstrument_removes_them():
         traced = App("zc-traced")
         own = App("zc-own", hooks=explicit)
         client = Client(address="127.0.0.1:1")
-        aclient = AsyncClient(address="127.0.0.1:1")
+
+        async def async_hooks() -> Hooks:
+            async with AsyncClient(address="127.0.0.1:1") as aclient:
+                return aclient._hooks
+
         assert isinstance(traced.hooks, TracingHooks)
         assert own.hooks is explicit  # an explicit plugin wins
-        assert client._hooks is traced.hooks and aclient._hooks is traced.hooks
+        assert client._hooks is traced.hooks
+        assert asyncio.run(async_hooks()) is traced.hooks
         client.close()
     finally:
         instrumentor.uninstrument()
