@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -86,11 +87,13 @@ class TasktideInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         propagator: TextMapPropagator | None = kwargs.get("propagator")
         # Made on first use: the distro may set the global tracer provider after instrumentors run.
         made: list[TracingHooks] = []
+        lock = threading.Lock()
 
         def hooks() -> TracingHooks:
-            if not made:
-                made.append(InstrumentedHooks(provider, propagator))
-            return made[0]
+            with lock:  # one plugin for every App and Client, whichever thread makes the first
+                if not made:
+                    made.append(InstrumentedHooks(provider, propagator))
+                return made[0]
 
         self._hooks_factory: Callable[[], TracingHooks] | None = hooks
         for cls in _TARGETS:
