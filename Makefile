@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install dev test lint typecheck proto proto-check bench clean
+.PHONY: install dev test test-django6 lint typecheck proto proto-check bench clean
 
 $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ dev: install
 ## The test command: generated code up to date, lint, then the test suite against real servers.
 test: install proto-check lint typecheck
 	$(BIN)/python -m pytest
+	$(MAKE) test-django6
+
+## examples/django again on Django 6 (built-in django.tasks) with Python 3.12, in .venv/django6 (the
+## run above covers Django 5.2 with the backport on Python 3.11). Without python3.12 it is skipped,
+## except under CI=true, where that fails.
+test-django6:
+	scripts/test_django6.sh
 
 ## tasktide against Celery 5 on one Redis server; prints JSON lines and a table. BENCH_ARGS=--quick: small counts.
 bench: install

@@ -7,6 +7,8 @@ SHOP_MAIL_DIR (where sent mail is written, one file per message).
 import os
 from pathlib import Path
 
+import django
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("SHOP_SECRET_KEY", "example-shop-only-not-a-secret")
@@ -73,8 +75,14 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "static/"
 
-EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
-EMAIL_FILE_PATH = os.environ.get("SHOP_MAIL_DIR", str(BASE_DIR / "sent-mail"))
+MAIL_DIR = os.environ.get("SHOP_MAIL_DIR", str(BASE_DIR / "sent-mail"))
+if django.VERSION >= (6, 1):  # mail backends are configured as MAILERS from Django 6.1 on
+    MAILERS = {
+        "default": {"BACKEND": "django.core.mail.backends.filebased.EmailBackend", "OPTIONS": {"file_path": MAIL_DIR}}
+    }
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = MAIL_DIR
 DEFAULT_FROM_EMAIL = "shop@example.com"
 
 # Order mail is sent once the order's transaction commits; reports are requested from async views
@@ -94,4 +102,14 @@ TASKS = {
 TASKTIDE = {
     "APPS": ["orders.tasks.app"],
     "WORKER": {"QUEUES": ["shop-emails", "shop-reports", "shop-warehouse"], "CONCURRENCY": 4},
+    # Put on the platform at deploy time by `python manage.py tasktide_sync_schedules`.
+    "SCHEDULES": {
+        "shop-daily-sales-report": {"TASK": "orders.tasks.build_sales_report", "CRON": "5 0 * * *"},
+        "shop-address-check": {
+            "TASK": "orders.tasks.check_address",
+            "EVERY": 6 * 3600,
+            "ARGS": ["postmaster@example.com"],
+            "PRIORITY": -10,
+        },
+    },
 }

@@ -1,5 +1,6 @@
-"""Admin pages for task results. Read-only: the platform is the source of truth, so each page reads it
-over gRPC (the list refreshes the states it filters by, the detail page shows the live result)."""
+"""Admin pages for task results and periodic schedules. Read-only: the platform is the source of truth,
+so each page reads it over gRPC (the results list refreshes the states it filters by, a result's page
+shows the live result, the schedule pages read the schedules themselves)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ from collections import defaultdict
 from typing import Any
 
 from django.contrib import admin, messages
-from django.http import HttpRequest, HttpResponse
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from tasktide._client import Client
 from tasktide._exceptions import NotFound, TasktideError
-from tasktide.contrib.django import clients, platform, records
+from tasktide._schedules import Schedule
+from tasktide.contrib.django import clients, platform, records, schedules
 from tasktide.contrib.django.conf import get_conf
-from tasktide.contrib.django.models import FINAL_STATES, TaskRecord
+from tasktide.contrib.django.models import FINAL_STATES, PeriodicSchedule, TaskRecord
 from tasktide.contrib.django.results import when
 
 # How many unfinished tasks one list page asks the platform about, newest first.
@@ -161,6 +167,77 @@ class TaskRecordAdmin(ReadOnlyPlatformAdmin):
         return _pre(f"{snap.error.type}: {snap.error.message}\n\n{snap.error.traceback}")
 
 
-# Schedules: the platform has no schedule API yet. When it has one, a read-only ScheduleAdmin belongs
-# here, built like TaskRecordAdmin: a small Django-side index for lists and filters, and every page
-# reading the schedule itself from the platform (ReadOnlyPlatformAdmin for pages the platform owns).
+@admin.register(PeriodicSchedule)
+class PeriodicScheduleAdmin(ReadOnlyPlatformAdmin):
+    """Periodic schedules, read from the platform on every page (there is no table behind the model).
+    The list searches by name or task (?q=) and filters by paused (?paused=1 or 0); a schedule's page
+    shows everything the platform holds for it. Staff need the *view periodic schedule* permission."""
+
+    def get_urls(self) -> list[URLPattern]:
+        # Only the list and a schedule's page: no add, delete or history pages (they read the table).
+        info = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path("", self.admin_site.admin_view(self.changelist_view), name=f"{info}_changelist"),
+            path("<path:object_id>/change/", self.admin_site.admin_view(self.change_view), name=f"{info}_change"),
+        ]
+
+    def _client(self) -> Client:
+        return clients.sync_client(get_conf().client)
+
+    def _context(self, request: HttpRequest, title: str) -> dict[str, Any]:
+        return {**self.admin_site.each_context(request), "title": title, "opts": self.model._meta}
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        query, paused = request.GET.get("q", ""), request.GET.get("paused", "")
+        found: list[Schedule] = []
+        problem = ""
+        try:
+            found = self._client().list_schedules()
+        except TasktideError as exc:
+            problem = f"The tasktide platform could not be read: {exc}"
+        rows = [(s, schedules.describe(s), schedules.iso(s.next_run), schedules.iso(s.last_run))
+                for s in schedules.matching(found, query, paused)]  # fmt: skip
+        context = {
+            **self._context(request, "Periodic schedules"),
+            "rows": rows,
+            "total": len(found),
+            "query": query,
+            "paused": paused,
+            "problem": problem,
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/tasktide/periodicschedule/list.html", context)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        name = unquote(object_id)
+        try:
+            s = self._client().get_schedule(name)
+        except NotFound:
+            raise Http404(f"the platform has no schedule named {name!r}") from None
+        except TasktideError as exc:
+            messages.warning(request, f"The tasktide platform could not be read ({exc}).")
+            return HttpResponseRedirect(reverse("admin:tasktide_periodicschedule_changelist"))
+        fields = [
+            ("task", s.task_name),
+            ("runs", schedules.describe(s)),
+            ("queue", s.queue or "-"),
+            ("paused", "yes" if s.paused else "no"),
+            ("next run", schedules.iso(s.next_run)),
+            ("last run", schedules.iso(s.last_run)),
+            ("times fired", str(s.runs)),
+            ("last task id", s.last_task_id or "-"),
+        ]
+        arguments = json.dumps({"args": s.args, "kwargs": s.kwargs}, indent=2, ensure_ascii=False, default=str)
+        context = {
+            **self._context(request, f"Schedule {s.name}"),
+            "schedule": s,
+            "fields": fields,
+            "arguments": arguments,
+        }
+        return TemplateResponse(request, "admin/tasktide/periodicschedule/detail.html", context)

@@ -12,6 +12,13 @@ TASKTIDE = {
     "TASK_MODULES": ["shop"],            # packages the worker may import Django tasks from
                                          # (default: every installed app)
     "WORKER": {"QUEUES": ["default"], "CONCURRENCY": 4, "POOL": "threads"},
+    "SCHEDULES": {                       # periodic schedules, put on the platform by
+        "daily-sales-report": {          # `manage.py tasktide_sync_schedules` (schedules.py)
+            "TASK": "shop.tasks.build_sales_report",   # a Django task's import path or a native task's name
+            "CRON": "5 0 * * *", "TIMEZONE": "Europe/Paris",   # or "EVERY": seconds
+            "ARGS": [], "KWARGS": {}, "QUEUE": "", "PRIORITY": 0, "MAX_RETRIES": 0, "PAUSED": False,
+        },
+    },
 }
 """
 
@@ -41,8 +48,10 @@ _KEYS = {
     "APPS",
     "TASK_MODULES",
     "WORKER",
+    "SCHEDULES",
 }
 _WORKER_KEYS = {"QUEUES", "CONCURRENCY", "POOL"}
+_SCHEDULE_KEYS = {"TASK", "CRON", "EVERY", "TIMEZONE", "ARGS", "KWARGS", "QUEUE", "PRIORITY", "MAX_RETRIES", "PAUSED"}
 
 
 @dataclass(frozen=True)
@@ -53,11 +62,29 @@ class WorkerDefaults:
 
 
 @dataclass(frozen=True)
+class ScheduleDecl:
+    """A periodic schedule declared in TASKTIDE["SCHEDULES"]; queue and priority default to the task's."""
+
+    name: str
+    task: str
+    cron: str | None = None
+    every: float | None = None
+    timezone: str = "UTC"
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    queue: str = ""
+    priority: int | None = None
+    max_retries: int | None = None
+    paused: bool = False
+
+
+@dataclass(frozen=True)
 class DjangoConf:
     client: ClientSettings = field(default_factory=ClientSettings)
     apps: tuple[str, ...] = ()
     task_modules: tuple[str, ...] = ()
     worker: WorkerDefaults = field(default_factory=WorkerDefaults)
+    schedules: tuple[ScheduleDecl, ...] = ()
 
 
 def _unknown(given: Mapping[str, Any], known: set[str], where: str) -> None:
@@ -95,6 +122,55 @@ def client_settings(raw: Mapping[str, Any], env: Mapping[str, str] | None = None
     return replace(base, **overrides)
 
 
+def _schedule(name: Any, raw: Any) -> ScheduleDecl:
+    where = f"TASKTIDE['SCHEDULES'][{name!r}]"
+    if not isinstance(name, str) or not name:
+        raise ImproperlyConfigured(f"TASKTIDE['SCHEDULES'] keys are schedule names (strings), not {name!r}")
+    if not isinstance(raw, Mapping):
+        raise ImproperlyConfigured(f"{where} must be a dict")
+    _unknown(raw, _SCHEDULE_KEYS, where)
+    task = raw.get("TASK")
+    if not isinstance(task, str) or not task:
+        raise ImproperlyConfigured(f"{where}['TASK'] must name a task (a Django task's import path or a task name)")
+    cron, every = raw.get("CRON"), raw.get("EVERY")
+    if (cron is None) == (every is None):
+        raise ImproperlyConfigured(f"{where} needs exactly one of CRON and EVERY")
+    if cron is not None and not isinstance(cron, str):
+        raise ImproperlyConfigured(f"{where}['CRON'] must be a cron expression, not {cron!r}")
+    if every is not None and (isinstance(every, bool) or not isinstance(every, int | float) or every <= 0):
+        raise ImproperlyConfigured(f"{where}['EVERY'] must be a number of seconds above 0, not {every!r}")
+    args, kwargs = raw.get("ARGS", ()), raw.get("KWARGS", {})
+    if isinstance(args, str | Mapping) or not isinstance(args, list | tuple):
+        raise ImproperlyConfigured(f"{where}['ARGS'] must be a list")
+    if not isinstance(kwargs, Mapping):
+        raise ImproperlyConfigured(f"{where}['KWARGS'] must be a dict")
+    priority, max_retries = raw.get("PRIORITY"), raw.get("MAX_RETRIES")
+    for key, value in (("PRIORITY", priority), ("MAX_RETRIES", max_retries)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ImproperlyConfigured(f"{where}['{key}'] must be an integer, not {value!r}")
+    return ScheduleDecl(
+        name=name,
+        task=task,
+        cron=cron,
+        every=float(every) if every is not None else None,
+        timezone=str(raw.get("TIMEZONE") or "UTC"),
+        args=tuple(args),
+        kwargs=dict(kwargs),
+        queue=str(raw.get("QUEUE") or ""),
+        priority=priority,
+        max_retries=max_retries,
+        paused=bool(raw.get("PAUSED", False)),
+    )
+
+
+def _schedules(raw: Any) -> tuple[ScheduleDecl, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise ImproperlyConfigured("TASKTIDE['SCHEDULES'] must be a dict of schedule name to schedule")
+    return tuple(_schedule(name, value) for name, value in raw.items())
+
+
 def load(raw: Mapping[str, Any] | None, env: Mapping[str, str] | None = None) -> DjangoConf:
     """Validate and read a TASKTIDE setting."""
     raw = raw or {}
@@ -113,6 +189,7 @@ def load(raw: Mapping[str, Any] | None, env: Mapping[str, str] | None = None) ->
         apps=_strings(raw.get("APPS", ()), "TASKTIDE['APPS']"),
         task_modules=_strings(raw.get("TASK_MODULES", ()), "TASKTIDE['TASK_MODULES']"),
         worker=worker,
+        schedules=_schedules(raw.get("SCHEDULES")),
     )
 
 

@@ -47,3 +47,19 @@ class TaskRecord(models.Model):
     @property
     def is_final(self) -> bool:
         return self.state in FINAL_STATES
+
+
+class PeriodicSchedule(models.Model):
+    """A periodic schedule on the platform, for the admin's read-only Schedules page. It has no table:
+    every page reads the schedules from the platform (admin.py), which is their only store."""
+
+    name = models.CharField(max_length=255, primary_key=True)
+
+    class Meta:
+        managed = False
+        default_permissions = ("view",)
+        verbose_name = "periodic schedule"
+        verbose_name_plural = "periodic schedules"
+
+    def __str__(self) -> str:
+        return self.name

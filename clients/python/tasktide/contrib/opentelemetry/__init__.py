@@ -10,15 +10,23 @@ or, configured from the standard OTEL_* variables (what `tasktide worker` and th
 
 A submit is a PRODUCER span whose context travels in the task's headers; each attempt on a worker is
 a CONSUMER span; gRPC calls inside a trace are traced by opentelemetry-instrumentation-grpc, passed
-as interceptors. Needs the `otel` extra: pip install 'tasktide[otel]'.
+as interceptors.
+
+Without code: `opentelemetry-instrument tasktide worker ...` or `opentelemetry-instrument python
+app.py` (package opentelemetry-distro, in the `otel` extra) runs TasktideInstrumentor, which makes
+TracingHooks the default hooks of every App and Client (see instrumentation.py).
+
+Needs the `otel` extra: pip install 'tasktide[otel]'.
 """
 
 from tasktide.contrib.opentelemetry import conventions
 from tasktide.contrib.opentelemetry._hooks import TracingHooks, in_recorded_span, record_outcome
 from tasktide.contrib.opentelemetry._setup import Tracing, from_env, resource_from_env, tracing_enabled
+from tasktide.contrib.opentelemetry.instrumentation import TasktideInstrumentor
 
 __all__ = [
     "Tracing",
+    "TasktideInstrumentor",
     "TracingHooks",
     "conventions",
     "from_env",

@@ -7,6 +7,9 @@ OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL: "grpc", the d
 "http/protobuf") and "console". Everything else (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
 OTEL_TRACES_SAMPLER and _ARG, OTEL_BSP_*, OTEL_EXPORTER_OTLP_HEADERS, OTEL_PROPAGATORS...) is read
 by the OpenTelemetry SDK itself.
+
+Under `opentelemetry-instrument` (TasktideInstrumentor has run), from_env uses the instrumentor's hooks
+and the tracer provider the distro configured, so a program traces once, through one provider.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
@@ -71,17 +75,32 @@ def resource_from_env(default_service_name: str, env: Mapping[str, str]) -> Reso
 
 @dataclass
 class Tracing:
-    """A configured tracer provider and the hooks that use it; call shutdown() before exit."""
+    """A configured tracer provider and the hooks that use it; call shutdown() before exit.
+
+    owned: the provider was made here (shutdown ends it); else it belongs to whoever configured it
+    (opentelemetry-instrument), and shutdown only flushes the spans it holds."""
 
     provider: TracerProvider
     hooks: TracingHooks
+    owned: bool = True
 
     def shutdown(self) -> None:
-        self.provider.shutdown()
+        if self.owned:
+            self.provider.shutdown()
+        else:
+            self.provider.force_flush()
 
 
 def from_env(default_service_name: str, env: Mapping[str, str] | None = None) -> Tracing | None:
-    """Tracing as the OTEL_* variables ask, or None when it is off."""
+    """Tracing as the OTEL_* variables ask, or None when it is off; under opentelemetry-instrument,
+    the instrumentor's hooks with the globally configured provider."""
+    from tasktide.contrib.opentelemetry.instrumentation import active_hooks
+
+    instrumented = active_hooks()
+    if instrumented is not None:
+        provider = instrumented.tracer_provider or trace.get_tracer_provider()
+        if isinstance(provider, TracerProvider):
+            return Tracing(provider, instrumented, owned=False)
     env = os.environ if env is None else env
     if not tracing_enabled(env):
         return None
