@@ -48,6 +48,9 @@ class Workload:
             "latency": counts.latency,
             "redis_memory": counts.memory,
             "worker_rss": 0,
+            "secure_throughput": counts.throughput,
+            "secure_latency": counts.latency,
+            "secure_cost": 0,
         }[self.key]
 
 
@@ -84,6 +87,23 @@ WORKLOADS = (
     Workload("cpu_one_by_one", "CPU time per task, one-by-one add.delay (same)", "us", ("cpu",), "lower", None),
     Workload("redis_memory", "Redis memory per queued task", "bytes/task", ("bytes",), "lower", 0.4),
     Workload("worker_rss", "worker resident memory after the run", "MiB", ("rss",), "lower", None),
+    Workload(
+        "secure_throughput",
+        "end-to-end throughput, bulk submit, TLS and tokens on",
+        "tasks/s",
+        ("rate",),
+        "higher",
+        None,
+    ),
+    Workload("secure_latency", "round trip on an idle system, TLS and tokens on", "ms", ("p50", "p99"), "lower", None),
+    Workload(
+        "secure_cost",
+        "TLS and tokens on / off (throughput; round trip p50)",
+        "on / off",
+        ("throughput", "latency_p50"),
+        "higher",
+        None,
+    ),
 )
 
 
@@ -113,6 +133,11 @@ class System(Protocol):
     def latency(self, n: int) -> dict[str, float]: ...
 
     def worker_rss(self) -> dict[str, float]: ...
+
+    def restart_secure(self) -> bool:
+        """Start again with TLS and tokens on (workers included); False: the system has no such
+        mode here, and its secure rows stay empty."""
+        ...
 
     def stop(self) -> None: ...
 
@@ -148,7 +173,9 @@ def run_system(
 ) -> dict[str, dict[str, float]]:
     """Every workload against one system, in an order that keeps each measurement clean:
     queued memory first (no worker yet), then throughput, submit rate, latency on the now idle
-    system, and the workers' memory after all of that. The CPU time of the system's processes,
+    system, and the workers' memory after all of that; then, where the system has the mode, it
+    starts again with TLS and tokens on and measures throughput and latency once more, against
+    the figures of the same run with them off (`secure_cost`). The CPU time of the system's processes,
     Redis (`redis_pid`) and this client is taken around the throughput and submit runs."""
     out: dict[str, dict[str, float]] = {}
     system.start()
@@ -175,6 +202,15 @@ def run_system(
         log(f"[{system.name}] round-trip latency, n={counts.latency}")
         out["latency"] = system.latency(counts.latency)
         out["worker_rss"] = system.worker_rss()
+        if system.restart_secure():
+            log(f"[{system.name}] TLS and tokens on: throughput, n={counts.throughput}")
+            out["secure_throughput"] = system.throughput(counts.throughput)
+            log(f"[{system.name}] TLS and tokens on: round-trip latency, n={counts.latency}")
+            out["secure_latency"] = system.latency(counts.latency)
+            out["secure_cost"] = {
+                "throughput": out["secure_throughput"]["rate"] / out["throughput"]["rate"],
+                "latency_p50": out["secure_latency"]["p50"] / out["latency"]["p50"],
+            }
     finally:
         system.stop()
     return out
