@@ -76,14 +76,14 @@ def test_grpcurl_lists_and_calls_with_the_ca_and_a_token(grpcurl: str, ca_and_pl
     services = set(listed.stdout.split())
     assert {"tasktide.v1.Scheduler", "tasktide.v1.Registry", "tasktide.v1.Results"} <= services, listed.stdout
 
-    described = _grpcurl(grpcurl, ca, token, address, "describe", "tasktide.v1.Scheduler.Submit")
+    described = _grpcurl(grpcurl, ca, token, address, "describe", "tasktide.v1.Scheduler")
     assert described.returncode == 0, described.stderr
-    assert "SubmitRequest" in described.stdout
+    assert "rpc Submit ( .tasktide.v1.SubmitRequest )" in described.stdout, described.stdout
 
     request = json.dumps({"spec": {"name": "grpcurl.noop", "queue": "grpcurl"}})
     submitted = _grpcurl(grpcurl, ca, token, "-d", request, address, "tasktide.v1.Scheduler/Submit")
     assert submitted.returncode == 0, submitted.stderr
-    task_id = json.loads(submitted.stdout)["taskId"]
+    task_id = json.loads(submitted.stdout)["task_id"]  # grpcurl prints the proto field names
     assert len(task_id) == 32
 
     got = _grpcurl(grpcurl, ca, token, "-d", json.dumps({"task_id": task_id}), address, "tasktide.v1.Scheduler/GetTask")
