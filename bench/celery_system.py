@@ -101,9 +101,9 @@ class CelerySystem:
     def worker_rss(self) -> dict[str, float]:
         return {"rss": (tree_rss_bytes(self.worker.pid) if self.worker else 0) / MIB}
 
-    def restart_secure(self) -> bool:
+    def secure_twin(self) -> None:
         """The TLS-and-tokens rows are tasktide's own: Celery's column says n/a."""
-        return False
+        return None
 
     def stop(self) -> None:
         if self.worker is not None:

@@ -1,7 +1,7 @@
 """tasktide under test: `tasktide dev --redis-url` (every service in one process) and two
-`tasktide worker` processes, driven through the public Python client. restart_secure() starts it
-again with TLS on the listener and tokens on every call (bench/secure.py), for the rows that
-measure what they cost."""
+`tasktide worker` processes, driven through the public Python client. secure_twin() starts a second
+such platform, with TLS on the listener and tokens on every call (bench/secure.py), for the rows
+that measure what they cost."""
 
 from __future__ import annotations
 
@@ -85,17 +85,21 @@ class TasktideSystem:
         if self.secure:  # an App of its own, with the CA and a producer token, for the same tasks
             import tasktide
 
-            self.app = tasktide.App("bench", settings=self.secure.client_settings(tt_tasks.app.settings))
+            settings = self.secure.client_settings(tasktide.ClientSettings.from_env(address=self.address))
+            self.app = tasktide.App("bench", settings=settings)
             self.noop, self.add = self.app.task(tt_tasks.noop.fn), self.app.task(tt_tasks.add.fn)
         self.client = self.app.client
 
-    def restart_secure(self) -> bool:
-        """Stop, then start again (workers too) with TLS and tokens on."""
-        self.stop()
-        self.secure = make_credentials(self.log_dir / "tls")
-        self.start()
-        self.start_workers()
-        return True
+    def secure_twin(self) -> TasktideSystem:
+        """A second platform like this one, started with its workers, with TLS and tokens on. It
+        uses the next database of the same Redis server, so both can run side by side."""
+        base, _, db = self.redis_url.rpartition("/")
+        twin = TasktideSystem(f"{base}/{int(db) + 2}", self.log_dir, self.n_workers, self.concurrency, self.prefetch)
+        twin.name = "tasktide, TLS and tokens"
+        twin.secure = make_credentials(self.log_dir / "tls")
+        twin.start()
+        twin.start_workers()
+        return twin
 
     def pids(self) -> list[int]:
         return [p.pid for p in (self.server, *self.workers) if p is not None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,7 +99,7 @@ WORKLOADS = (
     Workload("secure_latency", "round trip on an idle system, TLS and tokens on", "ms", ("p50", "p99"), "lower", None),
     Workload(
         "secure_cost",
-        "TLS and tokens on / off (throughput; round trip p50)",
+        "TLS and tokens, on / off, alternated rounds (medians)",
         "on / off",
         ("throughput", "latency_p50"),
         "higher",
@@ -134,9 +135,9 @@ class System(Protocol):
 
     def worker_rss(self) -> dict[str, float]: ...
 
-    def restart_secure(self) -> bool:
-        """Start again with TLS and tokens on (workers included); False: the system has no such
-        mode here, and its secure rows stay empty."""
+    def secure_twin(self) -> System | None:
+        """A second instance, started with its workers, with TLS and tokens on; None: the system
+        has no such mode here, and its secure rows stay empty."""
         ...
 
     def stop(self) -> None: ...
@@ -173,9 +174,8 @@ def run_system(
 ) -> dict[str, dict[str, float]]:
     """Every workload against one system, in an order that keeps each measurement clean:
     queued memory first (no worker yet), then throughput, submit rate, latency on the now idle
-    system, and the workers' memory after all of that; then, where the system has the mode, it
-    starts again with TLS and tokens on and measures throughput and latency once more, against
-    the figures of the same run with them off (`secure_cost`). The CPU time of the system's processes,
+    system, and the workers' memory after all of that; then, where the system has the mode, the
+    cost of TLS and tokens (secure_rows). The CPU time of the system's processes,
     Redis (`redis_pid`) and this client is taken around the throughput and submit runs."""
     out: dict[str, dict[str, float]] = {}
     system.start()
@@ -202,15 +202,45 @@ def run_system(
         log(f"[{system.name}] round-trip latency, n={counts.latency}")
         out["latency"] = system.latency(counts.latency)
         out["worker_rss"] = system.worker_rss()
-        if system.restart_secure():
-            log(f"[{system.name}] TLS and tokens on: throughput, n={counts.throughput}")
-            out["secure_throughput"] = system.throughput(counts.throughput)
-            log(f"[{system.name}] TLS and tokens on: round-trip latency, n={counts.latency}")
-            out["secure_latency"] = system.latency(counts.latency)
-            out["secure_cost"] = {
-                "throughput": out["secure_throughput"]["rate"] / out["throughput"]["rate"],
-                "latency_p50": out["secure_latency"]["p50"] / out["latency"]["p50"],
-            }
+        twin = system.secure_twin()
+        if twin is not None:
+            try:
+                out.update(secure_rows(system, twin, counts, log))
+            finally:
+                twin.stop()
     finally:
         system.stop()
     return out
+
+
+SECURE_ROUNDS = 3
+
+
+def secure_rows(
+    off: System, on: System, counts: Counts, log: Callable[[str], None], rounds: int = SECURE_ROUNDS
+) -> dict[str, dict[str, float]]:
+    """Throughput and round trip of `on` (TLS and tokens) against `off`, both running side by side:
+    the two alternate, `rounds` times each, so a machine whose load changes during the run weighs
+    on both alike; the figures are the medians of the rounds."""
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    p50: dict[str, list[float]] = {"off": [], "on": []}
+    p99: dict[str, list[float]] = {"off": [], "on": []}
+    for r in range(rounds):
+        for key, system in (("off", off), ("on", on)):
+            log(f"[{system.name}] throughput, round {r + 1} of {rounds}, n={counts.throughput}")
+            rates[key].append(system.throughput(counts.throughput)["rate"])
+    for r in range(rounds):
+        for key, system in (("off", off), ("on", on)):
+            log(f"[{system.name}] round-trip latency, round {r + 1} of {rounds}, n={counts.latency}")
+            lat = system.latency(counts.latency)
+            p50[key].append(lat["p50"])
+            p99[key].append(lat["p99"])
+    med = statistics.median
+    return {
+        "secure_throughput": {"rate": med(rates["on"]), "off_rate": med(rates["off"])},
+        "secure_latency": {"p50": med(p50["on"]), "p99": med(p99["on"]), "off_p50": med(p50["off"])},
+        "secure_cost": {
+            "throughput": med(rates["on"]) / med(rates["off"]),
+            "latency_p50": med(p50["on"]) / med(p50["off"]),
+        },
+    }
