@@ -101,7 +101,7 @@ class CelerySystem:
     def worker_rss(self) -> dict[str, float]:
         return {"rss": (tree_rss_bytes(self.worker.pid) if self.worker else 0) / MIB}
 
-    def secure_twin(self) -> None:
+    def twin(self, secure: bool) -> None:
         """The TLS-and-tokens rows are tasktide's own: Celery's column says n/a."""
         return None
 

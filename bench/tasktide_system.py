@@ -1,7 +1,7 @@
 """tasktide under test: `tasktide dev --redis-url` (every service in one process) and two
-`tasktide worker` processes, driven through the public Python client. secure_twin() starts a second
-such platform, with TLS on the listener and tokens on every call (bench/secure.py), for the rows
-that measure what they cost."""
+`tasktide worker` processes, driven through the public Python client. twin() starts another such
+platform, fresh, with or without TLS on the listener and tokens on every call (bench/secure.py),
+for the rows that measure what they cost."""
 
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ class TasktideSystem:
         self.workers: list[Proc] = []
         self.address = ""
         self.secure: Credentials | None = None
+        self.own_app = False  # twins: tt_tasks.app is the first platform's
 
     def start(self) -> None:
         self.address = f"127.0.0.1:{free_port()}"
@@ -82,21 +83,30 @@ class TasktideSystem:
         self._list_req = worker_pb2.ListWorkersRequest()
         self.app = tt_tasks.app
         self.noop, self.add = tt_tasks.noop, tt_tasks.add
-        if self.secure:  # an App of its own, with the CA and a producer token, for the same tasks
+        if self.own_app:  # an App of its own for the same tasks (with the CA and a producer token)
             import tasktide
 
-            settings = self.secure.client_settings(tasktide.ClientSettings.from_env(address=self.address))
+            settings = tasktide.ClientSettings.from_env(address=self.address)
+            if self.secure:
+                settings = self.secure.client_settings(settings)
             self.app = tasktide.App("bench", settings=settings)
             self.noop, self.add = self.app.task(tt_tasks.noop.fn), self.app.task(tt_tasks.add.fn)
         self.client = self.app.client
 
-    def secure_twin(self) -> TasktideSystem:
-        """A second platform like this one, started with its workers, with TLS and tokens on. It
-        uses the next database of the same Redis server, so both can run side by side."""
+    def twin(self, secure: bool) -> TasktideSystem:
+        """A fresh platform like this one, started with its workers, with TLS and tokens on when
+        `secure`. It uses another database of the same Redis server (2 plain, 3 secure), so the
+        twins can run side by side."""
         base, _, db = self.redis_url.rpartition("/")
-        twin = TasktideSystem(f"{base}/{int(db) + 2}", self.log_dir, self.n_workers, self.concurrency, self.prefetch)
-        twin.name = "tasktide, TLS and tokens"
-        twin.secure = make_credentials(self.log_dir / "tls")
+        twin = TasktideSystem(
+            f"{base}/{int(db) + (3 if secure else 2)}", self.log_dir, self.n_workers, self.concurrency, self.prefetch
+        )
+        twin.own_app = True
+        if secure:
+            twin.name = "tasktide, TLS and tokens"
+            twin.secure = make_credentials(self.log_dir / "tls")
+        else:
+            twin.name = "tasktide, plain"
         twin.start()
         twin.start_workers()
         return twin

@@ -135,9 +135,9 @@ class System(Protocol):
 
     def worker_rss(self) -> dict[str, float]: ...
 
-    def secure_twin(self) -> System | None:
-        """A second instance, started with its workers, with TLS and tokens on; None: the system
-        has no such mode here, and its secure rows stay empty."""
+    def twin(self, secure: bool) -> System | None:
+        """A fresh instance beside this one, started with its workers, with TLS and tokens on when
+        `secure`; None: the system has no such mode here, and its secure rows stay empty."""
         ...
 
     def stop(self) -> None: ...
@@ -202,12 +202,17 @@ def run_system(
         log(f"[{system.name}] round-trip latency, n={counts.latency}")
         out["latency"] = system.latency(counts.latency)
         out["worker_rss"] = system.worker_rss()
-        twin = system.secure_twin()
-        if twin is not None:
+        off = system.twin(secure=False)
+        if off is not None:
             try:
-                out.update(secure_rows(system, twin, counts, log))
+                on = system.twin(secure=True)
+                assert on is not None
+                try:
+                    out.update(secure_rows(off, on, counts, log))
+                finally:
+                    on.stop()
             finally:
-                twin.stop()
+                off.stop()
     finally:
         system.stop()
     return out
@@ -219,8 +224,9 @@ SECURE_ROUNDS = 3
 def secure_rows(
     off: System, on: System, counts: Counts, log: Callable[[str], None], rounds: int = SECURE_ROUNDS
 ) -> dict[str, dict[str, float]]:
-    """Throughput and round trip of `on` (TLS and tokens) against `off`, both running side by side:
-    the two alternate, `rounds` times each, so a machine whose load changes during the run weighs
+    """Throughput and round trip of `on` (TLS and tokens) against `off`, two fresh instances running
+    side by side (the system of the other rows carries the state of every workload before): they
+    alternate, `rounds` times each, so a machine whose load changes during the run weighs
     on both alike; the figures are the medians of the rounds."""
     rates: dict[str, list[float]] = {"off": [], "on": []}
     p50: dict[str, list[float]] = {"off": [], "on": []}
