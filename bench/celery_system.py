@@ -101,6 +101,10 @@ class CelerySystem:
     def worker_rss(self) -> dict[str, float]:
         return {"rss": (tree_rss_bytes(self.worker.pid) if self.worker else 0) / MIB}
 
+    def twin(self, secure: bool) -> None:
+        """The TLS-and-tokens rows are tasktide's own: Celery's column says n/a."""
+        return None
+
     def stop(self) -> None:
         if self.worker is not None:
             self.worker.stop()

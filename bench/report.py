@@ -77,8 +77,9 @@ def table(rows: list[dict[str, Any]]) -> str:
             ratio = (r["ratio"] or {}).get(m)
             goal = "-" if w.goal is None else ("≥ " if w.better == "higher" else "≤ ") + f"{w.goal:g}x"
             met = {True: "yes", False: "no", None: "-"}[r["goal_met"]]
+            celery = "n/a" if w.key.startswith("secure") else _fmt((r["celery"] or {}).get(m))
             out.append(
                 f"| {label} | {r['n'] or '-'} | {w.unit} | {_fmt((r['tasktide'] or {}).get(m))} "
-                f"| {_fmt((r['celery'] or {}).get(m))} | {'-' if ratio is None else f'{ratio:.2f}x'} | {goal} | {met} |"
+                f"| {celery} | {'-' if ratio is None else f'{ratio:.2f}x'} | {goal} | {met} |"
             )
     return "\n".join(out)

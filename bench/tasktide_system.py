@@ -1,5 +1,7 @@
 """tasktide under test: `tasktide dev --redis-url` (every service in one process) and two
-`tasktide worker` processes, driven through the public Python client."""
+`tasktide worker` processes, driven through the public Python client. twin() starts another such
+platform, fresh, with or without TLS on the listener and tokens on every call (bench/secure.py),
+for the rows that measure what they cost."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import redis
 
 from bench.procs import Proc, python_argv, settle_used_memory, tree_rss_bytes, wait_until
 from bench.profiling import Profiler
+from bench.secure import Credentials, make_credentials
 from bench.workloads import round_trips
 from tasktide_services.common.redis_server import free_port
 
@@ -50,6 +53,8 @@ class TasktideSystem:
         self.server: Proc | None = None
         self.workers: list[Proc] = []
         self.address = ""
+        self.secure: Credentials | None = None
+        self.own_app = False  # twins: tt_tasks.app is the first platform's
 
     def start(self) -> None:
         self.address = f"127.0.0.1:{free_port()}"
@@ -61,8 +66,14 @@ class TasktideSystem:
         self.redis = redis.Redis.from_url(self.redis_url)
         self.redis.flushdb()
         argv = python_argv("-m", "tasktide.cli", "--log-level", "WARNING", "dev", "--address", self.address)
-        self.server = Proc("tasktide-dev", [*argv, "--redis-url", self.redis_url], self.log_dir)
-        channel = grpc.insecure_channel(self.address)
+        argv += ["--redis-url", self.redis_url]
+        name = "tasktide-dev-secure" if self.secure else "tasktide-dev"
+        self.server = Proc(name, argv, self.log_dir, env=self.secure.server_env() if self.secure else None)
+        self._metadata: list[tuple[str, str]] = []
+        if self.secure:
+            channel, self._metadata = self.secure.admin_channel(self.address)
+        else:
+            channel = grpc.insecure_channel(self.address)
         try:
             grpc.channel_ready_future(channel).result(timeout=30)
         except grpc.FutureTimeoutError:
@@ -70,13 +81,41 @@ class TasktideSystem:
             raise
         self._registry = worker_pb2_grpc.RegistryStub(channel)
         self._list_req = worker_pb2.ListWorkersRequest()
-        self.client = tt_tasks.app.client
+        self.app = tt_tasks.app
+        self.noop, self.add = tt_tasks.noop, tt_tasks.add
+        if self.own_app:  # an App of its own for the same tasks (with the CA and a producer token)
+            import tasktide
+
+            settings = tasktide.ClientSettings.from_env(address=self.address)
+            if self.secure:
+                settings = self.secure.client_settings(settings)
+            self.app = tasktide.App("bench", settings=settings)
+            self.noop, self.add = self.app.task(tt_tasks.noop.fn), self.app.task(tt_tasks.add.fn)
+        self.client = self.app.client
+
+    def twin(self, secure: bool) -> TasktideSystem:
+        """A fresh platform like this one, started with its workers, with TLS and tokens on when
+        `secure`. It uses another database of the same Redis server (2 plain, 3 secure), so the
+        twins can run side by side."""
+        base, _, db = self.redis_url.rpartition("/")
+        twin = TasktideSystem(
+            f"{base}/{int(db) + (3 if secure else 2)}", self.log_dir, self.n_workers, self.concurrency, self.prefetch
+        )
+        twin.own_app = True
+        if secure:
+            twin.name = "tasktide, TLS and tokens"
+            twin.secure = make_credentials(self.log_dir / "tls")
+        else:
+            twin.name = "tasktide, plain"
+        twin.start()
+        twin.start_workers()
+        return twin
 
     def pids(self) -> list[int]:
         return [p.pid for p in (self.server, *self.workers) if p is not None]
 
     def _worker_count(self) -> int:
-        return len(self._registry.ListWorkers(self._list_req).workers)
+        return len(self._registry.ListWorkers(self._list_req, metadata=self._metadata).workers)
 
     def start_workers(self) -> None:
         for i in range(self.n_workers):
@@ -84,7 +123,9 @@ class TasktideSystem:
             argv += ["bench.tt_tasks:app", "--concurrency", str(self.concurrency)]
             if self.prefetch:
                 argv += ["--prefetch", str(self.prefetch)]
-            self.workers.append(Proc(f"tasktide-worker-{i}", argv, self.log_dir))
+            env = self.secure.worker_env() if self.secure else None
+            name = f"tasktide-worker-{i}{'-secure' if self.secure else ''}"
+            self.workers.append(Proc(name, argv, self.log_dir, env=env))
 
         def ready() -> bool:
             for w in self.workers:
@@ -95,7 +136,7 @@ class TasktideSystem:
         self._collect(self._submit_bulk(50))  # warm-up, not measured
 
     def _submit_bulk(self, n: int) -> list[str]:
-        noop = self.tasks.noop
+        noop = self.noop
         ids: list[str] = []
         for start in range(0, n, BATCH):
             specs = [noop.spec() for _ in range(min(BATCH, n - start))]
@@ -135,7 +176,7 @@ class TasktideSystem:
         return {"rate": n / elapsed, "seconds": elapsed}
 
     def submit_rate(self, n: int) -> dict[str, float]:
-        return self._one_by_one(self.tasks.add, n, "submit")
+        return self._one_by_one(self.add, n, "submit")
 
     def submit_direct(self, n: int) -> dict[str, float]:
         """The same loop with submission straight to the platform's Redis: the scheduler's checks
@@ -151,9 +192,9 @@ class TasktideSystem:
         """`_one_by_one` from an App of its own with these client settings."""
         import tasktide
 
-        app = tasktide.App("bench", settings=dataclasses.replace(self.tasks.app.settings, **settings))
+        app = tasktide.App("bench", settings=dataclasses.replace(self.app.settings, **settings))
         try:
-            return self._one_by_one(app.task(self.tasks.add.fn), n, workload, app.client.flush)
+            return self._one_by_one(app.task(self.add.fn), n, workload, app.client.flush)
         finally:
             app.close()
 
@@ -171,7 +212,7 @@ class TasktideSystem:
         return {"rate": n / elapsed, "seconds": elapsed}
 
     def latency(self, n: int) -> dict[str, float]:
-        return round_trips(self.tasks.add, n, "tasktide")
+        return round_trips(self.add, n, "tasktide")
 
     def worker_rss(self) -> dict[str, float]:
         rss = sum(tree_rss_bytes(w.pid) for w in self.workers)
@@ -186,5 +227,5 @@ class TasktideSystem:
             self.server.stop()
             self.server = None
         with contextlib.suppress(Exception):
-            self.tasks.app.close()
+            self.app.close()
             self.redis.flushdb()

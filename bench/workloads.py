@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +49,9 @@ class Workload:
             "latency": counts.latency,
             "redis_memory": counts.memory,
             "worker_rss": 0,
+            "secure_throughput": counts.throughput,
+            "secure_latency": counts.latency,
+            "secure_cost": 0,
         }[self.key]
 
 
@@ -84,6 +88,23 @@ WORKLOADS = (
     Workload("cpu_one_by_one", "CPU time per task, one-by-one add.delay (same)", "us", ("cpu",), "lower", None),
     Workload("redis_memory", "Redis memory per queued task", "bytes/task", ("bytes",), "lower", 0.4),
     Workload("worker_rss", "worker resident memory after the run", "MiB", ("rss",), "lower", None),
+    Workload(
+        "secure_throughput",
+        "end-to-end throughput, bulk submit, TLS and tokens on",
+        "tasks/s",
+        ("rate",),
+        "higher",
+        None,
+    ),
+    Workload("secure_latency", "round trip on an idle system, TLS and tokens on", "ms", ("p50", "p99"), "lower", None),
+    Workload(
+        "secure_cost",
+        "TLS and tokens, on / off, alternated rounds (medians)",
+        "on / off",
+        ("throughput", "latency_p50"),
+        "higher",
+        None,
+    ),
 )
 
 
@@ -113,6 +134,11 @@ class System(Protocol):
     def latency(self, n: int) -> dict[str, float]: ...
 
     def worker_rss(self) -> dict[str, float]: ...
+
+    def twin(self, secure: bool) -> System | None:
+        """A fresh instance beside this one, started with its workers, with TLS and tokens on when
+        `secure`; None: the system has no such mode here, and its secure rows stay empty."""
+        ...
 
     def stop(self) -> None: ...
 
@@ -148,7 +174,8 @@ def run_system(
 ) -> dict[str, dict[str, float]]:
     """Every workload against one system, in an order that keeps each measurement clean:
     queued memory first (no worker yet), then throughput, submit rate, latency on the now idle
-    system, and the workers' memory after all of that. The CPU time of the system's processes,
+    system, and the workers' memory after all of that; then, where the system has the mode, the
+    cost of TLS and tokens (secure_rows). The CPU time of the system's processes,
     Redis (`redis_pid`) and this client is taken around the throughput and submit runs."""
     out: dict[str, dict[str, float]] = {}
     system.start()
@@ -175,6 +202,51 @@ def run_system(
         log(f"[{system.name}] round-trip latency, n={counts.latency}")
         out["latency"] = system.latency(counts.latency)
         out["worker_rss"] = system.worker_rss()
+        off = system.twin(secure=False)
+        if off is not None:
+            try:
+                on = system.twin(secure=True)
+                assert on is not None
+                try:
+                    out.update(secure_rows(off, on, counts, log))
+                finally:
+                    on.stop()
+            finally:
+                off.stop()
     finally:
         system.stop()
     return out
+
+
+SECURE_ROUNDS = 3
+
+
+def secure_rows(
+    off: System, on: System, counts: Counts, log: Callable[[str], None], rounds: int = SECURE_ROUNDS
+) -> dict[str, dict[str, float]]:
+    """Throughput and round trip of `on` (TLS and tokens) against `off`, two fresh instances running
+    side by side (the system of the other rows carries the state of every workload before): they
+    alternate, `rounds` times each, so a machine whose load changes during the run weighs
+    on both alike; the figures are the medians of the rounds."""
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    p50: dict[str, list[float]] = {"off": [], "on": []}
+    p99: dict[str, list[float]] = {"off": [], "on": []}
+    for r in range(rounds):
+        for key, system in (("off", off), ("on", on)):
+            log(f"[{system.name}] throughput, round {r + 1} of {rounds}, n={counts.throughput}")
+            rates[key].append(system.throughput(counts.throughput)["rate"])
+    for r in range(rounds):
+        for key, system in (("off", off), ("on", on)):
+            log(f"[{system.name}] round-trip latency, round {r + 1} of {rounds}, n={counts.latency}")
+            lat = system.latency(counts.latency)
+            p50[key].append(lat["p50"])
+            p99[key].append(lat["p99"])
+    med = statistics.median
+    return {
+        "secure_throughput": {"rate": med(rates["on"]), "off_rate": med(rates["off"])},
+        "secure_latency": {"p50": med(p50["on"]), "p99": med(p99["on"]), "off_p50": med(p50["off"])},
+        "secure_cost": {
+            "throughput": med(rates["on"]) / med(rates["off"]),
+            "latency_p50": med(p50["on"]) / med(p50["off"]),
+        },
+    }

@@ -21,6 +21,9 @@ WORKLOADS = {
     "cpu_one_by_one",
     "redis_memory",
     "worker_rss",
+    "secure_throughput",
+    "secure_latency",
+    "secure_cost",
 }
 
 

@@ -8,7 +8,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
 	pb "github.com/tasktide/tasktide/clients/go/tasktidepb"
@@ -35,7 +34,9 @@ type dialConfig struct {
 // frequent than every 5 minutes; a platform that allows them may be pinged sooner with WithKeepalive.
 var DefaultKeepalive = keepalive.ClientParameters{Time: 5*time.Minute + 10*time.Second, Timeout: 20 * time.Second}
 
-// WithTLS connects over TLS with the given configuration (nil: the system's roots).
+// WithTLS connects over TLS with the given configuration (nil: the system's roots). Without this
+// option or WithTransportCredentials, TASKTIDE_TLS_CA, TASKTIDE_TLS_CERT and TASKTIDE_TLS_KEY
+// decide (see Dial).
 func WithTLS(cfg *tls.Config) DialOption {
 	return func(c *dialConfig) { c.creds = credentials.NewTLS(cfg) }
 }
@@ -65,8 +66,8 @@ func WithRegistryAddress(addr string) DialOption { return func(c *dialConfig) { 
 func WithResultsAddress(addr string) DialOption { return func(c *dialConfig) { c.results = addr } }
 
 // WithGRPCOptions adds options to every gRPC connection (interceptors, call options...); they
-// come after the package's own, so they win. Without TLS (WithTLS, WithTransportCredentials or
-// a credentials option here), connections are plaintext.
+// come after the package's own, so they win. Without TLS (WithTLS, WithTransportCredentials, a
+// credentials option here or the TASKTIDE_TLS_* variables), connections are plaintext.
 func WithGRPCOptions(opts ...grpc.DialOption) DialOption {
 	return func(c *dialConfig) { c.grpcOptions = append(c.grpcOptions, opts...) }
 }
@@ -83,7 +84,9 @@ type Client struct {
 // Dial connects to the platform at addr ("host:port"). An empty addr reads TASKTIDE_ADDRESS, then
 // falls back to DefaultAddress; TASKTIDE_SCHEDULER_ADDRESS, TASKTIDE_REGISTRY_ADDRESS and
 // TASKTIDE_RESULTS_ADDRESS override single services unless an option does; TASKTIDE_TOKEN is the
-// bearer token unless WithToken gives one. Connections are made lazily, so Dial does not fail when
+// bearer token unless WithToken gives one. Unless WithTLS or WithTransportCredentials is given,
+// TASKTIDE_TLS_CA turns TLS on with that CA file, and TASKTIDE_TLS_CERT and TASKTIDE_TLS_KEY add a
+// client certificate for mutual TLS; a file that cannot be read is Dial's error. Connections are made lazily, so Dial does not fail when
 // the platform is down; calls then return ErrUnavailable.
 func Dial(addr string, opts ...DialOption) (*Client, error) {
 	if addr == "" {
@@ -98,10 +101,16 @@ func Dial(addr string, opts ...DialOption) (*Client, error) {
 		results:   os.Getenv("TASKTIDE_RESULTS_ADDRESS"),
 		token:     os.Getenv("TASKTIDE_TOKEN"),
 		keepalive: DefaultKeepalive,
-		creds:     insecure.NewCredentials(),
 	}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if cfg.creds == nil {
+		creds, err := credentialsFromEnv()
+		if err != nil {
+			return nil, err
+		}
+		cfg.creds = creds
 	}
 	grpcOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(cfg.creds),

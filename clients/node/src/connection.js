@@ -3,12 +3,16 @@
 // every stub it opens.
 //
 // Options (all optional):
-//   credentials      grpc ChannelCredentials (default: insecure; `tls: true` for TLS with the
-//                    system's roots)
+//   credentials      grpc ChannelCredentials (default: TLS when TASKTIDE_TLS_CA, or
+//                    TASKTIDE_TLS_CERT with TASKTIDE_TLS_KEY, name PEM files: the CA that signs the
+//                    platform, and a client certificate for mutual TLS; else `tls: true` for TLS
+//                    with the system's roots; else insecure)
 //   callCredentials  grpc CallCredentials, composed with TLS channel credentials
 //   token            sent as `authorization: Bearer TOKEN` on every call (default TASKTIDE_TOKEN)
 //   channelOptions   grpc channel options, over the defaults below
 //   interceptors     grpc-js client interceptors, run in order before the token is added
+
+import { readFileSync } from 'node:fs';
 
 import grpc from '@grpc/grpc-js';
 
@@ -38,9 +42,32 @@ export function bearerInterceptor(token) {
     });
 }
 
+function readPem(path, variable) {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new Error(`cannot read ${variable} ${path}: ${err.code ?? err.message}`);
+  }
+}
+
+/** TLS credentials from TASKTIDE_TLS_CA / TASKTIDE_TLS_CERT / TASKTIDE_TLS_KEY, or null if none is set. */
+export function credentialsFromEnv(env = process.env) {
+  const ca = env.TASKTIDE_TLS_CA || '';
+  const cert = env.TASKTIDE_TLS_CERT || '';
+  const key = env.TASKTIDE_TLS_KEY || '';
+  if (!ca && !cert && !key) return null;
+  if (!cert !== !key) throw new Error('a client certificate needs both TASKTIDE_TLS_CERT and TASKTIDE_TLS_KEY');
+  return grpc.credentials.createSsl(
+    ca ? readPem(ca, 'TASKTIDE_TLS_CA') : null,
+    key ? readPem(key, 'TASKTIDE_TLS_KEY') : null,
+    cert ? readPem(cert, 'TASKTIDE_TLS_CERT') : null,
+  );
+}
+
 /** The settings every stub of one Client is made with. */
 export function connectionSettings(options = {}, env = process.env) {
-  let credentials = options.credentials ?? (options.tls ? grpc.credentials.createSsl() : null);
+  let credentials =
+    options.credentials ?? credentialsFromEnv(env) ?? (options.tls ? grpc.credentials.createSsl() : null);
   if (options.callCredentials) {
     if (!credentials) throw new TypeError('callCredentials need TLS channel credentials (credentials or tls: true)');
     credentials = grpc.credentials.combineChannelCredentials(credentials, options.callCredentials);

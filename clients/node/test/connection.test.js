@@ -122,6 +122,36 @@ describe('connection options', () => {
     }
   });
 
+  test('TLS from TASKTIDE_TLS_CA by default; unreadable or half-given files are clear errors', async () => {
+    const { cert, key } = selfSigned();
+    const tls = await fakePlatform(grpc.ServerCredentials.createSsl(null, [{ cert_chain: cert, private_key: key }]));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tasktide-ca-'));
+    const ca = path.join(dir, 'ca.pem');
+    fs.writeFileSync(ca, cert);
+    try {
+      const saved = { ca: process.env.TASKTIDE_TLS_CA, token: process.env.TASKTIDE_TOKEN };
+      Object.assign(process.env, { TASKTIDE_TLS_CA: ca, TASKTIDE_TOKEN: 'tls-env' });
+      const client = new Client(tls.address.replace('127.0.0.1', 'localhost'));
+      for (const [name, value] of [['TASKTIDE_TLS_CA', saved.ca], ['TASKTIDE_TOKEN', saved.token]]) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+      try {
+        await client.submit('t.add', [1, 2]);
+        assert.equal(tls.seen.metadata.at(-1).authorization, 'Bearer tls-env');
+      } finally {
+        client.close();
+      }
+      assert.throws(() => connectionSettings({}, { TASKTIDE_TLS_CA: path.join(dir, 'missing.pem') }), /TASKTIDE_TLS_CA/);
+      assert.throws(() => connectionSettings({}, { TASKTIDE_TLS_CERT: ca }), /TASKTIDE_TLS_CERT and TASKTIDE_TLS_KEY/);
+      const explicit = grpc.credentials.createInsecure();
+      assert.equal(connectionSettings({ credentials: explicit }, { TASKTIDE_TLS_CA: ca }).credentials, explicit);
+    } finally {
+      tls.server.forceShutdown();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('TLS channel credentials with call credentials: the call is encrypted and carries them', async () => {
     const { cert, key } = selfSigned();
     const tls = await fakePlatform(grpc.ServerCredentials.createSsl(null, [{ cert_chain: cert, private_key: key }]));

@@ -27,7 +27,10 @@ export interface ConnectionOptions {
   schedulerAddress?: string;
   registryAddress?: string;
   resultsAddress?: string;
-  /** Channel credentials (default insecure). */
+  /**
+   * Channel credentials (default: TLS with the PEM files named by TASKTIDE_TLS_CA, and
+   * TASKTIDE_TLS_CERT with TASKTIDE_TLS_KEY for mutual TLS, when set; else insecure).
+   */
   credentials?: ChannelCredentials;
   /** TLS with the system's root certificates. */
   tls?: boolean;
