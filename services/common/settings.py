@@ -19,6 +19,18 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class IndexSettings:
+    """The results service's visibility index of tasks (what ListTasks reads): a task is listed for
+    `retention` seconds after it last changed; entries live in time buckets of `bucket` seconds,
+    each holding at most `max` tasks per namespace (the oldest are dropped first)."""
+
+    enabled: bool = True
+    retention: float = 86_400.0
+    bucket: float = 3_600.0
+    max: int = 1_000_000
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     address: str = "127.0.0.1:50051"
     redis_url: str = ""  # empty: start an embedded Redis (dev only)
@@ -37,6 +49,7 @@ class ServerSettings:
     metrics_address: str = ""  # host:port serving /metrics for Prometheus; empty: no endpoint
     metrics_interval: float = 5.0  # seconds between readings of the queue gauges
     limits: Limits = Limits()
+    index: IndexSettings = IndexSettings()
     tls: TlsSettings = TlsSettings()
     auth_key: str = ""  # the token signing key, or @PATH of a file holding it; empty: no tokens checked
     auth_revoked: str = ""  # a file of revoked token ids, one a line
@@ -77,6 +90,12 @@ class ServerSettings:
             limits=replace(
                 base.limits,
                 max_payload_bytes=int(num("TASKTIDE_MAX_PAYLOAD_BYTES", base.limits.max_payload_bytes)),
+            ),
+            index=IndexSettings(
+                enabled=env.get("TASKTIDE_INDEX", "1") not in ("0", "false", "no"),
+                retention=num("TASKTIDE_INDEX_RETENTION", base.index.retention),
+                bucket=num("TASKTIDE_INDEX_BUCKET", base.index.bucket),
+                max=int(num("TASKTIDE_INDEX_MAX", base.index.max)),
             ),
             tls=TlsSettings(
                 cert=env.get("TASKTIDE_TLS_CERT", ""),
