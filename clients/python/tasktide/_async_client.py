@@ -172,7 +172,7 @@ class AsyncClient(BaseClient, AsyncScheduleMethods):  # schedule methods: _sched
             name: only tasks of this name.
             queue: only tasks of this queue.
             worker_id: only tasks whose latest event came from this worker.
-            error_type: only tasks whose error has this type (for example "builtins.ValueError").
+            error_type: only tasks whose error has this type (for example "ValueError", "mymodule.MyError").
             since: only tasks that changed at or after this time.
             until: only tasks that changed before this time.
             limit: tasks per page (at most 1000).

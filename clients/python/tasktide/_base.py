@@ -75,7 +75,7 @@ class ListFilters:
     def request(self) -> results_pb2.ListTasksRequest:
         states: Sequence[StateLike] = [self.states] if isinstance(self.states, TaskState | str | int) else self.states
         return results_pb2.ListTasksRequest(
-            states=[_state_value(s) for s in states],
+            states=[task_pb2.TaskState.ValueType(_state_value(s)) for s in states],
             name=self.name,
             queue=self.queue,
             worker_id=self.worker_id,
