@@ -31,6 +31,9 @@ TruthReader = Callable[[list[str]], Awaitable[list[task_pb2.TaskResult]]]
 
 SCAN_BUDGET = 5_000  # index entries a page script looks at per call
 MAX_CALLS = 50  # page scripts per listing; past this a short page is returned with a cursor
+# Event times come from the clocks of workers and services: a listing up to "now" looks this far
+# past the results service's clock.
+CLOCK_SKEW_MS = 60_000
 
 
 def namespace_of_event(e: task_pb2.TaskEvent) -> str:
@@ -119,7 +122,7 @@ class TaskIndex:
     def window(self, since_ms: int, until_ms: int) -> tuple[int, int]:
         """The time range [oldest, newest] (inclusive) a listing covers: at most the retention."""
         now = int(time.time() * 1000)
-        newest = (until_ms or now + 1) - 1
+        newest = (until_ms or now + CLOCK_SKEW_MS) - 1
         return max(since_ms, now - self.retention_ms), newest
 
     async def page(
@@ -138,9 +141,11 @@ class TaskIndex:
         if cursor:
             newest, after = decode_cursor(cursor)
         page = Page()
+        buckets = await self._existing(redis, namespace, oldest, newest)
         calls = 0
-        while newest >= oldest and calls < MAX_CALLS:
-            b = self.bucket(newest)
+        while buckets and calls < MAX_CALLS:
+            b = buckets[0]
+            newest = min(newest, b + self.bucket_ms - 1)
             calls += 1
             argv = [newest, after, max(oldest, b), limit - len(page.tasks), SCAN_BUDGET, *filters.argv()]
             reply = await self._s["index_page"](keys.index_keys(namespace, b), argv)
@@ -150,19 +155,31 @@ class TaskIndex:
                 if r.found and self.bucket(r.updated_ms) == b and filters.match(r):
                     page.tasks.append(r)
             if ended:
+                buckets.pop(0)
                 newest, after = b - 1, ""
             else:
                 newest, after = last_at, last_id
             if len(page.tasks) >= limit:
                 break
-        if newest >= oldest:
+        if buckets:
             page.cursor = encode_cursor(newest, after)
         return page
+
+    async def _existing(self, redis: Redis, namespace: str, oldest: int, newest: int) -> list[int]:
+        """The buckets of the window that hold entries, newest first (one round trip)."""
+        buckets = list(range(self.bucket(newest), oldest - self.bucket_ms, -self.bucket_ms))
+        if not buckets:
+            return []
+        async with redis.pipeline(transaction=False) as pipe:
+            for b in buckets:
+                pipe.exists(keys.index_keys(namespace, b).order)
+            found = await pipe.execute()
+        return [b for b, n in zip(buckets, found, strict=True) if n]
 
     async def counts(self, redis: Redis, namespace: str, since_ms: int, until_ms: int) -> dict[str, dict[str, int]]:
         """Entries by state name and by task name over the window, the buckets read in one round trip."""
         oldest, newest = self.window(since_ms, until_ms)
-        buckets = list(range(self.bucket(newest), oldest - self.bucket_ms, -self.bucket_ms))
+        buckets = await self._existing(redis, namespace, oldest, newest)
         script = self._s["index_counts"]
 
         def build(pipe: Pipeline) -> None:
