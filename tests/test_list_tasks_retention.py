@@ -19,6 +19,7 @@ from tasktide_services.results.store import ResultsStore
 from tests.processes import own_redis
 
 S = task_pb2
+ANY = Filters()
 
 
 def _now() -> int:
@@ -47,7 +48,7 @@ def _run(tmp_path: Path, index: IndexSettings, body: Callable[[ResultsStore, Any
     asyncio.run(main())
 
 
-async def _listed(store: ResultsStore, filters: Filters = Filters(), limit: int = 1000) -> list[task_pb2.TaskResult]:
+async def _listed(store: ResultsStore, filters: Filters = ANY, limit: int = 1000) -> list[task_pb2.TaskResult]:
     page = await store.index.page(store.redis, "default", filters, 0, 0, limit, "", store.get)
     return page.tasks
 
