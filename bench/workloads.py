@@ -48,6 +48,9 @@ class Workload:
             "latency": counts.latency,
             "redis_memory": counts.memory,
             "worker_rss": 0,
+            "index_memory": 0,
+            "throughput_index_off": counts.throughput,
+            "throughput_index_on": counts.throughput,
         }[self.key]
 
 
@@ -84,6 +87,23 @@ WORKLOADS = (
     Workload("cpu_one_by_one", "CPU time per task, one-by-one add.delay (same)", "us", ("cpu",), "lower", None),
     Workload("redis_memory", "Redis memory per queued task", "bytes/task", ("bytes",), "lower", 0.4),
     Workload("worker_rss", "worker resident memory after the run", "MiB", ("rss",), "lower", None),
+    Workload("index_memory", "Redis memory of the task index per task listed", "bytes/task", ("bytes",), "lower", None),
+    Workload(
+        "throughput_index_off",
+        "end-to-end throughput, bulk, task index off (restarted)",
+        "tasks/s",
+        ("rate",),
+        "higher",
+        None,
+    ),
+    Workload(
+        "throughput_index_on",
+        "end-to-end throughput, bulk, task index on (restarted)",
+        "tasks/s",
+        ("rate",),
+        "higher",
+        None,
+    ),
 )
 
 
@@ -175,6 +195,10 @@ def run_system(
         log(f"[{system.name}] round-trip latency, n={counts.latency}")
         out["latency"] = system.latency(counts.latency)
         out["worker_rss"] = system.worker_rss()
+        index_cost = getattr(system, "index_cost", None)  # tasktide only: its task index
+        if index_cost is not None:
+            log(f"[{system.name}] task index: memory, throughput off and on, n={counts.throughput}")
+            out.update(index_cost(counts.throughput))
     finally:
         system.stop()
     return out

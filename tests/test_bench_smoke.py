@@ -21,6 +21,9 @@ WORKLOADS = {
     "cpu_one_by_one",
     "redis_memory",
     "worker_rss",
+    "index_memory",
+    "throughput_index_off",
+    "throughput_index_on",
 }
 
 
