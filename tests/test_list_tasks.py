@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -17,6 +18,7 @@ import pytest
 import tasktide
 from tasktide import Client, ClientSettings, TaskState
 from tasktide.v1 import results_pb2, results_pb2_grpc
+from tasktide_services.common.auth import mint
 from tasktide_services.common.redis_server import start_redis
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.testing import PlatformThread, eventually, run_worker_thread
@@ -160,3 +162,35 @@ def test_a_task_that_changes_now_is_listed_first(ran, own_client: Client) -> Non
     eventually(lambda: own_client.list_tasks(limit=1).tasks[0].task_id == tid, timeout=30)
     assert first.task_id == tid or own_client.list_tasks(limit=1).tasks[0].state == TaskState.CANCELLED.value
     assert [r.task_id for r in own_client.list_tasks("CANCELLED").tasks] == [tid]
+
+
+KEY = b"l" * 40
+
+
+@pytest.fixture(scope="module")
+def secured(server_settings: ServerSettings) -> Iterator[PlatformThread]:
+    p = PlatformThread(replace(server_settings, auth_key=KEY.decode())).start()
+    yield p
+    p.stop()
+
+
+def _as(platform: PlatformThread, namespace: str) -> Client:
+    token = mint(KEY, namespace=namespace, role="producer")
+    return Client(settings=ClientSettings(address=platform.address, token=token))
+
+
+def test_a_caller_lists_its_own_namespace_only(secured: PlatformThread) -> None:
+    queue = f"ns-{uuid.uuid4().hex[:8]}"
+    with _as(secured, "alpha") as alpha, _as(secured, "beta") as beta:
+        mine = []
+        for i in range(3):
+            h = alpha.submit("t.add", [i, i], queue=queue, countdown=3600)
+            alpha.cancel(h.id)
+            mine.append(h.id)
+        listed = eventually(lambda: len(ids := [r.task_id for r in alpha.list_tasks(queue=queue).tasks]) == 3 and ids)
+        assert listed == mine[::-1]
+        assert [r.task_id for r in alpha.list_tasks("CANCELLED", queue=queue).tasks] == mine[::-1]
+        assert beta.list_tasks(queue=queue).tasks == []
+        assert not {r.task_id for r in beta.list_tasks(limit=1000).tasks} & set(mine)
+        with pytest.raises(tasktide.InvalidArgument):
+            alpha.list_tasks(queue="beta~" + queue)  # another namespace's queue cannot be named
