@@ -137,3 +137,14 @@ def test_a_task_that_changed_across_buckets_is_listed_once_at_its_latest_state(t
         assert len(await _listed(store, Filters(worker_id="w"))) == 1
 
     _run(tmp_path, IndexSettings(bucket=1.0), body)
+
+
+def test_a_late_event_in_the_same_batch_as_the_final_one_does_not_hide_the_task(tmp_path: Path) -> None:
+    async def body(store: ResultsStore, redis: Any) -> None:
+        (done,) = _events(1, S.TASK_STATE_SUCCEEDED)
+        late = task_pb2.TaskEvent(task_id=done.task_id, state=S.TASK_STATE_RUNNING, at_ms=done.at_ms + 1, queue="q")
+        assert await store.record([done, late]) == [True, False]
+        listed = await _listed(store, Filters(states=frozenset({S.TASK_STATE_SUCCEEDED})))
+        assert [r.task_id for r in listed] == [done.task_id]
+
+    _run(tmp_path, IndexSettings(), body)

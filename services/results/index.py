@@ -22,6 +22,7 @@ from tasktide.v1 import task_pb2
 from tasktide_services.common import tenancy
 from tasktide_services.common.auth import DEFAULT_NAMESPACE
 from tasktide_services.common.errors import InvalidArgument
+from tasktide_services.common.layout import is_final
 from tasktide_services.common.lua import Script, run_pipeline
 from tasktide_services.common.settings import IndexSettings
 from tasktide_services.results import keys
@@ -105,13 +106,12 @@ class TaskIndex:
         return at_ms - at_ms % self.bucket_ms
 
     def build_put(self, pipe: Pipeline, events: list[task_pb2.TaskEvent]) -> None:
-        """The index entries of `events` onto the caller's pipeline: one script per bucket touched."""
+        """The index entries of `events` onto the caller's pipeline: one script per bucket touched,
+        one entry per task (its last event in the batch, as `record` keeps it)."""
         if not self.settings.enabled:
             return
         by_bucket: dict[tuple[str, int], list[str | int]] = {}
-        for e in events:
-            if e.progress_only:
-                continue
+        for e in _latest(events):
             argv = by_bucket.setdefault((namespace_of_event(e), self.bucket(e.at_ms)), [])
             argv += [e.task_id, e.at_ms, entry_of(e), 1 if e.reopen else 0]
         oldest = int(time.time() * 1000) - self.retention_ms
@@ -198,6 +198,19 @@ class TaskIndex:
                 else:
                     by_name[key[1:]] = by_name.get(key[1:], 0) + int(v)
         return {"state": by_state, "name": by_name}
+
+
+def _latest(events: list[task_pb2.TaskEvent]) -> list[task_pb2.TaskEvent]:
+    """Per task, the event that sets its state last in this batch: a later event replaces an
+    earlier one, but not a final one unless it reopens the task (the rule of `record`)."""
+    chosen: dict[str, task_pb2.TaskEvent] = {}
+    for e in events:
+        if e.progress_only:
+            continue
+        before = chosen.get(e.task_id)
+        if before is None or e.reopen or not is_final(before.state):
+            chosen[e.task_id] = e
+    return list(chosen.values())
 
 
 def _text(x: bytes | str) -> str:
