@@ -95,6 +95,7 @@ def test_entries_past_the_retention_are_trimmed_within_a_bucket(tmp_path: Path) 
         await store.record(_events(1))  # the next write to the bucket trims what is past retention
         assert await redis.zcard(zset) == 1
         assert await redis.hlen(zset[:-1] + b"h") == 1
+        assert await redis.hgetall(zset[:-1] + b"c") == {b"s5": b"1", b"nr.add": b"1"}
 
     _run(tmp_path, IndexSettings(retention=1.0, bucket=3600.0), body)
 
@@ -108,6 +109,8 @@ def test_a_bucket_keeps_at_most_its_cap_the_newest(tmp_path: Path) -> None:
         assert await redis.zcard(zset) == 50
         assert await redis.hlen(zset[:-1] + b"h") == 50
         assert [r.task_id for r in await _listed(store)] == [e.task_id for e in reversed(events[-50:])]
+        counts = await store.index.counts(store.redis, "default", 0, 0)  # kept with the entries
+        assert counts == {"state": {"TASK_STATE_SUCCEEDED": 50}, "name": {"r.add": 50}}
 
     _run(tmp_path, IndexSettings(max=50, bucket=3600.0), body)
 
@@ -135,6 +138,9 @@ def test_a_task_that_changed_across_buckets_is_listed_once_at_its_latest_state(t
         assert await _listed(store, Filters(states=frozenset({S.TASK_STATE_QUEUED}))) == []
         assert await _listed(store, Filters(states=frozenset({S.TASK_STATE_RUNNING}))) == []
         assert len(await _listed(store, Filters(worker_id="w"))) == 1
+        # Counts are per bucket: the entry left in the first bucket counts there.
+        counts = await store.index.counts(store.redis, "default", 0, 0)
+        assert counts["state"] == {"TASK_STATE_QUEUED": 1, "TASK_STATE_FAILED": 1}
 
     _run(tmp_path, IndexSettings(bucket=1.0), body)
 

@@ -148,7 +148,7 @@ class TaskIndex:
             newest = min(newest, b + self.bucket_ms - 1)
             calls += 1
             argv = [newest, after, max(oldest, b), limit - len(page.tasks), SCAN_BUDGET, *filters.argv()]
-            reply = await self._s["index_page"](keys.index_keys(namespace, b), argv)
+            reply = await self._s["index_page"](keys.index_keys(namespace, b)[:2], argv)
             ended, last_at, last_id = int(reply[0]), int(float(reply[1])), _text(reply[2])
             ids = [_text(x) for x in reply[3::2]]
             for r in await truth(ids):
@@ -177,14 +177,16 @@ class TaskIndex:
         return [b for b, n in zip(buckets, found, strict=True) if n]
 
     async def counts(self, redis: Redis, namespace: str, since_ms: int, until_ms: int) -> dict[str, dict[str, int]]:
-        """Entries by state name and by task name over the window, the buckets read in one round trip."""
+        """Tasks by state name and by task name in the buckets the window touches (whole buckets:
+        kept as counters by index_put), read in one round trip. A task that changed across a bucket
+        boundary counts in both buckets."""
         oldest, newest = self.window(since_ms, until_ms)
         buckets = await self._existing(redis, namespace, oldest, newest)
         script = self._s["index_counts"]
 
         def build(pipe: Pipeline) -> None:
             for b in buckets:
-                script(keys.index_keys(namespace, b), [newest, oldest], client=pipe)
+                script([keys.index_keys(namespace, b).counts], [], client=pipe)
 
         replies = await run_pipeline(redis, build, self._s) if buckets else []
         by_state: dict[str, int] = {}

@@ -15,7 +15,8 @@ bucket, Unix ms; settings.IndexSettings): the tasks whose latest change fell in 
     tt:r:ix:{NS|B}:z  ZSET    task id -> time of its latest change (Unix ms)
     tt:r:ix:{NS|B}:h  HASH    task id -> its state, name, queue, worker and error type, joined
                               with the unit separator (chr(31)): what the filters match
-Both keys of a bucket expire at the bucket's end plus the retention. A task that changes in a
+    tt:r:ix:{NS|B}:c  HASH    s<state> and n<task name> -> entries of the bucket with it
+The keys of a bucket expire at the bucket's end plus the retention. A task that changes in a
 later bucket has an entry there too; the listing keeps the entry of the bucket of the task's
 latest change (read from its state hash) and skips the other.
 
@@ -59,8 +60,9 @@ class IndexKeys(NamedTuple):
 
     order: str
     entries: str
+    counts: str
 
 
 def index_keys(namespace: str, bucket_ms: int) -> IndexKeys:
     p = f"tt:r:ix:{{{namespace}|{bucket_ms}}}"
-    return IndexKeys(f"{p}:z", f"{p}:h")
+    return IndexKeys(f"{p}:z", f"{p}:h", f"{p}:c")

@@ -50,19 +50,28 @@ table.insert(out, 1, from)
 return out
 
 --! index_put
--- KEYS: index bucket order ZSET, entries HASH (keys.index_keys).
+-- KEYS: index bucket order ZSET, entries HASH, counts HASH (keys.index_keys).
 -- ARGV: oldest time kept (Unix ms: now - retention), most entries kept, expiry time of the bucket
 -- (Unix ms), then per task: id, time of the change, entry (state, name, queue, worker, error type
 -- joined by chr(31)), reopen (0|1).
--- Mirrors `record`: an entry whose state is final is not replaced, but by a reopen. Then drops
--- the entries older than the retention (a few per call) and the oldest beyond the cap.
-local order, entries = KEYS[1], KEYS[2]
+-- Mirrors `record`: an entry whose state is final is not replaced, but by a reopen. The counts
+-- follow the entries (one per entry's state, one per entry's name). Then drops the entries older
+-- than the retention (a few per call) and the oldest beyond the cap.
+local order, entries, counts = KEYS[1], KEYS[2], KEYS[3]
 local oldest, most, expire_at = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local function count(entry, by)
+  local state, name = string.match(entry, '^([^\31]*)\31([^\31]*)')
+  for _, field in ipairs({'s' .. state, 'n' .. name}) do
+    if redis.call('HINCRBY', counts, field, by) <= 0 then redis.call('HDEL', counts, field) end
+  end
+end
 for i = 4, #ARGV, 4 do
   local id, at, entry, reopen = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local old = redis.call('HGET', entries, id)
   local old_state = old and tonumber(string.match(old, '^(%d+)')) or 0
   if reopen == '1' or old_state < FIRST_FINAL_STATE or old_state > LAST_FINAL_STATE then
+    if old then count(old, -1) end
+    count(entry, 1)
     redis.call('ZADD', order, at, id)
     redis.call('HSET', entries, id, entry)
   end
@@ -73,15 +82,17 @@ if size - #stale > most then
   stale = redis.call('ZRANGE', order, 0, size - most - 1)
 end
 if #stale > 0 then
+  for _, entry in ipairs(redis.call('HMGET', entries, unpack(stale))) do
+    if entry then count(entry, -1) end
+  end
   redis.call('HDEL', entries, unpack(stale))
   redis.call('ZREM', order, unpack(stale))
 end
-redis.call('PEXPIREAT', order, expire_at)
-redis.call('PEXPIREAT', entries, expire_at)
+for _, key in ipairs(KEYS) do redis.call('PEXPIREAT', key, expire_at) end
 return #stale
 
 --! index_page
--- KEYS: index bucket order ZSET, entries HASH (keys.index_keys).
+-- KEYS: index bucket order ZSET, entries HASH (keys.index_keys; its counts are not read).
 -- ARGV: newest time (Unix ms, inclusive), the id seen last at that time ('' = none seen), oldest
 -- time (inclusive), most matches, most entries to look at, then the filters: states (',5,6,' or
 -- ''), name, queue, worker, error type ('' = any).
@@ -130,27 +141,7 @@ table.insert(out, 1, ended)
 return out
 
 --! index_counts
--- KEYS: index bucket order ZSET, entries HASH (keys.index_keys).
--- ARGV: newest time, oldest time (Unix ms, inclusive).
--- Returns pairs: 's' .. state or 'n' .. name, then the number of entries in the time range.
-local order, entries = KEYS[1], KEYS[2]
-local newest, oldest = ARGV[1], ARGV[2]
-local counts, out = {}, {}
-local ids = redis.call('ZRANGEBYSCORE', order, oldest, newest)
-for i = 1, #ids, 500 do
-  local chunk = {}
-  for j = i, math.min(i + 499, #ids) do chunk[#chunk + 1] = ids[j] end
-  local got = redis.call('HMGET', entries, unpack(chunk))
-  for _, entry in ipairs(got) do
-    if entry then
-      local state, name = string.match(entry, '^([^\31]*)\31([^\31]*)')
-      counts['s' .. state] = (counts['s' .. state] or 0) + 1
-      counts['n' .. name] = (counts['n' .. name] or 0) + 1
-    end
-  end
-end
-for k, v in pairs(counts) do
-  out[#out + 1] = k
-  out[#out + 1] = v
-end
-return out
+-- KEYS: index bucket counts HASH (keys.index_keys(...).counts). ARGV: none.
+-- Returns the bucket's counts: pairs of 's' .. state or 'n' .. name, then the number of entries.
+local counts = KEYS[1]
+return redis.call('HGETALL', counts)
