@@ -83,6 +83,7 @@ def test_the_page_in_a_browser_shows_the_failed_ones(ran, board: str, own_client
     assert dom.count('data-state="FAILED"') == len(first) and 'data-state="SUCCEEDED"' not in dom
     assert f'href="/tasks/{first[0]}"' in dom  # each row links to its task page
     assert 'id="next"' in dom and "cursor=" in dom  # more than one page of failed tasks
+    assert 'data-name="lt.boom"' in dom and 'href="/tasks?name=lt.boom"' in dom  # the counts by task name
     folder = Path(os.environ.get("TASKTIDE_TEST_ARTEFACTS") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     shot = folder / "dashboard-tasks-failed.png"
