@@ -44,6 +44,7 @@ class TasktideSystem:
         prefetch: int = 0,
         profiler: Profiler | None = None,
     ) -> None:
+        self.index = True  # the results service's visibility index (TASKTIDE_INDEX)
         self.redis_url = redis_url
         self.log_dir = log_dir
         self.n_workers = workers
@@ -57,7 +58,7 @@ class TasktideSystem:
         self.own_app = False  # twins: tt_tasks.app is the first platform's
 
     def start(self) -> None:
-        self.address = f"127.0.0.1:{free_port()}"
+        self.address = self.address or f"127.0.0.1:{free_port()}"
         os.environ["TASKTIDE_ADDRESS"] = self.address  # read by bench.tt_tasks.app on first use
         from bench import tt_tasks
         from tasktide.v1 import worker_pb2, worker_pb2_grpc
@@ -68,7 +69,8 @@ class TasktideSystem:
         argv = python_argv("-m", "tasktide.cli", "--log-level", "WARNING", "dev", "--address", self.address)
         argv += ["--redis-url", self.redis_url]
         name = "tasktide-dev-secure" if self.secure else "tasktide-dev"
-        self.server = Proc(name, argv, self.log_dir, env=self.secure.server_env() if self.secure else None)
+        env = {"TASKTIDE_INDEX": "1" if self.index else "0", **(self.secure.server_env() if self.secure else {})}
+        self.server = Proc(name, argv, self.log_dir, env=env)
         self._metadata: list[tuple[str, str]] = []
         if self.secure:
             channel, self._metadata = self.secure.admin_channel(self.address)
@@ -218,6 +220,32 @@ class TasktideSystem:
         rss = sum(tree_rss_bytes(w.pid) for w in self.workers)
         server = tree_rss_bytes(self.server.pid) if self.server else 0
         return {"rss": rss / MIB, "server_rss": server / MIB}
+
+    def index_cost(self, n: int) -> dict[str, dict[str, float]]:
+        """What the visibility index costs: Redis bytes per indexed task (the tasks of the runs so
+        far), then bulk throughput with the index off and on, each on a restarted server, workers
+        and an empty Redis (the same conditions for both)."""
+        out = {"index_memory": self._index_bytes()}
+        for key, on in (("throughput_index_off", False), ("throughput_index_on", True)):
+            self._restart(index=on)
+            out[key] = self.throughput(n)
+        return out
+
+    def _index_bytes(self) -> dict[str, float]:
+        keys = list(self.redis.scan_iter("tt:r:ix:*", count=1000))
+        used = sum(int(self.redis.memory_usage(k, samples=0) or 0) for k in keys)
+        entries = sum(int(self.redis.zcard(k)) for k in keys if k.endswith(b":z"))
+        return {"bytes": used / entries if entries else 0.0, "entries": float(entries)}
+
+    def _restart(self, index: bool) -> None:
+        for w in self.workers:
+            w.stop()
+        self.workers.clear()
+        if self.server is not None:
+            self.server.stop()
+        self.index = index
+        self.start()  # the same address: the client's channel reconnects
+        self.start_workers()
 
     def stop(self) -> None:
         for w in self.workers:

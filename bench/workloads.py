@@ -52,6 +52,9 @@ class Workload:
             "secure_throughput": counts.throughput,
             "secure_latency": counts.latency,
             "secure_cost": 0,
+            "index_memory": 0,
+            "throughput_index_off": counts.throughput,
+            "throughput_index_on": counts.throughput,
         }[self.key]
 
 
@@ -102,6 +105,23 @@ WORKLOADS = (
         "TLS and tokens, on / off, alternated rounds (medians)",
         "on / off",
         ("throughput", "latency_p50"),
+        "higher",
+        None,
+    ),
+    Workload("index_memory", "Redis memory of the task index per task listed", "bytes/task", ("bytes",), "lower", None),
+    Workload(
+        "throughput_index_off",
+        "end-to-end throughput, bulk, task index off (restarted)",
+        "tasks/s",
+        ("rate",),
+        "higher",
+        None,
+    ),
+    Workload(
+        "throughput_index_on",
+        "end-to-end throughput, bulk, task index on (restarted)",
+        "tasks/s",
+        ("rate",),
         "higher",
         None,
     ),
@@ -213,6 +233,10 @@ def run_system(
                     on.stop()
             finally:
                 off.stop()
+        index_cost = getattr(system, "index_cost", None)  # tasktide only: its task index
+        if index_cost is not None:
+            log(f"[{system.name}] task index: memory, throughput off and on, n={counts.throughput}")
+            out.update(index_cost(counts.throughput))
     finally:
         system.stop()
     return out

@@ -24,6 +24,9 @@ WORKLOADS = {
     "secure_throughput",
     "secure_latency",
     "secure_cost",
+    "index_memory",
+    "throughput_index_off",
+    "throughput_index_on",
 }
 
 

@@ -21,6 +21,20 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class IndexSettings:
+    """The results service's visibility index of tasks (what ListTasks reads): a task is listed for
+    `retention` seconds after it last changed; entries live in time buckets of `bucket` seconds,
+    each holding at most `max` tasks per namespace (the oldest are dropped first). About 270 bytes of
+    Redis per task: at most (retention / bucket + 1) * max * 270 bytes per namespace (1.3 GB with
+    these defaults; a day of 2 tasks/s takes 47 MB)."""
+
+    enabled: bool = True
+    retention: float = 86_400.0
+    bucket: float = 3_600.0
+    max: int = 200_000
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     address: str = "127.0.0.1:50051"
     redis_url: str = ""  # empty: start an embedded Redis (dev only)
@@ -39,6 +53,7 @@ class ServerSettings:
     metrics_address: str = ""  # host:port serving /metrics for Prometheus; empty: no endpoint
     metrics_interval: float = 5.0  # seconds between readings of the queue gauges
     limits: Limits = Limits()
+    index: IndexSettings = IndexSettings()
     tls: TlsSettings = TlsSettings()
     auth_key: str = ""  # the token signing key, or @PATH of a file holding it; empty: no tokens checked
     auth_revoked: str = ""  # a file of revoked token ids, one a line
@@ -81,6 +96,12 @@ class ServerSettings:
                 max_payload_bytes=int(num("TASKTIDE_MAX_PAYLOAD_BYTES", base.limits.max_payload_bytes)),
                 max_json_depth=int(num("TASKTIDE_MAX_JSON_DEPTH", base.limits.max_json_depth)),
                 max_delay_seconds=num("TASKTIDE_MAX_DELAY_SECONDS", base.limits.max_delay_seconds),
+            ),
+            index=IndexSettings(
+                enabled=env.get("TASKTIDE_INDEX", "1") not in ("0", "false", "no"),
+                retention=num("TASKTIDE_INDEX_RETENTION", base.index.retention),
+                bucket=num("TASKTIDE_INDEX_BUCKET", base.index.bucket),
+                max=int(num("TASKTIDE_INDEX_MAX", base.index.max)),
             ),
             tls=TlsSettings(
                 cert=env.get("TASKTIDE_TLS_CERT", ""),

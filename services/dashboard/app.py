@@ -63,6 +63,17 @@ async def api_overview(request: Request, p: Platform) -> Any:
     return body
 
 
+TASK_FILTERS = ("state", "name", "queue", "worker", "error", "cursor")
+
+
+async def api_tasks(request: Request, p: Platform) -> Any:
+    query = {k: request.query_params.get(k, "").strip()[:1000] for k in TASK_FILTERS}
+    try:
+        return await _call(p.tasks, query)
+    except ValueError as exc:  # an unknown state name
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+
 async def api_task(request: Request, p: Platform) -> Any:
     task_id = request.path_params["task_id"]
     if not TASK_ID.match(task_id):
@@ -142,11 +153,13 @@ def create_app(address: str, web: WebSettings, hooks: Hooks | None = None) -> St
         Route("/logout", logout, methods=["POST"]),
         Route("/api/session", session_info),
         Route("/", _page("overview.html", page="overview")),
+        Route("/tasks", _page("tasks.html", page="tasks")),
         Route("/tasks/{task_id}", _page("task.html", page="task"), name="task_page"),
         Route("/lookup", lookup),
         Route("/dead/{queue}", _page("dead.html", page="dead")),
         Route("/schedules", _page("schedules.html", page="schedules")),
         Route("/api/overview", _api(api_overview)),
+        Route("/api/tasks", _api(api_tasks)),
         Route("/api/tasks/{task_id}", _api(api_task)),
         Route("/api/tasks/{task_id}/cancel", _api(api_cancel), methods=["POST"]),
         Route("/api/queues/{queue}/{action:str}", _api(api_pause), methods=["POST"]),

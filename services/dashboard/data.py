@@ -60,6 +60,9 @@ def error_dict(e: task_pb2.TaskError) -> dict[str, str] | None:
     return {"type": e.type, "message": e.message, "traceback": e.traceback}
 
 
+TASKS_PAGE = 50  # tasks per page of the tasks page
+
+
 class Platform:
     """Blocking reads and actions on one platform; thread-safe (handlers call it from a thread pool)."""
 
@@ -137,6 +140,36 @@ class Platform:
                 }
             )
         return rows
+
+    def tasks(self, query: dict[str, str]) -> dict[str, Any]:
+        """A page of ListTasks, the latest changed first, with counts by state over the retention.
+        `query`: state (a state name, or several comma-separated), name, queue, worker, error, cursor."""
+        states = [s for s in query.get("state", "").split(",") if s]
+        page = self.client.list_tasks(
+            states,
+            name=query.get("name", ""),
+            queue=query.get("queue", ""),
+            worker_id=query.get("worker", ""),
+            error_type=query.get("error", ""),
+            cursor=query.get("cursor", ""),
+            limit=TASKS_PAGE,
+            counts=True,
+        )
+        rows = [
+            {
+                "id": r.task_id,
+                "name": r.name or r.spec.name,
+                "queue": r.spec.queue,
+                "state": state_name(r.state),
+                "attempt": r.attempt,
+                "worker": r.worker_id,
+                "error": error_dict(r.error) if r.error.type else None,
+                "updated": iso(r.updated_ms),
+            }
+            for r in page.tasks
+        ]
+        counts = {k.removeprefix("TASK_STATE_"): v for k, v in page.counts_by_state.items()}
+        return {"tasks": rows, "next_cursor": page.next_cursor, "counts": counts, "names": dict(page.counts_by_name)}
 
     def task(self, task_id: str) -> dict[str, Any] | None:
         """Everything known about one task; None when the platform does not know it."""

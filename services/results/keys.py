@@ -10,6 +10,16 @@
     tt:r:events       PUBSUB  comma-separated task ids that have new events
 Both keys of a task expire after the result expiry.
 
+The visibility index (what ListTasks reads), per namespace NS and time bucket B (the start of the
+bucket, Unix ms; settings.IndexSettings): the tasks whose latest change fell in the bucket.
+    tt:r:ix:{NS|B}:z  ZSET    task id -> time of its latest change (Unix ms)
+    tt:r:ix:{NS|B}:h  HASH    task id -> its state, name, queue, worker and error type, joined
+                              with the unit separator (chr(31)): what the filters match
+    tt:r:ix:{NS|B}:c  HASH    s<state> and n<task name> -> entries of the bucket with it
+The keys of a bucket expire at the bucket's end plus the retention. A task that changes in a
+later bucket has an entry there too; the listing keeps the entry of the bucket of the task's
+latest change (read from its state hash) and skips the other.
+
 The scripts (scripts.lua) read LUA_CONSTANTS as locals (see common/lua.py): the range of final
 states (common/layout.py) and EVENTS_KEPT.
 """
@@ -40,3 +50,19 @@ class TaskKeys(NamedTuple):
 def task_keys(task_id: str) -> TaskKeys:
     p = f"tt:r:{{{task_id}}}"
     return TaskKeys(f"{p}:st", f"{p}:ev")
+
+
+INDEX_SEP = "\x1f"
+
+
+class IndexKeys(NamedTuple):
+    """The keys of one index bucket: the KEYS of the index_* scripts, in this order."""
+
+    order: str
+    entries: str
+    counts: str
+
+
+def index_keys(namespace: str, bucket_ms: int) -> IndexKeys:
+    p = f"tt:r:ix:{{{namespace}|{bucket_ms}}}"
+    return IndexKeys(f"{p}:z", f"{p}:h", f"{p}:c")

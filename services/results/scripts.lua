@@ -48,3 +48,100 @@ local from = math.max(seen, first)
 local out = redis.call('LRANGE', log, from - first, from - first + max - 1)
 table.insert(out, 1, from)
 return out
+
+--! index_put
+-- KEYS: index bucket order ZSET, entries HASH, counts HASH (keys.index_keys).
+-- ARGV: oldest time kept (Unix ms: now - retention), most entries kept, expiry time of the bucket
+-- (Unix ms), then per task: id, time of the change, entry (state, name, queue, worker, error type
+-- joined by chr(31)), reopen (0|1).
+-- Mirrors `record`: an entry whose state is final is not replaced, but by a reopen. The counts
+-- follow the entries (one per entry's state, one per entry's name). Then drops the entries older
+-- than the retention (a few per call) and the oldest beyond the cap.
+local order, entries, counts = KEYS[1], KEYS[2], KEYS[3]
+local oldest, most, expire_at = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local function count(entry, by)
+  local state, name = string.match(entry, '^([^\31]*)\31([^\31]*)')
+  for _, field in ipairs({'s' .. state, 'n' .. name}) do
+    if redis.call('HINCRBY', counts, field, by) <= 0 then redis.call('HDEL', counts, field) end
+  end
+end
+for i = 4, #ARGV, 4 do
+  local id, at, entry, reopen = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local old = redis.call('HGET', entries, id)
+  local old_state = old and tonumber(string.match(old, '^(%d+)')) or 0
+  if reopen == '1' or old_state < FIRST_FINAL_STATE or old_state > LAST_FINAL_STATE then
+    if old then count(old, -1) end
+    count(entry, 1)
+    redis.call('ZADD', order, at, id)
+    redis.call('HSET', entries, id, entry)
+  end
+end
+local stale = redis.call('ZRANGEBYSCORE', order, '-inf', '(' .. oldest, 'LIMIT', 0, 100)
+local size = redis.call('ZCARD', order)
+if size - #stale > most then
+  stale = redis.call('ZRANGE', order, 0, size - most - 1)
+end
+if #stale > 0 then
+  for _, entry in ipairs(redis.call('HMGET', entries, unpack(stale))) do
+    if entry then count(entry, -1) end
+  end
+  redis.call('HDEL', entries, unpack(stale))
+  redis.call('ZREM', order, unpack(stale))
+end
+for _, key in ipairs(KEYS) do redis.call('PEXPIREAT', key, expire_at) end
+return #stale
+
+--! index_page
+-- KEYS: index bucket order ZSET, entries HASH (keys.index_keys; its counts are not read).
+-- ARGV: newest time (Unix ms, inclusive), the id seen last at that time ('' = none seen), oldest
+-- time (inclusive), most matches, most entries to look at, then the filters: states (',5,6,' or
+-- ''), name, queue, worker, error type ('' = any).
+-- Returns: 1 when the bucket was read to its end (else 0), the time and id of the last entry
+-- looked at, then per match, newest first: id, time.
+-- Entries of equal time come in descending id order, so the pair (time, id) resumes a page.
+local order, entries = KEYS[1], KEYS[2]
+local newest, after, oldest = ARGV[1], ARGV[2], ARGV[3]
+local most, budget = tonumber(ARGV[4]), tonumber(ARGV[5])
+local states, want = ARGV[6], {ARGV[7], ARGV[8], ARGV[9], ARGV[10]}
+local newest_n = tonumber(newest)
+local out, seen, offset, ended = {}, 0, 0, 0
+local last_at, last_id = newest, after
+local function matches(entry)
+  local f = {}
+  for v in string.gmatch(entry .. '\31', '([^\31]*)\31') do f[#f + 1] = v end
+  if states ~= '' and not string.find(states, ',' .. f[1] .. ',', 1, true) then return false end
+  for k = 1, 4 do
+    if want[k] ~= '' and want[k] ~= f[k + 1] then return false end
+  end
+  return true
+end
+while true do
+  local rows = redis.call('ZREVRANGEBYSCORE', order, newest, oldest, 'WITHSCORES', 'LIMIT', offset, 200)
+  if #rows == 0 then ended = 1 break end
+  offset = offset + #rows / 2
+  local stop = false
+  for i = 1, #rows, 2 do
+    local id, at = rows[i], rows[i + 1]
+    if not (after ~= '' and tonumber(at) == newest_n and id >= after) then
+      seen = seen + 1
+      last_at, last_id = at, id
+      local entry = redis.call('HGET', entries, id)
+      if entry and matches(entry) then
+        out[#out + 1] = id
+        out[#out + 1] = at
+      end
+      if #out / 2 >= most or seen >= budget then stop = true break end
+    end
+  end
+  if stop then break end
+end
+table.insert(out, 1, last_id)
+table.insert(out, 1, last_at)
+table.insert(out, 1, ended)
+return out
+
+--! index_counts
+-- KEYS: index bucket counts HASH (keys.index_keys(...).counts). ARGV: none.
+-- Returns the bucket's counts: pairs of 's' .. state or 'n' .. name, then the number of entries.
+local counts = KEYS[1]
+return redis.call('HGETALL', counts)

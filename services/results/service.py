@@ -16,6 +16,7 @@ from tasktide_services.common.errors import InvalidArgument, Unavailable
 from tasktide_services.common.layout import is_final
 from tasktide_services.common.notify import Notifier, wait_any
 from tasktide_services.common.settings import ServerSettings
+from tasktide_services.results.listing import list_tasks
 from tasktide_services.results.store import ResultsStore
 
 log = logging.getLogger("tasktide.results")
@@ -61,6 +62,11 @@ class ResultsService:
         validate.batch_size(len(req.task_ids), self.settings.limits)
         ids = [validate.task_id(t) for t in req.task_ids]
         return results_pb2.GetResponse(results=_own(await self.store.get(ids)))
+
+    async def ListTasks(
+        self, req: results_pb2.ListTasksRequest, ctx: grpc.aio.ServicerContext
+    ) -> results_pb2.ListTasksResponse:
+        return await list_tasks(self.store, req, current_caller(), self.settings.limits)
 
     async def Wait(self, req: results_pb2.WaitRequest, ctx: grpc.aio.ServicerContext) -> task_pb2.TaskResult:
         tid = validate.task_id(req.task_id)

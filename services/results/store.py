@@ -10,16 +10,19 @@ from redis.asyncio.client import Pipeline
 from tasktide.v1 import task_pb2
 from tasktide_services.common.layout import is_final
 from tasktide_services.common.lua import LuaFile, Script, load_scripts, run_pipeline
+from tasktide_services.common.settings import IndexSettings
 from tasktide_services.results import keys
+from tasktide_services.results.index import TaskIndex
 
 SCRIPTS = LuaFile(Path(__file__).with_name("scripts.lua"), keys.LUA_CONSTANTS)
 
 
 class ResultsStore:
-    def __init__(self, redis: Redis, expire_seconds: float) -> None:
+    def __init__(self, redis: Redis, expire_seconds: float, index: IndexSettings | None = None) -> None:
         self.redis = redis
         self.expire_ms = int(expire_seconds * 1000)
         self._s = load_scripts(redis, SCRIPTS)
+        self.index = TaskIndex(index or IndexSettings(), self._s)
 
     @property
     def scripts(self) -> dict[str, Script]:
@@ -33,7 +36,8 @@ class ResultsStore:
 
     def build_record(self, pipe: Pipeline, events: list[task_pb2.TaskEvent]) -> None:
         """`record` onto a pipeline of the caller's: one script per task (its events in order),
-        then a PUBLISH naming the tasks. `accepted()` reads the replies."""
+        then a PUBLISH naming the tasks, then the index entries (index.py) in the same round trip.
+        `accepted()` reads the replies."""
         if not events:
             return
         script = self._s["record"]
@@ -51,6 +55,7 @@ class ResultsStore:
                 ]
             script(keys.task_keys(tid), argv, client=pipe)
         pipe.publish(keys.EVENTS, ",".join({e.task_id for e in events}))
+        self.index.build_put(pipe, events)
 
     async def get(self, task_ids: list[str]) -> list[task_pb2.TaskResult]:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -364,6 +364,190 @@ func (x *WatchRequest) GetFinalOnly() bool {
 	return false
 }
 
+type ListTasksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	States        []TaskState            `protobuf:"varint,1,rep,packed,name=states,proto3,enum=tasktide.v1.TaskState" json:"states,omitempty"` // any of these; none = every state
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`                                        // task name, exactly
+	Queue         string                 `protobuf:"bytes,3,opt,name=queue,proto3" json:"queue,omitempty"`                                      // queue, exactly (as the caller submitted it)
+	WorkerId      string                 `protobuf:"bytes,4,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`                // the worker of the latest event, exactly
+	ErrorType     string                 `protobuf:"bytes,5,opt,name=error_type,json=errorType,proto3" json:"error_type,omitempty"`             // TaskError.type, exactly
+	SinceMs       int64                  `protobuf:"varint,6,opt,name=since_ms,json=sinceMs,proto3" json:"since_ms,omitempty"`                  // changed at or after this time (Unix ms); 0 = the retention
+	UntilMs       int64                  `protobuf:"varint,7,opt,name=until_ms,json=untilMs,proto3" json:"until_ms,omitempty"`                  // changed before this time (Unix ms); 0 = now
+	Limit         uint32                 `protobuf:"varint,8,opt,name=limit,proto3" json:"limit,omitempty"`                                     // tasks per page; 0 = 100, at most 1000
+	Cursor        string                 `protobuf:"bytes,9,opt,name=cursor,proto3" json:"cursor,omitempty"`                                    // next_cursor of the previous page; empty = the newest
+	Counts        bool                   `protobuf:"varint,10,opt,name=counts,proto3" json:"counts,omitempty"`                                  // also count the tasks over [since_ms, until_ms) (no filter but the time)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTasksRequest) Reset() {
+	*x = ListTasksRequest{}
+	mi := &file_tasktide_v1_results_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTasksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTasksRequest) ProtoMessage() {}
+
+func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tasktide_v1_results_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
+func (*ListTasksRequest) Descriptor() ([]byte, []int) {
+	return file_tasktide_v1_results_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ListTasksRequest) GetStates() []TaskState {
+	if x != nil {
+		return x.States
+	}
+	return nil
+}
+
+func (x *ListTasksRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ListTasksRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *ListTasksRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *ListTasksRequest) GetErrorType() string {
+	if x != nil {
+		return x.ErrorType
+	}
+	return ""
+}
+
+func (x *ListTasksRequest) GetSinceMs() int64 {
+	if x != nil {
+		return x.SinceMs
+	}
+	return 0
+}
+
+func (x *ListTasksRequest) GetUntilMs() int64 {
+	if x != nil {
+		return x.UntilMs
+	}
+	return 0
+}
+
+func (x *ListTasksRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListTasksRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *ListTasksRequest) GetCounts() bool {
+	if x != nil {
+		return x.Counts
+	}
+	return false
+}
+
+type ListTasksResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tasks         []*TaskResult          `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`                                                                                                                   // the latest changed first (TaskResult.updated_ms)
+	NextCursor    string                 `protobuf:"bytes,2,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`                                                                                       // empty when there are no more
+	CountsByState map[string]uint64      `protobuf:"bytes,3,rep,name=counts_by_state,json=countsByState,proto3" json:"counts_by_state,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"` // with counts: TaskState name -> tasks
+	CountsByName  map[string]uint64      `protobuf:"bytes,4,rep,name=counts_by_name,json=countsByName,proto3" json:"counts_by_name,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`    // with counts: task name -> tasks
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTasksResponse) Reset() {
+	*x = ListTasksResponse{}
+	mi := &file_tasktide_v1_results_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTasksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTasksResponse) ProtoMessage() {}
+
+func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tasktide_v1_results_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
+func (*ListTasksResponse) Descriptor() ([]byte, []int) {
+	return file_tasktide_v1_results_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListTasksResponse) GetTasks() []*TaskResult {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+func (x *ListTasksResponse) GetNextCursor() string {
+	if x != nil {
+		return x.NextCursor
+	}
+	return ""
+}
+
+func (x *ListTasksResponse) GetCountsByState() map[string]uint64 {
+	if x != nil {
+		return x.CountsByState
+	}
+	return nil
+}
+
+func (x *ListTasksResponse) GetCountsByName() map[string]uint64 {
+	if x != nil {
+		return x.CountsByName
+	}
+	return nil
+}
+
 var File_tasktide_v1_results_proto protoreflect.FileDescriptor
 
 const file_tasktide_v1_results_proto_rawDesc = "" +
@@ -392,13 +576,39 @@ const file_tasktide_v1_results_proto_rawDesc = "" +
 	"final_only\x18\x04 \x01(\bR\tfinalOnly\x1a:\n" +
 	"\fCursorsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xc9\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa4\x02\n" +
+	"\x10ListTasksRequest\x12.\n" +
+	"\x06states\x18\x01 \x03(\x0e2\x16.tasktide.v1.TaskStateR\x06states\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05queue\x18\x03 \x01(\tR\x05queue\x12\x1b\n" +
+	"\tworker_id\x18\x04 \x01(\tR\bworkerId\x12\x1d\n" +
+	"\n" +
+	"error_type\x18\x05 \x01(\tR\terrorType\x12\x19\n" +
+	"\bsince_ms\x18\x06 \x01(\x03R\asinceMs\x12\x19\n" +
+	"\buntil_ms\x18\a \x01(\x03R\auntilMs\x12\x14\n" +
+	"\x05limit\x18\b \x01(\rR\x05limit\x12\x16\n" +
+	"\x06cursor\x18\t \x01(\tR\x06cursor\x12\x16\n" +
+	"\x06counts\x18\n" +
+	" \x01(\bR\x06counts\"\x99\x03\n" +
+	"\x11ListTasksResponse\x12-\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x17.tasktide.v1.TaskResultR\x05tasks\x12\x1f\n" +
+	"\vnext_cursor\x18\x02 \x01(\tR\n" +
+	"nextCursor\x12Y\n" +
+	"\x0fcounts_by_state\x18\x03 \x03(\v21.tasktide.v1.ListTasksResponse.CountsByStateEntryR\rcountsByState\x12V\n" +
+	"\x0ecounts_by_name\x18\x04 \x03(\v20.tasktide.v1.ListTasksResponse.CountsByNameEntryR\fcountsByName\x1a@\n" +
+	"\x12CountsByStateEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a?\n" +
+	"\x11CountsByNameEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x012\x95\x03\n" +
 	"\aResults\x12A\n" +
 	"\x06Record\x12\x1a.tasktide.v1.RecordRequest\x1a\x1b.tasktide.v1.RecordResponse\x128\n" +
 	"\x03Get\x12\x17.tasktide.v1.GetRequest\x1a\x18.tasktide.v1.GetResponse\x129\n" +
 	"\x04Wait\x12\x18.tasktide.v1.WaitRequest\x1a\x17.tasktide.v1.TaskResult\x12<\n" +
 	"\x05Watch\x12\x19.tasktide.v1.WatchRequest\x1a\x16.tasktide.v1.TaskEvent0\x01\x12H\n" +
-	"\fWatchBatches\x12\x19.tasktide.v1.WatchRequest\x1a\x1b.tasktide.v1.TaskEventBatch0\x01B?Z=github.com/tasktide/tasktide/clients/go/tasktidepb;tasktidepbb\x06proto3"
+	"\fWatchBatches\x12\x19.tasktide.v1.WatchRequest\x1a\x1b.tasktide.v1.TaskEventBatch0\x01\x12J\n" +
+	"\tListTasks\x12\x1d.tasktide.v1.ListTasksRequest\x1a\x1e.tasktide.v1.ListTasksResponseB?Z=github.com/tasktide/tasktide/clients/go/tasktidepb;tasktidepbb\x06proto3"
 
 var (
 	file_tasktide_v1_results_proto_rawDescOnce sync.Once
@@ -412,39 +622,50 @@ func file_tasktide_v1_results_proto_rawDescGZIP() []byte {
 	return file_tasktide_v1_results_proto_rawDescData
 }
 
-var file_tasktide_v1_results_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_tasktide_v1_results_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_tasktide_v1_results_proto_goTypes = []any{
-	(*TaskEventBatch)(nil), // 0: tasktide.v1.TaskEventBatch
-	(*RecordRequest)(nil),  // 1: tasktide.v1.RecordRequest
-	(*RecordResponse)(nil), // 2: tasktide.v1.RecordResponse
-	(*GetRequest)(nil),     // 3: tasktide.v1.GetRequest
-	(*GetResponse)(nil),    // 4: tasktide.v1.GetResponse
-	(*WaitRequest)(nil),    // 5: tasktide.v1.WaitRequest
-	(*WatchRequest)(nil),   // 6: tasktide.v1.WatchRequest
-	nil,                    // 7: tasktide.v1.WatchRequest.CursorsEntry
-	(*TaskEvent)(nil),      // 8: tasktide.v1.TaskEvent
-	(*TaskResult)(nil),     // 9: tasktide.v1.TaskResult
+	(*TaskEventBatch)(nil),    // 0: tasktide.v1.TaskEventBatch
+	(*RecordRequest)(nil),     // 1: tasktide.v1.RecordRequest
+	(*RecordResponse)(nil),    // 2: tasktide.v1.RecordResponse
+	(*GetRequest)(nil),        // 3: tasktide.v1.GetRequest
+	(*GetResponse)(nil),       // 4: tasktide.v1.GetResponse
+	(*WaitRequest)(nil),       // 5: tasktide.v1.WaitRequest
+	(*WatchRequest)(nil),      // 6: tasktide.v1.WatchRequest
+	(*ListTasksRequest)(nil),  // 7: tasktide.v1.ListTasksRequest
+	(*ListTasksResponse)(nil), // 8: tasktide.v1.ListTasksResponse
+	nil,                       // 9: tasktide.v1.WatchRequest.CursorsEntry
+	nil,                       // 10: tasktide.v1.ListTasksResponse.CountsByStateEntry
+	nil,                       // 11: tasktide.v1.ListTasksResponse.CountsByNameEntry
+	(*TaskEvent)(nil),         // 12: tasktide.v1.TaskEvent
+	(*TaskResult)(nil),        // 13: tasktide.v1.TaskResult
+	(TaskState)(0),            // 14: tasktide.v1.TaskState
 }
 var file_tasktide_v1_results_proto_depIdxs = []int32{
-	8, // 0: tasktide.v1.TaskEventBatch.events:type_name -> tasktide.v1.TaskEvent
-	8, // 1: tasktide.v1.RecordRequest.events:type_name -> tasktide.v1.TaskEvent
-	9, // 2: tasktide.v1.GetResponse.results:type_name -> tasktide.v1.TaskResult
-	7, // 3: tasktide.v1.WatchRequest.cursors:type_name -> tasktide.v1.WatchRequest.CursorsEntry
-	1, // 4: tasktide.v1.Results.Record:input_type -> tasktide.v1.RecordRequest
-	3, // 5: tasktide.v1.Results.Get:input_type -> tasktide.v1.GetRequest
-	5, // 6: tasktide.v1.Results.Wait:input_type -> tasktide.v1.WaitRequest
-	6, // 7: tasktide.v1.Results.Watch:input_type -> tasktide.v1.WatchRequest
-	6, // 8: tasktide.v1.Results.WatchBatches:input_type -> tasktide.v1.WatchRequest
-	2, // 9: tasktide.v1.Results.Record:output_type -> tasktide.v1.RecordResponse
-	4, // 10: tasktide.v1.Results.Get:output_type -> tasktide.v1.GetResponse
-	9, // 11: tasktide.v1.Results.Wait:output_type -> tasktide.v1.TaskResult
-	8, // 12: tasktide.v1.Results.Watch:output_type -> tasktide.v1.TaskEvent
-	0, // 13: tasktide.v1.Results.WatchBatches:output_type -> tasktide.v1.TaskEventBatch
-	9, // [9:14] is the sub-list for method output_type
-	4, // [4:9] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	12, // 0: tasktide.v1.TaskEventBatch.events:type_name -> tasktide.v1.TaskEvent
+	12, // 1: tasktide.v1.RecordRequest.events:type_name -> tasktide.v1.TaskEvent
+	13, // 2: tasktide.v1.GetResponse.results:type_name -> tasktide.v1.TaskResult
+	9,  // 3: tasktide.v1.WatchRequest.cursors:type_name -> tasktide.v1.WatchRequest.CursorsEntry
+	14, // 4: tasktide.v1.ListTasksRequest.states:type_name -> tasktide.v1.TaskState
+	13, // 5: tasktide.v1.ListTasksResponse.tasks:type_name -> tasktide.v1.TaskResult
+	10, // 6: tasktide.v1.ListTasksResponse.counts_by_state:type_name -> tasktide.v1.ListTasksResponse.CountsByStateEntry
+	11, // 7: tasktide.v1.ListTasksResponse.counts_by_name:type_name -> tasktide.v1.ListTasksResponse.CountsByNameEntry
+	1,  // 8: tasktide.v1.Results.Record:input_type -> tasktide.v1.RecordRequest
+	3,  // 9: tasktide.v1.Results.Get:input_type -> tasktide.v1.GetRequest
+	5,  // 10: tasktide.v1.Results.Wait:input_type -> tasktide.v1.WaitRequest
+	6,  // 11: tasktide.v1.Results.Watch:input_type -> tasktide.v1.WatchRequest
+	6,  // 12: tasktide.v1.Results.WatchBatches:input_type -> tasktide.v1.WatchRequest
+	7,  // 13: tasktide.v1.Results.ListTasks:input_type -> tasktide.v1.ListTasksRequest
+	2,  // 14: tasktide.v1.Results.Record:output_type -> tasktide.v1.RecordResponse
+	4,  // 15: tasktide.v1.Results.Get:output_type -> tasktide.v1.GetResponse
+	13, // 16: tasktide.v1.Results.Wait:output_type -> tasktide.v1.TaskResult
+	12, // 17: tasktide.v1.Results.Watch:output_type -> tasktide.v1.TaskEvent
+	0,  // 18: tasktide.v1.Results.WatchBatches:output_type -> tasktide.v1.TaskEventBatch
+	8,  // 19: tasktide.v1.Results.ListTasks:output_type -> tasktide.v1.ListTasksResponse
+	14, // [14:20] is the sub-list for method output_type
+	8,  // [8:14] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_tasktide_v1_results_proto_init() }
@@ -459,7 +680,7 @@ func file_tasktide_v1_results_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tasktide_v1_results_proto_rawDesc), len(file_tasktide_v1_results_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

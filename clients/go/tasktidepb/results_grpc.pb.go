@@ -27,6 +27,7 @@ const (
 	Results_Wait_FullMethodName         = "/tasktide.v1.Results/Wait"
 	Results_Watch_FullMethodName        = "/tasktide.v1.Results/Watch"
 	Results_WatchBatches_FullMethodName = "/tasktide.v1.Results/WatchBatches"
+	Results_ListTasks_FullMethodName    = "/tasktide.v1.Results/ListTasks"
 )
 
 // ResultsClient is the client API for Results service.
@@ -42,6 +43,9 @@ type ResultsClient interface {
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TaskEvent], error)
 	// The same events, several per message (what is ready at once): for watching many tasks.
 	WatchBatches(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TaskEventBatch], error)
+	// Tasks of the caller's namespace, the latest changed first, from the visibility index (which
+	// keeps the tasks that changed within its retention): filters, a resumable cursor, and counts.
+	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
 }
 
 type resultsClient struct {
@@ -120,6 +124,16 @@ func (c *resultsClient) WatchBatches(ctx context.Context, in *WatchRequest, opts
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Results_WatchBatchesClient = grpc.ServerStreamingClient[TaskEventBatch]
 
+func (c *resultsClient) ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTasksResponse)
+	err := c.cc.Invoke(ctx, Results_ListTasks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ResultsServer is the server API for Results service.
 // All implementations must embed UnimplementedResultsServer
 // for forward compatibility.
@@ -133,6 +147,9 @@ type ResultsServer interface {
 	Watch(*WatchRequest, grpc.ServerStreamingServer[TaskEvent]) error
 	// The same events, several per message (what is ready at once): for watching many tasks.
 	WatchBatches(*WatchRequest, grpc.ServerStreamingServer[TaskEventBatch]) error
+	// Tasks of the caller's namespace, the latest changed first, from the visibility index (which
+	// keeps the tasks that changed within its retention): filters, a resumable cursor, and counts.
+	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
 	mustEmbedUnimplementedResultsServer()
 }
 
@@ -157,6 +174,9 @@ func (UnimplementedResultsServer) Watch(*WatchRequest, grpc.ServerStreamingServe
 }
 func (UnimplementedResultsServer) WatchBatches(*WatchRequest, grpc.ServerStreamingServer[TaskEventBatch]) error {
 	return status.Error(codes.Unimplemented, "method WatchBatches not implemented")
+}
+func (UnimplementedResultsServer) ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListTasks not implemented")
 }
 func (UnimplementedResultsServer) mustEmbedUnimplementedResultsServer() {}
 func (UnimplementedResultsServer) testEmbeddedByValue()                 {}
@@ -255,6 +275,24 @@ func _Results_WatchBatches_Handler(srv interface{}, stream grpc.ServerStream) er
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Results_WatchBatchesServer = grpc.ServerStreamingServer[TaskEventBatch]
 
+func _Results_ListTasks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTasksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ResultsServer).ListTasks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Results_ListTasks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ResultsServer).ListTasks(ctx, req.(*ListTasksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Results_ServiceDesc is the grpc.ServiceDesc for Results service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -273,6 +311,10 @@ var Results_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Wait",
 			Handler:    _Results_Wait_Handler,
+		},
+		{
+			MethodName: "ListTasks",
+			Handler:    _Results_ListTasks_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

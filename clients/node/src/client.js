@@ -130,6 +130,32 @@ export class Client {
     return resp.results.map(toResult);
   }
 
+  /**
+   * Tasks that changed within the server's index retention, the latest changed first: one page.
+   * Options: states (names such as 'FAILED'), name, queue, workerId, errorType, sinceMs, untilMs,
+   * limit (at most 1000), cursor (the nextCursor of the previous page), counts, signal.
+   * Resolves to {tasks, nextCursor ('' at the end), countsByState, countsByName}.
+   */
+  async listTasks(options = {}) {
+    const { signal, states = [], sinceMs = 0, untilMs = 0, ...filters } = options;
+    const request = {
+      ...filters,
+      states: [].concat(states).map((s) => `TASK_STATE_${String(s).toUpperCase()}`),
+      sinceMs: String(sinceMs),
+      untilMs: String(untilMs),
+    };
+    const resp = await this._call('results', 'ListTasks', request, { signal });
+    const counts = (m) => Object.fromEntries(Object.entries(m ?? {}).map(([k, v]) => [k, Number(v)]));
+    return {
+      tasks: resp.tasks.map(toResult),
+      nextCursor: resp.nextCursor,
+      countsByState: Object.fromEntries(
+        Object.entries(counts(resp.countsByState)).map(([k, v]) => [stateName(k), v]),
+      ),
+      countsByName: counts(resp.countsByName),
+    };
+  }
+
   /** The task's state name ('QUEUED', 'SUCCEEDED'...); 'UNKNOWN' for an id the platform does not know. */
   async status(taskId) {
     const [res] = await this.fetch([taskId]);

@@ -171,6 +171,28 @@ export class TaskHandle<R = unknown> {
   watch(options?: WatchOptions): AsyncGenerator<TaskEvent<R>, void, undefined>;
 }
 
+export interface ListTasksOptions {
+  states?: TaskState | TaskState[];
+  name?: string;
+  queue?: string;
+  workerId?: string;
+  errorType?: string;
+  sinceMs?: number;
+  untilMs?: number;
+  limit?: number;
+  cursor?: string;
+  counts?: boolean;
+  signal?: AbortSignal;
+}
+
+/** One page of listTasks: the latest changed first; nextCursor is '' at the end. */
+export interface TaskPage {
+  tasks: TaskResult[];
+  nextCursor: string;
+  countsByState: Partial<Record<TaskState, number>>;
+  countsByName: Record<string, number>;
+}
+
 export class Client {
   constructor(address?: string, options?: ConnectionOptions);
   readonly addresses: { scheduler: string; registry: string; results: string };
@@ -188,6 +210,7 @@ export class Client {
   cancel(taskId: string): Promise<TaskState>;
   explain(taskId: string): Promise<Explanation>;
   queueStats(): Promise<QueueStats[]>;
+  listTasks(options?: ListTasksOptions): Promise<TaskPage>;
   wait<R = unknown>(taskId: string, options?: WaitOptions): Promise<TaskResult<R>>;
   result<R = unknown>(taskId: string, options?: WaitOptions): Promise<R>;
   watch<R = unknown>(taskIds: string[], options?: WatchOptions): AsyncGenerator<TaskEvent<R>, void, undefined>;

@@ -43,6 +43,51 @@ def _dead_letters(resp: worker_pb2.ListDeadResponse) -> list[DeadLetter]:
     ]
 
 
+StateLike = TaskState | str | int
+
+
+def _state_value(s: StateLike) -> int:
+    if isinstance(s, TaskState):
+        return s.to_proto()
+    if isinstance(s, str):
+        try:
+            return TaskState[s.upper()].to_proto()
+        except KeyError:
+            raise ValueError(f"unknown task state {s!r}") from None
+    return int(s)
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilters:
+    """What `list_tasks` asks for (see Client.list_tasks)."""
+
+    states: StateLike | Sequence[StateLike] = ()
+    name: str = ""
+    queue: str = ""
+    worker_id: str = ""
+    error_type: str = ""
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    limit: int = 100
+    cursor: str = ""
+    counts: bool = False
+
+    def request(self) -> results_pb2.ListTasksRequest:
+        states: Sequence[StateLike] = [self.states] if isinstance(self.states, TaskState | str | int) else self.states
+        return results_pb2.ListTasksRequest(
+            states=[task_pb2.TaskState.ValueType(_state_value(s)) for s in states],
+            name=self.name,
+            queue=self.queue,
+            worker_id=self.worker_id,
+            error_type=self.error_type,
+            since_ms=int(self.since.timestamp() * 1000) if self.since else 0,
+            until_ms=int(self.until.timestamp() * 1000) if self.until else 0,
+            limit=self.limit,
+            cursor=self.cursor,
+            counts=self.counts,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Call(Generic[T]):
     """One unary call: the service and stub method, the request, and how the response becomes the
@@ -88,6 +133,9 @@ class BaseClient:
 
     def _fetch(self, task_ids: Sequence[str]) -> Call[list[task_pb2.TaskResult]]:
         return Call("results", "Get", results_pb2.GetRequest(task_ids=task_ids), lambda r: list(r.results))
+
+    def _list_tasks(self, filters: ListFilters) -> Call[results_pb2.ListTasksResponse]:
+        return Call("results", "ListTasks", filters.request(), _same)
 
     def _deadline(self, timeout: float | None) -> float | None:
         return None if timeout is None else time.monotonic() + timeout

@@ -3,12 +3,13 @@ Requests and responses are built and shaped in _base.py; this module does the ca
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, Unpack
 
 import grpc
 
-from tasktide._base import BaseClient, Call
+from tasktide._base import BaseClient, Call, ListFilters, StateLike
 from tasktide._channels import blocking_channel
 from tasktide._errors import translated
 from tasktide._exceptions import NotFound
@@ -21,7 +22,7 @@ from tasktide._settings import ClientSettings
 from tasktide._spec import SubmitOptions, build_spec
 from tasktide._states import TaskState
 from tasktide._transports import blocking_submitter
-from tasktide.v1 import results_pb2_grpc, scheduler_pb2_grpc, task_pb2, worker_pb2, worker_pb2_grpc
+from tasktide.v1 import results_pb2, results_pb2_grpc, scheduler_pb2_grpc, task_pb2, worker_pb2, worker_pb2_grpc
 
 T = TypeVar("T")
 
@@ -155,6 +156,42 @@ class Client(BaseClient, ScheduleMethods):  # schedule methods: _schedules.py
             task_ids: the tasks' ids.
         """
         return self._run(self._fetch(task_ids))
+
+    def list_tasks(
+        self,
+        state: StateLike | Sequence[StateLike] = (),
+        *,
+        name: str = "",
+        queue: str = "",
+        worker_id: str = "",
+        error_type: str = "",
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        limit: int = 100,
+        cursor: str = "",
+        counts: bool = False,
+    ) -> results_pb2.ListTasksResponse:
+        """Tasks that changed within the server's index retention, the latest changed first: one
+        page, with `next_cursor` for the next (empty at the end) and, with `counts`, the number of
+        tasks by state and by task name over the time range.
+
+        Args:
+            state: one state or several (TaskState, or its name such as "FAILED"); none: any.
+            name: only tasks of this name.
+            queue: only tasks of this queue.
+            worker_id: only tasks whose latest event came from this worker.
+            error_type: only tasks whose error has this type (for example "ValueError", "mymodule.MyError").
+            since: only tasks that changed at or after this time.
+            until: only tasks that changed before this time.
+            limit: tasks per page (at most 1000).
+            cursor: the `next_cursor` of the previous page.
+            counts: also count the tasks by state and by name.
+        """
+        return self._run(
+            self._list_tasks(
+                ListFilters(state, name, queue, worker_id, error_type, since, until, limit, cursor, counts)
+            )
+        )
 
     def explain(self, task_id: str) -> Explanation:
         """Why the task is not running (yet): ETA, backoff, rate limit, no worker, paused queue...

@@ -36,6 +36,7 @@ from tasktide._plugins import hooks_from_env
 from tasktide._schedule_cli import add_schedule_parser
 from tasktide._settings import ClientSettings
 from tasktide._states import TaskState
+from tasktide._tasks_cli import add_tasks_parser
 
 SERVER_COMMANDS = ("dev", "scheduler", "registry", "results", "dashboard", "token")
 
@@ -226,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--requeue", action="store_true")
     de.set_defaults(func=cmd_dead)
 
+    add_tasks_parser(sub)
     add_schedule_parser(sub)
 
     for name in SERVER_COMMANDS:
@@ -261,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = ClientSettings.from_env(address=args.address or "")
     try:
         return int(args.func(args, settings))
-    except (UsageError, ConfigurationError, InvalidArgument, Unauthenticated, PermissionDenied) as exc:
+    except (UsageError, ConfigurationError, InvalidArgument, Unauthenticated, PermissionDenied, ValueError) as exc:
         print(f"tasktide: {exc}", file=sys.stderr)
         return 2
     except Unavailable as exc:

@@ -63,3 +63,53 @@ class WatchRequest(_message.Message):
     until_final: bool
     final_only: bool
     def __init__(self, task_ids: _Optional[_Iterable[str]] = ..., cursors: _Optional[_Mapping[str, str]] = ..., until_final: _Optional[bool] = ..., final_only: _Optional[bool] = ...) -> None: ...
+
+class ListTasksRequest(_message.Message):
+    __slots__ = ("states", "name", "queue", "worker_id", "error_type", "since_ms", "until_ms", "limit", "cursor", "counts")
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_MS_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    states: _containers.RepeatedScalarFieldContainer[_task_pb2.TaskState]
+    name: str
+    queue: str
+    worker_id: str
+    error_type: str
+    since_ms: int
+    until_ms: int
+    limit: int
+    cursor: str
+    counts: bool
+    def __init__(self, states: _Optional[_Iterable[_Union[_task_pb2.TaskState, str]]] = ..., name: _Optional[str] = ..., queue: _Optional[str] = ..., worker_id: _Optional[str] = ..., error_type: _Optional[str] = ..., since_ms: _Optional[int] = ..., until_ms: _Optional[int] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ..., counts: _Optional[bool] = ...) -> None: ...
+
+class ListTasksResponse(_message.Message):
+    __slots__ = ("tasks", "next_cursor", "counts_by_state", "counts_by_name")
+    class CountsByStateEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class CountsByNameEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_BY_STATE_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_BY_NAME_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[_task_pb2.TaskResult]
+    next_cursor: str
+    counts_by_state: _containers.ScalarMap[str, int]
+    counts_by_name: _containers.ScalarMap[str, int]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[_task_pb2.TaskResult, _Mapping]]] = ..., next_cursor: _Optional[str] = ..., counts_by_state: _Optional[_Mapping[str, int]] = ..., counts_by_name: _Optional[_Mapping[str, int]] = ...) -> None: ...

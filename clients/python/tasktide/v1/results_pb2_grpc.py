@@ -60,6 +60,11 @@ class ResultsStub:
                 request_serializer=tasktide_dot_v1_dot_results__pb2.WatchRequest.SerializeToString,
                 response_deserializer=tasktide_dot_v1_dot_results__pb2.TaskEventBatch.FromString,
                 _registered_method=True)
+        self.ListTasks = channel.unary_unary(
+                '/tasktide.v1.Results/ListTasks',
+                request_serializer=tasktide_dot_v1_dot_results__pb2.ListTasksRequest.SerializeToString,
+                response_deserializer=tasktide_dot_v1_dot_results__pb2.ListTasksResponse.FromString,
+                _registered_method=True)
 
 
 class ResultsServicer:
@@ -99,6 +104,14 @@ class ResultsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTasks(self, request, context):
+        """Tasks of the caller's namespace, the latest changed first, from the visibility index (which
+        keeps the tasks that changed within its retention): filters, a resumable cursor, and counts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ResultsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -126,6 +139,11 @@ def add_ResultsServicer_to_server(servicer, server):
                     servicer.WatchBatches,
                     request_deserializer=tasktide_dot_v1_dot_results__pb2.WatchRequest.FromString,
                     response_serializer=tasktide_dot_v1_dot_results__pb2.TaskEventBatch.SerializeToString,
+            ),
+            'ListTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTasks,
+                    request_deserializer=tasktide_dot_v1_dot_results__pb2.ListTasksRequest.FromString,
+                    response_serializer=tasktide_dot_v1_dot_results__pb2.ListTasksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -263,6 +281,33 @@ class Results:
             '/tasktide.v1.Results/WatchBatches',
             tasktide_dot_v1_dot_results__pb2.WatchRequest.SerializeToString,
             tasktide_dot_v1_dot_results__pb2.TaskEventBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tasktide.v1.Results/ListTasks',
+            tasktide_dot_v1_dot_results__pb2.ListTasksRequest.SerializeToString,
+            tasktide_dot_v1_dot_results__pb2.ListTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,
