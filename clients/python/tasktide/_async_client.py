@@ -163,22 +163,8 @@ class AsyncClient(BaseClient, AsyncScheduleMethods):  # schedule methods: _sched
         cursor: str = "",
         counts: bool = False,
     ) -> results_pb2.ListTasksResponse:
-        """Tasks that changed within the server's index retention, the latest changed first: one
-        page, with `next_cursor` for the next (empty at the end) and, with `counts`, the number of
-        tasks by state and by task name over the time range.
-
-        Args:
-            state: one state or several (TaskState, or its name such as "FAILED"); none: any.
-            name: only tasks of this name.
-            queue: only tasks of this queue.
-            worker_id: only tasks whose latest event came from this worker.
-            error_type: only tasks whose error has this type (for example "ValueError", "mymodule.MyError").
-            since: only tasks that changed at or after this time.
-            until: only tasks that changed before this time.
-            limit: tasks per page (at most 1000).
-            cursor: the `next_cursor` of the previous page.
-            counts: also count the tasks by state and by name.
-        """
+        """Tasks that changed within the server's index retention, latest first; arguments as
+        Client.list_tasks."""
         return await self._run(
             self._list_tasks(
                 ListFilters(state, name, queue, worker_id, error_type, since, until, limit, cursor, counts)
