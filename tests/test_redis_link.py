@@ -276,3 +276,17 @@ def test_scripts_lost_by_redis_are_loaded_again_by_the_services(redis_server, pl
         h = client.submit_spec(app.tasks["t.add"].spec([20, 22], queue=queue_name))
         assert h.get(timeout=10) == 42
         assert client.submit_spec(app.tasks["t.add"].spec([2, 3], queue=queue_name, countdown=0.2)).get(timeout=10) == 5
+
+
+def test_an_acl_user_in_the_url_is_sent_by_the_link_and_the_subscription(tmp_path):
+    """A Redis ACL user of its own (not `default`), with the commands the services use."""
+    port = free_port()
+    admin = redis.Redis(port=port, password="adm1n")
+    with own_redis(admin, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", "adm1n"):
+        admin.acl_setuser(
+            "tasktide", enabled=True, passwords=["+s3cret"], keys=["*"], channels=["*"], commands=["+@all"]
+        )
+        url = f"redis://tasktide:s3cret@127.0.0.1:{port}/3"
+        assert pipeline_and_message(url, "tt:acl-test", lambda p: p.set("k", "v")) == ([True, 1], [b"hello"])
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=port, username="tasktide", password="wrong").ping()
