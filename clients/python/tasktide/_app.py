@@ -10,7 +10,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, Unpack, overload
 from tasktide._client import Client
 from tasktide._exceptions import ConfigurationError
 from tasktide._handle import TaskHandle
-from tasktide._hooks import Hooks
+from tasktide._hooks import Hooks, default_hooks
 from tasktide._periodic import PeriodicMixin
 from tasktide._settings import ClientSettings
 from tasktide._spec import SubmitOptions, TaskOptions, build_spec
@@ -147,7 +147,7 @@ class App(PeriodicMixin):  # periodic tasks: _periodic.py
         hooks: Hooks | None = None,
     ) -> None:
         self.name = name
-        self.hooks = hooks or Hooks()  # a plugin (tracing) for this App's client and workers
+        self.hooks = hooks or default_hooks()  # a plugin (tracing) for this App's client and workers
         self._settings = settings
         self._address = address
         self._resolver = resolver

@@ -12,7 +12,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from tasktide._exceptions import TaskTimeout
 from tasktide._explain import DeadLetter, Explanation
-from tasktide._hooks import NO_HOOKS, Hooks
+from tasktide._hooks import Hooks, default_hooks
 from tasktide._settings import ClientSettings
 from tasktide._states import FINAL_PROTO_STATES, TaskState
 from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2
@@ -105,7 +105,7 @@ class BaseClient:
 
     def __init__(self, address: str | None, settings: ClientSettings | None, hooks: Hooks | None) -> None:
         self.settings = settings or ClientSettings.from_env(address=address or "")
-        self._hooks = hooks or NO_HOOKS
+        self._hooks = hooks or default_hooks()
 
     def _address(self, service: Service) -> str:
         if service == "results":

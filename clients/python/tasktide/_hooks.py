@@ -77,3 +77,18 @@ class Hooks:
 
 
 NO_HOOKS = Hooks()
+
+# The plugin of Apps and Clients made without hooks of their own: none, unless an instrumentor sets
+# one (tasktide.contrib.opentelemetry.instrumentation, which `opentelemetry-instrument` runs).
+_default: Callable[[], Hooks] | None = None
+
+
+def set_default_hooks(factory: Callable[[], Hooks] | None) -> None:
+    """Give Apps and Clients made from now on without `hooks=` the plugin `factory()` (None: none)."""
+    global _default
+    _default = factory
+
+
+def default_hooks() -> Hooks:
+    """The plugin for an App or Client made without `hooks=`."""
+    return _default() if _default is not None else NO_HOOKS

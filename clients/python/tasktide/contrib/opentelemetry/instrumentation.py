@@ -6,8 +6,8 @@
 
 instrument() makes TracingHooks the default plugin of every App, Client and AsyncClient made after it
 that is given no hooks of its own (an explicit `hooks=` still wins); uninstrument() stops that for
-those made after it. It wraps the constructors of tasktide's own classes when instrument() runs,
-never at import time, and touches no other library. The hooks use the tracer provider given to
+those made after it. It sets the core's default plugin (tasktide._hooks.set_default_hooks) when
+instrument() runs, never at import time, and touches no other library. The hooks use the tracer provider given to
 instrument(tracer_provider=...), else the global one, which `opentelemetry-instrument` configures
 from the OTEL_* variables; `tasktide worker` and `tasktide submit` then use these hooks instead of
 setting up a tracer provider of their own (see _setup.from_env).
@@ -15,8 +15,6 @@ setting up a tracer provider of their own (see _setup.from_env).
 
 from __future__ import annotations
 
-import functools
-import inspect
 import threading
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
@@ -25,11 +23,8 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import TracerProvider
 
-from tasktide import _app, _base
+from tasktide._hooks import set_default_hooks
 from tasktide.contrib.opentelemetry._hooks import TracingHooks
-
-# The classes whose constructors take `hooks=`; Client and AsyncClient share BaseClient's.
-_TARGETS: tuple[type, ...] = (_app.App, _base.BaseClient)
 
 
 def _instrumented(instrumentor_class: Callable[[], Any]) -> bool:
@@ -62,20 +57,6 @@ class InstrumentedHooks(TracingHooks):
         return () if _grpc_aio_client_instrumented() else super().aio_client_interceptors()
 
 
-def _with_default_hooks(init: Callable[..., None], hooks: Callable[[], TracingHooks]) -> Callable[..., None]:
-    signature = inspect.signature(init)
-
-    @functools.wraps(init)
-    def __init__(*args: Any, **kwargs: Any) -> None:
-        bound = signature.bind(*args, **kwargs)
-        if bound.arguments.get("hooks") is None:
-            bound.arguments["hooks"] = hooks()
-        init(*bound.args, **bound.kwargs)
-
-    __init__.__tasktide_original__ = init  # type: ignore[attr-defined]
-    return __init__
-
-
 class TasktideInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """Traces every tasktide App, Client and AsyncClient made after instrument() (see the module)."""
 
@@ -96,15 +77,10 @@ class TasktideInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 return made[0]
 
         self._hooks_factory: Callable[[], TracingHooks] | None = hooks
-        for cls in _TARGETS:
-            init = cls.__dict__["__init__"]
-            cls.__init__ = _with_default_hooks(init, hooks)  # type: ignore[misc]
+        set_default_hooks(hooks)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        for cls in _TARGETS:
-            original = getattr(cls.__dict__["__init__"], "__tasktide_original__", None)
-            if original is not None:
-                cls.__init__ = original  # type: ignore[misc]
+        set_default_hooks(None)
         self._hooks_factory = None
 
     def current_hooks(self) -> TracingHooks | None:
