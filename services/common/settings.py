@@ -16,6 +16,7 @@ class Limits:
     max_payload_bytes: int = 1024 * 1024
     max_batch: int = 10_000
     max_message_bytes: int = 16 * 1024 * 1024
+    max_countdown: float = 10 * 365 * 86_400.0  # seconds; infinite or larger countdowns are refused
 
 
 @dataclass(frozen=True)

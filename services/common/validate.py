@@ -59,8 +59,8 @@ def spec(s: task_pb2.TaskSpec, limits: Limits) -> None:
     size = s.args.ByteSize() + s.kwargs.ByteSize()
     if size > limits.max_payload_bytes:
         raise ResourceExhausted(f"payload is {size} bytes; the limit is {limits.max_payload_bytes}")
-    if s.countdown < 0 or s.countdown != s.countdown:
-        raise InvalidArgument("countdown must be a non-negative number of seconds")
+    if not 0 <= s.countdown <= limits.max_countdown:  # NaN compares false: refused too
+        raise InvalidArgument(f"countdown must be a number of seconds from 0 to {limits.max_countdown:.0f}")
     if s.time_limit < 0 or s.soft_time_limit < 0:
         raise InvalidArgument("time limits must be non-negative")
     if len(s.idempotency_key) > 256:

@@ -107,7 +107,7 @@ def count(
     ids: Sequence[str],
     marker_dir: Path,
     fault_ended: float,
-    timeout: float = 40.0,
+    timeout: float = 25.0,
     expected: Mapping[str, int] | None = None,
 ) -> Figures:
     """The figures of a case; a task is lost unless it ends in its `expected` state (SUCCEEDED

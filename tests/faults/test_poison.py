@@ -34,7 +34,7 @@ def _stub(rig: Rig) -> scheduler_pb2_grpc.SchedulerStub:
 
 def _good(rig: Rig, key: str = "") -> task_pb2.TaskSpec:
     spec = task_pb2.TaskSpec(name="t.marked", queue=rig.queue, idempotency_key=key)
-    spec.args.json = f'["{rig.markers}", 0.01]'
+    spec.args.json = f'["{rig.markers}", 0.01]'.encode()
     return spec
 
 
@@ -88,7 +88,7 @@ def test_nan_countdown_on_a_retry(rig: Rig) -> None:
 def test_deep_json_on_submit_and_batch(rig: Rig) -> None:
     started = time.monotonic()
     deep = _good(rig)
-    deep.args.json = "[" * DEEP + "]" * DEEP
+    deep.args.json = b"[" * DEEP + b"]" * DEEP
     code = _status(lambda: _stub(rig).Submit(scheduler_pb2.SubmitRequest(spec=deep), timeout=20))
     in_batch = _status(
         lambda: _stub(rig).SubmitBatch(scheduler_pb2.SubmitBatchRequest(specs=[_good(rig), deep]), timeout=20)
@@ -102,7 +102,7 @@ def test_deep_json_on_a_shared_stream(rig: Rig) -> None:
     """The other submissions on the stream are answered; the deep one is refused on its own."""
     started = time.monotonic()
     deep = _good(rig)
-    deep.args.json = "[" * DEEP + "]" * DEEP
+    deep.args.json = b"[" * DEEP + b"]" * DEEP
     specs = [_good(rig), _good(rig), deep, _good(rig), _good(rig)]
     requests = [scheduler_pb2.SubmitStreamRequest(seq=i, spec=s) for i, s in enumerate(specs)]
     answers: dict[int, scheduler_pb2.SubmitStreamResponse] = {}
