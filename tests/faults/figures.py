@@ -7,6 +7,8 @@
 - run twice: tasks whose body ran more than once (at-least-once: allowed, counted)
 - recorded twice: tasks with more than one final event in their event log (must be 0)
 - recover s: seconds from the end of the fault until every confirmed task was final
+- phantoms (in the line, not the table): lost tasks no service knows, the ids of submissions whose
+  idempotency key was claimed but whose task was never written
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import redis
 
-from tasktide import Client
+from tasktide import Client, NotFound
 from tasktide.v1 import task_pb2
 from tasktide_services.common.layout import is_final
 from tasktide_services.results.keys import task_keys
@@ -35,6 +37,7 @@ class Figures:
     recorded_twice: int
     recover_s: float
     lost_detail: str = ""  # the states the lost tasks were left in, and why the first one waits
+    phantoms: int = 0  # lost tasks that no service knows: confirmed ids of tasks never written
 
     def line(self) -> str:
         return (
@@ -107,7 +110,7 @@ def count(
     ids: Sequence[str],
     marker_dir: Path,
     fault_ended: float,
-    timeout: float = 25.0,
+    timeout: float = 20.0,
     expected: Mapping[str, int] | None = None,
 ) -> Figures:
     """The figures of a case; a task is lost unless it ends in its `expected` state (SUCCEEDED
@@ -127,7 +130,16 @@ def count(
         recorded_twice=sum(1 for t in ids if finals.get(t, 0) > 1),
         recover_s=max(0.0, settled - fault_ended),
         lost_detail=_why(client, states, lost),
+        phantoms=sum(1 for t in lost if _unknown(client, t)),
     )
+
+
+def _unknown(client: Client, task_id: str) -> bool:
+    try:
+        client.get_task(task_id)
+    except NotFound:
+        return True
+    return False
 
 
 def _why(client: Client, states: dict[str, int], lost: Sequence[str]) -> str:

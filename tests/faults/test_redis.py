@@ -12,28 +12,28 @@ from pathlib import Path
 import pytest
 import redis
 
-# Out of memory, a submission's idempotency key can be claimed and its task's write refused: the
-# producer's retry with that key then gets the id of a task that was never written (defect 7).
+# Out of memory or away, Redis may take a submission's idempotency key and refuse its task's write:
+# the producer's retry with that key then gets the id of a task that was never written (defect 7).
+# Whether a run hits that window is chance: Rig.assert_held makes such a run an expected failure.
 from tests.faults.conftest import make_rig
 
 
 @pytest.mark.parametrize("pause", [0.0, 3.0], ids=["restarted", "stopped-3s"])
 def test_redis_restarted_under_load(tmp_path: Path, queue_name: str, pause: float) -> None:
     with make_rig(tmp_path, queue_name, appendonly=True) as rig:
-        load = rig.load(300)
+        load = rig.load(200)
         time.sleep(1.0)
         ended = rig.restart_redis(pause)
         ids = load.join()
         what = "restarted at once" if not pause else f"stopped for {pause:.0f} s"
         fig = rig.count(f"Redis (AOF everysec) {what}, under load", ids, ended)
-    assert (fig.lost, fig.recorded_twice, fig.run) == (0, 0, fig.submitted)
+        rig.assert_held(fig)
 
 
-@pytest.mark.xfail(strict=True, reason="defect 7, fixed on another branch")
 def test_redis_out_of_memory_for_a_while(tmp_path: Path, queue_name: str) -> None:
     with make_rig(tmp_path, queue_name) as rig:
         r = redis.Redis(port=rig.redis.port)
-        load = rig.load(300)
+        load = rig.load(200)
         time.sleep(1.0)
         used = int(r.info("memory")["used_memory"])
         r.config_set("maxmemory-policy", "noeviction")
@@ -43,10 +43,9 @@ def test_redis_out_of_memory_for_a_while(tmp_path: Path, queue_name: str) -> Non
         ended = time.monotonic()
         ids = load.join()
         fig = rig.count("Redis out of memory (noeviction) for 3 s, under load", ids, ended)
-        refused = load.refused
+        print(f"submissions refused while Redis was full: {load.refused}")
         r.close()
-    assert (fig.lost, fig.recorded_twice, fig.run) == (0, 0, fig.submitted)
-    print(f"submissions refused while Redis was full: {refused}")
+        rig.assert_held(fig)
 
 
 def test_slow_redis(tmp_path: Path, queue_name: str) -> None:
@@ -57,4 +56,4 @@ def test_slow_redis(tmp_path: Path, queue_name: str) -> None:
         rig.proxy.set_delay(0.0)
         ended = time.monotonic()
         fig = rig.count("Redis 5 ms slower per read (proxy), 200 tasks", ids, ended)
-    assert (fig.lost, fig.recorded_twice, fig.run) == (0, 0, fig.submitted)
+    rig.assert_held(fig)
