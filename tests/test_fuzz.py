@@ -89,7 +89,7 @@ def _calls(service: ServiceDescriptor) -> st.SearchStrategy[tuple[MethodDescript
 
 
 def _bytes(msg: Message) -> bytes:
-    return msg.SerializeToString()
+    return bytes(msg.SerializeToString())
 
 
 def _send(channel: grpc.Channel, service: ServiceDescriptor, m: MethodDescriptor, requests: list[Message]) -> None:
@@ -109,8 +109,8 @@ def _send(channel: grpc.Channel, service: ServiceDescriptor, m: MethodDescriptor
         else:
             channel.unary_unary(path, _bytes, out)(requests[0], timeout=timeout)
     except grpc.RpcError as exc:
-        if exc.code() in BROKEN:  # type: ignore[attr-defined]
-            raise AssertionError(f"{m.name} answered {exc.code()}: {exc.details()}\nrequest(s): {requests}") from None  # type: ignore[attr-defined]
+        if exc.code() in BROKEN:
+            raise AssertionError(f"{m.name} answered {exc.code()}: {exc.details()}\nrequest(s): {requests}") from None
 
 
 def _still_serving(platform: PlatformThread, queue: str) -> None:

@@ -35,12 +35,10 @@ class Load:
     def submit_one(self, i: int, until: float) -> str:
         while True:
             try:
-                return self.client.submit(
-                    "t.marked",
-                    [str(self.marker_dir), 0.02],
-                    queue=self.queue,
-                    idempotency_key=f"{self.prefix}-{i}",
-                ).id
+                handle = self.client.submit(
+                    "t.marked", [str(self.marker_dir), 0.02], queue=self.queue, idempotency_key=f"{self.prefix}-{i}"
+                )
+                return str(handle.id)  # waits for the confirmation: a refusal is raised here
             except Exception:  # noqa: BLE001 - refused while a service or Redis is away: try again
                 self.refused += 1
                 if time.monotonic() > until:
