@@ -71,7 +71,6 @@ def test_non_finite_countdown_on_submission(rig: Rig, countdown: float) -> None:
     _healthy_and_counted(rig, f"poison: countdown {countdown}", [], started)
 
 
-@pytest.mark.xfail(strict=True, reason="defect 4, fixed on another branch")
 def test_nan_countdown_on_a_retry(rig: Rig) -> None:
     """The poison task ends (run again or failed with a clear error: either is a final state),
     and a task whose worker is killed meanwhile is still delivered again by the lease reaper."""
@@ -90,7 +89,6 @@ def test_nan_countdown_on_a_retry(rig: Rig) -> None:
     assert (fig.lost, fig.recorded_twice) == (0, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="defect 5, fixed on another branch")
 def test_deep_json_on_submit_and_batch(rig: Rig) -> None:
     started = time.monotonic()
     deep = _good(rig)
@@ -103,7 +101,6 @@ def test_deep_json_on_submit_and_batch(rig: Rig) -> None:
     _healthy_and_counted(rig, f"poison: JSON nested {DEEP} deep", [], started)
 
 
-@pytest.mark.xfail(strict=True, reason="defect 5, fixed on another branch")
 def test_deep_json_on_a_shared_stream(rig: Rig) -> None:
     """The other submissions on the stream are answered; the deep one is refused on its own."""
     started = time.monotonic()

@@ -30,10 +30,9 @@ def test_sigkill_workers_under_load(tmp_path: Path, queue_name: str) -> None:
 
 # The registry refusing Enqueue while it is down makes Submit fail after it claimed the idempotency
 # key: the producer's retry with that key gets the id of a task that was never written.
-DEFECT_7 = pytest.mark.xfail(strict=True, reason="defect 7, fixed on another branch")
 
 
-@pytest.mark.parametrize("service", [pytest.param(s, marks=DEFECT_7) if s == "registry" else s for s in SERVICES])
+@pytest.mark.parametrize("service", SERVICES)
 def test_sigkill_and_restart_of_a_service_under_load(tmp_path: Path, queue_name: str, service: str) -> None:
     with make_rig(tmp_path, queue_name) as rig:
         load = rig.load(200)
