@@ -99,9 +99,10 @@ class SplitPlatform:
 
 @contextlib.contextmanager
 def split_platform(folder: Path, extra_env: dict[str, str] | None = None) -> Iterator[SplitPlatform]:
-    with own_redis(folder) as redis_url, separate_services(
-        {"TASKTIDE_REDIS_URL": redis_url, **TEST_SERVICE_ENV, **(extra_env or {})}
-    ) as env:
+    with (
+        own_redis(folder) as redis_url,
+        separate_services({"TASKTIDE_REDIS_URL": redis_url, **TEST_SERVICE_ENV, **(extra_env or {})}) as env,
+    ):
         platform = SplitPlatform(env["TASKTIDE_ADDRESS"], env)
         register_services(platform.address, env)
         try:

@@ -46,7 +46,8 @@ class RawSession:
 
     def progress(self, a: worker_pb2.Assignment, value: float, message: str) -> None:
         lease = worker_pb2.LeaseRef(task_id=a.task.id, queue=a.task.spec.queue, lease_token=a.lease_token)
-        self.send(worker_pb2.WorkerMessage(progress=worker_pb2.ProgressReport(lease=lease, value=value, message=message)))
+        report = worker_pb2.ProgressReport(lease=lease, value=value, message=message)
+        self.send(worker_pb2.WorkerMessage(progress=report))
 
     def succeed(self, a: worker_pb2.Assignment, value: object) -> None:
         out = task_pb2.Outcome(
