@@ -69,13 +69,20 @@ def test_a_step_reported_twice_moves_the_chain_once(platform, client, queue_name
     q = {"queue": queue_name}
     wf = chain(add.s(1, 1).set(**q), add.s(10).set(**q), add.s(100).set(**q)).apply_async(client)
     first, second, third = (ids[0] for ids in wf.task_ids)
-    _report_twice_at_once(platform, client, first, 2)  # before any worker: the first step is still queued
+    # Before any worker runs, the registry's reports of the first two steps, each twice at once.
+    _report_twice_at_once(platform, client, first, 2)
     assert _stage(platform, wf.id) == 1
     assert client.get_task(second).state == task_pb2.TASK_STATE_QUEUED
-    # The first step then runs for real and is reported a third time; the chain goes on once.
-    with run_worker_thread(app, platform.address, queues=(queue_name,), concurrency=2):
+    _report_twice_at_once(platform, client, second, 12)
+    assert _stage(platform, wf.id) == 2
+    assert client.get_task(third).state == task_pb2.TASK_STATE_QUEUED
+    _report_twice_at_once(platform, client, first, 2)  # a late repeat of an earlier step
+    assert _stage(platform, wf.id) == 2, "the pointer moves forward once per stage, never back"
+    # The steps then run for real and are reported again; the chain goes on once.
+    with run_worker_thread(app, platform.address, queues=(queue_name,), concurrency=3):
         assert wf.get(timeout=20) == 112
     assert wf.state() == "SUCCEEDED"
+    assert _stage(platform, wf.id) == 3
     assert [_runs(client, t) for t in (first, second, third)] == [1, 1, 1]
 
 
