@@ -16,15 +16,20 @@ app = tasktide.App("g")
 
 
 @app.task
-def tick(path: str, seconds: float) -> str:
-    """Writes its pid, then appends a line every 10 ms for `seconds`; handles no interruption, so
-    only a stop from outside ends it early."""
+def tick(path: str, seconds: float, stubborn: bool = False) -> str:
+    """Writes its pid, then appends a line every 10 ms for `seconds`. It never checks for a cancel;
+    a stubborn one also swallows the interruptions raised in it (the soft limit, a cancel signal
+    in a child process), so only a kill ends it early."""
     Path(path + ".pid").write_text(str(os.getpid()))
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        with open(path, "a") as f:
-            f.write("t\n")
-        time.sleep(0.01)
+        try:
+            with open(path, "a") as f:
+                f.write("t\n")
+            time.sleep(0.01)
+        except (tasktide.SoftTimeLimitExceeded, tasktide.CancelRequested):
+            if not stubborn:
+                raise
     return "ticked"
 
 
