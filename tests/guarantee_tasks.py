@@ -52,10 +52,12 @@ def label(path: str, text: str) -> str:
 
 
 @app.task(rate_limit="5/s")
-def limited(path: str) -> int:
-    """Appends "PID START" to a file: which worker process started it, and when."""
+def limited(path: str, hold: float = 0.0) -> int:
+    """Appends "PID START" to a file (which worker process started it, and when), then keeps its
+    slot for `hold` seconds."""
     with open(path, "a") as f:
         f.write(f"{os.getpid()} {time.time()}\n")
+    time.sleep(hold)
     return os.getpid()
 
 
@@ -67,3 +69,8 @@ def add(x: int, y: int) -> int:
 @app.task
 def total(values: list[int]) -> int:
     return sum(values)
+
+
+@app.task(max_retries=1, retry_backoff=0.01)
+def always_fails(message: str) -> None:
+    raise RuntimeError(message)
