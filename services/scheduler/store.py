@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import task_pb2
+from tasktide_services.common.events import now_ms
 from tasktide_services.common.lua import LuaFile, Script, load_scripts
 from tasktide_services.scheduler import keys
 
@@ -45,9 +46,13 @@ class SchedulerStore:
             await pipe.execute()
 
     def build_save(self, pipe: Pipeline, tasks: list[task_pb2.Task], delayed: list[tuple[str, int]]) -> None:
-        """`save` onto a pipeline of the caller's."""
+        """`save` onto a pipeline of the caller's. A delayed task's record is kept for the expiry
+        period after its start time, never less: nothing is lost while a task waits."""
+        due = dict(delayed)
+        now = now_ms()
         for t in tasks:
-            pipe.set(keys.task(t.id), t.SerializeToString(), px=self.expire_ms)
+            waits = max(0, due.get(t.id, now) - now)
+            pipe.set(keys.task(t.id), t.SerializeToString(), px=self.expire_ms + waits)
         if delayed:
             pipe.zadd(keys.DELAYED, {tid: eta for tid, eta in delayed})
 
