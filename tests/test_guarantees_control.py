@@ -61,16 +61,25 @@ def test_queues_are_consumed_in_the_order_the_worker_names_them(platform, client
 
 
 def test_results_expire_once_the_task_has_finished(server_settings, queue_name, tmp_path):
+    """Results are kept `result_expires` (here 1 s) after the task ends, and a task held on the
+    server longer than that keeps its record and its whole history until it has run."""
     redis = start_redis(tmp_path / "redis", appendonly=False)
     platform = PlatformThread(replace(server_settings, redis_url=redis.url, result_expires=1.0)).start()
     try:
         with Client(settings=ClientSettings.from_env({}, address=platform.address)) as client:
+            delayed = client.submit_spec(app.tasks["g.add"].spec([5, 5], queue=queue_name, countdown=2.5))
             with run_worker_thread(app, platform.address, queues=(queue_name,)):
                 h = client.submit("g.add", [1, 2], queue=queue_name)
                 assert h.get(timeout=15) == 3
-            assert client.fetch([h.id])[0].found
-            eventually(lambda: not client.fetch([h.id])[0].found, timeout=15, what="the result to expire")
-            assert h.status() is TaskState.UNKNOWN
+                assert client.fetch([h.id])[0].found
+                eventually(lambda: not client.fetch([h.id])[0].found, timeout=15, what="the result to expire")
+                assert h.status() is TaskState.UNKNOWN
+                assert delayed.status() is TaskState.SCHEDULED  # waiting longer than results are kept
+                assert delayed.get(timeout=15) == 10
+            history = [TaskState.from_proto(e.state) for e in client.watch([delayed.id]) if not e.progress_only]
+            assert history == [TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING, TaskState.SUCCEEDED]
+            assert client.fetch([delayed.id])[0].spec.name == "g.add"
+            eventually(lambda: not client.fetch([delayed.id])[0].found, timeout=15, what="its result to expire")
     finally:
         platform.stop()
         redis.stop()
