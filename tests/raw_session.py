@@ -15,15 +15,16 @@ from tasktide_services.testing import client_settings
 
 
 class RawSession:
-    """One Session stream to the registry of the platform at `address`, with `credit` to start."""
+    """One Session stream to the registry of the platform at `address`, with `credit` to start;
+    the stream ends after `timeout` seconds, so a test waiting for a message that never comes fails."""
 
-    def __init__(self, address: str, queue_name: str, credit: int = 1) -> None:
+    def __init__(self, address: str, queue_name: str, credit: int = 1, timeout: float = 30.0) -> None:
         self.channel = grpc.insecure_channel(client_settings(address).registry())
         self._requests: queue.Queue[worker_pb2.WorkerMessage | None] = queue.Queue()
         hello = worker_pb2.Hello(worker_id=f"raw-{uuid.uuid4().hex[:6]}", queues=[queue_name])
         self.send(worker_pb2.WorkerMessage(hello=hello))
         self.send(worker_pb2.WorkerMessage(credit=credit))
-        self.responses = worker_pb2_grpc.RegistryStub(self.channel).Session(self._messages())
+        self.responses = worker_pb2_grpc.RegistryStub(self.channel).Session(self._messages(), timeout=timeout)
 
     def _messages(self) -> Iterator[worker_pb2.WorkerMessage]:
         while (m := self._requests.get()) is not None:
@@ -32,17 +33,20 @@ class RawSession:
     def send(self, message: worker_pb2.WorkerMessage) -> None:
         self._requests.put(message)
 
+    def _next(self, kind: str) -> worker_pb2.RegistryMessage:
+        try:
+            for msg in self.responses:
+                if msg.WhichOneof("kind") == kind:
+                    return msg
+        except grpc.RpcError as exc:
+            raise AssertionError(f"the session ended ({exc.code()}) without a message {kind!r}") from None
+        raise AssertionError(f"the session ended without a message {kind!r}")
+
     def next_assignment(self) -> worker_pb2.Assignment:
-        for msg in self.responses:
-            if msg.WhichOneof("kind") == "assignments":
-                return msg.assignments.assignments[0]
-        raise AssertionError("the session ended without an assignment")
+        return self._next("assignments").assignments.assignments[0]
 
     def next_rejection(self) -> worker_pb2.LeaseRejected:
-        for msg in self.responses:
-            if msg.WhichOneof("kind") == "rejected":
-                return msg.rejected
-        raise AssertionError("the session ended without a rejection")
+        return self._next("rejected").rejected
 
     def progress(self, a: worker_pb2.Assignment, value: float, message: str) -> None:
         lease = worker_pb2.LeaseRef(task_id=a.task.id, queue=a.task.spec.queue, lease_token=a.lease_token)

@@ -70,6 +70,28 @@ def test_a_crash_between_record_and_complete_keeps_the_first_result(platform, cl
     assert _final_states(client, h.id) == [TaskState.SUCCEEDED]
 
 
+def test_a_stale_outcome_is_rejected_while_the_redelivery_runs(platform, client, queue_name):
+    """Fencing: the worker presumed dead reports while the redelivery still holds the task. Its
+    outcome is rejected (the final-state guard would otherwise keep it as the one result)."""
+    h = client.submit("g.add", [1, 2], queue=queue_name)
+    first = RawSession(platform.address, queue_name)
+    second = RawSession(platform.address, queue_name)
+    try:
+        a1 = first.next_assignment()
+        a2 = second.next_assignment()  # after the first lease expired: the first worker went silent
+        assert (a1.task.id, a2.task.id, a2.delivery) == (h.id, h.id, 2)
+        first.succeed(a1, "stale")
+        rejected = first.next_rejection()
+        assert rejected.lease.task_id == h.id and "stale" in rejected.reason
+        assert client.fetch([h.id])[0].state == task_pb2.TASK_STATE_RUNNING
+        second.succeed(a2, "fresh")
+        assert h.get(timeout=10) == "fresh"
+    finally:
+        first.close()
+        second.close()
+    assert _final_states(client, h.id) == [TaskState.SUCCEEDED]
+
+
 def _leased(client, queue_name):
     return next((s.leased for s in client.queue_stats() if s.queue == queue_name), 0)
 
