@@ -75,20 +75,22 @@ def test_a_stale_outcome_is_rejected_while_the_redelivery_runs(platform, client,
     outcome is rejected (the final-state guard would otherwise keep it as the one result)."""
     h = client.submit("g.add", [1, 2], queue=queue_name)
     first = RawSession(platform.address, queue_name)
-    second = RawSession(platform.address, queue_name)
     try:
         a1 = first.next_assignment()
-        a2 = second.next_assignment()  # after the first lease expired: the first worker went silent
-        assert (a1.task.id, a2.task.id, a2.delivery) == (h.id, h.id, 2)
-        first.succeed(a1, "stale")
-        rejected = first.next_rejection()
-        assert rejected.lease.task_id == h.id and "stale" in rejected.reason
-        assert client.fetch([h.id])[0].state == task_pb2.TASK_STATE_RUNNING
-        second.succeed(a2, "fresh")
-        assert h.get(timeout=10) == "fresh"
+        second = RawSession(platform.address, queue_name)  # opened once the first holds the task
+        try:
+            a2 = second.next_assignment()  # after the first lease expired: the first worker went silent
+            assert (a1.task.id, a2.task.id, a2.delivery) == (h.id, h.id, 2)
+            first.succeed(a1, "stale")
+            rejected = first.next_rejection()
+            assert rejected.lease.task_id == h.id and "stale" in rejected.reason
+            assert client.fetch([h.id])[0].state == task_pb2.TASK_STATE_RUNNING
+            second.succeed(a2, "fresh")
+            assert h.get(timeout=10) == "fresh"
+        finally:
+            second.close()
     finally:
         first.close()
-        second.close()
     assert _final_states(client, h.id) == [TaskState.SUCCEEDED]
 
 
