@@ -61,13 +61,13 @@ def test_queues_are_consumed_in_the_order_the_worker_names_them(platform, client
 
 
 def test_results_expire_once_the_task_has_finished(server_settings, queue_name, tmp_path):
-    """Results are kept `result_expires` (here 1 s) after the task ends, and a task held on the
+    """Results are kept `result_expires` (here 2 s) after the task ends, and a task held on the
     server longer than that keeps its record and its whole history until it has run."""
     redis = start_redis(tmp_path / "redis", appendonly=False)
-    platform = PlatformThread(replace(server_settings, redis_url=redis.url, result_expires=1.0)).start()
+    platform = PlatformThread(replace(server_settings, redis_url=redis.url, result_expires=2.0)).start()
     try:
         with Client(settings=ClientSettings.from_env({}, address=platform.address)) as client:
-            delayed = client.submit_spec(app.tasks["g.add"].spec([5, 5], queue=queue_name, countdown=2.5))
+            delayed = client.submit_spec(app.tasks["g.add"].spec([5, 5], queue=queue_name, countdown=5.0))
             with run_worker_thread(app, platform.address, queues=(queue_name,)):
                 h = client.submit("g.add", [1, 2], queue=queue_name)
                 assert h.get(timeout=15) == 3
