@@ -94,6 +94,24 @@ def test_a_stale_outcome_is_rejected_while_the_redelivery_runs(platform, client,
     assert _final_states(client, h.id) == [TaskState.SUCCEEDED]
 
 
+def test_running_is_recorded_while_the_task_runs(platform, client, queue_name):
+    """QUEUED and RUNNING wait a moment for an outcome to be recorded with, never longer: a
+    watcher of a long task sees it running. Tasks are assigned one after another to a worker that
+    reports nothing (each assignment a batch of its own)."""
+    worker = RawSession(platform.address, queue_name, credit=10)
+    try:
+        ids = []
+        for i in range(10):
+            ids.append(client.submit("g.add", [i, i], queue=queue_name).id)
+            assert worker.next_assignment().task.id == ids[-1]
+        eventually(
+            lambda: [r.state for r in client.fetch(ids)] == [task_pb2.TASK_STATE_RUNNING] * 10,
+            what="every task RUNNING in the results service",
+        )
+    finally:
+        worker.close()
+
+
 def _leased(client, queue_name):
     return next((s.leased for s in client.queue_stats() if s.queue == queue_name), 0)
 
