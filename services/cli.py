@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from tasktide_services.common.auth import DEFAULT_NAMESPACE, AuthError, mint, read_key
+from tasktide_services.common.redis_checks import EvictionPolicyError, check_redis
 from tasktide_services.common.redis_conn import connect
 from tasktide_services.common.redis_server import LocalRedis, start_redis
 from tasktide_services.common.settings import ServerSettings
@@ -70,6 +71,11 @@ async def _serve(settings: ServerSettings, which: tuple[str, ...], demo: str | N
     obs = observe(settings, which)
     try:
         redis = await connect(url)
+        try:
+            await check_redis(redis, settings.allow_eviction)
+        except EvictionPolicyError:
+            await redis.aclose()
+            raise
         running = await start(settings, redis, which, obs.hooks)
         name = "dev" if which == ALL else which[0]
         print(f"tasktide {name} listening on {running.address}", flush=True)
@@ -165,7 +171,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         return run_loop(_serve(settings, which, demo, demo_tasks))
-    except (AuthError, TlsError) as exc:
+    except (AuthError, TlsError, EvictionPolicyError) as exc:
         print(f"tasktide {command}: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:

@@ -12,6 +12,10 @@ Helpers:
     eventually(check, timeout=..., interval=...)   poll until `check()` is truthy; returns its value
     run_worker_thread(app, address, queues=...)   a Worker in a background thread (context manager);
                                                   an exception that ended the worker is re-raised
+    client_settings(address)                       ClientSettings for a platform's address: with the
+                                                  per-service addresses when its services run apart
+    register_services(address, env)                 names the per-service addresses (TASKTIDE_*_ADDRESS)
+                                                  of a platform whose services run as separate processes
     spawn(*args, env=...)                          `python -m tasktide.cli ARGS` as a subprocess
     spawn_listening(*args, env=...)                a server command on port 0; returns it with the
                                                   address it reported ("... listening on HOST:PORT")
@@ -71,6 +75,24 @@ def eventually(check: Callable[[], T], timeout: float = 10.0, interval: float = 
         time.sleep(interval)
 
 
+# Platforms whose services run apart (tests/processes.py): address -> the TASKTIDE_*_ADDRESS variables
+# a client or worker needs to reach each service. A platform in one process needs none.
+_SERVICE_ENVS: dict[str, dict[str, str]] = {}
+
+
+def register_services(address: str, env: dict[str, str]) -> None:
+    """Clients and workers given `address` (run_worker_thread, spawn, the `client` fixture) also
+    get these per-service addresses; an empty env forgets them."""
+    if env:
+        _SERVICE_ENVS[address] = {k: v for k, v in env.items() if k.endswith("_ADDRESS")}
+    else:
+        _SERVICE_ENVS.pop(address, None)
+
+
+def client_settings(address: str) -> ClientSettings:
+    return ClientSettings.from_env(_SERVICE_ENVS.get(address, {}), address=address)
+
+
 @dataclass
 class PlatformThread:
     """The three services in one gRPC server, on an event loop in a background thread."""
@@ -122,7 +144,7 @@ def run_worker_thread(app: App, address: str, **config: object) -> Iterator[Work
 
     An exception that ended the worker (at start or while running) is raised at the end of the
     block, so a failure inside the worker reaches the test."""
-    settings = ClientSettings.from_env({}, address=address)
+    settings = client_settings(address)
     worker_box: list[Worker] = []
     loop_box: list[asyncio.AbstractEventLoop] = []
     errors: list[BaseException] = []
@@ -163,8 +185,10 @@ def run_worker_thread(app: App, address: str, **config: object) -> Iterator[Work
 def spawn(
     *args: str, env: dict[str, str] | None = None, cwd: str | os.PathLike[str] | None = None, **kw: object
 ) -> subprocess.Popen[str]:
-    """Start `python -m tasktide.cli ARGS` with the test's environment plus `env`."""
-    full_env = {**os.environ, **(env or {})}
+    """Start `python -m tasktide.cli ARGS` with the test's environment plus `env` (plus the
+    per-service addresses of the platform `env` names in TASKTIDE_ADDRESS, if it has them)."""
+    services = _SERVICE_ENVS.get((env or {}).get("TASKTIDE_ADDRESS", ""), {})
+    full_env = {**os.environ, **services, **(env or {})}
     return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
         [sys.executable, "-m", "tasktide.cli", *args], env=full_env, cwd=cwd, text=True, **kw
     )
@@ -297,7 +321,7 @@ def platform(server_settings: ServerSettings) -> Iterator[PlatformThread]:
 
 @pytest.fixture()
 def client(platform: PlatformThread) -> Iterator[Client]:
-    with Client(settings=ClientSettings.from_env({}, address=platform.address)) as c:
+    with Client(settings=client_settings(platform.address)) as c:
         yield c
 
 

@@ -8,12 +8,15 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
+import pytest
 
 from tasktide_services.common.redis_server import start_redis
-from tasktide_services.testing import spawn
+from tasktide_services.testing import TEST_LEASE_SECONDS, PlatformThread, register_services, spawn
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("scheduler", "registry", "results")
@@ -73,3 +76,56 @@ def own_redis(folder: Path) -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+# The settings of the `server_settings` fixture, for services in processes of their own.
+TEST_SERVICE_ENV = {
+    "TASKTIDE_LEASE_SECONDS": str(TEST_LEASE_SECONDS),
+    "TASKTIDE_TICK_SECONDS": "0.05",
+    "TASKTIDE_MAX_DELIVERIES": "3",
+    "TASKTIDE_CANCEL_GRACE_SECONDS": "1.0",
+}
+
+
+@dataclass
+class SplitPlatform:
+    """The three services as separate processes calling each other over gRPC. `address` is the
+    scheduler's; clients and workers given it find the others (tasktide_services.testing
+    register_services), so a test written for the `platform` fixture runs unchanged on it."""
+
+    address: str
+    env: dict[str, str]
+
+
+@contextlib.contextmanager
+def split_platform(folder: Path, extra_env: dict[str, str] | None = None) -> Iterator[SplitPlatform]:
+    with (
+        own_redis(folder) as redis_url,
+        separate_services({"TASKTIDE_REDIS_URL": redis_url, **TEST_SERVICE_ENV, **(extra_env or {})}) as env,
+    ):
+        platform = SplitPlatform(env["TASKTIDE_ADDRESS"], env)
+        register_services(platform.address, env)
+        try:
+            yield platform
+        finally:
+            register_services(platform.address, {})
+
+
+def platforms(*kinds: str) -> Any:
+    """A `platform` fixture for a test module, parametrized over arrangements: "one" (the session's
+    services in one process, the plugin's `platform`) and "split" (each service its own process,
+    started once per module). Use: `platform = platforms("one", "split")` at module level."""
+
+    @pytest.fixture(scope="module", params=kinds)
+    def platform(
+        request: pytest.FixtureRequest, platform: PlatformThread, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[object]:
+        # `platform` here is the plugin's (the session's services in one process): a fixture that
+        # overrides another may ask for it by the same name.
+        if request.param == "one":
+            yield platform
+            return
+        with split_platform(tmp_path_factory.mktemp("split-redis")) as split:
+            yield split
+
+    return platform

@@ -159,3 +159,33 @@ def limited(path: str) -> float:
 @app.task
 def total(values: list[int]) -> int:
     return sum(values)
+
+
+@app.task
+def marked(marker_dir: str, seconds: float = 0.0) -> str:
+    """Leaves a file per run of its body in marker_dir (TASKID-PID-NS), then sleeps: the fault
+    suite counts the bodies run more than once from these files."""
+    task_id = tasktide.current_task().id
+    Path(marker_dir, f"{task_id}-{os.getpid()}-{time.monotonic_ns()}").touch()
+    if seconds:
+        time.sleep(seconds)
+    return task_id
+
+
+@app.task
+def marked_boom(marker_dir: str) -> None:
+    """Leaves its marker file (as `marked` does), then fails."""
+    task_id = tasktide.current_task().id
+    Path(marker_dir, f"{task_id}-{os.getpid()}-{time.monotonic_ns()}").touch()
+    raise ValueError("a member fails")
+
+
+@app.task(max_retries=3)
+def retries_after(countdown: str, marker_dir: str) -> str:
+    """Leaves its marker file, then asks for a retry `float(countdown)` seconds later ("nan",
+    "inf": what a bug in a backoff computation produces); the second attempt succeeds."""
+    ctx = tasktide.current_task()
+    Path(marker_dir, f"{ctx.id}-{os.getpid()}-{time.monotonic_ns()}").touch()
+    if ctx.attempt < 2:
+        ctx.retry(countdown=float(countdown))
+    return "retried"

@@ -58,6 +58,7 @@ class ServerSettings:
     auth_key: str = ""  # the token signing key, or @PATH of a file holding it; empty: no tokens checked
     auth_revoked: str = ""  # a file of revoked token ids, one a line
     insecure: bool = False  # listen beyond loopback without TLS and tokens all the same
+    allow_eviction: bool = False  # start on a Redis whose maxmemory-policy may evict keys (common/redis_checks.py)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:
@@ -112,6 +113,7 @@ class ServerSettings:
             auth_key=env.get("TASKTIDE_AUTH_KEY", ""),
             auth_revoked=env.get("TASKTIDE_AUTH_REVOKED", ""),
             insecure=env.get("TASKTIDE_INSECURE", "") in ("1", "true", "yes"),
+            allow_eviction=env.get("TASKTIDE_ALLOW_EVICTION", "") in ("1", "true", "yes"),
         )
 
     def peer(self, which: str) -> str:

@@ -4,7 +4,7 @@
 
 --! record
 -- KEYS: state hash, event log (a LIST of serialized TaskEvents, oldest first).
--- ARGV: expire ms, then per event of this task, in order: state, progress_only (0|1), reopen (0|1),
+-- ARGV: expire ms (from the task's final event on), then per event of this task, in order: state, progress_only (0|1), reopen (0|1),
 -- serialized TaskEvent, serialized TaskSpec (or empty), submission time ms (with a spec).
 -- Returns 1 or 0 per event (0: refused).
 -- Nothing is written once the task is final: one result per task, whoever is late. Only a reopen
@@ -33,8 +33,15 @@ for i = 2, #ARGV, 6 do
     out[#out + 1] = 1
   end
 end
-redis.call('PEXPIRE', state, expire_ms)
-redis.call('PEXPIRE', log, expire_ms)
+-- Expiry applies to finished tasks only: a task waiting or running keeps its history.
+local now_state = tonumber(redis.call('HGET', state, 's') or '0')
+if now_state >= FIRST_FINAL_STATE and now_state <= LAST_FINAL_STATE then
+  redis.call('PEXPIRE', state, expire_ms)
+  redis.call('PEXPIRE', log, expire_ms)
+else
+  redis.call('PERSIST', state)
+  redis.call('PERSIST', log)
+end
 return out
 
 --! events_after

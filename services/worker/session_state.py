@@ -20,6 +20,9 @@ SETTLE_MAX = 10_000
 # How long the events of tasks just dispatched (QUEUED, RUNNING) wait for an outcome to be recorded
 # with: a short task's whole story then costs one Redis round trip instead of two.
 STARTED_LINGER = 0.02
+# The linger's timer may run a hair before loop.time() reaches the time it was set for (uvloop: by
+# float rounding); without slack such events would wait for the session's next outcome.
+TIMER_SLACK = 0.001
 
 
 class Session:
@@ -89,7 +92,8 @@ class Session:
         """Whether there is something to record now: outcomes, or events that waited long enough."""
         if self.to_settle:
             return True
-        return bool(self.to_record) and (self.closing or asyncio.get_running_loop().time() >= self.record_at)
+        now = asyncio.get_running_loop().time()
+        return bool(self.to_record) and (self.closing or now + TIMER_SLACK >= self.record_at)
 
     def grant(self, n: int, cap: int | None = None) -> None:
         """More credit from the worker; more than `cap` outstanding is refused (ResourceExhausted)."""

@@ -1,0 +1,110 @@
+"""The fault suite: the platform run as in production (services/cluster.py), a fault applied
+under load, and a line of figures per case (figures.py), gathered into reports/faults.md and
+printed at the end of the run."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tasktide import Client, ClientSettings
+from tasktide_services.common.redis_server import LocalRedis, start_redis
+from tests.faults.cluster import Cluster, Workers, cluster
+from tests.faults.figures import Figures, count, table
+from tests.faults.load import Load
+from tests.faults.proxy import Proxy
+from tests.processes import ROOT
+
+ROWS: list[Figures] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not ROWS:
+        return
+    text = table(ROWS)
+    reports = ROOT / "reports"
+    reports.mkdir(exist_ok=True)
+    (reports / "faults.md").write_text(text)
+    terminalreporter.section("fault suite figures (reports/faults.md)")
+    for line in text.splitlines():
+        terminalreporter.write_line(line)
+
+
+@dataclass
+class Rig:
+    """One case's platform: its Redis (`redis_url` as the services reach it, maybe through a
+    proxy), services, workers, a client, and the folder the tasks leave their marker files in."""
+
+    redis: LocalRedis
+    cluster: Cluster
+    workers: Workers
+    client: Client
+    markers: Path
+    queue: str
+    proxy: Proxy | None = None
+
+    def load(self, total: int, rate: float = 100.0) -> Load:
+        return Load(self.client, self.queue, self.markers, total, rate).start()
+
+    def count(self, case: str, ids: list[str], fault_ended: float, **kw: object) -> Figures:
+        fig = count(case, self.client, self.redis.url, ids, self.markers, fault_ended, **kw)  # type: ignore[arg-type]
+        print(fig.line())
+        ROWS.append(fig)
+        return fig
+
+    def assert_held(self, fig: Figures) -> None:
+        """Nothing lost, nothing recorded twice, every task run."""
+        assert fig.recorded_twice == 0
+        assert (fig.lost, fig.run) == (0, fig.submitted), f"{fig.phantoms} of the lost are ids of tasks never written"
+
+    def restart_redis(self, pause: float = 0.0) -> float:
+        """Stop Redis, wait `pause` seconds, start it again on the same port and data (AOF);
+        returns when it is back (time.monotonic())."""
+        port, data = self.redis.port, self.redis.data_dir
+        self.redis.stop()
+        time.sleep(pause)
+        self.redis = start_redis(data, port=port, appendonly=True)
+        return time.monotonic()
+
+
+@contextlib.contextmanager
+def make_rig(
+    tmp_path: Path,
+    queue: str,
+    *,
+    appendonly: bool = False,
+    n_workers: int = 2,
+    env: dict[str, str] | None = None,
+    redis_proxy: bool = False,
+) -> Iterator[Rig]:
+    """With `redis_proxy` the services reach Redis through a Proxy (rig.proxy) that can slow it."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    server = start_redis(tmp_path / "redis", appendonly=appendonly)
+    holder: list[LocalRedis] = [server]
+    relay = Proxy(f"127.0.0.1:{server.port}").start() if redis_proxy else None
+    redis_url = f"redis://{relay.address}/0" if relay else server.url
+    try:
+        with cluster({"TASKTIDE_REDIS_URL": redis_url, **(env or {})}, logs) as c:
+            w = Workers(c.env, queue, logs)
+            try:
+                w.spawn(n_workers)
+                with Client(settings=ClientSettings.from_env(c.env)) as client:
+                    rig = Rig(server, c, w, client, markers, queue, relay)
+                    try:
+                        yield rig
+                    finally:
+                        holder[0] = rig.redis
+            finally:
+                w.close()
+    finally:
+        if relay is not None:
+            relay.stop()
+        holder[0].stop()

@@ -1,0 +1,91 @@
+"""A TCP proxy on loopback that a test can cut (it stops forwarding, both ways, without closing:
+a network partition) or slow down (every chunk waits `delay` seconds before it is forwarded)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
+
+
+class Proxy:
+    """Listens on 127.0.0.1 (a free port) and forwards to `target` ("unix:PATH" or "HOST:PORT")."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.delay = 0.0
+        self.port = 0
+        self._open = asyncio.Event()  # set while forwarding
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fault-proxy", daemon=True)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> Proxy:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def cut(self) -> None:
+        self._loop.call_soon_threadsafe(self._open.clear)
+
+    def heal(self) -> None:
+        self._loop.call_soon_threadsafe(self._open.set)
+
+    def set_delay(self, seconds: float) -> None:
+        self.delay = seconds
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._open.set()
+        server = self._loop.run_until_complete(asyncio.start_server(self._accept, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+        server.close()
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.target.startswith("unix:"):
+            return await asyncio.open_unix_connection(self.target.removeprefix("unix:"))
+        host, port = self.target.rsplit(":", 1)
+        return await asyncio.open_connection(host, int(port))
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._open.wait()
+            up_reader, up_writer = await self._connect()
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                await self._open.wait()  # cut: hold the bytes, as a partition would
+                writer.write(data)
+                await writer.drain()
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            with contextlib.suppress(OSError, RuntimeError):
+                writer.close()
+
+
+@contextlib.contextmanager
+def proxy(target: str) -> Iterator[Proxy]:
+    p = Proxy(target).start()
+    try:
+        yield p
+    finally:
+        p.stop()
