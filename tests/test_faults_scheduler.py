@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -353,3 +354,31 @@ def test_idempotent_submission_after_a_failed_write_with_calls_to_peers(platform
     with run_worker_thread(tasks_app.app, platform.address, queues=(queue_name,)):
         assert client.result(first, timeout=15) == 9
         assert client.result(later, timeout=15) == 9
+
+
+def test_a_key_claimed_by_a_writer_that_died_is_refused_not_answered_with_its_id(client, queue_name, rdb):
+    """A scheduler killed between claiming a key and writing its task leaves a pending claim: a
+    retry of that submission gets UNAVAILABLE (not the id of a task that was never written) until
+    the claim lapses, then it is admitted and runs."""
+    key = f"died-{uuid.uuid4().hex[:8]}"
+    phantom = uuid.uuid4().hex
+    rdb.set(skeys.idem(key), "?" + phantom, px=15_000)
+    with pytest.raises(tasktide.Unavailable, match="still being written"):
+        client.submit("t.add", [1, 2], queue=queue_name, idempotency_key=key)
+    rdb.delete(skeys.idem(key))  # the claim lapses
+    h = client.submit("t.add", [1, 2], queue=queue_name, idempotency_key=key)
+    assert h.id != phantom
+    assert rdb.get(skeys.idem(key)) == h.id.encode()
+
+
+def test_a_key_being_written_by_another_submission_is_answered_once_written(client, queue_name, rdb):
+    """Two submissions with one key at once: the second waits for the first's write and gets its id."""
+    key = f"twice-{uuid.uuid4().hex[:8]}"
+    first = uuid.uuid4().hex
+    rdb.set(skeys.idem(key), "?" + first, px=15_000)
+    confirm = threading.Timer(0.2, lambda: rdb.set(skeys.idem(key), first))
+    confirm.start()
+    try:
+        assert client.submit("t.add", [1, 2], queue=queue_name, idempotency_key=key).id == first
+    finally:
+        confirm.join()

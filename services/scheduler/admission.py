@@ -24,7 +24,9 @@ logged, and the task runs again at once rather than staying RETRYING.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,17 +34,21 @@ from dataclasses import dataclass
 from tasktide.v1 import scheduler_pb2, task_pb2
 from tasktide_services.common import tenancy, validate
 from tasktide_services.common.auth import SERVICE, Caller
-from tasktide_services.common.errors import ServiceError
+from tasktide_services.common.errors import ServiceError, Unavailable
 from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.settings import Limits
-from tasktide_services.scheduler.store import Claim, SchedulerStore
+from tasktide_services.scheduler.store import PENDING, Claim, SchedulerStore
 from tasktide_services.scheduler.writing import Accepted, Writer
 
 log = logging.getLogger("tasktide.scheduler")
 
 S = task_pb2
 HELD_BY = "tasktide-held-by"  # header set on a task record when a rate limit set its start
+# A key another submission is writing is waited for this long (polled) before the submission is
+# refused: a concurrent duplicate is answered with the written task, a dead writer's claim is not.
+PENDING_WAIT = 2.0
+PENDING_POLL = 0.02
 
 
 @dataclass(frozen=True)
@@ -148,11 +154,15 @@ class Admission:
         responses = [scheduler_pb2.SubmitResponse(task_id=t.id) for t in tasks]
         keyed = [i for i, plan in enumerate(plans) if IDEMPOTENCY in plan]
         existing = await self._store.claim_idempotency([(_scoped_key(tasks[i].spec), tasks[i].id) for i in keyed])
-        skip: set[int] = set()
-        for i, found in zip(keyed, existing, strict=True):
-            if found is not None:
-                responses[i].task_id, responses[i].existing = found, True
-                skip.add(i)
+        held = {i: found for i, found in zip(keyed, existing, strict=True) if found is not None}
+        skip: set[int] = set(held)
+        try:
+            written = await self._written(tasks, held)
+        except BaseException:
+            await self._release([Claim(_scoped_key(tasks[i].spec), tasks[i].id, 0) for i in keyed if i not in skip])
+            raise
+        for i, task_id in written.items():
+            responses[i].task_id, responses[i].existing = task_id, True
         fresh = [i for i in range(len(tasks)) if i not in skip]
         out = Accepted()
         try:
@@ -163,6 +173,29 @@ class Admission:
             await self._release([Claim(_scoped_key(tasks[i].spec), tasks[i].id, 0) for i in keyed if i not in skip])
             raise
         return responses
+
+    async def _written(self, tasks: list[task_pb2.Task], held: dict[int, str]) -> dict[int, str]:
+        """The ids of the written tasks that already hold these keys. A key another submission is
+        still writing (pending) is waited for up to PENDING_WAIT; a key still pending then (its
+        writer may have died between the claim and the write) is refused as UNAVAILABLE, never
+        answered with an id that may not exist: a retry after the claim lapses is admitted."""
+        out = {i: v for i, v in held.items() if v and not v.startswith(PENDING)}
+        waiting = {i: v for i, v in held.items() if i not in out}
+        deadline = time.monotonic() + PENDING_WAIT
+        while waiting:
+            await asyncio.sleep(PENDING_POLL)
+            now = await self._store.held_idempotency([_scoped_key(tasks[i].spec) for i in waiting])
+            for (i, _), value in zip(list(waiting.items()), now, strict=True):
+                if value and not value.startswith(PENDING):
+                    out[i] = value
+                    del waiting[i]
+            if waiting and time.monotonic() >= deadline:
+                key = tasks[next(iter(waiting))].spec.idempotency_key
+                raise Unavailable(
+                    f"a submission with idempotency key {key!r} is still being written (or its writer "
+                    f"stopped); retry in a few seconds"
+                )
+        return out
 
     async def _release(self, claims: list[Claim]) -> None:
         """The write failed: the keys claimed for it are let go (when this fails too, they lapse

@@ -46,7 +46,8 @@ class SchedulerStore:
 
     async def claim_idempotency(self, pairs: list[tuple[str, str]]) -> list[str | None]:
         """For each (key, new id): None when the key was free (now claimed, pending until the task
-        is written), else the id it names."""
+        is written), else what it holds: the id of a written task, or PENDING + the id of a task
+        another submission is writing (which may never be written, if that writer died)."""
         if not pairs:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -56,8 +57,14 @@ class SchedulerStore:
             res = await pipe.execute()
         out: list[str | None] = []
         for i in range(0, len(res), 2):
-            out.append(None if res[i] else res[i + 1].decode().removeprefix(PENDING))
+            held = res[i + 1]
+            out.append(None if res[i] else held.decode() if held is not None else "")
         return out
+
+    async def held_idempotency(self, idem_keys: list[str]) -> list[str]:
+        """What each key holds now ("" for a free key)."""
+        values = await self.redis.mget([keys.idem(k) for k in idem_keys])
+        return [v.decode() if isinstance(v, bytes) else v or "" for v in values]
 
     def build_confirm(self, pipe: Pipeline, claims: list[Claim]) -> None:
         """Onto the pipeline that writes the claimed tasks: their keys now name them for good."""
