@@ -1,11 +1,12 @@
 """The charts' data: the dashboard samples the platform every few seconds and keeps the last hour
 in memory (a bounded ring buffer, lost when the dashboard restarts).
 
-Each sample holds, for the interval since the previous one: tasks that finished (succeeded, failed),
-from ListTasks counts over that time range; the queues' depth and running tasks (QueueStats); and the
-time from submission to the end (p50/p95) of up to TURNAROUND_SAMPLE tasks that finished in it,
-from their records (created_ms to updated_ms). The platform keeps no start-of-run time in the index,
-so run time and wait time are not shown apart: turnaround is their sum.
+Each sample holds, for the interval since the previous one (read LAG_MS late): the tasks that
+finished in it (succeeded, failed), read from ListTasks over that time range (up to READ_LIMIT);
+the queues' depth and running tasks (QueueStats); and the time from submission to the end
+(p50/p95) of up to TURNAROUND_SAMPLE of those tasks, from their records (created_ms to
+updated_ms). The platform keeps no start-of-run time in the index, so run time and wait time are
+not shown apart: turnaround is their sum.
 """
 
 from __future__ import annotations
@@ -19,14 +20,20 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from tasktide import TaskState
 from tasktide.v1 import results_pb2, worker_pb2
 
 log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 3600.0
-TURNAROUND_SAMPLE = 200  # finished tasks read per interval for the turnaround percentiles
-FINISHED_OK = ("TASK_STATE_SUCCEEDED",)
-FINISHED_BAD = ("TASK_STATE_FAILED", "TASK_STATE_DEAD")
+TURNAROUND_SAMPLE = 1000  # finished tasks per interval the turnaround percentiles are taken from
+PAGE = 1000
+READ_LIMIT = 10_000  # finished tasks read per interval at most (the sample is then marked capped)
+# Event times come from the workers' clocks and reach the index a moment after: each interval is
+# read this long after its end, so an event stamped just before a sample is not missed.
+LAG_MS = 2000
+FINISHED = ["SUCCEEDED", "FAILED", "DEAD"]
+SUCCEEDED = TaskState.SUCCEEDED.value
 
 
 class Source(Protocol):
@@ -43,6 +50,7 @@ class Sample:
     seconds: float  # the interval this sample covers
     succeeded: int
     failed: int
+    capped: bool  # more finished than READ_LIMIT: the counts are a lower bound
     queued: int  # ready in every queue, at the sample time
     running: int
     turnaround_p50_ms: float | None
@@ -61,17 +69,31 @@ def percentile(values: list[float], q: float) -> float | None:
 def take_sample(source: Source, since_ms: int, now_ms: int) -> Sample:
     since = dt.datetime.fromtimestamp(since_ms / 1000, dt.UTC)
     until = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC)
-    finished = source.list_tasks(
-        ["SUCCEEDED", "FAILED", "DEAD"], since=since, until=until, limit=TURNAROUND_SAMPLE, counts=True
-    )
-    turnaround = [float(r.updated_ms - r.created_ms) for r in finished.tasks if r.created_ms and r.updated_ms]
+    succeeded = failed = 0
+    turnaround: list[float] = []
+    cursor, capped = "", False
+    while True:  # the index's counts are per time bucket (an hour): the interval's tasks are read
+        page = source.list_tasks(FINISHED, since=since, until=until, limit=PAGE, cursor=cursor)
+        for r in page.tasks:
+            if r.state == SUCCEEDED:
+                succeeded += 1
+            else:
+                failed += 1
+            if r.created_ms and r.updated_ms and len(turnaround) < TURNAROUND_SAMPLE:
+                turnaround.append(float(r.updated_ms - r.created_ms))
+        cursor = page.next_cursor
+        if not cursor:
+            break
+        if succeeded + failed >= READ_LIMIT:
+            capped = True
+            break
     stats = source.queue_stats()
-    counts = finished.counts_by_state
     return Sample(
         at_ms=now_ms,
         seconds=round((now_ms - since_ms) / 1000, 3),
-        succeeded=sum(int(counts.get(s, 0)) for s in FINISHED_OK),
-        failed=sum(int(counts.get(s, 0)) for s in FINISHED_BAD),
+        succeeded=succeeded,
+        failed=failed,
+        capped=capped,
         queued=sum(q.ready for q in stats),
         running=sum(q.leased for q in stats),
         turnaround_p50_ms=percentile(turnaround, 50),
@@ -104,9 +126,9 @@ class Sampler:
         self._thread.join(self.interval + 10)
 
     def _run(self) -> None:
-        previous = int(self._clock() * 1000)
+        previous = int(self._clock() * 1000) - LAG_MS
         while not self._stop.wait(self.interval):
-            now = int(self._clock() * 1000)
+            now = int(self._clock() * 1000) - LAG_MS
             try:
                 sample = take_sample(self.source, previous, now)
             except Exception as exc:  # noqa: BLE001 - a failing read never ends the sampling
