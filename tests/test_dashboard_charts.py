@@ -20,8 +20,10 @@ import pytest
 
 import tasktide
 from tasktide import Client, ClientSettings, TaskState
+from tasktide_services.common.redis_server import free_port
 from tasktide_services.dashboard.credentials import TokenHooks, static
 from tasktide_services.testing import PlatformThread, eventually, run_worker_thread, spawn_listening
+from tests.tasks_app import app
 from tests.test_dashboard import Web
 from tests.test_dashboard_browser import Chromium, browser, until
 from tests.test_dashboard_login import PASSWORDS, Site, log_in, revoked, secured, site
@@ -242,6 +244,25 @@ def test_bulk_cancel_takes_exactly_the_filtered_tasks(
             client.cancel(t)
 
 
+def test_bulk_requeue_takes_the_filtered_dead_letters(own_platform: PlatformThread, board: str) -> None:
+    q = f"bulk-{uuid.uuid4().hex[:6]}"
+    with Client(settings=ClientSettings.from_env({}, address=own_platform.address)) as client:
+        with run_worker_thread(app, own_platform.address, queues=(q,)):
+            dead = [client.submit("t.always_fails", args=[f"gone {i}"], queue=q) for i in range(3)]
+            for h in dead:
+                with pytest.raises(tasktide.TaskDead):
+                    h.get(timeout=30)
+        web = Web(board)
+        assert web.json("GET", f"/api/bulk/requeue?queue={q}&name=t.other")[1]["count"] == 0
+        assert web.json("GET", f"/api/bulk/requeue?queue={q}&name=t.always_fails")[1]["count"] == 3
+        status, body = web.act(f"/api/bulk/requeue?queue={q}&name=t.always_fails")
+        assert status == 200 and body["count"] == 3, body
+        assert client.dead_letters(q) == []
+        assert [s.ready for s in client.queue_stats() if s.queue == q] == [3]
+        for h in dead:
+            client.cancel(h.id)
+
+
 def test_a_viewer_cannot_run_bulk_actions(site: Site) -> None:
     q = f"bulk-{uuid.uuid4().hex[:6]}"
     settings = ClientSettings.from_env({}, address=site.platform.address)
@@ -269,3 +290,25 @@ def test_bad_bulk_requests_get_clear_errors(board: str) -> None:
     status, body = web.json("GET", "/api/bulk/cancel?state=NOPE")
     assert status == 400 and body["error"], body
     assert json.dumps(body)  # JSON, not a page
+
+
+def test_sampling_goes_on_while_the_platform_is_unreachable(tmp_path: Path) -> None:
+    proc, listening, _ = spawn_listening(
+        "dashboard", "--address", f"127.0.0.1:{free_port()}", "--sample-seconds", "0.2", listen="--listen"
+    )
+    try:
+        web = Web(f"http://{listening}")
+
+        def failures() -> Any:
+            try:
+                s = web.json("GET", "/api/series")[1]
+            except OSError:  # not serving yet
+                return None
+            return s if s["errors"] >= 3 else None
+
+        s = eventually(failures, timeout=60, interval=0.2)  # each failed sample was followed by another
+        assert s["last_error"] and s["at_ms"] == []
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(10)
