@@ -10,6 +10,7 @@ from it (processed, failed, running now), with its concurrency and last heartbea
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections import defaultdict
 from typing import Any
@@ -17,7 +18,8 @@ from typing import Any
 from tasktide import Client, TaskState
 from tasktide_services.dashboard.sampler import percentile
 
-SCAN_LIMIT = 5000  # tasks read per request at most
+SCAN_LIMIT = 5000  # tasks read per scan at most
+FRESH_SECONDS = 5.0  # a scan answers every request within this time (however many pages are open)
 PAGE = 1000
 WINDOW_SECONDS = 3600
 
@@ -90,3 +92,21 @@ def activity(client: Client, now: float | None = None) -> dict[str, Any]:
         "names": by_name,
         "workers": by_worker,
     }
+
+
+class Activity:
+    """activity() of one client, read at most once per FRESH_SECONDS (one scan at a time)."""
+
+    def __init__(self, client: Client, fresh_seconds: float = FRESH_SECONDS) -> None:
+        self.client = client
+        self.fresh_seconds = fresh_seconds
+        self._lock = threading.Lock()
+        self._at = 0.0
+        self._last: dict[str, Any] | None = None
+
+    def get(self) -> dict[str, Any]:
+        with self._lock:
+            if self._last is None or time.monotonic() - self._at >= self.fresh_seconds:
+                self._last = activity(self.client)
+                self._at = time.monotonic()
+            return self._last

@@ -23,7 +23,7 @@ import tasktide
 from tasktide._hooks import Hooks
 from tasktide_services.dashboard import bulk
 from tasktide_services.dashboard.access import Access
-from tasktide_services.dashboard.activity import activity
+from tasktide_services.dashboard.activity import Activity
 from tasktide_services.dashboard.data import Platform
 from tasktide_services.dashboard.guard import Guard
 from tasktide_services.dashboard.login import login, logout, session_info
@@ -128,7 +128,8 @@ async def api_series(request: Request, p: Platform) -> Any:
 
 
 async def api_activity(request: Request, p: Platform) -> Any:
-    return await _call(activity, p.client)
+    counters: Activity = request.app.state.activity
+    return await _call(counters.get)
 
 
 BULK = {"cancel": (bulk.cancel_preview, bulk.cancel), "requeue": (bulk.requeue_preview, bulk.requeue)}
@@ -179,6 +180,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.platform = Platform(address, hooks)
         app.state.sampler = Sampler(app.state.platform.client, sample_seconds).start()
+        app.state.activity = Activity(app.state.platform.client)
         try:
             yield
         finally:
