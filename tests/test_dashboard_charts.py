@@ -156,14 +156,20 @@ def test_the_charts_page_draws_the_series(ran, board: str, browser: Chromium, tm
     ) == str(OK + BAD)
     assert browser.evaluate("typeof window.ttChart.line") == "function"  # served by the package, same origin
 
-    folder = Path(os.environ.get("TASKTIDE_TEST_ARTEFACTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    shot = folder / "dashboard-charts.png"
-    shot.write_bytes(base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"]))
+    shot = _artefact(browser, "dashboard-charts.png", tmp_path)
     width, height, pixels = _png_rgb(shot.read_bytes())
     assert (width, height) == (1300, 1100)
     # the succeeded line (#17612c) and the failed line (#8a1c1c) are drawn in the screenshot
     assert _count(pixels, (0x17, 0x61, 0x2C)) > 100 and _count(pixels, (0x8A, 0x1C, 0x1C)) > 100
+
+
+def _artefact(browser: Chromium, name: str, tmp_path: Path) -> Path:
+    """A screenshot of the page, kept in $TASKTIDE_TEST_ARTEFACTS when set (CI keeps that folder)."""
+    folder = Path(os.environ.get("TASKTIDE_TEST_ARTEFACTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    shot = folder / name
+    shot.write_bytes(base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"]))
+    return shot
 
 
 def _coordinates(paths: list[dict[str, Any]], chart: str, series: str) -> list[str]:
@@ -216,7 +222,7 @@ def _png_rgb(data: bytes) -> tuple[int, int, list[bytes]]:
 
 
 def test_bulk_cancel_takes_exactly_the_filtered_tasks(
-    own_platform: PlatformThread, board: str, browser: Chromium
+    own_platform: PlatformThread, board: str, browser: Chromium, tmp_path: Path
 ) -> None:
     qa, qb = f"bulk-{uuid.uuid4().hex[:6]}", f"bulk-{uuid.uuid4().hex[:6]}"
     with Client(settings=ClientSettings.from_env({}, address=own_platform.address)) as client:
@@ -226,6 +232,7 @@ def test_bulk_cancel_takes_exactly_the_filtered_tasks(
 
         chosen = [submit("ch.slow", qa) for _ in range(5)]
         others = [submit("ch.other", qa) for _ in range(3)] + [submit("ch.slow", qb) for _ in range(4)]
+        browser.call("Emulation.setDeviceMetricsOverride", width=1300, height=900, deviceScaleFactor=1, mobile=False)
         browser.goto(f"{board}/tasks?queue={qa}&name=ch.slow")
         browser.wait(
             "document.body.dataset.live === 'ok' && document.querySelectorAll('#tasks tr[data-task]').length === 5"
@@ -235,6 +242,7 @@ def test_bulk_cancel_takes_exactly_the_filtered_tasks(
             "!document.getElementById('bulk-confirm').hidden && document.getElementById('bulk-question').textContent"
         )
         assert question.startswith("Cancel 5 task(s)"), question
+        _artefact(browser, "dashboard-bulk-confirm.png", tmp_path)
         assert all(client.status(t) is TaskState.SCHEDULED for t in chosen)  # nothing before the confirmation
         browser.evaluate("document.getElementById('bulk-yes').click()")
         assert browser.wait("document.getElementById('bulk-result').textContent") == "Cancelled 5 task(s)."
