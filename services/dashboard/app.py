@@ -6,6 +6,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -15,17 +16,23 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 import tasktide
 from tasktide._hooks import Hooks
+from tasktide_services.dashboard import bulk
 from tasktide_services.dashboard.access import Access
+from tasktide_services.dashboard.activity import Activity
 from tasktide_services.dashboard.data import Platform
 from tasktide_services.dashboard.guard import Guard
 from tasktide_services.dashboard.login import login, logout, session_info
 from tasktide_services.dashboard.pages import render
+from tasktide_services.dashboard.sampler import Sampler
 
 SESSION_COOKIE = "tasktide_session"
+STATIC = Path(__file__).parent / "static"
+SAMPLE_SECONDS = 5.0
 TASK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 
 
@@ -115,6 +122,33 @@ async def api_schedules(request: Request, p: Platform) -> Any:
     return {"schedules": await _call(p.schedules)}
 
 
+async def api_series(request: Request, p: Platform) -> Any:
+    sampler: Sampler = request.app.state.sampler
+    return sampler.series()
+
+
+async def api_activity(request: Request, p: Platform) -> Any:
+    counters: Activity = request.app.state.activity
+    return await _call(counters.get)
+
+
+BULK = {"cancel": (bulk.cancel_preview, bulk.cancel), "requeue": (bulk.requeue_preview, bulk.requeue)}
+
+
+async def api_bulk(request: Request, p: Platform) -> Any:
+    """GET: how many tasks the action would take (the page's confirmation); POST: the action.
+    The filters come in the query string, as on the Tasks page."""
+    action = request.path_params["action"]
+    if action not in BULK:
+        return JSONResponse({"error": f"unknown bulk action: {action}"}, status_code=404)
+    query = {k: request.query_params.get(k, "").strip()[:1000] for k in bulk.FILTERS}
+    preview, act = BULK[action]
+    try:
+        return await _call(act if request.method == "POST" else preview, p.client, query)
+    except ValueError as exc:  # an unknown state name
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+
 def _page(template: str, **fixed: Any) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
         return render(request, template, **fixed, **request.path_params)
@@ -139,13 +173,18 @@ class WebSettings:
     secure_cookie: bool = False  # served over https (the cookie is then sent over https only)
 
 
-def create_app(address: str, web: WebSettings, hooks: Hooks | None = None) -> Starlette:
+def create_app(
+    address: str, web: WebSettings, hooks: Hooks | None = None, sample_seconds: float = SAMPLE_SECONDS
+) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.platform = Platform(address, hooks)
+        app.state.sampler = Sampler(app.state.platform.client, sample_seconds).start()
+        app.state.activity = Activity(app.state.platform.client)
         try:
             yield
         finally:
+            app.state.sampler.stop()
             app.state.platform.close()
 
     routes = [
@@ -153,11 +192,13 @@ def create_app(address: str, web: WebSettings, hooks: Hooks | None = None) -> St
         Route("/logout", logout, methods=["POST"]),
         Route("/api/session", session_info),
         Route("/", _page("overview.html", page="overview")),
-        Route("/tasks", _page("tasks.html", page="tasks")),
+        Route("/tasks", _page("tasks.html", page="tasks", bulk_limit=bulk.BULK_LIMIT)),
         Route("/tasks/{task_id}", _page("task.html", page="task"), name="task_page"),
         Route("/lookup", lookup),
         Route("/dead/{queue}", _page("dead.html", page="dead")),
         Route("/schedules", _page("schedules.html", page="schedules")),
+        Route("/charts", _page("charts.html", page="charts")),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
         Route("/api/overview", _api(api_overview)),
         Route("/api/tasks", _api(api_tasks)),
         Route("/api/tasks/{task_id}", _api(api_task)),
@@ -166,6 +207,9 @@ def create_app(address: str, web: WebSettings, hooks: Hooks | None = None) -> St
         Route("/api/dead/{queue}", _api(api_dead)),
         Route("/api/dead/{queue}/requeue", _api(api_requeue), methods=["POST"]),
         Route("/api/schedules", _api(api_schedules)),
+        Route("/api/series", _api(api_series)),
+        Route("/api/activity", _api(api_activity)),
+        Route("/api/bulk/{action}", _api(api_bulk), methods=["GET", "POST"]),
     ]
     middleware = [
         Middleware(TrustedHostMiddleware, allowed_hosts=list(web.allowed_hosts), www_redirect=False),

@@ -68,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
         default="",
         help="Host header values served, comma separated (default: the --listen host, localhost, 127.0.0.1)",
     )
+    p.add_argument(
+        "--sample-seconds",
+        type=float,
+        default=5.0,
+        help="how often the charts sample the platform (default: 5; the last hour is kept in memory)",
+    )
     p.add_argument("--session-lifetime", default="8h", help="how long a login lasts: 90m, 8h, 2d (default: 8h)")
     p.add_argument("--tls-cert", default="", help="serve https with this certificate (PEM)")
     p.add_argument("--tls-key", default="", help="the key of --tls-cert")
@@ -138,6 +144,9 @@ def main(argv: list[str]) -> int:
     except (ValueError, AuthError, UsersError) as exc:
         print(f"tasktide dashboard: {exc}", file=sys.stderr)
         return 2
+    if not 0.1 <= args.sample_seconds <= 600:
+        print("tasktide dashboard: --sample-seconds must be between 0.1 and 600", file=sys.stderr)
+        return 2
     if bool(args.tls_cert) != bool(args.tls_key):
         print("tasktide dashboard: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
@@ -182,7 +191,7 @@ def main(argv: list[str]) -> int:
     login = "open (no login)" if access.open else "login required"
     print(f"tasktide dashboard on {scheme}://{host}:{bound}/ for the platform at {args.address}; {login}", flush=True)
     config = uvicorn.Config(
-        create_app(args.address, web, hooks),
+        create_app(args.address, web, hooks, sample_seconds=args.sample_seconds),
         log_level="warning",
         access_log=False,
         ssl_certfile=args.tls_cert or None,

@@ -1,0 +1,112 @@
+"""Counters per task name and per worker over the last hour, from the task index.
+
+ListTasks counts carry no split by state per name or per worker, so these come from reading the
+index itself, newest first, up to SCAN_LIMIT tasks (the answer says when it stopped there):
+per task name succeeded, failed and turnaround p50/p95 (submission to the end: the index keeps no
+start-of-run time, so run time alone is not available); per worker the tasks whose latest event came
+from it (processed, failed, running now), with its concurrency and last heartbeat from ListWorkers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+from tasktide import Client, TaskState
+from tasktide_services.dashboard.sampler import percentile
+
+SCAN_LIMIT = 5000  # tasks read per scan at most
+FRESH_SECONDS = 5.0  # a scan answers every request within this time (however many pages are open)
+PAGE = 1000
+WINDOW_SECONDS = 3600
+
+
+def activity(client: Client, now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    since = dt.datetime.fromtimestamp(now - WINDOW_SECONDS, dt.UTC)
+    names: dict[str, dict[str, Any]] = defaultdict(lambda: {"succeeded": 0, "failed": 0, "total": 0, "times": []})
+    workers: dict[str, dict[str, int]] = defaultdict(lambda: {"processed": 0, "failed": 0, "active": 0})
+    scanned, cursor, truncated = 0, "", False
+    while True:
+        page = client.list_tasks(since=since, limit=PAGE, cursor=cursor)
+        for r in page.tasks:
+            state = TaskState.from_proto(r.state).name
+            n = names[r.name or r.spec.name]
+            n["total"] += 1
+            w = workers[r.worker_id] if r.worker_id else None
+            if state == "SUCCEEDED":
+                n["succeeded"] += 1
+            elif state in ("FAILED", "DEAD"):
+                n["failed"] += 1
+            if state in ("SUCCEEDED", "FAILED", "DEAD"):
+                if r.created_ms and r.updated_ms:
+                    n["times"].append(float(r.updated_ms - r.created_ms))
+                if w is not None:
+                    w["processed"] += 1
+                    w["failed"] += state != "SUCCEEDED"
+            elif state == "RUNNING" and w is not None:
+                w["active"] += 1
+        scanned += len(page.tasks)
+        cursor = page.next_cursor
+        if not cursor:
+            break
+        if scanned >= SCAN_LIMIT:
+            truncated = True
+            break
+    by_name = [
+        {
+            "name": name,
+            "succeeded": n["succeeded"],
+            "failed": n["failed"],
+            "total": n["total"],
+            "turnaround_p50_ms": percentile(n["times"], 50),
+            "turnaround_p95_ms": percentile(n["times"], 95),
+        }
+        for name, n in sorted(names.items(), key=lambda kv: -int(kv[1]["total"]))
+    ]
+    now_ms = int(now * 1000)
+    connected = {w.worker_id: w for w in client.workers()}
+    by_worker = []
+    for worker_id in sorted(set(workers) | set(connected)):
+        counts = workers.get(worker_id, {"processed": 0, "failed": 0, "active": 0})
+        info = connected.get(worker_id)
+        by_worker.append(
+            {
+                "worker_id": worker_id,
+                **counts,
+                "online": info is not None,
+                "concurrency": info.concurrency if info else None,
+                "last_heartbeat_ago_s": (
+                    round(max(0, now_ms - info.last_seen_ms) / 1000, 1) if info and info.last_seen_ms else None
+                ),
+            }
+        )
+    return {
+        "window_seconds": WINDOW_SECONDS,
+        "scanned": scanned,
+        "truncated": truncated,
+        "scan_limit": SCAN_LIMIT,
+        "names": by_name,
+        "workers": by_worker,
+    }
+
+
+class Activity:
+    """activity() of one client, read at most once per FRESH_SECONDS (one scan at a time)."""
+
+    def __init__(self, client: Client, fresh_seconds: float = FRESH_SECONDS) -> None:
+        self.client = client
+        self.fresh_seconds = fresh_seconds
+        self._lock = threading.Lock()
+        self._at = 0.0
+        self._last: dict[str, Any] | None = None
+
+    def get(self) -> dict[str, Any]:
+        with self._lock:
+            if self._last is None or time.monotonic() - self._at >= self.fresh_seconds:
+                self._last = activity(self.client)
+                self._at = time.monotonic()
+            return self._last
