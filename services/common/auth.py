@@ -312,13 +312,14 @@ def _refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str
     return grpc.stream_unary_rpc_method_handler(unary, de, ser)
 
 
-class ServiceToken:
-    """The token a service sends to its peers: minted from the platform key, renewed before it ends."""
+class RenewedToken:
+    """A token minted from the platform key for this process's own calls, renewed at half its
+    lifetime; call it for the current one."""
 
     LIFETIME = 3600.0
 
-    def __init__(self, key: bytes) -> None:
-        self._key = key
+    def __init__(self, key: bytes, *, role: str, subject: str, namespace: str = DEFAULT_NAMESPACE) -> None:
+        self._key, self._role, self._subject, self._namespace = key, role, subject, namespace
         self._token = ""
         self._renew_at = 0.0
 
@@ -327,14 +328,21 @@ class ServiceToken:
         if now >= self._renew_at:
             self._token = mint(
                 self._key,
-                namespace=DEFAULT_NAMESPACE,
-                role="service",
+                namespace=self._namespace,
+                role=self._role,
                 ttl_seconds=self.LIFETIME,
-                subject="tasktide-service",
+                subject=self._subject,
                 now=now,
             )
             self._renew_at = now + self.LIFETIME / 2
         return self._token
+
+
+class ServiceToken(RenewedToken):
+    """The token a service sends to its peers."""
+
+    def __init__(self, key: bytes) -> None:
+        super().__init__(key, role="service", subject="tasktide-service")
 
     def interceptors(self) -> list[grpc.aio.ClientInterceptor]:
         return aio_bearer_interceptors(self)

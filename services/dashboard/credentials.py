@@ -8,7 +8,6 @@ mints itself an admin token and renews it before it ends.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,28 +16,16 @@ import jwt
 
 from tasktide._channels import bearer_interceptor
 from tasktide._hooks import Hooks
-from tasktide_services.common.auth import DEFAULT_NAMESPACE, mint
+from tasktide_services.common.auth import DEFAULT_NAMESPACE, RenewedToken
 
 SUBJECT = "tasktide-dashboard"
 
 
-class MintedToken:
+class MintedToken(RenewedToken):
     """An admin token made from the platform key, renewed at half its lifetime."""
 
-    LIFETIME = 3600.0
-
     def __init__(self, key: bytes, namespace: str = DEFAULT_NAMESPACE) -> None:
-        self._key, self._namespace = key, namespace
-        self._token, self._renew_at = "", 0.0
-
-    def __call__(self) -> str:
-        now = time.time()
-        if now >= self._renew_at:
-            self._token = mint(
-                self._key, namespace=self._namespace, role="admin", ttl_seconds=self.LIFETIME, subject=SUBJECT, now=now
-            )
-            self._renew_at = now + self.LIFETIME / 2
-        return self._token
+        super().__init__(key, role="admin", subject=SUBJECT, namespace=namespace)
 
 
 class TokenHooks(Hooks):
