@@ -18,7 +18,7 @@ import (
 )
 
 // refusingPlatform is a gRPC server that records the authorization metadata of every call and
-// stream, answers Submit, and ends every Session with the given status code.
+// stream, answers Submit and SubmitStream, and ends every Session with the given status code.
 type refusingPlatform struct {
 	pb.UnimplementedSchedulerServer
 	pb.UnimplementedRegistryServer
@@ -39,6 +39,19 @@ func (p *refusingPlatform) record(ctx context.Context, method string) {
 func (p *refusingPlatform) Submit(ctx context.Context, _ *pb.SubmitRequest) (*pb.SubmitResponse, error) {
 	p.record(ctx, "Submit")
 	return &pb.SubmitResponse{TaskId: "t1"}, nil
+}
+
+func (p *refusingPlatform) SubmitStream(stream grpc.BidiStreamingServer[pb.SubmitStreamRequest, pb.SubmitStreamResponse]) error {
+	p.record(stream.Context(), "Submit")
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			return nil
+		}
+		if err := stream.Send(&pb.SubmitStreamResponse{Seq: req.GetSeq(), Result: &pb.SubmitResponse{TaskId: "t1"}}); err != nil {
+			return err
+		}
+	}
 }
 
 func (p *refusingPlatform) Session(stream grpc.BidiStreamingServer[pb.WorkerMessage, pb.RegistryMessage]) error {

@@ -21,12 +21,23 @@ const maxMessageBytes = 16 * 1024 * 1024
 // DialOption configures Dial.
 type DialOption func(*dialConfig)
 
+// DialOptions combines several options into one, for plug-ins that need more than one.
+func DialOptions(opts ...DialOption) DialOption {
+	return func(c *dialConfig) {
+		for _, o := range opts {
+			o(c)
+		}
+	}
+}
+
 type dialConfig struct {
 	scheduler, registry, results string
 	grpcOptions                  []grpc.DialOption
 	creds                        credentials.TransportCredentials
 	token                        string
 	keepalive                    keepalive.ClientParameters
+	submitTransport              string
+	submitHooks                  []SubmitHook
 }
 
 // DefaultKeepalive pings a connection that has carried nothing for 5 minutes and drops it when
@@ -79,12 +90,15 @@ type Client struct {
 	scheduler pb.SchedulerClient
 	registry  pb.RegistryClient
 	results   pb.ResultsClient
+	stream    *streamSubmitter // nil: a Submit call per task (TransportUnary)
+	hooks     []SubmitHook
 }
 
 // Dial connects to the platform at addr ("host:port"). An empty addr reads TASKTIDE_ADDRESS, then
 // falls back to DefaultAddress; TASKTIDE_SCHEDULER_ADDRESS, TASKTIDE_REGISTRY_ADDRESS and
 // TASKTIDE_RESULTS_ADDRESS override single services unless an option does; TASKTIDE_TOKEN is the
-// bearer token unless WithToken gives one. Unless WithTLS or WithTransportCredentials is given,
+// bearer token unless WithToken gives one; TASKTIDE_SUBMIT_TRANSPORT chooses how Submit sends
+// (see WithSubmitTransport). Unless WithTLS or WithTransportCredentials is given,
 // TASKTIDE_TLS_CA turns TLS on with that CA file, and TASKTIDE_TLS_CERT and TASKTIDE_TLS_KEY add a
 // client certificate for mutual TLS; a file that cannot be read is Dial's error. Connections are made lazily, so Dial does not fail when
 // the platform is down; calls then return ErrUnavailable.
@@ -96,14 +110,19 @@ func Dial(addr string, opts ...DialOption) (*Client, error) {
 		addr = DefaultAddress
 	}
 	cfg := dialConfig{
-		scheduler: os.Getenv("TASKTIDE_SCHEDULER_ADDRESS"),
-		registry:  os.Getenv("TASKTIDE_REGISTRY_ADDRESS"),
-		results:   os.Getenv("TASKTIDE_RESULTS_ADDRESS"),
-		token:     os.Getenv("TASKTIDE_TOKEN"),
-		keepalive: DefaultKeepalive,
+		scheduler:       os.Getenv("TASKTIDE_SCHEDULER_ADDRESS"),
+		registry:        os.Getenv("TASKTIDE_REGISTRY_ADDRESS"),
+		results:         os.Getenv("TASKTIDE_RESULTS_ADDRESS"),
+		token:           os.Getenv("TASKTIDE_TOKEN"),
+		keepalive:       DefaultKeepalive,
+		submitTransport: os.Getenv("TASKTIDE_SUBMIT_TRANSPORT"),
 	}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	stream, err := streamChosen(cfg.submitTransport)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.creds == nil {
 		creds, err := credentialsFromEnv()
@@ -121,7 +140,7 @@ func Dial(addr string, opts ...DialOption) (*Client, error) {
 		grpcOpts = append(grpcOpts, grpc.WithPerRPCCredentials(bearer{token: cfg.token}))
 	}
 	grpcOpts = append(grpcOpts, cfg.grpcOptions...)
-	c := &Client{}
+	c := &Client{hooks: cfg.submitHooks}
 	byAddr := map[string]*grpc.ClientConn{}
 	conn := func(a string) (*grpc.ClientConn, error) {
 		if a == "" {
@@ -141,6 +160,9 @@ func Dial(addr string, opts ...DialOption) (*Client, error) {
 	sched, err := conn(cfg.scheduler)
 	if err == nil {
 		c.scheduler = pb.NewSchedulerClient(sched)
+		if stream {
+			c.stream = newStreamSubmitter(c.scheduler)
+		}
 		var reg, res *grpc.ClientConn
 		if reg, err = conn(cfg.registry); err == nil {
 			c.registry = pb.NewRegistryClient(reg)
@@ -156,8 +178,11 @@ func Dial(addr string, opts ...DialOption) (*Client, error) {
 	return c, nil
 }
 
-// Close closes the client's connections.
+// Close closes the client's connections; submissions still waiting for an answer fail.
 func (c *Client) Close() error {
+	if c.stream != nil {
+		c.stream.close()
+	}
 	var first error
 	for _, cc := range c.conns {
 		if err := cc.Close(); err != nil && first == nil {

@@ -32,15 +32,17 @@ func NewSpec(name string, args []any, opts ...SubmitOption) (*pb.TaskSpec, error
 	return spec, nil
 }
 
-// Submit submits the task named name with positional args and returns at once with its handle.
+// Submit submits the task named name with positional args and returns its handle once the
+// platform holds the task. It is safe to call from many goroutines: on the default transport
+// (TransportStream) their submissions share one stream and are written together.
 func (c *Client) Submit(ctx context.Context, name string, args []any, opts ...SubmitOption) (*Handle, error) {
 	spec, err := NewSpec(name, args, opts...)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.scheduler.Submit(ctx, &pb.SubmitRequest{Spec: spec})
+	resp, err := c.submitOne(ctx, spec)
 	if err != nil {
-		return nil, wrap(ctx, "Submit", err)
+		return nil, err
 	}
 	return &Handle{ID: resp.GetTaskId(), Name: name, Existing: resp.GetExisting(), client: c}, nil
 }

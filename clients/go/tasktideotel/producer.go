@@ -31,17 +31,10 @@ func (t *Tracing) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 			if method != submitMethod {
 				break
 			}
-			spec := r.GetSpec()
-			ctx, span := t.tracer.Start(ctx, SpanName("send", spec.GetQueue()), trace.WithSpanKind(trace.SpanKindProducer),
-				trace.WithAttributes(attributes("send", spec.GetQueue(), "", spec.GetName())...))
-			defer span.End()
-			t.inject(ctx, spec)
+			ctx, end := t.StartSubmit(ctx, r.GetSpec())
 			err := invoker(ctx, method, req, reply, cc, opts...)
-			if err != nil {
-				span.SetStatus(codes.Error, err.Error())
-			} else if resp, ok := reply.(*pb.SubmitResponse); ok {
-				span.SetAttributes(attribute.String(MessageID, resp.GetTaskId()))
-			}
+			resp, _ := reply.(*pb.SubmitResponse)
+			end(resp.GetTaskId(), err)
 			return err
 		case *pb.SubmitBatchRequest:
 			if method != submitBatchMethod {
@@ -98,4 +91,20 @@ func (t *Tracing) inject(ctx context.Context, spec *pb.TaskSpec) {
 		spec.Headers = map[string]string{}
 	}
 	t.propagator.Inject(ctx, propagation.MapCarrier(spec.Headers))
+}
+
+// StartSubmit starts the PRODUCER span of a task submitted on the stream transport (a
+// tasktide.SubmitHook), writes its context into the task's headers and makes it current.
+func (t *Tracing) StartSubmit(ctx context.Context, spec *pb.TaskSpec) (context.Context, func(string, error)) {
+	ctx, span := t.tracer.Start(ctx, SpanName("send", spec.GetQueue()), trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attributes("send", spec.GetQueue(), "", spec.GetName())...))
+	t.inject(ctx, spec)
+	return ctx, func(taskID string, err error) {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		} else {
+			span.SetAttributes(attribute.String(MessageID, taskID))
+		}
+		span.End()
+	}
 }

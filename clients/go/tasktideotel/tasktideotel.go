@@ -57,9 +57,10 @@ func New(opts ...Option) *Tracing {
 	return &Tracing{tracer: c.provider.Tracer("tasktide"), propagator: c.propagator}
 }
 
-// DialOption traces the client's Submit and SubmitBatch calls (see UnaryClientInterceptor).
+// DialOption traces the client's Submit and SubmitBatch calls: on the stream transport by its
+// submit hook (StartSubmit), otherwise by UnaryClientInterceptor.
 func (t *Tracing) DialOption() tasktide.DialOption {
-	return tasktide.WithGRPCOptions(grpcInterceptor(t))
+	return tasktide.DialOptions(tasktide.WithGRPCOptions(grpcInterceptor(t)), tasktide.WithSubmitHook(t))
 }
 
 // StartAttempt starts the CONSUMER span of one attempt, a child of the context in the task's
