@@ -4,6 +4,7 @@ import { abortable, connectionSettings } from './connection.js';
 import { NotFound, TaskTimeout, translate, unwrap } from './errors.js';
 import { FINAL_STATES, ms, stateName, stub, toEvent, toResult } from './protocol.js';
 import { buildSpec } from './spec.js';
+import { StreamSubmitter, streamUnsupported, submitTransport } from './submitter.js';
 
 export { buildSpec };
 
@@ -69,7 +70,10 @@ export class Client {
    * `address`: host:port of the platform (default TASKTIDE_ADDRESS, then 127.0.0.1:50051).
    * Options: schedulerAddress, registryAddress, resultsAddress (default TASKTIDE_*_ADDRESS); the
    * connection options of connection.js (credentials, tls, callCredentials, token, channelOptions,
-   * interceptors); hooks (for example TracingHooks from '@tasktide/client/opentelemetry').
+   * interceptors); hooks (for example TracingHooks from '@tasktide/client/opentelemetry');
+   * submitTransport: how submit() sends a task, 'stream' (default: one message on a SubmitStream
+   * shared by every caller, see submitter.js) or 'unary' (a Submit call per task); default
+   * TASKTIDE_SUBMIT_TRANSPORT.
    */
   constructor(address, options = {}) {
     this.addresses = resolveAddresses(address, options);
@@ -77,6 +81,10 @@ export class Client {
     this._settings = connectionSettings(options);
     this._scheduler = stub('Scheduler', this.addresses.scheduler, this._settings);
     this._results = stub('Results', this.addresses.results, this._settings);
+    this._submitter =
+      submitTransport(options.submitTransport) === 'stream'
+        ? new StreamSubmitter(this._scheduler, this.addresses.scheduler)
+        : null;
     this._registry = null; // opened by the first Worker
   }
 
@@ -87,6 +95,7 @@ export class Client {
   }
 
   close() {
+    this._submitter?.close();
     for (const s of [this._scheduler, this._results, this._registry]) s?.close();
   }
 
@@ -105,8 +114,25 @@ export class Client {
     const call = () =>
       batch
         ? this._call('scheduler', 'SubmitBatch', { specs }, { signal })
-        : this._call('scheduler', 'Submit', { spec: specs[0] }, { signal });
+        : this._submitOne(specs[0], signal);
     return this.hooks?.send ? this.hooks.send(specs, batch, call) : call();
+  }
+
+  /** One task by the client's transport (see the constructor's submitTransport). */
+  async _submitOne(spec, signal) {
+    const submitter = this._submitter;
+    if (submitter === null || submitter.unsupported) {
+      return this._call('scheduler', 'Submit', { spec }, { signal });
+    }
+    try {
+      return await submitter.submit(spec, signal);
+    } catch (err) {
+      if (!streamUnsupported(err)) throw err;
+      // A scheduler without SubmitStream refused the stream itself, so the task was not taken:
+      // it and every later one go by Submit calls.
+      submitter.unsupported = true;
+      return this._call('scheduler', 'Submit', { spec }, { signal });
+    }
   }
 
   /** Submit one task by name; options as in buildSpec (spec.js), and `signal` (an AbortSignal). */

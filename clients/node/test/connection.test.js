@@ -36,7 +36,10 @@ function selfSigned() {
   }
 }
 
-/** A server answering Submit, holding Wait and Watch open, and refusing Session with `refusal`. */
+/**
+ * A server answering Submit and SubmitStream (but tasks named 'hang'), holding Wait and Watch open,
+ * and refusing Session with `refusal`.
+ */
 async function fakePlatform(serverCredentials = grpc.ServerCredentials.createInsecure()) {
   const seen = { metadata: [], sessions: 0, refusal: grpc.status.UNAUTHENTICATED, held: [] };
   const record = (call) => seen.metadata.push({ path: call.getPath?.() ?? '', ...call.metadata.getMap() });
@@ -47,6 +50,13 @@ async function fakePlatform(serverCredentials = grpc.ServerCredentials.createIns
       record(call);
       if (call.request.spec.name === 'hang') seen.held.push(callback);
       else callback(null, { taskId: TASK_ID, existing: false });
+    },
+    SubmitStream(call) {
+      record(call);
+      call.on('data', (req) => {
+        if (req.spec.name !== 'hang') call.write({ seq: req.seq, result: { taskId: TASK_ID, existing: false } });
+      });
+      call.on('end', () => call.end());
     },
   });
   server.addService(v1.Results.service, {
@@ -98,7 +108,7 @@ describe('connection options', () => {
       client.close();
     }
     assert.equal(fake.seen.metadata.at(-1).authorization, 'Bearer s3cret');
-    assert.deepEqual(calls, ['/tasktide.v1.Scheduler/Submit']);
+    assert.deepEqual(calls, ['/tasktide.v1.Scheduler/SubmitStream']);
   });
 
   test('the token is read from TASKTIDE_TOKEN by default; none is sent without one', async () => {

@@ -42,6 +42,12 @@ export interface ConnectionOptions {
   channelOptions?: ChannelOptions;
   interceptors?: Interceptor[];
   hooks?: Hooks;
+  /**
+   * How submit() sends a task: 'stream' (default: one message on a SubmitStream shared by every
+   * caller of the client, confirmed per task) or 'unary' (a Submit call per task). Default
+   * TASKTIDE_SUBMIT_TRANSPORT.
+   */
+  submitTransport?: 'stream' | 'unary';
 }
 
 /** Options of submit(): the same meaning and units as the Python client's (see README.md). */

@@ -1,0 +1,149 @@
+// The stream transport of submit(): tasks submitted one at a time travel over one long-lived
+// SubmitStream shared by every caller of a Client. Each request carries a sequence number and the
+// scheduler answers each by its number, so many submissions are in flight at once and the
+// scheduler writes what arrives together in one Redis round trip; each submit() still resolves only
+// once its task is held by the platform. When the stream breaks, the submissions in flight reject
+// with its error and the next submission opens a new stream. A stream with nothing in flight is
+// ended after LINGER_MS, so an open stream never keeps a finished program alive for long.
+
+import { ServiceError, Unavailable, translate } from './errors.js';
+
+/** Submissions in flight at once per Client; submit() waits for a place beyond that. */
+export const MAX_IN_FLIGHT = 10_000;
+/** How long a stream with nothing in flight stays open for the next submission. */
+export const LINGER_MS = 200;
+
+export const TRANSPORTS = Object.freeze(['stream', 'unary']);
+
+/** The transport named by the option, else TASKTIDE_SUBMIT_TRANSPORT, else 'stream'. */
+export function submitTransport(option, env = process.env) {
+  const name = String(option ?? env.TASKTIDE_SUBMIT_TRANSPORT ?? '')
+    .trim()
+    .toLowerCase();
+  if (name === '') return 'stream';
+  if (!TRANSPORTS.includes(name)) {
+    throw new TypeError(`unknown submit transport ${JSON.stringify(name)} (${TRANSPORTS.join(' or ')})`);
+  }
+  return name;
+}
+
+class Stream {
+  constructor(scheduler, address, onEnd) {
+    this.pending = new Map(); // seq (a decimal string, as uint64 fields are read) -> {resolve, reject}
+    this.open = true;
+    this.timer = null;
+    this.call = scheduler.SubmitStream();
+    this.call.on('data', (resp) => this._answer(resp));
+    let failure = null;
+    this.call.on('error', (err) => {
+      failure = translate(err, address);
+    });
+    // 'status' comes last, after 'error' when the call failed.
+    this.call.on('status', () => {
+      this.open = false;
+      clearTimeout(this.timer);
+      onEnd(this);
+      const err = failure ?? new Unavailable(`the submission stream to ${address} closed`, 'UNAVAILABLE');
+      for (const { reject } of this.pending.values()) reject(err);
+      this.pending.clear();
+    });
+  }
+
+  _answer(resp) {
+    const waiter = this.pending.get(resp.seq);
+    if (!waiter) return; // its caller stopped waiting
+    this.pending.delete(resp.seq);
+    if (resp.errorCode) {
+      waiter.reject(translate({ code: resp.errorCode, details: resp.errorMessage }));
+    } else {
+      waiter.resolve(resp.result);
+    }
+    if (this.pending.size === 0) this._linger();
+  }
+
+  send(seq, spec, waiter) {
+    clearTimeout(this.timer);
+    this.pending.set(seq, waiter);
+    this.call.write({ seq, spec });
+  }
+
+  forget(seq) {
+    this.pending.delete(seq);
+    if (this.pending.size === 0) this._linger();
+  }
+
+  _linger() {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.end(), LINGER_MS);
+  }
+
+  /** No more requests: the scheduler answers those sent, then the stream ends. */
+  end() {
+    clearTimeout(this.timer);
+    if (this.open) {
+      this.open = false;
+      this.call.end();
+    }
+  }
+}
+
+export class StreamSubmitter {
+  constructor(scheduler, address) {
+    this._scheduler = scheduler;
+    this._address = address;
+    this._stream = null;
+    this._seq = 0;
+    this._inFlight = 0;
+    this._waiting = []; // callers waiting for a place; each holds its own submission
+    this.unsupported = false; // the scheduler answered SubmitStream with UNIMPLEMENTED
+  }
+
+  /** Resolves to the scheduler's SubmitResponse for `spec`; `signal` stops the wait. */
+  async submit(spec, signal) {
+    signal?.throwIfAborted();
+    if (this._inFlight >= MAX_IN_FLIGHT) {
+      await new Promise((resolve) => this._waiting.push(resolve));
+      signal?.throwIfAborted();
+    }
+    this._inFlight += 1;
+    try {
+      return await this._send(spec, signal);
+    } finally {
+      this._inFlight -= 1;
+      this._waiting.shift()?.();
+    }
+  }
+
+  _send(spec, signal) {
+    if (this._stream === null || !this._stream.open) {
+      this._stream = new Stream(this._scheduler, this._address, (s) => {
+        if (this._stream === s) this._stream = null;
+      });
+    }
+    const stream = this._stream;
+    const seq = String(++this._seq);
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        stream.forget(seq);
+        reject(signal.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const settle = (fn) => (value) => {
+        signal?.removeEventListener('abort', onAbort);
+        fn(value);
+      };
+      stream.send(seq, spec, { resolve: settle(resolve), reject: settle(reject) });
+    });
+  }
+
+  /** Ends the stream; submissions still in flight are answered first. */
+  close() {
+    this._stream?.end();
+    this._stream = null;
+  }
+}
+
+/** True when the error is a scheduler without SubmitStream refusing the stream itself. */
+export function streamUnsupported(err) {
+  return err instanceof ServiceError && err.code === 'UNIMPLEMENTED';
+}
