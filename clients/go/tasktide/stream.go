@@ -117,11 +117,12 @@ func (s *streamSubmitter) register() (*openStream, uint64, chan answer, error) {
 	done := make(chan answer, 1)
 	st.pending[s.seq] = done
 	st.used = now
+	go st.read() // only now: a stream that fails at once fails this submission too
 	return st, s.seq, done, nil
 }
 
-// open starts a stream and its reader. The stream outlives the submission that opens it, so it
-// runs under its own context, cancelled by close.
+// open starts a stream; the caller starts its reader. The stream outlives the submission that
+// opens it, so it runs under its own context, cancelled by close.
 func (s *streamSubmitter) open() (*openStream, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	call, err := s.scheduler.SubmitStream(ctx)
@@ -129,9 +130,7 @@ func (s *streamSubmitter) open() (*openStream, error) {
 		cancel()
 		return nil, streamError(err)
 	}
-	st := &openStream{call: call, cancel: cancel, pending: map[uint64]chan answer{}, open: true}
-	go st.read()
-	return st, nil
+	return &openStream{call: call, cancel: cancel, pending: map[uint64]chan answer{}, open: true}, nil
 }
 
 // read hands each answer to its submission until the stream ends, then fails those left.

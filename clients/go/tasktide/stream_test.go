@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/tasktide/tasktide/clients/go/tasktide"
 	pb "github.com/tasktide/tasktide/clients/go/tasktidepb"
@@ -199,5 +201,58 @@ func TestSchedulerWithoutStreamGetsSubmitCalls(t *testing.T) {
 	}
 	if n := u.submits.Load(); n != 2 {
 		t.Fatalf("%d Submit calls; want 2", n)
+	}
+}
+
+// breakingScheduler ends its first SubmitStream with UNAVAILABLE once a request arrives (a
+// scheduler going away mid-stream) and answers every later stream.
+type breakingScheduler struct {
+	pb.UnimplementedSchedulerServer
+	streams atomic.Int32
+}
+
+func (b *breakingScheduler) SubmitStream(stream grpc.BidiStreamingServer[pb.SubmitStreamRequest, pb.SubmitStreamResponse]) error {
+	first := b.streams.Add(1) == 1
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			return nil
+		}
+		if first {
+			return status.Error(codes.Unavailable, "scheduler going away")
+		}
+		if err := stream.Send(&pb.SubmitStreamResponse{Seq: req.GetSeq(), Result: &pb.SubmitResponse{TaskId: "t2"}}); err != nil {
+			return err
+		}
+	}
+}
+
+// A stream that breaks fails the submissions in flight with ErrUnavailable; the next submission
+// opens a new stream.
+func TestBrokenStreamFailsItsSubmissionsAndReopens(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &breakingScheduler{}
+	srv := grpc.NewServer()
+	pb.RegisterSchedulerServer(srv, b)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	c, err := tasktide.Dial(lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := testContext(t)
+	if _, err := c.Submit(ctx, "go.x", nil); !errors.Is(err, tasktide.ErrUnavailable) {
+		t.Fatalf("submission on the broken stream: %v; want ErrUnavailable", err)
+	}
+	h, err := c.Submit(ctx, "go.x", nil)
+	if err != nil || h.ID != "t2" {
+		t.Fatalf("submission after the break: %v %v", h, err)
+	}
+	if n := b.streams.Load(); n != 2 {
+		t.Fatalf("%d streams opened; want 2", n)
 	}
 }

@@ -1,14 +1,14 @@
 // submit() over one SubmitStream against a running platform: many submissions share the stream,
 // each confirmed with its own id; a refused one rejects alone; the transport can be chosen; a
-// program that submits and never closes its client still ends; a scheduler without SubmitStream
-// gets Submit calls.
+// program that submits and never closes its client still ends; a broken stream fails what it
+// carried and the next submission opens another; a scheduler without SubmitStream gets Submit calls.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, describe, test } from 'node:test';
 
 import grpc from '@grpc/grpc-js';
 
-import { Client, InvalidArgument } from '../src/index.js';
+import { Client, InvalidArgument, Unavailable } from '../src/index.js';
 import { protocol } from '../src/protocol.js';
 import { ADDRESS, SKIP, freshQueue } from './_support.js';
 
@@ -88,7 +88,7 @@ describe('submit over a stream', { skip: SKIP }, () => {
     assert.match(handle.id, /^[0-9a-f]{32}$/);
   });
 
-  test('a program that submits and never closes its client ends by itself', async () => {
+  test('a program that submits and never closes its client ends by itself', { timeout: 60_000 }, async () => {
     const script = `
       import { Client } from './src/index.js';
       const client = new Client(process.env.TASKTIDE_ADDRESS);
@@ -106,21 +106,49 @@ describe('submit over a stream', { skip: SKIP }, () => {
   });
 });
 
-describe('submit to a scheduler without SubmitStream', () => {
-  test('goes by Submit calls', async () => {
-    const v1 = protocol();
-    const server = new grpc.Server();
+/** A scheduler of the test's own implementing `methods`; resolves to {server, address}. */
+async function fakeScheduler(methods) {
+  const server = new grpc.Server();
+  server.addService(protocol().Scheduler.service, methods);
+  const port = await new Promise((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  return { server, address: `127.0.0.1:${port}` };
+}
+
+describe('submit against schedulers of the test', () => {
+  test('a stream that breaks rejects its submissions with Unavailable; the next opens a new one', async () => {
+    let streams = 0;
+    const { server, address } = await fakeScheduler({
+      SubmitStream(call) {
+        const first = ++streams === 1;
+        call.on('data', (req) => {
+          if (first) call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'scheduler going away' });
+          else call.write({ seq: req.seq, result: { taskId: 'c'.repeat(32), existing: false } });
+        });
+        call.on('end', () => call.end());
+      },
+    });
+    const client = new Client(address);
+    try {
+      await assert.rejects(client.submit('x', []), Unavailable);
+      assert.equal((await client.submit('x', [])).id, 'c'.repeat(32));
+      assert.equal(streams, 2);
+    } finally {
+      client.close();
+      server.forceShutdown();
+    }
+  });
+
+  test('a scheduler without SubmitStream gets Submit calls', async () => {
     let submits = 0;
-    server.addService(v1.Scheduler.service, {
+    const { server, address } = await fakeScheduler({
       Submit(call, callback) {
         submits += 1;
         callback(null, { taskId: 'b'.repeat(32), existing: false });
       },
     });
-    const port = await new Promise((resolve, reject) =>
-      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-    );
-    const client = new Client(`127.0.0.1:${port}`);
+    const client = new Client(address);
     try {
       for (let i = 0; i < 2; i++) assert.equal((await client.submit('x', [])).id, 'b'.repeat(32));
       assert.equal(submits, 2);
