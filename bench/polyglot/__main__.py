@@ -118,13 +118,14 @@ def main(argv: list[str] | None = None) -> int:
                     if system != "tasktide":
                         redis.Redis(port=server.port, db=DB[system]).flushdb()
                     flags = ["--system", system, "--tag", f"{lang}-{system}-{r}", "--address", address]
-                    flags += ["--redis", redis_addr, "--db", str(DB[system]), *counts]
+                    server_pid = str(dev.pid) if system == "tasktide" else "0"  # its CPU time is counted
+                    flags += ["--redis", redis_addr, "--db", str(DB[system]), "--server-pid", server_pid, *counts]
                     _log(f"round {r + 1}/{args.rounds}: {lang} {system}")
                     results.setdefault(lang, {}).setdefault(system, []).append(_run([*base, *flags], cwd, {}))
                 # One-by-one rows again with a Submit call per task: what the stream gains.
                 _log(f"round {r + 1}/{args.rounds}: {lang} tasktide, unary submit")
                 flags = ["--system", "tasktide", "--tag", f"{lang}-unary-{r}", "--address", address]
-                flags += ["--rows", "submit", *counts]
+                flags += ["--redis", redis_addr, "--server-pid", str(dev.pid), "--rows", "submit", *counts]
                 unary = _run([*base, *flags], cwd, {"TASKTIDE_SUBMIT_TRANSPORT": "unary"})
                 results[lang].setdefault("tasktide-unary", []).append(unary)
     print()

@@ -1,19 +1,25 @@
 """The table of `python -m bench.polyglot`: each figure's range over the rounds, and the range of
-the per-round ratios tasktide / the other system (for round trips, the other's time / tasktide's,
-so above 1 always means tasktide is ahead)."""
+the per-round ratios tasktide / the other system (for times and CPU, the other's / tasktide's, so
+above 1 always means tasktide is ahead). CPU is the sum over the producer and worker process, the
+tasktide server and Redis, read from /proc and INFO cpu, so it depends little on the machine's load."""
 
 from __future__ import annotations
 
 COMPARED = {"go": "asynq", "node": "bullmq"}
 NAMES = {"go": ("Go", "Asynq"), "node": ("Node.js", "BullMQ")}
 
-ROWS = [  # (key, label, unit, higher is better)
+ROWS = [  # (key, label, unit, higher is better); cpu_us_*: CPU of client, server and Redis together
     ("one_by_one", "one-by-one submit, confirmed", "tasks/s", True),
+    ("cpu_us_one_by_one", "  CPU per task", "µs", False),
     ("one_by_one_x8", "one-by-one submit, 8 producers", "tasks/s", True),
+    ("cpu_us_one_by_one_x8", "  CPU per task", "µs", False),
     ("bulk", "bulk submit", "tasks/s", True),
+    ("cpu_us_bulk", "  CPU per task", "µs", False),
     ("end_to_end", "end to end (submit + run no-op)", "tasks/s", True),
+    ("cpu_us_end_to_end", "  CPU per task", "µs", False),
     ("rtt_p50_ms", "idle round trip p50", "ms", False),
     ("rtt_p99_ms", "idle round trip p99", "ms", False),
+    ("cpu_us_rtt", "  CPU per round trip", "µs", False),
 ]
 
 Runs = list[dict[str, float]]

@@ -26,6 +26,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 type figures map[string]float64
@@ -43,7 +45,7 @@ type system interface {
 func main() {
 	name := flag.String("system", "tasktide", "tasktide or asynq")
 	address := flag.String("address", "", "tasktide's address")
-	redisAddr := flag.String("redis", "127.0.0.1:6379", "Redis host:port (asynq)")
+	redisAddr := flag.String("redis", "127.0.0.1:6379", "Redis host:port (Asynq's, and whose CPU time is counted)")
 	db := flag.Int("db", 1, "Redis database (asynq)")
 	n1 := flag.Int("one", 2000, "tasks of the one-by-one rows")
 	bulk := flag.Int("bulk", 5000, "tasks of the bulk row")
@@ -53,6 +55,7 @@ func main() {
 	prefetch := flag.Int("prefetch", 0, "tasktide worker prefetch (0: its default)")
 	rows := flag.String("rows", "all", "all, or submit (the one-by-one rows only)")
 	tag := flag.String("tag", "", "a suffix making this run's queue names unique")
+	serverPid := flag.Int("server-pid", 0, "the tasktide server's pid, whose CPU time is counted too")
 	flag.Parse()
 
 	var sys system
@@ -76,53 +79,56 @@ func main() {
 			log.Fatal(err)
 		}
 	}
+	meter := cpuMeter{serverPid: *serverPid, redis: redis.NewClient(&redis.Options{Addr: *redisAddr})}
+	// rate runs f once: n tasks/s by wall time, and CPU µs per task of every process involved.
+	rate := func(row string, n int, f func() error) {
+		cpu, start := meter.seconds(), time.Now()
+		must(f())
+		out[row] = float64(n) / time.Since(start).Seconds()
+		out["cpu_us_"+row] = (meter.seconds() - cpu) / float64(n) * 1e6
+	}
 
 	must(sys.submitOne(q("warm"))) // connections open, not measured
-	out["one_by_one"] = rate(*n1, func() error {
+	rate("one_by_one", *n1, func() error {
 		for range *n1 {
 			if err := sys.submitOne(q("one")); err != nil {
 				return err
 			}
 		}
 		return nil
-	}, must)
-	out["one_by_one_x8"] = rate(*n1, func() error { return parallel(8, *n1, func() error { return sys.submitOne(q("one8")) }) }, must)
+	})
+	rate("one_by_one_x8", *n1, func() error { return parallel(8, *n1, func() error { return sys.submitOne(q("one8")) }) })
 	if *rows == "submit" {
 		emit(*name, out)
 		return
 	}
-	out["bulk"] = rate(*bulk, func() error { return sys.submitMany(q("bulk"), "bench.noop", *bulk) }, must)
+	rate("bulk", *bulk, func() error { return sys.submitMany(q("bulk"), "bench.noop", *bulk) })
 
 	var wg sync.WaitGroup
 	wg.Add(*e2e)
 	stop, err := sys.startWorker(q("run"), *concurrency, wg.Done)
 	must(err)
 	must(sys.roundTrip(q("run"))) // the worker is connected and warm
-	out["end_to_end"] = rate(*e2e, func() error {
+	rate("end_to_end", *e2e, func() error {
 		if err := sys.submitMany(q("run"), "bench.count", *e2e); err != nil {
 			return err
 		}
 		wg.Wait()
 		return nil
-	}, must)
+	})
+	cpu := meter.seconds()
 	samples := make([]float64, *rtt)
 	for i := range samples {
 		start := time.Now()
 		must(sys.roundTrip(q("run")))
 		samples[i] = float64(time.Since(start).Microseconds()) / 1000
 	}
+	out["cpu_us_rtt"] = (meter.seconds() - cpu) / float64(*rtt) * 1e6
 	sort.Float64s(samples)
 	out["rtt_p50_ms"] = samples[len(samples)/2]
 	out["rtt_p99_ms"] = samples[len(samples)*99/100]
 	stop()
 	emit(*name, out)
-}
-
-// rate runs f once and returns n divided by its duration in seconds.
-func rate(n int, f func() error, must func(error)) float64 {
-	start := time.Now()
-	must(f())
-	return float64(n) / time.Since(start).Seconds()
 }
 
 // parallel runs f n times from the given number of goroutines.

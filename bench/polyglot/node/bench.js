@@ -14,7 +14,10 @@
 //                   (--concurrency) runs them (no-op), until the last handler returned
 //   rtt_p50_ms/p99  one task submitted and its result seen by the producer, worker idle
 //                   (tasktide: handle.get(); BullMQ: job.waitUntilFinished(queueEvents))
+import fs from 'node:fs';
 import { parseArgs } from 'node:util';
+
+import IORedis from 'ioredis';
 
 const BATCH = 1000;
 
@@ -31,8 +34,44 @@ const { values: opt } = parseArgs({
     concurrency: { type: 'string', default: '8' },
     rows: { type: 'string', default: 'all' },
     tag: { type: 'string', default: '' },
+    'server-pid': { type: 'string', default: '0' },
   },
 });
+
+// CPU seconds used so far by this process, the tasktide server (--server-pid) and the Redis server
+// (INFO cpu): figures that, unlike wall time, other programs running on the machine barely change.
+const [redisHost, redisPort] = opt.redis.split(':');
+const meterRedis = new IORedis({ host: redisHost, port: Number(redisPort), lazyConnect: true });
+
+/** CPU seconds of a process and of its child processes (a server that runs as several). */
+function procSeconds(pid) {
+  let ticks = 0;
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat;
+    try {
+      stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[1]: the parent
+    if (name === String(pid) || fields[1] === String(pid)) ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks / 100; // utime + stime are in USER_HZ ticks
+}
+
+async function cpuSeconds() {
+  const own = process.cpuUsage();
+  let total = (own.user + own.system) / 1e6;
+  const pid = Number(opt['server-pid']);
+  if (pid > 0) total += procSeconds(pid);
+  const info = await meterRedis.info('cpu');
+  for (const line of info.split('\r\n')) {
+    const [k, v] = line.split(':');
+    if (k === 'used_cpu_user' || k === 'used_cpu_sys') total += Number(v);
+  }
+  return total;
+}
 
 async function tasktide() {
   const { Client, Worker } = await import('@tasktide/client');
@@ -111,10 +150,13 @@ async function bullmq() {
   };
 }
 
-async function rate(n, f) {
+/** Runs f once: n tasks/s by wall time as `row`, and CPU µs per task of every process involved. */
+async function rate(out, row, n, f) {
+  const cpu = await cpuSeconds();
   const start = process.hrtime.bigint();
   await f();
-  return n / (Number(process.hrtime.bigint() - start) / 1e9);
+  out[row] = n / (Number(process.hrtime.bigint() - start) / 1e9);
+  out[`cpu_us_${row}`] = ((await cpuSeconds()) - cpu) / n * 1e6;
 }
 
 async function parallel(producers, n, f) {
@@ -132,12 +174,12 @@ async function main() {
   const [n1, bulk, e2e, rtt, concurrency] = [opt.one, opt.bulk, opt.e2e, opt.rtt, opt.concurrency].map(Number);
   const out = {};
   await sys.submitOne(q('warm')); // connections open, not measured
-  out.one_by_one = await rate(n1, async () => {
+  await rate(out, 'one_by_one', n1, async () => {
     for (let i = 0; i < n1; i++) await sys.submitOne(q('one'));
   });
-  out.one_by_one_x8 = await rate(n1, () => parallel(8, n1, () => sys.submitOne(q('one8'))));
+  await rate(out, 'one_by_one_x8', n1, () => parallel(8, n1, () => sys.submitOne(q('one8'))));
   if (opt.rows !== 'submit') {
-    out.bulk = await rate(bulk, () => sys.submitMany(q('bulk'), 'bench.noop', bulk));
+    await rate(out, 'bulk', bulk, () => sys.submitMany(q('bulk'), 'bench.noop', bulk));
     let left = e2e;
     let allDone;
     const finished = new Promise((resolve) => (allDone = resolve));
@@ -145,21 +187,24 @@ async function main() {
       if (--left === 0) allDone();
     });
     await sys.roundTrip(q('run')); // the worker is connected and warm
-    out.end_to_end = await rate(e2e, async () => {
+    await rate(out, 'end_to_end', e2e, async () => {
       await sys.submitMany(q('run'), 'bench.count', e2e);
       await finished;
     });
+    const cpu = await cpuSeconds();
     const samples = [];
     for (let i = 0; i < rtt; i++) {
       const start = process.hrtime.bigint();
       await sys.roundTrip(q('run'));
       samples.push(Number(process.hrtime.bigint() - start) / 1e6);
     }
+    out.cpu_us_rtt = ((await cpuSeconds()) - cpu) / rtt * 1e6;
     samples.sort((a, b) => a - b);
     out.rtt_p50_ms = samples[Math.floor(samples.length / 2)];
     out.rtt_p99_ms = samples[Math.floor((samples.length * 99) / 100)];
   }
   await sys.close();
+  meterRedis.disconnect();
   console.log(JSON.stringify({ lang: 'node', system: opt.system, figures: out }));
 }
 
