@@ -101,9 +101,12 @@ export class StreamSubmitter {
   /** Resolves to the scheduler's SubmitResponse for `spec`; `signal` stops the wait. */
   async submit(spec, signal) {
     signal?.throwIfAborted();
-    if (this._inFlight >= MAX_IN_FLIGHT) {
+    while (this._inFlight >= MAX_IN_FLIGHT) {
       await new Promise((resolve) => this._waiting.push(resolve));
-      signal?.throwIfAborted();
+      if (signal?.aborted) {
+        this._waiting.shift()?.(); // the place this caller was woken for goes to the next one
+        throw signal.reason;
+      }
     }
     this._inFlight += 1;
     try {
