@@ -101,11 +101,11 @@ def test_one_replica_of_each_service_sigkilled_in_turn_under_load(tmp_path: Path
                     f"producer: {load.refused} refused submissions retried, longest stall {load.longest_stall():.2f} s"
                 )
             assert [p.poll() for p in workers.procs] == [None, None], "a worker ended"
+            assert s.replicas.alive() == [(service, 1) for service in SERVICES]
         finally:
             workers.close()
     assert fig.recorded_twice == 0
     assert (fig.lost, fig.run) == (0, fig.submitted)
-    assert s.replicas.alive() == [(service, 1) for service in SERVICES]
 
 
 LONG = 5.0  # seconds each task runs: longer than the lease (3 s), so only heartbeats keep it
