@@ -17,12 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import socket
 import threading
 import time
-import uuid
-from dataclasses import dataclass, field
 from typing import TypeAlias
 
 import grpc
@@ -33,6 +30,7 @@ from tasktide._errors import translate
 from tasktide._hooks import Hooks
 from tasktide._settings import ClientSettings
 from tasktide.v1 import task_pb2, worker_pb2, worker_pb2_grpc
+from tasktide.worker._config import WorkerConfig
 from tasktide.worker._credit import CreditWindow
 from tasktide.worker._execute import not_started
 from tasktide.worker._in_doubt import InDoubt
@@ -45,18 +43,6 @@ log = logging.getLogger("tasktide.worker")
 _SessionCall: TypeAlias = "grpc.aio.StreamStreamCall[worker_pb2.WorkerMessage, worker_pb2.RegistryMessage]"
 _REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 _RECONNECT_MAX = 5.0
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    queues: tuple[str, ...] = ("default",)
-    concurrency: int = 4
-    pool: str = "threads"  # threads | asyncio | processes (plain functions; async def runs on the loop)
-    app_target: str = ""  # MODULE:APP, needed by the process pool
-    prefetch: int = 0  # extra assignments held beyond concurrency; 0 = by task length (_credit.py)
-    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
-    flush_interval: float | None = None  # seconds an outcome waits for others; None = by task length
-    max_batch: int = 256
 
 
 class Worker:
@@ -330,26 +316,3 @@ class Worker:
             await asyncio.wait_for(tasks[0], timeout=2.0)
         except (TimeoutError, grpc.aio.AioRpcError):
             pass
-
-
-def run_worker(
-    app: App, config: WorkerConfig, settings: ClientSettings | None = None, hooks: Hooks | None = None
-) -> int:
-    """Run a worker until SIGTERM/SIGINT, then drain. Returns the process exit code."""
-    settings = settings or app.settings
-
-    async def main() -> None:
-        worker = Worker(app, config, settings, hooks)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, worker.request_stop)
-        log.info("worker %s consuming %s", config.worker_id, ",".join(config.queues))
-        await worker.run()
-
-    try:
-        import uvloop  # optional: a faster event loop where it is installed
-    except ImportError:
-        asyncio.run(main())
-    else:
-        uvloop.run(main())
-    return 0
