@@ -5,12 +5,16 @@ asked to listen on a list, refuses to start with a clear message (exit code 2)."
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import tasktide
+from tasktide_services.common.settings import ServerSettings
+from tasktide_services.common.tls import TlsSettings
 from tasktide_services.testing import PlatformThread, spawn, unreachable_address
 from tests.processes import ROOT, own_redis
 
@@ -68,3 +72,27 @@ def test_a_service_refuses_to_listen_on_a_list(tmp_path: Path) -> None:
         res = _serve({"TASKTIDE_REDIS_URL": url, "TASKTIDE_ADDRESS": "127.0.0.1:7001,127.0.0.1:7002"})
     assert res.returncode == 2, res.stderr
     assert "set TASKTIDE_LISTEN" in res.stderr
+
+
+def test_a_list_of_names_with_tls_checks_the_certificate_against_the_name(
+    server_settings: ServerSettings, tmp_path: Path, queue_name: str
+) -> None:
+    """The names of a list are resolved to addresses; the certificate (here naming `localhost`
+    only, no IP address) is still checked against the name."""
+    spec = importlib.util.spec_from_file_location("dev_certs", ROOT / "scripts" / "dev_certs.py")
+    assert spec is not None and spec.loader is not None
+    dev_certs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dev_certs)
+    certs = dev_certs.make(tmp_path / "certs", ["localhost"])
+    tls = TlsSettings(cert=str(certs / "server.pem"), key=str(certs / "server-key.pem"), ca=str(certs / "ca.pem"))
+    p = PlatformThread(replace(server_settings, tls=tls)).start()
+    try:
+        port = p.address.rsplit(":", 1)[1]
+        with unreachable_address() as down:
+            address = f"localhost:{port},localhost:{down.rsplit(':', 1)[1]}"
+            settings = tasktide.ClientSettings(address=address, tls_ca=str(certs / "ca.pem"))
+            with tasktide.Client(settings=settings) as client:
+                handle = client.submit("t.add", [1, 2], queue=queue_name)
+                assert client.get_task(handle.id).spec.name == "t.add"
+    finally:
+        p.stop()
