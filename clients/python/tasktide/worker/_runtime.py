@@ -68,7 +68,6 @@ class Worker:
         self._in_doubt = InDoubt(self.lease_seconds)
         self._consumers: list[asyncio.Task[None]] = []
         self.completed = 0
-        self.sessions = 0  # sessions opened (more than one: the worker reconnected)
 
     def _send_progress(self, report: worker_pb2.ProgressReport) -> None:
         """Called by task code: on the loop (async tasks, the process pool's frames) or in a thread."""
@@ -165,7 +164,6 @@ class Worker:
         """Open a session's credit, carrying over what a lost session left: the leases still held
         (extended at once, so they do not lapse during the reconnection), and the outcomes it may
         not have recorded. The credit counts the tasks held as already given."""
-        self.sessions += 1
         if self._held:
             hb = worker_pb2.Heartbeat(leases=list(self._held.values()))
             await call.write(worker_pb2.WorkerMessage(heartbeat=hb))
