@@ -7,6 +7,7 @@ move to the other one, the worker with its leases (no task runs twice), the Watc
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -14,7 +15,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasktide import Client, ClientSettings
+import pytest
+
+from tasktide import AsyncClient, Client, ClientSettings
 from tasktide.v1 import task_pb2
 from tasktide_services.common.layout import is_final
 from tasktide_services.common.redis_server import start_redis
@@ -143,9 +146,11 @@ def test_a_worker_session_moves_to_another_registry_with_its_leases(tmp_path: Pa
     assert fig.run_twice == 0, f"bodies run more than once: {dict(runs(s.markers))}"
 
 
-def test_a_watch_moves_to_another_results_replica_from_its_cursors(tmp_path: Path, queue_name: str) -> None:
+@pytest.mark.parametrize("kind", ["blocking", "async"])
+def test_a_watch_moves_to_another_results_replica_from_its_cursors(tmp_path: Path, queue_name: str, kind: str) -> None:
     """A Watch opened on results 0 (the only one up then) goes on, through results 1, after
-    results 0 is killed mid-run: every event of every task once, in order, ending with its final one."""
+    results 0 is killed mid-run: every event of every task once, in order, ending with its final one.
+    Client.watch and AsyncClient.watch alike."""
     with setup(tmp_path) as s:
         for service in ("scheduler", "registry"):
             s.replicas.start(service, 0)
@@ -158,10 +163,18 @@ def test_a_watch_moves_to_another_results_replica_from_its_cursors(tmp_path: Pat
                 seen: list[task_pb2.TaskEvent] = []
                 failure: list[BaseException] = []
 
+                async def watch_async() -> None:
+                    async with AsyncClient(settings=client.settings) as aclient:
+                        async for ev in aclient.watch(ids):
+                            seen.append(ev)
+
                 def watch() -> None:
                     try:
-                        for ev in client.watch(ids):
-                            seen.append(ev)
+                        if kind == "async":
+                            asyncio.run(watch_async())
+                        else:
+                            for ev in client.watch(ids):
+                                seen.append(ev)
                     except BaseException as exc:  # noqa: BLE001 - reported by the test
                         failure.append(exc)
 
