@@ -17,6 +17,7 @@ from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
 
+from tasktide import ConfigurationError
 from tasktide_services.common.auth import DEFAULT_NAMESPACE, AuthError, mint, read_key
 from tasktide_services.common.redis_checks import EvictionPolicyError, check_redis
 from tasktide_services.common.redis_conn import connect
@@ -150,6 +151,8 @@ def main(argv: list[str]) -> int:
         insecure=settings.insecure or args.insecure,
     )
     problem = settings.exposure_problem()
+    if "," in settings.address:  # TASKTIDE_ADDRESS may list the replicas clients reach
+        problem = f"cannot listen on the list {settings.address!r}: set TASKTIDE_LISTEN (or --address) to one address"
     if problem:
         print(f"tasktide {command}: {problem}", file=sys.stderr)
         return 2
@@ -171,7 +174,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         return run_loop(_serve(settings, which, demo, demo_tasks))
-    except (AuthError, TlsError, EvictionPolicyError) as exc:
+    except (AuthError, TlsError, EvictionPolicyError, ConfigurationError) as exc:
         print(f"tasktide {command}: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:

@@ -129,3 +129,57 @@ def platforms(*kinds: str) -> Any:
             yield split
 
     return platform
+
+
+class Replicas:
+    """`n` replicas of each service, each its own process on a unix socket in a folder of its own.
+    Clients, workers and the services themselves reach a service by the comma list of its
+    replicas' addresses (`env`), balanced round robin: a replica that dies is left out until it is
+    back. `kill` and `start` take one replica (service name, index)."""
+
+    def __init__(self, env: dict[str, str], logs: Path, n: int = 2, services: tuple[str, ...] = SERVICES) -> None:
+        self.folder = tempfile.mkdtemp(prefix="tt-")  # short: a socket path has a length limit
+        self.logs, self.services, self.n = logs, services, n
+        self.addresses = {s: [f"unix:{self.folder}/{s}{i}.sock" for i in range(n)] for s in services}
+        lists = {s: ",".join(a) for s, a in self.addresses.items()}
+        self.env = {**env, **{f"TASKTIDE_{s.upper()}_ADDRESS": lists[s] for s in services}}
+        self.env["TASKTIDE_ADDRESS"] = lists.get("scheduler", env.get("TASKTIDE_ADDRESS", ""))
+        self.procs: dict[tuple[str, int], subprocess.Popen[str]] = {}
+
+    def start(self, service: str, i: int) -> None:
+        log = (self.logs / f"{service}{i}.log").open("a")
+        address = self.addresses[service][i]
+        proc = spawn(service, env={**self.env, "TASKTIDE_LISTEN": address}, cwd=ROOT, stdout=log, stderr=log)
+        self.procs[(service, i)] = proc
+        wait_serving(address, proc)
+
+    def start_all(self) -> None:
+        for service in self.services:
+            for i in range(self.n):
+                self.start(service, i)
+
+    def kill(self, service: str, i: int) -> None:
+        """SIGKILL of one replica: no drain, no goodbye, as a crash or an OOM kill would."""
+        proc = self.procs.pop((service, i))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        Path(self.addresses[service][i].removeprefix("unix:")).unlink(missing_ok=True)
+
+    def alive(self) -> list[tuple[str, int]]:
+        return [k for k, p in self.procs.items() if p.poll() is None]
+
+    def close(self) -> None:
+        stop(list(self.procs.values()))
+        self.procs.clear()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def replicas(env: dict[str, str], logs: Path, n: int = 2, services: tuple[str, ...] = SERVICES) -> Iterator[Replicas]:
+    """`n` replicas of each of `services`, started and serving (see Replicas)."""
+    r = Replicas(env, logs, n, services)
+    try:
+        r.start_all()
+        yield r
+    finally:
+        r.close()

@@ -17,6 +17,7 @@ import grpc
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from tasktide._channels import target
 from tasktide.v1 import (
     results_pb2,
     results_pb2_grpc,
@@ -127,13 +128,18 @@ class Peers:
         self._settings = settings
         self._channels: dict[str, grpc.aio.Channel] = {}
         chain = list(interceptors) or None
+        tls = bool(settings.tls.enabled or settings.tls.ca)
         for which in ("scheduler", "registry", "results"):
             addr = settings.peer(which)
-            if addr not in self._channels:
+            if addr not in self._channels:  # one address or several replicas, round robin
+                where = target(addr, tls)
+                both: list[tuple[str, object]] = [*opts, *where.options]
                 self._channels[addr] = (
-                    grpc.aio.secure_channel(addr, settings.tls.channel_credentials(), options=opts, interceptors=chain)
-                    if settings.tls.enabled or settings.tls.ca
-                    else grpc.aio.insecure_channel(addr, options=opts, interceptors=chain)
+                    grpc.aio.secure_channel(
+                        where.target, settings.tls.channel_credentials(), options=both, interceptors=chain
+                    )
+                    if tls
+                    else grpc.aio.insecure_channel(where.target, options=both, interceptors=chain)
                 )
         self.scheduler = scheduler_pb2_grpc.SchedulerStub(self._channels[settings.peer("scheduler")])
         self.workflows = workflow_pb2_grpc.WorkflowsStub(self._channels[settings.peer("scheduler")])

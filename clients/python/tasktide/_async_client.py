@@ -3,6 +3,7 @@ responses are built and shaped in _base.py, as for Client; Client's docstrings s
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, Unpack
@@ -11,7 +12,7 @@ import grpc
 
 from tasktide._base import BaseClient, Call, ListFilters, StateLike
 from tasktide._channels import aio_channel
-from tasktide._errors import translated
+from tasktide._errors import translate, translated
 from tasktide._exceptions import NotFound
 from tasktide._explain import DeadLetter, Explanation
 from tasktide._handle import AsyncTaskHandle
@@ -22,6 +23,7 @@ from tasktide._settings import ClientSettings
 from tasktide._spec import SubmitOptions, build_spec
 from tasktide._states import TaskState
 from tasktide._transports import async_submitter
+from tasktide._watching import Resumable
 from tasktide.v1 import results_pb2, results_pb2_grpc, scheduler_pb2_grpc, task_pb2, worker_pb2, worker_pb2_grpc
 
 T = TypeVar("T")
@@ -274,8 +276,17 @@ class AsyncClient(BaseClient, AsyncScheduleMethods):  # schedule methods: _sched
             cursors: per task, the sequence to resume after.
             final_only: only the final events.
         """
-        req = self._watch_request(task_ids, until_final, cursors, final_only)
-        with translated(self.settings.results()):
-            async for batch in self._stubs["results"].WatchBatches(req):
-                for ev in batch.events:
-                    yield ev
+        watch = Resumable(task_ids, until_final, cursors, final_only)
+        while not watch.done():
+            try:
+                async for batch in self._stubs["results"].WatchBatches(watch.request()):
+                    for ev in batch.events:
+                        if watch.fresh(ev):
+                            yield ev
+                if not watch.resume_after_end():
+                    return
+            except grpc.RpcError as exc:  # another replica takes the watch over from its cursors
+                pause = watch.resume_after(exc)
+                if pause is None:
+                    raise translate(exc, self.settings.results()) from None
+                await asyncio.sleep(pause)

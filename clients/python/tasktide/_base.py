@@ -156,13 +156,6 @@ class BaseClient:
         """The state of a fetched result, or None when the results service does not know the task yet."""
         return TaskState.from_proto(result.state) if result.found else None
 
-    def _watch_request(
-        self, task_ids: Sequence[str], until_final: bool, cursors: dict[str, str] | None, final_only: bool
-    ) -> results_pb2.WatchRequest:
-        return results_pb2.WatchRequest(
-            task_ids=task_ids, until_final=until_final, cursors=cursors or {}, final_only=final_only
-        )
-
     # Registry
 
     def _pause_queue(self, queue: str, paused: bool) -> Call[None]:

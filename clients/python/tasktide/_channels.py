@@ -12,6 +12,7 @@ import grpc
 
 from tasktide._exceptions import ConfigurationError
 from tasktide._settings import ClientSettings
+from tasktide._targets import Target, parse
 
 
 def _read(path: str, what: str) -> bytes:
@@ -122,13 +123,25 @@ def bearer_interceptor(token: Callable[[], str]) -> grpc.UnaryUnaryClientInterce
     return _Bearer(token)
 
 
+def target(address: str, tls: bool = False) -> Target:
+    """The gRPC target and balancing options for an address setting: one address, a DNS name or a
+    comma list of replicas (_targets.py). ConfigurationError for a list gRPC could not use."""
+    return parse(address, tls=tls)
+
+
+def _options(settings: ClientSettings, where: Target) -> list[tuple[str, Any]]:
+    return [*settings.channel_options, *where.options]
+
+
 def blocking_channel(settings: ClientSettings, address: str) -> grpc.Channel:
-    """A channel to `address` with the settings' TLS and token."""
-    opts = list(settings.channel_options)
+    """A channel to `address` (one address or several replicas, balanced round robin) with the
+    settings' TLS and token."""
+    where = target(address, settings.tls)
+    opts = _options(settings, where)
     if settings.tls:
-        channel = grpc.secure_channel(address, credentials(settings), options=opts)
+        channel = grpc.secure_channel(where.target, credentials(settings), options=opts)
     else:
-        channel = grpc.insecure_channel(address, options=opts)
+        channel = grpc.insecure_channel(where.target, options=opts)
     token = settings.token
     if token:
         channel = grpc.intercept_channel(channel, _Bearer(lambda: token))
@@ -138,11 +151,13 @@ def blocking_channel(settings: ClientSettings, address: str) -> grpc.Channel:
 def aio_channel(
     settings: ClientSettings, address: str, interceptors: Sequence[grpc.aio.ClientInterceptor] = ()
 ) -> grpc.aio.Channel:
-    """An asyncio channel to `address` with the settings' TLS and token (before `interceptors`)."""
+    """An asyncio channel to `address` (one address or several replicas, balanced round robin) with
+    the settings' TLS and token (before `interceptors`)."""
+    where = target(address, settings.tls)
     token = settings.token
     chain = aio_bearer_interceptors(lambda: token) if token else []
     chain.extend(interceptors)
-    opts = list(settings.channel_options)
+    opts = _options(settings, where)
     if settings.tls:
-        return grpc.aio.secure_channel(address, credentials(settings), options=opts, interceptors=chain or None)
-    return grpc.aio.insecure_channel(address, options=opts, interceptors=chain or None)
+        return grpc.aio.secure_channel(where.target, credentials(settings), options=opts, interceptors=chain or None)
+    return grpc.aio.insecure_channel(where.target, options=opts, interceptors=chain or None)

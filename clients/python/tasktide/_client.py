@@ -4,6 +4,7 @@ Requests and responses are built and shaped in _base.py; this module does the ca
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, Unpack
 
@@ -11,7 +12,7 @@ import grpc
 
 from tasktide._base import BaseClient, Call, ListFilters, StateLike
 from tasktide._channels import blocking_channel
-from tasktide._errors import translated
+from tasktide._errors import translate, translated
 from tasktide._exceptions import NotFound
 from tasktide._explain import DeadLetter, Explanation
 from tasktide._handle import TaskHandle
@@ -22,6 +23,7 @@ from tasktide._settings import ClientSettings
 from tasktide._spec import SubmitOptions, build_spec
 from tasktide._states import TaskState
 from tasktide._transports import blocking_submitter
+from tasktide._watching import Resumable
 from tasktide.v1 import results_pb2, results_pb2_grpc, scheduler_pb2_grpc, task_pb2, worker_pb2, worker_pb2_grpc
 
 T = TypeVar("T")
@@ -288,7 +290,8 @@ class Client(BaseClient, ScheduleMethods):  # schedule methods: _schedules.py
         cursors: dict[str, str] | None = None,
         final_only: bool = False,
     ) -> Iterator[task_pb2.TaskEvent]:
-        """The events of these tasks as they happen, those already recorded first.
+        """The events of these tasks as they happen, those already recorded first. A stream broken
+        by the loss of a results replica is opened again from where it was (_watching.py).
 
         Args:
             task_ids: the tasks to watch.
@@ -296,7 +299,15 @@ class Client(BaseClient, ScheduleMethods):  # schedule methods: _schedules.py
             cursors: per task, the sequence to resume after (from an event's `seq`).
             final_only: only the final events.
         """
-        req = self._watch_request(task_ids, until_final, cursors, final_only)
-        with translated(self.settings.results()):
-            for batch in self._stubs["results"].WatchBatches(req):
-                yield from batch.events
+        watch = Resumable(task_ids, until_final, cursors, final_only)
+        while not watch.done():
+            try:
+                for batch in self._stubs["results"].WatchBatches(watch.request()):
+                    yield from (ev for ev in batch.events if watch.fresh(ev))
+                if not watch.resume_after_end():
+                    return
+            except grpc.RpcError as exc:  # another replica takes the watch over from its cursors
+                pause = watch.resume_after(exc)
+                if pause is None:
+                    raise translate(exc, self.settings.results()) from None
+                time.sleep(pause)

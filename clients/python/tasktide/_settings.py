@@ -14,6 +14,8 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 class ClientSettings:
     """Where the platform is and how the client talks to it (see from_env for the variables)."""
 
+    # Each address is one address, a DNS name, or a comma list of a service's replicas; calls are
+    # balanced round robin over the replicas that are up (_targets.py).
     address: str = DEFAULT_ADDRESS
     scheduler_address: str = ""
     registry_address: str = ""

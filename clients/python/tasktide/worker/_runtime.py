@@ -4,6 +4,12 @@ The worker grants credits; the registry sends at most that many assignments. Out
 small batches, each returning its credit. Heartbeats extend every lease the worker holds. On drain
 (SIGTERM) nothing new is taken, leases of tasks not started are released, running tasks finish and
 their outcomes are sent before the stream closes.
+
+A lost session (its registry replica died, the connection broke) is opened again, on whichever
+replica the registry's address now leads to. What the worker holds goes on: tasks running or
+prefetched keep their leases (a heartbeat on the new session extends them at once), outcomes not
+yet written are written there, and those written during the last lease period are sent again in
+case the lost replica never recorded them (_in_doubt.py).
 """
 
 from __future__ import annotations
@@ -11,12 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import socket
 import threading
 import time
-import uuid
-from dataclasses import dataclass, field
 from typing import TypeAlias
 
 import grpc
@@ -27,8 +30,10 @@ from tasktide._errors import translate
 from tasktide._hooks import Hooks
 from tasktide._settings import ClientSettings
 from tasktide.v1 import task_pb2, worker_pb2, worker_pb2_grpc
+from tasktide.worker._config import WorkerConfig
 from tasktide.worker._credit import CreditWindow
 from tasktide.worker._execute import not_started
+from tasktide.worker._in_doubt import InDoubt
 from tasktide.worker._pools import ProcessBackend
 from tasktide.worker._runner import TaskRunner
 from tasktide.worker._slots import ThreadSlots
@@ -38,18 +43,6 @@ log = logging.getLogger("tasktide.worker")
 _SessionCall: TypeAlias = "grpc.aio.StreamStreamCall[worker_pb2.WorkerMessage, worker_pb2.RegistryMessage]"
 _REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 _RECONNECT_MAX = 5.0
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    queues: tuple[str, ...] = ("default",)
-    concurrency: int = 4
-    pool: str = "threads"  # threads | asyncio | processes (plain functions; async def runs on the loop)
-    app_target: str = ""  # MODULE:APP, needed by the process pool
-    prefetch: int = 0  # extra assignments held beyond concurrency; 0 = by task length (_credit.py)
-    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
-    flush_interval: float | None = None  # seconds an outcome waits for others; None = by task length
-    max_batch: int = 256
 
 
 class Worker:
@@ -72,6 +65,8 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._credit = CreditWindow(config.concurrency, config.prefetch)
+        self._in_doubt = InDoubt(self.lease_seconds)
+        self._consumers: list[asyncio.Task[None]] = []
         self.completed = 0
 
     def _send_progress(self, report: worker_pb2.ProgressReport) -> None:
@@ -99,11 +94,13 @@ class Worker:
                 self.app, cfg.concurrency, cfg.worker_id, self.hooks, self._send_progress, self._finished, self._loop
             )
         runner = self._runner = TaskRunner(self.app, backend, cfg.worker_id, self._send_progress)
+        # The consumers outlive sessions: a task running when its session is lost goes on.
+        self._consumers = [asyncio.create_task(self._consume(runner)) for _ in range(cfg.concurrency)]
         delay = 0.2
         try:
             while not self._stopping.is_set():
                 try:
-                    await self._session(runner)
+                    await self._session()
                     delay = 0.2
                 except grpc.aio.AioRpcError as exc:
                     if self._stopping.is_set():
@@ -117,12 +114,15 @@ class Worker:
                         pass
                     delay = min(delay * 2, _RECONNECT_MAX)
         finally:
+            for t in self._consumers:
+                t.cancel()
+            await asyncio.gather(*self._consumers, return_exceptions=True)
             if backend is not None:
                 await backend.close()
             if self._slots is not None:
                 self._slots.close()
 
-    async def _session(self, runner: TaskRunner) -> None:
+    async def _session(self) -> None:
         cfg = self.config
         async with aio_channel(self.settings, self.settings.registry()) as channel:
             call = worker_pb2_grpc.RegistryStub(channel).Session()
@@ -136,19 +136,16 @@ class Worker:
                 language="python",
             )
             await call.write(worker_pb2.WorkerMessage(hello=hello))
-            self._held.clear()
-            self._outbox = asyncio.Queue()
-            self._ready = asyncio.Queue()
             welcome = await call.read()
             if welcome is grpc.aio.EOF or welcome.WhichOneof("kind") != "welcome":
                 raise RuntimeError("the registry did not welcome this worker")
             self.lease_seconds = welcome.welcome.lease_seconds or self.lease_seconds
-            await call.write(worker_pb2.WorkerMessage(credit=self._credit.open()))
+            self._in_doubt.horizon = self.lease_seconds
+            await self._resume(call)
             tasks = [
                 asyncio.create_task(self._read(call)),
                 asyncio.create_task(self._write(call)),
                 asyncio.create_task(self._heartbeat()),
-                *(asyncio.create_task(self._consume(runner)) for _ in range(cfg.concurrency)),
             ]
             stop = asyncio.create_task(self._stopping.wait())
             done, _ = await asyncio.wait([tasks[0], stop], return_when=asyncio.FIRST_COMPLETED)
@@ -162,6 +159,22 @@ class Worker:
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _resume(self, call: _SessionCall) -> None:
+        """Open a session's credit, carrying over what a lost session left: the leases still held
+        (extended at once, so they do not lapse during the reconnection), and the outcomes it may
+        not have recorded. The credit counts the tasks held as already given."""
+        if self._held:
+            hb = worker_pb2.Heartbeat(leases=list(self._held.values()))
+            await call.write(worker_pb2.WorkerMessage(heartbeat=hb))
+        again = self._in_doubt.take()
+        for i in range(0, len(again), self.config.max_batch):
+            batch = worker_pb2.OutcomeBatch(outcomes=again[i : i + self.config.max_batch], credit=0)
+            await call.write(worker_pb2.WorkerMessage(outcomes=batch))
+        if again:
+            log.info("sent %d outcomes again on the new session", len(again))
+        credit = max(self._credit.open() - len(self._held), 0)
+        await call.write(worker_pb2.WorkerMessage(credit=credit))
 
     async def _read(self, call: _SessionCall) -> None:
         while True:
@@ -181,7 +194,14 @@ class Worker:
             elif kind == "drain":
                 self._stopping.set()
             elif kind == "rejected":
-                log.warning("lease rejected for %s: %s", msg.rejected.lease.task_id, msg.rejected.reason)
+                lease = msg.rejected.lease
+                held = self._held.get(lease.task_id)
+                if held is not None and held.lease_token == lease.lease_token:
+                    del self._held[lease.task_id]  # gone: heartbeats cannot bring it back
+                if self._in_doubt.was_resent(lease.task_id, lease.lease_token):
+                    log.debug("outcome sent again for %s was already recorded", lease.task_id)
+                else:
+                    log.warning("lease rejected for %s: %s", lease.task_id, msg.rejected.reason)
 
     def _start(self, a: worker_pb2.Assignment) -> None:
         if self._slots is not None:
@@ -237,6 +257,7 @@ class Worker:
                 return
             if isinstance(item, task_pb2.Outcome):
                 batch = [item]
+                self._in_doubt.written(batch)  # from here on a lost session sends it again
                 if self._busy() or not self._ready.empty():  # more outcomes may join this batch
                     wait = self.config.flush_interval
                     await asyncio.sleep(self._credit.linger() if wait is None else wait)
@@ -248,6 +269,7 @@ class Worker:
                         break
                     if isinstance(nxt, task_pb2.Outcome):
                         batch.append(nxt)
+                        self._in_doubt.written([nxt])
                     else:
                         others.append(nxt)
                 credit = 0 if self._stopping.is_set() else self._credit.returned(len(batch))
@@ -282,8 +304,7 @@ class Worker:
         if not_started:
             self._outbox.put_nowait(worker_pb2.WorkerMessage(release=worker_pb2.Release(leases=not_started)))
         log.info("draining: %d released, %d running", len(not_started), self._busy())
-        consumers = tasks[3:]
-        await asyncio.gather(*consumers, return_exceptions=True)
+        await asyncio.gather(*self._consumers, return_exceptions=True)
         while self._busy():
             await asyncio.sleep(0.01)
         self._outbox.put_nowait(None)
@@ -293,26 +314,3 @@ class Worker:
             await asyncio.wait_for(tasks[0], timeout=2.0)
         except (TimeoutError, grpc.aio.AioRpcError):
             pass
-
-
-def run_worker(
-    app: App, config: WorkerConfig, settings: ClientSettings | None = None, hooks: Hooks | None = None
-) -> int:
-    """Run a worker until SIGTERM/SIGINT, then drain. Returns the process exit code."""
-    settings = settings or app.settings
-
-    async def main() -> None:
-        worker = Worker(app, config, settings, hooks)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, worker.request_stop)
-        log.info("worker %s consuming %s", config.worker_id, ",".join(config.queues))
-        await worker.run()
-
-    try:
-        import uvloop  # optional: a faster event loop where it is installed
-    except ImportError:
-        asyncio.run(main())
-    else:
-        uvloop.run(main())
-    return 0
