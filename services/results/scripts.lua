@@ -4,41 +4,63 @@
 
 --! record
 -- KEYS: state hash, event log (a LIST of serialized TaskEvents, oldest first).
--- ARGV: expire ms (from the task's final event on), then per event of this task, in order: state, progress_only (0|1), reopen (0|1),
--- serialized TaskEvent, serialized TaskSpec (or empty), submission time ms (with a spec).
+-- ARGV: result expiry ms, timeline expiry ms (both from the task's final event on), then per event
+-- of this task, in order: state, progress_only (0|1), reopen (0|1), serialized TaskEvent (without
+-- its spec), serialized TaskSpec (or empty), submission time ms (with a spec).
 -- Returns 1 or 0 per event (0: refused).
 -- Nothing is written once the task is final: one result per task, whoever is late. Only a reopen
 -- event (a dead task requeued) passes a final state.
 -- The state hash keeps the state (s) and the latest event that changed it (e), which carries the
--- name, attempt, worker, time, result and error; p and t0 keep the spec submitted and when. Field
--- c counts every event appended: an event's cursor is its number, which stays valid when the log
--- is trimmed to its last EVENTS_KEPT events (once it is 100 over, so the trim is rare).
+-- name, attempt, worker, time, result and error; p and t0 keep the spec submitted and when (the
+-- only copy of the spec: events_after gives it back with the first event). Field c counts every
+-- event appended: an event's cursor is its number, which stays valid when the log is trimmed to
+-- its last EVENTS_KEPT events (once it is 100 over, so the trim is rare) or has expired.
+-- The events of one call are written together: one HSET, one RPUSH, whatever their number.
 -- (A LIST, not a STREAM: a Redis 6.2 stream allocates a 4 KB node for its first entry.)
 local state, log = KEYS[1], KEYS[2]
-local expire_ms = ARGV[1]
-local out = {}
-for i = 2, #ARGV, 6 do
-  local new_state, progress_only, reopen = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local event, spec, submitted = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-  local current = tonumber(redis.call('HGET', state, 's') or '0')
-  if current >= FIRST_FINAL_STATE and current <= LAST_FINAL_STATE and reopen ~= '1' then
+local expire_ms, timeline_ms = ARGV[1], ARGV[2]
+local function final(s) return s >= FIRST_FINAL_STATE and s <= LAST_FINAL_STATE end
+local seen = redis.call('HMGET', state, 's', 'c', 't0')
+local current, count = tonumber(seen[1] or '0'), tonumber(seen[2] or '0')
+local was_final, has_spec = final(current), seen[3] ~= false
+local out, pushed, fields = {}, {}, {}
+local new_state, latest
+for i = 3, #ARGV, 6 do
+  if final(current) and ARGV[i + 2] ~= '1' then
     out[#out + 1] = 0
   else
-    if progress_only == '0' then redis.call('HSET', state, 's', new_state, 'e', event) end
-    if spec ~= '' and redis.call('HSETNX', state, 'p', spec) == 1 then
-      redis.call('HSET', state, 't0', submitted)
+    if ARGV[i + 1] == '0' then
+      new_state, latest = ARGV[i], ARGV[i + 3]
+      current = tonumber(new_state)
     end
-    redis.call('HINCRBY', state, 'c', 1)
-    if redis.call('RPUSH', log, event) > EVENTS_KEPT + 100 then redis.call('LTRIM', log, -EVENTS_KEPT, -1) end
+    if ARGV[i + 4] ~= '' and not has_spec then
+      has_spec = true
+      fields[#fields + 1] = 'p'
+      fields[#fields + 1] = ARGV[i + 4]
+      fields[#fields + 1] = 't0'
+      fields[#fields + 1] = ARGV[i + 5]
+    end
+    pushed[#pushed + 1] = ARGV[i + 3]
     out[#out + 1] = 1
   end
 end
--- Expiry applies to finished tasks only: a task waiting or running keeps its history.
-local now_state = tonumber(redis.call('HGET', state, 's') or '0')
-if now_state >= FIRST_FINAL_STATE and now_state <= LAST_FINAL_STATE then
+if #pushed == 0 then return out end
+if latest then
+  fields[#fields + 1] = 's'
+  fields[#fields + 1] = new_state
+  fields[#fields + 1] = 'e'
+  fields[#fields + 1] = latest
+end
+fields[#fields + 1] = 'c'
+fields[#fields + 1] = count + #pushed
+redis.call('HSET', state, unpack(fields))
+if redis.call('RPUSH', log, unpack(pushed)) > EVENTS_KEPT + 100 then redis.call('LTRIM', log, -EVENTS_KEPT, -1) end
+-- Expiry applies to finished tasks only: a task waiting or running keeps its history. The
+-- timeline (the log) has its own, shorter retention; the result stays in the state hash.
+if final(current) then
   redis.call('PEXPIRE', state, expire_ms)
-  redis.call('PEXPIRE', log, expire_ms)
-else
+  redis.call('PEXPIRE', log, timeline_ms)
+elseif was_final then
   redis.call('PERSIST', state)
   redis.call('PERSIST', log)
 end
@@ -46,13 +68,25 @@ return out
 
 --! events_after
 -- KEYS: state hash, event log. ARGV: number of events already seen, max count.
--- Returns the number of the event before the first one returned, then up to max count events.
+-- Returns the number of the event before the first one returned, the spec submitted when the
+-- first event is returned (else ''), what is gone (0: nothing, 1: events after the number seen
+-- were trimmed, 2: the log expired: the latest event that set the state stands for the events
+-- after the number seen, as the last of them), then up to max count events.
 local state, log = KEYS[1], KEYS[2]
 local seen, max = tonumber(ARGV[1]), tonumber(ARGV[2])
-local total = tonumber(redis.call('HGET', state, 'c') or '0')
-local first = total - redis.call('LLEN', log)
+local row = redis.call('HMGET', state, 'c', 'e')
+local total = tonumber(row[1] or '0')
+local kept = redis.call('LLEN', log)
+local first = total - kept
+if kept == 0 and total > seen and row[2] then
+  return {total - 1, '', 2, row[2]}
+end
 local from = math.max(seen, first)
 local out = redis.call('LRANGE', log, from - first, from - first + max - 1)
+local spec = ''
+if from == 0 and #out > 0 then spec = redis.call('HGET', state, 'p') or '' end
+table.insert(out, 1, from > seen and 1 or 0)
+table.insert(out, 1, spec)
 table.insert(out, 1, from)
 return out
 

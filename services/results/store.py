@@ -1,4 +1,10 @@
-"""The results service's transitions on Redis: per-task state and event log (keys.py, scripts.lua)."""
+"""The results service's transitions on Redis: per-task state and event log (keys.py, scripts.lua).
+
+Two retention tiers: the result (state hash: state, latest event with the value or error, the spec)
+is kept for the result expiry once the task is final; its timeline (the event log) for the timeline
+expiry, shorter by default. A watcher that reads a task whose timeline has expired gets the event
+that set its final state, marked with TIMELINE_EXPIRED in its message.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +21,24 @@ from tasktide_services.results import keys
 from tasktide_services.results.index import TaskIndex
 
 SCRIPTS = LuaFile(Path(__file__).with_name("scripts.lua"), keys.LUA_CONSTANTS)
+EXPIRED = 2  # events_after: the timeline expired, the latest event stands for it
+TIMELINE_EXPIRED = "the earlier events of this task are no longer kept (its timeline expired)"
 
 
 class ResultsStore:
-    def __init__(self, redis: Redis, expire_seconds: float, index: IndexSettings | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        expire_seconds: float,
+        index: IndexSettings | None = None,
+        timeline_seconds: float | None = None,
+    ) -> None:
+        """`timeline_seconds`: how long a finished task's event log is kept (None, or more than
+        `expire_seconds`: as long as its result)."""
         self.redis = redis
         self.expire_ms = int(expire_seconds * 1000)
+        timeline = expire_seconds if timeline_seconds is None else min(timeline_seconds, expire_seconds)
+        self.timeline_ms = max(1, int(timeline * 1000))
         self._s = load_scripts(redis, SCRIPTS)
         self.index = TaskIndex(index or IndexSettings(), self._s)
 
@@ -42,9 +60,12 @@ class ResultsStore:
             return
         script = self._s["record"]
         for tid, evs in _by_task(events).items():
-            argv: list[int | bytes] = [self.expire_ms]
+            argv: list[int | bytes] = [self.expire_ms, self.timeline_ms]
             for e in evs:
-                spec = e.spec.SerializeToString() if e.HasField("spec") else b""
+                spec = b""
+                if e.HasField("spec"):  # kept once, in the state hash, not in the event
+                    spec = e.spec.SerializeToString()
+                    e = _without_spec(e)
                 argv += [
                     e.state,
                     1 if e.progress_only else 0,
@@ -93,17 +114,32 @@ class ResultsStore:
                 script(keys.task_keys(tid), [seen, count], client=pipe)
 
         replies = await run_pipeline(self.redis, build, self._s)
-        out: dict[str, list[task_pb2.TaskEvent]] = {}
-        for tid, res in zip(ids, replies, strict=True):
-            number = int(res[0])
-            evs = []
-            for raw in res[1:]:
-                number += 1
-                ev = task_pb2.TaskEvent.FromString(raw)
-                ev.cursor = str(number)
-                evs.append(ev)
-            out[tid] = evs
-        return out
+        return {tid: _events(res) for tid, res in zip(ids, replies, strict=True)}
+
+
+def _events(reply: list[bytes]) -> list[task_pb2.TaskEvent]:
+    """The events of an `events_after` reply, each with its cursor; the first event of a task
+    carries its spec again; an event standing for an expired timeline says so in its message."""
+    number, spec, expired = int(reply[0]), reply[1], int(reply[2]) == EXPIRED
+    evs = []
+    for raw in reply[3:]:
+        number += 1
+        ev = task_pb2.TaskEvent.FromString(raw)
+        ev.cursor = str(number)
+        evs.append(ev)
+    if evs and spec and number - len(evs) == 0:
+        evs[0].spec.ParseFromString(spec)
+    if expired:
+        for ev in evs:
+            ev.message = f"{TIMELINE_EXPIRED}; {ev.message}" if ev.message else TIMELINE_EXPIRED
+    return evs
+
+
+def _without_spec(e: task_pb2.TaskEvent) -> task_pb2.TaskEvent:
+    copy = task_pb2.TaskEvent()
+    copy.CopyFrom(e)
+    copy.ClearField("spec")
+    return copy
 
 
 def _by_task(events: list[task_pb2.TaskEvent]) -> dict[str, list[task_pb2.TaskEvent]]:
