@@ -1,0 +1,66 @@
+"""What a task's life costs Redis, counted with INFO commandstats on a Redis of its own (the
+commands a script runs count too): a regression guard under `python -m bench --only footprint`."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tasktide.v1 import task_pb2
+from tasktide_services.common.redis_conn import connect
+from tasktide_services.common.settings import IndexSettings
+from tasktide_services.results import keys
+from tasktide_services.results.store import ResultsStore
+from tests.processes import own_redis
+
+S = task_pb2
+
+
+async def _calls(redis: Any) -> int:
+    stats = await redis.info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k not in ("cmdstat_info", "cmdstat_script|load"))
+
+
+def _life(task_id: str) -> list[task_pb2.TaskEvent]:
+    """QUEUED (with the spec), RUNNING and SUCCEEDED: what a task run at once records, in one call."""
+    spec = task_pb2.TaskSpec(name="f.add", queue="q")
+    base = {"task_id": task_id, "name": "f.add", "queue": "q", "at_ms": 1}
+    return [
+        task_pb2.TaskEvent(state=S.TASK_STATE_QUEUED, spec=spec, **base),  # type: ignore[arg-type]
+        task_pb2.TaskEvent(state=S.TASK_STATE_RUNNING, worker_id="w", **base),  # type: ignore[arg-type]
+        task_pb2.TaskEvent(state=S.TASK_STATE_SUCCEEDED, worker_id="w", **base),  # type: ignore[arg-type]
+    ]
+
+
+def test_recording_a_task_life_costs_a_few_commands_and_keeps_the_spec_once(tmp_path: Path) -> None:
+    async def main() -> None:
+        with own_redis(tmp_path / "redis") as url:
+            redis = await connect(url)
+            try:
+                store = ResultsStore(redis, 600.0, IndexSettings(enabled=False), timeline_seconds=60.0)
+                await store.record(_life(uuid.uuid4().hex))  # scripts loaded, not counted
+                tid = uuid.uuid4().hex
+                before = await _calls(redis)
+                assert await store.record(_life(tid)) == [True, True, True]
+                used = await _calls(redis) - before
+                # EVALSHA, HMGET, HSET, RPUSH, two PEXPIRE; and the PUBLISH of the pipeline
+                assert used <= 7, used
+                k = keys.task_keys(tid)
+                logged = [task_pb2.TaskEvent.FromString(raw) for raw in await redis.lrange(k.events, 0, -1)]
+                assert [e.state for e in logged] == [S.TASK_STATE_QUEUED, S.TASK_STATE_RUNNING, S.TASK_STATE_SUCCEEDED]
+                assert not any(e.HasField("spec") for e in logged)
+                assert task_pb2.TaskSpec.FromString(await redis.hget(k.state, "p")).name == "f.add"
+                evs = await store.events_after(tid, "")
+                assert evs[0].spec.name == "f.add" and [e.cursor for e in evs] == ["1", "2", "3"]
+                assert not evs[1].HasField("spec")
+                # A late event is refused and writes nothing.
+                before = await _calls(redis)
+                late = task_pb2.TaskEvent(task_id=tid, state=S.TASK_STATE_FAILED, at_ms=2)
+                assert await store.record([late]) == [False]
+                assert await _calls(redis) - before <= 3  # EVALSHA, HMGET, PUBLISH
+            finally:
+                await redis.aclose()
+
+    asyncio.run(main())
