@@ -45,13 +45,16 @@ def test_recording_a_task_life_costs_a_few_commands_and_keeps_the_spec_once(tmp_
                 before = await _calls(redis)
                 assert await store.record(_life(tid)) == [True, True, True]
                 used = await _calls(redis) - before
-                # EVALSHA, HMGET, HSET, RPUSH, two PEXPIRE; and the PUBLISH of the pipeline
+                # EVALSHA, GET, HMGET (a previous version's hash), RPUSH, SET, PEXPIRE; and the PUBLISH
                 assert used <= 7, used
                 k = keys.task_keys(tid)
                 logged = [task_pb2.TaskEvent.FromString(raw) for raw in await redis.lrange(k.events, 0, -1)]
                 assert [e.state for e in logged] == [S.TASK_STATE_QUEUED, S.TASK_STATE_RUNNING, S.TASK_STATE_SUCCEEDED]
                 assert not any(e.HasField("spec") for e in logged)
-                assert task_pb2.TaskSpec.FromString(await redis.hget(k.state, "p")).name == "f.add"
+                (res,) = await store.get([tid])
+                assert res.spec.name == "f.add" and res.state == S.TASK_STATE_SUCCEEDED
+                assert await redis.type(k.result) == b"string"
+                assert len(await redis.get(k.result)) < 100  # state, count, time, spec, final event
                 evs = await store.events_after(tid, "")
                 assert evs[0].spec.name == "f.add" and [e.cursor for e in evs] == ["1", "2", "3"]
                 assert not evs[1].HasField("spec")
@@ -59,7 +62,39 @@ def test_recording_a_task_life_costs_a_few_commands_and_keeps_the_spec_once(tmp_
                 before = await _calls(redis)
                 late = task_pb2.TaskEvent(task_id=tid, state=S.TASK_STATE_FAILED, at_ms=2)
                 assert await store.record([late]) == [False]
-                assert await _calls(redis) - before <= 3  # EVALSHA, HMGET, PUBLISH
+                assert await _calls(redis) - before <= 3  # EVALSHA, GET, PUBLISH
+            finally:
+                await redis.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_task_recorded_by_the_previous_layout_is_read_and_carried_on(tmp_path: Path) -> None:
+    """A state hash written before the upgrade (keys.py: :st) is read by get, and the next record
+    of that task carries its state, spec and event count into the new result."""
+
+    async def main() -> None:
+        with own_redis(tmp_path / "redis") as url:
+            redis = await connect(url)
+            try:
+                store = ResultsStore(redis, 600.0, IndexSettings(enabled=False))
+                tid = uuid.uuid4().hex
+                k = keys.task_keys(tid)
+                queued, running, done = _life(tid)
+                spec = queued.spec.SerializeToString()
+                await redis.hset(
+                    k.legacy, mapping={"s": S.TASK_STATE_RUNNING, "e": running.SerializeToString(), "p": spec}
+                )
+                await redis.hset(k.legacy, mapping={"t0": 5, "c": 2})
+                await redis.rpush(k.events, queued.SerializeToString(), running.SerializeToString())
+                (before,) = await store.get([tid])
+                assert before.found and before.state == S.TASK_STATE_RUNNING and before.spec.name == "f.add"
+                assert await store.record([done]) == [True]
+                (after,) = await store.get([tid])
+                assert after.state == S.TASK_STATE_SUCCEEDED and after.spec.name == "f.add" and after.created_ms == 5
+                assert (await store.finals([tid]))[tid].cursor == "3"
+                late = task_pb2.TaskEvent(task_id=tid, state=S.TASK_STATE_FAILED, at_ms=2)
+                assert await store.record([late]) == [False]  # one result kept across the upgrade
             finally:
                 await redis.aclose()
 

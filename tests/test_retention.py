@@ -42,9 +42,9 @@ def test_the_timeline_expires_before_the_result(server_settings, queue_name, tmp
             ]
             assert history[0].spec.name == "g.add"  # given back with the first event
             assert not any(TIMELINE_EXPIRED in e.message for e in history)
-            # The spec is stored once: in the state hash, not in the logged event.
+            # The spec is stored once: with the result, not in the logged event.
             assert not task_pb2.TaskEvent.FromString(r.lindex(k.events, 0)).HasField("spec")
-            assert 0 < r.pttl(k.events) <= 1500 < r.pttl(k.state)
+            assert 0 < r.pttl(k.events) <= 1500 < r.pttl(k.result)
 
             eventually(lambda: not r.exists(k.events), timeout=15, what="the timeline to expire")
             (after,) = _history(client, h.id)  # Watch still ends: the final event stands for the rest

@@ -1,92 +1,101 @@
 -- Transitions of the results service. Each section from "--! name" is loaded as one script, with
--- FIRST_FINAL_STATE, LAST_FINAL_STATE and EVENTS_KEPT (keys.LUA_CONSTANTS) put before it as locals
--- (see common/lua.py). Every script takes the KEYS of one task, keys.task_keys(id).
+-- the prelude before it and, above that, FIRST_FINAL_STATE, LAST_FINAL_STATE and EVENTS_KEPT
+-- (keys.LUA_CONSTANTS) as locals (see common/lua.py). record and events_after take the KEYS of
+-- one task, keys.task_keys(id); the index_* scripts those of an index bucket.
+
+--! prelude
+-- The result of a task is one STRING (keys.py): "state,count,submitted,spec length:" then the
+-- serialized spec, then the latest event that set the state. read() gives its parts (a task not
+-- recorded yet: state 0, count 0, no spec, no event); value() puts them together.
+local function read(key)
+  local v = redis.call('GET', key)
+  if not v then return 0, 0, '', '', false end
+  local s, c, t0, n, at = string.match(v, '^(%d+),(%d+),(%d*),(%d+):()')
+  n = tonumber(n)
+  local e = string.sub(v, at + n)
+  return tonumber(s), tonumber(c), t0, string.sub(v, at, at + n - 1), e ~= '' and e
+end
+
+local function value(s, c, t0, spec, e)
+  return s .. ',' .. c .. ',' .. t0 .. ',' .. #spec .. ':' .. spec .. (e or '')
+end
+
+local function final(s) return s >= FIRST_FINAL_STATE and s <= LAST_FINAL_STATE end
 
 --! record
--- KEYS: state hash, event log (a LIST of serialized TaskEvents, oldest first).
+-- KEYS: result, event log (a LIST of serialized TaskEvents, oldest first), the state hash a
+-- previous version kept (read once, when the task has no result yet, so that a task in flight
+-- across an upgrade keeps its history; keys.py).
 -- ARGV: result expiry ms, timeline expiry ms (both from the task's final event on), then per event
 -- of this task, in order: state, progress_only (0|1), reopen (0|1), serialized TaskEvent (without
--- its spec), serialized TaskSpec (or empty), submission time ms (with a spec).
+-- its task id and spec), serialized TaskSpec (or empty), submission time ms (with a spec).
 -- Returns 1 or 0 per event (0: refused).
 -- Nothing is written once the task is final: one result per task, whoever is late. Only a reopen
 -- event (a dead task requeued) passes a final state.
--- The state hash keeps the state (s) and the latest event that changed it (e), which carries the
--- name, attempt, worker, time, result and error; p and t0 keep the spec submitted and when (the
--- only copy of the spec: events_after gives it back with the first event). Field c counts every
--- event appended: an event's cursor is its number, which stays valid when the log is trimmed to
--- its last EVENTS_KEPT events (once it is 100 over, so the trim is rare) or has expired.
--- The events of one call are written together: one HSET, one RPUSH, whatever their number.
+-- The result keeps the state and the latest event that changed it, which carries the name,
+-- attempt, worker, time, result and error; the spec submitted and when (the only copy of the
+-- spec: events_after gives it back with the first event); the count of events ever appended: an
+-- event's cursor is its number, which stays valid when the log is trimmed to its last EVENTS_KEPT
+-- events (once it is 100 over, so the trim is rare) or has expired.
+-- The events of one call are written together: one SET, one RPUSH, whatever their number.
 -- (A LIST, not a STREAM: a Redis 6.2 stream allocates a 4 KB node for its first entry.)
-local state, log = KEYS[1], KEYS[2]
+local result, log, legacy = KEYS[1], KEYS[2], KEYS[3]
 local expire_ms, timeline_ms = ARGV[1], ARGV[2]
-local function final(s) return s >= FIRST_FINAL_STATE and s <= LAST_FINAL_STATE end
-local seen = redis.call('HMGET', state, 's', 'c', 't0')
-local current, count = tonumber(seen[1] or '0'), tonumber(seen[2] or '0')
-local was_final, has_spec = final(current), seen[3] ~= false
-local out, pushed, fields = {}, {}, {}
-local new_state, latest
+local current, count, t0, spec, latest = read(result)
+if count == 0 then
+  local old = redis.call('HMGET', legacy, 's', 'c', 't0', 'p', 'e')
+  if old[1] then
+    current, count, t0, spec, latest = tonumber(old[1]), tonumber(old[2] or '0'), old[3] or '', old[4] or '', old[5]
+  end
+end
+local was_final = final(current)
+local out, pushed = {}, {}
 for i = 3, #ARGV, 6 do
   if final(current) and ARGV[i + 2] ~= '1' then
     out[#out + 1] = 0
   else
     if ARGV[i + 1] == '0' then
-      new_state, latest = ARGV[i], ARGV[i + 3]
-      current = tonumber(new_state)
+      current, latest = tonumber(ARGV[i]), ARGV[i + 3]
     end
-    if ARGV[i + 4] ~= '' and not has_spec then
-      has_spec = true
-      fields[#fields + 1] = 'p'
-      fields[#fields + 1] = ARGV[i + 4]
-      fields[#fields + 1] = 't0'
-      fields[#fields + 1] = ARGV[i + 5]
+    if ARGV[i + 4] ~= '' and spec == '' then
+      spec, t0 = ARGV[i + 4], ARGV[i + 5]
     end
     pushed[#pushed + 1] = ARGV[i + 3]
     out[#out + 1] = 1
   end
 end
 if #pushed == 0 then return out end
-if latest then
-  fields[#fields + 1] = 's'
-  fields[#fields + 1] = new_state
-  fields[#fields + 1] = 'e'
-  fields[#fields + 1] = latest
-end
-fields[#fields + 1] = 'c'
-fields[#fields + 1] = count + #pushed
-redis.call('HSET', state, unpack(fields))
+local v = value(current, count + #pushed, t0, spec, latest)
 if redis.call('RPUSH', log, unpack(pushed)) > EVENTS_KEPT + 100 then redis.call('LTRIM', log, -EVENTS_KEPT, -1) end
--- Expiry applies to finished tasks only: a task waiting or running keeps its history. The
--- timeline (the log) has its own, shorter retention; the result stays in the state hash.
+-- Expiry applies to finished tasks only: a task waiting or running keeps its history (a SET
+-- without PX keeps no expiry). The timeline (the log) has its own, shorter retention.
 if final(current) then
-  redis.call('PEXPIRE', state, expire_ms)
+  redis.call('SET', result, v, 'PX', expire_ms)
   redis.call('PEXPIRE', log, timeline_ms)
-elseif was_final then
-  redis.call('PERSIST', state)
-  redis.call('PERSIST', log)
+else
+  redis.call('SET', result, v)
+  if was_final then redis.call('PERSIST', log) end
 end
 return out
 
 --! events_after
--- KEYS: state hash, event log. ARGV: number of events already seen, max count.
+-- KEYS: result, event log. ARGV: number of events already seen, max count.
 -- Returns the number of the event before the first one returned, the spec submitted when the
 -- first event is returned (else ''), what is gone (0: nothing, 1: events after the number seen
 -- were trimmed, 2: the log expired: the latest event that set the state stands for the events
 -- after the number seen, as the last of them), then up to max count events.
-local state, log = KEYS[1], KEYS[2]
+local result, log = KEYS[1], KEYS[2]
 local seen, max = tonumber(ARGV[1]), tonumber(ARGV[2])
-local row = redis.call('HMGET', state, 'c', 'e')
-local total = tonumber(row[1] or '0')
+local _, total, _, spec, latest = read(result)
 local kept = redis.call('LLEN', log)
 local first = total - kept
-if kept == 0 and total > seen and row[2] then
-  return {total - 1, '', 2, row[2]}
+if kept == 0 and total > seen and latest then
+  return {total - 1, '', 2, latest}
 end
 local from = math.max(seen, first)
 local out = redis.call('LRANGE', log, from - first, from - first + max - 1)
-local spec = ''
-if from == 0 and #out > 0 then spec = redis.call('HGET', state, 'p') or '' end
 table.insert(out, 1, from > seen and 1 or 0)
-table.insert(out, 1, spec)
+table.insert(out, 1, (from == 0 and #out > 1) and spec or '')
 table.insert(out, 1, from)
 return out
 

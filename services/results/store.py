@@ -9,6 +9,7 @@ that set its final state, marked with TIMELINE_EXPIRED in its message.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -62,15 +63,12 @@ class ResultsStore:
         for tid, evs in _by_task(events).items():
             argv: list[int | bytes] = [self.expire_ms, self.timeline_ms]
             for e in evs:
-                spec = b""
-                if e.HasField("spec"):  # kept once, in the state hash, not in the event
-                    spec = e.spec.SerializeToString()
-                    e = _without_spec(e)
+                spec = e.spec.SerializeToString() if e.HasField("spec") else b""
                 argv += [
                     e.state,
                     1 if e.progress_only else 0,
                     1 if e.reopen else 0,
-                    e.SerializeToString(),
+                    _stored_event(e),
                     spec,
                     e.at_ms,
                 ]
@@ -79,24 +77,36 @@ class ResultsStore:
         self.index.build_put(pipe, events)
 
     async def get(self, task_ids: list[str]) -> list[task_pb2.TaskResult]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for tid in task_ids:
-                pipe.hmget(keys.task_keys(tid).state, "s", "e", "p", "t0")
-            rows = await pipe.execute()
-        return [_result(tid, *row) for tid, row in zip(task_ids, rows, strict=True)]
+        found = await self._read(task_ids)
+        return [_result(tid, found[tid]) for tid in task_ids]
 
     async def finals(self, task_ids: list[str]) -> dict[str, task_pb2.TaskEvent]:
         """The final event of each task that has one (with its cursor), in one round trip."""
+        out: dict[str, task_pb2.TaskEvent] = {}
+        for tid, st in (await self._read(task_ids)).items():
+            if st is not None and st.event and is_final(st.state):
+                ev = task_pb2.TaskEvent.FromString(st.event)
+                ev.task_id, ev.cursor = tid, str(st.appended)
+                out[tid] = ev
+        return out
+
+    async def _read(self, task_ids: list[str]) -> dict[str, Stored | None]:
+        """The stored result of each task, in one round trip (a second one, for the tasks not
+        found, reads the state hashes a previous version kept: keys.py)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for tid in task_ids:
-                pipe.hmget(keys.task_keys(tid).state, "s", "e", "c")
-            rows = await pipe.execute()
-        out: dict[str, task_pb2.TaskEvent] = {}
-        for tid, (st, raw, count) in zip(task_ids, rows, strict=True):
-            if st is not None and raw is not None and is_final(int(st)):
-                ev = task_pb2.TaskEvent.FromString(raw)
-                ev.cursor = count.decode() if count else ""
-                out[tid] = ev
+                pipe.get(keys.task_keys(tid).result)
+            values = await pipe.execute()
+        out = {tid: _parse(v) if v is not None else None for tid, v in zip(task_ids, values, strict=True)}
+        missing = [tid for tid, st in out.items() if st is None]
+        if missing:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for tid in missing:
+                    pipe.hmget(keys.task_keys(tid).legacy, "s", "c", "t0", "p", "e")
+                rows = await pipe.execute()
+            for tid, (st, c, t0, spec, e) in zip(missing, rows, strict=True):
+                if st is not None:
+                    out[tid] = Stored(int(st), int(c or 0), int(t0 or 0), spec or b"", e or b"")
         return out
 
     async def events_after(self, task_id: str, cursor: str, count: int = 500) -> list[task_pb2.TaskEvent]:
@@ -114,10 +124,36 @@ class ResultsStore:
                 script(keys.task_keys(tid), [seen, count], client=pipe)
 
         replies = await run_pipeline(self.redis, build, self._s)
-        return {tid: _events(res) for tid, res in zip(ids, replies, strict=True)}
+        return {tid: _events(tid, res) for tid, res in zip(ids, replies, strict=True)}
 
 
-def _events(reply: list[bytes]) -> list[task_pb2.TaskEvent]:
+class Stored(NamedTuple):
+    """A task's result as kept (keys.py): its parts, the spec and event still serialized."""
+
+    state: int
+    appended: int  # events ever appended to its log
+    created_ms: int
+    spec: bytes
+    event: bytes  # the latest event that set the state, without its task id
+
+
+def _parse(value: bytes) -> Stored:
+    head, _, rest = value.partition(b":")
+    state, count, created, size = head.split(b",")
+    n = int(size)
+    return Stored(int(state), int(count), int(created or 0), rest[:n], rest[n:])
+
+
+def _stored_event(e: task_pb2.TaskEvent) -> bytes:
+    """The event as kept: its task id is in the key, its spec kept once beside it."""
+    copy = task_pb2.TaskEvent()
+    copy.CopyFrom(e)
+    copy.ClearField("task_id")
+    copy.ClearField("spec")
+    return copy.SerializeToString()
+
+
+def _events(task_id: str, reply: list[bytes]) -> list[task_pb2.TaskEvent]:
     """The events of an `events_after` reply, each with its cursor; the first event of a task
     carries its spec again; an event standing for an expired timeline says so in its message."""
     number, spec, expired = int(reply[0]), reply[1], int(reply[2]) == EXPIRED
@@ -125,7 +161,7 @@ def _events(reply: list[bytes]) -> list[task_pb2.TaskEvent]:
     for raw in reply[3:]:
         number += 1
         ev = task_pb2.TaskEvent.FromString(raw)
-        ev.cursor = str(number)
+        ev.task_id, ev.cursor = task_id, str(number)
         evs.append(ev)
     if evs and spec and number - len(evs) == 0:
         evs[0].spec.ParseFromString(spec)
@@ -133,13 +169,6 @@ def _events(reply: list[bytes]) -> list[task_pb2.TaskEvent]:
         for ev in evs:
             ev.message = f"{TIMELINE_EXPIRED}; {ev.message}" if ev.message else TIMELINE_EXPIRED
     return evs
-
-
-def _without_spec(e: task_pb2.TaskEvent) -> task_pb2.TaskEvent:
-    copy = task_pb2.TaskEvent()
-    copy.CopyFrom(e)
-    copy.ClearField("spec")
-    return copy
 
 
 def _by_task(events: list[task_pb2.TaskEvent]) -> dict[str, list[task_pb2.TaskEvent]]:
@@ -160,16 +189,14 @@ def accepted(events: list[task_pb2.TaskEvent], replies: list[object]) -> list[bo
     return out
 
 
-def _result(
-    task_id: str, state: bytes | None, raw: bytes | None, spec: bytes | None = None, created: bytes | None = None
-) -> task_pb2.TaskResult:
-    if state is None:  # no state yet (at most an event counter)
+def _result(task_id: str, st: Stored | None) -> task_pb2.TaskResult:
+    if st is None or st.state == 0:  # nothing recorded yet
         return task_pb2.TaskResult(task_id=task_id, found=False)
-    e = task_pb2.TaskEvent.FromString(raw) if raw else task_pb2.TaskEvent()
+    e = task_pb2.TaskEvent.FromString(st.event) if st.event else task_pb2.TaskEvent()
     r = task_pb2.TaskResult(
         task_id=task_id,
         found=True,
-        state=int(state),  # type: ignore[arg-type]
+        state=st.state,  # type: ignore[arg-type]
         name=e.name,
         attempt=e.attempt,
         updated_ms=e.at_ms,
@@ -179,7 +206,7 @@ def _result(
         r.result.CopyFrom(e.result)
     if e.HasField("error"):
         r.error.CopyFrom(e.error)
-    if spec:
-        r.spec.ParseFromString(spec)
-        r.created_ms = int(created or 0)
+    if st.spec:
+        r.spec.ParseFromString(st.spec)
+        r.created_ms = st.created_ms
     return r
