@@ -32,6 +32,7 @@ from bench.procs import settle_used_memory
 # The bench's own reading of the counters is not the system's work.
 OWN_COMMANDS = {"info", "config|resetstat", "memory|usage", "monitor", "echo", "flushdb", "flushall"}
 END = "tasktide-footprint-end"
+TIMELINES = {"tasktide": "tt:r:{*}:ev"}  # kept for their own, shorter retention (results/keys.py)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class Snapshot:
     calls: Counter[str]
     cpu: float
     memory: int
+    reads: int  # reads from clients (total_reads_processed): about one per round trip
+    writes: int  # replies and pub/sub messages written to clients (total_writes_processed)
 
 
 def snapshot(r: redis.Redis, settle: bool = False) -> Snapshot:
@@ -50,7 +53,14 @@ def snapshot(r: redis.Redis, settle: bool = False) -> Snapshot:
             calls[name] = int(value["calls"])
     cpu = r.info("cpu")
     memory = settle_used_memory(r) if settle else int(r.info("memory")["used_memory"])
-    return Snapshot(calls, float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]), memory)
+    io = r.info("stats")
+    return Snapshot(
+        calls,
+        float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]),
+        memory,
+        int(io.get("total_reads_processed", 0)),
+        int(io.get("total_writes_processed", 0)),
+    )
 
 
 def per_task(before: Snapshot, after: Snapshot, n: int) -> dict[str, float]:
@@ -61,14 +71,34 @@ def per_task(before: Snapshot, after: Snapshot, n: int) -> dict[str, float]:
         "commands": sum(calls.values()) / n,
         "cpu": (after.cpu - before.cpu) / n * 1e6,
         "bytes": (after.memory - before.memory) / n,
+        "reads": (after.reads - before.reads) / n,
+        "writes": (after.writes - before.writes) / n,
     }
 
 
-def measured(r: redis.Redis, n: int, run: Callable[[], object]) -> dict[str, float]:
-    """`run` (which returns once its n tasks are final) between two settled snapshots."""
+def measured(r: redis.Redis, n: int, run: Callable[[], object], timelines: str = "") -> dict[str, float]:
+    """`run` (which returns once its n tasks are final) between two settled snapshots. With
+    `timelines` (a key pattern), those keys are then deleted, as their expiry would, and the bytes
+    kept after that are `bytes_later`."""
     before = snapshot(r, settle=True)
     run()
-    return per_task(before, snapshot(r, settle=True), n)
+    out = per_task(before, snapshot(r, settle=True), n)
+    if timelines:
+        for keys in _batches(r.scan_iter(timelines, count=1000)):
+            r.unlink(*keys)
+    out["bytes_later"] = (snapshot(r, settle=True).memory - before.memory) / n
+    return out
+
+
+def _batches(it: Any, size: int = 500) -> Any:
+    batch: list[bytes] = []
+    for k in it:
+        batch.append(k)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 class Monitor:
@@ -152,7 +182,7 @@ def footprint(system: Any, url: str, n: int, sample: int, log: Callable[[str], N
     """The figures of one started system (with its workers): one by one, bulk, the breakdown."""
     r = redis.Redis.from_url(url)
     log(f"[{system.name}] footprint, one by one, n={n}")
-    one = measured(r, n, lambda: system.submit_rate(n))
+    one = measured(r, n, lambda: system.submit_rate(n), TIMELINES.get(system.name, ""))
     log(f"[{system.name}] footprint, bulk, n={n}")
     bulk = measured(r, n, lambda: system.throughput(n))
     log(f"[{system.name}] footprint, breakdown with MONITOR, n={sample}")
@@ -169,7 +199,10 @@ def table(figures: dict[str, dict[str, Any]]) -> str:
     rows = [
         ("Redis commands, one by one", "one_by_one", "commands", "{:.1f}"),
         ("Redis CPU, one by one (us)", "one_by_one", "cpu", "{:.0f}"),
+        ("client reads (round trips), one by one", "one_by_one", "reads", "{:.1f}"),
+        ("client writes (replies, messages), one by one", "one_by_one", "writes", "{:.1f}"),
         ("bytes kept per finished task", "one_by_one", "bytes", "{:,.0f}"),
+        ("bytes kept once the timelines expired", "one_by_one", "bytes_later", "{:,.0f}"),
         ("Redis commands, bulk", "bulk", "commands", "{:.1f}"),
         ("Redis CPU, bulk (us)", "bulk", "cpu", "{:.0f}"),
     ]
