@@ -99,3 +99,45 @@ def test_a_task_recorded_by_the_previous_layout_is_read_and_carried_on(tmp_path:
                 await redis.aclose()
 
     asyncio.run(main())
+
+
+def _task(queue: str, priority: int = 0) -> task_pb2.Task:
+    return task_pb2.Task(id=uuid.uuid4().hex, spec=task_pb2.TaskSpec(name="f.add", queue=queue, priority=priority))
+
+
+def test_a_task_handed_over_at_submission_skips_the_ready_set_only_when_it_is_next(tmp_path: Path) -> None:
+    """enqueue_dispatch (worker/handover.py): into an empty queue, the new tasks are leased at once
+    (fewer commands than enqueue then dispatch) and the ones beyond the credit wait, announced; a
+    queue with older ready tasks hands those out first; a paused queue hands out nothing."""
+    from tasktide_services.worker import keys as wkeys
+    from tasktide_services.worker.store import RegistryStore, leased
+
+    async def handover(store: RegistryStore, queue: str, tasks: list[task_pb2.Task], credit: int) -> list[str]:
+        async with store.redis.pipeline(transaction=False) as pipe:
+            store.build_enqueue_dispatch(pipe, queue, tasks, 1_000, 30_000, credit)
+            _, reply = await pipe.execute()
+        return [lease.task.id for lease in leased(reply, 31_000)]
+
+    async def main() -> None:
+        with own_redis(tmp_path / "redis") as url:
+            redis = await connect(url)
+            try:
+                store = RegistryStore(redis)
+                await store.enqueue([_task("warm")])  # scripts loaded, not counted
+                tasks = [_task("q") for _ in range(3)]
+                before = await _calls(redis)
+                assert await handover(store, "q", tasks, 2) == [t.id for t in tasks[:2]]
+                # SADD, EVALSHA, EXISTS, ZCARD; per leased task HSETNX, INCR, HSET, ZADD, HINCRBY;
+                # the third: HSETNX, INCR, ZADD (ready); then PUBLISH
+                assert await _calls(redis) - before <= 4 + 2 * 5 + 3 + 1
+                k = wkeys.queue_keys("q")
+                assert [m.decode() for m in await redis.zrange(k.ready, 0, -1)] == [tasks[2].id]
+                newer = _task("q")
+                assert await handover(store, "q", [newer], 1) == [tasks[2].id]  # the older one first
+                await redis.set(k.paused, "1")
+                assert await handover(store, "q", [_task("q")], 1) == []
+                assert await redis.zcard(k.ready) == 2
+            finally:
+                await redis.aclose()
+
+    asyncio.run(main())
