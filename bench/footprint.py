@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from bench.procs import settle_used_memory
 # The bench's own reading of the counters is not the system's work.
 OWN_COMMANDS = {"info", "config|resetstat", "memory|usage", "monitor", "echo", "flushdb", "flushall"}
 END = "tasktide-footprint-end"
+IDLE_SECONDS = 5.0
 TIMELINES = {"tasktide": "tt:r:{*}:ev"}  # kept for their own, shorter retention (results/keys.py)
 
 
@@ -181,6 +183,10 @@ def script_names() -> dict[str, str]:
 def footprint(system: Any, url: str, n: int, sample: int, log: Callable[[str], None]) -> dict[str, Any]:
     """The figures of one started system (with its workers): one by one, bulk, the breakdown."""
     r = redis.Redis.from_url(url)
+    log(f"[{system.name}] footprint, idle for {IDLE_SECONDS:g} s")
+    before = snapshot(r)
+    time.sleep(IDLE_SECONDS)
+    idle = per_task(before, snapshot(r), IDLE_SECONDS)  # per second
     log(f"[{system.name}] footprint, one by one, n={n}")
     one = measured(r, n, lambda: system.submit_rate(n), TIMELINES.get(system.name, ""))
     log(f"[{system.name}] footprint, bulk, n={n}")
@@ -189,7 +195,7 @@ def footprint(system: Any, url: str, n: int, sample: int, log: Callable[[str], N
     with Monitor(url, script_names()) as mon:
         system.submit_rate(sample)
     breakdown = {k: v / sample for k, v in sorted(mon.tally().items(), key=lambda kv: -kv[1])}
-    return {"one_by_one": one, "bulk": bulk, "breakdown": breakdown}
+    return {"one_by_one": one, "bulk": bulk, "idle": idle, "breakdown": breakdown}
 
 
 def table(figures: dict[str, dict[str, Any]]) -> str:
@@ -205,6 +211,8 @@ def table(figures: dict[str, dict[str, Any]]) -> str:
         ("bytes kept once the timelines expired", "one_by_one", "bytes_later", "{:,.0f}"),
         ("Redis commands, bulk", "bulk", "commands", "{:.1f}"),
         ("Redis CPU, bulk (us)", "bulk", "cpu", "{:.0f}"),
+        ("idle: Redis commands per second", "idle", "commands", "{:.1f}"),
+        ("idle: Redis CPU per second (us)", "idle", "cpu", "{:.0f}"),
     ]
     for title, run, metric, fmt in rows:
         cells = [fmt.format(figures[s][run][metric]) if run in figures[s] else "-" for s in systems]
