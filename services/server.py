@@ -123,6 +123,7 @@ async def start(
         jobs.append(partial(run_reaper, rstore, peers, settings, hooks))
     if "results" in which:
         nstore = ResultsStore(redis, settings.result_expires, settings.index, settings.timeline_expires)
+        await nstore.prepare()
         nnotify = Notifier(redis, results_keys.EVENTS)
         await nnotify.start()
         running.closers.append(nnotify.stop)

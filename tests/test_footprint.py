@@ -141,3 +141,24 @@ def test_a_task_handed_over_at_submission_skips_the_ready_set_only_when_it_is_ne
                 await redis.aclose()
 
     asyncio.run(main())
+
+
+def test_a_redis_that_held_no_data_is_never_searched_for_the_previous_layout(tmp_path: Path) -> None:
+    async def main() -> None:
+        with own_redis(tmp_path / "redis") as url:
+            redis = await connect(url)
+            try:
+                store = ResultsStore(redis, 600.0, IndexSettings(enabled=False))
+                await store.prepare()
+                before = await _calls(redis)
+                (res,) = await store.get([uuid.uuid4().hex])
+                assert not res.found
+                assert await _calls(redis) - before == 1  # the GET; no HMGET of a :st hash
+                again = ResultsStore(redis, 600.0, IndexSettings(enabled=False))
+                await redis.set("other", "data")
+                await again.prepare()  # the first start's answer holds
+                assert not await again._legacy_possible()
+            finally:
+                await redis.aclose()
+
+    asyncio.run(main())

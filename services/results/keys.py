@@ -13,6 +13,9 @@
                               `record` when a task has no :r yet, never written; gone within the
                               result expiry after an upgrade
     tt:r:events       PUBSUB  comma-separated task ids that have new events
+    tt:r:layout       STRING  Unix ms when this Redis first served results kept as :r (0: it held
+                              no data then, so no :st can exist); readers look for :st until the
+                              result expiry has passed since then (store.py)
 Once the task is final, :r expires after the result expiry and :ev after the timeline expiry
 (settings: TASKTIDE_RESULT_EXPIRES, TASKTIDE_TIMELINE_EXPIRES).
 
@@ -37,6 +40,7 @@ from typing import NamedTuple
 from tasktide_services.common.layout import FIRST_FINAL_STATE, LAST_FINAL_STATE
 
 EVENTS = "tt:r:events"
+LAYOUT = "tt:r:layout"
 
 EVENTS_KEPT = 1000
 LUA_CONSTANTS = {

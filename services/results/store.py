@@ -8,6 +8,8 @@ that set its final state, marked with TIMELINE_EXPIRED in its message.
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,6 +23,7 @@ from tasktide_services.common.settings import IndexSettings
 from tasktide_services.results import keys
 from tasktide_services.results.index import TaskIndex
 
+log = logging.getLogger("tasktide.results")
 SCRIPTS = LuaFile(Path(__file__).with_name("scripts.lua"), keys.LUA_CONSTANTS)
 EXPIRED = 2  # events_after: the timeline expired, the latest event stands for it
 TIMELINE_EXPIRED = "the earlier events of this task are no longer kept (its timeline expired)"
@@ -40,6 +43,7 @@ class ResultsStore:
         self.expire_ms = int(expire_seconds * 1000)
         timeline = expire_seconds if timeline_seconds is None else min(timeline_seconds, expire_seconds)
         self.timeline_ms = max(1, int(timeline * 1000))
+        self._legacy_until: int | None = None  # Unix ms until which a :st hash may exist (keys.py)
         self._s = load_scripts(redis, SCRIPTS)
         self.index = TaskIndex(index or IndexSettings(), self._s)
 
@@ -90,6 +94,25 @@ class ResultsStore:
                 out[tid] = ev
         return out
 
+    async def prepare(self) -> None:
+        """At startup, before anything is written: learns until when a state hash of the previous
+        layout may exist (keys.LAYOUT). Left for the first read if Redis cannot be reached now."""
+        try:
+            await self._legacy_possible()
+        except Exception:  # noqa: BLE001 - Redis away at startup: the first read asks again
+            log.warning("reading %s failed; asked again on the first read", keys.LAYOUT, exc_info=True)
+
+    async def _legacy_possible(self) -> bool:
+        """Whether a state hash of the previous layout may still exist: until the result expiry has
+        passed since this Redis first served the present one (never, if it held no data then)."""
+        if self._legacy_until is None:
+            now = int(time.time() * 1000)
+            first = now if await self.redis.dbsize() else 0
+            await self.redis.set(keys.LAYOUT, first, nx=True)
+            since = int(await self.redis.get(keys.LAYOUT) or 0)
+            self._legacy_until = since + self.expire_ms if since else 0
+        return int(time.time() * 1000) < self._legacy_until
+
     async def _read(self, task_ids: list[str]) -> dict[str, Stored | None]:
         """The stored result of each task, in one round trip (a second one, for the tasks not
         found, reads the state hashes a previous version kept: keys.py)."""
@@ -99,7 +122,7 @@ class ResultsStore:
             values = await pipe.execute()
         out = {tid: _parse(v) if v is not None else None for tid, v in zip(task_ids, values, strict=True)}
         missing = [tid for tid, st in out.items() if st is None]
-        if missing:
+        if missing and await self._legacy_possible():
             async with self.redis.pipeline(transaction=False) as pipe:
                 for tid in missing:
                     pipe.hmget(keys.task_keys(tid).legacy, "s", "c", "t0", "p", "e")
