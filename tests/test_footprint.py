@@ -4,6 +4,7 @@ commands a script runs count too): a regression guard under `python -m bench --o
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,31 @@ def test_a_redis_that_held_no_data_is_never_searched_for_the_previous_layout(tmp
                 await redis.set("other", "data")
                 await again.prepare()  # the first start's answer holds
                 assert not await again._legacy_possible()
+            finally:
+                await redis.aclose()
+
+    asyncio.run(main())
+
+
+def test_index_counts_follow_a_task_through_its_states_and_its_bucket_expires(tmp_path: Path) -> None:
+    """index_put leaves alone the count fields an entry keeps (its name) and sets the bucket's
+    expiry once; the counts still say one task, in its latest state."""
+
+    async def main() -> None:
+        with own_redis(tmp_path / "redis") as url:
+            redis = await connect(url)
+            try:
+                store = ResultsStore(redis, 600.0, IndexSettings())
+                tid = uuid.uuid4().hex
+                now = int(time.time() * 1000)
+                for e in _life(tid):
+                    e.at_ms = now
+                    await store.record([e])
+                b = store.index.bucket(now)
+                k = keys.index_keys("default", b)
+                assert await redis.hgetall(k.counts) == {b"s%d" % S.TASK_STATE_SUCCEEDED: b"1", b"nf.add": b"1"}
+                for key in k:
+                    assert await redis.pttl(key) > 0
             finally:
                 await redis.aclose()
 

@@ -105,14 +105,23 @@ return out
 -- (Unix ms), then per task: id, time of the change, entry (state, name, queue, worker, error type
 -- joined by chr(31)), reopen (0|1).
 -- Mirrors `record`: an entry whose state is final is not replaced, but by a reopen. The counts
--- follow the entries (one per entry's state, one per entry's name). Then drops the entries older
+-- follow the entries (one per entry's state, one per entry's name; a field an entry keeps when
+-- replaced is left alone). Then drops the entries older
 -- than the retention (a few per call) and the oldest beyond the cap.
 local order, entries, counts = KEYS[1], KEYS[2], KEYS[3]
 local oldest, most, expire_at = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local function count(entry, by)
+-- The count fields of an entry: 's' .. state, 'n' .. name.
+local function fields(entry)
   local state, name = string.match(entry, '^([^\31]*)\31([^\31]*)')
-  for _, field in ipairs({'s' .. state, 'n' .. name}) do
-    if redis.call('HINCRBY', counts, field, by) <= 0 then redis.call('HDEL', counts, field) end
+  return {'s' .. state, 'n' .. name}
+end
+-- Adds `by` to the counts of an entry's fields, but those of `except` (fields of another entry
+-- that would take the same back).
+local function count(entry, by, except)
+  for i, field in ipairs(fields(entry)) do
+    if not except or except[i] ~= field then
+      if redis.call('HINCRBY', counts, field, by) <= 0 then redis.call('HDEL', counts, field) end
+    end
   end
 end
 for i = 4, #ARGV, 4 do
@@ -120,8 +129,9 @@ for i = 4, #ARGV, 4 do
   local old = redis.call('HGET', entries, id)
   local old_state = old and tonumber(string.match(old, '^(%d+)')) or 0
   if reopen == '1' or old_state < FIRST_FINAL_STATE or old_state > LAST_FINAL_STATE then
-    if old then count(old, -1) end
-    count(entry, 1)
+    local same = old and fields(old)
+    if old then count(old, -1, fields(entry)) end
+    count(entry, 1, same)
     redis.call('ZADD', order, at, id)
     redis.call('HSET', entries, id, entry)
   end
@@ -138,7 +148,10 @@ if #stale > 0 then
   redis.call('HDEL', entries, unpack(stale))
   redis.call('ZREM', order, unpack(stale))
 end
-for _, key in ipairs(KEYS) do redis.call('PEXPIREAT', key, expire_at) end
+-- The bucket's expiry is set once, with its first entry (it depends on the bucket only).
+if redis.call('PTTL', order) == -1 then
+  for _, key in ipairs(KEYS) do redis.call('PEXPIREAT', key, expire_at) end
+end
 return #stale
 
 --! index_page
