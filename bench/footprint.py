@@ -65,7 +65,7 @@ def snapshot(r: redis.Redis, settle: bool = False) -> Snapshot:
     )
 
 
-def per_task(before: Snapshot, after: Snapshot, n: int) -> dict[str, float]:
+def per_task(before: Snapshot, after: Snapshot, n: float) -> dict[str, float]:
     """Commands, Redis CPU (us) and bytes kept per task between two snapshots."""
     calls = after.calls.copy()
     calls.subtract(before.calls)
@@ -217,14 +217,16 @@ def table(figures: dict[str, dict[str, Any]]) -> str:
     for title, run, metric, fmt in rows:
         cells = [fmt.format(figures[s][run][metric]) if run in figures[s] else "-" for s in systems]
         out.append(f"| {title} | {' | '.join(cells)} |")
-    extra = {k for s in systems for k in figures[s].get("extra", {})}
-    for kind in sorted(extra):
-        for metric, unit in (("commands", ""), ("cpu", " (us)"), ("bytes", " (bytes kept)")):
-            cells = []
-            for s in systems:
-                row = figures[s].get("extra", {}).get(kind)
-                cells.append(f"{row[metric]:,.1f}" if row else "-")
-            out.append(f"| {kind}: {metric}{unit} | {' | '.join(cells)} |")
+    for s in systems:
+        extra = figures[s].get("extra", {})
+        if not extra:
+            continue
+        out += ["", f"{s}, other kinds of task (per task, occurrence or workflow):", ""]
+        out += ["| kind | commands | Redis CPU (us) | bytes kept | bytes kept once the timelines expired |"]
+        out += ["|---|---:|---:|---:|---:|"]
+        for kind, row in extra.items():
+            cells = [row.get(m) for m in ("commands", "cpu", "bytes", "bytes_later")]
+            out.append(f"| {kind} | " + " | ".join("-" if c is None else f"{c:,.1f}" for c in cells) + " |")
     for s in systems:
         out.append("")
         out.append(f"{s}, one by one, commands per task by script or command (MONITOR):")
