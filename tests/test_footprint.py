@@ -155,6 +155,10 @@ def test_a_redis_that_held_no_data_is_never_searched_for_the_previous_layout(tmp
                 (res,) = await store.get([uuid.uuid4().hex])
                 assert not res.found
                 assert await _calls(redis) - before == 1  # the GET; no HMGET of a :st hash
+                await store.record(_life(uuid.uuid4().hex))  # scripts loaded, not counted
+                before = await _calls(redis)
+                await store.record(_life(uuid.uuid4().hex))
+                assert await _calls(redis) - before <= 6  # EVALSHA, GET, RPUSH, SET, PEXPIRE; PUBLISH
                 again = ResultsStore(redis, 600.0, IndexSettings(enabled=False))
                 await redis.set("other", "data")
                 await again.prepare()  # the first start's answer holds

@@ -26,7 +26,8 @@ local function final(s) return s >= FIRST_FINAL_STATE and s <= LAST_FINAL_STATE 
 -- KEYS: result, event log (a LIST of serialized TaskEvents, oldest first), the state hash a
 -- previous version kept (read once, when the task has no result yet, so that a task in flight
 -- across an upgrade keeps its history; keys.py).
--- ARGV: result expiry ms, timeline expiry ms (both from the task's final event on), then per event
+-- ARGV: result expiry ms, timeline expiry ms (both from the task's final event on), whether a
+-- state hash of the previous layout may exist (0|1: store.py; 0 spares reading it), then per event
 -- of this task, in order: state, progress_only (0|1), reopen (0|1), serialized TaskEvent (without
 -- its task id and spec), serialized TaskSpec (or empty), submission time ms (with a spec).
 -- Returns 1 or 0 per event (0: refused).
@@ -40,9 +41,9 @@ local function final(s) return s >= FIRST_FINAL_STATE and s <= LAST_FINAL_STATE 
 -- The events of one call are written together: one SET, one RPUSH, whatever their number.
 -- (A LIST, not a STREAM: a Redis 6.2 stream allocates a 4 KB node for its first entry.)
 local result, log, legacy = KEYS[1], KEYS[2], KEYS[3]
-local expire_ms, timeline_ms = ARGV[1], ARGV[2]
+local expire_ms, timeline_ms, legacy_possible = ARGV[1], ARGV[2], ARGV[3]
 local current, count, t0, spec, latest = read(result)
-if count == 0 then
+if count == 0 and legacy_possible == '1' then
   local old = redis.call('HMGET', legacy, 's', 'c', 't0', 'p', 'e')
   if old[1] then
     current, count, t0, spec, latest = tonumber(old[1]), tonumber(old[2] or '0'), old[3] or '', old[4] or '', old[5]
@@ -50,7 +51,7 @@ if count == 0 then
 end
 local was_final = final(current)
 local out, pushed = {}, {}
-for i = 3, #ARGV, 6 do
+for i = 4, #ARGV, 6 do
   if final(current) and ARGV[i + 2] ~= '1' then
     out[#out + 1] = 0
   else

@@ -64,8 +64,10 @@ class ResultsStore:
         if not events:
             return
         script = self._s["record"]
+        # Unknown until prepare() has run: then a state hash of the previous layout may exist.
+        legacy = 1 if self._legacy_until is None or time.time() * 1000 < self._legacy_until else 0
         for tid, evs in _by_task(events).items():
-            argv: list[int | bytes] = [self.expire_ms, self.timeline_ms]
+            argv: list[int | bytes] = [self.expire_ms, self.timeline_ms, legacy]
             for e in evs:
                 spec = e.spec.SerializeToString() if e.HasField("spec") else b""
                 argv += [
