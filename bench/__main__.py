@@ -34,7 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small counts, for development and smoke tests")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every count (after --quick)")
-    p.add_argument("--only", choices=["tasktide", "celery"], help="run one system only (no ratios)")
+    p.add_argument(
+        "--only",
+        choices=["tasktide", "celery", "footprint"],
+        help="run one system only (no ratios), or only the Redis footprint per task of both (bench/footprint.py)",
+    )
     p.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the tasktide server and a worker into DIR")
     p.add_argument("--concurrency", type=int, default=2, help="tasks at once per tasktide worker process")
     p.add_argument("--prefetch", type=int, default=0, help="tasktide worker --prefetch (0: its default)")
@@ -53,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         base = f"redis://127.0.0.1:{server.port}"
         _log(f"redis-server on port {server.port}; logs in {work}")
         profiler = Profiler(args.profile) if args.profile else None
+        if args.only == "footprint":
+            return _footprint(base, work, args, counts)
         figures: dict[str, dict[str, dict[str, float]]] = {}
         for name in ("tasktide", "celery"):
             if args.only and args.only != name:
@@ -65,6 +71,29 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {platform.platform()}")
     print(table(rows))
+    return 0
+
+
+def _footprint(base: str, work: Path, args: argparse.Namespace, counts: Counts) -> int:
+    from bench.footprint import footprint, table
+
+    n, sample = counts.submit, max(1, counts.latency // 10)
+    figures = {}
+    for name, db in (("tasktide", TASKTIDE_DB), ("celery", CELERY_DB)):
+        redis.Redis.from_url(base).flushall()
+        system = _system(name, base, work, args, None)
+        system.start()
+        try:
+            system.start_workers()
+            figures[name] = footprint(system, f"{base}/{db}", n, sample, _log)
+            if name == "tasktide":
+                from bench.footprint_extra import extra_rows
+
+                figures[name]["extra"] = extra_rows(system, f"{base}/{db}", max(1, n // 10), _log)
+        finally:
+            system.stop()
+    print(f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, n={n}")
+    print(table(figures))
     return 0
 
 

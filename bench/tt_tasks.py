@@ -18,3 +18,12 @@ def noop() -> None:
 @app.task
 def add(x: int, y: int) -> int:
     return x + y
+
+
+@app.task(max_retries=1)
+def flaky(x: int, backoff: float = 0.2) -> int:
+    """Fails its first attempt and asks for a retry after `backoff` seconds (the footprint of a retry)."""
+    ctx = tasktide.current_task()
+    if ctx.attempt == 0:
+        ctx.retry(countdown=backoff)
+    return x

@@ -122,7 +122,8 @@ async def start(
         running.closers.append(cancels.stop)
         jobs.append(partial(run_reaper, rstore, peers, settings, hooks))
     if "results" in which:
-        nstore = ResultsStore(redis, settings.result_expires, settings.index)
+        nstore = ResultsStore(redis, settings.result_expires, settings.index, settings.timeline_expires)
+        await nstore.prepare()
         nnotify = Notifier(redis, results_keys.EVENTS)
         await nnotify.start()
         running.closers.append(nnotify.stop)

@@ -9,6 +9,12 @@ from dataclasses import dataclass, replace
 from tasktide_services.common.tls import TlsSettings
 
 
+def _positive(key: str, value: float) -> float:
+    if not value > 0:
+        raise ValueError(f"{key} must be a positive number of seconds, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Limits:
     max_name_length: int = 200
@@ -44,6 +50,7 @@ class ServerSettings:
     results_address: str = ""
     lease_seconds: float = 30.0
     result_expires: float = 86_400.0
+    timeline_expires: float = 3_600.0  # a finished task's events are kept this long (its result: result_expires)
     max_deliveries: int = 5  # a task that killed its worker this many times goes to the dead-letter set
     dead_max: int = 100_000  # dead letters kept per queue at most (the oldest are forgotten first)
     dead_max_age: float = 7 * 86_400.0  # seconds a dead letter is kept
@@ -84,6 +91,9 @@ class ServerSettings:
             results_address=env.get("TASKTIDE_RESULTS_ADDRESS", ""),
             lease_seconds=num("TASKTIDE_LEASE_SECONDS", base.lease_seconds),
             result_expires=num("TASKTIDE_RESULT_EXPIRES", base.result_expires),
+            timeline_expires=_positive(
+                "TASKTIDE_TIMELINE_EXPIRES", num("TASKTIDE_TIMELINE_EXPIRES", base.timeline_expires)
+            ),
             max_deliveries=int(num("TASKTIDE_MAX_DELIVERIES", base.max_deliveries)),
             dead_max=int(num("TASKTIDE_DEAD_MAX", base.dead_max)),
             dead_max_age=num("TASKTIDE_DEAD_MAX_AGE", base.dead_max_age),

@@ -1,14 +1,23 @@
 """Every Redis key the results service owns. Keys of one task share the hash tag {id}.
 
-    tt:r:{id}:st      HASH    s state, e the latest event that set it (serialized TaskEvent:
-                              name, attempt, worker, time, result, error),
-                              p the serialized TaskSpec submitted (from the first event),
-                              t0 when it was submitted (Unix ms),
-                              c number of events ever appended to :ev
-    tt:r:{id}:ev      LIST    the task's last EVENTS_KEPT events, serialized TaskEvents, oldest
-                              first; an event's cursor is its number (1 = the first event)
+    tt:r:{id}:r       STRING  the task's result: "state,count,submitted,spec length:" (decimal
+                              numbers; count = events ever appended to :ev, submitted = Unix ms,
+                              empty until known) then the serialized TaskSpec submitted, then the
+                              latest event that set the state (serialized TaskEvent without its
+                              task id: name, attempt, worker, time, result, error); one value, so
+                              that a finished task costs one small key for the result expiry
+    tt:r:{id}:ev      LIST    the task's last EVENTS_KEPT events, serialized TaskEvents without
+                              their task id (nor the spec), oldest first; an event's cursor is its
+                              number (1 = the first event)
+    tt:r:{id}:st      HASH    what a previous version kept instead of :r (s, e, p, t0, c): read by
+                              `record` when a task has no :r yet, never written; gone within the
+                              result expiry after an upgrade
     tt:r:events       PUBSUB  comma-separated task ids that have new events
-Both keys of a task expire after the result expiry.
+    tt:r:layout       STRING  Unix ms when this Redis first served results kept as :r (0: it held
+                              no data then, so no :st can exist); readers look for :st until the
+                              result expiry has passed since then (store.py)
+Once the task is final, :r expires after the result expiry and :ev after the timeline expiry
+(settings: TASKTIDE_RESULT_EXPIRES, TASKTIDE_TIMELINE_EXPIRES).
 
 The visibility index (what ListTasks reads), per namespace NS and time bucket B (the start of the
 bucket, Unix ms; settings.IndexSettings): the tasks whose latest change fell in the bucket.
@@ -31,6 +40,7 @@ from typing import NamedTuple
 from tasktide_services.common.layout import FIRST_FINAL_STATE, LAST_FINAL_STATE
 
 EVENTS = "tt:r:events"
+LAYOUT = "tt:r:layout"
 
 EVENTS_KEPT = 1000
 LUA_CONSTANTS = {
@@ -41,15 +51,16 @@ LUA_CONSTANTS = {
 
 
 class TaskKeys(NamedTuple):
-    """The keys of one task: the KEYS of every script in scripts.lua, in this order."""
+    """The keys of one task: the KEYS of `record` and `events_after` in scripts.lua, in this order."""
 
-    state: str
+    result: str
     events: str
+    legacy: str
 
 
 def task_keys(task_id: str) -> TaskKeys:
     p = f"tt:r:{{{task_id}}}"
-    return TaskKeys(f"{p}:st", f"{p}:ev")
+    return TaskKeys(f"{p}:r", f"{p}:ev", f"{p}:st")
 
 
 INDEX_SEP = "\x1f"

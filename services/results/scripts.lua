@@ -1,58 +1,102 @@
 -- Transitions of the results service. Each section from "--! name" is loaded as one script, with
--- FIRST_FINAL_STATE, LAST_FINAL_STATE and EVENTS_KEPT (keys.LUA_CONSTANTS) put before it as locals
--- (see common/lua.py). Every script takes the KEYS of one task, keys.task_keys(id).
+-- the prelude before it and, above that, FIRST_FINAL_STATE, LAST_FINAL_STATE and EVENTS_KEPT
+-- (keys.LUA_CONSTANTS) as locals (see common/lua.py). record and events_after take the KEYS of
+-- one task, keys.task_keys(id); the index_* scripts those of an index bucket.
+
+--! prelude
+-- The result of a task is one STRING (keys.py): "state,count,submitted,spec length:" then the
+-- serialized spec, then the latest event that set the state. read() gives its parts (a task not
+-- recorded yet: state 0, count 0, no spec, no event); value() puts them together.
+local function read(key)
+  local v = redis.call('GET', key)
+  if not v then return 0, 0, '', '', false end
+  local s, c, t0, n, at = string.match(v, '^(%d+),(%d+),(%d*),(%d+):()')
+  n = tonumber(n)
+  local e = string.sub(v, at + n)
+  return tonumber(s), tonumber(c), t0, string.sub(v, at, at + n - 1), e ~= '' and e
+end
+
+local function value(s, c, t0, spec, e)
+  return s .. ',' .. c .. ',' .. t0 .. ',' .. #spec .. ':' .. spec .. (e or '')
+end
+
+local function final(s) return s >= FIRST_FINAL_STATE and s <= LAST_FINAL_STATE end
 
 --! record
--- KEYS: state hash, event log (a LIST of serialized TaskEvents, oldest first).
--- ARGV: expire ms (from the task's final event on), then per event of this task, in order: state, progress_only (0|1), reopen (0|1),
--- serialized TaskEvent, serialized TaskSpec (or empty), submission time ms (with a spec).
+-- KEYS: result, event log (a LIST of serialized TaskEvents, oldest first), the state hash a
+-- previous version kept (read once, when the task has no result yet, so that a task in flight
+-- across an upgrade keeps its history; keys.py).
+-- ARGV: result expiry ms, timeline expiry ms (both from the task's final event on), whether a
+-- state hash of the previous layout may exist (0|1: store.py; 0 spares reading it), then per event
+-- of this task, in order: state, progress_only (0|1), reopen (0|1), serialized TaskEvent (without
+-- its task id and spec), serialized TaskSpec (or empty), submission time ms (with a spec).
 -- Returns 1 or 0 per event (0: refused).
 -- Nothing is written once the task is final: one result per task, whoever is late. Only a reopen
 -- event (a dead task requeued) passes a final state.
--- The state hash keeps the state (s) and the latest event that changed it (e), which carries the
--- name, attempt, worker, time, result and error; p and t0 keep the spec submitted and when. Field
--- c counts every event appended: an event's cursor is its number, which stays valid when the log
--- is trimmed to its last EVENTS_KEPT events (once it is 100 over, so the trim is rare).
+-- The result keeps the state and the latest event that changed it, which carries the name,
+-- attempt, worker, time, result and error; the spec submitted and when (the only copy of the
+-- spec: events_after gives it back with the first event); the count of events ever appended: an
+-- event's cursor is its number, which stays valid when the log is trimmed to its last EVENTS_KEPT
+-- events (once it is 100 over, so the trim is rare) or has expired.
+-- The events of one call are written together: one SET, one RPUSH, whatever their number.
 -- (A LIST, not a STREAM: a Redis 6.2 stream allocates a 4 KB node for its first entry.)
-local state, log = KEYS[1], KEYS[2]
-local expire_ms = ARGV[1]
-local out = {}
-for i = 2, #ARGV, 6 do
-  local new_state, progress_only, reopen = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local event, spec, submitted = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-  local current = tonumber(redis.call('HGET', state, 's') or '0')
-  if current >= FIRST_FINAL_STATE and current <= LAST_FINAL_STATE and reopen ~= '1' then
+local result, log, legacy = KEYS[1], KEYS[2], KEYS[3]
+local expire_ms, timeline_ms, legacy_possible = ARGV[1], ARGV[2], ARGV[3]
+local current, count, t0, spec, latest = read(result)
+if count == 0 and legacy_possible == '1' then
+  local old = redis.call('HMGET', legacy, 's', 'c', 't0', 'p', 'e')
+  if old[1] then
+    current, count, t0, spec, latest = tonumber(old[1]), tonumber(old[2] or '0'), old[3] or '', old[4] or '', old[5]
+  end
+end
+local was_final = final(current)
+local out, pushed = {}, {}
+for i = 4, #ARGV, 6 do
+  if final(current) and ARGV[i + 2] ~= '1' then
     out[#out + 1] = 0
   else
-    if progress_only == '0' then redis.call('HSET', state, 's', new_state, 'e', event) end
-    if spec ~= '' and redis.call('HSETNX', state, 'p', spec) == 1 then
-      redis.call('HSET', state, 't0', submitted)
+    if ARGV[i + 1] == '0' then
+      current, latest = tonumber(ARGV[i]), ARGV[i + 3]
     end
-    redis.call('HINCRBY', state, 'c', 1)
-    if redis.call('RPUSH', log, event) > EVENTS_KEPT + 100 then redis.call('LTRIM', log, -EVENTS_KEPT, -1) end
+    if ARGV[i + 4] ~= '' and spec == '' then
+      spec, t0 = ARGV[i + 4], ARGV[i + 5]
+    end
+    pushed[#pushed + 1] = ARGV[i + 3]
     out[#out + 1] = 1
   end
 end
--- Expiry applies to finished tasks only: a task waiting or running keeps its history.
-local now_state = tonumber(redis.call('HGET', state, 's') or '0')
-if now_state >= FIRST_FINAL_STATE and now_state <= LAST_FINAL_STATE then
-  redis.call('PEXPIRE', state, expire_ms)
-  redis.call('PEXPIRE', log, expire_ms)
+if #pushed == 0 then return out end
+local v = value(current, count + #pushed, t0, spec, latest)
+if redis.call('RPUSH', log, unpack(pushed)) > EVENTS_KEPT + 100 then redis.call('LTRIM', log, -EVENTS_KEPT, -1) end
+-- Expiry applies to finished tasks only: a task waiting or running keeps its history (a SET
+-- without PX keeps no expiry). The timeline (the log) has its own, shorter retention.
+if final(current) then
+  redis.call('SET', result, v, 'PX', expire_ms)
+  redis.call('PEXPIRE', log, timeline_ms)
 else
-  redis.call('PERSIST', state)
-  redis.call('PERSIST', log)
+  redis.call('SET', result, v)
+  if was_final then redis.call('PERSIST', log) end
 end
 return out
 
 --! events_after
--- KEYS: state hash, event log. ARGV: number of events already seen, max count.
--- Returns the number of the event before the first one returned, then up to max count events.
-local state, log = KEYS[1], KEYS[2]
+-- KEYS: result, event log. ARGV: number of events already seen, max count.
+-- Returns the number of the event before the first one returned, the spec submitted when the
+-- first event is returned (else ''), what is gone (0: nothing, 1: events after the number seen
+-- were trimmed, 2: the log expired: the latest event that set the state stands for the events
+-- after the number seen, as the last of them), then up to max count events.
+local result, log = KEYS[1], KEYS[2]
 local seen, max = tonumber(ARGV[1]), tonumber(ARGV[2])
-local total = tonumber(redis.call('HGET', state, 'c') or '0')
-local first = total - redis.call('LLEN', log)
+local _, total, _, spec, latest = read(result)
+local kept = redis.call('LLEN', log)
+local first = total - kept
+if kept == 0 and total > seen and latest then
+  return {total - 1, '', 2, latest}
+end
 local from = math.max(seen, first)
 local out = redis.call('LRANGE', log, from - first, from - first + max - 1)
+table.insert(out, 1, from > seen and 1 or 0)
+table.insert(out, 1, (from == 0 and #out > 1) and spec or '')
 table.insert(out, 1, from)
 return out
 
@@ -62,14 +106,23 @@ return out
 -- (Unix ms), then per task: id, time of the change, entry (state, name, queue, worker, error type
 -- joined by chr(31)), reopen (0|1).
 -- Mirrors `record`: an entry whose state is final is not replaced, but by a reopen. The counts
--- follow the entries (one per entry's state, one per entry's name). Then drops the entries older
+-- follow the entries (one per entry's state, one per entry's name; a field an entry keeps when
+-- replaced is left alone). Then drops the entries older
 -- than the retention (a few per call) and the oldest beyond the cap.
 local order, entries, counts = KEYS[1], KEYS[2], KEYS[3]
 local oldest, most, expire_at = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local function count(entry, by)
+-- The count fields of an entry: 's' .. state, 'n' .. name.
+local function fields(entry)
   local state, name = string.match(entry, '^([^\31]*)\31([^\31]*)')
-  for _, field in ipairs({'s' .. state, 'n' .. name}) do
-    if redis.call('HINCRBY', counts, field, by) <= 0 then redis.call('HDEL', counts, field) end
+  return {'s' .. state, 'n' .. name}
+end
+-- Adds `by` to the counts of an entry's fields, but those of `except` (fields of another entry
+-- that would take the same back).
+local function count(entry, by, except)
+  for i, field in ipairs(fields(entry)) do
+    if not except or except[i] ~= field then
+      if redis.call('HINCRBY', counts, field, by) <= 0 then redis.call('HDEL', counts, field) end
+    end
   end
 end
 for i = 4, #ARGV, 4 do
@@ -77,8 +130,9 @@ for i = 4, #ARGV, 4 do
   local old = redis.call('HGET', entries, id)
   local old_state = old and tonumber(string.match(old, '^(%d+)')) or 0
   if reopen == '1' or old_state < FIRST_FINAL_STATE or old_state > LAST_FINAL_STATE then
-    if old then count(old, -1) end
-    count(entry, 1)
+    local same = old and fields(old)
+    if old then count(old, -1, fields(entry)) end
+    count(entry, 1, same)
     redis.call('ZADD', order, at, id)
     redis.call('HSET', entries, id, entry)
   end
@@ -95,7 +149,10 @@ if #stale > 0 then
   redis.call('HDEL', entries, unpack(stale))
   redis.call('ZREM', order, unpack(stale))
 end
-for _, key in ipairs(KEYS) do redis.call('PEXPIREAT', key, expire_at) end
+-- The bucket's expiry is set once, with its first entry (it depends on the bucket only).
+if redis.call('PTTL', order) == -1 then
+  for _, key in ipairs(KEYS) do redis.call('PEXPIREAT', key, expire_at) end
+end
 return #stale
 
 --! index_page

@@ -1,8 +1,17 @@
-"""The results service's transitions on Redis: per-task state and event log (keys.py, scripts.lua)."""
+"""The results service's transitions on Redis: per-task state and event log (keys.py, scripts.lua).
+
+Two retention tiers: the result (state hash: state, latest event with the value or error, the spec)
+is kept for the result expiry once the task is final; its timeline (the event log) for the timeline
+expiry, shorter by default. A watcher that reads a task whose timeline has expired gets the event
+that set its final state, marked with TIMELINE_EXPIRED in its message.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
+from typing import NamedTuple
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -14,13 +23,27 @@ from tasktide_services.common.settings import IndexSettings
 from tasktide_services.results import keys
 from tasktide_services.results.index import TaskIndex
 
+log = logging.getLogger("tasktide.results")
 SCRIPTS = LuaFile(Path(__file__).with_name("scripts.lua"), keys.LUA_CONSTANTS)
+EXPIRED = 2  # events_after: the timeline expired, the latest event stands for it
+TIMELINE_EXPIRED = "the earlier events of this task are no longer kept (its timeline expired)"
 
 
 class ResultsStore:
-    def __init__(self, redis: Redis, expire_seconds: float, index: IndexSettings | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        expire_seconds: float,
+        index: IndexSettings | None = None,
+        timeline_seconds: float | None = None,
+    ) -> None:
+        """`timeline_seconds`: how long a finished task's event log is kept (None, or more than
+        `expire_seconds`: as long as its result)."""
         self.redis = redis
         self.expire_ms = int(expire_seconds * 1000)
+        timeline = expire_seconds if timeline_seconds is None else min(timeline_seconds, expire_seconds)
+        self.timeline_ms = max(1, int(timeline * 1000))
+        self._legacy_until: int | None = None  # Unix ms until which a :st hash may exist (keys.py)
         self._s = load_scripts(redis, SCRIPTS)
         self.index = TaskIndex(index or IndexSettings(), self._s)
 
@@ -41,15 +64,17 @@ class ResultsStore:
         if not events:
             return
         script = self._s["record"]
+        # Unknown until prepare() has run: then a state hash of the previous layout may exist.
+        legacy = 1 if self._legacy_until is None or time.time() * 1000 < self._legacy_until else 0
         for tid, evs in _by_task(events).items():
-            argv: list[int | bytes] = [self.expire_ms]
+            argv: list[int | bytes] = [self.expire_ms, self.timeline_ms, legacy]
             for e in evs:
                 spec = e.spec.SerializeToString() if e.HasField("spec") else b""
                 argv += [
                     e.state,
                     1 if e.progress_only else 0,
                     1 if e.reopen else 0,
-                    e.SerializeToString(),
+                    _stored_event(e),
                     spec,
                     e.at_ms,
                 ]
@@ -58,24 +83,55 @@ class ResultsStore:
         self.index.build_put(pipe, events)
 
     async def get(self, task_ids: list[str]) -> list[task_pb2.TaskResult]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for tid in task_ids:
-                pipe.hmget(keys.task_keys(tid).state, "s", "e", "p", "t0")
-            rows = await pipe.execute()
-        return [_result(tid, *row) for tid, row in zip(task_ids, rows, strict=True)]
+        found = await self._read(task_ids)
+        return [_result(tid, found[tid]) for tid in task_ids]
 
     async def finals(self, task_ids: list[str]) -> dict[str, task_pb2.TaskEvent]:
         """The final event of each task that has one (with its cursor), in one round trip."""
+        out: dict[str, task_pb2.TaskEvent] = {}
+        for tid, st in (await self._read(task_ids)).items():
+            if st is not None and st.event and is_final(st.state):
+                ev = task_pb2.TaskEvent.FromString(st.event)
+                ev.task_id, ev.cursor = tid, str(st.appended)
+                out[tid] = ev
+        return out
+
+    async def prepare(self) -> None:
+        """At startup, before anything is written: learns until when a state hash of the previous
+        layout may exist (keys.LAYOUT). Left for the first read if Redis cannot be reached now."""
+        try:
+            await self._legacy_possible()
+        except Exception:  # noqa: BLE001 - Redis away at startup: the first read asks again
+            log.warning("reading %s failed; asked again on the first read", keys.LAYOUT, exc_info=True)
+
+    async def _legacy_possible(self) -> bool:
+        """Whether a state hash of the previous layout may still exist: until the result expiry has
+        passed since this Redis first served the present one (never, if it held no data then)."""
+        if self._legacy_until is None:
+            now = int(time.time() * 1000)
+            first = now if await self.redis.dbsize() else 0
+            await self.redis.set(keys.LAYOUT, first, nx=True)
+            since = int(await self.redis.get(keys.LAYOUT) or 0)
+            self._legacy_until = since + self.expire_ms if since else 0
+        return int(time.time() * 1000) < self._legacy_until
+
+    async def _read(self, task_ids: list[str]) -> dict[str, Stored | None]:
+        """The stored result of each task, in one round trip (a second one, for the tasks not
+        found, reads the state hashes a previous version kept: keys.py)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for tid in task_ids:
-                pipe.hmget(keys.task_keys(tid).state, "s", "e", "c")
-            rows = await pipe.execute()
-        out: dict[str, task_pb2.TaskEvent] = {}
-        for tid, (st, raw, count) in zip(task_ids, rows, strict=True):
-            if st is not None and raw is not None and is_final(int(st)):
-                ev = task_pb2.TaskEvent.FromString(raw)
-                ev.cursor = count.decode() if count else ""
-                out[tid] = ev
+                pipe.get(keys.task_keys(tid).result)
+            values = await pipe.execute()
+        out = {tid: _parse(v) if v is not None else None for tid, v in zip(task_ids, values, strict=True)}
+        missing = [tid for tid, st in out.items() if st is None]
+        if missing and await self._legacy_possible():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for tid in missing:
+                    pipe.hmget(keys.task_keys(tid).legacy, "s", "c", "t0", "p", "e")
+                rows = await pipe.execute()
+            for tid, (st, c, t0, spec, e) in zip(missing, rows, strict=True):
+                if st is not None:
+                    out[tid] = Stored(int(st), int(c or 0), int(t0 or 0), spec or b"", e or b"")
         return out
 
     async def events_after(self, task_id: str, cursor: str, count: int = 500) -> list[task_pb2.TaskEvent]:
@@ -93,17 +149,51 @@ class ResultsStore:
                 script(keys.task_keys(tid), [seen, count], client=pipe)
 
         replies = await run_pipeline(self.redis, build, self._s)
-        out: dict[str, list[task_pb2.TaskEvent]] = {}
-        for tid, res in zip(ids, replies, strict=True):
-            number = int(res[0])
-            evs = []
-            for raw in res[1:]:
-                number += 1
-                ev = task_pb2.TaskEvent.FromString(raw)
-                ev.cursor = str(number)
-                evs.append(ev)
-            out[tid] = evs
-        return out
+        return {tid: _events(tid, res) for tid, res in zip(ids, replies, strict=True)}
+
+
+class Stored(NamedTuple):
+    """A task's result as kept (keys.py): its parts, the spec and event still serialized."""
+
+    state: int
+    appended: int  # events ever appended to its log
+    created_ms: int
+    spec: bytes
+    event: bytes  # the latest event that set the state, without its task id
+
+
+def _parse(value: bytes) -> Stored:
+    head, _, rest = value.partition(b":")
+    state, count, created, size = head.split(b",")
+    n = int(size)
+    return Stored(int(state), int(count), int(created or 0), rest[:n], rest[n:])
+
+
+def _stored_event(e: task_pb2.TaskEvent) -> bytes:
+    """The event as kept: its task id is in the key, its spec kept once beside it."""
+    copy = task_pb2.TaskEvent()
+    copy.CopyFrom(e)
+    copy.ClearField("task_id")
+    copy.ClearField("spec")
+    return copy.SerializeToString()
+
+
+def _events(task_id: str, reply: list[bytes]) -> list[task_pb2.TaskEvent]:
+    """The events of an `events_after` reply, each with its cursor; the first event of a task
+    carries its spec again; an event standing for an expired timeline says so in its message."""
+    number, spec, expired = int(reply[0]), reply[1], int(reply[2]) == EXPIRED
+    evs = []
+    for raw in reply[3:]:
+        number += 1
+        ev = task_pb2.TaskEvent.FromString(raw)
+        ev.task_id, ev.cursor = task_id, str(number)
+        evs.append(ev)
+    if evs and spec and number - len(evs) == 0:
+        evs[0].spec.ParseFromString(spec)
+    if expired:
+        for ev in evs:
+            ev.message = f"{TIMELINE_EXPIRED}; {ev.message}" if ev.message else TIMELINE_EXPIRED
+    return evs
 
 
 def _by_task(events: list[task_pb2.TaskEvent]) -> dict[str, list[task_pb2.TaskEvent]]:
@@ -124,16 +214,14 @@ def accepted(events: list[task_pb2.TaskEvent], replies: list[object]) -> list[bo
     return out
 
 
-def _result(
-    task_id: str, state: bytes | None, raw: bytes | None, spec: bytes | None = None, created: bytes | None = None
-) -> task_pb2.TaskResult:
-    if state is None:  # no state yet (at most an event counter)
+def _result(task_id: str, st: Stored | None) -> task_pb2.TaskResult:
+    if st is None or st.state == 0:  # nothing recorded yet
         return task_pb2.TaskResult(task_id=task_id, found=False)
-    e = task_pb2.TaskEvent.FromString(raw) if raw else task_pb2.TaskEvent()
+    e = task_pb2.TaskEvent.FromString(st.event) if st.event else task_pb2.TaskEvent()
     r = task_pb2.TaskResult(
         task_id=task_id,
         found=True,
-        state=int(state),  # type: ignore[arg-type]
+        state=st.state,  # type: ignore[arg-type]
         name=e.name,
         attempt=e.attempt,
         updated_ms=e.at_ms,
@@ -143,7 +231,7 @@ def _result(
         r.result.CopyFrom(e.result)
     if e.HasField("error"):
         r.error.CopyFrom(e.error)
-    if spec:
-        r.spec.ParseFromString(spec)
-        r.created_ms = int(created or 0)
+    if st.spec:
+        r.spec.ParseFromString(st.spec)
+        r.created_ms = st.created_ms
     return r

@@ -91,6 +91,19 @@ class ScheduleStore:
             Awaitable[list[tuple[bytes, float]]],
             self.redis.zrangebyscore(keys.SCHEDULES_DUE, "-inf", now, start=0, num=limit, withscores=True),
         )
+        return await self._due(found)
+
+    async def poll(self, now: int, deadline: int, limit: int) -> tuple[list[tuple[str, int]], list[Due]]:
+        """`stuck` then `due`, read in one round trip (what the firing loop asks at every tick)."""
+
+        def build(pipe: Pipeline) -> None:
+            self._s["schedule_stuck"]([keys.SCHEDULES_FIRING], [now, deadline, limit], client=pipe)
+            pipe.zrangebyscore(keys.SCHEDULES_DUE, "-inf", now, start=0, num=limit, withscores=True)
+
+        raw, found = await run_pipeline(self.redis, build, self._s)
+        return [keys.fired(m.decode()) for m in raw], await self._due(found)
+
+    async def _due(self, found: list[tuple[bytes, float]]) -> list[Due]:
         ids = [m.decode() for m, _ in found]
         out: list[Due] = []
         for (_, score), got in zip(found, await self.get_many(ids), strict=True):

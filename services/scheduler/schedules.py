@@ -135,11 +135,11 @@ class ScheduleRpcs:
 
 async def _claim(st: ScheduleStore, now: int) -> list[tuple[str, int, scheduler_pb2.Schedule | None]]:
     """Occurrences this replica must submit: stuck hand-overs first, then newly claimed ones."""
-    stuck = await st.stuck(now, now + HANDOVER_MS, BATCH)
+    stuck, due = await st.poll(now, now + HANDOVER_MS, BATCH)
     found = await st.get_many(sorted({sid for sid, _ in stuck}))
     defs = {g[0].id: g[0] for g in found if g is not None}
     out = [(sid, occ, defs.get(sid)) for sid, occ in stuck]
-    for d in await st.due(now, BATCH):
+    for d in due:
         try:
             nxt = occurrences.following(d.schedule, d.occurrence, now)
         except Exception:  # noqa: BLE001 - one broken schedule must not stop the others

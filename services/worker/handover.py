@@ -2,9 +2,10 @@
 
 When the scheduler and the registry share a process (and a Redis connection), a submission's
 pipeline can enqueue its runnable tasks and, for a queue that a local session has credit for, lease
-them in the same round trip (the registry's own `enqueue` then `dispatch` scripts, on the queue's
-keys). The leases go to that session at once: no pub/sub wake-up, no second round trip. Whatever is
-not leased that way is announced as usual, so other sessions and replicas still see it.
+them in the same round trip (the registry's own `enqueue_dispatch` script, on the queue's keys: a
+task that the queue hands out at once is leased without entering the ready set). The leases go
+to that session at once: no pub/sub wake-up, no second round trip. Whatever is not leased that
+way is announced as usual, so other sessions and replicas still see it.
 """
 
 from __future__ import annotations
@@ -43,12 +44,12 @@ class Handover:
 
     def build(self, pipe: Pipeline) -> None:
         store = self.registry.store
-        store.build_enqueue(pipe, self.tasks, handed=frozenset(self.reserved))
+        store.build_enqueue(pipe, [t for t in self.tasks if t.spec.queue not in self.reserved])
         now, lease_ms = now_ms(), self.registry.loops.lease_ms
         self._deadline_ms = now + lease_ms
         for q, (_, n) in self.reserved.items():
-            self._at[q] = len(pipe.command_stack)
-            store.build_dispatch(pipe, q, now, lease_ms, n)
+            self._at[q] = len(pipe.command_stack) + 1  # after the SADD
+            store.build_enqueue_dispatch(pipe, q, [t for t in self.tasks if t.spec.queue == q], now, lease_ms, n)
 
     async def finish(self, replies: list[Any]) -> None:
         """The tasks are accepted whatever happens here: a lease that cannot be handed over expires

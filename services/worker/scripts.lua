@@ -62,10 +62,21 @@ local function wake(channel, queue, count)
   if count > 0 then redis.call('PUBLISH', channel, queue) end
 end
 
+-- Leases task id (its task value given) until deadline: appends id, token, delivery, value to out.
+local function lease(id, value, deadline, out)
+  local token = redis.call('INCR', fence)
+  redis.call('HSET', tokens, id, token)
+  redis.call('ZADD', leases, deadline, id)
+  out[#out + 1] = id
+  out[#out + 1] = token
+  out[#out + 1] = redis.call('HINCRBY', deliveries, id, 1)
+  out[#out + 1] = value
+end
+
 --! enqueue
 -- KEYS: the queue's (prelude). ARGV: queue, notify channel, then triples (id, band, task bytes).
 -- Queues tasks at the end of their band; a task already known is skipped. Returns how many were
--- added. An empty channel publishes nothing: the caller dispatches in the same pipeline (see dispatch).
+-- added. An empty channel publishes nothing.
 local queue, channel = ARGV[1], ARGV[2]
 local added = 0
 for i = 3, #ARGV, 3 do
@@ -82,8 +93,7 @@ return added
 -- KEYS: the queue's (prelude). ARGV: now ms, lease ms, max count[, queue, notify channel].
 -- Leases up to max count ready tasks. Returns a flat list: id, token, delivery, task value, ...
 -- Nothing while the queue is paused. With a queue and channel, publishes the queue when ready tasks
--- are left (tasks were enqueued just before, in the same pipeline, without a wake-up, to be handed
--- straight to one worker).
+-- are left.
 local now, lease_ms, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local queue, channel = ARGV[4], ARGV[5]
 if redis.call('EXISTS', paused) == 1 then return {} end
@@ -95,15 +105,46 @@ local deadline = now + lease_ms
 local out = {}
 for _, id in ipairs(ids) do
   local value = redis.call('HGET', task, id)
-  if value then
-    local token = redis.call('INCR', fence)
-    redis.call('HSET', tokens, id, token)
-    redis.call('ZADD', leases, deadline, id)
-    out[#out + 1] = id
-    out[#out + 1] = token
-    out[#out + 1] = redis.call('HINCRBY', deliveries, id, 1)
-    out[#out + 1] = value
+  if value then lease(id, value, deadline, out) end
+end
+return out
+
+--! enqueue_dispatch
+-- KEYS: the queue's (prelude). ARGV: now ms, lease ms, max count, queue, notify channel, then
+-- triples (id, band, task bytes).
+-- `enqueue` without a wake-up then `dispatch`, in one script (worker/handover.py: the caller has a
+-- worker with credit for max count). Returns what dispatch returns. When the queue is not paused
+-- and has no ready task, the new tasks would be the first to leave it: the first max count are
+-- leased at once, without passing through the ready set; the rest wait there, announced.
+local now, lease_ms, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local queue, channel = ARGV[4], ARGV[5]
+local stopped = redis.call('EXISTS', paused) == 1
+local direct = not stopped and redis.call('ZCARD', ready) == 0
+local deadline = now + lease_ms
+local out, waiting = {}, 0
+for i = 6, #ARGV, 3 do
+  local id, band = ARGV[i], tonumber(ARGV[i + 1])
+  local value = banded(band, ARGV[i + 2])
+  if redis.call('HSETNX', task, id, value) == 1 then
+    if direct and #out < max * 4 then
+      lease(id, value, deadline, out)
+    else
+      ready_last(id, band)
+      waiting = waiting + 1
+    end
   end
+end
+if direct then
+  wake(channel, queue, waiting)
+  return out
+end
+if stopped then return {} end
+local ids = redis.call('ZRANGE', ready, 0, max - 1)
+if #ids > 0 then redis.call('ZREM', ready, unpack(ids)) end
+if redis.call('ZCARD', ready) > 0 then redis.call('PUBLISH', channel, queue) end
+for _, id in ipairs(ids) do
+  local value = redis.call('HGET', task, id)
+  if value then lease(id, value, deadline, out) end
 end
 return out
 

@@ -42,9 +42,7 @@ def _pairs(leases: list[worker_pb2.LeaseRef]) -> dict[str, list[str]]:
 SCRIPTS = LuaFile(Path(__file__).with_name("scripts.lua"), keys.LUA_CONSTANTS)
 
 
-def build_enqueue(
-    pipe: AnyPipeline, scripts: Mapping[str, Script], tasks: list[task_pb2.Task], handed: frozenset[str] = frozenset()
-) -> None:
+def build_enqueue(pipe: AnyPipeline, scripts: Mapping[str, Script], tasks: list[task_pb2.Task]) -> None:
     """RegistryStore.build_enqueue with the registry's scripts given (loaded once by the caller);
     the enqueue of a submission made in the caller's process (scheduler/direct.py)."""
     by_queue: dict[str, list[bytes | str | int]] = defaultdict(list)
@@ -52,7 +50,7 @@ def build_enqueue(
         by_queue[t.spec.queue] += [t.id, keys.band(t.spec.priority), t.SerializeToString()]
     for q, argv in by_queue.items():
         pipe.sadd(keys.QUEUES, q)
-        scripts["enqueue"](keys.queue_keys(q), [q, "" if q in handed else keys.NOTIFY, *argv], client=pipe)
+        scripts["enqueue"](keys.queue_keys(q), [q, keys.NOTIFY, *argv], client=pipe)
 
 
 class RegistryStore:
@@ -68,19 +66,24 @@ class RegistryStore:
         results = await run_pipeline(self.redis, lambda pipe: self.build_enqueue(pipe, tasks), self._s)
         return sum(int(r) for r in results[1::2])
 
-    def build_enqueue(self, pipe: Pipeline, tasks: list[task_pb2.Task], handed: frozenset[str] = frozenset()) -> None:
-        """`enqueue` onto a pipeline of the caller's: per queue, an SADD reply then the count added.
-        Queues in `handed` get no wake-up: the caller adds `build_dispatch` for them right after."""
-        build_enqueue(pipe, self._s, tasks, handed)
+    def build_enqueue(self, pipe: Pipeline, tasks: list[task_pb2.Task]) -> None:
+        """`enqueue` onto a pipeline of the caller's: per queue, an SADD reply then the count added."""
+        build_enqueue(pipe, self._s, tasks)
 
     async def dispatch(self, queue: str, now_ms: int, lease_ms: int, count: int) -> list[Leased]:
         return leased(await self._s["dispatch"](keys.queue_keys(queue), [now_ms, lease_ms, count]), now_ms + lease_ms)
 
-    def build_dispatch(self, pipe: Pipeline, queue: str, now_ms: int, lease_ms: int, count: int) -> None:
-        """`dispatch` onto a pipeline of the caller's, after a `build_enqueue` that did not wake
-        anyone for `queue`: the queue is announced if ready tasks are left. Read the reply with
-        `leased()`."""
-        self._s["dispatch"](keys.queue_keys(queue), [now_ms, lease_ms, count, queue, keys.NOTIFY], client=pipe)
+    def build_enqueue_dispatch(
+        self, pipe: Pipeline, queue: str, tasks: list[task_pb2.Task], now_ms: int, lease_ms: int, count: int
+    ) -> None:
+        """`build_enqueue` then a dispatch of `count` tasks for tasks of one queue, as one script (a task the
+        queue hands out at once never enters its ready set): an SADD reply, then the script's,
+        which `leased()` reads."""
+        argv: list[bytes | str | int] = [now_ms, lease_ms, count, queue, keys.NOTIFY]
+        for t in tasks:
+            argv += [t.id, keys.band(t.spec.priority), t.SerializeToString()]
+        pipe.sadd(keys.QUEUES, queue)
+        self._s["enqueue_dispatch"](keys.queue_keys(queue), argv, client=pipe)
 
     async def extend(self, leases: list[worker_pb2.LeaseRef], deadline_ms: int) -> list[str]:
         """Extend current leases; returns the task ids whose token is stale."""

@@ -1,0 +1,72 @@
+"""Retention tiers: a finished task's result is kept for the result expiry, its timeline (the event
+log) for the shorter timeline expiry; Watch and GetTask keep working after the timeline is gone and
+say so. The whole platform on a Redis of its own, with a timeline kept 1.5 s."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import redis as redis_sync
+
+from tasktide import Client, ClientSettings, TaskState
+from tasktide.v1 import task_pb2
+from tasktide_services.common.redis_server import start_redis
+from tasktide_services.common.settings import ServerSettings
+from tasktide_services.results import keys
+from tasktide_services.results.store import TIMELINE_EXPIRED
+from tasktide_services.testing import PlatformThread, eventually, run_worker_thread
+from tests.guarantee_tasks import app
+
+
+def _history(client: Client, task_id: str) -> list[task_pb2.TaskEvent]:
+    return [e for e in client.watch([task_id]) if not e.progress_only]
+
+
+def test_the_timeline_expires_before_the_result(server_settings, queue_name, tmp_path):
+    server = start_redis(tmp_path / "redis", appendonly=False)
+    settings = replace(server_settings, redis_url=server.url, result_expires=600.0, timeline_expires=1.5)
+    platform = PlatformThread(settings).start()
+    r = redis_sync.Redis.from_url(server.url)
+    try:
+        with Client(settings=ClientSettings.from_env({}, address=platform.address)) as client:
+            with run_worker_thread(app, platform.address, queues=(queue_name,)):
+                h = client.submit("g.add", [1, 2], queue=queue_name)
+                assert h.get(timeout=15) == 3
+            k = keys.task_keys(h.id)
+            history = _history(client, h.id)
+            assert [TaskState.from_proto(e.state) for e in history] == [
+                TaskState.QUEUED,
+                TaskState.RUNNING,
+                TaskState.SUCCEEDED,
+            ]
+            assert history[0].spec.name == "g.add"  # given back with the first event
+            assert not any(TIMELINE_EXPIRED in e.message for e in history)
+            # The spec is stored once: with the result, not in the logged event.
+            assert not task_pb2.TaskEvent.FromString(r.lindex(k.events, 0)).HasField("spec")
+            assert 0 < r.pttl(k.events) <= 1500 < r.pttl(k.result)
+
+            eventually(lambda: not r.exists(k.events), timeout=15, what="the timeline to expire")
+            (after,) = _history(client, h.id)  # Watch still ends: the final event stands for the rest
+            assert TaskState.from_proto(after.state) is TaskState.SUCCEEDED
+            assert TIMELINE_EXPIRED in after.message
+            assert after.cursor == history[-1].cursor
+            (res,) = client.fetch([h.id])
+            assert res.found and res.spec.name == "g.add" and h.get(timeout=5) == 3
+            assert client.get_task(h.id).state == task_pb2.TASK_STATE_SUCCEEDED
+    finally:
+        platform.stop()
+        server.stop()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_a_bad_timeline_expiry_is_refused(value):
+    with pytest.raises(ValueError, match="TASKTIDE_TIMELINE_EXPIRES"):
+        ServerSettings.from_env({"TASKTIDE_TIMELINE_EXPIRES": value})
+
+
+def test_the_timeline_is_never_kept_longer_than_the_result(tmp_path):
+    from tasktide_services.results.store import ResultsStore
+
+    store = ResultsStore(None, 10.0, timeline_seconds=3600.0)  # type: ignore[arg-type]
+    assert store.timeline_ms == store.expire_ms == 10_000
