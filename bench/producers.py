@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import multiprocessing as mp
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -29,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bench.procs import tree_cpu_seconds
 
 THREADS = 8
 PROCESSES = 4
@@ -239,17 +242,40 @@ def _backlog(system: Any) -> Callable[[], int]:
     return lambda: int(system.redis.llen("celery"))
 
 
+def cpu_meter(system: Any, redis_pid: int) -> Callable[[], float]:
+    """CPU seconds so far of the system's processes, Redis, this process and its finished
+    children (the producer processes)."""
+
+    def cpu() -> float:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        pids = [*system.pids(), *([redis_pid] if redis_pid else [])]
+        return tree_cpu_seconds(pids) + children.ru_utime + children.ru_stime
+
+    return cpu
+
+
+def many_producers(system: Any, kind: str, n: int, cpu: Callable[[], float]) -> dict[str, float]:
+    """`kind` "threads" or "processes": the rate of the producers, and the CPU time per task of
+    every process (the collection of the results included, as in the cpu_one_by_one row)."""
+    before = cpu()
+    if kind == "threads":
+        figures, ids = threads_rate(_add(system), n)
+    else:
+        figures, ids = processes_rate(system.name, n)
+    _collect(system, ids)
+    return {**figures, "cpu": (cpu() - before) / n * 1e6}
+
+
 def producer_rows(
-    system: Any, counts: ProducerCounts, capacity: float, log: Callable[[str], None]
+    system: Any, counts: ProducerCounts, capacity: float, log: Callable[[str], None], redis_pid: int = 0
 ) -> dict[str, dict[str, float]]:
     """The three rows for one started system with its workers running."""
     out: dict[str, dict[str, float]] = {}
+    cpu = cpu_meter(system, redis_pid)
     log(f"[{system.name}] {THREADS} producer threads, n={counts.tasks}")
-    out["producers_threads"], ids = threads_rate(_add(system), counts.tasks)
-    _collect(system, ids)
+    out["producers_threads"] = many_producers(system, "threads", counts.tasks, cpu)
     log(f"[{system.name}] {PROCESSES} producer processes, n={counts.tasks}")
-    out["producers_processes"], ids = processes_rate(system.name, counts.tasks)
-    _collect(system, ids)
+    out["producers_processes"] = many_producers(system, "processes", counts.tasks, cpu)
     log(f"[{system.name}] round trips at {LOAD_SHARE:.0%} of {capacity:,.0f} tasks/s, n={counts.round_trips}")
     out["latency_under_load"] = latency_under_load(
         system.name, _add(system), capacity, counts.round_trips, _backlog(system)
@@ -313,15 +339,14 @@ def main(argv: list[str] | None = None) -> int:
             for s in systems:
                 got: dict[str, float] = {}
                 if "single" in rows:
+                    meter = cpu_meter(s, server.process.pid)
+                    before = meter()
                     got["single rate"] = s.submit_rate(counts.tasks)["rate"]
-                if "threads" in rows:
-                    rate, ids = threads_rate(_add(s), counts.tasks)
-                    _collect(s, ids)
-                    got["threads rate"] = rate["rate"]
-                if "processes" in rows:
-                    rate, ids = processes_rate(s.name, counts.tasks)
-                    _collect(s, ids)
-                    got["processes rate"] = rate["rate"]
+                    got["single cpu us"] = (meter() - before) / counts.tasks * 1e6
+                for kind in ("threads", "processes"):
+                    if kind in rows:
+                        row = many_producers(s, kind, counts.tasks, cpu_meter(s, server.process.pid))
+                        got[f"{kind} rate"], got[f"{kind} cpu us"] = row["rate"], row["cpu"]
                 if "latency" in rows:
                     lat = latency_under_load(s.name, _add(s), capacity[s.name], counts.round_trips, _backlog(s))
                     got.update({f"loaded {k}": v for k, v in lat.items()})

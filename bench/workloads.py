@@ -236,7 +236,11 @@ def run_system(
         log(f"[{system.name}] round-trip latency, n={counts.latency}")
         out["latency"] = system.latency(counts.latency)
         out["worker_rss"] = system.worker_rss()
-        out.update(producer_rows(system, ProducerCounts(counts.submit, counts.latency), out["throughput"]["rate"], log))
+        out.update(
+            producer_rows(
+                system, ProducerCounts(counts.submit, counts.latency), out["throughput"]["rate"], log, redis_pid
+            )
+        )
         off = system.twin(secure=False)
         if off is not None:
             try:
