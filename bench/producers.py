@@ -116,14 +116,20 @@ def _process_main(name: str, start: int, count: int, ready: Any, go: Any, out: A
     add.delay(start, start).get(timeout=30)  # connected and warm before the clock starts
     ready.wait()
     go.wait()
-    t0 = time.time()
+    t0, cpu0 = time.time(), _own_cpu()
     ids = _produce(add, start, count)
-    out.put((t0, time.time(), ids))
+    out.put((t0, time.time(), _own_cpu() - cpu0, ids))
+
+
+def _own_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def processes_rate(name: str, n: int, processes: int = PROCESSES) -> tuple[dict[str, float], list[str]]:
     """n `delay()` calls over `processes` processes; timed from the common start to the last
-    producer's end (wall clock of this machine)."""
+    producer's end (wall clock of this machine). `producer_cpu`: the CPU seconds the producers
+    spent in their loops (their start-up left out)."""
     ctx = mp.get_context("spawn")
     ready, go, out = ctx.Barrier(processes + 1), ctx.Event(), ctx.Queue()
     procs = [
@@ -144,8 +150,9 @@ def processes_rate(name: str, n: int, processes: int = PROCESSES) -> tuple[dict[
     bad = [p.exitcode for p in procs if p.exitcode]
     if bad:
         raise RuntimeError(f"{name}: a producer process exited with {bad[0]}")
-    elapsed = max(end for _, end, _ in parts) - min(t0 for t0, _, _ in parts)
-    return {"rate": n / elapsed, "seconds": elapsed}, [i for _, _, ids in parts for i in ids]
+    elapsed = max(end for _, end, _, _ in parts) - min(t0 for t0, _, _, _ in parts)
+    figures = {"rate": n / elapsed, "seconds": elapsed, "producer_cpu": sum(cpu for _, _, cpu, _ in parts)}
+    return figures, [i for _, _, _, ids in parts for i in ids]
 
 
 # -- latency under load -----------------------------------------------------------------------
@@ -243,27 +250,23 @@ def _backlog(system: Any) -> Callable[[], int]:
 
 
 def cpu_meter(system: Any, redis_pid: int) -> Callable[[], float]:
-    """CPU seconds so far of the system's processes, Redis, this process and its finished
-    children (the producer processes)."""
-
-    def cpu() -> float:
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        pids = [*system.pids(), *([redis_pid] if redis_pid else [])]
-        return tree_cpu_seconds(pids) + children.ru_utime + children.ru_stime
-
-    return cpu
+    """CPU seconds so far of the system's processes, Redis and this process."""
+    pids = [*system.pids(), *([redis_pid] if redis_pid else [])]
+    return lambda: tree_cpu_seconds(pids)
 
 
 def many_producers(system: Any, kind: str, n: int, cpu: Callable[[], float]) -> dict[str, float]:
     """`kind` "threads" or "processes": the rate of the producers, and the CPU time per task of
-    every process (the collection of the results included, as in the cpu_one_by_one row)."""
+    every process (the collection of the results included, as in the cpu_one_by_one row; the
+    producer processes' start-up left out)."""
     before = cpu()
     if kind == "threads":
         figures, ids = threads_rate(_add(system), n)
     else:
         figures, ids = processes_rate(system.name, n)
     _collect(system, ids)
-    return {**figures, "cpu": (cpu() - before) / n * 1e6}
+    spent = cpu() - before + figures.pop("producer_cpu", 0.0)
+    return {**figures, "cpu": spent / n * 1e6}
 
 
 def producer_rows(
