@@ -158,10 +158,13 @@ def processes_rate(name: str, n: int, processes: int = PROCESSES) -> tuple[dict[
 # -- latency under load -----------------------------------------------------------------------
 
 
-def _load_main(name: str, rate: float, stop: Any, out: Any) -> None:
-    """Submit no-op tasks at `rate` per second, a batch every LOAD_TICK, until `stop` is set."""
+def _load_main(name: str, rate: float, running: Any, stop: Any, out: Any) -> None:
+    """Submit no-op tasks at `rate` per second, a batch every LOAD_TICK, until `stop` is set;
+    `running` is set once the first batch is in."""
     tasks = _system_tasks(name)
     submit = _bulk_submitter(name, tasks)
+    submit(1)  # connected before the clock starts
+    running.set()
     sent, owed = 0, 0.0
     t0 = time.monotonic()
     next_tick = t0
@@ -203,11 +206,13 @@ def latency_under_load(name: str, add: Any, capacity: float, n: int, backlog: Ca
     from bench.workloads import percentiles
 
     ctx = mp.get_context("spawn")
-    stop, out = ctx.Event(), ctx.Queue()
+    running, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
     rate = capacity * LOAD_SHARE
-    proc = ctx.Process(target=_load_main, args=(name, rate, stop, out), daemon=True)
+    proc = ctx.Process(target=_load_main, args=(name, rate, running, stop, out), daemon=True)
     proc.start()
     try:
+        if not running.wait(120):
+            raise RuntimeError(f"{name}: the load process did not start (exit code {proc.exitcode})")
         time.sleep(LOAD_WARMUP)
         samples = []
         for i in range(n):
