@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bench.procs import tree_cpu_seconds
+from bench.producers import ProducerCounts, producer_rows
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class Workload:
             "index_memory": 0,
             "throughput_index_off": counts.throughput,
             "throughput_index_on": counts.throughput,
+            "producers_threads": counts.submit,
+            "producers_processes": counts.submit,
+            "latency_under_load": counts.latency,
         }[self.key]
 
 
@@ -80,6 +84,16 @@ WORKLOADS = (
         None,
     ),
     Workload("latency", "round trip on an idle system", "ms", ("p50", "p99"), "lower", 1.0),
+    Workload("producers_threads", "8 producer threads, add.delay one by one", "tasks/s", ("rate",), "higher", None),
+    Workload("producers_processes", "4 producer processes, add.delay one by one", "tasks/s", ("rate",), "higher", None),
+    Workload(
+        "latency_under_load",
+        "round trip while loaded at half the bulk capacity",
+        "ms",
+        ("p50", "p99"),
+        "lower",
+        None,
+    ),
     Workload(
         "cpu_bulk",
         "CPU time per task, bulk (every process: server, workers, Redis, client)",
@@ -222,6 +236,11 @@ def run_system(
         log(f"[{system.name}] round-trip latency, n={counts.latency}")
         out["latency"] = system.latency(counts.latency)
         out["worker_rss"] = system.worker_rss()
+        out.update(
+            producer_rows(
+                system, ProducerCounts(counts.submit, counts.latency), out["throughput"]["rate"], log, redis_pid
+            )
+        )
         off = system.twin(secure=False)
         if off is not None:
             try:

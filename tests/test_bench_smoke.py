@@ -27,6 +27,9 @@ WORKLOADS = {
     "index_memory",
     "throughput_index_off",
     "throughput_index_on",
+    "producers_threads",
+    "producers_processes",
+    "latency_under_load",
 }
 
 
@@ -36,7 +39,7 @@ def test_bench_quick_tasktide(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=180,  # the many-producer rows start five processes
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]

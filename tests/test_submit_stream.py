@@ -235,3 +235,75 @@ def test_a_stream_larger_than_a_batch_is_read_a_batch_at_a_time_and_answered_who
     assert sorted(a.seq for a in answers) == list(range(250))
     assert all(a.error_code == 0 and len(a.result.task_id) == 32 for a in answers)
     assert len({a.result.task_id for a in answers}) == 250
+
+
+def _evalsha_calls(r: object) -> int:
+    return int(r.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))  # type: ignore[attr-defined]
+
+
+def test_several_streams_sending_at_once_are_each_answered_with_their_own_submissions(server_settings, queue_name):
+    """Three streams send 100 submissions each at once on a platform whose batches are 7: the
+    streams' submissions are admitted together, and every stream gets its own sequence numbers
+    back, each once."""
+    import threading
+
+    small = replace(server_settings, limits=replace(server_settings.limits, max_batch=7))
+    p = PlatformThread(small).start()
+    answers: dict[int, list[scheduler_pb2.SubmitStreamResponse]] = {}
+    start = threading.Barrier(3)
+
+    def run(k: int) -> None:
+        reqs = [
+            scheduler_pb2.SubmitStreamRequest(seq=k * 1000 + i, spec=_spec("t.add", queue_name)) for i in range(100)
+        ]
+        with grpc.insecure_channel(p.address) as ch:
+            grpc.channel_ready_future(ch).result(timeout=10)
+            start.wait()
+            answers[k] = list(scheduler_pb2_grpc.SchedulerStub(ch).SubmitStream(iter(reqs)))
+
+    try:
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        p.stop()
+    for k in range(3):
+        assert sorted(a.seq for a in answers[k]) == [k * 1000 + i for i in range(100)]
+        assert all(a.error_code == 0 and len(a.result.task_id) == 32 for a in answers[k])
+    assert len({a.result.task_id for k in range(3) for a in answers[k]}) == 300
+
+
+def test_producers_each_waiting_for_their_answer_share_the_schedulers_writes(redis_server, platform, queue_name):
+    """Four clients (four streams) submitting one task at a time, each waiting for its answer, as
+    the processes of a web server do: submissions arriving from different streams while one is
+    written are admitted together, so there are fewer enqueue scripts than tasks (one each when
+    every stream is admitted on its own)."""
+    import threading
+
+    import redis
+
+    r = redis.Redis(port=redis_server.port)
+    clients = [Client(settings=ClientSettings.from_env({}, address=platform.address)) for _ in range(4)]
+    try:
+        for c in clients:  # streams open, scripts loaded
+            c.submit("t.add", [0, 0], queue=queue_name)
+        start = threading.Barrier(4)
+        before = _evalsha_calls(r)
+
+        def run(c: Client) -> None:
+            start.wait()
+            for i in range(50):
+                c.submit("t.add", [i, i], queue=queue_name)
+
+        threads = [threading.Thread(target=run, args=(c,)) for c in clients]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        scripts = _evalsha_calls(r) - before
+    finally:
+        for c in clients:
+            c.close()
+    assert scripts < 200

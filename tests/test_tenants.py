@@ -135,3 +135,34 @@ def test_a_worker_runs_its_namespace_tasks_only_on_the_queues_its_token_allows(
     env = {"TASKTIDE_ADDRESS": secured.address, "TASKTIDE_TOKEN": other}
     refused = spawn("worker", "tests.tasks_app:app", "--queues", queue_name, env=env, cwd=ROOT)
     assert refused.wait(60) == 2
+
+
+def test_streams_of_two_namespaces_admitted_together_keep_their_namespaces(
+    secured: PlatformThread, queue_name: str
+) -> None:
+    """Submissions of every open stream are admitted together (scheduler/submissions.py): two
+    namespaces submitting at once each own exactly the tasks they submitted."""
+    import threading
+
+    from tasktide._exceptions import NotFound
+
+    ids: dict[str, list[str]] = {}
+    start = threading.Barrier(2)
+
+    def run(namespace: str) -> None:
+        with client_for(secured, namespace) as c:
+            c.submit("t.add", [0, 0], queue=queue_name)  # stream open
+            start.wait()
+            ids[namespace] = [c.submit("t.add", [i, i], queue=queue_name).id for i in range(40)]
+
+    threads = [threading.Thread(target=run, args=(ns,)) for ns in ("alpha", "beta")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with client_for(secured, "alpha") as alpha, client_for(secured, "beta") as beta:
+        for mine, other, theirs in ((alpha, beta, ids["alpha"]), (beta, alpha, ids["beta"])):
+            for tid in theirs:
+                assert mine.get_task(tid).id == tid
+                with pytest.raises(NotFound):
+                    other.get_task(tid)

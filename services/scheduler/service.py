@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -10,7 +9,7 @@ import grpc
 from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2, workflow_pb2
 from tasktide_services.common import tenancy, validate
 from tasktide_services.common.auth import current_caller
-from tasktide_services.common.errors import NotFound, ServiceError
+from tasktide_services.common.errors import NotFound
 from tasktide_services.common.events import event, first_events
 from tasktide_services.common.layout import is_final
 from tasktide_services.common.peers import Peers
@@ -19,6 +18,7 @@ from tasktide_services.scheduler.admission import Admission
 from tasktide_services.scheduler.explain import explain
 from tasktide_services.scheduler.schedules import ScheduleRpcs
 from tasktide_services.scheduler.store import SchedulerStore
+from tasktide_services.scheduler.submissions import SubmissionPool
 
 S = task_pb2
 
@@ -31,6 +31,7 @@ class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
         self.admission = admission
         self.peers = peers
         self.settings = settings
+        self.submissions = SubmissionPool(admission, settings.limits.max_batch)
 
     async def Submit(
         self, req: scheduler_pb2.SubmitRequest, ctx: grpc.aio.ServicerContext
@@ -45,59 +46,12 @@ class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
             results=await self.admission.submit(list(req.specs), caller=current_caller())
         )
 
-    async def SubmitStream(
+    def SubmitStream(
         self, requests: AsyncIterator[scheduler_pb2.SubmitStreamRequest], ctx: grpc.aio.ServicerContext
     ) -> AsyncIterator[scheduler_pb2.SubmitStreamResponse]:
-        """Submissions arriving while the previous ones are written are accepted together, as one
-        batch (one Redis round trip); each is answered by its sequence number. The inbox holds at
-        most one batch: while it is full the stream is not read, and gRPC's flow control holds the
-        producer back."""
-        limit = self.settings.limits.max_batch
-        inbox: list[scheduler_pb2.SubmitStreamRequest] = []
-        arrived, room = asyncio.Event(), asyncio.Event()
-        room.set()
-
-        async def read() -> None:
-            try:
-                async for req in requests:
-                    inbox.append(req)
-                    arrived.set()
-                    if len(inbox) >= limit:
-                        room.clear()
-                        await room.wait()
-            finally:
-                arrived.set()
-
-        reader = asyncio.create_task(read())
-        try:
-            while True:
-                await arrived.wait()
-                arrived.clear()
-                while inbox:
-                    batch = inbox[:limit]
-                    del inbox[: len(batch)]
-                    room.set()
-                    for resp in await self._submit_answers(batch):
-                        yield resp
-                if reader.done():
-                    reader.result()  # the stream's own failure (a malformed message) ends the call
-                    return
-        finally:
-            reader.cancel()
-
-    async def _submit_answers(
-        self, batch: list[scheduler_pb2.SubmitStreamRequest]
-    ) -> list[scheduler_pb2.SubmitStreamResponse]:
-        """Accept the valid submissions of `batch` together; a refused one gets its own error."""
-        answers = [scheduler_pb2.SubmitStreamResponse(seq=r.seq) for r in batch]
-        for answer, result in zip(
-            answers, await self.admission.submit_each([r.spec for r in batch], current_caller()), strict=True
-        ):
-            if isinstance(result, ServiceError):
-                answer.error_code, answer.error_message = result.code.value[0], str(result)
-            else:
-                answer.result.CopyFrom(result)
-        return answers
+        """Each submission answered by its sequence number; what arrives, on this stream or any
+        other, while earlier submissions are written is accepted together (submissions.py)."""
+        return self.submissions.stream(requests, current_caller())
 
     async def _find(self, tid: str) -> tuple[task_pb2.Task, task_pb2.TaskResult]:
         """The task and its latest result, wherever the task is known: its record (delayed and
