@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install dev test test-django6 lint typecheck proto proto-check bench clean
+.PHONY: install dev test test-split test-django6 lint typecheck proto proto-check bench clean
 
 $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ dev: install
 test: install proto-check lint typecheck
 	$(BIN)/python -m pytest
 	$(MAKE) test-django6
+
+## The whole suite again with the session's services each in its own process, calling each other
+## over gRPC as in production (tests marked one_process, about in-process cooperation, are left out).
+test-split: install
+	TASKTIDE_TEST_SERVICES=split $(BIN)/python -m pytest
 
 ## examples/django again on Django 6 (built-in django.tasks) with Python 3.12, in .venv/django6 (the
 ## run above covers Django 5.2 with the backport on Python 3.11). Without python3.12 it is skipped,
