@@ -60,6 +60,30 @@ def require_tool(name: str) -> str:
     return path
 
 
+FAULT_ROWS: list[dict[str, object]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """The fault suite's figures travel in its test reports (so they reach this process from
+    pytest-xdist's workers too); they are written to reports/faults.md at the end."""
+    if report.when == "call":
+        FAULT_ROWS.extend(value for key, value in report.user_properties if key == "fault_figures")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not FAULT_ROWS:
+        return
+    from tests.faults.figures import Figures, table
+
+    text = table([Figures(**row) for row in FAULT_ROWS])  # type: ignore[arg-type]
+    reports = ROOT / "reports"
+    reports.mkdir(exist_ok=True)
+    (reports / "faults.md").write_text(text)
+    terminalreporter.section("fault suite figures (reports/faults.md)")
+    for line in text.splitlines():
+        terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
 def platform(server_settings: ServerSettings, redis_server: LocalRedis) -> Iterator[object]:
     """The session's services, on the session's Redis, in the arrangement TASKTIDE_TEST_SERVICES names."""
