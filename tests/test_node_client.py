@@ -29,7 +29,7 @@ DEPENDENCIES = (
 )
 
 # The per-test limit covers the test bodies only: `npm ci` runs once, in `node`, under its own limit.
-pytestmark = pytest.mark.timeout(120, func_only=True)
+pytestmark = pytest.mark.timeout(300, func_only=True)
 
 
 @pytest.fixture(scope="session")
