@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install dev test test-django6 lint typecheck proto proto-check bench clean
+.PHONY: install dev test test-split test-django6 lint typecheck proto proto-check bench clean
 
 $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,9 +19,19 @@ dev: install
 	GRPC_ENABLE_FORK_SUPPORT=false $(BIN)/tasktide dev --demo
 
 ## The test command: generated code up to date, lint, then the test suite against real servers.
+## Most tests wait on timers and child processes, so the suite runs on TEST_PROCESSES processes
+## (pytest-xdist), a test module per process at a time; TEST_PROCESSES=0 runs it in this one.
+TEST_PROCESSES ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile
+
 test: install proto-check lint typecheck
-	$(BIN)/python -m pytest
+	$(PYTEST)
 	$(MAKE) test-django6
+
+## The whole suite again with the session's services each in its own process, calling each other
+## over gRPC as in production (tests marked one_process, about in-process cooperation, are left out).
+test-split: install
+	TASKTIDE_TEST_SERVICES=split $(PYTEST)
 
 ## examples/django again on Django 6 (built-in django.tasks) with Python 3.12, in .venv/django6 (the
 ## run above covers Django 5.2 with the backport on Python 3.11). Without python3.12 it is skipped,

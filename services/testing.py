@@ -107,6 +107,14 @@ class PlatformThread:
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._run, name="tasktide-platform", daemon=True)
 
+    @property
+    def registry_address(self) -> str:
+        return self.address  # all three services share the one server
+
+    @property
+    def results_address(self) -> str:
+        return self.address
+
     def start(self) -> PlatformThread:
         self._thread.start()
         self._ready.wait(30)

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:  # imported at run time by pytest_plugins, after assertion rewriting is set up
+    from tasktide_services.common.redis_server import LocalRedis
+    from tasktide_services.common.settings import ServerSettings
     from tasktide_services.testing import PlatformThread
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,13 +21,27 @@ UNIT = Path(__file__).resolve().parent / "unit"
 pytest_plugins = ["tasktide_services.testing", "pytester"]
 
 
+# How the session's services run: "one" (the three in one process, calls between them direct) or
+# "split" (each its own process, calling the others over gRPC, as in production). `make test-split`
+# runs the whole suite the second way.
+ARRANGEMENT = os.environ.get("TASKTIDE_TEST_SERVICES", "one")
+if ARRANGEMENT not in ("one", "split"):
+    raise pytest.UsageError(f"TASKTIDE_TEST_SERVICES must be 'one' or 'split', not {ARRANGEMENT!r}")
+
+
 SERVER_FIXTURES = frozenset({"redis_server", "server_settings", "platform", "client", "python_worker"})
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Everything under tests/unit is marked `unit` (before `-m` selects): pure tests that start no
-    server, so `pytest -m unit` runs in seconds. A unit test asking for a server is refused."""
+    server, so `pytest -m unit` runs in seconds. A unit test asking for a server is refused. With the
+    services split, tests of their in-process cooperation are deselected (counted, not skipped)."""
+    if ARRANGEMENT == "split":
+        kept = [item for item in items if item.get_closest_marker("one_process") is None]
+        if len(kept) < len(items):
+            config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+            items[:] = kept
     for item in items:
         if UNIT in item.path.parents:
             item.add_marker(pytest.mark.unit)
@@ -42,6 +58,46 @@ def require_tool(name: str) -> str:
             pytest.fail(f"{name} is required under CI=true but is not installed")
         pytest.skip(f"{name} is not installed")
     return path
+
+
+FAULT_ROWS: list[dict[str, object]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """The fault suite's figures travel in its test reports (so they reach this process from
+    pytest-xdist's workers too); they are written to reports/faults.md at the end."""
+    if report.when == "call":
+        FAULT_ROWS.extend(value for key, value in report.user_properties if key == "fault_figures")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not FAULT_ROWS:
+        return
+    from tests.faults.figures import Figures, table
+
+    text = table([Figures(**row) for row in FAULT_ROWS])  # type: ignore[arg-type]
+    reports = ROOT / "reports"
+    reports.mkdir(exist_ok=True)
+    (reports / "faults.md").write_text(text)
+    terminalreporter.section("fault suite figures (reports/faults.md)")
+    for line in text.splitlines():
+        terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def platform(server_settings: ServerSettings, redis_server: LocalRedis) -> Iterator[object]:
+    """The session's services, on the session's Redis, in the arrangement TASKTIDE_TEST_SERVICES names."""
+    from tasktide_services.testing import PlatformThread
+
+    if ARRANGEMENT == "one":
+        p = PlatformThread(server_settings).start()
+        yield p
+        p.stop()
+        return
+    from tests.processes import session_split_platform
+
+    with session_split_platform(redis_server.url) as split:
+        yield split
 
 
 @pytest.fixture()

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("scheduler", "registry", "results")
 
 
-def wait_serving(address: str, proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
+def wait_serving(address: str, proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
     with grpc.insecure_channel(address) as ch:
         try:
             grpc.channel_ready_future(ch).result(timeout=timeout)
@@ -96,13 +96,25 @@ class SplitPlatform:
     address: str
     env: dict[str, str]
 
+    @property
+    def registry_address(self) -> str:
+        return self.env["TASKTIDE_REGISTRY_ADDRESS"]
+
+    @property
+    def results_address(self) -> str:
+        return self.env["TASKTIDE_RESULTS_ADDRESS"]
+
 
 @contextlib.contextmanager
 def split_platform(folder: Path, extra_env: dict[str, str] | None = None) -> Iterator[SplitPlatform]:
-    with (
-        own_redis(folder) as redis_url,
-        separate_services({"TASKTIDE_REDIS_URL": redis_url, **TEST_SERVICE_ENV, **(extra_env or {})}) as env,
-    ):
+    with own_redis(folder) as redis_url, session_split_platform(redis_url, extra_env) as platform:
+        yield platform
+
+
+@contextlib.contextmanager
+def session_split_platform(redis_url: str, extra_env: dict[str, str] | None = None) -> Iterator[SplitPlatform]:
+    """The split arrangement on a given Redis (for the session, its Redis, which tests also read)."""
+    with separate_services({"TASKTIDE_REDIS_URL": redis_url, **TEST_SERVICE_ENV, **(extra_env or {})}) as env:
         platform = SplitPlatform(env["TASKTIDE_ADDRESS"], env)
         register_services(platform.address, env)
         try:

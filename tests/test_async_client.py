@@ -10,12 +10,12 @@ import pytest
 
 import tasktide
 from tasktide import AsyncClient, ClientSettings, TaskState
-from tasktide_services.testing import run_worker_thread
+from tasktide_services.testing import client_settings, run_worker_thread
 from tests.tasks_app import app
 
 
 def _settings(platform) -> ClientSettings:
-    return ClientSettings.from_env({}, address=platform.address)
+    return client_settings(platform.address)
 
 
 def _stat(stats, queue: str):

@@ -14,6 +14,7 @@ from opentelemetry.trace import SpanKind
 from tasktide import AsyncClient, Client, ClientSettings
 from tasktide._spec import build_spec
 from tasktide.contrib.opentelemetry import TracingHooks
+from tasktide_services.testing import client_settings
 
 
 @pytest.fixture()
@@ -61,7 +62,7 @@ def test_submit_is_a_producer_span_carried_in_the_headers(platform, redis_server
 
 def test_batch_has_a_create_span_per_task(platform, queue_name, traced):
     hooks, exporter = traced
-    settings = ClientSettings.from_env({}, address=platform.address)
+    settings = client_settings(platform.address)
     specs = [build_spec("t.add", [i, i], queue=queue_name) for i in range(3)]
     with Client(settings=settings, hooks=hooks) as client:
         handles = client.submit_many(specs)
@@ -79,7 +80,7 @@ def test_batch_has_a_create_span_per_task(platform, queue_name, traced):
 
 def test_async_client_submit_is_traced(platform, queue_name, traced):
     hooks, exporter = traced
-    settings = ClientSettings.from_env({}, address=platform.address)
+    settings = client_settings(platform.address)
 
     async def submit() -> str:
         async with AsyncClient(settings=settings, hooks=hooks) as client:

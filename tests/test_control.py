@@ -164,7 +164,7 @@ def test_task_that_kills_its_worker_goes_to_dead_letters(platform, client, queue
 
     h = submit(client, "t.add", 1, 1, queue=queue_name)
     for delivery in range(1, 4):
-        ch = grpc.insecure_channel(platform.address)
+        ch = grpc.insecure_channel(platform.registry_address)
         dead = threading.Event()
 
         def messages(n=delivery, dead=dead):

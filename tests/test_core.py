@@ -6,7 +6,7 @@ import pytest
 
 import tasktide
 from tasktide import TaskState
-from tasktide_services.testing import run_worker_thread
+from tasktide_services.testing import client_settings, run_worker_thread
 from tests.tasks_app import app
 
 
@@ -19,7 +19,7 @@ def test_delay_and_get(platform, client, queue_name):
 
 
 def test_app_delay_uses_app_settings(platform, queue_name):
-    local = tasktide.App("t", address=platform.address)
+    local = tasktide.App("t", settings=client_settings(platform.address))
     add = local.task(name="t.add")(lambda x, y: x + y)
     with run_worker_thread(app, platform.address, queues=(queue_name,)):
         assert add.apply_async((20, 22), queue=queue_name).get(timeout=10) == 42
@@ -143,7 +143,7 @@ def test_watch_batches_carries_the_events_of_watch_several_per_message(platform,
         assert [h.get(timeout=20) for h in handles[:30]] == [i + 1 for i in range(30)]
         assert all(h.get(timeout=20) == big for h in handles[30:])
     req = results_pb2.WatchRequest(task_ids=[h.id for h in handles], until_final=True)
-    with grpc.insecure_channel(platform.address) as ch:
+    with grpc.insecure_channel(platform.results_address) as ch:
         stub = results_pb2_grpc.ResultsStub(ch)
         one_by_one = list(stub.Watch(req))
         messages = list(stub.WatchBatches(req))

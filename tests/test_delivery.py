@@ -11,7 +11,7 @@ import pytest
 
 from tasktide import TaskState
 from tasktide.v1 import task_pb2, worker_pb2, worker_pb2_grpc
-from tasktide_services.testing import TEST_LEASE_SECONDS, eventually, spawn
+from tasktide_services.testing import TEST_LEASE_SECONDS, client_settings, eventually, spawn
 
 
 def _wait_for(predicate, timeout: float, what: str) -> None:
@@ -91,11 +91,11 @@ def _outcome(a: worker_pb2.Assignment, value: object) -> worker_pb2.WorkerMessag
 
 def test_outcome_with_stale_lease_token_is_rejected(platform, client, queue_name):
     h = client.submit("t.add", [1, 2], queue=queue_name)
-    ch1, req1, resp1 = _session(platform.address, queue_name)
+    ch1, req1, resp1 = _session(platform.registry_address, queue_name)
     a1 = _next_assignment(resp1)
     assert a1.task.id == h.id and a1.delivery == 1
     # The first worker goes silent: no heartbeat. Its lease expires and the task is redelivered.
-    ch2, req2, resp2 = _session(platform.address, queue_name)
+    ch2, req2, resp2 = _session(platform.registry_address, queue_name)
     a2 = _next_assignment(resp2)
     assert a2.task.id == h.id and a2.delivery == 2
     assert a2.lease_token > a1.lease_token
@@ -168,7 +168,7 @@ def test_the_services_carry_on_after_redis_restarts(tmp_path, server_settings, q
     services: what was acknowledged before is still there, and new tasks run on the new connections."""
     from dataclasses import replace
 
-    from tasktide import Client, ClientSettings, ServiceError
+    from tasktide import Client, ServiceError
     from tasktide_services.common.redis_server import start_redis
     from tasktide_services.testing import PlatformThread, run_worker_thread
     from tests.tasks_app import app
@@ -177,7 +177,7 @@ def test_the_services_carry_on_after_redis_restarts(tmp_path, server_settings, q
     r1 = start_redis(data, appendonly=True)
     platform = PlatformThread(replace(server_settings, redis_url=r1.url)).start()
     try:
-        with Client(settings=ClientSettings.from_env({}, address=platform.address)) as c:
+        with Client(settings=client_settings(platform.address)) as c:
             before = [c.submit("t.add", [i, i], queue=queue_name) for i in range(20)]
             r1.stop()
             r2 = start_redis(data, port=r1.port, appendonly=True)

@@ -307,7 +307,9 @@ def test_workflow_goes_on_after_a_stage_submission_failed(platform, client, queu
         assert wf.state() == "SUCCEEDED"
 
 
-def test_idempotent_submission_after_a_failed_write_with_calls_to_peers(platform, client, queue_name, rdb):
+def test_idempotent_submission_after_a_failed_write_with_calls_to_peers(
+    platform, client, queue_name, rdb, redis_server
+):
     """The scheduler on its own (the results service and the registry reached by calls): a key
     whose task's Enqueue call failed is let go, and one of a delayed task is confirmed with it."""
     from redis.asyncio import Redis
@@ -333,7 +335,7 @@ def test_idempotent_submission_after_a_failed_write_with_calls_to_peers(platform
         )
 
     async def main() -> tuple[str, str, str]:
-        redis_client = Redis.from_url(platform.settings.redis_url)
+        redis_client = Redis.from_url(redis_server.url)
         store = SchedulerStore(redis_client, 60.0)
         writer = writer_for(store, Peers(settings))
         assert isinstance(writer, PeerWriter)

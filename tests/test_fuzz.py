@@ -24,10 +24,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasktide import Client, ClientSettings
+from tasktide import Client
 from tasktide.v1 import results_pb2, scheduler_pb2, worker_pb2, workflow_pb2
 from tasktide_services.common.settings import ServerSettings
-from tasktide_services.testing import PlatformThread, run_worker_thread
+from tasktide_services.testing import PlatformThread, client_settings, run_worker_thread
 from tests.fuzz_strategies import message, task_specs
 from tests.processes import own_redis
 from tests.tasks_app import app
@@ -118,7 +118,7 @@ def _still_serving(platform: PlatformThread, queue: str) -> None:
         reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
     with (
-        Client(settings=ClientSettings.from_env({}, address=platform.address)) as other,
+        Client(settings=client_settings(platform.address)) as other,
         run_worker_thread(app, platform.address, queues=(queue,)),
     ):
         assert other.submit("t.add", [2, 3], queue=queue).get(timeout=30) == 5

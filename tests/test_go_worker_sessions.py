@@ -72,7 +72,7 @@ class Services:
 @pytest.fixture()
 def services(tmp_path: Path) -> Iterator[Services]:
     with own_redis(tmp_path / "redis") as redis_url:
-        s = Services({"TASKTIDE_REDIS_URL": redis_url, "TASKTIDE_LEASE_SECONDS": "8", "TASKTIDE_TICK_SECONDS": "0.05"})
+        s = Services({"TASKTIDE_REDIS_URL": redis_url, "TASKTIDE_LEASE_SECONDS": "15", "TASKTIDE_TICK_SECONDS": "0.05"})
         try:
             yield s
         finally:

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from tasktide import Client, ClientSettings, TaskState
+from tasktide import Client, TaskState
 from tasktide_services.common.redis_server import start_redis
 from tasktide_services.testing import PlatformThread, client_settings, eventually, run_worker_thread, spawn
 from tests.guarantee_tasks import app
@@ -66,7 +66,7 @@ def test_results_expire_once_the_task_has_finished(server_settings, queue_name, 
     redis = start_redis(tmp_path / "redis", appendonly=False)
     platform = PlatformThread(replace(server_settings, redis_url=redis.url, result_expires=2.0)).start()
     try:
-        with Client(settings=ClientSettings.from_env({}, address=platform.address)) as client:
+        with Client(settings=client_settings(platform.address)) as client:
             delayed = client.submit_spec(app.tasks["g.add"].spec([5, 5], queue=queue_name, countdown=5.0))
             with run_worker_thread(app, platform.address, queues=(queue_name,)):
                 h = client.submit("g.add", [1, 2], queue=queue_name)

@@ -11,11 +11,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tasktide import Client, ClientSettings, ServiceError
+from tasktide import Client, ServiceError
 from tasktide_services.common.redis_server import start_redis
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.externalscaler import externalscaler_pb2 as pb
-from tasktide_services.testing import PlatformThread, eventually
+from tasktide_services.testing import PlatformThread, client_settings, eventually
 
 SERVICE = "/externalscaler.ExternalScaler/"
 
@@ -182,7 +182,7 @@ def test_stream_is_active_outlives_a_redis_restart(
             eventually(lambda: "queue depth for" in caplog.text, timeout=20, what="a depth read to fail")
             r2 = start_redis(data, port=r1.port, appendonly=False)
             try:
-                with Client(settings=ClientSettings.from_env({}, address=platform.address)) as c:
+                with Client(settings=client_settings(platform.address)) as c:
 
                     def submit_after() -> object:
                         try:  # the first calls may meet the restart; a caller retries a refused submit

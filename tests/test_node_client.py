@@ -4,6 +4,7 @@ worker runs (clients/node/examples/worker.js)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -28,7 +29,7 @@ DEPENDENCIES = (
 )
 
 # The per-test limit covers the test bodies only: `npm ci` runs once, in `node`, under its own limit.
-pytestmark = pytest.mark.timeout(120, func_only=True)
+pytestmark = pytest.mark.timeout(300, func_only=True)
 
 
 @pytest.fixture(scope="session")
@@ -36,8 +37,10 @@ def node() -> str:
     """The node executable, with the package's dependencies installed from its lockfile if missing."""
     node = require_tool("node")
     npm = require_tool("npm")
-    if not all((NODE_DIR / "node_modules" / d).is_dir() for d in DEPENDENCIES):
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, timeout=600)
+    with open(NODE_DIR / "package-lock.json") as lock:  # one installer at a time (pytest -n)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not all((NODE_DIR / "node_modules" / d).is_dir() for d in DEPENDENCIES):
+            subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, timeout=600)
     return node
 
 

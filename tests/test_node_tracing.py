@@ -14,9 +14,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from tasktide import Client, ClientSettings
+from tasktide import Client
 from tasktide.contrib.opentelemetry import TracingHooks
-from tasktide_services.testing import PlatformThread, spawn
+from tasktide_services.testing import PlatformThread, client_settings, spawn
 from tests.conftest import ROOT
 from tests.otlp_receiver import OtlpReceiver, Span
 from tests.test_node_client import NODE_DIR, _node_env
@@ -52,7 +52,7 @@ def test_a_node_worker_continues_the_trace_of_a_python_producer(
     provider = TracerProvider(resource=Resource.create({"service.name": "tasktide-test-client"}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=receiver.endpoint, insecure=True)))
     try:
-        settings = ClientSettings.from_env({}, address=platform.address)
+        settings = client_settings(platform.address)
         with Client(settings=settings, hooks=TracingHooks(provider)) as client:
             handle = client.submit("node.add", [2, 3], queue=queue_name)
             assert handle.get(timeout=30) == 5

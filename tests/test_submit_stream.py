@@ -16,7 +16,7 @@ from tasktide import Client, ClientSettings
 from tasktide._exceptions import InvalidArgument, Unavailable
 from tasktide._spec import build_spec
 from tasktide.v1 import scheduler_pb2, scheduler_pb2_grpc, task_pb2, worker_pb2, worker_pb2_grpc
-from tasktide_services.testing import PlatformThread, eventually, run_worker_thread
+from tasktide_services.testing import PlatformThread, client_settings, eventually, run_worker_thread
 from tests.conftest import ROOT
 from tests.tasks_app import app
 
@@ -62,7 +62,7 @@ def test_submissions_from_many_threads_share_the_stream(client, queue_name):
 
 
 def test_pipelined_submission_is_confirmed_by_flush(platform, queue_name):
-    settings = replace(ClientSettings.from_env({}, address=platform.address), pipelined_submit=True)
+    settings = replace(client_settings(platform.address), pipelined_submit=True)
     with Client(settings=settings) as c:
         handles = [c.submit("t.add", [i, i], queue=queue_name) for i in range(300)]
         c.flush(timeout=30)
@@ -72,7 +72,7 @@ def test_pipelined_submission_is_confirmed_by_flush(platform, queue_name):
 
 
 def test_a_pipelined_refusal_is_raised_by_flush_and_by_its_handle(platform, queue_name):
-    settings = replace(ClientSettings.from_env({}, address=platform.address), pipelined_submit=True)
+    settings = replace(client_settings(platform.address), pipelined_submit=True)
     with Client(settings=settings) as c:
         good = c.submit("t.add", [1, 1], queue=queue_name)
         bad = c.submit("not a valid name!", [], queue=queue_name)  # returns: nothing is confirmed yet
@@ -140,6 +140,7 @@ def _notified(redis_server, queue: str, action) -> list[str]:
         r.close()
 
 
+@pytest.mark.one_process  # with the services split, the hand-over is a call to the registry
 def test_a_task_for_an_idle_worker_is_handed_over_without_a_wake_up(redis_server, platform, client, queue_name):
     with run_worker_thread(app, platform.address, queues=(queue_name,)):
         assert client.submit("t.add", [1, 2], queue=queue_name).get(timeout=20) == 3  # the worker is connected
@@ -216,7 +217,7 @@ def test_pipelined_submissions_are_confirmed_before_the_process_exits(platform, 
         f"for i in range(500): c.submit('t.add', [i, i], queue={queue_name!r})\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=ROOT)
-    with grpc.insecure_channel(platform.address) as ch:
+    with grpc.insecure_channel(platform.registry_address) as ch:
         stats = worker_pb2_grpc.RegistryStub(ch).QueueStats(worker_pb2.QueueStatsRequest(), timeout=10)
     assert {q.queue: q.ready for q in stats.queues}.get(queue_name) == 500
 

@@ -17,9 +17,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from tasktide import App, Client, ClientSettings, chain
+from tasktide import App, Client, chain
 from tasktide.contrib.opentelemetry import TracingHooks
-from tasktide_services.testing import PlatformThread
+from tasktide_services.testing import PlatformThread, client_settings
 from tests.otlp_receiver import OtlpReceiver, Span
 from tests.test_go_tracing import otel_env
 from tests.test_go_worker_sessions import go_env, go_test_worker  # noqa: F401 - a fixture
@@ -99,7 +99,7 @@ def _one(spans: list[Span], service: str, name: str, kind: int) -> Span | None:
 
 def test_python_to_go_to_node_is_one_trace(platform: PlatformThread, languages: Languages) -> None:
     go_q, node_q = languages.go_q, languages.node_q
-    settings = ClientSettings.from_env({}, address=platform.address)
+    settings = client_settings(platform.address)
     with Client(settings=settings, hooks=TracingHooks(languages.provider)) as client:
         outer = client.submit("gotest.submit", ["node.add", node_q, [2, 3]], queue=go_q)
         inner_id = outer.get(timeout=60)
@@ -130,7 +130,7 @@ def test_a_chain_over_go_and_node_is_one_trace_from_the_python_producer(
     """chain(Go task, Node task) submitted whole by a traced Python producer: the workflow's send
     span writes its context into every step, so both steps' spans are in the producer's trace."""
     go_q, node_q = languages.go_q, languages.node_q
-    settings = ClientSettings.from_env({}, address=platform.address)
+    settings = client_settings(platform.address)
     app = App("remote", settings=settings, hooks=TracingHooks(languages.provider))
     go_add = app.task(name="gotest.add", queue=go_q)(_elsewhere)
     node_add = app.task(name="node.add", queue=node_q)(_elsewhere)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
@@ -15,24 +15,18 @@ import pytest
 from tasktide import Client, ClientSettings
 from tasktide_services.common.redis_server import LocalRedis, start_redis
 from tests.faults.cluster import Cluster, Workers, cluster
-from tests.faults.figures import Figures, count, table
+from tests.faults.figures import FIGURES, Figures, count
 from tests.faults.load import Load
 from tests.faults.proxy import Proxy
-from tests.processes import ROOT
 
-ROWS: list[Figures] = []
+RUNNING: list[pytest.Item] = []  # the test running now, whose report carries its figures
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not ROWS:
-        return
-    text = table(ROWS)
-    reports = ROOT / "reports"
-    reports.mkdir(exist_ok=True)
-    (reports / "faults.md").write_text(text)
-    terminalreporter.section("fault suite figures (reports/faults.md)")
-    for line in text.splitlines():
-        terminalreporter.write_line(line)
+@pytest.fixture(autouse=True)
+def _running(request: pytest.FixtureRequest) -> Iterator[None]:
+    RUNNING[:] = [request.node]
+    yield
+    RUNNING.clear()
 
 
 @dataclass
@@ -54,7 +48,8 @@ class Rig:
     def count(self, case: str, ids: list[str], fault_ended: float, **kw: object) -> Figures:
         fig = count(case, self.client, self.redis.url, ids, self.markers, fault_ended, **kw)  # type: ignore[arg-type]
         print(fig.line())
-        ROWS.append(fig)
+        if RUNNING:  # gathered from the test reports by tests/conftest.py (in the controller, with xdist)
+            RUNNING[0].user_properties.append((FIGURES, asdict(fig)))
         return fig
 
     def assert_held(self, fig: Figures) -> None:

@@ -47,6 +47,8 @@ class Figures:
         )
 
 
+FIGURES = "fault_figures"  # the key of a case's figures among its test report's user_properties
+
 HEADER = "| case | submitted | run | lost | bodies run >1 | results recorded >1 | time to recover (s) |"
 
 
