@@ -29,6 +29,14 @@ def _running(request: pytest.FixtureRequest) -> Iterator[None]:
     RUNNING.clear()
 
 
+def report(fig: Figures) -> Figures:
+    """Prints a case's line of figures and adds it to the suite's table."""
+    print(fig.line())
+    if RUNNING:  # gathered from the test reports by tests/conftest.py (in the controller, with xdist)
+        RUNNING[0].user_properties.append((FIGURES, asdict(fig)))
+    return fig
+
+
 @dataclass
 class Rig:
     """One case's platform: its Redis (`redis_url` as the services reach it, maybe through a
@@ -47,10 +55,7 @@ class Rig:
 
     def count(self, case: str, ids: list[str], fault_ended: float, **kw: object) -> Figures:
         fig = count(case, self.client, self.redis.url, ids, self.markers, fault_ended, **kw)  # type: ignore[arg-type]
-        print(fig.line())
-        if RUNNING:  # gathered from the test reports by tests/conftest.py (in the controller, with xdist)
-            RUNNING[0].user_properties.append((FIGURES, asdict(fig)))
-        return fig
+        return report(fig)
 
     def assert_held(self, fig: Figures) -> None:
         """Nothing lost, nothing recorded twice, every task run."""
