@@ -17,7 +17,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from tasktide_services.common import events
+from tasktide_services.common import events, partitions
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.worker.store import RegistryStore
 
@@ -74,7 +74,7 @@ class Housekeeping:
 
     async def _queues(self, now: int) -> None:
         consumed = {q for w in await self.store.workers() for q in w.queues}
-        unused = {q for q in await self.store.queues() if q not in consumed}
+        unused = {q for q in await self.store.queues() if partitions.base(q) not in consumed}  # NAME#k: NAME's
         for q in unused & self.unused:
             if await self.store.forget_if_idle(q):
                 unused.discard(q)
