@@ -160,3 +160,48 @@ def test_a_declaration_is_read_once_into_the_settings():
     parts = Partitions.from_pairs(settings.queue_partitions)
     assert parts.of("hot") == ["hot", "hot#1", "hot#2"] and parts.of("other") == ["other"]
     assert [parts.choose("hot") for _ in range(4)] == ["hot", "hot#1", "hot#2", "hot"]
+
+
+def test_a_reaper_pass_in_chunks_goes_on_past_a_poisoned_queue(redis_server, r):
+    """The reaper looks at many queues per round trip; a queue whose keys Redis refuses fails alone,
+    and scripts Redis lost are loaded again within the pass."""
+    import asyncio
+
+    from tasktide_services.common.lua import load_scripts, run_blocking_pipeline
+    from tasktide_services.common.peers import Peers
+    from tasktide_services.common.redis_conn import connect
+    from tasktide_services.scheduler.admission import new_task
+    from tasktide_services.worker import reaper
+    from tasktide_services.worker.store import SCRIPTS, RegistryStore, build_enqueue
+
+    queues = [f"pq-{RUN}-reap{i}" for i in range(5)]
+    poisoned = f"pq-{RUN}-reap-poison"
+    scripts = load_scripts(None, SCRIPTS)
+    tasks = [new_task(spec("t.add", 1, 1, queue=q), 0) for q in queues]
+    run_blocking_pipeline(r, lambda pipe: build_enqueue(pipe, scripts, tasks), scripts)
+    for q in queues:  # leased with a deadline already past
+        run_blocking_pipeline(r, lambda pipe, q=q: scripts["dispatch"](keys.queue_keys(q), [0, 1, 1], client=pipe))
+    r.set(keys.queue_keys(poisoned).leases, "not a sorted set")
+    r.sadd(keys.QUEUES, poisoned)
+
+    async def one_pass() -> int:
+        aredis = await connect(redis_server.url)
+        peers = Peers(ServerSettings())
+        try:
+            return await reaper.reap_once(RegistryStore(aredis), peers, ServerSettings())
+        finally:
+            await peers.close()
+            await aredis.aclose()
+
+    r.script_flush()  # Redis lost its scripts (a restart): the pass loads them and looks again
+    old = reaper.PASS_CHUNK
+    reaper.PASS_CHUNK = 2  # several chunks, the poisoned queue in one of them
+    try:
+        failed = asyncio.run(one_pass())
+    finally:
+        reaper.PASS_CHUNK = old
+        r.delete(keys.queue_keys(poisoned).leases)
+        r.srem(keys.QUEUES, poisoned)
+    assert failed == 1
+    assert [int(r.zcard(keys.queue_keys(q).ready)) for q in queues] == [1] * 5
+    assert [int(r.zcard(keys.queue_keys(q).leases)) for q in queues] == [0] * 5
