@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small counts, for development and smoke tests")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every count (after --quick)")
-    p.add_argument("--only", choices=["tasktide", "celery"], help="run one system only (no ratios)")
+    p.add_argument("--only", choices=["tasktide", "celery", "scaling"], help="run one system only (no ratios)")
     p.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the tasktide server and a worker into DIR")
     p.add_argument("--concurrency", type=int, default=2, help="tasks at once per tasktide worker process")
     p.add_argument("--prefetch", type=int, default=0, help="tasktide worker --prefetch (0: its default)")
@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "scaling" in argv and "--only" in argv:  # its own counts and options: bench/scaling.py
+        from bench import scaling
+
+        return scaling.main([a for a in argv if a not in ("--only", "scaling")])
     args = _parser().parse_args(argv)
     counts = (Counts.quick() if args.quick else Counts()).scaled(args.scale)
     with contextlib.ExitStack() as stack:
