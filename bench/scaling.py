@@ -7,6 +7,8 @@ give, measured on one Redis server on this machine. The figures of docs/scaling.
 - delayed tasks (100k an hour ahead): server and Redis CPU per second idle against an empty delayed
   set; then 10k coming due at once: how fast the pump moves them and at what CPU per task;
 - idle worker sessions (0, 50, 200): server and Redis CPU per second;
+- priority across partitions: the start order of 3,000 waiting tasks of mixed priorities taken by
+  one session, on 3 partitions and on 1;
 - one hot queue on 3 partitions against 1: bulk throughput in the same run, alternately, with
   Redis CPU and commands per task (so the tasks/s one Redis primary carries).
 
@@ -55,13 +57,21 @@ def run(scale: float, work: Path, parts: set[str]) -> dict[str, Any]:
             out["queues"] = scaling_store.many_queues(
                 url, sorted({10, _n(1000, scale, 10), _n(10_000, scale, 10)}), _log
             )
-        if parts & {"delayed", "sessions", "hot"}:
+        if parts & {"delayed", "sessions", "priority", "hot"}:
             p = scaling_server.Platform(url, work)
             try:
                 if "delayed" in parts:
                     out["delayed"] = scaling_server.delayed(p, _n(100_000, scale), _n(10_000, scale), _log)
                 if "sessions" in parts:
                     out["sessions"] = scaling_server.sessions(p, sorted({0, _n(50, scale), _n(200, scale)}), _log)
+                if "priority" in parts:
+                    n = _n(3000, scale, 300)
+                    out["priority"] = [
+                        scaling_server.priority_order(p, n, credit, pattern, partitions)
+                        for pattern in ("random", "periodic")
+                        for credit in (1, 12)
+                        for partitions in (1, 3)
+                    ]
                 if "hot" in parts:
                     p.start_workers(2, "hot1,hot3", concurrency=4)
                     out["hot"] = scaling_server.hot_queue(p, _n(4000, scale, 200), 2, _log)
@@ -72,7 +82,7 @@ def run(scale: float, work: Path, parts: set[str]) -> dict[str, Any]:
     return out
 
 
-PARTS = ("queued", "queues", "delayed", "sessions", "hot")
+PARTS = ("queued", "queues", "delayed", "sessions", "priority", "hot")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -196,3 +198,80 @@ def hot_queue(p: Platform, n: int, rounds: int, log: Callable[[str], None]) -> l
                 }
             )
     return out
+
+
+def priority_order(p: Platform, n: int, credit: int, pattern: str, parts: int = 3) -> dict[str, Any]:
+    """How strict priority is across the `parts` partitions (3, or 1 for reference) of one queue:
+    `n` tasks of priorities -50, 0 and 50 wait (queue paused), then one session with `credit` takes
+    them, acknowledging each batch at once. `pattern`: "random" (seeded) or "periodic" (high, low,
+    low, ...: a period equal to the partition count, the worst case for spreading by turn).
+    Returns the share of tasks that started while a task of higher priority was still waiting, and
+    how many lower-priority tasks started before a task (mean and most)."""
+    queue = HOT_QUEUES[parts]
+    rng = random.Random(14)
+    prios = (
+        [rng.choice((-50, 0, 50)) for _ in range(n)]
+        if pattern == "random"
+        else [(50, -50, -50)[i % 3] for i in range(n)]
+    )
+    p.client.pause_queue(queue)
+    ids: list[str] = []
+    for start in range(0, n, BATCH):
+        specs = [_noop(queue=queue, priority=pr) for pr in prios[start : start + BATCH]]
+        ids += [h.id for h in p.client.submit_many(specs)]
+    prio_of = dict(zip(ids, prios, strict=True))
+    order = asyncio.run(_drain(p, queue, n, credit))
+    started = [prio_of[t] for t in order]
+    best_later = [max(started[i:]) for i in range(len(started))]
+    inverted = [i for i, pr in enumerate(started) if pr < best_later[i]]
+    # For each higher-priority task: how many lower-priority ones started before it.
+    overtaken = []
+    for i, pr in enumerate(started):
+        overtaken.append(sum(1 for q in started[:i] if q < pr))
+    return {
+        "partitions": parts,
+        "pattern": pattern,
+        "tasks": n,
+        "credit": credit,
+        "inverted_share": len(inverted) / n,
+        "mean_overtaken": statistics.fmean(overtaken),
+        "max_overtaken": max(overtaken),
+    }
+
+
+async def _drain(p: Platform, queue: str, n: int, credit: int) -> list[str]:
+    """Resume `queue`, then take its `n` tasks on one raw session; their ids in start order."""
+    order: list[str] = []
+    outbox: asyncio.Queue[worker_pb2.WorkerMessage | None] = asyncio.Queue()
+    outbox.put_nowait(worker_pb2.WorkerMessage(hello=worker_pb2.Hello(worker_id="order", queues=[queue])))
+    outbox.put_nowait(worker_pb2.WorkerMessage(credit=credit))
+
+    async def messages() -> Any:
+        while (m := await outbox.get()) is not None:
+            yield m
+
+    async with grpc.aio.insecure_channel(p.address) as channel:
+        call = worker_pb2_grpc.RegistryStub(channel).Session(messages())
+        await worker_pb2_grpc.RegistryStub(channel).PauseQueue(worker_pb2.PauseQueueRequest(queue=queue, paused=False))
+        async for msg in call:
+            if msg.WhichOneof("kind") != "assignments":
+                continue
+            done = []
+            for a in msg.assignments.assignments:
+                order.append(a.task.id)
+                done.append(
+                    task_pb2.Outcome(
+                        task_id=a.task.id,
+                        queue=a.task.spec.queue,
+                        lease_token=a.lease_token,
+                        attempt=a.task.attempt,
+                        kind=task_pb2.OUTCOME_KIND_SUCCESS,
+                    )
+                )
+            batch = worker_pb2.OutcomeBatch(outcomes=done, credit=len(done))
+            outbox.put_nowait(worker_pb2.WorkerMessage(outcomes=batch))
+            if len(order) >= n:
+                break
+        outbox.put_nowait(None)
+        call.cancel()
+    return order

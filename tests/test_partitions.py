@@ -205,3 +205,15 @@ def test_a_reaper_pass_in_chunks_goes_on_past_a_poisoned_queue(redis_server, r):
     assert failed == 1
     assert [int(r.zcard(keys.queue_keys(q).ready)) for q in queues] == [1] * 5
     assert [int(r.zcard(keys.queue_keys(q).leases)) for q in queues] == [0] * 5
+
+
+def test_each_priority_is_spread_over_the_partitions_whatever_the_arrival_order(parted, pclient):
+    """High, low, low, high, low, low...: by arrival turn alone every high task would land in one
+    partition and wait behind the others' low ones; each priority takes its own turn instead."""
+    queue = PRIO
+    prios = [50, -50, -50] * 3
+    handles = pclient.submit_many([spec("t.add", 1, 1, queue=queue, priority=p) for p in prios])
+    highs = [pclient.get_task(h.id).spec.queue for h, p in zip(handles, prios, strict=True) if p == 50]
+    assert sorted(highs) == sorted(Partitions({queue: N}).of(queue))
+    for h in handles:
+        h.cancel()

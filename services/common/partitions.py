@@ -8,7 +8,7 @@ one slot. NAME is the name as stored, with its namespace (`NS~NAME`, common/tena
 cannot name a partition themselves: `#` is not allowed in the queue names they give.
 
 - Admission (scheduler/admission.py, and direct.py for the caller's process) puts each new task in
-  one partition, in turn per process (`choose`). The partition's name is the task's
+  one partition, in turn per process and priority (`choose`). The partition's name is the task's
   `spec.queue` from then on, so its lease, retry, dead letter, cancel and `Explain` go to that
   partition with no other lookup.
 - A worker session consuming NAME reads every partition (`of`): each dispatch takes from the
@@ -83,8 +83,8 @@ class Partitions:
 
     def __init__(self, counts: Mapping[str, int] | None = None) -> None:
         self.counts = dict(counts or {})
-        # One counter per declared queue: bounded by the declaration.
-        self._turns: dict[str, Iterator[int]] = {q: itertools.count() for q in self.counts}
+        # One counter per declared queue and priority: at most 201 per declared queue.
+        self._turns: dict[tuple[str, int], Iterator[int]] = {}
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[str, int]]) -> Partitions:
@@ -98,10 +98,15 @@ class Partitions:
     def expand(self, queues: Iterable[str]) -> list[str]:
         return [p for q in queues for p in self.of(q)]
 
-    def choose(self, queue: str) -> str:
-        """The partition a new task of `queue` goes to: each in turn."""
-        turns = self._turns.get(queue)
-        if turns is None:
+    def choose(self, queue: str, priority: int = 0) -> str:
+        """The partition a new task of `queue` goes to: each in turn, with a turn per priority, so
+        every partition gets an even share of each priority whatever order they arrive in (a
+        partition holding more of the high ones would hold them back behind others' low ones)."""
+        n = self.counts.get(queue, 1)
+        if n == 1:
             return queue
-        k = next(turns) % self.counts[queue]
+        turns = self._turns.get((queue, priority))
+        if turns is None:
+            turns = self._turns.setdefault((queue, priority), itertools.count())
+        k = next(turns) % n
         return queue if k == 0 else f"{queue}{SEP}{k}"

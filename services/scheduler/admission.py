@@ -89,7 +89,7 @@ def queued_now(spec: task_pb2.TaskSpec, limits: Limits, partitions: Partitions |
         return None
     validate.spec(spec, limits)
     if partitions is not None:
-        spec.queue = partitions.choose(spec.queue)
+        spec.queue = partitions.choose(spec.queue, spec.priority)
     return new_task(spec, now_ms())
 
 
@@ -162,7 +162,7 @@ class Admission:
     ) -> list[scheduler_pb2.SubmitResponse]:
         now = now_ms()
         for s in specs:  # checked: a queue name as given (and stored), never a partition's
-            s.queue = self._partitions.choose(s.queue)
+            s.queue = self._partitions.choose(s.queue, s.priority)
         tasks = [new_task(s, now, tid) for s, tid in zip(specs, ids or [""] * len(specs), strict=True)]
         plans = [needs(t.spec) for t in tasks]
         responses = [scheduler_pb2.SubmitResponse(task_id=t.id) for t in tasks]
