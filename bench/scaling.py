@@ -39,6 +39,11 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _shown(out: dict[str, Any], part: str) -> None:
+    """A part's figures as soon as it ends (a later part failing loses nothing)."""
+    _log(json.dumps({part: out[part]}))
+
+
 def _n(x: float, scale: float, least: int = 1) -> int:
     return max(least, int(x * scale))
 
@@ -53,6 +58,7 @@ def run(scale: float, work: Path, parts: set[str]) -> dict[str, Any]:
         if "queued" in parts:
             sizes = sorted({1000, _n(100_000, scale, 1000), _n(1_000_000, scale, 1000)})
             out["queued"] = scaling_store.queued(r, sizes, _log)
+            _shown(out, "queued")
         if "queues" in parts:
             out["queues"] = scaling_store.many_queues(
                 url, sorted({10, _n(1000, scale, 10), _n(10_000, scale, 10)}), _log
@@ -62,8 +68,10 @@ def run(scale: float, work: Path, parts: set[str]) -> dict[str, Any]:
             try:
                 if "delayed" in parts:
                     out["delayed"] = scaling_server.delayed(p, _n(100_000, scale), _n(10_000, scale), _log)
+                    _shown(out, "delayed")
                 if "sessions" in parts:
                     out["sessions"] = scaling_server.sessions(p, sorted({0, _n(50, scale), _n(200, scale)}), _log)
+                    _shown(out, "sessions")
                 if "priority" in parts:
                     n = _n(3000, scale, 300)
                     out["priority"] = [
@@ -72,9 +80,11 @@ def run(scale: float, work: Path, parts: set[str]) -> dict[str, Any]:
                         for credit in (1, 12)
                         for partitions in (1, 3)
                     ]
+                    _shown(out, "priority")
                 if "hot" in parts:
                     p.start_workers(2, "hot1,hot3", concurrency=4)
                     out["hot"] = scaling_server.hot_queue(p, _n(4000, scale, 200), 2, _log)
+                    _shown(out, "hot")
             finally:
                 p.stop()
     finally:

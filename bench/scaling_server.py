@@ -37,7 +37,7 @@ class Platform:
         self.work = work
         self.address = f"127.0.0.1:{free_port()}"
         self.redis = redis.Redis.from_url(redis_url)
-        self.redis.flushdb()
+        self.redis.flushdb(asynchronous=True)
         argv = python_argv("-m", "tasktide.cli", "--log-level", "WARNING", "dev", "--address", self.address)
         env = {"TASKTIDE_QUEUE_PARTITIONS": f"{HOT_QUEUES[3]}:3", "TASKTIDE_INDEX": "1"}
         self.server = Proc("scaling-dev", [*argv, "--redis-url", redis_url], work, env=env)
@@ -90,7 +90,7 @@ class Platform:
             w.stop()
         self.client.close()
         self.server.stop()
-        self.redis.flushdb()
+        self.redis.flushdb(asynchronous=True)
 
 
 def _noop(**options: Any) -> task_pb2.TaskSpec:
@@ -123,7 +123,7 @@ def delayed(p: Platform, n: int, due: int, log: Callable[[str], None]) -> dict[s
         "server_cpu_us_per_task": (cpu_seconds(p.server.pid) - cpu0) * 1e6 / due,
         "redis_cpu_us_per_task": used.cpu * 1e6 / due,
     }
-    p.redis.flushdb()
+    p.redis.flushdb(asynchronous=True)
     return out
 
 

@@ -66,13 +66,20 @@ def fill(r: redis.Redis, queues: list[str], per_queue: int, log: Callable[[str],
         flush()
 
 
+def _empty(r: redis.Redis) -> None:
+    """Flush the database and wait until Redis has freed it (a million keys' flush is lazy)."""
+    r.flushdb(asynchronous=True)
+    while int(r.info("memory").get("lazyfree_pending_objects", 0)):
+        time.sleep(0.1)
+
+
 def queued(r: redis.Redis, sizes: list[int], log: Callable[[str], None]) -> list[dict[str, float]]:
     """Per size: Redis bytes per queued task, and what dispatching costs Redis with that many waiting
     (DISPATCH tasks per call, DISPATCHED tasks in all)."""
     out = []
     scripts = load_scripts(None, SCRIPTS)
     for n in sizes:
-        r.flushdb()
+        _empty(r)
         before = settle_used_memory(r)
         log(f"queued: {n:,} tasks")
         fill(r, ["fill"], n, log)
@@ -100,7 +107,7 @@ def queued(r: redis.Redis, sizes: list[int], log: Callable[[str], None]) -> list
                 "dispatch_wall_tasks_per_s": dispatched / wall,
             }
         )
-    r.flushdb()
+    r.flushdb(asynchronous=True)
     return out
 
 
@@ -119,7 +126,7 @@ async def _many_queues(url: str, counts: list[int], log: Callable[[str], None]) 
     out = []
     try:
         for n in counts:
-            r.flushdb()
+            r.flushdb(asynchronous=True)
             log(f"queues: {n:,}")
             fill(r, [f"q{i}" for i in range(n)], 1, log)
             await reap_once(store, peers, settings)  # scripts loaded
@@ -147,6 +154,6 @@ async def _many_queues(url: str, counts: list[int], log: Callable[[str], None]) 
     finally:
         await peers.close()
         await aredis.aclose()
-        r.flushdb()
+        r.flushdb(asynchronous=True)
         r.close()
     return out

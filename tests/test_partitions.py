@@ -217,3 +217,16 @@ def test_each_priority_is_spread_over_the_partitions_whatever_the_arrival_order(
     assert sorted(highs) == sorted(Partitions({queue: N}).of(queue))
     for h in handles:
         h.cancel()
+
+
+def test_each_partition_is_a_hash_slot_of_its_own():
+    """Every key of a partition shares one slot (its scripts stay single-slot); partitions differ."""
+    from redis.crc import key_slot
+
+    parts = Partitions({"hot": 3}).of("hot")
+    slots = []
+    for q in parts:
+        mine = {key_slot(k.encode()) for k in keys.queue_keys(q)}
+        assert len(mine) == 1, q
+        slots += mine
+    assert len(set(slots)) == len(parts)
