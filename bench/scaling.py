@@ -63,6 +63,7 @@ def run(scale: float, work: Path, parts: set[str]) -> dict[str, Any]:
             out["queues"] = scaling_store.many_queues(
                 url, sorted({10, _n(1000, scale, 10), _n(10_000, scale, 10)}), _log
             )
+            _shown(out, "queues")
         if parts & {"delayed", "sessions", "priority", "hot"}:
             p = scaling_server.Platform(url, work)
             try:

@@ -3,6 +3,7 @@ included), read from INFO, so the figures do not depend on how loaded the machin
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,3 +34,11 @@ def redis_use(r: redis.Redis) -> RedisUse:
     calls = sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
     script = stats.get("cmdstat_evalsha", {"calls": 0, "usec": 0})
     return RedisUse(float(cpu[fields[0]]) + float(cpu[fields[1]]), calls, int(script["calls"]), int(script["usec"]))
+
+
+def empty(r: redis.Redis) -> None:
+    """Flush the database and wait until Redis has freed it (a million keys' flush is lazy, and
+    the freeing would count as Redis CPU in the next reading)."""
+    r.flushdb(asynchronous=True)
+    while int(r.info("memory").get("lazyfree_pending_objects", 0)):
+        time.sleep(0.1)

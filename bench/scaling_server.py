@@ -19,7 +19,7 @@ import redis
 
 import tasktide
 from bench.procs import Proc, cpu_seconds, python_argv, wait_until
-from bench.scaling_redis import redis_use
+from bench.scaling_redis import empty, redis_use
 from tasktide.v1 import task_pb2, worker_pb2, worker_pb2_grpc
 from tasktide_services.common.redis_server import free_port
 from tasktide_services.worker import keys
@@ -123,7 +123,7 @@ def delayed(p: Platform, n: int, due: int, log: Callable[[str], None]) -> dict[s
         "server_cpu_us_per_task": (cpu_seconds(p.server.pid) - cpu0) * 1e6 / due,
         "redis_cpu_us_per_task": used.cpu * 1e6 / due,
     }
-    p.redis.flushdb(asynchronous=True)
+    empty(p.redis)
     return out
 
 
@@ -220,7 +220,7 @@ def priority_order(p: Platform, n: int, credit: int, pattern: str, parts: int = 
         specs = [_noop(queue=queue, priority=pr) for pr in prios[start : start + BATCH]]
         ids += [h.id for h in p.client.submit_many(specs)]
     prio_of = dict(zip(ids, prios, strict=True))
-    order = asyncio.run(_drain(p, queue, n, credit))
+    order = asyncio.run(_drain(p, queue, set(ids), credit))
     started = [prio_of[t] for t in order]
     best_later = [max(started[i:]) for i in range(len(started))]
     inverted = [i for i, pr in enumerate(started) if pr < best_later[i]]
@@ -239,8 +239,10 @@ def priority_order(p: Platform, n: int, credit: int, pattern: str, parts: int = 
     }
 
 
-async def _drain(p: Platform, queue: str, n: int, credit: int) -> list[str]:
-    """Resume `queue`, then take its `n` tasks on one raw session; their ids in start order."""
+async def _drain(p: Platform, queue: str, ids: set[str], credit: int) -> list[str]:
+    """Resume `queue`, then take the tasks `ids` on one raw session; their ids in start order.
+    Anything else assigned (a lease of an earlier run that expired) is acknowledged, not counted.
+    The stream ends from the worker's side once all are acknowledged, so no lease is left behind."""
     order: list[str] = []
     outbox: asyncio.Queue[worker_pb2.WorkerMessage | None] = asyncio.Queue()
     outbox.put_nowait(worker_pb2.WorkerMessage(hello=worker_pb2.Hello(worker_id="order", queues=[queue])))
@@ -251,14 +253,16 @@ async def _drain(p: Platform, queue: str, n: int, credit: int) -> list[str]:
             yield m
 
     async with grpc.aio.insecure_channel(p.address) as channel:
-        call = worker_pb2_grpc.RegistryStub(channel).Session(messages())
-        await worker_pb2_grpc.RegistryStub(channel).PauseQueue(worker_pb2.PauseQueueRequest(queue=queue, paused=False))
+        stub = worker_pb2_grpc.RegistryStub(channel)
+        call = stub.Session(messages())
+        await stub.PauseQueue(worker_pb2.PauseQueueRequest(queue=queue, paused=False))
         async for msg in call:
             if msg.WhichOneof("kind") != "assignments":
                 continue
             done = []
             for a in msg.assignments.assignments:
-                order.append(a.task.id)
+                if a.task.id in ids:
+                    order.append(a.task.id)
                 done.append(
                     task_pb2.Outcome(
                         task_id=a.task.id,
@@ -270,8 +274,6 @@ async def _drain(p: Platform, queue: str, n: int, credit: int) -> list[str]:
                 )
             batch = worker_pb2.OutcomeBatch(outcomes=done, credit=len(done))
             outbox.put_nowait(worker_pb2.WorkerMessage(outcomes=batch))
-            if len(order) >= n:
-                break
-        outbox.put_nowait(None)
-        call.cancel()
+            if len(order) >= len(ids):
+                outbox.put_nowait(None)  # the registry records the outcomes, then ends the stream
     return order

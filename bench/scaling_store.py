@@ -13,7 +13,7 @@ from collections.abc import Callable
 import redis
 
 from bench.procs import settle_used_memory
-from bench.scaling_redis import redis_use
+from bench.scaling_redis import empty, redis_use
 from tasktide.v1 import task_pb2
 from tasktide_services.common.lua import load_scripts, run_blocking_pipeline
 from tasktide_services.common.peers import Peers
@@ -66,20 +66,13 @@ def fill(r: redis.Redis, queues: list[str], per_queue: int, log: Callable[[str],
         flush()
 
 
-def _empty(r: redis.Redis) -> None:
-    """Flush the database and wait until Redis has freed it (a million keys' flush is lazy)."""
-    r.flushdb(asynchronous=True)
-    while int(r.info("memory").get("lazyfree_pending_objects", 0)):
-        time.sleep(0.1)
-
-
 def queued(r: redis.Redis, sizes: list[int], log: Callable[[str], None]) -> list[dict[str, float]]:
     """Per size: Redis bytes per queued task, and what dispatching costs Redis with that many waiting
     (DISPATCH tasks per call, DISPATCHED tasks in all)."""
     out = []
     scripts = load_scripts(None, SCRIPTS)
     for n in sizes:
-        _empty(r)
+        empty(r)
         before = settle_used_memory(r)
         log(f"queued: {n:,} tasks")
         fill(r, ["fill"], n, log)
