@@ -9,6 +9,7 @@ import asyncio
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import redis
 
@@ -66,9 +67,31 @@ def fill(r: redis.Redis, queues: list[str], per_queue: int, log: Callable[[str],
         flush()
 
 
+def _dispatch_cost(r: redis.Redis, scripts: dict[str, Any], k: keys.QueueKeys) -> dict[str, float]:
+    """DISPATCHED tasks leased, DISPATCH per call: Redis CPU and commands per task, and the rate."""
+    calls = DISPATCHED // DISPATCH
+    r.config_resetstat()
+    use0 = redis_use(r)
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        run_blocking_pipeline(
+            r,
+            lambda pipe: scripts["dispatch"](k, [int(time.time() * 1000), LEASE_MS, DISPATCH], client=pipe),
+            scripts,
+        )
+    wall = time.perf_counter() - t0
+    used = redis_use(r) - use0
+    dispatched = calls * DISPATCH
+    return {
+        "redis_cpu_us_per_task": used.cpu * 1e6 / dispatched,
+        "commands_per_task": used.calls / dispatched,
+        "dispatch_wall_tasks_per_s": dispatched / wall,
+    }
+
+
 def queued(r: redis.Redis, sizes: list[int], log: Callable[[str], None]) -> list[dict[str, float]]:
     """Per size: Redis bytes per queued task, and what dispatching costs Redis with that many waiting
-    (DISPATCH tasks per call, DISPATCHED tasks in all)."""
+    (the least of up to 3 readings of DISPATCHED tasks each)."""
     out = []
     scripts = load_scripts(None, SCRIPTS)
     for n in sizes:
@@ -78,28 +101,10 @@ def queued(r: redis.Redis, sizes: list[int], log: Callable[[str], None]) -> list
         fill(r, ["fill"], n, log)
         after = settle_used_memory(r)
         k = keys.queue_keys("fill")
-        calls = min(DISPATCHED, n) // DISPATCH
-        r.config_resetstat()
-        use0 = redis_use(r)
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            run_blocking_pipeline(
-                r,
-                lambda pipe, k=k: scripts["dispatch"](k, [int(time.time() * 1000), LEASE_MS, DISPATCH], client=pipe),
-                scripts,
-            )
-        wall = time.perf_counter() - t0
-        used = redis_use(r) - use0
-        dispatched = calls * DISPATCH
-        out.append(
-            {
-                "queued": n,
-                "bytes_per_task": (after - before) / n,
-                "redis_cpu_us_per_task": used.cpu * 1e6 / dispatched,
-                "commands_per_task": used.calls / dispatched,
-                "dispatch_wall_tasks_per_s": dispatched / wall,
-            }
-        )
+        time.sleep(2.0)  # Redis finishes rehashing what the fill grew (its cron) before the readings
+        readings = [_dispatch_cost(r, scripts, k) for _ in range(min(3, n // DISPATCHED))]
+        best = min(readings, key=lambda x: x["redis_cpu_us_per_task"])  # the least disturbed
+        out.append({"queued": n, "bytes_per_task": (after - before) / n, **best})
     r.flushdb(asynchronous=True)
     return out
 
@@ -126,22 +131,26 @@ async def _many_queues(url: str, counts: list[int], log: Callable[[str], None]) 
             r.config_resetstat()
             use0 = redis_use(r)
             walls = []
+            cpu0 = time.process_time()
             for _ in range(3):
                 t0 = time.perf_counter()
                 await reap_once(store, peers, settings)
                 walls.append(time.perf_counter() - t0)
+            cpu = (time.process_time() - cpu0) / 3
             used = redis_use(r) - use0
             house = Housekeeping(store, settings)
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
             await house.run_once()
-            house_wall = time.perf_counter() - t0
+            house_wall, house_cpu = time.perf_counter() - t0, time.process_time() - cpu0
             out.append(
                 {
                     "queues": n,
                     "reap_pass_s": statistics.median(walls),
+                    "reap_cpu_s": cpu,
                     "reap_redis_cpu_s": used.cpu / 3,
                     "reap_commands": used.calls / 3,
                     "housekeeping_pass_s": house_wall,
+                    "housekeeping_cpu_s": house_cpu,
                 }
             )
     finally:

@@ -230,3 +230,11 @@ def test_each_partition_is_a_hash_slot_of_its_own():
         assert len(mine) == 1, q
         slots += mine
     assert len(set(slots)) == len(parts)
+
+
+def test_the_reaper_spends_at_most_a_fifth_of_its_time_in_passes():
+    from tasktide_services.worker.reaper import MAX_SHARE, pause_after
+
+    assert pause_after(0.01, 1.0) == 0.0  # a short pass: the usual interval
+    for elapsed in (0.5, 2.0, 10.0):  # a long one (many queues): pass / (pass + interval + pause)
+        assert elapsed / (elapsed + 1.0 + pause_after(elapsed, 1.0)) == pytest.approx(MAX_SHARE)

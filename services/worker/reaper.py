@@ -24,6 +24,7 @@ log = logging.getLogger("tasktide.registry.reaper")
 RETRY_HANDOVER_MS = 10_000  # next attempts parked longer than this were orphaned by a crash
 PASS_CHUNK = 500  # queues looked at per round trip
 REAP_LIMIT = 1000  # expired leases handled per queue and pass
+MAX_SHARE = 0.2  # of its time the reaper's loop spends in passes, at most
 
 
 async def reap_once(
@@ -102,16 +103,28 @@ async def run_reaper(
     store: RegistryStore, peers: Peers, settings: ServerSettings, hooks: ServiceHooks | None = None
 ) -> None:
     """Expired leases not handled this time stay in Redis until the next step. Housekeeping
-    (housekeeping.py) runs from the same loop, every HOUSEKEEPING_SECONDS."""
+    (housekeeping.py) runs from the same loop, every HOUSEKEEPING_SECONDS. A pass is linear in
+    the number of queues; the loop spends at most MAX_SHARE of its time in passes (pause_after)."""
 
     housekeeping = Housekeeping(store, settings)
+    interval = max(settings.tick_seconds, min(settings.lease_seconds / 10, 1.0))
+    loop = asyncio.get_running_loop()
 
     async def step() -> int:
+        started = loop.time()
         await reap_once(store, peers, settings, hooks)
         await housekeeping.maybe_run()
+        await asyncio.sleep(pause_after(loop.time() - started, interval))
         return 0
 
-    await run_forever("lease reaper", step, max(settings.tick_seconds, min(settings.lease_seconds / 10, 1.0)))
+    await run_forever("lease reaper", step, interval)
+
+
+def pause_after(elapsed: float, interval: float) -> float:
+    """What to wait beyond `interval` after a pass that took `elapsed` seconds, so that passes take
+    at most MAX_SHARE of the time: with many queues, expired leases are found later (a pass over
+    10,000 queues every few seconds instead of every second) rather than the reaper taking a core."""
+    return max(0.0, elapsed * (1 / MAX_SHARE - 1) - interval)
 
 
 async def _record_dead(
