@@ -124,7 +124,7 @@ async def _many_queues(url: str, counts: list[int], log: Callable[[str], None]) 
     out = []
     try:
         for n in counts:
-            r.flushdb(asynchronous=True)
+            empty(r)
             log(f"queues: {n:,}")
             fill(r, [f"q{i}" for i in range(n)], 1, log)
             await reap_once(store, peers, settings)  # scripts loaded

@@ -171,7 +171,7 @@ def test_a_reaper_pass_in_chunks_goes_on_past_a_poisoned_queue(redis_server, r):
     from tasktide_services.common.peers import Peers
     from tasktide_services.common.redis_conn import connect
     from tasktide_services.scheduler.admission import new_task
-    from tasktide_services.worker import reaper
+    from tasktide_services.worker import passes, reaper
     from tasktide_services.worker.store import SCRIPTS, RegistryStore, build_enqueue
 
     queues = [f"pq-{RUN}-reap{i}" for i in range(5)]
@@ -194,12 +194,12 @@ def test_a_reaper_pass_in_chunks_goes_on_past_a_poisoned_queue(redis_server, r):
             await aredis.aclose()
 
     r.script_flush()  # Redis lost its scripts (a restart): the pass loads them and looks again
-    old = reaper.PASS_CHUNK
-    reaper.PASS_CHUNK = 2  # several chunks, the poisoned queue in one of them
+    old = passes.CHUNK
+    passes.CHUNK = 2  # several chunks, the poisoned queue in one of them
     try:
         failed = asyncio.run(one_pass())
     finally:
-        reaper.PASS_CHUNK = old
+        passes.CHUNK = old
         r.delete(keys.queue_keys(poisoned).leases)
         r.srem(keys.QUEUES, poisoned)
     assert failed == 1

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
-from redis.exceptions import NoScriptError
+from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import results_pb2, task_pb2
 from tasktide_services.common.events import event, now_ms
@@ -17,12 +17,12 @@ from tasktide_services.common.settings import ServerSettings
 from tasktide_services.worker import keys
 from tasktide_services.worker.housekeeping import Housekeeping
 from tasktide_services.worker.outcomes import hand_retries, report_to_workflows
+from tasktide_services.worker.passes import per_queue
 from tasktide_services.worker.store import RegistryStore
 
 log = logging.getLogger("tasktide.registry.reaper")
 
 RETRY_HANDOVER_MS = 10_000  # next attempts parked longer than this were orphaned by a crash
-PASS_CHUNK = 500  # queues looked at per round trip
 REAP_LIMIT = 1000  # expired leases handled per queue and pass
 MAX_SHARE = 0.2  # of its time the reaper's loop spends in passes, at most
 
@@ -30,56 +30,37 @@ MAX_SHARE = 0.2  # of its time the reaper's loop spends in passes, at most
 async def reap_once(
     store: RegistryStore, peers: Peers, settings: ServerSettings, hooks: ServiceHooks | None = None
 ) -> int:
-    """One pass over every queue, PASS_CHUNK queues per Redis round trip (the `reap` script and a
-    look for stuck retries per queue): a pass over 10,000 queues is 20 round trips, not 20,000. A
-    queue whose step fails is logged and the pass goes on with the others (what failed stays in
-    Redis for the next pass); returns how many queues failed."""
+    """One pass over every queue, many queues per Redis round trip (passes.py: the `reap` script
+    and a look for stuck retries per queue), so a pass over 10,000 queues is 20 round trips, not
+    20,000. A queue whose step fails is logged and the pass goes on with the others (what failed
+    stays in Redis for the next pass); returns how many queues failed."""
     hooks = hooks or ServiceHooks()
     queues = await store.queues()
+    max_deliveries = settings.max_deliveries
+    now = now_ms()
+
+    def build(pipe: Pipeline, q: str) -> None:
+        k = keys.queue_keys(q)
+        store.scripts["reap"](k, [q, keys.NOTIFY, now, max_deliveries, REAP_LIMIT], client=pipe)
+        pipe.zrangebyscore(k.retry_at, "-inf", now - RETRY_HANDOVER_MS, start=0, num=1)
+
+    try:
+        replies = await per_queue(store, queues, build, 2)
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # noqa: BLE001 - Redis away: the next pass tries again
+        log.warning("reaping %d queues failed", len(queues), exc_info=True)
+        return len(queues)
     failed = 0
-    for start in range(0, len(queues), PASS_CHUNK):
-        chunk = queues[start : start + PASS_CHUNK]
+    for q, (reaped, stuck) in zip(queues, replies, strict=True):
         try:
-            replies = await _look(store, chunk, settings.max_deliveries)
+            await _after_reap(store, peers, settings, hooks, q, reaped, stuck)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - Redis away: the next pass tries again
-            failed += len(chunk)
-            log.warning("reaping %d queues failed", len(chunk), exc_info=True)
-            continue
-        for q, (reaped, stuck) in zip(chunk, replies, strict=True):
-            try:
-                await _after_reap(store, peers, settings, hooks, q, reaped, stuck)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - see above
-                failed += 1
-                log.warning("reaping queue %s failed", q, exc_info=True)
+        except Exception:  # noqa: BLE001 - see above
+            failed += 1
+            log.warning("reaping queue %s failed", q, exc_info=True)
     return failed
-
-
-async def _look(store: RegistryStore, queues: list[str], max_deliveries: int) -> list[tuple[Any, Any]]:
-    """Per queue, the reply of `reap` and the ids of next attempts parked too long (either may be
-    the exception Redis answered for that queue alone). Scripts Redis lost are loaded and their
-    queues looked at again (NOSCRIPT: the script did not run)."""
-    out: dict[str, tuple[Any, Any]] = {}
-    todo = queues
-    for attempt in (1, 2):
-        now = now_ms()
-        async with store.redis.pipeline(transaction=False) as pipe:
-            for q in todo:
-                k = keys.queue_keys(q)
-                store.scripts["reap"](k, [q, keys.NOTIFY, now, max_deliveries, REAP_LIMIT], client=pipe)
-                pipe.zrangebyscore(k.retry_at, "-inf", now - RETRY_HANDOVER_MS, start=0, num=1)
-            replies = await pipe.execute(raise_on_error=False)
-        lost = [q for i, q in enumerate(todo) if isinstance(replies[2 * i], NoScriptError)]
-        for i, q in enumerate(todo):
-            out[q] = (replies[2 * i], replies[2 * i + 1])
-        if not lost or attempt == 2:
-            break
-        await store.redis.script_load(store.scripts["reap"].source)
-        todo = lost
-    return [out[q] for q in queues]
 
 
 async def _after_reap(
@@ -113,8 +94,9 @@ async def run_reaper(
     async def step() -> int:
         started = loop.time()
         await reap_once(store, peers, settings, hooks)
-        await housekeeping.maybe_run()
-        await asyncio.sleep(pause_after(loop.time() - started, interval))
+        reaping = loop.time() - started
+        await housekeeping.maybe_run()  # every HOUSEKEEPING_SECONDS: not counted in the pause
+        await asyncio.sleep(pause_after(reaping, interval))
         return 0
 
     await run_forever("lease reaper", step, interval)
