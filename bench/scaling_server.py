@@ -176,25 +176,33 @@ def _idle_sessions(p: Platform, count: int) -> Iterator[None]:
         wait_until(lambda: p.workers_connected() == 0, 60, "sessions to end")
 
 
-def hot_queue(p: Platform, n: int, rounds: int, log: Callable[[str], None]) -> list[dict[str, float]]:
+def hot_queue(p: Platform, n: int, rounds: int, log: Callable[[str], None]) -> list[dict[str, Any]]:
     """One queue of 1 partition, then one of 3 (each `n` tasks, submitted in batches, all awaited),
-    alternately `rounds` times, with the same workers consuming both."""
-    out = []
-    for r in range(rounds):
+    alternately `rounds` times, with the same workers consuming both; then a round of `n` // 4
+    submitted one by one (`Client.submit`, the SubmitStream) on each."""
+    out: list[dict[str, Any]] = []
+    runs = [("bulk", r) for r in range(rounds)] + [("one by one", rounds)]
+    for how, r in runs:
         for parts, queue in HOT_QUEUES.items():
-            log(f"hot queue: round {r + 1}, {parts} partition(s)")
+            log(f"hot queue: round {r + 1}, {how}, {parts} partition(s)")
+            count = n if how == "bulk" else n // 4
             cpu0, use0, t0 = cpu_seconds(p.server.pid), redis_use(p.redis), time.perf_counter()
-            p.collect(p.submit(n, queue))
+            if how == "bulk":
+                ids = p.submit(count, queue)
+            else:
+                ids = [p.client.submit("bench.tt_tasks.noop", queue=queue).id for _ in range(count)]
+            p.collect(ids)
             took = time.perf_counter() - t0
             used = redis_use(p.redis) - use0
             out.append(
                 {
+                    "submitted": how,
                     "partitions": parts,
-                    "tasks": n,
-                    "tasks_per_s": n / took,
-                    "server_cpu_us_per_task": (cpu_seconds(p.server.pid) - cpu0) * 1e6 / n,
-                    "redis_cpu_us_per_task": used.cpu * 1e6 / n,
-                    "redis_commands_per_task": used.calls / n,
+                    "tasks": count,
+                    "tasks_per_s": count / took,
+                    "server_cpu_us_per_task": (cpu_seconds(p.server.pid) - cpu0) * 1e6 / count,
+                    "redis_cpu_us_per_task": used.cpu * 1e6 / count,
+                    "redis_commands_per_task": used.calls / count,
                 }
             )
     return out
