@@ -190,7 +190,7 @@ def hot_queue(p: Platform, n: int, rounds: int, log: Callable[[str], None]) -> l
             if how == "bulk":
                 ids = p.submit(count, queue)
             else:
-                ids = [p.client.submit("bench.tt_tasks.noop", queue=queue).id for _ in range(count)]
+                ids = [p.client.submit("bench.noop", queue=queue).id for _ in range(count)]
             p.collect(ids)
             took = time.perf_counter() - t0
             used = redis_use(p.redis) - use0

@@ -35,7 +35,7 @@ DISPATCHED = 960  # tasks dispatched per size: the same count whatever waits
 def noop_spec(queue: str) -> task_pb2.TaskSpec:
     """What `bench.tt_tasks.noop.delay()` sends: a name, a queue, empty JSON arguments."""
     return task_pb2.TaskSpec(
-        name="bench.tt_tasks.noop",
+        name="bench.noop",
         queue=queue,
         args=task_pb2.Payload(json=b"[]"),
         kwargs=task_pb2.Payload(json=b"{}"),
