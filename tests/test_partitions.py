@@ -238,3 +238,22 @@ def test_the_reaper_spends_at_most_a_fifth_of_its_time_in_passes():
     assert pause_after(0.01, 1.0) == 0.0  # a short pass: the usual interval
     for elapsed in (0.5, 2.0, 10.0):  # a long one (many queues): pass / (pass + interval + pause)
         assert elapsed / (elapsed + 1.0 + pause_after(elapsed, 1.0)) == pytest.approx(MAX_SHARE)
+
+
+def test_the_registry_takes_a_partition_from_a_scheduler_elsewhere(parted, r):
+    """Enqueue (a scheduler in another process) carries the partition chosen at admission."""
+    from tasktide_services.scheduler.admission import new_task
+
+    queue = f"pq-{RUN}-enqueue"
+    task = new_task(spec("t.add", 1, 1, queue=f"{queue}#2"), 0)
+    with grpc.insecure_channel(parted.address) as ch:
+        stub = worker_pb2_grpc.RegistryStub(ch)
+        assert stub.Enqueue(worker_pb2.EnqueueRequest(tasks=[task])).enqueued == 1
+        for bad in (f"{queue}#0", f"{queue}#", f"{queue}#1#1", "bad name#1"):
+            task.spec.queue = bad
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Enqueue(worker_pb2.EnqueueRequest(tasks=[task]))
+            assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT, bad
+    assert int(r.zcard(keys.queue_keys(f"{queue}#2").ready)) == 1
+    r.delete(*keys.queue_keys(f"{queue}#2"))
+    r.srem(keys.QUEUES, f"{queue}#2")
