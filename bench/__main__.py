@@ -36,8 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=float, default=1.0, help="multiply every count (after --quick)")
     p.add_argument(
         "--only",
-        choices=["tasktide", "celery", "footprint"],
-        help="run one system only (no ratios), or only the Redis footprint per task of both (bench/footprint.py)",
+        choices=["tasktide", "celery", "footprint", "scaling"],
+        help="run one system only (no ratios); footprint: the Redis footprint per task of both"
+        " (bench/footprint.py); scaling: costs as work grows (bench/scaling.py)",
     )
     p.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the tasktide server and a worker into DIR")
     p.add_argument("--concurrency", type=int, default=2, help="tasks at once per tasktide worker process")
@@ -47,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "scaling" in argv and "--only" in argv:  # its own counts and options: bench/scaling.py
+        from bench import scaling
+
+        return scaling.main([a for a in argv if a not in ("--only", "scaling")])
     args = _parser().parse_args(argv)
     counts = (Counts.quick() if args.quick else Counts()).scaled(args.scale)
     with contextlib.ExitStack() as stack:

@@ -19,6 +19,7 @@ from tasktide.v1 import results_pb2, scheduler_pb2, worker_pb2, workflow_pb2
 from tasktide_services.common.auth import Authenticator, AuthInterceptor, Revocations, ServiceToken, read_key
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.notify import Notifier
+from tasktide_services.common.partitions import Partitions
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.roles import OPEN_PREFIXES, allowed_roles
 from tasktide_services.common.rpc import add_service
@@ -116,7 +117,8 @@ async def start(
         add_service(server, _DESCRIPTORS["registry"], registry)
         peers.bind(registry=registry)
         # KEDA's external scaler: workers on Kubernetes scale by queue depth (worker/keda.py).
-        add_service(server, keda.DESCRIPTOR, keda.ExternalScalerService(redis, rnotify, settings.limits))
+        scaler = keda.ExternalScalerService(redis, rnotify, settings.limits, partitions=registry.partitions)
+        add_service(server, keda.DESCRIPTOR, scaler)
         cancels = Notifier(redis, registry_keys.CANCEL, on_message=registry.on_cancel)
         await cancels.start()
         running.closers.append(cancels.stop)
@@ -132,7 +134,9 @@ async def start(
         peers.bind(results=results)
     if "scheduler" in which:  # last: its write mode depends on the services bound above
         sstore = SchedulerStore(redis, settings.result_expires)
-        admission = Admission(sstore, writer_for(sstore, peers), settings.limits, hooks)
+        admission = Admission(
+            sstore, writer_for(sstore, peers), settings.limits, hooks, Partitions.from_pairs(settings.queue_partitions)
+        )
         scheduler = SchedulerService(sstore, admission, peers, settings)
         add_service(server, _DESCRIPTORS["scheduler"], scheduler)
         workflows = WorkflowService(sstore, admission, peers)

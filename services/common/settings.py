@@ -66,9 +66,12 @@ class ServerSettings:
     auth_revoked: str = ""  # a file of revoked token ids, one a line
     insecure: bool = False  # listen beyond loopback without TLS and tokens all the same
     allow_eviction: bool = False  # start on a Redis whose maxmemory-policy may evict keys (common/redis_checks.py)
+    queue_partitions: tuple[tuple[str, int], ...] = ()  # (queue, N): common/partitions.py
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:
+        from tasktide_services.common import partitions  # it reads Limits from here
+
         env = os.environ if env is None else env
         base = cls()
 
@@ -124,6 +127,7 @@ class ServerSettings:
             auth_revoked=env.get("TASKTIDE_AUTH_REVOKED", ""),
             insecure=env.get("TASKTIDE_INSECURE", "") in ("1", "true", "yes"),
             allow_eviction=env.get("TASKTIDE_ALLOW_EVICTION", "") in ("1", "true", "yes"),
+            queue_partitions=tuple(partitions.parse(env.get("TASKTIDE_QUEUE_PARTITIONS", "")).items()),
         )
 
     def peer(self, which: str) -> str:

@@ -9,6 +9,7 @@ the caller's process (direct.py). Admission
   ETA, an idempotency key, a rate-limit slot). This is the only such decision: the direct path
   writes a task itself only when `needs` is empty (`queued_now`), so a need added to `NEEDS`
   sends direct submissions to the scheduler with no other change;
+- puts a task of a partitioned queue in one of its partitions (common/partitions.py);
 - accepts it: task records and the delayed set (the scheduler's keys), events (the results
   service's), ready queues (the registry's), written by the `Writer` chosen when the server is
   wired (writing.py): one pipeline when those services live in this process, else calls to them.
@@ -37,6 +38,7 @@ from tasktide_services.common.auth import SERVICE, Caller
 from tasktide_services.common.errors import ServiceError, Unavailable
 from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
+from tasktide_services.common.partitions import Partitions
 from tasktide_services.common.settings import Limits
 from tasktide_services.scheduler.store import PENDING, Claim, SchedulerStore
 from tasktide_services.scheduler.writing import Accepted, Writer
@@ -79,19 +81,29 @@ def _scoped_key(spec: task_pb2.TaskSpec) -> str:
     return tenancy.scoped(tenancy.namespace_of(spec), spec.idempotency_key)
 
 
-def queued_now(spec: task_pb2.TaskSpec, limits: Limits) -> task_pb2.Task | None:
+def queued_now(spec: task_pb2.TaskSpec, limits: Limits, partitions: Partitions | None = None) -> task_pb2.Task | None:
     """For a writer outside the scheduler (direct.py): the task to put in its ready queue as the
     scheduler would accept it, or None when admission must run in the scheduler (the spec needs its
     state). Raises the scheduler's errors for a spec it would refuse."""
     if needs(spec):
         return None
     validate.spec(spec, limits)
+    if partitions is not None:
+        spec.queue = partitions.choose(spec.queue, spec.priority)
     return new_task(spec, now_ms())
 
 
 class Admission:
-    def __init__(self, store: SchedulerStore, writer: Writer, limits: Limits, hooks: ServiceHooks) -> None:
+    def __init__(
+        self,
+        store: SchedulerStore,
+        writer: Writer,
+        limits: Limits,
+        hooks: ServiceHooks,
+        partitions: Partitions | None = None,
+    ) -> None:
         self._store = store
+        self._partitions = partitions or Partitions()
         self._limits = limits
         self._writer = writer
         self._hooks = hooks
@@ -149,6 +161,8 @@ class Admission:
         self, specs: list[task_pb2.TaskSpec], ids: list[str] | None = None
     ) -> list[scheduler_pb2.SubmitResponse]:
         now = now_ms()
+        for s in specs:  # checked: a queue name as given (and stored), never a partition's
+            s.queue = self._partitions.choose(s.queue, s.priority)
         tasks = [new_task(s, now, tid) for s, tid in zip(specs, ids or [""] * len(specs), strict=True)]
         plans = [needs(t.spec) for t in tasks]
         responses = [scheduler_pb2.SubmitResponse(task_id=t.id) for t in tasks]

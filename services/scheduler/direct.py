@@ -22,6 +22,7 @@ from redis.asyncio import Redis as AsyncRedis
 from tasktide.v1 import task_pb2
 from tasktide_services.common.errors import Unavailable
 from tasktide_services.common.lua import load_scripts, run_blocking_pipeline, run_pipeline
+from tasktide_services.common.partitions import Partitions
 from tasktide_services.common.settings import Limits, ServerSettings
 from tasktide_services.scheduler.admission import queued_now
 from tasktide_services.worker.store import SCRIPTS, build_enqueue
@@ -40,21 +41,27 @@ def _unreachable(where: str, spec: task_pb2.TaskSpec, exc: Exception) -> Unavail
 class DirectSubmitter:
     """For the blocking client; thread-safe (the Redis client keeps a pool of connections)."""
 
-    def __init__(self, client: redis.Redis, limits: Limits, where: str = "") -> None:
+    def __init__(
+        self, client: redis.Redis, limits: Limits, where: str = "", partitions: Partitions | None = None
+    ) -> None:
         self._redis = client
         self._limits = limits
+        self._partitions = partitions
         self._where = where
         self._scripts = load_scripts(None, SCRIPTS)
 
     @classmethod
     def from_url(cls, url: str, env: Mapping[str, str] | None = None) -> DirectSubmitter:
-        """The limits are the scheduler's, from the same TASKTIDE_* variables the server reads."""
-        return cls(redis.Redis.from_url(url), ServerSettings.from_env(env).limits, shown(url))
+        """The limits and queue partitions are the scheduler's, from the same TASKTIDE_* variables
+        the server reads."""
+        settings = ServerSettings.from_env(env)
+        parts = Partitions.from_pairs(settings.queue_partitions)
+        return cls(redis.Redis.from_url(url), settings.limits, shown(url), parts)
 
     def submit(self, spec: task_pb2.TaskSpec) -> str | None:
         """The new task's id once it is queued, or None for a task the scheduler must accept.
         Raises the scheduler's errors for a spec it would refuse, Unavailable when Redis is out of reach."""
-        task = queued_now(spec, self._limits)
+        task = queued_now(spec, self._limits, self._partitions)
         if task is None:
             return None
         try:
@@ -70,18 +77,23 @@ class DirectSubmitter:
 class AsyncDirectSubmitter:
     """DirectSubmitter for the asyncio client (one event loop)."""
 
-    def __init__(self, client: AsyncRedis, limits: Limits, where: str = "") -> None:
+    def __init__(
+        self, client: AsyncRedis, limits: Limits, where: str = "", partitions: Partitions | None = None
+    ) -> None:
         self._redis = client
         self._limits = limits
+        self._partitions = partitions
         self._where = where
         self._scripts = load_scripts(None, SCRIPTS)
 
     @classmethod
     def from_url(cls, url: str, env: Mapping[str, str] | None = None) -> AsyncDirectSubmitter:
-        return cls(AsyncRedis.from_url(url), ServerSettings.from_env(env).limits, shown(url))
+        settings = ServerSettings.from_env(env)
+        parts = Partitions.from_pairs(settings.queue_partitions)
+        return cls(AsyncRedis.from_url(url), settings.limits, shown(url), parts)
 
     async def submit(self, spec: task_pb2.TaskSpec) -> str | None:
-        task = queued_now(spec, self._limits)
+        task = queued_now(spec, self._limits, self._partitions)
         if task is None:
             return None
         try:

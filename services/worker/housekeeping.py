@@ -17,8 +17,12 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from tasktide_services.common import events
+from redis.asyncio.client import Pipeline
+
+from tasktide_services.common import events, partitions
 from tasktide_services.common.settings import ServerSettings
+from tasktide_services.worker import keys
+from tasktide_services.worker.passes import per_queue
 from tasktide_services.worker.store import RegistryStore
 
 log = logging.getLogger("tasktide.registry.housekeeping")
@@ -26,6 +30,7 @@ log = logging.getLogger("tasktide.registry.housekeeping")
 HOUSEKEEPING_SECONDS = 30.0
 WORKER_REFRESH_SECONDS = 10.0
 WORKER_STALE_SECONDS = 60.0
+TRIM_LIMIT = 1000  # dead letters forgotten per queue and pass, at most
 
 
 @dataclass
@@ -61,9 +66,16 @@ class Housekeeping:
 
     async def _dead(self, now: int) -> None:
         before = now - int(self.settings.dead_max_age * 1000)
-        for q in await self.store.queues():
-            forgotten = await self.store.trim_dead(q, before, self.settings.dead_max)
-            if forgotten:
+        queues = await self.store.queues()
+        argv = [before, self.settings.dead_max, TRIM_LIMIT]
+
+        def build(pipe: Pipeline, q: str) -> None:
+            self.store.scripts["trim_dead"](keys.queue_keys(q), argv, client=pipe)
+
+        for q, (forgotten,) in zip(queues, await per_queue(self.store, queues, build, 1), strict=True):
+            if isinstance(forgotten, Exception):  # that queue alone; the next pass tries again
+                log.warning("queue %s: trimming dead letters failed: %s", q, forgotten)
+            elif forgotten:
                 log.info(
                     "queue %s: forgot %d dead letters (older than %.0f s or beyond %d)",
                     q,
@@ -74,7 +86,7 @@ class Housekeeping:
 
     async def _queues(self, now: int) -> None:
         consumed = {q for w in await self.store.workers() for q in w.queues}
-        unused = {q for q in await self.store.queues() if q not in consumed}
+        unused = {q for q in await self.store.queues() if partitions.base(q) not in consumed}  # NAME#k: NAME's
         for q in unused & self.unused:
             if await self.store.forget_if_idle(q):
                 unused.discard(q)

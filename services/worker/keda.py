@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 from tasktide_services.common import validate
 from tasktide_services.common.errors import InvalidArgument
 from tasktide_services.common.notify import Notifier
+from tasktide_services.common.partitions import Partitions
 from tasktide_services.common.settings import Limits
 from tasktide_services.externalscaler import externalscaler_pb2 as pb
 from tasktide_services.worker import keys
@@ -89,7 +90,15 @@ async def depth(redis: Redis, queues: list[str]) -> int:
 class ExternalScalerService:
     """The servicer of `externalscaler.ExternalScaler` (registered with common/rpc.add_service)."""
 
-    def __init__(self, redis: Redis, notifier: Notifier, limits: Limits, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        notifier: Notifier,
+        limits: Limits,
+        poll_seconds: float = 1.0,
+        partitions: Partitions | None = None,
+    ) -> None:
+        self.partitions = partitions or Partitions()
         self.redis = redis
         self.notifier = notifier
         self.limits = limits
@@ -97,17 +106,17 @@ class ExternalScalerService:
 
     async def IsActive(self, req: pb.ScaledObjectRef, context: Ctx) -> pb.IsActiveResponse:
         trigger = Trigger(req, self.limits)
-        return pb.IsActiveResponse(result=await depth(self.redis, trigger.queues) > 0)
+        return pb.IsActiveResponse(result=await depth(self.redis, self.partitions.expand(trigger.queues)) > 0)
 
     async def StreamIsActive(self, req: pb.ScaledObjectRef, context: Ctx) -> AsyncIterator[pb.IsActiveResponse]:
         trigger = Trigger(req, self.limits)
-        sub = self.notifier.subscribe(set(trigger.queues))
+        sub = self.notifier.subscribe(set(self.partitions.expand(trigger.queues)))
         last: bool | None = None
         try:
             while True:
                 active: bool | None
                 try:
-                    active = await depth(self.redis, trigger.queues) > 0
+                    active = await depth(self.redis, self.partitions.expand(trigger.queues)) > 0
                 except (RedisError, OSError) as exc:  # Redis away: keep the stream, read again later
                     log.warning("queue depth for %s: %s", trigger.queues, exc)
                     active = last
@@ -132,6 +141,6 @@ class ExternalScalerService:
 
     async def GetMetrics(self, req: pb.GetMetricsRequest, context: Ctx) -> pb.GetMetricsResponse:
         trigger = Trigger(req.scaledObjectRef, self.limits)
-        n = await depth(self.redis, trigger.queues)
+        n = await depth(self.redis, self.partitions.expand(trigger.queues))
         value = pb.MetricValue(metricName=req.metricName or trigger.metric_name, metricValue=n, metricValueFloat=n)
         return pb.GetMetricsResponse(metricValues=[value])

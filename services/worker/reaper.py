@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
+
+from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import results_pb2, task_pb2
 from tasktide_services.common.events import event, now_ms
@@ -11,25 +14,47 @@ from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.loop import run_forever
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import ServerSettings
+from tasktide_services.worker import keys
 from tasktide_services.worker.housekeeping import Housekeeping
 from tasktide_services.worker.outcomes import hand_retries, report_to_workflows
+from tasktide_services.worker.passes import per_queue
 from tasktide_services.worker.store import RegistryStore
 
 log = logging.getLogger("tasktide.registry.reaper")
 
 RETRY_HANDOVER_MS = 10_000  # next attempts parked longer than this were orphaned by a crash
+REAP_LIMIT = 1000  # expired leases handled per queue and pass
+MAX_SHARE = 0.2  # of its time the reaper's loop spends in passes, at most
 
 
 async def reap_once(
     store: RegistryStore, peers: Peers, settings: ServerSettings, hooks: ServiceHooks | None = None
 ) -> int:
-    """One pass over every queue. A queue whose step fails is logged and the pass goes on with the
-    others (what failed stays in Redis for the next pass); returns how many queues failed."""
+    """One pass over every queue, many queues per Redis round trip (passes.py: the `reap` script
+    and a look for stuck retries per queue), so a pass over 10,000 queues is 20 round trips, not
+    20,000. A queue whose step fails is logged and the pass goes on with the others (what failed
+    stays in Redis for the next pass); returns how many queues failed."""
     hooks = hooks or ServiceHooks()
+    queues = await store.queues()
+    max_deliveries = settings.max_deliveries
+    now = now_ms()
+
+    def build(pipe: Pipeline, q: str) -> None:
+        k = keys.queue_keys(q)
+        store.scripts["reap"](k, [q, keys.NOTIFY, now, max_deliveries, REAP_LIMIT], client=pipe)
+        pipe.zrangebyscore(k.retry_at, "-inf", now - RETRY_HANDOVER_MS, start=0, num=1)
+
+    try:
+        replies = await per_queue(store, queues, build, 2)
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # noqa: BLE001 - Redis away: the next pass tries again
+        log.warning("reaping %d queues failed", len(queues), exc_info=True)
+        return len(queues)
     failed = 0
-    for q in await store.queues():
+    for q, (reaped, stuck) in zip(queues, replies, strict=True):
         try:
-            await _reap_queue(store, peers, settings, hooks, q)
+            await _after_reap(store, peers, settings, hooks, q, reaped, stuck)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - see above
@@ -38,33 +63,50 @@ async def reap_once(
     return failed
 
 
-async def _reap_queue(
-    store: RegistryStore, peers: Peers, settings: ServerSettings, hooks: ServiceHooks, q: str
+async def _after_reap(
+    store: RegistryStore, peers: Peers, settings: ServerSettings, hooks: ServiceHooks, q: str, reaped: Any, stuck: Any
 ) -> None:
-    requeued, dead = await store.reap(q, now_ms(), settings.max_deliveries)
+    for reply in (reaped, stuck):
+        if isinstance(reply, Exception):
+            raise reply
+    requeued, dead = int(reaped[0]), [r.decode() for r in reaped[1:]]
     if requeued:
         hooks.redelivered(q, requeued)
     if dead:
         await _record_dead(store, peers, q, dead, settings.max_deliveries, hooks)
-    stuck = await store.stuck_retries(q, now_ms() - RETRY_HANDOVER_MS)
-    if stuck:
-        await hand_retries(store, peers, stuck)
+    if stuck:  # the rare case: read them all
+        parked = await store.stuck_retries(q, now_ms() - RETRY_HANDOVER_MS)
+        if parked:
+            await hand_retries(store, peers, parked)
 
 
 async def run_reaper(
     store: RegistryStore, peers: Peers, settings: ServerSettings, hooks: ServiceHooks | None = None
 ) -> None:
     """Expired leases not handled this time stay in Redis until the next step. Housekeeping
-    (housekeeping.py) runs from the same loop, every HOUSEKEEPING_SECONDS."""
+    (housekeeping.py) runs from the same loop, every HOUSEKEEPING_SECONDS. A pass is linear in
+    the number of queues; the loop spends at most MAX_SHARE of its time in passes (pause_after)."""
 
     housekeeping = Housekeeping(store, settings)
+    interval = max(settings.tick_seconds, min(settings.lease_seconds / 10, 1.0))
+    loop = asyncio.get_running_loop()
 
     async def step() -> int:
+        started = loop.time()
         await reap_once(store, peers, settings, hooks)
-        await housekeeping.maybe_run()
+        reaping = loop.time() - started
+        await housekeeping.maybe_run()  # every HOUSEKEEPING_SECONDS: not counted in the pause
+        await asyncio.sleep(pause_after(reaping, interval))
         return 0
 
-    await run_forever("lease reaper", step, max(settings.tick_seconds, min(settings.lease_seconds / 10, 1.0)))
+    await run_forever("lease reaper", step, interval)
+
+
+def pause_after(elapsed: float, interval: float) -> float:
+    """What to wait beyond `interval` after a pass that took `elapsed` seconds, so that passes take
+    at most MAX_SHARE of the time: with many queues, expired leases are found later (a pass over
+    10,000 queues every few seconds instead of every second) rather than the reaper taking a core."""
+    return max(0.0, elapsed * (1 / MAX_SHARE - 1) - interval)
 
 
 async def _record_dead(

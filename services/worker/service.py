@@ -17,6 +17,7 @@ from tasktide_services.common.errors import InvalidArgument, PermissionDenied
 from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.notify import Notifier
+from tasktide_services.common.partitions import Partitions, base, check_stored, check_stored_spec
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.worker import keys
@@ -47,9 +48,18 @@ class RegistryService:
         self.settings = settings
         hooks = hooks or ServiceHooks()
         lease_ms = int(settings.lease_seconds * 1000)
+        self.partitions = Partitions.from_pairs(settings.queue_partitions)
         outcomes = OutcomeHandler(store, peers, lease_ms, hooks)
         self.loops = SessionLoops(
-            store, notifier, peers, outcomes, lease_ms, hooks, settings.limits, settings.max_session_credit
+            store,
+            notifier,
+            peers,
+            outcomes,
+            lease_ms,
+            hooks,
+            settings.limits,
+            settings.max_session_credit,
+            self.partitions,
         )
         self.sessions: dict[str, Session] = {}
         self._turn = 0  # sessions take turns for tasks handed over at submission (handover.py)
@@ -104,7 +114,7 @@ class RegistryService:
         validate.batch_size(len(req.tasks), self.settings.limits)
         for t in req.tasks:
             validate.task_id(t.id)
-            validate.spec(t.spec, self.settings.limits)
+            check_stored_spec(t.spec, self.settings.limits)
         return worker_pb2.EnqueueResponse(enqueued=await self.store.enqueue(list(req.tasks)))
 
     async def ListWorkers(self, req: worker_pb2.ListWorkersRequest, ctx: Ctx) -> worker_pb2.ListWorkersResponse:
@@ -116,7 +126,7 @@ class RegistryService:
 
     async def QueueStats(self, req: worker_pb2.QueueStatsRequest, ctx: Ctx) -> worker_pb2.QueueStatsResponse:
         caller = current_caller()
-        stats = [st for st in await self.store.stats() if tenancy.visible(caller, st.queue)]
+        stats = _by_queue([st for st in await self.store.stats() if tenancy.visible(caller, st.queue)])
         consumers = await self._consumers()
         for st in stats:
             st.consumers = consumers.get(st.queue, 0)
@@ -134,21 +144,22 @@ class RegistryService:
         results: list[worker_pb2.RevokeResult] = []
         for t in req.tasks:
             validate.task_id(t.id)
-            (code,) = await self.store.revoke(validate.queue_name(t.spec.queue, self.settings.limits), [t.id])
+            (code,) = await self.store.revoke(check_stored(t.spec.queue, self.settings.limits), [t.id])
             if code == worker_pb2.REVOKE_RESULT_SIGNALLED:
                 await self.store.redis.publish(keys.CANCEL, f"{t.id}|{req.grace_seconds}")
             results.append(code)
         return worker_pb2.RevokeResponse(results=results)
 
     async def PauseQueue(self, req: worker_pb2.PauseQueueRequest, ctx: Ctx) -> worker_pb2.PauseQueueResponse:
-        await self.store.set_paused(self._queue(req.queue), req.paused)
+        for q in self.partitions.of(self._queue(req.queue)):
+            await self.store.set_paused(q, req.paused)
         return worker_pb2.PauseQueueResponse(paused=req.paused)
 
     async def ListDead(self, req: worker_pb2.ListDeadRequest, ctx: Ctx) -> worker_pb2.ListDeadResponse:
         limit = req.limit or 100
         caller = current_caller()
         queues = (
-            [self._queue(req.queue)]
+            self.partitions.of(self._queue(req.queue))
             if req.queue
             else [q for q in await self.store.queues() if tenancy.visible(caller, q)]
         )
@@ -162,15 +173,20 @@ class RegistryService:
         return worker_pb2.ListDeadResponse(tasks=out)
 
     async def RequeueDead(self, req: worker_pb2.RequeueDeadRequest, ctx: Ctx) -> worker_pb2.RequeueDeadResponse:
-        queue = self._queue(req.queue)
+        queues = self.partitions.of(self._queue(req.queue))
         ids = [validate.task_id(t) for t in req.task_ids]
-        dead = {d.task.id: d.task for d in await self.store.list_dead(queue, 100_000)}
+        dead = {d.task.id: d.task for q in queues for d in await self.store.list_dead(q, 100_000)}
         reopened = [event(dead[t], task_pb2.TASK_STATE_QUEUED, reopen=True) for t in (ids or list(dead)) if t in dead]
         for e in reopened:
             e.attempt = 0
         if reopened:
             await self.peers.results.Record(results_pb2.RecordRequest(events=reopened))
-        return worker_pb2.RequeueDeadResponse(requeued=await self.store.requeue_dead(queue, ids))
+        requeued = 0
+        for q in queues:  # each partition its own dead tasks (none: nothing to ask, not "all of them")
+            mine = [t for t in (ids or list(dead)) if t in dead and dead[t].spec.queue == q]
+            if mine:
+                requeued += await self.store.requeue_dead(q, mine)
+        return worker_pb2.RequeueDeadResponse(requeued=requeued)
 
     def _queue(self, given: str) -> str:
         """A queue a caller names, as stored: in the caller's namespace (common/tenancy.py)."""
@@ -180,9 +196,9 @@ class RegistryService:
         )
 
     async def Locate(self, req: worker_pb2.LocateRequest, ctx: Ctx) -> worker_pb2.LocateResponse:
-        queue = validate.queue_name(req.queue, self.settings.limits)
+        queue = check_stored(req.queue, self.settings.limits)
         loc = await self.store.locate(queue, validate.task_id(req.task_id))
-        loc.consumers = (await self._consumers()).get(queue, 0)
+        loc.consumers = (await self._consumers()).get(base(queue), 0)
         return loc
 
     async def Find(self, req: worker_pb2.FindRequest, ctx: Ctx) -> worker_pb2.FindResponse:
@@ -207,6 +223,7 @@ class RegistryService:
                 raise PermissionDenied(f"this worker token may not consume queue {q!r}")
             hello.queues[i] = tenancy.caller_name(caller, q, "queue name")
         session = Session(uuid.uuid4().hex, hello)
+        session.queues = self.partitions.expand(hello.queues)
         now = now_ms()
         info = worker_pb2.WorkerInfo(
             worker_id=hello.worker_id,
@@ -251,3 +268,17 @@ class RegistryService:
             except Exception:  # noqa: BLE001 - its entry goes stale and the reaper drops it
                 log.warning("session %s: removing its worker entry failed", session.id, exc_info=True)
             log.info("session %s of worker %s ended", session.id, hello.worker_id)
+
+
+def _by_queue(stats: list[worker_pb2.QueueStat]) -> list[worker_pb2.QueueStat]:
+    """The statistics of a partitioned queue's partitions added up under its name (paused when one
+    of them is)."""
+    out: dict[str, worker_pb2.QueueStat] = {}
+    for st in stats:
+        name = base(st.queue)
+        total = out.setdefault(name, worker_pb2.QueueStat(queue=name))
+        total.ready += st.ready
+        total.leased += st.leased
+        total.dead += st.dead
+        total.paused = total.paused or st.paused
+    return list(out.values())

@@ -12,6 +12,7 @@ from tasktide_services.common.errors import ServiceError
 from tasktide_services.common.events import event, first_events, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.notify import Notifier, wait_any
+from tasktide_services.common.partitions import Partitions
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import Limits
 from tasktide_services.worker.outcomes import OutcomeHandler, report_to_workflows
@@ -42,7 +43,9 @@ class SessionLoops:
         hooks: ServiceHooks | None = None,
         limits: Limits | None = None,
         max_credit: int | None = None,
+        partitions: Partitions | None = None,
     ) -> None:
+        self.partitions = partitions or Partitions()
         self.limits = limits or Limits()
         self.max_credit = max_credit  # credit outstanding per session at most (None: no limit)
         self.store = store
@@ -168,6 +171,8 @@ class SessionLoops:
         # event has not fired, nothing was added to the queue and asking Redis again is pointless
         # (for IDLE_POLL at most, the safety net under pub/sub).
         drained: dict[str, tuple[asyncio.Event, float]] = {}
+        groups = [self.partitions.of(q) for q in session.hello.queues]  # a queue and its partitions
+        turn = 0
         failures = 0
         while True:
             while not session.ready():
@@ -176,8 +181,9 @@ class SessionLoops:
                     await wait_any([session.credit_changed], IDLE_POLL)
                 else:
                     await session.credit_changed.wait()
+            turn += 1
             try:
-                await self._dispatch_step(session, drained)
+                await self._dispatch_step(session, drained, groups, turn)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - Redis away or a poison entry: log, pause, go on
@@ -197,23 +203,38 @@ class SessionLoops:
                 log.info("session %s: dispatching again after %d failures", session.id, failures)
                 failures = 0
 
-    async def _dispatch_step(self, session: Session, drained: dict[str, tuple[asyncio.Event, float]]) -> None:
+    async def _dispatch_step(
+        self,
+        session: Session,
+        drained: dict[str, tuple[asyncio.Event, float]],
+        groups: list[list[str]],
+        turn: int,
+    ) -> None:
+        """Lease what the session's credit allows, queue after queue in the worker's order. The
+        partitions of a queue share what is left for it, starting one further at every step."""
         loop = asyncio.get_running_loop()
         wake = {q: self.notifier.event(q) for q in session.queues}
         leased: list[Leased] = []
-        for q in session.queues:
-            want = min(session.credit - len(leased), MAX_ASSIGN)
-            if want <= 0:
+        for group in groups:
+            budget = min(session.credit - len(leased), MAX_ASSIGN)
+            if budget <= 0:
                 break
-            seen = drained.get(q)
-            if seen is not None and seen[0] is wake[q] and loop.time() - seen[1] < IDLE_POLL:
-                continue
-            got = await self.store.dispatch(q, now_ms(), self.lease_ms, want)
-            if len(got) < want:
-                drained[q] = (wake[q], loop.time())
-            else:
-                drained.pop(q, None)
-            leased += got
+            order = group[turn % len(group) :] + group[: turn % len(group)]
+            taken = 0
+            for i, q in enumerate(order):
+                want = -(-(budget - taken) // (len(order) - i))  # an even share of what is left
+                if want <= 0:
+                    break
+                seen = drained.get(q)
+                if seen is not None and seen[0] is wake[q] and loop.time() - seen[1] < IDLE_POLL:
+                    continue
+                got = await self.store.dispatch(q, now_ms(), self.lease_ms, want)
+                if len(got) < want:
+                    drained[q] = (wake[q], loop.time())
+                else:
+                    drained.pop(q, None)
+                taken += len(got)
+                leased += got
         if not leased:
             await wait_any(list(wake.values()), IDLE_POLL)
             return
