@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install dev test test-split test-django6 lint typecheck proto proto-check bench clean
+.PHONY: install dev test test-split test-django6 lint typecheck proto proto-check bench bench-footprint bench-scaling bench-polyglot clean
 
 $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,19 @@ test-django6:
 bench: install
 	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## The Redis footprint per task (commands, Redis CPU, bytes kept), tasktide and Celery in one run.
+bench-footprint: install
+	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/python -m bench --only footprint $(BENCH_ARGS)
+
+## Costs as work grows (queued, delayed, sessions, queues, partitions): docs/scaling.md.
+bench-scaling: install
+	$(BIN)/python -m bench --only scaling $(BENCH_ARGS)
+
+## The Go and Node.js clients against Asynq and BullMQ on one Redis (bench/polyglot/README.md).
+bench-polyglot: install
+	$(BIN)/python -m bench.polyglot $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
