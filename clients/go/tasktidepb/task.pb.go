@@ -892,18 +892,23 @@ func (x *TaskEvent) GetSpec() *TaskSpec {
 
 // The latest known state of a task and, once final, what came out.
 type TaskResult struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	State         TaskState              `protobuf:"varint,2,opt,name=state,proto3,enum=tasktide.v1.TaskState" json:"state,omitempty"`
-	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
-	Attempt       uint32                 `protobuf:"varint,4,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Result        *Payload               `protobuf:"bytes,5,opt,name=result,proto3" json:"result,omitempty"`
-	Error         *TaskError             `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
-	UpdatedMs     int64                  `protobuf:"varint,7,opt,name=updated_ms,json=updatedMs,proto3" json:"updated_ms,omitempty"`
-	WorkerId      string                 `protobuf:"bytes,8,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	Found         bool                   `protobuf:"varint,9,opt,name=found,proto3" json:"found,omitempty"`
-	Spec          *TaskSpec              `protobuf:"bytes,10,opt,name=spec,proto3" json:"spec,omitempty"`                             // what was submitted, where known
-	CreatedMs     int64                  `protobuf:"varint,11,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"` // when it was submitted, where known
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	TaskId    string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	State     TaskState              `protobuf:"varint,2,opt,name=state,proto3,enum=tasktide.v1.TaskState" json:"state,omitempty"`
+	Name      string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Attempt   uint32                 `protobuf:"varint,4,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Result    *Payload               `protobuf:"bytes,5,opt,name=result,proto3" json:"result,omitempty"`
+	Error     *TaskError             `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	UpdatedMs int64                  `protobuf:"varint,7,opt,name=updated_ms,json=updatedMs,proto3" json:"updated_ms,omitempty"`
+	WorkerId  string                 `protobuf:"bytes,8,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Found     bool                   `protobuf:"varint,9,opt,name=found,proto3" json:"found,omitempty"`
+	Spec      *TaskSpec              `protobuf:"bytes,10,opt,name=spec,proto3" json:"spec,omitempty"`                             // what was submitted, where known
+	CreatedMs int64                  `protobuf:"varint,11,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"` // when it was submitted, where known
+	// From the task index (ListTasks only; 0 where not known): when its latest attempt became
+	// runnable, and when that attempt was handed to a worker. Wait time is started_ms - ready_ms;
+	// once the attempt ended, run time is updated_ms - started_ms.
+	ReadyMs       int64 `protobuf:"varint,12,opt,name=ready_ms,json=readyMs,proto3" json:"ready_ms,omitempty"`
+	StartedMs     int64 `protobuf:"varint,13,opt,name=started_ms,json=startedMs,proto3" json:"started_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1015,6 +1020,20 @@ func (x *TaskResult) GetCreatedMs() int64 {
 	return 0
 }
 
+func (x *TaskResult) GetReadyMs() int64 {
+	if x != nil {
+		return x.ReadyMs
+	}
+	return 0
+}
+
+func (x *TaskResult) GetStartedMs() int64 {
+	if x != nil {
+		return x.StartedMs
+	}
+	return 0
+}
+
 var File_tasktide_v1_task_proto protoreflect.FileDescriptor
 
 const file_tasktide_v1_task_proto_rawDesc = "" +
@@ -1098,7 +1117,7 @@ const file_tasktide_v1_task_proto_rawDesc = "" +
 	"\amessage\x18\f \x01(\tR\amessage\x12#\n" +
 	"\rprogress_only\x18\r \x01(\bR\fprogressOnly\x12\x16\n" +
 	"\x06reopen\x18\x0e \x01(\bR\x06reopen\x12)\n" +
-	"\x04spec\x18\x0f \x01(\v2\x15.tasktide.v1.TaskSpecR\x04spec\"\xf9\x02\n" +
+	"\x04spec\x18\x0f \x01(\v2\x15.tasktide.v1.TaskSpecR\x04spec\"\xb3\x03\n" +
 	"\n" +
 	"TaskResult\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12,\n" +
@@ -1114,7 +1133,10 @@ const file_tasktide_v1_task_proto_rawDesc = "" +
 	"\x04spec\x18\n" +
 	" \x01(\v2\x15.tasktide.v1.TaskSpecR\x04spec\x12\x1d\n" +
 	"\n" +
-	"created_ms\x18\v \x01(\x03R\tcreatedMs*\x81\x02\n" +
+	"created_ms\x18\v \x01(\x03R\tcreatedMs\x12\x19\n" +
+	"\bready_ms\x18\f \x01(\x03R\areadyMs\x12\x1d\n" +
+	"\n" +
+	"started_ms\x18\r \x01(\x03R\tstartedMs*\x81\x02\n" +
 	"\tTaskState\x12\x1a\n" +
 	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14TASK_STATE_SCHEDULED\x10\x01\x12\x15\n" +
