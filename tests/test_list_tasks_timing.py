@@ -136,3 +136,25 @@ def test_a_late_event_after_the_end_changes_nothing(tmp_path: Path) -> None:
         assert (r.state, r.ready_ms, r.started_ms) == (S.TASK_STATE_SUCCEEDED, T0 + 100, T0 + 200)
 
     _run(tmp_path, body)
+
+
+def test_the_start_the_worker_reported_replaces_the_hand_over(tmp_path: Path) -> None:
+    async def body(store: ResultsStore, redis: Any) -> None:
+        tid, other = _id(), _id()
+        # handed over at +200, waited in the worker's buffer, ran from +900 (the end event says so)
+        await store.record([_ev(tid, S.TASK_STATE_QUEUED, T0 + 100), _ev(tid, S.TASK_STATE_RUNNING, T0 + 200)])
+        await store.record([_ev(tid, S.TASK_STATE_SUCCEEDED, T0 + 1_000, started_ms=T0 + 900)])
+        r = await _one(store, tid)
+        assert (r.ready_ms, r.started_ms) == (T0 + 100, T0 + 900)
+        # in one batch too, and with a start in another bucket than the end's
+        await store.record(
+            [
+                _ev(other, S.TASK_STATE_QUEUED, T0 + HOUR - 50),
+                _ev(other, S.TASK_STATE_RUNNING, T0 + HOUR - 40),
+                _ev(other, S.TASK_STATE_FAILED, T0 + HOUR + 10, started_ms=T0 + HOUR - 30),
+            ]
+        )
+        r = await _one(store, other)
+        assert (r.ready_ms, r.started_ms, r.updated_ms) == (T0 + HOUR - 50, T0 + HOUR - 30, T0 + HOUR + 10)
+
+    _run(tmp_path, body)

@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 
 import tasktide
 from tasktide._hooks import Hooks
+from tasktide_services.common.validate import TASK_NAME
 from tasktide_services.dashboard import bulk
 from tasktide_services.dashboard.access import Access
 from tasktide_services.dashboard.activity import Activity
@@ -140,6 +141,8 @@ def _task_name(request: Request) -> tuple[str, str]:
         return name, "give a task name: /names?name=..."
     if len(name) > MAX_NAME:
         return name, f"a task name is at most {MAX_NAME} characters"
+    if not TASK_NAME.fullmatch(name):
+        return name, "not a task name: letters, digits, _ . : - and no leading digit"
     return name, ""
 
 

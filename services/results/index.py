@@ -8,10 +8,11 @@ falls in the bucket the entry came from: an entry left in an earlier bucket by a
 since is skipped, so a task is listed once, at its latest change.
 
 An entry also keeps when the task's latest attempt became runnable (its QUEUED event) and when it
-was handed to a worker (RUNNING), which ListTasks returns as ready_ms and started_ms: wait time and
+started (handed to a worker: RUNNING; once the attempt ended, when the worker started running it,
+which the end event carries), which ListTasks returns as ready_ms and started_ms: wait time and
 run time. They come from the events of the batch written, else from the task's entry in the same
-bucket (index_put carries them), so a task whose events reached the index in batches apart and in
-different buckets has them unknown (0), never wrong.
+bucket (index_put carries them), so a time the index cannot know (its event reached another bucket
+in another batch) is unknown (0), never wrong.
 """
 
 from __future__ import annotations
@@ -77,13 +78,16 @@ class Timing:
 
     def follow(self, e: task_pb2.TaskEvent) -> None:
         """QUEUED: the attempt became runnable (no start yet); SCHEDULED: waiting for its time
-        (neither); RUNNING: handed to a worker. Other states end the attempt and keep both."""
+        (neither); RUNNING: handed to a worker (started, until the worker says when it did). The
+        end of an attempt keeps both, with the start the worker reported where it did."""
         if e.state == task_pb2.TASK_STATE_QUEUED:
             self.ready, self.start = e.at_ms, NONE
         elif e.state == task_pb2.TASK_STATE_SCHEDULED:
             self.ready, self.start = NONE, NONE
         elif e.state == task_pb2.TASK_STATE_RUNNING:
             self.start = e.at_ms
+        elif e.started_ms:
+            self.start = e.started_ms
 
     def argv(self, bucket_ms: int) -> list[str]:
         """index_put's ready and start arguments: ms from the start of the entry's bucket (as

@@ -108,7 +108,14 @@ class OutcomeHandler:
             task.attempt = o.attempt
             if o.kind == task_pb2.OUTCOME_KIND_RETRY:
                 events.append(
-                    event(task, task_pb2.TASK_STATE_RETRYING, o.finished_ms, worker_id=o.worker_id, error=o.error)
+                    event(
+                        task,
+                        task_pb2.TASK_STATE_RETRYING,
+                        o.finished_ms,
+                        worker_id=o.worker_id,
+                        error=o.error,
+                        started_ms=o.started_ms,
+                    )
                 )
                 retry = task_pb2.Task()
                 retry.CopyFrom(task)
@@ -118,7 +125,7 @@ class OutcomeHandler:
                 continue
             exhausted = _exhausted(task, o)
             state = task_pb2.TASK_STATE_DEAD if exhausted else _FINAL_STATE.get(o.kind, task_pb2.TASK_STATE_FAILED)
-            fields: dict[str, object] = {"worker_id": o.worker_id}
+            fields: dict[str, object] = {"worker_id": o.worker_id, "started_ms": o.started_ms}
             if o.HasField("result"):
                 fields["result"] = o.result
             if o.HasField("error"):

@@ -751,6 +751,7 @@ type TaskEvent struct {
 	ProgressOnly  bool                   `protobuf:"varint,13,opt,name=progress_only,json=progressOnly,proto3" json:"progress_only,omitempty"` // a progress report, not a change of state
 	Reopen        bool                   `protobuf:"varint,14,opt,name=reopen,proto3" json:"reopen,omitempty"`                                 // allowed after a final state (a dead task requeued)
 	Spec          *TaskSpec              `protobuf:"bytes,15,opt,name=spec,proto3" json:"spec,omitempty"`                                      // with the first event of a task: what was submitted
+	StartedMs     int64                  `protobuf:"varint,16,opt,name=started_ms,json=startedMs,proto3" json:"started_ms,omitempty"`          // with the end of an attempt: when the worker started running it
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -890,6 +891,13 @@ func (x *TaskEvent) GetSpec() *TaskSpec {
 	return nil
 }
 
+func (x *TaskEvent) GetStartedMs() int64 {
+	if x != nil {
+		return x.StartedMs
+	}
+	return 0
+}
+
 // The latest known state of a task and, once final, what came out.
 type TaskResult struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -905,8 +913,9 @@ type TaskResult struct {
 	Spec      *TaskSpec              `protobuf:"bytes,10,opt,name=spec,proto3" json:"spec,omitempty"`                             // what was submitted, where known
 	CreatedMs int64                  `protobuf:"varint,11,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"` // when it was submitted, where known
 	// From the task index (ListTasks only; 0 where not known): when its latest attempt became
-	// runnable, and when that attempt was handed to a worker. Wait time is started_ms - ready_ms;
-	// once the attempt ended, run time is updated_ms - started_ms.
+	// runnable, and when it started: on the worker once the attempt ended, else when it was handed
+	// to a worker. Wait time is started_ms - ready_ms; once the attempt ended, run time is
+	// updated_ms - started_ms.
 	ReadyMs       int64 `protobuf:"varint,12,opt,name=ready_ms,json=readyMs,proto3" json:"ready_ms,omitempty"`
 	StartedMs     int64 `protobuf:"varint,13,opt,name=started_ms,json=startedMs,proto3" json:"started_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1100,7 +1109,7 @@ const file_tasktide_v1_task_proto_rawDesc = "" +
 	" \x01(\x03R\n" +
 	"finishedMs\x12\x1b\n" +
 	"\tworker_id\x18\v \x01(\tR\bworkerId\x12+\n" +
-	"\x11retries_exhausted\x18\f \x01(\bR\x10retriesExhausted\"\xda\x03\n" +
+	"\x11retries_exhausted\x18\f \x01(\bR\x10retriesExhausted\"\xf9\x03\n" +
 	"\tTaskEvent\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
 	"\x06cursor\x18\x02 \x01(\tR\x06cursor\x12,\n" +
@@ -1117,7 +1126,9 @@ const file_tasktide_v1_task_proto_rawDesc = "" +
 	"\amessage\x18\f \x01(\tR\amessage\x12#\n" +
 	"\rprogress_only\x18\r \x01(\bR\fprogressOnly\x12\x16\n" +
 	"\x06reopen\x18\x0e \x01(\bR\x06reopen\x12)\n" +
-	"\x04spec\x18\x0f \x01(\v2\x15.tasktide.v1.TaskSpecR\x04spec\"\xb3\x03\n" +
+	"\x04spec\x18\x0f \x01(\v2\x15.tasktide.v1.TaskSpecR\x04spec\x12\x1d\n" +
+	"\n" +
+	"started_ms\x18\x10 \x01(\x03R\tstartedMs\"\xb3\x03\n" +
 	"\n" +
 	"TaskResult\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12,\n" +
