@@ -143,7 +143,7 @@ def test_the_start_the_worker_reported_replaces_the_hand_over(tmp_path: Path) ->
         tid, other = _id(), _id()
         # handed over at +200, waited in the worker's buffer, ran from +900 (the end event says so)
         await store.record([_ev(tid, S.TASK_STATE_QUEUED, T0 + 100), _ev(tid, S.TASK_STATE_RUNNING, T0 + 200)])
-        await store.record([_ev(tid, S.TASK_STATE_SUCCEEDED, T0 + 1_000, started_ms=T0 + 900)])
+        await store.record([_ev(tid, S.TASK_STATE_SUCCEEDED, T0 + 1_000, run_ms=100)])
         r = await _one(store, tid)
         assert (r.ready_ms, r.started_ms) == (T0 + 100, T0 + 900)
         # in one batch too, and with a start in another bucket than the end's
@@ -151,10 +151,15 @@ def test_the_start_the_worker_reported_replaces_the_hand_over(tmp_path: Path) ->
             [
                 _ev(other, S.TASK_STATE_QUEUED, T0 + HOUR - 50),
                 _ev(other, S.TASK_STATE_RUNNING, T0 + HOUR - 40),
-                _ev(other, S.TASK_STATE_FAILED, T0 + HOUR + 10, started_ms=T0 + HOUR - 30),
+                _ev(other, S.TASK_STATE_FAILED, T0 + HOUR + 10, run_ms=40),
             ]
         )
         r = await _one(store, other)
         assert (r.ready_ms, r.started_ms, r.updated_ms) == (T0 + HOUR - 50, T0 + HOUR - 30, T0 + HOUR + 10)
+        # a run of no measurable time is a run time of 0, not the time since the hand-over
+        quick = _id()
+        await store.record([_ev(quick, S.TASK_STATE_QUEUED, T0 + 10), _ev(quick, S.TASK_STATE_RUNNING, T0 + 20)])
+        await store.record([_ev(quick, S.TASK_STATE_SUCCEEDED, T0 + 70, run_ms=0)])
+        assert (await _one(store, quick)).started_ms == T0 + 70
 
     _run(tmp_path, body)

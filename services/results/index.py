@@ -8,8 +8,8 @@ falls in the bucket the entry came from: an entry left in an earlier bucket by a
 since is skipped, so a task is listed once, at its latest change.
 
 An entry also keeps when the task's latest attempt became runnable (its QUEUED event) and when it
-started (handed to a worker: RUNNING; once the attempt ended, when the worker started running it,
-which the end event carries), which ListTasks returns as ready_ms and started_ms: wait time and
+started (handed to a worker: RUNNING; once the attempt ended, when the worker started running it:
+the end event's time less its run_ms), which ListTasks returns as ready_ms and started_ms: wait time and
 run time. They come from the events of the batch written, else from the task's entry in the same
 bucket (index_put carries them), so a time the index cannot know (its event reached another bucket
 in another batch) is unknown (0), never wrong.
@@ -86,8 +86,8 @@ class Timing:
             self.ready, self.start = NONE, NONE
         elif e.state == task_pb2.TASK_STATE_RUNNING:
             self.start = e.at_ms
-        elif e.started_ms:
-            self.start = e.started_ms
+        elif e.HasField("run_ms"):
+            self.start = e.at_ms - e.run_ms
 
     def argv(self, bucket_ms: int) -> list[str]:
         """index_put's ready and start arguments: ms from the start of the entry's bucket (as

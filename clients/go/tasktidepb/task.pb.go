@@ -751,7 +751,7 @@ type TaskEvent struct {
 	ProgressOnly  bool                   `protobuf:"varint,13,opt,name=progress_only,json=progressOnly,proto3" json:"progress_only,omitempty"` // a progress report, not a change of state
 	Reopen        bool                   `protobuf:"varint,14,opt,name=reopen,proto3" json:"reopen,omitempty"`                                 // allowed after a final state (a dead task requeued)
 	Spec          *TaskSpec              `protobuf:"bytes,15,opt,name=spec,proto3" json:"spec,omitempty"`                                      // with the first event of a task: what was submitted
-	StartedMs     int64                  `protobuf:"varint,16,opt,name=started_ms,json=startedMs,proto3" json:"started_ms,omitempty"`          // with the end of an attempt: when the worker started running it
+	RunMs         *uint32                `protobuf:"varint,16,opt,name=run_ms,json=runMs,proto3,oneof" json:"run_ms,omitempty"`                // with the end of an attempt: how long the worker ran it (ms)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -891,9 +891,9 @@ func (x *TaskEvent) GetSpec() *TaskSpec {
 	return nil
 }
 
-func (x *TaskEvent) GetStartedMs() int64 {
-	if x != nil {
-		return x.StartedMs
+func (x *TaskEvent) GetRunMs() uint32 {
+	if x != nil && x.RunMs != nil {
+		return *x.RunMs
 	}
 	return 0
 }
@@ -1109,7 +1109,7 @@ const file_tasktide_v1_task_proto_rawDesc = "" +
 	" \x01(\x03R\n" +
 	"finishedMs\x12\x1b\n" +
 	"\tworker_id\x18\v \x01(\tR\bworkerId\x12+\n" +
-	"\x11retries_exhausted\x18\f \x01(\bR\x10retriesExhausted\"\xf9\x03\n" +
+	"\x11retries_exhausted\x18\f \x01(\bR\x10retriesExhausted\"\x81\x04\n" +
 	"\tTaskEvent\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
 	"\x06cursor\x18\x02 \x01(\tR\x06cursor\x12,\n" +
@@ -1126,9 +1126,9 @@ const file_tasktide_v1_task_proto_rawDesc = "" +
 	"\amessage\x18\f \x01(\tR\amessage\x12#\n" +
 	"\rprogress_only\x18\r \x01(\bR\fprogressOnly\x12\x16\n" +
 	"\x06reopen\x18\x0e \x01(\bR\x06reopen\x12)\n" +
-	"\x04spec\x18\x0f \x01(\v2\x15.tasktide.v1.TaskSpecR\x04spec\x12\x1d\n" +
-	"\n" +
-	"started_ms\x18\x10 \x01(\x03R\tstartedMs\"\xb3\x03\n" +
+	"\x04spec\x18\x0f \x01(\v2\x15.tasktide.v1.TaskSpecR\x04spec\x12\x1a\n" +
+	"\x06run_ms\x18\x10 \x01(\rH\x00R\x05runMs\x88\x01\x01B\t\n" +
+	"\a_run_ms\"\xb3\x03\n" +
 	"\n" +
 	"TaskResult\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12,\n" +
@@ -1230,6 +1230,7 @@ func file_tasktide_v1_task_proto_init() {
 		(*Payload_Json)(nil),
 		(*Payload_Message)(nil),
 	}
+	file_tasktide_v1_task_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

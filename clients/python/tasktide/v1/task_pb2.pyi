@@ -160,7 +160,7 @@ class Outcome(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., queue: _Optional[str] = ..., lease_token: _Optional[int] = ..., kind: _Optional[_Union[OutcomeKind, str]] = ..., result: _Optional[_Union[Payload, _Mapping]] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., retry_countdown: _Optional[float] = ..., attempt: _Optional[int] = ..., started_ms: _Optional[int] = ..., finished_ms: _Optional[int] = ..., worker_id: _Optional[str] = ..., retries_exhausted: _Optional[bool] = ...) -> None: ...
 
 class TaskEvent(_message.Message):
-    __slots__ = ("task_id", "cursor", "state", "at_ms", "attempt", "name", "queue", "worker_id", "result", "error", "progress", "message", "progress_only", "reopen", "spec", "started_ms")
+    __slots__ = ("task_id", "cursor", "state", "at_ms", "attempt", "name", "queue", "worker_id", "result", "error", "progress", "message", "progress_only", "reopen", "spec", "run_ms")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -176,7 +176,7 @@ class TaskEvent(_message.Message):
     PROGRESS_ONLY_FIELD_NUMBER: _ClassVar[int]
     REOPEN_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
-    STARTED_MS_FIELD_NUMBER: _ClassVar[int]
+    RUN_MS_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     cursor: str
     state: TaskState
@@ -192,8 +192,8 @@ class TaskEvent(_message.Message):
     progress_only: bool
     reopen: bool
     spec: TaskSpec
-    started_ms: int
-    def __init__(self, task_id: _Optional[str] = ..., cursor: _Optional[str] = ..., state: _Optional[_Union[TaskState, str]] = ..., at_ms: _Optional[int] = ..., attempt: _Optional[int] = ..., name: _Optional[str] = ..., queue: _Optional[str] = ..., worker_id: _Optional[str] = ..., result: _Optional[_Union[Payload, _Mapping]] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., progress: _Optional[float] = ..., message: _Optional[str] = ..., progress_only: _Optional[bool] = ..., reopen: _Optional[bool] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., started_ms: _Optional[int] = ...) -> None: ...
+    run_ms: int
+    def __init__(self, task_id: _Optional[str] = ..., cursor: _Optional[str] = ..., state: _Optional[_Union[TaskState, str]] = ..., at_ms: _Optional[int] = ..., attempt: _Optional[int] = ..., name: _Optional[str] = ..., queue: _Optional[str] = ..., worker_id: _Optional[str] = ..., result: _Optional[_Union[Payload, _Mapping]] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., progress: _Optional[float] = ..., message: _Optional[str] = ..., progress_only: _Optional[bool] = ..., reopen: _Optional[bool] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., run_ms: _Optional[int] = ...) -> None: ...
 
 class TaskResult(_message.Message):
     __slots__ = ("task_id", "state", "name", "attempt", "result", "error", "updated_ms", "worker_id", "found", "spec", "created_ms", "ready_ms", "started_ms")
