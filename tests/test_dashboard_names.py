@@ -12,7 +12,9 @@ from pathlib import Path
 
 import tasktide
 from tasktide import ClientSettings, TaskState
+from tasktide_services.common.redis_server import free_port
 from tasktide_services.dashboard.credentials import TokenHooks, static
+from tasktide_services.testing import eventually, spawn_listening
 from tests.test_dashboard import Web
 from tests.test_dashboard_browser import Chromium, browser, until
 from tests.test_dashboard_charts import BAD, OK, RUN_SECONDS, _artefact, _count, _plot, _png_rgb, board, ran
@@ -155,3 +157,21 @@ def test_a_viewer_reads_the_page_a_stranger_does_not(site: Site) -> None:
     # the page offers no action; a viewer's action elsewhere is still refused
     assert "data-post" not in page.split("<main>", 1)[1].split("</main>", 1)[0]
     assert viewer.act(f"/api/tasks/{task.id}/cancel")[0] == 403
+
+
+def test_an_unreachable_platform_is_a_clear_error() -> None:
+    proc, listening, _ = spawn_listening("dashboard", "--address", f"127.0.0.1:{free_port()}", listen="--listen")
+    try:
+
+        def answer() -> tuple[int, dict] | None:
+            try:
+                return _name_api(f"http://{listening}", "ch.ok")
+            except OSError:  # not serving yet
+                return None
+
+        status, body = eventually(answer, timeout=60, interval=0.2)
+        assert status == 503 and "platform unreachable" in body["error"], body
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(10)
