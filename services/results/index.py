@@ -9,10 +9,10 @@ since is skipped, so a task is listed once, at its latest change.
 
 An entry also keeps when the task's latest attempt became runnable (its QUEUED event) and when it
 started (handed to a worker: RUNNING; once the attempt ended, when the worker started running it:
-the end event's time less its run_ms), which ListTasks returns as ready_ms and started_ms: wait time and
-run time. They come from the events of the batch written, else from the task's entry in the same
-bucket (index_put carries them), so a time the index cannot know (its event reached another bucket
-in another batch) is unknown (0), never wrong.
+the end event's time less its run_ms), which ListTasks returns as ready_ms and started_ms: wait
+time and run time. They come from the events of the batch written, else from the task's entry in
+the same bucket (index_put carries them), so a time the index cannot know (its event reached
+another bucket in another batch) is unknown (0), never wrong.
 """
 
 from __future__ import annotations
