@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import struct
+import time
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from tests.test_list_tasks import own_platform
 __all__ = ["browser", "own_platform", "revoked", "secured", "site"]  # fixtures shared with other modules
 
 OK, BAD = 30, 10
+RUN_SECONDS = 0.05  # each ch.ok task sleeps this long
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,12 @@ def board(own_platform: PlatformThread) -> Iterator[str]:
 def ran(own_platform: PlatformThread, board: str) -> Iterator[dict[str, list[str]]]:
     """OK tasks that succeed and BAD that fail, run by worker "w-charts", after the dashboard started."""
     app = tasktide.App("ch", address=own_platform.address)
-    ok = app.task(name="ch.ok")(lambda x: x * 2)
+
+    def double(x: int) -> int:
+        time.sleep(RUN_SECONDS)
+        return x * 2
+
+    ok = app.task(name="ch.ok")(double)
 
     def bad(message: str) -> None:
         raise ValueError(message)
@@ -95,10 +102,11 @@ def test_the_sampled_series_count_what_ran(ran, board: str) -> None:
     s = counted(board)
     assert s["interval_seconds"] == 0.5 and len(s["at_ms"]) >= 3
     assert s["at_ms"] == sorted(s["at_ms"])
-    assert any(v is not None and v >= 0 for v in s["turnaround_p50_ms"])
-    assert all(
-        a is None or b is None or a <= b for a, b in zip(s["turnaround_p50_ms"], s["turnaround_p95_ms"], strict=True)
-    )
+    assert any(v is not None and v >= RUN_SECONDS * 1000 for v in s["run_p95_ms"])  # ch.ok's sleep
+    assert any(v is not None and v >= 0 for v in s["wait_p50_ms"])
+    for k in ("run", "wait"):
+        pairs = zip(s[f"{k}_p50_ms"], s[f"{k}_p95_ms"], strict=True)
+        assert all((a is None) == (b is None) and (a is None or 0 <= a <= b) for a, b in pairs)
 
 
 def test_counters_per_task_name_and_per_worker(ran, board: str) -> None:
@@ -107,7 +115,10 @@ def test_counters_per_task_name_and_per_worker(ran, board: str) -> None:
     names = {n["name"]: n for n in a["names"]}
     assert (names["ch.ok"]["succeeded"], names["ch.ok"]["failed"]) == (OK, 0)
     assert (names["ch.bad"]["succeeded"], names["ch.bad"]["failed"]) == (0, BAD)
-    assert 0 <= names["ch.ok"]["turnaround_p50_ms"] <= names["ch.ok"]["turnaround_p95_ms"]
+    assert RUN_SECONDS * 1000 <= names["ch.ok"]["run_p50_ms"] <= names["ch.ok"]["run_p95_ms"]
+    assert 0 <= names["ch.bad"]["run_p50_ms"] <= names["ch.bad"]["run_p95_ms"]
+    for n in ("ch.ok", "ch.bad"):
+        assert 0 <= names[n]["wait_p50_ms"] <= names[n]["wait_p95_ms"]
     workers = {w["worker_id"]: w for w in a["workers"]}
     w = workers["w-charts"]
     assert (w["processed"], w["failed"], w["active"]) == (OK + BAD, BAD, 0)
@@ -140,17 +151,23 @@ def test_the_charts_page_draws_the_series(ran, board: str, browser: Chromium, tm
         ("chart-failures", "failed"),
         ("chart-depth", "ready"),
         ("chart-depth", "running"),
-        ("chart-turnaround", "p50"),
-        ("chart-turnaround", "p95"),
+        ("chart-wait", "p50"),
+        ("chart-wait", "p95"),
+        ("chart-run", "p50"),
+        ("chart-run", "p95"),
     }
     for p in paths:
-        if p["chart"] != "chart-turnaround":  # turnaround has points only where tasks finished
+        if p["chart"] in ("chart-wait", "chart-run"):  # points only where tasks finished
+            assert p["points"] >= 1 and p["d"].count("L") == p["points"] - 1, p
+        else:
             assert p["points"] >= 3 and p["d"].count("L") == p["points"] - 1, p
     ys = [float(xy.split(",")[1]) for xy in _coordinates(paths, "chart-throughput", "succeeded")]
     assert min(ys) < max(ys)
     assert browser.evaluate(
         "document.querySelector('#by-name tr[data-name=\"ch.bad\"] td:nth-child(3)').textContent"
     ) == str(BAD)
+    run_p50 = browser.evaluate("document.querySelector('#by-name tr[data-name=\"ch.ok\"] td:nth-child(5)').textContent")
+    assert run_p50.endswith(" ms") and float(run_p50[:-3]) >= RUN_SECONDS * 1000, run_p50
     assert browser.evaluate(
         "document.querySelector('#by-worker tr[data-worker=\"w-charts\"] td:nth-child(2)').textContent"
     ) == str(OK + BAD)
@@ -159,8 +176,11 @@ def test_the_charts_page_draws_the_series(ran, board: str, browser: Chromium, tm
     shot = _artefact(browser, "dashboard-charts.png", tmp_path)
     width, height, pixels = _png_rgb(shot.read_bytes())
     assert (width, height) == (1300, 1100)
-    # the succeeded line (#17612c) and the failed line (#8a1c1c) are drawn in the screenshot
+    # the succeeded line (#17612c) and the failed line (#8a1c1c) are drawn in the screenshot; the run
+    # time's p50 (#1b4a9e) and the wait time's p50 (#b06f00) in their charts' plots (below the legend)
     assert _count(pixels, (0x17, 0x61, 0x2C)) > 100 and _count(pixels, (0x8A, 0x1C, 0x1C)) > 100
+    assert _count(_plot(browser, pixels, "chart-run"), (0x1B, 0x4A, 0x9E)) > 5
+    assert _count(_plot(browser, pixels, "chart-wait"), (0xB0, 0x6F, 0x00)) > 5
 
 
 def _artefact(browser: Chromium, name: str, tmp_path: Path) -> Path:
@@ -170,6 +190,20 @@ def _artefact(browser: Chromium, name: str, tmp_path: Path) -> Path:
     shot = folder / name
     shot.write_bytes(base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"]))
     return shot
+
+
+def _plot(browser: Chromium, pixels: list[bytes], chart: str) -> list[bytes]:
+    """The screenshot's pixels of a chart's plot area: its SVG's box (page at scale 1, not scrolled)
+    below the legend line and above the time labels."""
+    box = browser.evaluate(
+        f"""(() => {{ const r = document.querySelector('#{chart} svg').getBoundingClientRect();
+             return [r.left, r.top, r.width, r.height]; }})()"""
+    )
+    left, top, width, height = (int(v) for v in box)
+    scale = width / 560  # the chart's viewBox is 560 x 180
+    y0, y1 = top + int(26 * scale), top + height - int(24 * scale)
+    x0, x1 = left + int(52 * scale), left + width
+    return [row[x0 * 3 : x1 * 3] for row in pixels[y0:y1]]
 
 
 def _coordinates(paths: list[dict[str, Any]], chart: str, series: str) -> list[str]:

@@ -1,6 +1,7 @@
 """ListTasks against a platform of its own (its own Redis, so the index holds only this module's
 tasks): 1,000 tasks of mixed outcomes listed by state from the client and the command line, newest
-first; paging with the cursor returns every task once; filters and counts."""
+first; paging with the cursor returns every task once; filters and counts; each task's wait and
+run time (ready_ms, started_ms)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -23,6 +25,7 @@ from tasktide_services.common.redis_server import start_redis
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.testing import PlatformThread, eventually, run_worker_thread
 from tests.conftest import ROOT
+from tests.tasks_app import app as tasks_app
 
 N = 1000
 
@@ -137,6 +140,31 @@ def test_the_command_line_lists_the_failed_ones(ran, own_platform: PlatformThrea
     assert [json.loads(line)["id"] for line in second.stdout.splitlines()[:10]] == [o["id"] for o in lines[10:20]]
     bad = subprocess.run([*cmd, "--state", "NOPE"], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert bad.returncode == 2 and "unknown task state" in bad.stderr
+
+
+def test_each_task_has_its_wait_and_run_time(ran, own_client: Client) -> None:
+    listed = own_client.list_tasks(limit=1000).tasks
+    assert len(listed) == N
+    # Known where the index saw the task's events within one time bucket (an hour): all of them
+    # unless the run crossed the hour.
+    timed = [r for r in listed if r.ready_ms and r.started_ms]
+    assert len(timed) >= N * 0.95, len(timed)
+    for r in timed:
+        assert r.created_ms <= r.ready_ms <= r.started_ms <= r.updated_ms, r
+
+
+def test_wait_and_run_time_of_a_task_that_waited_for_a_worker(own_platform: PlatformThread, own_client: Client) -> None:
+    q = f"late-{uuid.uuid4().hex[:8]}"
+    handle = own_client.submit("t.slow", [0.3], queue=q)
+    assert own_client.status(handle.id) is TaskState.QUEUED
+    time.sleep(0.5)  # no worker for this queue yet: the task waits at least this long
+    with run_worker_thread(tasks_app, own_platform.address, queues=(q,)):
+        handle.get(timeout=60)
+    (r,) = eventually(lambda: [r for r in own_client.list_tasks("SUCCEEDED", queue=q).tasks if r.started_ms])
+    assert r.task_id == handle.id
+    assert r.started_ms - r.ready_ms >= 500  # wait time
+    assert r.updated_ms - r.started_ms >= 300  # run time: the task slept 0.3 s
+    assert r.ready_ms == r.created_ms  # runnable at once: ready when submitted
 
 
 def test_bad_requests_get_invalid_argument(own_platform: PlatformThread) -> None:

@@ -2,9 +2,9 @@
 
 ListTasks counts carry no split by state per name or per worker, so these come from reading the
 index itself, newest first, up to SCAN_LIMIT tasks (the answer says when it stopped there):
-per task name succeeded, failed and turnaround p50/p95 (submission to the end: the index keeps no
-start-of-run time, so run time alone is not available); per worker the tasks whose latest event came
-from it (processed, failed, running now), with its concurrency and last heartbeat from ListWorkers.
+per task name succeeded, failed, and run and wait time p50/p95 (runs.py); per worker the tasks
+whose latest event came from it (processed, failed, running now), with its concurrency and last
+heartbeat from ListWorkers.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections import defaultdict
 from typing import Any
 
 from tasktide import Client, TaskState
-from tasktide_services.dashboard.sampler import percentile
+from tasktide_services.dashboard.runs import Tally
 
 SCAN_LIMIT = 5000  # tasks read per scan at most
 FRESH_SECONDS = 5.0  # a scan answers every request within this time (however many pages are open)
@@ -27,23 +27,16 @@ WINDOW_SECONDS = 3600
 def activity(client: Client, now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
     since = dt.datetime.fromtimestamp(now - WINDOW_SECONDS, dt.UTC)
-    names: dict[str, dict[str, Any]] = defaultdict(lambda: {"succeeded": 0, "failed": 0, "total": 0, "times": []})
+    names: dict[str, Tally] = defaultdict(Tally)
     workers: dict[str, dict[str, int]] = defaultdict(lambda: {"processed": 0, "failed": 0, "active": 0})
     scanned, cursor, truncated = 0, "", False
     while True:
         page = client.list_tasks(since=since, limit=PAGE, cursor=cursor)
         for r in page.tasks:
             state = TaskState.from_proto(r.state).name
-            n = names[r.name or r.spec.name]
-            n["total"] += 1
+            names[r.name or r.spec.name].add(r)
             w = workers[r.worker_id] if r.worker_id else None
-            if state == "SUCCEEDED":
-                n["succeeded"] += 1
-            elif state in ("FAILED", "DEAD"):
-                n["failed"] += 1
             if state in ("SUCCEEDED", "FAILED", "DEAD"):
-                if r.created_ms and r.updated_ms:
-                    n["times"].append(float(r.updated_ms - r.created_ms))
                 if w is not None:
                     w["processed"] += 1
                     w["failed"] += state != "SUCCEEDED"
@@ -56,17 +49,7 @@ def activity(client: Client, now: float | None = None) -> dict[str, Any]:
         if scanned >= SCAN_LIMIT:
             truncated = True
             break
-    by_name = [
-        {
-            "name": name,
-            "succeeded": n["succeeded"],
-            "failed": n["failed"],
-            "total": n["total"],
-            "turnaround_p50_ms": percentile(n["times"], 50),
-            "turnaround_p95_ms": percentile(n["times"], 95),
-        }
-        for name, n in sorted(names.items(), key=lambda kv: -int(kv[1]["total"]))
-    ]
+    by_name = [{"name": name, **n.summary()} for name, n in sorted(names.items(), key=lambda kv: -kv[1].total)]
     now_ms = int(now * 1000)
     connected = {w.worker_id: w for w in client.workers()}
     by_worker = []

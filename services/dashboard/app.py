@@ -21,12 +21,14 @@ from starlette.staticfiles import StaticFiles
 
 import tasktide
 from tasktide._hooks import Hooks
+from tasktide_services.common.validate import TASK_NAME
 from tasktide_services.dashboard import bulk
 from tasktide_services.dashboard.access import Access
 from tasktide_services.dashboard.activity import Activity
 from tasktide_services.dashboard.data import Platform
 from tasktide_services.dashboard.guard import Guard
 from tasktide_services.dashboard.login import login, logout, session_info
+from tasktide_services.dashboard.names import MAX_NAME, WINDOW_SECONDS, Names
 from tasktide_services.dashboard.pages import render
 from tasktide_services.dashboard.sampler import Sampler
 
@@ -132,6 +134,35 @@ async def api_activity(request: Request, p: Platform) -> Any:
     return await _call(counters.get)
 
 
+def _task_name(request: Request) -> tuple[str, str]:
+    """The task name of the request's query (?name=...) and what is wrong with it ('' if nothing)."""
+    name = request.query_params.get("name", "")
+    if not name.strip():
+        return name, "give a task name: /names?name=..."
+    if len(name) > MAX_NAME:
+        return name, f"a task name is at most {MAX_NAME} characters"
+    if not TASK_NAME.fullmatch(name):
+        return name, "not a task name: letters, digits, _ . : - and no leading digit"
+    return name, ""
+
+
+async def api_name(request: Request, p: Platform) -> Any:
+    name, wrong = _task_name(request)
+    if wrong:
+        return JSONResponse({"error": wrong}, status_code=400)
+    names: Names = request.app.state.names
+    body = await _call(names.get, name)
+    if body is None:
+        minutes = WINDOW_SECONDS // 60
+        return JSONResponse({"error": f"no task named {name!r} changed in the last {minutes} minutes"}, 404)
+    return body
+
+
+async def name_page(request: Request) -> Response:
+    name, wrong = _task_name(request)
+    return render(request, "taskname.html", page="taskname", name=name, wrong=wrong, status_code=400 if wrong else 200)
+
+
 BULK = {"cancel": (bulk.cancel_preview, bulk.cancel), "requeue": (bulk.requeue_preview, bulk.requeue)}
 
 
@@ -181,6 +212,7 @@ def create_app(
         app.state.platform = Platform(address, hooks)
         app.state.sampler = Sampler(app.state.platform.client, sample_seconds).start()
         app.state.activity = Activity(app.state.platform.client)
+        app.state.names = Names(app.state.platform.client)
         try:
             yield
         finally:
@@ -194,6 +226,7 @@ def create_app(
         Route("/", _page("overview.html", page="overview")),
         Route("/tasks", _page("tasks.html", page="tasks", bulk_limit=bulk.BULK_LIMIT)),
         Route("/tasks/{task_id}", _page("task.html", page="task"), name="task_page"),
+        Route("/names", name_page),
         Route("/lookup", lookup),
         Route("/dead/{queue}", _page("dead.html", page="dead")),
         Route("/schedules", _page("schedules.html", page="schedules")),
@@ -209,6 +242,7 @@ def create_app(
         Route("/api/schedules", _api(api_schedules)),
         Route("/api/series", _api(api_series)),
         Route("/api/activity", _api(api_activity)),
+        Route("/api/names", _api(api_name)),
         Route("/api/bulk/{action}", _api(api_bulk), methods=["GET", "POST"]),
     ]
     middleware = [

@@ -21,6 +21,7 @@ from tasktide import Client, ClientSettings, TaskState
 from tasktide._channels import blocking_channel
 from tasktide._hooks import Hooks
 from tasktide.v1 import results_pb2, results_pb2_grpc, task_pb2
+from tasktide_services.dashboard.runs import run_ms, wait_ms
 
 RECENT_LIMIT = 200
 # Reading a task's event log: the stream ends at a final state; for a task still in flight, after
@@ -165,6 +166,8 @@ class Platform:
                 "worker": r.worker_id,
                 "error": error_dict(r.error) if r.error.type else None,
                 "updated": iso(r.updated_ms),
+                "wait_ms": wait_ms(r),
+                "run_ms": run_ms(r),
             }
             for r in page.tasks
         ]

@@ -3,10 +3,8 @@ in memory (a bounded ring buffer, lost when the dashboard restarts).
 
 Each sample holds, for the interval since the previous one (read LAG_MS late): the tasks that
 finished in it (succeeded, failed), read from ListTasks over that time range (up to READ_LIMIT);
-the queues' depth and running tasks (QueueStats); and the time from submission to the end
-(p50/p95) of up to TURNAROUND_SAMPLE of those tasks, from their records (created_ms to
-updated_ms). The platform keeps no start-of-run time in the index, so run time and wait time are
-not shown apart: turnaround is their sum.
+the queues' depth and running tasks (QueueStats); and the wait time and run time (p50/p95, of
+their latest attempts: runs.py) of the tasks that finished in it.
 """
 
 from __future__ import annotations
@@ -20,20 +18,18 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from tasktide import TaskState
 from tasktide.v1 import results_pb2, worker_pb2
+from tasktide_services.dashboard.runs import Tally
 
 log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 3600.0
-TURNAROUND_SAMPLE = 1000  # finished tasks per interval the turnaround percentiles are taken from
 PAGE = 1000
 READ_LIMIT = 10_000  # finished tasks read per interval at most (the sample is then marked capped)
 # Event times come from the workers' clocks and reach the index a moment after: each interval is
 # read this long after its end, so an event stamped just before a sample is not missed.
 LAG_MS = 2000
 FINISHED = ["SUCCEEDED", "FAILED", "DEAD"]
-SUCCEEDED = TaskState.SUCCEEDED.value
 
 
 class Source(Protocol):
@@ -53,51 +49,37 @@ class Sample:
     capped: bool  # more finished than READ_LIMIT: the counts are a lower bound
     queued: int  # ready in every queue, at the sample time
     running: int
-    turnaround_p50_ms: float | None
-    turnaround_p95_ms: float | None
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """The q-th percentile (0..100) by nearest rank; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n * q / 100), at least the first
-    return ordered[int(rank) - 1]
+    run_p50_ms: float | None
+    run_p95_ms: float | None
+    wait_p50_ms: float | None
+    wait_p95_ms: float | None
 
 
 def take_sample(source: Source, since_ms: int, now_ms: int) -> Sample:
     since = dt.datetime.fromtimestamp(since_ms / 1000, dt.UTC)
     until = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC)
-    succeeded = failed = 0
-    turnaround: list[float] = []
+    tally = Tally()
     cursor, capped = "", False
     while True:  # the index's counts are per time bucket (an hour): the interval's tasks are read
         page = source.list_tasks(FINISHED, since=since, until=until, limit=PAGE, cursor=cursor)
         for r in page.tasks:
-            if r.state == SUCCEEDED:
-                succeeded += 1
-            else:
-                failed += 1
-            if r.created_ms and r.updated_ms and len(turnaround) < TURNAROUND_SAMPLE:
-                turnaround.append(float(r.updated_ms - r.created_ms))
+            tally.add(r)
         cursor = page.next_cursor
         if not cursor:
             break
-        if succeeded + failed >= READ_LIMIT:
+        if tally.total >= READ_LIMIT:
             capped = True
             break
     stats = source.queue_stats()
     return Sample(
         at_ms=now_ms,
         seconds=round((now_ms - since_ms) / 1000, 3),
-        succeeded=succeeded,
-        failed=failed,
+        succeeded=tally.succeeded,
+        failed=tally.total - tally.succeeded,
         capped=capped,
         queued=sum(q.ready for q in stats),
         running=sum(q.leased for q in stats),
-        turnaround_p50_ms=percentile(turnaround, 50),
-        turnaround_p95_ms=percentile(turnaround, 95),
+        **tally.times(),
     )
 
 

@@ -6,6 +6,13 @@ that time. Listing walks the buckets from the newest, lets Redis match the filte
 then reads the candidates' state hashes (the truth) and keeps a task only where its latest change
 falls in the bucket the entry came from: an entry left in an earlier bucket by a task that changed
 since is skipped, so a task is listed once, at its latest change.
+
+An entry also keeps when the task's latest attempt became runnable (its QUEUED event) and when it
+started (handed to a worker: RUNNING; once the attempt ended, when the worker started running it:
+the end event's time less its run_ms), which ListTasks returns as ready_ms and started_ms: wait
+time and run time. They come from the events of the batch written, else from the task's entry in
+the same bucket (index_put carries them), so a time the index cannot know (its event reached
+another bucket in another batch) is unknown (0), never wrong.
 """
 
 from __future__ import annotations
@@ -50,8 +57,62 @@ def _clean(text: str) -> str:
 
 
 def entry_of(e: task_pb2.TaskEvent) -> str:
+    """What the filters match (index_page): state, name, queue, worker, error type. The entry
+    stored is this, then the ready and start times (index_put)."""
     fields = (str(int(e.state)), e.name, e.queue or e.spec.queue, e.worker_id, e.error.type)
     return keys.INDEX_SEP.join(_clean(f) for f in fields)
+
+
+# The times of a task's latest attempt an index entry carries (see `_latest`): a Unix ms, CARRY
+# (keep what the bucket's entry of the task holds) or NONE (not known: forget it).
+CARRY: int = -1
+NONE: int = -2
+
+
+@dataclass
+class Timing:
+    """A task's ready and start times, as the events of one batch set them (CARRY: not set)."""
+
+    ready: int = CARRY
+    start: int = CARRY
+
+    def follow(self, e: task_pb2.TaskEvent) -> None:
+        """QUEUED: the attempt became runnable (no start yet); SCHEDULED: waiting for its time
+        (neither); RUNNING: handed to a worker (started, until the worker says when it did). The
+        end of an attempt keeps both, with the start the worker reported where it did."""
+        if e.state == task_pb2.TASK_STATE_QUEUED:
+            self.ready, self.start = e.at_ms, NONE
+        elif e.state == task_pb2.TASK_STATE_SCHEDULED:
+            self.ready, self.start = NONE, NONE
+        elif e.state == task_pb2.TASK_STATE_RUNNING:
+            self.start = e.at_ms
+        elif e.HasField("run_ms"):
+            self.start = e.at_ms - e.run_ms
+
+    def argv(self, bucket_ms: int) -> list[str]:
+        """index_put's ready and start arguments: ms from the start of the entry's bucket (as
+        stored), '' to carry, 'n' for none."""
+        return [_time_arg(self.ready, bucket_ms), _time_arg(self.start, bucket_ms)]
+
+
+def _time_arg(at_ms: int, bucket_ms: int) -> str:
+    if at_ms == CARRY:
+        return ""
+    if at_ms == NONE:
+        return "n"
+    return str(at_ms - bucket_ms)
+
+
+def times_of(tail: str, bucket_ms: int) -> tuple[int, int]:
+    """(ready_ms, started_ms) from the times an entry holds (index_page's reply; 0: not known)."""
+    parts = tail.split(keys.INDEX_SEP)
+    out = [0, 0]
+    for i, part in enumerate(parts[:2]):
+        try:
+            out[i] = bucket_ms + int(part) if part else 0
+        except ValueError:
+            out[i] = 0
+    return out[0], out[1]
 
 
 @dataclass(frozen=True)
@@ -111,9 +172,10 @@ class TaskIndex:
         if not self.settings.enabled:
             return
         by_bucket: dict[tuple[str, int], list[str | int]] = {}
-        for e in _latest(events):
-            argv = by_bucket.setdefault((namespace_of_event(e), self.bucket(e.at_ms)), [])
-            argv += [e.task_id, e.at_ms, entry_of(e), 1 if e.reopen else 0]
+        for e, timing in _latest(events):
+            b = self.bucket(e.at_ms)
+            argv = by_bucket.setdefault((namespace_of_event(e), b), [])
+            argv += [e.task_id, e.at_ms, entry_of(e), 1 if e.reopen else 0, *timing.argv(b)]
         oldest = int(time.time() * 1000) - self.retention_ms
         for (ns, b), argv in by_bucket.items():
             head = [oldest, self.settings.max, b + self.bucket_ms + self.retention_ms]
@@ -150,9 +212,11 @@ class TaskIndex:
             argv = [newest, after, max(oldest, b), limit - len(page.tasks), SCAN_BUDGET, *filters.argv()]
             reply = await self._s["index_page"](keys.index_keys(namespace, b)[:2], argv)
             ended, last_at, last_id = int(reply[0]), int(float(reply[1])), _text(reply[2])
-            ids = [_text(x) for x in reply[3::2]]
-            for r in await truth(ids):
+            ids = [_text(x) for x in reply[3::3]]
+            tails = [_text(x) for x in reply[5::3]]
+            for r, tail in zip(await truth(ids), tails, strict=True):
                 if r.found and self.bucket(r.updated_ms) == b and filters.match(r):
+                    r.ready_ms, r.started_ms = times_of(tail, b)
                     page.tasks.append(r)
             if ended:
                 buckets.pop(0)
@@ -202,16 +266,20 @@ class TaskIndex:
         return {"state": by_state, "name": by_name}
 
 
-def _latest(events: list[task_pb2.TaskEvent]) -> list[task_pb2.TaskEvent]:
+def _latest(events: list[task_pb2.TaskEvent]) -> list[tuple[task_pb2.TaskEvent, Timing]]:
     """Per task, the event that sets its state last in this batch: a later event replaces an
-    earlier one, but not a final one unless it reopens the task (the rule of `record`)."""
-    chosen: dict[str, task_pb2.TaskEvent] = {}
+    earlier one, but not a final one unless it reopens the task (the rule of `record`); with the
+    ready and start times the chosen events set on the way (a task's whole story often comes in
+    one batch: QUEUED, RUNNING and its end)."""
+    chosen: dict[str, tuple[task_pb2.TaskEvent, Timing]] = {}
     for e in events:
         if e.progress_only:
             continue
         before = chosen.get(e.task_id)
-        if before is None or e.reopen or not is_final(before.state):
-            chosen[e.task_id] = e
+        if before is None or e.reopen or not is_final(before[0].state):
+            timing = before[1] if before else Timing()
+            timing.follow(e)
+            chosen[e.task_id] = (e, timing)
     return list(chosen.values())
 
 

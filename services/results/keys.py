@@ -22,8 +22,10 @@ Once the task is final, :r expires after the result expiry and :ev after the tim
 The visibility index (what ListTasks reads), per namespace NS and time bucket B (the start of the
 bucket, Unix ms; settings.IndexSettings): the tasks whose latest change fell in the bucket.
     tt:r:ix:{NS|B}:z  ZSET    task id -> time of its latest change (Unix ms)
-    tt:r:ix:{NS|B}:h  HASH    task id -> its state, name, queue, worker and error type, joined
-                              with the unit separator (chr(31)): what the filters match
+    tt:r:ix:{NS|B}:h  HASH    task id -> its state, name, queue, worker and error type (what the
+                              filters match), then when its latest attempt became runnable and
+                              when it started (ms from B; empty when not known), joined with the
+                              unit separator (chr(31))
     tt:r:ix:{NS|B}:c  HASH    s<state> and n<task name> -> entries of the bucket with it
 The keys of a bucket expire at the bucket's end plus the retention. A task that changes in a
 later bucket has an entry there too; the listing keeps the entry of the bucket of the task's

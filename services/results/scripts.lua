@@ -104,13 +104,16 @@ return out
 -- KEYS: index bucket order ZSET, entries HASH, counts HASH (keys.index_keys).
 -- ARGV: oldest time kept (Unix ms: now - retention), most entries kept, expiry time of the bucket
 -- (Unix ms), then per task: id, time of the change, entry (state, name, queue, worker, error type
--- joined by chr(31)), reopen (0|1).
--- Mirrors `record`: an entry whose state is final is not replaced, but by a reopen. The counts
--- follow the entries (one per entry's state, one per entry's name; a field an entry keeps when
--- replaced is left alone). Then drops the entries older
--- than the retention (a few per call) and the oldest beyond the cap.
+-- joined by chr(31)), reopen (0|1), ready time and start time of its latest attempt (ms from the
+-- bucket's start; '' = keep the bucket's entry's, 'n' = none).
+-- Mirrors `record`: an entry whose state is final is not replaced, but by a reopen. The entry
+-- stored is the entry, then the ready and start times ('' when none), joined by chr(31). The
+-- counts follow the entries (one per entry's state, one per entry's name; a field an entry keeps
+-- when replaced is left alone). Then drops the entries older than the retention (a few per call)
+-- and the oldest beyond the cap.
 local order, entries, counts = KEYS[1], KEYS[2], KEYS[3]
 local oldest, most, expire_at = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local TIMES = '^[^\31]*\31[^\31]*\31[^\31]*\31[^\31]*\31[^\31]*\31([^\31]*)\31([^\31]*)$'
 -- The count fields of an entry: 's' .. state, 'n' .. name.
 local function fields(entry)
   local state, name = string.match(entry, '^([^\31]*)\31([^\31]*)')
@@ -125,16 +128,25 @@ local function count(entry, by, except)
     end
   end
 end
-for i = 4, #ARGV, 4 do
+for i = 4, #ARGV, 6 do
   local id, at, entry, reopen = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local ready, start = ARGV[i + 4], ARGV[i + 5]
   local old = redis.call('HGET', entries, id)
   local old_state = old and tonumber(string.match(old, '^(%d+)')) or 0
   if reopen == '1' or old_state < FIRST_FINAL_STATE or old_state > LAST_FINAL_STATE then
+    if ready == '' or start == '' then
+      local old_ready, old_start = '', ''
+      if old then old_ready, old_start = string.match(old, TIMES) end
+      if ready == '' then ready = old_ready or '' end
+      if start == '' then start = old_start or '' end
+    end
+    if ready == 'n' then ready = '' end
+    if start == 'n' then start = '' end
     local same = old and fields(old)
     if old then count(old, -1, fields(entry)) end
     count(entry, 1, same)
     redis.call('ZADD', order, at, id)
-    redis.call('HSET', entries, id, entry)
+    redis.call('HSET', entries, id, entry .. '\31' .. ready .. '\31' .. start)
   end
 end
 local stale = redis.call('ZRANGEBYSCORE', order, '-inf', '(' .. oldest, 'LIMIT', 0, 100)
@@ -161,7 +173,8 @@ return #stale
 -- time (inclusive), most matches, most entries to look at, then the filters: states (',5,6,' or
 -- ''), name, queue, worker, error type ('' = any).
 -- Returns: 1 when the bucket was read to its end (else 0), the time and id of the last entry
--- looked at, then per match, newest first: id, time.
+-- looked at, then per match, newest first: id, time, its ready and start times (as index_put
+-- stored them, joined by chr(31); '' for an entry without them).
 -- Entries of equal time come in descending id order, so the pair (time, id) resumes a page.
 local order, entries = KEYS[1], KEYS[2]
 local newest, after, oldest = ARGV[1], ARGV[2], ARGV[3]
@@ -169,6 +182,7 @@ local most, budget = tonumber(ARGV[4]), tonumber(ARGV[5])
 local states, want = ARGV[6], {ARGV[7], ARGV[8], ARGV[9], ARGV[10]}
 local newest_n = tonumber(newest)
 local out, seen, offset, ended = {}, 0, 0, 0
+local TIMES = '^[^\31]*\31[^\31]*\31[^\31]*\31[^\31]*\31[^\31]*\31([^\31]*\31[^\31]*)$'
 local last_at, last_id = newest, after
 local function matches(entry)
   local f = {}
@@ -193,8 +207,9 @@ while true do
       if entry and matches(entry) then
         out[#out + 1] = id
         out[#out + 1] = at
+        out[#out + 1] = string.match(entry, TIMES) or ''
       end
-      if #out / 2 >= most or seen >= budget then stop = true break end
+      if #out / 3 >= most or seen >= budget then stop = true break end
     end
   end
   if stop then break end

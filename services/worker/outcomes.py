@@ -71,6 +71,11 @@ async def hand_retries(store: RegistryStore, peers: Peers, tasks: list[task_pb2.
         await store.retried(q, ids)
 
 
+def _ran(o: task_pb2.Outcome) -> dict[str, int]:
+    """The end event's run_ms: how long the worker ran the attempt (the task index's run time)."""
+    return {"run_ms": max(o.finished_ms - o.started_ms, 0)} if o.started_ms and o.finished_ms else {}
+
+
 class OutcomeHandler:
     def __init__(self, store: RegistryStore, peers: Peers, lease_ms: int, hooks: ServiceHooks | None = None) -> None:
         self.store = store
@@ -108,7 +113,14 @@ class OutcomeHandler:
             task.attempt = o.attempt
             if o.kind == task_pb2.OUTCOME_KIND_RETRY:
                 events.append(
-                    event(task, task_pb2.TASK_STATE_RETRYING, o.finished_ms, worker_id=o.worker_id, error=o.error)
+                    event(
+                        task,
+                        task_pb2.TASK_STATE_RETRYING,
+                        o.finished_ms,
+                        worker_id=o.worker_id,
+                        error=o.error,
+                        **_ran(o),
+                    )
                 )
                 retry = task_pb2.Task()
                 retry.CopyFrom(task)
@@ -118,7 +130,7 @@ class OutcomeHandler:
                 continue
             exhausted = _exhausted(task, o)
             state = task_pb2.TASK_STATE_DEAD if exhausted else _FINAL_STATE.get(o.kind, task_pb2.TASK_STATE_FAILED)
-            fields: dict[str, object] = {"worker_id": o.worker_id}
+            fields: dict[str, object] = {"worker_id": o.worker_id, **_ran(o)}
             if o.HasField("result"):
                 fields["result"] = o.result
             if o.HasField("error"):

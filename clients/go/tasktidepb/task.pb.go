@@ -751,6 +751,7 @@ type TaskEvent struct {
 	ProgressOnly  bool                   `protobuf:"varint,13,opt,name=progress_only,json=progressOnly,proto3" json:"progress_only,omitempty"` // a progress report, not a change of state
 	Reopen        bool                   `protobuf:"varint,14,opt,name=reopen,proto3" json:"reopen,omitempty"`                                 // allowed after a final state (a dead task requeued)
 	Spec          *TaskSpec              `protobuf:"bytes,15,opt,name=spec,proto3" json:"spec,omitempty"`                                      // with the first event of a task: what was submitted
+	RunMs         *uint32                `protobuf:"varint,16,opt,name=run_ms,json=runMs,proto3,oneof" json:"run_ms,omitempty"`                // with the end of an attempt: how long the worker ran it (ms)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -890,20 +891,33 @@ func (x *TaskEvent) GetSpec() *TaskSpec {
 	return nil
 }
 
+func (x *TaskEvent) GetRunMs() uint32 {
+	if x != nil && x.RunMs != nil {
+		return *x.RunMs
+	}
+	return 0
+}
+
 // The latest known state of a task and, once final, what came out.
 type TaskResult struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	State         TaskState              `protobuf:"varint,2,opt,name=state,proto3,enum=tasktide.v1.TaskState" json:"state,omitempty"`
-	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
-	Attempt       uint32                 `protobuf:"varint,4,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Result        *Payload               `protobuf:"bytes,5,opt,name=result,proto3" json:"result,omitempty"`
-	Error         *TaskError             `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
-	UpdatedMs     int64                  `protobuf:"varint,7,opt,name=updated_ms,json=updatedMs,proto3" json:"updated_ms,omitempty"`
-	WorkerId      string                 `protobuf:"bytes,8,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	Found         bool                   `protobuf:"varint,9,opt,name=found,proto3" json:"found,omitempty"`
-	Spec          *TaskSpec              `protobuf:"bytes,10,opt,name=spec,proto3" json:"spec,omitempty"`                             // what was submitted, where known
-	CreatedMs     int64                  `protobuf:"varint,11,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"` // when it was submitted, where known
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	TaskId    string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	State     TaskState              `protobuf:"varint,2,opt,name=state,proto3,enum=tasktide.v1.TaskState" json:"state,omitempty"`
+	Name      string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Attempt   uint32                 `protobuf:"varint,4,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Result    *Payload               `protobuf:"bytes,5,opt,name=result,proto3" json:"result,omitempty"`
+	Error     *TaskError             `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	UpdatedMs int64                  `protobuf:"varint,7,opt,name=updated_ms,json=updatedMs,proto3" json:"updated_ms,omitempty"`
+	WorkerId  string                 `protobuf:"bytes,8,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Found     bool                   `protobuf:"varint,9,opt,name=found,proto3" json:"found,omitempty"`
+	Spec      *TaskSpec              `protobuf:"bytes,10,opt,name=spec,proto3" json:"spec,omitempty"`                             // what was submitted, where known
+	CreatedMs int64                  `protobuf:"varint,11,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"` // when it was submitted, where known
+	// From the task index (ListTasks only; 0 where not known): when its latest attempt became
+	// runnable, and when it started: on the worker once the attempt ended, else when it was handed
+	// to a worker. Wait time is started_ms - ready_ms; once the attempt ended, run time is
+	// updated_ms - started_ms.
+	ReadyMs       int64 `protobuf:"varint,12,opt,name=ready_ms,json=readyMs,proto3" json:"ready_ms,omitempty"`
+	StartedMs     int64 `protobuf:"varint,13,opt,name=started_ms,json=startedMs,proto3" json:"started_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1015,6 +1029,20 @@ func (x *TaskResult) GetCreatedMs() int64 {
 	return 0
 }
 
+func (x *TaskResult) GetReadyMs() int64 {
+	if x != nil {
+		return x.ReadyMs
+	}
+	return 0
+}
+
+func (x *TaskResult) GetStartedMs() int64 {
+	if x != nil {
+		return x.StartedMs
+	}
+	return 0
+}
+
 var File_tasktide_v1_task_proto protoreflect.FileDescriptor
 
 const file_tasktide_v1_task_proto_rawDesc = "" +
@@ -1081,7 +1109,7 @@ const file_tasktide_v1_task_proto_rawDesc = "" +
 	" \x01(\x03R\n" +
 	"finishedMs\x12\x1b\n" +
 	"\tworker_id\x18\v \x01(\tR\bworkerId\x12+\n" +
-	"\x11retries_exhausted\x18\f \x01(\bR\x10retriesExhausted\"\xda\x03\n" +
+	"\x11retries_exhausted\x18\f \x01(\bR\x10retriesExhausted\"\x81\x04\n" +
 	"\tTaskEvent\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
 	"\x06cursor\x18\x02 \x01(\tR\x06cursor\x12,\n" +
@@ -1098,7 +1126,9 @@ const file_tasktide_v1_task_proto_rawDesc = "" +
 	"\amessage\x18\f \x01(\tR\amessage\x12#\n" +
 	"\rprogress_only\x18\r \x01(\bR\fprogressOnly\x12\x16\n" +
 	"\x06reopen\x18\x0e \x01(\bR\x06reopen\x12)\n" +
-	"\x04spec\x18\x0f \x01(\v2\x15.tasktide.v1.TaskSpecR\x04spec\"\xf9\x02\n" +
+	"\x04spec\x18\x0f \x01(\v2\x15.tasktide.v1.TaskSpecR\x04spec\x12\x1a\n" +
+	"\x06run_ms\x18\x10 \x01(\rH\x00R\x05runMs\x88\x01\x01B\t\n" +
+	"\a_run_ms\"\xb3\x03\n" +
 	"\n" +
 	"TaskResult\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12,\n" +
@@ -1114,7 +1144,10 @@ const file_tasktide_v1_task_proto_rawDesc = "" +
 	"\x04spec\x18\n" +
 	" \x01(\v2\x15.tasktide.v1.TaskSpecR\x04spec\x12\x1d\n" +
 	"\n" +
-	"created_ms\x18\v \x01(\x03R\tcreatedMs*\x81\x02\n" +
+	"created_ms\x18\v \x01(\x03R\tcreatedMs\x12\x19\n" +
+	"\bready_ms\x18\f \x01(\x03R\areadyMs\x12\x1d\n" +
+	"\n" +
+	"started_ms\x18\r \x01(\x03R\tstartedMs*\x81\x02\n" +
 	"\tTaskState\x12\x1a\n" +
 	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14TASK_STATE_SCHEDULED\x10\x01\x12\x15\n" +
@@ -1197,6 +1230,7 @@ func file_tasktide_v1_task_proto_init() {
 		(*Payload_Json)(nil),
 		(*Payload_Message)(nil),
 	}
+	file_tasktide_v1_task_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -64,7 +64,7 @@
       const path = el("path", {d: d || "M0,0", fill: "none", stroke: s.color || "#1b4a9e", "stroke-width": 1.8,
                                class: "series", "data-series": s.label, "data-points": pts.length}, svg);
       if (!d) path.setAttribute("visibility", "hidden");
-      if (pts.length === 1) el("circle", {cx: pts[0][0], cy: pts[0][1], r: 2.5, fill: s.color || "#1b4a9e"}, svg);
+      if (pts.length === 1) el("circle", {cx: pts[0][0], cy: pts[0][1], r: 3.5, fill: s.color || "#1b4a9e"}, svg);
       const legend = text(svg, PAD.left + 8 + i * 130, PAD.top + 10, "— " + s.label);
       legend.setAttribute("fill", s.color || "#1b4a9e");
     });

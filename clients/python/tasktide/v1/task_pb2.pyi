@@ -160,7 +160,7 @@ class Outcome(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., queue: _Optional[str] = ..., lease_token: _Optional[int] = ..., kind: _Optional[_Union[OutcomeKind, str]] = ..., result: _Optional[_Union[Payload, _Mapping]] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., retry_countdown: _Optional[float] = ..., attempt: _Optional[int] = ..., started_ms: _Optional[int] = ..., finished_ms: _Optional[int] = ..., worker_id: _Optional[str] = ..., retries_exhausted: _Optional[bool] = ...) -> None: ...
 
 class TaskEvent(_message.Message):
-    __slots__ = ("task_id", "cursor", "state", "at_ms", "attempt", "name", "queue", "worker_id", "result", "error", "progress", "message", "progress_only", "reopen", "spec")
+    __slots__ = ("task_id", "cursor", "state", "at_ms", "attempt", "name", "queue", "worker_id", "result", "error", "progress", "message", "progress_only", "reopen", "spec", "run_ms")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -176,6 +176,7 @@ class TaskEvent(_message.Message):
     PROGRESS_ONLY_FIELD_NUMBER: _ClassVar[int]
     REOPEN_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    RUN_MS_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     cursor: str
     state: TaskState
@@ -191,10 +192,11 @@ class TaskEvent(_message.Message):
     progress_only: bool
     reopen: bool
     spec: TaskSpec
-    def __init__(self, task_id: _Optional[str] = ..., cursor: _Optional[str] = ..., state: _Optional[_Union[TaskState, str]] = ..., at_ms: _Optional[int] = ..., attempt: _Optional[int] = ..., name: _Optional[str] = ..., queue: _Optional[str] = ..., worker_id: _Optional[str] = ..., result: _Optional[_Union[Payload, _Mapping]] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., progress: _Optional[float] = ..., message: _Optional[str] = ..., progress_only: _Optional[bool] = ..., reopen: _Optional[bool] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ...) -> None: ...
+    run_ms: int
+    def __init__(self, task_id: _Optional[str] = ..., cursor: _Optional[str] = ..., state: _Optional[_Union[TaskState, str]] = ..., at_ms: _Optional[int] = ..., attempt: _Optional[int] = ..., name: _Optional[str] = ..., queue: _Optional[str] = ..., worker_id: _Optional[str] = ..., result: _Optional[_Union[Payload, _Mapping]] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., progress: _Optional[float] = ..., message: _Optional[str] = ..., progress_only: _Optional[bool] = ..., reopen: _Optional[bool] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., run_ms: _Optional[int] = ...) -> None: ...
 
 class TaskResult(_message.Message):
-    __slots__ = ("task_id", "state", "name", "attempt", "result", "error", "updated_ms", "worker_id", "found", "spec", "created_ms")
+    __slots__ = ("task_id", "state", "name", "attempt", "result", "error", "updated_ms", "worker_id", "found", "spec", "created_ms", "ready_ms", "started_ms")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -206,6 +208,8 @@ class TaskResult(_message.Message):
     FOUND_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     CREATED_MS_FIELD_NUMBER: _ClassVar[int]
+    READY_MS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_MS_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     state: TaskState
     name: str
@@ -217,4 +221,6 @@ class TaskResult(_message.Message):
     found: bool
     spec: TaskSpec
     created_ms: int
-    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[_Union[TaskState, str]] = ..., name: _Optional[str] = ..., attempt: _Optional[int] = ..., result: _Optional[_Union[Payload, _Mapping]] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., updated_ms: _Optional[int] = ..., worker_id: _Optional[str] = ..., found: _Optional[bool] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., created_ms: _Optional[int] = ...) -> None: ...
+    ready_ms: int
+    started_ms: int
+    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[_Union[TaskState, str]] = ..., name: _Optional[str] = ..., attempt: _Optional[int] = ..., result: _Optional[_Union[Payload, _Mapping]] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., updated_ms: _Optional[int] = ..., worker_id: _Optional[str] = ..., found: _Optional[bool] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., created_ms: _Optional[int] = ..., ready_ms: _Optional[int] = ..., started_ms: _Optional[int] = ...) -> None: ...
