@@ -4,7 +4,9 @@ Use with `pytest_plugins = ["tasktide_services.testing"]`. Nothing here fakes Re
 
 Fixtures:
     redis_server   a real redis-server in a temporary folder (session)
-    platform       scheduler, registry and results in one gRPC server on a free port (session)
+    redis_cluster  a real Redis Cluster: three primaries with a replica each, on loopback (session)
+    platform       scheduler, registry and results in one gRPC server on a free port (session); on
+                   `redis_cluster` instead of `redis_server` when pytest runs with --redis-cluster
     client         a tasktide.Client for `platform`
     queue_name     a fresh queue name, so tests do not see each other's tasks
     thread_errors  fails the test when an exception escaped any thread it started (autouse)
@@ -22,6 +24,9 @@ Helpers:
     unreachable_address()                          an address where nothing listens (context manager)
 Hooks:
     under CI=true a skipped test is reported as a failure: nothing passes by not running.
+    --redis-cluster: the platform fixtures use `redis_cluster`; tests that read or write the one
+    Redis themselves (those asking for `redis_server` or a fixture in ONE_REDIS_FIXTURES) are
+    deselected, as are tests marked `one_redis`.
 """
 
 from __future__ import annotations
@@ -44,11 +49,14 @@ import pytest
 from tasktide import App, Client, ClientSettings
 from tasktide.worker import Worker, WorkerConfig
 from tasktide_services.common.redis_conn import connect
-from tasktide_services.common.redis_server import LocalRedis, start_redis
+from tasktide_services.common.redis_server import LocalCluster, LocalRedis, start_cluster, start_redis
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.server import start
 
 TEST_LEASE_SECONDS = 3.0
+CLUSTER_OPTION = "--redis-cluster"
+# Fixtures that hand a test the one Redis itself (tests/test_schedules.py: a blocking client on the URL).
+ONE_REDIS_FIXTURES = frozenset({"redis_server", "sync_redis"})
 
 T = TypeVar("T")
 
@@ -299,12 +307,49 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedi
     server.stop()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        CLUSTER_OPTION,
+        action="store_true",
+        help="run the platform fixtures on a Redis Cluster (three primaries, a replica each) instead of one Redis",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "one_redis: the test needs one Redis server (deselected by --redis-cluster)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under --redis-cluster, deselect the tests that use the one Redis themselves (module doc)."""
+    if not config.getoption(CLUSTER_OPTION):
+        return
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        one = ONE_REDIS_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        (dropped if one or item.get_closest_marker("one_redis") else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 @pytest.fixture(scope="session")
-def server_settings(redis_server: LocalRedis) -> ServerSettings:
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    cluster = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def server_settings(request: pytest.FixtureRequest) -> ServerSettings:
+    if request.config.getoption(CLUSTER_OPTION):
+        url = request.getfixturevalue("redis_cluster").url
+    else:
+        url = request.getfixturevalue("redis_server").url
     return replace(
         ServerSettings(),
         address="127.0.0.1:0",
-        redis_url=redis_server.url,
+        redis_url=url,
         lease_seconds=TEST_LEASE_SECONDS,
         tick_seconds=0.05,
         max_deliveries=3,

@@ -11,8 +11,11 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import redis
 
 
 def find_redis_server() -> str:
@@ -58,7 +61,9 @@ class LocalRedis:
                 self.process.wait()
 
 
-def start_redis(data_dir: str | os.PathLike[str], port: int = 0, appendonly: bool = True) -> LocalRedis:
+def start_redis(
+    data_dir: str | os.PathLike[str], port: int = 0, appendonly: bool = True, extra: Sequence[str] = ()
+) -> LocalRedis:
     data = Path(data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -78,6 +83,7 @@ def start_redis(data_dir: str | os.PathLike[str], port: int = 0, appendonly: boo
         "no",
         "--logfile",
         str(data / "redis.log"),
+        *extra,
     ]
     # A session of its own: a Ctrl-C meant for the platform must not stop Redis under it.
     proc = subprocess.Popen(
@@ -98,3 +104,94 @@ def start_redis(data_dir: str | os.PathLike[str], port: int = 0, appendonly: boo
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError("redis-server did not start within 15 s")
+
+
+@dataclass
+class LocalCluster:
+    """A Redis Cluster on loopback: `primaries` primaries with `replicas` replicas each."""
+
+    nodes: list[LocalRedis]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def roles(self) -> dict[int, str]:
+        """Port -> "master" or "slave" (as each live node says of itself)."""
+        out: dict[int, str] = {}
+        for n in self.nodes:
+            if n.process.poll() is None:
+                with redis.Redis(port=n.port, socket_timeout=5) as r:
+                    out[n.port] = str(r.info("replication")["role"])
+        return out
+
+    def node(self, port: int) -> LocalRedis:
+        return next(n for n in self.nodes if n.port == port)
+
+    def primary_of(self, key: str) -> LocalRedis:
+        """The node that serves `key`'s slot now (asked of any live node)."""
+        live = next(n for n in self.nodes if n.process.poll() is None)
+        with redis.Redis(port=live.port, socket_timeout=5) as r:
+            slot = int(r.execute_command("CLUSTER KEYSLOT", key))
+            for start, end, primary, *_ in r.execute_command("CLUSTER SLOTS"):
+                if start <= slot <= end:
+                    return self.node(int(primary[1]))
+        raise RuntimeError(f"no node serves slot {slot}")
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        """Until every live node says the cluster is ok and every live replica is in sync."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                last = self._unhealthy()
+            except redis.RedisError as exc:
+                last = str(exc)
+            if not last:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"the Redis Cluster is not healthy within {timeout} s: {last}")
+
+    def _unhealthy(self) -> str:
+        for n in self.nodes:
+            if n.process.poll() is not None:
+                continue
+            with redis.Redis(port=n.port, socket_timeout=5) as r:
+                info = r.cluster("INFO")
+                if info.get("cluster_state") != "ok":
+                    return f"node {n.port}: cluster_state not ok"
+                repl = r.info("replication")
+                if repl["role"] == "slave" and repl.get("master_link_status") != "up":
+                    return f"replica {n.port}: link to its primary {repl.get('master_link_status')}"
+        return ""
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            n.stop()
+
+
+def start_cluster(
+    data_dir: str | os.PathLike[str], primaries: int = 3, replicas: int = 1, node_timeout_ms: int = 2000
+) -> LocalCluster:
+    """Start the nodes (append-only file on, flushed every second), join them with
+    `redis-cli --cluster create`, and wait until the cluster is ok and every replica in sync."""
+    server = find_redis_server()
+    cli = shutil.which("redis-cli") or str(Path(server).with_name("redis-cli"))
+    extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+    extra += ["--cluster-node-timeout", str(node_timeout_ms), "--appendfsync", "everysec"]
+    nodes: list[LocalRedis] = []
+    try:
+        for i in range(primaries * (1 + replicas)):
+            nodes.append(start_redis(Path(data_dir) / f"node{i}", appendonly=True, extra=extra))
+        addresses = [f"127.0.0.1:{n.port}" for n in nodes]
+        create = [cli, "--cluster", "create", *addresses, "--cluster-replicas", str(replicas), "--cluster-yes"]
+        done = subprocess.run(create, capture_output=True, text=True, timeout=60, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+        cluster = LocalCluster(nodes)
+        cluster.wait_healthy()
+        return cluster
+    except BaseException:
+        for n in nodes:
+            n.stop()
+        raise
