@@ -258,24 +258,30 @@ class ClusterLink:
         return replies[0][0]
 
     async def run(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """The replies of `commands` in order (an error reply as its exception, not raised)."""
+        """The replies of `commands` in order (an error reply as its exception, not raised). The
+        parts of the nodes run at once; commands without a key (PUBLISH) are sent once they are all
+        done, so a wake-up is never heard before what it announces was written."""
         replies: list[Any] = [None] * len(commands)
-        pending = list(range(len(commands)))
-        moved_to: dict[int, Addr] = {}  # command -> node named by ASK or MOVED
+        keyless = [i for i, c in enumerate(commands) if command_slot(c) is None]
+        keyed = [i for i, c in enumerate(commands) if command_slot(c) is not None] if keyless else range(len(commands))
+        for phase in (keyed, keyless):
+            if phase:
+                await self._run_phase(commands, list(phase), replies)
+        return replies
+
+    async def _run_phase(self, commands: list[tuple[Any, ...]], pending: list[int], replies: list[Any]) -> None:
+        moved_to: dict[int, Addr] = {}  # command -> node named by ASK or MOVED, or lacking a script
         asking: set[int] = set()
         for _ in range(REDIRECTS):
             top = await self.topology()
             groups: dict[Addr, list[int]] = {}
-            for i in pending:
+            for i in sorted(pending):
                 addr = moved_to.pop(i) if i in moved_to else self._route(top, commands[i])
                 groups.setdefault(addr, []).append(i)
-            parts = await asyncio.gather(
-                *(
-                    self._run_part(a, [commands[i] for i in idx], [i in asking for i in idx])
-                    for a, idx in groups.items()
-                ),
-                return_exceptions=True,
-            )
+            calls = [
+                self._run_part(a, [commands[i] for i in idx], [i in asking for i in idx]) for a, idx in groups.items()
+            ]
+            parts = await asyncio.gather(*calls, return_exceptions=True)
             pending, asking, again = [], set(), False
             for (addr, idx), got in zip(groups.items(), parts, strict=True):
                 if isinstance(got, BaseException):
@@ -300,10 +306,10 @@ class ClusterLink:
                         continue
                     pending.append(i)
             if not pending:
-                return replies
+                return
             if again:
                 await asyncio.sleep(RETRY_PAUSE)
-        return replies  # the last redirection errors stand as the replies
+        # after REDIRECTS rounds the last redirection errors stand as the replies
 
     def _route(self, top: Topology, command: tuple[Any, ...]) -> Addr:
         slot = command_slot(command)

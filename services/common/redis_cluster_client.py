@@ -5,25 +5,26 @@ whose every command and non-transactional pipeline goes through the cluster's li
 scripts do not change with the topology. MULTI/EXEC pipelines are refused: the services use none,
 and a transaction on a cluster would have to keep to one slot.
 
-`blocking_cluster_client` is the direct path's blocking client (scheduler/direct.py), redis-py's
-own cluster client: its one pipeline per submission addresses one queue, so one slot.
+`blocking_cluster_client` is the direct path's blocking client (scheduler/direct.py): redis-py's
+own cluster client for the map and SCRIPT LOAD, and a pipeline split by node (NodePipeline).
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, cast
+from typing import Any
 
 import redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import ConnectionError, ResponseError
+from redis.exceptions import ConnectionError, MovedError, ResponseError
 
 from tasktide_services.common.lua import Script
 from tasktide_services.common.redis_cluster import (
     EVERY_PRIMARY,
     ClusterLink,
     ClusterOptions,
+    command_slot,
     parse_cluster_url,
 )
 from tasktide_services.common.redis_link import (
@@ -106,8 +107,7 @@ def cluster_client(url: str, reply_timeout: float = REPLY_TIMEOUT) -> ClusterRed
 
 
 def blocking_cluster_client(url: str) -> redis.Redis:
-    """A blocking client for a `redis+cluster://` URL, typed as the client the direct path takes
-    (the calls it makes, pipeline and script_load, have the same shape on both)."""
+    """A blocking client for a `redis+cluster://` URL, for the direct path (module doc)."""
     from redis.cluster import ClusterNode, RedisCluster
 
     options = parse_cluster_url(url)
@@ -118,4 +118,65 @@ def blocking_cluster_client(url: str) -> redis.Redis:
         ca, cert, key = options.tls_files
         kw.update(ssl=True, ssl_ca_certs=ca or None, ssl_certfile=cert or None, ssl_keyfile=key or None)
     nodes = [ClusterNode(host, port) for host, port in options.seeds]
-    return cast(redis.Redis, RedisCluster(startup_nodes=nodes, **kw))
+    return BlockingClusterRedis(RedisCluster(startup_nodes=nodes, **kw))
+
+
+class BlockingClusterRedis(redis.Redis):
+    """The calls the direct path makes (a pipeline of one slot, SCRIPT LOAD), on redis-py's
+    blocking cluster client, whose own pipelines refuse EVALSHA."""
+
+    def __init__(self, cluster: Any) -> None:
+        super().__init__()  # its own connection pool is never used
+        self.cluster: Any = cluster
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Any:
+        if transaction:
+            raise ResponseError("MULTI/EXEC pipelines are not available on a Redis Cluster link")
+        return NodePipeline(self)
+
+    def script_load(self, script: Any) -> Any:
+        return self.cluster.script_load(script)  # on every primary
+
+    def close(self) -> None:
+        self.cluster.close()
+
+
+class NodePipeline(redis.client.Pipeline):
+    """A non-transactional pipeline split by node: each node's commands are sent to it in turn
+    (a submission's are few: its queue's script and the queue registry); a part answered MOVED
+    (nothing of it ran) reads the map again and is sent once more."""
+
+    def __init__(self, owner: BlockingClusterRedis) -> None:
+        super().__init__(owner.connection_pool, owner.response_callbacks, False, None)
+        self._cluster: Any = owner.cluster
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        stack, self.command_stack = self.command_stack, []
+        out: list[Any] = [None] * len(stack)
+        for slot, idx in self._by_node(stack).items():
+            for attempt in (1, 2):
+                node = self._cluster.nodes_manager.get_node_from_slot(slot)
+                with self._cluster.get_redis_connection(node).pipeline(transaction=False) as pipe:
+                    pipe.command_stack = [stack[i] for i in idx]
+                    replies = pipe.execute(raise_on_error=False)
+                if attempt == 1 and any(isinstance(r, MovedError) for r in replies):
+                    self._cluster.nodes_manager.initialize()
+                    continue
+                break
+            for i, reply in zip(idx, replies, strict=True):
+                out[i] = reply
+        if raise_on_error:
+            self.raise_first_error(stack, out)
+        return out
+
+    def _by_node(self, stack: list[Any]) -> dict[int, list[int]]:
+        """A slot of each node the stack addresses -> the positions of that node's commands."""
+        manager = self._cluster.nodes_manager
+        first_slot: dict[str, int] = {}
+        groups: dict[int, list[int]] = {}
+        for i, (args, _) in enumerate(stack):
+            slot = command_slot(args)
+            slot = 0 if slot is None else slot
+            name = manager.get_node_from_slot(slot).name
+            groups.setdefault(first_slot.setdefault(name, slot), []).append(i)
+        return groups

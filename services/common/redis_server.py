@@ -106,6 +106,21 @@ def start_redis(
     raise RuntimeError("redis-server did not start within 15 s")
 
 
+def free_cluster_port() -> int:
+    """A free port P with P + 10000 free too (a cluster node's bus listens there)."""
+    for _ in range(1000):
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free pair of ports P, P + 10000 for a Redis Cluster node")
+
+
 @dataclass
 class LocalCluster:
     """A Redis Cluster on loopback: `primaries` primaries with `replicas` replicas each."""
@@ -182,7 +197,8 @@ def start_cluster(
     nodes: list[LocalRedis] = []
     try:
         for i in range(primaries * (1 + replicas)):
-            nodes.append(start_redis(Path(data_dir) / f"node{i}", appendonly=True, extra=extra))
+            node_dir = Path(data_dir) / f"node{i}"
+            nodes.append(start_redis(node_dir, port=free_cluster_port(), appendonly=True, extra=extra))
         addresses = [f"127.0.0.1:{n.port}" for n in nodes]
         create = [cli, "--cluster", "create", *addresses, "--cluster-replicas", str(replicas), "--cluster-yes"]
         done = subprocess.run(create, capture_output=True, text=True, timeout=60, check=False)

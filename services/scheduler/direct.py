@@ -22,6 +22,8 @@ from redis.asyncio import Redis as AsyncRedis
 from tasktide.v1 import task_pb2
 from tasktide_services.common.errors import Unavailable
 from tasktide_services.common.lua import load_scripts, run_blocking_pipeline, run_pipeline
+from tasktide_services.common.redis_cluster import is_cluster_url
+from tasktide_services.common.redis_cluster_client import blocking_cluster_client, cluster_client
 from tasktide_services.common.settings import Limits, ServerSettings
 from tasktide_services.scheduler.admission import queued_now
 from tasktide_services.worker.store import SCRIPTS, build_enqueue
@@ -49,7 +51,8 @@ class DirectSubmitter:
     @classmethod
     def from_url(cls, url: str, env: Mapping[str, str] | None = None) -> DirectSubmitter:
         """The limits are the scheduler's, from the same TASKTIDE_* variables the server reads."""
-        return cls(redis.Redis.from_url(url), ServerSettings.from_env(env).limits, shown(url))
+        client = blocking_cluster_client(url) if is_cluster_url(url) else redis.Redis.from_url(url)
+        return cls(client, ServerSettings.from_env(env).limits, shown(url))
 
     def submit(self, spec: task_pb2.TaskSpec) -> str | None:
         """The new task's id once it is queued, or None for a task the scheduler must accept.
@@ -78,7 +81,8 @@ class AsyncDirectSubmitter:
 
     @classmethod
     def from_url(cls, url: str, env: Mapping[str, str] | None = None) -> AsyncDirectSubmitter:
-        return cls(AsyncRedis.from_url(url), ServerSettings.from_env(env).limits, shown(url))
+        client = cluster_client(url) if is_cluster_url(url) else AsyncRedis.from_url(url)
+        return cls(client, ServerSettings.from_env(env).limits, shown(url))
 
     async def submit(self, spec: task_pb2.TaskSpec) -> str | None:
         task = queued_now(spec, self._limits)
