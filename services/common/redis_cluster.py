@@ -25,6 +25,9 @@ Replication is asynchronous: a write confirmed by a primary that dies before its
 is lost with it. `?wait_replicas=N&wait_timeout_ms=T` in the URL makes every part of a pipeline
 that writes end with `WAIT N T` on the same connection, so a call returns once N replicas have
 what it wrote (or T ms passed: logged, and the call still returns; WAIT does not undo a write).
+N is capped by the replicas the slot map lists for the node (a failed replica is not listed): a
+primary whose replicas are all gone, as after a failover until the old primary returns, is not
+waited on, so writes go on at full speed and promise what asynchronous replication promises.
 """
 
 from __future__ import annotations
@@ -165,11 +168,13 @@ class Topology:
         self.slots: list[Addr | None] = [None] * SLOTS
         self.primaries: list[Addr] = []
         self.nodes: list[Addr] = []  # primaries and replicas
+        self.replicas: dict[Addr, int] = {}  # primary -> replicas the cluster does not deem failed
         for start, end, primary, *replicas in reply:
             owner = _node(primary, asked)
             self.slots[int(start) : int(end) + 1] = [owner] * (int(end) - int(start) + 1)
             if owner not in self.primaries:
                 self.primaries.append(owner)
+            self.replicas[owner] = len(replicas)
             for n in (owner, *(_node(r, asked) for r in replicas)):
                 if n not in self.nodes:
                     self.nodes.append(n)
@@ -330,6 +335,8 @@ class ClusterLink:
                 sent.append(("ASKING",))
             sent.append(command)
         wait = self.options.wait_replicas
+        if wait and self._topology is not None:  # a primary left without replicas has none to wait for
+            wait = min(wait, self._topology.replicas.get(addr, wait))
         writes = wait > 0 and any(_name(c) not in READS for c in commands)
         if writes:
             sent.append(("WAIT", wait, self.options.wait_timeout_ms))
