@@ -20,13 +20,8 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError, MovedError, ResponseError
 
 from tasktide_services.common.lua import Script
-from tasktide_services.common.redis_cluster import (
-    EVERY_PRIMARY,
-    ClusterLink,
-    ClusterOptions,
-    command_slot,
-    parse_cluster_url,
-)
+from tasktide_services.common.redis_cluster import EVERY_PRIMARY, ClusterLink, command_slot
+from tasktide_services.common.redis_cluster_url import ClusterOptions, parse_cluster_url
 from tasktide_services.common.redis_link import (
     REPLY_TIMEOUT,
     ChannelSubscription,

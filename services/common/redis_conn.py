@@ -18,8 +18,8 @@ from typing import cast
 
 from redis.asyncio import Redis
 
-from tasktide_services.common.redis_cluster import is_cluster_url
 from tasktide_services.common.redis_cluster_client import cluster_client
+from tasktide_services.common.redis_cluster_url import is_cluster_url
 from tasktide_services.common.redis_link import REPLY_TIMEOUT, LinkedRedis
 
 CONNECT_TIMEOUT = 5.0

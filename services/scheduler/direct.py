@@ -22,8 +22,8 @@ from redis.asyncio import Redis as AsyncRedis
 from tasktide.v1 import task_pb2
 from tasktide_services.common.errors import Unavailable
 from tasktide_services.common.lua import load_scripts, run_blocking_pipeline, run_pipeline
-from tasktide_services.common.redis_cluster import is_cluster_url
 from tasktide_services.common.redis_cluster_client import blocking_cluster_client, cluster_client
+from tasktide_services.common.redis_cluster_url import is_cluster_url
 from tasktide_services.common.settings import Limits, ServerSettings
 from tasktide_services.scheduler.admission import queued_now
 from tasktide_services.worker.store import SCRIPTS, build_enqueue
