@@ -22,6 +22,8 @@ Helpers:
     spawn_listening(*args, env=...)                a server command on port 0; returns it with the
                                                   address it reported ("... listening on HOST:PORT")
     unreachable_address()                          an address where nothing listens (context manager)
+    blocking_redis(url)                            a blocking redis-py client for a platform's Redis URL:
+                                                  redis-py's cluster client for a redis+cluster:// URL
 Hooks:
     under CI=true a skipped test is reported as a failure: nothing passes by not running.
     --redis-cluster: the platform fixtures use `redis_cluster`; tests that read or write the one
@@ -42,12 +44,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import pytest
 
 from tasktide import App, Client, ClientSettings
 from tasktide.worker import Worker, WorkerConfig
+from tasktide_services.common.redis_cluster_url import is_cluster_url, parse_cluster_url
 from tasktide_services.common.redis_conn import connect
 from tasktide_services.common.redis_server import LocalCluster, LocalRedis, start_cluster, start_redis
 from tasktide_services.common.settings import ServerSettings
@@ -55,8 +58,8 @@ from tasktide_services.server import start
 
 TEST_LEASE_SECONDS = 3.0
 CLUSTER_OPTION = "--redis-cluster"
-# Fixtures that hand a test the one Redis itself (tests/test_schedules.py: a blocking client on the URL).
-ONE_REDIS_FIXTURES = frozenset({"redis_server", "sync_redis"})
+# Fixtures that hand a test the one Redis server itself.
+ONE_REDIS_FIXTURES = frozenset({"redis_server"})
 
 T = TypeVar("T")
 
@@ -251,6 +254,17 @@ def spawn_listening(
     match = _LISTENING.search(lines[-1])
     assert match is not None
     return Listening(proc, match.group(1), "".join(lines))
+
+
+def blocking_redis(url: str) -> Any:
+    """A blocking client for `url` (redis.Redis, or redis.cluster.RedisCluster for a cluster URL),
+    for tests that read or write the platform's keys themselves."""
+    import redis
+    from redis.cluster import ClusterNode, RedisCluster
+
+    if not is_cluster_url(url):
+        return redis.Redis.from_url(url)
+    return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in parse_cluster_url(url).seeds])
 
 
 @contextlib.contextmanager

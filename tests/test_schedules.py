@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 import tasktide
 from tasktide.v1 import scheduler_pb2, task_pb2
@@ -23,7 +22,13 @@ from tasktide_services.common.settings import ServerSettings
 from tasktide_services.scheduler import keys
 from tasktide_services.scheduler.schedule_store import ScheduleStore
 from tasktide_services.scheduler.store import SchedulerStore
-from tasktide_services.testing import PlatformThread, eventually, run_worker_thread, unreachable_address
+from tasktide_services.testing import (
+    PlatformThread,
+    blocking_redis,
+    eventually,
+    run_worker_thread,
+    unreachable_address,
+)
 from tests.tasks_app import app
 
 UTC = dt.UTC
@@ -40,7 +45,7 @@ def sched_name() -> str:
 
 @pytest.fixture()
 def sync_redis(server_settings: ServerSettings) -> Any:
-    r = redis.Redis.from_url(server_settings.redis_url)
+    r = blocking_redis(server_settings.redis_url)
     yield r
     r.close()
 
