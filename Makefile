@@ -18,9 +18,14 @@ install: $(VENV)/.installed
 dev: install
 	GRPC_ENABLE_FORK_SUPPORT=false $(BIN)/tasktide dev --demo
 
+## The modules run a second time with the platform on a Redis Cluster (pytest --redis-cluster:
+## three primaries with a replica each; tests that use the one Redis server themselves are deselected).
+CLUSTER_TESTS := tests/test_core.py tests/test_control.py tests/test_delivery.py tests/test_workflows.py tests/test_schedules.py
+
 ## The test command: generated code up to date, lint, then the test suite against real servers.
 test: install proto-check lint typecheck
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --redis-cluster $(CLUSTER_TESTS)
 	$(MAKE) test-django6
 
 ## examples/django again on Django 6 (built-in django.tasks) with Python 3.12, in .venv/django6 (the
