@@ -21,7 +21,7 @@ from tasktide_services.common.redis_cluster import command_slot
 from tasktide_services.common.redis_cluster_client import ClusterRedis
 from tasktide_services.common.redis_conn import connect
 from tasktide_services.common.redis_link import subscribe
-from tasktide_services.common.redis_server import LocalCluster, LocalRedis
+from tasktide_services.common.redis_server import LocalCluster, LocalRedis, start_cluster
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.testing import PlatformThread, eventually, run_worker_thread, unreachable_address
 from tests.tasks_app import app
@@ -250,3 +250,21 @@ def test_a_cluster_out_of_reach_is_a_clear_error():
 def test_eventually_every_node_agrees(redis_cluster):
     """The cluster the other tests left behind is whole (no slot left migrating)."""
     eventually(lambda: redis_cluster._unhealthy() == "", timeout=30, what="a healthy cluster")
+
+
+def test_a_cluster_that_requires_a_password(tmp_path, server_settings, queue_name):
+    """The password in the URL is sent on every node's connection and the subscription's; without
+    it the services cannot start, with a clear error."""
+    locked = start_cluster(tmp_path / "locked", password="s3cret")
+    try:
+        with pytest.raises(RuntimeError, match="cannot reach Redis"):
+            asyncio.run(connect(locked.url.replace(":s3cret@", "")))
+        p = PlatformThread(replace(server_settings, redis_url=locked.url)).start()
+        try:
+            with Client(settings=ClientSettings(address=p.address)) as c:
+                with run_worker_thread(app, p.address, queues=(queue_name,)):
+                    assert c.submit("t.add", [2, 3], queue=queue_name).get(timeout=30) == 5
+        finally:
+            p.stop()
+    finally:
+        locked.stop()

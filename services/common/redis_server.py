@@ -98,7 +98,7 @@ def start_redis(
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
                 s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
+                if s.recv(16).startswith((b"+PONG", b"-NOAUTH")):  # up (with requirepass: up and locked)
                     return LocalRedis(proc, port, data)
         except OSError:
             time.sleep(0.05)
@@ -126,17 +126,23 @@ class LocalCluster:
     """A Redis Cluster on loopback: `primaries` primaries with `replicas` replicas each."""
 
     nodes: list[LocalRedis]
+    password: str = ""
 
     @property
     def url(self) -> str:
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis+cluster://{auth}" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def client(self, node: LocalRedis) -> redis.Redis:
+        """A blocking client of one node."""
+        return redis.Redis(port=node.port, password=self.password or None, socket_timeout=5)
 
     def roles(self) -> dict[int, str]:
         """Port -> "master" or "slave" (as each live node says of itself)."""
         out: dict[int, str] = {}
         for n in self.nodes:
             if n.process.poll() is None:
-                with redis.Redis(port=n.port, socket_timeout=5) as r:
+                with self.client(n) as r:
                     out[n.port] = str(r.info("replication")["role"])
         return out
 
@@ -146,7 +152,7 @@ class LocalCluster:
     def primary_of(self, key: str) -> LocalRedis:
         """The node that serves `key`'s slot now (asked of any live node)."""
         live = next(n for n in self.nodes if n.process.poll() is None)
-        with redis.Redis(port=live.port, socket_timeout=5) as r:
+        with self.client(live) as r:
             slot = int(r.execute_command("CLUSTER KEYSLOT", key))
             for start, end, primary, *_ in r.execute_command("CLUSTER SLOTS"):
                 if start <= slot <= end:
@@ -171,7 +177,7 @@ class LocalCluster:
         for n in self.nodes:
             if n.process.poll() is not None:
                 continue
-            with redis.Redis(port=n.port, socket_timeout=5) as r:
+            with self.client(n) as r:
                 info = r.cluster("INFO")
                 if info.get("cluster_state") != "ok":
                     return f"node {n.port}: cluster_state not ok"
@@ -186,25 +192,33 @@ class LocalCluster:
 
 
 def start_cluster(
-    data_dir: str | os.PathLike[str], primaries: int = 3, replicas: int = 1, node_timeout_ms: int = 2000
+    data_dir: str | os.PathLike[str],
+    primaries: int = 3,
+    replicas: int = 1,
+    node_timeout_ms: int = 2000,
+    password: str = "",
 ) -> LocalCluster:
     """Start the nodes (append-only file on, flushed every second), join them with
-    `redis-cli --cluster create`, and wait until the cluster is ok and every replica in sync."""
+    `redis-cli --cluster create`, and wait until the cluster is ok and every replica in sync.
+    With `password` every node requires it (`requirepass`, and `masterauth` for its replica)."""
     server = find_redis_server()
     cli = shutil.which("redis-cli") or str(Path(server).with_name("redis-cli"))
     extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
     extra += ["--cluster-node-timeout", str(node_timeout_ms), "--appendfsync", "everysec"]
+    auth = ["-a", password, "--no-auth-warning"] if password else []
+    if password:
+        extra += ["--requirepass", password, "--masterauth", password]
     nodes: list[LocalRedis] = []
     try:
         for i in range(primaries * (1 + replicas)):
             node_dir = Path(data_dir) / f"node{i}"
             nodes.append(start_redis(node_dir, port=free_cluster_port(), appendonly=True, extra=extra))
         addresses = [f"127.0.0.1:{n.port}" for n in nodes]
-        create = [cli, "--cluster", "create", *addresses, "--cluster-replicas", str(replicas), "--cluster-yes"]
+        create = [cli, *auth, "--cluster", "create", *addresses, "--cluster-replicas", str(replicas), "--cluster-yes"]
         done = subprocess.run(create, capture_output=True, text=True, timeout=60, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
-        cluster = LocalCluster(nodes)
+        cluster = LocalCluster(nodes, password)
         cluster.wait_healthy()
         return cluster
     except BaseException:
