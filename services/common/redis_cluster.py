@@ -1,12 +1,15 @@
-"""The services' Redis link to a Redis Cluster: `redis+cluster://HOST:PORT[,HOST:PORT...]`.
+"""The services' Redis link to a Redis Cluster: `redis+cluster://HOST:PORT[,HOST:PORT...]`
+(redis_cluster_url.py; the client the stores see: redis_cluster_client.py).
 
-Any reachable node of the URL is enough: the slot map is read with CLUSTER SLOTS (Redis 6.2 and
-later) and kept. Every command goes to the primary of its key's slot: a script (EVALSHA) by its
+Any reachable node of the URL is enough: the slot map is read with CLUSTER SLOTS and kept. Every command goes to the primary of its key's slot: a script (EVALSHA) by its
 first key (Redis refuses a script whose keys span slots with CROSSSLOT, so such a layout fails
 in the tests, never silently), any other command by the key after its name; commands without a
 key (PUBLISH, PING, CONFIG GET) go to one primary, SCRIPT LOAD and FLUSHALL to every primary. A
 pipeline is split by node and each part is sent over that node's link (redis_link._Link: one
-multiplexed connection per node), the parts at once, the replies put back in order.
+multiplexed connection per node), the parts at once, the replies put back in order. Commands
+without a key in a pipeline (PUBLISH: a wake-up) are sent once the keyed parts are done, so no
+subscriber hears of a write before it is made; across nodes the parts are otherwise unordered
+(on one node a pipeline's commands run in order).
 
 Redirections are followed within one call: MOVED (the slot moved: the map is updated and read
 again in full) and ASK (the slot is migrating: ASKING then the command on the node named), and
@@ -27,7 +30,9 @@ that writes end with `WAIT N T` on the same connection, so a call returns once N
 what it wrote (or T ms passed: logged, and the call still returns; WAIT does not undo a write).
 N is capped by the replicas the slot map lists for the node (a failed replica is not listed): a
 primary whose replicas are all gone, as after a failover until the old primary returns, is not
-waited on, so writes go on at full speed and promise what asynchronous replication promises.
+waited on, so writes go on at full speed and promise what asynchronous replication promises (a
+WAIT that heard too few replicas has the map read again, which drops a replica the cluster has
+since marked as failed).
 """
 
 from __future__ import annotations
@@ -263,6 +268,7 @@ class ClusterLink:
             acked = got.pop()
             if isinstance(acked, int) and acked < wait:
                 self.unreplicated += 1
+                self._mark_stale()  # a replica may have failed: the map says how many are left
                 ms = self.options.wait_timeout_ms
                 log.warning("WAIT: %d of %d replicas of %s:%d have a write within %d ms", acked, wait, *addr, ms)
         if any(asking):
