@@ -1,10 +1,11 @@
 """The services' Redis link to a Redis Cluster: `redis+cluster://HOST:PORT[,HOST:PORT...]`
 (redis_cluster_url.py; the client the stores see: redis_cluster_client.py).
 
-Any reachable node of the URL is enough: the slot map is read with CLUSTER SLOTS and kept. Every command goes to the primary of its key's slot: a script (EVALSHA) by its
-first key (Redis refuses a script whose keys span slots with CROSSSLOT, so such a layout fails
-in the tests, never silently), any other command by the key after its name; commands without a
-key (PUBLISH, PING, CONFIG GET) go to one primary, SCRIPT LOAD and FLUSHALL to every primary. A
+Any reachable node of the URL is enough: the slot map is read with CLUSTER SLOTS and kept. Every
+command goes to the primary of its key's slot: a script (EVALSHA) by its first key (Redis refuses
+a script whose keys span slots with CROSSSLOT, so such a layout fails in the tests, never
+silently), any other command by the key after its name; commands without a key (PUBLISH, PING,
+CONFIG GET) go to one primary, SCRIPT LOAD and FLUSHALL to every primary. A
 pipeline is split by node and each part is sent over that node's link (redis_link._Link: one
 multiplexed connection per node), the parts at once, the replies put back in order. Commands
 without a key in a pipeline (PUBLISH: a wake-up) are sent once the keyed parts are done, so no
