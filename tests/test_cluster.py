@@ -16,6 +16,7 @@ import redis
 from redis.exceptions import ClusterCrossSlotError, ResponseError
 
 from tasktide import Client, ClientSettings
+from tasktide._exceptions import Unavailable
 from tasktide_services.common.lua import Script, run_pipeline
 from tasktide_services.common.redis_cluster import command_slot
 from tasktide_services.common.redis_cluster_client import ClusterRedis
@@ -209,6 +210,18 @@ def test_direct_submission_to_a_cluster(cluster_platform, redis_cluster, queue_n
     with Client(settings=ClientSettings(address=cluster_platform.address)) as c:
         with run_worker_thread(app, cluster_platform.address, queues=(queue_name,)):
             assert c.result(handle.id, timeout=30) == 42
+
+
+def test_direct_submission_to_a_cluster_out_of_reach_is_a_clear_error(cluster_platform):
+    with unreachable_address() as nowhere:
+        url = f"redis+cluster://:secret@{nowhere}"
+        settings = ClientSettings.from_env({"TASKTIDE_SUBMIT_REDIS_URL": url}, address=cluster_platform.address)
+        with Client(settings=settings) as direct:
+            with pytest.raises(
+                Unavailable, match=r"cannot reach Redis at redis\+cluster://127\.0\.0\.1:\d+ to submit"
+            ) as refusal:
+                direct.submit("t.add", [1, 2])
+    assert "secret" not in str(refusal.value)
 
 
 def test_a_transaction_is_refused_on_a_cluster(redis_cluster):

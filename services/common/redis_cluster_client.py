@@ -12,12 +12,13 @@ own cluster client for the map and SCRIPT LOAD, and a pipeline split by node (No
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import ConnectionError, MovedError, ResponseError
+from redis.exceptions import ConnectionError, MovedError, RedisClusterException, ResponseError
 
 from tasktide_services.common.lua import Script
 from tasktide_services.common.redis_cluster import EVERY_PRIMARY, ClusterLink, command_slot
@@ -102,7 +103,8 @@ def cluster_client(url: str, reply_timeout: float = REPLY_TIMEOUT) -> ClusterRed
 
 
 def blocking_cluster_client(url: str) -> redis.Redis:
-    """A blocking client for a `redis+cluster://` URL, for the direct path (module doc)."""
+    """A blocking client for a `redis+cluster://` URL, for the direct path (module doc); it
+    reads the slot map on first use (ValueError now for a malformed URL)."""
     from redis.cluster import ClusterNode, RedisCluster
 
     options = parse_cluster_url(url)
@@ -113,16 +115,30 @@ def blocking_cluster_client(url: str) -> redis.Redis:
         ca, cert, key = options.tls_files
         kw.update(ssl=True, ssl_ca_certs=ca or None, ssl_certfile=cert or None, ssl_keyfile=key or None)
     nodes = [ClusterNode(host, port) for host, port in options.seeds]
-    return BlockingClusterRedis(RedisCluster(startup_nodes=nodes, **kw))
+    return BlockingClusterRedis(lambda: RedisCluster(startup_nodes=nodes, **kw))
 
 
 class BlockingClusterRedis(redis.Redis):
-    """The calls the direct path makes (a pipeline of one slot, SCRIPT LOAD), on redis-py's
-    blocking cluster client, whose own pipelines refuse EVALSHA."""
+    """The calls the direct path makes (a pipeline, SCRIPT LOAD) on redis-py's blocking cluster
+    client, whose own pipelines refuse EVALSHA. Thread-safe, as that client is."""
 
-    def __init__(self, cluster: Any) -> None:
+    def __init__(self, make: Callable[[], Any]) -> None:
         super().__init__()  # its own connection pool is never used
-        self.cluster: Any = cluster
+        self._make = make
+        self._cluster: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def cluster(self) -> Any:
+        """redis-py's cluster client, made on first use: a cluster out of reach then is a
+        ConnectionError, as a single Redis out of reach is at its first command."""
+        with self._lock:
+            if self._cluster is None:
+                try:
+                    self._cluster = self._make()
+                except RedisClusterException as exc:
+                    raise ConnectionError(str(exc)) from exc
+            return self._cluster
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Any:
         if transaction:
@@ -133,7 +149,8 @@ class BlockingClusterRedis(redis.Redis):
         return self.cluster.script_load(script)  # on every primary
 
     def close(self) -> None:
-        self.cluster.close()
+        if self._cluster is not None:
+            self._cluster.close()
 
 
 class NodePipeline(redis.client.Pipeline):
