@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import redis
-from redis.exceptions import ClusterCrossSlotError, ResponseError
+from redis.exceptions import ClusterCrossSlotError, ClusterDownError, ConnectionError, ResponseError
 
 from tasktide import Client, ClientSettings
 from tasktide._exceptions import Unavailable
@@ -281,3 +281,48 @@ def test_a_cluster_that_requires_a_password(tmp_path, server_settings, queue_nam
             p.stop()
     finally:
         locked.stop()
+
+
+def test_a_subscription_moves_to_another_node_when_its_node_dies(tmp_path):
+    """Plain pub/sub is broadcast by the cluster: a subscription whose node is killed reconnects
+    to another node and hears what is published after; commands of the dead primary's slots
+    fail (ConnectionError) until its replica is promoted, then work again."""
+    c = start_cluster(tmp_path / "dying", node_timeout_ms=1000)
+    got: list[bytes] = []
+
+    async def run() -> None:
+        r = await connect(c.url + "?wait_replicas=1&wait_timeout_ms=5000")  # "kept" is on the replica
+        sub = await subscribe(r, "tt-moving", got.append)
+        while c.roles()[sub._kwargs["port"]] != "master":  # a random node: have it be a primary
+            sub.close()
+            sub = await subscribe(r, "tt-moving", got.append)
+        try:
+            victim = c.node(sub._kwargs["port"])
+            key = next(f"{{k{i}}}" for i in range(1000) if c.primary_of(f"{{k{i}}}").port == victim.port)
+            await r.set(key, "kept")
+            victim.process.kill()
+            victim.process.wait(10)
+            live = next(n for n in c.nodes if n.process.poll() is None)
+            for _ in range(1000):  # until the subscription is back on a live node and hears this
+                c.client(live).publish("tt-moving", "after")
+                await asyncio.sleep(0.02)
+                if got:
+                    break
+            assert got and got[0] == b"after"
+            for _ in range(1000):  # its replica is promoted; the link follows
+                try:
+                    assert await r.get(key) == b"kept"
+                    break
+                except (ConnectionError, ClusterDownError):
+                    await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the slot of the killed primary never came back")
+            assert isinstance(r, ClusterRedis) and r.routes.unreplicated == 0
+        finally:
+            sub.close()
+            await r.aclose()
+
+    try:
+        asyncio.run(run())
+    finally:
+        c.stop()
