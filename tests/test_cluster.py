@@ -7,6 +7,9 @@ a subscription hears what any node publishes; WAIT after writes; the direct path
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -326,3 +329,22 @@ def test_a_subscription_moves_to_another_node_when_its_node_dies(tmp_path):
         asyncio.run(run())
     finally:
         c.stop()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis+cluster://127.0.0.1:7000?wait_replicas=-1", "bad Redis Cluster URL: wait_replicas"),
+        ("redis+cluster://127.0.0.1:1", "no node of the Redis Cluster answered CLUSTER SLOTS"),
+    ],
+)
+def test_a_server_given_a_bad_cluster_url_says_so_and_exits(url, message):
+    done = subprocess.run(
+        [sys.executable, "-m", "tasktide.cli", "registry", "--address", "127.0.0.1:0"],
+        env={**os.environ, "TASKTIDE_REDIS_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 3
+    assert message in done.stderr
