@@ -264,7 +264,9 @@ def blocking_redis(url: str) -> Any:
 
     if not is_cluster_url(url):
         return redis.Redis.from_url(url)
-    return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in parse_cluster_url(url).seeds])
+    options = parse_cluster_url(url)
+    nodes = [ClusterNode(h, p) for h, p in options.seeds]
+    return RedisCluster(startup_nodes=nodes, password=options.password or None, username=options.username or None)
 
 
 @contextlib.contextmanager

