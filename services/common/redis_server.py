@@ -204,7 +204,10 @@ def start_cluster(
     `redis-cli --cluster create`, and wait until the cluster is ok and every replica in sync.
     With `password` every node requires it (`requirepass`, and `masterauth` for its replica)."""
     server = find_redis_server()
-    cli = shutil.which("redis-cli") or str(Path(server).with_name("redis-cli"))
+    beside = Path(server).with_name("redis-cli")
+    cli = str(beside) if beside.exists() else shutil.which("redis-cli")
+    if cli is None:
+        raise RuntimeError(f"no redis-cli beside {server} or on PATH: it joins the nodes of a cluster")
     extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
     extra += ["--cluster-node-timeout", str(node_timeout_ms), "--appendfsync", "everysec"]
     auth = ["-a", password, "--no-auth-warning"] if password else []
