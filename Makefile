@@ -18,6 +18,10 @@ install: $(VENV)/.installed
 dev: install
 	GRPC_ENABLE_FORK_SUPPORT=false $(BIN)/tasktide dev --demo
 
+## The modules run a second time with the platform on a Redis Cluster (pytest --redis-cluster:
+## three primaries with a replica each; tests that use the one Redis server themselves are deselected).
+CLUSTER_TESTS := tests/test_core.py tests/test_control.py tests/test_delivery.py tests/test_workflows.py tests/test_schedules.py
+
 ## The test command: generated code up to date, lint, then the test suite against real servers.
 ## Most tests wait on timers and child processes, so the suite runs on TEST_PROCESSES processes
 ## (pytest-xdist), a test module per process at a time; TEST_PROCESSES=0 runs it in this one.
@@ -26,6 +30,7 @@ PYTEST := $(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile
 
 test: install proto-check lint typecheck
 	$(PYTEST)
+	$(PYTEST) --redis-cluster $(CLUSTER_TESTS)
 	$(MAKE) test-django6
 
 ## The whole suite again with the session's services each in its own process, calling each other

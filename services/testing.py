@@ -4,7 +4,9 @@ Use with `pytest_plugins = ["tasktide_services.testing"]`. Nothing here fakes Re
 
 Fixtures:
     redis_server   a real redis-server in a temporary folder (session)
-    platform       scheduler, registry and results in one gRPC server on a free port (session)
+    redis_cluster  a real Redis Cluster: three primaries with a replica each, on loopback (session)
+    platform       scheduler, registry and results in one gRPC server on a free port (session); on
+                   `redis_cluster` instead of `redis_server` when pytest runs with --redis-cluster
     client         a tasktide.Client for `platform`
     queue_name     a fresh queue name, so tests do not see each other's tasks
     thread_errors  fails the test when an exception escaped any thread it started (autouse)
@@ -20,8 +22,13 @@ Helpers:
     spawn_listening(*args, env=...)                a server command on port 0; returns it with the
                                                   address it reported ("... listening on HOST:PORT")
     unreachable_address()                          an address where nothing listens (context manager)
+    blocking_redis(url)                            a blocking redis-py client for a platform's Redis URL:
+                                                  redis-py's cluster client for a redis+cluster:// URL
 Hooks:
     under CI=true a skipped test is reported as a failure: nothing passes by not running.
+    --redis-cluster: the platform fixtures use `redis_cluster`; tests that read or write the one
+    Redis themselves (those asking for `redis_server` or a fixture in ONE_REDIS_FIXTURES) are
+    deselected, as are tests marked `one_redis`.
 """
 
 from __future__ import annotations
@@ -37,18 +44,22 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import pytest
 
 from tasktide import App, Client, ClientSettings
 from tasktide.worker import Worker, WorkerConfig
+from tasktide_services.common.redis_cluster_url import is_cluster_url, parse_cluster_url
 from tasktide_services.common.redis_conn import connect
-from tasktide_services.common.redis_server import LocalRedis, start_redis
+from tasktide_services.common.redis_server import LocalCluster, LocalRedis, start_cluster, start_redis
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.server import start
 
 TEST_LEASE_SECONDS = 3.0
+CLUSTER_OPTION = "--redis-cluster"
+# Fixtures that hand a test the one Redis server itself.
+ONE_REDIS_FIXTURES = frozenset({"redis_server"})
 
 T = TypeVar("T")
 
@@ -253,6 +264,19 @@ def spawn_listening(
     return Listening(proc, match.group(1), "".join(lines))
 
 
+def blocking_redis(url: str) -> Any:
+    """A blocking client for `url` (redis.Redis, or redis.cluster.RedisCluster for a cluster URL),
+    for tests that read or write the platform's keys themselves."""
+    import redis
+    from redis.cluster import ClusterNode, RedisCluster
+
+    if not is_cluster_url(url):
+        return redis.Redis.from_url(url)
+    options = parse_cluster_url(url)
+    nodes = [ClusterNode(h, p) for h, p in options.seeds]
+    return RedisCluster(startup_nodes=nodes, password=options.password or None, username=options.username or None)
+
+
 @contextlib.contextmanager
 def unreachable_address() -> Iterator[str]:
     """A loopback address where nothing listens, for as long as the block runs: the port is bound
@@ -307,12 +331,49 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedi
     server.stop()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        CLUSTER_OPTION,
+        action="store_true",
+        help="run the platform fixtures on a Redis Cluster (three primaries, a replica each) instead of one Redis",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "one_redis: the test needs one Redis server (deselected by --redis-cluster)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under --redis-cluster, deselect the tests that use the one Redis themselves (module doc)."""
+    if not config.getoption(CLUSTER_OPTION):
+        return
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        one = ONE_REDIS_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        (dropped if one or item.get_closest_marker("one_redis") else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 @pytest.fixture(scope="session")
-def server_settings(redis_server: LocalRedis) -> ServerSettings:
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    cluster = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def server_settings(request: pytest.FixtureRequest) -> ServerSettings:
+    if request.config.getoption(CLUSTER_OPTION):
+        url = request.getfixturevalue("redis_cluster").url
+    else:
+        url = request.getfixturevalue("redis_server").url
     return replace(
         ServerSettings(),
         address="127.0.0.1:0",
-        redis_url=redis_server.url,
+        redis_url=url,
         lease_seconds=TEST_LEASE_SECONDS,
         tick_seconds=0.05,
         max_deliveries=3,

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:  # imported at run time by pytest_plugins, after assertion rewriting is set up
-    from tasktide_services.common.redis_server import LocalRedis
     from tasktide_services.common.settings import ServerSettings
     from tasktide_services.testing import PlatformThread
 
@@ -85,8 +84,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture(scope="session")
-def platform(server_settings: ServerSettings, redis_server: LocalRedis) -> Iterator[object]:
-    """The session's services, on the session's Redis, in the arrangement TASKTIDE_TEST_SERVICES names."""
+def platform(server_settings: ServerSettings) -> Iterator[object]:
+    """The session's services, on the session's Redis (or cluster), in the arrangement
+    TASKTIDE_TEST_SERVICES names."""
     from tasktide_services.testing import PlatformThread
 
     if ARRANGEMENT == "one":
@@ -96,7 +96,7 @@ def platform(server_settings: ServerSettings, redis_server: LocalRedis) -> Itera
         return
     from tests.processes import session_split_platform
 
-    with session_split_platform(redis_server.url) as split:
+    with session_split_platform(server_settings.redis_url) as split:
         yield split
 
 

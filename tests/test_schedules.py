@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 import tasktide
 from tasktide.v1 import scheduler_pb2, task_pb2
@@ -25,6 +24,7 @@ from tasktide_services.scheduler.schedule_store import ScheduleStore
 from tasktide_services.scheduler.store import SchedulerStore
 from tasktide_services.testing import (
     PlatformThread,
+    blocking_redis,
     eventually,
     run_worker_thread,
     unreachable_address,
@@ -45,7 +45,7 @@ def sched_name() -> str:
 
 @pytest.fixture()
 def sync_redis(server_settings: ServerSettings) -> Any:
-    r = redis.Redis.from_url(server_settings.redis_url)
+    r = blocking_redis(server_settings.redis_url)
     yield r
     r.close()
 

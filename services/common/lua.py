@@ -104,7 +104,11 @@ def _sources(scripts: tuple[Mapping[str, Script], ...]) -> list[str]:
 async def run_pipeline(redis: Redis, build: Callable[[Pipeline], None], *scripts: Mapping[str, Script]) -> list[Any]:
     """Build and execute a pipeline; if Redis lost the scripts (of every owner that writes on it),
     load them and run it again. Only commands that are safe to repeat may stand beside the scripts
-    (NOSCRIPT means no script ran)."""
+    (NOSCRIPT means no script ran). A cluster client is told the scripts, to load one on the
+    node that lacks it and run only that call again (common/redis_cluster.py)."""
+    remember = getattr(redis, "remember_scripts", None)
+    if remember is not None:
+        remember(scripts)
     for attempt in (1, 2):
         async with redis.pipeline(transaction=False) as pipe:
             build(pipe)

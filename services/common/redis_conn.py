@@ -7,6 +7,9 @@ retry policy); a peer that vanished without a word is found by TCP keepalive (TC
 deadlines bound how long any request waits, and the pipelines' connection is dropped when Redis
 owes replies and has said nothing for `reply_timeout` seconds (redis_link.py). Connecting times
 out after CONNECT_TIMEOUT seconds.
+
+A `redis+cluster://` or `rediss+cluster://` URL names a Redis Cluster (redis_cluster.py): the
+client is then a ClusterRedis, the same `Redis` to the stores.
 """
 
 from __future__ import annotations
@@ -15,12 +18,20 @@ from typing import cast
 
 from redis.asyncio import Redis
 
+from tasktide_services.common.redis_cluster_client import cluster_client
+from tasktide_services.common.redis_cluster_url import is_cluster_url
 from tasktide_services.common.redis_link import REPLY_TIMEOUT, LinkedRedis
 
 CONNECT_TIMEOUT = 5.0
 
 
 async def connect(url: str, reply_timeout: float = REPLY_TIMEOUT) -> Redis:
+    if is_cluster_url(url):
+        try:
+            cluster = cluster_client(url, reply_timeout)
+        except ValueError as exc:
+            raise RuntimeError(f"bad Redis Cluster URL: {exc}") from exc
+        return await _reached(cluster, url)
     tcp = {} if url.startswith("unix:") else {"socket_keepalive": True}
     redis = cast(  # from_url makes the class it is called on
         LinkedRedis,
@@ -29,6 +40,10 @@ async def connect(url: str, reply_timeout: float = REPLY_TIMEOUT) -> Redis:
         ),
     )
     redis.reply_timeout = reply_timeout
+    return await _reached(redis, url)
+
+
+async def _reached(redis: Redis, url: str) -> Redis:
     try:
         await redis.ping()
     except Exception as exc:  # noqa: BLE001

@@ -184,7 +184,11 @@ async def _open_connection(kw: Mapping[str, Any], protocol: asyncio.Protocol) ->
             if kw.get("path"):
                 await loop.create_unix_connection(lambda: protocol, kw["path"])
             else:
-                await loop.create_connection(lambda: protocol, kw.get("host", "localhost"), kw.get("port", 6379))
+                host = kw.get("host", "localhost")
+                tls = kw.get("ssl_context")  # set for a cluster's nodes over TLS (redis_cluster.py)
+                await loop.create_connection(
+                    lambda: protocol, host, kw.get("port", 6379), ssl=tls, server_hostname=host if tls else None
+                )
     except (OSError, TimeoutError) as exc:
         raise ConnectionError(f"cannot connect to Redis: {exc}") from exc
 
@@ -279,7 +283,10 @@ class ChannelSubscription(asyncio.Protocol):
 
 
 async def subscribe(redis: Redis, channel: str, on_message: Callable[[bytes], None]) -> ChannelSubscription:
-    sub = ChannelSubscription(dict(redis.connection_pool.connection_kwargs), channel, on_message)
+    if isinstance(redis, LinkedRedis):
+        sub = redis.subscription(channel, on_message)
+    else:
+        sub = ChannelSubscription(dict(redis.connection_pool.connection_kwargs), channel, on_message)
     try:
         await sub.open()
     except BaseException:
@@ -290,6 +297,8 @@ async def subscribe(redis: Redis, channel: str, on_message: Callable[[bytes], No
 
 def linkable(redis: Redis) -> bool:
     """Whether the link can serve this client (a plain TCP or Unix socket, bytes replies)."""
+    if isinstance(redis, LinkedRedis) and redis.always_linked:
+        return True
     pool = redis.connection_pool
     plain = pool.connection_class in (Connection, UnixDomainSocketConnection)
     return plain and not pool.connection_kwargs.get("decode_responses")
@@ -319,14 +328,18 @@ class _LinkedPipeline(Pipeline):
         return out
 
     def _reply(self, name: Any, reply: Any, options: Mapping[str, Any]) -> Any:
-        """What the client's own pipeline returns for this reply (its options and callbacks)."""
-        if isinstance(reply, ResponseError):
-            return options[EMPTY_RESPONSE] if EMPTY_RESPONSE in options else reply
-        if not options and name not in self.response_callbacks:
-            return reply
-        options = {k: v for k, v in options.items() if k not in ("keys", EMPTY_RESPONSE, NEVER_DECODE)}
-        callback = self.response_callbacks.get(name)
-        return callback(reply, **options) if callback is not None else reply
+        return shaped(name, reply, options)
+
+
+def shaped(name: Any, reply: Any, options: Mapping[str, Any]) -> Any:
+    """What the client's own pipeline returns for this reply (its options and callbacks)."""
+    if isinstance(reply, ResponseError):
+        return options[EMPTY_RESPONSE] if EMPTY_RESPONSE in options else reply
+    if not options and name not in _RESP2_CALLBACKS:
+        return reply
+    options = {k: v for k, v in options.items() if k not in ("keys", EMPTY_RESPONSE, NEVER_DECODE)}
+    callback = _RESP2_CALLBACKS.get(name)
+    return callback(reply, **options) if callback is not None else reply
 
 
 class LinkedRedis(Redis):
@@ -334,6 +347,7 @@ class LinkedRedis(Redis):
 
     _link: _Link | None = None
     _linkable: bool | None = None  # decided on the first pipeline
+    always_linked = False  # a client whose every command goes over links (redis_cluster_client.py)
     reply_timeout: float = REPLY_TIMEOUT  # the link's (module doc)
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
@@ -344,6 +358,10 @@ class LinkedRedis(Redis):
         if transaction or shard_hint is not None or self._link is None:
             return super().pipeline(transaction, shard_hint)
         return _LinkedPipeline(self, self._link)
+
+    def subscription(self, channel: str, on_message: Callable[[bytes], None]) -> ChannelSubscription:
+        """A subscription to `channel` on this client's Redis, not yet opened."""
+        return ChannelSubscription(dict(self.connection_pool.connection_kwargs), channel, on_message)
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
         if self._link is not None:

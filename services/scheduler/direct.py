@@ -23,6 +23,8 @@ from tasktide.v1 import task_pb2
 from tasktide_services.common.errors import Unavailable
 from tasktide_services.common.lua import load_scripts, run_blocking_pipeline, run_pipeline
 from tasktide_services.common.partitions import Partitions
+from tasktide_services.common.redis_cluster_client import blocking_cluster_client, cluster_client
+from tasktide_services.common.redis_cluster_url import is_cluster_url
 from tasktide_services.common.settings import Limits, ServerSettings
 from tasktide_services.scheduler.admission import queued_now
 from tasktide_services.worker.store import SCRIPTS, build_enqueue
@@ -56,7 +58,8 @@ class DirectSubmitter:
         the server reads."""
         settings = ServerSettings.from_env(env)
         parts = Partitions.from_pairs(settings.queue_partitions)
-        return cls(redis.Redis.from_url(url), settings.limits, shown(url), parts)
+        client = blocking_cluster_client(url) if is_cluster_url(url) else redis.Redis.from_url(url)
+        return cls(client, settings.limits, shown(url), parts)
 
     def submit(self, spec: task_pb2.TaskSpec) -> str | None:
         """The new task's id once it is queued, or None for a task the scheduler must accept.
@@ -90,7 +93,8 @@ class AsyncDirectSubmitter:
     def from_url(cls, url: str, env: Mapping[str, str] | None = None) -> AsyncDirectSubmitter:
         settings = ServerSettings.from_env(env)
         parts = Partitions.from_pairs(settings.queue_partitions)
-        return cls(AsyncRedis.from_url(url), settings.limits, shown(url), parts)
+        client = cluster_client(url) if is_cluster_url(url) else AsyncRedis.from_url(url)
+        return cls(client, settings.limits, shown(url), parts)
 
     async def submit(self, spec: task_pb2.TaskSpec) -> str | None:
         task = queued_now(spec, self._limits, self._partitions)
