@@ -3,10 +3,11 @@
 The scheduler assigns every task id when the workflow is submitted and submits the first stage.
 When a workflow task reaches a final state the registry reports it (`Completed`, in batches); a
 success moves the workflow on in one Lua transition (`step_done`, all of a batch in one round
-trip), whose cost does not grow with the workflow's size, and each task carries an idempotency key
-of its workflow and place, so a repeated report cannot start a stage twice. A report that moved
-the workflow on but failed to submit the next stage fails the report: the registry keeps the
-task's lease, the task runs again, and its repeated report submits that stage again.
+trip), whose cost does not grow with the workflow's size. Each task of a later stage carries an
+idempotency key of its workflow and place, so a repeated report cannot start a stage twice (the
+first stage is submitted once, by SubmitWorkflow, and needs none). A report that moved the
+workflow on but failed to submit the next stage fails the report: the registry keeps the task's
+lease, the task runs again, and its repeated report submits that stage again.
 A failure stops the workflow: the tasks of later stages are recorded FAILED with that error.
 How a workflow is kept in Redis: workflow_store.py.
 """
@@ -94,7 +95,9 @@ class WorkflowService:
             for i, s in enumerate(stage.tasks):
                 self.admission.check(s, caller)  # every stage belongs to the caller's namespace
                 s.headers.update({WF: wf.workflow_id, STAGE: str(n), MEMBER: str(i)})
-                s.idempotency_key = f"wf:{wf.workflow_id}:{n}:{i}"
+                # A later stage may be submitted again (a repeated report): its keys make that
+                # harmless. The first is submitted once, here, under a new id: it needs none.
+                s.idempotency_key = f"wf:{wf.workflow_id}:{n}:{i}" if n else ""
             stage.task_ids.extend(uuid.uuid4().hex for _ in st.tasks)
         await self.store.create(wf)
         try:
