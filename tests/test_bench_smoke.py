@@ -27,6 +27,9 @@ WORKLOADS = {
     "index_memory",
     "throughput_index_off",
     "throughput_index_on",
+    "canvas_group",
+    "canvas_chord",
+    "canvas_chain",
 }
 
 
