@@ -4,6 +4,8 @@ the limit on a workflow's size, and completions that are malformed or of a workf
 
 from __future__ import annotations
 
+import json
+import uuid
 from dataclasses import replace
 
 import grpc
@@ -117,3 +119,40 @@ def test_a_completion_of_a_workflow_that_is_gone_is_ignored(platform, queue_name
         with pytest.raises(grpc.RpcError) as info:
             stub.GetWorkflow(workflow_pb2.GetWorkflowRequest(workflow_id="b" * 32), timeout=10)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_workflow_stored_in_the_former_layout_still_moves_on(platform, client, redis_server, queue_name):
+    """A workflow written before the stage-by-stage layout (every stage in one `spec` field) and
+    still running when the scheduler is upgraded: its members' reports still call its body."""
+    from tasktide_services.scheduler import keys
+
+    wf = workflow_pb2.SubmitWorkflowResponse(workflow_id=uuid.uuid4().hex)
+    for n, (group_, count) in enumerate(((True, 2), (False, 1))):
+        stage = wf.stages.add(group=group_)
+        for i in range(count):
+            spec = task_pb2.TaskSpec(name="t.total", queue=queue_name, args=task_pb2.Payload(json=b"[]"))
+            spec.headers.update(
+                {"tasktide-workflow": wf.workflow_id, "tasktide-stage": str(n), "tasktide-member": str(i)}
+            )
+            spec.idempotency_key = f"wf:{wf.workflow_id}:{n}:{i}"
+            stage.tasks.append(spec)
+            stage.task_ids.append(uuid.uuid4().hex)
+    key = keys.workflow(wf.workflow_id)
+    with redis.Redis.from_url(redis_server.url) as r:
+        r.hset(key, mapping={"spec": wf.SerializeToString(), "stage": 0, "state": "running", "left:0": 2})
+    reports = [
+        workflow_pb2.Completion(
+            task_id=wf.stages[0].task_ids[i],
+            headers=wf.stages[0].tasks[i].headers,
+            state=task_pb2.TASK_STATE_SUCCEEDED,
+            result=task_pb2.Payload(json=str(10 + i).encode()),
+        )
+        for i in range(2)
+    ]
+    ch, stub = _stub(platform.address)
+    with ch:
+        stub.Completed(workflow_pb2.CompletedRequest(completions=reports), timeout=10)
+        state = stub.GetWorkflow(workflow_pb2.GetWorkflowRequest(workflow_id=wf.workflow_id), timeout=10)
+    assert state.stage == 1 and [len(st.task_ids) for st in state.stages] == [2, 1]
+    body = client.get_task(wf.stages[1].task_ids[0])
+    assert json.loads(body.spec.args.json) == [[10, 11]]

@@ -72,6 +72,20 @@ class WorkflowStore:
         count = int(stages) if stages is not None else len(W.SubmitWorkflowResponse.FromString(legacy).stages)
         return Progress(state, int(stage or b"0"), count)
 
+    async def after(self, workflow_id: str, stage: int) -> tuple[bool, W.Stage | None] | None:
+        """What follows a done stage, in one read: whether it was a group, and the next stage
+        (None after the last); None for no such workflow. The done stage itself is not read."""
+        row: list[Any] = await self.redis.hmget(
+            keys.workflow(workflow_id), ["stages", f"size:{stage}", f"stage:{stage + 1}"]
+        )
+        count, size, nxt = row
+        if count is None:  # no such workflow, or one written before this layout
+            legacy = await self.stages(workflow_id, stage, stage + 1)
+            if not legacy:
+                return None
+            return legacy[0].group, legacy[1] if len(legacy) > 1 else None
+        return size is not None, W.Stage.FromString(nxt) if nxt is not None else None
+
     async def stages(self, workflow_id: str, first: int, last: int) -> list[W.Stage]:
         """Stages first..last (inclusive) with their specs and task ids."""
         wanted = [f"stage:{n}" for n in range(first, last + 1)]

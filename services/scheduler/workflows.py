@@ -147,15 +147,15 @@ class WorkflowService:
 
     async def _next(self, s: Step) -> None:
         """Stage `s.stage` is done: submit the next one with its outcome, or end the workflow."""
-        progress = await self.store.progress(s.workflow_id)
-        if progress is None:
+        after = await self.store.after(s.workflow_id, s.stage)
+        if after is None:
             return
-        if s.stage + 1 >= progress.stages:
+        group, nxt = after
+        if nxt is None:
             await self.store.finish(s.workflow_id, "succeeded")
             return
-        done, nxt = await self.store.stages(s.workflow_id, s.stage, s.stage + 1)
         value, links = s.result, []
-        if done.group:
+        if group:
             value, links = await self.store.results(s.workflow_id, s.stage, LINKS_MAX)
         specs = [_with_first_arg(spec, value) for spec in nxt.tasks]
         if links:  # a chord's callback links to the traces of the members it follows
