@@ -142,6 +142,10 @@ def measure(side: Side, shape: str, n: int, r: redis.Redis, redis_pid: int) -> d
     }
 
 
+def _brief(f: dict[str, float]) -> str:
+    return f"{f['rate']:,.0f} members/s, {f['cpu_us']:,.0f} µs CPU and {f['redis_cmds']:.1f} Redis commands per member"
+
+
 def _summary(samples: list[dict[str, float]]) -> dict[str, float] | None:
     if not samples:
         return None
@@ -184,6 +188,7 @@ def run(
                         continue
                     log(f"[{side.name}] {shape}, n={n}, round {i + 1}")
                     samples[side.name].append(measure(side, shape, n, r, redis_pid))
+                    log(f"[{side.name}] {shape}, n={n}: {_brief(samples[side.name][-1])}")
             rows.append(
                 _row(shape, n, _summary(samples.get("tasktide", [])), _summary(samples.get("celery", [])), skipped)
             )
