@@ -15,7 +15,7 @@ class Limits:
     max_queue_length: int = 128
     max_payload_bytes: int = 1024 * 1024
     max_batch: int = 10_000
-    max_workflow_tasks: int = 100_000  # tasks in one workflow (every stage), submitted in one message
+    max_workflow_tasks: int = 250_000  # tasks in one workflow (every stage), submitted in one message
     max_message_bytes: int = 16 * 1024 * 1024
     max_json_depth: int = 64  # nesting of arrays and objects in JSON args and kwargs
     max_delay_seconds: float = 10 * 366 * 86_400.0  # longest countdown; an ETA at most this far ahead
