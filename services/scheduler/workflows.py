@@ -130,11 +130,18 @@ class WorkflowService:
         )
 
     async def Completed(self, req: W.CompletedRequest, ctx: Ctx) -> W.CompletedResponse:
+        """A malformed report (headers a task's submitter may have written) is logged and left
+        out: reporting it again could not help, and the rest of the batch goes on."""
         ours = [c for c in req.completions if c.headers.get(WF)]
+        steps: list[Step] = []
         for c in ours:  # failures first: a stage with a failed task never moves on
-            if c.state != task_pb2.TASK_STATE_SUCCEEDED:
-                await self._fail(c)
-        steps = [_step(c) for c in ours if c.state == task_pb2.TASK_STATE_SUCCEEDED]
+            try:
+                if c.state != task_pb2.TASK_STATE_SUCCEEDED:
+                    await self._fail(c)
+                else:
+                    steps.append(_step(c))
+            except InvalidArgument as exc:
+                log.warning("a workflow completion is left out: %s", exc)
         moved: dict[tuple[str, int], Step] = {}
         for s, code in zip(steps, await self.store.steps_done(steps), strict=True):
             if code == -1:
@@ -169,7 +176,7 @@ class WorkflowService:
         try:
             n = int(c.headers.get(STAGE, ""))
         except ValueError:
-            raise InvalidArgument(f"the completion of task {c.task_id} is malformed") from None
+            raise InvalidArgument(f"the completion of task {c.task_id} has no stage") from None
         progress = await self.store.progress(workflow_id)
         if progress is None:
             log.warning("task of workflow %s reported, but the workflow is gone (expired)", workflow_id)
