@@ -16,10 +16,10 @@ def noop() -> None:
 
 
 @app.task
-def add(x: int, y: int) -> int:
-    return x + y
+def total(values: list[int]) -> int:
+    return sum(values)
 
 
 @app.task
-def total(values: list[int]) -> int:
-    return sum(values)
+def add(x: int, y: int) -> int:
+    return x + y
