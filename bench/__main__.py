@@ -17,6 +17,7 @@ from pathlib import Path
 
 import redis
 
+from bench import canvas
 from bench.profiling import Profiler
 from bench.report import json_lines, lines, table
 from bench.workloads import Counts, run_system
@@ -44,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=2, help="tasks at once per tasktide worker process")
     p.add_argument("--prefetch", type=int, default=0, help="tasktide worker --prefetch (0: its default)")
     p.add_argument("--work-dir", type=Path, help="Redis data and process logs (default: a temporary folder)")
+    canvas.add_arguments(p)
     return p
 
 
@@ -72,11 +74,16 @@ def main(argv: list[str] | None = None) -> int:
             redis.Redis.from_url(base).flushall()
             system = _system(name, base, work, args, profiler)
             figures[name] = run_system(system, counts, _log, redis_pid=server.process.pid)
+        dbs = {"tasktide": TASKTIDE_DB, "celery": CELERY_DB}
+        canvas_rows = [] if args.no_canvas else canvas.run(base, dbs, server.process.pid, work, args, _log)
     rows = lines(figures.get("tasktide"), figures.get("celery"), counts)
-    print(json_lines(rows))
+    print(json_lines(rows + canvas_rows))
     print()
     print(f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {platform.platform()}")
     print(table(rows))
+    if canvas_rows:
+        print()
+        print(canvas.table(canvas_rows))
     return 0
 
 

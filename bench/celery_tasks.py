@@ -30,3 +30,8 @@ def noop() -> None:
 @app.task
 def add(x: int, y: int) -> int:
     return x + y
+
+
+@app.task
+def total(values: list[int]) -> int:
+    return sum(values)

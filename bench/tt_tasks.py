@@ -16,6 +16,11 @@ def noop() -> None:
 
 
 @app.task
+def total(values: list[int]) -> int:
+    return sum(values)
+
+
+@app.task
 def add(x: int, y: int) -> int:
     return x + y
 

@@ -139,7 +139,7 @@ async def start(
         )
         scheduler = SchedulerService(sstore, admission, peers, settings)
         add_service(server, _DESCRIPTORS["scheduler"], scheduler)
-        workflows = WorkflowService(sstore, admission, peers)
+        workflows = WorkflowService(sstore, admission, peers, settings.limits)
         add_service(server, WORKFLOWS, workflows)
         peers.bind(scheduler=scheduler, workflows=workflows)
         jobs.append(partial(run_pump, sstore, admission, settings.tick_seconds))

@@ -30,6 +30,9 @@ WORKLOADS = {
     "producers_threads",
     "producers_processes",
     "latency_under_load",
+    "canvas_group",
+    "canvas_chord",
+    "canvas_chain",
 }
 
 
@@ -39,7 +42,7 @@ def test_bench_quick_tasktide(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=180,  # the many-producer rows start five processes
+        timeout=300,  # the many-producer rows start five processes, the canvas rows a platform of their own
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]

@@ -21,6 +21,7 @@ class Limits:
     max_queue_length: int = 128
     max_payload_bytes: int = 1024 * 1024
     max_batch: int = 10_000
+    max_workflow_tasks: int = 250_000  # tasks in one workflow (every stage), submitted in one message
     max_message_bytes: int = 16 * 1024 * 1024
     max_json_depth: int = 64  # nesting of arrays and objects in JSON args and kwargs
     max_delay_seconds: float = 10 * 366 * 86_400.0  # longest countdown; an ETA at most this far ahead
@@ -110,6 +111,7 @@ class ServerSettings:
                 max_payload_bytes=int(num("TASKTIDE_MAX_PAYLOAD_BYTES", base.limits.max_payload_bytes)),
                 max_json_depth=int(num("TASKTIDE_MAX_JSON_DEPTH", base.limits.max_json_depth)),
                 max_delay_seconds=num("TASKTIDE_MAX_DELAY_SECONDS", base.limits.max_delay_seconds),
+                max_workflow_tasks=int(num("TASKTIDE_MAX_WORKFLOW_TASKS", base.limits.max_workflow_tasks)),
             ),
             index=IndexSettings(
                 enabled=env.get("TASKTIDE_INDEX", "1") not in ("0", "false", "no"),

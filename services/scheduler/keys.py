@@ -21,14 +21,20 @@ tt:s:{sched}:due      ZSET    schedule id -> its next occurrence, Unix ms (absen
 tt:s:{sched}:firing   ZSET    "id|occurrence ms" (`firing`) -> hand-over deadline: claimed, task not
                               yet submitted
 
-Workflows (workflows.py):
-tt:s:wf:{id}          HASH    spec = serialized SubmitWorkflowResponse (stages with task ids),
+Workflows (workflows.py, workflow_store.py):
+tt:s:wf:{id}          HASH    stages = the number of stages,
+                              stage:{n} = serialized Stage n (its task specs and ids), read when it
+                              is submitted,
                               stage = the stage running, state = running (WORKFLOW_RUNNING) |
                               succeeded | failed,
-                              left:{stage} = group members of that stage not finished yet,
+                              size:{n}, left:{n} = of a group stage: its members, and those not
+                              finished yet,
                               r:{stage}:{member} = a finished member's result (JSON),
-                              tp:{stage}:{member} = its traceparent (for the callback's links);
-                              no expiry while running; once ended it expires with the results
+                              tp:{stage}:{member} = its traceparent (for the callback's links; the
+                              first workflows.LINKS_MAX members only);
+                              no expiry while running; once ended it expires with the results.
+                              (Workflows written before `stages` existed keep every stage in one
+                              field, spec = serialized SubmitWorkflowResponse; they are still read.)
 
 The scripts (scripts.lua) read LUA_CONSTANTS as locals (see common/lua.py).
 """

@@ -143,43 +143,33 @@ local after = nxt + interval * count
 redis.call('SET', slot, after, 'PX', after - now + 60000)
 return nxt
 
---! member_done
--- KEYS: the workflow hash. ARGV: stage, member, result JSON, member count, the member's
--- traceparent (or empty).
--- Records a group member's result once; when every member is done, returns the results in member
--- order followed by the members' traceparents, else an empty list. A repeated completion records
--- nothing, but returns the results too once the stage is done, so that the next stage, whose
--- submission may have failed after the first one, is submitted again (workflows.py).
+--! step_done
+-- KEYS: the workflow hash. ARGV: stage, member, result JSON, the member's traceparent (empty: not
+-- kept; workflows.LINKS_MAX members keep theirs, for the callback's links).
+-- A task of a workflow succeeded. O(1) whatever the size of the workflow: a group member's result
+-- is recorded once (HSETNX) and counted down; a stage of one task, or a group with no member left,
+-- is done, and a done stage moves the running workflow on, once. Returns -1 for no such workflow,
+-- 0 for nothing to do (members left, the workflow past that stage or stopped), 1 when the stage
+-- moved on now, 2 when it had moved on before: a repeated completion, whose caller submits the
+-- next stage again, since that submission may have failed (its idempotency keys make it harmless).
 local workflow = KEYS[1]
-local stage, member, result, count, traceparent = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
-local left
-if redis.call('HSETNX', workflow, 'r:' .. stage .. ':' .. member, result) == 1 then
-  redis.call('HSET', workflow, 'tp:' .. stage .. ':' .. member, traceparent)
-  left = redis.call('HINCRBY', workflow, 'left:' .. stage, -1)
-else
-  left = tonumber(redis.call('HGET', workflow, 'left:' .. stage))
+local stage, member, result, traceparent = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('EXISTS', workflow) == 0 then return -1 end
+local left = redis.call('HGET', workflow, 'left:' .. stage)
+if left then
+  if redis.call('HSETNX', workflow, 'r:' .. stage .. ':' .. member, result) == 1 then
+    if traceparent ~= '' then redis.call('HSET', workflow, 'tp:' .. stage .. ':' .. member, traceparent) end
+    left = redis.call('HINCRBY', workflow, 'left:' .. stage, -1)
+  else
+    left = tonumber(left)
+  end
+  if left ~= 0 then return 0 end
 end
-if left ~= 0 then return {} end
-local out = {}
-for i = 0, count - 1 do
-  out[#out + 1] = redis.call('HGET', workflow, 'r:' .. stage .. ':' .. i)
-end
-for i = 0, count - 1 do
-  out[#out + 1] = redis.call('HGET', workflow, 'tp:' .. stage .. ':' .. i) or ''
-end
-return out
-
---! advance
--- KEYS: the workflow hash. ARGV: from stage.
--- Moves the running workflow from that stage to the next, once. Returns 1 when it moved now, 2
--- when it had moved to that next stage already (its submission is made again: it may have failed;
--- the stage's idempotency keys make a repeat harmless), 0 when it is past it or stopped.
-local workflow = KEYS[1]
-local from = tonumber(ARGV[1])
 if redis.call('HGET', workflow, 'state') ~= WORKFLOW_RUNNING then return 0 end
-local stage = tonumber(redis.call('HGET', workflow, 'stage'))
-if stage == from + 1 then return 2 end
-if stage ~= from then return 0 end
+local from = tonumber(stage)
+local current = tonumber(redis.call('HGET', workflow, 'stage'))
+if current == from + 1 then return 2 end
+if current ~= from then return 0 end
 redis.call('HSET', workflow, 'stage', from + 1)
 return 1
 

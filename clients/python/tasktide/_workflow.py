@@ -7,22 +7,30 @@
 
 `apply_async()` submits the whole workflow at once and returns a WorkflowHandle whose `get()` is
 the last stage's result (a list for a group). A failure stops the workflow: `get()` raises it.
+A group's results are collected as its members finish, a few thousand per Watch stream
+(`WATCH_CHUNK`), not one call per member.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import grpc
+
 from tasktide._errors import translated
-from tasktide._exceptions import ConfigurationError
+from tasktide._exceptions import ConfigurationError, TaskTimeout
 from tasktide._handle import TaskHandle
-from tasktide.v1 import task_pb2, workflow_pb2, workflow_pb2_grpc
+from tasktide._results import unwrap
+from tasktide.v1 import results_pb2, task_pb2, workflow_pb2, workflow_pb2_grpc
 
 if TYPE_CHECKING:
     from tasktide._app import Task
     from tasktide._client import Client
+
+WATCH_CHUNK = 5_000  # task ids per Watch stream when a group's results are collected
 
 
 @dataclass(frozen=True)
@@ -145,10 +153,14 @@ class WorkflowHandle:
         return [TaskHandle(tid, self._client) for ids in self.task_ids for tid in ids]
 
     def get(self, timeout: float | None = None) -> Any:
-        """The last stage's result (a list for a group); raises TaskFailed when the workflow failed."""
+        """The last stage's result (a list for a group, in member order); raises TaskFailed when
+        the workflow failed (for a group: as soon as a failed member is seen), TaskTimeout after
+        `timeout` seconds."""
         last = self._stages[-1]
-        values = [self._client.result(tid, timeout) for tid in last.task_ids]
-        return values if last.group else values[0]
+        if not last.group:
+            return self._client.result(last.task_ids[0], timeout)
+        finals = collect(self._client, list(last.task_ids), timeout)
+        return [unwrap(finals[tid]) for tid in last.task_ids]
 
     def state(self) -> str:
         """RUNNING, SUCCEEDED or FAILED."""
@@ -156,3 +168,32 @@ class WorkflowHandle:
         with translated(self._client.settings.scheduler()):
             wf = stub.GetWorkflow(workflow_pb2.GetWorkflowRequest(workflow_id=self.id))
         return workflow_pb2.WorkflowState.Name(wf.state).removeprefix("WORKFLOW_STATE_")
+
+
+def collect(client: Client, task_ids: Sequence[str], timeout: float | None) -> dict[str, task_pb2.TaskResult]:
+    """The final result of each task, watched WATCH_CHUNK tasks per stream; the first failure is
+    raised as soon as it is seen (TaskFailed), TaskTimeout when `timeout` passes first."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    stub = client._stubs["results"]
+    out: dict[str, task_pb2.TaskResult] = {}
+    for start in range(0, len(task_ids), WATCH_CHUNK):
+        chunk = task_ids[start : start + WATCH_CHUNK]
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise TaskTimeout(chunk[0], timeout)
+        req = results_pb2.WatchRequest(task_ids=chunk, until_final=True, final_only=True)
+        with translated(client.settings.results()):
+            try:
+                for batch in stub.WatchBatches(req, timeout=left):
+                    for ev in batch.events:
+                        if ev.progress_only:
+                            continue
+                        res = task_pb2.TaskResult(task_id=ev.task_id, state=ev.state, result=ev.result, error=ev.error)
+                        if ev.state != task_pb2.TASK_STATE_SUCCEEDED:
+                            unwrap(res)  # raises its failure
+                        out[ev.task_id] = res
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise TaskTimeout(next(t for t in chunk if t not in out), timeout) from None
+                raise
+    return out
