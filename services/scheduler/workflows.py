@@ -161,7 +161,7 @@ class WorkflowService:
         if nxt is None:
             await self.store.finish(s.workflow_id, "succeeded")
             return
-        value, links = s.result, []
+        value, links = s.result, list[str]()
         if group:
             value, links = await self.store.results(s.workflow_id, s.stage, LINKS_MAX)
         specs = [_with_first_arg(spec, value) for spec in nxt.tasks]
