@@ -131,6 +131,24 @@ def test_producer_cannot_forge_results_or_stages(secured: PlatformThread) -> Non
             assert "not allowed for role producer" in info.value.details()
 
 
+def test_a_producer_cannot_place_a_task_in_a_workflow(secured: PlatformThread) -> None:
+    """The workflow headers are the platform's: a plain task posing as a workflow's member would
+    move that workflow on when it succeeds."""
+    from tasktide.v1 import scheduler_pb2_grpc
+
+    md = [("authorization", f"Bearer {mint(KEY, namespace='default', role='producer')}")]
+    with grpc.insecure_channel(secured.address) as ch:
+        stub = scheduler_pb2_grpc.SchedulerStub(ch)
+        for header in ("tasktide-workflow", "tasktide-stage", "tasktide-member"):
+            spec = task_pb2.TaskSpec(name="auth.noop", queue="auth-forge", headers={header: "0"})
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Submit(scheduler_pb2.SubmitRequest(spec=spec), metadata=md)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert info.value.details() == f"header {header!r} is set by the platform only"
+        plain = task_pb2.TaskSpec(name="auth.noop", queue="auth-forge", headers={"mine": "1"})
+        assert len(stub.Submit(scheduler_pb2.SubmitRequest(spec=plain), metadata=md).task_id) == 32
+
+
 def _submit_code(address: str, token: str) -> tuple[grpc.StatusCode, str]:
     from tasktide.v1 import scheduler_pb2_grpc
 

@@ -35,9 +35,10 @@ from dataclasses import dataclass
 from tasktide.v1 import scheduler_pb2, task_pb2
 from tasktide_services.common import tenancy, validate
 from tasktide_services.common.auth import SERVICE, Caller
-from tasktide_services.common.errors import ServiceError, Unavailable
+from tasktide_services.common.errors import InvalidArgument, ServiceError, Unavailable
 from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
+from tasktide_services.common.layout import WORKFLOW_HEADERS
 from tasktide_services.common.partitions import Partitions
 from tasktide_services.common.settings import Limits
 from tasktide_services.scheduler.store import PENDING, Claim, SchedulerStore
@@ -113,6 +114,10 @@ class Admission:
         caller submits belong to the caller's namespace (common/tenancy.py)."""
         tenancy.stamp(spec, caller)
         validate.spec(spec, self._limits)
+        if not tenancy.acts_everywhere(caller):
+            for header in WORKFLOW_HEADERS:
+                if header in spec.headers:
+                    raise InvalidArgument(f"header {header!r} is set by the platform only")
 
     def check_batch(self, count: int) -> None:
         validate.batch_size(count, self._limits)

@@ -11,7 +11,7 @@ from tasktide_services.common import tenancy, validate
 from tasktide_services.common.auth import current_caller
 from tasktide_services.common.errors import NotFound
 from tasktide_services.common.events import event, first_events
-from tasktide_services.common.layout import is_final
+from tasktide_services.common.layout import WORKFLOW_HEADERS, is_final
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.scheduler.admission import Admission
@@ -93,7 +93,7 @@ class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
                 return scheduler_pb2.CancelResponse(state=S.TASK_STATE_RUNNING)
         events = [*first_events(task), event(task, S.TASK_STATE_CANCELLED, spec=task.spec)]
         await self.peers.results.Record(results_pb2.RecordRequest(events=events))
-        if "tasktide-workflow" in task.spec.headers:  # a cancelled step stops its workflow
+        if WORKFLOW_HEADERS[0] in task.spec.headers:  # a cancelled step stops its workflow
             done = workflow_pb2.Completion(task_id=task.id, headers=task.spec.headers, state=S.TASK_STATE_CANCELLED)
             await self.peers.workflows.Completed(workflow_pb2.CompletedRequest(completions=[done]))
         return scheduler_pb2.CancelResponse(state=S.TASK_STATE_CANCELLED)

@@ -28,6 +28,7 @@ from tasktide_services.common import tenancy, validate
 from tasktide_services.common.auth import current_caller
 from tasktide_services.common.errors import InvalidArgument, NotFound, ResourceExhausted
 from tasktide_services.common.events import event
+from tasktide_services.common.layout import WORKFLOW_HEADERS
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import Limits
 from tasktide_services.scheduler import keys
@@ -35,7 +36,7 @@ from tasktide_services.scheduler.admission import Admission
 from tasktide_services.scheduler.store import SchedulerStore
 from tasktide_services.scheduler.workflow_store import Step, WorkflowStore
 
-WF, STAGE, MEMBER = "tasktide-workflow", "tasktide-stage", "tasktide-member"
+WF, STAGE, MEMBER = WORKFLOW_HEADERS
 LINKS = "tasktide-links"  # traceparents of the tasks a task follows (tracing links to them)
 LINKS_MAX = 128  # a chord's callback links to its first members' traces (OpenTelemetry's default span link limit)
 Ctx: TypeAlias = grpc.aio.ServicerContext

@@ -20,11 +20,12 @@ from redis.asyncio.client import Pipeline
 from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2, workflow_pb2
 from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
+from tasktide_services.common.layout import WORKFLOW_HEADERS
 from tasktide_services.common.lua import run_pipeline
 from tasktide_services.common.peers import Peers
 from tasktide_services.worker.store import Leased, RegistryStore
 
-WORKFLOW = "tasktide-workflow"  # the header that places a task in a workflow (scheduler/workflows.py)
+WORKFLOW = WORKFLOW_HEADERS[0]  # the header that places a task in a workflow (scheduler/workflows.py)
 
 
 _FINAL_STATE = {
