@@ -154,3 +154,21 @@ def test_watch_batches_carries_the_events_of_watch_several_per_message(platform,
     assert len(messages) < len(one_by_one) / 10
     assert all(m.ByteSize() < 2_000_000 for m in messages)
     assert sum(1 for m in messages if any(len(e.result.json) > 600_000 for e in m.events)) == 2
+
+
+def test_get_with_no_time_to_wait_asks_once(platform, client, queue_name):
+    """timeout=0 answers from what is recorded: a finished task's value, else TaskTimeout at once."""
+    import asyncio
+
+    waiting = client.submit("t.add", [1, 1], queue=queue_name)  # no worker yet: not finished
+    with pytest.raises(tasktide.TaskTimeout):
+        waiting.get(timeout=0)
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        assert waiting.get(timeout=10) == 2
+    assert waiting.get(timeout=0) == 2
+
+    async def from_async() -> object:
+        async with tasktide.AsyncClient(settings=client_settings(platform.address)) as c:
+            return await c.result(waiting.id, timeout=0)
+
+    assert asyncio.run(from_async()) == 2

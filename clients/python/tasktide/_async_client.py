@@ -245,6 +245,8 @@ class AsyncClient(BaseClient, AsyncScheduleMethods):  # schedule methods: _sched
             task_id: the task's id.
             timeout: seconds to wait at most (None: no limit).
         """
+        if self._no_wait(timeout):
+            return self._final_or_timeout((await self.fetch([task_id]))[0], task_id, timeout)
         deadline = self._deadline(timeout)
         while True:
             res = await self._run(self._wait_slice(task_id, deadline, timeout))

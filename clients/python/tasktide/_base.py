@@ -148,6 +148,18 @@ class BaseClient:
         return Call("results", "Wait", results_pb2.WaitRequest(task_id=task_id, timeout=left), _same, left + 5)
 
     @staticmethod
+    def _no_wait(timeout: float | None) -> bool:
+        """A timeout of 0 (or less) asks once for what is recorded instead of waiting."""
+        return timeout is not None and timeout <= 0
+
+    def _final_or_timeout(
+        self, result: task_pb2.TaskResult, task_id: str, timeout: float | None
+    ) -> task_pb2.TaskResult:
+        if self._is_final(result):
+            return result
+        raise TaskTimeout(task_id, timeout)
+
+    @staticmethod
     def _is_final(result: task_pb2.TaskResult) -> bool:
         return result.state in FINAL_PROTO_STATES
 

@@ -267,6 +267,8 @@ class Client(BaseClient, ScheduleMethods):  # schedule methods: _schedules.py
             task_id: the task's id.
             timeout: seconds to wait at most (None: no limit).
         """
+        if self._no_wait(timeout):
+            return self._final_or_timeout(self.fetch([task_id])[0], task_id, timeout)
         deadline = self._deadline(timeout)
         while True:
             res = self._run(self._wait_slice(task_id, deadline, timeout))
