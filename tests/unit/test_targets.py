@@ -12,7 +12,6 @@ from tasktide._targets import ROUND_ROBIN, parse
 @pytest.mark.parametrize(
     ("address", "target"),
     [
-        ("127.0.0.1:50051", "127.0.0.1:50051"),
         ("dns:///tasktide-scheduler.ns.svc:50051", "dns:///tasktide-scheduler.ns.svc:50051"),
         ("10.0.0.5:1, 10.0.0.6:2", "ipv4:10.0.0.5:1,10.0.0.6:2"),
         ("[fd00::5]:1,[fd00::6]:1", "ipv6:[fd00::5]:1,[fd00::6]:1"),
@@ -27,6 +26,14 @@ def test_an_address_setting_becomes_a_round_robin_target(address: str, target: s
     got = parse(address)
     assert got.target == target
     assert ROUND_ROBIN in got.options
+
+
+def test_one_plain_address_keeps_the_default_policy() -> None:
+    """pick_first reconnects when the next call comes, so a call after a quick restart of the one
+    server waits for the connection instead of failing while round_robin backs off."""
+    for address in ("127.0.0.1:50051", "localhost:50051", "unix:/run/a.sock"):
+        got = parse(address)
+        assert (got.target, got.options) == (address, ())
 
 
 def test_names_in_a_list_keep_the_first_one_as_the_tls_authority() -> None:

@@ -9,7 +9,8 @@ An address setting (TASKTIDE_ADDRESS, TASKTIDE_SCHEDULER_ADDRESS, ...) takes:
   (`sched-a:50051,sched-b:50051`, resolved once when the channel is made; use one DNS name for a set
   that changes).
 
-Every channel balances with gRPC's `round_robin` policy: each call (a stream: for its whole life)
+A list or a resolver target is balanced with gRPC's `round_robin` policy (one plain address keeps
+the default, `pick_first`): each call (a stream: for its whole life)
 goes to a replica that is connected, and a replica that goes away is left out until it is back, so
 a call made after a replica died reaches another one. All entries of a list must be of one kind
 (unix paths, or IPv4, or IPv6 once names are resolved). gRPC's own list forms (`ipv4:A,B`,
@@ -77,14 +78,17 @@ def parse(address: str, *, tls: bool = False) -> Target:
     list gRPC could not use."""
     entries = [e.strip() for e in address.split(",")]
     native = address.startswith(("ipv4:", "ipv6:")) or (
-        entries[0].startswith("unix:") and all(e.startswith("/") for e in entries[1:])
+        len(entries) > 1 and entries[0].startswith("unix:") and all(e.startswith("/") for e in entries[1:])
     )
     if native and all(entries):  # already gRPC's own list form: ipv4:A,B / unix:/a,/b
         return Target(address.strip())
     if len(entries) == 1:
         if not entries[0]:
             raise _bad(address, "empty")
-        return Target(entries[0])
+        # One address keeps gRPC's default policy (pick_first), which reconnects when the next call
+        # comes; round_robin would fail calls at once while it backs off from a restarted server.
+        # A resolver target (dns:///...) may name several replicas: it is balanced.
+        return Target(entries[0], (ROUND_ROBIN,) if "/" in entries[0] and not entries[0].startswith("unix:") else ())
     if any(not e for e in entries):
         raise _bad(address, "an empty entry")
     if any(e.startswith("unix:") for e in entries):
