@@ -18,7 +18,7 @@ import pytest
 
 import tasktide
 from tasktide import TaskState
-from tasktide_services.testing import eventually, run_worker_thread, spawn_listening
+from tasktide_services.testing import eventually, run_worker_thread, service_env, spawn_listening
 from tests.conftest import require_tool
 from tests.tasks_app import app
 
@@ -91,7 +91,9 @@ def until(fn: Callable[[], Any], timeout: float = 15.0) -> Any:
 
 @pytest.fixture(scope="module")
 def dashboard(platform) -> Iterator[str]:
-    proc, listening, _ = spawn_listening("dashboard", "--address", platform.address, listen="--listen")
+    proc, listening, _ = spawn_listening(
+        "dashboard", "--address", platform.address, listen="--listen", env=service_env(platform.address)
+    )
     base = f"http://{listening}"
 
     def up() -> bool:

@@ -25,6 +25,7 @@ from tasktide_services.scheduler.schedule_store import ScheduleStore
 from tasktide_services.scheduler.store import SchedulerStore
 from tasktide_services.testing import (
     PlatformThread,
+    client_settings,
     eventually,
     run_worker_thread,
     unreachable_address,
@@ -303,7 +304,7 @@ def test_cli_add_list_delete_round_trip(platform: PlatformThread, sched_name: st
 
 def test_async_client_manages_schedules(platform: PlatformThread, sched_name: str) -> None:
     async def main() -> None:
-        async with tasktide.AsyncClient(settings=tasktide.client_settings(platform.address)) as c:
+        async with tasktide.AsyncClient(settings=client_settings(platform.address)) as c:
             s = await c.put_schedule(sched_name, "t.add", [1, 2], every=3600.0, paused=True)
             assert s.paused and s.next_run is None
             assert (await c.resume_schedule(sched_name)).next_run is not None
