@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -247,3 +248,16 @@ def test_browser_renders_overview_and_task_page(platform, client, dashboard, tmp
     assert '<span class="state FAILED">FAILED</span>' in page
     assert "shown in the browser" in page and "Traceback" in page
     assert "t.boom" in page
+
+
+@pytest.mark.parametrize("address", ["nowhere", "127.0.0.1:port", "unix:", "unix"])
+def test_a_malformed_platform_address_is_refused_at_start(address: str) -> None:
+    """--address is HOST:PORT or unix:PATH (how services run apart in one host are reached)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "tasktide.cli", "dashboard", "--address", address, "--listen", "127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stderr
+    assert f"--address must be HOST:PORT, got {address!r}" in out.stderr

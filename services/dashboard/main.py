@@ -136,7 +136,7 @@ def main(argv: list[str]) -> int:
         return hash_password_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
-        if not args.address.startswith("unix:"):  # a unix socket, as the clients take, or HOST:PORT
+        if not (args.address.startswith("unix:") and args.address[5:]):  # unix:PATH as clients take it
             _host_port(args.address, "--address")
         host, port = _host_port(args.listen, "--listen")
         lifetime = parse_duration(args.session_lifetime)
