@@ -29,6 +29,13 @@ def _running(request: pytest.FixtureRequest) -> Iterator[None]:
     RUNNING.clear()
 
 
+def record(fig: Figures) -> None:
+    """Puts a case's figures in the running test's report; tests/conftest.py gathers them from the
+    reports (in the controller, with xdist) into reports/faults.md."""
+    if RUNNING:
+        RUNNING[0].user_properties.append((FIGURES, asdict(fig)))
+
+
 @dataclass
 class Rig:
     """One case's platform: its Redis (`redis_url` as the services reach it, maybe through a
@@ -48,8 +55,7 @@ class Rig:
     def count(self, case: str, ids: list[str], fault_ended: float, **kw: object) -> Figures:
         fig = count(case, self.client, self.redis.url, ids, self.markers, fault_ended, **kw)  # type: ignore[arg-type]
         print(fig.line())
-        if RUNNING:  # gathered from the test reports by tests/conftest.py (in the controller, with xdist)
-            RUNNING[0].user_properties.append((FIGURES, asdict(fig)))
+        record(fig)
         return fig
 
     def assert_held(self, fig: Figures) -> None:
