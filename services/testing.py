@@ -14,8 +14,11 @@ Helpers:
     eventually(check, timeout=..., interval=...)   poll until `check()` is truthy; returns its value
     run_worker_thread(app, address, queues=...)   a Worker in a background thread (context manager);
                                                   an exception that ended the worker is re-raised
-    client_settings(address)                       ClientSettings for a platform's address: with the
+    client_settings(address, env=None)             ClientSettings for a platform's address: with the
                                                   per-service addresses when its services run apart
+                                                  (and the TASKTIDE_* settings of `env`)
+    service_env(address)                           those per-service addresses (TASKTIDE_*_ADDRESS), for
+                                                  a process started with an environment of its own
     register_services(address, env)                 names the per-service addresses (TASKTIDE_*_ADDRESS)
                                                   of a platform whose services run as separate processes
     spawn(*args, env=...)                          `python -m tasktide.cli ARGS` as a subprocess
@@ -100,8 +103,15 @@ def register_services(address: str, env: dict[str, str]) -> None:
         _SERVICE_ENVS.pop(address, None)
 
 
-def client_settings(address: str) -> ClientSettings:
-    return ClientSettings.from_env(_SERVICE_ENVS.get(address, {}), address=address)
+def service_env(address: str) -> dict[str, str]:
+    """The TASKTIDE_*_ADDRESS variables that reach each service of the platform at `address`
+    (TASKTIDE_ADDRESS alone when its services share one server), for a Go, Node or dashboard
+    process started with an environment of its own."""
+    return {"TASKTIDE_ADDRESS": address, **_SERVICE_ENVS.get(address, {})}
+
+
+def client_settings(address: str, env: dict[str, str] | None = None) -> ClientSettings:
+    return ClientSettings.from_env({**_SERVICE_ENVS.get(address, {}), **(env or {})}, address=address)
 
 
 @dataclass

@@ -12,11 +12,35 @@ from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2, worker
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
+# Where each service listens: the platform's one address, or each its own when the services run apart.
+ADDRESS_OF = {
+    "tasktide.v1.Scheduler": "address",
+    "tasktide.v1.Registry": "registry_address",
+    "tasktide.v1.Results": "results_address",
+}
+
+
 @pytest.fixture()
 def channel(platform):
     ch = grpc.insecure_channel(platform.address)
     yield ch
     ch.close()
+
+
+@pytest.fixture()
+def channel_to(platform):
+    """A channel to the server of a service (by its full name, "tasktide.v1.Results")."""
+    opened: dict[str, grpc.Channel] = {}
+
+    def open_(service: str) -> grpc.Channel:
+        address = getattr(platform, ADDRESS_OF[service])
+        if address not in opened:
+            opened[address] = grpc.insecure_channel(address)
+        return opened[address]
+
+    yield open_
+    for ch in opened.values():
+        ch.close()
 
 
 def _raw(channel, method: str, payload: bytes):
@@ -76,7 +100,8 @@ def test_truncated_protobuf_is_invalid_argument(channel):
         ("/tasktide.v1.Results/Wait", results_pb2.WaitRequest(task_id="")),
     ],
 )
-def test_malformed_ids_are_invalid_argument(channel, method, message):
+def test_malformed_ids_are_invalid_argument(channel_to, method, message):
+    channel = channel_to(method.split("/")[1])
     got, details = _status(lambda: _raw(channel, method, message.SerializeToString()))
     assert got == INVALID
     assert "malformed task id" in details
@@ -87,8 +112,8 @@ def test_unknown_task_id_is_not_found(client):
         client.get_task("0" * 32)
 
 
-def test_session_must_start_with_hello(channel):
-    stub = worker_pb2_grpc.RegistryStub(channel)
+def test_session_must_start_with_hello(channel_to):
+    stub = worker_pb2_grpc.RegistryStub(channel_to("tasktide.v1.Registry"))
     with pytest.raises(grpc.RpcError) as info:
         list(stub.Session(iter([worker_pb2.WorkerMessage(credit=5)]), timeout=5))
     assert info.value.code() == INVALID
@@ -100,22 +125,24 @@ def test_oversized_batch_is_resource_exhausted(channel):
     assert got == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-def test_service_stays_healthy_after_bad_input(channel, client, platform, queue_name):
+def test_service_stays_healthy_after_bad_input(channel, channel_to, client, platform, queue_name):
     for _ in range(20):
         with pytest.raises(grpc.RpcError):
             _raw(channel, "/tasktide.v1.Scheduler/Submit", b"\xff\xff\xff")
-    health = health_pb2_grpc.HealthStub(channel)
-    for service in ("", "tasktide.v1.Scheduler", "tasktide.v1.Registry", "tasktide.v1.Results"):
-        resp = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
-        assert resp.status == health_pb2.HealthCheckResponse.SERVING
+    for service in ADDRESS_OF:
+        health = health_pb2_grpc.HealthStub(channel_to(service))
+        for name in ("", service):
+            resp = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
+            assert resp.status == health_pb2.HealthCheckResponse.SERVING, (service, name)
     assert client.submit("t.add", [1, 2], queue=queue_name).id
 
 
-def test_reflection_lists_the_services(channel):
+def test_reflection_lists_the_services(channel_to):
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-    req = reflection_pb2.ServerReflectionRequest(list_services="")
-    (resp,) = list(stub.ServerReflectionInfo(iter([req]), timeout=5))
-    names = {s.name for s in resp.list_services_response.service}
-    assert {"tasktide.v1.Scheduler", "tasktide.v1.Registry", "tasktide.v1.Results", "grpc.health.v1.Health"} <= names
+    for service in ADDRESS_OF:  # each server lists the services it hosts
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel_to(service))
+        req = reflection_pb2.ServerReflectionRequest(list_services="")
+        (resp,) = list(stub.ServerReflectionInfo(iter([req]), timeout=5))
+        names = {s.name for s in resp.list_services_response.service}
+        assert {service, "grpc.health.v1.Health"} <= names

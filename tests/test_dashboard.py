@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -18,7 +19,7 @@ import pytest
 
 import tasktide
 from tasktide import TaskState
-from tasktide_services.testing import eventually, run_worker_thread, spawn_listening
+from tasktide_services.testing import eventually, run_worker_thread, service_env, spawn_listening
 from tests.conftest import require_tool
 from tests.tasks_app import app
 
@@ -91,7 +92,9 @@ def until(fn: Callable[[], Any], timeout: float = 15.0) -> Any:
 
 @pytest.fixture(scope="module")
 def dashboard(platform) -> Iterator[str]:
-    proc, listening, _ = spawn_listening("dashboard", "--address", platform.address, listen="--listen")
+    proc, listening, _ = spawn_listening(
+        "dashboard", "--address", platform.address, listen="--listen", env=service_env(platform.address)
+    )
     base = f"http://{listening}"
 
     def up() -> bool:
@@ -245,3 +248,16 @@ def test_browser_renders_overview_and_task_page(platform, client, dashboard, tmp
     assert '<span class="state FAILED">FAILED</span>' in page
     assert "shown in the browser" in page and "Traceback" in page
     assert "t.boom" in page
+
+
+@pytest.mark.parametrize("address", ["nowhere", "127.0.0.1:port", "unix:", "unix"])
+def test_a_malformed_platform_address_is_refused_at_start(address: str) -> None:
+    """--address is HOST:PORT or unix:PATH (how services run apart in one host are reached)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "tasktide.cli", "dashboard", "--address", address, "--listen", "127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stderr
+    assert f"--address must be HOST:PORT, got {address!r}" in out.stderr

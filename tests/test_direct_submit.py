@@ -14,14 +14,13 @@ from tasktide import AsyncClient, Client, ClientSettings, TaskState
 from tasktide._exceptions import InvalidArgument, ResourceExhausted, Unavailable
 from tasktide.v1 import task_pb2
 from tasktide_services.common.redis_server import start_redis
-from tasktide_services.testing import run_worker_thread, unreachable_address
+from tasktide_services.testing import client_settings, run_worker_thread, unreachable_address
 from tasktide_services.worker.keys import queue_keys
 from tests.tasks_app import app
 
 
 def _client(address: str, redis_url: str) -> Client:
-    settings = ClientSettings.from_env({"TASKTIDE_SUBMIT_REDIS_URL": redis_url}, address=address)
-    return Client(settings=settings)
+    return Client(settings=client_settings(address, {"TASKTIDE_SUBMIT_REDIS_URL": redis_url}))
 
 
 @pytest.fixture()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tasktide import Client, TaskFailed, TaskState
-from tasktide_services.testing import PlatformThread, eventually
+from tasktide_services.testing import PlatformThread, eventually, service_env
 from tests.conftest import ROOT, require_tool
 
 GO_DIR = ROOT / "clients" / "go"
@@ -30,7 +30,7 @@ def _base_env() -> dict[str, str]:
 
 
 def _go_env(platform: PlatformThread, **extra: str) -> dict[str, str]:
-    return {**_base_env(), "TASKTIDE_ADDRESS": platform.address, **extra}
+    return {**_base_env(), **service_env(platform.address), **extra}
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from tasktide import Client, ClientSettings
 from tasktide.contrib.opentelemetry import TracingHooks
-from tasktide_services.testing import PlatformThread, spawn
+from tasktide_services.testing import PlatformThread, service_env, spawn
 from tests.otlp_receiver import OtlpReceiver, Span
 from tests.processes import ROOT
 from tests.test_go_worker_sessions import go_env, go_test_worker  # noqa: F401 - a fixture
@@ -38,7 +38,7 @@ def test_python_to_go_to_python_is_one_trace(platform: PlatformThread, go_test_w
     receiver = OtlpReceiver().start()
     provider = TracerProvider(resource=Resource.create({"service.name": "test-python-producer"}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=receiver.endpoint, insecure=True)))
-    address = {"TASKTIDE_ADDRESS": platform.address}
+    address = service_env(platform.address)
     go_log = open(tmp_path / "go.log", "w")  # noqa: SIM115 - closed with the worker
     go_worker = subprocess.Popen(
         [go_test_worker],

@@ -62,7 +62,8 @@ def ref(**metadata: str) -> pb.ScaledObjectRef:
 
 @pytest.fixture()
 def scaler(platform: PlatformThread) -> Iterator[Scaler]:
-    with grpc.insecure_channel(platform.address) as channel:
+    # the scaler is served by the registry (its own address when the services run apart)
+    with grpc.insecure_channel(platform.registry_address) as channel:
         yield Scaler(channel)
 
 
@@ -161,7 +162,7 @@ def test_bad_metadata_gets_invalid_argument(scaler: Scaler, metadata: dict[str, 
 
 
 def test_the_scaler_reports_serving_on_the_health_service(platform: PlatformThread) -> None:
-    with grpc.insecure_channel(platform.address) as channel:
+    with grpc.insecure_channel(platform.registry_address) as channel:
         check = health_pb2_grpc.HealthStub(channel).Check
         resp = check(health_pb2.HealthCheckRequest(service="externalscaler.ExternalScaler"), timeout=10)
     assert resp.status == health_pb2.HealthCheckResponse.SERVING

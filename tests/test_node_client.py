@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from tasktide import Client, TaskFailed
-from tasktide_services.testing import PlatformThread
+from tasktide_services.testing import PlatformThread, service_env
 from tests.conftest import ROOT, require_tool
 
 NODE_DIR = ROOT / "clients" / "node"
@@ -46,7 +46,7 @@ def node() -> str:
 
 def _node_env(platform: PlatformThread, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKTIDE_")}
-    return {**env, "TASKTIDE_ADDRESS": platform.address, **extra}
+    return {**env, **service_env(platform.address), **extra}
 
 
 def test_node_suite_against_the_platform_and_a_python_worker(

@@ -5,25 +5,38 @@ asked to listen on a list, refuses to start with a clear message (exit code 2)."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import tasktide
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.common.tls import TlsSettings
-from tasktide_services.testing import PlatformThread, spawn, unreachable_address
+from tasktide_services.testing import PlatformThread, service_env, spawn, unreachable_address
 from tests.processes import ROOT, own_redis
 
 
-def test_a_client_and_a_worker_use_the_replica_that_is_up(platform: PlatformThread, queue_name: str) -> None:
+@contextlib.contextmanager
+def replica_down(platform: PlatformThread) -> Iterator[str]:
+    """An address of the platform's kind where nothing listens: a loopback port, or a unix socket
+    path beside the platform's own sockets when its services run apart (a list may not mix them)."""
+    if platform.address.startswith("unix:"):
+        yield f"unix:{Path(platform.address.removeprefix('unix:')).parent / 'down.sock'}"
+        return
     with unreachable_address() as down:
-        both = f"{down},{platform.address}"
-        settings = tasktide.ClientSettings.from_env({"TASKTIDE_ADDRESS": both})
-        env = {"TASKTIDE_ADDRESS": both}
+        yield down
+
+
+def test_a_client_and_a_worker_use_the_replica_that_is_up(platform: PlatformThread, queue_name: str) -> None:
+    with replica_down(platform) as down:
+        # each service's address (one for all, or each its own) listed after a replica that is down
+        env = {k: f"{down},{v}" for k, v in service_env(platform.address).items()}
+        settings = tasktide.ClientSettings.from_env(env)
         worker = spawn("worker", "tests.tasks_app:app", "--queues", queue_name, env=env, cwd=ROOT)
         try:
             with tasktide.Client(settings=settings) as client:

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from tasktide import App, Client, chain
 from tasktide.contrib.opentelemetry import TracingHooks
-from tasktide_services.testing import PlatformThread, client_settings
+from tasktide_services.testing import PlatformThread, client_settings, service_env
 from tests.otlp_receiver import OtlpReceiver, Span
 from tests.test_go_tracing import otel_env
 from tests.test_go_worker_sessions import go_env, go_test_worker  # noqa: F401 - a fixture
@@ -64,7 +64,7 @@ def languages(
     go_log = open(tmp_path / "go.log", "w")  # noqa: SIM115 - closed with the worker
     go_worker = subprocess.Popen(
         [go_test_worker],
-        env=go_env(TASKTIDE_ADDRESS=platform.address, **otel_env(receiver, "test-go-worker"), TASKTIDE_QUEUES=go_q),
+        env=go_env(**service_env(platform.address), **otel_env(receiver, "test-go-worker"), TASKTIDE_QUEUES=go_q),
         stdout=go_log,
         stderr=subprocess.STDOUT,
     )

@@ -8,14 +8,14 @@ import asyncio
 
 import pytest
 
-from tasktide import AsyncClient, Client, ClientSettings, ConfigurationError
+from tasktide import AsyncClient, Client, ConfigurationError
 from tasktide._submitter import StreamSubmitter
 from tasktide._transport import AsyncUnarySubmitter, UnarySubmitter
 from tasktide._transports import registered
 from tasktide.contrib.opentelemetry import TracingHooks
 from tasktide.contrib.opentelemetry._producer import AsyncTracingSubmitter, TracingSubmitter
 from tasktide_services.scheduler.direct_transport import AsyncDirectTransport, DirectTransport
-from tasktide_services.testing import run_worker_thread
+from tasktide_services.testing import client_settings, run_worker_thread
 from tests.tasks_app import app
 
 CHOICES = {
@@ -39,7 +39,7 @@ def _env(env: dict[str, str], redis_url: str) -> dict[str, str]:
 @pytest.mark.parametrize("choice", list(CHOICES))
 def test_each_transport_chosen_by_settings_submits_tasks_that_run(platform, redis_server, queue_name, choice):
     env, outer, fallback = CHOICES[choice]
-    settings = ClientSettings.from_env(_env(env, redis_server.url), address=platform.address)
+    settings = client_settings(platform.address, _env(env, redis_server.url))
     with Client(settings=settings) as c:
         chain = c._submitter  # noqa: SLF001 - the chain the client built
         assert type(chain) is outer
@@ -55,14 +55,14 @@ def test_each_transport_chosen_by_settings_submits_tasks_that_run(platform, redi
 
 
 def test_an_explicit_transport_overrides_the_settings(platform):
-    settings = ClientSettings.from_env({"TASKTIDE_PIPELINED_SUBMIT": "1"}, address=platform.address)
+    settings = client_settings(platform.address, {"TASKTIDE_PIPELINED_SUBMIT": "1"})
     with Client(settings=settings, transport="unary") as c:
         assert type(c._submitter) is UnarySubmitter  # noqa: SLF001
 
 
 def test_the_asyncio_client_is_unary_or_redis(platform, redis_server, queue_name, client):
     async def submit(env: dict[str, str]) -> tuple[type, type | None, str]:
-        settings = ClientSettings.from_env(env, address=platform.address)
+        settings = client_settings(platform.address, env)
         async with AsyncClient(settings=settings) as c:
             chain = c._submitter  # noqa: SLF001
             fallback = type(chain._fallback) if isinstance(chain, AsyncDirectTransport) else None  # noqa: SLF001
@@ -79,13 +79,13 @@ def test_the_asyncio_client_is_unary_or_redis(platform, redis_server, queue_name
 def test_tracing_wraps_the_chosen_transport(platform, redis_server):
     hooks = TracingHooks()
     for env, inner in (({}, StreamSubmitter), ({"TASKTIDE_SUBMIT_REDIS_URL": redis_server.url}, DirectTransport)):
-        settings = ClientSettings.from_env(env, address=platform.address)
+        settings = client_settings(platform.address, env)
         with Client(settings=settings, hooks=hooks) as c:
             chain = c._submitter  # noqa: SLF001
             assert type(chain) is TracingSubmitter and type(chain.next) is inner
 
     async def chain_types() -> tuple[type, type]:
-        settings = ClientSettings.from_env({"TASKTIDE_SUBMIT_REDIS_URL": redis_server.url}, address=platform.address)
+        settings = client_settings(platform.address, {"TASKTIDE_SUBMIT_REDIS_URL": redis_server.url})
         async with AsyncClient(settings=settings, hooks=hooks) as c:
             chain = c._submitter  # noqa: SLF001
             return type(chain), type(chain.next)
@@ -94,7 +94,7 @@ def test_tracing_wraps_the_chosen_transport(platform, redis_server):
 
 
 def test_bad_transport_settings_are_clear_errors(platform):
-    settings = ClientSettings.from_env({"TASKTIDE_SUBMIT_TRANSPORT": "carrier-pigeon"}, address=platform.address)
+    settings = client_settings(platform.address, {"TASKTIDE_SUBMIT_TRANSPORT": "carrier-pigeon"})
     with pytest.raises(ConfigurationError, match="unknown submit transport 'carrier-pigeon'"):
         Client(settings=settings)
     with pytest.raises(ConfigurationError, match="no tasktide transport 'nats' is installed"):

@@ -18,6 +18,7 @@ import pytest
 from tasktide import App, AsyncClient, Client
 from tasktide._hooks import Hooks
 from tasktide.contrib.opentelemetry import TasktideInstrumentor, TracingHooks
+from tasktide_services.testing import service_env
 from tests.otlp_receiver import OtlpReceiver, Span
 from tests.processes import stop
 
@@ -58,7 +59,7 @@ def otel_env(receiver: OtlpReceiver, service: str, address: str, app_dir: Path) 
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # the `tasktide` command of this environment
         "PYTHONPATH": str(app_dir),
-        "TASKTIDE_ADDRESS": address,
+        **service_env(address),
         "OTEL_SERVICE_NAME": service,
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",

@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--address",
         default=os.environ.get("TASKTIDE_ADDRESS", "127.0.0.1:50051"),
-        help="the platform, HOST:PORT (default: $TASKTIDE_ADDRESS, 127.0.0.1:50051)",
+        help="the platform, HOST:PORT or unix:PATH (default: $TASKTIDE_ADDRESS, 127.0.0.1:50051); "
+        "$TASKTIDE_REGISTRY_ADDRESS and $TASKTIDE_RESULTS_ADDRESS name those services when they run apart",
     )
     p.add_argument("--listen", default=DEFAULT_LISTEN, help=f"HTTP HOST:PORT to serve on (default: {DEFAULT_LISTEN})")
     p.add_argument(
@@ -135,7 +136,8 @@ def main(argv: list[str]) -> int:
         return hash_password_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
-        _host_port(args.address, "--address")
+        if not (args.address.startswith("unix:") and args.address[5:]):  # unix:PATH as clients take it
+            _host_port(args.address, "--address")
         host, port = _host_port(args.listen, "--listen")
         lifetime = parse_duration(args.session_lifetime)
         auth = _auth(args)

@@ -29,12 +29,11 @@ def _running(request: pytest.FixtureRequest) -> Iterator[None]:
     RUNNING.clear()
 
 
-def report(fig: Figures) -> Figures:
-    """Prints a case's line of figures and adds it to the suite's table."""
-    print(fig.line())
-    if RUNNING:  # gathered from the test reports by tests/conftest.py (in the controller, with xdist)
+def record(fig: Figures) -> None:
+    """Puts a case's figures in the running test's report; tests/conftest.py gathers them from the
+    reports (in the controller, with xdist) into reports/faults.md."""
+    if RUNNING:
         RUNNING[0].user_properties.append((FIGURES, asdict(fig)))
-    return fig
 
 
 @dataclass
@@ -55,7 +54,9 @@ class Rig:
 
     def count(self, case: str, ids: list[str], fault_ended: float, **kw: object) -> Figures:
         fig = count(case, self.client, self.redis.url, ids, self.markers, fault_ended, **kw)  # type: ignore[arg-type]
-        return report(fig)
+        print(fig.line())
+        record(fig)
+        return fig
 
     def assert_held(self, fig: Figures) -> None:
         """Nothing lost, nothing recorded twice, every task run."""

@@ -26,7 +26,7 @@ from tasktide_services.results.keys import task_keys
 from tasktide_services.testing import eventually
 from tasktide_services.worker.keys import queue_keys
 from tests.faults.cluster import Workers, cluster
-from tests.faults.conftest import report
+from tests.faults.conftest import record
 from tests.faults.figures import Figures, _why, runs, wait_final
 from tests.faults.load import Load
 
@@ -85,7 +85,7 @@ def test_primary_of_a_busy_queue_killed_under_load(tmp_path: Path, queue_name: s
                         f"{fig.line()}; {confirmed_before} confirmed before the kill, replica took over in "
                         f"{took_over:.1f} s, submissions refused meanwhile {load.refused}"
                     )
-                    report(fig)
+                    record(fig)
             finally:
                 w.close()
     finally:

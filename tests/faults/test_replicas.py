@@ -22,7 +22,7 @@ from tasktide.v1 import task_pb2
 from tasktide_services.common.layout import is_final
 from tasktide_services.common.redis_server import start_redis
 from tests.faults.cluster import FAST, Workers
-from tests.faults.conftest import report
+from tests.faults.conftest import record
 from tests.faults.figures import Figures, count, runs
 from tests.faults.load import Load
 from tests.processes import SERVICES, Replicas
@@ -44,7 +44,7 @@ class Setup:
     def figures(self, case: str, client: Client, ids: list[str], ended: float) -> Figures:
         fig = count(case, client, self.redis_url, ids, self.markers, ended)
         print(fig.line())
-        report(fig)
+        record(fig)
         return fig
 
 

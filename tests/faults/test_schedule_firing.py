@@ -28,7 +28,7 @@ from tasktide import Client
 from tasktide.v1 import task_pb2
 from tasktide_services.scheduler import keys
 from tasktide_services.scheduler.schedules import HANDOVER_MS, OCCURRENCE_HEADER, SCHEDULE_HEADER
-from tests.faults.conftest import report
+from tests.faults.conftest import record
 from tests.faults.figures import count
 from tests.faults.test_replicas import setup
 
@@ -122,7 +122,7 @@ def test_a_scheduler_replica_killed_while_firing_schedules(tmp_path: Path, queue
                 )
                 fig = count(case, client, s.redis_url, [t.task_id for t in tasks], s.markers, restarted, timeout=30)
                 print(fig.line(), f"; stranded claims: {stranded}; left in :firing: {left}")
-                report(fig)
+                record(fig)
         finally:
             r.close()
             workers.close()

@@ -68,8 +68,19 @@ func (p *refusingPlatform) sessionCount() int {
 	return p.sessions
 }
 
+// ownServerOnly clears the per-service addresses of the environment (set when the suite runs against
+// services in separate processes), which Dial would otherwise prefer to the address of a test's
+// own server.
+func ownServerOnly(t *testing.T) {
+	t.Helper()
+	for _, k := range []string{"TASKTIDE_SCHEDULER_ADDRESS", "TASKTIDE_REGISTRY_ADDRESS", "TASKTIDE_RESULTS_ADDRESS"} {
+		t.Setenv(k, "")
+	}
+}
+
 func startRefusing(t *testing.T, code codes.Code) (*refusingPlatform, string) {
 	t.Helper()
+	ownServerOnly(t)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -179,6 +179,7 @@ func (u *unaryOnly) Submit(context.Context, *pb.SubmitRequest) (*pb.SubmitRespon
 
 // Against a scheduler that does not know SubmitStream, submissions go by Submit calls.
 func TestSchedulerWithoutStreamGetsSubmitCalls(t *testing.T) {
+	ownServerOnly(t)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -230,6 +231,7 @@ func (b *breakingScheduler) SubmitStream(stream grpc.BidiStreamingServer[pb.Subm
 // A stream that breaks fails the submissions in flight with ErrUnavailable; the next submission
 // opens a new stream.
 func TestBrokenStreamFailsItsSubmissionsAndReopens(t *testing.T) {
+	ownServerOnly(t)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,15 @@ export const ADDRESS = process.env.TASKTIDE_ADDRESS;
 export const PYTHON_QUEUE = process.env.TASKTIDE_TEST_PYTHON_QUEUE;
 export const SKIP = ADDRESS ? false : 'TASKTIDE_ADDRESS is not set';
 
+/**
+ * Client options that send every service's calls to `address`, a server of the test's own, whatever
+ * TASKTIDE_SCHEDULER/REGISTRY/RESULTS_ADDRESS name for the platform under test (they are set when
+ * its services run as separate processes, and would otherwise win over `address`).
+ */
+export function only(address, options = {}) {
+  return { schedulerAddress: address, registryAddress: address, resultsAddress: address, ...options };
+}
+
 export function freshQueue() {
   return `node-${crypto.randomBytes(5).toString('hex')}`;
 }

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 
 import { Client, InvalidArgument, TaskCancelled, TaskFailed, TaskTimeout, Unavailable } from '../src/index.js';
-import { ADDRESS, PYTHON_QUEUE, SKIP, freshQueue } from './_support.js';
+import { ADDRESS, PYTHON_QUEUE, SKIP, freshQueue, only } from './_support.js';
 
 describe('client', { skip: SKIP }, () => {
   const client = new Client(ADDRESS);
@@ -87,7 +87,7 @@ describe('client', { skip: SKIP }, () => {
   });
 
   test('an unreachable platform is Unavailable', async () => {
-    const nowhere = new Client('127.0.0.1:1');
+    const nowhere = new Client('127.0.0.1:1', only('127.0.0.1:1'));
     try {
       await assert.rejects(nowhere.submit('t.add', [1, 2]), Unavailable);
     } finally {

@@ -14,7 +14,7 @@ import { Client, DEFAULT_CHANNEL_OPTIONS, PermissionDenied, Unauthenticated, Wor
 import { connectionSettings } from '../src/connection.js';
 import { protocol } from '../src/protocol.js';
 import { reconnectDelay } from '../src/worker.js';
-import { recordingLogger } from './_support.js';
+import { only, recordingLogger } from './_support.js';
 
 const TASK_ID = 'a'.repeat(32);
 
@@ -100,7 +100,7 @@ describe('connection options', () => {
       calls.push(options.method_definition.path);
       return new grpc.InterceptingCall(nextCall(options));
     };
-    const client = new Client(fake.address, { token: 's3cret', interceptors: [interceptor] });
+    const client = new Client(fake.address, only(fake.address, { token: 's3cret', interceptors: [interceptor] }));
     try {
       const handle = await client.submit('t.add', [1, 2]);
       assert.equal(handle.id, TASK_ID);
@@ -117,13 +117,13 @@ describe('connection options', () => {
     assert.equal(connectionSettings({}, { ...env, TASKTIDE_TOKEN: '' }).interceptors.length, 0);
     const saved = process.env.TASKTIDE_TOKEN;
     process.env.TASKTIDE_TOKEN = 'from-env';
-    const client = new Client(fake.address);
+    const client = new Client(fake.address, only(fake.address));
     if (saved === undefined) delete process.env.TASKTIDE_TOKEN;
     else process.env.TASKTIDE_TOKEN = saved;
     try {
       await client.submit('t.add', [1, 2]);
       assert.equal(fake.seen.metadata.at(-1).authorization, 'Bearer from-env');
-      const anonymous = new Client(fake.address, { token: '' });
+      const anonymous = new Client(fake.address, only(fake.address, { token: '' }));
       await anonymous.submit('t.add', [1, 2]);
       anonymous.close();
       assert.equal(fake.seen.metadata.at(-1).authorization, undefined);
@@ -141,7 +141,8 @@ describe('connection options', () => {
     try {
       const saved = { ca: process.env.TASKTIDE_TLS_CA, token: process.env.TASKTIDE_TOKEN };
       Object.assign(process.env, { TASKTIDE_TLS_CA: ca, TASKTIDE_TOKEN: 'tls-env' });
-      const client = new Client(tls.address.replace('127.0.0.1', 'localhost'));
+      const byName = tls.address.replace('127.0.0.1', 'localhost');
+      const client = new Client(byName, only(byName));
       for (const [name, value] of [['TASKTIDE_TLS_CA', saved.ca], ['TASKTIDE_TOKEN', saved.token]]) {
         if (value === undefined) delete process.env[name];
         else process.env[name] = value;
@@ -171,8 +172,8 @@ describe('connection options', () => {
       callback(null, metadata);
     });
     const address = tls.address.replace('127.0.0.1', 'localhost');
-    const client = new Client(address, { credentials: grpc.credentials.createSsl(cert), callCredentials, token: 't' });
-    const plain = new Client(address, { token: 't' });
+    const client = new Client(address, only(address, { credentials: grpc.credentials.createSsl(cert), callCredentials, token: 't' }));
+    const plain = new Client(address, only(address, { token: 't' }));
     try {
       assert.equal((await client.submit('t.add', [1, 2])).id, TASK_ID);
       const seen = tls.seen.metadata.at(-1);
@@ -201,7 +202,7 @@ describe('connection options', () => {
     test(`${Cls.name} from the registry stops the worker with the error instead of reconnecting`, { timeout: 20_000 }, async () => {
       fake.seen.refusal = code;
       const before = fake.seen.sessions;
-      const client = new Client(fake.address, { token: 'expired' });
+      const client = new Client(fake.address, only(fake.address, { token: 'expired' }));
       const logger = recordingLogger();
       const worker = new Worker(client, { queues: ['q'], logger });
       worker.register('t.add', ([x, y]) => x + y);
@@ -221,7 +222,7 @@ describe('connection options', () => {
   }
 
   test('an AbortSignal ends submit, get, wait and watch', async () => {
-    const client = new Client(fake.address);
+    const client = new Client(fake.address, only(fake.address));
     try {
       await assert.rejects(client.submit('hang', [], { signal: AbortSignal.timeout(50) }), aborted);
       const handle = await client.submit('t.add', [1, 2]);

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 
 import { Client, TaskExpired, TaskTimeout, TimeLimitExceeded, Unavailable } from '../src/index.js';
-import { ADDRESS, SKIP, failure, freshQueue, until, withWorker } from './_support.js';
+import { ADDRESS, SKIP, failure, freshQueue, only, until, withWorker } from './_support.js';
 
 describe('defects', { skip: SKIP }, () => {
   const client = new Client(ADDRESS);
@@ -55,7 +55,7 @@ describe('defects', { skip: SKIP }, () => {
   });
 
   test('get with timeout 0 on an unreachable platform is Unavailable, not a timeout', async () => {
-    const nowhere = new Client('127.0.0.1:1');
+    const nowhere = new Client('127.0.0.1:1', only('127.0.0.1:1'));
     try {
       await assert.rejects(nowhere.wait('0'.repeat(32), { timeout: 0 }), Unavailable);
     } finally {

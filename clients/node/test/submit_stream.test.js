@@ -10,7 +10,7 @@ import grpc from '@grpc/grpc-js';
 
 import { Client, InvalidArgument, Unavailable } from '../src/index.js';
 import { protocol } from '../src/protocol.js';
-import { ADDRESS, SKIP, freshQueue } from './_support.js';
+import { ADDRESS, SKIP, freshQueue, only } from './_support.js';
 
 const SUBMIT = '/tasktide.v1.Scheduler/Submit';
 const STREAM = '/tasktide.v1.Scheduler/SubmitStream';
@@ -129,7 +129,7 @@ describe('submit against schedulers of the test', () => {
         call.on('end', () => call.end());
       },
     });
-    const client = new Client(address);
+    const client = new Client(address, only(address));
     try {
       await assert.rejects(client.submit('x', []), Unavailable);
       assert.equal((await client.submit('x', [])).id, 'c'.repeat(32));
@@ -148,7 +148,7 @@ describe('submit against schedulers of the test', () => {
         callback(null, { taskId: 'b'.repeat(32), existing: false });
       },
     });
-    const client = new Client(address);
+    const client = new Client(address, only(address));
     try {
       for (let i = 0; i < 2; i++) assert.equal((await client.submit('x', [])).id, 'b'.repeat(32));
       assert.equal(submits, 2);
