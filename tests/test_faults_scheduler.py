@@ -413,3 +413,19 @@ def test_a_key_being_written_by_another_submission_is_answered_once_written(clie
         assert client.submit("t.add", [1, 2], queue=queue_name, idempotency_key=key).id == first
     finally:
         confirm.join()
+
+
+def test_a_poisoned_queue_does_not_fail_lookups_of_other_tasks(platform, client, queue_name, rdb, poison):
+    """Looking a task up reads every queue's task hash: a key of the wrong type fails its own
+    queue's row only, and GetTask, Cancel and Explain of a task elsewhere still answer."""
+    handle = client.submit("t.add", [1, 2], queue=queue_name)  # no worker: it waits in its queue
+    bad = f"{queue_name}-bad"
+    rdb.sadd(wkeys.QUEUES, bad)
+    poison(bad)
+    try:
+        assert client.status(handle.id) is TaskState.QUEUED
+        assert client.explain(handle.id)
+        client.cancel(handle.id)
+        eventually(lambda: client.status(handle.id) is TaskState.CANCELLED, what="the cancel")
+    finally:
+        rdb.srem(wkeys.QUEUES, bad)

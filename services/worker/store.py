@@ -5,6 +5,7 @@ Keys are listed in keys.py and every transition is one Lua script in scripts.lua
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from redis.asyncio.client import Pipeline
 from tasktide.v1 import task_pb2, worker_pb2
 from tasktide_services.common.lua import AnyPipeline, LuaFile, Script, load_scripts, run_pipeline
 from tasktide_services.worker import keys
+
+log = logging.getLogger("tasktide.registry")
 
 
 @dataclass
@@ -287,9 +290,13 @@ class RegistryStore:
                 k = keys.queue_keys(q)
                 pipe.hget(k.task, task_id)
                 pipe.zscore(k.ready, task_id)
-            rows = await pipe.execute()
+            rows = await pipe.execute(raise_on_error=False)
         for i in range(len(qs)):
             value, score = rows[2 * i], rows[2 * i + 1]
+            if isinstance(value, Exception) or isinstance(score, Exception):
+                # A key of the wrong type (a poison entry) fails its own queue only.
+                log.warning("reading task %s in queue %s failed: %s", task_id, qs[i], value or score)
+                continue
             if value:
                 return keys.task_of(value), score is not None
         return None, False
