@@ -28,6 +28,8 @@ class CelerySystem:
 
     def start(self) -> None:
         os.environ["BENCH_CELERY_URL"] = self.redis_url  # read by bench.celery_tasks at import
+        # Celery sets Django up when DJANGO_SETTINGS_MODULE is set; the benchmark's app is no Django project.
+        os.environ.pop("DJANGO_SETTINGS_MODULE", None)
         from bench import celery_tasks
 
         self.tasks = celery_tasks

@@ -181,6 +181,7 @@ def test_a_subscription_hears_what_any_node_publishes(redis_cluster):
 
 
 def test_wait_replicas_makes_writes_wait_for_a_replica(redis_cluster):
+    redis_cluster.wait_healthy()  # every primary's replica attached and in sync (the link counts them)
     key, _ = keys_on_two_primaries(redis_cluster, "wait")
     primary = node_client(redis_cluster.primary_of(key))
 
