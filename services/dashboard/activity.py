@@ -17,10 +17,9 @@ from typing import Any
 
 from tasktide import Client, TaskState
 from tasktide_services.dashboard.runs import Tally
+from tasktide_services.dashboard.scan import SCAN_LIMIT, scan
 
-SCAN_LIMIT = 5000  # tasks read per scan at most
 FRESH_SECONDS = 5.0  # a scan answers every request within this time (however many pages are open)
-PAGE = 1000
 WINDOW_SECONDS = 3600
 
 
@@ -29,26 +28,17 @@ def activity(client: Client, now: float | None = None) -> dict[str, Any]:
     since = dt.datetime.fromtimestamp(now - WINDOW_SECONDS, dt.UTC)
     names: dict[str, Tally] = defaultdict(Tally)
     workers: dict[str, dict[str, int]] = defaultdict(lambda: {"processed": 0, "failed": 0, "active": 0})
-    scanned, cursor, truncated = 0, "", False
-    while True:
-        page = client.list_tasks(since=since, limit=PAGE, cursor=cursor)
-        for r in page.tasks:
-            state = TaskState.from_proto(r.state).name
-            names[r.name or r.spec.name].add(r)
-            w = workers[r.worker_id] if r.worker_id else None
-            if state in ("SUCCEEDED", "FAILED", "DEAD"):
-                if w is not None:
-                    w["processed"] += 1
-                    w["failed"] += state != "SUCCEEDED"
-            elif state == "RUNNING" and w is not None:
-                w["active"] += 1
-        scanned += len(page.tasks)
-        cursor = page.next_cursor
-        if not cursor:
-            break
-        if scanned >= SCAN_LIMIT:
-            truncated = True
-            break
+    tasks, truncated = scan(client, since)
+    for r in tasks:
+        state = TaskState.from_proto(r.state).name
+        names[r.name or r.spec.name].add(r)
+        w = workers[r.worker_id] if r.worker_id else None
+        if state in ("SUCCEEDED", "FAILED", "DEAD"):
+            if w is not None:
+                w["processed"] += 1
+                w["failed"] += state != "SUCCEEDED"
+        elif state == "RUNNING" and w is not None:
+            w["active"] += 1
     by_name = [{"name": name, **n.summary()} for name, n in sorted(names.items(), key=lambda kv: -kv[1].total)]
     now_ms = int(now * 1000)
     connected = {w.worker_id: w for w in client.workers()}
@@ -69,7 +59,7 @@ def activity(client: Client, now: float | None = None) -> dict[str, Any]:
         )
     return {
         "window_seconds": WINDOW_SECONDS,
-        "scanned": scanned,
+        "scanned": len(tasks),
         "truncated": truncated,
         "scan_limit": SCAN_LIMIT,
         "names": by_name,

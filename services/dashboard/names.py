@@ -1,5 +1,5 @@
 """The task-name page's data: the tasks of one name that changed in the last hour, read from the task
-index (ListTasks with the name filter, newest first, up to SCAN_LIMIT; the answer says when it
+index (ListTasks with the name filter, newest first, up to scan.py SCAN_LIMIT; the answer says when it
 stopped there), summed up: counts by state, succeeded and failed, wait and run time p50/p95
 (runs.py), the most recent runs, the failures by error type, and per minute the tasks that
 finished and their run and wait times.
@@ -16,11 +16,10 @@ from typing import Any
 from tasktide import Client, TaskState
 from tasktide.v1 import task_pb2
 from tasktide_services.dashboard.runs import ENDED, FAILED, Tally, run_ms, wait_ms
+from tasktide_services.dashboard.scan import SCAN_LIMIT, scan
 
 WINDOW_SECONDS = 3600
 SLOT_SECONDS = 60  # the chart's points: one a minute
-SCAN_LIMIT = 5000
-PAGE = 1000
 RECENT = 50  # runs listed
 FRESH_SECONDS = 5.0  # a report answers every request for its name within this time
 CACHED = 32  # names whose latest report is kept (the oldest read goes first)
@@ -55,31 +54,23 @@ def report(client: Client, name: str, now: float | None = None) -> dict[str, Any
     tally, states = Tally(), Counter[str]()
     recent: list[dict[str, Any]] = []
     errors: dict[str, dict[str, Any]] = {}
-    scanned, cursor, truncated = 0, "", False
     since = dt.datetime.fromtimestamp(since_ms / 1000, dt.UTC)
-    while True:
-        page = client.list_tasks(name=name, since=since, limit=PAGE, cursor=cursor)
-        for r in page.tasks:
-            tally.add(r)
-            states[TaskState.from_proto(r.state).name] += 1
-            if len(recent) < RECENT:
-                recent.append(_row(r))
-            if r.state in FAILED:
-                kind = r.error.type or "(no error type)"
-                if kind not in errors:  # newest first: the first seen is the latest
-                    errors[kind] = {"type": kind, "count": 0, "message": r.error.message, "task": r.task_id}
-                    errors[kind]["at"] = _iso(r.updated_ms)
-                errors[kind]["count"] += 1
-            if r.state in ENDED:
-                i = (r.updated_ms - since_ms) // slot_ms
-                slots[min(max(i, 0), len(slots) - 1)].add(r)
-        scanned += len(page.tasks)
-        cursor = page.next_cursor
-        if not cursor:
-            break
-        if scanned >= SCAN_LIMIT:
-            truncated = True
-            break
+    tasks, truncated = scan(client, since, name)
+    for r in tasks:
+        tally.add(r)
+        states[TaskState.from_proto(r.state).name] += 1
+        if len(recent) < RECENT:
+            recent.append(_row(r))
+        if r.state in FAILED:
+            kind = r.error.type or "(no error type)"
+            if kind not in errors:  # newest first: the first seen is the latest
+                errors[kind] = {"type": kind, "count": 0, "message": r.error.message, "task": r.task_id}
+                errors[kind]["at"] = _iso(r.updated_ms)
+            errors[kind]["count"] += 1
+        if r.state in ENDED:
+            i = (r.updated_ms - since_ms) // slot_ms
+            slots[min(max(i, 0), len(slots) - 1)].add(r)
+    scanned = len(tasks)
     if not scanned:
         return None
     series: dict[str, list[Any]] = {"at_ms": [since_ms + (i + 1) * slot_ms for i in range(len(slots))]}
