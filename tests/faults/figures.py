@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -80,22 +81,23 @@ def wait_final(client: Client, ids: Sequence[str], timeout: float) -> dict[str, 
     return states
 
 
+def final_counts(r: Any, ids: Sequence[str]) -> dict[str, int]:
+    """Per task, how many final events its event log holds (read from the results service's keys
+    through `r`, a redis-py client of one Redis or of a cluster)."""
+    pipe = r.pipeline(transaction=False)
+    for t in ids:
+        pipe.lrange(task_keys(t).events, 0, -1)
+    counts: dict[str, int] = {}
+    for t, raw in zip(ids, pipe.execute(), strict=True):
+        events = [task_pb2.TaskEvent.FromString(b) for b in raw]
+        counts[t] = sum(1 for e in events if not e.progress_only and is_final(e.state))
+    return counts
+
+
 def finals_recorded(redis_url: str, ids: Sequence[str]) -> dict[str, int]:
-    """Per task, how many final events its event log holds (read from the results service's keys)."""
     r = redis.Redis.from_url(redis_url)
     try:
-        pipe = r.pipeline(transaction=False)
-        for t in ids:
-            pipe.lrange(task_keys(t).events, 0, -1)
-        counts: dict[str, int] = {}
-        for t, raw in zip(ids, pipe.execute(), strict=True):
-            finals = 0
-            for blob in raw:
-                event = task_pb2.TaskEvent.FromString(blob)
-                if not event.progress_only and is_final(event.state):
-                    finals += 1
-            counts[t] = finals
-        return counts
+        return final_counts(r, ids)
     finally:
         r.close()
 
@@ -114,14 +116,15 @@ def count(
     fault_ended: float,
     timeout: float = 20.0,
     expected: Mapping[str, int] | None = None,
+    finals: Callable[[Sequence[str]], dict[str, int]] | None = None,
 ) -> Figures:
     """The figures of a case; a task is lost unless it ends in its `expected` state (SUCCEEDED
-    for a task not named there)."""
+    for a task not named there). `finals` counts final events (default: read at `redis_url`)."""
     want = expected or {}
     states = wait_final(client, ids, timeout)
     settled = time.monotonic()
     started = runs(marker_dir)
-    finals = finals_recorded(redis_url, ids)
+    recorded = finals(ids) if finals else finals_recorded(redis_url, ids)
     lost = [t for t in ids if states.get(t) != want.get(t, task_pb2.TASK_STATE_SUCCEEDED)]
     return Figures(
         case=case,
@@ -129,7 +132,7 @@ def count(
         run=sum(1 for t in ids if started[t]),
         lost=len(lost),
         run_twice=sum(1 for t in ids if started[t] > 1),
-        recorded_twice=sum(1 for t in ids if finals.get(t, 0) > 1),
+        recorded_twice=sum(1 for t in ids if recorded.get(t, 0) > 1),
         recover_s=max(0.0, settled - fault_ended),
         lost_detail=_why(client, states, lost),
         phantoms=sum(1 for t in lost if _unknown(client, t)),

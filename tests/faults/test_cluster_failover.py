@@ -19,15 +19,13 @@ import pytest
 from redis.cluster import RedisCluster
 
 from tasktide import Client, ClientSettings
-from tasktide.v1 import task_pb2
-from tasktide_services.common.layout import is_final
 from tasktide_services.common.redis_server import LocalCluster, start_cluster
-from tasktide_services.results.keys import task_keys
 from tasktide_services.testing import eventually
 from tasktide_services.worker.keys import queue_keys
+from tests.faults import figures
 from tests.faults.cluster import Workers, cluster
 from tests.faults.conftest import record
-from tests.faults.figures import Figures, _why, runs, wait_final
+from tests.faults.figures import Figures, final_counts
 from tests.faults.load import Load
 
 
@@ -36,14 +34,7 @@ def finals_recorded(c: LocalCluster, ids: Sequence[str]) -> dict[str, int]:
     live = next(n for n in c.nodes if n.process.poll() is None)
     r = RedisCluster(host="127.0.0.1", port=live.port)
     try:
-        pipe = r.pipeline()
-        for t in ids:
-            pipe.lrange(task_keys(t).events, 0, -1)
-        counts: dict[str, int] = {}
-        for t, raw in zip(ids, pipe.execute(), strict=True):
-            events = [task_pb2.TaskEvent.FromString(b) for b in raw]
-            counts[t] = sum(1 for e in events if not e.progress_only and is_final(e.state))
-        return counts
+        return final_counts(r, ids)
     finally:
         r.close()
 
@@ -96,19 +87,8 @@ def test_primary_of_a_busy_queue_killed_under_load(tmp_path: Path, queue_name: s
 
 
 def count(c: LocalCluster, client: Client, ids: list[str], markers: Path, fault_ended: float, wait: bool) -> Figures:
-    states = wait_final(client, ids, timeout=60)
-    settled = time.monotonic()
-    started = runs(markers)
-    finals = finals_recorded(c, ids)
-    lost = [t for t in ids if states.get(t) != task_pb2.TASK_STATE_SUCCEEDED]
     how = "WAIT 1 after writes" if wait else "asynchronous replication"
-    return Figures(
-        case=f"Redis Cluster primary of the busy queue SIGKILLed, replica promoted ({how})",
-        submitted=len(ids),
-        run=sum(1 for t in ids if started[t]),
-        lost=len(lost),
-        run_twice=sum(1 for t in ids if started[t] > 1),
-        recorded_twice=sum(1 for t in ids if finals.get(t, 0) > 1),
-        recover_s=max(0.0, settled - fault_ended),
-        lost_detail=_why(client, states, lost),
+    case = f"Redis Cluster primary of the busy queue SIGKILLed, replica promoted ({how})"
+    return figures.count(
+        case, client, "", ids, markers, fault_ended, timeout=60, finals=lambda ids: finals_recorded(c, ids)
     )
