@@ -176,6 +176,8 @@ class LocalCluster:
         raise RuntimeError(f"the Redis Cluster is not healthy within {timeout} s: {last}")
 
     def _unhealthy(self) -> str:
+        attached: dict[int, int] = {}  # primary port -> replicas attached to it
+        listed: dict[int, dict[int, int]] = {}  # node port -> primary port -> replicas its map lists
         for n in self.nodes:
             if n.process.poll() is not None:
                 continue
@@ -186,6 +188,14 @@ class LocalCluster:
                 repl = r.info("replication")
                 if repl["role"] == "slave" and repl.get("master_link_status") != "up":
                     return f"replica {n.port}: link to its primary {repl.get('master_link_status')}"
+                attached[n.port] = int(repl.get("connected_slaves", 0)) if repl["role"] == "master" else 0
+                listed[n.port] = {int(p[1]): len(rs) for _s, _e, p, *rs in r.execute_command("CLUSTER SLOTS")}
+        # Every node's map lists each primary's attached replicas (gossip reaches nodes one by one,
+        # and a client reads the map of whichever node it asks).
+        for port, seen in listed.items():
+            for primary, count in seen.items():
+                if count < attached.get(primary, 0):
+                    return f"node {port}: lists {count} of {attached[primary]} replicas of {primary}"
         return ""
 
     def stop(self) -> None:
