@@ -23,20 +23,23 @@ log = logging.getLogger("tasktide.scheduler.pump")
 
 HANDOVER_MS = 30_000
 BATCH = 500
+IDLE_MAX = 1.0  # seconds: the longest sleep between two reads of the delayed set
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
 
 
-async def pump_once(store: SchedulerStore, admission: Admission) -> int:
-    ids = await store.claim_due(now_ms(), HANDOVER_MS, BATCH)
+async def pump_once(store: SchedulerStore, admission: Admission) -> tuple[int, float]:
+    """Moves up to BATCH due tasks; returns how many were claimed and when (Unix ms) the next
+    one is due (math.inf: none waits)."""
+    ids, nxt = await store.claim_due(now_ms(), HANDOVER_MS, BATCH)
     if not ids:
-        return 0
+        return 0, nxt
     records = await store.load(ids)
     missing = [tid for tid, t in zip(ids, records, strict=True) if t is None]
     for tid in missing:
         log.error("delayed task %s is due but its record is missing; it cannot run and is dropped", tid)
     moved = await _move(admission, [t for t in records if t is not None])
     await store.handed_over(missing + moved)
-    return len(ids)
+    return len(ids), nxt
 
 
 async def _move(admission: Admission, tasks: list[task_pb2.Task]) -> list[str]:
@@ -62,5 +65,16 @@ async def _move(admission: Admission, tasks: list[task_pb2.Task]) -> list[str]:
 
 
 async def run_pump(store: SchedulerStore, admission: Admission, tick: float) -> None:
-    """Due tasks that fail to move stay in :moving and return after their hand-over deadline."""
-    await run_forever("delayed pump", lambda: pump_once(store, admission), tick, BATCH)
+    """Due tasks that fail to move stay in :moving and return after their hand-over deadline.
+    Between steps the pump sleeps until the next due time read by the step, woken early when
+    this process delays a task due sooner (store.delayed_alarm); a task delayed by another
+    process is seen at most max(tick, IDLE_MAX) seconds late. `tick` is also the pause after a
+    failed step."""
+
+    async def step() -> int:
+        handled, nxt = await pump_once(store, admission)
+        if handled < BATCH:
+            await store.delayed_alarm.sleep_until(nxt, max(tick, IDLE_MAX))
+        return BATCH  # its own pause taken: run_forever goes on at once
+
+    await run_forever("delayed pump", step, tick, BATCH)

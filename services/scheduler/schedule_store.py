@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import cast
@@ -10,6 +11,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import scheduler_pb2
+from tasktide_services.common.alarm import Alarm
 from tasktide_services.common.lua import Script, run_pipeline
 from tasktide_services.scheduler import keys
 
@@ -37,14 +39,17 @@ def _int(raw: bytes | None) -> int:
 
 
 class ScheduleStore:
-    def __init__(self, redis: Redis, scripts: dict[str, Script]) -> None:
+    def __init__(self, redis: Redis, scripts: dict[str, Script], alarm: Alarm | None = None) -> None:
         self.redis = redis
         self._s = scripts
+        self._alarm = alarm or Alarm()  # told the next occurrences this process writes
 
     async def put(self, s: scheduler_pb2.Schedule, first: int, now: int, keep_paused: bool) -> None:
         args = [s.id, definition(s), first, now, int(s.paused), int(keep_paused)]
         k = keys.schedule_keys(s.id)
         await self._s["schedule_put"]([k.definition, k.ids, k.due], args)
+        if first > 0 and not s.paused:
+            self._alarm.notify(first)
 
     async def get_many(self, ids: list[str]) -> list[tuple[scheduler_pb2.Schedule, str] | None]:
         """Schedules with their state filled in, and the rev of their definition; None where missing."""
@@ -84,7 +89,10 @@ class ScheduleStore:
     async def pause(self, schedule_id: str, paused: bool, rev: str, nxt: int) -> int:
         """1 done, 0 no such schedule, -1 its definition changed since `rev` was read."""
         k = keys.schedule_keys(schedule_id)
-        return int(await self._s["schedule_pause"]([k.definition, k.due], [schedule_id, int(paused), rev, nxt]))
+        done = int(await self._s["schedule_pause"]([k.definition, k.due], [schedule_id, int(paused), rev, nxt]))
+        if done == 1 and nxt > 0:
+            self._alarm.notify(nxt)
+        return done
 
     async def due(self, now: int, limit: int) -> list[Due]:
         found = await cast(
@@ -93,15 +101,23 @@ class ScheduleStore:
         )
         return await self._due(found)
 
-    async def poll(self, now: int, deadline: int, limit: int) -> tuple[list[tuple[str, int]], list[Due]]:
-        """`stuck` then `due`, read in one round trip (what the firing loop asks at every tick)."""
+    async def poll(self, now: int, deadline: int, limit: int) -> tuple[list[tuple[str, int]], list[Due], float]:
+        """`stuck`, `due`, and the earliest occurrence or hand-over deadline in the sets (Unix ms;
+        math.inf: none), read in one round trip (what the firing loop asks at every step)."""
 
         def build(pipe: Pipeline) -> None:
             self._s["schedule_stuck"]([keys.SCHEDULES_FIRING], [now, deadline, limit], client=pipe)
             pipe.zrangebyscore(keys.SCHEDULES_DUE, "-inf", now, start=0, num=limit, withscores=True)
+            pipe.zrange(keys.SCHEDULES_DUE, 0, 0, withscores=True)
+            pipe.zrange(keys.SCHEDULES_FIRING, 0, 0, withscores=True)
 
-        raw, found = await run_pipeline(self.redis, build, self._s)
-        return [keys.fired(m.decode()) for m in raw], await self._due(found)
+        raw, found, first_due, first_firing = await run_pipeline(self.redis, build, self._s)
+        nxt = min([float(score) for _, score in [*first_due, *first_firing]], default=math.inf)
+        return [keys.fired(m.decode()) for m in raw], await self._due(found), nxt
+
+    async def sleep_until(self, at_ms: float, longest: float) -> None:
+        """Until `at_ms`, at most `longest` seconds, or an earlier occurrence written here."""
+        await self._alarm.sleep_until(at_ms, longest)
 
     async def _due(self, found: list[tuple[bytes, float]]) -> list[Due]:
         ids = [m.decode() for m, _ in found]

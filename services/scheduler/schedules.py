@@ -39,12 +39,13 @@ log = logging.getLogger("tasktide.scheduler.schedules")
 
 HANDOVER_MS = 30_000
 BATCH = 200
+IDLE_MAX = 1.0  # seconds: the longest sleep between two reads of the schedules
 SCHEDULE_HEADER = "tasktide-schedule"
 OCCURRENCE_HEADER = "tasktide-occurrence"
 
 
 def schedule_store(store: SchedulerStore) -> ScheduleStore:
-    return ScheduleStore(store.redis, store.scripts)
+    return ScheduleStore(store.redis, store.scripts, store.schedule_alarm)
 
 
 def idempotency_key(schedule_id: str, occurrence: int) -> str:
@@ -133,9 +134,10 @@ class ScheduleRpcs:
         raise ServiceError(f"schedule {req.id} kept changing; try again")
 
 
-async def _claim(st: ScheduleStore, now: int) -> list[tuple[str, int, scheduler_pb2.Schedule | None]]:
-    """Occurrences this replica must submit: stuck hand-overs first, then newly claimed ones."""
-    stuck, due = await st.poll(now, now + HANDOVER_MS, BATCH)
+async def _claim(st: ScheduleStore, now: int) -> tuple[list[tuple[str, int, scheduler_pb2.Schedule | None]], float]:
+    """Occurrences this replica must submit: stuck hand-overs first, then newly claimed ones;
+    and the earliest time in the sets as read (Unix ms, math.inf: none)."""
+    stuck, due, nxt = await st.poll(now, now + HANDOVER_MS, BATCH)
     found = await st.get_many(sorted({sid for sid, _ in stuck}))
     defs = {g[0].id: g[0] for g in found if g is not None}
     out = [(sid, occ, defs.get(sid)) for sid, occ in stuck]
@@ -147,13 +149,14 @@ async def _claim(st: ScheduleStore, now: int) -> list[tuple[str, int, scheduler_
             continue
         if await st.claim(d, nxt, now + HANDOVER_MS):
             out.append((d.schedule.id, d.occurrence, d.schedule))
-    return out
+    return out, nxt
 
 
-async def fire_once(store: SchedulerStore, admission: Admission) -> int:
-    """Claim and submit the occurrences that are due; returns how many were handled."""
+async def fire_once(store: SchedulerStore, admission: Admission) -> tuple[int, float]:
+    """Claim and submit the occurrences that are due; returns how many were handled, and the
+    earliest occurrence or hand-over deadline read (Unix ms; math.inf: none)."""
     st = schedule_store(store)
-    claimed = await _claim(st, now_ms())
+    claimed, nxt = await _claim(st, now_ms())
     firing = [(sid, occ, s) for sid, occ, s in claimed if s is not None]
     done: list[tuple[str, int, str]] = [(sid, occ, "") for sid, occ, s in claimed if s is None]  # deleted
     specs = [task_spec(s, occ) for _, occ, s in firing]
@@ -173,9 +176,22 @@ async def fire_once(store: SchedulerStore, admission: Admission) -> int:
             except Exception:  # noqa: BLE001 - not submitted: back in :firing after its deadline
                 log.exception("schedule %s: occurrence %d could not be submitted", sid, occ)
     await st.fired(done)
-    return len(claimed)
+    return len(claimed), nxt
 
 
 async def run_schedules(store: SchedulerStore, admission: Admission, tick: float) -> None:
-    """Claimed occurrences that fail to fire wait in :firing and return after their deadline."""
-    await run_forever("firing schedules", lambda: fire_once(store, admission), tick, BATCH)
+    """Claimed occurrences that fail to fire wait in :firing and return after their deadline.
+    Between steps the loop sleeps until the earliest time read (common/alarm.py), at most
+    max(tick, IDLE_MAX) seconds: an occurrence another replica put earlier is fired that late
+    at most; one put or resumed in this process wakes it at once."""
+    st = schedule_store(store)
+
+    async def step() -> int:
+        started = now_ms()
+        handled, nxt = await fire_once(store, admission)
+        if handled < BATCH:
+            # Something due but not claimed (a definition changing meanwhile): again after a tick.
+            await st.sleep_until(nxt if nxt > started else started + tick * 1000, max(tick, IDLE_MAX))
+        return BATCH  # its own pause taken: run_forever goes on at once
+
+    await run_forever("firing schedules", step, tick, BATCH)

@@ -14,8 +14,10 @@ end
 
 --! claim_due
 -- KEYS: delayed set, moving set (keys.DelayedKeys). ARGV: now ms, hand-over deadline ms, limit.
--- Moves due tasks to :moving and returns their ids. Tasks left in :moving past their deadline
--- (a scheduler died while handing them over) become due again first.
+-- Moves due tasks to :moving and returns the earliest time (Unix ms) something else becomes due
+-- in either set ('' for none; '' too when `limit` tasks were returned: go again at once), then
+-- their ids. Tasks left in :moving past their deadline (a scheduler died while handing them
+-- over) become due again first.
 local delayed, moving = KEYS[1], KEYS[2]
 local now, deadline, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local stuck = redis.call('ZRANGEBYSCORE', moving, '-inf', now, 'LIMIT', 0, limit)
@@ -28,6 +30,14 @@ for _, id in ipairs(due) do
   redis.call('ZREM', delayed, id)
   redis.call('ZADD', moving, deadline, id)
 end
+local nxt = ''
+if #due < limit then
+  local a = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+  local b = redis.call('ZRANGE', moving, 0, 0, 'WITHSCORES')
+  if a[2] then nxt = a[2] end
+  if b[2] and (nxt == '' or tonumber(b[2]) < tonumber(nxt)) then nxt = b[2] end
+end
+table.insert(due, 1, nxt)
 return due
 
 --! schedule_put

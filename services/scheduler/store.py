@@ -12,6 +12,7 @@ key never names a task that was not written for longer than CLAIM_MS.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,6 +21,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import task_pb2
+from tasktide_services.common.alarm import Alarm
 from tasktide_services.common.lua import LuaFile, Script, load_scripts, run_pipeline
 from tasktide_services.scheduler import keys
 
@@ -43,6 +45,9 @@ class SchedulerStore:
         self.redis = redis
         self.expire_ms = int(expire_seconds * 1000)
         self._s = load_scripts(redis, SCRIPTS)
+        # Wake the delayed pump and the schedule loop of this process early (common/alarm.py).
+        self.delayed_alarm = Alarm()
+        self.schedule_alarm = Alarm()
 
     async def claim_idempotency(self, pairs: list[tuple[str, str]]) -> list[str | None]:
         """For each (key, new id): None when the key was free (now claimed, pending until the task
@@ -106,6 +111,7 @@ class SchedulerStore:
             pipe.set(keys.task(t.id), t.SerializeToString(), px=None if t.id in waiting else self.expire_ms)
         if delayed:
             pipe.zadd(keys.DELAYED, {tid: eta for tid, eta in delayed})
+            self.delayed_alarm.notify(min(eta for _, eta in delayed))
 
     async def load(self, task_ids: list[str]) -> list[task_pb2.Task | None]:
         """The records of these tasks; None for one that is missing (or unreadable: logged)."""
@@ -121,9 +127,12 @@ class SchedulerStore:
                 out.append(None)
         return out
 
-    async def claim_due(self, now_ms: int, handover_ms: int, limit: int) -> list[str]:
-        ids = await self._s["claim_due"](keys.DELAYED_KEYS, [now_ms, now_ms + handover_ms, limit])
-        return [i.decode() for i in ids]
+    async def claim_due(self, now_ms: int, handover_ms: int, limit: int) -> tuple[list[str], float]:
+        """The ids of the due tasks (now in :moving), and the earliest time (Unix ms) something
+        else becomes due (math.inf: nothing waits; `now_ms` when `limit` ids came: more may be due)."""
+        nxt, *ids = await self._s["claim_due"](keys.DELAYED_KEYS, [now_ms, now_ms + handover_ms, limit])
+        at = float(nxt) if nxt else (now_ms if len(ids) >= limit else math.inf)
+        return [i.decode() for i in ids], at
 
     async def handed_over(self, task_ids: list[str]) -> None:
         """These due tasks left the delayed set: their records now expire with the results."""
