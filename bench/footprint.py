@@ -83,8 +83,11 @@ def measured(r: redis.Redis, n: int, run: Callable[[], object], timelines: str =
     `timelines` (a key pattern), those keys are then deleted, as their expiry would, and the bytes
     kept after that are `bytes_later`."""
     before = snapshot(r, settle=True)
+    started = time.perf_counter()
     run()
+    seconds = time.perf_counter() - started
     out = per_task(before, snapshot(r, settle=True), n)
+    out["rate"] = n / seconds if seconds > 0 else 0.0
     if timelines:
         for keys in _batches(r.scan_iter(timelines, count=1000)):
             r.unlink(*keys)
@@ -195,7 +198,11 @@ def footprint(system: Any, url: str, n: int, sample: int, log: Callable[[str], N
     with Monitor(url, script_names()) as mon:
         system.submit_rate(sample)
     breakdown = {k: v / sample for k, v in sorted(mon.tally().items(), key=lambda kv: -kv[1])}
-    return {"one_by_one": one, "bulk": bulk, "idle": idle, "breakdown": breakdown}
+    log(f"[{system.name}] footprint, idle commands with MONITOR for {IDLE_SECONDS:g} s")
+    with Monitor(url, script_names()) as mon:
+        time.sleep(IDLE_SECONDS)
+    idle_breakdown = {k: v / IDLE_SECONDS for k, v in sorted(mon.tally().items(), key=lambda kv: -kv[1])}
+    return {"one_by_one": one, "bulk": bulk, "idle": idle, "breakdown": breakdown, "idle_breakdown": idle_breakdown}
 
 
 def table(figures: dict[str, dict[str, Any]]) -> str:
@@ -205,6 +212,7 @@ def table(figures: dict[str, dict[str, Any]]) -> str:
     rows = [
         ("Redis commands, one by one", "one_by_one", "commands", "{:.1f}"),
         ("Redis CPU, one by one (us)", "one_by_one", "cpu", "{:.0f}"),
+        ("tasks/s, one by one (idle polling per task = idle CPU/s / this)", "one_by_one", "rate", "{:.0f}"),
         ("client reads (round trips), one by one", "one_by_one", "reads", "{:.1f}"),
         ("client writes (replies, messages), one by one", "one_by_one", "writes", "{:.1f}"),
         ("bytes kept per finished task", "one_by_one", "bytes", "{:,.0f}"),
@@ -231,5 +239,8 @@ def table(figures: dict[str, dict[str, Any]]) -> str:
         out.append("")
         out.append(f"{s}, one by one, commands per task by script or command (MONITOR):")
         for label, v in figures[s]["breakdown"].items():
+            out.append(f"    {v:6.2f}  {label}")
+        out.append(f"{s}, idle, commands per second by script or command (MONITOR):")
+        for label, v in figures[s].get("idle_breakdown", {}).items():
             out.append(f"    {v:6.2f}  {label}")
     return "\n".join(out)
