@@ -8,7 +8,9 @@ other processes on the machine does not move them):
 - Redis CPU per task: used_cpu_sys + used_cpu_user of INFO cpu, delta over the run / N (idle
   polling of the system's processes during the run included, for both);
 - bytes kept per finished task: used_memory after every task of the one-by-one run is final,
-  minus before, / N (results kept at the default expiry: nothing has expired yet);
+  minus before, / N (results kept at the default expiry: nothing has expired yet), in the first
+  hour (timelines kept), once the timelines expired, and in the steady state of traffic over the
+  default result expiry (24 h: results of the whole day, timelines of its last hour);
 - a breakdown of one small one-by-one run read with MONITOR: commands per task per script (its
   inner commands included) or per plain command and key prefix.
 
@@ -80,8 +82,9 @@ def per_task(before: Snapshot, after: Snapshot, n: float) -> dict[str, float]:
 
 def measured(r: redis.Redis, n: int, run: Callable[[], object], timelines: str = "") -> dict[str, float]:
     """`run` (which returns once its n tasks are final) between two settled snapshots. With
-    `timelines` (a key pattern), those keys are then deleted, as their expiry would, and the bytes
-    kept after that are `bytes_later`."""
+    `timelines` (a key pattern), the keys of this run matching it are then deleted, as their
+    expiry would, and the bytes kept after that are `bytes_later`."""
+    kept = set(r.scan_iter(timelines, count=1000)) if timelines else set()  # earlier runs' timelines
     before = snapshot(r, settle=True)
     started = time.perf_counter()
     run()
@@ -89,10 +92,21 @@ def measured(r: redis.Redis, n: int, run: Callable[[], object], timelines: str =
     out = per_task(before, snapshot(r, settle=True), n)
     out["rate"] = n / seconds if seconds > 0 else 0.0
     if timelines:
-        for keys in _batches(r.scan_iter(timelines, count=1000)):
+        for keys in _batches(k for k in r.scan_iter(timelines, count=1000) if k not in kept):
             r.unlink(*keys)
     out["bytes_later"] = (snapshot(r, settle=True).memory - before.memory) / n
+    out["bytes_day"] = steady_state(out["bytes"], out["bytes_later"])
     return out
+
+
+def steady_state(first_hour: float, later: float) -> float:
+    """Bytes per finished task in the steady state of traffic kept for the default result expiry:
+    every task's result for the whole expiry, its timeline for the timeline expiry only (the
+    share of the tasks of the window whose timeline is still kept)."""
+    from tasktide_services.common.settings import ServerSettings
+
+    d = ServerSettings()
+    return later + (first_hour - later) * min(1.0, d.timeline_expires / d.result_expires)
 
 
 def _batches(it: Any, size: int = 500) -> Any:
@@ -217,6 +231,7 @@ def table(figures: dict[str, dict[str, Any]]) -> str:
         ("client writes (replies, messages), one by one", "one_by_one", "writes", "{:.1f}"),
         ("bytes kept per finished task", "one_by_one", "bytes", "{:,.0f}"),
         ("bytes kept once the timelines expired", "one_by_one", "bytes_later", "{:,.0f}"),
+        ("bytes per finished task, steady state of a day (default expiries)", "one_by_one", "bytes_day", "{:,.0f}"),
         ("Redis commands, bulk", "bulk", "commands", "{:.1f}"),
         ("Redis CPU, bulk (us)", "bulk", "cpu", "{:.0f}"),
         ("idle: Redis commands per second", "idle", "commands", "{:.1f}"),

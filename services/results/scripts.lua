@@ -29,7 +29,10 @@ local function final(s) return s >= FIRST_FINAL_STATE and s <= LAST_FINAL_STATE 
 -- ARGV: result expiry ms, timeline expiry ms (both from the task's final event on), whether a
 -- state hash of the previous layout may exist (0|1: store.py; 0 spares reading it), then per event
 -- of this task, in order: state, progress_only (0|1), reopen (0|1), serialized TaskEvent (without
--- its task id and spec), serialized TaskSpec (or empty), submission time ms (with a spec).
+-- its task id and spec), serialized TaskSpec (or empty), submission time ms (with a spec), the
+-- same event without its name and queue (or empty), the start of a serialized spec with that
+-- name and queue: the slim event is kept when the task's spec starts so (readers take the name
+-- and queue back from the spec).
 -- Returns 1 or 0 per event (0: refused).
 -- Nothing is written once the task is final: one result per task, whoever is late. Only a reopen
 -- event (a dead task requeued) passes a final state.
@@ -51,17 +54,19 @@ if count == 0 and legacy_possible == '1' then
 end
 local was_final = final(current)
 local out, pushed = {}, {}
-for i = 4, #ARGV, 6 do
+for i = 4, #ARGV, 8 do
   if final(current) and ARGV[i + 2] ~= '1' then
     out[#out + 1] = 0
   else
-    if ARGV[i + 1] == '0' then
-      current, latest = tonumber(ARGV[i]), ARGV[i + 3]
-    end
     if ARGV[i + 4] ~= '' and spec == '' then
       spec, t0 = ARGV[i + 4], ARGV[i + 5]
     end
-    pushed[#pushed + 1] = ARGV[i + 3]
+    local e, named = ARGV[i + 3], ARGV[i + 7]
+    if ARGV[i + 6] ~= '' and spec ~= '' and string.sub(spec, 1, #named) == named then e = ARGV[i + 6] end
+    if ARGV[i + 1] == '0' then
+      current, latest = tonumber(ARGV[i]), e
+    end
+    pushed[#pushed + 1] = e
     out[#out + 1] = 1
   end
 end
@@ -81,8 +86,8 @@ return out
 
 --! events_after
 -- KEYS: result, event log. ARGV: number of events already seen, max count.
--- Returns the number of the event before the first one returned, the spec submitted when the
--- first event is returned (else ''), what is gone (0: nothing, 1: events after the number seen
+-- Returns the number of the event before the first one returned, the spec submitted (events
+-- kept without their name and queue take them from it; '' when not known), what is gone (0: nothing, 1: events after the number seen
 -- were trimmed, 2: the log expired: the latest event that set the state stands for the events
 -- after the number seen, as the last of them), then up to max count events.
 local result, log = KEYS[1], KEYS[2]
@@ -91,12 +96,12 @@ local _, total, _, spec, latest = read(result)
 local kept = redis.call('LLEN', log)
 local first = total - kept
 if kept == 0 and total > seen and latest then
-  return {total - 1, '', 2, latest}
+  return {total - 1, spec, 2, latest}
 end
 local from = math.max(seen, first)
 local out = redis.call('LRANGE', log, from - first, from - first + max - 1)
 table.insert(out, 1, from > seen and 1 or 0)
-table.insert(out, 1, (from == 0 and #out > 1) and spec or '')
+table.insert(out, 1, #out > 1 and spec or '')
 table.insert(out, 1, from)
 return out
 

@@ -77,6 +77,7 @@ class ResultsStore:
                     _stored_event(e),
                     spec,
                     e.at_ms,
+                    *_slim_event(e),
                 ]
             script(keys.task_keys(tid), argv, client=pipe)
         pipe.publish(keys.EVENTS, ",".join({e.task_id for e in events}))
@@ -91,7 +92,7 @@ class ResultsStore:
         out: dict[str, task_pb2.TaskEvent] = {}
         for tid, st in (await self._read(task_ids)).items():
             if st is not None and st.event and is_final(st.state):
-                ev = task_pb2.TaskEvent.FromString(st.event)
+                ev = _named(task_pb2.TaskEvent.FromString(st.event), _spec(st.spec))
                 ev.task_id, ev.cursor = tid, str(st.appended)
                 out[tid] = ev
         return out
@@ -178,14 +179,39 @@ def _stored_event(e: task_pb2.TaskEvent) -> bytes:
     return copy.SerializeToString()
 
 
+def _slim_event(e: task_pb2.TaskEvent) -> tuple[bytes, bytes]:
+    """The event without its name and queue, and the start of a serialized spec with that
+    name and queue (`record` keeps the slim event when the task's spec starts so; a reader
+    takes them back from the spec: `_named`). Empty for an event without a name."""
+    if not e.name:
+        return b"", b""
+    copy = task_pb2.TaskEvent()
+    copy.CopyFrom(e)
+    for f in ("task_id", "spec", "name", "queue"):
+        copy.ClearField(f)
+    return copy.SerializeToString(), task_pb2.TaskSpec(name=e.name, queue=e.queue).SerializeToString()
+
+
+def _named(ev: task_pb2.TaskEvent, spec: task_pb2.TaskSpec | None) -> task_pb2.TaskEvent:
+    """An event as recorded: a slim one (kept without name and queue) takes them from the spec."""
+    if not ev.name and spec is not None:
+        ev.name, ev.queue = spec.name, spec.queue
+    return ev
+
+
+def _spec(raw: bytes) -> task_pb2.TaskSpec | None:
+    return task_pb2.TaskSpec.FromString(raw) if raw else None
+
+
 def _events(task_id: str, reply: list[bytes]) -> list[task_pb2.TaskEvent]:
     """The events of an `events_after` reply, each with its cursor; the first event of a task
     carries its spec again; an event standing for an expired timeline says so in its message."""
     number, spec, expired = int(reply[0]), reply[1], int(reply[2]) == EXPIRED
+    parsed = _spec(spec)
     evs = []
     for raw in reply[3:]:
         number += 1
-        ev = task_pb2.TaskEvent.FromString(raw)
+        ev = _named(task_pb2.TaskEvent.FromString(raw), parsed)
         ev.task_id, ev.cursor = task_id, str(number)
         evs.append(ev)
     if evs and spec and number - len(evs) == 0:
@@ -217,7 +243,7 @@ def accepted(events: list[task_pb2.TaskEvent], replies: list[object]) -> list[bo
 def _result(task_id: str, st: Stored | None) -> task_pb2.TaskResult:
     if st is None or st.state == 0:  # nothing recorded yet
         return task_pb2.TaskResult(task_id=task_id, found=False)
-    e = task_pb2.TaskEvent.FromString(st.event) if st.event else task_pb2.TaskEvent()
+    e = _named(task_pb2.TaskEvent.FromString(st.event), _spec(st.spec)) if st.event else task_pb2.TaskEvent()
     r = task_pb2.TaskResult(
         task_id=task_id,
         found=True,
