@@ -52,12 +52,18 @@ def test_recording_a_task_life_costs_a_few_commands_and_keeps_the_spec_once(tmp_
                 logged = [task_pb2.TaskEvent.FromString(raw) for raw in await redis.lrange(k.events, 0, -1)]
                 assert [e.state for e in logged] == [S.TASK_STATE_QUEUED, S.TASK_STATE_RUNNING, S.TASK_STATE_SUCCEEDED]
                 assert not any(e.HasField("spec") for e in logged)
+                assert not any(e.name or e.queue for e in logged)  # kept once, in the spec
                 (res,) = await store.get([tid])
-                assert res.spec.name == "f.add" and res.state == S.TASK_STATE_SUCCEEDED
+                assert res.spec.name == "f.add" and res.state == S.TASK_STATE_SUCCEEDED and res.name == "f.add"
+                final = (await store.finals([tid]))[tid]
+                assert (final.name, final.queue) == ("f.add", "q")
                 assert await redis.type(k.result) == b"string"
                 assert len(await redis.get(k.result)) < 100  # state, count, time, spec, final event
                 evs = await store.events_after(tid, "")
                 assert evs[0].spec.name == "f.add" and [e.cursor for e in evs] == ["1", "2", "3"]
+                assert [(e.name, e.queue) for e in evs] == [("f.add", "q")] * 3
+                later = await store.events_after(tid, "1")  # without the first event: named all the same
+                assert [(e.name, e.queue, e.HasField("spec")) for e in later] == [("f.add", "q", False)] * 2
                 assert not evs[1].HasField("spec")
                 # A late event is refused and writes nothing.
                 before = await _calls(redis)
