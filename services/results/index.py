@@ -178,7 +178,8 @@ class TaskIndex:
             argv += [e.task_id, e.at_ms, entry_of(e), 1 if e.reopen else 0, *timing.argv(b)]
         oldest = int(time.time() * 1000) - self.retention_ms
         for (ns, b), argv in by_bucket.items():
-            head = [oldest, self.settings.max, b + self.bucket_ms + self.retention_ms]
+            # 0: the bucket started within the retention, so none of its entries is too old.
+            head = [oldest if b < oldest else 0, self.settings.max, b + self.bucket_ms + self.retention_ms]
             self._s["index_put"](keys.index_keys(ns, b), [*head, *argv], client=pipe)
 
     def window(self, since_ms: int, until_ms: int) -> tuple[int, int]:

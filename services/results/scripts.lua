@@ -107,7 +107,8 @@ return out
 
 --! index_put
 -- KEYS: index bucket order ZSET, entries HASH, counts HASH (keys.index_keys).
--- ARGV: oldest time kept (Unix ms: now - retention), most entries kept, expiry time of the bucket
+-- ARGV: oldest time kept (Unix ms: now - retention; 0 when the bucket is younger, so that no entry
+-- can be older), most entries kept, expiry time of the bucket
 -- (Unix ms), then per task: id, time of the change, entry (state, name, queue, worker, error type
 -- joined by chr(31)), reopen (0|1), ready time and start time of its latest attempt (ms from the
 -- bucket's start; '' = keep the bucket's entry's, 'n' = none).
@@ -154,7 +155,8 @@ for i = 4, #ARGV, 6 do
     redis.call('HSET', entries, id, entry .. '\31' .. ready .. '\31' .. start)
   end
 end
-local stale = redis.call('ZRANGEBYSCORE', order, '-inf', '(' .. oldest, 'LIMIT', 0, 100)
+local stale = {}
+if oldest ~= '0' then stale = redis.call('ZRANGEBYSCORE', order, '-inf', '(' .. oldest, 'LIMIT', 0, 100) end
 local size = redis.call('ZCARD', order)
 if size - #stale > most then
   stale = redis.call('ZRANGE', order, 0, size - most - 1)
