@@ -38,3 +38,14 @@ def test_the_sleep_ends_at_its_time_or_after_the_longest_wait() -> None:
         assert wall_ms() >= started + 100
 
     asyncio.run(main())
+
+
+def test_a_loop_sleeps_until_its_earliest_next_step_even_when_notified() -> None:
+    async def main() -> None:
+        alarm = Alarm()
+        started = wall_ms()
+        alarm.notify(started)  # due now, but the loop's last step was just now
+        await asyncio.wait_for(alarm.sleep_until(math.inf, 3600, earliest=started + 100), 30)
+        assert wall_ms() >= started + 100
+
+    asyncio.run(main())

@@ -35,12 +35,14 @@ class Alarm:
             self._hint = at_ms
             self._woken.set()
 
-    async def sleep_until(self, at_ms: float, longest: float) -> None:
+    async def sleep_until(self, at_ms: float, longest: float, earliest: float = 0) -> None:
         """Sleep until `at_ms` (math.inf: nothing known), at most `longest` seconds, or until a
-        time notified since is reached. The hints reached are then forgotten."""
+        time notified since is reached, but not past `earliest` (Unix ms: a loop's steps at most
+        so often, so that tasks due close together are taken in one step). The hints reached are
+        then forgotten."""
         end = min(at_ms, self._clock() + longest * 1000)
         while True:
-            wait = (min(end, self._hint) - self._clock()) / 1000
+            wait = (max(min(end, self._hint), earliest) - self._clock()) / 1000
             if wait <= 0:
                 break
             self._woken.clear()

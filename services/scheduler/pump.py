@@ -67,14 +67,15 @@ async def _move(admission: Admission, tasks: list[task_pb2.Task]) -> list[str]:
 async def run_pump(store: SchedulerStore, admission: Admission, tick: float) -> None:
     """Due tasks that fail to move stay in :moving and return after their hand-over deadline.
     Between steps the pump sleeps until the next due time read by the step, woken early when
-    this process delays a task due sooner (store.delayed_alarm); a task delayed by another
-    process is seen at most max(tick, IDLE_MAX) seconds late. `tick` is also the pause after a
-    failed step."""
+    this process delays a task due sooner (store.delayed_alarm), but steps at most every `tick`
+    (a task is moved at most `tick` late); a task delayed by another process is seen at most
+    max(tick, IDLE_MAX) seconds late. `tick` is also the pause after a failed step."""
 
     async def step() -> int:
+        started = now_ms()
         handled, nxt = await pump_once(store, admission)
-        if handled < BATCH:
-            await store.delayed_alarm.sleep_until(nxt, max(tick, IDLE_MAX))
+        if handled < BATCH:  # steps at most every tick: tasks due close together move together
+            await store.delayed_alarm.sleep_until(nxt, max(tick, IDLE_MAX), started + tick * 1000)
         return BATCH  # its own pause taken: run_forever goes on at once
 
     await run_forever("delayed pump", step, tick, BATCH)

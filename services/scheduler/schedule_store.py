@@ -115,9 +115,10 @@ class ScheduleStore:
         nxt = min([float(score) for _, score in [*first_due, *first_firing]], default=math.inf)
         return [keys.fired(m.decode()) for m in raw], await self._due(found), nxt
 
-    async def sleep_until(self, at_ms: float, longest: float) -> None:
-        """Until `at_ms`, at most `longest` seconds, or an earlier occurrence written here."""
-        await self._alarm.sleep_until(at_ms, longest)
+    async def sleep_until(self, at_ms: float, longest: float, earliest: float = 0) -> None:
+        """Until `at_ms`, at most `longest` seconds, or an earlier occurrence written here; not
+        before `earliest` (common/alarm.py)."""
+        await self._alarm.sleep_until(at_ms, longest, earliest)
 
     async def _due(self, found: list[tuple[bytes, float]]) -> list[Due]:
         ids = [m.decode() for m, _ in found]

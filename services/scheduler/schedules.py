@@ -189,9 +189,8 @@ async def run_schedules(store: SchedulerStore, admission: Admission, tick: float
     async def step() -> int:
         started = now_ms()
         handled, nxt = await fire_once(store, admission)
-        if handled < BATCH:
-            # Something due but not claimed (a definition changing meanwhile): again after a tick.
-            await st.sleep_until(nxt if nxt > started else started + tick * 1000, max(tick, IDLE_MAX))
+        if handled < BATCH:  # steps at most every tick (something due but not claimed: a tick later)
+            await st.sleep_until(nxt, max(tick, IDLE_MAX), started + tick * 1000)
         return BATCH  # its own pause taken: run_forever goes on at once
 
     await run_forever("firing schedules", step, tick, BATCH)
