@@ -17,6 +17,7 @@ from bench.procs import settle_used_memory, wait_until
 
 COUNTDOWN = 0.5  # seconds a delayed task waits
 EVERY = 0.2  # seconds between a schedule's occurrences
+WAITING_TIMES = 5  # the waiting rows count this many times more tasks than the others
 
 
 def waiting(
@@ -71,9 +72,14 @@ def extra_rows(system: Any, url: str, n: int, log: Callable[[str], None]) -> dic
         log(f"[{system.name}] footprint, {kind}, n={n}")
         out[kind] = measured(r, n, run, TIMELINES["tasktide"])
 
-    log(f"[{system.name}] footprint, bytes of waiting tasks, n={n}")
-    out["delayed task, waiting"] = waiting(r, client, n, lambda i: tasks.add.apply_async(args=(i, i), countdown=3600))
-    out["retried task, waiting its backoff"] = waiting(r, client, n, lambda i: tasks.flaky.delay(i, 3600.0), True)
+    waiting_n = n * WAITING_TIMES  # more tasks: used_memory deltas of a few tasks are noisy
+    log(f"[{system.name}] footprint, bytes of waiting tasks, n={waiting_n}")
+    out["delayed task, waiting"] = waiting(
+        r, client, waiting_n, lambda i: tasks.add.apply_async(args=(i, i), countdown=3600)
+    )
+    out["retried task, waiting its backoff"] = waiting(
+        r, client, waiting_n, lambda i: tasks.flaky.delay(i, 3600.0), True
+    )
 
     name = f"footprint-{uuid.uuid4().hex[:8]}"
     client.put_schedule(name, tasks.noop.name, every=3600)
