@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import resource
 import tempfile
 import time
@@ -33,6 +34,21 @@ def _tree(pid: int) -> float:
     return sum(cpu_seconds(p) for p in (pid, *descendants(pid)))
 
 
+def _switches(pid: int) -> int:
+    """Voluntary context switches of every thread of pid and its descendants: how often they slept
+    and were woken, which the machine's load does not change."""
+    total = 0
+    for p in (pid, *descendants(pid)):
+        for status in Path(f"/proc/{p}/task").glob("*/status"):
+            try:
+                for line in status.read_text().splitlines():
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+    return total
+
+
 def _round(system: Any, redis_pid: int, n: int) -> dict[str, float]:
     parts: dict[str, list[int]] = {"redis": [redis_pid]}
     if getattr(system, "server", None) is not None:
@@ -41,7 +57,9 @@ def _round(system: Any, redis_pid: int, n: int) -> dict[str, float]:
         [system.worker.pid] if getattr(system, "worker", None) is not None else []
     )
     parts["workers"] = workers
+    parts["producer"] = [os.getpid()]
     before = {k: sum(_tree(p) for p in pids) for k, pids in parts.items()}
+    woken = {k: sum(_switches(p) for p in pids) for k, pids in parts.items()}
     own0 = _own_cpu()
     add = system.add if hasattr(system, "add") else system.tasks.add
     t0 = time.perf_counter()
@@ -52,8 +70,9 @@ def _round(system: Any, redis_pid: int, n: int) -> dict[str, float]:
     out = {"rate": n / elapsed}
     for k in parts:
         out[k] = (after[k] - before[k]) / n * 1e6
+        out[f"{k} wakeups"] = (sum(_switches(p) for p in parts[k]) - woken[k]) / n
     out["producer"] = own / n * 1e6
-    out["total"] = sum(v for k, v in out.items() if k != "rate")
+    out["total"] = sum(out[k] for k in parts)
     if parts["workers"]:  # drained, so the next round starts idle
         for h in handles[-50:]:
             h.get(timeout=60)
@@ -171,15 +190,18 @@ def main(argv: list[str] | None = None) -> int:
             systems.append(system)
         for system in systems:  # warm-up
             _round(system, server.process.pid, 200)
-        print(f"{'system':10} {'tasks/s':>8} {'server':>7} {'workers':>7} {'redis':>6} {'producer':>8} {'total':>6}")
+        print("CPU us per task by process; in brackets, the times its threads slept and were woken, per task")
+        print(
+            f"{'system':10} {'tasks/s':>8} {'server':>13} {'workers':>13} {'redis':>13} {'producer':>13} {'total':>6}"
+        )
         for _ in range(args.rounds):
             for system in systems:
                 r = _round(system, server.process.pid, args.n)
-                print(
-                    f"{system.name:10} {r['rate']:8,.0f} {r.get('server', 0):7,.0f} {r['workers']:7,.0f} "
-                    f"{r['redis']:6,.0f} {r['producer']:8,.0f} {r['total']:6,.0f}",
-                    flush=True,
-                )
+                cells = [
+                    f"{r.get(k, 0):6,.0f} [{r.get(f'{k} wakeups', 0):4.1f}]"
+                    for k in ("server", "workers", "redis", "producer")
+                ]
+                print(f"{system.name:10} {r['rate']:8,.0f} {' '.join(cells)} {r['total']:6,.0f}", flush=True)
     return 0
 
 
