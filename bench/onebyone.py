@@ -36,7 +36,7 @@ def _tree(pid: int) -> float:
 
 def _switches(pid: int) -> int:
     """Voluntary context switches of every thread of pid and its descendants: how often they slept
-    and were woken, which the machine's load does not change."""
+    and were woken (less sensitive to the machine's load than CPU time, though not immune)."""
     total = 0
     for p in (pid, *descendants(pid)):
         for status in Path(f"/proc/{p}/task").glob("*/status"):
