@@ -21,6 +21,7 @@ from bench.workloads import WORKLOADS
 
 REPORT = Path("reports") / "bench.md"
 LOAD_ROWS = {"producers_threads", "producers_processes", "latency_under_load"}
+TASKTIDE_ONLY = {"index_memory", "throughput_index_off", "throughput_index_on"}  # and the secure_* rows
 FLAT = 1.5  # canvas: a member's CPU at n may cost up to this many times its cost at the smallest n
 
 
@@ -66,7 +67,7 @@ def python_groups(rows: list[dict[str, Any]]) -> list[Group]:
     load: list[Row] = []
     for r in rows:
         w = by_key[r["workload"]]
-        secure = w.key.startswith("secure")
+        secure = w.key.startswith("secure") or w.key in TASKTIDE_ONLY
         for m in w.metrics:
             label = w.title if len(w.metrics) == 1 else f"{w.title} ({m})"
             row = Row(
@@ -144,11 +145,17 @@ def polyglot_group(results: dict[str, dict[str, list[dict[str, float]]]], skippe
     for lang in ("go", "node"):
         label, other = NAMES[lang]
         if lang in skipped and not results.get(lang):
-            out.append(Row(f"{label}: every row", other=other, theirs=f"skipped: {skipped[lang]}"))
+            why = f"skipped: {skipped[lang]}"
+            out.append(Row(f"{label}: one-by-one, bulk, end to end, round trip", tasktide=why, other=other, theirs=why))
             continue
         systems = results.get(lang, {})
         ours, theirs, unary = (systems.get(s, []) for s in ("tasktide", COMPARED[lang], "tasktide-unary"))
+        parent = ""
         for key, name, unit, higher in POLYGLOT_ROWS:
+            if name.startswith(" "):  # a cost row under the row above it
+                name = f"{parent}, {name.strip()}"
+            else:
+                parent = name
             a, b = [r[key] for r in ours if key in r], [r[key] for r in theirs if key in r]
             if not a and not b:
                 continue
@@ -157,10 +164,10 @@ def polyglot_group(results: dict[str, dict[str, list[dict[str, float]]]], skippe
             met = "-" if not ahead else "yes" if all(ahead) else "no" if not any(ahead) else "mixed"
             goal = ("> 1x" if higher else "< 1x") + " every round"
             ratio = _x(statistics.median(ratios)) if ratios else "-"
-            out.append(Row(f"{label}: {name.strip()}", "-", unit, _span(a), other, _span(b), ratio, goal, met))
+            out.append(Row(f"{label}: {name}", "-", unit, _span(a), other, _span(b), ratio, goal, met))
             u = [r[key] for r in unary if key in r]
             if u:
-                out.append(Row(f"{label}: {name.strip()}, a Submit call per task", "-", unit, _span(u)))
+                out.append(Row(f"{label}: {name} (a Submit call per task)", "-", unit, _span(u)))
         if lang in skipped:
             out.append(Row(f"{label}: some runs", other=other, theirs=f"skipped: {skipped[lang]}"))
     return "Go against Asynq, Node.js against BullMQ (bench/polyglot)", out

@@ -262,7 +262,7 @@ def run_system(
     return out
 
 
-SECURE_ROUNDS = 3
+SECURE_ROUNDS = 2  # each round is a throughput and a latency run of both instances
 
 
 def secure_rows(
