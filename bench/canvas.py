@@ -54,6 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=lambda v: tuple(int(x) for x in v.split(",")),
         help="comma-separated group and chord sizes (default 1000,10000,100000; --quick: 100)",
     )
+    p.add_argument("--full", action="store_true", help=argparse.SUPPRESS)  # 100,000 is a default size now
     p.add_argument("--celery-canvas-max", type=int, help="run Celery's canvas rows up to this size (see CELERY_MAX)")
     p.add_argument("--canvas-rounds", type=int, default=2, help="alternated rounds per canvas size (default 2)")
     p.add_argument("--no-canvas", action="store_true", help="skip the canvas rows")
