@@ -12,6 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# The quick run starts the platform several times (Python rows, canvas, footprint, Go and Node.js
+# programs): a few minutes on a loaded 2-core machine, past the suite's default per-test timeout.
+pytestmark = pytest.mark.timeout(600)
+
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = {
     "throughput",
@@ -55,7 +61,7 @@ def test_bench_quick_tasktide(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,  # the many-producer rows start five processes, the canvas rows a platform of their own
+        timeout=540,  # many-producer rows start five processes; canvas, footprint, Go and Node.js a platform each
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
