@@ -44,7 +44,9 @@ test-split: install
 test-django6:
 	scripts/test_django6.sh
 
-## tasktide against Celery 5 on one Redis server; prints JSON lines and a table. BENCH_ARGS=--quick: small counts.
+## tasktide against Celery 5 on one Redis server, canvas, Redis footprint, Go/Node.js against Asynq/BullMQ:
+## JSON lines, then one table with the run's date and commit, also written to reports/bench.md.
+## BENCH_ARGS=--quick: small counts (a few minutes). Go and Node.js rows need go, node and npm (else "skipped").
 bench: install
 	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -1,7 +1,11 @@
 """`python -m bench`: tasktide and Celery 5 on one Redis server, same machine, same run.
 
-Prints one JSON line per workload (tasktide's figures, Celery's and the ratio), then a table.
-Progress goes to stderr; process logs to the --work-dir folder (a temporary one by default).
+Prints one JSON line per workload (tasktide's figures, Celery's and the ratio), then one table
+(bench/summary.py) headed by the run's date, commit and machine: the Python rows against Celery,
+many producers and latency under load, canvas, the Redis footprint per task, and the Go and
+Node.js clients against Asynq and BullMQ (bench/polyglot). The table is also written as Markdown
+to reports/bench.md. Progress goes to stderr; process logs to the --work-dir folder (a temporary
+one by default).
 """
 
 from __future__ import annotations
@@ -10,16 +14,18 @@ import argparse
 import contextlib
 import datetime as dt
 import os
-import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
-from bench import canvas
+from bench import canvas, meta, summary
+from bench.procs import ROOT
 from bench.profiling import Profiler
-from bench.report import json_lines, lines, table
+from bench.report import json_lines, lines
 from bench.workloads import Counts, run_system
 from tasktide_services.common.redis_server import start_redis
 
@@ -45,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=2, help="tasks at once per tasktide worker process")
     p.add_argument("--prefetch", type=int, default=0, help="tasktide worker --prefetch (0: its default)")
     p.add_argument("--work-dir", type=Path, help="Redis data and process logs (default: a temporary folder)")
+    p.add_argument("--report", type=Path, default=ROOT / summary.REPORT, help="the Markdown copy of the table")
+    p.add_argument("--no-footprint", action="store_true", help="skip the Redis footprint rows")
+    p.add_argument("--no-polyglot", action="store_true", help="skip the Go and Node.js rows")
+    p.add_argument("--polyglot-rounds", type=int, default=2, help="alternated rounds of the Go and Node.js rows")
     canvas.add_arguments(p)
     return p
 
@@ -56,35 +66,86 @@ def main(argv: list[str] | None = None) -> int:
 
         return scaling.main([a for a in argv if a not in ("--only", "scaling")])
     args = _parser().parse_args(argv)
+    t0 = time.monotonic()
     counts = (Counts.quick() if args.quick else Counts()).scaled(args.scale)
+    groups: list[summary.Group] = []
+    notes: list[str] = []
     with contextlib.ExitStack() as stack:
         work = args.work_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tasktide-bench-")))
         work.mkdir(parents=True, exist_ok=True)
         server = start_redis(work / "redis", appendonly=False)
         stack.callback(server.stop)
         base = f"redis://127.0.0.1:{server.port}"
+        info = meta.collect(base)
         _log(f"redis-server on port {server.port}; logs in {work}")
         profiler = Profiler(args.profile) if args.profile else None
         if args.only == "footprint":
             return _footprint(base, work, args, counts)
         figures: dict[str, dict[str, dict[str, float]]] = {}
-        for name in ("tasktide", "celery"):
-            if args.only and args.only != name:
-                continue
+        for name in _names(args):
             redis.Redis.from_url(base).flushall()
             system = _system(name, base, work, args, profiler)
             figures[name] = run_system(system, counts, _log, redis_pid=server.process.pid)
+        rows = lines(figures.get("tasktide"), figures.get("celery"), counts)
+        groups += summary.python_groups(rows)
         dbs = {"tasktide": TASKTIDE_DB, "celery": CELERY_DB}
         canvas_rows = [] if args.no_canvas else canvas.run(base, dbs, server.process.pid, work, args, _log)
-    rows = lines(figures.get("tasktide"), figures.get("celery"), counts)
+        groups.append(summary.canvas_group(canvas_rows, notes) if canvas_rows else _skipped("canvas", "--no-canvas"))
+        groups.append(_footprint_group(base, work, args, counts))
+        groups.append(_polyglot_group(work, args, notes))
     print(json_lines(rows + canvas_rows))
     print()
-    print(f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {platform.platform()}")
-    print(table(rows))
-    if canvas_rows:
-        print()
-        print(canvas.table(canvas_rows))
+    text = summary.render(info, groups, notes, time.monotonic() - t0)
+    print(text)
+    path = summary.write(text, args.report)
+    _log(f"the table is in {path}; the run took {meta.duration(time.monotonic() - t0)}")
     return 0
+
+
+def _names(args: argparse.Namespace) -> list[str]:
+    return [n for n in ("tasktide", "celery") if not args.only or args.only == n]
+
+
+def _skipped(what: str, why: str) -> summary.Group:
+    return summary.skipped_group(what, why)
+
+
+def _footprint_group(base: str, work: Path, args: argparse.Namespace, counts: Counts) -> summary.Group:
+    """The Redis footprint per task of each system, started afresh (bench/footprint.py)."""
+    title = "Redis footprint per task (bench/footprint.py)"
+    if args.no_footprint:
+        return _skipped(title, "--no-footprint")
+    from bench.footprint import footprint
+
+    n, sample = counts.submit, max(1, counts.latency // 10)
+    figures: dict[str, dict[str, Any]] = {}
+    for name in _names(args):
+        db = TASKTIDE_DB if name == "tasktide" else CELERY_DB
+        redis.Redis.from_url(base).flushall()
+        system = _system(name, base, work, args, None)
+        if name == "tasktide":
+            system.own_app = True  # an App for this platform's address (the first run's is closed)
+        system.start()
+        try:
+            system.start_workers()
+            figures[name] = footprint(system, f"{base}/{db}", n, sample, _log)
+        finally:
+            system.stop()
+    return summary.footprint_group(figures, n)
+
+
+def _polyglot_group(work: Path, args: argparse.Namespace, notes: list[str]) -> summary.Group:
+    """The Go and Node.js rows (bench/polyglot), on a Redis server and a platform of their own."""
+    title = "Go against Asynq, Node.js against BullMQ (bench/polyglot)"
+    if args.no_polyglot or args.only == "celery":
+        return _skipped(title, "--no-polyglot" if args.no_polyglot else "--only celery")
+    from bench.polyglot.__main__ import measure
+
+    rounds = 1 if args.quick else args.polyglot_rounds
+    results, skipped = measure(["go", "node"], rounds, args.quick, 8, work, _log, emit=_log)
+    if rounds > 1:
+        notes.append(f"Go and Node.js: figures are ranges over {rounds} alternated rounds, the ratio their median.")
+    return summary.polyglot_group(results, skipped)
 
 
 def _footprint(base: str, work: Path, args: argparse.Namespace, counts: Counts) -> int:
@@ -105,7 +166,7 @@ def _footprint(base: str, work: Path, args: argparse.Namespace, counts: Counts) 
                 figures[name]["extra"] = extra_rows(system, f"{base}/{db}", max(1, n // 10), _log)
         finally:
             system.stop()
-    print(f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, n={n}")
+    print(f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, n={n}, commit {meta.commit()}")
     print(table(figures))
     return 0
 

@@ -11,7 +11,10 @@ is counted too, a few per second).
     chord(group(add.s(i, 1) for i in range(n)), total.s()).apply_async().get()
     chain(add.s(0, 1), add.s(1), ...).apply_async().get()      # n steps
 
-Groups and chords of 100,000 are run with --full only (minutes per system).
+Sizes: 1,000, 10,000 and 100,000 members (`--canvas-sizes`), a chain of 1,000 steps. Celery
+runs a shape up to CELERY_MAX[shape] members (`--celery-canvas-max` raises it): its `get()` of a
+group collects some 30-60 members/s on a 2-core machine and a chord's 18-55, so a chord of 10,000
+alone would take it about 10 minutes; the rows above say "-" with the reason in the notes.
 """
 
 from __future__ import annotations
@@ -28,13 +31,13 @@ import redis
 
 from bench.procs import tree_cpu_seconds
 
-SIZES = (1_000, 10_000)
-FULL_SIZES = (1_000, 10_000, 100_000)
+SIZES = (1_000, 10_000, 100_000)
 QUICK_SIZES = (100,)
 CHAIN = 1_000
 QUICK_CHAIN = 10
-CELERY_CHAIN_MAX = 1_000  # a Celery chain carries its remaining steps in every message
-CELERY_MAX = 10_000  # Celery's group.get() collects some 30 members/s on this machine: 100k is an hour
+# Celery's largest run per shape (see above): 100k members would take it about an hour.
+CELERY_MAX = {"canvas_group": 10_000, "canvas_chord": 1_000, "canvas_chain": 1_000}
+CELERY_SLOWEST = {"canvas_group": 30, "canvas_chord": 18, "canvas_chain": 14}  # members/s seen on 2 cores
 TIMEOUT = 1_800.0
 ONE_ROUND = 10_000  # sizes from this one are run once per system (minutes each for Celery)
 SHAPES = {
@@ -47,7 +50,13 @@ Log = Callable[[str], None]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--full", action="store_true", help="canvas rows also for groups and chords of 100,000")
+    p.add_argument(
+        "--canvas-sizes",
+        type=lambda v: tuple(int(x) for x in v.split(",")),
+        help="comma-separated group and chord sizes (default 1000,10000,100000; --quick: 100)",
+    )
+    p.add_argument("--full", action="store_true", help=argparse.SUPPRESS)  # 100,000 is a default size now
+    p.add_argument("--celery-canvas-max", type=int, help="run Celery's canvas rows up to this size (see CELERY_MAX)")
     p.add_argument("--canvas-rounds", type=int, default=2, help="alternated rounds per canvas size (default 2)")
     p.add_argument("--no-canvas", action="store_true", help="skip the canvas rows")
 
@@ -91,7 +100,7 @@ def tasktide_side(redis_url: str, work: Path, args: argparse.Namespace) -> Side:
         got = tasktide.chain(add.s(0, 1), *(add.s(1) for _ in range(n - 1))).apply_async().get(timeout=TIMEOUT)
         _expect("tasktide", "chain", got, n)
 
-    shapes = {"canvas_group": group, "canvas_chord": chord, "canvas_chain": chain}
+    shapes: dict[str, Run] = {"canvas_group": group, "canvas_chord": chord, "canvas_chain": chain}
     return Side("tasktide", shapes, system.pids, system.stop)
 
 
@@ -119,7 +128,7 @@ def celery_side(redis_url: str, work: Path) -> Side:
         got = cchain(add.s(0, 1), *(add.s(1) for _ in range(n - 1))).apply_async().get(timeout=TIMEOUT)
         _expect("celery", "chain", got, n)
 
-    shapes = {"canvas_group": group, "canvas_chord": chord, "canvas_chain": chain}
+    shapes: dict[str, Run] = {"canvas_group": group, "canvas_chord": chord, "canvas_chain": chain}
     return Side("celery", shapes, system.pids, system.stop)
 
 
@@ -164,7 +173,7 @@ def _summary(samples: list[dict[str, float]]) -> dict[str, float] | None:
 
 
 def plan(args: argparse.Namespace) -> list[tuple[str, int]]:
-    sizes = QUICK_SIZES if args.quick else FULL_SIZES if args.full else SIZES
+    sizes = args.canvas_sizes or (QUICK_SIZES if args.quick else SIZES)
     chain = QUICK_CHAIN if args.quick else CHAIN
     groups = [("canvas_group", n) for n in sizes]
     return [*groups, ("canvas_chain", chain), *(("canvas_chord", n) for n in sizes)]  # Celery's slowest last
@@ -187,8 +196,13 @@ def run(
             skipped: dict[str, str] = {}
             for i in range(1 if args.quick or n >= ONE_ROUND else args.canvas_rounds):
                 for side in sides:
-                    if side.name == "celery" and n > (CELERY_CHAIN_MAX if shape == "canvas_chain" else CELERY_MAX):
-                        skipped["celery"] = f"not run above {CELERY_MAX:,} (about 30 members/s here: an hour)"
+                    limit = args.celery_canvas_max or CELERY_MAX[shape]
+                    if side.name == "celery" and n > limit:
+                        slowest = CELERY_SLOWEST[shape]
+                        skipped["celery"] = (
+                            f"not run above {limit:,} members (--celery-canvas-max raises it): it collected as few"
+                            f" as {slowest} members/s on 2 cores: {n:,} could take it {n / slowest / 60:,.0f} minutes"
+                        )
                         continue
                     log(f"[{side.name}] {shape}, n={n}, round {i + 1}")
                     samples[side.name].append(measure(side, shape, n, r, redis_pid))
