@@ -177,24 +177,27 @@ def polyglot_group(results: dict[str, dict[str, list[dict[str, float]]]], skippe
     return "Go against Asynq, Node.js against BullMQ (bench/polyglot)", out
 
 
-FOOTPRINT_ROWS = (  # (label, run, metric, unit)
-    ("Redis commands per task, one by one", "one_by_one", "commands", "commands"),
-    ("Redis commands per task, bulk", "bulk", "commands", "commands"),
-    ("Redis CPU per task, one by one", "one_by_one", "cpu", "µs"),
-    ("Redis CPU per task, bulk", "bulk", "cpu", "µs"),
-    ("bytes kept per finished task", "one_by_one", "bytes", "bytes"),
-    ("bytes kept per finished task once the timelines expired", "one_by_one", "bytes_later", "bytes"),
+FOOTPRINT_ROWS = (  # (label, run, metric, unit, goal: at most this many times Celery's figure)
+    ("Redis commands per task, one by one", "one_by_one", "commands", "commands", None),
+    ("Redis commands per task, bulk", "bulk", "commands", "commands", None),
+    ("Redis CPU per task, one by one", "one_by_one", "cpu", "µs", 1.0),
+    ("Redis CPU per task, bulk", "bulk", "cpu", "µs", 1.0),
+    ("bytes kept per finished task, first hour", "one_by_one", "bytes", "bytes", None),
+    ("bytes kept per finished task once the timelines expired", "one_by_one", "bytes_later", "bytes", None),
+    ("bytes per finished task, steady state of a day (default expiries)", "one_by_one", "bytes_day", "bytes", 1.0),
 )
 
 
 def footprint_group(figures: dict[str, dict[str, Any]], n: int) -> Group:
     """The Redis footprint per task (bench/footprint.py), tasktide against Celery."""
     out = []
-    for label, run, metric, unit in FOOTPRINT_ROWS:
+    for label, run, metric, unit, most in FOOTPRINT_ROWS:
         a = figures.get("tasktide", {}).get(run, {}).get(metric)
         b = figures.get("celery", {}).get(run, {}).get(metric)
         ratio = a / b if a is not None and b else None
-        out.append(Row(label, f"{n:,}", unit, _fmt(a), "Celery", _fmt(b), _x(ratio)))
+        goal = f"≤ {most:g}x" if most is not None else "-"
+        met = "-" if most is None or ratio is None else "yes" if ratio <= most else "no"
+        out.append(Row(label, f"{n:,}", unit, _fmt(a), "Celery", _fmt(b), _x(ratio), goal, met))
     return "Redis footprint per task (bench/footprint.py)", out
 
 
