@@ -156,6 +156,12 @@ def limited(path: str) -> float:
     return time.time()
 
 
+@app.task(rate_limit="1/h")
+def rare() -> str:
+    """A rate limit slow enough that a second submission is held for as long as a test runs."""
+    return "ran"
+
+
 @app.task
 def total(values: list[int]) -> int:
     return sum(values)

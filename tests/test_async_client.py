@@ -10,7 +10,7 @@ import pytest
 
 import tasktide
 from tasktide import AsyncClient, ClientSettings, TaskState
-from tasktide_services.testing import client_settings, run_worker_thread
+from tasktide_services.testing import client_settings, eventually, run_worker_thread
 from tests.tasks_app import app
 
 
@@ -60,6 +60,8 @@ def test_dead_letters_and_requeue_dead(platform, client, queue_name):
         h = client.submit_spec(app.tasks["t.always_fails"].spec(["broken"], queue=queue_name))
         with pytest.raises(tasktide.TaskDead):
             h.get(timeout=20)
+        # The final event is recorded before the task joins the dead letters: wait for them to list it.
+        eventually(lambda: [d.task_id for d in client.dead_letters(queue_name)] == [h.id])
 
         async def requeue() -> tuple[list[str], int]:
             async with AsyncClient(settings=_settings(platform)) as c:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -105,6 +107,27 @@ def test_malformed_ids_are_invalid_argument(channel_to, method, message):
     got, details = _status(lambda: _raw(channel, method, message.SerializeToString()))
     assert got == INVALID
     assert "malformed task id" in details
+
+
+@pytest.mark.parametrize(
+    ("event", "fragment"),
+    [
+        (task_pb2.TaskEvent(state=-1), "state"),
+        (task_pb2.TaskEvent(state=task_pb2.TASK_STATE_QUEUED, at_ms=-5, spec=task_pb2.TaskSpec(name="t.add")), "at_ms"),
+    ],
+)
+def test_record_refuses_an_event_it_could_not_read_back(channel_to, client, event, fragment):
+    """Results.Record (an internal RPC) once stored a negative state or time as given, and every later
+    call on that task (its next event, its result) then failed in the record script."""
+    event.task_id = uuid.uuid4().hex
+    channel = channel_to("tasktide.v1.Results")
+    method = "/tasktide.v1.Results/Record"
+    got, details = _status(lambda: _raw(channel, method, results_pb2.RecordRequest(events=[event]).SerializeToString()))
+    assert got == INVALID
+    assert fragment in details
+    good = task_pb2.TaskEvent(task_id=event.task_id, state=task_pb2.TASK_STATE_QUEUED, at_ms=1)
+    _raw(channel, method, results_pb2.RecordRequest(events=[good]).SerializeToString())
+    assert client.fetch([event.task_id])[0].state == task_pb2.TASK_STATE_QUEUED
 
 
 def test_unknown_task_id_is_not_found(client):

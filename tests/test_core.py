@@ -96,9 +96,10 @@ def test_countdown_waits_on_server(platform, client, queue_name):
     with run_worker_thread(app, platform.address, queues=(queue_name,)):
         t0 = time.time()
         h = client.submit("t.add", [1, 2], queue=queue_name, countdown=0.5)
-        assert h.status() is TaskState.SCHEDULED
         assert h.get(timeout=10) == 3
         assert time.time() - t0 >= 0.5
+    history = [TaskState.from_proto(e.state) for e in client.watch([h.id]) if not e.progress_only]
+    assert history == [TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING, TaskState.SUCCEEDED]
 
 
 def test_retry_then_success(platform, client, queue_name, tmp_path):

@@ -294,6 +294,8 @@ def test_bulk_requeue_takes_the_filtered_dead_letters(own_platform: PlatformThre
             for h in dead:
                 with pytest.raises(tasktide.TaskDead):
                     h.get(timeout=30)
+            # The final event is recorded before the task joins the dead letters: wait for the three.
+            eventually(lambda: len(client.dead_letters(q)) == 3)
         web = Web(board)
         assert web.json("GET", f"/api/bulk/requeue?queue={q}&name=t.other")[1]["count"] == 0
         assert web.json("GET", f"/api/bulk/requeue?queue={q}&name=t.always_fails")[1]["count"] == 3

@@ -30,7 +30,8 @@ def test_sigkilled_worker_task_is_redelivered_and_recorded_once(platform, client
     first = spawn("worker", "tests.tasks_app:app", "--queues", queue_name, "--concurrency", "1", env=env)
     try:
         _wait_for(lambda: len(list(markers.iterdir())) == 1, 20, "the first worker to start the task")
-        assert h.status() is TaskState.RUNNING
+        # RUNNING is recorded after the assignment is sent (worker/session.py): it may follow the start.
+        _wait_for(lambda: h.status() is TaskState.RUNNING, 20, "RUNNING to be recorded")
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         second = spawn("worker", "tests.tasks_app:app", "--queues", queue_name, "--concurrency", "1", env=env)

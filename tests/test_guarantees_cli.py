@@ -64,7 +64,8 @@ def test_dead_letters_listed_and_requeued(platform, client, queue_name):
         h = client.submit_spec(app.tasks["g.always_fails"].spec(["broken"], queue=queue_name))
         with pytest.raises(tasktide.TaskDead):
             h.get(timeout=15)
-    (dead,) = cli(platform, "dead", "--queue", queue_name)
+    # The final event is recorded before the task joins the dead letters: wait for them to list it.
+    (dead,) = eventually(lambda: cli(platform, "dead", "--queue", queue_name), what="the dead letter")
     assert (dead["id"], dead["name"], dead["queue"]) == (h.id, "g.always_fails", queue_name)
     assert cli(platform, "explain", h.id)[0]["state"] == "DEAD"
     assert cli(platform, "dead", "--requeue", "--queue", queue_name, h.id) == [{"requeued": 1}]
@@ -73,4 +74,4 @@ def test_dead_letters_listed_and_requeued(platform, client, queue_name):
     assert (stats["ready"], stats["dead"]) == (1, 0)
     with run_worker_thread(app, platform.address, queues=(queue_name,)):
         eventually(lambda: h.status() is TaskState.DEAD, what="the requeued task to fail again")
-    assert [d["id"] for d in cli(platform, "dead", "--queue", queue_name)] == [h.id]
+        eventually(lambda: [d["id"] for d in cli(platform, "dead", "--queue", queue_name)] == [h.id])

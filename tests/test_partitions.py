@@ -107,7 +107,8 @@ def test_dead_letters_of_every_partition_are_listed_and_requeued(parted, pclient
             with pytest.raises(tasktide.TaskDead):
                 h.get(timeout=20)
         assert {pclient.get_task(h.id).spec.queue for h in handles} == {DEAD, f"{DEAD}#1", f"{DEAD}#2"}
-        assert sorted(d.task_id for d in pclient.dead_letters(DEAD)) == sorted(h.id for h in handles)
+        # The final event is recorded before the task joins the dead letters: wait for all three.
+        eventually(lambda: sorted(d.task_id for d in pclient.dead_letters(DEAD)) == sorted(h.id for h in handles))
         assert next(s for s in pclient.queue_stats() if s.queue == DEAD).dead == 3
         assert pclient.requeue_dead(DEAD, [handles[2].id]) == 1
         eventually(lambda: handles[2].status() is TaskState.DEAD and len(pclient.dead_letters(DEAD)) == 3)

@@ -56,6 +56,10 @@ class ResultsService:
         validate.batch_size(len(req.events), self.settings.limits)
         for e in req.events:
             validate.task_id(e.task_id)
+            # The record script stores both as unsigned digits; a negative one could not be read back.
+            if e.state < 0:
+                raise InvalidArgument(f"event state must not be negative, got {e.state}")
+            validate.unix_ms(e.at_ms, "event at_ms")
         return results_pb2.RecordResponse(accepted=await self.store.record(list(req.events)))
 
     async def Get(self, req: results_pb2.GetRequest, ctx: grpc.aio.ServicerContext) -> results_pb2.GetResponse:
