@@ -5,6 +5,7 @@ run time (ready_ms, started_ms)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -182,6 +183,21 @@ def test_bad_requests_get_invalid_argument(own_platform: PlatformThread) -> None
             assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, message
             assert message in (info.value.details() or ""), message
 
+
+
+def test_a_window_reaching_far_ahead_reads_only_the_retention(ran, own_platform: PlatformThread) -> None:
+    """An until_ms or a cursor at the end of time: the listing and the counts answer from the
+    buckets of the retention (they once walked every bucket up to that time, which never ends)."""
+    far = 2**63 - 1
+    cursor = base64.urlsafe_b64encode(f"{far}:".encode()).decode().rstrip("=")
+    with grpc.insecure_channel(own_platform.address) as ch:
+        results = results_pb2_grpc.ResultsStub(ch)
+        listed = results.ListTasks(results_pb2.ListTasksRequest(until_ms=far, limit=5), timeout=30)
+        resumed = results.ListTasks(results_pb2.ListTasksRequest(cursor=cursor, limit=5), timeout=30)
+        counted = results.ListTasks(results_pb2.ListTasksRequest(until_ms=far, limit=1, counts=True), timeout=30)
+    assert len(listed.tasks) == 5 and len(resumed.tasks) == 5
+    assert [t.task_id for t in listed.tasks] == [t.task_id for t in resumed.tasks]
+    assert sum(counted.counts_by_state.values()) >= 5
 
 def test_a_task_that_changes_now_is_listed_first(ran, own_client: Client) -> None:
     tid = own_client.submit("lt.add", [1, 1], queue="nobody-consumes").id

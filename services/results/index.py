@@ -231,7 +231,10 @@ class TaskIndex:
         return page
 
     async def _existing(self, redis: Redis, namespace: str, oldest: int, newest: int) -> list[int]:
-        """The buckets of the window that hold entries, newest first (one round trip)."""
+        """The buckets of the window that hold entries, newest first (one round trip). A window
+        that reaches into the future (an `until_ms` or a cursor far ahead) ends now: the buckets
+        looked at are at most the retention's, however far the request reaches."""
+        newest = min(newest, int(time.time() * 1000) + CLOCK_SKEW_MS)
         buckets = list(range(self.bucket(newest), oldest - self.bucket_ms, -self.bucket_ms))
         if not buckets:
             return []
