@@ -184,7 +184,6 @@ def test_bad_requests_get_invalid_argument(own_platform: PlatformThread) -> None
             assert message in (info.value.details() or ""), message
 
 
-
 def test_a_window_reaching_far_ahead_reads_only_the_retention(ran, own_platform: PlatformThread) -> None:
     """An until_ms or a cursor at the end of time: the listing and the counts answer from the
     buckets of the retention (they once walked every bucket up to that time, which never ends)."""
@@ -198,6 +197,7 @@ def test_a_window_reaching_far_ahead_reads_only_the_retention(ran, own_platform:
     assert len(listed.tasks) == 5 and len(resumed.tasks) == 5
     assert [t.task_id for t in listed.tasks] == [t.task_id for t in resumed.tasks]
     assert sum(counted.counts_by_state.values()) >= 5
+
 
 def test_a_task_that_changes_now_is_listed_first(ran, own_client: Client) -> None:
     tid = own_client.submit("lt.add", [1, 1], queue="nobody-consumes").id

@@ -29,6 +29,7 @@ def is_final(state: int) -> bool:
     """Whether a task in this state has its one result (nothing runs or changes it any more)."""
     return FIRST_FINAL_STATE <= state <= LAST_FINAL_STATE
 
+
 # The headers that place a task in a workflow: set by the scheduler's Workflows service only (a
 # caller's spec carrying one is refused, so a plain task cannot pose as a workflow's member).
 WORKFLOW_HEADERS = ("tasktide-workflow", "tasktide-stage", "tasktide-member")
