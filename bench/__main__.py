@@ -15,7 +15,6 @@ import contextlib
 import datetime as dt
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,10 @@ from typing import Any
 import redis
 
 from bench import canvas, meta, summary
-from bench.procs import ROOT
+from bench.procs import ROOT, bench_redis
 from bench.profiling import Profiler
 from bench.report import json_lines, lines
 from bench.workloads import Counts, run_system
-from tasktide_services.common.redis_server import start_redis
 
 TASKTIDE_DB = 0
 CELERY_DB = 1
@@ -71,11 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     groups: list[summary.Group] = []
     notes: list[str] = []
     with contextlib.ExitStack() as stack:
-        work = args.work_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tasktide-bench-")))
-        work.mkdir(parents=True, exist_ok=True)
-        server = start_redis(work / "redis", appendonly=False)
-        stack.callback(server.stop)
-        base = f"redis://127.0.0.1:{server.port}"
+        work, server, base = bench_redis(stack, args.work_dir)
         info = meta.collect(base)
         _log(f"redis-server on port {server.port}; logs in {work}")
         profiler = Profiler(args.profile) if args.profile else None

@@ -17,12 +17,11 @@ import argparse
 import contextlib
 import os
 import resource
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.procs import cpu_seconds, descendants
+from bench.procs import bench_redis, cpu_seconds, descendants
 
 
 def _own_cpu() -> float:
@@ -160,13 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--floor", action="store_true", help="the transport alone (module doc)")
     args = p.parse_args(argv)
     from bench.__main__ import CELERY_DB, TASKTIDE_DB
-    from tasktide_services.common.redis_server import start_redis
 
     with contextlib.ExitStack() as stack:
-        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tasktide-onebyone-")))
-        server = start_redis(work / "redis", appendonly=False)
-        stack.callback(server.stop)
-        base = f"redis://127.0.0.1:{server.port}"
+        work, server, base = bench_redis(stack, prefix="tasktide-onebyone-")
         if args.floor:
             _floor(f"{base}/{TASKTIDE_DB}", args.n, args.rounds)
             return 0

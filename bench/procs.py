@@ -3,15 +3,19 @@ Redis memory."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import redis
+
+from tasktide_services.common.redis_server import LocalRedis, start_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -127,3 +131,15 @@ def wait_until(check: object, timeout: float, what: str, interval: float = 0.05)
             return
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def bench_redis(
+    stack: contextlib.ExitStack, work_dir: Path | None = None, prefix: str = "tasktide-bench-"
+) -> tuple[Path, LocalRedis, str]:
+    """The work folder (`work_dir`, else a temporary one removed with `stack`) and a redis-server in
+    it, append-only off, stopped with `stack`: (folder, server, its redis:// URL without a db)."""
+    work = work_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+    work.mkdir(parents=True, exist_ok=True)
+    server = start_redis(work / "redis", appendonly=False)
+    stack.callback(server.stop)
+    return work, server, f"redis://127.0.0.1:{server.port}"

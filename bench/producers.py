@@ -23,7 +23,6 @@ import os
 import resource
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.procs import tree_cpu_seconds
+from bench.procs import bench_redis, tree_cpu_seconds
 
 THREADS = 8
 PROCESSES = 4
@@ -203,7 +202,7 @@ def _bulk_submitter(name: str, tasks: Any) -> Callable[[int], None]:
 def latency_under_load(name: str, add: Any, capacity: float, n: int, backlog: Callable[[], int]) -> dict[str, float]:
     """Round trips of `add` while a separate process loads the system at LOAD_SHARE of
     `capacity` (tasks/s)."""
-    from bench.workloads import percentiles
+    from bench.workloads import percentiles, timed_round_trips
 
     ctx = mp.get_context("spawn")
     running, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
@@ -214,13 +213,7 @@ def latency_under_load(name: str, add: Any, capacity: float, n: int, backlog: Ca
         if not running.wait(120):
             raise RuntimeError(f"{name}: the load process did not start (exit code {proc.exitcode})")
         time.sleep(LOAD_WARMUP)
-        samples = []
-        for i in range(n):
-            t0 = time.perf_counter()
-            value = add.delay(i, i).get(timeout=60)
-            samples.append(time.perf_counter() - t0)
-            if value != 2 * i:
-                raise RuntimeError(f"{name}: add({i}, {i}) returned {value!r}")
+        samples = timed_round_trips(add, n, name, timeout=60)
         left = backlog()
     finally:
         stop.set()
@@ -313,14 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     counts = ProducerCounts().scaled(args.scale)
     rows = set(args.rows.split(","))
     from bench.__main__ import CELERY_DB, TASKTIDE_DB
-    from tasktide_services.common.redis_server import start_redis
 
     with contextlib.ExitStack() as stack:
-        work = args.work_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tasktide-bench-")))
-        work.mkdir(parents=True, exist_ok=True)
-        server = start_redis(work / "redis", appendonly=False)
-        stack.callback(server.stop)
-        base = f"redis://127.0.0.1:{server.port}"
+        work, server, base = bench_redis(stack, args.work_dir)
         systems = []
         for name in ("tasktide", "celery"):
             if args.only and args.only != name:

@@ -194,14 +194,19 @@ def round_trips(add: Any, n: int, system: str) -> dict[str, float]:
     code for every system: `add` is its task, whose handle has `get(timeout=)`."""
     for i in range(10):  # warm-up, not measured
         add.delay(i, i).get(timeout=30)
+    return percentiles(timed_round_trips(add, n, system, timeout=30))
+
+
+def timed_round_trips(add: Any, n: int, system: str, timeout: float) -> list[float]:
+    """`add.delay(i, i).get()` for i in range(n): each round trip's seconds (a wrong sum raises)."""
     samples = []
     for i in range(n):
         t0 = time.perf_counter()
-        value = add.delay(i, i).get(timeout=30)
+        value = add.delay(i, i).get(timeout=timeout)
         samples.append(time.perf_counter() - t0)
         if value != 2 * i:
             raise RuntimeError(f"{system}: add({i}, {i}) returned {value!r}")
-    return percentiles(samples)
+    return samples
 
 
 def run_system(
