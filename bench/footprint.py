@@ -10,7 +10,8 @@ other processes on the machine does not move them):
 - bytes kept per finished task: used_memory after every task of the one-by-one run is final,
   minus before, / N (results kept at the default expiry: nothing has expired yet), in the first
   hour (timelines kept), once the timelines expired, and in the steady state of traffic over the
-  default result expiry (24 h: results of the whole day, timelines of its last hour);
+  default result expiry (24 h: results of the whole day, timelines of its last hour, index
+  entries of its last hour and a half bucket; with the index kept 24 h, its own row);
 - a breakdown of one small one-by-one run read with MONITOR: commands per task per script (its
   inner commands included) or per plain command and key prefix.
 
@@ -37,6 +38,7 @@ OWN_COMMANDS = {"info", "config|resetstat", "memory|usage", "monitor", "echo", "
 END = "tasktide-footprint-end"
 IDLE_SECONDS = 5.0
 TIMELINES = {"tasktide": "tt:r:{*}:ev"}  # kept for their own, shorter retention (results/keys.py)
+INDEXES = {"tasktide": "tt:r:ix:*"}  # the task index's buckets: kept for the index retention
 
 
 @dataclass(frozen=True)
@@ -80,33 +82,48 @@ def per_task(before: Snapshot, after: Snapshot, n: float) -> dict[str, float]:
     }
 
 
-def measured(r: redis.Redis, n: int, run: Callable[[], object], timelines: str = "") -> dict[str, float]:
+def measured(
+    r: redis.Redis, n: int, run: Callable[[], object], timelines: str = "", index: str = ""
+) -> dict[str, float]:
     """`run` (which returns once its n tasks are final) between two settled snapshots. With
     `timelines` (a key pattern), the keys of this run matching it are then deleted, as their
-    expiry would, and the bytes kept after that are `bytes_later`."""
+    expiry would, and the bytes kept after that are `bytes_later`. With `index` (the pattern of
+    the task index's keys), `index_bytes` is what the run added to them (MEMORY USAGE, exact)."""
     kept = set(r.scan_iter(timelines, count=1000)) if timelines else set()  # earlier runs' timelines
+    index_before = _usage(r, index)
     before = snapshot(r, settle=True)
     started = time.perf_counter()
     run()
     seconds = time.perf_counter() - started
     out = per_task(before, snapshot(r, settle=True), n)
     out["rate"] = n / seconds if seconds > 0 else 0.0
+    out["index_bytes"] = (_usage(r, index) - index_before) / n
     if timelines:
         for keys in _batches(k for k in r.scan_iter(timelines, count=1000) if k not in kept):
             r.unlink(*keys)
     out["bytes_later"] = (snapshot(r, settle=True).memory - before.memory) / n
-    out["bytes_day"] = steady_state(out["bytes"], out["bytes_later"])
+    out["bytes_day"] = steady_state(out["bytes"], out["bytes_later"], out["index_bytes"])
+    out["bytes_day_index_24h"] = steady_state(out["bytes"], out["bytes_later"], out["index_bytes"], 86_400.0)
     return out
 
 
-def steady_state(first_hour: float, later: float) -> float:
-    """Bytes per finished task in the steady state of traffic kept for the default result expiry:
-    every task's result for the whole expiry, its timeline for the timeline expiry only (the
-    share of the tasks of the window whose timeline is still kept)."""
-    from tasktide_services.common.settings import ServerSettings
+def _usage(r: redis.Redis, pattern: str) -> int:
+    return sum(int(r.memory_usage(k, samples=0) or 0) for k in r.scan_iter(pattern, count=1000)) if pattern else 0
 
-    d = ServerSettings()
-    return later + (first_hour - later) * min(1.0, d.timeline_expires / d.result_expires)
+
+def steady_state(first_hour: float, later: float, index: float = 0.0, index_retention: float | None = None) -> float:
+    """Bytes per finished task in the steady state of traffic kept for the default result expiry:
+    every task's result for the whole expiry; its timeline for the timeline expiry only and its
+    index entry (`index` of the `later` bytes) for the index retention (`index_retention`, else the
+    default) plus half a bucket: the share of the tasks of the window whose timeline and entry are
+    still kept."""
+    from tasktide_services.common.settings import IndexSettings, ServerSettings
+
+    d, ix = ServerSettings(), IndexSettings()
+    keep = ix.retention if index_retention is None else index_retention
+    index_share = min(1.0, (keep + ix.bucket / 2) / d.result_expires)
+    timeline_share = min(1.0, d.timeline_expires / d.result_expires)
+    return later - index * (1.0 - index_share) + (first_hour - later) * timeline_share
 
 
 def _batches(it: Any, size: int = 500) -> Any:
@@ -205,7 +222,7 @@ def footprint(system: Any, url: str, n: int, sample: int, log: Callable[[str], N
     time.sleep(IDLE_SECONDS)
     idle = per_task(before, snapshot(r), IDLE_SECONDS)  # per second
     log(f"[{system.name}] footprint, one by one, n={n}")
-    one = measured(r, n, lambda: system.submit_rate(n), TIMELINES.get(system.name, ""))
+    one = measured(r, n, lambda: system.submit_rate(n), TIMELINES.get(system.name, ""), INDEXES.get(system.name, ""))
     log(f"[{system.name}] footprint, bulk, n={n}")
     bulk = measured(r, n, lambda: system.throughput(n))
     log(f"[{system.name}] footprint, breakdown with MONITOR, n={sample}")
@@ -231,7 +248,9 @@ def table(figures: dict[str, dict[str, Any]]) -> str:
         ("client writes (replies, messages), one by one", "one_by_one", "writes", "{:.1f}"),
         ("bytes kept per finished task", "one_by_one", "bytes", "{:,.0f}"),
         ("bytes kept once the timelines expired", "one_by_one", "bytes_later", "{:,.0f}"),
+        ("of which the task index (while kept)", "one_by_one", "index_bytes", "{:,.0f}"),
         ("bytes per finished task, steady state of a day (default expiries)", "one_by_one", "bytes_day", "{:,.0f}"),
+        ("the same with the index kept 24 h", "one_by_one", "bytes_day_index_24h", "{:,.0f}"),
         ("Redis commands, bulk", "bulk", "commands", "{:.1f}"),
         ("Redis CPU, bulk (us)", "bulk", "cpu", "{:.0f}"),
         ("idle: Redis commands per second", "idle", "commands", "{:.1f}"),

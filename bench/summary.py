@@ -185,6 +185,13 @@ FOOTPRINT_ROWS = (  # (label, run, metric, unit, goal: at most this many times C
     ("bytes kept per finished task, first hour", "one_by_one", "bytes", "bytes", None),
     ("bytes kept per finished task once the timelines expired", "one_by_one", "bytes_later", "bytes", None),
     ("bytes per finished task, steady state of a day (default expiries)", "one_by_one", "bytes_day", "bytes", 1.0),
+    (
+        "the same with the task index kept 24 h (TASKTIDE_INDEX_RETENTION=86400)",
+        "one_by_one",
+        "bytes_day_index_24h",
+        "bytes",
+        None,
+    ),
 )
 
 

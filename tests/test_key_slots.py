@@ -150,6 +150,16 @@ def test_every_script_call_keeps_its_keys_in_one_slot(platform, client, queue_na
             calls.wait_for("reap")
         assert submit("t.add", 0, 0).cancel() is tasktide.TaskState.CANCELLED  # still queued: revoked
 
-    split = [(name, keys) for name, keys in calls.calls if len(slots(keys)) != 1]
+    # On one Redis server a task's `record` call also writes its index entry (results/store.py): its
+    # KEYS are then the task's three and an index bucket's three, each group in one slot; on a
+    # cluster the entry has a call of its own (tests/test_cluster.py runs the suite there).
+    groups = [(name, group) for name, keys in calls.calls for group in _groups(name, keys)]
+    split = [(name, keys) for name, keys in groups if len(slots(keys)) != 1]
     assert split == []
+    assert any(name == "record" and len(keys) == 6 for name, keys in calls.calls)
     assert EXPECTED <= calls.seen(), f"not called: {sorted(EXPECTED - calls.seen())}"
+
+
+def _groups(name: str, keys: list[str]) -> list[list[str]]:
+    """The KEYS of a script call that must share a slot (a `record` carrying an index entry: two)."""
+    return [keys[:3], keys[3:]] if name == "record" and len(keys) == 6 else [keys]

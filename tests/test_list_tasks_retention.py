@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tasktide.v1 import task_pb2
 from tasktide_services.common.redis_conn import connect
 from tasktide_services.common.settings import IndexSettings
@@ -36,12 +38,22 @@ def _events(n: int, state: int = S.TASK_STATE_SUCCEEDED, at_ms: int = 0) -> list
     ]
 
 
+# Each test runs twice: index entries written by their own script calls, and (one Redis server, a
+# batch of one task) inside the task's `record` call (store.py).
+ONE_NODE = [False]
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["index-apart", "index-in-record"])
+def _layout(request: pytest.FixtureRequest) -> None:
+    ONE_NODE[0] = request.param
+
+
 def _run(tmp_path: Path, index: IndexSettings, body: Callable[[ResultsStore, Any], Awaitable[None]]) -> None:
     async def main() -> None:
         with own_redis(tmp_path / "redis") as url:
             redis = await connect(url)
             try:
-                await body(ResultsStore(redis, 600.0, index), redis)
+                await body(ResultsStore(redis, 600.0, index, one_node=ONE_NODE[0]), redis)
             finally:
                 await redis.aclose()
 

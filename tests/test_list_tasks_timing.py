@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tasktide.v1 import task_pb2
 from tasktide_services.common.redis_conn import connect
 from tasktide_services.common.settings import IndexSettings
@@ -24,12 +26,25 @@ HOUR = 3_600_000
 T0 = (int(time.time() * 1000) // HOUR - 1) * HOUR  # the last hour's start: T0 + n shares its bucket (n < HOUR)
 
 
+# Each test runs twice: the index entry written by its own script call, and (one Redis server, a
+# batch of one task) inside the task's `record` call (store.py).
+ONE_NODE = [False]
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["index-apart", "index-in-record"])
+def _layout(request: pytest.FixtureRequest) -> None:
+    ONE_NODE[0] = request.param
+
+
 def _run(tmp_path: Path, body: Callable[[ResultsStore, Any], Awaitable[None]], bucket: float = 3600.0) -> None:
     async def main() -> None:
         with own_redis(tmp_path / "redis") as url:
             redis = await connect(url)
             try:
-                await body(ResultsStore(redis, 600.0, IndexSettings(bucket=bucket)), redis)
+                store = ResultsStore(
+                    redis, 600.0, IndexSettings(retention=86_400.0, bucket=bucket), one_node=ONE_NODE[0]
+                )
+                await body(store, redis)
             finally:
                 await redis.aclose()
 

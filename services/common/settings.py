@@ -29,15 +29,16 @@ class Limits:
 
 @dataclass(frozen=True)
 class IndexSettings:
-    """The results service's visibility index of tasks (what ListTasks reads): a task is listed for
-    `retention` seconds after it last changed; entries live in time buckets of `bucket` seconds,
-    each holding at most `max` tasks per namespace (the oldest are dropped first). About 270 bytes of
-    Redis per task: at most (retention / bucket + 1) * max * 270 bytes per namespace (1.3 GB with
-    these defaults; a day of 2 tasks/s takes 47 MB)."""
+    """The results service's visibility index of tasks (what ListTasks and the dashboard's task list
+    read): a task is listed for `retention` seconds after it last changed (an hour by default, as
+    long as its timeline; its result stays readable by id for the result expiry); entries live in
+    time buckets of `bucket` seconds, each holding at most `max` tasks per namespace (the oldest are
+    dropped first). About 270 bytes of Redis per task listed: at most (retention / bucket + 1) * max
+    * 270 bytes per namespace (380 MB with these defaults; an hour of 100 tasks/s takes 105 MB)."""
 
     enabled: bool = True
-    retention: float = 86_400.0
-    bucket: float = 3_600.0
+    retention: float = 3_600.0
+    bucket: float = 600.0
     max: int = 200_000
 
 

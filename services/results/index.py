@@ -169,18 +169,30 @@ class TaskIndex:
     def build_put(self, pipe: Pipeline, events: list[task_pb2.TaskEvent]) -> None:
         """The index entries of `events` onto the caller's pipeline: one script per bucket touched,
         one entry per task (its last event in the batch, as `record` keeps it)."""
+        for bucket_keys, argv in self.puts(events):
+            self._s["index_put"](bucket_keys, argv, client=pipe)
+
+    def puts(self, events: list[task_pb2.TaskEvent]) -> list[tuple[keys.IndexKeys, list[str | int]]]:
+        """The keys and arguments of put_index (scripts.lua) for `events`: one pair per bucket
+        touched, none when the index is off."""
         if not self.settings.enabled:
-            return
+            return []
         by_bucket: dict[tuple[str, int], list[str | int]] = {}
         for e, timing in _latest(events):
             b = self.bucket(e.at_ms)
             argv = by_bucket.setdefault((namespace_of_event(e), b), [])
             argv += [e.task_id, e.at_ms, entry_of(e), 1 if e.reopen else 0, *timing.argv(b)]
         oldest = int(time.time() * 1000) - self.retention_ms
+        out = []
         for (ns, b), argv in by_bucket.items():
             # 0: the bucket started within the retention, so none of its entries is too old.
-            head = [oldest if b < oldest else 0, self.settings.max, b + self.bucket_ms + self.retention_ms]
-            self._s["index_put"](keys.index_keys(ns, b), [*head, *argv], client=pipe)
+            head: list[str | int] = [
+                oldest if b < oldest else 0,
+                self.settings.max,
+                b + self.bucket_ms + self.retention_ms,
+            ]
+            out.append((keys.index_keys(ns, b), [*head, *argv]))
+        return out
 
     def window(self, since_ms: int, until_ms: int) -> tuple[int, int]:
         """The time range [oldest, newest] (inclusive) a listing covers: at most the retention."""

@@ -22,17 +22,89 @@ end
 
 local function final(s) return s >= FIRST_FINAL_STATE and s <= LAST_FINAL_STATE end
 
+-- The index entries of one bucket (keys.index_keys: order ZSET, entries HASH, counts HASH) from
+-- args[first] on: the oldest time kept (Unix ms: now - retention; 0 when the bucket is younger, so
+-- that no entry can be older), most entries kept, expiry time of the bucket (Unix ms), then per
+-- task: id, time of the change, entry (state, name, queue, worker, error type joined by chr(31)),
+-- reopen (0|1), ready time and start time of its latest attempt (ms from the bucket's start; '' =
+-- keep the bucket's entry's, 'n' = none).
+-- Mirrors `record`: an entry whose state is final is not replaced, but by a reopen. The entry
+-- stored is the entry, then the ready and start times ('' when none), joined by chr(31). The
+-- counts follow the entries (one per entry's state, one per entry's name; a field an entry keeps
+-- when replaced is left alone). Then drops the entries older than the retention (a few per call)
+-- and the oldest beyond the cap. Returns how many were dropped.
+local function put_index(order, entries, counts, args, first)
+  local oldest, most, expire_at = args[first], tonumber(args[first + 1]), args[first + 2]
+  local TIMES = '^[^\31]*\31[^\31]*\31[^\31]*\31[^\31]*\31[^\31]*\31([^\31]*)\31([^\31]*)$'
+  -- The count fields of an entry: 's' .. state, 'n' .. name.
+  local function fields(entry)
+    local state, name = string.match(entry, '^([^\31]*)\31([^\31]*)')
+    return {'s' .. state, 'n' .. name}
+  end
+  -- Adds `by` to the counts of an entry's fields, but those of `except` (fields of another entry
+  -- that would take the same back).
+  local function count(entry, by, except)
+    for i, field in ipairs(fields(entry)) do
+      if not except or except[i] ~= field then
+        if redis.call('HINCRBY', counts, field, by) <= 0 then redis.call('HDEL', counts, field) end
+      end
+    end
+  end
+  for i = first + 3, #args, 6 do
+    local id, at, entry, reopen = args[i], args[i + 1], args[i + 2], args[i + 3]
+    local ready, start = args[i + 4], args[i + 5]
+    local old = redis.call('HGET', entries, id)
+    local old_state = old and tonumber(string.match(old, '^(%d+)')) or 0
+    if reopen == '1' or not final(old_state) then
+      if ready == '' or start == '' then
+        local old_ready, old_start = '', ''
+        if old then old_ready, old_start = string.match(old, TIMES) end
+        if ready == '' then ready = old_ready or '' end
+        if start == '' then start = old_start or '' end
+      end
+      if ready == 'n' then ready = '' end
+      if start == 'n' then start = '' end
+      local same = old and fields(old)
+      if old then count(old, -1, fields(entry)) end
+      count(entry, 1, same)
+      redis.call('ZADD', order, at, id)
+      redis.call('HSET', entries, id, entry .. '\31' .. ready .. '\31' .. start)
+    end
+  end
+  local stale = {}
+  if oldest ~= '0' then stale = redis.call('ZRANGEBYSCORE', order, '-inf', '(' .. oldest, 'LIMIT', 0, 100) end
+  local size = redis.call('ZCARD', order)
+  if size - #stale > most then
+    stale = redis.call('ZRANGE', order, 0, size - most - 1)
+  end
+  if #stale > 0 then
+    for _, entry in ipairs(redis.call('HMGET', entries, unpack(stale))) do
+      if entry then count(entry, -1) end
+    end
+    redis.call('HDEL', entries, unpack(stale))
+    redis.call('ZREM', order, unpack(stale))
+  end
+  -- The bucket's expiry is set once, with its first entry (it depends on the bucket only).
+  if redis.call('PTTL', order) == -1 then
+    for _, key in ipairs({order, entries, counts}) do redis.call('PEXPIREAT', key, expire_at) end
+  end
+  return #stale
+end
+
 --! record
 -- KEYS: result, event log (a LIST of serialized TaskEvents, oldest first), the state hash a
 -- previous version kept (read once, when the task has no result yet, so that a task in flight
 -- across an upgrade keeps its history; keys.py).
 -- ARGV: result expiry ms, timeline expiry ms (both from the task's final event on), whether a
--- state hash of the previous layout may exist (0|1: store.py; 0 spares reading it), then per event
--- of this task, in order: state, progress_only (0|1), reopen (0|1), serialized TaskEvent (without
--- its task id and spec), serialized TaskSpec (or empty), submission time ms (with a spec), the
--- same event without its name and queue (or empty), the start of a serialized spec with that
--- name and queue: the slim event is kept when the task's spec starts so (readers take the name
--- and queue back from the spec).
+-- state hash of the previous layout may exist (0|1: store.py; 0 spares reading it), the number of
+-- events N, then per event of this task, in order: state, progress_only (0|1), reopen (0|1),
+-- serialized TaskEvent (without its task id and spec), serialized TaskSpec (or empty), submission
+-- time ms (with a spec), the same event without its name and queue (or empty), the start of a
+-- serialized spec with that name and queue: the slim event is kept when the task's spec starts so
+-- (readers take the name and queue back from the spec).
+-- Optionally, on a single Redis (not a cluster: the keys are in other slots), KEYS 4-6 are an index
+-- bucket's and the ARGV after the events are put_index's for the task (prelude): the task's entry is
+-- written in the same call, which spares a script call per task (store.py).
 -- Returns 1 or 0 per event (0: refused).
 -- Nothing is written once the task is final: one result per task, whoever is late. Only a reopen
 -- event (a dead task requeued) passes a final state.
@@ -54,7 +126,9 @@ if count == 0 and legacy_possible == '1' then
 end
 local was_final = final(current)
 local out, pushed = {}, {}
-for i = 4, #ARGV, 8 do
+local last = 4 + 8 * tonumber(ARGV[4])
+if #KEYS > 3 then put_index(KEYS[4], KEYS[5], KEYS[6], ARGV, last + 1) end
+for i = 5, last, 8 do
   if final(current) and ARGV[i + 2] ~= '1' then
     out[#out + 1] = 0
   else
@@ -107,72 +181,8 @@ return out
 
 --! index_put
 -- KEYS: index bucket order ZSET, entries HASH, counts HASH (keys.index_keys).
--- ARGV: oldest time kept (Unix ms: now - retention; 0 when the bucket is younger, so that no entry
--- can be older), most entries kept, expiry time of the bucket
--- (Unix ms), then per task: id, time of the change, entry (state, name, queue, worker, error type
--- joined by chr(31)), reopen (0|1), ready time and start time of its latest attempt (ms from the
--- bucket's start; '' = keep the bucket's entry's, 'n' = none).
--- Mirrors `record`: an entry whose state is final is not replaced, but by a reopen. The entry
--- stored is the entry, then the ready and start times ('' when none), joined by chr(31). The
--- counts follow the entries (one per entry's state, one per entry's name; a field an entry keeps
--- when replaced is left alone). Then drops the entries older than the retention (a few per call)
--- and the oldest beyond the cap.
-local order, entries, counts = KEYS[1], KEYS[2], KEYS[3]
-local oldest, most, expire_at = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local TIMES = '^[^\31]*\31[^\31]*\31[^\31]*\31[^\31]*\31[^\31]*\31([^\31]*)\31([^\31]*)$'
--- The count fields of an entry: 's' .. state, 'n' .. name.
-local function fields(entry)
-  local state, name = string.match(entry, '^([^\31]*)\31([^\31]*)')
-  return {'s' .. state, 'n' .. name}
-end
--- Adds `by` to the counts of an entry's fields, but those of `except` (fields of another entry
--- that would take the same back).
-local function count(entry, by, except)
-  for i, field in ipairs(fields(entry)) do
-    if not except or except[i] ~= field then
-      if redis.call('HINCRBY', counts, field, by) <= 0 then redis.call('HDEL', counts, field) end
-    end
-  end
-end
-for i = 4, #ARGV, 6 do
-  local id, at, entry, reopen = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local ready, start = ARGV[i + 4], ARGV[i + 5]
-  local old = redis.call('HGET', entries, id)
-  local old_state = old and tonumber(string.match(old, '^(%d+)')) or 0
-  if reopen == '1' or old_state < FIRST_FINAL_STATE or old_state > LAST_FINAL_STATE then
-    if ready == '' or start == '' then
-      local old_ready, old_start = '', ''
-      if old then old_ready, old_start = string.match(old, TIMES) end
-      if ready == '' then ready = old_ready or '' end
-      if start == '' then start = old_start or '' end
-    end
-    if ready == 'n' then ready = '' end
-    if start == 'n' then start = '' end
-    local same = old and fields(old)
-    if old then count(old, -1, fields(entry)) end
-    count(entry, 1, same)
-    redis.call('ZADD', order, at, id)
-    redis.call('HSET', entries, id, entry .. '\31' .. ready .. '\31' .. start)
-  end
-end
-local stale = {}
-if oldest ~= '0' then stale = redis.call('ZRANGEBYSCORE', order, '-inf', '(' .. oldest, 'LIMIT', 0, 100) end
-local size = redis.call('ZCARD', order)
-if size - #stale > most then
-  stale = redis.call('ZRANGE', order, 0, size - most - 1)
-end
-if #stale > 0 then
-  for _, entry in ipairs(redis.call('HMGET', entries, unpack(stale))) do
-    if entry then count(entry, -1) end
-  end
-  redis.call('HDEL', entries, unpack(stale))
-  redis.call('ZREM', order, unpack(stale))
-end
--- The bucket's expiry is set once, with its first entry (it depends on the bucket only).
-if redis.call('PTTL', order) == -1 then
-  for _, key in ipairs(KEYS) do redis.call('PEXPIREAT', key, expire_at) end
-end
-return #stale
+-- ARGV: as put_index (prelude) reads them from its first. Returns how many entries were dropped.
+return put_index(KEYS[1], KEYS[2], KEYS[3], ARGV, 1)
 
 --! index_page
 -- KEYS: index bucket order ZSET, entries HASH (keys.index_keys; its counts are not read).

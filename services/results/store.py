@@ -1,9 +1,10 @@
 """The results service's transitions on Redis: per-task state and event log (keys.py, scripts.lua).
 
-Two retention tiers: the result (state hash: state, latest event with the value or error, the spec)
-is kept for the result expiry once the task is final; its timeline (the event log) for the timeline
-expiry, shorter by default. A watcher that reads a task whose timeline has expired gets the event
-that set its final state, marked with TIMELINE_EXPIRED in its message.
+Three retention tiers: the result (one string: state, latest event with the value or error, the
+spec) is kept for the result expiry once the task is final; its timeline (the event log) for the
+timeline expiry, shorter by default; its entry in the task index (index.py: what ListTasks lists) for
+the index retention, as long as the timeline by default. A watcher that reads a task whose timeline
+has expired gets the event that set its final state, marked with TIMELINE_EXPIRED in its message.
 """
 
 from __future__ import annotations
@@ -36,10 +37,13 @@ class ResultsStore:
         expire_seconds: float,
         index: IndexSettings | None = None,
         timeline_seconds: float | None = None,
+        one_node: bool = False,
     ) -> None:
         """`timeline_seconds`: how long a finished task's event log is kept (None, or more than
-        `expire_seconds`: as long as its result)."""
+        `expire_seconds`: as long as its result). `one_node`: Redis is one server, not a cluster,
+        so a script may touch a task's keys and an index bucket's together."""
         self.redis = redis
+        self.one_node = one_node
         self.expire_ms = int(expire_seconds * 1000)
         timeline = expire_seconds if timeline_seconds is None else min(timeline_seconds, expire_seconds)
         self.timeline_ms = max(1, int(timeline * 1000))
@@ -60,14 +64,18 @@ class ResultsStore:
     def build_record(self, pipe: Pipeline, events: list[task_pb2.TaskEvent]) -> None:
         """`record` onto a pipeline of the caller's: one script per task (its events in order),
         then a PUBLISH naming the tasks, then the index entries (index.py) in the same round trip.
+        The events of one task alone on one Redis server (a task submitted or finished one by one)
+        carry its index entry in their `record` call instead: one script call, not two.
         `accepted()` reads the replies."""
         if not events:
             return
         script = self._s["record"]
         # Unknown until prepare() has run: then a state hash of the previous layout may exist.
         legacy = 1 if self._legacy_until is None or time.time() * 1000 < self._legacy_until else 0
-        for tid, evs in _by_task(events).items():
-            argv: list[int | bytes] = [self.expire_ms, self.timeline_ms, legacy]
+        by_task = _by_task(events)
+        inline = self.index.puts(events) if self.one_node and len(by_task) == 1 else []
+        for tid, evs in by_task.items():
+            argv: list[int | str | bytes] = [self.expire_ms, self.timeline_ms, legacy, len(evs)]
             for e in evs:
                 spec = e.spec.SerializeToString() if e.HasField("spec") else b""
                 argv += [
@@ -79,9 +87,14 @@ class ResultsStore:
                     e.at_ms,
                     *_slim_event(e),
                 ]
-            script(keys.task_keys(tid), argv, client=pipe)
+            if len(inline) == 1:
+                bucket_keys, index_argv = inline[0]
+                script([*keys.task_keys(tid), *bucket_keys], [*argv, *index_argv], client=pipe)
+            else:
+                script(keys.task_keys(tid), argv, client=pipe)
         pipe.publish(keys.EVENTS, ",".join({e.task_id for e in events}))
-        self.index.build_put(pipe, events)
+        if len(inline) != 1:
+            self.index.build_put(pipe, events)
 
     async def get(self, task_ids: list[str]) -> list[task_pb2.TaskResult]:
         found = await self._read(task_ids)
