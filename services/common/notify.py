@@ -103,6 +103,16 @@ class Notifier:
             for sub in self._subs.get(key, ()):
                 sub.queue.put_nowait(key)
 
+    def wake_waiters(self, keys: list[str]) -> None:
+        """Wakes the waiters of `keys` (`hold`/`event`), not the subscriptions: for what this process
+        wrote itself and knows at once; the channel's message still comes for every replica (and,
+        here, finds those waiters gone)."""
+        for key in keys:
+            ev = self._events.pop(key, None)
+            if ev is not None:
+                self._holders.pop(key, None)
+                ev.set()
+
     async def start(self) -> None:
         if linkable(self.redis):
             self._sub = await subscribe(self.redis, self.channel, lambda data: self.on_message(data.decode()))

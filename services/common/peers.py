@@ -76,6 +76,7 @@ class StoreOnPipeline(Protocol):
 
 class ResultsWrites(StoreOnPipeline, Protocol):
     def build_record(self, pipe: Pipeline, events: list[task_pb2.TaskEvent], /) -> None: ...
+    def recorded(self, events: list[task_pb2.TaskEvent], /) -> None: ...
 
 
 class Handover(Protocol):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -44,6 +45,9 @@ class ResultsStore:
         so a script may touch a task's keys and an index bucket's together."""
         self.redis = redis
         self.one_node = one_node
+        # Told the ids of tasks whose final events this process has just recorded (`recorded`):
+        # the results service wakes its own waiters with it, before the channel's message comes.
+        self.on_final: Callable[[list[str]], None] | None = None
         self.expire_ms = int(expire_seconds * 1000)
         timeline = expire_seconds if timeline_seconds is None else min(timeline_seconds, expire_seconds)
         self.timeline_ms = max(1, int(timeline * 1000))
@@ -59,7 +63,15 @@ class ResultsStore:
         if not events:
             return []
         replies = await run_pipeline(self.redis, lambda pipe: self.build_record(pipe, events), self._s)
+        self.recorded(events)
         return accepted(events, replies)
+
+    def recorded(self, events: list[task_pb2.TaskEvent]) -> None:
+        """After a pipeline with `build_record(events)` ran: tells `on_final` the tasks that ended."""
+        if self.on_final is not None:
+            ended = [e.task_id for e in events if is_final(e.state) and not e.progress_only]
+            if ended:
+                self.on_final(ended)
 
     def build_record(self, pipe: Pipeline, events: list[task_pb2.TaskEvent]) -> None:
         """`record` onto a pipeline of the caller's: one script per task (its events in order),

@@ -101,6 +101,7 @@ class PipelineWriter:
             if handover is not None:
                 handover.abandon()
             raise
+        self._results.recorded(accepted.events)
         if handover is not None:  # sent once the submission is answered: the answer does not wait
             task = asyncio.ensure_future(handover.finish(replies))
             self._handing.add(task)

@@ -196,6 +196,7 @@ class OutcomeHandler:
             self.store.build_complete(pipe, done)
 
         await run_pipeline(self.store.redis, build, results.scripts, self.store.scripts)
+        results.recorded(events)
         return True
 
     async def progress(self, report: worker_pb2.ProgressReport) -> None:

@@ -1,0 +1,48 @@
+"""A result recorded in the results service's own process wakes the Waits held there at once
+(ResultsStore.on_final -> Notifier.wake_waiters), without waiting for the pub/sub message, which
+every replica still gets. Here the notifier is never subscribed: only the direct wake can fire."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+from tasktide.v1 import task_pb2
+from tasktide_services.common.notify import Notifier
+from tasktide_services.common.redis_conn import connect
+from tasktide_services.common.settings import IndexSettings
+from tasktide_services.results import keys
+from tasktide_services.results.store import ResultsStore
+from tests.processes import own_redis
+
+
+def test_a_final_event_recorded_here_wakes_the_waiters_here_not_the_subscriptions(tmp_path: Path) -> None:
+    async def main() -> None:
+        with own_redis(tmp_path / "redis") as url:
+            redis = await connect(url)
+            try:
+                store = ResultsStore(redis, 600.0, IndexSettings(enabled=False))
+                notifier = Notifier(redis, keys.EVENTS)  # not started: no pub/sub message reaches it
+                store.on_final = notifier.wake_waiters
+                tid, other = uuid.uuid4().hex, uuid.uuid4().hex
+                waiting, untouched = notifier.hold(tid), notifier.hold(other)
+                watch = notifier.subscribe({tid})
+
+                def ev(state: int, **kw: object) -> task_pb2.TaskEvent:
+                    return task_pb2.TaskEvent(task_id=tid, state=state, at_ms=1, name="w.job", queue="q", **kw)  # type: ignore[arg-type]
+
+                await store.record([ev(task_pb2.TASK_STATE_QUEUED)])
+                await store.record([ev(task_pb2.TASK_STATE_RUNNING, progress=0.5, progress_only=True)])
+                assert not waiting.is_set()  # nothing final yet
+                await store.record([ev(task_pb2.TASK_STATE_SUCCEEDED)])
+                assert waiting.is_set()
+                assert not untouched.is_set()
+                assert await watch.next_batch(0.05) is None  # a Watch reads on the channel's message
+                notifier.release(tid, waiting)
+                notifier.release(other, untouched)
+                assert notifier.waiting() == 1  # the subscription only
+            finally:
+                await redis.aclose()
+
+    asyncio.run(main())
