@@ -60,6 +60,9 @@ def entry_of(e: task_pb2.TaskEvent) -> str:
     """What the filters match (index_page): state, name, queue, worker, error type. The entry
     stored is this, then the ready and start times (index_put)."""
     fields = (str(int(e.state)), e.name, e.queue or e.spec.queue, e.worker_id, e.error.type)
+    entry = keys.INDEX_SEP.join(fields)
+    if entry.count(keys.INDEX_SEP) == len(fields) - 1:  # no field holds the separator (the usual case)
+        return entry
     return keys.INDEX_SEP.join(_clean(f) for f in fields)
 
 

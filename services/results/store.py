@@ -9,6 +9,7 @@ has expired gets the event that set its final state, marked with TIMELINE_EXPIRE
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -88,17 +89,9 @@ class ResultsStore:
         inline = self.index.puts(events) if self.one_node and len(by_task) == 1 else []
         for tid, evs in by_task.items():
             argv: list[int | str | bytes] = [self.expire_ms, self.timeline_ms, legacy, len(evs)]
-            for e in evs:
+            for e, (kept, slim, head) in zip(evs, _kept(evs), strict=True):
                 spec = e.spec.SerializeToString() if e.HasField("spec") else b""
-                argv += [
-                    e.state,
-                    1 if e.progress_only else 0,
-                    1 if e.reopen else 0,
-                    _stored_event(e),
-                    spec,
-                    e.at_ms,
-                    *_slim_event(e),
-                ]
+                argv += [e.state, 1 if e.progress_only else 0, 1 if e.reopen else 0, kept, spec, e.at_ms, slim, head]
             if len(inline) == 1:
                 bucket_keys, index_argv = inline[0]
                 script([*keys.task_keys(tid), *bucket_keys], [*argv, *index_argv], client=pipe)
@@ -195,26 +188,38 @@ def _parse(value: bytes) -> Stored:
     return Stored(int(state), int(count), int(created or 0), rest[:n], rest[n:])
 
 
-def _stored_event(e: task_pb2.TaskEvent) -> bytes:
-    """The event as kept: its task id is in the key, its spec kept once beside it."""
-    copy = task_pb2.TaskEvent()
-    copy.CopyFrom(e)
-    copy.ClearField("task_id")
-    copy.ClearField("spec")
-    return copy.SerializeToString()
+def _kept(evs: list[task_pb2.TaskEvent]) -> list[tuple[bytes, bytes, bytes]]:
+    """Per event of one task's `record` call: the event as kept (without its task id and spec),
+    then the same event without its name and queue and the start of a serialized spec with that
+    name and queue (`record` keeps this slim event instead when the task's spec starts so; a reader
+    takes them back from the spec: `_named`), or two empty strings. From the first event that
+    carries the spec on, the script holds that spec when it writes, so an event naming the same
+    task and queue is sent slim only: serialized once."""
+    out = []
+    carried: task_pb2.TaskSpec | None = None
+    for e in evs:
+        if carried is None and e.HasField("spec"):
+            carried = e.spec
+        copy = task_pb2.TaskEvent()
+        copy.CopyFrom(e)
+        copy.ClearField("task_id")
+        copy.ClearField("spec")
+        if not e.name:
+            out.append((copy.SerializeToString(), b"", b""))
+            continue
+        same = carried is not None and e.name == carried.name and e.queue == carried.queue
+        full = b"" if same else copy.SerializeToString()
+        copy.ClearField("name")
+        copy.ClearField("queue")
+        slim = copy.SerializeToString()
+        out.append((slim, b"", b"") if same else (full, slim, _spec_head(e.name, e.queue)))
+    return out
 
 
-def _slim_event(e: task_pb2.TaskEvent) -> tuple[bytes, bytes]:
-    """The event without its name and queue, and the start of a serialized spec with that
-    name and queue (`record` keeps the slim event when the task's spec starts so; a reader
-    takes them back from the spec: `_named`). Empty for an event without a name."""
-    if not e.name:
-        return b"", b""
-    copy = task_pb2.TaskEvent()
-    copy.CopyFrom(e)
-    for f in ("task_id", "spec", "name", "queue"):
-        copy.ClearField(f)
-    return copy.SerializeToString(), task_pb2.TaskSpec(name=e.name, queue=e.queue).SerializeToString()
+@functools.lru_cache(maxsize=1024)
+def _spec_head(name: str, queue: str) -> bytes:
+    """The start of a serialized TaskSpec with this name and queue (its first two fields)."""
+    return task_pb2.TaskSpec(name=name, queue=queue).SerializeToString()
 
 
 def _named(ev: task_pb2.TaskEvent, spec: task_pb2.TaskSpec | None) -> task_pb2.TaskEvent:
