@@ -183,6 +183,24 @@ def test_the_charts_page_draws_the_series(ran, board: str, browser: Chromium, tm
     assert _count(_plot(browser, pixels, "chart-wait"), (0xB0, 0x6F, 0x00)) > 5
 
 
+def test_a_series_at_the_top_of_its_axis_is_drawn_below_the_legend(board: str, browser: Chromium) -> None:
+    """A flat series whose values are the axis' top (50 ms: a round maximum) is drawn below the
+    legend's line, not through it."""
+    browser.goto(f"{board}/charts")
+    browser.wait("typeof window.ttChart === 'object'")
+    line_top, legend_bottom = browser.evaluate(
+        """(() => {
+          const host = document.createElement('div');
+          document.body.appendChild(host);
+          const flat = [{label: 'p50', values: [50, 50, 50]}];
+          const svg = ttChart.line(host, {times: [0, 1000, 2000], series: flat, unit: 'ms'});
+          const ys = svg.querySelector('path.series').getAttribute('d').split(' ').map(p => +p.slice(1).split(',')[1]);
+          const legend = [...svg.querySelectorAll('text')].find(t => t.textContent === '\u2014 p50').getBBox();
+          return [Math.min(...ys), legend.y + legend.height]; })()"""
+    )
+    assert line_top - 0.9 > legend_bottom  # the stroke (1.8 wide) clears the legend's text
+
+
 def _artefact(browser: Chromium, name: str, tmp_path: Path) -> Path:
     """A screenshot of the page, kept in $TASKTIDE_TEST_ARTEFACTS when set (CI keeps that folder)."""
     folder = Path(os.environ.get("TASKTIDE_TEST_ARTEFACTS") or tmp_path)

@@ -6,7 +6,9 @@
 "use strict";
 (function () {
   const NS = "http://www.w3.org/2000/svg";
-  const W = 560, H = 180, PAD = {left: 52, right: 12, top: 12, bottom: 24};
+  // The legend has a line of its own above the plot (LEGEND_Y), so a series at the axis' top is
+  // never drawn under it.
+  const W = 560, H = 180, PAD = {left: 52, right: 12, top: 28, bottom: 24}, LEGEND_Y = 15;
 
   function el(name, attrs, parent) {
     const node = document.createElementNS(NS, name);
@@ -65,7 +67,7 @@
                                class: "series", "data-series": s.label, "data-points": pts.length}, svg);
       if (!d) path.setAttribute("visibility", "hidden");
       if (pts.length === 1) el("circle", {cx: pts[0][0], cy: pts[0][1], r: 3.5, fill: s.color || "#1b4a9e"}, svg);
-      const legend = text(svg, PAD.left + 8 + i * 130, PAD.top + 10, "— " + s.label);
+      const legend = text(svg, PAD.left + 8 + i * 130, LEGEND_Y, "— " + s.label);
       legend.setAttribute("fill", s.color || "#1b4a9e");
     });
     target.replaceChildren(svg);
