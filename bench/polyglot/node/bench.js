@@ -13,7 +13,9 @@
 //   end_to_end      tasks/s, --e2e tasks submitted as in bulk while a worker in this process
 //                   (--concurrency) runs them (no-op), until the last handler returned
 //   rtt_p50_ms/p99  one task submitted and its result seen by the producer, worker idle
-//                   (tasktide: handle.get(); BullMQ: job.waitUntilFinished(queueEvents))
+//                   (tasktide: handle.get(); BullMQ: job.waitUntilFinished(queueEvents));
+//                   rtt_submit_p50_ms: the first leg, until the submission was confirmed
+// Each row's cpu_us_* counts every process involved; cpu_us_client_* this process alone.
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 
@@ -95,7 +97,10 @@ async function tasktide() {
       workers.push([worker, worker.run()]);
     },
     async roundTrip(queue) {
-      await (await client.submit('bench.noop', [], { queue })).get();
+      const handle = await client.submit('bench.noop', [], { queue });
+      const confirmed = process.hrtime.bigint();
+      await handle.get();
+      return confirmed;
     },
     async close() {
       for (const [worker, running] of workers) {
@@ -142,7 +147,9 @@ async function bullmq() {
     },
     async roundTrip(queue) {
       const job = await queueOf(queue).add('bench.noop', {});
+      const confirmed = process.hrtime.bigint();
       await job.waitUntilFinished(events);
+      return confirmed;
     },
     async close() {
       for (const c of [...closing, ...queues.values()]) await c.close();
@@ -153,10 +160,18 @@ async function bullmq() {
 /** Runs f once: n tasks/s by wall time as `row`, and CPU µs per task of every process involved. */
 async function rate(out, row, n, f) {
   const cpu = await cpuSeconds();
+  const own = process.cpuUsage();
   const start = process.hrtime.bigint();
   await f();
   out[row] = n / (Number(process.hrtime.bigint() - start) / 1e9);
   out[`cpu_us_${row}`] = ((await cpuSeconds()) - cpu) / n * 1e6;
+  out[`cpu_us_client_${row}`] = clientMicros(own) / n;
+}
+
+/** CPU µs of this process since `since` (a process.cpuUsage() reading). */
+function clientMicros(since) {
+  const used = process.cpuUsage(since);
+  return used.user + used.system;
 }
 
 async function parallel(producers, n, f) {
@@ -192,15 +207,20 @@ async function main() {
       await finished;
     });
     const cpu = await cpuSeconds();
+    const own = process.cpuUsage();
     const samples = [];
+    const submitted = [];
     for (let i = 0; i < rtt; i++) {
       const start = process.hrtime.bigint();
-      await sys.roundTrip(q('run'));
+      const confirmed = await sys.roundTrip(q('run'));
       samples.push(Number(process.hrtime.bigint() - start) / 1e6);
+      submitted.push(Number(confirmed - start) / 1e6);
     }
     out.cpu_us_rtt = ((await cpuSeconds()) - cpu) / rtt * 1e6;
-    samples.sort((a, b) => a - b);
-    out.rtt_p50_ms = samples[Math.floor(samples.length / 2)];
+    out.cpu_us_client_rtt = clientMicros(own) / rtt;
+    const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    out.rtt_submit_p50_ms = median(submitted);
+    out.rtt_p50_ms = median(samples);
     out.rtt_p99_ms = samples[Math.floor((samples.length * 99) / 100)];
   }
   await sys.close();
