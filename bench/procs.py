@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -143,3 +144,26 @@ def bench_redis(
     server = start_redis(work / "redis", appendonly=False)
     stack.callback(server.stop)
     return work, server, f"redis://127.0.0.1:{server.port}"
+
+
+LOAD_TICK = 0.01  # seconds between two batches of a paced load
+
+
+def paced(rate: float, submit: Callable[[int], object], stop: Callable[[], bool]) -> tuple[int, float]:
+    """Calls `submit(k)` with what is owed to keep `rate` tasks per second, a batch every LOAD_TICK,
+    until `stop()`: (tasks submitted, seconds)."""
+    sent = 0
+    t0 = time.monotonic()
+    next_tick = t0
+    while not stop():
+        k = int(rate * (time.monotonic() - t0)) - sent
+        if k > 0:
+            submit(k)
+            sent += k
+        next_tick += LOAD_TICK
+        delay = next_tick - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        else:
+            next_tick = time.monotonic()
+    return sent, time.monotonic() - t0

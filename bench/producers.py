@@ -6,7 +6,7 @@
   then every result is collected (untimed) so the next workload starts idle.
 - **latency_under_load**: `add.delay(i, i).get()` round trips (p50, p99) while another process
   submits no-op tasks at half the system's measured bulk capacity (its `throughput` figure), in
-  small batches every LOAD_TICK seconds. The load's actual rate is reported beside the
+  small batches every LOAD_TICK seconds (bench/procs.py). The load's actual rate is reported beside the
   percentiles, and a backlog left when the round trips end is logged, so a load the system did not
   keep up with is visible.
 
@@ -30,12 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.procs import bench_redis, tree_cpu_seconds
+from bench.procs import bench_redis, paced, tree_cpu_seconds
 
 THREADS = 8
 PROCESSES = 4
 LOAD_SHARE = 0.5  # of the measured bulk capacity
-LOAD_TICK = 0.01  # seconds between two batches of the load
 LOAD_WARMUP = 1.0  # seconds of load before the first measured round trip
 
 
@@ -164,23 +163,7 @@ def _load_main(name: str, rate: float, running: Any, stop: Any, out: Any) -> Non
     submit = _bulk_submitter(name, tasks)
     submit(1)  # connected before the clock starts
     running.set()
-    sent, owed = 0, 0.0
-    t0 = time.monotonic()
-    next_tick = t0
-    while not stop.is_set():
-        now = time.monotonic()
-        owed = rate * (now - t0) - sent
-        k = int(owed)
-        if k > 0:
-            submit(k)
-            sent += k
-        next_tick += LOAD_TICK
-        delay = next_tick - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        else:
-            next_tick = time.monotonic()
-    out.put((sent, time.monotonic() - t0))
+    out.put(paced(rate, submit, stop.is_set))
 
 
 def _bulk_submitter(name: str, tasks: Any) -> Callable[[int], None]:

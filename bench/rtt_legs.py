@@ -30,10 +30,11 @@ import time
 from pathlib import Path
 
 import tasktide
+from bench.procs import paced
+from bench.workloads import percentiles
 
 app = tasktide.App("legs")
 ROOT = Path(__file__).resolve().parent.parent
-LOAD_TICK = 0.01
 
 
 @app.task
@@ -50,24 +51,7 @@ def _load(address: str, rate: float) -> None:
     """Submit `noop` at `rate` per second until killed."""
     os.environ["TASKTIDE_ADDRESS"] = address
     client = app.client
-    t0 = time.monotonic()
-    sent, next_tick = 0, t0
-    while True:
-        k = int(rate * (time.monotonic() - t0)) - sent
-        if k > 0:
-            client.submit_many([noop.spec() for _ in range(k)])
-            sent += k
-        next_tick += LOAD_TICK
-        pause = next_tick - time.monotonic()
-        if pause > 0:
-            time.sleep(pause)
-        else:
-            next_tick = time.monotonic()
-
-
-def _rank(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, max(0, int(round(p * len(xs) + 0.5)) - 1))]
+    paced(rate, lambda k: client.submit_many([noop.spec() for _ in range(k)]), lambda: False)
 
 
 def _round(n: int) -> dict[str, float]:
@@ -87,8 +71,7 @@ def _round(n: int) -> dict[str, float]:
         to_result.append((t2 - started) / 1e6)
     med = statistics.median
     return {
-        "p50": _rank(total, 0.5),
-        "p99": _rank(total, 0.99),
+        **percentiles([ms / 1000 for ms in total]),
         "submit": med(submit),
         "confirmed -> task start": med(to_start),
         "task start -> result": med(to_result),
