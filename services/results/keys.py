@@ -27,8 +27,8 @@ bucket, Unix ms; settings.IndexSettings): the tasks whose latest change fell in 
                               when it started (ms from B; empty when not known), joined with the
                               unit separator (chr(31))
     tt:r:ix:{NS|B}:c  HASH    s<state> and n<task name> -> entries of the bucket with it
-The keys of a bucket expire at the bucket's end plus the retention. On one Redis server a task
-written alone has its entry put by its own `record` call (KEYS: the task's, then the bucket's). A task that changes in a
+The keys of a bucket expire at the bucket's end plus the retention. `record` can put a task's
+entry in the same call (KEYS: the task's, then the bucket's) on one Redis server (store.py). A task that changes in a
 later bucket has an entry there too; the listing keeps the entry of the bucket of the task's
 latest change (read from its state hash) and skips the other.
 
