@@ -48,3 +48,10 @@ def test_outcomes_linger_for_company_only_while_tasks_are_short():
     assert w.linger() == LINGER_SECONDS
     _run(w, 2.0, 200)
     assert w.linger() == 0.0
+
+
+def test_a_new_session_counts_what_is_already_in_hand():
+    w = CreditWindow(2, prefetch=2)  # target 4
+    assert w.open(in_hand=3) == 1
+    assert w.open(in_hand=6) == 0  # more in hand than the target (outcomes still to write): nothing more
+    assert [w.returned(1) for _ in range(3)] == [0, 0, 1]  # the window shrinks back to the target, then holds

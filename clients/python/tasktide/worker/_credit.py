@@ -36,10 +36,13 @@ class CreditWindow:
             per_slot = max(MIN_PER_SLOT, min(MAX_PER_SLOT, int(BUFFER_SECONDS / max(self.average, 1e-6))))
         return self.concurrency * (1 + per_slot)
 
-    def open(self) -> int:
-        """The credit of a new session."""
-        self.window = self.target()
-        return self.window
+    def open(self, in_hand: int = 0) -> int:
+        """The credit of a new session, for a worker with `in_hand` assignments already (held, or
+        with outcomes still to write, each of which returns its credit when written): what tops
+        them up to the target. With more in hand than the target, the window starts at what is in
+        hand and nothing is granted; outcomes then shrink it back, as in `returned`."""
+        self.window = max(self.target(), in_hand)
+        return self.window - in_hand
 
     def observe(self, seconds: float) -> None:
         """A task ran for `seconds`."""

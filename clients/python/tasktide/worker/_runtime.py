@@ -18,7 +18,6 @@ import asyncio
 import logging
 import os
 import socket
-import threading
 import time
 from typing import TypeAlias
 
@@ -34,6 +33,7 @@ from tasktide.worker._config import WorkerConfig
 from tasktide.worker._credit import CreditWindow
 from tasktide.worker._execute import not_started
 from tasktide.worker._in_doubt import InDoubt
+from tasktide.worker._outbox import Outbox
 from tasktide.worker._pools import ProcessBackend
 from tasktide.worker._runner import TaskRunner
 from tasktide.worker._slots import ThreadSlots
@@ -56,26 +56,31 @@ class Worker:
         self.lease_seconds = settings.lease_seconds_hint
         self._stopping = asyncio.Event()
         self._held: dict[str, worker_pb2.LeaseRef] = {}
-        self._outbox: asyncio.Queue[worker_pb2.WorkerMessage | task_pb2.Outcome | None] = asyncio.Queue()
+        self._outbox = Outbox(self._leases)
         self._ready: asyncio.Queue[worker_pb2.Assignment | None] = asyncio.Queue()
         self._running = 0
         self._cancel_pending: set[str] = set()
         self._runner: TaskRunner | None = None
         self._slots: ThreadSlots | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread = 0
         self._credit = CreditWindow(config.concurrency, config.prefetch)
         self._in_doubt = InDoubt(self.lease_seconds)
         self._consumers: list[asyncio.Task[None]] = []
         self.completed = 0
 
     def _send_progress(self, report: worker_pb2.ProgressReport) -> None:
-        """Called by task code: on the loop (async tasks, the process pool's frames) or in a thread."""
-        msg = worker_pb2.WorkerMessage(progress=report)
-        if threading.get_ident() == self._loop_thread or self._loop is None:
-            self._outbox.put_nowait(msg)
-        else:
-            self._loop.call_soon_threadsafe(lambda: self._outbox.put_nowait(msg))
+        """Called by task code: on the loop (async tasks, the process pool's frames) or in a thread.
+        Only the latest report of an attempt waits to be written (_outbox.py)."""
+        self._outbox.progress(report)
+
+    @property
+    def outbox_size(self) -> int:
+        """Entries waiting to be written on the session (bounded: see _outbox.py)."""
+        return len(self._outbox)
+
+    def _leases(self) -> worker_pb2.Heartbeat | None:
+        """A heartbeat for every lease held now; None when none is held."""
+        return worker_pb2.Heartbeat(leases=list(self._held.values())) if self._held else None
 
     def request_stop(self) -> None:
         """Begin a graceful drain; safe to call from a signal handler on the loop."""
@@ -84,7 +89,7 @@ class Worker:
     async def run(self) -> None:
         cfg = self.config
         self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
+        self._outbox.bind(self._loop)
         backend: ProcessBackend | None = None
         if cfg.pool == "processes":
             backend = ProcessBackend(cfg.app_target, cfg.concurrency, cfg.worker_id, self._send_progress)
@@ -164,8 +169,8 @@ class Worker:
         """Open a session's credit, carrying over what a lost session left: the leases still held
         (extended at once, so they do not lapse during the reconnection), and the outcomes it may
         not have recorded. The credit counts the tasks held as already given."""
-        if self._held:
-            hb = worker_pb2.Heartbeat(leases=list(self._held.values()))
+        hb = self._leases()
+        if hb is not None:
             await call.write(worker_pb2.WorkerMessage(heartbeat=hb))
         again = self._in_doubt.take()
         for i in range(0, len(again), self.config.max_batch):
@@ -173,7 +178,9 @@ class Worker:
             await call.write(worker_pb2.WorkerMessage(outcomes=batch))
         if again:
             log.info("sent %d outcomes again on the new session", len(again))
-        credit = max(self._credit.open() - len(self._held), 0)
+        # In hand: the tasks held, and those whose outcomes wait to be written (each returns its
+        # credit when written); the credit tops them up to the window, never beyond it.
+        credit = self._credit.open(len(self._held) + self._outbox.outcomes)
         await call.write(worker_pb2.WorkerMessage(credit=credit))
 
     async def _read(self, call: _SessionCall) -> None:
@@ -217,7 +224,7 @@ class Worker:
             self._credit.observe(seconds)
         self._held.pop(a.task.id, None)
         self.completed += 1
-        self._outbox.put_nowait(out)
+        self._outbox.put(out)
 
     def _busy(self) -> int:
         """Attempts running or waiting for a thread, outcomes not yet reported."""
@@ -263,9 +270,12 @@ class Worker:
                     await asyncio.sleep(self._credit.linger() if wait is None else wait)
                 others: list[worker_pb2.WorkerMessage] = []
                 while not self._outbox.empty() and len(batch) < self.config.max_batch:
-                    nxt = self._outbox.get_nowait()
+                    try:
+                        nxt = self._outbox.get_nowait()
+                    except asyncio.QueueEmpty:  # only progress or heartbeat places already taken
+                        break
                     if nxt is None:
-                        self._outbox.put_nowait(None)
+                        self._outbox.put(None)
                         break
                     if isinstance(nxt, task_pb2.Outcome):
                         batch.append(nxt)
@@ -284,8 +294,7 @@ class Worker:
         while True:
             await asyncio.sleep(max(self.lease_seconds / 3.0, 0.05))
             if self._held:
-                hb = worker_pb2.Heartbeat(leases=list(self._held.values()))
-                self._outbox.put_nowait(worker_pb2.WorkerMessage(heartbeat=hb))
+                self._outbox.heartbeat()  # built when written; one waits at most
 
     async def _drain(self, call: _SessionCall, tasks: list[asyncio.Task[None]]) -> None:
         not_started: list[worker_pb2.LeaseRef] = []
@@ -302,12 +311,12 @@ class Worker:
         for _ in range(self.config.concurrency):
             self._ready.put_nowait(None)
         if not_started:
-            self._outbox.put_nowait(worker_pb2.WorkerMessage(release=worker_pb2.Release(leases=not_started)))
+            self._outbox.put(worker_pb2.WorkerMessage(release=worker_pb2.Release(leases=not_started)))
         log.info("draining: %d released, %d running", len(not_started), self._busy())
         await asyncio.gather(*self._consumers, return_exceptions=True)
         while self._busy():
             await asyncio.sleep(0.01)
-        self._outbox.put_nowait(None)
+        self._outbox.put(None)
         await tasks[1]
         await call.done_writing()
         try:
