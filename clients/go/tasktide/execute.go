@@ -91,7 +91,7 @@ func (w *Worker) runOne(a *pb.Assignment) (outcome *pb.Outcome) {
 		ID: t.GetId(), Name: spec.GetName(), Queue: spec.GetQueue(), Attempt: int(t.GetAttempt()),
 		Delivery: int(a.GetDelivery()), WorkerID: w.opts.WorkerID, Headers: maps.Clone(spec.GetHeaders()),
 		report: func(value float64, message string) {
-			w.pool.send(&pb.WorkerMessage{Kind: &pb.WorkerMessage_Progress{Progress: &pb.ProgressReport{Lease: lease, Value: value, Message: message}}})
+			w.pool.progress.put(&pb.ProgressReport{Lease: lease, Value: value, Message: message})
 		},
 	}
 	if info.Headers == nil {

@@ -27,6 +27,7 @@ type pool struct {
 	running       map[string]*attempt
 	cancelPending map[string]bool // cancelled while waiting: never started
 	unsent        []*pb.Outcome   // a batch whose send failed when a session was lost
+	progress      *progressBox    // the latest progress of each attempt, not yet written
 	stopOnce      sync.Once
 }
 
@@ -36,6 +37,7 @@ func newPool(capacity int) *pool {
 		ready:    make(chan *pb.Assignment, capacity),
 		outcomes: make(chan *pb.Outcome, capacity),
 		stopExec: make(chan struct{}),
+		progress: newProgressBox(),
 		held:     map[string]*pb.LeaseRef{}, running: map[string]*attempt{}, cancelPending: map[string]bool{},
 	}
 }
@@ -193,6 +195,19 @@ func (p *pool) waitExecs(ctx context.Context, limit time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// waiting counts what waits to be written: progress reports (one per attempt at most), outcomes
+// and the current session's queued messages.
+func (p *pool) waiting() int {
+	n := p.progress.len() + len(p.outcomes)
+	p.mu.Lock()
+	n += len(p.unsent)
+	p.mu.Unlock()
+	if s := p.session.Load(); s != nil {
+		n += len(s.out)
+	}
+	return n
 }
 
 // send queues a message on the current session; false when there is none.

@@ -190,9 +190,12 @@ func (s *session) release(refs []*pb.LeaseRef) int {
 }
 
 // write is the only sender on the stream: it batches outcomes, each batch returning its credit,
-// and passes other messages through. It returns nil once the pool's outcomes are closed and
+// and passes other messages through, with the latest progress reports of the pool. It returns nil once the pool's outcomes are closed and
 // flushed and closeReq is closed. A batch it could not send is kept for the next session.
 func (s *session) write() error {
+	if err := s.flushOthers(); err != nil { // progress left by a lost session first
+		return err
+	}
 	if batch := s.p.takeUnsent(); len(batch) > 0 {
 		if err := s.sendOutcomes(batch); err != nil {
 			return err
@@ -210,6 +213,10 @@ func (s *session) write() error {
 			closeReq = nil // finish the outcomes first
 		case m := <-s.out:
 			if err := s.stream.Send(m); err != nil {
+				return err
+			}
+		case <-s.p.progress.ready:
+			if err := s.sendProgress(); err != nil {
 				return err
 			}
 		case o, ok := <-outcomes:
@@ -245,7 +252,7 @@ func (s *session) sendOutcomes(batch []*pb.Outcome) error {
 	if s.p.stopping.Load() {
 		credit = 0
 	}
-	// Messages queued before these outcomes (progress of the same tasks) go first.
+	// Messages queued before these outcomes, and the progress of the same tasks, go first.
 	err := s.flushOthers()
 	if err == nil {
 		ob := &pb.OutcomeBatch{Outcomes: batch, Credit: credit}
@@ -268,9 +275,22 @@ func (s *session) flushOthers() error {
 				return err
 			}
 		default:
-			return nil
+			return s.sendProgress()
 		}
 	}
+}
+
+// sendProgress writes the latest progress reports waiting; those it could not write stay for the
+// next session.
+func (s *session) sendProgress() error {
+	reports := s.p.progress.take()
+	for i, r := range reports {
+		if err := s.stream.Send(&pb.WorkerMessage{Kind: &pb.WorkerMessage_Progress{Progress: r}}); err != nil {
+			s.p.progress.putBack(reports[i:])
+			return err
+		}
+	}
+	return nil
 }
 
 // heartbeat extends every held lease each third of the lease, until done closes.

@@ -81,6 +81,20 @@ func NewWorker(client *Client, opts WorkerOptions) *Worker {
 	return &Worker{client: client, opts: opts, log: log, tasks: map[string]registered{}}
 }
 
+// OutboxSize counts the messages waiting to be written on the session: the latest progress
+// report of each attempt (one per attempt, however many reports: they are superseded), outcomes
+// not yet sent (one per assignment in hand) and other messages queued. It stays bounded while the
+// registry is unreachable.
+func (w *Worker) OutboxSize() int {
+	w.mu.RLock()
+	p := w.pool
+	w.mu.RUnlock()
+	if p == nil {
+		return 0
+	}
+	return p.waiting()
+}
+
 // ID is the worker's id, as the registry and task events show it.
 func (w *Worker) ID() string { return w.opts.WorkerID }
 

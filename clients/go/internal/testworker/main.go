@@ -59,6 +59,9 @@ func main() {
 		}
 		return h.ID, nil
 	})
+	worker.Register("gotest.chatty", func(ctx context.Context, args []json.RawMessage, _ map[string]json.RawMessage) (any, error) {
+		return chatty(ctx, worker, args)
+	})
 	fmt.Fprintf(os.Stderr, "worker %s ready\n", worker.ID())
 	err = worker.Run(ctx)
 	tracing.shutdown()
@@ -103,4 +106,31 @@ func (c *counters) stubborn(ctx context.Context, args []json.RawMessage, _ map[s
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return map[string]any{"most_at_once": c.most.Load(), "delivery": info.Delivery, "runs": c.runs[info.ID]}, nil
+}
+
+// chatty says it started (folder/started), waits for folder/go, reports progress n times, writes
+// how many messages then wait to be written (Worker.OutboxSize) to folder/reported, waits for
+// folder/finish and returns n.
+func chatty(ctx context.Context, worker *tasktide.Worker, args []json.RawMessage) (any, error) {
+	var folder string
+	var n int
+	if err := tasktide.DecodeArgs(args, &folder, &n); err != nil {
+		return nil, err
+	}
+	waitFor := func(name string) {
+		for {
+			if _, err := os.Stat(filepath.Join(folder, name)); err == nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	_ = os.WriteFile(filepath.Join(folder, "started"), nil, 0o644)
+	waitFor("go")
+	for i := 1; i <= n; i++ {
+		tasktide.Progress(ctx, float64(i)/float64(n), fmt.Sprintf("report %d", i))
+	}
+	_ = os.WriteFile(filepath.Join(folder, "reported"), []byte(strconv.Itoa(worker.OutboxSize())), 0o644)
+	waitFor("finish")
+	return n, nil
 }
