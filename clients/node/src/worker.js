@@ -8,6 +8,12 @@
 // it passes are given back (their leases released, their ctx.signal aborted) and the worker returns.
 // A lost stream is reopened after a jittered, growing pause; a refusal of the credentials
 // (UNAUTHENTICATED, PERMISSION_DENIED) ends run() with that error instead.
+//
+// What waits to be written stays bounded while the stream cannot take it (no session, or one held
+// up by flow control: call.write() returned false and 'drain' has not come): progress is superseded
+// by the next report of the same attempt, so only the latest report of each attempt waits, and one
+// heartbeat at most, built when written. Outcomes are never dropped: one per assignment in hand,
+// bounded by the credit. An attempt's latest progress is written before its outcome.
 
 import crypto from 'node:crypto';
 import os from 'node:os';
@@ -48,6 +54,7 @@ export class Worker {
     this._active = new Map(); // task id -> Attempt
     this._cancelPending = new Set(); // not started, cancelled: never run
     this._outbox = []; // outcomes not yet sent
+    this._progressWaiting = new Map(); // 'taskId/leaseToken' -> the latest progress report not yet written
     this._flushQueued = false;
     this._session = null;
     this._stopping = false;
@@ -171,8 +178,19 @@ export class Worker {
     });
   }
 
+  /** Messages waiting to be written: outcomes, latest progress reports, and the stream's own buffer. */
+  get outboxSize() {
+    return this._outbox.length + this._progressWaiting.size + (this._session?.call.writableLength ?? 0);
+  }
+
   _write(s, message) {
-    if (s.open && !s.halfClosed) s.call.write(message);
+    if (!s.open || s.halfClosed || s.call.write(message) || s.blocked) return;
+    s.blocked = true; // held up: progress and heartbeats wait (coalesced) for the stream to drain
+    s.call.once('drain', () => {
+      s.blocked = false;
+      if (s.heartbeatDue) this._heartbeat(s);
+      this._writeProgress(s);
+    });
   }
 
   _onMessage(s, msg) {
@@ -214,9 +232,13 @@ export class Worker {
     if (credit > 0) this._write(s, { credit });
     this._flush();
     const every = Math.max(this.leaseSeconds / 3, 0.05) * 1000;
-    s.heartbeat = setInterval(() => {
-      if (this._held.size) this._write(s, { heartbeat: { leases: [...this._held.values()] } });
-    }, every);
+    s.heartbeat = setInterval(() => this._heartbeat(s), every);
+    this._writeProgress(s);
+  }
+
+  _heartbeat(s) {
+    s.heartbeatDue = s.blocked;
+    if (!s.blocked && this._held.size) this._write(s, { heartbeat: { leases: [...this._held.values()] } });
   }
 
   _assigned(s, a) {
@@ -290,13 +312,31 @@ export class Worker {
     if (!s || !s.welcomed || !s.open || s.halfClosed) return;
     while (this._outbox.length) {
       const outcomes = this._outbox.splice(0, this.maxBatch);
+      for (const o of outcomes) {
+        const key = `${o.taskId}/${o.leaseToken}`;
+        const report = this._progressWaiting.get(key);
+        if (report) {
+          this._progressWaiting.delete(key); // an attempt's last word before its outcome
+          this._write(s, { progress: report });
+        }
+      }
       this._write(s, { outcomes: { outcomes, credit: this._stopping ? 0 : outcomes.length } });
     }
   }
 
   _progress(lease, value, message) {
+    this._progressWaiting.set(`${lease.taskId}/${lease.leaseToken}`, { lease, value, message });
     const s = this._session;
-    if (s?.welcomed) this._write(s, { progress: { lease, value, message } });
+    if (s?.welcomed) this._writeProgress(s);
+  }
+
+  /** Write the progress reports waiting, while the stream takes them. */
+  _writeProgress(s) {
+    for (const [key, report] of this._progressWaiting) {
+      if (s.blocked || !s.open || s.halfClosed) return;
+      this._progressWaiting.delete(key);
+      this._write(s, { progress: report });
+    }
   }
 
   _cancel(taskId, grace) {

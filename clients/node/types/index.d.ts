@@ -280,6 +280,8 @@ export class Worker {
   readonly leaseSeconds: number;
   readonly taskNames: string[];
   readonly credit: number;
+  /** Messages waiting to be written on the session (bounded: progress is kept latest per attempt). */
+  readonly outboxSize: number;
   /** Register a task: A its arguments, K its keyword arguments, R its result. */
   register<A extends unknown[] = any[], K extends object = Record<string, any>, R = unknown>(
     name: string,
