@@ -1,13 +1,15 @@
-"""A Python worker's outbox stays bounded while its session cannot be written: a task that reports
-progress in a loop while the registry is down (killed) or stalled (SIGSTOP: the stream is held up by
-flow control) leaves one entry for its latest report, not one per report; when the registry is
-back, the latest report and the outcome arrive. The services run as their own processes on a Redis
-of their own; the worker runs in the test's process, so its outbox can be counted."""
+"""A worker's outbox stays bounded while its session cannot be written: a task that reports progress
+in a loop while the registry is down (killed) or stalled (SIGSTOP: the stream is held up by flow
+control) leaves one entry for its latest report, not one per report; when the registry is back, the
+latest report and the outcome arrive. The same for the Python, Go and Node.js workers. The services
+run as their own processes on a Redis of their own. The Python worker runs in the test's process, so
+its outbox can be counted; the Go and Node.js workers write their count to a file."""
 
 from __future__ import annotations
 
 import logging
 import signal
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,12 +17,19 @@ from pathlib import Path
 import pytest
 
 import tasktide
-from tasktide import Client
+from tasktide import Client, ClientSettings
 from tasktide_services.testing import client_settings, register_services, run_worker_thread
 from tests.faults.cluster import Cluster, cluster
 from tests.processes import own_redis
+from tests.test_go_worker_sessions import GO_DIR, go_env, wait_until
+from tests.test_go_worker_sessions import go_test_worker as go_test_worker  # noqa: F401 - the fixture
+from tests.test_node_client import NODE_DIR
+from tests.test_node_client import node as node  # noqa: F401 - the fixture
 
 REPORTS = 100_000
+# A Node.js worker also counts the messages in its stream's own buffer, which takes some before the
+# stream reports that it is held up: a few dozen at most, whatever the number of reports.
+MOST_WAITING = 64
 
 app = tasktide.App("bounds")
 _started, _go, _reported, _finish = (threading.Event() for _ in range(4))
@@ -55,12 +64,14 @@ class _SessionLost(logging.Handler):
 def services(tmp_path: Path) -> Iterator[Cluster]:
     logs = tmp_path / "logs"
     logs.mkdir()
-    with own_redis(tmp_path / "redis") as url, cluster({"TASKTIDE_REDIS_URL": url}, logs) as c:
-        register_services(c.env["TASKTIDE_ADDRESS"], c.env)
-        try:
-            yield c
-        finally:
-            register_services(c.env["TASKTIDE_ADDRESS"], {})
+    with own_redis(tmp_path / "redis") as url:
+        # Leases outlast the outage (the fault suite's 3 s would not): the task is not delivered again.
+        with cluster({"TASKTIDE_REDIS_URL": url, "TASKTIDE_LEASE_SECONDS": "60"}, logs) as c:
+            register_services(c.env["TASKTIDE_ADDRESS"], c.env)
+            try:
+                yield c
+            finally:
+                register_services(c.env["TASKTIDE_ADDRESS"], {})
 
 
 @pytest.mark.parametrize("fault", ["killed", "paused"])
@@ -105,3 +116,59 @@ def test_progress_while_the_registry_is_down_keeps_one_entry_per_task(
     assert progress[-1] == (1.0, f"report {REPORTS}"), progress[-3:]
     if fault == "killed":  # nothing written meanwhile (paused: what flow control let through first)
         assert len(progress) <= 2, f"{len(progress)} progress events recorded"
+
+
+@pytest.mark.parametrize("fault", ["killed", "paused"])
+@pytest.mark.parametrize("language", ["go", "node"])
+def test_progress_of_a_go_or_node_worker_while_the_registry_is_down(
+    services: Cluster, queue_name: str, tmp_path: Path, request: pytest.FixtureRequest, language: str, fault: str
+) -> None:
+    folder = tmp_path / "marks"
+    folder.mkdir()
+    addresses = {k: v for k, v in services.env.items() if k.endswith("_ADDRESS")}
+    env = go_env(**addresses, TASKTIDE_QUEUES=queue_name, TASKTIDE_TEST_CONCURRENCY="2")
+    if language == "go":
+        command, cwd, task = [str(request.getfixturevalue("go_test_worker"))], GO_DIR, "gotest.chatty"
+    else:
+        command, cwd, task = (
+            [request.getfixturevalue("node"), "test/fixtures/chatty_worker.js"],
+            NODE_DIR,
+            "node.chatty",
+        )
+    log_path = tmp_path / "worker.log"
+    log = open(log_path, "w")  # noqa: SIM115 - closed with the worker
+    worker = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    registry = services.procs["registry"]
+    try:
+        with Client(settings=ClientSettings.from_env(addresses)) as client:
+            h = client.submit(task, [str(folder), REPORTS], queue=queue_name)
+            wait_until(lambda: (folder / "started").exists(), "the task started")
+            if fault == "killed":
+                services.kill("registry")
+                wait_until(lambda: "session lost" in log_path.read_text(), "the worker noticed its session was lost")
+            else:
+                registry.send_signal(signal.SIGSTOP)
+            (folder / "go").touch()
+            wait_until(lambda: (folder / "reported").exists(), "the task reported", timeout=120)
+            waiting = int((folder / "reported").read_text() or "0")
+            if fault == "killed":
+                services.start("registry")
+            else:
+                registry.send_signal(signal.SIGCONT)
+            (folder / "finish").touch()
+            assert h.get(timeout=60) == REPORTS, log_path.read_text()[-2000:]
+            progress = [(e.progress, e.message) for e in client.watch([h.id]) if e.progress_only]
+    finally:
+        registry.send_signal(signal.SIGCONT)
+        (folder / "go").touch()
+        (folder / "finish").touch()
+        worker.terminate()
+        worker.wait(20)
+        log.close()
+    print(f"{language}, registry {fault}: {waiting} waiting after {REPORTS} reports, {len(progress)} recorded")
+    assert waiting <= MOST_WAITING, f"{waiting} messages wait to be written after {REPORTS} progress reports"
+    assert progress[-1] == (1.0, f"report {REPORTS}"), progress[-3:]
+    if fault == "killed":
+        assert len(progress) <= 2, f"{len(progress)} progress events recorded"
+    else:  # what flow control let through before the stream was held up, then the latest
+        assert len(progress) < REPORTS // 10, f"{len(progress)} progress events recorded"
