@@ -94,3 +94,45 @@ def test_idle_watch_on_many_ids_reads_nothing_until_notified(tmp_path: Path) -> 
         assert idle_reads == 0
 
     _run(tmp_path, body)
+
+
+NAMED = 10_000
+
+
+def test_a_watch_held_up_by_its_client_keeps_each_wake_up_once(tmp_path: Path) -> None:
+    """A Watch whose client does not read is held up writing (flow control) while its task is
+    named again and again on the events channel: its subscription keeps the task once, not once
+    per message, and the Watch goes on when the client reads."""
+
+    async def body(service: ResultsService, stub: results_pb2_grpc.ResultsStub, redis: Any) -> None:
+        tid = uuid.uuid4().hex
+        chatter = [
+            task_pb2.TaskEvent(
+                task_id=tid, state=task_pb2.TASK_STATE_RUNNING, at_ms=1, name="w.job", queue="q",
+                progress=i / 400, message="x" * 8_000, progress_only=True,
+            )
+            for i in range(400)
+        ]  # fmt: skip
+        for i in range(0, len(chatter), 100):
+            await service.store.record(chatter[i : i + 100])
+        end = service.notifier.subscribe({"end-of-test"})
+        call = stub.Watch(results_pb2.WatchRequest(task_ids=[tid], until_final=False))
+        try:
+            while service.notifier.waiting() < 2:  # the Watch has subscribed; its client reads nothing
+                await asyncio.sleep(0.01)
+            for _batch in range(NAMED // 1_000):
+                async with redis.pipeline(transaction=False) as pipe:
+                    for _ in range(1_000):
+                        pipe.publish(keys.EVENTS, tid)
+                    await pipe.execute()
+            await redis.publish(keys.EVENTS, "end-of-test")  # after the others on the channel
+            assert await end.next_batch(30) == {"end-of-test"}
+            held = service.notifier.unread()
+            assert held <= 1, f"{held} wake-ups held for one task named {NAMED} times"
+            got = [await call.read() for _ in range(len(chatter))]
+            assert [e.progress for e in got] == [e.progress for e in chatter]
+        finally:
+            service.notifier.unsubscribe(end)
+            call.cancel()
+
+    _run(tmp_path, body)

@@ -7,6 +7,10 @@ message published between the check and the wait is not missed.
 Waiters on keys that come and go (task ids) take the event with `hold(key)` and give it back with
 `release(key, event)`: the event is forgotten once its last holder released it, whether or not it
 ever fired, so waiting on ids that are never named (unknown tasks) leaves nothing behind.
+
+A subscription keeps the keys named since its last read as a set: a key named many times while its
+reader is busy (a Watch held up by a slow client, or pausing while Redis is away) is kept once, so
+what it holds is bounded by the keys it subscribed to, however many messages name them.
 """
 
 from __future__ import annotations
@@ -26,18 +30,31 @@ log = logging.getLogger("tasktide.notify")
 class Subscription:
     def __init__(self, keys: set[str]) -> None:
         self.keys = keys
-        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self._named: set[str] = set()  # named since the last read, each once
+        self._ready = asyncio.Event()  # set while _named is not empty
+
+    def __len__(self) -> int:
+        """Keys named and not read yet (at most the keys subscribed to)."""
+        return len(self._named)
+
+    def named(self, key: str) -> None:
+        self._named.add(key)
+        self._ready.set()
+
+    def take(self) -> set[str]:
+        """The keys named since the last read (perhaps none), without waiting."""
+        got, self._named = self._named, set()
+        self._ready.clear()
+        return got
 
     async def next_batch(self, timeout: float) -> set[str] | None:
         """The keys named since the last call; None when `timeout` passed with none."""
-        try:
-            first = await asyncio.wait_for(self.queue.get(), timeout)
-        except TimeoutError:
-            return None
-        got = {first}
-        while not self.queue.empty():
-            got.add(self.queue.get_nowait())
-        return got
+        if not self._named:
+            try:
+                await asyncio.wait_for(self._ready.wait(), timeout)
+            except TimeoutError:
+                return None
+        return self.take()
 
 
 class Notifier:
@@ -79,6 +96,10 @@ class Notifier:
         """Keys with a waiter's event or a subscription: what is held in memory for waiters."""
         return len(self._events.keys() | self._subs.keys())
 
+    def unread(self) -> int:
+        """Keys named and not yet read, over every subscription."""
+        return sum(len(sub) for sub in set().union(*self._subs.values()))
+
     def subscribe(self, keys: set[str]) -> Subscription:
         """A queue that receives each of `keys` whenever it is named; for waiting on many keys."""
         sub = Subscription(set(keys))
@@ -101,7 +122,7 @@ class Notifier:
             if ev is not None:
                 ev.set()
             for sub in self._subs.get(key, ()):
-                sub.queue.put_nowait(key)
+                sub.named(key)
 
     def wake_waiters(self, keys: list[str]) -> None:
         """Wakes the waiters of `keys` (`hold`/`event`), not the subscriptions: for what this process

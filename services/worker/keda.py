@@ -125,8 +125,7 @@ class ExternalScalerService:
                     yield pb.IsActiveResponse(result=active)
                 if last:  # arrivals change nothing while active: no read per wake-up on a busy queue
                     await asyncio.sleep(self.poll_seconds)
-                    while not sub.queue.empty():
-                        sub.queue.get_nowait()
+                    sub.take()
                 else:
                     await sub.next_batch(self.poll_seconds)
         finally:
