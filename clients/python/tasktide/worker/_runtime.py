@@ -223,6 +223,7 @@ class Worker:
         if seconds is not None:
             self._credit.observe(seconds)
         self._held.pop(a.task.id, None)
+        self._cancel_pending.discard(a.task.id)  # a cancel that came as it finished (thread pool)
         self.completed += 1
         self._outbox.put(out)
 
