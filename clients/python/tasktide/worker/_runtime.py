@@ -168,7 +168,8 @@ class Worker:
     async def _resume(self, call: _SessionCall) -> None:
         """Open a session's credit, carrying over what a lost session left: the leases still held
         (extended at once, so they do not lapse during the reconnection), and the outcomes it may
-        not have recorded. The credit counts the tasks held as already given."""
+        not have recorded. The credit counts the tasks held, and the outcomes still to write, as
+        already given."""
         hb = self._leases()
         if hb is not None:
             await call.write(worker_pb2.WorkerMessage(heartbeat=hb))
@@ -178,8 +179,6 @@ class Worker:
             await call.write(worker_pb2.WorkerMessage(outcomes=batch))
         if again:
             log.info("sent %d outcomes again on the new session", len(again))
-        # In hand: the tasks held, and those whose outcomes wait to be written (each returns its
-        # credit when written); the credit tops them up to the window, never beyond it.
         credit = self._credit.open(len(self._held) + self._outbox.outcomes)
         await call.write(worker_pb2.WorkerMessage(credit=credit))
 
