@@ -11,6 +11,7 @@ import logging
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,6 +47,16 @@ def chatty(n: int) -> int:
     _reported.set()
     _finish.wait(60)
     return n
+
+
+@app.task
+def hold(folder: str, name: str) -> str:
+    """Says it started (folder/started-NAME), then waits for folder/release-NAME."""
+    marks = Path(folder)
+    (marks / f"started-{name}").touch()
+    while not (marks / f"release-{name}").exists():
+        time.sleep(0.01)
+    return name
 
 
 class _SessionLost(logging.Handler):
@@ -172,3 +183,46 @@ def test_progress_of_a_go_or_node_worker_while_the_registry_is_down(
         assert len(progress) <= 2, f"{len(progress)} progress events recorded"
     else:  # what flow control let through before the stream was held up, then the latest
         assert len(progress) < REPORTS // 10, f"{len(progress)} progress events recorded"
+
+
+def test_outcomes_written_after_a_reconnection_count_as_in_hand(
+    services: Cluster, queue_name: str, tmp_path: Path
+) -> None:
+    """A worker with a window of two tasks finishes both while the registry is down: their outcomes
+    wait to be written. The new session's credit counts them as in hand, so once they are written
+    the worker holds two tasks again, not four."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    watcher = _SessionLost()
+    logger = logging.getLogger("tasktide.worker")
+    logger.addHandler(watcher)
+    address = services.env["TASKTIDE_ADDRESS"]
+
+    def stat() -> tuple[int, int]:
+        (q,) = [q for q in client.queue_stats() if q.queue == queue_name]
+        return q.ready, q.leased
+
+    try:
+        with (
+            run_worker_thread(app, address, queues=(queue_name,), concurrency=1, prefetch=1) as worker,
+            Client(settings=client_settings(address)) as client,
+        ):
+            names = "abcdef"
+            handles = [client.submit("bounds.hold", args=[str(marks), n], queue=queue_name) for n in names]
+            wait_until(lambda: (marks / "started-a").exists() and stat() == (4, 2), "a running, b held, 4 ready")
+            services.kill("registry")
+            assert watcher.lost.wait(30), "the worker did not notice its session was lost"
+            for n in "ab":
+                (marks / f"release-{n}").touch()
+            wait_until(lambda: worker.completed == 2, "a and b finished while the registry was down")
+            services.start("registry")
+            assert [h.get(timeout=60) for h in handles[:2]] == ["a", "b"]
+            wait_until(lambda: (marks / "started-c").exists(), "c started")
+            wait_until(lambda: stat() == (2, 2), "c running and d held, e and f ready", timeout=30)
+            for n in names[2:]:
+                (marks / f"release-{n}").touch()
+            assert [h.get(timeout=60) for h in handles[2:]] == list(names[2:])
+    finally:
+        for n in "abcdef":
+            (marks / f"release-{n}").touch()
+        logger.removeHandler(watcher)
