@@ -84,6 +84,24 @@ def test_a_pipelined_refusal_is_raised_by_flush_and_by_its_handle(platform, queu
             _ = bad.id
 
 
+def test_refusals_waiting_for_flush_are_kept_up_to_a_bound_and_the_rest_counted(platform, queue_name):
+    from tasktide._submitter import REFUSALS_KEPT
+
+    settings = replace(client_settings(platform.address), pipelined_submit=True)
+    n = REFUSALS_KEPT + 150
+    with Client(settings=settings) as c:
+        bad = [c.submit("not a valid name!", [], queue=queue_name) for _ in range(n)]
+        with pytest.raises(InvalidArgument) as raised:
+            c.flush(timeout=30)
+        notes = raised.value.__notes__
+        assert sum(note.startswith("also refused") for note in notes) == REFUSALS_KEPT - 1
+        assert notes[-1].startswith(f"and {n - REFUSALS_KEPT} more refused")
+        c.flush(timeout=30)  # reported once
+        for h in bad[-3:]:  # each handle still holds its own error
+            with pytest.raises(InvalidArgument):
+                _ = h.id
+
+
 def test_the_stream_reopens_after_the_platform_restarts(server_settings, queue_name):
     p1 = PlatformThread(server_settings).start()  # on port 0; it comes back on the port it was given
     settings = replace(server_settings, address=p1.address)

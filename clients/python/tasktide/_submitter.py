@@ -30,6 +30,7 @@ from tasktide.v1 import scheduler_pb2, scheduler_pb2_grpc, task_pb2
 
 _END = None  # put on a stream's request queue to close it
 MAX_IN_FLIGHT = 10_000  # unconfirmed submissions at once; submit() waits beyond that
+REFUSALS_KEPT = 100  # refusals flush() names in full; it counts the others
 # A stream left idle this long is closed before the next submission opens a fresh one, so that a
 # connection dropped while idle (a proxy's idle timeout, a server restart) costs no failed task.
 MAX_IDLE_SECONDS = 30.0
@@ -81,7 +82,9 @@ class StreamSubmitter:
         self._stream: _Stream | None = None
         self._slots = threading.BoundedSemaphore(MAX_IN_FLIGHT)
         self._unconfirmed: set[Future[str]] = set()
-        self._refused: list[BaseException] = []  # failures not yet reported by flush()
+        # Failures not yet reported by flush(): the first REFUSALS_KEPT, then a count of the others.
+        self._refused: list[BaseException] = []
+        self._refused_more = 0
         self._exit_flush = False  # registered with atexit on the first pipelined submission
 
     def submit(self, spec: task_pb2.TaskSpec) -> str | Future[str]:
@@ -124,7 +127,10 @@ class StreamSubmitter:
             self._unconfirmed.discard(fut)
             exc = fut.exception()
             if exc is not None:
-                self._refused.append(exc)
+                if len(self._refused) < REFUSALS_KEPT:
+                    self._refused.append(exc)
+                else:
+                    self._refused_more += 1
         self._slots.release()
 
     def flush(self, timeout: float | None = None) -> None:
@@ -139,12 +145,15 @@ class StreamSubmitter:
             with self._lock:
                 if not any(f in self._unconfirmed for f in waiting):
                     refused, self._refused = self._refused, []
+                    more, self._refused_more = self._refused_more, 0
                     break
             time.sleep(0.0005)
         if refused:
             first = refused[0]
             for other in refused[1:]:
                 first.add_note(f"also refused: {other}")
+            if more:
+                first.add_note(f"and {more} more refused (each one's Future holds its error)")
             raise first
 
     def _read(self, stream: _Stream) -> None:
