@@ -26,8 +26,9 @@ local function final(s) return s >= FIRST_FINAL_STATE and s <= LAST_FINAL_STATE 
 -- args[first] on: the oldest time kept (Unix ms: now - retention; 0 when the bucket is younger, so
 -- that no entry can be older), most entries kept, expiry time of the bucket (Unix ms), then per
 -- task: id, time of the change, entry (state, name, queue, worker, error type joined by chr(31)),
--- reopen (0|1), ready time and start time of its latest attempt (ms from the bucket's start; '' =
--- keep the bucket's entry's, 'n' = none).
+-- how (0: a change, 1: a reopen, 2: a change from a batch that holds the task's submission, so
+-- that the task has most likely no entry in the bucket yet), ready time and start time of its
+-- latest attempt (ms from the bucket's start; '' = keep the bucket's entry's, 'n' = none).
 -- Mirrors `record`: an entry whose state is final is not replaced, but by a reopen. The entry
 -- stored is the entry, then the ready and start times ('' when none), joined by chr(31). The
 -- counts follow the entries (one per entry's state, one per entry's name; a field an entry keeps
@@ -50,26 +51,39 @@ local function put_index(order, entries, counts, args, first)
       end
     end
   end
+  local added = 0  -- members new to the order set
   for i = first + 3, #args, 6 do
-    local id, at, entry, reopen = args[i], args[i + 1], args[i + 2], args[i + 3]
+    local id, at, entry, how = args[i], args[i + 1], args[i + 2], args[i + 3]
     local ready, start = args[i + 4], args[i + 5]
-    local old = redis.call('HGET', entries, id)
-    local old_state = old and tonumber(string.match(old, '^(%d+)')) or 0
-    if reopen == '1' or not final(old_state) then
-      if ready == '' or start == '' then
-        local old_ready, old_start = '', ''
-        if old then old_ready, old_start = string.match(old, TIMES) end
-        if ready == '' then ready = old_ready or '' end
-        if start == '' then start = old_start or '' end
-      end
-      if ready == 'n' then ready = '' end
-      if start == 'n' then start = '' end
-      local same = old and fields(old)
-      if old then count(old, -1, fields(entry)) end
-      count(entry, 1, same)
-      redis.call('ZADD', order, at, id)
-      redis.call('HSET', entries, id, entry .. '\31' .. ready .. '\31' .. start)
+    -- A task's first entry in the bucket (how 2, the usual case) is written without reading the
+    -- entry first: HSETNX writes it if absent (times to carry are then none); only when an entry
+    -- is there after all does the task take the path of a change, which reads it.
+    local written = false
+    if how == '2' then
+      local r, s = ready == 'n' and '' or ready, start == 'n' and '' or start
+      written = redis.call('HSETNX', entries, id, entry .. '\31' .. r .. '\31' .. s) == 1
+      if written then count(entry, 1) end
     end
+    if not written then
+      local old = redis.call('HGET', entries, id)
+      local old_state = old and tonumber(string.match(old, '^(%d+)')) or 0
+      if how == '1' or not final(old_state) then
+        if ready == '' or start == '' then
+          local old_ready, old_start = '', ''
+          if old then old_ready, old_start = string.match(old, TIMES) end
+          if ready == '' then ready = old_ready or '' end
+          if start == '' then start = old_start or '' end
+        end
+        if ready == 'n' then ready = '' end
+        if start == 'n' then start = '' end
+        local same = old and fields(old)
+        if old then count(old, -1, fields(entry)) end
+        count(entry, 1, same)
+        redis.call('HSET', entries, id, entry .. '\31' .. ready .. '\31' .. start)
+        written = true
+      end
+    end
+    if written then added = added + redis.call('ZADD', order, at, id) end
   end
   local stale = {}
   if oldest ~= '0' then stale = redis.call('ZRANGEBYSCORE', order, '-inf', '(' .. oldest, 'LIMIT', 0, 100) end
@@ -84,8 +98,9 @@ local function put_index(order, entries, counts, args, first)
     redis.call('HDEL', entries, unpack(stale))
     redis.call('ZREM', order, unpack(stale))
   end
-  -- The bucket's expiry is set once, with its first entry (it depends on the bucket only).
-  if redis.call('PTTL', order) == -1 then
+  -- The bucket's expiry (it depends on the bucket only) is set once, by the call that created its
+  -- order set: the one whose new members are all its members (no PTTL read per call).
+  if size > 0 and added == size then
     for _, key in ipairs({order, entries, counts}) do redis.call('PEXPIREAT', key, expire_at) end
   end
   return #stale
