@@ -110,26 +110,26 @@ end
 return out
 
 --! enqueue_dispatch
--- KEYS: the queue's (prelude). ARGV: now ms, lease ms, max count, queue, notify channel, then
--- triples (id, band, task bytes).
+-- KEYS: the queue's (prelude). ARGV: lease deadline ms, max count, queue, notify channel, then
+-- pairs (id, task value: keys.task_value, the band already written in front of the serialized
+-- Task, so that the script neither formats nor concatenates it).
 -- `enqueue` without a wake-up then `dispatch`, in one script (worker/handover.py: the caller has a
 -- worker with credit for max count). Returns what dispatch returns. When the queue is not paused
 -- and has no ready task, the new tasks would be the first to leave it: the first max count are
 -- leased at once, without passing through the ready set; the rest wait there, announced.
-local now, lease_ms, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local queue, channel = ARGV[4], ARGV[5]
+-- The deadline comes as the caller wrote it (a string: no number to format for ZADD).
+local deadline, max = ARGV[1], tonumber(ARGV[2])
+local queue, channel = ARGV[3], ARGV[4]
 local stopped = redis.call('EXISTS', paused) == 1
 local direct = not stopped and redis.call('ZCARD', ready) == 0
-local deadline = now + lease_ms
 local out, waiting = {}, 0
-for i = 6, #ARGV, 3 do
-  local id, band = ARGV[i], tonumber(ARGV[i + 1])
-  local value = banded(band, ARGV[i + 2])
+for i = 5, #ARGV, 2 do
+  local id, value = ARGV[i], ARGV[i + 1]
   if redis.call('HSETNX', task, id, value) == 1 then
     if direct and #out < max * 4 then
       lease(id, value, deadline, out)
     else
-      ready_last(id, band)
+      ready_last(id, band_of(value))
       waiting = waiting + 1
     end
   end

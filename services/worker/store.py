@@ -82,9 +82,9 @@ class RegistryStore:
         """`build_enqueue` then a dispatch of `count` tasks for tasks of one queue, as one script (a task the
         queue hands out at once never enters its ready set): an SADD reply, then the script's,
         which `leased()` reads."""
-        argv: list[bytes | str | int] = [now_ms, lease_ms, count, queue, keys.NOTIFY]
+        argv: list[bytes | str | int] = [now_ms + lease_ms, count, queue, keys.NOTIFY]
         for t in tasks:
-            argv += [t.id, keys.band(t.spec.priority), t.SerializeToString()]
+            argv += [t.id, keys.task_value(t)]
         pipe.sadd(keys.QUEUES, queue)
         self._s["enqueue_dispatch"](keys.queue_keys(queue), argv, client=pipe)
 
