@@ -112,11 +112,14 @@ end
 -- across an upgrade keeps its history; keys.py).
 -- ARGV: result expiry ms, timeline expiry ms (both from the task's final event on), whether a
 -- state hash of the previous layout may exist (0|1: store.py; 0 spares reading it), the number of
--- events N, then per event of this task, in order: state, progress_only (0|1), reopen (0|1),
--- serialized TaskEvent (without its task id and spec), serialized TaskSpec (or empty), submission
--- time ms (with a spec), the same event without its name and queue (or empty), the start of a
--- serialized spec with that name and queue: the slim event is kept when the task's spec starts so
--- (readers take the name and queue back from the spec).
+-- events N, then per event of this task, in order: its kind, the serialized TaskEvent (without its
+-- task id and spec), then, by its kind, the serialized TaskSpec and the submission time ms, then
+-- the same event without its name and queue and the start of a serialized spec with that name
+-- and queue: the slim event is kept when the task's spec starts so (readers take the name and
+-- queue back from the spec). The kind is state * 16 + 8 (progress only) + 4 (reopen) + 2 (with
+-- the spec) + 1 (with a slim form): one argument, not five, of which most would be empty (each
+-- argument costs Redis an allocation and a Lua string; a one-by-one task's three events take 8
+-- arguments, not 24).
 -- Optionally, on a single Redis (not a cluster: the keys are in other slots), KEYS 4-6 are an index
 -- bucket's and the ARGV after the events are put_index's for the task (prelude): the task's entry is
 -- written in the same call, which spares a script call per task (store.py).
@@ -141,24 +144,28 @@ if count == 0 and legacy_possible == '1' then
 end
 local was_final = final(current)
 local out, pushed = {}, {}
-local last = 4 + 8 * tonumber(ARGV[4])
-if #KEYS > 3 then put_index(KEYS[4], KEYS[5], KEYS[6], ARGV, last + 1) end
-for i = 5, last, 8 do
-  if final(current) and ARGV[i + 2] ~= '1' then
+local i = 5
+for _ = 1, tonumber(ARGV[4]) do
+  local kind, e = tonumber(ARGV[i]), ARGV[i + 1]
+  local flags = kind % 16
+  local with_spec, with_slim = flags % 4 >= 2, flags % 2 == 1
+  local new_spec, submitted, slim, named
+  i = i + 2
+  if with_spec then new_spec, submitted, i = ARGV[i], ARGV[i + 1], i + 2 end
+  if with_slim then slim, named, i = ARGV[i], ARGV[i + 1], i + 2 end
+  if final(current) and flags % 8 < 4 then  -- not a reopen
     out[#out + 1] = 0
   else
-    if ARGV[i + 4] ~= '' and spec == '' then
-      spec, t0 = ARGV[i + 4], ARGV[i + 5]
-    end
-    local e, named = ARGV[i + 3], ARGV[i + 7]
-    if ARGV[i + 6] ~= '' and spec ~= '' and string.sub(spec, 1, #named) == named then e = ARGV[i + 6] end
-    if ARGV[i + 1] == '0' then
-      current, latest = tonumber(ARGV[i]), e
+    if with_spec and spec == '' then spec, t0 = new_spec, submitted end
+    if with_slim and spec ~= '' and string.sub(spec, 1, #named) == named then e = slim end
+    if flags < 8 then  -- not progress only
+      current, latest = (kind - flags) / 16, e
     end
     pushed[#pushed + 1] = e
     out[#out + 1] = 1
   end
 end
+if #KEYS > 3 then put_index(KEYS[4], KEYS[5], KEYS[6], ARGV, i) end
 if #pushed == 0 then return out end
 local v = value(current, count + #pushed, t0, spec, latest)
 if redis.call('RPUSH', log, unpack(pushed)) > EVENTS_KEPT + 100 then redis.call('LTRIM', log, -EVENTS_KEPT, -1) end
