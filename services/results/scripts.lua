@@ -42,8 +42,9 @@ local function put_index(order, entries, counts, args, first)
     local state, name = string.match(entry, '^([^\31]*)\31([^\31]*)')
     return {'s' .. state, 'n' .. name}
   end
-  -- Adds `by` to the counts of an entry's fields, but those of `except` (fields of another entry
-  -- that would take the same back).
+  -- Adds `by` ('1' or '-1': a string, which redis.call passes as is, where a Lua number would be
+  -- formatted first) to the counts of an entry's fields, but those of `except` (fields of another
+  -- entry that would take the same back).
   local function count(entry, by, except)
     for i, field in ipairs(fields(entry)) do
       if not except or except[i] ~= field then
@@ -62,7 +63,7 @@ local function put_index(order, entries, counts, args, first)
     if how == '2' then
       local r, s = ready == 'n' and '' or ready, start == 'n' and '' or start
       written = redis.call('HSETNX', entries, id, entry .. '\31' .. r .. '\31' .. s) == 1
-      if written then count(entry, 1) end
+      if written then count(entry, '1') end
     end
     if not written then
       local old = redis.call('HGET', entries, id)
@@ -77,8 +78,8 @@ local function put_index(order, entries, counts, args, first)
         if ready == 'n' then ready = '' end
         if start == 'n' then start = '' end
         local same = old and fields(old)
-        if old then count(old, -1, fields(entry)) end
-        count(entry, 1, same)
+        if old then count(old, '-1', fields(entry)) end
+        count(entry, '1', same)
         redis.call('HSET', entries, id, entry .. '\31' .. ready .. '\31' .. start)
         written = true
       end
@@ -93,7 +94,7 @@ local function put_index(order, entries, counts, args, first)
   end
   if #stale > 0 then
     for _, entry in ipairs(redis.call('HMGET', entries, unpack(stale))) do
-      if entry then count(entry, -1) end
+      if entry then count(entry, '-1') end
     end
     redis.call('HDEL', entries, unpack(stale))
     redis.call('ZREM', order, unpack(stale))
