@@ -99,13 +99,13 @@ class RegistryStore:
     async def complete(self, leases: list[worker_pb2.LeaseRef]) -> int:
         n = 0
         for q, argv in _pairs(leases).items():
-            n += int(await self._s["complete"](keys.queue_keys(q), argv))
+            n += int(await self._s["complete"](_complete_keys(q), argv))
         return n
 
     def build_complete(self, pipe: Pipeline, leases: list[worker_pb2.LeaseRef]) -> None:
         """`complete` onto a pipeline of the caller's: one reply per queue."""
         for q, argv in _pairs(leases).items():
-            self._s["complete"](keys.queue_keys(q), argv, client=pipe)
+            self._s["complete"](_complete_keys(q), argv, client=pipe)
 
     async def release(self, leases: list[worker_pb2.LeaseRef]) -> int:
         n = 0
@@ -309,3 +309,9 @@ def leased(flat: list[Any], deadline_ms: int) -> list[Leased]:
         task = keys.task_of(flat[i + 3])
         out.append(Leased(task, int(flat[i + 1]), int(flat[i + 2]), deadline_ms))
     return out
+
+
+def _complete_keys(q: str) -> list[str]:
+    """complete's KEYS: the queue's keys up to :deliveries, all it touches (scripts.lua). Five, not
+    ten, for the call every task makes: each key costs Redis a parsed string and a Lua string."""
+    return list(keys.queue_keys(q))[:5]
