@@ -17,7 +17,8 @@ local function read(key)
 end
 
 local function value(s, c, t0, spec, e)
-  return s .. ',' .. c .. ',' .. t0 .. ',' .. #spec .. ':' .. spec .. (e or '')
+  -- %d formats the three numbers as integers; concatenating a Lua number formats it as a double.
+  return string.format('%d,%d,%s,%d:', s, c, t0, #spec) .. spec .. (e or '')
 end
 
 local function final(s) return s >= FIRST_FINAL_STATE and s <= LAST_FINAL_STATE end
