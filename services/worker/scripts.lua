@@ -145,7 +145,7 @@ each_held(2, 2, function(id) redis.call('ZADD', leases, 'XX', deadline, id) end,
 return stale
 
 --! complete
--- KEYS: the queue's first five, ready to deliveries (prelude; the others are not touched: store.py).
+-- KEYS: the queue's (prelude), its first five only: ready to deliveries, all it touches (store.py).
 -- ARGV: pairs (id, token).
 -- Ends current leases and forgets their tasks; returns how many ended. (each_held's loop written
 -- out: every task ends here, spared the closure a callback costs.)
