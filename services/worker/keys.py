@@ -76,8 +76,8 @@ def band_start(band: int) -> int:
 
 
 def task_value(task: task_pb2.Task) -> bytes:
-    """The task value of a task in :task: its band in BAND_DIGITS digits, then the serialized Task
-    (as the scripts' `banded` writes it)."""
+    """The task value of a task in :task: its band in BAND_DIGITS digits, then the serialized Task.
+    The scripts take tasks so (ARGV) and store them as they come."""
     return b"%0*d" % (BAND_DIGITS, band(task.spec.priority)) + task.SerializeToString()
 
 

@@ -9,17 +9,16 @@ local ready, task, leases, tokens, deliveries = KEYS[1], KEYS[2], KEYS[3], KEYS[
 local fence, dead, paused, retrying, retry_at = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 
 -- The functions below are built anew on every call of every script (a closure costs Redis about
--- what a command does): the prelude keeps those several scripts share that take more than one
+-- as much as a short command): the prelude keeps those several scripts share that take more than one
 -- command or some string work; a step of one command (publishing a wake-up, extending a lease,
 -- forgetting a task) is written out where it is used.
 
--- A task value in :task is its band in BAND_DIGITS digits, then the serialized Task.
-local function banded(band, bytes)
-  return string.format('%0' .. BAND_DIGITS .. 'd', band) .. bytes
-end
+-- A task value in :task is its band in BAND_DIGITS digits, then the serialized Task: callers send
+-- it so (keys.task_value), so that no script formats a band or concatenates a task.
 
--- Ready at the end of its band (its arrival is the next number of :fence).
-local function ready_last(id, band)
+-- Ready at the end of the band of its task value (its arrival is the next number of :fence).
+local function ready_last(id, value)
+  local band = tonumber(string.sub(value, 1, BAND_DIGITS))
   redis.call('ZADD', ready, band * BAND_BASE + redis.call('INCR', fence), id)
 end
 
@@ -62,15 +61,15 @@ local function lease(id, value, deadline, out)
 end
 
 --! enqueue
--- KEYS: the queue's (prelude). ARGV: queue, notify channel, then triples (id, band, task bytes).
+-- KEYS: the queue's (prelude). ARGV: queue, notify channel, then pairs (id, task value).
 -- Queues tasks at the end of their band; a task already known is skipped. Returns how many were
 -- added. An empty channel publishes nothing.
 local queue, channel = ARGV[1], ARGV[2]
 local added = 0
-for i = 3, #ARGV, 3 do
-  local id, band = ARGV[i], tonumber(ARGV[i + 1])
-  if redis.call('HSETNX', task, id, banded(band, ARGV[i + 2])) == 1 then
-    ready_last(id, band)
+for i = 3, #ARGV, 2 do
+  local id, value = ARGV[i], ARGV[i + 1]
+  if redis.call('HSETNX', task, id, value) == 1 then
+    ready_last(id, value)
     added = added + 1
   end
 end
@@ -99,8 +98,7 @@ return out
 
 --! enqueue_dispatch
 -- KEYS: the queue's (prelude). ARGV: lease deadline ms, max count, queue, notify channel, then
--- pairs (id, task value: keys.task_value, the band already written in front of the serialized
--- Task, so that the script neither formats nor concatenates it).
+-- pairs (id, task value).
 -- `enqueue` without a wake-up then `dispatch`, in one script (worker/handover.py: the caller has a
 -- worker with credit for max count). Returns what dispatch returns. When the queue is not paused
 -- and has no ready task, the new tasks would be the first to leave it: the first max count are
@@ -117,7 +115,7 @@ for i = 5, #ARGV, 2 do
     if direct and #out < max * 4 then
       lease(id, value, deadline, out)
     else
-      ready_last(id, tonumber(string.sub(value, 1, BAND_DIGITS)))
+      ready_last(id, value)
       waiting = waiting + 1
     end
   end
@@ -244,17 +242,17 @@ end
 return out
 
 --! requeue_dead
--- KEYS: the queue's (prelude). ARGV: queue, notify channel, then triples (id, band, task bytes of
--- the new first attempt). Dead tasks go back to the end of their band with a fresh delivery count.
+-- KEYS: the queue's (prelude). ARGV: queue, notify channel, then pairs (id, task value of the new
+-- first attempt). Dead tasks go back to the end of their band with a fresh delivery count.
 -- Returns how many.
 local queue, channel = ARGV[1], ARGV[2]
 local n = 0
-for i = 3, #ARGV, 3 do
-  local id, band = ARGV[i], tonumber(ARGV[i + 1])
+for i = 3, #ARGV, 2 do
+  local id, value = ARGV[i], ARGV[i + 1]
   if redis.call('ZREM', dead, id) == 1 then
-    redis.call('HSET', task, id, banded(band, ARGV[i + 2]))
+    redis.call('HSET', task, id, value)
     redis.call('HDEL', deliveries, id)
-    ready_last(id, band)
+    ready_last(id, value)
     n = n + 1
   end
 end

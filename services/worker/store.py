@@ -50,7 +50,7 @@ def build_enqueue(pipe: AnyPipeline, scripts: Mapping[str, Script], tasks: list[
     the enqueue of a submission made in the caller's process (scheduler/direct.py)."""
     by_queue: dict[str, list[bytes | str | int]] = defaultdict(list)
     for t in tasks:
-        by_queue[t.spec.queue] += [t.id, keys.band(t.spec.priority), t.SerializeToString()]
+        by_queue[t.spec.queue] += [t.id, keys.task_value(t)]
     for q, argv in by_queue.items():
         pipe.sadd(keys.QUEUES, q)
         scripts["enqueue"](keys.queue_keys(q), [q, keys.NOTIFY, *argv], client=pipe)
@@ -229,7 +229,7 @@ class RegistryStore:
                 task = keys.task_of(v)
                 task.attempt = 0
                 task.state = task_pb2.TASK_STATE_QUEUED
-                argv += [tid, keys.band(task.spec.priority), task.SerializeToString()]
+                argv += [tid, keys.task_value(task)]
         return int(await self._s["requeue_dead"](k, [queue, keys.NOTIFY, *argv]))
 
     async def retire(self, retries: list[tuple[worker_pb2.LeaseRef, task_pb2.Task]], now_ms: int) -> list[str]:
