@@ -198,3 +198,39 @@ def test_index_counts_follow_a_task_through_its_states_and_its_bucket_expires(tm
                 await redis.aclose()
 
     asyncio.run(main())
+
+
+def test_index_entry_written_without_a_read_falls_back_when_the_task_has_one(tmp_path: Path) -> None:
+    """A batch that holds a task's submission writes its index entry with HSETNX (no read); a task
+    that has an entry in the bucket after all (its submission recorded again, or recorded before
+    its later events came in one batch with it) keeps one entry, counted once, in its latest state,
+    and the bucket's expiry, set by the call that created the bucket, is not set again."""
+
+    async def main() -> None:
+        with own_redis(tmp_path / "redis") as url:
+            redis = await connect(url)
+            try:
+                store = ResultsStore(redis, 600.0, IndexSettings())
+                tid, other = uuid.uuid4().hex, uuid.uuid4().hex
+                now = int(time.time() * 1000)
+                life, other_life = _life(tid), _life(other)
+                for e in [*life, *other_life]:
+                    e.at_ms = now
+                await store.record(life[:1])  # the submission alone: the entry is created
+                b = store.index.bucket(now)
+                k = keys.index_keys("default", b)
+                await redis.pexpire(k.order, 900_000)  # told apart from the expiry the script sets
+                await store.record(life)  # again, with the rest: the entry exists, it is replaced
+                await store.record(life)  # and once more: final, left alone
+                await store.record(other_life)  # another task in the bucket
+                assert await redis.hgetall(k.counts) == {b"s%d" % S.TASK_STATE_SUCCEEDED: b"2", b"nf.add": b"2"}
+                entry = await redis.hget(k.entries, tid)
+                assert entry is not None and entry.startswith(b"%d\x1f" % S.TASK_STATE_SUCCEEDED)
+                assert await redis.zcard(k.order) == 2
+                assert 0 < await redis.pttl(k.order) <= 900_000  # not set again
+                for key in (k.entries, k.counts):
+                    assert 0 < await redis.pttl(key)
+            finally:
+                await redis.aclose()
+
+    asyncio.run(main())

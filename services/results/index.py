@@ -78,11 +78,16 @@ class Timing:
 
     ready: int = CARRY
     start: int = CARRY
+    # The batch holds the task's submission (the event that carries its spec): the task most
+    # likely has no index entry yet, which index_put then writes without reading one first.
+    submitted: bool = False
 
     def follow(self, e: task_pb2.TaskEvent) -> None:
         """QUEUED: the attempt became runnable (no start yet); SCHEDULED: waiting for its time
         (neither); RUNNING: handed to a worker (started, until the worker says when it did). The
         end of an attempt keeps both, with the start the worker reported where it did."""
+        if e.HasField("spec"):
+            self.submitted = True
         if e.state == task_pb2.TASK_STATE_QUEUED:
             self.ready, self.start = e.at_ms, NONE
         elif e.state == task_pb2.TASK_STATE_SCHEDULED:
@@ -96,6 +101,14 @@ class Timing:
         """index_put's ready and start arguments: ms from the start of the entry's bucket (as
         stored), '' to carry, 'n' for none."""
         return [_time_arg(self.ready, bucket_ms), _time_arg(self.start, bucket_ms)]
+
+
+def _how(e: task_pb2.TaskEvent, timing: Timing) -> int:
+    """index_put's `how` of a task's entry: 1 a reopen, 2 a change of a task submitted in the
+    same batch (most likely its first entry in the bucket), else 0."""
+    if e.reopen:
+        return 1
+    return 2 if timing.submitted else 0
 
 
 def _time_arg(at_ms: int, bucket_ms: int) -> str:
@@ -184,7 +197,7 @@ class TaskIndex:
         for e, timing in _latest(events):
             b = self.bucket(e.at_ms)
             argv = by_bucket.setdefault((namespace_of_event(e), b), [])
-            argv += [e.task_id, e.at_ms, entry_of(e), 1 if e.reopen else 0, *timing.argv(b)]
+            argv += [e.task_id, e.at_ms, entry_of(e), _how(e, timing), *timing.argv(b)]
         oldest = int(time.time() * 1000) - self.retention_ms
         out = []
         for (ns, b), argv in by_bucket.items():

@@ -17,7 +17,8 @@ local function read(key)
 end
 
 local function value(s, c, t0, spec, e)
-  return s .. ',' .. c .. ',' .. t0 .. ',' .. #spec .. ':' .. spec .. (e or '')
+  -- %d formats the three numbers as integers; concatenating a Lua number formats it as a double.
+  return string.format('%d,%d,%s,%d:', s, c, t0, #spec) .. spec .. (e or '')
 end
 
 local function final(s) return s >= FIRST_FINAL_STATE and s <= LAST_FINAL_STATE end
@@ -26,8 +27,9 @@ local function final(s) return s >= FIRST_FINAL_STATE and s <= LAST_FINAL_STATE 
 -- args[first] on: the oldest time kept (Unix ms: now - retention; 0 when the bucket is younger, so
 -- that no entry can be older), most entries kept, expiry time of the bucket (Unix ms), then per
 -- task: id, time of the change, entry (state, name, queue, worker, error type joined by chr(31)),
--- reopen (0|1), ready time and start time of its latest attempt (ms from the bucket's start; '' =
--- keep the bucket's entry's, 'n' = none).
+-- how (0: a change, 1: a reopen, 2: a change from a batch that holds the task's submission, so
+-- that the task has most likely no entry in the bucket yet), ready time and start time of its
+-- latest attempt (ms from the bucket's start; '' = keep the bucket's entry's, 'n' = none).
 -- Mirrors `record`: an entry whose state is final is not replaced, but by a reopen. The entry
 -- stored is the entry, then the ready and start times ('' when none), joined by chr(31). The
 -- counts follow the entries (one per entry's state, one per entry's name; a field an entry keeps
@@ -41,8 +43,9 @@ local function put_index(order, entries, counts, args, first)
     local state, name = string.match(entry, '^([^\31]*)\31([^\31]*)')
     return {'s' .. state, 'n' .. name}
   end
-  -- Adds `by` to the counts of an entry's fields, but those of `except` (fields of another entry
-  -- that would take the same back).
+  -- Adds `by` ('1' or '-1': a string, which redis.call passes as is, where a Lua number would be
+  -- formatted first) to the counts of an entry's fields, but those of `except` (fields of another
+  -- entry that would take the same back).
   local function count(entry, by, except)
     for i, field in ipairs(fields(entry)) do
       if not except or except[i] ~= field then
@@ -50,26 +53,39 @@ local function put_index(order, entries, counts, args, first)
       end
     end
   end
+  local added = 0  -- members new to the order set
   for i = first + 3, #args, 6 do
-    local id, at, entry, reopen = args[i], args[i + 1], args[i + 2], args[i + 3]
+    local id, at, entry, how = args[i], args[i + 1], args[i + 2], args[i + 3]
     local ready, start = args[i + 4], args[i + 5]
-    local old = redis.call('HGET', entries, id)
-    local old_state = old and tonumber(string.match(old, '^(%d+)')) or 0
-    if reopen == '1' or not final(old_state) then
-      if ready == '' or start == '' then
-        local old_ready, old_start = '', ''
-        if old then old_ready, old_start = string.match(old, TIMES) end
-        if ready == '' then ready = old_ready or '' end
-        if start == '' then start = old_start or '' end
-      end
-      if ready == 'n' then ready = '' end
-      if start == 'n' then start = '' end
-      local same = old and fields(old)
-      if old then count(old, -1, fields(entry)) end
-      count(entry, 1, same)
-      redis.call('ZADD', order, at, id)
-      redis.call('HSET', entries, id, entry .. '\31' .. ready .. '\31' .. start)
+    -- A task's first entry in the bucket (how 2, the usual case) is written without reading the
+    -- entry first: HSETNX writes it if absent (times to carry are then none); only when an entry
+    -- is there after all does the task take the path of a change, which reads it.
+    local written = false
+    if how == '2' then
+      local r, s = ready == 'n' and '' or ready, start == 'n' and '' or start
+      written = redis.call('HSETNX', entries, id, entry .. '\31' .. r .. '\31' .. s) == 1
+      if written then count(entry, '1') end
     end
+    if not written then
+      local old = redis.call('HGET', entries, id)
+      local old_state = old and tonumber(string.match(old, '^(%d+)')) or 0
+      if how == '1' or not final(old_state) then
+        if ready == '' or start == '' then
+          local old_ready, old_start = '', ''
+          if old then old_ready, old_start = string.match(old, TIMES) end
+          if ready == '' then ready = old_ready or '' end
+          if start == '' then start = old_start or '' end
+        end
+        if ready == 'n' then ready = '' end
+        if start == 'n' then start = '' end
+        local same = old and fields(old)
+        if old then count(old, '-1', fields(entry)) end
+        count(entry, '1', same)
+        redis.call('HSET', entries, id, entry .. '\31' .. ready .. '\31' .. start)
+        written = true
+      end
+    end
+    if written then added = added + redis.call('ZADD', order, at, id) end
   end
   local stale = {}
   if oldest ~= '0' then stale = redis.call('ZRANGEBYSCORE', order, '-inf', '(' .. oldest, 'LIMIT', 0, 100) end
@@ -79,13 +95,14 @@ local function put_index(order, entries, counts, args, first)
   end
   if #stale > 0 then
     for _, entry in ipairs(redis.call('HMGET', entries, unpack(stale))) do
-      if entry then count(entry, -1) end
+      if entry then count(entry, '-1') end
     end
     redis.call('HDEL', entries, unpack(stale))
     redis.call('ZREM', order, unpack(stale))
   end
-  -- The bucket's expiry is set once, with its first entry (it depends on the bucket only).
-  if redis.call('PTTL', order) == -1 then
+  -- The bucket's expiry (it depends on the bucket only) is set once, by the call that created its
+  -- order set: the one whose new members are all its members (no PTTL read per call).
+  if size > 0 and added == size then
     for _, key in ipairs({order, entries, counts}) do redis.call('PEXPIREAT', key, expire_at) end
   end
   return #stale
@@ -97,11 +114,14 @@ end
 -- across an upgrade keeps its history; keys.py).
 -- ARGV: result expiry ms, timeline expiry ms (both from the task's final event on), whether a
 -- state hash of the previous layout may exist (0|1: store.py; 0 spares reading it), the number of
--- events N, then per event of this task, in order: state, progress_only (0|1), reopen (0|1),
--- serialized TaskEvent (without its task id and spec), serialized TaskSpec (or empty), submission
--- time ms (with a spec), the same event without its name and queue (or empty), the start of a
--- serialized spec with that name and queue: the slim event is kept when the task's spec starts so
--- (readers take the name and queue back from the spec).
+-- events N, then per event of this task, in order: its kind, the serialized TaskEvent (without its
+-- task id and spec), then, by its kind, the serialized TaskSpec and the submission time ms, then
+-- the same event without its name and queue and the start of a serialized spec with that name
+-- and queue: the slim event is kept when the task's spec starts so (readers take the name and
+-- queue back from the spec). The kind is state * 16 + 8 (progress only) + 4 (reopen) + 2 (with
+-- the spec) + 1 (with a slim form): one argument, not five, of which most would be empty (each
+-- argument costs Redis an allocation and a Lua string; a one-by-one task's three events take 8
+-- arguments, not 24).
 -- Optionally, on a single Redis (not a cluster: the keys are in other slots), KEYS 4-6 are an index
 -- bucket's and the ARGV after the events are put_index's for the task (prelude): the task's entry is
 -- written in the same call, which spares a script call per task (store.py).
@@ -126,24 +146,28 @@ if count == 0 and legacy_possible == '1' then
 end
 local was_final = final(current)
 local out, pushed = {}, {}
-local last = 4 + 8 * tonumber(ARGV[4])
-if #KEYS > 3 then put_index(KEYS[4], KEYS[5], KEYS[6], ARGV, last + 1) end
-for i = 5, last, 8 do
-  if final(current) and ARGV[i + 2] ~= '1' then
+local i = 5
+for _ = 1, tonumber(ARGV[4]) do
+  local kind, e = tonumber(ARGV[i]), ARGV[i + 1]
+  local flags = kind % 16
+  local with_spec, with_slim = flags % 4 >= 2, flags % 2 == 1
+  local new_spec, submitted, slim, named
+  i = i + 2
+  if with_spec then new_spec, submitted, i = ARGV[i], ARGV[i + 1], i + 2 end
+  if with_slim then slim, named, i = ARGV[i], ARGV[i + 1], i + 2 end
+  if final(current) and flags % 8 < 4 then  -- not a reopen
     out[#out + 1] = 0
   else
-    if ARGV[i + 4] ~= '' and spec == '' then
-      spec, t0 = ARGV[i + 4], ARGV[i + 5]
-    end
-    local e, named = ARGV[i + 3], ARGV[i + 7]
-    if ARGV[i + 6] ~= '' and spec ~= '' and string.sub(spec, 1, #named) == named then e = ARGV[i + 6] end
-    if ARGV[i + 1] == '0' then
-      current, latest = tonumber(ARGV[i]), e
+    if with_spec and spec == '' then spec, t0 = new_spec, submitted end
+    if with_slim and spec ~= '' and string.sub(spec, 1, #named) == named then e = slim end
+    if flags < 8 then  -- not progress only
+      current, latest = (kind - flags) / 16, e
     end
     pushed[#pushed + 1] = e
     out[#out + 1] = 1
   end
 end
+if #KEYS > 3 then put_index(KEYS[4], KEYS[5], KEYS[6], ARGV, i) end
 if #pushed == 0 then return out end
 local v = value(current, count + #pushed, t0, spec, latest)
 if redis.call('RPUSH', log, unpack(pushed)) > EVENTS_KEPT + 100 then redis.call('LTRIM', log, -EVENTS_KEPT, -1) end

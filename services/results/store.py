@@ -93,8 +93,7 @@ class ResultsStore:
         for tid, evs in by_task.items():
             argv: list[int | str | bytes] = [self.expire_ms, self.timeline_ms, legacy, len(evs)]
             for e, (kept, slim, head) in zip(evs, _kept(evs), strict=True):
-                spec = e.spec.SerializeToString() if e.HasField("spec") else b""
-                argv += [e.state, 1 if e.progress_only else 0, 1 if e.reopen else 0, kept, spec, e.at_ms, slim, head]
+                argv += _event_args(e, kept, slim, head)
             if len(inline) == 1:
                 bucket_keys, index_argv = inline[0]
                 script([*keys.task_keys(tid), *bucket_keys], [*argv, *index_argv], client=pipe)
@@ -189,6 +188,20 @@ def _parse(value: bytes) -> Stored:
     state, count, created, size = head.split(b",")
     n = int(size)
     return Stored(int(state), int(count), int(created or 0), rest[:n], rest[n:])
+
+
+def _event_args(e: task_pb2.TaskEvent, kept: bytes, slim: bytes, head: bytes) -> list[int | bytes]:
+    """An event's arguments of `record` (scripts.lua): its kind (state and flags in one number),
+    the event as kept, then the spec and submission time if it carries the spec, then the slim
+    event and the spec head if it has a slim form (`_kept`). Empty parts are left out."""
+    spec = e.spec.SerializeToString() if e.HasField("spec") else b""
+    kind = int(e.state) * 16 + 8 * e.progress_only + 4 * e.reopen + 2 * bool(spec) + bool(slim)
+    out: list[int | bytes] = [kind, kept]
+    if spec:
+        out += [spec, e.at_ms]
+    if slim:
+        out += [slim, head]
+    return out
 
 
 def _kept(evs: list[task_pb2.TaskEvent]) -> list[tuple[bytes, bytes, bytes]]:

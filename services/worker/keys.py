@@ -75,6 +75,12 @@ def band_start(band: int) -> int:
     return band * BAND_BASE
 
 
+def task_value(task: task_pb2.Task) -> bytes:
+    """The task value of a task in :task: its band in BAND_DIGITS digits, then the serialized Task.
+    The scripts take tasks so (ARGV) and store them as they come."""
+    return b"%0*d" % (BAND_DIGITS, band(task.spec.priority)) + task.SerializeToString()
+
+
 def task_of(value: bytes | str) -> task_pb2.Task:
     """The task of a task value in :task (the band prefix dropped)."""
     raw = value.encode() if isinstance(value, str) else value  # redis-py's types allow str; replies are bytes

@@ -8,23 +8,23 @@
 local ready, task, leases, tokens, deliveries = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local fence, dead, paused, retrying, retry_at = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 
--- A task value in :task is its band in BAND_DIGITS digits, then the serialized Task.
-local function banded(band, bytes)
-  return string.format('%0' .. BAND_DIGITS .. 'd', band) .. bytes
-end
+-- The functions below are built anew on every call of every script (a closure costs Redis about
+-- as much as a short command): the prelude keeps those several scripts share that take more than one
+-- command or some string work; a step of one command (publishing a wake-up, extending a lease,
+-- forgetting a task) is written out where it is used.
 
-local function band_of(value)
-  return tonumber(string.sub(value, 1, BAND_DIGITS))
-end
+-- A task value in :task is its band in BAND_DIGITS digits, then the serialized Task: callers send
+-- it so (keys.task_value), so that no script formats a band or concatenates a task.
 
--- Ready at the end of its band (its arrival is the next number of :fence).
-local function ready_last(id, band)
+-- Ready at the end of the band of its task value (its arrival is the next number of :fence).
+local function ready_last(id, value)
+  local band = tonumber(string.sub(value, 1, BAND_DIGITS))
   redis.call('ZADD', ready, band * BAND_BASE + redis.call('INCR', fence), id)
 end
 
 -- Ready at the front of the band of its task value.
 local function ready_first(id, value)
-  redis.call('ZADD', ready, band_of(value) * BAND_BASE, id)
+  redis.call('ZADD', ready, tonumber(string.sub(value, 1, BAND_DIGITS)) * BAND_BASE, id)
 end
 
 -- For each group of `step` ARGV from `first` that opens with (id, token): calls held(id, i) when
@@ -44,22 +44,9 @@ local function each_held(first, step, held, stale)
   return n
 end
 
-local function extend_lease(id, deadline)
-  redis.call('ZADD', leases, 'XX', deadline, id)
-end
-
 local function end_lease(id)
   redis.call('HDEL', tokens, id)
   redis.call('ZREM', leases, id)
-end
-
-local function forget(id)
-  redis.call('HDEL', task, id)
-  redis.call('HDEL', deliveries, id)
-end
-
-local function wake(channel, queue, count)
-  if count > 0 then redis.call('PUBLISH', channel, queue) end
 end
 
 -- Leases task id (its task value given) until deadline: appends id, token, delivery, value to out.
@@ -74,19 +61,19 @@ local function lease(id, value, deadline, out)
 end
 
 --! enqueue
--- KEYS: the queue's (prelude). ARGV: queue, notify channel, then triples (id, band, task bytes).
+-- KEYS: the queue's (prelude). ARGV: queue, notify channel, then pairs (id, task value).
 -- Queues tasks at the end of their band; a task already known is skipped. Returns how many were
 -- added. An empty channel publishes nothing.
 local queue, channel = ARGV[1], ARGV[2]
 local added = 0
-for i = 3, #ARGV, 3 do
-  local id, band = ARGV[i], tonumber(ARGV[i + 1])
-  if redis.call('HSETNX', task, id, banded(band, ARGV[i + 2])) == 1 then
-    ready_last(id, band)
+for i = 3, #ARGV, 2 do
+  local id, value = ARGV[i], ARGV[i + 1]
+  if redis.call('HSETNX', task, id, value) == 1 then
+    ready_last(id, value)
     added = added + 1
   end
 end
-if channel ~= '' then wake(channel, queue, added) end
+if channel ~= '' and added > 0 then redis.call('PUBLISH', channel, queue) end
 return added
 
 --! dispatch
@@ -110,32 +97,31 @@ end
 return out
 
 --! enqueue_dispatch
--- KEYS: the queue's (prelude). ARGV: now ms, lease ms, max count, queue, notify channel, then
--- triples (id, band, task bytes).
+-- KEYS: the queue's (prelude). ARGV: lease deadline ms, max count, queue, notify channel, then
+-- pairs (id, task value).
 -- `enqueue` without a wake-up then `dispatch`, in one script (worker/handover.py: the caller has a
 -- worker with credit for max count). Returns what dispatch returns. When the queue is not paused
 -- and has no ready task, the new tasks would be the first to leave it: the first max count are
 -- leased at once, without passing through the ready set; the rest wait there, announced.
-local now, lease_ms, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local queue, channel = ARGV[4], ARGV[5]
+-- The deadline comes as the caller wrote it (a string: no number to format for ZADD).
+local deadline, max = ARGV[1], tonumber(ARGV[2])
+local queue, channel = ARGV[3], ARGV[4]
 local stopped = redis.call('EXISTS', paused) == 1
 local direct = not stopped and redis.call('ZCARD', ready) == 0
-local deadline = now + lease_ms
 local out, waiting = {}, 0
-for i = 6, #ARGV, 3 do
-  local id, band = ARGV[i], tonumber(ARGV[i + 1])
-  local value = banded(band, ARGV[i + 2])
+for i = 5, #ARGV, 2 do
+  local id, value = ARGV[i], ARGV[i + 1]
   if redis.call('HSETNX', task, id, value) == 1 then
     if direct and #out < max * 4 then
       lease(id, value, deadline, out)
     else
-      ready_last(id, band)
+      ready_last(id, value)
       waiting = waiting + 1
     end
   end
 end
 if direct then
-  wake(channel, queue, waiting)
+  if waiting > 0 then redis.call('PUBLISH', channel, queue) end
   return out
 end
 if stopped then return {} end
@@ -153,16 +139,25 @@ return out
 -- Extends current leases; returns the ids whose token is stale.
 local deadline = ARGV[1]
 local stale = {}
-each_held(2, 2, function(id) extend_lease(id, deadline) end, function(id) stale[#stale + 1] = id end)
+each_held(2, 2, function(id) redis.call('ZADD', leases, 'XX', deadline, id) end, function(id) stale[#stale + 1] = id end)
 return stale
 
 --! complete
--- KEYS: the queue's (prelude). ARGV: pairs (id, token).
--- Ends current leases and forgets their tasks; returns how many ended.
-return each_held(1, 2, function(id)
-  end_lease(id)
-  forget(id)
-end)
+-- KEYS: the queue's (prelude), its first five only: ready to deliveries, all it touches (store.py).
+-- ARGV: pairs (id, token).
+-- Ends current leases and forgets their tasks; returns how many ended. (each_held's loop written
+-- out: every task ends here, spared the closure a callback costs.)
+local n = 0
+for i = 1, #ARGV, 2 do
+  local id = ARGV[i]
+  if redis.call('HGET', tokens, id) == ARGV[i + 1] then
+    end_lease(id)
+    redis.call('HDEL', task, id)
+    redis.call('HDEL', deliveries, id)
+    n = n + 1
+  end
+end
+return n
 
 --! release
 -- KEYS: the queue's (prelude). ARGV: queue, notify channel, then pairs (id, token).
@@ -179,7 +174,7 @@ each_held(3, 2, function(id)
     n = n + 1
   end
 end)
-wake(channel, queue, n)
+if n > 0 then redis.call('PUBLISH', channel, queue) end
 return n
 
 --! reap
@@ -203,7 +198,7 @@ for _, id in ipairs(expired) do
     end
   end
 end
-wake(channel, queue, out[1])
+if out[1] > 0 then redis.call('PUBLISH', channel, queue) end
 return out
 
 --! hold
@@ -213,7 +208,7 @@ return out
 local deadline = ARGV[1]
 local out = {}
 each_held(2, 2, function(id)
-  extend_lease(id, deadline)
+  redis.call('ZADD', leases, 'XX', deadline, id)
   out[#out + 1] = redis.call('HGET', task, id) or false
 end, function() out[#out + 1] = false end)
 return out
@@ -235,7 +230,8 @@ end)
 local out = {}
 for _, id in ipairs(ARGV) do
   if redis.call('ZREM', ready, id) == 1 then
-    forget(id)
+    redis.call('HDEL', task, id)
+    redis.call('HDEL', deliveries, id)
     out[#out + 1] = 1
   elseif redis.call('HEXISTS', tokens, id) == 1 then
     out[#out + 1] = 2
@@ -246,21 +242,21 @@ end
 return out
 
 --! requeue_dead
--- KEYS: the queue's (prelude). ARGV: queue, notify channel, then triples (id, band, task bytes of
--- the new first attempt). Dead tasks go back to the end of their band with a fresh delivery count.
+-- KEYS: the queue's (prelude). ARGV: queue, notify channel, then pairs (id, task value of the new
+-- first attempt). Dead tasks go back to the end of their band with a fresh delivery count.
 -- Returns how many.
 local queue, channel = ARGV[1], ARGV[2]
 local n = 0
-for i = 3, #ARGV, 3 do
-  local id, band = ARGV[i], tonumber(ARGV[i + 1])
+for i = 3, #ARGV, 2 do
+  local id, value = ARGV[i], ARGV[i + 1]
   if redis.call('ZREM', dead, id) == 1 then
-    redis.call('HSET', task, id, banded(band, ARGV[i + 2]))
+    redis.call('HSET', task, id, value)
     redis.call('HDEL', deliveries, id)
-    ready_last(id, band)
+    ready_last(id, value)
     n = n + 1
   end
 end
-wake(channel, queue, n)
+if n > 0 then redis.call('PUBLISH', channel, queue) end
 return n
 
 --! retire
@@ -271,7 +267,8 @@ local now = ARGV[1]
 local out = {}
 each_held(2, 3, function(id, i)
   end_lease(id)
-  forget(id)
+  redis.call('HDEL', task, id)
+  redis.call('HDEL', deliveries, id)
   redis.call('HSET', retrying, id, ARGV[i + 2])
   redis.call('ZADD', retry_at, now, id)
   out[#out + 1] = id

@@ -50,7 +50,7 @@ def build_enqueue(pipe: AnyPipeline, scripts: Mapping[str, Script], tasks: list[
     the enqueue of a submission made in the caller's process (scheduler/direct.py)."""
     by_queue: dict[str, list[bytes | str | int]] = defaultdict(list)
     for t in tasks:
-        by_queue[t.spec.queue] += [t.id, keys.band(t.spec.priority), t.SerializeToString()]
+        by_queue[t.spec.queue] += [t.id, keys.task_value(t)]
     for q, argv in by_queue.items():
         pipe.sadd(keys.QUEUES, q)
         scripts["enqueue"](keys.queue_keys(q), [q, keys.NOTIFY, *argv], client=pipe)
@@ -82,9 +82,9 @@ class RegistryStore:
         """`build_enqueue` then a dispatch of `count` tasks for tasks of one queue, as one script (a task the
         queue hands out at once never enters its ready set): an SADD reply, then the script's,
         which `leased()` reads."""
-        argv: list[bytes | str | int] = [now_ms, lease_ms, count, queue, keys.NOTIFY]
+        argv: list[bytes | str | int] = [now_ms + lease_ms, count, queue, keys.NOTIFY]
         for t in tasks:
-            argv += [t.id, keys.band(t.spec.priority), t.SerializeToString()]
+            argv += [t.id, keys.task_value(t)]
         pipe.sadd(keys.QUEUES, queue)
         self._s["enqueue_dispatch"](keys.queue_keys(queue), argv, client=pipe)
 
@@ -99,13 +99,13 @@ class RegistryStore:
     async def complete(self, leases: list[worker_pb2.LeaseRef]) -> int:
         n = 0
         for q, argv in _pairs(leases).items():
-            n += int(await self._s["complete"](keys.queue_keys(q), argv))
+            n += int(await self._s["complete"](_complete_keys(q), argv))
         return n
 
     def build_complete(self, pipe: Pipeline, leases: list[worker_pb2.LeaseRef]) -> None:
         """`complete` onto a pipeline of the caller's: one reply per queue."""
         for q, argv in _pairs(leases).items():
-            self._s["complete"](keys.queue_keys(q), argv, client=pipe)
+            self._s["complete"](_complete_keys(q), argv, client=pipe)
 
     async def release(self, leases: list[worker_pb2.LeaseRef]) -> int:
         n = 0
@@ -229,7 +229,7 @@ class RegistryStore:
                 task = keys.task_of(v)
                 task.attempt = 0
                 task.state = task_pb2.TASK_STATE_QUEUED
-                argv += [tid, keys.band(task.spec.priority), task.SerializeToString()]
+                argv += [tid, keys.task_value(task)]
         return int(await self._s["requeue_dead"](k, [queue, keys.NOTIFY, *argv]))
 
     async def retire(self, retries: list[tuple[worker_pb2.LeaseRef, task_pb2.Task]], now_ms: int) -> list[str]:
@@ -309,3 +309,9 @@ def leased(flat: list[Any], deadline_ms: int) -> list[Leased]:
         task = keys.task_of(flat[i + 3])
         out.append(Leased(task, int(flat[i + 1]), int(flat[i + 2]), deadline_ms))
     return out
+
+
+def _complete_keys(q: str) -> list[str]:
+    """complete's KEYS: the queue's keys up to :deliveries, all it touches (scripts.lua). Five, not
+    ten, for the call every task makes: each key costs Redis a parsed string and a Lua string."""
+    return list(keys.queue_keys(q))[:5]
