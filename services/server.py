@@ -110,6 +110,7 @@ async def start(
     # loopback hops for the sake of their gRPC spans cost a quarter of the throughput).
     if "registry" in which:
         rstore = RegistryStore(redis)
+        await rstore.prepare()
         rnotify = Notifier(redis, registry_keys.NOTIFY)
         await rnotify.start()
         running.closers.append(rnotify.stop)
@@ -135,6 +136,7 @@ async def start(
         peers.bind(results=results)
     if "scheduler" in which:  # last: its write mode depends on the services bound above
         sstore = SchedulerStore(redis, settings.result_expires)
+        await sstore.prepare()
         admission = Admission(
             sstore, writer_for(sstore, peers), settings.limits, hooks, Partitions.from_pairs(settings.queue_partitions)
         )

@@ -21,7 +21,7 @@ from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import task_pb2
 from tasktide_services.common.layout import is_final
-from tasktide_services.common.lua import LuaFile, Script, load_scripts, run_pipeline
+from tasktide_services.common.lua import LuaFile, Script, load_scripts, preload, run_pipeline
 from tasktide_services.common.settings import IndexSettings
 from tasktide_services.results import keys
 from tasktide_services.results.index import TaskIndex
@@ -119,8 +119,10 @@ class ResultsStore:
         return out
 
     async def prepare(self) -> None:
-        """At startup, before anything is written: learns until when a state hash of the previous
-        layout may exist (keys.LAYOUT). Left for the first read if Redis cannot be reached now."""
+        """At startup, before anything is written: loads the scripts into Redis (lua.preload) and
+        learns until when a state hash of the previous layout may exist (keys.LAYOUT). Each is left
+        for later (a NOSCRIPT, the first read) if Redis cannot be reached now."""
+        await preload(self.redis, self._s)
         try:
             await self._legacy_possible()
         except Exception:  # noqa: BLE001 - Redis away at startup: the first read asks again
