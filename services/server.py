@@ -21,6 +21,7 @@ from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.notify import Notifier
 from tasktide_services.common.partitions import Partitions
 from tasktide_services.common.peers import Peers
+from tasktide_services.common.redis_cluster_url import is_cluster_url
 from tasktide_services.common.roles import OPEN_PREFIXES, allowed_roles
 from tasktide_services.common.rpc import add_service
 from tasktide_services.common.settings import ServerSettings
@@ -125,7 +126,8 @@ async def start(
         running.closers.append(cancels.stop)
         jobs.append(partial(run_reaper, rstore, peers, settings, hooks))
     if "results" in which:
-        nstore = ResultsStore(redis, settings.result_expires, settings.index, settings.timeline_expires)
+        one_node = not is_cluster_url(settings.redis_url)
+        nstore = ResultsStore(redis, settings.result_expires, settings.index, settings.timeline_expires, one_node)
         await nstore.prepare()
         nnotify = Notifier(redis, results_keys.EVENTS)
         nstore.on_final = nnotify.wake_waiters  # a Wait here hears of a result recorded here at once

@@ -43,10 +43,8 @@ class ResultsStore:
     ) -> None:
         """`timeline_seconds`: how long a finished task's event log is kept (None, or more than
         `expire_seconds`: as long as its result). `one_node`: Redis is one server, not a cluster,
-        so a script may touch a task's keys and an index bucket's together. The server leaves it
-        off: with it on, a task was seen missing from both the registry and the results for a
-        moment after it ran (examples/django/test_shop_admin.py, about one run in ten), a race not
-        yet understood."""
+        so a script may touch a task's keys and an index bucket's together: the server sets it on
+        one Redis server, not on a cluster (server.py)."""
         self.redis = redis
         self.one_node = one_node
         # Told the ids of tasks whose final events this process has just recorded (`recorded`):
