@@ -14,7 +14,7 @@ from redis.asyncio import Redis as AsyncRedis
 
 from tasktide_services.common.lua import LuaFile, Script, load_scripts, preload, run_blocking_pipeline, run_pipeline
 from tasktide_services.common.redis_conn import connect
-from tasktide_services.common.redis_server import free_port
+from tasktide_services.common.redis_server import LocalCluster, free_port
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.results.store import SCRIPTS as RESULTS_SCRIPTS
 from tasktide_services.scheduler.store import SCRIPTS as SCHEDULER_SCRIPTS
@@ -128,3 +128,25 @@ def test_loading_the_scripts_at_startup_with_redis_away_is_logged_not_raised(cap
 
     asyncio.run(main())
     assert "loading the Lua scripts at startup failed" in caplog.text
+
+
+def test_a_service_started_on_a_redis_cluster_has_loaded_its_scripts_on_every_primary(
+    redis_cluster: LocalCluster,
+) -> None:
+    primaries = [n for n in redis_cluster.nodes if redis_cluster.roles()[n.port] == "master"]
+    for node in primaries:
+        with redis_cluster.client(node) as r:
+            r.script_flush()  # as after a restart of every node
+
+    async def main() -> None:
+        client = await connect(redis_cluster.url)
+        settings = replace(ServerSettings(), address="127.0.0.1:0", redis_url=redis_cluster.url)
+        running = await start(settings, client, ("registry",))
+        await running.stop(grace=0.5)
+        await client.aclose()
+
+    asyncio.run(main())
+    shas = [s.sha for s in load_scripts(None, REGISTRY_SCRIPTS).values()]
+    for node in primaries:
+        with redis_cluster.client(node) as r:
+            assert all(r.script_exists(*shas)), f"scripts missing on {node.port}"
