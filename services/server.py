@@ -21,6 +21,7 @@ from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.notify import Notifier
 from tasktide_services.common.partitions import Partitions
 from tasktide_services.common.peers import Peers
+from tasktide_services.common.redis_cluster_url import is_cluster_url
 from tasktide_services.common.roles import OPEN_PREFIXES, allowed_roles
 from tasktide_services.common.rpc import add_service
 from tasktide_services.common.settings import ServerSettings
@@ -110,6 +111,7 @@ async def start(
     # loopback hops for the sake of their gRPC spans cost a quarter of the throughput).
     if "registry" in which:
         rstore = RegistryStore(redis)
+        await rstore.prepare()
         rnotify = Notifier(redis, registry_keys.NOTIFY)
         await rnotify.start()
         running.closers.append(rnotify.stop)
@@ -124,7 +126,8 @@ async def start(
         running.closers.append(cancels.stop)
         jobs.append(partial(run_reaper, rstore, peers, settings, hooks))
     if "results" in which:
-        nstore = ResultsStore(redis, settings.result_expires, settings.index, settings.timeline_expires)
+        one_node = not is_cluster_url(settings.redis_url)
+        nstore = ResultsStore(redis, settings.result_expires, settings.index, settings.timeline_expires, one_node)
         await nstore.prepare()
         nnotify = Notifier(redis, results_keys.EVENTS)
         nstore.on_final = nnotify.wake_waiters  # a Wait here hears of a result recorded here at once
@@ -135,6 +138,7 @@ async def start(
         peers.bind(results=results)
     if "scheduler" in which:  # last: its write mode depends on the services bound above
         sstore = SchedulerStore(redis, settings.result_expires)
+        await sstore.prepare()
         admission = Admission(
             sstore, writer_for(sstore, peers), settings.limits, hooks, Partitions.from_pairs(settings.queue_partitions)
         )

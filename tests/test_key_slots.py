@@ -156,6 +156,7 @@ def test_every_script_call_keeps_its_keys_in_one_slot(platform, client, queue_na
     groups = [(name, group) for name, keys in calls.calls for group in _groups(name, keys)]
     split = [(name, keys) for name, keys in groups if len(slots(keys)) != 1]
     assert split == []
+    assert any(name == "record" and len(keys) == 6 for name, keys in calls.calls)
     assert EXPECTED <= calls.seen(), f"not called: {sorted(EXPECTED - calls.seen())}"
 
 

@@ -7,16 +7,25 @@ the file's constants, defined once in Python (`LuaFile.constants`, from the serv
 common/layout.py), as `local NAME = value` lines. A script as Redis runs it is thus: constants,
 prelude, section; a line number in a Redis error counts from the top of that text.
 
-Scripts run by SHA. A direct call (a pipeline of one) loads its script when Redis answers NOSCRIPT
-(after a restart or a flush). In a pipeline the call is queued as a bare EVALSHA, with no per-pipeline SCRIPT EXISTS
-round trip; `run_pipeline` loads every script and retries once when Redis has lost them
-(`run_blocking_pipeline` the same on a blocking client, for submissions made in a caller's process:
-scheduler/direct.py).
+Scripts run by SHA. Each service loads its stores' scripts when it starts (`preload`: one
+pipeline of SCRIPT LOAD), so in steady state Redis has them all. Redis loses them when it restarts
+(or is flushed): then a call answers NOSCRIPT, and `run_pipeline` loads the scripts of every owner
+writing on the pipeline and runs again only the calls that answered NOSCRIPT, in their order,
+keeping the other replies, so nothing that ran runs twice. A pipeline's scripts may be partly
+loaded (another process reloaded its own), so after a Redis restart a pipeline's calls may run out
+of their order once: those that ran first, then those that answered NOSCRIPT (e.g. a lease's
+`complete` before the result's `record`). In a pipeline a call is queued as a bare EVALSHA, with no
+per-pipeline SCRIPT EXISTS round trip; a direct call is a pipeline of one. `run_blocking_pipeline`
+does the same on a blocking client, for submissions made in a caller's process
+(scheduler/direct.py). On a Redis Cluster the client itself loads a script on the node that lacks
+it and runs only that call again (common/redis_cluster.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +36,8 @@ import redis
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
+
+log = logging.getLogger("tasktide.lua")
 
 # The builders of the stores (build_*) write onto either kind of pipeline.
 AnyPipeline = Pipeline | redis.client.Pipeline
@@ -97,43 +108,77 @@ def load_scripts(redis: Redis | None, file: LuaFile) -> dict[str, Script]:
 
 
 def _sources(scripts: tuple[Mapping[str, Script], ...]) -> list[str]:
-    """Every script of every owner writing on a pipeline, to load after NOSCRIPT."""
-    return [s.source for owner in scripts for s in owner.values()]
+    """Every script of every owner writing on a pipeline, once each."""
+    return list(dict.fromkeys(s.source for owner in scripts for s in owner.values()))
 
 
-async def run_pipeline(redis: Redis, build: Callable[[Pipeline], None], *scripts: Mapping[str, Script]) -> list[Any]:
-    """Build and execute a pipeline; if Redis lost the scripts (of every owner that writes on it),
-    load them and run it again. Only commands that are safe to repeat may stand beside the scripts
-    (NOSCRIPT means no script ran). A cluster client is told the scripts, to load one on the
-    node that lacks it and run only that call again (common/redis_cluster.py)."""
+def _lost(replies: list[Any]) -> list[int]:
+    """The positions of the calls Redis answered NOSCRIPT (they did not run)."""
+    return [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+
+
+async def _load(redis: Redis, scripts: tuple[Mapping[str, Script], ...]) -> None:
+    """SCRIPT LOAD of every script of `scripts`: one pipeline, or on a cluster each on every primary."""
+    if getattr(redis, "remember_scripts", None) is not None:
+        await asyncio.gather(*(redis.script_load(source) for source in _sources(scripts)))
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        for source in _sources(scripts):
+            pipe.script_load(source)
+        await pipe.execute()
+
+
+async def preload(redis: Redis, *scripts: Mapping[str, Script]) -> None:
+    """At a service's start: load its stores' scripts, so that in steady state no call answers
+    NOSCRIPT. If Redis cannot be reached now, the failure is logged and each script is loaded
+    when a call first answers NOSCRIPT (`run_pipeline`)."""
     remember = getattr(redis, "remember_scripts", None)
     if remember is not None:
         remember(scripts)
-    for attempt in (1, 2):
-        async with redis.pipeline(transaction=False) as pipe:
-            build(pipe)
-            try:
-                return await pipe.execute()  # type: ignore[no-any-return]
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                for source in _sources(scripts):
-                    await redis.script_load(source)
-    raise AssertionError("unreachable")
+    try:
+        await _load(redis, scripts)
+    except Exception:  # noqa: BLE001 - Redis away at startup: the NOSCRIPT path loads them later
+        log.warning("loading the Lua scripts at startup failed; each is loaded when Redis lacks it", exc_info=True)
+
+
+async def run_pipeline(redis: Redis, build: Callable[[Pipeline], None], *scripts: Mapping[str, Script]) -> list[Any]:
+    """Build and execute a pipeline. The calls Redis answers NOSCRIPT (it lost the scripts: a
+    restart, a flush) did not run; the others did, and are not repeated: the scripts of every owner
+    writing on the pipeline are loaded and only the NOSCRIPT calls run again, in their order, after
+    the rest (module doc). An error reply is raised, as by the client's pipeline. A cluster client
+    is told the scripts, to load one on the node that lacks it and run only that call again
+    (common/redis_cluster.py)."""
+    remember = getattr(redis, "remember_scripts", None)
+    if remember is not None:
+        remember(scripts)
+    async with redis.pipeline(transaction=False) as pipe:
+        build(pipe)
+        stack = list(pipe.command_stack)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        lost = _lost(replies)
+        if lost:
+            await _load(redis, scripts)
+            pipe.command_stack = [stack[i] for i in lost]
+            for i, reply in zip(lost, await pipe.execute(raise_on_error=False), strict=True):
+                replies[i] = reply
+        pipe.raise_first_error(stack, replies)
+    return replies
 
 
 def run_blocking_pipeline(
     client: redis.Redis, build: Callable[[redis.client.Pipeline], None], *scripts: Mapping[str, Script]
 ) -> list[Any]:
     """`run_pipeline` on a blocking client."""
-    for attempt in (1, 2):
-        with client.pipeline(transaction=False) as pipe:
-            build(pipe)
-            try:
-                return pipe.execute()
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                for source in _sources(scripts):
-                    client.script_load(source)
-    raise AssertionError("unreachable")
+    with client.pipeline(transaction=False) as pipe:
+        build(pipe)
+        stack = list(pipe.command_stack)
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        lost = _lost(replies)
+        if lost:
+            for source in _sources(scripts):
+                client.script_load(source)  # on a cluster, on every primary (redis_cluster_client.py)
+            pipe.command_stack = [stack[i] for i in lost]
+            for i, reply in zip(lost, pipe.execute(raise_on_error=False), strict=True):
+                replies[i] = reply
+        pipe.raise_first_error(stack, replies)
+    return replies

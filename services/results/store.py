@@ -21,7 +21,7 @@ from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import task_pb2
 from tasktide_services.common.layout import is_final
-from tasktide_services.common.lua import LuaFile, Script, load_scripts, run_pipeline
+from tasktide_services.common.lua import LuaFile, Script, load_scripts, preload, run_pipeline
 from tasktide_services.common.settings import IndexSettings
 from tasktide_services.results import keys
 from tasktide_services.results.index import TaskIndex
@@ -43,10 +43,8 @@ class ResultsStore:
     ) -> None:
         """`timeline_seconds`: how long a finished task's event log is kept (None, or more than
         `expire_seconds`: as long as its result). `one_node`: Redis is one server, not a cluster,
-        so a script may touch a task's keys and an index bucket's together. The server leaves it
-        off: with it on, a task was seen missing from both the registry and the results for a
-        moment after it ran (examples/django/test_shop_admin.py, about one run in ten), a race not
-        yet understood."""
+        so a script may touch a task's keys and an index bucket's together: the server sets it on
+        one Redis server, not on a cluster (server.py)."""
         self.redis = redis
         self.one_node = one_node
         # Told the ids of tasks whose final events this process has just recorded (`recorded`):
@@ -118,8 +116,10 @@ class ResultsStore:
         return out
 
     async def prepare(self) -> None:
-        """At startup, before anything is written: learns until when a state hash of the previous
-        layout may exist (keys.LAYOUT). Left for the first read if Redis cannot be reached now."""
+        """At startup, before anything is written: loads the scripts into Redis (lua.preload) and
+        learns until when a state hash of the previous layout may exist (keys.LAYOUT). Each is left
+        for later (a NOSCRIPT, the first read) if Redis cannot be reached now."""
+        await preload(self.redis, self._s)
         try:
             await self._legacy_possible()
         except Exception:  # noqa: BLE001 - Redis away at startup: the first read asks again

@@ -22,7 +22,7 @@ from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import task_pb2
 from tasktide_services.common.alarm import Alarm
-from tasktide_services.common.lua import LuaFile, Script, load_scripts, run_pipeline
+from tasktide_services.common.lua import LuaFile, Script, load_scripts, preload, run_pipeline
 from tasktide_services.scheduler import keys
 
 SCRIPTS = LuaFile(Path(__file__).with_name("scripts.lua"), keys.LUA_CONSTANTS)
@@ -48,6 +48,11 @@ class SchedulerStore:
         # Wake the delayed pump and the schedule loop of this process early (common/alarm.py).
         self.delayed_alarm = Alarm()
         self.schedule_alarm = Alarm()
+
+    async def prepare(self) -> None:
+        """At startup: loads the scripts into Redis (lua.preload), the schedules' and the
+        workflows' too (schedule_store.py, workflow_store.py run this store's scripts)."""
+        await preload(self.redis, self._s)
 
     async def claim_idempotency(self, pairs: list[tuple[str, str]]) -> list[str | None]:
         """For each (key, new id): None when the key was free (now claimed, pending until the task

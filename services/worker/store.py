@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import task_pb2, worker_pb2
-from tasktide_services.common.lua import AnyPipeline, LuaFile, Script, load_scripts, run_pipeline
+from tasktide_services.common.lua import AnyPipeline, LuaFile, Script, load_scripts, preload, run_pipeline
 from tasktide_services.worker import keys
 
 log = logging.getLogger("tasktide.registry")
@@ -64,6 +64,10 @@ class RegistryStore:
     @property
     def scripts(self) -> dict[str, Script]:
         return self._s
+
+    async def prepare(self) -> None:
+        """At startup: loads the scripts into Redis (lua.preload)."""
+        await preload(self.redis, self._s)
 
     async def enqueue(self, tasks: list[task_pb2.Task]) -> int:
         results = await run_pipeline(self.redis, lambda pipe: self.build_enqueue(pipe, tasks), self._s)
