@@ -131,6 +131,7 @@ def run_across_a_kill(
         assert out.count("submitted ") > KILL_AFTER
         assert worker.poll() is None, "the worker ended"
         assert sorted(reps.alive()) == sorted((s, 1) for s in SERVICES)
+        print(next(line for line in report.splitlines() if line.startswith("done ")))
         return report
     finally:
         if producer.poll() is None:
