@@ -94,7 +94,10 @@ type Client struct {
 	hooks     []SubmitHook
 }
 
-// Dial connects to the platform at addr ("host:port"). An empty addr reads TASKTIDE_ADDRESS, then
+// Dial connects to the platform at addr: "host:port", "unix:/path", a resolver target such as
+// "dns:///tasktide.ns.svc:50051", or a comma list of replicas ("10.0.0.5:50051,10.0.0.6:50051",
+// "unix:/run/a.sock,unix:/run/b.sock"), balanced round robin over the replicas that are up (see
+// targets.go); a list that cannot be used is Dial's error. An empty addr reads TASKTIDE_ADDRESS, then
 // falls back to DefaultAddress; TASKTIDE_SCHEDULER_ADDRESS, TASKTIDE_REGISTRY_ADDRESS and
 // TASKTIDE_RESULTS_ADDRESS override single services unless an option does; TASKTIDE_TOKEN is the
 // bearer token unless WithToken gives one; TASKTIDE_SUBMIT_TRANSPORT chooses how Submit sends
@@ -149,7 +152,11 @@ func Dial(addr string, opts ...DialOption) (*Client, error) {
 		if cc, ok := byAddr[a]; ok {
 			return cc, nil
 		}
-		cc, err := grpc.NewClient(a, grpcOpts...)
+		t, err := parseTarget(a)
+		if err != nil {
+			return nil, err
+		}
+		cc, err := grpc.NewClient(t.name, append(t.opts, grpcOpts...)...)
 		if err != nil {
 			return nil, err
 		}

@@ -5,6 +5,7 @@ import { NotFound, TaskTimeout, translate, unwrap } from './errors.js';
 import { FINAL_STATES, ms, stateName, stub, toEvent, toResult } from './protocol.js';
 import { buildSpec } from './spec.js';
 import { StreamSubmitter, streamUnsupported, submitTransport } from './submitter.js';
+import { channelTarget } from './targets.js';
 
 export { buildSpec };
 
@@ -67,7 +68,10 @@ export class TaskHandle {
 
 export class Client {
   /**
-   * `address`: host:port of the platform (default TASKTIDE_ADDRESS, then 127.0.0.1:50051).
+   * `address`: the platform's address (default TASKTIDE_ADDRESS, then 127.0.0.1:50051): host:port,
+   * unix:/path, a resolver target such as dns:///tasktide.ns.svc:50051, or a comma list of
+   * replicas (10.0.0.5:50051,10.0.0.6:50051 or unix:/run/a.sock,unix:/run/b.sock), balanced round
+   * robin over the replicas that are up; a list that cannot be used throws a TypeError (targets.js).
    * Options: schedulerAddress, registryAddress, resultsAddress (default TASKTIDE_*_ADDRESS); the
    * connection options of connection.js (credentials, tls, callCredentials, token, channelOptions,
    * interceptors); hooks (for example TracingHooks from '@tasktide/client/opentelemetry');
@@ -77,6 +81,7 @@ export class Client {
    */
   constructor(address, options = {}) {
     this.addresses = resolveAddresses(address, options);
+    channelTarget(this.addresses.registry); // a list it cannot use fails here, not at the first Worker
     this.hooks = options.hooks ?? null;
     this._settings = connectionSettings(options);
     this._scheduler = stub('Scheduler', this.addresses.scheduler, this._settings);

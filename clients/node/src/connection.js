@@ -16,6 +16,8 @@ import { readFileSync } from 'node:fs';
 
 import grpc from '@grpc/grpc-js';
 
+import { channelTarget } from './targets.js';
+
 export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 
 // gRPC servers by default refuse pings more often than every 5 minutes on a connection that sends
@@ -83,9 +85,14 @@ export function connectionSettings(options = {}, env = process.env) {
   };
 }
 
-/** A stub of the tasktide.v1 service `Service` (a generated constructor) at `address`. */
+/**
+ * A stub of the tasktide.v1 service `Service` (a generated constructor) at `address`: one address,
+ * a resolver target or a comma list of replicas (targets.js).
+ */
 export function openStub(Service, address, settings) {
-  return new Service(address, settings.credentials, {
+  const { target, options } = channelTarget(address);
+  return new Service(target, settings.credentials, {
+    ...options,
     ...settings.channelOptions,
     interceptors: settings.interceptors,
   });

@@ -200,6 +200,12 @@ export interface TaskPage {
 }
 
 export class Client {
+  /**
+   * `address` (and each service's address): host:port, unix:/path, a resolver target such as
+   * dns:///svc.ns:50051, or a comma list of replicas (10.0.0.5:50051,10.0.0.6:50051 or
+   * unix:/run/a.sock,unix:/run/b.sock), balanced round robin. Throws a TypeError for a list that
+   * cannot be used.
+   */
   constructor(address?: string, options?: ConnectionOptions);
   readonly addresses: { scheduler: string; registry: string; results: string };
   readonly hooks: Hooks | null;
