@@ -6,12 +6,18 @@ ServiceError                 INTERNAL
 ├── ResourceExhausted        RESOURCE_EXHAUSTED
 ├── FailedPrecondition       FAILED_PRECONDITION
 ├── PermissionDenied         PERMISSION_DENIED (a credential that may not do this)
-└── Unavailable              UNAVAILABLE (Redis out of reach of a submission made in a caller's process)
+└── Unavailable              UNAVAILABLE (Redis or another service out of reach: try again)
+
+`from_exception` gives the error of an exception raised while serving a call, so that a Redis out of
+reach is UNAVAILABLE (never INTERNAL) and a failed call to another service keeps its status.
 """
 
 from __future__ import annotations
 
 import grpc
+from redis.exceptions import ClusterDownError, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
 class ServiceError(Exception):
@@ -40,3 +46,32 @@ class PermissionDenied(ServiceError):
 
 class Unavailable(ServiceError):
     code = grpc.StatusCode.UNAVAILABLE
+
+
+# Redis errors that mean "not now": no connection, no answer in time, a server still loading its
+# data (a ConnectionError), a cluster without a quorum or moving a slot.
+REDIS_AWAY = (RedisConnectionError, RedisTimeoutError, ClusterDownError, TryAgainError)
+# A status of another service's answer passed on as it is; any other means that service failed.
+_PEER = {c.code: c for c in (InvalidArgument, NotFound, ResourceExhausted, FailedPrecondition, PermissionDenied)}
+
+
+def from_exception(exc: BaseException, where: str) -> ServiceError:
+    """The error `exc` stands for, its message prefixed by `where` (the service or method): itself
+    if it is one; UNAVAILABLE for Redis out of reach; for a failed call to another service, that
+    call's status if it is one a caller can act on, else UNAVAILABLE; INTERNAL for anything else."""
+    if isinstance(exc, ServiceError):
+        return exc
+    if isinstance(exc, REDIS_AWAY):
+        return Unavailable(f"{where}: Redis is out of reach ({exc}); try again")
+    if isinstance(exc, grpc.aio.AioRpcError):
+        code = exc.code()
+        kind = _PEER.get(code)
+        if kind is not None:
+            return kind(f"{where}: {exc.details()}")
+        return Unavailable(f"{where}: another service is out of reach or failed ({code.name}: {exc.details()}); retry")
+    return ServiceError(f"{where}: {type(exc).__name__}: {exc}")
+
+
+def is_internal(error: ServiceError) -> bool:
+    """A defect (INTERNAL), not a refusal or an outage: worth a traceback in the log."""
+    return error.code == grpc.StatusCode.INTERNAL

@@ -1,8 +1,9 @@
 """Registering a servicer on a grpc.aio server, with request parsing and error mapping in one place.
 
 Requests arrive as raw bytes and are parsed here, so a truncated or malformed message gets
-INVALID_ARGUMENT (not INTERNAL), and every tasktide ServiceError becomes its gRPC status. Unexpected
-exceptions become INTERNAL with the exception's type; the server keeps serving.
+INVALID_ARGUMENT (not INTERNAL), and every tasktide ServiceError becomes its gRPC status. Redis out of
+reach is UNAVAILABLE and a failed call to another service keeps its status (errors.from_exception).
+Other exceptions become INTERNAL with the exception's type; the server keeps serving.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import grpc
 from google.protobuf import descriptor, message_factory
 from google.protobuf.message import DecodeError, Message
 
-from tasktide_services.common.errors import ServiceError
+from tasktide_services.common.errors import from_exception, is_internal
 
 log = logging.getLogger("tasktide.rpc")
 
@@ -33,10 +34,12 @@ async def _parse(cls: type[Message], raw: bytes, context: grpc.aio.ServicerConte
 
 
 async def _fail(exc: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
-    if isinstance(exc, ServiceError):
-        await context.abort(exc.code, str(exc))
-    log.exception("%s failed", method)
-    await context.abort(grpc.StatusCode.INTERNAL, f"{method}: {type(exc).__name__}: {exc}")
+    error = from_exception(exc, method)
+    if is_internal(error) and error is not exc:
+        log.exception("%s failed", method)
+    elif error is not exc:
+        log.warning("%s refused: %s", method, error)
+    await context.abort(error.code, str(error))
 
 
 def _unary(fn: Callable[..., Any], cls: type[Message], name: str) -> Callable[..., Any]:
