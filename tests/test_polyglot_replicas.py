@@ -14,21 +14,18 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tasktide import Client, ClientSettings
 from tasktide_services.common.settings import ServerSettings
-from tasktide_services.common.tls import TlsSettings
-from tasktide_services.testing import PlatformThread, unreachable_address
 from tests.conftest import require_tool
 from tests.processes import SERVICES, TEST_SERVICE_ENV, Replicas, own_redis
 from tests.test_go_worker_sessions import GO_DIR, go_env
 from tests.test_node_client import NODE_DIR, _wait_started
 from tests.test_node_client import node as node  # noqa: F401 - the fixture
-from tests.test_tls import _dev_certs
+from tests.test_replica_addresses import localhost_tls_list
 
 COUNT = 40  # tasks the producer submits
 KILL_AFTER = 10  # confirmed submissions before replica 0 of each service is killed
@@ -227,38 +224,26 @@ def test_a_list_of_names_over_tls_checks_the_certificate_against_the_first_name(
 ) -> None:
     """The platform's certificate names `localhost` only (no IP address); a producer and a worker
     given `localhost:PORT,localhost:DOWN` (a replica down) over TLS check it against that name."""
-    certs = _dev_certs().make(tmp_path / "certs", ["localhost"])
-    tls = TlsSettings(cert=str(certs / "server.pem"), key=str(certs / "server-key.pem"), ca=str(certs / "ca.pem"))
-    p = PlatformThread(replace(server_settings, tls=tls)).start()
-    try:
-        port = p.address.rsplit(":", 1)[1]
-        with unreachable_address() as down:
-            address = f"localhost:{port},localhost:{down.rsplit(':', 1)[1]}"
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKTIDE_", "OTEL_"))} | {
-                "TASKTIDE_ADDRESS": address,
-                "TASKTIDE_TLS_CA": str(certs / "ca.pem"),
-                "TASKTIDE_QUEUES": queue_name,
-            }
-            if language == "go":
-                programs = request.getfixturevalue("go_programs")
-                cwd, worker_cmd, producer_cmd = GO_DIR, [str(programs["testworker"])], [str(programs["testproducer"])]
-                task = "gotest.add"
-            else:
-                node_path = request.getfixturevalue("node")
-                cwd, worker_cmd = NODE_DIR, [node_path, "examples/worker.js"]
-                producer_cmd, task = [node_path, "test/fixtures/replica_producer.js"], "node.add"
-            worker = subprocess.Popen(
-                worker_cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-            try:
-                produce = {**producing(task), "TASKTIDE_TEST_COUNT": "3"}
-                done = subprocess.run(
-                    producer_cmd, cwd=cwd, env=env | produce, capture_output=True, text=True, timeout=120
-                )
-                assert done.returncode == 0, done.stdout + done.stderr
-                assert "done 3" in done.stdout, done.stdout + done.stderr
-            finally:
-                worker.terminate()
-                worker.wait(30)
-    finally:
-        p.stop()
+    with localhost_tls_list(server_settings, tmp_path) as (address, ca):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKTIDE_", "OTEL_"))} | {
+            "TASKTIDE_ADDRESS": address,
+            "TASKTIDE_TLS_CA": str(ca),
+            "TASKTIDE_QUEUES": queue_name,
+        }
+        if language == "go":
+            programs = request.getfixturevalue("go_programs")
+            cwd, worker_cmd, producer_cmd = GO_DIR, [str(programs["testworker"])], [str(programs["testproducer"])]
+            task = "gotest.add"
+        else:
+            node_path = request.getfixturevalue("node")
+            cwd, worker_cmd = NODE_DIR, [node_path, "examples/worker.js"]
+            producer_cmd, task = [node_path, "test/fixtures/replica_producer.js"], "node.add"
+        worker = subprocess.Popen(worker_cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            produce = {**producing(task), "TASKTIDE_TEST_COUNT": "3"}
+            done = subprocess.run(producer_cmd, cwd=cwd, env=env | produce, capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert "done 3" in done.stdout, done.stdout + done.stderr
+        finally:
+            worker.terminate()
+            worker.wait(30)

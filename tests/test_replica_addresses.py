@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import os
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from tasktide_services.common.settings import ServerSettings
 from tasktide_services.common.tls import TlsSettings
 from tasktide_services.testing import PlatformThread, service_env, spawn, unreachable_address
 from tests.processes import ROOT, own_redis
+from tests.test_tls import _dev_certs
 
 
 @contextlib.contextmanager
@@ -92,20 +92,23 @@ def test_a_list_of_names_with_tls_checks_the_certificate_against_the_name(
 ) -> None:
     """The names of a list are resolved to addresses; the certificate (here naming `localhost`
     only, no IP address) is still checked against the name."""
-    spec = importlib.util.spec_from_file_location("dev_certs", ROOT / "scripts" / "dev_certs.py")
-    assert spec is not None and spec.loader is not None
-    dev_certs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(dev_certs)
-    certs = dev_certs.make(tmp_path / "certs", ["localhost"])
+    with localhost_tls_list(server_settings, tmp_path) as (address, ca):
+        settings = tasktide.ClientSettings(address=address, tls_ca=str(ca))
+        with tasktide.Client(settings=settings) as client:
+            handle = client.submit("t.add", [1, 2], queue=queue_name)
+            assert client.get_task(handle.id).spec.name == "t.add"
+
+
+@contextlib.contextmanager
+def localhost_tls_list(server_settings: ServerSettings, folder: Path) -> Iterator[tuple[str, Path]]:
+    """A platform serving TLS with a certificate that names `localhost` only (no IP address);
+    yields the list `localhost:PORT,localhost:DOWN` (its address, then a replica down) and the CA."""
+    certs = _dev_certs().make(folder / "certs", ["localhost"])
     tls = TlsSettings(cert=str(certs / "server.pem"), key=str(certs / "server-key.pem"), ca=str(certs / "ca.pem"))
     p = PlatformThread(replace(server_settings, tls=tls)).start()
     try:
         port = p.address.rsplit(":", 1)[1]
         with unreachable_address() as down:
-            address = f"localhost:{port},localhost:{down.rsplit(':', 1)[1]}"
-            settings = tasktide.ClientSettings(address=address, tls_ca=str(certs / "ca.pem"))
-            with tasktide.Client(settings=settings) as client:
-                handle = client.submit("t.add", [1, 2], queue=queue_name)
-                assert client.get_task(handle.id).spec.name == "t.add"
+            yield f"localhost:{port},localhost:{down.rsplit(':', 1)[1]}", certs / "ca.pem"
     finally:
         p.stop()

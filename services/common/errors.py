@@ -14,6 +14,8 @@ reach is UNAVAILABLE (never INTERNAL) and a failed call to another service keeps
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 from redis.exceptions import ClusterDownError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -72,6 +74,13 @@ def from_exception(exc: BaseException, where: str) -> ServiceError:
     return ServiceError(f"{where}: {type(exc).__name__}: {exc}")
 
 
-def is_internal(error: ServiceError) -> bool:
-    """A defect (INTERNAL), not a refusal or an outage: worth a traceback in the log."""
-    return error.code == grpc.StatusCode.INTERNAL
+def reported(exc: BaseException, where: str, log: logging.Logger) -> ServiceError:
+    """`from_exception`, logged when it is not already a ServiceError: a defect (INTERNAL) with its
+    traceback, a refusal or an outage as a warning."""
+    error = from_exception(exc, where)
+    if error is not exc:
+        if error.code == grpc.StatusCode.INTERNAL:
+            log.error("%s failed", where, exc_info=exc)
+        else:
+            log.warning("%s refused: %s", where, error)
+    return error

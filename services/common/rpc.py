@@ -2,8 +2,9 @@
 
 Requests arrive as raw bytes and are parsed here, so a truncated or malformed message gets
 INVALID_ARGUMENT (not INTERNAL), and every tasktide ServiceError becomes its gRPC status. Redis out of
-reach is UNAVAILABLE and a failed call to another service keeps its status (errors.from_exception).
-Other exceptions become INTERNAL with the exception's type; the server keeps serving.
+reach is UNAVAILABLE and a failed call to another service keeps its status (errors.from_exception,
+errors.reported). Other exceptions become INTERNAL with the exception's type; the server keeps
+serving.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import grpc
 from google.protobuf import descriptor, message_factory
 from google.protobuf.message import DecodeError, Message
 
-from tasktide_services.common.errors import from_exception, is_internal
+from tasktide_services.common.errors import reported
 
 log = logging.getLogger("tasktide.rpc")
 
@@ -34,11 +35,7 @@ async def _parse(cls: type[Message], raw: bytes, context: grpc.aio.ServicerConte
 
 
 async def _fail(exc: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
-    error = from_exception(exc, method)
-    if is_internal(error) and error is not exc:
-        log.exception("%s failed", method)
-    elif error is not exc:
-        log.warning("%s refused: %s", method, error)
+    error = reported(exc, method, log)
     await context.abort(error.code, str(error))
 
 

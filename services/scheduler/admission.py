@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from tasktide.v1 import scheduler_pb2, task_pb2
 from tasktide_services.common import tenancy, validate
 from tasktide_services.common.auth import SERVICE, Caller
-from tasktide_services.common.errors import InvalidArgument, ServiceError, Unavailable, from_exception, is_internal
+from tasktide_services.common.errors import InvalidArgument, ServiceError, Unavailable, reported
 from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.layout import WORKFLOW_HEADERS
@@ -145,8 +145,7 @@ class Admission:
             except ServiceError as exc:
                 out.append(exc)
             except Exception as exc:  # noqa: BLE001 - a defect in a check refuses that spec only
-                log.exception("checking a submission failed")
-                out.append(from_exception(exc, "Scheduler"))
+                out.append(reported(exc, "Scheduler", log))
             else:
                 out.append(scheduler_pb2.SubmitResponse())
                 valid.append(s)
@@ -155,12 +154,7 @@ class Admission:
         try:
             accepted: list[scheduler_pb2.SubmitResponse | ServiceError] = list(await self._accept(valid))
         except Exception as exc:  # noqa: BLE001 - reported to each submitter
-            error = from_exception(exc, "Scheduler")
-            if is_internal(error) and error is not exc:
-                log.exception("accepting %d tasks failed", len(valid))
-            elif error is not exc:
-                log.warning("accepting %d tasks failed: %s", len(valid), error)
-            accepted = [error] * len(valid)
+            accepted = [reported(exc, "Scheduler", log)] * len(valid)
         answers = iter(accepted)
         return [r if isinstance(r, ServiceError) else next(answers) for r in out]
 
