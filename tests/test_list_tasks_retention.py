@@ -104,9 +104,11 @@ def test_entries_past_the_retention_are_trimmed_within_a_bucket(tmp_path: Path) 
         assert await redis.zcard(zset) == 10
         while _now() <= old[-1].at_ms + 1_000:  # past the retention
             await asyncio.sleep(0.05)
-        await store.record(_events(1))  # the next write to the bucket trims what is past retention
+        (last,) = _events(1)
+        await store.record([last])  # the next write to the bucket trims what is past retention
         assert await redis.zcard(zset) == 1
-        assert await redis.hlen(zset[:-1] + b"h") == 1
+        # the entry left, and the field '' that makes the hash a hash table (keys.py)
+        assert set(await redis.hkeys(zset[:-1] + b"h")) == {last.task_id.encode(), b""}
         assert await redis.hgetall(zset[:-1] + b"c") == {b"s5": b"1", b"nr.add": b"1"}
 
     _run(tmp_path, IndexSettings(retention=1.0, bucket=3600.0), body)
@@ -119,7 +121,7 @@ def test_a_bucket_keeps_at_most_its_cap_the_newest(tmp_path: Path) -> None:
             await store.record(events[i : i + 40])
         (zset,) = [k for k in await _index_keys(redis) if k.endswith(b":z")]
         assert await redis.zcard(zset) == 50
-        assert await redis.hlen(zset[:-1] + b"h") == 50
+        assert await redis.hlen(zset[:-1] + b"h") == 50 + 1  # and the field '' (keys.py)
         assert [r.task_id for r in await _listed(store)] == [e.task_id for e in reversed(events[-50:])]
         counts = await store.index.counts(store.redis, "default", 0, 0)  # kept with the entries
         assert counts == {"state": {"TASK_STATE_SUCCEEDED": 50}, "name": {"r.add": 50}}
@@ -164,5 +166,23 @@ def test_a_late_event_in_the_same_batch_as_the_final_one_does_not_hide_the_task(
         assert await store.record([done, late]) == [True, False]
         listed = await _listed(store, Filters(states=frozenset({S.TASK_STATE_SUCCEEDED})))
         assert [r.task_id for r in listed] == [done.task_id]
+
+    _run(tmp_path, IndexSettings(), body)
+
+
+def test_a_bucket_entries_are_a_hash_table_from_its_first_write(tmp_path: Path) -> None:
+    """A compact hash (ziplist/listpack) is scanned on every write: each task's entry would cost
+    O(entries) until the bucket held 512. The bucket's first call makes it a hash table."""
+
+    async def body(store: ResultsStore, redis: Any) -> None:
+        await store.record(_events(1))
+        (entries,) = [k for k in await _index_keys(redis) if k.endswith(b":h")]
+        assert await redis.object("encoding", entries) == b"hashtable"
+        more = _events(50)
+        for e in more:  # one by one, as tasks finish
+            await store.record([e])
+        assert await redis.object("encoding", entries) == b"hashtable"
+        listed = {r.task_id for r in await _listed(store)}
+        assert {e.task_id for e in more} <= listed and len(listed) == 51  # the field '' is no task
 
     _run(tmp_path, IndexSettings(), body)

@@ -26,6 +26,11 @@ bucket, Unix ms; settings.IndexSettings): the tasks whose latest change fell in 
                               filters match), then when its latest attempt became runnable and
                               when it started (ms from B; empty when not known), joined with the
                               unit separator (chr(31))
+                              and the field '' (no task id is empty) with INDEX_WIDE_BYTES dots,
+                              written when the bucket is created: a value longer than Redis's
+                              hash-max-ziplist-value (hash-max-listpack-value; 64 by default)
+                              makes the hash a hash table at once, where Redis would keep a compact
+                              one, scanned on every write, until it held 512 entries
     tt:r:ix:{NS|B}:c  HASH    s<state> and n<task name> -> entries of the bucket with it
 The keys of a bucket expire at the bucket's end plus the retention. `record` can put a task's
 entry in the same call (KEYS: the task's, then the bucket's) on one Redis server (store.py). A task that changes in a
@@ -33,7 +38,7 @@ later bucket has an entry there too; the listing keeps the entry of the bucket o
 latest change (read from its state hash) and skips the other.
 
 The scripts (scripts.lua) read LUA_CONSTANTS as locals (see common/lua.py): the range of final
-states (common/layout.py) and EVENTS_KEPT.
+states (common/layout.py), EVENTS_KEPT and INDEX_WIDE_BYTES.
 """
 
 from __future__ import annotations
@@ -46,10 +51,12 @@ EVENTS = "tt:r:events"
 LAYOUT = "tt:r:layout"
 
 EVENTS_KEPT = 1000
+INDEX_WIDE_BYTES = 256
 LUA_CONSTANTS = {
     "FIRST_FINAL_STATE": FIRST_FINAL_STATE,
     "LAST_FINAL_STATE": LAST_FINAL_STATE,
     "EVENTS_KEPT": EVENTS_KEPT,
+    "INDEX_WIDE_BYTES": INDEX_WIDE_BYTES,
 }
 
 

@@ -1,7 +1,7 @@
 -- Transitions of the results service. Each section from "--! name" is loaded as one script, with
--- the prelude before it and, above that, FIRST_FINAL_STATE, LAST_FINAL_STATE and EVENTS_KEPT
--- (keys.LUA_CONSTANTS) as locals (see common/lua.py). record and events_after take the KEYS of
--- one task, keys.task_keys(id); the index_* scripts those of an index bucket.
+-- the prelude before it and, above that, FIRST_FINAL_STATE, LAST_FINAL_STATE, EVENTS_KEPT and
+-- INDEX_WIDE_BYTES (keys.LUA_CONSTANTS) as locals (see common/lua.py). record and events_after
+-- take the KEYS of one task, keys.task_keys(id); the index_* scripts those of an index bucket.
 
 --! prelude
 -- The result of a task is one STRING (keys.py): "state,count,submitted,spec length:" then the
@@ -101,8 +101,11 @@ local function put_index(order, entries, counts, args, first)
     redis.call('ZREM', order, unpack(stale))
   end
   -- The bucket's expiry (it depends on the bucket only) is set once, by the call that created its
-  -- order set: the one whose new members are all its members (no PTTL read per call).
+  -- order set: the one whose new members are all its members (no PTTL read per call). The same
+  -- call makes the entries a hash table (keys.py: the field '', longer than Redis keeps in a
+  -- compact hash): a compact hash is scanned on each write, O(entries) per task up to 512.
   if size > 0 and added == size then
+    redis.call('HSET', entries, '', string.rep('.', INDEX_WIDE_BYTES))
     for _, key in ipairs({order, entries, counts}) do redis.call('PEXPIREAT', key, expire_at) end
   end
   return #stale
