@@ -36,7 +36,8 @@ def test_calls_while_redis_is_away_are_unavailable_and_work_again_after(tmp_path
                 server.stop()
                 with pytest.raises(Unavailable, match="Redis is out of reach"):
                     client.submit("t.add", [2, 2], queue=queue_name)
-                with pytest.raises(Unavailable, match="Redis is out of reach"):
+                # the service answered: it is up, its Redis is not
+                with pytest.raises(Unavailable, match="tasktide at .* is unavailable: .*Redis is out of reach"):
                     client.get_task(first.id)
                 server = start_redis(data, port=port, appendonly=True)
 
@@ -95,3 +96,10 @@ def test_a_failed_call_to_another_service_keeps_a_status_the_caller_can_act_on(p
     assert "what it said" in str(error)
     assert from_exception(RedisConnectionError("refused"), "X").code == grpc.StatusCode.UNAVAILABLE
     assert from_exception(ValueError("a defect"), "X").code == grpc.StatusCode.INTERNAL
+
+
+def test_a_service_out_of_reach_is_told_apart_from_one_that_answered(tmp_path: Path, queue_name: str) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="tt-"))
+    with Client(settings=ClientSettings(address=f"unix:{folder}/nobody.sock")) as client:
+        with pytest.raises(Unavailable, match="cannot reach tasktide at unix:"):
+            client.submit("t.add", [1, 1], queue=queue_name)

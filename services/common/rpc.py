@@ -4,7 +4,8 @@ Requests arrive as raw bytes and are parsed here, so a truncated or malformed me
 INVALID_ARGUMENT (not INTERNAL), and every tasktide ServiceError becomes its gRPC status. Redis out of
 reach is UNAVAILABLE and a failed call to another service keeps its status (errors.from_exception,
 errors.reported). Other exceptions become INTERNAL with the exception's type; the server keeps
-serving.
+serving. Each such status carries the trailing metadata ANSWERED, so that a client can tell a
+service that answered UNAVAILABLE (its Redis or a peer out of reach) from one it could not reach.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from tasktide_services.common.errors import reported
 
 log = logging.getLogger("tasktide.rpc")
 
+ANSWERED = (("tasktide-answered", "1"),)
+
 
 def _serialize(msg: Message) -> bytes:
     return msg.SerializeToString()
@@ -36,7 +39,7 @@ async def _parse(cls: type[Message], raw: bytes, context: grpc.aio.ServicerConte
 
 async def _fail(exc: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
     error = reported(exc, method, log)
-    await context.abort(error.code, str(error))
+    await context.abort(error.code, str(error), trailing_metadata=ANSWERED)
 
 
 def _unary(fn: Callable[..., Any], cls: type[Message], name: str) -> Callable[..., Any]:

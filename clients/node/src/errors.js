@@ -82,7 +82,14 @@ export function translate(err, address = '') {
   if (!err || typeof err.code !== 'number' || !(err.code in CODE_NAMES)) return err;
   const Cls = BY_CODE[err.code] ?? ServiceError;
   let details = err.details || CODE_NAMES[err.code];
-  if (Cls === Unavailable) details = `cannot reach tasktide at ${address || '?'}: ${details}`;
+  if (Cls === Unavailable) {
+    // A status a tasktide service answered itself carries this trailing metadata: the service is
+    // up, its Redis or a peer is out of reach (services/common/rpc.py).
+    const answered = err.metadata && err.metadata.get('tasktide-answered').length > 0;
+    details = answered
+      ? `tasktide at ${address || '?'} is unavailable: ${details}`
+      : `cannot reach tasktide at ${address || '?'}: ${details}`;
+  }
   return new Cls(details, CODE_NAMES[err.code]);
 }
 

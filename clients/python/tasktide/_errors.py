@@ -27,11 +27,23 @@ _BY_CODE: dict[grpc.StatusCode, type[ServiceError]] = {
 }
 
 
+# Trailing metadata of a status a tasktide service answered itself (services/common/rpc.py): an
+# UNAVAILABLE with it comes from a service that is up, whose Redis or peer is out of reach.
+ANSWERED = "tasktide-answered"
+
+
+def _answered(exc: grpc.RpcError) -> bool:
+    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    return any(key == ANSWERED for key, _ in trailing or ())
+
+
 def translate(exc: grpc.RpcError, address: str = "") -> ServiceError:
     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
     details = exc.details() if hasattr(exc, "details") else str(exc)
     cls = _BY_CODE.get(code, ServiceError)
-    if cls is Unavailable:
+    if cls is Unavailable and _answered(exc):
+        details = f"tasktide at {address or '?'} is unavailable: {details}"
+    elif cls is Unavailable:
         details = f"cannot reach tasktide at {address or '?'}: {details}"
     elif cls in (Unauthenticated, PermissionDenied):
         details = f"tasktide at {address or '?'} refused the call: {details}"
