@@ -49,6 +49,43 @@ def test_constants_and_prelude_come_before_each_section(tmp_path, redis_server) 
         LuaFile(path, {"BAD": "it's"}).sources()
 
 
+def test_a_script_carries_the_prelude_functions_it_calls_and_no_other(tmp_path, redis_server) -> None:
+    path = tmp_path / "scripts.lua"
+    path.write_text(
+        "--! prelude\n"
+        "local k = KEYS[1]\n"
+        "-- one, for two\n"
+        "local function one() return 1 end\n"
+        "-- two: one plus one\n"
+        "local function two()\n"
+        "  return one() + one()\n"
+        "end\n"
+        "local function unused(x)\n"
+        "  return x\n"
+        "end\n"
+        "--! sum\n"
+        "-- unused() is named in a comment only\n"
+        "return two() + 1\n"
+        "--! none\n"
+        "return 0\n"
+    )
+    sources = LuaFile(path).sources()
+    assert sources["sum"].split("\n") == [
+        "local k = KEYS[1]",
+        "-- one, for two",
+        "local function one() return 1 end",
+        "-- two: one plus one",
+        "local function two()",
+        "  return one() + one()",
+        "end",
+        "-- unused() is named in a comment only",
+        "return two() + 1",
+    ]
+    assert sources["none"].split("\n") == ["local k = KEYS[1]", "return 0"]
+    with redis.Redis.from_url(redis_server.url) as r:
+        assert r.eval(sources["sum"], 1, "k") == 3
+
+
 def test_the_registry_scripts_read_the_score_base_from_python() -> None:
     for source in REGISTRY_SCRIPTS.sources().values():
         assert source.startswith(f"local BAND_BASE = {registry_keys.BAND_BASE}\n")

@@ -2,7 +2,8 @@
 
 Each section is one script. A section named `prelude` is not a script: it is put at the top of every
 other section of its file, so the scripts of one file share local functions (and, where every
-script takes the same KEYS, their binding to named locals). Above the prelude the loader writes
+script takes the same KEYS, their binding to named locals); of its `local function`s, each script
+carries only those it calls (Redis builds a closure for each on every call). Above the prelude the loader writes
 the file's constants, defined once in Python (`LuaFile.constants`, from the service's keys.py or
 common/layout.py), as `local NAME = value` lines. A script as Redis runs it is thus: constants,
 prelude, section; a line number in a Redis error counts from the top of that text.
@@ -96,11 +97,59 @@ class LuaFile:
         return out
 
     def sources(self) -> dict[str, str]:
-        """Script name -> the source Redis runs: constants, prelude, section."""
+        """Script name -> the source Redis runs: constants, prelude, section. Of the prelude's
+        functions, a script carries those it calls (and those these call): each `local function`
+        costs Redis a closure on every call of the script."""
         sections = self.sections()
         head = [f"local {name} = {_lua_value(value)}" for name, value in self.constants.items()]
-        prelude = sections.pop(PRELUDE, "")
-        return {name: "\n".join([*head, prelude, body]) for name, body in sections.items()}
+        prelude = _prelude_parts(sections.pop(PRELUDE, ""))
+        return {name: "\n".join([*head, *_used(prelude, body), body]) for name, body in sections.items()}
+
+
+_FUNCTION = re.compile(r"local function (\w+)\(")
+_COMMENT = re.compile(r"--.*$", re.MULTILINE)  # what a script's code calls is read without its comments
+
+
+def _prelude_parts(prelude: str) -> list[tuple[str, str]]:
+    """The prelude in parts, in order: (function name, its text with the comment lines just above
+    it), or ("", other text). A function ends on its own line (`... end`) or at a line `end`."""
+    parts: list[tuple[str, str]] = []
+    comments: list[str] = []
+    lines = prelude.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        found = _FUNCTION.match(line)
+        if found:
+            j = i
+            if not line.rstrip().endswith(" end"):
+                while lines[j] != "end":
+                    j += 1
+            parts.append((found.group(1), "\n".join([*comments, *lines[i : j + 1]])))
+            comments, i = [], j + 1
+            continue
+        if line.startswith("--"):
+            comments.append(line)
+        else:
+            parts.append(("", "\n".join([*comments, line])))
+            comments = []
+        i += 1
+    if comments:
+        parts.append(("", "\n".join(comments)))
+    return parts
+
+
+def _used(parts: list[tuple[str, str]], body: str) -> list[str]:
+    """The texts of `parts` a script of `body` needs: every other text, and the functions the body
+    calls, with those they call in turn."""
+    need: set[str] = set()
+    grew = True
+    while grew:
+        code = _COMMENT.sub("", "\n".join([body, *(text for name, text in parts if name in need)]))
+        called = {name for name, _ in parts if name and re.search(rf"\b{name}\s*\(", code)}
+        grew = not called <= need
+        need |= called
+    return [text for name, text in parts if not name or name in need]
 
 
 def load_scripts(redis: Redis | None, file: LuaFile) -> dict[str, Script]:

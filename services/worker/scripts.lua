@@ -8,10 +8,11 @@
 local ready, task, leases, tokens, deliveries = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local fence, dead, paused, retrying, retry_at = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 
--- The functions below are built anew on every call of every script (a closure costs Redis about
--- as much as a short command): the prelude keeps those several scripts share that take more than one
--- command or some string work; a step of one command (publishing a wake-up, extending a lease,
--- forgetting a task) is written out where it is used.
+-- The functions below are built anew on every call of a script that calls them (a closure costs
+-- Redis about as much as a short command; common/lua.py leaves out those a script does not call):
+-- the prelude keeps those several scripts share that take more than one command or some string
+-- work; a step of one command (publishing a wake-up, extending a lease, forgetting a task) is
+-- written out where it is used.
 
 -- A task value in :task is its band in BAND_DIGITS digits, then the serialized Task: callers send
 -- it so (keys.task_value), so that no script formats a band or concatenates a task.
