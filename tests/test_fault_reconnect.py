@@ -14,7 +14,7 @@ import contextlib
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,7 +83,12 @@ def program(calls: Calls, cmd: list[str], cwd: Path, env: dict[str, str]) -> Ite
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
     out = proc.stdout
-    reader = threading.Thread(target=lambda: [calls.add(line) for line in out], daemon=True)
+
+    def read() -> None:
+        for line in out:
+            calls.add(line)
+
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
         yield
@@ -135,28 +140,41 @@ def python_probe(
         client.close()
 
 
-def serving_at(address: str) -> float:
-    """When `address` serves again (time.time()): polled with a new channel each time, on a
-    subchannel of its own, so no reconnection backoff delays the answer."""
-    while True:
-        with grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) as ch:
-            try:
-                grpc.channel_ready_future(ch).result(timeout=0.25)
-                return time.time()
-            except grpc.FutureTimeoutError:
-                pass
-        time.sleep(0.02)
+# A channel that notices a service's return within tens of milliseconds: a subchannel of its own
+# (not shared with the clients'), reconnecting at most every 50 ms.
+WATCH = [
+    ("grpc.use_local_subchannel_pool", 1),
+    ("grpc.initial_reconnect_backoff_ms", 20),
+    ("grpc.max_reconnect_backoff_ms", 50),
+]
 
 
 def restart(c: Cluster, names: tuple[str, ...]) -> dict[str, float]:
-    """Starts the services again, together, on their addresses; returns when each serves."""
-    starting = [threading.Thread(target=c.start, args=(n,)) for n in names]
-    for t in starting:
-        t.start()
-    back = {n: serving_at(c.addresses[n]) for n in names}
-    for t in starting:
-        t.join(60)
-    assert all(n in c.procs for n in names)
+    """Starts the services again, together, on their addresses; returns when each was first
+    reachable again (time.time(), taken by gRPC's callback as the connection becomes ready)."""
+    back: dict[str, float] = {}
+
+    def watch(name: str) -> Callable[[grpc.ChannelConnectivity], None]:
+        def seen(state: grpc.ChannelConnectivity) -> None:
+            if state is grpc.ChannelConnectivity.READY:
+                back.setdefault(name, time.time())
+
+        return seen
+
+    channels = {n: grpc.insecure_channel(c.addresses[n], options=WATCH) for n in names}
+    try:
+        for n, ch in channels.items():
+            ch.subscribe(watch(n), try_to_connect=True)
+        starting = [threading.Thread(target=c.start, args=(n,)) for n in names]
+        for t in starting:
+            t.start()
+        for t in starting:
+            t.join(90)
+        assert all(n in c.procs for n in names), "a service did not start again"
+        eventually(lambda: len(back) == len(names), 30, 0.01, "the services reachable again")
+    finally:
+        for ch in channels.values():
+            ch.close()
     return back
 
 
