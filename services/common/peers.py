@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from tasktide._channels import target
+from tasktide._settings import RECONNECT_OPTIONS
 from tasktide.v1 import (
     results_pb2,
     results_pb2_grpc,
@@ -125,6 +126,7 @@ class Peers:
         opts = [
             ("grpc.max_send_message_length", settings.limits.max_message_bytes),
             ("grpc.max_receive_message_length", settings.limits.max_message_bytes),
+            *RECONNECT_OPTIONS,  # the clients' reconnection policy (tasktide._settings)
         ]
         self._settings = settings
         self._channels: dict[str, grpc.aio.Channel] = {}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
@@ -44,6 +45,17 @@ type dialConfig struct {
 // the ping is not answered within 20 s. Servers built with default gRPC settings refuse pings more
 // frequent than every 5 minutes; a platform that allows them may be pinged sooner with WithKeepalive.
 var DefaultKeepalive = keepalive.ClientParameters{Time: 5*time.Minute + 10*time.Second, Timeout: 20 * time.Second}
+
+// reconnect is how a connection reconnects after it fails (the service stopped, restarted or is out
+// of reach): each new attempt waits from 200 ms, 1.6 times longer after each failure (20 % jitter),
+// up to 5 s, the policy of the Python and Node.js clients and of the services' calls to each other.
+// grpc-go's default (1 s up to 120 s) grows to tens of seconds during a long outage, and calls then
+// fail ErrUnavailable well after the service is back. A connection attempt may take up to 20 s
+// (gRPC's default), whatever the backoff. WithGRPCOptions(grpc.WithConnectParams(...)) replaces it.
+var reconnect = grpc.ConnectParams{
+	Backoff:           grpcbackoff.Config{BaseDelay: 200 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
+	MinConnectTimeout: 20 * time.Second,
+}
 
 // WithTLS connects over TLS with the given configuration (nil: the system's roots). Without this
 // option or WithTransportCredentials, TASKTIDE_TLS_CA, TASKTIDE_TLS_CERT and TASKTIDE_TLS_KEY
@@ -137,6 +149,7 @@ func Dial(addr string, opts ...DialOption) (*Client, error) {
 	grpcOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(cfg.creds),
 		grpc.WithKeepaliveParams(cfg.keepalive),
+		grpc.WithConnectParams(reconnect),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes), grpc.MaxCallSendMsgSize(maxMessageBytes)),
 	}
 	if cfg.token != "" {

@@ -9,6 +9,21 @@ from dataclasses import dataclass, field
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
+# How a channel reconnects after its connection fails (the service stopped, restarted, or is out of
+# reach): gRPC waits before each new attempt, from RECONNECT_INITIAL_MS, 1.6 times longer after each
+# failure (with 20 % jitter), up to RECONNECT_MAX_MS. gRPC's own defaults (1 s up to 120 s) let the
+# wait grow to tens of seconds during a long outage, so a producer or a service kept failing
+# UNAVAILABLE well after the service it calls was back. One policy for every channel the platform
+# makes: the Python client and worker (ClientSettings.channel_options), the services' calls to each
+# other (tasktide_services.common.peers), and the same numbers in the Go client (client.go) and the
+# Node.js client (connection.js). A channel that needs others may pass its own channel_options.
+RECONNECT_INITIAL_MS = 200
+RECONNECT_MAX_MS = 5_000
+RECONNECT_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.initial_reconnect_backoff_ms", RECONNECT_INITIAL_MS),
+    ("grpc.max_reconnect_backoff_ms", RECONNECT_MAX_MS),
+)
+
 
 @dataclass(frozen=True)
 class ClientSettings:
@@ -47,6 +62,7 @@ class ClientSettings:
         default=(
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            *RECONNECT_OPTIONS,
         )
     )
 
