@@ -1,14 +1,15 @@
 // The worker runtime: one Session stream to the registry per worker.
 //
 // The worker says hello, reads the welcome (lease length), then grants credit: at most that many
-// assignments are sent before more credit arrives. Finished attempts are flushed as outcome batches,
-// each returning its credit: the outcomes of attempts that finish while others run go together on
-// the next turn of the event loop, and the outcome of the last one running at once. Heartbeats every third of the lease extend every lease held. stop()
-// drains: nothing new starts, leases of tasks not started are released, running tasks finish, their
-// outcomes are flushed, and the stream is closed. With a shutdown limit, attempts still running when
-// it passes are given back (their leases released, their ctx.signal aborted) and the worker returns.
-// A lost stream is reopened after a jittered, growing pause; a refusal of the credentials
-// (UNAUTHENTICATED, PERMISSION_DENIED) ends run() with that error instead.
+// assignments are sent before more credit arrives. Finished attempts are flushed as outcome
+// batches, each returning its credit: the outcomes of attempts that finish while others run go
+// together on the next turn of the event loop, the outcome of the last one running at once.
+// Heartbeats every third of the lease extend every lease held. stop() drains: nothing new starts,
+// leases of tasks not started are released, running tasks finish, their outcomes are flushed, and
+// the stream is closed. With a shutdown limit, attempts still running when it passes are given back
+// (their leases released, their ctx.signal aborted) and the worker returns. A lost stream is
+// reopened after a jittered, growing pause; a refusal of the credentials (UNAUTHENTICATED,
+// PERMISSION_DENIED) ends run() with that error instead.
 //
 // What waits to be written stays bounded while the stream cannot take it (no session, or one held
 // up by flow control: call.write() returned false and 'drain' has not come): progress is superseded
