@@ -1,13 +1,15 @@
 // The worker runtime: one Session stream to the registry per worker.
 //
 // The worker says hello, reads the welcome (lease length), then grants credit: at most that many
-// assignments are sent before more credit arrives. Finished attempts are flushed as outcome batches,
-// each returning its credit. Heartbeats every third of the lease extend every lease held. stop()
-// drains: nothing new starts, leases of tasks not started are released, running tasks finish, their
-// outcomes are flushed, and the stream is closed. With a shutdown limit, attempts still running when
-// it passes are given back (their leases released, their ctx.signal aborted) and the worker returns.
-// A lost stream is reopened after a jittered, growing pause; a refusal of the credentials
-// (UNAUTHENTICATED, PERMISSION_DENIED) ends run() with that error instead.
+// assignments are sent before more credit arrives. Finished attempts are flushed as outcome
+// batches, each returning its credit: the outcomes of attempts that finish while others run go
+// together on the next turn of the event loop, the outcome of the last one running at once.
+// Heartbeats every third of the lease extend every lease held. stop() drains: nothing new starts,
+// leases of tasks not started are released, running tasks finish, their outcomes are flushed, and
+// the stream is closed. With a shutdown limit, attempts still running when it passes are given back
+// (their leases released, their ctx.signal aborted) and the worker returns. A lost stream is
+// reopened after a jittered, growing pause; a refusal of the credentials (UNAUTHENTICATED,
+// PERMISSION_DENIED) ends run() with that error instead.
 //
 // What waits to be written stays bounded while the stream cannot take it (no session, or one held
 // up by flow control: call.write() returned false and 'drain' has not come): progress is superseded
@@ -292,18 +294,24 @@ export class Worker {
     if (this._held.get(id)?.leaseToken === attempt.lease.leaseToken) this._held.delete(id);
     this.completed += 1;
     this._outbox.push(outcome);
-    if (!this._flushQueued) {
-      this._flushQueued = true;
-      setImmediate(() => {
-        this._flushQueued = false;
-        this._flush();
-      });
-    }
     if (this._active.size === 0 && this._idle) {
       this._idle.resolve();
       this._idle = null;
     }
     this._pump();
+    // With nothing else running no other outcome can join this one, so it is written now; while
+    // other attempts run, the outcomes that finish together go in one message on the next turn.
+    if (this._active.size === 0) this._flush();
+    else this._flushSoon();
+  }
+
+  _flushSoon() {
+    if (this._flushQueued) return;
+    this._flushQueued = true;
+    setImmediate(() => {
+      this._flushQueued = false;
+      this._flush();
+    });
   }
 
   /** Send every pending outcome, in batches, each returning its credit (none while draining). */

@@ -93,6 +93,27 @@ describe('worker', { skip: SKIP }, () => {
     );
   });
 
+  test('the outcome of the only task running is written at once, not on a later turn of the event loop', async () => {
+    const waiting = []; // what waits to be written, seen on the turn after each task returned
+    await withWorker(
+      client,
+      {},
+      (w) =>
+        w.register('node.mark', (args, kwargs, ctx) => {
+          setImmediate(() => waiting.push([ctx.taskId, w.outboxSize]));
+          return 'marked';
+        }),
+      async (worker, queue) => {
+        for (let i = 0; i < 3; i++) {
+          const handle = await client.submit('node.mark', [], { queue });
+          assert.equal(await handle.get({ timeout: 20 }), 'marked');
+          await until(() => waiting.some(([id]) => id === handle.id), 20, 'the turn after the task');
+        }
+        assert.deepEqual(waiting.map(([, size]) => size), [0, 0, 0]);
+      },
+    );
+  });
+
   test('heartbeats keep the lease of a task that runs longer than the lease', async (t) => {
     let runs = 0;
     await withWorker(
