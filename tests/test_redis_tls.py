@@ -181,6 +181,17 @@ def test_the_entry_point_exits_non_zero_without_a_client_certificate(
     assert "listening on" not in done.stdout
 
 
+def test_the_refusal_names_the_url_without_its_password(
+    server_settings: ServerSettings, mtls_proxy: TlsProxy, certs: tuple[Path, Path]
+) -> None:
+    """An ACL user's password in the URL stays out of the message (and so out of logs)."""
+    url = _url(mtls_proxy, certs[0])
+    with pytest.raises(RuntimeError) as info:
+        PlatformThread(replace(server_settings, redis_url=url.replace("//", "//tasktide:s3cret@", 1))).start()
+    assert str(info.value).startswith(f"cannot reach Redis at {url}: ")
+    assert "s3cret" not in str(info.value)
+
+
 def test_a_server_certificate_of_another_ca_is_refused(
     server_settings: ServerSettings, plain_redis: LocalRedis, certs: tuple[Path, Path]
 ) -> None:

@@ -10,11 +10,14 @@ out after CONNECT_TIMEOUT seconds.
 
 A `redis+cluster://` or `rediss+cluster://` URL names a Redis Cluster (redis_cluster.py): the
 client is then a ClusterRedis, the same `Redis` to the stores.
+
+An error names the URL without its user and password (`shown`), as it may end up in logs.
 """
 
 from __future__ import annotations
 
 from typing import cast
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 
@@ -48,5 +51,13 @@ async def _reached(redis: Redis, url: str) -> Redis:
         await redis.ping()
     except Exception as exc:  # noqa: BLE001
         await redis.aclose()
-        raise RuntimeError(f"cannot reach Redis at {url}: {exc}") from exc
+        raise RuntimeError(f"cannot reach Redis at {shown(url)}: {exc}") from exc
     return redis
+
+
+def shown(url: str) -> str:
+    """`url` without the user and password it may carry."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
