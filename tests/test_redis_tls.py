@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tasktide import Client
+from tasktide import Client, TaskHandle, Unavailable
 from tasktide_services.common.redis_server import LocalRedis, start_redis
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.testing import (
@@ -228,3 +228,53 @@ def test_submission_straight_to_redis_over_tls(
         with Client(settings=client_settings(tls_platform.address)) as client:
             assert client.result(task_id, timeout=60) == 42
     _all_through_the_proxy(plain_redis, proxy)
+
+
+def _subscribed_through(plain_redis: LocalRedis, ports: set[int]) -> set[int]:
+    """The ports (at the proxy's end) of the subscribed clients of the plain Redis among `ports`."""
+    with redis.Redis(port=plain_redis.port) as r:
+        listed = r.client_list()
+    found = {int(c["addr"].rsplit(":", 1)[1]) for c in listed if int(c["sub"]) > 0}
+    return found & ports
+
+
+def _submitted(client: Client, queue: str) -> TaskHandle:
+    try:
+        return client.submit("t.add", [3, 4], queue=queue)
+    except Unavailable as exc:
+        raise AssertionError(str(exc)) from exc
+
+
+def test_connections_cut_between_the_services_and_redis_are_made_again_over_tls(
+    server_settings: ServerSettings, plain_redis: LocalRedis, certs: tuple[Path, Path], queue_name: str
+) -> None:
+    """Every connection through the proxy is cut (as by a network or Redis restart): the services
+    open new TLS connections, their subscriptions included, and the next task runs."""
+    ours = certs[0]
+    with tls_proxy(("127.0.0.1", plain_redis.port), ours / "server.pem", ours / "server-key.pem") as own:
+        p = PlatformThread(replace(server_settings, redis_url=_url(own, ours))).start()
+        try:
+            with (
+                run_worker_thread(app, p.address, queues=(queue_name,)),
+                Client(settings=client_settings(p.address)) as client,
+            ):
+                assert client.submit("t.add", [1, 2], queue=queue_name).get(timeout=60) == 3
+                before = own.snapshot()
+                subscribed = _subscribed_through(plain_redis, before.upstream_ports)
+                assert subscribed, "no subscription of the services goes through the proxy"
+                assert own.drop_all() > 0
+                eventually(
+                    lambda: (
+                        len(_subscribed_through(plain_redis, own.snapshot().upstream_ports - before.upstream_ports))
+                        == len(subscribed)
+                    ),
+                    timeout=30,
+                    what="the services' subscriptions back over new TLS connections",
+                )
+                # A call on a connection that was cut fails once (UNAVAILABLE, "try again"), as on
+                # a plain Redis; the producer tries again.
+                handle = eventually(lambda: _submitted(client, queue_name), timeout=30, what="a submission accepted")
+                assert handle.get(timeout=60) == 7
+            assert own.snapshot().accepted > before.accepted and not own.snapshot().refused
+        finally:
+            p.stop()

@@ -6,7 +6,8 @@ forwards the bytes, both ways, to the plain Redis at `upstream`. It runs an even
 background thread of the test process. It counts what it saw: TLS connections accepted, handshakes
 refused (with the reason), bytes each way, and the local ports of its connections to Redis (so a
 test can tell them from any other client in Redis's CLIENT LIST). It holds at most
-MAX_CONNECTIONS at once; one more is closed as soon as it is accepted.
+MAX_CONNECTIONS at once; one more is closed as soon as it is accepted. `drop_all` cuts every
+connection it relays, as a network or a Redis restart would.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ class TlsProxy:
         self.counts = ProxyCounts()
         self.port = 0
         self._lock = threading.Lock()  # counts are read by the test thread
-        self._open = 0
+        self._handlers: set[asyncio.Task[None]] = set()  # one per client connection
+        self._accepted: set[asyncio.StreamWriter] = set()  # client ends, from the moment of accepting
+        self._relayed: set[asyncio.StreamWriter] = set()  # both ends of every relayed connection
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
@@ -65,6 +68,18 @@ class TlsProxy:
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(15)
+
+    def drop_all(self) -> int:
+        """Abort every relayed connection (both ends); returns how many client connections there were."""
+        assert self._loop is not None
+
+        async def drop() -> int:
+            writers = list(self._relayed)
+            for w in writers:
+                w.transport.abort()
+            return len(writers) // 2
+
+        return asyncio.run_coroutine_threadsafe(drop(), self._loop).result(15)
 
     def snapshot(self) -> ProxyCounts:
         with self._lock:
@@ -87,19 +102,27 @@ class TlsProxy:
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         await self._stop.wait()
-        server.close()  # connections still open end with the loop (asyncio.run cancels their tasks)
+        server.close()
+        for w in self._accepted | self._relayed:
+            w.transport.abort()
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=HANDSHAKE_TIMEOUT)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._open >= MAX_CONNECTIONS:
+        if len(self._handlers) >= MAX_CONNECTIONS:
             with self._lock:
                 self.counts.over_limit += 1
             writer.close()
             return
-        self._open += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        self._accepted.add(writer)
         try:
             await self._relay(reader, writer)
         finally:
-            self._open -= 1
+            self._handlers.discard(task)
+            self._accepted.discard(writer)
             writer.close()
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -117,9 +140,11 @@ class TlsProxy:
         with self._lock:
             self.counts.accepted += 1
             self.counts.upstream_ports.add(up_writer.get_extra_info("sockname")[1])
+        self._relayed.update((writer, up_writer))
         try:
             await asyncio.gather(self._pipe(reader, up_writer, up=True), self._pipe(up_reader, writer, up=False))
         finally:
+            self._relayed.difference_update((writer, up_writer))
             up_writer.close()
 
     async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, up: bool) -> None:
