@@ -160,6 +160,7 @@ def test_without_a_client_certificate_the_services_do_not_start(
     with pytest.raises(RuntimeError) as info:
         PlatformThread(replace(server_settings, redis_url=url)).start()
     assert str(info.value).startswith(f"cannot reach Redis at {url}: ")
+    assert "client certificate" in str(info.value) and "ssl_certfile=" in str(info.value)
     reasons = mtls_proxy.snapshot().refused[refused:]
     assert reasons and all("CERTIFICATE" in r for r in reasons), reasons
 
@@ -178,6 +179,7 @@ def test_the_entry_point_exits_non_zero_without_a_client_certificate(
     )
     assert done.returncode == 3, done.stderr
     assert f"tasktide registry: cannot reach Redis at {url}: " in done.stderr
+    assert "ssl_certfile=" in done.stderr
     assert "listening on" not in done.stdout
 
 
