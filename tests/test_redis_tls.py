@@ -7,6 +7,7 @@ error, and nothing falls back to plaintext. Submission straight to Redis takes `
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tasktide import Client, TaskHandle, Unavailable
+from tasktide import AsyncClient, Client, TaskHandle, Unavailable
 from tasktide_services.common.redis_server import LocalRedis, start_redis
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.testing import (
@@ -219,16 +220,22 @@ def test_a_server_certificate_of_another_ca_is_refused(
 def test_submission_straight_to_redis_over_tls(
     tls_platform: PlatformThread, proxy: TlsProxy, plain_redis: LocalRedis, certs: tuple[Path, Path], queue_name: str
 ) -> None:
-    """TASKTIDE_SUBMIT_REDIS_URL takes the rediss:// URL: the task is queued with no scheduler at the
-    producer's address, so only through the proxy, and the platform runs it."""
+    """TASKTIDE_SUBMIT_REDIS_URL takes the rediss:// URL, in the blocking and the asyncio client: the
+    tasks are queued with no scheduler at the producer's address, so only through the proxy, and the
+    platform runs them."""
     before = proxy.snapshot()
     env = {"TASKTIDE_SUBMIT_REDIS_URL": _url(proxy, certs[0])}
+
+    async def submit_async(nowhere: str) -> str:
+        async with AsyncClient(settings=client_settings(nowhere, env)) as producer:
+            return (await producer.submit("t.add", [1, 2], queue=queue_name)).id
+
     with unreachable_address() as nowhere, Client(settings=client_settings(nowhere, env)) as producer:
-        task_id = producer.submit("t.add", [20, 22], queue=queue_name).id
+        task_ids = [producer.submit("t.add", [20, 22], queue=queue_name).id, asyncio.run(submit_async(nowhere))]
     assert proxy.snapshot().accepted > before.accepted
     with run_worker_thread(app, tls_platform.address, queues=(queue_name,)):
         with Client(settings=client_settings(tls_platform.address)) as client:
-            assert client.result(task_id, timeout=60) == 42
+            assert [client.result(task_id, timeout=60) for task_id in task_ids] == [42, 3]
     _all_through_the_proxy(plain_redis, proxy)
 
 
