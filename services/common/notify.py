@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from tasktide_services.common.redis_link import ChannelSubscription, linkable, subscribe
 
@@ -148,7 +149,7 @@ class Notifier:
             while True:
                 try:
                     msg = await ps.get_message(timeout=1.0)  # type: ignore[attr-defined]
-                except (ConnectionError, OSError) as exc:  # redis restarts: resubscribe
+                except (RedisError, OSError) as exc:  # a lost connection: the next call resubscribes
                     log.warning("notify channel lost: %s", exc)
                     await asyncio.sleep(0.5)
                     continue

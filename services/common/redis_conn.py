@@ -10,11 +10,15 @@ out after CONNECT_TIMEOUT seconds.
 
 A `redis+cluster://` or `rediss+cluster://` URL names a Redis Cluster (redis_cluster.py): the
 client is then a ClusterRedis, the same `Redis` to the stores.
+
+An error names the URL without its user and password (`shown`), as it may end up in logs, and
+says what a TLS connection closed by the server may mean (`_hint`).
 """
 
 from __future__ import annotations
 
 from typing import cast
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 
@@ -48,5 +52,22 @@ async def _reached(redis: Redis, url: str) -> Redis:
         await redis.ping()
     except Exception as exc:  # noqa: BLE001
         await redis.aclose()
-        raise RuntimeError(f"cannot reach Redis at {url}: {exc}") from exc
+        raise RuntimeError(f"cannot reach Redis at {shown(url)}: {exc}{_hint(url, exc)}") from exc
     return redis
+
+
+def _hint(url: str, exc: Exception) -> str:
+    """A TLS server that wants a client certificate and got none closes the connection once TLS
+    is set up (TLS 1.3), which the client reports only as a connection closed."""
+    parts = urlsplit(url)
+    if not parts.scheme.startswith("rediss") or "ssl_certfile=" in parts.query or "closed" not in str(exc):
+        return ""
+    return " (if the server requires a client certificate, give one with ssl_certfile= and ssl_keyfile= in the URL)"
+
+
+def shown(url: str) -> str:
+    """`url` without the user and password it may carry."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
