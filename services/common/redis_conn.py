@@ -2,11 +2,12 @@
 
 Commands carry no socket timeout: with one, the client wraps every write in a task and every read
 in a timer, a large share of the services' CPU on the hot path. A connection that Redis or the
-network dropped fails its next command, which the client retries on a new connection (its default
-retry policy); a peer that vanished without a word is found by TCP keepalive (TCP URLs); callers' gRPC
-deadlines bound how long any request waits, and the pipelines' connection is dropped when Redis
-owes replies and has said nothing for `reply_timeout` seconds (redis_link.py). Connecting times
-out after CONNECT_TIMEOUT seconds.
+network dropped fails the command sent on it, which is not sent again (whether it ran is unknown;
+the request fails UNAVAILABLE, which callers retry, with an idempotency key for a submission), and
+the next command opens a new connection; a peer that vanished without a word is found by TCP
+keepalive (TCP URLs); callers' gRPC deadlines bound how long any request waits, and the pipelines'
+connection is dropped when Redis owes replies and has said nothing for `reply_timeout` seconds
+(redis_link.py). Connecting times out after CONNECT_TIMEOUT seconds.
 
 A `redis+cluster://` or `rediss+cluster://` URL names a Redis Cluster (redis_cluster.py): the
 client is then a ClusterRedis, the same `Redis` to the stores.

@@ -14,7 +14,6 @@ docs/architecture.md ("Submission in the caller's process") has the measurements
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import urlsplit
 
 import redis
 from redis.asyncio import Redis as AsyncRedis
@@ -25,15 +24,10 @@ from tasktide_services.common.lua import load_scripts, run_blocking_pipeline, ru
 from tasktide_services.common.partitions import Partitions
 from tasktide_services.common.redis_cluster_client import blocking_cluster_client, cluster_client
 from tasktide_services.common.redis_cluster_url import is_cluster_url
+from tasktide_services.common.redis_conn import shown
 from tasktide_services.common.settings import Limits, ServerSettings
 from tasktide_services.scheduler.admission import queued_now
 from tasktide_services.worker.store import SCRIPTS, build_enqueue
-
-
-def shown(url: str) -> str:
-    """A Redis URL for messages: without its password."""
-    parts = urlsplit(url)
-    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
 
 
 def _unreachable(where: str, spec: task_pb2.TaskSpec, exc: Exception) -> Unavailable:
