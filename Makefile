@@ -24,9 +24,10 @@ CLUSTER_TESTS := tests/test_core.py tests/test_control.py tests/test_delivery.py
 
 ## The test command: generated code up to date, lint, then the test suite against real servers.
 ## Most tests wait on timers and child processes, so the suite runs on TEST_PROCESSES processes
-## (pytest-xdist), a test module per process at a time; TEST_PROCESSES=0 runs it in this one.
+## (pytest-xdist), a test module per process at a time; TEST_PROCESSES=0 runs it in this one. The
+## slowest fifteen tests are listed at the end, to keep the suite's time in view.
 TEST_PROCESSES ?= 2
-PYTEST := $(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile
+PYTEST := $(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile --durations=15
 
 test: install proto-check lint typecheck
 	$(PYTEST)
