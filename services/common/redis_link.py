@@ -13,6 +13,10 @@ link may block in Redis (BLPOP and the like would hold up every pipeline behind 
 A subscription (`subscribe`) is a connection of its own in the same style: each message is handed
 to its callback as soon as it is parsed, with no task, timer or retry wrapper per message.
 
+What the pipelines of one turn of the event loop send is written at the end of that turn, in one
+write: a write to a socket costs a system call and a wake-up of Redis, often more CPU than building
+the commands (a task's outcome and the next submission, read together, share one).
+
 A lost connection fails the pipelines waiting on it with ConnectionError (whether they ran is
 unknown, as with any client; callers treat it as a failed call); the next pipeline reconnects. So
 does a connection on which Redis has sent nothing for `reply_timeout` seconds while replies are
@@ -72,6 +76,7 @@ class _Link(asyncio.Protocol):
         self._heard = 0.0  # loop time Redis last sent data, or a first reply was owed
         self._watch: asyncio.TimerHandle | None = None  # armed while replies are owed
         self._silent = ""  # why the connection was dropped, when Redis went silent
+        self._unsent: list[bytes] = []  # commands of this turn of the loop, written at its end
 
     async def run(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         if not self._ready:
@@ -90,8 +95,19 @@ class _Link(asyncio.Protocol):
         self._waiting.append(_Waiting(future, len(commands)))
         if self._watch is None:
             self._watch = loop.call_later(self._reply_timeout, self._check)
-        transport.write(data)
+        unsent = self._unsent
+        if not unsent:
+            loop.call_soon(self._flush, transport, unsent)
+        unsent.append(data)
         return future
+
+    def _flush(self, transport: asyncio.Transport, unsent: list[bytes]) -> None:
+        """One write for what this turn of the loop sent (module doc), on the connection it was
+        sent on: a connection lost meanwhile has failed its pipelines, and its commands are dropped."""
+        if unsent is self._unsent:
+            self._unsent = []
+        if transport is self._transport and not transport.is_closing():
+            transport.write(b"".join(unsent) if len(unsent) > 1 else unsent[0])
 
     def _check(self) -> None:
         """The reply watchdog (module doc)."""
@@ -158,6 +174,7 @@ class _Link(asyncio.Protocol):
         self._transport = None
         self._ready = False
         self._reader = _reader()
+        self._unsent = []
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
