@@ -27,6 +27,7 @@ waits, no timer per command.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -352,11 +353,18 @@ def shaped(name: Any, reply: Any, options: Mapping[str, Any]) -> Any:
     """What the client's own pipeline returns for this reply (its options and callbacks)."""
     if isinstance(reply, ResponseError):
         return options[EMPTY_RESPONSE] if EMPTY_RESPONSE in options else reply
-    if not options and name not in _RESP2_CALLBACKS:
+    callback = _callback(name)
+    if callback is None:
         return reply
     options = {k: v for k, v in options.items() if k not in ("keys", EMPTY_RESPONSE, NEVER_DECODE)}
-    callback = _RESP2_CALLBACKS.get(name)
-    return callback(reply, **options) if callback is not None else reply
+    return callback(reply, **options)
+
+
+@functools.lru_cache(maxsize=1024)
+def _callback(name: Any) -> Callable[..., Any] | None:
+    """The client's reply callback of a command, looked up once per command name (the lookup
+    upper-cases the name in Python each time)."""
+    return _RESP2_CALLBACKS.get(name)  # type: ignore[no-any-return]
 
 
 class LinkedRedis(Redis):
