@@ -1,7 +1,8 @@
 """The services' pipelines over one multiplexed connection (common/redis_link.py), against a real
 Redis: the same replies as the client's own pipeline, errors in place, many pipelines at once, and
-a connection dropped by Redis replaced by the next pipeline; a subscription that comes back; a Unix
-socket URL and a password; scripts lost by Redis loaded again."""
+a connection dropped by Redis replaced by the next pipeline; the pipelines of one turn of the event
+loop sent in one write; a subscription that comes back; a Unix socket URL and a password; scripts
+lost by Redis loaded again."""
 
 from __future__ import annotations
 
@@ -290,3 +291,35 @@ def test_an_acl_user_in_the_url_is_sent_by_the_link_and_the_subscription(tmp_pat
         assert pipeline_and_message(url, "tt:acl-test", lambda p: p.set("k", "v")) == ([True, 1], [b"hello"])
         with pytest.raises(redis.AuthenticationError):
             redis.Redis(port=port, username="tasktide", password="wrong").ping()
+
+
+def test_the_pipelines_of_one_turn_of_the_loop_reach_redis_in_one_write(tmp_path):
+    """Pipelines started in the same turn of the event loop are written together, at its end: Redis
+    reads them in one go (its count of reads grows by one, not by one per pipeline), and each gets
+    its own replies."""
+    port = free_port()
+    admin = redis.Redis(port=port)
+    with own_redis(admin, "--port", str(port), "--bind", "127.0.0.1"):
+
+        def reads() -> int:
+            return int(admin.info("stats")["total_reads_processed"])
+
+        async def one(r: Redis, i: int) -> list[Any]:
+            async with r.pipeline(transaction=False) as p:
+                p.set(f"w{i}", i)
+                p.get(f"w{i}")
+                return await p.execute()  # type: ignore[no-any-return]
+
+        async def main() -> tuple[list[list[Any]], int]:
+            r = await connect(f"redis://127.0.0.1:{port}/{DB}")
+            try:
+                await one(r, -1)  # connected, database selected
+                before = reads()
+                out = await asyncio.gather(*(one(r, i) for i in range(50)))  # started in one turn
+                return out, reads() - before - 1  # less the INFO of this second count
+            finally:
+                await r.aclose()
+
+        out, read = asyncio.run(main())
+        assert out == [[True, str(i).encode()] for i in range(50)]
+        assert read == 1

@@ -13,6 +13,10 @@ link may block in Redis (BLPOP and the like would hold up every pipeline behind 
 A subscription (`subscribe`) is a connection of its own in the same style: each message is handed
 to its callback as soon as it is parsed, with no task, timer or retry wrapper per message.
 
+What the pipelines of one turn of the event loop send is written at the end of that turn, in one
+write: a write to a socket costs a system call and a wake-up of Redis, often more CPU than building
+the commands (a task's outcome and the next submission, read together, share one).
+
 A lost connection fails the pipelines waiting on it with ConnectionError (whether they ran is
 unknown, as with any client; callers treat it as a failed call); the next pipeline reconnects. So
 does a connection on which Redis has sent nothing for `reply_timeout` seconds while replies are
@@ -23,6 +27,7 @@ waits, no timer per command.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -72,6 +77,7 @@ class _Link(asyncio.Protocol):
         self._heard = 0.0  # loop time Redis last sent data, or a first reply was owed
         self._watch: asyncio.TimerHandle | None = None  # armed while replies are owed
         self._silent = ""  # why the connection was dropped, when Redis went silent
+        self._unsent: list[bytes] = []  # commands of this turn of the loop, written at its end
 
     async def run(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         if not self._ready:
@@ -90,8 +96,19 @@ class _Link(asyncio.Protocol):
         self._waiting.append(_Waiting(future, len(commands)))
         if self._watch is None:
             self._watch = loop.call_later(self._reply_timeout, self._check)
-        transport.write(data)
+        unsent = self._unsent
+        if not unsent:
+            loop.call_soon(self._flush, transport, unsent)
+        unsent.append(data)
         return future
+
+    def _flush(self, transport: asyncio.Transport, unsent: list[bytes]) -> None:
+        """One write for what this turn of the loop sent (module doc), on the connection it was
+        sent on: a connection lost meanwhile has failed its pipelines, and its commands are dropped."""
+        if unsent is self._unsent:
+            self._unsent = []
+        if transport is self._transport and not transport.is_closing():
+            transport.write(b"".join(unsent) if len(unsent) > 1 else unsent[0])
 
     def _check(self) -> None:
         """The reply watchdog (module doc)."""
@@ -158,6 +175,7 @@ class _Link(asyncio.Protocol):
         self._transport = None
         self._ready = False
         self._reader = _reader()
+        self._unsent = []
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
@@ -335,11 +353,18 @@ def shaped(name: Any, reply: Any, options: Mapping[str, Any]) -> Any:
     """What the client's own pipeline returns for this reply (its options and callbacks)."""
     if isinstance(reply, ResponseError):
         return options[EMPTY_RESPONSE] if EMPTY_RESPONSE in options else reply
-    if not options and name not in _RESP2_CALLBACKS:
+    callback = _callback(name)
+    if callback is None:
         return reply
     options = {k: v for k, v in options.items() if k not in ("keys", EMPTY_RESPONSE, NEVER_DECODE)}
-    callback = _RESP2_CALLBACKS.get(name)
-    return callback(reply, **options) if callback is not None else reply
+    return callback(reply, **options)
+
+
+@functools.lru_cache(maxsize=1024)
+def _callback(name: Any) -> Callable[..., Any] | None:
+    """The client's reply callback of a command, looked up once per command name (the lookup
+    upper-cases the name in Python each time)."""
+    return _RESP2_CALLBACKS.get(name)  # type: ignore[no-any-return]
 
 
 class LinkedRedis(Redis):

@@ -29,11 +29,18 @@ def _serialize(msg: Message) -> bytes:
     return msg.SerializeToString()
 
 
+_MALFORMED = (DecodeError, RuntimeError, ValueError)
+
+
+async def _malformed(cls: type[Message], exc: Exception, context: grpc.aio.ServicerContext) -> None:
+    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed {cls.DESCRIPTOR.full_name}: {exc}")
+
+
 async def _parse(cls: type[Message], raw: bytes, context: grpc.aio.ServicerContext) -> Message:
     try:
         return cls.FromString(raw)
-    except (DecodeError, RuntimeError, ValueError) as exc:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed {cls.DESCRIPTOR.full_name}: {exc}")
+    except _MALFORMED as exc:
+        await _malformed(cls, exc, context)
         raise  # unreachable: abort raises
 
 
@@ -73,8 +80,13 @@ def _server_stream(fn: Callable[..., Any], cls: type[Message], name: str) -> Cal
 def _bidi(fn: Callable[..., Any], cls: type[Message], name: str) -> Callable[..., Any]:
     async def handler(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[Message]:
         async def parsed() -> AsyncIterator[Message]:
-            async for raw in requests:
-                yield await _parse(cls, raw, context)
+            async for raw in requests:  # parsed here, with no coroutine per message
+                try:
+                    req = cls.FromString(raw)
+                except _MALFORMED as exc:
+                    await _malformed(cls, exc, context)
+                    raise  # unreachable: abort raises
+                yield req
 
         try:
             async for item in fn(parsed(), context):

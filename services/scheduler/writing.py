@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import results_pb2, task_pb2, worker_pb2
 from tasktide_services.common.lua import run_pipeline
-from tasktide_services.common.peers import Peers, RegistryServicer, ResultsWrites
+from tasktide_services.common.peers import Handover, Peers, RegistryServicer, ResultsWrites
 from tasktide_services.scheduler.store import Claim, SchedulerStore
 
 
@@ -103,6 +103,12 @@ class PipelineWriter:
             raise
         self._results.recorded(accepted.events)
         if handover is not None:  # sent once the submission is answered: the answer does not wait
-            task = asyncio.ensure_future(handover.finish(replies))
-            self._handing.add(task)
-            task.add_done_callback(self._handing.discard)
+            asyncio.get_running_loop().call_soon(self._hand_over, handover, replies)
+
+    def _hand_over(self, handover: Handover, replies: list[Any]) -> None:
+        """At once when nothing needs awaiting (no task per submission), else in a task."""
+        if handover.finish_now(replies):
+            return
+        task = asyncio.ensure_future(handover.finish(replies))
+        self._handing.add(task)
+        task.add_done_callback(self._handing.discard)

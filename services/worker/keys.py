@@ -25,6 +25,7 @@ front of its band has arrival 0). Band 0 is priority 100, band 200 is priority -
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 from tasktide.v1 import task_pb2
@@ -38,6 +39,7 @@ CANCEL = "tt:w:cancel"
 BAND_BASE = 2**40
 BAND_DIGITS = 3  # bands run from 0 to PRIORITY_MAX - PRIORITY_MIN (200)
 LUA_CONSTANTS = {"BAND_BASE": BAND_BASE, "BAND_DIGITS": BAND_DIGITS}
+QUEUE_KEYS_KEPT = 4096  # queues whose keys are kept built (least recently used dropped first)
 
 
 class QueueKeys(NamedTuple):
@@ -55,7 +57,10 @@ class QueueKeys(NamedTuple):
     retry_at: str
 
 
+@functools.lru_cache(maxsize=QUEUE_KEYS_KEPT)
 def queue_keys(q: str) -> QueueKeys:
+    """A queue's keys; those of the queues in use are built once (every submission, dispatch and
+    outcome names them)."""
     p = f"tt:w:{{{q}}}"
     return QueueKeys(*(f"{p}:{name}" for name in QueueKeys._fields))
 

@@ -102,6 +102,7 @@ class OutcomeHandler:
             if t is None
         ]
         valid = [(o, t) for o, t in zip(outcomes, held, strict=True) if t is not None]
+        valid_refs = [r for r, t in zip(refs, held, strict=True) if t is not None]
         if not valid:
             if events:
                 await self.peers.results.Record(results_pb2.RecordRequest(events=events))
@@ -110,7 +111,7 @@ class OutcomeHandler:
         completions: list[workflow_pb2.Completion] = []
         done: list[worker_pb2.LeaseRef] = []
         dead: list[worker_pb2.LeaseRef] = []
-        for o, task in valid:
+        for (o, task), lease in zip(valid, valid_refs, strict=True):
             task.attempt = o.attempt
             if o.kind == task_pb2.OUTCOME_KIND_RETRY:
                 events.append(
@@ -127,7 +128,7 @@ class OutcomeHandler:
                 retry.CopyFrom(task)
                 retry.attempt = o.attempt + 1
                 retry.spec.countdown = o.retry_countdown
-                retries.append((ref(o), retry))
+                retries.append((lease, retry))
                 continue
             exhausted = _exhausted(task, o)
             state = task_pb2.TASK_STATE_DEAD if exhausted else _FINAL_STATE.get(o.kind, task_pb2.TASK_STATE_FAILED)
@@ -137,7 +138,7 @@ class OutcomeHandler:
             if o.HasField("error"):
                 fields["error"] = o.error
             events.append(event(task, state, o.finished_ms, **fields))
-            (dead if exhausted else done).append(ref(o))
+            (dead if exhausted else done).append(lease)
             if WORKFLOW in task.spec.headers:
                 completions.append(
                     workflow_pb2.Completion(

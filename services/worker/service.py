@@ -87,7 +87,10 @@ class RegistryService:
             if leased:
                 await self.store.release([i.ref() for i in leased])
             return
-        runnable = await self.loops.drop_expired(leased)
+        self.give(session, reserved, await self.loops.drop_expired(leased))
+
+    def give(self, session: Session, reserved: int, runnable: list[Leased]) -> None:
+        """`hand_over` once the session is known to be there and the expired tasks are dropped."""
         session.grant(reserved - len(runnable))
         if runnable:
             self.loops.assign(session, runnable)

@@ -108,9 +108,7 @@ class SessionLoops:
                 session.settle_wake.clear()
                 await session.settle_wake.wait()
                 continue
-            outcomes, session.to_settle = session.to_settle, []
-            started, session.to_record = session.to_record, []
-            session.freed()
+            outcomes, started = session.take()
             try:
                 for rejected in await self.outcomes.handle(outcomes, started, session.assigned):
                     session.send(rejected=rejected)
@@ -245,26 +243,23 @@ class SessionLoops:
 
     def assign(self, session: Session, runnable: list[Leased]) -> None:
         """Send leased tasks to the session's worker; their QUEUED and RUNNING events follow."""
-        assignments = []
         first = [e for item in runnable for e in first_events(item.task)]
+        message = worker_pb2.RegistryMessage()  # built in place: each task copied once, not three times
+        assignments = message.assignments.assignments
         for item in runnable:
             item.task.state = task_pb2.TASK_STATE_RUNNING
             session.assigned[item.task.id] = item
-            assignments.append(
-                worker_pb2.Assignment(
-                    task=item.task, lease_token=item.token, deadline_ms=item.deadline_ms, delivery=item.delivery
-                )
-            )
+            a = assignments.add(lease_token=item.token, deadline_ms=item.deadline_ms, delivery=item.delivery)
+            a.task.CopyFrom(item.task)
         self.hooks.dispatched(session.hello.worker_id, assignments)
-        session.send(assignments=worker_pb2.AssignmentBatch(assignments=assignments))
+        session.out.put_nowait(message)
         worker_id = session.hello.worker_id
         started = [event(i.task, task_pb2.TASK_STATE_RUNNING, worker_id=worker_id) for i in runnable]
         session.settle(started=first + started)
 
     async def drop_expired(self, leased: list[Leased]) -> list[Leased]:
         """Tasks past their expiry are never run: their leases end and they are marked EXPIRED."""
-        now = now_ms()
-        expired = [i for i in leased if i.task.spec.expires_ms and i.task.spec.expires_ms <= now]
+        expired = expired_of(leased, now_ms())
         if not expired:
             return leased
         err = task_pb2.TaskError(type="tasktide.Expired", message="the task expired before it could start")
@@ -278,3 +273,8 @@ class SessionLoops:
         except Exception:  # noqa: BLE001 - their leases expire and they are dropped on a later delivery
             log.exception("recording %d expired tasks failed", len(expired))
         return [i for i in leased if i not in expired]
+
+
+def expired_of(leased: list[Leased], now: int) -> list[Leased]:
+    """The leased tasks past their expiry (never run: `SessionLoops.drop_expired`)."""
+    return [i for i in leased if i.task.spec.expires_ms and i.task.spec.expires_ms <= now]
