@@ -25,7 +25,7 @@ from tasktide import Client, ClientSettings, TaskState, TasktideError
 from tasktide_services.testing import eventually
 from tests.conftest import require_tool
 from tests.faults.cluster import Cluster, Workers, cluster
-from tests.processes import own_redis
+from tests.processes import own_redis, stop
 from tests.test_go_worker_sessions import GO_DIR, go_env
 from tests.test_node_client import NODE_DIR
 from tests.test_node_client import node as node  # noqa: F401 - the fixture
@@ -99,12 +99,7 @@ def program(calls: Calls, cmd: list[str], cwd: Path, env: dict[str, str]) -> Ite
     try:
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop([proc], timeout=10)
         reader.join(5)
 
 

@@ -32,18 +32,8 @@ from tasktide_services.testing import (
 from tests.conftest import ROOT
 from tests.processes import TEST_SERVICE_ENV, separate_services, stop
 from tests.tasks_app import app
-from tests.test_tls import _dev_certs
+from tests.test_tls import certs as certs  # noqa: F401 - the fixture (two CAs)
 from tests.tls_proxy import TlsProxy, tls_proxy
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Two independent CAs, each with a server and a client certificate."""
-    make = _dev_certs().make
-    base = tmp_path_factory.mktemp("redis-tls")
-    return make(base / "ours", ["localhost", "127.0.0.1"]), make(
-        base / "theirs", ["localhost", "127.0.0.1"], "other CA"
-    )
 
 
 @pytest.fixture(scope="module")
