@@ -16,10 +16,11 @@
 //                   (tasktide: handle.get(); BullMQ: job.waitUntilFinished(queueEvents));
 //                   rtt_submit_p50_ms: the first leg, until the submission was confirmed
 // Each row's cpu_us_* counts every process involved; cpu_us_client_* this process alone.
-import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 
 import IORedis from 'ioredis';
+
+import { procSeconds } from './proc.js';
 
 const BATCH = 1000;
 
@@ -44,23 +45,6 @@ const { values: opt } = parseArgs({
 // (INFO cpu): figures that, unlike wall time, other programs running on the machine barely change.
 const [redisHost, redisPort] = opt.redis.split(':');
 const meterRedis = new IORedis({ host: redisHost, port: Number(redisPort), lazyConnect: true });
-
-/** CPU seconds of a process and of its child processes (a server that runs as several). */
-function procSeconds(pid) {
-  let ticks = 0;
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    let stat;
-    try {
-      stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-    } catch {
-      continue;
-    }
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[1]: the parent
-    if (name === String(pid) || fields[1] === String(pid)) ticks += Number(fields[11]) + Number(fields[12]);
-  }
-  return ticks / 100; // utime + stime are in USER_HZ ticks
-}
 
 async function cpuSeconds() {
   const own = process.cpuUsage();

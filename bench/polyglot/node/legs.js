@@ -8,10 +8,11 @@
 // Legs: submit (until the submission was confirmed), deliver (confirmed -> the handler started),
 // run (the handler), result (the handler returned -> get() resolved: the outcome written, recorded
 // and the Wait answered).
-import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 
 import { Client, Worker } from '@tasktide/client';
+
+import { procSeconds } from './proc.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -24,20 +25,7 @@ const { values: opt } = parseArgs({
 
 /** CPU microseconds of a process and its child processes, from /proc (0 without a pid). */
 function serverMicros(pid) {
-  if (pid === '0') return 0;
-  let ticks = 0;
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    let stat;
-    try {
-      stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-    } catch {
-      continue;
-    }
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (name === pid || fields[1] === pid) ticks += Number(fields[11]) + Number(fields[12]);
-  }
-  return (ticks * 1e6) / 100; // USER_HZ
+  return pid === '0' ? 0 : procSeconds(pid) * 1e6;
 }
 
 const now = () => Number(process.hrtime.bigint()) / 1e6;
