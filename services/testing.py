@@ -45,9 +45,9 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, replace
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, Self, TypeVar
 
 import pytest
 
@@ -114,34 +114,44 @@ def client_settings(address: str, env: dict[str, str] | None = None) -> ClientSe
     return ClientSettings.from_env({**_SERVICE_ENVS.get(address, {}), **(env or {})}, address=address)
 
 
-@dataclass
-class PlatformThread:
-    """The three services in one gRPC server, on an event loop in a background thread."""
+class LoopThread:
+    """An event loop in a daemon thread that runs `serve()` until `stop()`. `serve` calls `started()`
+    once it serves, then awaits `stopped()`; an exception raised before `started()` is raised by
+    `start()` in the starting thread."""
 
-    settings: ServerSettings
-    address: str = ""
-
-    def __post_init__(self) -> None:
+    def __init__(self, name: str) -> None:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, name="tasktide-platform", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    @property
-    def registry_address(self) -> str:
-        return self.address  # all three services share the one server
+    async def serve(self) -> None:
+        raise NotImplementedError
 
-    @property
-    def results_address(self) -> str:
-        return self.address
-
-    def start(self) -> PlatformThread:
+    def start(self) -> Self:
         self._thread.start()
         self._ready.wait(30)
         if self._error is not None:
             raise self._error
         return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(15)
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Runs `coro` on the thread's loop and returns its result (from any other thread)."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(15)
+
+    def started(self) -> None:
+        self._ready.set()
+
+    async def stopped(self) -> None:
+        assert self._stop is not None
+        await self._stop.wait()
 
     def _run(self) -> None:
         try:
@@ -153,18 +163,35 @@ class PlatformThread:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        await self.serve()
+
+
+@dataclass
+class PlatformThread(LoopThread):
+    """The three services in one gRPC server, on an event loop in a background thread."""
+
+    settings: ServerSettings
+    address: str = ""
+
+    def __post_init__(self) -> None:
+        LoopThread.__init__(self, "tasktide-platform")
+
+    @property
+    def registry_address(self) -> str:
+        return self.address  # all three services share the one server
+
+    @property
+    def results_address(self) -> str:
+        return self.address
+
+    async def serve(self) -> None:
         redis = await connect(self.settings.redis_url)
         running = await start(self.settings, redis)
         self.address = f"127.0.0.1:{running.port}"
-        self._ready.set()
-        await self._stop.wait()
+        self.started()
+        await self.stopped()
         await running.stop(grace=1.0)
         await redis.aclose()
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(15)
 
 
 @contextlib.contextmanager

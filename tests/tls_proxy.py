@@ -3,11 +3,11 @@
 The Redis the tests start is built without TLS, so this proxy terminates TLS on a loopback port
 (server certificate and key given, and optionally a CA whose client certificates it requires) and
 forwards the bytes, both ways, to the plain Redis at `upstream`. It runs an event loop in a
-background thread of the test process. It counts what it saw: TLS connections accepted, handshakes
-refused (with the reason), bytes each way, and the local ports of its connections to Redis (so a
-test can tell them from any other client in Redis's CLIENT LIST). It holds at most
-MAX_CONNECTIONS at once; one more is closed as soon as it is accepted. `drop_all` cuts every
-connection it relays, as a network or a Redis restart would.
+background thread of the test process (services.testing.LoopThread). It counts what it saw: TLS
+connections accepted, handshakes refused (with the reason), bytes each way, and the local ports of
+its connections to Redis (so a test can tell them from any other client in Redis's CLIENT LIST).
+It holds at most MAX_CONNECTIONS at once; one more is closed as soon as it is accepted. `drop_all`
+cuts every connection it relays, as a network or a Redis restart would.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
+
+from tasktide_services.testing import LoopThread
 
 MAX_CONNECTIONS = 128
 CHUNK = 64 * 1024
@@ -35,8 +38,9 @@ class ProxyCounts:
     upstream_ports: set[int] = field(default_factory=set)  # local ports of the proxy's Redis connections
 
 
-class TlsProxy:
+class TlsProxy(LoopThread):
     def __init__(self, upstream: tuple[str, int], cert: Path, key: Path, client_ca: Path | None = None) -> None:
+        super().__init__("tls-proxy")
         self.upstream = upstream
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.context.load_cert_chain(str(cert), str(key))
@@ -49,29 +53,15 @@ class TlsProxy:
         self._handlers: set[asyncio.Task[None]] = set()  # one per client connection
         self._accepted: set[asyncio.StreamWriter] = set()  # client ends, from the moment of accepting
         self._relayed: set[asyncio.StreamWriter] = set()  # both ends of every relayed connection
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="tls-proxy", daemon=True)
 
-    def start(self) -> TlsProxy:
-        self._thread.start()
-        self._ready.wait(30)
-        if self._error is not None:
-            raise self._error
+    def start(self) -> Self:
+        super().start()
         if not self.port:
             raise RuntimeError("the TLS proxy did not start")
         return self
 
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(15)
-
     def drop_all(self) -> int:
         """Abort every relayed connection (both ends); returns how many client connections there were."""
-        assert self._loop is not None
 
         async def drop() -> int:
             writers = list(self._relayed)
@@ -79,7 +69,7 @@ class TlsProxy:
                 w.transport.abort()
             return len(writers) // 2
 
-        return asyncio.run_coroutine_threadsafe(drop(), self._loop).result(15)
+        return self.call(drop())
 
     def snapshot(self) -> ProxyCounts:
         with self._lock:
@@ -88,20 +78,11 @@ class TlsProxy:
                 c.accepted, list(c.refused), c.over_limit, c.bytes_up, c.bytes_down, set(c.upstream_ports)
             )
 
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
-            self._error = exc
-            self._ready.set()
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+    async def serve(self) -> None:
         server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = server.sockets[0].getsockname()[1]
-        self._ready.set()
-        await self._stop.wait()
+        self.started()
+        await self.stopped()
         server.close()
         for w in self._accepted | self._relayed:
             w.transport.abort()
