@@ -171,6 +171,7 @@ def test_outcomes_cut_the_linger_short_and_a_later_dispatch_lingers_again(
     along (those of tasks still running too) and cancels the linger's timer; the next dispatch
     sets one again, whose events are recorded with no outcome at all."""
     with_credit(session, client, queue_name, 3)
+    usual = session_state.STARTED_LINGER
     monkeypatch.setattr(session_state, "STARTED_LINGER", AN_HOUR)
     handles = client.submit_many([build_spec("t.add", [i, i], queue=queue_name) for i in range(3)])
     held = assignments(session)
@@ -185,8 +186,9 @@ def test_outcomes_cut_the_linger_short_and_a_later_dispatch_lingers_again(
     still = held[2].task.id
     eventually(lambda: client.fetch([still])[0].state == task_pb2.TASK_STATE_RUNNING, what="the third task RUNNING")
 
-    # The timer of the first linger was cancelled; a later dispatch sets a timer of its own.
-    monkeypatch.setattr(session_state, "STARTED_LINGER", 0.02)
+    # That linger ended with the outcomes; a later dispatch sets a timer of its own, which records
+    # its events with no outcome at all (nothing waits for the next outcome of the session).
+    monkeypatch.setattr(session_state, "STARTED_LINGER", usual)
     report(session, held[2:], 1)
     assert client.result(still, timeout=20) == 2 * json.loads(held[2].task.spec.args.json)[0]
     later = client.submit("t.add", [5, 5], queue=queue_name)
