@@ -23,10 +23,9 @@ import pytest
 
 from tasktide import Client, ClientSettings, TaskState, TasktideError
 from tasktide_services.testing import eventually
-from tests.conftest import require_tool
 from tests.faults.cluster import Cluster, Workers, cluster
+from tests.go_build import GO_DIR, build_go, go_env
 from tests.processes import own_redis, stop
-from tests.test_go_worker_sessions import GO_DIR, go_env
 from tests.test_node_client import NODE_DIR
 from tests.test_node_client import node as node  # noqa: F401 - the fixture
 
@@ -54,12 +53,7 @@ pytestmark = pytest.mark.timeout(300, func_only=True)
 @pytest.fixture(scope="module")
 def go_probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """clients/go/internal/testreconnect, built once."""
-    go = require_tool("go")
-    out = tmp_path_factory.mktemp("go") / "testreconnect"
-    subprocess.run(
-        [go, "build", "-o", str(out), "./internal/testreconnect"], cwd=GO_DIR, env=go_env(), check=True, timeout=300
-    )
-    return out
+    return build_go("./internal/testreconnect", tmp_path_factory.mktemp("go") / "testreconnect")
 
 
 @dataclass

@@ -13,10 +13,8 @@ import pytest
 
 from tasktide import Client, TaskFailed, TaskState
 from tasktide_services.testing import PlatformThread, eventually, service_env
-from tests.conftest import ROOT, require_tool
-
-GO_DIR = ROOT / "clients" / "go"
-BUILD_SECONDS = 600  # modules from the proxy and a cold build cache, on a shared machine
+from tests.conftest import require_tool
+from tests.go_build import GO_DIR, build_go, run_go
 
 # The per-test limit covers the test bodies only: the build runs once, in go_built, under its own limit.
 pytestmark = pytest.mark.timeout(120, func_only=True)
@@ -37,18 +35,9 @@ def _go_env(platform: PlatformThread, **extra: str) -> dict[str, str]:
 def go_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The Go packages and their tests compiled once (into the build cache), and the example
     worker's binary, whose path is returned."""
-    go = require_tool("go")
     out = tmp_path_factory.mktemp("go")
-    env = _base_env()
-    for command in (
-        ["test", "-c", "-o", f"{out}/", "./..."],
-        ["build", "-o", str(out / "go-worker"), "./examples/worker"],
-    ):
-        proc = subprocess.run(
-            [go, *command], cwd=GO_DIR, env=env, capture_output=True, text=True, timeout=BUILD_SECONDS
-        )
-        assert proc.returncode == 0, f"go {' '.join(command)}: {proc.stderr[-4000:]}"
-    return out / "go-worker"
+    run_go("test", "-c", "-o", f"{out}/", "./...")
+    return build_go("./examples/worker", out / "go-worker")
 
 
 def test_go_suite_against_the_platform_and_a_python_worker(

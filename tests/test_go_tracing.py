@@ -16,9 +16,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from tasktide import Client, ClientSettings
 from tasktide.contrib.opentelemetry import TracingHooks
 from tasktide_services.testing import PlatformThread, service_env, spawn
+from tests.go_build import go_env
 from tests.otlp_receiver import OtlpReceiver, Span
 from tests.processes import ROOT
-from tests.test_go_worker_sessions import go_env, go_test_worker  # noqa: F401 - a fixture
+from tests.test_go_worker_sessions import go_test_worker  # noqa: F401 - a fixture
 
 PRODUCER, CONSUMER = 4, 5
 

@@ -3,7 +3,6 @@ separate processes and the registry is killed and started again while a Go worke
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import tempfile
@@ -15,27 +14,15 @@ import pytest
 
 from tasktide import Client, ClientSettings, TaskState
 from tasktide_services.testing import spawn
-from tests.conftest import ROOT, require_tool
+from tests.conftest import ROOT
+from tests.go_build import build_go, go_env
 from tests.processes import SERVICES, own_redis, stop, wait_serving
-
-GO_DIR = ROOT / "clients" / "go"
-
-
-def go_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKTIDE_", "OTEL_"))}
-    env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -mod=mod").strip()
-    return {**env, **extra}
 
 
 @pytest.fixture(scope="module")
 def go_test_worker(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """clients/go/internal/testworker, built once."""
-    go = require_tool("go")
-    binary = tmp_path_factory.mktemp("go") / "testworker"
-    subprocess.run(
-        [go, "build", "-o", str(binary), "./internal/testworker"], cwd=GO_DIR, env=go_env(), check=True, timeout=300
-    )
-    return binary
+    return build_go("./internal/testworker", tmp_path_factory.mktemp("go") / "testworker")
 
 
 class Services:

@@ -20,9 +20,8 @@ import pytest
 
 from tasktide import Client, ClientSettings
 from tasktide_services.common.settings import ServerSettings
-from tests.conftest import require_tool
+from tests.go_build import GO_DIR, build_go
 from tests.processes import SERVICES, TEST_SERVICE_ENV, Replicas, own_redis
-from tests.test_go_worker_sessions import GO_DIR, go_env
 from tests.test_node_client import NODE_DIR, _wait_started
 from tests.test_node_client import node as node  # noqa: F401 - the fixture
 from tests.test_replica_addresses import localhost_tls_list
@@ -36,12 +35,8 @@ pytestmark = pytest.mark.timeout(300, func_only=True)
 @pytest.fixture(scope="module")
 def go_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """clients/go/internal/testworker and testproducer, built once."""
-    go = require_tool("go")
     out = tmp_path_factory.mktemp("go")
-    for name in ("testworker", "testproducer"):
-        build = [go, "build", "-o", str(out / name), f"./internal/{name}"]
-        subprocess.run(build, cwd=GO_DIR, env=go_env(), check=True, timeout=300)
-    return {name: out / name for name in ("testworker", "testproducer")}
+    return {name: build_go(f"./internal/{name}", out / name) for name in ("testworker", "testproducer")}
 
 
 @contextlib.contextmanager

@@ -20,9 +20,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from tasktide import App, Client, chain
 from tasktide.contrib.opentelemetry import TracingHooks
 from tasktide_services.testing import PlatformThread, client_settings, service_env
+from tests.go_build import go_env
 from tests.otlp_receiver import OtlpReceiver, Span
 from tests.test_go_tracing import otel_env
-from tests.test_go_worker_sessions import go_env, go_test_worker  # noqa: F401 - a fixture
+from tests.test_go_worker_sessions import go_test_worker  # noqa: F401 - a fixture
 from tests.test_node_client import NODE_DIR, _node_env
 from tests.test_node_client import node as node  # noqa: F401 - a fixture
 

@@ -21,9 +21,10 @@ import tasktide
 from tasktide import Client, ClientSettings
 from tasktide_services.testing import client_settings, register_services, run_worker_thread
 from tests.faults.cluster import Cluster, cluster
+from tests.go_build import GO_DIR, go_env
 from tests.processes import own_redis
-from tests.test_go_worker_sessions import GO_DIR, go_env, wait_until
 from tests.test_go_worker_sessions import go_test_worker as go_test_worker  # noqa: F401 - the fixture
+from tests.test_go_worker_sessions import wait_until
 from tests.test_node_client import NODE_DIR
 from tests.test_node_client import node as node  # noqa: F401 - the fixture
 
