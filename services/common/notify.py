@@ -10,7 +10,8 @@ ever fired, so waiting on ids that are never named (unknown tasks) leaves nothin
 
 A subscription keeps the keys named since its last read as a set: a key named many times while its
 reader is busy (a Watch held up by a slow client, or pausing while Redis is away) is kept once, so
-what it holds is bounded by the keys it subscribed to, however many messages name them.
+what it holds is bounded by the keys it subscribed to, however many messages name them. Its keys
+may grow and shrink while it is read (`grow`, `shrink`: a Follow stream adding and forgetting ids).
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ class Subscription:
 
     def named(self, key: str) -> None:
         self._named.add(key)
+        self._ready.set()
+
+    def unname(self, keys: set[str]) -> None:
+        """Drops `keys` from those named and not read yet."""
+        self._named -= keys  # a reader woken for nothing finds an empty set
+
+    def poke(self) -> None:
+        """Wakes the reader with no key named (its owner has something else to look at)."""
         self._ready.set()
 
     def take(self) -> set[str]:
@@ -107,6 +116,23 @@ class Notifier:
         for key in keys:
             self._subs.setdefault(key, set()).add(sub)
         return sub
+
+    def grow(self, sub: Subscription, keys: set[str]) -> None:
+        """`sub` also receives `keys` from now on."""
+        for key in keys - sub.keys:
+            self._subs.setdefault(key, set()).add(sub)
+        sub.keys |= keys
+
+    def shrink(self, sub: Subscription, keys: set[str]) -> None:
+        """`sub` no longer receives `keys` (those named and not read yet are dropped too)."""
+        for key in keys & sub.keys:
+            subs = self._subs.get(key)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[key]
+        sub.keys -= keys
+        sub.unname(keys)
 
     def unsubscribe(self, sub: Subscription) -> None:
         for key in sub.keys:
