@@ -9,6 +9,7 @@ import queue
 import signal
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -19,6 +20,7 @@ import pytest
 
 from tasktide.v1 import results_pb2, results_pb2_grpc, task_pb2
 from tasktide_services.common.auth import mint
+from tasktide_services.common.redis_server import start_redis
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.testing import PlatformThread, spawn
 from tests.processes import ROOT, own_redis, stop, wait_serving
@@ -262,3 +264,46 @@ def test_results_still_arrive_after_the_results_service_restarts(tmp_path: Path)
                 f.cancel()
         finally:
             stop([proc])
+
+
+def _record_when_accepted(channel: grpc.Channel, tid: str, until: float) -> None:
+    """Record, tried again while the results service reconnects to Redis (as a registry would)."""
+    while True:
+        try:
+            return record(channel, tid, value=tid)
+        except grpc.RpcError:
+            if time.monotonic() > until:
+                raise
+            time.sleep(0.2)
+
+
+def test_a_stream_open_across_a_redis_outage_goes_on(tmp_path: Path) -> None:
+    """Redis stops while a stream follows ids and reads a new one: the reads fail and are tried
+    again, the stream stays open, and once Redis is back the ids are answered on it."""
+    folder = tempfile.mkdtemp(prefix="tt-")  # short: a socket path has a length limit
+    address = f"unix:{folder}/results.sock"
+    data = tmp_path / "redis"
+    server = start_redis(data, appendonly=True)  # the data outlives the restart
+    proc = spawn("results", env={"TASKTIDE_REDIS_URL": server.url, "TASKTIDE_LISTEN": address}, cwd=ROOT)
+    try:
+        wait_serving(address, proc)
+        first, across, before = new_id(), new_id(), new_id()
+        with grpc.insecure_channel(address) as ch:
+            record(ch, before, value="before")  # final before the outage, followed during it
+            f = Follow(ch)
+            f.send([first, across])
+            record(ch, first, value="first")
+            assert set(f.next()) == {first}
+            server.stop()
+            f.send([before])  # read while Redis is away: fails, and is tried again
+            time.sleep(1.0)
+            server = start_redis(data, port=server.port, appendonly=True)
+            assert set(f.next()) == {before}
+            _record_when_accepted(ch, across, time.monotonic() + 60)
+            (result,) = f.next().values()
+            assert result.task_id == across and json.loads(result.result.json) == across
+            f.cancel()
+        assert proc.poll() is None
+    finally:
+        stop([proc])
+        server.stop()
