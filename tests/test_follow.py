@@ -125,14 +125,17 @@ def test_many_ready_at_once_share_messages(results: grpc.Channel, follow: Follow
 
 
 def test_a_forgotten_id_is_not_answered(results: grpc.Channel, follow: Follow) -> None:
-    gone, kept, marker = new_id(), new_id(), new_id()
+    gone, kept, applied, marker = new_id(), new_id(), new_id(), new_id()
+    record(results, applied)
     follow.send([gone, kept])
     follow.send(forget=[gone])
+    follow.send([applied])  # requests are applied in order: once this is answered, `gone` is forgotten
+    assert set(follow.next()) == {applied}
     record(results, gone, value="gone")
     record(results, kept, value="kept")
     assert set(follow.next()) == {kept}
     record(results, marker)
-    follow.send([marker])  # requests are applied in order: `gone` was forgotten long before
+    follow.send([marker])  # `gone` was final before this was read: it would have come first
     assert set(follow.next()) == {marker}
 
 
