@@ -10,7 +10,8 @@ ever fired, so waiting on ids that are never named (unknown tasks) leaves nothin
 
 A subscription keeps the keys named since its last read as a set: a key named many times while its
 reader is busy (a Watch held up by a slow client, or pausing while Redis is away) is kept once, so
-what it holds is bounded by the keys it subscribed to, however many messages name them.
+what it holds is bounded by the keys it subscribed to, however many messages name them. Its keys
+may grow and shrink while it is read (`grow`, `shrink`: a Follow stream adding and forgetting ids).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ log = logging.getLogger("tasktide.notify")
 
 
 class Subscription:
-    def __init__(self, keys: set[str]) -> None:
+    def __init__(self, keys: set[str], finals: bool = False) -> None:
         self.keys = keys
+        self.finals = finals  # also named by `wake_waiters` (a final result recorded in this process)
         self._named: set[str] = set()  # named since the last read, each once
         self._ready = asyncio.Event()  # set while _named is not empty
 
@@ -40,6 +42,14 @@ class Subscription:
 
     def named(self, key: str) -> None:
         self._named.add(key)
+        self._ready.set()
+
+    def unname(self, keys: set[str]) -> None:
+        """Drops `keys` from those named and not read yet."""
+        self._named -= keys  # a reader woken for nothing finds an empty set
+
+    def poke(self) -> None:
+        """Wakes the reader with no key named (its owner has something else to look at)."""
         self._ready.set()
 
     def take(self) -> set[str]:
@@ -101,12 +111,31 @@ class Notifier:
         """Keys named and not yet read, over every subscription."""
         return sum(len(sub) for sub in set().union(*self._subs.values()))
 
-    def subscribe(self, keys: set[str]) -> Subscription:
-        """A queue that receives each of `keys` whenever it is named; for waiting on many keys."""
-        sub = Subscription(set(keys))
+    def subscribe(self, keys: set[str], finals: bool = False) -> Subscription:
+        """A queue that receives each of `keys` whenever it is named; for waiting on many keys. With
+        `finals`, also when `wake_waiters` names it: for a reader that stops following a key once
+        it read its final result (Follow), so the channel's message that comes later finds it gone."""
+        sub = Subscription(set(keys), finals)
         for key in keys:
             self._subs.setdefault(key, set()).add(sub)
         return sub
+
+    def grow(self, sub: Subscription, keys: set[str]) -> None:
+        """`sub` also receives `keys` from now on."""
+        for key in keys - sub.keys:
+            self._subs.setdefault(key, set()).add(sub)
+        sub.keys |= keys
+
+    def shrink(self, sub: Subscription, keys: set[str]) -> None:
+        """`sub` no longer receives `keys` (those named and not read yet are dropped too)."""
+        for key in keys & sub.keys:
+            subs = self._subs.get(key)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[key]
+        sub.keys -= keys
+        sub.unname(keys)
 
     def unsubscribe(self, sub: Subscription) -> None:
         for key in sub.keys:
@@ -126,7 +155,8 @@ class Notifier:
                 sub.named(key)
 
     def wake_waiters(self, keys: list[str]) -> None:
-        """Wakes the waiters of `keys` (`hold`/`event`), not the subscriptions: for what this process
+        """Wakes the waiters of `keys` (`hold`/`event`) and the subscriptions made with `finals`, not
+        the others (a Watch, which would read again on the channel's message): for what this process
         wrote itself and knows at once; the channel's message still comes for every replica (and,
         here, finds those waiters gone)."""
         for key in keys:
@@ -134,6 +164,9 @@ class Notifier:
             if ev is not None:
                 self._holders.pop(key, None)
                 ev.set()
+            for sub in self._subs.get(key, ()):
+                if sub.finals:
+                    sub.named(key)
 
     async def start(self) -> None:
         if linkable(self.redis):

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 _PRODUCER = {
     "tasktide.v1.Scheduler": ("Submit", "SubmitBatch", "SubmitStream", "GetTask", "Cancel", "Explain"),
-    "tasktide.v1.Results": ("Get", "Wait", "Watch", "WatchBatches", "ListTasks"),
+    "tasktide.v1.Results": ("Get", "Wait", "Follow", "Watch", "WatchBatches", "ListTasks"),
     "tasktide.v1.Workflows": ("SubmitWorkflow", "GetWorkflow"),
 }
 _WORKER = {

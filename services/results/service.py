@@ -16,34 +16,17 @@ from tasktide_services.common.errors import InvalidArgument, Unavailable
 from tasktide_services.common.layout import is_final
 from tasktide_services.common.notify import Notifier, wait_any
 from tasktide_services.common.settings import ServerSettings
+from tasktide_services.results.follow import follow
 from tasktide_services.results.listing import list_tasks
+from tasktide_services.results.reading import WATCH_MESSAGE_BYTES, WATCH_MESSAGE_EVENTS, WATCH_READ_BATCH, WATCH_RESYNC
+from tasktide_services.results.reading import own as _own
+from tasktide_services.results.reading import pause as _pause
 from tasktide_services.results.store import ResultsStore
 
 log = logging.getLogger("tasktide.results")
 
 MAX_WAIT = 60.0
 POLL = 1.0
-WATCH_READ_BATCH = 500  # tasks read per round trip
-# A watcher reads its tasks when a notice names them, and every WATCH_RESYNC seconds all of them
-# (the safety net under pub/sub, for a notice lost while the channel was reconnecting): an idle
-# watch on many ids costs Redis nothing in between.
-WATCH_RESYNC = 30.0
-# A waiter whose read failed (Redis away) reads again after this long, doubled per failure in a
-# row up to the maximum; a Watch goes on, a Wait until its deadline.
-FAILURE_PAUSE = 0.1
-FAILURE_PAUSE_MAX = 1.0
-WATCH_MESSAGE_EVENTS = 500  # events per WatchBatches message, at most
-WATCH_MESSAGE_BYTES = 1 << 20  # and about this many bytes (one larger event goes alone)
-
-
-def _own(results: list[task_pb2.TaskResult]) -> list[task_pb2.TaskResult]:
-    """The results, with those of another namespace's tasks shown as unknown ids are."""
-    caller = current_caller()
-    if tenancy.acts_everywhere(caller):
-        return results
-    return [
-        r if not r.found or tenancy.owns(caller, r.spec) else task_pb2.TaskResult(task_id=r.task_id) for r in results
-    ]
 
 
 class ResultsService:
@@ -100,6 +83,11 @@ class ResultsService:
                 await wait_any([ev], min(left, POLL))
             finally:
                 self.notifier.release(tid, ev)
+
+    def Follow(
+        self, requests: AsyncIterator[results_pb2.FollowRequest], ctx: grpc.aio.ServicerContext
+    ) -> AsyncIterator[results_pb2.FollowResponse]:
+        return follow(self.store, self.notifier, self.settings.limits.max_batch, requests)
 
     async def _read(
         self, cursors: dict[str, str], ids: set[str], final_only: bool
@@ -185,8 +173,3 @@ class ResultsService:
                     resync_at = loop.time() + WATCH_RESYNC
         finally:
             self.notifier.unsubscribe(sub)
-
-
-def _pause(failures: int) -> float:
-    """Seconds before reading again after `failures` failed reads in a row."""
-    return float(min(FAILURE_PAUSE * 2 ** (failures - 1), FAILURE_PAUSE_MAX))

@@ -296,6 +296,102 @@ func (x *WaitRequest) GetTimeout() float64 {
 	return 0
 }
 
+type FollowRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskIds       []string               `protobuf:"bytes,1,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"` // follow these (an id followed already is followed once)
+	Forget        []string               `protobuf:"bytes,2,rep,name=forget,proto3" json:"forget,omitempty"`                  // stop following these (applied before task_ids)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FollowRequest) Reset() {
+	*x = FollowRequest{}
+	mi := &file_tasktide_v1_results_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FollowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FollowRequest) ProtoMessage() {}
+
+func (x *FollowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tasktide_v1_results_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FollowRequest.ProtoReflect.Descriptor instead.
+func (*FollowRequest) Descriptor() ([]byte, []int) {
+	return file_tasktide_v1_results_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *FollowRequest) GetTaskIds() []string {
+	if x != nil {
+		return x.TaskIds
+	}
+	return nil
+}
+
+func (x *FollowRequest) GetForget() []string {
+	if x != nil {
+		return x.Forget
+	}
+	return nil
+}
+
+type FollowResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*TaskResult          `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"` // final results, each followed id once
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FollowResponse) Reset() {
+	*x = FollowResponse{}
+	mi := &file_tasktide_v1_results_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FollowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FollowResponse) ProtoMessage() {}
+
+func (x *FollowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tasktide_v1_results_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FollowResponse.ProtoReflect.Descriptor instead.
+func (*FollowResponse) Descriptor() ([]byte, []int) {
+	return file_tasktide_v1_results_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *FollowResponse) GetResults() []*TaskResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 type WatchRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskIds       []string               `protobuf:"bytes,1,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
@@ -308,7 +404,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_tasktide_v1_results_proto_msgTypes[6]
+	mi := &file_tasktide_v1_results_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -320,7 +416,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_results_proto_msgTypes[6]
+	mi := &file_tasktide_v1_results_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -333,7 +429,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_results_proto_rawDescGZIP(), []int{6}
+	return file_tasktide_v1_results_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WatchRequest) GetTaskIds() []string {
@@ -382,7 +478,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_tasktide_v1_results_proto_msgTypes[7]
+	mi := &file_tasktide_v1_results_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -394,7 +490,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_results_proto_msgTypes[7]
+	mi := &file_tasktide_v1_results_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -407,7 +503,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_results_proto_rawDescGZIP(), []int{7}
+	return file_tasktide_v1_results_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListTasksRequest) GetStates() []TaskState {
@@ -492,7 +588,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_tasktide_v1_results_proto_msgTypes[8]
+	mi := &file_tasktide_v1_results_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -504,7 +600,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_results_proto_msgTypes[8]
+	mi := &file_tasktide_v1_results_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -517,7 +613,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_results_proto_rawDescGZIP(), []int{8}
+	return file_tasktide_v1_results_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListTasksResponse) GetTasks() []*TaskResult {
@@ -566,7 +662,12 @@ const file_tasktide_v1_results_proto_rawDesc = "" +
 	"\aresults\x18\x01 \x03(\v2\x17.tasktide.v1.TaskResultR\aresults\"@\n" +
 	"\vWaitRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +
-	"\atimeout\x18\x02 \x01(\x01R\atimeout\"\xe7\x01\n" +
+	"\atimeout\x18\x02 \x01(\x01R\atimeout\"B\n" +
+	"\rFollowRequest\x12\x19\n" +
+	"\btask_ids\x18\x01 \x03(\tR\ataskIds\x12\x16\n" +
+	"\x06forget\x18\x02 \x03(\tR\x06forget\"C\n" +
+	"\x0eFollowResponse\x121\n" +
+	"\aresults\x18\x01 \x03(\v2\x17.tasktide.v1.TaskResultR\aresults\"\xe7\x01\n" +
 	"\fWatchRequest\x12\x19\n" +
 	"\btask_ids\x18\x01 \x03(\tR\ataskIds\x12@\n" +
 	"\acursors\x18\x02 \x03(\v2&.tasktide.v1.WatchRequest.CursorsEntryR\acursors\x12\x1f\n" +
@@ -601,13 +702,14 @@ const file_tasktide_v1_results_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a?\n" +
 	"\x11CountsByNameEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x012\x95\x03\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x012\xdc\x03\n" +
 	"\aResults\x12A\n" +
 	"\x06Record\x12\x1a.tasktide.v1.RecordRequest\x1a\x1b.tasktide.v1.RecordResponse\x128\n" +
 	"\x03Get\x12\x17.tasktide.v1.GetRequest\x1a\x18.tasktide.v1.GetResponse\x129\n" +
 	"\x04Wait\x12\x18.tasktide.v1.WaitRequest\x1a\x17.tasktide.v1.TaskResult\x12<\n" +
 	"\x05Watch\x12\x19.tasktide.v1.WatchRequest\x1a\x16.tasktide.v1.TaskEvent0\x01\x12H\n" +
-	"\fWatchBatches\x12\x19.tasktide.v1.WatchRequest\x1a\x1b.tasktide.v1.TaskEventBatch0\x01\x12J\n" +
+	"\fWatchBatches\x12\x19.tasktide.v1.WatchRequest\x1a\x1b.tasktide.v1.TaskEventBatch0\x01\x12E\n" +
+	"\x06Follow\x12\x1a.tasktide.v1.FollowRequest\x1a\x1b.tasktide.v1.FollowResponse(\x010\x01\x12J\n" +
 	"\tListTasks\x12\x1d.tasktide.v1.ListTasksRequest\x1a\x1e.tasktide.v1.ListTasksResponseB?Z=github.com/tasktide/tasktide/clients/go/tasktidepb;tasktidepbb\x06proto3"
 
 var (
@@ -622,7 +724,7 @@ func file_tasktide_v1_results_proto_rawDescGZIP() []byte {
 	return file_tasktide_v1_results_proto_rawDescData
 }
 
-var file_tasktide_v1_results_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_tasktide_v1_results_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_tasktide_v1_results_proto_goTypes = []any{
 	(*TaskEventBatch)(nil),    // 0: tasktide.v1.TaskEventBatch
 	(*RecordRequest)(nil),     // 1: tasktide.v1.RecordRequest
@@ -630,42 +732,47 @@ var file_tasktide_v1_results_proto_goTypes = []any{
 	(*GetRequest)(nil),        // 3: tasktide.v1.GetRequest
 	(*GetResponse)(nil),       // 4: tasktide.v1.GetResponse
 	(*WaitRequest)(nil),       // 5: tasktide.v1.WaitRequest
-	(*WatchRequest)(nil),      // 6: tasktide.v1.WatchRequest
-	(*ListTasksRequest)(nil),  // 7: tasktide.v1.ListTasksRequest
-	(*ListTasksResponse)(nil), // 8: tasktide.v1.ListTasksResponse
-	nil,                       // 9: tasktide.v1.WatchRequest.CursorsEntry
-	nil,                       // 10: tasktide.v1.ListTasksResponse.CountsByStateEntry
-	nil,                       // 11: tasktide.v1.ListTasksResponse.CountsByNameEntry
-	(*TaskEvent)(nil),         // 12: tasktide.v1.TaskEvent
-	(*TaskResult)(nil),        // 13: tasktide.v1.TaskResult
-	(TaskState)(0),            // 14: tasktide.v1.TaskState
+	(*FollowRequest)(nil),     // 6: tasktide.v1.FollowRequest
+	(*FollowResponse)(nil),    // 7: tasktide.v1.FollowResponse
+	(*WatchRequest)(nil),      // 8: tasktide.v1.WatchRequest
+	(*ListTasksRequest)(nil),  // 9: tasktide.v1.ListTasksRequest
+	(*ListTasksResponse)(nil), // 10: tasktide.v1.ListTasksResponse
+	nil,                       // 11: tasktide.v1.WatchRequest.CursorsEntry
+	nil,                       // 12: tasktide.v1.ListTasksResponse.CountsByStateEntry
+	nil,                       // 13: tasktide.v1.ListTasksResponse.CountsByNameEntry
+	(*TaskEvent)(nil),         // 14: tasktide.v1.TaskEvent
+	(*TaskResult)(nil),        // 15: tasktide.v1.TaskResult
+	(TaskState)(0),            // 16: tasktide.v1.TaskState
 }
 var file_tasktide_v1_results_proto_depIdxs = []int32{
-	12, // 0: tasktide.v1.TaskEventBatch.events:type_name -> tasktide.v1.TaskEvent
-	12, // 1: tasktide.v1.RecordRequest.events:type_name -> tasktide.v1.TaskEvent
-	13, // 2: tasktide.v1.GetResponse.results:type_name -> tasktide.v1.TaskResult
-	9,  // 3: tasktide.v1.WatchRequest.cursors:type_name -> tasktide.v1.WatchRequest.CursorsEntry
-	14, // 4: tasktide.v1.ListTasksRequest.states:type_name -> tasktide.v1.TaskState
-	13, // 5: tasktide.v1.ListTasksResponse.tasks:type_name -> tasktide.v1.TaskResult
-	10, // 6: tasktide.v1.ListTasksResponse.counts_by_state:type_name -> tasktide.v1.ListTasksResponse.CountsByStateEntry
-	11, // 7: tasktide.v1.ListTasksResponse.counts_by_name:type_name -> tasktide.v1.ListTasksResponse.CountsByNameEntry
-	1,  // 8: tasktide.v1.Results.Record:input_type -> tasktide.v1.RecordRequest
-	3,  // 9: tasktide.v1.Results.Get:input_type -> tasktide.v1.GetRequest
-	5,  // 10: tasktide.v1.Results.Wait:input_type -> tasktide.v1.WaitRequest
-	6,  // 11: tasktide.v1.Results.Watch:input_type -> tasktide.v1.WatchRequest
-	6,  // 12: tasktide.v1.Results.WatchBatches:input_type -> tasktide.v1.WatchRequest
-	7,  // 13: tasktide.v1.Results.ListTasks:input_type -> tasktide.v1.ListTasksRequest
-	2,  // 14: tasktide.v1.Results.Record:output_type -> tasktide.v1.RecordResponse
-	4,  // 15: tasktide.v1.Results.Get:output_type -> tasktide.v1.GetResponse
-	13, // 16: tasktide.v1.Results.Wait:output_type -> tasktide.v1.TaskResult
-	12, // 17: tasktide.v1.Results.Watch:output_type -> tasktide.v1.TaskEvent
-	0,  // 18: tasktide.v1.Results.WatchBatches:output_type -> tasktide.v1.TaskEventBatch
-	8,  // 19: tasktide.v1.Results.ListTasks:output_type -> tasktide.v1.ListTasksResponse
-	14, // [14:20] is the sub-list for method output_type
-	8,  // [8:14] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	14, // 0: tasktide.v1.TaskEventBatch.events:type_name -> tasktide.v1.TaskEvent
+	14, // 1: tasktide.v1.RecordRequest.events:type_name -> tasktide.v1.TaskEvent
+	15, // 2: tasktide.v1.GetResponse.results:type_name -> tasktide.v1.TaskResult
+	15, // 3: tasktide.v1.FollowResponse.results:type_name -> tasktide.v1.TaskResult
+	11, // 4: tasktide.v1.WatchRequest.cursors:type_name -> tasktide.v1.WatchRequest.CursorsEntry
+	16, // 5: tasktide.v1.ListTasksRequest.states:type_name -> tasktide.v1.TaskState
+	15, // 6: tasktide.v1.ListTasksResponse.tasks:type_name -> tasktide.v1.TaskResult
+	12, // 7: tasktide.v1.ListTasksResponse.counts_by_state:type_name -> tasktide.v1.ListTasksResponse.CountsByStateEntry
+	13, // 8: tasktide.v1.ListTasksResponse.counts_by_name:type_name -> tasktide.v1.ListTasksResponse.CountsByNameEntry
+	1,  // 9: tasktide.v1.Results.Record:input_type -> tasktide.v1.RecordRequest
+	3,  // 10: tasktide.v1.Results.Get:input_type -> tasktide.v1.GetRequest
+	5,  // 11: tasktide.v1.Results.Wait:input_type -> tasktide.v1.WaitRequest
+	8,  // 12: tasktide.v1.Results.Watch:input_type -> tasktide.v1.WatchRequest
+	8,  // 13: tasktide.v1.Results.WatchBatches:input_type -> tasktide.v1.WatchRequest
+	6,  // 14: tasktide.v1.Results.Follow:input_type -> tasktide.v1.FollowRequest
+	9,  // 15: tasktide.v1.Results.ListTasks:input_type -> tasktide.v1.ListTasksRequest
+	2,  // 16: tasktide.v1.Results.Record:output_type -> tasktide.v1.RecordResponse
+	4,  // 17: tasktide.v1.Results.Get:output_type -> tasktide.v1.GetResponse
+	15, // 18: tasktide.v1.Results.Wait:output_type -> tasktide.v1.TaskResult
+	14, // 19: tasktide.v1.Results.Watch:output_type -> tasktide.v1.TaskEvent
+	0,  // 20: tasktide.v1.Results.WatchBatches:output_type -> tasktide.v1.TaskEventBatch
+	7,  // 21: tasktide.v1.Results.Follow:output_type -> tasktide.v1.FollowResponse
+	10, // 22: tasktide.v1.Results.ListTasks:output_type -> tasktide.v1.ListTasksResponse
+	16, // [16:23] is the sub-list for method output_type
+	9,  // [9:16] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_tasktide_v1_results_proto_init() }
@@ -680,7 +787,7 @@ func file_tasktide_v1_results_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tasktide_v1_results_proto_rawDesc), len(file_tasktide_v1_results_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

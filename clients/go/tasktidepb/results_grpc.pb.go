@@ -27,6 +27,7 @@ const (
 	Results_Wait_FullMethodName         = "/tasktide.v1.Results/Wait"
 	Results_Watch_FullMethodName        = "/tasktide.v1.Results/Watch"
 	Results_WatchBatches_FullMethodName = "/tasktide.v1.Results/WatchBatches"
+	Results_Follow_FullMethodName       = "/tasktide.v1.Results/Follow"
 	Results_ListTasks_FullMethodName    = "/tasktide.v1.Results/ListTasks"
 )
 
@@ -43,6 +44,18 @@ type ResultsClient interface {
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TaskEvent], error)
 	// The same events, several per message (what is ready at once): for watching many tasks.
 	WatchBatches(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TaskEventBatch], error)
+	// The final results of tasks the client names while the stream is open: one stream replaces a
+	// Wait call per task. Each FollowRequest adds ids to follow and forgets others (a caller that
+	// stopped waiting). Each followed id is answered once, when its task is final, with the
+	// TaskResult Wait gives; results ready at once share a message. An id already final is answered
+	// at once; an id not known yet (a task submitted a moment ago may not be recorded yet) stays
+	// followed until it is final or forgotten; another namespace's task is treated as an unknown id
+	// (followed, never answered). An answered id is no longer followed (follow it again to be
+	// answered again). The ids followed at once are bounded (the server's batch limit): more end the
+	// stream with RESOURCE_EXHAUSTED; a malformed id ends it with INVALID_ARGUMENT. When the client
+	// half-closes, the server answers the ids still followed, then ends the stream. A client whose
+	// stream broke (UNAVAILABLE, a restarted server) opens a new one and names its ids again.
+	Follow(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[FollowRequest, FollowResponse], error)
 	// Tasks of the caller's namespace, the latest changed first, from the visibility index (which
 	// keeps the tasks that changed within its retention): filters, a resumable cursor, and counts.
 	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
@@ -124,6 +137,19 @@ func (c *resultsClient) WatchBatches(ctx context.Context, in *WatchRequest, opts
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Results_WatchBatchesClient = grpc.ServerStreamingClient[TaskEventBatch]
 
+func (c *resultsClient) Follow(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[FollowRequest, FollowResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Results_ServiceDesc.Streams[2], Results_Follow_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[FollowRequest, FollowResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Results_FollowClient = grpc.BidiStreamingClient[FollowRequest, FollowResponse]
+
 func (c *resultsClient) ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListTasksResponse)
@@ -147,6 +173,18 @@ type ResultsServer interface {
 	Watch(*WatchRequest, grpc.ServerStreamingServer[TaskEvent]) error
 	// The same events, several per message (what is ready at once): for watching many tasks.
 	WatchBatches(*WatchRequest, grpc.ServerStreamingServer[TaskEventBatch]) error
+	// The final results of tasks the client names while the stream is open: one stream replaces a
+	// Wait call per task. Each FollowRequest adds ids to follow and forgets others (a caller that
+	// stopped waiting). Each followed id is answered once, when its task is final, with the
+	// TaskResult Wait gives; results ready at once share a message. An id already final is answered
+	// at once; an id not known yet (a task submitted a moment ago may not be recorded yet) stays
+	// followed until it is final or forgotten; another namespace's task is treated as an unknown id
+	// (followed, never answered). An answered id is no longer followed (follow it again to be
+	// answered again). The ids followed at once are bounded (the server's batch limit): more end the
+	// stream with RESOURCE_EXHAUSTED; a malformed id ends it with INVALID_ARGUMENT. When the client
+	// half-closes, the server answers the ids still followed, then ends the stream. A client whose
+	// stream broke (UNAVAILABLE, a restarted server) opens a new one and names its ids again.
+	Follow(grpc.BidiStreamingServer[FollowRequest, FollowResponse]) error
 	// Tasks of the caller's namespace, the latest changed first, from the visibility index (which
 	// keeps the tasks that changed within its retention): filters, a resumable cursor, and counts.
 	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
@@ -174,6 +212,9 @@ func (UnimplementedResultsServer) Watch(*WatchRequest, grpc.ServerStreamingServe
 }
 func (UnimplementedResultsServer) WatchBatches(*WatchRequest, grpc.ServerStreamingServer[TaskEventBatch]) error {
 	return status.Error(codes.Unimplemented, "method WatchBatches not implemented")
+}
+func (UnimplementedResultsServer) Follow(grpc.BidiStreamingServer[FollowRequest, FollowResponse]) error {
+	return status.Error(codes.Unimplemented, "method Follow not implemented")
 }
 func (UnimplementedResultsServer) ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListTasks not implemented")
@@ -275,6 +316,13 @@ func _Results_WatchBatches_Handler(srv interface{}, stream grpc.ServerStream) er
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Results_WatchBatchesServer = grpc.ServerStreamingServer[TaskEventBatch]
 
+func _Results_Follow_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ResultsServer).Follow(&grpc.GenericServerStream[FollowRequest, FollowResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Results_FollowServer = grpc.BidiStreamingServer[FollowRequest, FollowResponse]
+
 func _Results_ListTasks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListTasksRequest)
 	if err := dec(in); err != nil {
@@ -327,6 +375,12 @@ var Results_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "WatchBatches",
 			Handler:       _Results_WatchBatches_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Follow",
+			Handler:       _Results_Follow_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "tasktide/v1/results.proto",

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from tasktide.v1 import task_pb2 as tasktide_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19tasktide/v1/results.proto\x12\x0btasktide.v1\x1a\x16tasktide/v1/task.proto\"8\n\x0eTaskEventBatch\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.tasktide.v1.TaskEvent\"7\n\rRecordRequest\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.tasktide.v1.TaskEvent\"\"\n\x0eRecordResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x03(\x08\"\x1e\n\nGetRequest\x12\x10\n\x08task_ids\x18\x01 \x03(\t\"7\n\x0bGetResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.tasktide.v1.TaskResult\"/\n\x0bWaitRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07timeout\x18\x02 \x01(\x01\"\xb2\x01\n\x0cWatchRequest\x12\x10\n\x08task_ids\x18\x01 \x03(\t\x12\x37\n\x07\x63ursors\x18\x02 \x03(\x0b\x32&.tasktide.v1.WatchRequest.CursorsEntry\x12\x13\n\x0buntil_final\x18\x03 \x01(\x08\x12\x12\n\nfinal_only\x18\x04 \x01(\x08\x1a.\n\x0c\x43ursorsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd1\x01\n\x10ListTasksRequest\x12&\n\x06states\x18\x01 \x03(\x0e\x32\x16.tasktide.v1.TaskState\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05queue\x18\x03 \x01(\t\x12\x11\n\tworker_id\x18\x04 \x01(\t\x12\x12\n\nerror_type\x18\x05 \x01(\t\x12\x10\n\x08since_ms\x18\x06 \x01(\x03\x12\x10\n\x08until_ms\x18\x07 \x01(\x03\x12\r\n\x05limit\x18\x08 \x01(\r\x12\x0e\n\x06\x63ursor\x18\t \x01(\t\x12\x0e\n\x06\x63ounts\x18\n \x01(\x08\"\xd1\x02\n\x11ListTasksResponse\x12&\n\x05tasks\x18\x01 \x03(\x0b\x32\x17.tasktide.v1.TaskResult\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\x12J\n\x0f\x63ounts_by_state\x18\x03 \x03(\x0b\x32\x31.tasktide.v1.ListTasksResponse.CountsByStateEntry\x12H\n\x0e\x63ounts_by_name\x18\x04 \x03(\x0b\x32\x30.tasktide.v1.ListTasksResponse.CountsByNameEntry\x1a\x34\n\x12\x43ountsByStateEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a\x33\n\x11\x43ountsByNameEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\x95\x03\n\x07Results\x12\x41\n\x06Record\x12\x1a.tasktide.v1.RecordRequest\x1a\x1b.tasktide.v1.RecordResponse\x12\x38\n\x03Get\x12\x17.tasktide.v1.GetRequest\x1a\x18.tasktide.v1.GetResponse\x12\x39\n\x04Wait\x12\x18.tasktide.v1.WaitRequest\x1a\x17.tasktide.v1.TaskResult\x12<\n\x05Watch\x12\x19.tasktide.v1.WatchRequest\x1a\x16.tasktide.v1.TaskEvent0\x01\x12H\n\x0cWatchBatches\x12\x19.tasktide.v1.WatchRequest\x1a\x1b.tasktide.v1.TaskEventBatch0\x01\x12J\n\tListTasks\x12\x1d.tasktide.v1.ListTasksRequest\x1a\x1e.tasktide.v1.ListTasksResponseB?Z=github.com/tasktide/tasktide/clients/go/tasktidepb;tasktidepbb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19tasktide/v1/results.proto\x12\x0btasktide.v1\x1a\x16tasktide/v1/task.proto\"8\n\x0eTaskEventBatch\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.tasktide.v1.TaskEvent\"7\n\rRecordRequest\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.tasktide.v1.TaskEvent\"\"\n\x0eRecordResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x03(\x08\"\x1e\n\nGetRequest\x12\x10\n\x08task_ids\x18\x01 \x03(\t\"7\n\x0bGetResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.tasktide.v1.TaskResult\"/\n\x0bWaitRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07timeout\x18\x02 \x01(\x01\"1\n\rFollowRequest\x12\x10\n\x08task_ids\x18\x01 \x03(\t\x12\x0e\n\x06\x66orget\x18\x02 \x03(\t\":\n\x0e\x46ollowResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.tasktide.v1.TaskResult\"\xb2\x01\n\x0cWatchRequest\x12\x10\n\x08task_ids\x18\x01 \x03(\t\x12\x37\n\x07\x63ursors\x18\x02 \x03(\x0b\x32&.tasktide.v1.WatchRequest.CursorsEntry\x12\x13\n\x0buntil_final\x18\x03 \x01(\x08\x12\x12\n\nfinal_only\x18\x04 \x01(\x08\x1a.\n\x0c\x43ursorsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd1\x01\n\x10ListTasksRequest\x12&\n\x06states\x18\x01 \x03(\x0e\x32\x16.tasktide.v1.TaskState\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05queue\x18\x03 \x01(\t\x12\x11\n\tworker_id\x18\x04 \x01(\t\x12\x12\n\nerror_type\x18\x05 \x01(\t\x12\x10\n\x08since_ms\x18\x06 \x01(\x03\x12\x10\n\x08until_ms\x18\x07 \x01(\x03\x12\r\n\x05limit\x18\x08 \x01(\r\x12\x0e\n\x06\x63ursor\x18\t \x01(\t\x12\x0e\n\x06\x63ounts\x18\n \x01(\x08\"\xd1\x02\n\x11ListTasksResponse\x12&\n\x05tasks\x18\x01 \x03(\x0b\x32\x17.tasktide.v1.TaskResult\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\x12J\n\x0f\x63ounts_by_state\x18\x03 \x03(\x0b\x32\x31.tasktide.v1.ListTasksResponse.CountsByStateEntry\x12H\n\x0e\x63ounts_by_name\x18\x04 \x03(\x0b\x32\x30.tasktide.v1.ListTasksResponse.CountsByNameEntry\x1a\x34\n\x12\x43ountsByStateEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a\x33\n\x11\x43ountsByNameEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\xdc\x03\n\x07Results\x12\x41\n\x06Record\x12\x1a.tasktide.v1.RecordRequest\x1a\x1b.tasktide.v1.RecordResponse\x12\x38\n\x03Get\x12\x17.tasktide.v1.GetRequest\x1a\x18.tasktide.v1.GetResponse\x12\x39\n\x04Wait\x12\x18.tasktide.v1.WaitRequest\x1a\x17.tasktide.v1.TaskResult\x12<\n\x05Watch\x12\x19.tasktide.v1.WatchRequest\x1a\x16.tasktide.v1.TaskEvent0\x01\x12H\n\x0cWatchBatches\x12\x19.tasktide.v1.WatchRequest\x1a\x1b.tasktide.v1.TaskEventBatch0\x01\x12\x45\n\x06\x46ollow\x12\x1a.tasktide.v1.FollowRequest\x1a\x1b.tasktide.v1.FollowResponse(\x01\x30\x01\x12J\n\tListTasks\x12\x1d.tasktide.v1.ListTasksRequest\x1a\x1e.tasktide.v1.ListTasksResponseB?Z=github.com/tasktide/tasktide/clients/go/tasktidepb;tasktidepbb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,18 +51,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETRESPONSE']._serialized_end=304
   _globals['_WAITREQUEST']._serialized_start=306
   _globals['_WAITREQUEST']._serialized_end=353
-  _globals['_WATCHREQUEST']._serialized_start=356
-  _globals['_WATCHREQUEST']._serialized_end=534
-  _globals['_WATCHREQUEST_CURSORSENTRY']._serialized_start=488
-  _globals['_WATCHREQUEST_CURSORSENTRY']._serialized_end=534
-  _globals['_LISTTASKSREQUEST']._serialized_start=537
-  _globals['_LISTTASKSREQUEST']._serialized_end=746
-  _globals['_LISTTASKSRESPONSE']._serialized_start=749
-  _globals['_LISTTASKSRESPONSE']._serialized_end=1086
-  _globals['_LISTTASKSRESPONSE_COUNTSBYSTATEENTRY']._serialized_start=981
-  _globals['_LISTTASKSRESPONSE_COUNTSBYSTATEENTRY']._serialized_end=1033
-  _globals['_LISTTASKSRESPONSE_COUNTSBYNAMEENTRY']._serialized_start=1035
-  _globals['_LISTTASKSRESPONSE_COUNTSBYNAMEENTRY']._serialized_end=1086
-  _globals['_RESULTS']._serialized_start=1089
-  _globals['_RESULTS']._serialized_end=1494
+  _globals['_FOLLOWREQUEST']._serialized_start=355
+  _globals['_FOLLOWREQUEST']._serialized_end=404
+  _globals['_FOLLOWRESPONSE']._serialized_start=406
+  _globals['_FOLLOWRESPONSE']._serialized_end=464
+  _globals['_WATCHREQUEST']._serialized_start=467
+  _globals['_WATCHREQUEST']._serialized_end=645
+  _globals['_WATCHREQUEST_CURSORSENTRY']._serialized_start=599
+  _globals['_WATCHREQUEST_CURSORSENTRY']._serialized_end=645
+  _globals['_LISTTASKSREQUEST']._serialized_start=648
+  _globals['_LISTTASKSREQUEST']._serialized_end=857
+  _globals['_LISTTASKSRESPONSE']._serialized_start=860
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1197
+  _globals['_LISTTASKSRESPONSE_COUNTSBYSTATEENTRY']._serialized_start=1092
+  _globals['_LISTTASKSRESPONSE_COUNTSBYSTATEENTRY']._serialized_end=1144
+  _globals['_LISTTASKSRESPONSE_COUNTSBYNAMEENTRY']._serialized_start=1146
+  _globals['_LISTTASKSRESPONSE_COUNTSBYNAMEENTRY']._serialized_end=1197
+  _globals['_RESULTS']._serialized_start=1200
+  _globals['_RESULTS']._serialized_end=1676
 # @@protoc_insertion_point(module_scope)

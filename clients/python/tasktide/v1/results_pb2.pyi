@@ -45,6 +45,20 @@ class WaitRequest(_message.Message):
     timeout: float
     def __init__(self, task_id: _Optional[str] = ..., timeout: _Optional[float] = ...) -> None: ...
 
+class FollowRequest(_message.Message):
+    __slots__ = ("task_ids", "forget")
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    FORGET_FIELD_NUMBER: _ClassVar[int]
+    task_ids: _containers.RepeatedScalarFieldContainer[str]
+    forget: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task_ids: _Optional[_Iterable[str]] = ..., forget: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FollowResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[_task_pb2.TaskResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[_task_pb2.TaskResult, _Mapping]]] = ...) -> None: ...
+
 class WatchRequest(_message.Message):
     __slots__ = ("task_ids", "cursors", "until_final", "final_only")
     class CursorsEntry(_message.Message):

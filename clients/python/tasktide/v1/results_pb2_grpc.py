@@ -60,6 +60,11 @@ class ResultsStub:
                 request_serializer=tasktide_dot_v1_dot_results__pb2.WatchRequest.SerializeToString,
                 response_deserializer=tasktide_dot_v1_dot_results__pb2.TaskEventBatch.FromString,
                 _registered_method=True)
+        self.Follow = channel.stream_stream(
+                '/tasktide.v1.Results/Follow',
+                request_serializer=tasktide_dot_v1_dot_results__pb2.FollowRequest.SerializeToString,
+                response_deserializer=tasktide_dot_v1_dot_results__pb2.FollowResponse.FromString,
+                _registered_method=True)
         self.ListTasks = channel.unary_unary(
                 '/tasktide.v1.Results/ListTasks',
                 request_serializer=tasktide_dot_v1_dot_results__pb2.ListTasksRequest.SerializeToString,
@@ -104,6 +109,23 @@ class ResultsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Follow(self, request_iterator, context):
+        """The final results of tasks the client names while the stream is open: one stream replaces a
+        Wait call per task. Each FollowRequest adds ids to follow and forgets others (a caller that
+        stopped waiting). Each followed id is answered once, when its task is final, with the
+        TaskResult Wait gives; results ready at once share a message. An id already final is answered
+        at once; an id not known yet (a task submitted a moment ago may not be recorded yet) stays
+        followed until it is final or forgotten; another namespace's task is treated as an unknown id
+        (followed, never answered). An answered id is no longer followed (follow it again to be
+        answered again). The ids followed at once are bounded (the server's batch limit): more end the
+        stream with RESOURCE_EXHAUSTED; a malformed id ends it with INVALID_ARGUMENT. When the client
+        half-closes, the server answers the ids still followed, then ends the stream. A client whose
+        stream broke (UNAVAILABLE, a restarted server) opens a new one and names its ids again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListTasks(self, request, context):
         """Tasks of the caller's namespace, the latest changed first, from the visibility index (which
         keeps the tasks that changed within its retention): filters, a resumable cursor, and counts.
@@ -139,6 +161,11 @@ def add_ResultsServicer_to_server(servicer, server):
                     servicer.WatchBatches,
                     request_deserializer=tasktide_dot_v1_dot_results__pb2.WatchRequest.FromString,
                     response_serializer=tasktide_dot_v1_dot_results__pb2.TaskEventBatch.SerializeToString,
+            ),
+            'Follow': grpc.stream_stream_rpc_method_handler(
+                    servicer.Follow,
+                    request_deserializer=tasktide_dot_v1_dot_results__pb2.FollowRequest.FromString,
+                    response_serializer=tasktide_dot_v1_dot_results__pb2.FollowResponse.SerializeToString,
             ),
             'ListTasks': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTasks,
@@ -281,6 +308,33 @@ class Results:
             '/tasktide.v1.Results/WatchBatches',
             tasktide_dot_v1_dot_results__pb2.WatchRequest.SerializeToString,
             tasktide_dot_v1_dot_results__pb2.TaskEventBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Follow(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/tasktide.v1.Results/Follow',
+            tasktide_dot_v1_dot_results__pb2.FollowRequest.SerializeToString,
+            tasktide_dot_v1_dot_results__pb2.FollowResponse.FromString,
             options,
             channel_credentials,
             insecure,
