@@ -9,7 +9,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import tasktide
-from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2, worker_pb2_grpc
+from tasktide.v1 import results_pb2, results_pb2_grpc, scheduler_pb2, task_pb2, worker_pb2, worker_pb2_grpc
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
@@ -128,6 +128,24 @@ def test_record_refuses_an_event_it_could_not_read_back(channel_to, client, even
     good = task_pb2.TaskEvent(task_id=event.task_id, state=task_pb2.TASK_STATE_QUEUED, at_ms=1)
     _raw(channel, method, results_pb2.RecordRequest(events=[good]).SerializeToString())
     assert client.fetch([event.task_id])[0].state == task_pb2.TASK_STATE_QUEUED
+
+
+@pytest.mark.parametrize(
+    ("task_ids", "forget", "code", "fragment"),
+    [
+        (["zz"], [], INVALID, "malformed task id"),
+        ([], [""], INVALID, "malformed task id"),
+        ([uuid.uuid4().hex for _ in range(10_001)], [], grpc.StatusCode.RESOURCE_EXHAUSTED, "at most 10000"),
+    ],
+)
+def test_follow_refuses_bad_ids_and_too_many(channel_to, task_ids, forget, code, fragment):
+    """Results.Follow ends the stream with a status naming what was wrong (10,001 ids are one more
+    than it follows at once)."""
+    stub = results_pb2_grpc.ResultsStub(channel_to("tasktide.v1.Results"))
+    with pytest.raises(grpc.RpcError) as info:
+        list(stub.Follow(iter([results_pb2.FollowRequest(task_ids=task_ids, forget=forget)]), timeout=30))
+    assert info.value.code() == code
+    assert fragment in info.value.details()
 
 
 def test_unknown_task_id_is_not_found(client):

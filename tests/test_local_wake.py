@@ -46,3 +46,30 @@ def test_a_final_event_recorded_here_wakes_the_waiters_here_not_the_subscription
                 await redis.aclose()
 
     asyncio.run(main())
+
+
+def test_a_final_event_recorded_here_names_it_to_a_follow_subscription(tmp_path: Path) -> None:
+    """A Follow stream's subscription (made with `finals`) hears of a result recorded here at once;
+    it stops following the id once answered, so the channel's later message costs it no read."""
+
+    async def main() -> None:
+        with own_redis(tmp_path / "redis") as url:
+            redis = await connect(url)
+            try:
+                store = ResultsStore(redis, 600.0, IndexSettings(enabled=False))
+                notifier = Notifier(redis, keys.EVENTS)  # not started: no pub/sub message reaches it
+                store.on_final = notifier.wake_waiters
+                tid, other = uuid.uuid4().hex, uuid.uuid4().hex
+                follow = notifier.subscribe(set(), finals=True)
+                notifier.grow(follow, {tid, other})
+                await store.record([task_pb2.TaskEvent(task_id=tid, state=task_pb2.TASK_STATE_SUCCEEDED, at_ms=1)])
+                assert await follow.next_batch(5.0) == {tid}
+                notifier.shrink(follow, {tid})
+                notifier.wake(tid)  # the channel's message, later: no longer followed
+                assert len(follow) == 0
+                notifier.unsubscribe(follow)
+                assert notifier.waiting() == 0
+            finally:
+                await redis.aclose()
+
+    asyncio.run(main())

@@ -30,8 +30,9 @@ log = logging.getLogger("tasktide.notify")
 
 
 class Subscription:
-    def __init__(self, keys: set[str]) -> None:
+    def __init__(self, keys: set[str], finals: bool = False) -> None:
         self.keys = keys
+        self.finals = finals  # also named by `wake_waiters` (a final result recorded in this process)
         self._named: set[str] = set()  # named since the last read, each once
         self._ready = asyncio.Event()  # set while _named is not empty
 
@@ -110,9 +111,11 @@ class Notifier:
         """Keys named and not yet read, over every subscription."""
         return sum(len(sub) for sub in set().union(*self._subs.values()))
 
-    def subscribe(self, keys: set[str]) -> Subscription:
-        """A queue that receives each of `keys` whenever it is named; for waiting on many keys."""
-        sub = Subscription(set(keys))
+    def subscribe(self, keys: set[str], finals: bool = False) -> Subscription:
+        """A queue that receives each of `keys` whenever it is named; for waiting on many keys. With
+        `finals`, also when `wake_waiters` names it: for a reader that stops following a key once
+        it read its final result (Follow), so the channel's message that comes later finds it gone."""
+        sub = Subscription(set(keys), finals)
         for key in keys:
             self._subs.setdefault(key, set()).add(sub)
         return sub
@@ -152,7 +155,8 @@ class Notifier:
                 sub.named(key)
 
     def wake_waiters(self, keys: list[str]) -> None:
-        """Wakes the waiters of `keys` (`hold`/`event`), not the subscriptions: for what this process
+        """Wakes the waiters of `keys` (`hold`/`event`) and the subscriptions made with `finals`, not
+        the others (a Watch, which would read again on the channel's message): for what this process
         wrote itself and knows at once; the channel's message still comes for every replica (and,
         here, finds those waiters gone)."""
         for key in keys:
@@ -160,6 +164,9 @@ class Notifier:
             if ev is not None:
                 self._holders.pop(key, None)
                 ev.set()
+            for sub in self._subs.get(key, ()):
+                if sub.finals:
+                    sub.named(key)
 
     async def start(self) -> None:
         if linkable(self.redis):

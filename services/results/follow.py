@@ -41,7 +41,7 @@ class _Followed:
         self.notifier = notifier
         self.most = most
         self.ids: set[str] = set()
-        self.sub: Subscription = notifier.subscribe(set())
+        self.sub: Subscription = notifier.subscribe(set(), finals=True)
         self.closed = False  # the client half-closed: no more requests
         self.failure: BaseException | None = None  # the request that ended the stream
 

@@ -2,6 +2,7 @@
 
 import { abortable, connectionSettings } from './connection.js';
 import { NotFound, TaskTimeout, translate, unwrap } from './errors.js';
+import { Follower, UseWait } from './follower.js';
 import { FINAL_STATES, ms, stateName, stub, toEvent, toResult } from './protocol.js';
 import { buildSpec } from './spec.js';
 import { StreamSubmitter, streamUnsupported, submitTransport } from './submitter.js';
@@ -13,6 +14,7 @@ export const DEFAULT_ADDRESS = '127.0.0.1:50051';
 
 // The server holds one Wait call at most this long; the client loops for longer timeouts.
 const WAIT_SLICE = 30;
+const TIMED_OUT = Symbol('timed out');
 
 /** Addresses from the arguments, else TASKTIDE_* variables, else the default. */
 export function resolveAddresses(address, options = {}, env = process.env) {
@@ -91,6 +93,7 @@ export class Client {
         ? new StreamSubmitter(this._scheduler, this.addresses.scheduler)
         : null;
     this._registry = null; // opened by the first Worker
+    this._follower = new Follower(this._results, this.addresses.results); // wait() and result()
   }
 
   /** The Registry service stub, for the worker runtime. */
@@ -100,6 +103,7 @@ export class Client {
   }
 
   close() {
+    this._follower.close();
     this._submitter?.close();
     for (const s of [this._scheduler, this._results, this._registry]) s?.close();
   }
@@ -249,6 +253,10 @@ export class Client {
    */
   async wait(taskId, { timeout, signal } = {}) {
     const deadline = timeout === undefined || timeout === null ? null : Date.now() + timeout * 1000;
+    if (timeout !== 0 && this._follower.accepts(taskId)) {
+      const res = await this._followed(taskId, deadline, signal);
+      if (res !== null) return res;
+    }
     for (;;) {
       const left = deadline === null ? WAIT_SLICE : Math.min(WAIT_SLICE, (deadline - Date.now()) / 1000);
       if (left <= 0) {
@@ -260,6 +268,42 @@ export class Client {
       const request = { taskId, timeout: left };
       const res = toResult(await this._call('results', 'Wait', request, { deadline: left + 5, signal }));
       if (FINAL_STATES.has(res.state)) return res;
+    }
+  }
+
+  /**
+   * The final result of `taskId` from the Follow stream (follower.js); null when the deadline passed
+   * first or the stream cannot serve it, and wait() goes on with a last look or Wait calls.
+   */
+  async _followed(taskId, deadline, signal) {
+    signal?.throwIfAborted();
+    const handle = {};
+    const answered = this._follower.wait(taskId, handle);
+    answered.catch(() => {}); // seen below unless the deadline or the signal came first
+    const stops = [];
+    const timedOut =
+      deadline === null
+        ? null
+        : new Promise((resolve) => {
+            const timer = setTimeout(resolve, Math.max(0, deadline - Date.now()), TIMED_OUT);
+            stops.push(() => clearTimeout(timer));
+          });
+    const aborted = signal
+      ? new Promise((_, reject) => {
+          const onAbort = () => reject(signal.reason);
+          signal.addEventListener('abort', onAbort, { once: true });
+          stops.push(() => signal.removeEventListener('abort', onAbort));
+        })
+      : null;
+    try {
+      const got = await Promise.race([answered, timedOut, aborted].filter((p) => p !== null));
+      return got === TIMED_OUT ? null : toResult(got);
+    } catch (err) {
+      if (err instanceof UseWait) return null;
+      throw err;
+    } finally {
+      for (const stop of stops) stop();
+      handle.stop?.();
     }
   }
 

@@ -1,0 +1,87 @@
+"""The Node.js client's waits over Results.Follow (clients/node/src/follower.js) across a restart of
+the results service: the stream breaks, the client opens a new one after a pause and names every id
+still awaited again, and each wait is answered once its task is final. The results service runs as
+a process of its own on a Redis of its own; tasks are made final by recording their events."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+
+import grpc
+
+from tasktide_services.testing import spawn
+from tests.processes import ROOT, own_redis, stop, wait_serving
+from tests.test_follow import record
+from tests.test_node_client import NODE_DIR
+from tests.test_node_client import node as node  # noqa: F401 - the fixture
+
+
+def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line.strip())
+        lines.put("")  # the end
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def test_node_waits_are_answered_after_the_results_service_restarts(node: str, tmp_path: Path) -> None:
+    folder = tempfile.mkdtemp(prefix="tt-")  # short: a socket path has a length limit
+    address = f"unix:{folder}/results.sock"
+    ids = [uuid.uuid4().hex for _ in range(7)]
+    with own_redis(tmp_path / "redis") as redis_url:
+        env = {"TASKTIDE_REDIS_URL": redis_url, "TASKTIDE_LISTEN": address}
+
+        def start() -> subprocess.Popen[str]:
+            proc = spawn("results", env=env, cwd=ROOT)
+            wait_serving(address, proc)
+            return proc
+
+        results = start()
+        client_env = {k: v for k, v in os.environ.items() if not k.startswith("TASKTIDE_")}
+        client_env["TASKTIDE_ADDRESS"] = address
+        waiter = subprocess.Popen(
+            [node, "test/fixtures/follow_restart.js", *ids],
+            cwd=NODE_DIR,
+            env=client_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        lines = _lines(waiter)
+        try:
+            with grpc.insecure_channel(address) as ch:
+                record(ch, ids[0], value=0)
+                assert lines.get(timeout=60) == f"answered {ids[0]} SUCCEEDED 1"
+            results.send_signal(signal.SIGKILL)
+            results.wait(10)
+            Path(folder, "results.sock").unlink(missing_ok=True)
+            results = start()
+            with grpc.insecure_channel(address) as ch:
+                for tid in ids[1:4]:  # perhaps before the client has reopened, perhaps after
+                    record(ch, tid, value=1)
+                answered = [lines.get(timeout=60)]
+                for tid in ids[4:]:  # after the new stream answered
+                    record(ch, tid, value=2)
+                answered += [lines.get(timeout=60) for _ in ids[2:]]
+            assert sorted(line.split()[1] for line in answered) == sorted(ids[1:])
+            assert all(line.split()[2] == "SUCCEEDED" for line in answered)
+            assert int(answered[-1].split()[3]) >= 2, "the client opened a new stream"
+            assert lines.get(timeout=60) == ""
+            assert waiter.wait(60) == 0, waiter.stderr.read() if waiter.stderr else ""
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()
+                waiter.wait()
+            stop([results])
