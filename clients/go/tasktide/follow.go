@@ -22,15 +22,18 @@ import (
 //
 // A lost stream (a restarted or unreachable results service) is opened again after a pause
 // (followRetry, x1.6 per failure in a row, at most followRetryMax) and every id still awaited is
-// named again. A server without Follow (UNIMPLEMENTED, an older version) sends the Gets to Wait
-// calls for good; any other refusal of the stream (credentials, a limit) sends the Gets waiting on
-// it to Wait, which reports the error of each one.
+// named again: a Get outlives a restart. After maxFollowFailures streams in a row lost without an
+// answer (about 3 s), the Gets go to Wait calls, which report the error of each one
+// (ErrUnavailable), as any refusal of the stream (credentials, a limit) does; a server without
+// Follow (UNIMPLEMENTED, an older version) gets Wait calls for good.
 
 const (
 	maxFollowed    = 10_000 // ids followed at once (the server's default batch limit); more Gets use Wait
 	followLinger   = 200 * time.Millisecond
 	followRetry    = 200 * time.Millisecond
 	followRetryMax = 5 * time.Second
+	// streams lost in a row without an answer before the Gets use Wait
+	maxFollowFailures = 5
 )
 
 var (
@@ -230,6 +233,11 @@ func (f *follower) ended(s *followStream, err error) {
 	switch code {
 	case codes.Unavailable, codes.Internal, codes.Unknown, codes.Canceled, codes.Aborted, codes.OK:
 		if len(f.waiters) == 0 || f.closed {
+			return
+		}
+		if f.failures+1 >= maxFollowFailures {
+			f.failures = 0
+			f.releaseLocked()
 			return
 		}
 		delay := followRetry

@@ -252,3 +252,30 @@ func TestAMalformedIDIsNotNamedOnTheStream(t *testing.T) {
 		t.Fatalf("%d Follow streams, %d Wait calls; want 0 and 1", streams, waits)
 	}
 }
+
+// Nothing answers at the address: after a few streams lost in a row the Get goes to a Wait call,
+// which reports ErrUnavailable, rather than waiting for as long as ctx allows.
+func TestGetOnAnUnreachablePlatformReportsIt(t *testing.T) {
+	for _, k := range []string{"TASKTIDE_SCHEDULER_ADDRESS", "TASKTIDE_REGISTRY_ADDRESS", "TASKTIDE_RESULTS_ADDRESS"} {
+		t.Setenv(k, "")
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	_ = lis.Close() // a port nothing listens on
+	c, err := Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := c.Handle(idA).Get(ctx); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Get with nothing at %s: %v; want ErrUnavailable", addr, err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the Get waited until its context ended")
+	}
+}
