@@ -1,17 +1,20 @@
-"""The blocking Python client's waits over Results.Follow (clients/python/tasktide/_following.py):
-one stream shared by every waiting thread, a wait that times out taken off it, waits that outlive a
-restart of the results service, an unreachable platform reported as such, and Wait calls for a
-server without Follow."""
+"""The Python clients' waits over Results.Follow (clients/python/tasktide/_following.py for Client,
+_async_following.py for AsyncClient), each test run with both: one stream shared by every waiting
+thread or coroutine, a wait that times out taken off it, waits that outlive a restart of the
+results service, an unreachable platform reported as such, and Wait calls for a server without
+Follow."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import tempfile
-import threading
 import uuid
+from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -24,29 +27,62 @@ from tests.tasks_app import app
 from tests.test_follow import record
 
 
-def test_many_threads_wait_on_one_stream(platform, queue_name):
-    with tasktide.Client(settings=client_settings(platform.address)) as client:
-        with run_worker_thread(app, platform.address, queues=(queue_name,)):
-            handles = [client.submit("t.add", [i, i], queue=queue_name) for i in range(60)]
-            with futures.ThreadPoolExecutor(30) as pool:
-                got = list(pool.map(lambda h: h.get(timeout=60), handles))
+class Waiting:
+    """A client of one flavour, used from the test's thread: `results` waits for many tasks at once
+    (threads for Client, coroutines for AsyncClient), each a result or the exception it raised."""
+
+    def __init__(self, flavour: str, settings: tasktide.ClientSettings) -> None:
+        self.flavour = flavour
+        self.settings = settings
+
+    def results(self, ids: list[str], timeout: float, between: Callable[[], None] = lambda: None) -> list[Any]:
+        """Waits for every id, calling `between` (in the test's thread) once the waits are on their way."""
+        if self.flavour == "blocking":
+            with tasktide.Client(settings=self.settings) as client:
+                self.follower = client._follower
+                with futures.ThreadPoolExecutor(len(ids)) as pool:
+                    fs = [pool.submit(client.result, tid, timeout) for tid in ids]
+                    between()
+                    return [f.exception() or f.result() for f in fs]
+
+        async def main() -> list[Any]:
+            async with tasktide.AsyncClient(settings=self.settings) as client:
+                self.follower = client._follower
+                waits = asyncio.gather(*(client.result(tid, timeout) for tid in ids), return_exceptions=True)
+                await asyncio.sleep(0.05)
+                await asyncio.to_thread(between)
+                return list(await waits)
+
+        return asyncio.run(main())
+
+
+@pytest.fixture(params=["blocking", "asyncio"])
+def flavour(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_many_waits_share_one_stream(platform, client, queue_name, flavour):
+    handles = [client.submit("t.add", [i, i], queue=queue_name) for i in range(60)]
+    w = Waiting(flavour, client_settings(platform.address))
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        got = w.results([h.id for h in handles], 60)
         assert got == [2 * i for i in range(60)]
-        assert client._follower.opened == 1
-        assert not client._follower._waiters
-        assert handles[5].get(timeout=10) == 10  # answered again when waited for again
+        assert w.follower.opened == 1
+        assert not w.follower._waiters
+        assert w.results([handles[5].id], 10) == [10]  # answered again when waited for again
 
 
-def test_a_wait_that_times_out_is_taken_off_the_stream(platform, queue_name):
-    with tasktide.Client(settings=client_settings(platform.address)) as client:
-        h = client.submit("t.add", [4, 4], queue=queue_name)  # no worker yet
-        with pytest.raises(tasktide.TaskTimeout):
-            h.get(timeout=0.3)
-        assert not client._follower._waiters
-        with run_worker_thread(app, platform.address, queues=(queue_name,)):
-            assert h.get(timeout=60) == 8
+def test_a_wait_that_times_out_is_taken_off_the_stream(platform, client, queue_name, flavour):
+    h = client.submit("t.add", [4, 4], queue=queue_name)  # no worker yet
+    w = Waiting(flavour, client_settings(platform.address))
+    (got,) = w.results([h.id], 0.3)
+    assert isinstance(got, tasktide.TaskTimeout)
+    assert not w.follower._waiters
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        assert h.get(timeout=60) == 8
 
 
-def test_waits_outlive_a_restart_of_the_results_service(tmp_path: Path) -> None:
+def test_waits_outlive_a_restart_of_the_results_service(tmp_path: Path, flavour) -> None:
     folder = tempfile.mkdtemp(prefix="tt-")  # short: a socket path has a length limit
     address = f"unix:{folder}/results.sock"
     ids = [uuid.uuid4().hex for _ in range(4)]
@@ -58,48 +94,33 @@ def test_waits_outlive_a_restart_of_the_results_service(tmp_path: Path) -> None:
             wait_serving(address, proc)
             return proc
 
-        results = start()
-        client = tasktide.Client(settings=tasktide.ClientSettings.from_env({}, address=address))
-        answers: dict[str, object] = {}
+        procs = [start()]
 
-        def wait(tid: str) -> None:
-            try:
-                answers[tid] = client.result(tid, timeout=60)
-            except Exception as exc:  # noqa: BLE001 - the test reports it
-                answers[tid] = exc
-
-        threads = [threading.Thread(target=wait, args=(tid,)) for tid in ids]
-        try:
-            for t in threads:
-                t.start()
+        def restart() -> None:
             with grpc.insecure_channel(address) as ch:
                 record(ch, ids[0], value=0)
-            threads[0].join(30)
-            assert answers.get(ids[0]) == 0
-            results.send_signal(signal.SIGKILL)
-            results.wait(10)
+            procs[0].send_signal(signal.SIGKILL)
+            procs[0].wait(10)
             Path(folder, "results.sock").unlink(missing_ok=True)
-            results = start()
+            procs[0] = start()
             with grpc.insecure_channel(address) as ch:
                 for tid in ids[1:]:
                     record(ch, tid, value=1)
-            for t in threads:
-                t.join(60)
-            assert answers == {ids[0]: 0, ids[1]: 1, ids[2]: 1, ids[3]: 1}
-            assert client._follower.opened >= 2, "the client opened a new stream"
+
+        w = Waiting(flavour, tasktide.ClientSettings.from_env({}, address=address))
+        try:
+            assert w.results(ids, 60, between=restart) == [0, 1, 1, 1]
         finally:
-            client.close()
-            stop([results])
+            stop(procs)
+        assert w.follower.opened >= 2, "the client opened a new stream"
 
 
-def test_an_unreachable_platform_is_reported_not_waited_for():
-    with (
-        unreachable_address() as address,
-        tasktide.Client(settings=tasktide.ClientSettings.from_env({}, address=address)) as client,
-    ):
-        with pytest.raises(tasktide.Unavailable) as info:
-            client.result(uuid.uuid4().hex, timeout=60)
-    assert "cannot reach tasktide" in str(info.value)
+def test_an_unreachable_platform_is_reported_not_waited_for(flavour):
+    with unreachable_address() as address:
+        w = Waiting(flavour, tasktide.ClientSettings.from_env({}, address=address))
+        (got,) = w.results([uuid.uuid4().hex], 60)
+    assert isinstance(got, tasktide.Unavailable), got
+    assert "cannot reach tasktide" in str(got)
 
 
 class _WaitOnly(results_pb2_grpc.ResultsServicer):
@@ -115,16 +136,16 @@ class _WaitOnly(results_pb2_grpc.ResultsServicer):
         )
 
 
-def test_a_server_without_follow_gets_wait_calls():
+def test_a_server_without_follow_gets_wait_calls(flavour):
     servicer = _WaitOnly()
     server = grpc.server(futures.ThreadPoolExecutor(4))
     results_pb2_grpc.add_ResultsServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
-        with tasktide.Client(settings=tasktide.ClientSettings.from_env({}, address=f"127.0.0.1:{port}")) as client:
-            assert [client.result(uuid.uuid4().hex, timeout=30) for _ in range(2)] == ["old", "old"]
-            assert client._follower.unsupported
-            assert servicer.waits == 2
+        w = Waiting(flavour, tasktide.ClientSettings.from_env({}, address=f"127.0.0.1:{port}"))
+        assert w.results([uuid.uuid4().hex, uuid.uuid4().hex], 30) == ["old", "old"]
+        assert w.follower.unsupported
+        assert servicer.waits == 2
     finally:
         server.stop(None)

@@ -35,9 +35,9 @@ from tasktide.v1 import results_pb2, results_pb2_grpc, task_pb2
 MAX_FOLLOWED = 10_000  # ids followed at once (the server's default batch limit); more waits use Wait
 MAX_IDLE_SECONDS = 30.0
 MAX_FAILURES = 5  # streams lost in a row without an answer before the waits use Wait
-_TASK_ID = re.compile(r"[0-9a-f]{32}")
+TASK_ID = re.compile(r"[0-9a-f]{32}")
 # Statuses after which the stream is opened again: the service was away, restarting or overloaded.
-_TRANSIENT = frozenset(
+TRANSIENT = frozenset(
     {
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.INTERNAL,
@@ -93,7 +93,7 @@ class Follower:
     def wait(self, task_id: str, timeout: float | None) -> task_pb2.TaskResult | None:
         """The final result of `task_id`; None when the stream cannot serve it (the caller uses
         Wait calls). Raises TimeoutError once `timeout` seconds have passed."""
-        if self.unsupported or not _TASK_ID.fullmatch(task_id):
+        if self.unsupported or not TASK_ID.fullmatch(task_id):
             return None
         fut: Answer = Future()
         with self._lock:
@@ -154,7 +154,7 @@ class Follower:
                 self._stream = None
                 if code == grpc.StatusCode.UNIMPLEMENTED:
                     self.unsupported = True
-                if code not in _TRANSIENT:
+                if code not in TRANSIENT:
                     self._release()
                     return
                 if not self._waiters or self._closed:
