@@ -103,6 +103,7 @@ type Client struct {
 	registry  pb.RegistryClient
 	results   pb.ResultsClient
 	stream    *streamSubmitter // nil: a Submit call per task (TransportUnary)
+	follow    *follower        // the Follow stream Handle.Get waits on (follow.go)
 	hooks     []SubmitHook
 }
 
@@ -188,6 +189,7 @@ func Dial(addr string, opts ...DialOption) (*Client, error) {
 			c.registry = pb.NewRegistryClient(reg)
 			if res, err = conn(cfg.results); err == nil {
 				c.results = pb.NewResultsClient(res)
+				c.follow = newFollower(c.results)
 			}
 		}
 	}
@@ -202,6 +204,9 @@ func Dial(addr string, opts ...DialOption) (*Client, error) {
 func (c *Client) Close() error {
 	if c.stream != nil {
 		c.stream.close()
+	}
+	if c.follow != nil {
+		c.follow.close()
 	}
 	var first error
 	for _, cc := range c.conns {

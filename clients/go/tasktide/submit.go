@@ -3,6 +3,7 @@ package tasktide
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -93,8 +94,19 @@ func (c *Client) Handle(taskID string) *Handle { return &Handle{ID: taskID, clie
 const waitSlice = 30 * time.Second
 
 // Get waits until the task is final and returns its result as JSON text. A task that did not
-// succeed returns a *TaskFailed with the remote error. Get waits as long as ctx allows.
+// succeed returns a *TaskFailed with the remote error. Get waits as long as ctx allows: on the
+// Client's Follow stream (follow.go), shared by every Get, or by Wait calls where the stream
+// cannot serve it.
 func (h *Handle) Get(ctx context.Context) (json.RawMessage, error) {
+	if h.client.follow != nil {
+		res, err := h.client.follow.wait(ctx, h.ID)
+		if err == nil {
+			return unwrapResult(res)
+		}
+		if !errors.Is(err, errUseWait) {
+			return nil, err
+		}
+	}
 	for {
 		slice := waitSlice
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < slice {

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, Unpack
 
 import grpc
 
+from tasktide._async_following import AsyncFollower
 from tasktide._base import BaseClient, Call, ListFilters, StateLike
 from tasktide._channels import aio_channel
 from tasktide._errors import translate, translated
-from tasktide._exceptions import NotFound
+from tasktide._exceptions import NotFound, TaskTimeout
 from tasktide._explain import DeadLetter, Explanation
 from tasktide._handle import AsyncTaskHandle
 from tasktide._hooks import Hooks
@@ -61,6 +63,8 @@ class AsyncClient(BaseClient, AsyncScheduleMethods):  # schedule methods: _sched
         }
         # The transport, chosen once: _transports.py
         self._submitter = async_submitter(self.settings, scheduler, self._hooks, transport)
+        # Waits for results share one Follow stream: _async_following.py
+        self._follower = AsyncFollower(self._stubs["results"])
 
     async def _run(self, call: Call[T]) -> T:
         with translated(self._address(call.service)):
@@ -85,6 +89,7 @@ class AsyncClient(BaseClient, AsyncScheduleMethods):  # schedule methods: _sched
         try:
             await self._submitter.close()
         finally:
+            await self._follower.close()
             for ch in self._channels.values():
                 await ch.close()
 
@@ -248,7 +253,13 @@ class AsyncClient(BaseClient, AsyncScheduleMethods):  # schedule methods: _sched
         if self._no_wait(timeout):
             return self._final_or_timeout((await self.fetch([task_id]))[0], task_id, timeout)
         deadline = self._deadline(timeout)
-        while True:
+        try:
+            followed = await self._follower.wait(task_id, None if deadline is None else deadline - time.monotonic())
+        except TimeoutError:
+            raise TaskTimeout(task_id, timeout) from None
+        if followed is not None:
+            return followed
+        while True:  # the Follow stream cannot serve it: Wait calls
             res = await self._run(self._wait_slice(task_id, deadline, timeout))
             if self._is_final(res):
                 return res

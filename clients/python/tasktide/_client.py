@@ -13,8 +13,9 @@ import grpc
 from tasktide._base import BaseClient, Call, ListFilters, StateLike
 from tasktide._channels import blocking_channel
 from tasktide._errors import translate, translated
-from tasktide._exceptions import NotFound
+from tasktide._exceptions import NotFound, TaskTimeout
 from tasktide._explain import DeadLetter, Explanation
+from tasktide._following import Follower
 from tasktide._handle import TaskHandle
 from tasktide._hooks import Hooks
 from tasktide._results import unwrap
@@ -58,6 +59,8 @@ class Client(BaseClient, ScheduleMethods):  # schedule methods: _schedules.py
             "results": results_pb2_grpc.ResultsStub(wrapped[addresses["results"]]),
             "registry": worker_pb2_grpc.RegistryStub(wrapped[addresses["registry"]]),
         }
+        # Waits for results share one Follow stream: _following.py
+        self._follower = Follower(self._stubs["results"])
         # The transport, chosen once: _transports.py
         try:
             self._submitter = blocking_submitter(self.settings, scheduler, self._hooks, transport)
@@ -90,6 +93,7 @@ class Client(BaseClient, ScheduleMethods):  # schedule methods: _schedules.py
         try:
             self._submitter.close()
         finally:
+            self._follower.close()
             for ch in self._channels.values():
                 ch.close()
 
@@ -270,7 +274,13 @@ class Client(BaseClient, ScheduleMethods):  # schedule methods: _schedules.py
         if self._no_wait(timeout):
             return self._final_or_timeout(self.fetch([task_id])[0], task_id, timeout)
         deadline = self._deadline(timeout)
-        while True:
+        try:
+            followed = self._follower.wait(task_id, None if deadline is None else deadline - time.monotonic())
+        except TimeoutError:
+            raise TaskTimeout(task_id, timeout) from None
+        if followed is not None:
+            return followed
+        while True:  # the Follow stream cannot serve it: Wait calls
             res = self._run(self._wait_slice(task_id, deadline, timeout))
             if self._is_final(res):
                 return res

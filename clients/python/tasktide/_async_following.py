@@ -1,0 +1,151 @@
+"""The asyncio client's Results.Follow stream: what _following.py does for the blocking client, for
+the coroutines of one event loop. One task per stream reads it; ids named (or forgotten) while a
+request is being written travel together in the next one, written by another task, so what waits
+to be sent is bounded by the ids followed (MAX_FOLLOWED). The policies are _following.py's: idle,
+reopening, fallback to Wait calls."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TypeAlias
+
+import grpc
+
+from tasktide._following import MAX_FAILURES, MAX_FOLLOWED, MAX_IDLE_SECONDS, TASK_ID, TRANSIENT
+from tasktide._settings import RECONNECT_INITIAL_MS, RECONNECT_MAX_MS
+from tasktide.v1 import results_pb2, results_pb2_grpc, task_pb2
+
+log = logging.getLogger("tasktide.client")
+
+# A wait's future: the final result, or None when the wait should use Wait calls instead.
+Answer = asyncio.Future[task_pb2.TaskResult | None]
+_FollowCall: TypeAlias = "grpc.aio.StreamStreamCall[results_pb2.FollowRequest, results_pb2.FollowResponse]"
+
+
+class AsyncFollower:
+    """One per AsyncClient, used on the loop the client's channels belong to."""
+
+    def __init__(self, stub: results_pb2_grpc.ResultsStub) -> None:
+        self._stub = stub
+        self._waiters: dict[str, set[Answer]] = {}
+        self._to_follow: set[str] = set()
+        self._to_forget: set[str] = set()
+        self._pending = asyncio.Event()  # something to send
+        self._task: asyncio.Task[None] | None = None  # the stream's reader, then its reopening
+        self._used = 0.0
+        self.opened = 0
+        self.unsupported = False
+        self._closed = False
+
+    async def wait(self, task_id: str, timeout: float | None) -> task_pb2.TaskResult | None:
+        """The final result of `task_id`; None when the stream cannot serve it (the caller uses
+        Wait calls). Raises TimeoutError once `timeout` seconds have passed."""
+        if self.unsupported or self._closed or not TASK_ID.fullmatch(task_id):
+            return None
+        waiters = self._waiters.get(task_id)
+        if waiters is None and len(self._waiters) >= MAX_FOLLOWED:
+            return None
+        fut: Answer = asyncio.get_running_loop().create_future()
+        now = time.monotonic()
+        if self._task is not None and not self._waiters and now - self._used > MAX_IDLE_SECONDS:
+            self._task.cancel()  # a fresh stream rather than one idle this long
+            self._task = None
+        self._used = now
+        if waiters is None:
+            waiters = self._waiters[task_id] = set()
+            self._to_forget.discard(task_id)
+            self._to_follow.add(task_id)
+            self._pending.set()
+        waiters.add(fut)
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(fut)
+        except TimeoutError:
+            self._drop(task_id, fut)
+            if fut.done():  # answered as it timed out
+                return fut.result()
+            raise
+
+    def _drop(self, task_id: str, fut: Answer) -> None:
+        waiters = self._waiters.get(task_id)
+        if waiters is None or fut not in waiters:
+            return
+        waiters.discard(fut)
+        if waiters:
+            return
+        del self._waiters[task_id]
+        if task_id in self._to_follow:
+            self._to_follow.discard(task_id)  # never named: nothing to forget
+        else:
+            self._to_forget.add(task_id)
+            self._pending.set()
+
+    async def _run(self) -> None:
+        """Streams, one after another while waits are left: each names every id awaited."""
+        failures = 0
+        while True:
+            self._to_follow, self._to_forget = set(self._waiters), set()
+            self._pending.set()
+            self.opened += 1
+            call = self._stub.Follow()
+            writer = asyncio.create_task(self._write(call))
+            answered = False
+            code = grpc.StatusCode.OK
+            try:
+                async for resp in call:
+                    answered = True
+                    for r in resp.results:
+                        for fut in self._waiters.pop(r.task_id, ()):
+                            if not fut.done():
+                                fut.set_result(r)
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+            finally:
+                writer.cancel()
+                call.cancel()
+            if code == grpc.StatusCode.UNIMPLEMENTED:
+                self.unsupported = True
+            failures = 0 if answered else failures + 1
+            if code not in TRANSIENT or failures >= MAX_FAILURES:
+                self._release()
+                break
+            if not self._waiters or self._closed:
+                break
+            pause = min(RECONNECT_INITIAL_MS * 1.6 ** max(failures - 1, 0), RECONNECT_MAX_MS) / 1000
+            log.debug("Follow stream lost (%s); opening another in %.1f s", code, pause)
+            await asyncio.sleep(pause)
+            if not self._waiters or self._closed:
+                break
+        self._task = None
+
+    async def _write(self, call: _FollowCall) -> None:
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            while True:
+                await self._pending.wait()
+                self._pending.clear()
+                req = results_pb2.FollowRequest(task_ids=sorted(self._to_follow), forget=sorted(self._to_forget))
+                self._to_follow, self._to_forget = set(), set()
+                if req.task_ids or req.forget:
+                    await call.write(req)
+
+    def _release(self) -> None:
+        """Every wait goes to Wait calls."""
+        waiting, self._waiters = self._waiters, {}
+        for waiters in waiting.values():
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def close(self) -> None:
+        self._closed = True
+        self._release()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
