@@ -6,10 +6,12 @@
 // after LINGER_MS with nothing to wait for.
 //
 // When the stream is lost (a restarted or unreachable results service), a new one is opened after a
-// pause (RETRY_MS, doubled per failure in a row up to RETRY_MAX_MS) and every id still awaited is
-// named again. A server without Follow (UNIMPLEMENTED, an older version) makes the waiting calls
-// fall back to Wait calls, for good; any other refusal of the stream (credentials, a limit) sends
-// the calls waiting on it to Wait, which reports the error of each one.
+// pause (RETRY_MS, 1.6 times longer per failure in a row, up to RETRY_MAX_MS: the channel's own
+// reconnection policy) and every id still awaited is named again: a wait outlives a restart. After
+// MAX_FAILURES streams in a row lost before the server accepted them (about 3 s), the waiting calls
+// go to Wait calls, which report the error of each one ("cannot reach tasktide at ..."), as any
+// refusal of the stream (credentials, a limit) does; a server without Follow (UNIMPLEMENTED, an
+// older version) gets Wait calls for good.
 
 import grpc from '@grpc/grpc-js';
 
@@ -19,8 +21,10 @@ import { Unavailable, translate } from './errors.js';
 export const MAX_FOLLOWED = 10_000;
 /** How long a stream with nothing to wait for stays open for the next waiting call. */
 export const LINGER_MS = 200;
-export const RETRY_MS = 100;
-export const RETRY_MAX_MS = 2_000;
+export const RETRY_MS = 200;
+export const RETRY_MAX_MS = 5_000;
+/** Streams lost in a row before the server accepted them, then the waiting calls use Wait. */
+export const MAX_FAILURES = 5;
 
 const TASK_ID = /^[0-9a-f]{32}$/;
 // Statuses after which the stream is opened again: the service was away, restarting or overloaded.
@@ -162,7 +166,9 @@ export class Follower {
     else if (this._call !== null) return; // a stream ended after it was replaced
     const code = codeName(status.code);
     if (this.closed || this._waiters.size === 0) return;
-    if (code === 'UNIMPLEMENTED' || !TRANSIENT.has(code)) {
+    this._failures += 1;
+    if (code === 'UNIMPLEMENTED' || !TRANSIENT.has(code) || this._failures >= MAX_FAILURES) {
+      this._failures = 0;
       if (code === 'UNIMPLEMENTED') this.unsupported = true;
       const err = new UseWait(translate(status, this._address));
       const waiting = [...this._waiters.values()];
@@ -170,8 +176,7 @@ export class Follower {
       for (const set of waiting) for (const { reject } of set) reject(err);
       return;
     }
-    this._failures += 1;
-    const pause = Math.min(RETRY_MS * 2 ** (this._failures - 1), RETRY_MAX_MS);
+    const pause = Math.min(RETRY_MS * 1.6 ** (this._failures - 1), RETRY_MAX_MS);
     this._retry = setTimeout(() => {
       this._retry = null;
       if (!this.closed && this._waiters.size > 0 && this._call === null) this._open();

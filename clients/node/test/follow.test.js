@@ -5,7 +5,8 @@ import { after, describe, test } from 'node:test';
 
 import grpc from '@grpc/grpc-js';
 
-import { Client, TaskTimeout } from '../src/index.js';
+import { Client, TaskTimeout, Unavailable } from '../src/index.js';
+import { MAX_FAILURES } from '../src/follower.js';
 import { protocol } from '../src/protocol.js';
 import { ADDRESS, PYTHON_QUEUE, SKIP, failure, freshQueue, only } from './_support.js';
 
@@ -106,6 +107,16 @@ describe('follow against a results service of the test', () => {
     } finally {
       client.close();
       server.forceShutdown();
+    }
+  });
+
+  test('a wait on an unreachable platform is Unavailable, not waited for until its timeout', async () => {
+    const nowhere = new Client('127.0.0.1:1', only('127.0.0.1:1'));
+    try {
+      await assert.rejects(nowhere.wait('c'.repeat(32), { timeout: 60 }), Unavailable);
+      assert.equal(nowhere._follower.opened, MAX_FAILURES);
+    } finally {
+      nowhere.close();
     }
   });
 });
