@@ -195,3 +195,12 @@ def replicas(env: dict[str, str], logs: Path, n: int = 2, services: tuple[str, .
         yield r
     finally:
         r.close()
+
+
+@contextlib.contextmanager
+def lone_results(folder: Path) -> Iterator[Replicas]:
+    """A results service alone in a process of its own, on a Redis of its own (`own_redis`), run as
+    `replicas` runs one: its address is `.addresses["results"][0]`; `.kill("results", 0)` then
+    `.start("results", 0)` restarts it on the same address."""
+    with own_redis(folder / "redis") as url, replicas({"TASKTIDE_REDIS_URL": url}, folder, 1, ("results",)) as r:
+        yield r

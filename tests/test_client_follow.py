@@ -7,9 +7,6 @@ Follow."""
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Callable
 from concurrent import futures
@@ -21,8 +18,8 @@ import pytest
 
 import tasktide
 from tasktide.v1 import results_pb2_grpc, task_pb2
-from tasktide_services.testing import client_settings, run_worker_thread, spawn, unreachable_address
-from tests.processes import ROOT, own_redis, stop, wait_serving
+from tasktide_services.testing import client_settings, run_worker_thread, unreachable_address
+from tests.processes import lone_results
 from tests.tasks_app import app
 from tests.test_follow import record
 
@@ -83,35 +80,21 @@ def test_a_wait_that_times_out_is_taken_off_the_stream(platform, client, queue_n
 
 
 def test_waits_outlive_a_restart_of_the_results_service(tmp_path: Path, flavour) -> None:
-    folder = tempfile.mkdtemp(prefix="tt-")  # short: a socket path has a length limit
-    address = f"unix:{folder}/results.sock"
     ids = [uuid.uuid4().hex for _ in range(4)]
-    with own_redis(tmp_path / "redis") as redis_url:
-        env = {"TASKTIDE_REDIS_URL": redis_url, "TASKTIDE_LISTEN": address}
-
-        def start() -> subprocess.Popen[str]:
-            proc = spawn("results", env=env, cwd=ROOT)
-            wait_serving(address, proc)
-            return proc
-
-        procs = [start()]
+    with lone_results(tmp_path) as r:
+        address = r.addresses["results"][0]
 
         def restart() -> None:
             with grpc.insecure_channel(address) as ch:
                 record(ch, ids[0], value=0)
-            procs[0].send_signal(signal.SIGKILL)
-            procs[0].wait(10)
-            Path(folder, "results.sock").unlink(missing_ok=True)
-            procs[0] = start()
+            r.kill("results", 0)
+            r.start("results", 0)
             with grpc.insecure_channel(address) as ch:
                 for tid in ids[1:]:
                     record(ch, tid, value=1)
 
         w = Waiting(flavour, tasktide.ClientSettings.from_env({}, address=address))
-        try:
-            assert w.results(ids, 60, between=restart) == [0, 1, 1, 1]
-        finally:
-            stop(procs)
+        assert w.results(ids, 60, between=restart) == [0, 1, 1, 1]
         assert w.follower.opened >= 2, "the client opened a new stream"
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import queue
-import signal
-import subprocess
 import tempfile
 import time
 import uuid
@@ -23,7 +21,7 @@ from tasktide_services.common.auth import mint
 from tasktide_services.common.redis_server import start_redis
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.testing import PlatformThread, spawn
-from tests.processes import ROOT, own_redis, stop, wait_serving
+from tests.processes import ROOT, lone_results, stop, wait_serving
 
 KEY = b"f" * 40
 SUCCEEDED = task_pb2.TASK_STATE_SUCCEEDED
@@ -234,39 +232,25 @@ def test_results_still_arrive_after_the_results_service_restarts(tmp_path: Path)
     """The results service is killed while a stream follows ids, and started again: the stream
     breaks (UNAVAILABLE), the client opens a new one and names its ids again, and the results
     recorded meanwhile and after are answered."""
-    folder = tempfile.mkdtemp(prefix="tt-")  # short: a socket path has a length limit
-    address = f"unix:{folder}/results.sock"
-    with own_redis(tmp_path / "redis") as redis_url:
-        env = {"TASKTIDE_REDIS_URL": redis_url, "TASKTIDE_RESULTS_ADDRESS": address, "TASKTIDE_LISTEN": address}
-
-        def start() -> subprocess.Popen[str]:
-            proc = spawn("results", env=env, cwd=ROOT)
-            wait_serving(address, proc)
-            return proc
-
-        proc = start()
-        try:
-            early, during, after = new_id(), new_id(), new_id()
-            with grpc.insecure_channel(address) as ch:
-                f = Follow(ch)
-                f.send([early, during, after])
-                record(ch, early, value="early")
-                assert set(f.next()) == {early}
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(10)
-                code, _ = _status(f)
-                assert code == grpc.StatusCode.UNAVAILABLE
-                Path(folder, "results.sock").unlink(missing_ok=True)
-                proc = start()
-                record(ch, during, value="during")  # recorded before the client reopens
-                f = Follow(ch)
-                f.send([during, after])  # the ids still followed, named again
-                assert set(f.next()) == {during}
-                record(ch, after, value="after")
-                assert set(f.next()) == {after}
-                f.cancel()
-        finally:
-            stop([proc])
+    with lone_results(tmp_path) as r:
+        address = r.addresses["results"][0]
+        early, during, after = new_id(), new_id(), new_id()
+        with grpc.insecure_channel(address) as ch:
+            f = Follow(ch)
+            f.send([early, during, after])
+            record(ch, early, value="early")
+            assert set(f.next()) == {early}
+            r.kill("results", 0)
+            code, _ = _status(f)
+            assert code == grpc.StatusCode.UNAVAILABLE
+            r.start("results", 0)
+            record(ch, during, value="during")  # recorded before the client reopens
+            f = Follow(ch)
+            f.send([during, after])  # the ids still followed, named again
+            assert set(f.next()) == {during}
+            record(ch, after, value="after")
+            assert set(f.next()) == {after}
+            f.cancel()
 
 
 def _record_when_accepted(channel: grpc.Channel, tid: str, until: float) -> None:

@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import os
 import queue
-import signal
 import subprocess
-import tempfile
 import threading
 import uuid
 from pathlib import Path
 
 import grpc
 
-from tasktide_services.testing import spawn
-from tests.processes import ROOT, own_redis, stop, wait_serving
+from tests.processes import lone_results
 from tests.test_follow import record
 from tests.test_node_client import NODE_DIR
 from tests.test_node_client import node as node  # noqa: F401 - the fixture
@@ -37,18 +34,9 @@ def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
 
 
 def test_node_waits_are_answered_after_the_results_service_restarts(node: str, tmp_path: Path) -> None:
-    folder = tempfile.mkdtemp(prefix="tt-")  # short: a socket path has a length limit
-    address = f"unix:{folder}/results.sock"
     ids = [uuid.uuid4().hex for _ in range(7)]
-    with own_redis(tmp_path / "redis") as redis_url:
-        env = {"TASKTIDE_REDIS_URL": redis_url, "TASKTIDE_LISTEN": address}
-
-        def start() -> subprocess.Popen[str]:
-            proc = spawn("results", env=env, cwd=ROOT)
-            wait_serving(address, proc)
-            return proc
-
-        results = start()
+    with lone_results(tmp_path) as r:
+        address = r.addresses["results"][0]
         client_env = {k: v for k, v in os.environ.items() if not k.startswith("TASKTIDE_")}
         client_env["TASKTIDE_ADDRESS"] = address
         waiter = subprocess.Popen(
@@ -64,10 +52,8 @@ def test_node_waits_are_answered_after_the_results_service_restarts(node: str, t
             with grpc.insecure_channel(address) as ch:
                 record(ch, ids[0], value=0)
                 assert lines.get(timeout=60) == f"answered {ids[0]} SUCCEEDED 1"
-            results.send_signal(signal.SIGKILL)
-            results.wait(10)
-            Path(folder, "results.sock").unlink(missing_ok=True)
-            results = start()
+            r.kill("results", 0)
+            r.start("results", 0)
             with grpc.insecure_channel(address) as ch:
                 for tid in ids[1:4]:  # perhaps before the client has reopened, perhaps after
                     record(ch, tid, value=1)
@@ -84,4 +70,3 @@ def test_node_waits_are_answered_after_the_results_service_restarts(node: str, t
             if waiter.poll() is None:
                 waiter.kill()
                 waiter.wait()
-            stop([results])
