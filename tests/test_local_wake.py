@@ -5,7 +5,9 @@ every replica still gets. Here the notifier is never subscribed: only the direct
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from tasktide.v1 import task_pb2
@@ -17,33 +19,41 @@ from tasktide_services.results.store import ResultsStore
 from tests.processes import own_redis
 
 
+@contextlib.asynccontextmanager
+async def wired(folder: Path) -> AsyncIterator[tuple[ResultsStore, Notifier]]:
+    """A results store on a Redis of its own whose final events wake `Notifier.wake_waiters`, as
+    the server wires them; the notifier is not started, so no pub/sub message reaches it."""
+    with own_redis(folder / "redis") as url:
+        redis = await connect(url)
+        try:
+            store = ResultsStore(redis, 600.0, IndexSettings(enabled=False))
+            notifier = Notifier(redis, keys.EVENTS)
+            store.on_final = notifier.wake_waiters
+            yield store, notifier
+        finally:
+            await redis.aclose()
+
+
 def test_a_final_event_recorded_here_wakes_the_waiters_here_not_the_subscriptions(tmp_path: Path) -> None:
     async def main() -> None:
-        with own_redis(tmp_path / "redis") as url:
-            redis = await connect(url)
-            try:
-                store = ResultsStore(redis, 600.0, IndexSettings(enabled=False))
-                notifier = Notifier(redis, keys.EVENTS)  # not started: no pub/sub message reaches it
-                store.on_final = notifier.wake_waiters
-                tid, other = uuid.uuid4().hex, uuid.uuid4().hex
-                waiting, untouched = notifier.hold(tid), notifier.hold(other)
-                watch = notifier.subscribe({tid})
+        async with wired(tmp_path) as (store, notifier):
+            tid, other = uuid.uuid4().hex, uuid.uuid4().hex
+            waiting, untouched = notifier.hold(tid), notifier.hold(other)
+            watch = notifier.subscribe({tid})
 
-                def ev(state: int, **kw: object) -> task_pb2.TaskEvent:
-                    return task_pb2.TaskEvent(task_id=tid, state=state, at_ms=1, name="w.job", queue="q", **kw)  # type: ignore[arg-type]
+            def ev(state: int, **kw: object) -> task_pb2.TaskEvent:
+                return task_pb2.TaskEvent(task_id=tid, state=state, at_ms=1, name="w.job", queue="q", **kw)  # type: ignore[arg-type]
 
-                await store.record([ev(task_pb2.TASK_STATE_QUEUED)])
-                await store.record([ev(task_pb2.TASK_STATE_RUNNING, progress=0.5, progress_only=True)])
-                assert not waiting.is_set()  # nothing final yet
-                await store.record([ev(task_pb2.TASK_STATE_SUCCEEDED)])
-                assert waiting.is_set()
-                assert not untouched.is_set()
-                assert await watch.next_batch(0.05) is None  # a Watch reads on the channel's message
-                notifier.release(tid, waiting)
-                notifier.release(other, untouched)
-                assert notifier.waiting() == 1  # the subscription only
-            finally:
-                await redis.aclose()
+            await store.record([ev(task_pb2.TASK_STATE_QUEUED)])
+            await store.record([ev(task_pb2.TASK_STATE_RUNNING, progress=0.5, progress_only=True)])
+            assert not waiting.is_set()  # nothing final yet
+            await store.record([ev(task_pb2.TASK_STATE_SUCCEEDED)])
+            assert waiting.is_set()
+            assert not untouched.is_set()
+            assert await watch.next_batch(0.05) is None  # a Watch reads on the channel's message
+            notifier.release(tid, waiting)
+            notifier.release(other, untouched)
+            assert notifier.waiting() == 1  # the subscription only
 
     asyncio.run(main())
 
@@ -53,23 +63,16 @@ def test_a_final_event_recorded_here_names_it_to_a_follow_subscription(tmp_path:
     it stops following the id once answered, so the channel's later message costs it no read."""
 
     async def main() -> None:
-        with own_redis(tmp_path / "redis") as url:
-            redis = await connect(url)
-            try:
-                store = ResultsStore(redis, 600.0, IndexSettings(enabled=False))
-                notifier = Notifier(redis, keys.EVENTS)  # not started: no pub/sub message reaches it
-                store.on_final = notifier.wake_waiters
-                tid, other = uuid.uuid4().hex, uuid.uuid4().hex
-                follow = notifier.subscribe(set(), finals=True)
-                notifier.grow(follow, {tid, other})
-                await store.record([task_pb2.TaskEvent(task_id=tid, state=task_pb2.TASK_STATE_SUCCEEDED, at_ms=1)])
-                assert await follow.next_batch(5.0) == {tid}
-                notifier.shrink(follow, {tid})
-                notifier.wake(tid)  # the channel's message, later: no longer followed
-                assert len(follow) == 0
-                notifier.unsubscribe(follow)
-                assert notifier.waiting() == 0
-            finally:
-                await redis.aclose()
+        async with wired(tmp_path) as (store, notifier):
+            tid, other = uuid.uuid4().hex, uuid.uuid4().hex
+            follow = notifier.subscribe(set(), finals=True)
+            notifier.grow(follow, {tid, other})
+            await store.record([task_pb2.TaskEvent(task_id=tid, state=task_pb2.TASK_STATE_SUCCEEDED, at_ms=1)])
+            assert await follow.next_batch(5.0) == {tid}
+            notifier.shrink(follow, {tid})
+            notifier.wake(tid)  # the channel's message, later: no longer followed
+            assert len(follow) == 0
+            notifier.unsubscribe(follow)
+            assert notifier.waiting() == 0
 
     asyncio.run(main())
