@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
 	"testing"
 	"time"
 )
@@ -14,15 +13,7 @@ import (
 // The executor is held inside that window by holding the worker's registry of tasks (the task's
 // function is looked up there) while the cancel comes.
 func TestCancelWhileTheTaskIsBeingStarted(t *testing.T) {
-	addr := os.Getenv("TASKTIDE_ADDRESS")
-	if addr == "" {
-		t.Skip("TASKTIDE_ADDRESS is not set")
-	}
-	c, err := Dial(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := platformClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	q := "go-race-" + time.Now().Format("150405.000000")

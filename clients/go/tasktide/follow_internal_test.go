@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,20 +17,6 @@ import (
 
 	pb "github.com/tasktide/tasktide/clients/go/tasktidepb"
 )
-
-func platformClient(t *testing.T) *Client {
-	t.Helper()
-	addr := os.Getenv("TASKTIDE_ADDRESS")
-	if addr == "" {
-		t.Skip("TASKTIDE_ADDRESS is not set")
-	}
-	c, err := Dial(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
 
 func followed(c *Client) int {
 	c.follow.mu.Lock()

@@ -14,7 +14,7 @@ from typing import TypeAlias
 
 import grpc
 
-from tasktide._following import MAX_FAILURES, MAX_FOLLOWED, MAX_IDLE_SECONDS, TASK_ID, TRANSIENT
+from tasktide._following import MAX_FAILURES, MAX_FOLLOWED, MAX_IDLE_SECONDS, TASK_ID, TRANSIENT, take_off
 from tasktide._settings import RECONNECT_INITIAL_MS, RECONNECT_MAX_MS
 from tasktide.v1 import results_pb2, results_pb2_grpc, task_pb2
 
@@ -72,13 +72,8 @@ class AsyncFollower:
             raise
 
     def _drop(self, task_id: str, fut: Answer) -> None:
-        waiters = self._waiters.get(task_id)
-        if waiters is None or fut not in waiters:
+        if not take_off(self._waiters, task_id, fut):
             return
-        waiters.discard(fut)
-        if waiters:
-            return
-        del self._waiters[task_id]
         if task_id in self._to_follow:
             self._to_follow.discard(task_id)  # never named: nothing to forget
         else:

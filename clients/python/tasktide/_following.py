@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TypeVar
 
 import grpc
 
@@ -53,6 +54,20 @@ log = logging.getLogger("tasktide.client")
 
 # A wait's future: the final result, or None when the wait should use Wait calls instead.
 Answer = Future[task_pb2.TaskResult | None]
+F = TypeVar("F")
+
+
+def take_off(waiters: dict[str, set[F]], task_id: str, fut: F) -> bool:
+    """Takes `fut` off the waits for `task_id`; True when it was the last one (the id is to be
+    forgotten), False when others wait or it was answered meanwhile."""
+    waiting = waiters.get(task_id)
+    if waiting is None or fut not in waiting:
+        return False
+    waiting.discard(fut)
+    if waiting:
+        return False
+    del waiters[task_id]
+    return True
 
 
 class _Stream:
@@ -125,14 +140,7 @@ class Follower:
 
     def _drop(self, task_id: str, fut: Answer) -> None:
         with self._lock:
-            waiters = self._waiters.get(task_id)
-            if waiters is None or fut not in waiters:
-                return
-            waiters.discard(fut)
-            if waiters:
-                return
-            del self._waiters[task_id]
-            if self._stream is not None:
+            if take_off(self._waiters, task_id, fut) and self._stream is not None:
                 self._stream.requests.put(results_pb2.FollowRequest(forget=[task_id]))
 
     def _open(self) -> None:
