@@ -9,7 +9,15 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import tasktide
-from tasktide.v1 import results_pb2, results_pb2_grpc, scheduler_pb2, task_pb2, worker_pb2, worker_pb2_grpc
+from tasktide.v1 import (
+    results_pb2,
+    results_pb2_grpc,
+    scheduler_pb2,
+    scheduler_pb2_grpc,
+    task_pb2,
+    worker_pb2,
+    worker_pb2_grpc,
+)
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
@@ -145,6 +153,34 @@ def test_follow_refuses_bad_ids_and_too_many(channel_to, task_ids, forget, code,
     with pytest.raises(grpc.RpcError) as info:
         list(stub.Follow(iter([results_pb2.FollowRequest(task_ids=task_ids, forget=forget)]), timeout=30))
     assert info.value.code() == code
+    assert fragment in info.value.details()
+
+
+def _entry(seq: int) -> scheduler_pb2.SubmitStreamRequest:
+    return scheduler_pb2.SubmitStreamRequest(seq=seq, spec=task_pb2.TaskSpec(name="t.add"))
+
+
+@pytest.mark.parametrize(
+    ("message", "fragment"),
+    [
+        (
+            scheduler_pb2.SubmitStreamRequest(batch=[_entry(1), scheduler_pb2.SubmitStreamRequest(batch=[_entry(2)])]),
+            "no batch of its own",
+        ),
+        (
+            scheduler_pb2.SubmitStreamRequest(seq=1, spec=task_pb2.TaskSpec(name="t.add"), batch=[_entry(2)]),
+            "or a batch, not both",
+        ),
+    ],
+    ids=["nested batch", "batch beside a spec"],
+)
+def test_a_malformed_submission_batch_ends_the_stream(channel, message, fragment):
+    """A SubmitStream message is one submission or a batch of them: anything else ends the stream
+    with INVALID_ARGUMENT naming what was wrong."""
+    stub = scheduler_pb2_grpc.SchedulerStub(channel)
+    with pytest.raises(grpc.RpcError) as info:
+        list(stub.SubmitStream(iter([message]), timeout=30))
+    assert info.value.code() == INVALID
     assert fragment in info.value.details()
 
 

@@ -361,3 +361,148 @@ def test_producers_each_waiting_for_their_answer_share_the_schedulers_writes(red
         for c in clients:
             c.close()
     assert 0 < enqueues.count < 200
+
+
+def _answers(messages: list[scheduler_pb2.SubmitStreamResponse]) -> list[scheduler_pb2.SubmitStreamResponse]:
+    """Every answer of a SubmitStream, each message's batch opened."""
+    return [a for m in messages for a in (m.batch or [m])]
+
+
+def test_a_message_may_carry_a_batch_of_submissions_each_answered_by_its_sequence_number(server_settings, queue_name):
+    """The scheduler announces how many submissions a message may carry (its batch limit, in the
+    stream's initial metadata). A batch's entries are answered one by one, a refused entry with its
+    error, those beyond the limit with RESOURCE_EXHAUSTED; answers ready together come in one
+    message; a message of one submission is still answered on its own, and the stream goes on."""
+    small = replace(server_settings, limits=replace(server_settings.limits, max_batch=7))
+    p = PlatformThread(small).start()
+    try:
+        first = [scheduler_pb2.SubmitStreamRequest(seq=i, spec=_spec("t.add", queue_name)) for i in range(1, 11)]
+        first[2].spec.name = "not a valid name!"
+        then = scheduler_pb2.SubmitStreamRequest(seq=50, spec=_spec("t.add", queue_name))
+        with grpc.insecure_channel(p.address) as ch:
+            call = scheduler_pb2_grpc.SchedulerStub(ch).SubmitStream(
+                iter([scheduler_pb2.SubmitStreamRequest(batch=first), then])
+            )
+            header = dict(call.initial_metadata())
+            messages = list(call)
+    finally:
+        p.stop()
+    assert header["tasktide-submit-batch"] == "7"
+    by_seq = {a.seq: a for a in _answers(messages)}
+    assert sorted(by_seq) == [*range(1, 11), 50]
+    assert len(_answers(messages)) == 11  # each once
+    accepted = [1, 2, 4, 5, 6, 7, 50]
+    assert all(by_seq[s].error_code == 0 and len(by_seq[s].result.task_id) == 32 for s in accepted)
+    assert by_seq[3].error_code == grpc.StatusCode.INVALID_ARGUMENT.value[0] and "name" in by_seq[3].error_message
+    for s in (8, 9, 10):
+        assert by_seq[s].error_code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+        assert "10 submissions in one message; the limit is 7" in by_seq[s].error_message
+    assert any(len(m.batch) > 1 for m in messages)  # the refusals beyond the limit, at least, come together
+
+
+class _MessagesSent(grpc.StreamStreamClientInterceptor):
+    """Counts the SubmitStream messages a client sends and the submissions they carry."""
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.submissions = 0
+
+    def intercept_stream_stream(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
+        def counted():  # type: ignore[no-untyped-def]
+            for req in request_iterator:
+                self.messages += 1
+                self.submissions += len(req.batch) or 1
+                yield req
+
+        return continuation(client_call_details, counted())
+
+
+def _submitter(address: str, counter: _MessagesSent, pipelined: bool = False):  # type: ignore[no-untyped-def]
+    from tasktide._submitter import StreamSubmitter
+
+    channel = grpc.intercept_channel(grpc.insecure_channel(address), counter)
+    return StreamSubmitter(scheduler_pb2_grpc.SchedulerStub(channel), address, pipelined=pipelined), channel
+
+
+def test_threads_waiting_for_their_answers_share_messages(platform, queue_name):
+    """Eight threads submitting one task at a time each: what they queue while a message is being
+    sent goes in the next one, so the client sends fewer messages than tasks, and every thread gets
+    its own task's id."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    counter = _MessagesSent()
+    submitter, channel = _submitter(platform.address, counter)
+    try:
+        specs = [build_spec("t.add", [i, 1], {}, queue=queue_name) for i in range(400)]
+        with ThreadPoolExecutor(8) as pool:
+            ids = list(pool.map(submitter.submit, specs))
+    finally:
+        submitter.close()
+        channel.close()
+    assert len(set(ids)) == 400 and all(isinstance(i, str) and len(i) == 32 for i in ids)
+    assert counter.submissions == 400
+    assert counter.messages < 400
+    with (
+        run_worker_thread(app, platform.address, queues=(queue_name,)),
+        Client(settings=client_settings(platform.address)) as c,
+    ):
+        assert [c.result(i, timeout=20) for i in ids] == [i + 1 for i in range(400)]
+
+
+def test_a_scheduler_that_announces_no_batches_gets_one_submission_per_message(queue_name):
+    """A scheduler from before batches (its SubmitStream sends no batch header) is sent one
+    submission per message, pipelined or not."""
+    from concurrent import futures
+
+    seen: list[scheduler_pb2.SubmitStreamRequest] = []
+
+    def answer(requests, context):  # type: ignore[no-untyped-def]
+        for req in requests:
+            seen.append(req)
+            yield scheduler_pb2.SubmitStreamResponse(
+                seq=req.seq, result=scheduler_pb2.SubmitResponse(task_id=f"{req.seq:032x}")
+            )
+
+    handler = grpc.method_handlers_generic_handler(
+        "tasktide.v1.Scheduler",
+        {
+            "SubmitStream": grpc.stream_stream_rpc_method_handler(
+                answer,
+                request_deserializer=scheduler_pb2.SubmitStreamRequest.FromString,
+                response_serializer=scheduler_pb2.SubmitStreamResponse.SerializeToString,
+            )
+        },
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    counter = _MessagesSent()
+    submitter, channel = _submitter(f"127.0.0.1:{port}", counter, pipelined=True)
+    try:
+        futs = [submitter.send(build_spec("t.add", [i, 1], {}, queue=queue_name), True) for i in range(200)]
+        submitter.flush(timeout=30)
+    finally:
+        submitter.close()
+        channel.close()
+        server.stop(None)
+    assert [f.result() for f in futs] == [f"{i + 1:032x}" for i in range(200)]
+    assert counter.messages == 200
+    assert not any(len(req.batch) for req in seen)
+
+
+def test_pipelined_submissions_go_in_batches_the_scheduler_announced(platform, queue_name):
+    """Pipelined, the submissions queued while a message is sent go together: 1,000 tasks in far
+    fewer messages, each confirmed with its own id."""
+    counter = _MessagesSent()
+    submitter, channel = _submitter(platform.address, counter, pipelined=True)
+    try:
+        futs = [submitter.submit(build_spec("t.add", [i, 1], {}, queue=queue_name)) for i in range(1000)]
+        submitter.flush(timeout=60)
+    finally:
+        submitter.close()
+        channel.close()
+    ids = [f.result() for f in futs]  # type: ignore[union-attr]
+    assert len(set(ids)) == 1000 and all(len(i) == 32 for i in ids)
+    assert counter.submissions == 1000
+    assert counter.messages < 500

@@ -51,7 +51,7 @@ class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
     ) -> AsyncIterator[scheduler_pb2.SubmitStreamResponse]:
         """Each submission answered by its sequence number; what arrives, on this stream or any
         other, while earlier submissions are written is accepted together (submissions.py)."""
-        return self.submissions.stream(requests, current_caller())
+        return self.submissions.stream(requests, current_caller(), ctx.send_initial_metadata)
 
     async def _find(self, tid: str) -> tuple[task_pb2.Task, task_pb2.TaskResult]:
         """The task and its latest result, wherever the task is known: its record (delayed and

@@ -6,27 +6,38 @@ admitted next as one batch (one Redis round trip, one hand-over per worker sessi
 batch limit at a time. So producers in different processes, each waiting for its own answer, share
 the scheduler's writes as threads sharing one stream do.
 
+A message may carry several submissions (its `batch`), which a client sends once the stream's
+initial metadata announced it (BATCH_HEADER): a producer with many threads waiting then costs one
+message each way per round, not one per submission. Answers ready together for such a stream go
+back in one message.
+
 Bounds: a stream reads no further while it has `limit` submissions unanswered (gRPC's flow
-control then holds its producer back), so the pool holds at most `limit` per open stream. The pool
-runs a drain task only while it holds something; a failed admission is the answer of each of its
-submissions (Admission.submit_each), and the drain goes on with the rest.
+control then holds its producer back), and a message takes at most `limit` (its entries beyond
+are each refused with RESOURCE_EXHAUSTED), so the pool holds under twice `limit` per open stream.
+The pool runs a drain task only while it holds something; a failed admission is the answer of
+each of its submissions (Admission.submit_each), and the drain goes on with the rest. A malformed
+message (an entry with a batch of its own, or a batch beside a spec) ends the stream with
+INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from tasktide.v1 import scheduler_pb2
 from tasktide_services.common.auth import Caller
-from tasktide_services.common.errors import ServiceError
+from tasktide_services.common.errors import InvalidArgument, ResourceExhausted, ServiceError
 from tasktide_services.scheduler.admission import Admission
 
 log = logging.getLogger("tasktide.scheduler")
 
 Answer = Callable[[scheduler_pb2.SubmitStreamResponse], None]
+# Initial metadata of a SubmitStream: the scheduler takes several submissions per message, at most
+# the header's value.
+BATCH_HEADER = "tasktide-submit-batch"
 
 
 @dataclass
@@ -81,31 +92,45 @@ class SubmissionPool:
                     w.answer(scheduler_pb2.SubmitStreamResponse(seq=w.req.seq, result=result))
 
     async def stream(
-        self, requests: AsyncIterator[scheduler_pb2.SubmitStreamRequest], caller: Caller
+        self,
+        requests: AsyncIterator[scheduler_pb2.SubmitStreamRequest],
+        caller: Caller,
+        announce: Callable[[tuple[tuple[str, str], ...]], Awaitable[None]],
     ) -> AsyncIterator[scheduler_pb2.SubmitStreamResponse]:
         """One SubmitStream: its submissions go to the pool, their answers come back in the order
-        they are admitted (each names its sequence number)."""
+        they are admitted (each names its sequence number). `announce` sends the stream's initial
+        metadata (BATCH_HEADER with `limit`)."""
         ready: list[scheduler_pb2.SubmitStreamResponse] = []
         arrived, room = asyncio.Event(), asyncio.Event()
         room.set()
         unanswered = 0
+        batched = False  # the client sends batches, so it reads them
 
         def answer(resp: scheduler_pb2.SubmitStreamResponse) -> None:
             ready.append(resp)
             arrived.set()
 
         async def read() -> None:
-            nonlocal unanswered
+            nonlocal unanswered, batched
             try:
                 async for req in requests:
-                    unanswered += 1
-                    self.put(req, caller, answer)
+                    entries = _entries(req)
+                    if len(req.batch):
+                        batched = True
+                    for k, entry in enumerate(entries):
+                        unanswered += 1
+                        if k < self.limit:
+                            self.put(entry, caller, answer)
+                        else:
+                            over = f"{len(entries)} submissions in one message; the limit is {self.limit}"
+                            answer(_refusal(entry.seq, ResourceExhausted(over)))
                     if unanswered >= self.limit:
                         room.clear()
                         await room.wait()
             finally:
                 arrived.set()
 
+        await announce(((BATCH_HEADER, str(self.limit)),))
         reader = asyncio.create_task(read())
         try:
             while True:
@@ -117,13 +142,27 @@ class SubmissionPool:
                     unanswered -= len(out)
                     if unanswered < self.limit:
                         room.set()
-                    for resp in out:
-                        yield resp
+                    if batched and len(out) > 1:
+                        yield scheduler_pb2.SubmitStreamResponse(batch=out)
+                    else:
+                        for resp in out:
+                            yield resp
                 if reader.done() and unanswered == 0:
                     reader.result()  # the stream's own failure (a malformed message) ends the call
                     return
         finally:
             reader.cancel()
+
+
+def _entries(req: scheduler_pb2.SubmitStreamRequest) -> list[scheduler_pb2.SubmitStreamRequest]:
+    """The submissions of one message: itself, or its batch."""
+    if not len(req.batch):
+        return [req]
+    if req.seq or req.HasField("spec"):
+        raise InvalidArgument("SubmitStream: a message holds one submission (seq, spec) or a batch, not both")
+    if any(len(e.batch) for e in req.batch):
+        raise InvalidArgument("SubmitStream: an entry of a batch holds no batch of its own")
+    return list(req.batch)
 
 
 def _refusal(seq: int, error: ServiceError) -> scheduler_pb2.SubmitStreamResponse:

@@ -284,9 +284,15 @@ func (x *SubmitBatchResponse) GetResults() []*SubmitResponse {
 }
 
 type SubmitStreamRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"` // chosen by the client, echoed in the response
-	Spec          *TaskSpec              `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"` // chosen by the client, echoed in the response
+	Spec  *TaskSpec              `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	// Several submissions in one message, in place of seq and spec (each entry has its own seq and
+	// spec, and no batch of its own). Sent only to a scheduler that announced it takes them: the
+	// initial metadata of its SubmitStream holds "tasktide-submit-batch" (the most entries a message
+	// may hold; entries beyond are refused with RESOURCE_EXHAUSTED). Each entry is answered
+	// by its seq; answers ready together come in one response's batch.
+	Batch         []*SubmitStreamRequest `protobuf:"bytes,3,rep,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -335,12 +341,22 @@ func (x *SubmitStreamRequest) GetSpec() *TaskSpec {
 	return nil
 }
 
+func (x *SubmitStreamRequest) GetBatch() []*SubmitStreamRequest {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
+}
+
 type SubmitStreamResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
-	Result        *SubmitResponse        `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`                         // when accepted
-	ErrorCode     int32                  `protobuf:"varint,3,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"` // a gRPC status code (INVALID_ARGUMENT, ...) when refused; 0 when accepted
-	ErrorMessage  string                 `protobuf:"bytes,4,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Seq          uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Result       *SubmitResponse        `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`                         // when accepted
+	ErrorCode    int32                  `protobuf:"varint,3,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"` // a gRPC status code (INVALID_ARGUMENT, ...) when refused; 0 when accepted
+	ErrorMessage string                 `protobuf:"bytes,4,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	// Several answers in one message, in place of the fields above; sent only on a stream whose
+	// client has sent a batch.
+	Batch         []*SubmitStreamResponse `protobuf:"bytes,5,rep,name=batch,proto3" json:"batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -401,6 +417,13 @@ func (x *SubmitStreamResponse) GetErrorMessage() string {
 		return x.ErrorMessage
 	}
 	return ""
+}
+
+func (x *SubmitStreamResponse) GetBatch() []*SubmitStreamResponse {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
 }
 
 type GetTaskRequest struct {
@@ -1234,16 +1257,18 @@ const file_tasktide_v1_scheduler_proto_rawDesc = "" +
 	"\x12SubmitBatchRequest\x12+\n" +
 	"\x05specs\x18\x01 \x03(\v2\x15.tasktide.v1.TaskSpecR\x05specs\"L\n" +
 	"\x13SubmitBatchResponse\x125\n" +
-	"\aresults\x18\x01 \x03(\v2\x1b.tasktide.v1.SubmitResponseR\aresults\"R\n" +
+	"\aresults\x18\x01 \x03(\v2\x1b.tasktide.v1.SubmitResponseR\aresults\"\x8a\x01\n" +
 	"\x13SubmitStreamRequest\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12)\n" +
-	"\x04spec\x18\x02 \x01(\v2\x15.tasktide.v1.TaskSpecR\x04spec\"\xa1\x01\n" +
+	"\x04spec\x18\x02 \x01(\v2\x15.tasktide.v1.TaskSpecR\x04spec\x126\n" +
+	"\x05batch\x18\x03 \x03(\v2 .tasktide.v1.SubmitStreamRequestR\x05batch\"\xda\x01\n" +
 	"\x14SubmitStreamResponse\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x123\n" +
 	"\x06result\x18\x02 \x01(\v2\x1b.tasktide.v1.SubmitResponseR\x06result\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\x03 \x01(\x05R\terrorCode\x12#\n" +
-	"\rerror_message\x18\x04 \x01(\tR\ferrorMessage\")\n" +
+	"\rerror_message\x18\x04 \x01(\tR\ferrorMessage\x127\n" +
+	"\x05batch\x18\x05 \x03(\v2!.tasktide.v1.SubmitStreamResponseR\x05batch\")\n" +
 	"\x0eGetTaskRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\"(\n" +
 	"\rCancelRequest\x12\x17\n" +
@@ -1369,44 +1394,46 @@ var file_tasktide_v1_scheduler_proto_depIdxs = []int32{
 	22, // 2: tasktide.v1.SubmitBatchRequest.specs:type_name -> tasktide.v1.TaskSpec
 	2,  // 3: tasktide.v1.SubmitBatchResponse.results:type_name -> tasktide.v1.SubmitResponse
 	22, // 4: tasktide.v1.SubmitStreamRequest.spec:type_name -> tasktide.v1.TaskSpec
-	2,  // 5: tasktide.v1.SubmitStreamResponse.result:type_name -> tasktide.v1.SubmitResponse
-	23, // 6: tasktide.v1.CancelResponse.state:type_name -> tasktide.v1.TaskState
-	24, // 7: tasktide.v1.RetryRequest.task:type_name -> tasktide.v1.Task
-	23, // 8: tasktide.v1.RetryResponse.state:type_name -> tasktide.v1.TaskState
-	23, // 9: tasktide.v1.Explanation.state:type_name -> tasktide.v1.TaskState
-	0,  // 10: tasktide.v1.Explanation.reason:type_name -> tasktide.v1.WaitReason
-	22, // 11: tasktide.v1.Schedule.task:type_name -> tasktide.v1.TaskSpec
-	14, // 12: tasktide.v1.PutScheduleRequest.schedule:type_name -> tasktide.v1.Schedule
-	14, // 13: tasktide.v1.ListSchedulesResponse.schedules:type_name -> tasktide.v1.Schedule
-	1,  // 14: tasktide.v1.Scheduler.Submit:input_type -> tasktide.v1.SubmitRequest
-	3,  // 15: tasktide.v1.Scheduler.SubmitBatch:input_type -> tasktide.v1.SubmitBatchRequest
-	5,  // 16: tasktide.v1.Scheduler.SubmitStream:input_type -> tasktide.v1.SubmitStreamRequest
-	7,  // 17: tasktide.v1.Scheduler.GetTask:input_type -> tasktide.v1.GetTaskRequest
-	8,  // 18: tasktide.v1.Scheduler.Cancel:input_type -> tasktide.v1.CancelRequest
-	10, // 19: tasktide.v1.Scheduler.Retry:input_type -> tasktide.v1.RetryRequest
-	12, // 20: tasktide.v1.Scheduler.Explain:input_type -> tasktide.v1.ExplainRequest
-	15, // 21: tasktide.v1.Scheduler.PutSchedule:input_type -> tasktide.v1.PutScheduleRequest
-	16, // 22: tasktide.v1.Scheduler.GetSchedule:input_type -> tasktide.v1.GetScheduleRequest
-	17, // 23: tasktide.v1.Scheduler.ListSchedules:input_type -> tasktide.v1.ListSchedulesRequest
-	19, // 24: tasktide.v1.Scheduler.DeleteSchedule:input_type -> tasktide.v1.DeleteScheduleRequest
-	21, // 25: tasktide.v1.Scheduler.PauseSchedule:input_type -> tasktide.v1.PauseScheduleRequest
-	2,  // 26: tasktide.v1.Scheduler.Submit:output_type -> tasktide.v1.SubmitResponse
-	4,  // 27: tasktide.v1.Scheduler.SubmitBatch:output_type -> tasktide.v1.SubmitBatchResponse
-	6,  // 28: tasktide.v1.Scheduler.SubmitStream:output_type -> tasktide.v1.SubmitStreamResponse
-	24, // 29: tasktide.v1.Scheduler.GetTask:output_type -> tasktide.v1.Task
-	9,  // 30: tasktide.v1.Scheduler.Cancel:output_type -> tasktide.v1.CancelResponse
-	11, // 31: tasktide.v1.Scheduler.Retry:output_type -> tasktide.v1.RetryResponse
-	13, // 32: tasktide.v1.Scheduler.Explain:output_type -> tasktide.v1.Explanation
-	14, // 33: tasktide.v1.Scheduler.PutSchedule:output_type -> tasktide.v1.Schedule
-	14, // 34: tasktide.v1.Scheduler.GetSchedule:output_type -> tasktide.v1.Schedule
-	18, // 35: tasktide.v1.Scheduler.ListSchedules:output_type -> tasktide.v1.ListSchedulesResponse
-	20, // 36: tasktide.v1.Scheduler.DeleteSchedule:output_type -> tasktide.v1.DeleteScheduleResponse
-	14, // 37: tasktide.v1.Scheduler.PauseSchedule:output_type -> tasktide.v1.Schedule
-	26, // [26:38] is the sub-list for method output_type
-	14, // [14:26] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	5,  // 5: tasktide.v1.SubmitStreamRequest.batch:type_name -> tasktide.v1.SubmitStreamRequest
+	2,  // 6: tasktide.v1.SubmitStreamResponse.result:type_name -> tasktide.v1.SubmitResponse
+	6,  // 7: tasktide.v1.SubmitStreamResponse.batch:type_name -> tasktide.v1.SubmitStreamResponse
+	23, // 8: tasktide.v1.CancelResponse.state:type_name -> tasktide.v1.TaskState
+	24, // 9: tasktide.v1.RetryRequest.task:type_name -> tasktide.v1.Task
+	23, // 10: tasktide.v1.RetryResponse.state:type_name -> tasktide.v1.TaskState
+	23, // 11: tasktide.v1.Explanation.state:type_name -> tasktide.v1.TaskState
+	0,  // 12: tasktide.v1.Explanation.reason:type_name -> tasktide.v1.WaitReason
+	22, // 13: tasktide.v1.Schedule.task:type_name -> tasktide.v1.TaskSpec
+	14, // 14: tasktide.v1.PutScheduleRequest.schedule:type_name -> tasktide.v1.Schedule
+	14, // 15: tasktide.v1.ListSchedulesResponse.schedules:type_name -> tasktide.v1.Schedule
+	1,  // 16: tasktide.v1.Scheduler.Submit:input_type -> tasktide.v1.SubmitRequest
+	3,  // 17: tasktide.v1.Scheduler.SubmitBatch:input_type -> tasktide.v1.SubmitBatchRequest
+	5,  // 18: tasktide.v1.Scheduler.SubmitStream:input_type -> tasktide.v1.SubmitStreamRequest
+	7,  // 19: tasktide.v1.Scheduler.GetTask:input_type -> tasktide.v1.GetTaskRequest
+	8,  // 20: tasktide.v1.Scheduler.Cancel:input_type -> tasktide.v1.CancelRequest
+	10, // 21: tasktide.v1.Scheduler.Retry:input_type -> tasktide.v1.RetryRequest
+	12, // 22: tasktide.v1.Scheduler.Explain:input_type -> tasktide.v1.ExplainRequest
+	15, // 23: tasktide.v1.Scheduler.PutSchedule:input_type -> tasktide.v1.PutScheduleRequest
+	16, // 24: tasktide.v1.Scheduler.GetSchedule:input_type -> tasktide.v1.GetScheduleRequest
+	17, // 25: tasktide.v1.Scheduler.ListSchedules:input_type -> tasktide.v1.ListSchedulesRequest
+	19, // 26: tasktide.v1.Scheduler.DeleteSchedule:input_type -> tasktide.v1.DeleteScheduleRequest
+	21, // 27: tasktide.v1.Scheduler.PauseSchedule:input_type -> tasktide.v1.PauseScheduleRequest
+	2,  // 28: tasktide.v1.Scheduler.Submit:output_type -> tasktide.v1.SubmitResponse
+	4,  // 29: tasktide.v1.Scheduler.SubmitBatch:output_type -> tasktide.v1.SubmitBatchResponse
+	6,  // 30: tasktide.v1.Scheduler.SubmitStream:output_type -> tasktide.v1.SubmitStreamResponse
+	24, // 31: tasktide.v1.Scheduler.GetTask:output_type -> tasktide.v1.Task
+	9,  // 32: tasktide.v1.Scheduler.Cancel:output_type -> tasktide.v1.CancelResponse
+	11, // 33: tasktide.v1.Scheduler.Retry:output_type -> tasktide.v1.RetryResponse
+	13, // 34: tasktide.v1.Scheduler.Explain:output_type -> tasktide.v1.Explanation
+	14, // 35: tasktide.v1.Scheduler.PutSchedule:output_type -> tasktide.v1.Schedule
+	14, // 36: tasktide.v1.Scheduler.GetSchedule:output_type -> tasktide.v1.Schedule
+	18, // 37: tasktide.v1.Scheduler.ListSchedules:output_type -> tasktide.v1.ListSchedulesResponse
+	20, // 38: tasktide.v1.Scheduler.DeleteSchedule:output_type -> tasktide.v1.DeleteScheduleResponse
+	14, // 39: tasktide.v1.Scheduler.PauseSchedule:output_type -> tasktide.v1.Schedule
+	28, // [28:40] is the sub-list for method output_type
+	16, // [16:28] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_tasktide_v1_scheduler_proto_init() }

@@ -1,8 +1,9 @@
 """The stream transport of the blocking client: submissions over one long-lived SubmitStream.
 
 Each submission gets a sequence number and a Future; one reader thread per stream resolves them as
-the scheduler's answers arrive. Submissions from many threads share the stream, and what reaches
-the scheduler together is written together. The stream opens on first use; when it breaks, the
+the scheduler's answers arrive. Submissions from many threads share the stream: those queued while
+a message is being sent go in the next one together (up to what the scheduler announced it
+takes), and their answers come back together. The stream opens on first use; when it breaks, the
 submissions it still had in flight fail with its error and the next submission opens a new one.
 Confirmed mode waits for each answer; pipelined mode (ClientSettings.pipelined_submit) returns a
 Future of the id at once and `flush` waits for them.
@@ -36,6 +37,10 @@ REFUSALS_KEPT = 100  # refusals flush() names in full; it counts the others
 MAX_IDLE_SECONDS = 30.0
 # A process that exits with pipelined submissions unconfirmed waits this long for them (atexit).
 EXIT_FLUSH_SECONDS = 10.0
+# The scheduler's initial metadata names how many submissions one message may carry; the client
+# sends at most this many, whatever it names.
+BATCH_HEADER = "tasktide-submit-batch"
+MAX_PER_MESSAGE = 1_000
 
 log = logging.getLogger("tasktide.client")
 
@@ -57,16 +62,41 @@ class _Stream:
         self.open = True
         self.address = address
         self.used = time.monotonic()
+        # Submissions one message may carry: 1 until the scheduler announces more (its initial
+        # metadata, read by the stream's reader thread; a scheduler without batches announces none).
+        self.per_message = 1
         # Opened outside the caller's context: the stream outlives the submission that opens it, so
         # it belongs to no submission's trace (each submission is traced by the interceptors).
         self.responses = contextvars.Context().run(stub.SubmitStream, self._requests())
 
     def _requests(self) -> Iterator[scheduler_pb2.SubmitStreamRequest]:
+        """What was queued while the previous message was being sent goes as one message."""
         while True:
             req = self.requests.get()
             if req is _END:
                 return
-            yield req
+            batch = [req]
+            while len(batch) < self.per_message:
+                try:
+                    more = self.requests.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _END:
+                    yield _message(batch)
+                    return
+                batch.append(more)
+            yield _message(batch)
+
+    def announced(self) -> None:
+        """Read the scheduler's initial metadata (waits for it): how many submissions a message
+        may carry."""
+        for key, value in self.responses.initial_metadata() or ():
+            if key == BATCH_HEADER and value.isdigit():
+                self.per_message = max(1, min(int(value), MAX_PER_MESSAGE))
+
+
+def _message(batch: list[scheduler_pb2.SubmitStreamRequest]) -> scheduler_pb2.SubmitStreamRequest:
+    return batch[0] if len(batch) == 1 else scheduler_pb2.SubmitStreamRequest(batch=batch)
 
 
 class StreamSubmitter:
@@ -159,15 +189,18 @@ class StreamSubmitter:
     def _read(self, stream: _Stream) -> None:
         error: Exception = stream_closed(self._address)
         try:
-            for resp in stream.responses:
+            stream.announced()
+            for message in stream.responses:
+                answers = message.batch or (message,)
                 with self._lock:
-                    fut = stream.pending.pop(resp.seq, None)
-                if fut is None:
-                    continue
-                if resp.error_code:
-                    fut.set_exception(error_from_status(resp.error_code, resp.error_message))
-                else:
-                    fut.set_result(resp.result.task_id)
+                    futs = [stream.pending.pop(resp.seq, None) for resp in answers]
+                for resp, fut in zip(answers, futs, strict=True):
+                    if fut is None:
+                        continue
+                    if resp.error_code:
+                        fut.set_exception(error_from_status(resp.error_code, resp.error_message))
+                    else:
+                        fut.set_result(resp.result.task_id)
         except grpc.RpcError as exc:
             error = translate(exc, self._address)
         with self._lock:  # no submission joins this stream after this point

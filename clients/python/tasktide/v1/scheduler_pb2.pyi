@@ -58,24 +58,28 @@ class SubmitBatchResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[SubmitResponse, _Mapping]]] = ...) -> None: ...
 
 class SubmitStreamRequest(_message.Message):
-    __slots__ = ("seq", "spec")
+    __slots__ = ("seq", "spec", "batch")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     seq: int
     spec: _task_pb2.TaskSpec
-    def __init__(self, seq: _Optional[int] = ..., spec: _Optional[_Union[_task_pb2.TaskSpec, _Mapping]] = ...) -> None: ...
+    batch: _containers.RepeatedCompositeFieldContainer[SubmitStreamRequest]
+    def __init__(self, seq: _Optional[int] = ..., spec: _Optional[_Union[_task_pb2.TaskSpec, _Mapping]] = ..., batch: _Optional[_Iterable[_Union[SubmitStreamRequest, _Mapping]]] = ...) -> None: ...
 
 class SubmitStreamResponse(_message.Message):
-    __slots__ = ("seq", "result", "error_code", "error_message")
+    __slots__ = ("seq", "result", "error_code", "error_message", "batch")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     seq: int
     result: SubmitResponse
     error_code: int
     error_message: str
-    def __init__(self, seq: _Optional[int] = ..., result: _Optional[_Union[SubmitResponse, _Mapping]] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ...) -> None: ...
+    batch: _containers.RepeatedCompositeFieldContainer[SubmitStreamResponse]
+    def __init__(self, seq: _Optional[int] = ..., result: _Optional[_Union[SubmitResponse, _Mapping]] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ..., batch: _Optional[_Iterable[_Union[SubmitStreamResponse, _Mapping]]] = ...) -> None: ...
 
 class GetTaskRequest(_message.Message):
     __slots__ = ("task_id",)
