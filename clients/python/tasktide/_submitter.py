@@ -76,6 +76,8 @@ class _Stream:
             if req is _END:
                 return
             batch = [req]
+            if self.per_message > 1 and len(self.pending) > 1:
+                time.sleep(0)  # others in flight: let threads woken by their answers queue theirs
             while len(batch) < self.per_message:
                 try:
                     more = self.requests.get_nowait()
