@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 from tasktide import AsyncClient, Client, ConfigurationError
+from tasktide._async_submitter import AsyncStreamSubmitter
 from tasktide._submitter import StreamSubmitter
 from tasktide._transport import AsyncUnarySubmitter, UnarySubmitter
 from tasktide._transports import registered
@@ -60,7 +61,7 @@ def test_an_explicit_transport_overrides_the_settings(platform):
         assert type(c._submitter) is UnarySubmitter  # noqa: SLF001
 
 
-def test_the_asyncio_client_is_unary_or_redis(platform, redis_server, queue_name, client):
+def test_the_asyncio_client_is_a_stream_unary_or_redis(platform, redis_server, queue_name, client):
     async def submit(env: dict[str, str]) -> tuple[type, type | None, str]:
         settings = client_settings(platform.address, env)
         async with AsyncClient(settings=settings) as c:
@@ -69,11 +70,15 @@ def test_the_asyncio_client_is_unary_or_redis(platform, redis_server, queue_name
             return type(chain), fallback, (await c.submit("t.add", [2, 3], queue=queue_name)).id
 
     plain = asyncio.run(submit({}))
+    pipelined = asyncio.run(submit({"TASKTIDE_PIPELINED_SUBMIT": "1"}))  # confirmed all the same
+    unary = asyncio.run(submit({"TASKTIDE_SUBMIT_TRANSPORT": "unary"}))
     direct = asyncio.run(submit({"TASKTIDE_SUBMIT_REDIS_URL": redis_server.url}))
-    assert plain[:2] == (AsyncUnarySubmitter, None)
-    assert direct[:2] == (AsyncDirectTransport, AsyncUnarySubmitter)
+    assert plain[:2] == (AsyncStreamSubmitter, None)
+    assert pipelined[:2] == (AsyncStreamSubmitter, None)
+    assert unary[:2] == (AsyncUnarySubmitter, None)
+    assert direct[:2] == (AsyncDirectTransport, AsyncStreamSubmitter)
     with run_worker_thread(app, platform.address, queues=(queue_name,)):
-        assert [client.result(t[2], timeout=20) for t in (plain, direct)] == [5, 5]
+        assert [client.result(t[2], timeout=20) for t in (plain, pipelined, unary, direct)] == [5, 5, 5, 5]
 
 
 def test_tracing_wraps_the_chosen_transport(platform, redis_server):

@@ -39,8 +39,9 @@ class AsyncClient(BaseClient, AsyncScheduleMethods):  # schedule methods: _sched
         address: the platform's address (default: TASKTIDE_ADDRESS, else 127.0.0.1:50051).
         settings: all settings at once (default: read from the TASKTIDE_* variables).
         hooks: a plugin, such as tracing (tasktide.contrib.opentelemetry.TracingHooks).
-        transport: checked as for Client; tasks are sent a Submit call each (or straight to Redis
-            with TASKTIDE_SUBMIT_REDIS_URL).
+        transport: as for Client: tasks share one SubmitStream, confirmed each (the default; with
+            "pipelined" too), or "unary" (a Submit call each); or straight to Redis with
+            TASKTIDE_SUBMIT_REDIS_URL.
     """
 
     def __init__(

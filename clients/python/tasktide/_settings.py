@@ -36,9 +36,8 @@ class ClientSettings:
     registry_address: str = ""
     results_address: str = ""
     lease_seconds_hint: float = 30.0
-    # How the blocking Client sends tasks one at a time: "stream" (default: one long-lived
-    # SubmitStream shared by all threads) or "unary" (a Submit call each); the AsyncClient always
-    # makes a Submit call each. TASKTIDE_SUBMIT_TRANSPORT
+    # How a client sends tasks one at a time: "stream" (default: one long-lived SubmitStream shared
+    # by all threads or coroutines) or "unary" (a Submit call each). TASKTIDE_SUBMIT_TRANSPORT
     submit_transport: str = ""
     # delay()/submit() return before the platform confirms the task (a handle's id waits for it;
     # Client.flush() waits for all, and the end of the process for up to 10 s): many tasks in flight

@@ -84,10 +84,10 @@ class _Stream:
                 except queue.Empty:
                     break
                 if more is _END:
-                    yield _message(batch)
+                    yield batched(batch)
                     return
                 batch.append(more)
-            yield _message(batch)
+            yield batched(batch)
 
     def announced(self) -> None:
         """Read the scheduler's initial metadata (waits for it): how many submissions a message
@@ -97,7 +97,7 @@ class _Stream:
                 self.per_message = max(1, min(int(value), MAX_PER_MESSAGE))
 
 
-def _message(batch: list[scheduler_pb2.SubmitStreamRequest]) -> scheduler_pb2.SubmitStreamRequest:
+def batched(batch: list[scheduler_pb2.SubmitStreamRequest]) -> scheduler_pb2.SubmitStreamRequest:
     return batch[0] if len(batch) == 1 else scheduler_pb2.SubmitStreamRequest(batch=batch)
 
 

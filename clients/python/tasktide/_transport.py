@@ -5,7 +5,8 @@ A client holds one chain of submitters, built once (see _transports.py):
     [plugin interceptors, e.g. tracing] -> [a registered transport, e.g. "redis"] -> base transport
 
 The base transport is one of: `UnarySubmitter` (a Submit call per task), the blocking client's
-`StreamSubmitter` (one long-lived SubmitStream, confirmed or pipelined; _submitter.py). An
+`StreamSubmitter` (one long-lived SubmitStream, confirmed or pipelined; _submitter.py), the
+AsyncClient's `AsyncStreamSubmitter` (_async_submitter.py). An
 interceptor holds `next`, the submitter it wraps, and passes on what it does not change.
 """
 

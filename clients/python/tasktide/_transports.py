@@ -1,10 +1,11 @@
 """Choosing a client's transport chain, once, when the client is built.
 
 Base transport, from `transport=` or the settings (TASKTIDE_SUBMIT_TRANSPORT, TASKTIDE_PIPELINED_SUBMIT):
-"stream" (the blocking Client's default), "pipelined" (the stream, unconfirmed) or "unary" (the
-AsyncClient's only base). With TASKTIDE_SUBMIT_REDIS_URL, the transport another package registers
-under the entry-point group `tasktide.transports` as "redis" (tasktide-server does) wraps the base
-one, which keeps the tasks it does not take. The plugin's interceptors (tracing) wrap the whole.
+"stream" (the default), "pipelined" (the blocking Client's stream, unconfirmed; the AsyncClient's
+stream is always confirmed: its callers gather submissions concurrently instead) or "unary". With
+TASKTIDE_SUBMIT_REDIS_URL, the transport another package registers under the entry-point group
+`tasktide.transports` as "redis" (tasktide-server does) wraps the base one, which keeps the tasks
+it does not take. The plugin's interceptors (tracing) wrap the whole.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 from typing import Protocol
 
+from tasktide._async_submitter import AsyncStreamSubmitter
 from tasktide._exceptions import ConfigurationError
 from tasktide._hooks import Hooks
 from tasktide._settings import ClientSettings
@@ -73,9 +75,12 @@ def blocking_submitter(
 def async_submitter(
     settings: ClientSettings, stub: scheduler_pb2_grpc.SchedulerStub, hooks: Hooks, transport: str | None = None
 ) -> AsyncSubmitter:
-    """The AsyncClient's chain: its base is always unary (a name is still checked)."""
-    base_name(settings, transport)
-    chain: AsyncSubmitter = AsyncUnarySubmitter(stub, settings.scheduler())
+    """The AsyncClient's chain."""
+    name = base_name(settings, transport)
+    address = settings.scheduler()
+    chain: AsyncSubmitter = (
+        AsyncUnarySubmitter(stub, address) if name == "unary" else AsyncStreamSubmitter(stub, address)
+    )
     if settings.submit_redis_url:
         chain = registered(REDIS).asyncio(settings.submit_redis_url, chain)
     return hooks.intercept_async_submitter(chain)
