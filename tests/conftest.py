@@ -66,7 +66,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """The fault suite's figures travel in its test reports (so they reach this process from
     pytest-xdist's workers too); they are written to reports/faults.md at the end."""
     if report.when == "call":
-        FAULT_ROWS.extend(value for key, value in report.user_properties if key == "fault_figures")
+        FAULT_ROWS.extend(
+            value for key, value in report.user_properties if key == "fault_figures" and isinstance(value, dict)
+        )
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -27,7 +27,7 @@ def wait_serving(address: str, proc: subprocess.Popen[str], timeout: float = 60.
         try:
             grpc.channel_ready_future(ch).result(timeout=timeout)
         except grpc.FutureTimeoutError:
-            raise RuntimeError(f"{proc.args} did not start serving on {address} (exit code {proc.poll()})") from None
+            raise RuntimeError(f"{proc.args!r} did not start serving on {address} (exit code {proc.poll()})") from None
 
 
 def stop(procs: list[subprocess.Popen[str]], timeout: float = 20.0) -> None:

@@ -152,7 +152,7 @@ def _why(client: Client, states: dict[str, int], lost: Sequence[str]) -> str:
         return ""
     by_state = Counter(task_pb2.TaskState.Name(states.get(t, 0)) for t in lost)
     try:
-        first = client.explain(lost[0])
+        first = str(client.explain(lost[0]))
     except Exception as exc:  # noqa: BLE001 - a description only
-        first = exc
+        first = str(exc)
     return f"{dict(by_state)}; {lost[0]}: {first}"
