@@ -141,6 +141,13 @@ class LoopThread:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(15)
 
+    def __enter__(self) -> Self:
+        """`with PlatformThread(settings) as p:` starts it, and stops it when the block ends."""
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Runs `coro` on the thread's loop and returns its result (from any other thread)."""
         assert self._loop is not None

@@ -92,9 +92,8 @@ def platform(server_settings: ServerSettings) -> Iterator[object]:
     from tasktide_services.testing import PlatformThread
 
     if ARRANGEMENT == "one":
-        p = PlatformThread(server_settings).start()
-        yield p
-        p.stop()
+        with PlatformThread(server_settings) as p:
+            yield p
         return
     from tests.processes import session_split_platform
 

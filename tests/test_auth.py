@@ -50,9 +50,8 @@ def revoked_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def secured(server_settings: ServerSettings, revoked_file: Path) -> Iterator[PlatformThread]:
     settings = replace(server_settings, auth_key=KEY.decode(), auth_revoked=str(revoked_file))
-    p = PlatformThread(settings).start()
-    yield p
-    p.stop()
+    with PlatformThread(settings) as p:
+        yield p
 
 
 def call(address: str, m: MethodDescriptor, token: str | None, timeout: float = 1.5) -> grpc.StatusCode:

@@ -35,9 +35,8 @@ INCR = "return redis.call('INCR', KEYS[1])"
 
 @pytest.fixture(scope="module")
 def cluster_platform(redis_cluster: LocalCluster, server_settings: ServerSettings) -> Iterator[PlatformThread]:
-    p = PlatformThread(replace(server_settings, redis_url=redis_cluster.url)).start()
-    yield p
-    p.stop()
+    with PlatformThread(replace(server_settings, redis_url=redis_cluster.url)) as p:
+        yield p
 
 
 def node_client(node: LocalRedis) -> redis.Redis:

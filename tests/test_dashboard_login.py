@@ -54,9 +54,8 @@ def revoked(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def secured(server_settings: ServerSettings, revoked: Path) -> Iterator[PlatformThread]:
-    p = PlatformThread(replace(server_settings, auth_key=KEY.decode(), auth_revoked=str(revoked))).start()
-    yield p
-    p.stop()
+    with PlatformThread(replace(server_settings, auth_key=KEY.decode(), auth_revoked=str(revoked))) as p:
+        yield p
 
 
 def start_dashboard(

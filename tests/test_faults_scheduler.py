@@ -62,9 +62,8 @@ def rdb(redis_server: LocalRedis) -> Iterator[redis.Redis]:
 @pytest.fixture(scope="module")
 def short_expiry(server_settings: ServerSettings) -> Iterator[PlatformThread]:
     """A platform whose results (and, before, task records) expire after 2 s."""
-    p = PlatformThread(replace(server_settings, result_expires=2.0)).start()
-    yield p
-    p.stop()
+    with PlatformThread(replace(server_settings, result_expires=2.0)) as p:
+        yield p
 
 
 def _client(address: str) -> tasktide.Client:

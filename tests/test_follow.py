@@ -189,9 +189,8 @@ def test_forgetting_makes_room_under_the_bound(
 
 @pytest.fixture(scope="module")
 def secured(server_settings: ServerSettings) -> Iterator[PlatformThread]:
-    p = PlatformThread(replace(server_settings, auth_key=KEY.decode())).start()
-    yield p
-    p.stop()
+    with PlatformThread(replace(server_settings, auth_key=KEY.decode())) as p:
+        yield p
 
 
 def _md(namespace: str, role: str = "producer") -> list[tuple[str, str]]:

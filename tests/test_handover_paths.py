@@ -33,9 +33,8 @@ AN_HOUR = 3600.0  # a linger no test outlives: its timer cannot be what recorded
 
 @pytest.fixture(scope="module")
 def local(server_settings) -> Iterator[PlatformThread]:
-    p = PlatformThread(server_settings).start()
-    yield p
-    p.stop()
+    with PlatformThread(server_settings) as p:
+        yield p
 
 
 @pytest.fixture()

@@ -34,9 +34,8 @@ N = 1000
 @pytest.fixture(scope="module")
 def own_platform(server_settings: ServerSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlatformThread]:
     redis = start_redis(tmp_path_factory.mktemp("redis-list"), appendonly=False)
-    p = PlatformThread(replace(server_settings, redis_url=redis.url)).start()
-    yield p
-    p.stop()
+    with PlatformThread(replace(server_settings, redis_url=redis.url)) as p:
+        yield p
     redis.stop()
 
 
@@ -213,9 +212,8 @@ KEY = b"l" * 40
 
 @pytest.fixture(scope="module")
 def secured(server_settings: ServerSettings) -> Iterator[PlatformThread]:
-    p = PlatformThread(replace(server_settings, auth_key=KEY.decode())).start()
-    yield p
-    p.stop()
+    with PlatformThread(replace(server_settings, auth_key=KEY.decode())) as p:
+        yield p
 
 
 def _as(platform: PlatformThread, namespace: str) -> Client:

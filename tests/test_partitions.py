@@ -32,9 +32,8 @@ N = 3
 def parted(server_settings: ServerSettings) -> Iterator[PlatformThread]:
     """A platform on the suite's Redis with the queues above declared with N partitions."""
     declared = tuple((q, N) for q in (HOT, PRIO, PAUSED, DEAD, CANCEL))
-    p = PlatformThread(replace(server_settings, queue_partitions=declared)).start()
-    yield p
-    p.stop()
+    with PlatformThread(replace(server_settings, queue_partitions=declared)) as p:
+        yield p
 
 
 @pytest.fixture()

@@ -62,9 +62,8 @@ def _url(proxy: TlsProxy, ca: Path, client: Path | None = None) -> str:
 def tls_platform(
     server_settings: ServerSettings, proxy: TlsProxy, certs: tuple[Path, Path]
 ) -> Iterator[PlatformThread]:
-    p = PlatformThread(replace(server_settings, redis_url=_url(proxy, certs[0]))).start()
-    yield p
-    p.stop()
+    with PlatformThread(replace(server_settings, redis_url=_url(proxy, certs[0]))) as p:
+        yield p
 
 
 def _bypassing(plain_redis: LocalRedis, proxy: TlsProxy) -> list[str]:

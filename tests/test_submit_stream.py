@@ -244,13 +244,9 @@ def test_a_stream_larger_than_a_batch_is_read_a_batch_at_a_time_and_answered_who
     """The inbox holds one batch at most (the stream is not read while it is full): 250 submissions
     sent at once on a platform whose batches are 7 are all answered, each once."""
     small = replace(server_settings, limits=replace(server_settings.limits, max_batch=7))
-    p = PlatformThread(small).start()
-    try:
+    with PlatformThread(small) as p, grpc.insecure_channel(p.address) as ch:
         reqs = [scheduler_pb2.SubmitStreamRequest(seq=i, spec=_spec("t.add", queue_name)) for i in range(250)]
-        with grpc.insecure_channel(p.address) as ch:
-            answers = list(scheduler_pb2_grpc.SchedulerStub(ch).SubmitStream(iter(reqs)))
-    finally:
-        p.stop()
+        answers = list(scheduler_pb2_grpc.SchedulerStub(ch).SubmitStream(iter(reqs)))
     assert sorted(a.seq for a in answers) == list(range(250))
     assert all(a.error_code == 0 and len(a.result.task_id) == 32 for a in answers)
     assert len({a.result.task_id for a in answers}) == 250
@@ -374,8 +370,7 @@ def test_a_message_may_carry_a_batch_of_submissions_each_answered_by_its_sequenc
     error, those beyond the limit with RESOURCE_EXHAUSTED; answers ready together come in one
     message; a message of one submission is still answered on its own, and the stream goes on."""
     small = replace(server_settings, limits=replace(server_settings.limits, max_batch=7))
-    p = PlatformThread(small).start()
-    try:
+    with PlatformThread(small) as p:
         first = [scheduler_pb2.SubmitStreamRequest(seq=i, spec=_spec("t.add", queue_name)) for i in range(1, 11)]
         first[2].spec.name = "not a valid name!"
         then = scheduler_pb2.SubmitStreamRequest(seq=50, spec=_spec("t.add", queue_name))
@@ -385,8 +380,6 @@ def test_a_message_may_carry_a_batch_of_submissions_each_answered_by_its_sequenc
             )
             header = dict(call.initial_metadata())
             messages = list(call)
-    finally:
-        p.stop()
     assert header["tasktide-submit-batch"] == "7"
     by_seq = {a.seq: a for a in _answers(messages)}
     assert sorted(by_seq) == [*range(1, 11), 50]

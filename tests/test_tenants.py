@@ -25,9 +25,8 @@ KEY = b"n" * 40
 
 @pytest.fixture(scope="module")
 def secured(server_settings: ServerSettings) -> Iterator[PlatformThread]:
-    p = PlatformThread(replace(server_settings, auth_key=KEY.decode())).start()
-    yield p
-    p.stop()
+    with PlatformThread(replace(server_settings, auth_key=KEY.decode())) as p:
+        yield p
 
 
 def client_for(platform: PlatformThread, namespace: str, role: str = "producer", **kw: object) -> Client:

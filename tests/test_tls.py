@@ -57,17 +57,15 @@ def _tls(folder: Path, client_ca: bool) -> TlsSettings:
 @pytest.fixture(scope="module")
 def tls_platform(server_settings: ServerSettings, certs: tuple[Path, Path]) -> Iterator[PlatformThread]:
     settings = replace(server_settings, tls=_tls(certs[0], client_ca=False), auth_key=KEY.decode())
-    p = PlatformThread(settings).start()
-    yield p
-    p.stop()
+    with PlatformThread(settings) as p:
+        yield p
 
 
 @pytest.fixture(scope="module")
 def mtls_platform(server_settings: ServerSettings, certs: tuple[Path, Path]) -> Iterator[PlatformThread]:
     settings = replace(server_settings, tls=_tls(certs[0], client_ca=True))
-    p = PlatformThread(settings).start()
-    yield p
-    p.stop()
+    with PlatformThread(settings) as p:
+        yield p
 
 
 def _credentials(ca: Path, client: Path | None = None) -> grpc.ChannelCredentials:
