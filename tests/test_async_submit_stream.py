@@ -58,6 +58,27 @@ def test_coroutines_share_the_streams_messages_and_each_gets_its_own_id(platform
         assert [client.result(i, timeout=20) for i in ids] == [i + 1 for i in range(300)]
 
 
+def test_a_batch_stays_under_the_message_size_a_scheduler_takes(server_settings, queue_name):
+    """Twenty tasks of about 300 KB each gathered at once, to a scheduler that takes messages of
+    2 MiB at most: the client sends them in messages under 1 MiB, and every task is accepted."""
+    small = replace(server_settings, limits=replace(server_settings.limits, max_message_bytes=2 * 1024 * 1024))
+    counter = _MessagesSent()
+
+    async def run(address: str) -> list[str]:
+        async with grpc.aio.insecure_channel(address, interceptors=[counter]) as channel:
+            submitter = AsyncStreamSubmitter(scheduler_pb2_grpc.SchedulerStub(channel), address)
+            await submitter.submit(build_spec("t.add", [0, 0], {}, queue=queue_name))  # batches announced
+            specs = [build_spec("t.add", ["x" * 300_000, str(i)], {}, queue=queue_name) for i in range(20)]
+            ids = await asyncio.gather(*(submitter.submit(s) for s in specs))
+            await submitter.close()
+            return ids
+
+    with PlatformThread(small) as p:
+        ids = asyncio.run(run(p.address))
+    assert len(set(ids)) == 20 and all(len(i) == 32 for i in ids)
+    assert counter.submissions == 21 and counter.messages < 21  # batched, yet each message small enough
+
+
 def test_a_refused_task_raises_and_the_stream_goes_on(platform, client, queue_name):
     async def run() -> tuple[str, str]:
         async with AsyncClient(settings=ClientSettings.from_env({}, address=platform.address)) as c:

@@ -499,3 +499,23 @@ def test_pipelined_submissions_go_in_batches_the_scheduler_announced(platform, q
     assert len(set(ids)) == 1000 and all(len(i) == 32 for i in ids)
     assert counter.submissions == 1000
     assert counter.messages < 500
+
+
+def test_a_batch_stays_under_the_message_size_a_scheduler_takes(server_settings, queue_name):
+    """Twenty pipelined tasks of about 300 KB each, to a scheduler that takes messages of 2 MiB at
+    most: the client splits what is queued into messages under 1 MiB, and every task is accepted
+    (one message of all twenty would be refused whole, failing every submission it carried)."""
+    small = replace(server_settings, limits=replace(server_settings.limits, max_message_bytes=2 * 1024 * 1024))
+    counter = _MessagesSent()
+    with PlatformThread(small) as p:
+        submitter, channel = _submitter(p.address, counter, pipelined=True)
+        try:
+            specs = [build_spec("t.add", ["x" * 300_000, str(i)], {}, queue=queue_name) for i in range(20)]
+            futs = [submitter.submit(s) for s in specs]
+            submitter.flush(timeout=60)
+        finally:
+            submitter.close()
+            channel.close()
+    ids = [f.result() for f in futs]  # type: ignore[union-attr]
+    assert len(set(ids)) == 20 and all(len(i) == 32 for i in ids)
+    assert counter.submissions == 20

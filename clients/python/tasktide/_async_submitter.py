@@ -22,7 +22,14 @@ from collections.abc import AsyncIterator, Sequence
 import grpc
 
 from tasktide._errors import error_from_status, stream_closed, translate
-from tasktide._submitter import BATCH_HEADER, MAX_IDLE_SECONDS, MAX_IN_FLIGHT, MAX_PER_MESSAGE, batched
+from tasktide._submitter import (
+    BATCH_HEADER,
+    MAX_BATCH_BYTES,
+    MAX_IDLE_SECONDS,
+    MAX_IN_FLIGHT,
+    MAX_PER_MESSAGE,
+    batched,
+)
 from tasktide._transport import AsyncUnarySubmitter
 from tasktide.v1 import scheduler_pb2, scheduler_pb2_grpc, task_pb2
 
@@ -66,11 +73,23 @@ class _Stream:
             await self.queued.wait()
             self.queued.clear()
             while self.queue:
-                batch = self.queue[: self.per_message]
-                del self.queue[: len(batch)]
-                yield batched(batch)
+                yield batched(self._take())
             if self.ending:
                 return
+
+    def _take(self) -> list[Request]:
+        """The next message's submissions: as many queued as the scheduler takes, under
+        MAX_BATCH_BYTES together (the first whatever its size)."""
+        end, size = 1, 0
+        while end < min(len(self.queue), self.per_message):
+            size = size or self.queue[0].ByteSize()
+            size += self.queue[end].ByteSize()
+            if size > MAX_BATCH_BYTES:
+                break
+            end += 1
+        batch = self.queue[:end]
+        del self.queue[:end]
+        return batch
 
     async def _read(self) -> None:
         error: Exception = stream_closed(self.address)

@@ -41,6 +41,9 @@ EXIT_FLUSH_SECONDS = 10.0
 # sends at most this many, whatever it names.
 BATCH_HEADER = "tasktide-submit-batch"
 MAX_PER_MESSAGE = 1_000
+# A message of several submissions stays under this size (a scheduler takes 16 MiB by default); a
+# submission larger than it goes alone.
+MAX_BATCH_BYTES = 1024 * 1024
 
 log = logging.getLogger("tasktide.client")
 
@@ -71,11 +74,13 @@ class _Stream:
 
     def _requests(self) -> Iterator[scheduler_pb2.SubmitStreamRequest]:
         """What was queued while the previous message was being sent goes as one message."""
+        carry: scheduler_pb2.SubmitStreamRequest | None = None  # the head of the next message
         while True:
-            req = self.requests.get()
+            req = carry if carry is not None else self.requests.get()
+            carry = None
             if req is _END:
                 return
-            batch = [req]
+            batch, size = [req], 0
             if self.per_message > 1 and len(self.pending) > 1:
                 time.sleep(0)  # others in flight: let threads woken by their answers queue theirs
             while len(batch) < self.per_message:
@@ -86,6 +91,11 @@ class _Stream:
                 if more is _END:
                     yield batched(batch)
                     return
+                size = size or req.ByteSize()
+                size += more.ByteSize()
+                if size > MAX_BATCH_BYTES:
+                    carry = more
+                    break
                 batch.append(more)
             yield batched(batch)
 
