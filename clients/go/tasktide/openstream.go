@@ -76,14 +76,14 @@ func (st *openStream) enqueue(seq uint64, spec *pb.TaskSpec, size int, now time.
 func (st *openStream) sendTurn(ctx context.Context, own chan answer) {
 	for {
 		st.mu.Lock()
-		if len(st.pending) > 1 && st.perMessage.Load() > 1 {
+		if len(st.queue) > 0 && len(st.pending) > 1 && st.perMessage.Load() > 1 {
 			// Others in flight: let goroutines woken by their answers queue their next submissions,
 			// so they go in this message rather than each in one of its own.
 			st.mu.Unlock()
 			runtime.Gosched()
 			st.mu.Lock()
 		}
-		if len(st.queue) == 0 {
+		if len(st.queue) == 0 { // (a submission given up while the turn's holder yielded is gone)
 			st.sending = false
 			st.mu.Unlock()
 			return
