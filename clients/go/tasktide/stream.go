@@ -16,8 +16,8 @@ import (
 	pb "github.com/tasktide/tasktide/clients/go/tasktidepb"
 )
 
-// MaxInFlight bounds the submissions a Client has sent on its stream and not seen answered; a
-// Submit beyond it waits (or returns its context's error) until an answer frees a place.
+// MaxInFlight bounds the submissions a Client has queued or sent on its stream and not seen
+// answered; a Submit beyond it waits (or returns its context's error) until an answer frees a place.
 const MaxInFlight = 10_000
 
 // maxIdle: a stream left idle this long is closed before the next submission opens a fresh one,
