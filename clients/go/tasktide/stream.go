@@ -3,6 +3,7 @@ package tasktide
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -10,12 +11,13 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/tasktide/tasktide/clients/go/tasktidepb"
 )
 
-// MaxInFlight bounds the submissions a Client has sent on its stream and not seen answered; a
-// Submit beyond it waits (or returns its context's error) until an answer frees a place.
+// MaxInFlight bounds the submissions a Client has queued or sent on its stream and not seen
+// answered; a Submit beyond it waits (or returns its context's error) until an answer frees a place.
 const MaxInFlight = 10_000
 
 // maxIdle: a stream left idle this long is closed before the next submission opens a fresh one,
@@ -32,8 +34,10 @@ type answer struct {
 // by every goroutine of the Client. Each submission carries a sequence number; one reader
 // goroutine per stream hands each answer to the submission with its number, so many submissions
 // are in flight at once and the scheduler writes what arrives together in one Redis round trip.
-// The stream opens on first use; when it breaks, the submissions in flight fail with its error
-// (ErrUnavailable) and the next submission opens a new stream.
+// Submissions made while a message is being sent go together in the next one, when the scheduler
+// takes several per message (openstream.go). The stream opens on first use; when it breaks, the
+// submissions in flight fail with its error (ErrUnavailable) and the next submission opens a new
+// stream.
 type streamSubmitter struct {
 	scheduler   pb.SchedulerClient
 	unsupported atomic.Bool   // the scheduler answered SubmitStream with UNIMPLEMENTED
@@ -43,39 +47,31 @@ type streamSubmitter struct {
 	cur         *openStream
 }
 
-// openStream is one SubmitStream call and the submissions waiting for its answers.
-type openStream struct {
-	call    pb.Scheduler_SubmitStreamClient
-	cancel  context.CancelFunc
-	sendMu  sync.Mutex // gRPC allows one sender at a time
-	mu      sync.Mutex // guards pending, open and used
-	pending map[uint64]chan answer
-	open    bool
-	used    time.Time
-}
-
 func newStreamSubmitter(scheduler pb.SchedulerClient) *streamSubmitter {
 	return &streamSubmitter{scheduler: scheduler, slots: make(chan struct{}, MaxInFlight)}
 }
 
 // submit sends spec and waits for its answer, or for ctx to end (the answer is then dropped when
-// it arrives: the task may have been accepted).
+// it arrives: the task may have been accepted; one not sent yet is not sent).
 func (s *streamSubmitter) submit(ctx context.Context, spec *pb.TaskSpec) (*pb.SubmitResponse, error) {
+	size := proto.Size(spec) + entryOverhead
+	if size > maxMessageBytes {
+		msg := fmt.Sprintf("the task takes %d bytes; a message takes at most %d", size, maxMessageBytes)
+		return nil, &Error{Op: "Submit", Code: codes.ResourceExhausted.String(), Message: msg, code: codes.ResourceExhausted}
+	}
 	select {
 	case s.slots <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 	defer func() { <-s.slots }()
-	st, seq, done, err := s.register()
+	st, seq, done, turn, err := s.register(spec, size)
 	if err != nil {
 		return nil, err
 	}
-	st.sendMu.Lock()
-	// A Send that fails means the stream broke: its reader then fails every submission still
-	// registered, this one too, with the stream's status (Send itself only says io.EOF).
-	_ = st.call.Send(&pb.SubmitStreamRequest{Seq: seq, Spec: spec})
-	st.sendMu.Unlock()
+	if turn {
+		st.sendTurn(ctx, done)
+	}
 	select {
 	case a := <-done:
 		return a.resp, a.err
@@ -85,23 +81,20 @@ func (s *streamSubmitter) submit(ctx context.Context, spec *pb.TaskSpec) (*pb.Su
 	}
 }
 
-// register picks the stream (opening one if there is none, it broke, or it sat idle too long) and
-// records a new submission on it.
-func (s *streamSubmitter) register() (*openStream, uint64, chan answer, error) {
+// register picks the stream (opening one if there is none, it broke, or it sat idle too long),
+// queues a new submission on it and reports whether the caller takes the send turn.
+func (s *streamSubmitter) register(spec *pb.TaskSpec, size int) (*openStream, uint64, chan answer, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
 	if st := s.cur; st != nil {
 		st.mu.Lock()
 		stale := st.open && len(st.pending) == 0 && now.Sub(st.used) > maxIdle
-		usable := st.open && !stale
-		if usable {
+		if st.open && !stale {
 			s.seq++
-			done := make(chan answer, 1)
-			st.pending[s.seq] = done
-			st.used = now
+			done, turn := st.enqueue(s.seq, spec, size, now)
 			st.mu.Unlock()
-			return st, s.seq, done, nil
+			return st, s.seq, done, turn, nil
 		}
 		st.mu.Unlock()
 		if stale {
@@ -110,15 +103,15 @@ func (s *streamSubmitter) register() (*openStream, uint64, chan answer, error) {
 	}
 	st, err := s.open()
 	if err != nil {
-		return nil, 0, nil, err
+		return nil, 0, nil, false, err
 	}
 	s.cur = st
 	s.seq++
-	done := make(chan answer, 1)
-	st.pending[s.seq] = done
-	st.used = now
+	st.mu.Lock()
+	done, turn := st.enqueue(s.seq, spec, size, now)
+	st.mu.Unlock()
 	go st.read() // only now: a stream that fails at once fails this submission too
-	return st, s.seq, done, nil
+	return st, s.seq, done, turn, nil
 }
 
 // open starts a stream; the caller starts its reader. The stream outlives the submission that
@@ -130,54 +123,7 @@ func (s *streamSubmitter) open() (*openStream, error) {
 		cancel()
 		return nil, streamError(err)
 	}
-	return &openStream{call: call, cancel: cancel, pending: map[uint64]chan answer{}, open: true}, nil
-}
-
-// read hands each answer to its submission until the stream ends, then fails those left.
-func (st *openStream) read() {
-	var failure error
-	for {
-		resp, err := st.call.Recv()
-		if err != nil {
-			failure = streamError(err)
-			break
-		}
-		st.mu.Lock()
-		done, ok := st.pending[resp.GetSeq()]
-		delete(st.pending, resp.GetSeq())
-		st.mu.Unlock()
-		if !ok {
-			continue // its submitter stopped waiting
-		}
-		if code := resp.GetErrorCode(); code != 0 {
-			c := codes.Code(code)
-			done <- answer{err: &Error{Op: "Submit", Code: c.String(), Message: resp.GetErrorMessage(), code: c}}
-		} else {
-			done <- answer{resp: resp.GetResult()}
-		}
-	}
-	st.mu.Lock()
-	st.open = false
-	left := st.pending
-	st.pending = map[uint64]chan answer{}
-	st.mu.Unlock()
-	for _, done := range left {
-		done <- answer{err: failure}
-	}
-	st.cancel()
-}
-
-func (st *openStream) forget(seq uint64) {
-	st.mu.Lock()
-	delete(st.pending, seq)
-	st.mu.Unlock()
-}
-
-// closeSend ends the requests; the reader ends when the scheduler has answered the last of them.
-func (st *openStream) closeSend() {
-	st.sendMu.Lock()
-	_ = st.call.CloseSend()
-	st.sendMu.Unlock()
+	return newOpenStream(call, cancel), nil
 }
 
 // close ends the current stream: submissions still waiting fail with ErrUnavailable.

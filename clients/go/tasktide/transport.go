@@ -13,10 +13,11 @@ import (
 
 // How Client.Submit sends a task (SubmitBatch is always one call).
 const (
-	// TransportStream (the default) sends each task as one message on a long-lived SubmitStream
-	// shared by the Client's goroutines and waits for its answer, so a returned Handle is a task
-	// the platform holds. Many submissions are in flight at once on one stream, and the scheduler
-	// writes what arrives together in one Redis round trip.
+	// TransportStream (the default) sends each task on a long-lived SubmitStream shared by the
+	// Client's goroutines and waits for its answer, so a returned Handle is a task the platform
+	// holds. Many submissions are in flight at once on one stream; those made while a message is
+	// being sent share the next message (when the scheduler takes several per message), and the
+	// scheduler writes what arrives together in one Redis round trip.
 	TransportStream = "stream"
 	// TransportUnary makes one Submit call per task.
 	TransportUnary = "unary"

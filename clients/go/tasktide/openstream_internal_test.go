@@ -1,0 +1,57 @@
+package tasktide
+
+import (
+	"testing"
+
+	pb "github.com/tasktide/tasktide/clients/go/tasktidepb"
+)
+
+// A message takes what is queued, in order, up to what the scheduler announced and what a
+// message may weigh; a submission heavier than that alone still goes, by itself.
+func TestAMessageTakesNoMoreThanTheAnnouncedCountAndTheSizeLimit(t *testing.T) {
+	st := newOpenStream(nil, nil)
+	queue := func(sizes ...int) {
+		for _, size := range sizes {
+			st.queue = append(st.queue, queued{req: &pb.SubmitStreamRequest{Seq: uint64(len(st.queue) + 1)}, size: size})
+		}
+	}
+	seqs := func(batch []*pb.SubmitStreamRequest) []uint64 {
+		out := make([]uint64, len(batch))
+		for i, r := range batch {
+			out[i] = r.GetSeq()
+		}
+		return out
+	}
+	if got := seqs(st.take()); len(got) != 0 {
+		t.Fatalf("an empty queue gave %v", got)
+	}
+	queue(10, 10, 10)
+	if got := seqs(st.take()); len(got) != 1 || got[0] != 1 {
+		t.Fatalf("before the scheduler announced batches: %v; want [1]", got)
+	}
+	st.perMessage.Store(1000)
+	if got := seqs(st.take()); len(got) != 2 || got[0] != 2 || len(st.queue) != 0 {
+		t.Fatalf("after: %v (queue %d); want [2 3]", got, len(st.queue))
+	}
+	st.queue = nil
+	mb := 1 << 20
+	queue(make([]int, 40)...)
+	for i := range st.queue {
+		st.queue[i].size = mb
+	}
+	first := st.take()
+	if len(first) != maxMessageBytes/mb || first[0].GetSeq() != 1 {
+		t.Fatalf("40 submissions of 1 MiB: the first message took %d; want %d", len(first), maxMessageBytes/mb)
+	}
+	st.queue = nil
+	queue(maxMessageBytes+1, 10)
+	if got := seqs(st.take()); len(got) != 1 || got[0] != 1 {
+		t.Fatalf("a submission over the limit went with others: %v", got)
+	}
+	st.queue = nil
+	st.perMessage.Store(3)
+	queue(10, 10, 10, 10, 10)
+	if got := seqs(st.take()); len(got) != 3 || len(st.queue) != 2 {
+		t.Fatalf("announced 3: %v, %d left", got, len(st.queue))
+	}
+}
