@@ -21,6 +21,10 @@ const batchHeader = "tasktide-submit-batch"
 // maxPerMessage caps the submissions of one message, whatever the scheduler announces.
 const maxPerMessage = 1_000
 
+// maxBatchBytes bounds a message of several submissions (a scheduler takes 16 MiB by default, and
+// may be configured lower); a submission larger than it goes alone.
+const maxBatchBytes = 1 << 20
+
 // entryOverhead bounds what a submission adds to a message beside its spec: its seq and the
 // field tags and lengths around it.
 const entryOverhead = 24
@@ -115,7 +119,7 @@ func (st *openStream) sendTurn(ctx context.Context, own chan answer) {
 func (st *openStream) take() []*pb.SubmitStreamRequest {
 	limit := int(st.perMessage.Load())
 	n, bytes := 0, 0
-	for n < len(st.queue) && n < limit && (n == 0 || bytes+st.queue[n].size <= maxMessageBytes) {
+	for n < len(st.queue) && n < limit && (n == 0 || bytes+st.queue[n].size <= maxBatchBytes) {
 		bytes += st.queue[n].size
 		n++
 	}

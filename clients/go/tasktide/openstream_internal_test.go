@@ -34,17 +34,17 @@ func TestAMessageTakesNoMoreThanTheAnnouncedCountAndTheSizeLimit(t *testing.T) {
 		t.Fatalf("after: %v (queue %d); want [2 3]", got, len(st.queue))
 	}
 	st.queue = nil
-	mb := 1 << 20
+	quarter := maxBatchBytes / 4
 	queue(make([]int, 40)...)
 	for i := range st.queue {
-		st.queue[i].size = mb
+		st.queue[i].size = quarter
 	}
 	first := st.take()
-	if len(first) != maxMessageBytes/mb || first[0].GetSeq() != 1 {
-		t.Fatalf("40 submissions of 1 MiB: the first message took %d; want %d", len(first), maxMessageBytes/mb)
+	if len(first) != 4 || first[0].GetSeq() != 1 {
+		t.Fatalf("40 submissions of a quarter of the batch limit: the first message took %d; want 4", len(first))
 	}
 	st.queue = nil
-	queue(maxMessageBytes+1, 10)
+	queue(maxBatchBytes+1, 10)
 	if got := seqs(st.take()); len(got) != 1 || got[0] != 1 {
 		t.Fatalf("a submission over the limit went with others: %v", got)
 	}
