@@ -5,6 +5,14 @@
 // once its task is held by the platform. When the stream breaks, the submissions in flight reject
 // with its error and the next submission opens a new stream. A stream with nothing in flight is
 // ended after LINGER_MS, so an open stream never keeps a finished program alive for long.
+//
+// Once the scheduler announced in the stream's initial metadata (BATCH_HEADER) that it takes
+// several submissions per message, submissions made together go as one message (up to what it
+// announced, and MAX_PER_MESSAGE): those made while others are in flight wait for the end of the
+// event loop's iteration (setImmediate), so callers woken by answers read in it share a message;
+// callers woken by one batch of answers share the message written when the turn's microtasks end.
+// A lone submission (nothing else in flight, its caller answered alone) is written at once, as are
+// all of them before the announcement or to a scheduler that makes none.
 
 import { ServiceError, Unavailable, translate } from './errors.js';
 
@@ -12,6 +20,10 @@ import { ServiceError, Unavailable, translate } from './errors.js';
 export const MAX_IN_FLIGHT = 10_000;
 /** How long a stream with nothing in flight stays open for the next submission. */
 export const LINGER_MS = 200;
+/** Initial metadata of a SubmitStream: the most submissions one message may carry. */
+export const BATCH_HEADER = 'tasktide-submit-batch';
+/** The most submissions the client puts in one message, whatever the scheduler announced. */
+export const MAX_PER_MESSAGE = 1_000;
 
 export const TRANSPORTS = Object.freeze(['stream', 'unary']);
 
@@ -27,13 +39,30 @@ export function submitTransport(option, env = process.env) {
   return name;
 }
 
+/** Submissions per message `metadata` (a stream's initial metadata) allows: 1 unless announced. */
+export function perMessage(metadata) {
+  const [value] = metadata.get(BATCH_HEADER);
+  const n = /^\d+$/.test(String(value ?? '')) ? Number(value) : 1;
+  return Math.max(1, Math.min(n, MAX_PER_MESSAGE));
+}
+
 class Stream {
   constructor(scheduler, address, onEnd) {
     this.pending = new Map(); // seq (a decimal string, as uint64 fields are read) -> {resolve, reject}
     this.open = true;
     this.timer = null;
+    this.perMessage = 1; // until the scheduler's initial metadata says more
+    this.queued = []; // requests made together, not yet written (at most perMessage)
+    this.answeredTogether = 0; // answers the last response message held
     this.call = scheduler.SubmitStream();
-    this.call.on('data', (resp) => this._answer(resp));
+    this.call.on('metadata', (metadata) => {
+      this.perMessage = perMessage(metadata);
+    });
+    this.call.on('data', (resp) => {
+      this.answeredTogether = resp.batch.length || 1;
+      if (resp.batch.length === 0) this._answer(resp);
+      else for (const entry of resp.batch) this._answer(entry);
+    });
     let failure = null;
     this.call.on('error', (err) => {
       failure = translate(err, address);
@@ -41,6 +70,7 @@ class Stream {
     // 'status' comes last, after 'error' when the call failed.
     this.call.on('status', () => {
       this.open = false;
+      this.queued = [];
       clearTimeout(this.timer);
       onEnd(this);
       const err = failure ?? new Unavailable(`the submission stream to ${address} closed`, 'UNAVAILABLE');
@@ -64,7 +94,33 @@ class Stream {
   send(seq, spec, waiter) {
     clearTimeout(this.timer);
     this.pending.set(seq, waiter);
-    this.call.write({ seq, spec });
+    const request = { seq, spec };
+    if (this.queued.length > 0) {
+      this.queued.push(request);
+      if (this.queued.length >= this.perMessage) this._flush();
+    } else if (this.perMessage > 1 && this.pending.size > 1) {
+      // Others in flight: their answers, read in this same iteration of the event loop, may wake
+      // more callers, so the message waits for the iteration's I/O callbacks (setImmediate).
+      this.queued.push(request);
+      setImmediate(this._flushLater);
+    } else if (this.perMessage > 1 && this.answeredTogether > 1) {
+      // Woken with others by one message's answers: they submit in this turn's microtasks.
+      this.queued.push(request);
+      queueMicrotask(this._flushLater);
+    } else {
+      this.call.write(request); // a lone submission goes at once
+    }
+  }
+
+  _flushLater = () => this._flush();
+
+  /** Writes the queued requests as one message (a lone one as itself). */
+  _flush() {
+    // A request whose caller stopped waiting before it was written is not sent.
+    const requests = this.queued.filter((r) => this.pending.has(r.seq));
+    this.queued = [];
+    if (!this.open || requests.length === 0) return;
+    this.call.write(requests.length === 1 ? requests[0] : { batch: requests });
   }
 
   forget(seq) {
@@ -81,6 +137,7 @@ class Stream {
   end() {
     clearTimeout(this.timer);
     if (this.open) {
+      this._flush();
       this.open = false;
       this.call.end();
     }
