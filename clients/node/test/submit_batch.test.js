@@ -53,7 +53,7 @@ async function oneByOne(client, producers, n, submitOne) {
   return handles;
 }
 
-describe('several submissions per message, against the platform', { skip: SKIP }, () => {
+describe('several submissions per message, against the platform', { skip: SKIP, timeout: 120_000 }, () => {
   const closing = [];
   after(() => closing.forEach((c) => c.close()));
 
@@ -145,7 +145,7 @@ async function fakeScheduler({ header, group = 1 }) {
 
 const idOf = (i) => String(i).padStart(32, '0');
 
-describe('several submissions per message, against schedulers of the test', () => {
+describe('several submissions per message, against schedulers of the test', { timeout: 60_000 }, () => {
   test('a scheduler that announces no batches gets one submission per message', async () => {
     const { server, received, address } = await fakeScheduler({});
     const client = new Client(address, only(address));
