@@ -10,7 +10,7 @@ import grpc from '@grpc/grpc-js';
 
 import { Client } from '../src/index.js';
 import { protocol } from '../src/protocol.js';
-import { BATCH_HEADER } from '../src/submitter.js';
+import { BATCH_HEADER, MAX_PER_MESSAGE, perMessage } from '../src/submitter.js';
 import { ADDRESS, SKIP, only, withWorker } from './_support.js';
 
 const STREAM = '/tasktide.v1.Scheduler/SubmitStream';
@@ -144,6 +144,18 @@ async function fakeScheduler({ header, group = 1 }) {
 }
 
 const idOf = (i) => String(i).padStart(32, '0');
+
+test('what a scheduler announces is read as a count of submissions per message, within bounds', () => {
+  const announced = (value) => {
+    const md = new grpc.Metadata();
+    if (value !== undefined) md.set(BATCH_HEADER, value);
+    return perMessage(md);
+  };
+  assert.equal(announced(undefined), 1);
+  assert.equal(announced('7'), 7);
+  assert.equal(announced(String(MAX_PER_MESSAGE * 50)), MAX_PER_MESSAGE);
+  for (const bad of ['0', '-3', 'many', '2.5', '']) assert.equal(announced(bad), 1, bad);
+});
 
 describe('several submissions per message, against schedulers of the test', { timeout: 60_000 }, () => {
   test('a scheduler that announces no batches gets one submission per message', async () => {
