@@ -178,6 +178,26 @@ describe('several submissions per message, against schedulers of the test', { ti
     }
   });
 
+  test('a submission aborted before its message was written is not sent', async () => {
+    const { server, received, address } = await fakeScheduler({ header: '7' });
+    const client = new Client(address, only(address));
+    try {
+      await client.submit('t0', []);
+      const stop = new AbortController();
+      const first = client.submit('t1', []); // alone: written at once
+      const aborted = client.submit('t2', [], { signal: stop.signal }); // waits for the next message
+      const last = client.submit('t3', []);
+      stop.abort(new Error('stop'));
+      await assert.rejects(aborted, /stop/);
+      assert.deepEqual([(await first).id, (await last).id], [idOf(1), idOf(3)]);
+      const names = received.flatMap((req) => (req.batch.length ? req.batch : [req])).map((r) => r.spec.name);
+      assert.deepEqual(names, ['t0', 't1', 't3']);
+    } finally {
+      client.close();
+      server.forceShutdown();
+    }
+  });
+
   test('messages hold at most what the scheduler announced; answers in batches reach their callers', async () => {
     const { server, received, address } = await fakeScheduler({ header: '7', group: 5 });
     const client = new Client(address, only(address));
