@@ -7,10 +7,11 @@
 // ended after LINGER_MS, so an open stream never keeps a finished program alive for long.
 //
 // Once the scheduler announced in the stream's initial metadata (BATCH_HEADER) that it takes
-// several submissions per message, submissions made together go as one message (up to what it
-// announced, and MAX_PER_MESSAGE): those made while others are in flight wait for the end of the
-// event loop's iteration (setImmediate), so callers woken by answers read in it share a message;
-// callers woken by one batch of answers share the message written when the turn's microtasks end.
+// several submissions per message, submissions made together go as one message (at most what it
+// announced, MAX_PER_MESSAGE and MAX_BATCH_BYTES): those made while others are in flight wait for
+// the end of the event loop's iteration (setImmediate), so callers woken by answers read in it
+// share a message; callers woken by one batch of answers share the message written when the turn's
+// microtasks end.
 // A lone submission (nothing else in flight, its caller answered alone) is written at once, as are
 // all of them before the announcement or to a scheduler that makes none.
 
@@ -24,6 +25,9 @@ export const LINGER_MS = 200;
 export const BATCH_HEADER = 'tasktide-submit-batch';
 /** The most submissions the client puts in one message, whatever the scheduler announced. */
 export const MAX_PER_MESSAGE = 1_000;
+/** A message of several submissions stays under this size (a scheduler takes 16 MiB by default); a
+ * submission larger than it goes alone. */
+export const MAX_BATCH_BYTES = 1024 * 1024;
 
 export const TRANSPORTS = Object.freeze(['stream', 'unary']);
 
@@ -46,6 +50,19 @@ export function perMessage(metadata) {
   return Math.max(1, Math.min(n, MAX_PER_MESSAGE));
 }
 
+/**
+ * At least the encoded size of `value` (a request as written): the bytes of its strings, buffers
+ * and keys, and room for every field's tag and length.
+ */
+export function sizeBound(value) {
+  if (typeof value === 'string') return Buffer.byteLength(value) + 6;
+  if (value instanceof Uint8Array) return value.length + 6;
+  if (value === null || typeof value !== 'object') return 11;
+  let n = 6;
+  for (const [k, v] of Object.entries(value)) n += k.length * 3 + sizeBound(v);
+  return n;
+}
+
 class Stream {
   constructor(scheduler, address, onEnd) {
     this.pending = new Map(); // seq (a decimal string, as uint64 fields are read) -> {resolve, reject}
@@ -53,6 +70,8 @@ class Stream {
     this.timer = null;
     this.perMessage = 1; // until the scheduler's initial metadata says more
     this.queued = []; // requests made together, not yet written (at most perMessage)
+    this.queuedBytes = 0; // sizeBound of those
+    this.flushDue = false; // a callback will write what is queued
     this.answeredTogether = 0; // answers the last response message held
     this.call = scheduler.SubmitStream();
     this.call.on('metadata', (metadata) => {
@@ -95,30 +114,38 @@ class Stream {
     clearTimeout(this.timer);
     this.pending.set(seq, waiter);
     const request = { seq, spec };
-    if (this.queued.length > 0) {
-      this.queued.push(request);
-      if (this.queued.length >= this.perMessage) this._flush();
-    } else if (this.perMessage > 1 && this.pending.size > 1) {
-      // Others in flight: their answers, read in this same iteration of the event loop, may wake
-      // more callers, so the message waits for the iteration's I/O callbacks (setImmediate).
-      this.queued.push(request);
-      setImmediate(this._flushLater);
-    } else if (this.perMessage > 1 && this.answeredTogether > 1) {
-      // Woken with others by one message's answers: they submit in this turn's microtasks.
-      this.queued.push(request);
-      queueMicrotask(this._flushLater);
-    } else {
-      this.call.write(request); // a lone submission goes at once
+    if (!this.flushDue) {
+      if (this.perMessage > 1 && this.pending.size > 1) {
+        // Others in flight: their answers, read in this same iteration of the event loop, may
+        // wake more callers, so the message waits for the iteration's I/O callbacks.
+        setImmediate(this._flushLater);
+      } else if (this.perMessage > 1 && this.answeredTogether > 1) {
+        // Woken with others by one message's answers: they submit in this turn's microtasks.
+        queueMicrotask(this._flushLater);
+      } else {
+        this.call.write(request); // a lone submission goes at once
+        return;
+      }
+      this.flushDue = true;
     }
+    const bytes = sizeBound(request);
+    if (this.queuedBytes + bytes > MAX_BATCH_BYTES) this._flush();
+    this.queued.push(request);
+    this.queuedBytes += bytes;
+    if (this.queued.length >= this.perMessage) this._flush();
   }
 
-  _flushLater = () => this._flush();
+  _flushLater = () => {
+    this.flushDue = false;
+    this._flush();
+  };
 
   /** Writes the queued requests as one message (a lone one as itself). */
   _flush() {
     // A request whose caller stopped waiting before it was written is not sent.
     const requests = this.queued.filter((r) => this.pending.has(r.seq));
     this.queued = [];
+    this.queuedBytes = 0;
     if (!this.open || requests.length === 0) return;
     this.call.write(requests.length === 1 ? requests[0] : { batch: requests });
   }

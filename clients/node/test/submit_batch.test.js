@@ -10,7 +10,7 @@ import grpc from '@grpc/grpc-js';
 
 import { Client } from '../src/index.js';
 import { protocol } from '../src/protocol.js';
-import { BATCH_HEADER, MAX_PER_MESSAGE, perMessage } from '../src/submitter.js';
+import { BATCH_HEADER, MAX_BATCH_BYTES, MAX_PER_MESSAGE, perMessage } from '../src/submitter.js';
 import { ADDRESS, SKIP, only, withWorker } from './_support.js';
 
 const STREAM = '/tasktide.v1.Scheduler/SubmitStream';
@@ -192,6 +192,27 @@ describe('several submissions per message, against schedulers of the test', { ti
       assert.deepEqual([(await first).id, (await last).id], [idOf(1), idOf(3)]);
       const names = received.flatMap((req) => (req.batch.length ? req.batch : [req])).map((r) => r.spec.name);
       assert.deepEqual(names, ['t0', 't1', 't3']);
+    } finally {
+      client.close();
+      server.forceShutdown();
+    }
+  });
+
+  test('a message of several submissions stays under MAX_BATCH_BYTES; a larger submission goes alone', async () => {
+    const { server, received, address } = await fakeScheduler({ header: '1000' });
+    const client = new Client(address, only(address));
+    try {
+      await client.submit('t0', []);
+      const args = (i) => [(i === 4 ? 'y' : 'x').repeat(i === 4 ? 1_200_000 : 300_000)];
+      const handles = await Promise.all([1, 2, 3, 4, 5, 6, 7].map((i) => client.submit(`t${i}`, args(i))));
+      assert.deepEqual(
+        handles.map((h) => h.id),
+        [1, 2, 3, 4, 5, 6, 7].map(idOf),
+      );
+      const sizes = received.slice(1).map((req) => req.batch.length || 1);
+      assert.deepEqual(sizes, [1, 2, 1, 3]); // t1 at once; t4 alone
+      const encode = protocol().Scheduler.service.SubmitStream.requestSerialize;
+      for (const req of received) if (req.batch.length) assert.ok(encode(req).length < MAX_BATCH_BYTES);
     } finally {
       client.close();
       server.forceShutdown();
