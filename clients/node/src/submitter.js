@@ -51,15 +51,21 @@ export function perMessage(metadata) {
 }
 
 /**
- * At least the encoded size of `value` (a request as written): the bytes of its strings, buffers
- * and keys, and room for every field's tag and length.
+ * At least the encoded size of `request` (as written): the bytes of its strings and buffers, the
+ * keys of its spec's headers (a map), and room for every field's tag and length.
  */
-export function sizeBound(value) {
+export function sizeBound(request) {
+  let n = valuesBound(request);
+  for (const key of Object.keys(request.spec?.headers ?? {})) n += Buffer.byteLength(key) + 6;
+  return n;
+}
+
+function valuesBound(value) {
   if (typeof value === 'string') return Buffer.byteLength(value) + 6;
   if (value instanceof Uint8Array) return value.length + 6;
   if (value === null || typeof value !== 'object') return 11;
   let n = 6;
-  for (const [k, v] of Object.entries(value)) n += k.length * 3 + sizeBound(v);
+  for (const v of Object.values(value)) n += valuesBound(v);
   return n;
 }
 

@@ -10,7 +10,8 @@ import grpc from '@grpc/grpc-js';
 
 import { Client } from '../src/index.js';
 import { protocol } from '../src/protocol.js';
-import { BATCH_HEADER, MAX_BATCH_BYTES, MAX_PER_MESSAGE, perMessage } from '../src/submitter.js';
+import { buildSpec } from '../src/spec.js';
+import { BATCH_HEADER, MAX_BATCH_BYTES, MAX_PER_MESSAGE, perMessage, sizeBound } from '../src/submitter.js';
 import { ADDRESS, SKIP, only, withWorker } from './_support.js';
 
 const STREAM = '/tasktide.v1.Scheduler/SubmitStream';
@@ -102,6 +103,30 @@ describe('several submissions per message, against the platform', { skip: SKIP, 
       },
     );
   });
+});
+
+test("a request's size bound is at least its encoded size", () => {
+  const encode = protocol().Scheduler.service.SubmitStream.requestSerialize;
+  const specs = [
+    buildSpec('n.noop', []),
+    buildSpec('n.big', ['x'.repeat(300_000)], { kwargs: { k: 'é'.repeat(70_000) }, queue: 'q'.repeat(200) }),
+    buildSpec('n.all', [1, 2.5, null], {
+      queue: 'q',
+      priority: -100,
+      eta: 4e9,
+      expires: 60,
+      idempotencyKey: 'k'.repeat(300),
+      maxRetries: 3,
+      rateLimit: '10/s',
+      timeLimit: 5,
+      link: ['a'.repeat(32), 'b'.repeat(32)],
+      headers: { traceparent: `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01`, 'ключ-é': 'значение'.repeat(40), '': '' },
+    }),
+  ];
+  for (const [i, spec] of specs.entries()) {
+    const request = { seq: String(2 ** 53 + i), spec };
+    assert.ok(sizeBound(request) >= encode(request).length, spec.name);
+  }
 });
 
 /**
