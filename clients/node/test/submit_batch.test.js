@@ -109,6 +109,7 @@ test("a request's size bound is at least its encoded size", () => {
   const encode = protocol().Scheduler.service.SubmitStream.requestSerialize;
   const specs = [
     buildSpec('n.noop', []),
+    buildSpec('n.keys', [], { headers: Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`${i}`.repeat(1000), ''])) }),
     buildSpec('n.big', ['x'.repeat(300_000)], { kwargs: { k: 'é'.repeat(70_000) }, queue: 'q'.repeat(200) }),
     buildSpec('n.all', [1, 2.5, null], {
       queue: 'q',
