@@ -11,9 +11,8 @@
 // announced, MAX_PER_MESSAGE and MAX_BATCH_BYTES): those made while others are in flight wait for
 // the end of the event loop's iteration (setImmediate), so callers woken by answers read in it
 // share a message; callers woken by one batch of answers share the message written when the turn's
-// microtasks end.
-// A lone submission (nothing else in flight, its caller answered alone) is written at once, as are
-// all of them before the announcement or to a scheduler that makes none.
+// microtasks end. A lone submission (nothing else in flight, its caller answered alone) is written
+// at once, as is every one before the announcement or to a scheduler that makes none.
 
 import { ServiceError, Unavailable, translate } from './errors.js';
 
@@ -25,8 +24,7 @@ export const LINGER_MS = 200;
 export const BATCH_HEADER = 'tasktide-submit-batch';
 /** The most submissions the client puts in one message, whatever the scheduler announced. */
 export const MAX_PER_MESSAGE = 1_000;
-/** A message of several submissions stays under this size (a scheduler takes 16 MiB by default); a
- * submission larger than it goes alone. */
+/** A message of several submissions stays under this size (a scheduler takes 16 MiB by default). */
 export const MAX_BATCH_BYTES = 1024 * 1024;
 
 export const TRANSPORTS = Object.freeze(['stream', 'unary']);
@@ -96,6 +94,7 @@ class Stream {
     this.call.on('status', () => {
       this.open = false;
       this.queued = [];
+      this.queuedBytes = 0;
       clearTimeout(this.timer);
       onEnd(this);
       const err = failure ?? new Unavailable(`the submission stream to ${address} closed`, 'UNAVAILABLE');
