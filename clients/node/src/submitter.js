@@ -5,6 +5,14 @@
 // once its task is held by the platform. When the stream breaks, the submissions in flight reject
 // with its error and the next submission opens a new stream. A stream with nothing in flight is
 // ended after LINGER_MS, so an open stream never keeps a finished program alive for long.
+//
+// Once the scheduler announced in the stream's initial metadata (BATCH_HEADER) that it takes
+// several submissions per message, submissions made together go as one message (at most what it
+// announced, MAX_PER_MESSAGE and MAX_BATCH_BYTES): those made while others are in flight wait for
+// the end of the event loop's iteration (setImmediate), so callers woken by answers read in it
+// share a message; callers woken by one batch of answers share the message written when the turn's
+// microtasks end. A lone submission (nothing else in flight, its caller answered alone) is written
+// at once, as is every one before the announcement or to a scheduler that makes none.
 
 import { ServiceError, Unavailable, translate } from './errors.js';
 
@@ -12,6 +20,12 @@ import { ServiceError, Unavailable, translate } from './errors.js';
 export const MAX_IN_FLIGHT = 10_000;
 /** How long a stream with nothing in flight stays open for the next submission. */
 export const LINGER_MS = 200;
+/** Initial metadata of a SubmitStream: the most submissions one message may carry. */
+export const BATCH_HEADER = 'tasktide-submit-batch';
+/** The most submissions the client puts in one message, whatever the scheduler announced. */
+export const MAX_PER_MESSAGE = 1_000;
+/** A message of several submissions stays under this size (a scheduler takes 16 MiB by default). */
+export const MAX_BATCH_BYTES = 1024 * 1024;
 
 export const TRANSPORTS = Object.freeze(['stream', 'unary']);
 
@@ -27,13 +41,51 @@ export function submitTransport(option, env = process.env) {
   return name;
 }
 
+/** Submissions per message `metadata` (a stream's initial metadata) allows: 1 unless announced. */
+export function perMessage(metadata) {
+  const [value] = metadata.get(BATCH_HEADER);
+  const n = /^\d+$/.test(String(value ?? '')) ? Number(value) : 1;
+  return Math.max(1, Math.min(n, MAX_PER_MESSAGE));
+}
+
+/**
+ * At least the encoded size of `request` (as written): the bytes of its strings and buffers, the
+ * keys of its spec's headers (a map), and room for every field's tag and length.
+ */
+export function sizeBound(request) {
+  let n = valuesBound(request);
+  for (const key of Object.keys(request.spec?.headers ?? {})) n += Buffer.byteLength(key) + 6;
+  return n;
+}
+
+function valuesBound(value) {
+  if (typeof value === 'string') return Buffer.byteLength(value) + 6;
+  if (value instanceof Uint8Array) return value.length + 6;
+  if (value === null || typeof value !== 'object') return 11;
+  let n = 6;
+  for (const v of Object.values(value)) n += valuesBound(v);
+  return n;
+}
+
 class Stream {
   constructor(scheduler, address, onEnd) {
     this.pending = new Map(); // seq (a decimal string, as uint64 fields are read) -> {resolve, reject}
     this.open = true;
     this.timer = null;
+    this.perMessage = 1; // until the scheduler's initial metadata says more
+    this.queued = []; // requests made together, not yet written (at most perMessage)
+    this.queuedBytes = 0; // sizeBound of those
+    this.flushDue = false; // a callback will write what is queued
+    this.answeredTogether = 0; // answers the last response message held
     this.call = scheduler.SubmitStream();
-    this.call.on('data', (resp) => this._answer(resp));
+    this.call.on('metadata', (metadata) => {
+      this.perMessage = perMessage(metadata);
+    });
+    this.call.on('data', (resp) => {
+      this.answeredTogether = resp.batch.length || 1;
+      if (resp.batch.length === 0) this._answer(resp);
+      else for (const entry of resp.batch) this._answer(entry);
+    });
     let failure = null;
     this.call.on('error', (err) => {
       failure = translate(err, address);
@@ -41,6 +93,8 @@ class Stream {
     // 'status' comes last, after 'error' when the call failed.
     this.call.on('status', () => {
       this.open = false;
+      this.queued = [];
+      this.queuedBytes = 0;
       clearTimeout(this.timer);
       onEnd(this);
       const err = failure ?? new Unavailable(`the submission stream to ${address} closed`, 'UNAVAILABLE');
@@ -64,7 +118,41 @@ class Stream {
   send(seq, spec, waiter) {
     clearTimeout(this.timer);
     this.pending.set(seq, waiter);
-    this.call.write({ seq, spec });
+    const request = { seq, spec };
+    if (!this.flushDue) {
+      if (this.perMessage > 1 && this.pending.size > 1) {
+        // Others in flight: their answers, read in this same iteration of the event loop, may
+        // wake more callers, so the message waits for the iteration's I/O callbacks.
+        setImmediate(this._flushLater);
+      } else if (this.perMessage > 1 && this.answeredTogether > 1) {
+        // Woken with others by one message's answers: they submit in this turn's microtasks.
+        queueMicrotask(this._flushLater);
+      } else {
+        this.call.write(request); // a lone submission goes at once
+        return;
+      }
+      this.flushDue = true;
+    }
+    const bytes = sizeBound(request);
+    if (this.queuedBytes + bytes > MAX_BATCH_BYTES) this._flush();
+    this.queued.push(request);
+    this.queuedBytes += bytes;
+    if (this.queued.length >= this.perMessage) this._flush();
+  }
+
+  _flushLater = () => {
+    this.flushDue = false;
+    this._flush();
+  };
+
+  /** Writes the queued requests as one message (a lone one as itself). */
+  _flush() {
+    // A request whose caller stopped waiting before it was written is not sent.
+    const requests = this.queued.filter((r) => this.pending.has(r.seq));
+    this.queued = [];
+    this.queuedBytes = 0;
+    if (!this.open || requests.length === 0) return;
+    this.call.write(requests.length === 1 ? requests[0] : { batch: requests });
   }
 
   forget(seq) {
@@ -81,6 +169,7 @@ class Stream {
   end() {
     clearTimeout(this.timer);
     if (this.open) {
+      this._flush();
       this.open = false;
       this.call.end();
     }
