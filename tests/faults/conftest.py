@@ -49,8 +49,8 @@ class Rig:
     queue: str
     proxy: Proxy | None = None
 
-    def load(self, total: int, rate: float = 100.0) -> Load:
-        return Load(self.client, self.queue, self.markers, total, rate).start()
+    def load(self, total: int, rate: float = 100.0, producers: int = 1) -> Load:
+        return Load(self.client, self.queue, self.markers, total, rate, producers).start()
 
     def count(self, case: str, ids: list[str], fault_ended: float, **kw: object) -> Figures:
         fig = count(case, self.client, self.redis.url, ids, self.markers, fault_ended, **kw)  # type: ignore[arg-type]

@@ -44,3 +44,20 @@ def test_sigkill_and_restart_of_a_service_under_load(tmp_path: Path, queue_name:
         ids = load.join()
         fig = rig.count(f"SIGKILL of the {service}, restarted 1 s later, under load", ids, ended)
     rig.assert_held(fig)
+
+
+def test_sigkill_and_restart_of_the_scheduler_under_eight_producer_threads(tmp_path: Path, queue_name: str) -> None:
+    """Eight threads of one client submitting one by one share its stream's messages; the
+    scheduler is killed while several submissions travel together: each of them fails and is
+    tried again (same idempotency key), so none is lost and none runs twice."""
+    with make_rig(tmp_path, queue_name) as rig:
+        load = rig.load(600, rate=1200.0, producers=8)  # each thread submits again within 7 ms
+        time.sleep(0.25)
+        rig.cluster.kill("scheduler")
+        time.sleep(1.0)
+        rig.cluster.start("scheduler")
+        ended = time.monotonic()
+        ids = load.join()
+        fig = rig.count("SIGKILL of the scheduler under 8 producer threads, restarted 1 s later", ids, ended)
+    assert load.refused > 0  # the kill did catch submissions in flight
+    rig.assert_held(fig)
