@@ -165,3 +165,29 @@ def test_streams_of_two_namespaces_admitted_together_keep_their_namespaces(
                 assert mine.get_task(tid).id == tid
                 with pytest.raises(NotFound):
                     other.get_task(tid)
+
+
+def test_a_batch_of_submissions_in_one_message_belongs_to_the_streams_namespace(
+    secured: PlatformThread, queue_name: str
+) -> None:
+    """Every entry of a SubmitStream batch is admitted in the namespace of the stream's token."""
+    from tasktide._exceptions import NotFound
+    from tasktide.v1 import task_pb2
+
+    entries = [
+        scheduler_pb2.SubmitStreamRequest(seq=i, spec=task_pb2.TaskSpec(name="t.add", queue=queue_name))
+        for i in range(1, 6)
+    ]
+    with grpc.insecure_channel(secured.address) as ch:
+        call = scheduler_pb2_grpc.SchedulerStub(ch).SubmitStream(
+            iter([scheduler_pb2.SubmitStreamRequest(batch=entries)]), metadata=md("alpha")
+        )
+        answers = [a for m in call for a in (m.batch or [m])]
+    assert sorted(a.seq for a in answers) == [1, 2, 3, 4, 5]
+    ids = [a.result.task_id for a in answers]
+    assert all(len(i) == 32 for i in ids)
+    with client_for(secured, "alpha") as alpha, client_for(secured, "beta") as beta:
+        for tid in ids:
+            assert alpha.get_task(tid).id == tid
+            with pytest.raises(NotFound):
+                beta.get_task(tid)
