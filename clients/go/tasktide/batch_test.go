@@ -191,8 +191,8 @@ func (b *batchScheduler) perMessage() []int {
 	return append([]int(nil), b.entries...)
 }
 
-// startBatchScheduler serves b on loopback and returns a Client of it.
-func startBatchScheduler(t *testing.T, b *batchScheduler) *tasktide.Client {
+// serveScheduler serves a test scheduler on loopback and returns a Client of it.
+func serveScheduler(t *testing.T, b pb.SchedulerServer) *tasktide.Client {
 	t.Helper()
 	ownServerOnly(t)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -247,7 +247,7 @@ func burst(t *testing.T, c *tasktide.Client, n int) {
 // however many goroutines submit at once.
 func TestASchedulerWithoutTheBatchHeaderGetsOneSubmissionPerMessage(t *testing.T) {
 	b := &batchScheduler{}
-	burst(t, startBatchScheduler(t, b), 300)
+	burst(t, serveScheduler(t, b), 300)
 	got := b.perMessage()
 	for i, n := range got {
 		if n != 1 {
@@ -263,7 +263,7 @@ func TestASchedulerWithoutTheBatchHeaderGetsOneSubmissionPerMessage(t *testing.T
 // 3, and the answers it sends together reach each submission by its seq.
 func TestMessagesCarryNoMoreThanTheSchedulerAnnounced(t *testing.T) {
 	b := &batchScheduler{announce: "3"}
-	burst(t, startBatchScheduler(t, b), 300)
+	burst(t, serveScheduler(t, b), 300)
 	got := b.perMessage()
 	total, most := 0, 0
 	for _, n := range got {

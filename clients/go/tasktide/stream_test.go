@@ -179,21 +179,8 @@ func (u *unaryOnly) Submit(context.Context, *pb.SubmitRequest) (*pb.SubmitRespon
 
 // Against a scheduler that does not know SubmitStream, submissions go by Submit calls.
 func TestSchedulerWithoutStreamGetsSubmitCalls(t *testing.T) {
-	ownServerOnly(t)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	u := &unaryOnly{}
-	srv := grpc.NewServer()
-	pb.RegisterSchedulerServer(srv, u)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	c, err := tasktide.Dial(lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := serveScheduler(t, u)
 	for range 2 {
 		h, err := c.Submit(testContext(t), "go.x", nil)
 		if err != nil || h.ID != "t1" {

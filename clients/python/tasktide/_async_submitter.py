@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
-from tasktide._errors import error_from_status, stream_closed, translate
+from tasktide._errors import stream_closed, translate
 from tasktide._submitter import (
     BATCH_HEADER,
     MAX_BATCH_BYTES,
@@ -29,6 +29,7 @@ from tasktide._submitter import (
     MAX_IN_FLIGHT,
     MAX_PER_MESSAGE,
     batched,
+    settle,
 )
 from tasktide._transport import AsyncUnarySubmitter
 from tasktide.v1 import scheduler_pb2, scheduler_pb2_grpc, task_pb2
@@ -100,12 +101,8 @@ class _Stream:
             async for message in self.call:
                 for resp in message.batch or (message,):
                     fut = self.pending.pop(resp.seq, None)
-                    if fut is None or fut.done():  # forgotten: its caller stopped waiting
-                        continue
-                    if resp.error_code:
-                        fut.set_exception(error_from_status(resp.error_code, resp.error_message))
-                    else:
-                        fut.set_result(resp.result.task_id)
+                    if fut is not None and not fut.done():  # else forgotten: its caller stopped waiting
+                        settle(fut, resp)
         except grpc.RpcError as exc:
             error = translate(exc, self.address)
         except asyncio.CancelledError:

@@ -21,6 +21,7 @@ import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import wait as futures_wait
+from typing import Protocol
 
 import grpc
 
@@ -105,6 +106,22 @@ class _Stream:
         for key, value in self.responses.initial_metadata() or ():
             if key == BATCH_HEADER and value.isdigit():
                 self.per_message = max(1, min(int(value), MAX_PER_MESSAGE))
+
+
+class _Settles(Protocol):
+    """A future of a submission's id: concurrent.futures' or asyncio's."""
+
+    def set_result(self, result: str, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
+def settle(fut: _Settles, resp: scheduler_pb2.SubmitStreamResponse) -> None:
+    """Resolve a submission's future with its answer: the task's id, or the refusal's error."""
+    if resp.error_code:
+        fut.set_exception(error_from_status(resp.error_code, resp.error_message))
+    else:
+        fut.set_result(resp.result.task_id)
 
 
 def batched(batch: list[scheduler_pb2.SubmitStreamRequest]) -> scheduler_pb2.SubmitStreamRequest:
@@ -207,12 +224,8 @@ class StreamSubmitter:
                 with self._lock:
                     futs = [stream.pending.pop(resp.seq, None) for resp in answers]
                 for resp, fut in zip(answers, futs, strict=True):
-                    if fut is None:
-                        continue
-                    if resp.error_code:
-                        fut.set_exception(error_from_status(resp.error_code, resp.error_message))
-                    else:
-                        fut.set_result(resp.result.task_id)
+                    if fut is not None:
+                        settle(fut, resp)
         except grpc.RpcError as exc:
             error = translate(exc, self._address)
         with self._lock:  # no submission joins this stream after this point
