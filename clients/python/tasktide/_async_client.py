@@ -33,7 +33,9 @@ T = TypeVar("T")
 
 class AsyncClient(BaseClient, AsyncScheduleMethods):  # schedule methods: _schedules.py
     """asyncio client with the same methods as Client, awaited. Its channels belong to the event
-    loop it is first used on.
+    loop it is first used on; close it (`async with`, or `await client.close()`) before that loop
+    ends: its streams (submissions, results awaited) are open until then, and gRPC reports an
+    event loop closed under a stream still open.
 
     Args:
         address: the platform's address (default: TASKTIDE_ADDRESS, else 127.0.0.1:50051).
