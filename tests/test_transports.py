@@ -104,3 +104,29 @@ def test_bad_transport_settings_are_clear_errors(platform):
         Client(settings=settings)
     with pytest.raises(ConfigurationError, match="no tasktide transport 'nats' is installed"):
         registered("nats")
+
+
+def test_django_async_clients_outlive_no_event_loop(platform, queue_name, client, caplog):
+    """Django may run an async view on an event loop that ends with the request (async_to_sync),
+    and nobody closes the async client it made for that loop: it makes a Submit call per task, so
+    no stream of it is left open under a closed loop (gRPC would report the loop closed)."""
+    import gc
+    import logging
+
+    from asgiref.sync import async_to_sync
+
+    from tasktide.contrib.django.clients import async_client
+
+    settings = client_settings(platform.address)
+
+    async def view(i: int) -> str:
+        c = async_client(settings)
+        assert type(c._submitter) is AsyncUnarySubmitter  # noqa: SLF001
+        return (await c.submit("t.add", [i, i], queue=queue_name)).id
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        ids = [async_to_sync(view)(i) for i in range(5)]
+        gc.collect()
+        with run_worker_thread(app, platform.address, queues=(queue_name,)):
+            assert [client.result(t, timeout=20) for t in ids] == [0, 2, 4, 6, 8]
+    assert not [r for r in caplog.records if "Event loop is closed" in r.getMessage() + str(r.exc_info)]

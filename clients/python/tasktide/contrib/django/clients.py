@@ -1,7 +1,10 @@
 """One client per platform address for the whole process, made on first use.
 
 Django creates a task backend per thread; they share these clients (gRPC channels are thread-safe).
-asyncio channels belong to one event loop, so async clients are kept per loop.
+asyncio channels belong to one event loop, so async clients are kept per loop. Django may run an
+async view on an event loop of its own (an async view under WSGI, async_to_sync), which ends with
+the request and nobody closes its client: so an async client makes a Submit call per task, and
+keeps no stream open that would outlive its loop.
 """
 
 from __future__ import annotations
@@ -38,5 +41,5 @@ def async_client(settings: ClientSettings) -> AsyncClient:
         per_loop = _async.setdefault(loop, {})
         client = per_loop.get(settings)
         if client is None:
-            client = per_loop[settings] = AsyncClient(settings=settings)
+            client = per_loop[settings] = AsyncClient(settings=settings, transport="unary")
     return client
