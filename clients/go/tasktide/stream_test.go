@@ -3,7 +3,6 @@ package tasktide_test
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"strconv"
 	"sync"
@@ -218,21 +217,8 @@ func (b *breakingScheduler) SubmitStream(stream grpc.BidiStreamingServer[pb.Subm
 // A stream that breaks fails the submissions in flight with ErrUnavailable; the next submission
 // opens a new stream.
 func TestBrokenStreamFailsItsSubmissionsAndReopens(t *testing.T) {
-	ownServerOnly(t)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	b := &breakingScheduler{}
-	srv := grpc.NewServer()
-	pb.RegisterSchedulerServer(srv, b)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	c, err := tasktide.Dial(lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := serveScheduler(t, b)
 	ctx := testContext(t)
 	if _, err := c.Submit(ctx, "go.x", nil); !errors.Is(err, tasktide.ErrUnavailable) {
 		t.Fatalf("submission on the broken stream: %v; want ErrUnavailable", err)
