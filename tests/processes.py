@@ -22,6 +22,16 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("scheduler", "registry", "results")
 
 
+def process_gone(pid: int) -> bool:
+    """The process has ended: reaped, or a zombie. It may be reaped while /proc is read: its
+    folder is then gone (FileNotFoundError) or the read of its stat fails (ProcessLookupError)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(") ", 1)[1].startswith("Z")  # a zombie runs nothing
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
 def wait_serving(address: str, proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
     with grpc.insecure_channel(address) as ch:
         try:

@@ -13,6 +13,7 @@ import tasktide
 from tasktide import TaskState
 from tasktide.v1 import task_pb2
 from tasktide_services.testing import TEST_LEASE_SECONDS, eventually, run_worker_thread
+from tests.processes import process_gone
 from tests.tasks_app import app
 
 
@@ -196,15 +197,6 @@ def test_soft_time_limit_raises_inside_the_task(platform, client, queue_name):
         assert h.get(timeout=10) == "cleaned up after the soft limit"
 
 
-def _gone(pid: int) -> bool:
-    """The process has ended: reaped, or a zombie. (It may be reaped between two reads of /proc.)"""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(") ", 1)[1].startswith("Z")
-    except FileNotFoundError:
-        return True
-
-
 @pytest.mark.parametrize("pool", ["threads", "processes"])
 def test_hard_time_limit_stops_the_task(platform, client, queue_name, pool, tmp_path):
     pid_file = tmp_path / "pid"
@@ -217,7 +209,7 @@ def test_hard_time_limit_stops_the_task(platform, client, queue_name, pool, tmp_
         if pool == "processes":
             child = int(pid_file.read_text())
             assert child != os.getpid()
-            eventually(lambda: _gone(child))
+            eventually(lambda: process_gone(child))
             assert submit(client, "t.add", 2, 2, queue=queue_name).get(timeout=15) == 4  # a fresh child serves
 
 

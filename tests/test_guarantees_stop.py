@@ -13,20 +13,13 @@ import tasktide
 from tasktide import TaskState
 from tasktide_services.testing import eventually, run_worker_thread
 from tests.guarantee_tasks import app
+from tests.processes import process_gone
 
 POOLS = ["threads", "processes", "asyncio"]
 
 
 def _ticks(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
-
-
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1].startswith("Z")  # a zombie runs nothing
-    except FileNotFoundError:
-        return True
 
 
 def _assert_work_stopped(client, queue_name: str, ticks: Path) -> None:
@@ -90,4 +83,4 @@ def _check_child(pool: str, ticks: Path) -> None:
         return
     child = int(Path(str(ticks) + ".pid").read_text())
     assert child != os.getpid()
-    eventually(lambda: _gone(child), what=f"child process {child} to be gone")
+    eventually(lambda: process_gone(child), what=f"child process {child} to be gone")
