@@ -23,12 +23,11 @@ import grpc
 
 from tasktide._errors import stream_closed, translate
 from tasktide._submitter import (
-    BATCH_HEADER,
     MAX_BATCH_BYTES,
     MAX_IDLE_SECONDS,
     MAX_IN_FLIGHT,
-    MAX_PER_MESSAGE,
     batched,
+    per_message,
     settle,
 )
 from tasktide._transport import AsyncUnarySubmitter
@@ -95,9 +94,7 @@ class _Stream:
     async def _read(self) -> None:
         error: Exception = stream_closed(self.address)
         try:
-            for key, value in await self.call.initial_metadata() or ():
-                if key == BATCH_HEADER and str(value).isdigit():
-                    self.per_message = max(1, min(int(value), MAX_PER_MESSAGE))
+            self.per_message = per_message(await self.call.initial_metadata())
             async for message in self.call:
                 for resp in message.batch or (message,):
                     fut = self.pending.pop(resp.seq, None)

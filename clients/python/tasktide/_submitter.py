@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import wait as futures_wait
 from typing import Protocol
@@ -103,9 +103,16 @@ class _Stream:
     def announced(self) -> None:
         """Read the scheduler's initial metadata (waits for it): how many submissions a message
         may carry."""
-        for key, value in self.responses.initial_metadata() or ():
-            if key == BATCH_HEADER and value.isdigit():
-                self.per_message = max(1, min(int(value), MAX_PER_MESSAGE))
+        self.per_message = per_message(self.responses.initial_metadata())
+
+
+def per_message(metadata: Iterable[tuple[str, str | bytes]] | None) -> int:
+    """How many submissions one message may carry, from a SubmitStream's initial metadata: what
+    the scheduler announced (BATCH_HEADER), at most MAX_PER_MESSAGE; 1 when it announced nothing."""
+    for key, value in metadata or ():
+        if key == BATCH_HEADER and str(value).isdigit():
+            return max(1, min(int(value), MAX_PER_MESSAGE))
+    return 1
 
 
 class _Settles(Protocol):
