@@ -8,7 +8,9 @@ server (or nothing for Celery), the workers, Redis and the producer (this proces
 `--no-workers` the tasks are only queued: the submission path alone. `--floor` instead measures
 what the transport alone costs: the client's own StreamSubmitter against a bare grpc.aio
 SubmitStream that answers each submission at once ("grpc"), or after one two-command Redis
-pipeline over the services' link ("grpc + redis"); no admission, no scheduler.
+pipeline over the services' link ("grpc + redis"); no admission, no scheduler. Where `go` is on
+PATH, the same two against a SubmitStream in Go ("go grpc", "go grpc + redis": grpc-go and
+go-redis, bench/polyglot/go floor.go): what a compiled server would save per message.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import os
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +115,37 @@ def _floor_server(port: int, redis_url: str) -> None:
     uvloop.run(serve())
 
 
-def _floor(redis_url: str, n: int, rounds: int) -> None:
+def _floor_servers(redis_url: str, work: Path) -> list[tuple[str, Callable[[int], Any]]]:
+    """(label, start(port) -> a process with .pid and .terminate()) for each floor server: Python's
+    (grpc.aio), then Go's (bench/polyglot/go floor.go: grpc-go, go-redis) where go builds it."""
     import multiprocessing
+    import subprocess
 
+    def python(url: str) -> Callable[[int], Any]:
+        def start(port: int) -> Any:
+            ctx = multiprocessing.get_context("spawn")
+            proc = ctx.Process(target=_floor_server, args=(port, url), daemon=True)
+            proc.start()
+            return proc
+
+        return start
+
+    servers = [("grpc", python("")), ("grpc + redis", python(redis_url))]
+    try:
+        from bench.polyglot.__main__ import _build_go
+
+        program = _build_go(work)
+    except (SystemExit, subprocess.SubprocessError, OSError) as exc:
+        print(f"Go floor skipped: {str(exc)[:120]}", flush=True)
+        return servers
+
+    def go(url: str) -> Callable[[int], Any]:
+        return lambda port: subprocess.Popen([str(program), "-floor-port", str(port), "-floor-redis", url])
+
+    return [*servers, ("go grpc", go("")), ("go grpc + redis", go(redis_url))]
+
+
+def _floor(redis_url: str, n: int, rounds: int, work: Path) -> None:
     import grpc
 
     from tasktide._submitter import StreamSubmitter
@@ -122,11 +153,10 @@ def _floor(redis_url: str, n: int, rounds: int) -> None:
     from tasktide_services.common.redis_server import free_port
 
     spec = task_pb2.TaskSpec(name="bench.add", queue="default")
-    print(f"{'floor':14} {'tasks/s':>8} {'server':>7} {'client':>7}")
-    for label, url in (("grpc", ""), ("grpc + redis", redis_url)):
+    print(f"{'floor':16} {'tasks/s':>8} {'server':>7} {'client':>7}")
+    for label, start in _floor_servers(redis_url, work):
         port = free_port()
-        proc = multiprocessing.get_context("spawn").Process(target=_floor_server, args=(port, url), daemon=True)
-        proc.start()
+        proc = start(port)
         try:
             channel = grpc.insecure_channel(f"127.0.0.1:{port}")
             grpc.channel_ready_future(channel).result(timeout=30)
@@ -140,14 +170,17 @@ def _floor(redis_url: str, n: int, rounds: int) -> None:
                 elapsed = time.perf_counter() - t0
                 server_us = (_tree(proc.pid or 0) - server0) / n * 1e6
                 print(
-                    f"{label:14} {n / elapsed:8,.0f} {server_us:7,.0f} {(_own_cpu() - own0) / n * 1e6:7,.0f}",
+                    f"{label:16} {n / elapsed:8,.0f} {server_us:7,.0f} {(_own_cpu() - own0) / n * 1e6:7,.0f}",
                     flush=True,
                 )
             submitter.close()
             channel.close()
         finally:
             proc.terminate()
-            proc.join(10)
+            if hasattr(proc, "join"):  # multiprocessing's
+                proc.join(10)
+            else:
+                proc.wait(10)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         work, server, base = bench_redis(stack, prefix="tasktide-onebyone-")
         if args.floor:
-            _floor(f"{base}/{TASKTIDE_DB}", args.n, args.rounds)
+            _floor(f"{base}/{TASKTIDE_DB}", args.n, args.rounds, work)
             return 0
         systems: list[Any] = []
         for name in ("tasktide", "celery"):

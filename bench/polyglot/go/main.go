@@ -15,6 +15,9 @@
 //	rtt_p50_ms/p99  one task submitted and its completion seen by the producer, worker idle
 //	                (tasktide: Handle.Get; Asynq: Inspector.GetTaskInfo polled every 250 µs
 //	                until completed, with TaskCheckInterval 1 ms, its fastest pickup)
+//
+// With -floor-port it measures nothing: it serves the floor of a submission (floor.go) for
+// bench/onebyone.py --floor.
 package main
 
 import (
@@ -56,7 +59,12 @@ func main() {
 	rows := flag.String("rows", "all", "all, or submit (the one-by-one rows only)")
 	tag := flag.String("tag", "", "a suffix making this run's queue names unique")
 	serverPid := flag.Int("server-pid", 0, "the tasktide server's pid, whose CPU time is counted too")
+	floorPort := flag.Int("floor-port", 0, "serve the floor of a submission on this port instead (floor.go)")
+	floorRedis := flag.String("floor-redis", "", "the floor's Redis URL (none: it answers at once)")
 	flag.Parse()
+	if *floorPort != 0 {
+		log.Fatal(serveFloor(*floorPort, *floorRedis))
+	}
 
 	var sys system
 	var err error
