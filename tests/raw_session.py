@@ -21,7 +21,8 @@ class RawSession:
     def __init__(self, address: str, queue_name: str, credit: int = 1, timeout: float = 30.0) -> None:
         self.channel = grpc.insecure_channel(client_settings(address).registry())
         self._requests: queue.Queue[worker_pb2.WorkerMessage | None] = queue.Queue()
-        hello = worker_pb2.Hello(worker_id=f"raw-{uuid.uuid4().hex[:6]}", queues=[queue_name])
+        self.worker_id = f"raw-{uuid.uuid4().hex[:6]}"
+        hello = worker_pb2.Hello(worker_id=self.worker_id, queues=[queue_name])
         self.send(worker_pb2.WorkerMessage(hello=hello))
         self.send(worker_pb2.WorkerMessage(credit=credit))
         self.responses = worker_pb2_grpc.RegistryStub(self.channel).Session(self._messages(), timeout=timeout)
