@@ -22,13 +22,13 @@ from typing import Any
 import pytest
 import redis
 
-from tasktide import Client
+from tasktide import Client, TaskHandle
 from tasktide.v1 import task_pb2, worker_pb2
 from tasktide_services.scheduler import writing
 from tasktide_services.testing import PlatformThread, client_settings, eventually
-from tasktide_services.worker import keys
+from tasktide_services.worker import keys, session_state
 from tests.raw_session import RawSession
-from tests.test_handover_paths import announced, assignments, report, states, with_credit
+from tests.test_handover_paths import AN_HOUR, announced, assignments, report, states, with_credit
 
 RAN = [task_pb2.TASK_STATE_QUEUED, task_pb2.TASK_STATE_RUNNING, task_pb2.TASK_STATE_SUCCEEDED]
 
@@ -47,7 +47,9 @@ def client(local: PlatformThread) -> Iterator[Client]:
 
 @pytest.fixture()
 def doomed(local: PlatformThread, queue_name: str) -> Iterator[RawSession]:
-    s = RawSession(local.address, queue_name, credit=1)
+    """The session that ends. Its channel keeps HTTP/2's initial receive window (no bandwidth
+    probe to grow it): what it does not read holds the registry's sends back early."""
+    s = RawSession(local.address, queue_name, credit=1, options=[("grpc.http2.bdp_probe", 0)])
     yield s
     s.close()
 
@@ -179,6 +181,93 @@ def test_a_lease_that_cannot_be_given_back_expires_and_its_task_runs_once(
         report(other, [a], 0)
         assert h.get(timeout=20) == 7
         assert states(client, h.id) == RAN
+    finally:
+        r.delete(kept)
+        r.close()
+
+
+BIG = "x" * 900_000  # an argument near the payload limit, far more than a stream's initial window
+
+
+def queued_unsent(
+    client: Client, doomed: RawSession, redis_url: str, queue: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[TaskHandle, TaskHandle]:
+    """A large task and a small one, given to `doomed` in that order, the small one by a hand-over.
+    The worker reads nothing more, so the large assignment fills its stream's window and the
+    small one waits in the session's outgoing queue: sent to no one."""
+    with_credit(doomed, client, queue, 2)
+    # Started events wait for an outcome (none comes): what the session records is what it holds
+    # when it ends.
+    monkeypatch.setattr(session_state, "STARTED_LINGER", AN_HOUR)
+    # A submission's tasks go to the session before its answer is sent (the hand-over is
+    # scheduled first), so before the worker can react to the answer.
+    big = client.submit("t.echo", [BIG], queue=queue)
+    with announced(redis_url, queue) as woken:
+        small = client.submit("t.add", [2, 3], queue=queue)
+    assert woken == []  # leased in the submission's pipeline: the hand-over's way
+    return big, small
+
+
+def ended(client: Client, s: RawSession) -> None:
+    s.close()
+    eventually(lambda: s.worker_id not in {w.worker_id for w in client.workers()}, what="the session ended")
+
+
+def test_a_task_handed_to_a_session_whose_stream_ends_before_it_was_sent_runs_at_once_elsewhere(
+    local, client, doomed, other, redis_server, queue_name, monkeypatch
+):
+    """The session ends with the hand-over's assignment still in its outgoing queue. That
+    assignment never reached the worker: its lease is given back as the session ends, and the
+    task runs on the other session as its first delivery, once, with nothing recorded of the
+    session that ended. The large one, which went out (in part), keeps its lease until it
+    expires, and then runs once elsewhere too."""
+    big, small = queued_unsent(client, doomed, redis_server.url, queue_name, monkeypatch)
+    ended(client, doomed)
+    other.send(worker_pb2.WorkerMessage(credit=2))
+    sent = assignments(other)  # the large one's lease has not expired yet
+    # Given back unsent, its delivery does not count; a lease left to expire would make it 2.
+    assert [(x.task.id, x.delivery) for x in sent] == [(small.id, 1)]
+    a = sent[0]
+    report(other, [a], 0)
+    assert small.get(timeout=20) == 5
+    assert states(client, small.id) == RAN  # recorded once, all of it by the other session
+    running = [e for e in client.watch([small.id]) if e.state == task_pb2.TASK_STATE_RUNNING]
+    assert [e.worker_id for e in running] == [other.worker_id]
+
+    (b,) = assignments(other)
+    assert (b.task.id, b.delivery) == (big.id, 2)  # sent, so left to its lease
+    other.succeed(b, "done")
+    assert big.get(timeout=20) == "done"
+
+
+def test_an_unsent_lease_that_cannot_be_given_back_expires_and_its_task_runs_once(
+    local, client, doomed, other, redis_server, queue_name, monkeypatch, caplog
+):
+    """Redis refuses the release as the session ends (the queue's lease tokens are not a hash for
+    a moment): the failure is logged, the session still ends, and the unsent task's lease runs
+    out as it would have without the release; the task then runs once elsewhere."""
+    big, small = queued_unsent(client, doomed, redis_server.url, queue_name, monkeypatch)
+    q = keys.queue_keys(queue_name)
+    r = redis.Redis.from_url(redis_server.url)
+    kept = f"{q.tokens}-kept-{uuid.uuid4().hex[:6]}"
+    try:
+        r.rename(q.tokens, kept)
+        r.set(q.tokens, "not a hash")
+        with caplog.at_level(logging.WARNING, logger="tasktide.registry"):
+            ended(client, doomed)
+            assert any("giving back 1 unsent leases failed" in rec.getMessage() for rec in caplog.records)
+        r.delete(q.tokens)
+        r.rename(kept, q.tokens)
+        assert r.zscore(q.leases, small.id) is not None  # still leased: it waits for its lease to expire
+        other.send(worker_pb2.WorkerMessage(credit=2))
+        got: dict[str, worker_pb2.Assignment] = {}
+        while len(got) < 2:
+            got.update((x.task.id, x) for x in assignments(other))
+        assert (got[small.id].delivery, got[big.id].delivery) == (2, 2)
+        report(other, [got[small.id]], 0)
+        other.succeed(got[big.id], "done")
+        assert (small.get(timeout=20), big.get(timeout=20)) == (5, "done")
+        assert states(client, small.id) == RAN  # the ended session's events of it were dropped
     finally:
         r.delete(kept)
         r.close()
