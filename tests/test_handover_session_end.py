@@ -190,15 +190,20 @@ BIG = "x" * 900_000  # an argument near the payload limit, far more than a strea
 
 
 def queued_unsent(
-    client: Client, doomed: RawSession, redis_url: str, queue: str, monkeypatch: pytest.MonkeyPatch
+    client: Client,
+    doomed: RawSession,
+    redis_url: str,
+    queue: str,
+    monkeypatch: pytest.MonkeyPatch,
+    linger: float = AN_HOUR,
 ) -> tuple[TaskHandle, TaskHandle]:
     """A large task and a small one, given to `doomed` in that order, the small one by a hand-over.
     The worker reads nothing more, so the large assignment fills its stream's window and the
-    small one waits in the session's outgoing queue: sent to no one."""
+    small one waits in the session's outgoing queue: sent to no one. Their started events wait
+    `linger` for an outcome (none comes; by default what the session records of them is what it
+    holds when it ends)."""
     with_credit(doomed, client, queue, 2)
-    # Started events wait for an outcome (none comes): what the session records is what it holds
-    # when it ends.
-    monkeypatch.setattr(session_state, "STARTED_LINGER", AN_HOUR)
+    monkeypatch.setattr(session_state, "STARTED_LINGER", linger)
     # A submission's tasks go to the session before its answer is sent (the hand-over is
     # scheduled first), so before the worker can react to the answer.
     big = client.submit("t.echo", [BIG], queue=queue)
@@ -238,6 +243,25 @@ def test_a_task_handed_to_a_session_whose_stream_ends_before_it_was_sent_runs_at
     assert (b.task.id, b.delivery) == (big.id, 2)  # sent, so left to its lease
     other.succeed(b, "done")
     assert big.get(timeout=20) == "done"
+
+
+def test_an_unsent_task_whose_start_was_recorded_is_recorded_queued_again(
+    local, client, doomed, other, redis_server, queue_name, monkeypatch
+):
+    """The session recorded the unsent task's RUNNING event before it ended (its events did not
+    wait for an outcome): given back, the task is recorded QUEUED, then runs once elsewhere."""
+    usual = session_state.STARTED_LINGER
+    big, small = queued_unsent(client, doomed, redis_server.url, queue_name, monkeypatch, usual)
+    eventually(lambda: client.fetch([small.id])[0].state == task_pb2.TASK_STATE_RUNNING, what="RUNNING recorded")
+    ended(client, doomed)
+    assert client.fetch([small.id])[0].state == task_pb2.TASK_STATE_QUEUED
+    other.send(worker_pb2.WorkerMessage(credit=1))
+    sent = assignments(other)
+    assert [(x.task.id, x.delivery) for x in sent] == [(small.id, 1)]
+    report(other, sent, 0)
+    assert small.get(timeout=20) == 5
+    running = [e.worker_id for e in client.watch([small.id]) if e.state == task_pb2.TASK_STATE_RUNNING]
+    assert running == [doomed.worker_id, other.worker_id]  # the first recorded as given to the session that ended
 
 
 def test_an_unsent_lease_that_cannot_be_given_back_expires_and_its_task_runs_once(
