@@ -96,9 +96,9 @@ class RegistryService:
             self.loops.assign(session, runnable)
 
     async def _give_back(self, session: Session) -> None:
-        """The leases of assignments the ended session never sent go back to their queue at once
-        (their token checked: a lease renewed by anyone else stays), instead of waiting out their
-        deadline. A failed call is logged; those leases then expire as any other."""
+        """The leases of assignments the ended session never sent go back to their queue at once,
+        instead of waiting out their deadline (the `release` script checks each token: a task
+        leased again since is left alone). A failed call is logged; those leases then expire."""
         unsent = session.unsent()
         if not unsent:
             return
