@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import queue
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import grpc
 
@@ -16,12 +17,21 @@ from tasktide_services.testing import client_settings
 
 class RawSession:
     """One Session stream to the registry of the platform at `address`, with `credit` to start;
-    the stream ends after `timeout` seconds, so a test waiting for a message that never comes fails."""
+    the stream ends after `timeout` seconds, so a test waiting for a message that never comes fails.
+    `options` are those of its gRPC channel."""
 
-    def __init__(self, address: str, queue_name: str, credit: int = 1, timeout: float = 30.0) -> None:
-        self.channel = grpc.insecure_channel(client_settings(address).registry())
+    def __init__(
+        self,
+        address: str,
+        queue_name: str,
+        credit: int = 1,
+        timeout: float = 30.0,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        self.channel = grpc.insecure_channel(client_settings(address).registry(), options=list(options))
         self._requests: queue.Queue[worker_pb2.WorkerMessage | None] = queue.Queue()
-        hello = worker_pb2.Hello(worker_id=f"raw-{uuid.uuid4().hex[:6]}", queues=[queue_name])
+        self.worker_id = f"raw-{uuid.uuid4().hex[:6]}"
+        hello = worker_pb2.Hello(worker_id=self.worker_id, queues=[queue_name])
         self.send(worker_pb2.WorkerMessage(hello=hello))
         self.send(worker_pb2.WorkerMessage(credit=credit))
         self.responses = worker_pb2_grpc.RegistryStub(self.channel).Session(self._messages(), timeout=timeout)

@@ -95,6 +95,18 @@ class RegistryService:
         if runnable:
             self.loops.assign(session, runnable)
 
+    async def _give_back(self, session: Session) -> None:
+        """The leases of assignments the ended session never sent go back to their queue at once,
+        instead of waiting out their deadline (the `release` script checks each token: a task
+        leased again since is left alone). A failed call is logged; those leases then expire."""
+        unsent = session.unsent()
+        if not unsent:
+            return
+        try:
+            await self.store.release([i.ref() for i in unsent])
+        except Exception:  # noqa: BLE001 - see above
+            log.warning("session %s: giving back %d unsent leases failed", session.id, len(unsent), exc_info=True)
+
     async def _keep_entry(self, info: worker_pb2.WorkerInfo) -> None:
         """Refresh the session's worker entry while it lasts: housekeeping drops entries that are
         not refreshed (those of a registry replica that died)."""
@@ -263,6 +275,7 @@ class RegistryService:
             reader.cancel()
             keeper.cancel()
             await asyncio.gather(dispatcher, reader, keeper, return_exceptions=True)
+            await self._give_back(session)
             session.closing = True  # record what the worker reported before it left
             session.settle_wake.set()
             await asyncio.gather(settler, return_exceptions=True)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from tasktide.v1 import task_pb2, worker_pb2
 from tasktide_services.common.errors import ResourceExhausted, ServiceError
-from tasktide_services.common.events import now_ms
+from tasktide_services.common.events import event, now_ms
 from tasktide_services.worker.store import Leased
 
 # Bounds on what one session holds in memory. While its outgoing queue holds OUT_MAX messages (the
@@ -117,6 +117,27 @@ class Session:
                 )
             self.credit += n
             self.credit_changed.set()
+
+    def unsent(self) -> list[Leased]:
+        """Once the stream is over: the leases of the assignments still in the outgoing queue. The
+        worker never saw them, so the session forgets them, with their started events not yet
+        recorded (a task whose events went out already gets a QUEUED event: it waits again)."""
+        items: list[Leased] = []
+        while not self.out.empty():
+            msg = self.out.get_nowait()
+            if msg is not None and msg.WhichOneof("kind") == "assignments":
+                for a in msg.assignments.assignments:
+                    held = self.assigned.get(a.task.id)
+                    if held is not None and held.token == a.lease_token:
+                        del self.assigned[a.task.id]
+                        items.append(held)
+        if items:
+            ids = {i.task.id for i in items}
+            pending = {e.task_id for e in self.to_record if e.task_id in ids}
+            self.to_record = [e for e in self.to_record if e.task_id not in ids]
+            again = [event(i.task, task_pb2.TASK_STATE_QUEUED) for i in items if i.task.id not in pending]
+            self.settle(started=again)
+        return items
 
     def send(self, **kind: object) -> None:
         self.out.put_nowait(worker_pb2.RegistryMessage(**kind))  # type: ignore[arg-type]
