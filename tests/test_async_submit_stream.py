@@ -22,17 +22,23 @@ from tests.tasks_app import app
 
 
 class _MessagesSent(grpc.aio.StreamStreamClientInterceptor):
-    """Counts the SubmitStream messages a client sends and the submissions they carry."""
+    """Counts the SubmitStream messages a client sends and the submissions they carry, and keeps
+    the size of the largest message of several."""
 
     def __init__(self) -> None:
         self.messages = 0
         self.submissions = 0
+        self.largest_batch = 0  # submissions
+        self.largest_batch_bytes = 0
 
     async def intercept_stream_stream(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
         async def counted() -> AsyncIterator[Any]:
             async for req in request_iterator:
                 self.messages += 1
                 self.submissions += len(req.batch) or 1
+                if len(req.batch) > 1:
+                    self.largest_batch = max(self.largest_batch, len(req.batch))
+                    self.largest_batch_bytes = max(self.largest_batch_bytes, req.ByteSize())
                 yield req
 
         return await continuation(client_call_details, counted())
@@ -77,6 +83,32 @@ def test_a_batch_stays_under_the_message_size_a_scheduler_takes(server_settings,
         ids = asyncio.run(run(p.address))
     assert len(set(ids)) == 20 and all(len(i) == 32 for i in ids)
     assert counter.submissions == 21 and counter.messages < 21  # batched, yet each message small enough
+
+
+def test_batches_stay_under_a_message_limit_below_1_mib(server_settings, queue_name):
+    """Forty tasks of about 20 KiB each gathered at once, to a scheduler that takes messages of
+    64 KiB at most (and announces it): the client's batches stay under that size, and every task is
+    accepted (one message of them all, under the client's own 1 MiB bound, would end the stream
+    with RESOURCE_EXHAUSTED and fail every submission it carried)."""
+    limit = 64 * 1024
+    small = replace(server_settings, limits=replace(server_settings.limits, max_message_bytes=limit))
+    counter = _MessagesSent()
+
+    async def run(address: str) -> list[str]:
+        async with grpc.aio.insecure_channel(address, interceptors=[counter]) as channel:
+            submitter = AsyncStreamSubmitter(scheduler_pb2_grpc.SchedulerStub(channel), address)
+            await submitter.submit(build_spec("t.add", [0, 0], {}, queue=queue_name))  # batches announced
+            specs = [build_spec("t.add", ["x" * 20_000, str(i)], {}, queue=queue_name) for i in range(40)]
+            ids = await asyncio.gather(*(submitter.submit(s) for s in specs))
+            await submitter.close()
+            return ids
+
+    with PlatformThread(small) as p:
+        ids = asyncio.run(run(p.address))
+    assert len(set(ids)) == 40 and all(len(i) == 32 for i in ids)
+    assert counter.submissions == 41
+    assert counter.largest_batch > 1, "no batch formed: the test shows nothing"
+    assert counter.largest_batch_bytes <= limit
 
 
 def test_a_refused_task_raises_and_the_stream_goes_on(platform, client, queue_name):

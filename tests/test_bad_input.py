@@ -223,3 +223,67 @@ def test_reflection_lists_the_services(channel_to):
         (resp,) = list(stub.ServerReflectionInfo(iter([req]), timeout=5))
         names = {s.name for s in resp.list_services_response.service}
         assert {service, "grpc.health.v1.Health"} <= names
+
+
+@pytest.mark.parametrize(
+    "value", ["65536 bytes", "-65536", "+65536", "0x10000", "6.5e4", "", "0", "６５５３６", "²", "9" * 5000]
+)
+def test_a_malformed_message_size_announced_by_a_scheduler_leaves_the_clients_bound(value):
+    """A SubmitStream's initial metadata read by the Python clients (both read it with one function,
+    _submitter.message_bounds): a size that is not a positive decimal number is ignored, as if the
+    scheduler announced none, and so is a count that is no decimal number; a huge one is capped."""
+    from tasktide._submitter import BATCH_HEADER, BYTES_HEADER, MAX_BATCH_BYTES, MAX_PER_MESSAGE, message_bounds
+
+    assert message_bounds([(BATCH_HEADER, "50")]) == (50, MAX_BATCH_BYTES)  # a scheduler from before the size
+    assert message_bounds([(BATCH_HEADER, "50"), (BYTES_HEADER, value)]) == (50, MAX_BATCH_BYTES)
+    count = MAX_PER_MESSAGE if value.isascii() and value.isdigit() and value.strip("0") else 1
+    assert message_bounds([(BATCH_HEADER, value), (BYTES_HEADER, "65536")]) == (count, 65536)
+
+
+def test_a_scheduler_announcing_a_malformed_message_size_gets_batches_under_the_default_bound(queue_name):
+    """A scheduler of the test's own announces batches and a size of "65536 bytes": the client
+    ignores the size (it does not read 65536 from it) and sends what is queued in messages under its
+    own 1 MiB bound."""
+    from concurrent import futures
+
+    from tasktide._spec import build_spec
+    from tasktide._submitter import BATCH_HEADER, BYTES_HEADER, MAX_BATCH_BYTES, StreamSubmitter
+
+    received: list[scheduler_pb2.SubmitStreamRequest] = []
+
+    def answer(requests, context):  # type: ignore[no-untyped-def]
+        context.send_initial_metadata(((BATCH_HEADER, "1000"), (BYTES_HEADER, "65536 bytes")))
+        for req in requests:
+            received.append(req)
+            ids = [(e.seq, scheduler_pb2.SubmitResponse(task_id=f"{e.seq:032x}")) for e in (req.batch or [req])]
+            out = [scheduler_pb2.SubmitStreamResponse(seq=seq, result=result) for seq, result in ids]
+            yield out[0] if len(out) == 1 else scheduler_pb2.SubmitStreamResponse(batch=out)
+
+    handler = grpc.method_handlers_generic_handler(
+        "tasktide.v1.Scheduler",
+        {
+            "SubmitStream": grpc.stream_stream_rpc_method_handler(
+                answer,
+                request_deserializer=scheduler_pb2.SubmitStreamRequest.FromString,
+                response_serializer=scheduler_pb2.SubmitStreamResponse.SerializeToString,
+            )
+        },
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    server.add_generic_rpc_handlers((handler,))
+    address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    server.start()
+    channel = grpc.insecure_channel(address)
+    submitter = StreamSubmitter(scheduler_pb2_grpc.SchedulerStub(channel), address, pipelined=True)
+    try:
+        submitter.submit(build_spec("t.add", [0, 0], {}, queue=queue_name)).result(timeout=30)  # type: ignore[union-attr]
+        futs = [submitter.send(build_spec("t.add", ["x" * 20_000, i], {}, queue=queue_name), True) for i in range(40)]
+        submitter.flush(timeout=30)
+    finally:
+        submitter.close()
+        channel.close()
+        server.stop(None)
+    assert [f.result() for f in futs] == [f"{i + 2:032x}" for i in range(40)]
+    batches = [req.ByteSize() for req in received if len(req.batch) > 1]
+    assert max(batches) > 65536  # the malformed size was not read as 65536
+    assert max(batches) <= MAX_BATCH_BYTES

@@ -381,6 +381,7 @@ def test_a_message_may_carry_a_batch_of_submissions_each_answered_by_its_sequenc
             header = dict(call.initial_metadata())
             messages = list(call)
     assert header["tasktide-submit-batch"] == "7"
+    assert header["tasktide-submit-bytes"] == str(small.limits.max_message_bytes)  # the largest message it takes
     by_seq = {a.seq: a for a in _answers(messages)}
     assert sorted(by_seq) == [*range(1, 11), 50]
     assert len(_answers(messages)) == 11  # each once
@@ -394,17 +395,23 @@ def test_a_message_may_carry_a_batch_of_submissions_each_answered_by_its_sequenc
 
 
 class _MessagesSent(grpc.StreamStreamClientInterceptor):
-    """Counts the SubmitStream messages a client sends and the submissions they carry."""
+    """Counts the SubmitStream messages a client sends and the submissions they carry, and keeps
+    the size of the largest message of several."""
 
     def __init__(self) -> None:
         self.messages = 0
         self.submissions = 0
+        self.largest_batch = 0  # submissions
+        self.largest_batch_bytes = 0
 
     def intercept_stream_stream(self, continuation, client_call_details, request_iterator):  # type: ignore[no-untyped-def]
         def counted():  # type: ignore[no-untyped-def]
             for req in request_iterator:
                 self.messages += 1
                 self.submissions += len(req.batch) or 1
+                if len(req.batch) > 1:
+                    self.largest_batch = max(self.largest_batch, len(req.batch))
+                    self.largest_batch_bytes = max(self.largest_batch_bytes, req.ByteSize())
                 yield req
 
         return continuation(client_call_details, counted())
@@ -519,3 +526,29 @@ def test_a_batch_stays_under_the_message_size_a_scheduler_takes(server_settings,
     ids = [f.result() for f in futs]  # type: ignore[union-attr]
     assert len(set(ids)) == 20 and all(len(i) == 32 for i in ids)
     assert counter.submissions == 20
+
+
+def test_batches_stay_under_a_message_limit_below_1_mib(server_settings, queue_name):
+    """A scheduler that takes messages of 64 KiB at most, and eight threads submitting tasks of
+    about 20 KiB each, waiting for their answers: what they queue together goes in messages under
+    the size the scheduler announced, so every task is accepted (a message of four such tasks,
+    under the client's own 1 MiB bound, would end the stream with RESOURCE_EXHAUSTED and fail
+    every submission it carried)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    limit = 64 * 1024
+    small = replace(server_settings, limits=replace(server_settings.limits, max_message_bytes=limit))
+    counter = _MessagesSent()
+    with PlatformThread(small) as p:
+        submitter, channel = _submitter(p.address, counter)
+        try:
+            specs = [build_spec("t.add", ["x" * 20_000, str(i)], {}, queue=queue_name) for i in range(160)]
+            with ThreadPoolExecutor(8) as pool:
+                ids = list(pool.map(submitter.submit, specs))
+        finally:
+            submitter.close()
+            channel.close()
+    assert len(set(ids)) == 160 and all(isinstance(i, str) and len(i) == 32 for i in ids)
+    assert counter.submissions == 160
+    assert counter.largest_batch > 1, "no batch formed: the test shows nothing"
+    assert counter.largest_batch_bytes <= limit

@@ -31,7 +31,7 @@ class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
         self.admission = admission
         self.peers = peers
         self.settings = settings
-        self.submissions = SubmissionPool(admission, settings.limits.max_batch)
+        self.submissions = SubmissionPool(admission, settings.limits.max_batch, settings.limits.max_message_bytes)
 
     async def Submit(
         self, req: scheduler_pb2.SubmitRequest, ctx: grpc.aio.ServicerContext

@@ -7,9 +7,9 @@ batch limit at a time. So producers in different processes, each waiting for its
 the scheduler's writes as threads sharing one stream do.
 
 A message may carry several submissions (its `batch`), which a client sends once the stream's
-initial metadata announced it (BATCH_HEADER): a producer with many threads waiting then costs one
-message each way per round, not one per submission. Answers ready together for such a stream go
-back in one message.
+initial metadata announced it (BATCH_HEADER, with the largest message the server takes in
+BYTES_HEADER): a producer with many threads waiting then costs one message each way per round, not
+one per submission. Answers ready together for such a stream go back in one message.
 
 Bounds: a stream reads no further while it has `limit` submissions unanswered (gRPC's flow
 control then holds its producer back), and a message takes at most `limit` (its entries beyond
@@ -36,8 +36,10 @@ log = logging.getLogger("tasktide.scheduler")
 
 Answer = Callable[[scheduler_pb2.SubmitStreamResponse], None]
 # Initial metadata of a SubmitStream: the scheduler takes several submissions per message, at most
-# the header's value.
+# the first header's value, in messages of at most the second's bytes (its gRPC receive limit, so a
+# client's batches stay under it; a larger message ends the stream with RESOURCE_EXHAUSTED).
 BATCH_HEADER = "tasktide-submit-batch"
+BYTES_HEADER = "tasktide-submit-bytes"
 
 
 @dataclass
@@ -48,9 +50,10 @@ class _Waiting:
 
 
 class SubmissionPool:
-    def __init__(self, admission: Admission, limit: int) -> None:
+    def __init__(self, admission: Admission, limit: int, message_bytes: int) -> None:
         self.admission = admission
         self.limit = limit
+        self.message_bytes = message_bytes  # the largest message the server takes, announced
         self._waiting: list[_Waiting] = []
         self._drain: asyncio.Task[None] | None = None
 
@@ -99,7 +102,7 @@ class SubmissionPool:
     ) -> AsyncIterator[scheduler_pb2.SubmitStreamResponse]:
         """One SubmitStream: its submissions go to the pool, their answers come back in the order
         they are admitted (each names its sequence number). `announce` sends the stream's initial
-        metadata (BATCH_HEADER with `limit`)."""
+        metadata (BATCH_HEADER with `limit`, BYTES_HEADER with `message_bytes`)."""
         ready: list[scheduler_pb2.SubmitStreamResponse] = []
         arrived, room = asyncio.Event(), asyncio.Event()
         room.set()
@@ -130,7 +133,7 @@ class SubmissionPool:
             finally:
                 arrived.set()
 
-        await announce(((BATCH_HEADER, str(self.limit)),))
+        await announce(((BATCH_HEADER, str(self.limit)), (BYTES_HEADER, str(self.message_bytes))))
         reader = asyncio.create_task(read())
         try:
             while True:

@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tasktide/tasktide/clients/go/tasktide"
 	pb "github.com/tasktide/tasktide/clients/go/tasktidepb"
@@ -141,20 +142,28 @@ func TestConcurrentSubmitsShareMessages(t *testing.T) {
 }
 
 // batchScheduler answers SubmitStream as a scheduler that announces `announce` in the batch header
-// (none when empty), records how many submissions each message carried, and answers each
-// submission with "task-" and its args; a message's answers go back as one message when it
-// carried several.
+// and `size` in the size header (none when empty), records how many submissions each message
+// carried (and the bytes of the largest of several), and answers each submission with "task-" and
+// its args; a message's answers go back as one message when it carried several.
 type batchScheduler struct {
 	pb.UnimplementedSchedulerServer
-	announce string
+	announce, size string
 
-	mu      sync.Mutex
-	entries []int // submissions per message received
+	mu           sync.Mutex
+	entries      []int // submissions per message received
+	largestBatch int   // bytes of the largest message of several
 }
 
 func (b *batchScheduler) SubmitStream(stream grpc.BidiStreamingServer[pb.SubmitStreamRequest, pb.SubmitStreamResponse]) error {
+	md := metadata.MD{}
 	if b.announce != "" {
-		if err := stream.SendHeader(metadata.Pairs("tasktide-submit-batch", b.announce)); err != nil {
+		md.Set("tasktide-submit-batch", b.announce)
+	}
+	if b.size != "" {
+		md.Set("tasktide-submit-bytes", b.size)
+	}
+	if len(md) > 0 {
+		if err := stream.SendHeader(md); err != nil {
 			return err
 		}
 	}
@@ -169,6 +178,9 @@ func (b *batchScheduler) SubmitStream(stream grpc.BidiStreamingServer[pb.SubmitS
 		}
 		b.mu.Lock()
 		b.entries = append(b.entries, len(entries))
+		if len(entries) > 1 {
+			b.largestBatch = max(b.largestBatch, proto.Size(req))
+		}
 		b.mu.Unlock()
 		answers := make([]*pb.SubmitStreamResponse, len(entries))
 		for i, e := range entries {
@@ -191,15 +203,16 @@ func (b *batchScheduler) perMessage() []int {
 	return append([]int(nil), b.entries...)
 }
 
-// serveScheduler serves a test scheduler on loopback and returns a Client of it.
-func serveScheduler(t *testing.T, b pb.SchedulerServer) *tasktide.Client {
+// serveScheduler serves a test scheduler on loopback (a gRPC server with opts) and returns a
+// Client of it.
+func serveScheduler(t *testing.T, b pb.SchedulerServer, opts ...grpc.ServerOption) *tasktide.Client {
 	t.Helper()
 	ownServerOnly(t)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(opts...)
 	pb.RegisterSchedulerServer(srv, b)
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)

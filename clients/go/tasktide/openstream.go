@@ -18,11 +18,17 @@ import (
 // gets one submission per message.
 const batchHeader = "tasktide-submit-batch"
 
+// bytesHeader is the initial metadata of a SubmitStream by which the scheduler announces the
+// largest message it takes (its gRPC receive limit). A message of several submissions stays under
+// it and under maxBatchBytes; a scheduler that does not send it (or sends no decimal number) gets
+// messages under maxBatchBytes.
+const bytesHeader = "tasktide-submit-bytes"
+
 // maxPerMessage caps the submissions of one message, whatever the scheduler announces.
 const maxPerMessage = 1_000
 
 // maxBatchBytes bounds a message of several submissions (a scheduler takes 16 MiB by default, and
-// may be configured lower); a submission larger than it goes alone.
+// may be configured lower: it then announces less); a submission larger than the bound goes alone.
 const maxBatchBytes = 1 << 20
 
 // entryOverhead bounds what a submission adds to a message beside its spec: its seq and the
@@ -49,6 +55,7 @@ type openStream struct {
 	cancel     context.CancelFunc
 	sendMu     sync.Mutex   // gRPC allows one sender at a time: the turn's holder, or closeSend
 	perMessage atomic.Int32 // submissions one message may carry: 1 until the scheduler announces more
+	batchBytes atomic.Int32 // bytes a message of several may weigh: maxBatchBytes unless announced less
 	mu         sync.Mutex   // guards the fields below
 	pending    map[uint64]chan answer
 	queue      []queued // registered and not yet sent, in order; each holds a slot (MaxInFlight)
@@ -60,6 +67,7 @@ type openStream struct {
 func newOpenStream(call pb.Scheduler_SubmitStreamClient, cancel context.CancelFunc) *openStream {
 	st := &openStream{call: call, cancel: cancel, pending: map[uint64]chan answer{}, open: true}
 	st.perMessage.Store(1)
+	st.batchBytes.Store(maxBatchBytes)
 	return st
 }
 
@@ -117,9 +125,9 @@ func (st *openStream) sendTurn(ctx context.Context, own chan answer) {
 // take removes the next message's submissions from the queue (st.mu held): as many as the
 // scheduler takes in one message, within the message size limit; at least one.
 func (st *openStream) take() []*pb.SubmitStreamRequest {
-	limit := int(st.perMessage.Load())
+	limit, most := int(st.perMessage.Load()), int(st.batchBytes.Load())
 	n, bytes := 0, 0
-	for n < len(st.queue) && n < limit && (n == 0 || bytes+st.queue[n].size <= maxBatchBytes) {
+	for n < len(st.queue) && n < limit && (n == 0 || bytes+st.queue[n].size <= most) {
 		bytes += st.queue[n].size
 		n++
 	}
@@ -144,17 +152,41 @@ func message(batch []*pb.SubmitStreamRequest) *pb.SubmitStreamRequest {
 }
 
 // announced reads the scheduler's initial metadata (waits for it): how many submissions one
-// message may carry.
+// message may carry, and how many bytes a message of several may weigh. A value that is not a
+// decimal number is ignored, as if not announced.
 func (st *openStream) announced() {
 	md, err := st.call.Header()
 	if err != nil {
 		return // the stream failed: Recv says how
 	}
 	if v := md.Get(batchHeader); len(v) > 0 {
-		if n, err := strconv.Atoi(v[0]); err == nil && n > 1 {
+		if n, ok := decimal(v[0]); ok && n > 1 {
 			st.perMessage.Store(int32(min(n, maxPerMessage)))
 		}
 	}
+	if v := md.Get(bytesHeader); len(v) > 0 {
+		if n, ok := decimal(v[0]); ok && n > 0 {
+			st.batchBytes.Store(int32(min(n, maxBatchBytes)))
+		}
+	}
+}
+
+// decimal reads a header's value as a whole number: ASCII digits only (no sign, space or unit).
+// A number longer than any bound reads as 10^12.
+func decimal(v string) (int, bool) {
+	if v == "" {
+		return 0, false
+	}
+	for _, c := range []byte(v) {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	if len(v) > 12 {
+		return 1_000_000_000_000, true
+	}
+	n, err := strconv.Atoi(v)
+	return n, err == nil
 }
 
 // read hands each answer to its submission until the stream ends, then fails those left.

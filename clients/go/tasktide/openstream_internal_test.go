@@ -3,6 +3,8 @@ package tasktide
 import (
 	"testing"
 
+	"google.golang.org/grpc/metadata"
+
 	pb "github.com/tasktide/tasktide/clients/go/tasktidepb"
 )
 
@@ -53,5 +55,46 @@ func TestAMessageTakesNoMoreThanTheAnnouncedCountAndTheSizeLimit(t *testing.T) {
 	queue(10, 10, 10, 10, 10)
 	if got := seqs(st.take()); len(got) != 3 || len(st.queue) != 2 {
 		t.Fatalf("announced 3: %v, %d left", got, len(st.queue))
+	}
+}
+
+// headerOnly is a SubmitStream call whose initial metadata is md.
+type headerOnly struct {
+	pb.Scheduler_SubmitStreamClient
+	md metadata.MD
+}
+
+func (h headerOnly) Header() (metadata.MD, error) { return h.md, nil }
+
+// What the scheduler announces is read within the client's bounds; a value that is not a decimal
+// number (a sign, a unit, a space, another script's digits) is ignored, as if not announced.
+func TestTheAnnouncementIsReadWithinTheClientsBounds(t *testing.T) {
+	cases := []struct {
+		batch, size     string
+		perMessage, max int32
+	}{
+		{"", "", 1, maxBatchBytes},
+		{"7", "65536", 7, 65536},
+		{"5000", "99999999999999999999999", maxPerMessage, maxBatchBytes},
+		{"+7", "+65536", 1, maxBatchBytes},
+		{"-7", "-65536", 1, maxBatchBytes},
+		{"7 ", "65536 bytes", 1, maxBatchBytes},
+		{"0x10", "0x10000", 1, maxBatchBytes},
+		{"７", "６５５３６", 1, maxBatchBytes},
+		{"0", "0", 1, maxBatchBytes},
+	}
+	for _, c := range cases {
+		md := metadata.MD{}
+		if c.batch != "" {
+			md.Set(batchHeader, c.batch)
+		}
+		if c.size != "" {
+			md.Set(bytesHeader, c.size)
+		}
+		st := newOpenStream(headerOnly{md: md}, nil)
+		st.announced()
+		if got, most := st.perMessage.Load(), st.batchBytes.Load(); got != c.perMessage || most != c.max {
+			t.Errorf("announced %q and %q: read %d submissions of %d bytes; want %d of %d", c.batch, c.size, got, most, c.perMessage, c.max)
+		}
 	}
 }

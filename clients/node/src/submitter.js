@@ -8,7 +8,8 @@
 //
 // Once the scheduler announced in the stream's initial metadata (BATCH_HEADER) that it takes
 // several submissions per message, submissions made together go as one message (at most what it
-// announced, MAX_PER_MESSAGE and MAX_BATCH_BYTES): those made while others are in flight wait for
+// announced, MAX_PER_MESSAGE, and under MAX_BATCH_BYTES and the largest message it announced it
+// takes, BYTES_HEADER): those made while others are in flight wait for
 // the end of the event loop's iteration (setImmediate), so callers woken by answers read in it
 // share a message; callers woken by one batch of answers share the message written when the turn's
 // microtasks end. A lone submission (nothing else in flight, its caller answered alone) is written
@@ -24,7 +25,12 @@ export const LINGER_MS = 200;
 export const BATCH_HEADER = 'tasktide-submit-batch';
 /** The most submissions the client puts in one message, whatever the scheduler announced. */
 export const MAX_PER_MESSAGE = 1_000;
-/** A message of several submissions stays under this size (a scheduler takes 16 MiB by default). */
+/** Initial metadata of a SubmitStream: the largest message the scheduler takes, in bytes. */
+export const BYTES_HEADER = 'tasktide-submit-bytes';
+/**
+ * A message of several submissions stays under this size, and under what the scheduler announced
+ * (one takes 16 MiB by default; one that announces no size gets this bound).
+ */
 export const MAX_BATCH_BYTES = 1024 * 1024;
 
 export const TRANSPORTS = Object.freeze(['stream', 'unary']);
@@ -41,16 +47,29 @@ export function submitTransport(option, env = process.env) {
   return name;
 }
 
-/** Submissions per message `metadata` (a stream's initial metadata) allows: 1 unless announced. */
-export function perMessage(metadata) {
-  const [value] = metadata.get(BATCH_HEADER);
-  const n = /^\d+$/.test(String(value ?? '')) ? Number(value) : 1;
-  return Math.max(1, Math.min(n, MAX_PER_MESSAGE));
+/**
+ * What one message may carry, from `metadata` (a stream's initial metadata): `perMessage`
+ * submissions (1 unless announced, at most MAX_PER_MESSAGE), and `batchBytes` together when it
+ * carries several (under the announced size and MAX_BATCH_BYTES). A value that is not a decimal
+ * number (or a size of 0) is ignored, as if not announced.
+ */
+export function messageBounds(metadata) {
+  const decimal = (key) => {
+    const [value] = metadata.get(key);
+    return typeof value === 'string' && /^[0-9]+$/.test(value) ? Number(value) : null;
+  };
+  const count = decimal(BATCH_HEADER) ?? 1;
+  const size = decimal(BYTES_HEADER) || MAX_BATCH_BYTES;
+  return {
+    perMessage: Math.max(1, Math.min(count, MAX_PER_MESSAGE)),
+    batchBytes: Math.min(size, MAX_BATCH_BYTES),
+  };
 }
 
 /**
- * At least the encoded size of `request` (as written): the bytes of its strings and buffers, the
- * keys of its spec's headers (a map), and room for every field's tag and length.
+ * At least the encoded size of `request` as an entry of a message's batch: the bytes of its
+ * strings and buffers, the keys of its spec's headers (a map), and room for every field's tag and
+ * length, its own included.
  */
 export function sizeBound(request) {
   let n = valuesBound(request);
@@ -73,13 +92,14 @@ class Stream {
     this.open = true;
     this.timer = null;
     this.perMessage = 1; // until the scheduler's initial metadata says more
+    this.batchBytes = MAX_BATCH_BYTES; // unless it says less
     this.queued = []; // requests made together, not yet written (at most perMessage)
     this.queuedBytes = 0; // sizeBound of those
     this.flushDue = false; // a callback will write what is queued
     this.answeredTogether = 0; // answers the last response message held
     this.call = scheduler.SubmitStream();
     this.call.on('metadata', (metadata) => {
-      this.perMessage = perMessage(metadata);
+      ({ perMessage: this.perMessage, batchBytes: this.batchBytes } = messageBounds(metadata));
     });
     this.call.on('data', (resp) => {
       this.answeredTogether = resp.batch.length || 1;
@@ -134,7 +154,7 @@ class Stream {
       this.flushDue = true;
     }
     const bytes = sizeBound(request);
-    if (this.queuedBytes + bytes > MAX_BATCH_BYTES) this._flush();
+    if (this.queuedBytes + bytes > this.batchBytes) this._flush();
     this.queued.push(request);
     this.queuedBytes += bytes;
     if (this.queued.length >= this.perMessage) this._flush();

@@ -11,7 +11,14 @@ import grpc from '@grpc/grpc-js';
 import { Client } from '../src/index.js';
 import { protocol } from '../src/protocol.js';
 import { buildSpec } from '../src/spec.js';
-import { BATCH_HEADER, MAX_BATCH_BYTES, MAX_PER_MESSAGE, perMessage, sizeBound } from '../src/submitter.js';
+import {
+  BATCH_HEADER,
+  BYTES_HEADER,
+  MAX_BATCH_BYTES,
+  MAX_PER_MESSAGE,
+  messageBounds,
+  sizeBound,
+} from '../src/submitter.js';
 import { ADDRESS, SKIP, only, withWorker } from './_support.js';
 
 const STREAM = '/tasktide.v1.Scheduler/SubmitStream';
@@ -105,7 +112,7 @@ describe('several submissions per message, against the platform', { skip: SKIP, 
   });
 });
 
-test("a request's size bound is at least its encoded size", () => {
+test("a request's size bound is at least its encoded size as an entry of a batch", () => {
   const encode = protocol().Scheduler.service.SubmitStream.requestSerialize;
   const specs = [
     buildSpec('n.noop', []),
@@ -124,25 +131,30 @@ test("a request's size bound is at least its encoded size", () => {
       headers: { traceparent: `00-${'a'.repeat(32)}-${'b'.repeat(16)}-01`, 'ключ-é': 'значение'.repeat(40), '': '' },
     }),
   ];
+  const batchOf = (requests) => encode({ batch: requests }).length;
   for (const [i, spec] of specs.entries()) {
     const request = { seq: String(2 ** 53 + i), spec };
-    assert.ok(sizeBound(request) >= encode(request).length, spec.name);
+    assert.ok(sizeBound(request) >= batchOf([request]), spec.name);
   }
+  const all = specs.map((spec, i) => ({ seq: String(i + 1), spec }));
+  assert.ok(all.reduce((n, r) => n + sizeBound(r), 0) >= batchOf(all));
 });
 
 /**
- * A scheduler of the test's own: sends `header` (if any) as its stream's initial metadata, answers
- * each submission with a task id made of its name's number, `group` answers per message (in reverse
- * order, as batches when more than one), and keeps every request message it received.
+ * A scheduler of the test's own: sends `header` and `bytes` (if any) as its stream's initial
+ * metadata (BATCH_HEADER, BYTES_HEADER), answers each submission with a task id made of its name's
+ * number, `group` answers per message (in reverse order, as batches when more than one), and keeps
+ * every request message it received. `options` are its gRPC server's.
  */
-async function fakeScheduler({ header, group = 1 }) {
+async function fakeScheduler({ header, bytes, group = 1, options = {} }) {
   const received = [];
-  const server = new grpc.Server();
+  const server = new grpc.Server(options);
   server.addService(protocol().Scheduler.service, {
     SubmitStream(call) {
-      if (header !== undefined) {
+      if (header !== undefined || bytes !== undefined) {
         const md = new grpc.Metadata();
-        md.set(BATCH_HEADER, header);
+        if (header !== undefined) md.set(BATCH_HEADER, header);
+        if (bytes !== undefined) md.set(BYTES_HEADER, bytes);
         call.sendMetadata(md);
       }
       let ready = [];
@@ -171,16 +183,27 @@ async function fakeScheduler({ header, group = 1 }) {
 
 const idOf = (i) => String(i).padStart(32, '0');
 
-test('what a scheduler announces is read as a count of submissions per message, within bounds', () => {
-  const announced = (value) => {
+test('what a scheduler announces is read as a count of submissions and a size per message, within bounds', () => {
+  const announced = (count, size) => {
     const md = new grpc.Metadata();
-    if (value !== undefined) md.set(BATCH_HEADER, value);
-    return perMessage(md);
+    if (count !== undefined) md.set(BATCH_HEADER, count);
+    if (size !== undefined) md.set(BYTES_HEADER, size);
+    return messageBounds(md);
   };
-  assert.equal(announced(undefined), 1);
-  assert.equal(announced('7'), 7);
-  assert.equal(announced(String(MAX_PER_MESSAGE * 50)), MAX_PER_MESSAGE);
-  for (const bad of ['0', '-3', 'many', '2.5', '']) assert.equal(announced(bad), 1, bad);
+  const perMessage = (value) => announced(value).perMessage;
+  assert.equal(perMessage(undefined), 1);
+  assert.equal(perMessage('7'), 7);
+  assert.equal(perMessage(String(MAX_PER_MESSAGE * 50)), MAX_PER_MESSAGE);
+  for (const bad of ['0', '-3', 'many', '2.5', '', '+7', '7 ']) assert.equal(perMessage(bad), 1, bad);
+  const batchBytes = (value) => announced('50', value).batchBytes;
+  assert.equal(batchBytes(undefined), MAX_BATCH_BYTES); // a scheduler from before the size header
+  assert.equal(batchBytes('65536'), 65536);
+  assert.equal(batchBytes(String(16 * 1024 * 1024)), MAX_BATCH_BYTES);
+  assert.equal(batchBytes('9'.repeat(400)), MAX_BATCH_BYTES);
+  for (const bad of ['0', '-65536', '+65536', '65536 bytes', '0x10000', '6.5e4', '']) {
+    assert.equal(batchBytes(bad), MAX_BATCH_BYTES, bad);
+  }
+  assert.deepEqual(announced('7', 'many'), { perMessage: 7, batchBytes: MAX_BATCH_BYTES });
 });
 
 describe('several submissions per message, against schedulers of the test', { timeout: 60_000 }, () => {
@@ -239,6 +262,48 @@ describe('several submissions per message, against schedulers of the test', { ti
       assert.deepEqual(sizes, [1, 2, 1, 3]); // t1 at once; t4 alone
       const encode = protocol().Scheduler.service.SubmitStream.requestSerialize;
       for (const req of received) if (req.batch.length) assert.ok(encode(req).length < MAX_BATCH_BYTES);
+    } finally {
+      client.close();
+      server.forceShutdown();
+    }
+  });
+
+  test('a message of several submissions stays under the size the scheduler announced', async () => {
+    // A scheduler taking messages of 64 KiB at most, as one configured so: a message of several
+    // 20 KiB submissions under the client's own 1 MiB bound would end the stream with
+    // RESOURCE_EXHAUSTED and fail every submission it carried.
+    const limit = 64 * 1024;
+    const options = { 'grpc.max_receive_message_length': limit };
+    const { server, received, address } = await fakeScheduler({ header: '1000', bytes: String(limit), options });
+    const client = new Client(address, only(address));
+    try {
+      await client.submit('t0', []);
+      const n = 40;
+      const big = ['x'.repeat(20_000)];
+      const handles = await Promise.all(Array.from({ length: n }, (_, i) => client.submit(`t${i + 1}`, big)));
+      assert.deepEqual(
+        handles.map((h) => h.id),
+        Array.from({ length: n }, (_, i) => idOf(i + 1)),
+      );
+      const encode = protocol().Scheduler.service.SubmitStream.requestSerialize;
+      const batches = received.filter((req) => req.batch.length > 1).map((req) => encode(req).length);
+      assert.ok(batches.length > 0, 'no message carried several submissions');
+      assert.ok(Math.max(...batches) <= limit, batches.join(' '));
+    } finally {
+      client.close();
+      server.forceShutdown();
+    }
+  });
+
+  test('a malformed size announced by the scheduler leaves the 1 MiB bound', async () => {
+    const { server, received, address } = await fakeScheduler({ header: '1000', bytes: '65536 bytes' });
+    const client = new Client(address, only(address));
+    try {
+      await client.submit('t0', []);
+      await Promise.all(Array.from({ length: 40 }, (_, i) => client.submit(`t${i + 1}`, ['x'.repeat(20_000)])));
+      const encode = protocol().Scheduler.service.SubmitStream.requestSerialize;
+      const largest = Math.max(...received.filter((req) => req.batch.length > 1).map((req) => encode(req).length));
+      assert.ok(largest > 64 * 1024 && largest <= MAX_BATCH_BYTES, `largest message of several: ${largest} bytes`);
     } finally {
       client.close();
       server.forceShutdown();

@@ -23,11 +23,12 @@ import grpc
 
 from tasktide._errors import stream_closed, translate
 from tasktide._submitter import (
-    MAX_BATCH_BYTES,
     MAX_IDLE_SECONDS,
     MAX_IN_FLIGHT,
+    NO_BATCHES,
     batched,
-    per_message,
+    entry_bytes,
+    message_bounds,
     settle,
 )
 from tasktide._transport import AsyncUnarySubmitter
@@ -49,7 +50,7 @@ class _Stream:
         self.pending: dict[int, asyncio.Future[str]] = {}
         self.open = True
         self.used = time.monotonic()
-        self.per_message = 1  # until the scheduler's initial metadata announces more
+        self.bounds = NO_BATCHES  # until the scheduler's initial metadata announces more
         # Opened outside the caller's context: the stream outlives the submission that opens it.
         ctx = contextvars.Context()
         self.call = ctx.run(stub.SubmitStream, self._requests())
@@ -78,13 +79,13 @@ class _Stream:
                 return
 
     def _take(self) -> list[Request]:
-        """The next message's submissions: as many queued as the scheduler takes, under
-        MAX_BATCH_BYTES together (the first whatever its size)."""
+        """The next message's submissions: as many queued as the scheduler takes, under the size
+        it takes together (the first whatever its size)."""
         end, size = 1, 0
-        while end < min(len(self.queue), self.per_message):
-            size = size or self.queue[0].ByteSize()
-            size += self.queue[end].ByteSize()
-            if size > MAX_BATCH_BYTES:
+        while end < min(len(self.queue), self.bounds.per_message):
+            size = size or entry_bytes(self.queue[0])
+            size += entry_bytes(self.queue[end])
+            if size > self.bounds.batch_bytes:
                 break
             end += 1
         batch = self.queue[:end]
@@ -94,7 +95,7 @@ class _Stream:
     async def _read(self) -> None:
         error: Exception = stream_closed(self.address)
         try:
-            self.per_message = per_message(await self.call.initial_metadata())
+            self.bounds = message_bounds(await self.call.initial_metadata())
             async for message in self.call:
                 for resp in message.batch or (message,):
                     fut = self.pending.pop(resp.seq, None)

@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import wait as futures_wait
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import grpc
 
@@ -42,9 +42,14 @@ EXIT_FLUSH_SECONDS = 10.0
 # sends at most this many, whatever it names.
 BATCH_HEADER = "tasktide-submit-batch"
 MAX_PER_MESSAGE = 1_000
-# A message of several submissions stays under this size (a scheduler takes 16 MiB by default); a
-# submission larger than it goes alone.
+# It also names the largest message it takes (its gRPC receive limit). A message of several
+# submissions stays under that and under MAX_BATCH_BYTES (all a scheduler that names no size gets;
+# one takes 16 MiB by default); a submission larger than the bound goes alone.
+BYTES_HEADER = "tasktide-submit-bytes"
 MAX_BATCH_BYTES = 1024 * 1024
+# What an entry adds to a message of several beside its own bytes: its field tag and its length
+# (a varint of at most 5 bytes).
+ENTRY_FRAMING = 6
 
 log = logging.getLogger("tasktide.client")
 
@@ -66,9 +71,9 @@ class _Stream:
         self.open = True
         self.address = address
         self.used = time.monotonic()
-        # Submissions one message may carry: 1 until the scheduler announces more (its initial
+        # What one message may carry: 1 submission until the scheduler announces more (its initial
         # metadata, read by the stream's reader thread; a scheduler without batches announces none).
-        self.per_message = 1
+        self.bounds = NO_BATCHES
         # Opened outside the caller's context: the stream outlives the submission that opens it, so
         # it belongs to no submission's trace (each submission is traced by the interceptors).
         self.responses = contextvars.Context().run(stub.SubmitStream, self._requests())
@@ -82,9 +87,10 @@ class _Stream:
             if req is _END:
                 return
             batch, size = [req], 0
-            if self.per_message > 1 and len(self.pending) > 1:
+            bounds = self.bounds
+            if bounds.per_message > 1 and len(self.pending) > 1:
                 time.sleep(0)  # others in flight: let threads woken by their answers queue theirs
-            while len(batch) < self.per_message:
+            while len(batch) < bounds.per_message:
                 try:
                     more = self.requests.get_nowait()
                 except queue.Empty:
@@ -92,27 +98,55 @@ class _Stream:
                 if more is _END:
                     yield batched(batch)
                     return
-                size = size or req.ByteSize()
-                size += more.ByteSize()
-                if size > MAX_BATCH_BYTES:
+                size = size or entry_bytes(req)
+                size += entry_bytes(more)
+                if size > bounds.batch_bytes:
                     carry = more
                     break
                 batch.append(more)
             yield batched(batch)
 
     def announced(self) -> None:
-        """Read the scheduler's initial metadata (waits for it): how many submissions a message
-        may carry."""
-        self.per_message = per_message(self.responses.initial_metadata())
+        """Read the scheduler's initial metadata (waits for it): what a message may carry."""
+        self.bounds = message_bounds(self.responses.initial_metadata())
 
 
-def per_message(metadata: Iterable[tuple[str, str | bytes]] | None) -> int:
-    """How many submissions one message may carry, from a SubmitStream's initial metadata: what
-    the scheduler announced (BATCH_HEADER), at most MAX_PER_MESSAGE; 1 when it announced nothing."""
+class MessageBounds(NamedTuple):
+    """What one SubmitStream message may carry: submissions, and bytes when it carries several."""
+
+    per_message: int
+    batch_bytes: int
+
+
+NO_BATCHES = MessageBounds(1, MAX_BATCH_BYTES)
+
+
+def message_bounds(metadata: Iterable[tuple[str, str | bytes]] | None) -> MessageBounds:
+    """What one message may carry, from a SubmitStream's initial metadata: as many submissions as
+    the scheduler announced (BATCH_HEADER), at most MAX_PER_MESSAGE, 1 when it announced none; and
+    bytes under the size it announced (BYTES_HEADER) and MAX_BATCH_BYTES. A value that is not a
+    decimal number (or a size of 0) is ignored, as if not announced."""
+    per, size = 1, MAX_BATCH_BYTES
     for key, value in metadata or ():
-        if key == BATCH_HEADER and str(value).isdigit():
-            return max(1, min(int(value), MAX_PER_MESSAGE))
-    return 1
+        n = _decimal(value)
+        if key == BATCH_HEADER and n is not None:
+            per = max(1, min(n, MAX_PER_MESSAGE))
+        elif key == BYTES_HEADER and n:
+            size = min(n, MAX_BATCH_BYTES)
+    return MessageBounds(per, size)
+
+
+def _decimal(value: str | bytes) -> int | None:
+    """A header's value as a whole number: ASCII digits only (no sign, space or unit). Longer
+    numbers than any bound read as 10**12, so they cost no conversion of a huge string."""
+    if not isinstance(value, str) or not (value.isascii() and value.isdigit()):
+        return None
+    return int(value) if len(value) <= 12 else 10**12
+
+
+def entry_bytes(req: scheduler_pb2.SubmitStreamRequest) -> int:
+    """What a submission weighs in a message of several (its bytes and its framing there)."""
+    return req.ByteSize() + ENTRY_FRAMING
 
 
 class _Settles(Protocol):
