@@ -3,6 +3,7 @@ stream open, pipelined submission confirmed by flush(), and a stream reopened af
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -552,3 +553,52 @@ def test_batches_stay_under_a_message_limit_below_1_mib(server_settings, queue_n
     assert counter.submissions == 160
     assert counter.largest_batch > 1, "no batch formed: the test shows nothing"
     assert counter.largest_batch_bytes <= limit
+
+
+def test_tasktide_max_message_bytes_sets_the_limit_the_scheduler_announces_and_keeps(server_settings, queue_name):
+    """`tasktide dev` started with TASKTIDE_MAX_MESSAGE_BYTES=65536 (read once at the entry point)
+    announces it on SubmitStream, and eight threads submitting tasks of about 20 KiB through it
+    each get their task accepted: the client's batches stay under it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tasktide_services.testing import spawn_listening
+    from tests.processes import stop
+
+    limit = 64 * 1024
+    env = {"TASKTIDE_REDIS_URL": server_settings.redis_url, "TASKTIDE_MAX_MESSAGE_BYTES": str(limit)}
+    proc, address, _ = spawn_listening("dev", env=env, cwd=ROOT)
+    try:
+        call = scheduler_pb2_grpc.SchedulerStub(grpc.insecure_channel(address)).SubmitStream(iter(()))
+        assert dict(call.initial_metadata())["tasktide-submit-bytes"] == str(limit)
+        call.cancel()
+        counter = _MessagesSent()
+        submitter, channel = _submitter(address, counter)
+        try:
+            specs = [build_spec("t.add", ["x" * 20_000, str(i)], {}, queue=queue_name) for i in range(80)]
+            with ThreadPoolExecutor(8) as pool:
+                ids = list(pool.map(submitter.submit, specs))
+        finally:
+            submitter.close()
+            channel.close()
+    finally:
+        stop([proc])
+    assert len(set(ids)) == 80
+    assert counter.largest_batch > 1, "no batch formed: the test shows nothing"
+    assert counter.largest_batch_bytes <= limit
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "lots", "65535", "70000.5", "inf", "3000000000"])
+def test_a_bad_tasktide_max_message_bytes_stops_the_server_with_a_message(value):
+    """A message limit that is not a whole number of bytes from 64 KiB to gRPC's ceiling: the
+    server does not start, and says which setting and why (exit code 2)."""
+    env = {**os.environ, "TASKTIDE_MAX_MESSAGE_BYTES": value, "TASKTIDE_REDIS_URL": ""}
+    out = subprocess.run(
+        [sys.executable, "-m", "tasktide.cli", "dev", "--address", "127.0.0.1:0"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out
+    assert "TASKTIDE_MAX_MESSAGE_BYTES" in out.stderr

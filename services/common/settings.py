@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -13,6 +14,20 @@ def _positive(key: str, value: float) -> float:
     if not value > 0:
         raise ValueError(f"{key} must be a positive number of seconds, got {value!r}")
     return value
+
+
+MIN_MESSAGE_BYTES = 64 * 1024  # the smallest gRPC message limit a server takes (a few tasks of a few KB)
+MAX_MESSAGE_BYTES = 2**31 - 1  # gRPC's own ceiling
+
+
+def _message_bytes(key: str, value: float) -> int:
+    """The largest gRPC message a server sends or receives: a whole number of bytes between
+    MIN_MESSAGE_BYTES and gRPC's ceiling."""
+    if not (math.isfinite(value) and value == int(value) and MIN_MESSAGE_BYTES <= value <= MAX_MESSAGE_BYTES):
+        raise ValueError(
+            f"{key} must be a whole number of bytes from {MIN_MESSAGE_BYTES} to {MAX_MESSAGE_BYTES}, got {value!r}"
+        )
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -113,6 +128,9 @@ class ServerSettings:
                 max_json_depth=int(num("TASKTIDE_MAX_JSON_DEPTH", base.limits.max_json_depth)),
                 max_delay_seconds=num("TASKTIDE_MAX_DELAY_SECONDS", base.limits.max_delay_seconds),
                 max_workflow_tasks=int(num("TASKTIDE_MAX_WORKFLOW_TASKS", base.limits.max_workflow_tasks)),
+                max_message_bytes=_message_bytes(
+                    "TASKTIDE_MAX_MESSAGE_BYTES", num("TASKTIDE_MAX_MESSAGE_BYTES", base.limits.max_message_bytes)
+                ),
             ),
             index=IndexSettings(
                 enabled=env.get("TASKTIDE_INDEX", "1") not in ("0", "false", "no"),
