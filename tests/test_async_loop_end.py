@@ -1,6 +1,7 @@
 """An AsyncClient left open when its event loop ends (`asyncio.run(main())` where main never closes
-it): its streams end their calls while the loop still runs, so nothing is reported when the loop
-closes, nor later in the process; and a client whose streams' tasks were cancelled still works."""
+it), or closed just before: its streams end their calls while the loop still runs, so nothing is
+reported when the loop closes, nor later in the process; and a client whose streams' tasks were
+cancelled still works."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import asyncio
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tasktide import AsyncClient
 from tasktide_services.testing import client_settings, run_worker_thread
@@ -17,10 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Each round runs asyncio.run(main()) on a new loop: main submits tasks with a few AsyncClients, each
 # over its SubmitStream, and awaits their results over their Follow streams, then returns with the
-# clients open (kept, as a framework keeps a client per loop). gRPC hands the outcome of a call that
-# arrives after its loop closed to the next loop of the process, which reports "Event loop is
-# closed" (a process that ends with that loop shows nothing): hence rounds, enough that the code
-# before the fix failed nearly every run (9 runs in 10 with 20 rounds).
+# clients open (kept, as a framework keeps a client per loop), or closes them first. gRPC hands the
+# outcome of a call that arrives after its loop closed to the next loop of the process, which
+# reports "Event loop is closed" (a process that ends with that loop shows nothing): hence rounds,
+# enough that the code before the streams ended their calls failed nearly every run (the closed
+# variant with one client: a few clients at once hid it).
 ROUNDS = 30
 CHILD = """
 import asyncio, sys
@@ -34,7 +38,10 @@ async def use(n):
     clients.append(client)
     handles = [await client.submit("t.add", [n, i], queue=queue) for i in range(2)]
     handles += await asyncio.gather(*(client.submit("t.add", [n, i], queue=queue) for i in range(2, 4)))
-    return await asyncio.gather(*(h.get(timeout=60) for h in handles))
+    results = await asyncio.gather(*(h.get(timeout=60) for h in handles))
+    if CLOSE:
+        await client.close()
+    return results
 
 async def main(n):
     return await asyncio.gather(*(use(n) for _ in range(CLIENTS)))
@@ -44,10 +51,12 @@ print(got == [[[n + i for i in range(4)]] * CLIENTS for n in range(rounds)])
 """
 
 
-def test_clients_left_open_when_their_loops_end_leave_no_errors(platform, queue_name):
+@pytest.mark.parametrize("close", [False, True], ids=["left-open", "closed"])
+def test_clients_whose_loops_end_leave_no_errors(platform, queue_name, close):
+    code = CHILD.replace("CLIENTS", "1" if close else "3").replace("CLOSE", str(close))
     with run_worker_thread(app, platform.address, queues=(queue_name,)):
         done = subprocess.run(
-            [sys.executable, "-c", CHILD.replace("CLIENTS", "3"), platform.address, queue_name, str(ROUNDS)],
+            [sys.executable, "-c", code, platform.address, queue_name, str(ROUNDS)],
             capture_output=True,
             text=True,
             timeout=300,
