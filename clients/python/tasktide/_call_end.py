@@ -8,7 +8,7 @@ handed over by the next event loop of the process to the closed one, and reporte
 loop is closed". So the task cancels the call itself and keeps the loop turning for SETTLE_SECONDS,
 time for those outcomes to arrive, before it ends. gRPC offers nothing to await them by (the
 futures of the operations were cancelled with the task), so this is a time: 10 ms sufficed on a
-quiet machine, 100 ms still missed one loop's end in about 150 on a loaded one with two cores,
+quiet machine, 100 ms still missed a few loop ends in 600 on a loaded machine with two cores,
 250 ms missed none in several hundred. A client closed before its loop ends pays none of it: its
 streams end with the service (half-closed, then read to their status).
 """
