@@ -6,6 +6,7 @@ cancelled still works."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tasktide import AsyncClient
-from tasktide_services.testing import client_settings, run_worker_thread
+from tasktide_services.testing import client_settings, run_worker_thread, service_env
 from tests.tasks_app import app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,13 +29,13 @@ ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = 30
 CHILD = """
 import asyncio, sys
-from tasktide import AsyncClient, ClientSettings
+from tasktide import AsyncClient
 
-address, queue, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+queue, rounds = sys.argv[1], int(sys.argv[2])
 clients = []
 
 async def use(n):
-    client = AsyncClient(settings=ClientSettings.from_env({}, address=address))
+    client = AsyncClient()  # TASKTIDE_ADDRESS (and each service's address when they are apart)
     clients.append(client)
     handles = [await client.submit("t.add", [n, i], queue=queue) for i in range(2)]
     handles += await asyncio.gather(*(client.submit("t.add", [n, i], queue=queue) for i in range(2, 4)))
@@ -56,7 +57,8 @@ def test_clients_whose_loops_end_leave_no_errors(platform, queue_name, close):
     code = CHILD.replace("CLIENTS", "1" if close else "3").replace("CLOSE", str(close))
     with run_worker_thread(app, platform.address, queues=(queue_name,)):
         done = subprocess.run(
-            [sys.executable, "-c", code, platform.address, queue_name, str(ROUNDS)],
+            [sys.executable, "-c", code, queue_name, str(ROUNDS)],
+            env={**os.environ, **service_env(platform.address)},
             capture_output=True,
             text=True,
             timeout=300,
