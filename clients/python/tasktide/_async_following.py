@@ -23,10 +23,10 @@ from tasktide.v1 import results_pb2, results_pb2_grpc, task_pb2
 
 log = logging.getLogger("tasktide.client")
 
-# A wait's future: the final result, or None when the wait should use Wait calls instead.
 # How long close() waits for the service to end the stream it half-closed.
 CLOSE_SECONDS = 5.0
 
+# A wait's future: the final result, or None when the wait should use Wait calls instead.
 Answer = asyncio.Future[task_pb2.TaskResult | None]
 _FollowCall: TypeAlias = "grpc.aio.StreamStreamCall[results_pb2.FollowRequest, results_pb2.FollowResponse]"
 
@@ -46,6 +46,7 @@ class AsyncFollower:
         self.unsupported = False
         self._closed = False
         self._named: set[str] = set()  # by the current stream, neither answered nor forgotten yet
+        self._streaming = False  # the task reads a stream (else it pauses before reopening one)
 
     async def wait(self, task_id: str, timeout: float | None) -> task_pb2.TaskResult | None:
         """The final result of `task_id`; None when the stream cannot serve it (the caller uses
@@ -98,6 +99,7 @@ class AsyncFollower:
             writer = asyncio.create_task(self._write(call))
             answered = False
             code = grpc.StatusCode.OK
+            self._streaming = True
             try:
                 async for resp in call:
                     answered = True
@@ -118,6 +120,7 @@ class AsyncFollower:
                 await end_call(call)
                 raise
             finally:
+                self._streaming = False
                 writer.cancel()
                 call.cancel()
             if code == grpc.StatusCode.UNIMPLEMENTED:
@@ -169,9 +172,10 @@ class AsyncFollower:
         if task is None or task.done():
             return
         self._pending.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(task), CLOSE_SECONDS)
-        except TimeoutError:
+        if self._streaming:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), CLOSE_SECONDS)
+        if not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
