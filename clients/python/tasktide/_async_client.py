@@ -34,8 +34,10 @@ T = TypeVar("T")
 class AsyncClient(BaseClient, AsyncScheduleMethods):  # schedule methods: _schedules.py
     """asyncio client with the same methods as Client, awaited. Its channels belong to the event
     loop it is first used on; close it (`async with`, or `await client.close()`) before that loop
-    ends: its streams (submissions, results awaited) are open until then, and gRPC reports an
-    event loop closed under a stream still open.
+    ends, which waits for unconfirmed submissions and ends its streams (submissions, results
+    awaited) with the service. Left open, its streams end their calls when the loop cancels their
+    tasks as it ends (as `asyncio.run` does), which holds the loop's end a moment (a quarter of a
+    second); a submission or wait on the same loop after that opens new streams.
 
     Args:
         address: the platform's address (default: TASKTIDE_ADDRESS, else 127.0.0.1:50051).

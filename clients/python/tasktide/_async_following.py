@@ -2,7 +2,9 @@
 the coroutines of one event loop. One task per stream reads it; ids named (or forgotten) while a
 request is being written travel together in the next one, written by another task, so what waits
 to be sent is bounded by the ids followed (MAX_FOLLOWED). The policies are _following.py's: idle,
-reopening, fallback to Wait calls."""
+reopening, fallback to Wait calls. When the reading task is cancelled (the client closes, or the
+event loop ends with the client open), it ends its call before the loop closes (_call_end.py); a
+wait after that opens a new stream."""
 
 from __future__ import annotations
 
@@ -14,11 +16,15 @@ from typing import TypeAlias
 
 import grpc
 
+from tasktide._call_end import end_call
 from tasktide._following import MAX_FAILURES, MAX_FOLLOWED, MAX_IDLE_SECONDS, TASK_ID, TRANSIENT, take_off
 from tasktide._settings import RECONNECT_INITIAL_MS, RECONNECT_MAX_MS
 from tasktide.v1 import results_pb2, results_pb2_grpc, task_pb2
 
 log = logging.getLogger("tasktide.client")
+
+# How long close() waits for the service to end the stream it half-closed.
+CLOSE_SECONDS = 5.0
 
 # A wait's future: the final result, or None when the wait should use Wait calls instead.
 Answer = asyncio.Future[task_pb2.TaskResult | None]
@@ -39,6 +45,8 @@ class AsyncFollower:
         self.opened = 0
         self.unsupported = False
         self._closed = False
+        self._named: set[str] = set()  # by the current stream, neither answered nor forgotten yet
+        self._streaming = False  # the task reads a stream (else it pauses before reopening one)
 
     async def wait(self, task_id: str, timeout: float | None) -> task_pb2.TaskResult | None:
         """The final result of `task_id`; None when the stream cannot serve it (the caller uses
@@ -60,7 +68,7 @@ class AsyncFollower:
             self._to_follow.add(task_id)
             self._pending.set()
         waiters.add(fut)
-        if self._task is None:
+        if self._task is None or self._task.done():  # done: cancelled while it paused to reopen
             self._task = asyncio.create_task(self._run())
         try:
             async with asyncio.timeout(timeout):
@@ -84,23 +92,35 @@ class AsyncFollower:
         """Streams, one after another while waits are left: each names every id awaited."""
         failures = 0
         while True:
-            self._to_follow, self._to_forget = set(self._waiters), set()
+            self._to_follow, self._to_forget, self._named = set(self._waiters), set(), set()
             self._pending.set()
             self.opened += 1
             call = self._stub.Follow()
             writer = asyncio.create_task(self._write(call))
             answered = False
             code = grpc.StatusCode.OK
+            self._streaming = True
             try:
                 async for resp in call:
                     answered = True
                     for r in resp.results:
+                        self._named.discard(r.task_id)
                         for fut in self._waiters.pop(r.task_id, ()):
                             if not fut.done():
                                 fut.set_result(r)
+                if self._closed:  # ended on the half-close: let the writer see it done
+                    await asyncio.wait({writer}, timeout=CLOSE_SECONDS)
             except grpc.aio.AioRpcError as exc:
                 code = exc.code()
+            except asyncio.CancelledError:  # closed, replaced, or the event loop is ending
+                writer.cancel()
+                if self._task is asyncio.current_task():
+                    self._task = None
+                    self._release()  # waits left go to Wait calls
+                await end_call(call)
+                raise
             finally:
+                self._streaming = False
                 writer.cancel()
                 call.cancel()
             if code == grpc.StatusCode.UNIMPLEMENTED:
@@ -116,15 +136,22 @@ class AsyncFollower:
             await asyncio.sleep(pause)
             if not self._waiters or self._closed:
                 break
-        self._task = None
+        if self._task is asyncio.current_task():
+            self._task = None
 
     async def _write(self, call: _FollowCall) -> None:
         with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
             while True:
                 await self._pending.wait()
                 self._pending.clear()
+                if self._closed:  # the service ends a stream that follows nothing and is half-closed
+                    if self._named:
+                        await call.write(results_pb2.FollowRequest(forget=sorted(self._named)))
+                    await call.done_writing()
+                    return
                 req = results_pb2.FollowRequest(task_ids=sorted(self._to_follow), forget=sorted(self._to_forget))
                 self._to_follow, self._to_forget = set(), set()
+                self._named = (self._named | set(req.task_ids)) - set(req.forget)
                 if req.task_ids or req.forget:
                     await call.write(req)
 
@@ -137,10 +164,18 @@ class AsyncFollower:
                     fut.set_result(None)
 
     async def close(self) -> None:
+        """End the stream as a client that is done: it forgets what it named and half-closes,
+        and the service ends it (CLOSE_SECONDS at most, then it is cancelled)."""
         self._closed = True
         self._release()
-        if self._task is not None:
-            self._task.cancel()
+        task, self._task = self._task, None
+        if task is None or task.done():
+            return
+        self._pending.set()
+        if self._streaming:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), CLOSE_SECONDS)
+        if not task.done():
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task

@@ -6,7 +6,9 @@ event loop share the stream: the submissions queued while a message is being sen
 one together, up to what the scheduler announced it takes (one per message when it announced
 nothing), and their answers come back together. The stream opens on first use and is replaced
 before a submission when it sat idle for MAX_IDLE_SECONDS; when it breaks, the submissions it still
-had in flight fail with its error (Unavailable) and the next submission opens a new one. Each
+had in flight fail with its error (Unavailable) and the next submission opens a new one. When its
+reader task is cancelled (the event loop ends with the client open), the stream ends its call
+before the loop closes (_call_end.py), and a submission after that opens a new one. Each
 `submit` waits for its answer: an answered task is in Redis. A submission whose caller stops
 waiting (cancelled) is forgotten; the task may still have been accepted.
 """
@@ -21,6 +23,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
+from tasktide._call_end import end_call
 from tasktide._errors import stream_closed, translate
 from tasktide._submitter import (
     MAX_IDLE_SECONDS,
@@ -103,14 +106,19 @@ class _Stream:
                         settle(fut, resp)
         except grpc.RpcError as exc:
             error = translate(exc, self.address)
-        except asyncio.CancelledError:
-            pass  # closed by the client
+        except asyncio.CancelledError:  # the client closes it, or the event loop is ending
+            self._fail(error)
+            await end_call(self.call)
         finally:
-            self.open = False
-            left, self.pending = self.pending, {}
-            for fut in left.values():
-                if not fut.done():
-                    fut.set_exception(error)
+            self._fail(error)
+
+    def _fail(self, error: Exception) -> None:
+        """The stream takes no more submissions; those still waiting for answers fail."""
+        self.open = False
+        left, self.pending = self.pending, {}
+        for fut in left.values():
+            if not fut.done():
+                fut.set_exception(error)
 
 
 class AsyncStreamSubmitter:
@@ -163,5 +171,5 @@ class AsyncStreamSubmitter:
         try:
             await asyncio.wait_for(asyncio.shield(stream.reader), 5.0)
         except TimeoutError:
-            stream.reader.cancel()
-            stream.call.cancel()
+            stream.reader.cancel()  # it ends the call
+            await stream.reader
