@@ -425,21 +425,28 @@ def _submitter(address: str, counter: _MessagesSent, pipelined: bool = False):  
     return StreamSubmitter(scheduler_pb2_grpc.SchedulerStub(channel), address, pipelined=pipelined), channel
 
 
-def test_threads_waiting_for_their_answers_share_messages(platform, queue_name):
-    """Eight threads submitting one task at a time each: what they queue while a message is being
-    sent goes in the next one, so the client sends fewer messages than tasks, and every thread gets
-    its own task's id."""
+def _from_eight_threads(address: str, specs: list[task_pb2.TaskSpec]) -> tuple[list[str], _MessagesSent]:
+    """Each spec submitted by one of eight threads, each waiting for its answer: the ids in the
+    specs' order, and what the client sent."""
     from concurrent.futures import ThreadPoolExecutor
 
     counter = _MessagesSent()
-    submitter, channel = _submitter(platform.address, counter)
+    submitter, channel = _submitter(address, counter)
     try:
-        specs = [build_spec("t.add", [i, 1], {}, queue=queue_name) for i in range(400)]
         with ThreadPoolExecutor(8) as pool:
             ids = list(pool.map(submitter.submit, specs))
     finally:
         submitter.close()
         channel.close()
+    return ids, counter
+
+
+def test_threads_waiting_for_their_answers_share_messages(platform, queue_name):
+    """Eight threads submitting one task at a time each: what they queue while a message is being
+    sent goes in the next one, so the client sends fewer messages than tasks, and every thread gets
+    its own task's id."""
+    specs = [build_spec("t.add", [i, 1], {}, queue=queue_name) for i in range(400)]
+    ids, counter = _from_eight_threads(platform.address, specs)
     assert len(set(ids)) == 400 and all(isinstance(i, str) and len(i) == 32 for i in ids)
     assert counter.submissions == 400
     assert counter.messages < 400
@@ -535,20 +542,11 @@ def test_batches_stay_under_a_message_limit_below_1_mib(server_settings, queue_n
     the size the scheduler announced, so every task is accepted (a message of four such tasks,
     under the client's own 1 MiB bound, would end the stream with RESOURCE_EXHAUSTED and fail
     every submission it carried)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     limit = 64 * 1024
     small = replace(server_settings, limits=replace(server_settings.limits, max_message_bytes=limit))
-    counter = _MessagesSent()
     with PlatformThread(small) as p:
-        submitter, channel = _submitter(p.address, counter)
-        try:
-            specs = [build_spec("t.add", ["x" * 20_000, str(i)], {}, queue=queue_name) for i in range(160)]
-            with ThreadPoolExecutor(8) as pool:
-                ids = list(pool.map(submitter.submit, specs))
-        finally:
-            submitter.close()
-            channel.close()
+        specs = [build_spec("t.add", ["x" * 20_000, str(i)], {}, queue=queue_name) for i in range(160)]
+        ids, counter = _from_eight_threads(p.address, specs)
     assert len(set(ids)) == 160 and all(isinstance(i, str) and len(i) == 32 for i in ids)
     assert counter.submissions == 160
     assert counter.largest_batch > 1, "no batch formed: the test shows nothing"
@@ -559,8 +557,6 @@ def test_tasktide_max_message_bytes_sets_the_limit_the_scheduler_announces_and_k
     """`tasktide dev` started with TASKTIDE_MAX_MESSAGE_BYTES=65536 (read once at the entry point)
     announces it on SubmitStream, and eight threads submitting tasks of about 20 KiB through it
     each get their task accepted: the client's batches stay under it."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from tasktide_services.testing import spawn_listening
     from tests.processes import stop
 
@@ -571,15 +567,8 @@ def test_tasktide_max_message_bytes_sets_the_limit_the_scheduler_announces_and_k
         call = scheduler_pb2_grpc.SchedulerStub(grpc.insecure_channel(address)).SubmitStream(iter(()))
         assert dict(call.initial_metadata())["tasktide-submit-bytes"] == str(limit)
         call.cancel()
-        counter = _MessagesSent()
-        submitter, channel = _submitter(address, counter)
-        try:
-            specs = [build_spec("t.add", ["x" * 20_000, str(i)], {}, queue=queue_name) for i in range(80)]
-            with ThreadPoolExecutor(8) as pool:
-                ids = list(pool.map(submitter.submit, specs))
-        finally:
-            submitter.close()
-            channel.close()
+        specs = [build_spec("t.add", ["x" * 20_000, str(i)], {}, queue=queue_name) for i in range(80)]
+        ids, counter = _from_eight_threads(address, specs)
     finally:
         stop([proc])
     assert len(set(ids)) == 80
