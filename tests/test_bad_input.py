@@ -18,6 +18,7 @@ from tasktide.v1 import (
     worker_pb2,
     worker_pb2_grpc,
 )
+from tests.submit_stream_server import serve_submit_stream
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
@@ -244,8 +245,6 @@ def test_a_scheduler_announcing_a_malformed_message_size_gets_batches_under_the_
     """A scheduler of the test's own announces batches and a size of "65536 bytes": the client
     ignores the size (it does not read 65536 from it) and sends what is queued in messages under its
     own 1 MiB bound."""
-    from concurrent import futures
-
     from tasktide._spec import build_spec
     from tasktide._submitter import BATCH_HEADER, BYTES_HEADER, MAX_BATCH_BYTES, StreamSubmitter
 
@@ -259,30 +258,18 @@ def test_a_scheduler_announcing_a_malformed_message_size_gets_batches_under_the_
             out = [scheduler_pb2.SubmitStreamResponse(seq=seq, result=result) for seq, result in ids]
             yield out[0] if len(out) == 1 else scheduler_pb2.SubmitStreamResponse(batch=out)
 
-    handler = grpc.method_handlers_generic_handler(
-        "tasktide.v1.Scheduler",
-        {
-            "SubmitStream": grpc.stream_stream_rpc_method_handler(
-                answer,
-                request_deserializer=scheduler_pb2.SubmitStreamRequest.FromString,
-                response_serializer=scheduler_pb2.SubmitStreamResponse.SerializeToString,
-            )
-        },
-    )
-    server = grpc.server(futures.ThreadPoolExecutor(2))
-    server.add_generic_rpc_handlers((handler,))
-    address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
-    server.start()
-    channel = grpc.insecure_channel(address)
-    submitter = StreamSubmitter(scheduler_pb2_grpc.SchedulerStub(channel), address, pipelined=True)
-    try:
-        submitter.submit(build_spec("t.add", [0, 0], {}, queue=queue_name)).result(timeout=30)  # type: ignore[union-attr]
-        futs = [submitter.send(build_spec("t.add", ["x" * 20_000, i], {}, queue=queue_name), True) for i in range(40)]
-        submitter.flush(timeout=30)
-    finally:
-        submitter.close()
-        channel.close()
-        server.stop(None)
+    with serve_submit_stream(answer) as address:
+        channel = grpc.insecure_channel(address)
+        submitter = StreamSubmitter(scheduler_pb2_grpc.SchedulerStub(channel), address, pipelined=True)
+        try:
+            submitter.submit(build_spec("t.add", [0, 0], {}, queue=queue_name)).result(timeout=30)  # type: ignore[union-attr]
+            futs = [
+                submitter.send(build_spec("t.add", ["x" * 20_000, i], {}, queue=queue_name), True) for i in range(40)
+            ]
+            submitter.flush(timeout=30)
+        finally:
+            submitter.close()
+            channel.close()
     assert [f.result() for f in futs] == [f"{i + 2:032x}" for i in range(40)]
     batches = [req.ByteSize() for req in received if len(req.batch) > 1]
     assert max(batches) > 65536  # the malformed size was not read as 65536

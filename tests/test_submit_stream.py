@@ -19,6 +19,7 @@ from tasktide._spec import build_spec
 from tasktide.v1 import scheduler_pb2, scheduler_pb2_grpc, task_pb2, worker_pb2, worker_pb2_grpc
 from tasktide_services.testing import PlatformThread, client_settings, eventually, run_worker_thread
 from tests.conftest import ROOT
+from tests.submit_stream_server import serve_submit_stream
 from tests.tasks_app import app
 
 
@@ -460,8 +461,6 @@ def test_threads_waiting_for_their_answers_share_messages(platform, queue_name):
 def test_a_scheduler_that_announces_no_batches_gets_one_submission_per_message(queue_name):
     """A scheduler from before batches (its SubmitStream sends no batch header) is sent one
     submission per message, pipelined or not."""
-    from concurrent import futures
-
     seen: list[scheduler_pb2.SubmitStreamRequest] = []
 
     def answer(requests, context):  # type: ignore[no-untyped-def]
@@ -471,29 +470,15 @@ def test_a_scheduler_that_announces_no_batches_gets_one_submission_per_message(q
                 seq=req.seq, result=scheduler_pb2.SubmitResponse(task_id=f"{req.seq:032x}")
             )
 
-    handler = grpc.method_handlers_generic_handler(
-        "tasktide.v1.Scheduler",
-        {
-            "SubmitStream": grpc.stream_stream_rpc_method_handler(
-                answer,
-                request_deserializer=scheduler_pb2.SubmitStreamRequest.FromString,
-                response_serializer=scheduler_pb2.SubmitStreamResponse.SerializeToString,
-            )
-        },
-    )
-    server = grpc.server(futures.ThreadPoolExecutor(4))
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
     counter = _MessagesSent()
-    submitter, channel = _submitter(f"127.0.0.1:{port}", counter, pipelined=True)
-    try:
-        futs = [submitter.send(build_spec("t.add", [i, 1], {}, queue=queue_name), True) for i in range(200)]
-        submitter.flush(timeout=30)
-    finally:
-        submitter.close()
-        channel.close()
-        server.stop(None)
+    with serve_submit_stream(answer) as address:
+        submitter, channel = _submitter(address, counter, pipelined=True)
+        try:
+            futs = [submitter.send(build_spec("t.add", [i, 1], {}, queue=queue_name), True) for i in range(200)]
+            submitter.flush(timeout=30)
+        finally:
+            submitter.close()
+            channel.close()
     assert [f.result() for f in futs] == [f"{i + 1:032x}" for i in range(200)]
     assert counter.messages == 200
     assert not any(len(req.batch) for req in seen)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"strings"
@@ -224,9 +223,10 @@ func serveScheduler(t *testing.T, b pb.SchedulerServer, opts ...grpc.ServerOptio
 	return c
 }
 
-// burst submits n tasks at once from n goroutines (task k has args [k]) once a first submission
-// opened the stream, and checks that each got the answer to its own submission.
-func burst(t *testing.T, c *tasktide.Client, n int) {
+// burst submits n tasks at once from n goroutines (task k has args [k], or [k, pad] when pad is
+// not empty) once a first submission opened the stream (and read the scheduler's announcement),
+// and checks that each got the answer to its own submission.
+func burst(t *testing.T, c *tasktide.Client, n int, pad string) {
 	t.Helper()
 	ctx := testContext(t)
 	if _, err := c.Submit(ctx, "go.x", []any{-1}); err != nil {
@@ -240,9 +240,16 @@ func burst(t *testing.T, c *tasktide.Client, n int) {
 		go func() {
 			defer wg.Done()
 			<-start
-			h, err := c.Submit(ctx, "go.x", []any{k})
-			if err == nil && h.ID != fmt.Sprintf("task-[%d]", k) {
-				err = errors.New("answered with " + h.ID)
+			args := []any{k}
+			if pad != "" {
+				args = append(args, pad)
+			}
+			h, err := c.Submit(ctx, "go.x", args)
+			if err == nil {
+				want, _ := json.Marshal(args)
+				if h.ID != "task-"+string(want) {
+					err = errors.New("answered with " + h.ID)
+				}
 			}
 			errs[k] = err
 		}()
@@ -260,7 +267,7 @@ func burst(t *testing.T, c *tasktide.Client, n int) {
 // however many goroutines submit at once.
 func TestASchedulerWithoutTheBatchHeaderGetsOneSubmissionPerMessage(t *testing.T) {
 	b := &batchScheduler{}
-	burst(t, serveScheduler(t, b), 300)
+	burst(t, serveScheduler(t, b), 300, "")
 	got := b.perMessage()
 	for i, n := range got {
 		if n != 1 {
@@ -276,7 +283,7 @@ func TestASchedulerWithoutTheBatchHeaderGetsOneSubmissionPerMessage(t *testing.T
 // 3, and the answers it sends together reach each submission by its seq.
 func TestMessagesCarryNoMoreThanTheSchedulerAnnounced(t *testing.T) {
 	b := &batchScheduler{announce: "3"}
-	burst(t, serveScheduler(t, b), 300)
+	burst(t, serveScheduler(t, b), 300, "")
 	got := b.perMessage()
 	total, most := 0, 0
 	for _, n := range got {

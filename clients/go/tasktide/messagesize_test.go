@@ -1,53 +1,11 @@
 package tasktide_test
 
 import (
-	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 
 	"google.golang.org/grpc"
-
-	"github.com/tasktide/tasktide/clients/go/tasktide"
 )
-
-// bigBurst submits n tasks of about 20 KiB each at once from n goroutines, once a first submission
-// opened the stream (and read the scheduler's announcement), and checks that each got the answer
-// to its own submission.
-func bigBurst(t *testing.T, c *tasktide.Client, n int) {
-	t.Helper()
-	ctx := testContext(t)
-	if _, err := c.Submit(ctx, "go.x", []any{-1}); err != nil {
-		t.Fatal(err)
-	}
-	pad := strings.Repeat("x", 20_000)
-	start := make(chan struct{})
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for k := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			args := []any{k, pad}
-			h, err := c.Submit(ctx, "go.x", args)
-			if err == nil {
-				want, _ := json.Marshal(args)
-				if h.ID != "task-"+string(want) {
-					t.Errorf("submission %d was answered with another's task", k)
-				}
-			}
-			errs[k] = err
-		}()
-	}
-	close(start)
-	wg.Wait()
-	for k, err := range errs {
-		if err != nil {
-			t.Fatalf("submission %d: %v", k, err)
-		}
-	}
-}
 
 // A scheduler that takes messages of 64 KiB at most, and announces it, gets batches under that
 // size: goroutines submitting tasks of about 20 KiB at once are all answered (a message of four
@@ -56,7 +14,7 @@ func bigBurst(t *testing.T, c *tasktide.Client, n int) {
 func TestBatchesStayUnderTheMessageSizeTheSchedulerAnnounced(t *testing.T) {
 	const limit = 64 << 10
 	b := &batchScheduler{announce: "1000", size: "65536"}
-	bigBurst(t, serveScheduler(t, b, grpc.MaxRecvMsgSize(limit)), 100)
+	burst(t, serveScheduler(t, b, grpc.MaxRecvMsgSize(limit)), 100, strings.Repeat("x", 20_000))
 	most := 0
 	for _, n := range b.perMessage() {
 		most = max(most, n)
@@ -75,7 +33,7 @@ func TestBatchesStayUnderTheMessageSizeTheSchedulerAnnounced(t *testing.T) {
 // than reading 65536 out of "65536 bytes".
 func TestAMalformedMessageSizeLeavesTheClientsBound(t *testing.T) {
 	b := &batchScheduler{announce: "1000", size: "65536 bytes"}
-	bigBurst(t, serveScheduler(t, b), 100)
+	burst(t, serveScheduler(t, b), 100, strings.Repeat("x", 20_000))
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.largestBatch <= 64<<10 || b.largestBatch > 1<<20 {
