@@ -2,6 +2,11 @@
 -- one script, with the prelude put before it and, above that, the constants BAND_BASE and
 -- BAND_DIGITS (keys.LUA_CONSTANTS; see common/lua.py). Every script takes the KEYS of one queue,
 -- keys.queue_keys(q), which the prelude binds to locals named as the fields of keys.QueueKeys.
+--
+-- Redis does not undo what a script wrote before a command of it failed (a key of the wrong type,
+-- say). So a script that moves a task writes its new place first and leaves the old one after:
+-- a failure in between leaves the task in both places (its lease then ends or expires, and the
+-- fencing token keeps a second delivery from writing twice), never in neither.
 
 --! prelude
 -- KEYS: ready, task, leases, tokens, deliveries, fence, dead, paused, retrying, retry_at
@@ -87,14 +92,14 @@ local queue, channel = ARGV[4], ARGV[5]
 if redis.call('EXISTS', paused) == 1 then return {} end
 local ids = redis.call('ZRANGE', ready, 0, max - 1)
 if #ids == 0 then return {} end
-redis.call('ZREM', ready, unpack(ids))
-if channel and redis.call('ZCARD', ready) > 0 then redis.call('PUBLISH', channel, queue) end
 local deadline = now + lease_ms
 local out = {}
 for _, id in ipairs(ids) do
   local value = redis.call('HGET', task, id)
   if value then lease(id, value, deadline, out) end
 end
+redis.call('ZREM', ready, unpack(ids))
+if channel and redis.call('ZCARD', ready) > 0 then redis.call('PUBLISH', channel, queue) end
 return out
 
 --! enqueue_dispatch
@@ -127,12 +132,12 @@ if direct then
 end
 if stopped then return {} end
 local ids = redis.call('ZRANGE', ready, 0, max - 1)
-if #ids > 0 then redis.call('ZREM', ready, unpack(ids)) end
-if redis.call('ZCARD', ready) > 0 then redis.call('PUBLISH', channel, queue) end
 for _, id in ipairs(ids) do
   local value = redis.call('HGET', task, id)
   if value then lease(id, value, deadline, out) end
 end
+if #ids > 0 then redis.call('ZREM', ready, unpack(ids)) end
+if redis.call('ZCARD', ready) > 0 then redis.call('PUBLISH', channel, queue) end
 return out
 
 --! extend
@@ -167,13 +172,13 @@ return n
 local queue, channel = ARGV[1], ARGV[2]
 local n = 0
 each_held(3, 2, function(id)
-  end_lease(id)
-  redis.call('HINCRBY', deliveries, id, -1)
   local value = redis.call('HGET', task, id)
   if value then
     ready_first(id, value)
     n = n + 1
   end
+  end_lease(id)
+  redis.call('HINCRBY', deliveries, id, -1)
 end)
 if n > 0 then redis.call('PUBLISH', channel, queue) end
 return n
@@ -187,7 +192,6 @@ local max_deliveries, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
 local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit)
 local out = {0}
 for _, id in ipairs(expired) do
-  end_lease(id)
   local value = redis.call('HGET', task, id)
   if value then
     if tonumber(redis.call('HGET', deliveries, id) or '0') >= max_deliveries then
@@ -198,6 +202,7 @@ for _, id in ipairs(expired) do
       out[1] = out[1] + 1
     end
   end
+  end_lease(id)
 end
 if out[1] > 0 then redis.call('PUBLISH', channel, queue) end
 return out
@@ -220,9 +225,9 @@ return out
 -- requeue). Returns how many.
 local now = ARGV[1]
 return each_held(2, 2, function(id)
+  redis.call('ZADD', dead, now, id)
   end_lease(id)
   redis.call('HDEL', deliveries, id)
-  redis.call('ZADD', dead, now, id)
 end)
 
 --! revoke
@@ -267,11 +272,11 @@ return n
 local now = ARGV[1]
 local out = {}
 each_held(2, 3, function(id, i)
+  redis.call('HSET', retrying, id, ARGV[i + 2])
+  redis.call('ZADD', retry_at, now, id)
   end_lease(id)
   redis.call('HDEL', task, id)
   redis.call('HDEL', deliveries, id)
-  redis.call('HSET', retrying, id, ARGV[i + 2])
-  redis.call('ZADD', retry_at, now, id)
   out[#out + 1] = id
 end)
 return out

@@ -1,0 +1,142 @@
+"""A registry script that moves a task writes its new place before it leaves the old one.
+
+Redis keeps what a script wrote before one of its commands failed. Each case below makes the task's
+new place refuse the write (a key of the wrong type) and checks that the task is still where it
+was, then mends the key and checks that the same call now moves it: the task is never in neither
+place, so nothing loses it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tasktide_services.common.lua import load_scripts, run_blocking_pipeline
+from tasktide_services.scheduler.admission import new_task
+from tasktide_services.worker import keys
+from tasktide_services.worker.store import SCRIPTS, build_enqueue
+from tests.tasks_app import app
+
+SCRIPTS_ = load_scripts(None, SCRIPTS)
+PAST = 1  # a lease deadline already past (ms)
+
+
+@pytest.fixture()
+def r(redis_server) -> Iterator[redis.Redis]:
+    conn = redis.Redis.from_url(redis_server.url)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture()
+def queue() -> str:
+    return f"so-{uuid.uuid4().hex[:8]}"
+
+
+def _call(r: redis.Redis, name: str, queue: str, args: list[object]) -> object:
+    replies = run_blocking_pipeline(r, lambda pipe: SCRIPTS_[name](keys.queue_keys(queue), args, client=pipe), SCRIPTS_)
+    if isinstance(replies[0], Exception):
+        raise replies[0]
+    return replies[0]
+
+
+def _queued(r: redis.Redis, queue: str) -> str:
+    task = new_task(app.tasks["t.add"].spec([1, 2], queue=queue), 0)
+    run_blocking_pipeline(r, lambda pipe: build_enqueue(pipe, SCRIPTS_, [task]), SCRIPTS_)
+    return task.id
+
+
+def _leased(r: redis.Redis, queue: str) -> tuple[str, str]:
+    """A task leased with a deadline already past: (its id, its token)."""
+    tid = _queued(r, queue)
+    out = _call(r, "dispatch", queue, [0, PAST, 1])
+    assert isinstance(out, list) and out[0].decode() == tid
+    return tid, out[1].decode() if isinstance(out[1], bytes) else str(out[1])
+
+
+def _leased_now(r: redis.Redis, queue: str, tid: str) -> bool:
+    k = keys.queue_keys(queue)
+    return r.hexists(k.tokens, tid) and r.zscore(k.leases, tid) is not None
+
+
+def _refused(r: redis.Redis, key: str) -> None:
+    r.delete(key)
+    r.set(key, "not the type the script writes")
+
+
+def test_dispatch_leases_before_it_leaves_the_ready_set(r, queue):
+    k = keys.queue_keys(queue)
+    tid = _queued(r, queue)
+    _refused(r, k.leases)
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        _call(r, "dispatch", queue, [0, 30_000, 1])
+    assert r.zscore(k.ready, tid) is not None, "the task left the ready set without a lease"
+    r.delete(k.leases)
+    out = _call(r, "dispatch", queue, [0, 30_000, 1])
+    assert isinstance(out, list) and out[0].decode() == tid
+    assert r.zscore(k.ready, tid) is None and _leased_now(r, queue, tid)
+
+
+def test_reap_puts_the_task_back_before_it_ends_the_lease(r, queue):
+    k = keys.queue_keys(queue)
+    tid, _ = _leased(r, queue)
+    _refused(r, k.ready)
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        _call(r, "reap", queue, [queue, keys.NOTIFY, 10**13, 5, 100])
+    assert _leased_now(r, queue, tid), "the lease ended and the task is nowhere"
+    r.delete(k.ready)
+    assert _call(r, "reap", queue, [queue, keys.NOTIFY, 10**13, 5, 100]) == [1]
+    assert r.zscore(k.ready, tid) is not None and not _leased_now(r, queue, tid)
+
+
+def test_reap_buries_before_it_ends_the_lease(r, queue):
+    k = keys.queue_keys(queue)
+    tid, _ = _leased(r, queue)
+    _refused(r, k.dead)
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        _call(r, "reap", queue, [queue, keys.NOTIFY, 10**13, 1, 100])  # delivered once: the most allowed
+    assert _leased_now(r, queue, tid)
+    r.delete(k.dead)
+    assert _call(r, "reap", queue, [queue, keys.NOTIFY, 10**13, 1, 100]) == [0, tid.encode()]
+    assert r.zscore(k.dead, tid) is not None and not _leased_now(r, queue, tid)
+
+
+def test_release_puts_the_task_back_before_it_ends_the_lease(r, queue):
+    k = keys.queue_keys(queue)
+    tid, token = _leased(r, queue)
+    _refused(r, k.ready)
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        _call(r, "release", queue, [queue, keys.NOTIFY, tid, token])
+    assert _leased_now(r, queue, tid)
+    assert r.hget(k.deliveries, tid) == b"1"
+    r.delete(k.ready)
+    assert _call(r, "release", queue, [queue, keys.NOTIFY, tid, token]) == 1
+    assert r.zscore(k.ready, tid) is not None and not _leased_now(r, queue, tid)
+    assert r.hget(k.deliveries, tid) == b"0"  # a released delivery does not count
+
+
+def test_bury_moves_the_task_to_the_dead_set_before_it_ends_the_lease(r, queue):
+    k = keys.queue_keys(queue)
+    tid, token = _leased(r, queue)
+    _refused(r, k.dead)
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        _call(r, "bury", queue, [5, tid, token])
+    assert _leased_now(r, queue, tid)
+    r.delete(k.dead)
+    assert _call(r, "bury", queue, [5, tid, token]) == 1
+    assert r.zscore(k.dead, tid) is not None and not _leased_now(r, queue, tid)
+
+
+def test_retire_parks_the_next_attempt_before_it_ends_the_lease(r, queue):
+    k = keys.queue_keys(queue)
+    tid, token = _leased(r, queue)
+    _refused(r, k.retrying)
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        _call(r, "retire", queue, [5, tid, token, b"next attempt"])
+    assert _leased_now(r, queue, tid) and r.hexists(k.task, tid)
+    r.delete(k.retrying)
+    assert _call(r, "retire", queue, [5, tid, token, b"next attempt"]) == [tid.encode()]
+    assert r.hget(k.retrying, tid) == b"next attempt" and not _leased_now(r, queue, tid)
