@@ -80,6 +80,23 @@ def test_dispatch_leases_before_it_leaves_the_ready_set(r, queue):
     assert r.zscore(k.ready, tid) is None and _leased_now(r, queue, tid)
 
 
+def test_enqueue_dispatch_leases_before_it_leaves_the_ready_set(r, queue):
+    """With tasks waiting, a submission joins them and the first ones are leased: when the lease
+    fails, both the waiting task and the new one stay queued."""
+    k = keys.queue_keys(queue)
+    waiting = _queued(r, queue)
+    new = new_task(app.tasks["t.add"].spec([3, 4], queue=queue), 0)
+    argv = [10**13, 1, queue, keys.NOTIFY, new.id, keys.task_value(new)]
+    _refused(r, k.leases)
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        _call(r, "enqueue_dispatch", queue, argv)
+    assert r.zscore(k.ready, waiting) is not None and r.zscore(k.ready, new.id) is not None
+    r.delete(k.leases)
+    out = _call(r, "enqueue_dispatch", queue, argv)  # the same submission again: known, not added twice
+    assert isinstance(out, list) and out[0].decode() == waiting
+    assert _leased_now(r, queue, waiting) and r.zscore(k.ready, new.id) is not None
+
+
 def test_reap_puts_the_task_back_before_it_ends_the_lease(r, queue):
     k = keys.queue_keys(queue)
     tid, _ = _leased(r, queue)
