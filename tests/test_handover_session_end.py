@@ -1,7 +1,9 @@
 """A worker session that ends between the lease of a hand-over and the hand-over itself
 (worker/handover.py): the submission's pipeline leased a task for a session with credit, and by the
 time the lease is to be given to it the session is gone. The task must run once, on another
-session, without waiting for the lease to expire.
+session, without waiting for the lease to expire. The same for the other ways a lease can be taken
+for a session that does not get it: an assignment left in its outgoing queue, and a `dispatch` call
+of its dispatcher still in flight when it ends.
 
 The window is entered on purpose: the hand-over of the submission (scheduler/writing.py,
 `PipelineWriter._hand_over`, run once the submission is answered) is held back until the worker
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,7 +29,7 @@ from tasktide import Client, TaskHandle
 from tasktide.v1 import task_pb2, worker_pb2
 from tasktide_services.scheduler import writing
 from tasktide_services.testing import PlatformThread, client_settings, eventually
-from tasktide_services.worker import keys, session_state
+from tasktide_services.worker import keys, session, session_state, store
 from tests.raw_session import RawSession
 from tests.test_handover_paths import AN_HOUR, announced, assignments, report, states, with_credit
 
@@ -295,3 +298,48 @@ def test_an_unsent_lease_that_cannot_be_given_back_expires_and_its_task_runs_onc
     finally:
         r.delete(kept)
         r.close()
+
+
+def test_a_task_leased_by_a_dispatch_call_in_flight_as_the_session_ends_runs_at_once_elsewhere(
+    local, client, doomed, other, queue_name, monkeypatch
+):
+    """The session's dispatcher leases a task and the session ends before Redis's answer is back:
+    the ending cancels the dispatcher, not the call, and the lease it answers goes back at once.
+    The task runs on the other session as its first delivery, once."""
+    with_credit(doomed, client, queue_name, 1)
+    client.pause_queue(queue_name)  # the task waits in the ready set: the dispatcher's way
+    h = client.submit("t.add", [2, 3], queue=queue_name)
+    steps: list[asyncio.Task[Any]] = []  # the doomed session's dispatcher, at each of its steps
+    holding = threading.Event()
+    original_step = session.SessionLoops._dispatch_step  # noqa: SLF001
+    original_dispatch = store.RegistryStore.dispatch
+
+    async def step(self: session.SessionLoops, s: session_state.Session, *rest: Any) -> None:
+        if s.hello.worker_id == doomed.worker_id:
+            steps.append(asyncio.current_task())  # type: ignore[arg-type]
+        await original_step(self, s, *rest)
+
+    async def dispatch(self: store.RegistryStore, queue: str, now: int, lease_ms: int, count: int) -> Any:
+        got = await original_dispatch(self, queue, now, lease_ms, count)
+        if queue == queue_name and got and not holding.is_set():
+            holding.set()
+            await asyncio.get_running_loop().run_in_executor(None, doomed.close)
+            dispatcher = steps[-1]
+            while not (dispatcher.cancelling() or dispatcher.done()):  # the session ended
+                await asyncio.sleep(0.005)
+        return got
+
+    monkeypatch.setattr(session.SessionLoops, "_dispatch_step", step)
+    monkeypatch.setattr(store.RegistryStore, "dispatch", dispatch)
+    resumed = time.monotonic()
+    client.resume_queue(queue_name)
+    assert holding.wait(20), "the dispatcher did not lease the task"
+    other.send(worker_pb2.WorkerMessage(credit=1))
+    (a,) = assignments(other)
+    took = time.monotonic() - resumed
+    print(f"resume to the other session's assignment: {took * 1000:.1f} ms")
+    # Given back, the delivery does not count; a lease left to expire would make this delivery 2.
+    assert (a.task.id, a.delivery) == (h.id, 1)
+    report(other, [a], 0)
+    assert h.get(timeout=20) == 5
+    assert states(client, h.id) == RAN

@@ -31,6 +31,9 @@ from tasktide_services.worker.store import Leased, RegistryStore
 log = logging.getLogger("tasktide.registry")
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
+# How long an ended session waits for its dispatcher's `dispatch` calls in flight, to give their
+# leases back (beyond that, those leases expire).
+LEASING_WAIT = 5.0
 
 
 class RegistryService:
@@ -62,6 +65,7 @@ class RegistryService:
             self.partitions,
         )
         self.sessions: dict[str, Session] = {}
+        self._ending: set[asyncio.Future[None]] = set()  # sessions' ends under way (`_end`)
         self._turn = 0  # sessions take turns for tasks handed over at submission (handover.py)
 
     def handover(self, tasks: list[task_pb2.Task]) -> Handover:
@@ -96,16 +100,38 @@ class RegistryService:
             self.loops.assign(session, runnable)
 
     async def _give_back(self, session: Session) -> None:
-        """The leases of assignments the ended session never sent go back to their queue at once,
-        instead of waiting out their deadline (the `release` script checks each token: a task
-        leased again since is left alone). A failed call is logged; those leases then expire."""
-        unsent = session.unsent()
+        """The leases of assignments the ended session never sent, and those its dispatcher took
+        and had not assigned (its `dispatch` calls in flight awaited up to LEASING_WAIT), go back
+        to their queue at once, instead of waiting out their deadline (the `release` script checks
+        each token: a task leased again since is left alone). A failed call is logged; those
+        leases then expire."""
+        if session.leasing:
+            done, _ = await asyncio.wait(session.leasing, timeout=LEASING_WAIT)
+            for call in done:
+                if not call.cancelled() and call.exception() is None:
+                    session.taken += call.result()
+        unsent = session.unsent() + session.taken
+        session.taken = []
         if not unsent:
             return
         try:
             await self.store.release([i.ref() for i in unsent])
         except Exception:  # noqa: BLE001 - see above
             log.warning("session %s: giving back %d unsent leases failed", session.id, len(unsent), exc_info=True)
+
+    async def _end(self, session: Session, loops: list[asyncio.Task[None]], settler: asyncio.Task[None]) -> None:
+        """After the session's stream: its loops stopped, what was leased for it and never sent
+        given back, what its worker reported recorded, its worker entry removed."""
+        await asyncio.gather(*loops, return_exceptions=True)
+        await self._give_back(session)
+        session.closing = True  # record what the worker reported before it left
+        session.settle_wake.set()
+        await asyncio.gather(settler, return_exceptions=True)
+        try:
+            await self.store.drop_worker(session.id)
+        except Exception:  # noqa: BLE001 - its entry goes stale and the reaper drops it
+            log.warning("session %s: removing its worker entry failed", session.id, exc_info=True)
+        log.info("session %s of worker %s ended", session.id, session.hello.worker_id)
 
     async def _keep_entry(self, info: worker_pb2.WorkerInfo) -> None:
         """Refresh the session's worker entry while it lasts: housekeeping drops entries that are
@@ -274,16 +300,12 @@ class RegistryService:
             dispatcher.cancel()
             reader.cancel()
             keeper.cancel()
-            await asyncio.gather(dispatcher, reader, keeper, return_exceptions=True)
-            await self._give_back(session)
-            session.closing = True  # record what the worker reported before it left
-            session.settle_wake.set()
-            await asyncio.gather(settler, return_exceptions=True)
-            try:
-                await self.store.drop_worker(session.id)
-            except Exception:  # noqa: BLE001 - its entry goes stale and the reaper drops it
-                log.warning("session %s: removing its worker entry failed", session.id, exc_info=True)
-            log.info("session %s of worker %s ended", session.id, hello.worker_id)
+            # gRPC cancels the handler of a call whose worker went away, and may do so again while
+            # the session ends: the end runs as a task of its own, to its close.
+            ending = asyncio.ensure_future(self._end(session, [dispatcher, reader, keeper], settler))
+            self._ending.add(ending)
+            ending.add_done_callback(self._ending.discard)
+            await asyncio.shield(ending)
 
 
 def _by_queue(stats: list[worker_pb2.QueueStat]) -> list[worker_pb2.QueueStat]:

@@ -212,7 +212,7 @@ class SessionLoops:
         partitions of a queue share what is left for it, starting one further at every step."""
         loop = asyncio.get_running_loop()
         wake = {q: self.notifier.event(q) for q in session.queues}
-        leased: list[Leased] = []
+        leased = session.taken = []  # known to the session until assigned
         for group in groups:
             budget = min(session.credit - len(leased), MAX_ASSIGN)
             if budget <= 0:
@@ -226,7 +226,7 @@ class SessionLoops:
                 seen = drained.get(q)
                 if seen is not None and seen[0] is wake[q] and loop.time() - seen[1] < IDLE_POLL:
                     continue
-                got = await self.store.dispatch(q, now_ms(), self.lease_ms, want)
+                got = await self._lease(session, q, want)
                 if len(got) < want:
                     drained[q] = (wake[q], loop.time())
                 else:
@@ -240,6 +240,22 @@ class SessionLoops:
         if runnable:
             session.credit -= len(runnable)
             self.assign(session, runnable)
+        session.taken = []
+
+    async def _lease(self, session: Session, queue: str, want: int) -> list[Leased]:
+        """The `dispatch` call of one queue. A session that ends meanwhile cancels the dispatcher,
+        not the call: its leases, once Redis has answered, are the session's to give back."""
+        call = asyncio.ensure_future(self.store.dispatch(queue, now_ms(), self.lease_ms, want))
+        session.leasing.add(call)
+        try:
+            got = await asyncio.shield(call)
+        except asyncio.CancelledError:
+            raise  # the call stays in session.leasing
+        except BaseException:
+            session.leasing.discard(call)
+            raise
+        session.leasing.discard(call)
+        return got
 
     def assign(self, session: Session, runnable: list[Leased]) -> None:
         """Send leased tasks to the session's worker; their QUEUED and RUNNING events follow."""

@@ -36,6 +36,10 @@ class Session:
         # Leases held by this session's worker: for cancel signals, and to settle an outcome without
         # asking Redis for its task while its lease is far from its deadline (outcomes.py).
         self.assigned: dict[str, Leased] = {}
+        # Leases the dispatcher took and has not assigned yet, and its `dispatch` calls in flight:
+        # a session that ends in between gives them back (service.py, `_give_back`).
+        self.taken: list[Leased] = []
+        self.leasing: set[asyncio.Future[list[Leased]]] = set()
         # Outcomes received and RUNNING events to record, settled in order by one task per session.
         self.to_settle: list[task_pb2.Outcome] = []
         self.to_record: list[task_pb2.TaskEvent] = []
