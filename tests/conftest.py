@@ -101,6 +101,16 @@ def platform(server_settings: ServerSettings) -> Iterator[object]:
         yield split
 
 
+@pytest.fixture(scope="module")
+def local(server_settings: ServerSettings) -> Iterator[object]:
+    """The services in this process whatever TASKTIDE_TEST_SERVICES names, for the tests that
+    reach into them (a module's own, on the session's Redis)."""
+    from tasktide_services.testing import PlatformThread
+
+    with PlatformThread(server_settings) as p:
+        yield p
+
+
 @pytest.fixture()
 def python_worker(platform: PlatformThread, queue_name: str) -> Iterator[str]:
     """A Python worker (tests/tasks_app.py) consuming `queue_name`."""

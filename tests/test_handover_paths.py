@@ -31,12 +31,6 @@ LONG_AGO = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)  # an expiry already past when
 AN_HOUR = 3600.0  # a linger no test outlives: its timer cannot be what recorded anything
 
 
-@pytest.fixture(scope="module")
-def local(server_settings) -> Iterator[PlatformThread]:
-    with PlatformThread(server_settings) as p:
-        yield p
-
-
 @pytest.fixture()
 def client(local: PlatformThread) -> Iterator[Client]:
     with Client(settings=client_settings(local.address)) as c:

@@ -36,12 +36,6 @@ from tests.test_handover_paths import AN_HOUR, announced, assignments, report, s
 RAN = [task_pb2.TASK_STATE_QUEUED, task_pb2.TASK_STATE_RUNNING, task_pb2.TASK_STATE_SUCCEEDED]
 
 
-@pytest.fixture(scope="module")
-def local(server_settings) -> Iterator[PlatformThread]:
-    with PlatformThread(server_settings) as p:
-        yield p
-
-
 @pytest.fixture()
 def client(local: PlatformThread) -> Iterator[Client]:
     with Client(settings=client_settings(local.address)) as c:
