@@ -1,9 +1,10 @@
-"""A registry script that moves a task writes its new place before it leaves the old one.
+"""A registry script that moves a task writes its new place before it leaves the old one; one that
+stores a new task takes it back when it cannot queue it.
 
 Redis keeps what a script wrote before one of its commands failed. Each case below makes the task's
 new place refuse the write (a key of the wrong type) and checks that the task is still where it
-was, then mends the key and checks that the same call now moves it: the task is never in neither
-place, so nothing loses it.
+was (or, submitted, not stored at all), then mends the key and checks that the same call now moves
+(or queues) it: the task is never in neither place, so nothing loses it.
 """
 
 from __future__ import annotations
@@ -157,3 +158,38 @@ def test_retire_parks_the_next_attempt_before_it_ends_the_lease(r, queue):
     r.delete(k.retrying)
     assert _call(r, "retire", queue, [5, tid, token, b"next attempt"]) == [tid.encode()]
     assert r.hget(k.retrying, tid) == b"next attempt" and not _leased_now(r, queue, tid)
+
+
+def _stored(r: redis.Redis, queue: str, tid: str) -> bool:
+    return bool(r.hexists(keys.queue_keys(queue).task, tid))
+
+
+def test_enqueue_takes_back_a_task_it_cannot_queue(r, queue):
+    """A refused ready set fails the submission with nothing stored: submitted again, the task is
+    new, not known, and is queued."""
+    k = keys.queue_keys(queue)
+    task = new_task(app.tasks["t.add"].spec([1, 2], queue=queue), 0)
+    argv = [queue, keys.NOTIFY, task.id, keys.task_value(task)]
+    _refused(r, k.ready)
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        _call(r, "enqueue", queue, argv)
+    assert not _stored(r, queue, task.id), "stored and in no queue: a resubmission would be taken as known"
+    r.delete(k.ready)
+    assert _call(r, "enqueue", queue, argv) == 1
+    assert r.zscore(k.ready, task.id) is not None
+
+
+def test_enqueue_dispatch_takes_back_a_task_it_cannot_lease(r, queue):
+    """An empty queue: the new task would be leased at once. A refused lease fails the submission
+    with nothing of the task left; submitted again, it is leased."""
+    k = keys.queue_keys(queue)
+    task = new_task(app.tasks["t.add"].spec([1, 2], queue=queue), 0)
+    argv = [10**13, 1, queue, keys.NOTIFY, task.id, keys.task_value(task)]
+    _refused(r, k.leases)
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        _call(r, "enqueue_dispatch", queue, argv)
+    assert not _stored(r, queue, task.id) and not r.hexists(k.tokens, task.id)
+    r.delete(k.leases)
+    out = _call(r, "enqueue_dispatch", queue, argv)
+    assert isinstance(out, list) and out[0].decode() == task.id
+    assert _leased_now(r, queue, task.id)

@@ -141,12 +141,12 @@ def _prelude_parts(prelude: str) -> list[tuple[str, str]]:
 
 def _used(parts: list[tuple[str, str]], body: str) -> list[str]:
     """The texts of `parts` a script of `body` needs: every other text, and the functions the body
-    calls, with those they call in turn."""
+    calls or passes on (`pcall(f, ...)`), with those these need in turn."""
     need: set[str] = set()
     grew = True
     while grew:
         code = _COMMENT.sub("", "\n".join([body, *(text for name, text in parts if name in need)]))
-        called = {name for name, _ in parts if name and re.search(rf"\b{name}\s*\(", code)}
+        called = {name for name, _ in parts if name and re.search(rf"\b{name}\s*[(,)]", code)}
         grew = not called <= need
         need |= called
     return [text for name, text in parts if not name or name in need]

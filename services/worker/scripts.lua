@@ -6,7 +6,8 @@
 -- Redis does not undo what a script wrote before a command of it failed (a key of the wrong type,
 -- say). So a script that moves a task writes its new place first and leaves the old one after:
 -- a failure in between leaves the task in both places (its lease then ends or expires, and the
--- fencing token keeps a second delivery from writing twice), never in neither.
+-- fencing token keeps a second delivery from writing twice), never in neither. A submission stores
+-- a new task, then queues or leases it: when that fails, `placed` deletes what it stored.
 
 --! prelude
 -- KEYS: ready, task, leases, tokens, deliveries, fence, dead, paused, retrying, retry_at
@@ -66,6 +67,18 @@ local function lease(id, value, deadline, out)
   out[#out + 1] = value
 end
 
+-- After a task just stored (HSETNX) was queued or leased under pcall (ok, err: what pcall gave):
+-- when Redis refused a write of that, the task's value and whatever the lease wrote are deleted
+-- again and the call fails, so that a new submission of the same id is not taken as known.
+local function placed(ok, err, id)
+  if ok then return end
+  redis.call('HDEL', task, id)
+  redis.pcall('HDEL', tokens, id)
+  redis.pcall('ZREM', leases, id)
+  redis.pcall('HDEL', deliveries, id)
+  error(err)
+end
+
 --! enqueue
 -- KEYS: the queue's (prelude). ARGV: queue, notify channel, then pairs (id, task value).
 -- Queues tasks at the end of their band; a task already known is skipped. Returns how many were
@@ -75,7 +88,8 @@ local added = 0
 for i = 3, #ARGV, 2 do
   local id, value = ARGV[i], ARGV[i + 1]
   if redis.call('HSETNX', task, id, value) == 1 then
-    ready_last(id, value)
+    local ok, err = pcall(ready_last, id, value)
+    placed(ok, err, id)
     added = added + 1
   end
 end
@@ -118,12 +132,14 @@ local out, waiting = {}, 0
 for i = 5, #ARGV, 2 do
   local id, value = ARGV[i], ARGV[i + 1]
   if redis.call('HSETNX', task, id, value) == 1 then
+    local ok, err
     if direct and #out < max * 4 then
-      lease(id, value, deadline, out)
+      ok, err = pcall(lease, id, value, deadline, out)
     else
-      ready_last(id, value)
+      ok, err = pcall(ready_last, id, value)
       waiting = waiting + 1
     end
+    placed(ok, err, id)
   end
 end
 if direct then
