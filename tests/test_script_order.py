@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from tasktide.v1 import task_pb2
 from tasktide_services.common.lua import load_scripts, run_blocking_pipeline
 from tasktide_services.scheduler.admission import new_task
 from tasktide_services.worker import keys
@@ -44,8 +45,12 @@ def _call(r: redis.Redis, name: str, queue: str, args: list[object]) -> object:
     return replies[0]
 
 
+def _task(queue: str, *args: int) -> task_pb2.Task:
+    return new_task(app.tasks["t.add"].spec(list(args), queue=queue), 0)
+
+
 def _queued(r: redis.Redis, queue: str) -> str:
-    task = new_task(app.tasks["t.add"].spec([1, 2], queue=queue), 0)
+    task = _task(queue, 1, 2)
     run_blocking_pipeline(r, lambda pipe: build_enqueue(pipe, SCRIPTS_, [task]), SCRIPTS_)
     return task.id
 
@@ -63,19 +68,23 @@ def _leased_now(r: redis.Redis, queue: str, tid: str) -> bool:
     return r.hexists(k.tokens, tid) and r.zscore(k.leases, tid) is not None
 
 
-def _refused(r: redis.Redis, key: str) -> None:
+def _fails_while_refused(r: redis.Redis, key: str, name: str, queue: str, args: list[object]) -> None:
+    """Script `name` called while `key` refuses its writes (a key of the wrong type) fails with
+    WRONGTYPE; the key is then mended (deleted), for the same call to be made again."""
     r.delete(key)
     r.set(key, "not the type the script writes")
+    try:
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            _call(r, name, queue, args)
+    finally:
+        r.delete(key)
 
 
 def test_dispatch_leases_before_it_leaves_the_ready_set(r, queue):
     k = keys.queue_keys(queue)
     tid = _queued(r, queue)
-    _refused(r, k.leases)
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        _call(r, "dispatch", queue, [0, 30_000, 1])
+    _fails_while_refused(r, k.leases, "dispatch", queue, [0, 30_000, 1])
     assert r.zscore(k.ready, tid) is not None, "the task left the ready set without a lease"
-    r.delete(k.leases)
     out = _call(r, "dispatch", queue, [0, 30_000, 1])
     assert isinstance(out, list) and out[0].decode() == tid
     assert r.zscore(k.ready, tid) is None and _leased_now(r, queue, tid)
@@ -86,13 +95,10 @@ def test_enqueue_dispatch_leases_before_it_leaves_the_ready_set(r, queue):
     fails, both the waiting task and the new one stay queued."""
     k = keys.queue_keys(queue)
     waiting = _queued(r, queue)
-    new = new_task(app.tasks["t.add"].spec([3, 4], queue=queue), 0)
+    new = _task(queue, 3, 4)
     argv = [10**13, 1, queue, keys.NOTIFY, new.id, keys.task_value(new)]
-    _refused(r, k.leases)
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        _call(r, "enqueue_dispatch", queue, argv)
+    _fails_while_refused(r, k.leases, "enqueue_dispatch", queue, argv)
     assert r.zscore(k.ready, waiting) is not None and r.zscore(k.ready, new.id) is not None
-    r.delete(k.leases)
     out = _call(r, "enqueue_dispatch", queue, argv)  # the same submission again: known, not added twice
     assert isinstance(out, list) and out[0].decode() == waiting
     assert _leased_now(r, queue, waiting) and r.zscore(k.ready, new.id) is not None
@@ -101,37 +107,31 @@ def test_enqueue_dispatch_leases_before_it_leaves_the_ready_set(r, queue):
 def test_reap_puts_the_task_back_before_it_ends_the_lease(r, queue):
     k = keys.queue_keys(queue)
     tid, _ = _leased(r, queue)
-    _refused(r, k.ready)
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        _call(r, "reap", queue, [queue, keys.NOTIFY, 10**13, 5, 100])
+    args = [queue, keys.NOTIFY, 10**13, 5, 100]
+    _fails_while_refused(r, k.ready, "reap", queue, args)
     assert _leased_now(r, queue, tid), "the lease ended and the task is nowhere"
-    r.delete(k.ready)
-    assert _call(r, "reap", queue, [queue, keys.NOTIFY, 10**13, 5, 100]) == [1]
+    assert _call(r, "reap", queue, args) == [1]
     assert r.zscore(k.ready, tid) is not None and not _leased_now(r, queue, tid)
 
 
 def test_reap_buries_before_it_ends_the_lease(r, queue):
     k = keys.queue_keys(queue)
     tid, _ = _leased(r, queue)
-    _refused(r, k.dead)
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        _call(r, "reap", queue, [queue, keys.NOTIFY, 10**13, 1, 100])  # delivered once: the most allowed
+    args = [queue, keys.NOTIFY, 10**13, 1, 100]  # delivered once: the most allowed
+    _fails_while_refused(r, k.dead, "reap", queue, args)
     assert _leased_now(r, queue, tid)
-    r.delete(k.dead)
-    assert _call(r, "reap", queue, [queue, keys.NOTIFY, 10**13, 1, 100]) == [0, tid.encode()]
+    assert _call(r, "reap", queue, args) == [0, tid.encode()]
     assert r.zscore(k.dead, tid) is not None and not _leased_now(r, queue, tid)
 
 
 def test_release_puts_the_task_back_before_it_ends_the_lease(r, queue):
     k = keys.queue_keys(queue)
     tid, token = _leased(r, queue)
-    _refused(r, k.ready)
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        _call(r, "release", queue, [queue, keys.NOTIFY, tid, token])
+    args = [queue, keys.NOTIFY, tid, token]
+    _fails_while_refused(r, k.ready, "release", queue, args)
     assert _leased_now(r, queue, tid)
     assert r.hget(k.deliveries, tid) == b"1"
-    r.delete(k.ready)
-    assert _call(r, "release", queue, [queue, keys.NOTIFY, tid, token]) == 1
+    assert _call(r, "release", queue, args) == 1
     assert r.zscore(k.ready, tid) is not None and not _leased_now(r, queue, tid)
     assert r.hget(k.deliveries, tid) == b"0"  # a released delivery does not count
 
@@ -139,11 +139,8 @@ def test_release_puts_the_task_back_before_it_ends_the_lease(r, queue):
 def test_bury_moves_the_task_to_the_dead_set_before_it_ends_the_lease(r, queue):
     k = keys.queue_keys(queue)
     tid, token = _leased(r, queue)
-    _refused(r, k.dead)
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        _call(r, "bury", queue, [5, tid, token])
+    _fails_while_refused(r, k.dead, "bury", queue, [5, tid, token])
     assert _leased_now(r, queue, tid)
-    r.delete(k.dead)
     assert _call(r, "bury", queue, [5, tid, token]) == 1
     assert r.zscore(k.dead, tid) is not None and not _leased_now(r, queue, tid)
 
@@ -151,12 +148,10 @@ def test_bury_moves_the_task_to_the_dead_set_before_it_ends_the_lease(r, queue):
 def test_retire_parks_the_next_attempt_before_it_ends_the_lease(r, queue):
     k = keys.queue_keys(queue)
     tid, token = _leased(r, queue)
-    _refused(r, k.retrying)
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        _call(r, "retire", queue, [5, tid, token, b"next attempt"])
+    args = [5, tid, token, b"next attempt"]
+    _fails_while_refused(r, k.retrying, "retire", queue, args)
     assert _leased_now(r, queue, tid) and r.hexists(k.task, tid)
-    r.delete(k.retrying)
-    assert _call(r, "retire", queue, [5, tid, token, b"next attempt"]) == [tid.encode()]
+    assert _call(r, "retire", queue, args) == [tid.encode()]
     assert r.hget(k.retrying, tid) == b"next attempt" and not _leased_now(r, queue, tid)
 
 
@@ -168,13 +163,10 @@ def test_enqueue_takes_back_a_task_it_cannot_queue(r, queue):
     """A refused ready set fails the submission with nothing stored: submitted again, the task is
     new, not known, and is queued."""
     k = keys.queue_keys(queue)
-    task = new_task(app.tasks["t.add"].spec([1, 2], queue=queue), 0)
+    task = _task(queue, 1, 2)
     argv = [queue, keys.NOTIFY, task.id, keys.task_value(task)]
-    _refused(r, k.ready)
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        _call(r, "enqueue", queue, argv)
+    _fails_while_refused(r, k.ready, "enqueue", queue, argv)
     assert not _stored(r, queue, task.id), "stored and in no queue: a resubmission would be taken as known"
-    r.delete(k.ready)
     assert _call(r, "enqueue", queue, argv) == 1
     assert r.zscore(k.ready, task.id) is not None
 
@@ -183,13 +175,10 @@ def test_enqueue_dispatch_takes_back_a_task_it_cannot_lease(r, queue):
     """An empty queue: the new task would be leased at once. A refused lease fails the submission
     with nothing of the task left; submitted again, it is leased."""
     k = keys.queue_keys(queue)
-    task = new_task(app.tasks["t.add"].spec([1, 2], queue=queue), 0)
+    task = _task(queue, 1, 2)
     argv = [10**13, 1, queue, keys.NOTIFY, task.id, keys.task_value(task)]
-    _refused(r, k.leases)
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        _call(r, "enqueue_dispatch", queue, argv)
+    _fails_while_refused(r, k.leases, "enqueue_dispatch", queue, argv)
     assert not _stored(r, queue, task.id) and not r.hexists(k.tokens, task.id)
-    r.delete(k.leases)
     out = _call(r, "enqueue_dispatch", queue, argv)
     assert isinstance(out, list) and out[0].decode() == task.id
     assert _leased_now(r, queue, task.id)
