@@ -129,7 +129,7 @@ async def start(
         one_node = not is_cluster_url(settings.redis_url)
         nstore = ResultsStore(redis, settings.result_expires, settings.index, settings.timeline_expires, one_node)
         await nstore.prepare()
-        nnotify = Notifier(redis, results_keys.EVENTS)
+        nnotify = Notifier(redis, results_keys.EVENTS, origin=nstore.origin)
         nstore.on_final = nnotify.wake_waiters  # a Wait here hears of a result recorded here at once
         await nnotify.start()
         running.closers.append(nnotify.stop)

@@ -293,3 +293,64 @@ def test_a_stream_open_across_a_redis_outage_goes_on(tmp_path: Path) -> None:
     finally:
         stop([proc])
         server.stop()
+
+
+def _gets(r: object) -> int:
+    stats = r.info("commandstats")  # type: ignore[attr-defined]
+    return int(stats.get("cmdstat_get", {}).get("calls", 0))
+
+
+def test_a_result_recorded_by_the_results_service_is_answered_without_reading_it_back(tmp_path: Path) -> None:
+    """The results service that records a task's final result answers its followers with the result
+    as written: the only GET of the task after it is followed is the one inside `record`. A task
+    reopened afterwards is not answered from that result."""
+    import redis
+
+    folder = tempfile.mkdtemp(prefix="tt-")
+    address = f"unix:{folder}/results.sock"
+    server = start_redis(tmp_path / "redis", appendonly=False)  # its own: the counters are this test's
+    proc = spawn("results", env={"TASKTIDE_REDIS_URL": server.url, "TASKTIDE_LISTEN": address}, cwd=ROOT)
+    r = redis.Redis.from_url(server.url)
+    try:
+        wait_serving(address, proc)
+        tid = new_id()
+        with grpc.insecure_channel(address) as ch:
+            f = Follow(ch)
+            record(ch, tid, task_pb2.TASK_STATE_RUNNING)
+            f.send([tid])  # read at once: not final
+            time.sleep(0.3)
+            r.config_resetstat()
+            record(ch, tid, value="written")
+            (got,) = f.next().values()
+            assert got.task_id == tid and got.state == SUCCEEDED and json.loads(got.result.json) == "written"
+            assert got.spec.name == "t.follow" and got.found
+            assert _gets(r) == 1  # record's own read of the result; none to answer the follower
+
+            stub = results_pb2_grpc.ResultsStub(ch)
+            reopen = task_pb2.TaskEvent(task_id=tid, state=task_pb2.TASK_STATE_QUEUED, at_ms=2, reopen=True)
+            stub.Record(results_pb2.RecordRequest(events=[reopen]), timeout=30)
+            f.send([tid])  # queued again: the result written before is not the answer
+            with pytest.raises(grpc.RpcError):
+                _next_within(f, 0.5)
+            f.cancel()
+            f = Follow(ch)
+            f.send([tid])
+            record(ch, tid, value="again")
+            (got,) = f.next().values()
+            assert json.loads(got.result.json) == "again"
+            f.cancel()
+    finally:
+        stop([proc])
+        server.stop()
+
+
+def _next_within(f: Follow, seconds: float) -> dict[str, task_pb2.TaskResult]:
+    """The next response if it comes within `seconds`; the stream is cancelled otherwise."""
+    import threading
+
+    timer = threading.Timer(seconds, f.call.cancel)
+    timer.start()
+    try:
+        return f.next()
+    finally:
+        timer.cancel()

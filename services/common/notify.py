@@ -8,6 +8,11 @@ Waiters on keys that come and go (task ids) take the event with `hold(key)` and 
 `release(key, event)`: the event is forgotten once its last holder released it, whether or not it
 ever fired, so waiting on ids that are never named (unknown tasks) leaves nothing behind.
 
+A message may end with its publisher's mark (a key of its own, never a real one). A notifier given
+the mark of the writer in its process (`origin`) takes its own messages to the waiters it is not
+told of directly: the subscriptions made with `finals` hear of those keys from `wake_waiters`,
+called by the writer once it has its reply, with what it wrote.
+
 A subscription keeps the keys named since its last read as a set: a key named many times while its
 reader is busy (a Watch held up by a slow client, or pausing while Redis is away) is kept once, so
 what it holds is bounded by the keys it subscribed to, however many messages name them. Its keys
@@ -69,9 +74,12 @@ class Subscription:
 
 
 class Notifier:
-    def __init__(self, redis: Redis, channel: str, on_message: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, redis: Redis, channel: str, on_message: Callable[[str], None] | None = None, origin: str = ""
+    ) -> None:
         self.redis = redis
         self.channel = channel
+        self.origin = origin  # the mark that ends this process's own messages ('' = none)
         self.on_message = on_message or self.wake
         self._events: dict[str, asyncio.Event] = {}
         self._holders: dict[str, int] = {}  # key -> holders of its current event (hold/release)
@@ -146,13 +154,16 @@ class Notifier:
                     del self._subs[key]
 
     def wake(self, keys: str) -> None:
-        for key in keys.split(","):
+        names = keys.split(",")
+        own = bool(self.origin) and names[-1] == self.origin  # `finals` subscriptions were told
+        for key in names:
             ev = self._events.pop(key, None)
             self._holders.pop(key, None)
             if ev is not None:
                 ev.set()
             for sub in self._subs.get(key, ()):
-                sub.named(key)
+                if not (own and sub.finals):
+                    sub.named(key)
 
     def wake_waiters(self, keys: list[str]) -> None:
         """Wakes the waiters of `keys` (`hold`/`event`) and the subscriptions made with `finals`, not

@@ -3,10 +3,11 @@
 Two tasks share one stream: the reader takes the client's requests (ids to follow, ids to forget)
 and changes what is followed; the answering loop reads the followed ids that a notice named (and
 every WATCH_RESYNC seconds all of them, the safety net under pub/sub) and sends those that are
-final. What the stream holds is bounded by `most`, the ids it may follow at once: the followed set,
-the subscription's keys and the ids named and not read yet are each at most that many, however
-many requests or notices arrive. A failing Redis read is logged and tried again after a pause; it
-never ends the stream.
+final. A result this process has just recorded as final is answered as it was written, not read
+back (ResultsStore.ended_here). What the stream holds is bounded by `most`, the ids it may follow
+at once: the followed set, the subscription's keys and the ids named and not read yet are each at
+most that many, however many requests or notices arrive. A failing Redis read is logged and tried
+again after a pause; it never ends the stream.
 """
 
 from __future__ import annotations
@@ -82,12 +83,15 @@ class _Followed:
 
 
 async def _finals(store: ResultsStore, ids: list[str]) -> list[task_pb2.TaskResult]:
-    """The final results among `ids` (of the caller's namespace), in round trips of WATCH_READ_BATCH."""
-    out: list[task_pb2.TaskResult] = []
+    """The final results among `ids` (of the caller's namespace): those this process has just
+    written as it holds them, the others read in round trips of WATCH_READ_BATCH."""
+    here = store.ended_here(ids)
+    out = own(list(here.values()))
+    ids = [t for t in ids if t not in here]
     for i in range(0, len(ids), WATCH_READ_BATCH):
         got = own(await store.get(ids[i : i + WATCH_READ_BATCH]))
         out.extend(r for r in got if r.found and is_final(r.state))
-    return out
+    return [r for r in out if r.found]
 
 
 def _messages(results: list[task_pb2.TaskResult]) -> list[results_pb2.FollowResponse]:

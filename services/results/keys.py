@@ -12,7 +12,9 @@
     tt:r:{id}:st      HASH    what a previous version kept instead of :r (s, e, p, t0, c): read by
                               `record` when a task has no :r yet, never written; gone within the
                               result expiry after an upgrade
-    tt:r:events       PUBSUB  comma-separated task ids that have new events
+    tt:r:events       PUBSUB  comma-separated task ids that have new events, then ORIGIN_MARK and
+                              the recording process's own mark (its followers hear of its finals
+                              from it at once, not from the channel: store.py, common/notify.py)
     tt:r:layout       STRING  Unix ms when this Redis first served results kept as :r (0: it held
                               no data then, so no :st can exist); readers look for :st until the
                               result expiry has passed since then (store.py)
@@ -48,6 +50,7 @@ from typing import NamedTuple
 from tasktide_services.common.layout import FIRST_FINAL_STATE, LAST_FINAL_STATE
 
 EVENTS = "tt:r:events"
+ORIGIN_MARK = "~"  # no task id starts so: a reader that does not know the mark finds no such task
 LAYOUT = "tt:r:layout"
 
 EVENTS_KEPT = 1000

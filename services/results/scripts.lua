@@ -128,7 +128,9 @@ end
 -- Optionally, on a single Redis (not a cluster: the keys are in other slots), KEYS 4-6 are an index
 -- bucket's and the ARGV after the events are put_index's for the task (prelude): the task's entry is
 -- written in the same call, which spares a script call per task (store.py).
--- Returns 1 or 0 per event (0: refused).
+-- Returns 1 or 0 per event (0: refused), then, when the task is final after what it wrote, the
+-- result as written (the recording process hands it to its followers without reading it back:
+-- store.py).
 -- Nothing is written once the task is final: one result per task, whoever is late. Only a reopen
 -- event (a dead task requeued) passes a final state.
 -- The result keeps the state and the latest event that changed it, which carries the name,
@@ -179,6 +181,7 @@ if redis.call('RPUSH', log, unpack(pushed)) > EVENTS_KEPT + 100 then redis.call(
 if final(current) then
   redis.call('SET', result, v, 'PX', expire_ms)
   redis.call('PEXPIRE', log, timeline_ms)
+  out[#out + 1] = v
 else
   redis.call('SET', result, v)
   if was_final then redis.call('PERSIST', log) end

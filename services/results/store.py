@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
+import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -30,6 +32,11 @@ log = logging.getLogger("tasktide.results")
 SCRIPTS = LuaFile(Path(__file__).with_name("scripts.lua"), keys.LUA_CONSTANTS)
 EXPIRED = 2  # events_after: the timeline expired, the latest event stands for it
 TIMELINE_EXPIRED = "the earlier events of this task are no longer kept (its timeline expired)"
+# Results this process wrote as final (`recorded`), kept for its own followers: a Follow stream
+# woken by the recording answers from them, without reading the result back. Only for so long (a
+# follower that reads later reads Redis) and at most so many.
+ENDED_SECONDS = 2.0
+ENDED_KEPT = 4096
 
 
 class ResultsStore:
@@ -56,6 +63,9 @@ class ResultsStore:
         self._legacy_until: int | None = None  # Unix ms until which a :st hash may exist (keys.py)
         self._s = load_scripts(redis, SCRIPTS)
         self.index = TaskIndex(index or IndexSettings(), self._s)
+        self._ended: OrderedDict[str, tuple[float, Stored]] = OrderedDict()  # id -> (when, result)
+        # Ends this process's messages on the channel (keys.EVENTS): its notifier knows its own.
+        self.origin = keys.ORIGIN_MARK + uuid.uuid4().hex[:12]
 
     @property
     def scripts(self) -> dict[str, Script]:
@@ -64,25 +74,56 @@ class ResultsStore:
     async def record(self, events: list[task_pb2.TaskEvent]) -> list[bool]:
         if not events:
             return []
-        replies = await run_pipeline(self.redis, lambda pipe: self.build_record(pipe, events), self._s)
-        self.recorded(events)
+        try:
+            replies = await run_pipeline(self.redis, lambda pipe: self.build_record(pipe, events), self._s)
+        except BaseException:
+            self.recorded(events, [])
+            raise
+        self.recorded(events, replies)
         return accepted(events, replies)
 
-    def recorded(self, events: list[task_pb2.TaskEvent]) -> None:
-        """After a pipeline with `build_record(events)` ran: tells `on_final` the tasks that ended."""
+    def recorded(self, events: list[task_pb2.TaskEvent], replies: list[object]) -> None:
+        """After a pipeline with `build_record(events)` ran, given the replies from its first on:
+        keeps the results it wrote as final for this process's followers (`ended_here`), then tells
+        `on_final` the tasks that ended. Called with no replies when the pipeline failed (what it
+        wrote is unknown): the followers then read the tasks from Redis. Either way it must be
+        called: the channel's message from this process wakes no follower here."""
+        now = time.monotonic()
+        by_task = _by_task(events)
+        for tid in by_task:
+            self._ended.pop(tid, None)  # a reopened task's earlier result is not handed out
+        for (tid, evs), reply in zip(by_task.items(), replies, strict=False):
+            written = reply[-1] if isinstance(reply, list) and len(reply) > len(evs) else None
+            if isinstance(written, bytes):
+                self._ended[tid] = (now, _parse(written))
+        while len(self._ended) > ENDED_KEPT:
+            self._ended.popitem(last=False)
         if self.on_final is not None:
             ended = [e.task_id for e in events if is_final(e.state) and not e.progress_only]
             if ended:
                 self.on_final(ended)
 
-    def build_record(self, pipe: Pipeline, events: list[task_pb2.TaskEvent]) -> None:
+    def ended_here(self, task_ids: list[str]) -> dict[str, task_pb2.TaskResult]:
+        """The final results among `task_ids` that this process wrote in the last ENDED_SECONDS
+        (as `get` would read them now)."""
+        oldest = time.monotonic() - ENDED_SECONDS
+        while self._ended:
+            first = next(iter(self._ended.values()))
+            if first[0] >= oldest:
+                break
+            self._ended.popitem(last=False)
+        return {tid: _result(tid, kept[1]) for tid in task_ids if (kept := self._ended.get(tid)) is not None}
+
+    def build_record(self, pipe: Pipeline, events: list[task_pb2.TaskEvent]) -> int:
         """`record` onto a pipeline of the caller's: one script per task (its events in order),
         then a PUBLISH naming the tasks, then the index entries (index.py) in the same round trip.
         The events of one task alone on one Redis server (a task submitted or finished one by one)
         carry its index entry in their `record` call instead: one script call, not two.
-        `accepted()` reads the replies."""
+        Returns the place of its first reply among the pipeline's: `accepted()` and `recorded()`
+        read the replies from there."""
+        first = len(pipe.command_stack)
         if not events:
-            return
+            return first
         script = self._s["record"]
         # Unknown until prepare() has run: then a state hash of the previous layout may exist.
         legacy = 1 if self._legacy_until is None or time.time() * 1000 < self._legacy_until else 0
@@ -97,9 +138,10 @@ class ResultsStore:
                 script([*keys.task_keys(tid), *bucket_keys], [*argv, *index_argv], client=pipe)
             else:
                 script(keys.task_keys(tid), argv, client=pipe)
-        pipe.publish(keys.EVENTS, ",".join({e.task_id for e in events}))
+        pipe.publish(keys.EVENTS, ",".join([*{e.task_id for e in events}, self.origin]))
         if len(inline) != 1:
             self.index.build_put(pipe, events)
+        return first
 
     async def get(self, task_ids: list[str]) -> list[task_pb2.TaskResult]:
         found = await self._read(task_ids)

@@ -87,9 +87,12 @@ class PipelineWriter:
         # and sent to it at once (worker/handover.py); the others wait in their queue as usual.
         handover = self._registry.handover(accepted.runnable) if accepted.runnable else None
 
+        recorded_at = 0  # the place of the record replies
+
         def build(pipe: Pipeline) -> None:
+            nonlocal recorded_at
             self._store.build_save(pipe, accepted.records, accepted.delayed)
-            self._results.build_record(pipe, accepted.events)
+            recorded_at = self._results.build_record(pipe, accepted.events)
             if handover is not None:
                 handover.build(pipe)
             self._store.build_confirm(pipe, accepted.claims)
@@ -98,10 +101,11 @@ class PipelineWriter:
         try:
             replies = await run_pipeline(self._store.redis, build, *scripts)
         except BaseException:
+            self._results.recorded(accepted.events, [])  # what was written is unknown
             if handover is not None:
                 handover.abandon()
             raise
-        self._results.recorded(accepted.events)
+        self._results.recorded(accepted.events, replies[recorded_at:])
         if handover is not None:  # sent once the submission is answered: the answer does not wait
             asyncio.get_running_loop().call_soon(self._hand_over, handover, replies)
 

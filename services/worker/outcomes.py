@@ -193,11 +193,15 @@ class OutcomeHandler:
             return False
 
         def build(pipe: Pipeline) -> None:
-            results.build_record(pipe, events)
+            results.build_record(pipe, events)  # its replies first
             self.store.build_complete(pipe, done)
 
-        await run_pipeline(self.store.redis, build, results.scripts, self.store.scripts)
-        results.recorded(events)
+        try:
+            replies = await run_pipeline(self.store.redis, build, results.scripts, self.store.scripts)
+        except BaseException:
+            results.recorded(events, [])  # what was written is unknown: the followers read it
+            raise
+        results.recorded(events, replies)
         return True
 
     async def progress(self, report: worker_pb2.ProgressReport) -> None:
