@@ -96,6 +96,7 @@ export class Attempt {
     this.workerId = workerId;
     this.lease = { taskId: task.id, queue: task.spec.queue, leaseToken: assignment.leaseToken };
     this.controller = new AbortController();
+    this.startedAt = undefined; // performance.now() when its function was called (the worker's)
     this.cancelRequested = false;
     this.startedMs = Date.now();
     this.timers = [];

@@ -21,6 +21,7 @@ import crypto from 'node:crypto';
 import os from 'node:os';
 
 import { Attempt, CANCELLED, ShutdownLimitExceeded } from './attempt.js';
+import { CreditWindow } from './credit.js';
 import { isAuthError, translate } from './errors.js';
 import { deferred, helloMessage, reconnectDelay } from './session.js';
 
@@ -31,7 +32,8 @@ const CLOSE_WAIT_MS = 2000;
 export class Worker {
   /**
    * Options: queues (consumed in order, default ['default']), concurrency (default 4), prefetch
-   * (assignments held beyond concurrency; default 3 x concurrency), workerId, maxBatch (outcomes per
+   * (assignments held beyond concurrency; by default it follows the length of the tasks, from 3 to
+   * 32 per slot: credit.js), workerId, maxBatch (outcomes per
    * message, default 256), handleSignals (drain on SIGTERM/SIGINT, default false), logger (console),
    * shutdownTimeout (seconds stop() waits for running tasks before giving them back; default none).
    */
@@ -42,7 +44,11 @@ export class Worker {
     if (!(Number.isInteger(this.concurrency) && this.concurrency > 0)) {
       throw new TypeError('concurrency must be a positive integer');
     }
-    this.prefetch = options.prefetch ?? 3 * this.concurrency;
+    this.prefetch = options.prefetch ?? 0; // 0: follows the length of the tasks
+    if (!(Number.isInteger(this.prefetch) && this.prefetch >= 0)) {
+      throw new TypeError('prefetch must be a whole number (0: it follows the length of the tasks)');
+    }
+    this._window = new CreditWindow(this.concurrency, this.prefetch);
     this.workerId = options.workerId ?? `${os.hostname()}-${process.pid}-${crypto.randomBytes(3).toString('hex')}`;
     this.maxBatch = options.maxBatch ?? 256;
     this.handleSignals = Boolean(options.handleSignals);
@@ -81,8 +87,9 @@ export class Worker {
     return [...this._tasks.keys()].sort();
   }
 
+  /** The credit window aimed at now: concurrency plus the prefetch. */
   get credit() {
-    return this.concurrency + this.prefetch;
+    return this._window.target();
   }
 
   /** Run until stop() (or a Drain from the registry); resolves once drained. */
@@ -230,7 +237,7 @@ export class Worker {
       return;
     }
     // Attempts still running from a lost session, and unsent outcomes, return their credit when flushed.
-    const credit = this.credit - this._active.size - this._outbox.length;
+    const credit = this._window.open(this._active.size + this._outbox.length);
     if (credit > 0) this._write(s, { credit });
     this._flush();
     const every = Math.max(this.leaseSeconds / 3, 0.05) * 1000;
@@ -274,6 +281,7 @@ export class Worker {
     let started = false;
     const run = () => {
       started = true;
+      attempt.startedAt = performance.now();
       return attempt.start();
     };
     const hooks = this.client.hooks;
@@ -293,6 +301,7 @@ export class Worker {
     if (this._active.get(id) === attempt) this._active.delete(id);
     if (this._held.get(id)?.leaseToken === attempt.lease.leaseToken) this._held.delete(id);
     this.completed += 1;
+    if (attempt.startedAt !== undefined) this._window.observe((performance.now() - attempt.startedAt) / 1000);
     this._outbox.push(outcome);
     if (this._active.size === 0 && this._idle) {
       this._idle.resolve();
@@ -328,7 +337,8 @@ export class Worker {
           this._write(s, { progress: report });
         }
       }
-      this._write(s, { outcomes: { outcomes, credit: this._stopping ? 0 : outcomes.length } });
+      const credit = this._stopping ? 0 : this._window.returned(outcomes.length);
+      this._write(s, { outcomes: { outcomes, credit } });
     }
   }
 

@@ -268,6 +268,7 @@ export interface Logger {
 export interface WorkerOptions {
   queues?: string[];
   concurrency?: number;
+  /** Assignments held beyond concurrency; 0 or unset: it follows the length of the tasks (3 to 32 per slot). */
   prefetch?: number;
   workerId?: string;
   maxBatch?: number;
