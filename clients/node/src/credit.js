@@ -26,7 +26,8 @@ export class CreditWindow {
     if (this.fixed) return this.concurrency + this.fixed;
     let perSlot = MIN_PER_SLOT;
     if (this.average !== null) {
-      perSlot = Math.max(MIN_PER_SLOT, Math.min(MAX_PER_SLOT, Math.floor(BUFFER_SECONDS / Math.max(this.average, 1e-6))));
+      const fits = Math.floor(BUFFER_SECONDS / Math.max(this.average, 1e-6));
+      perSlot = Math.max(MIN_PER_SLOT, Math.min(MAX_PER_SLOT, fits));
     }
     return this.concurrency * (1 + perSlot);
   }
