@@ -10,6 +10,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent import futures
 from dataclasses import replace
 from pathlib import Path
 
@@ -301,9 +302,9 @@ def _gets(r: object) -> int:
 
 
 def test_a_result_recorded_by_the_results_service_is_answered_without_reading_it_back(tmp_path: Path) -> None:
-    """The results service that records a task's final result answers its followers with the result
-    as written: the only GET of the task after it is followed is the one inside `record`. A task
-    reopened afterwards is not answered from that result."""
+    """The results service that records a task's final result answers its followers (a Follow
+    stream, a Wait call) with the result as written: the only GET of the task after it is followed
+    is the one inside `record`. A task reopened afterwards is not answered from that result."""
     import redis
 
     folder = tempfile.mkdtemp(prefix="tt-")
@@ -326,7 +327,17 @@ def test_a_result_recorded_by_the_results_service_is_answered_without_reading_it
             assert got.spec.name == "t.follow" and got.found
             assert _gets(r) == 1  # record's own read of the result; none to answer the follower
 
+            waited = new_id()  # the same for a Wait call
             stub = results_pb2_grpc.ResultsStub(ch)
+            with futures.ThreadPoolExecutor(1) as pool:
+                wait = pool.submit(stub.Wait, results_pb2.WaitRequest(task_id=waited, timeout=20), timeout=30)
+                time.sleep(0.3)  # its first read: not found
+                r.config_resetstat()
+                record(ch, waited, value="waited")
+                answer = wait.result(timeout=30)
+            assert answer.state == SUCCEEDED and json.loads(answer.result.json) == "waited"
+            assert _gets(r) == 1
+
             reopen = task_pb2.TaskEvent(task_id=tid, state=task_pb2.TASK_STATE_QUEUED, at_ms=2, reopen=True)
             stub.Record(results_pb2.RecordRequest(events=[reopen]), timeout=30)
             f.send([tid])  # queued again: the result written before is not the answer

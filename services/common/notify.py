@@ -9,9 +9,10 @@ Waiters on keys that come and go (task ids) take the event with `hold(key)` and 
 ever fired, so waiting on ids that are never named (unknown tasks) leaves nothing behind.
 
 A message may end with its publisher's mark (a key of its own, never a real one). A notifier given
-the mark of the writer in its process (`origin`) takes its own messages to the waiters it is not
-told of directly: the subscriptions made with `finals` hear of those keys from `wake_waiters`,
-called by the writer once it has its reply, with what it wrote.
+the mark of the writer in its process (`origin`) takes its own messages to the subscriptions made
+without `finals` only: the waiters (`hold`, `event`) and the subscriptions made with `finals` wait
+for final results, which the writer tells them of itself (`wake_waiters`) once it has its reply,
+with what it wrote; woken by the message, which may come first, they would read it back.
 
 A subscription keeps the keys named since its last read as a set: a key named many times while its
 reader is busy (a Watch held up by a slow client, or pausing while Redis is away) is kept once, so
@@ -155,15 +156,19 @@ class Notifier:
 
     def wake(self, keys: str) -> None:
         names = keys.split(",")
-        own = bool(self.origin) and names[-1] == self.origin  # `finals` subscriptions were told
+        if self.origin and names[-1] == self.origin:  # `wake_waiters` told the others
+            for key in names:
+                for sub in self._subs.get(key, ()):
+                    if not sub.finals:
+                        sub.named(key)
+            return
         for key in names:
             ev = self._events.pop(key, None)
             self._holders.pop(key, None)
             if ev is not None:
                 ev.set()
             for sub in self._subs.get(key, ()):
-                if not (own and sub.finals):
-                    sub.named(key)
+                sub.named(key)
 
     def wake_waiters(self, keys: list[str]) -> None:
         """Wakes the waiters of `keys` (`hold`/`event`) and the subscriptions made with `finals`, not

@@ -65,7 +65,8 @@ class ResultsService:
             ev = self.notifier.hold(tid)
             try:
                 try:
-                    (res,) = await self.store.get([tid])
+                    # A result this process has just written as final is not read back.
+                    res = self.store.ended_here([tid]).get(tid) or (await self.store.get([tid]))[0]
                 except Exception as exc:  # noqa: BLE001 - Redis away: try again until the deadline
                     failures += 1
                     left = deadline - time.monotonic()
