@@ -106,6 +106,8 @@ func (w *Worker) runOne(a *pb.Assignment) (outcome *pb.Outcome) {
 		return fail(out, pb.OutcomeKind_OUTCOME_KIND_CANCELLED, "tasktide.Cancelled", "cancelled before it started", "")
 	}
 	defer w.pool.end(t.GetId(), att)
+	started := time.Now()
+	defer func() { w.pool.credit.observe(time.Since(started)) }() // the run, hooks included
 	for _, h := range w.opts.Hooks {
 		var finished func(AttemptOutcome)
 		ctx, finished = h.StartAttempt(ctx, *info)

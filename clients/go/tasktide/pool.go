@@ -14,7 +14,8 @@ import (
 // wait here and are sent on the next session, which is granted only the credit not taken by
 // them: a registry restart neither runs a task twice nor runs more than Concurrency at once.
 type pool struct {
-	capacity int                     // Concurrency + Prefetch: leases held at most
+	credit   *creditWindow           // the credit granted, and what it moves toward
+	capacity int                     // the largest credit window: leases held at most
 	ready    chan *pb.Assignment     // assignments not started yet
 	outcomes chan *pb.Outcome        // finished attempts not sent yet
 	stopExec chan struct{}           // closed on drain: executors take nothing new
@@ -31,8 +32,11 @@ type pool struct {
 	stopOnce      sync.Once
 }
 
-func newPool(capacity int) *pool {
+func newPool(concurrency, prefetch int) *pool {
+	credit := newCreditWindow(concurrency, prefetch)
+	capacity := credit.maxWindow()
 	return &pool{
+		credit:   credit,
 		capacity: capacity,
 		ready:    make(chan *pb.Assignment, capacity),
 		outcomes: make(chan *pb.Outcome, capacity),
@@ -42,11 +46,12 @@ func newPool(capacity int) *pool {
 	}
 }
 
-// freeCredit is the credit a new session may grant: what the leases still held leave free.
+// freeCredit is the credit a new session may grant: what the leases still held (waiting,
+// running, or their outcomes unsent) leave free of the window's target; none beyond it.
 func (p *pool) freeCredit() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return max(p.capacity-len(p.held), 0)
+	return p.credit.open(len(p.held))
 }
 
 // hold records an assignment; false when the pool is full (the registry sent more than granted).

@@ -189,9 +189,10 @@ func (s *session) release(refs []*pb.LeaseRef) int {
 	return len(refs)
 }
 
-// write is the only sender on the stream: it batches outcomes, each batch returning its credit,
-// and passes other messages through, with the latest progress reports of the pool. It returns nil once the pool's outcomes are closed and
-// flushed and closeReq is closed. A batch it could not send is kept for the next session.
+// write is the only sender on the stream: it batches outcomes, each batch returning credit that
+// moves the window toward its target, and passes other messages through, with the latest progress
+// reports of the pool. It returns nil once the pool's outcomes are closed and flushed and closeReq
+// is closed. A batch it could not send is kept for the next session.
 func (s *session) write() error {
 	if err := s.flushOthers(); err != nil { // progress left by a lost session first
 		return err
@@ -248,9 +249,9 @@ func (s *session) write() error {
 }
 
 func (s *session) sendOutcomes(batch []*pb.Outcome) error {
-	credit := uint32(len(batch))
-	if s.p.stopping.Load() {
-		credit = 0
+	var credit uint32 // draining: no credit returns
+	if !s.p.stopping.Load() {
+		credit = uint32(s.p.credit.returned(len(batch)))
 	}
 	// Messages queued before these outcomes, and the progress of the same tasks, go first.
 	err := s.flushOthers()

@@ -18,7 +18,7 @@ import (
 type WorkerOptions struct {
 	Queues      []string     // consumed in this order; default ["default"]
 	Concurrency int          // tasks run at once; default 4
-	Prefetch    int          // assignments held beyond Concurrency; default 3 * Concurrency
+	Prefetch    int          // assignments held beyond Concurrency; default follows task length (3 to 32 per slot)
 	WorkerID    string       // default hostname-pid-random
 	MaxBatch    int          // outcomes sent in one message at most; default 256
 	Logger      *slog.Logger // default slog.Default()
@@ -62,8 +62,8 @@ func NewWorker(client *Client, opts WorkerOptions) *Worker {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 4
 	}
-	if opts.Prefetch <= 0 {
-		opts.Prefetch = 3 * opts.Concurrency
+	if opts.Prefetch < 0 {
+		opts.Prefetch = 0 // follows task length
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 256
@@ -147,7 +147,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		return errors.New("tasktide: worker is already running")
 	}
 	w.running = true
-	w.pool = newPool(w.opts.Concurrency + w.opts.Prefetch)
+	w.pool = newPool(w.opts.Concurrency, w.opts.Prefetch)
 	w.base = context.WithoutCancel(ctx)
 	if w.opts.BaseContext != nil {
 		w.base = w.opts.BaseContext()
