@@ -74,8 +74,11 @@ class ResultsStore:
     async def record(self, events: list[task_pb2.TaskEvent]) -> list[bool]:
         if not events:
             return []
+        def build(pipe: Pipeline) -> None:
+            self.build_record(pipe, events)
+
         try:
-            replies = await run_pipeline(self.redis, lambda pipe: self.build_record(pipe, events), self._s)
+            replies = await run_pipeline(self.redis, build, self._s)
         except BaseException:
             self.recorded(events, [])
             raise
