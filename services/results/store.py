@@ -74,6 +74,7 @@ class ResultsStore:
     async def record(self, events: list[task_pb2.TaskEvent]) -> list[bool]:
         if not events:
             return []
+
         def build(pipe: Pipeline) -> None:
             self.build_record(pipe, events)
 
