@@ -13,7 +13,6 @@ import functools
 import logging
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -27,16 +26,12 @@ from tasktide_services.common.lua import LuaFile, Script, load_scripts, preload,
 from tasktide_services.common.settings import IndexSettings
 from tasktide_services.results import keys
 from tasktide_services.results.index import TaskIndex
+from tasktide_services.results.recent import RecentFinals
 
 log = logging.getLogger("tasktide.results")
 SCRIPTS = LuaFile(Path(__file__).with_name("scripts.lua"), keys.LUA_CONSTANTS)
 EXPIRED = 2  # events_after: the timeline expired, the latest event stands for it
 TIMELINE_EXPIRED = "the earlier events of this task are no longer kept (its timeline expired)"
-# Results this process wrote as final (`recorded`), kept for its own followers: a Follow stream
-# woken by the recording answers from them, without reading the result back. Only for so long (a
-# follower that reads later reads Redis) and at most so many.
-ENDED_SECONDS = 2.0
-ENDED_KEPT = 4096
 
 
 class ResultsStore:
@@ -63,7 +58,8 @@ class ResultsStore:
         self._legacy_until: int | None = None  # Unix ms until which a :st hash may exist (keys.py)
         self._s = load_scripts(redis, SCRIPTS)
         self.index = TaskIndex(index or IndexSettings(), self._s)
-        self._ended: OrderedDict[str, tuple[float, Stored]] = OrderedDict()  # id -> (when, result)
+        # Results this process wrote as final (`recorded`), for its own followers (`ended_here`).
+        self._ended: RecentFinals[Stored] = RecentFinals()
         # Ends this process's messages on the channel (keys.EVENTS): its notifier knows its own.
         self.origin = keys.ORIGIN_MARK + uuid.uuid4().hex[:12]
 
@@ -92,31 +88,22 @@ class ResultsStore:
         `on_final` the tasks that ended. Called with no replies when the pipeline failed (what it
         wrote is unknown): the followers then read the tasks from Redis. Either way it must be
         called: the channel's message from this process wakes no follower here."""
-        now = time.monotonic()
         by_task = _by_task(events)
         for tid in by_task:
-            self._ended.pop(tid, None)  # a reopened task's earlier result is not handed out
+            self._ended.drop(tid)  # a reopened task's earlier result is not handed out
         for (tid, evs), reply in zip(by_task.items(), replies, strict=False):
             written = reply[-1] if isinstance(reply, list) and len(reply) > len(evs) else None
             if isinstance(written, bytes):
-                self._ended[tid] = (now, _parse(written))
-        while len(self._ended) > ENDED_KEPT:
-            self._ended.popitem(last=False)
+                self._ended.put(tid, _parse(written), len(written))
         if self.on_final is not None:
             ended = [e.task_id for e in events if is_final(e.state) and not e.progress_only]
             if ended:
                 self.on_final(ended)
 
     def ended_here(self, task_ids: list[str]) -> dict[str, task_pb2.TaskResult]:
-        """The final results among `task_ids` that this process wrote in the last ENDED_SECONDS
-        (as `get` would read them now)."""
-        oldest = time.monotonic() - ENDED_SECONDS
-        while self._ended:
-            first = next(iter(self._ended.values()))
-            if first[0] >= oldest:
-                break
-            self._ended.popitem(last=False)
-        return {tid: _result(tid, kept[1]) for tid in task_ids if (kept := self._ended.get(tid)) is not None}
+        """The final results among `task_ids` that this process has just written (recent.py), as
+        `get` would read them now."""
+        return {tid: _result(tid, st) for tid, st in self._ended.get(task_ids).items()}
 
     def build_record(self, pipe: Pipeline, events: list[task_pb2.TaskEvent]) -> int:
         """`record` onto a pipeline of the caller's: one script per task (its events in order),
