@@ -66,7 +66,8 @@ class ResultsService:
             try:
                 try:
                     # A result this process has just written as final is not read back.
-                    res = self.store.ended_here([tid]).get(tid) or (await self.store.get([tid]))[0]
+                    here = self.store.ended_here([tid])
+                    (res,) = [here[tid]] if tid in here else await self.store.get([tid])
                 except Exception as exc:  # noqa: BLE001 - Redis away: try again until the deadline
                     failures += 1
                     left = deadline - time.monotonic()

@@ -33,9 +33,9 @@ export class Worker {
   /**
    * Options: queues (consumed in order, default ['default']), concurrency (default 4), prefetch
    * (assignments held beyond concurrency; by default it follows the length of the tasks, from 3 to
-   * 32 per slot: credit.js), workerId, maxBatch (outcomes per
-   * message, default 256), handleSignals (drain on SIGTERM/SIGINT, default false), logger (console),
-   * shutdownTimeout (seconds stop() waits for running tasks before giving them back; default none).
+   * 32 per slot: credit.js), workerId, maxBatch (outcomes per message, default 256), handleSignals
+   * (drain on SIGTERM/SIGINT, default false), logger (console), shutdownTimeout (seconds stop()
+   * waits for running tasks before giving them back; default none).
    */
   constructor(client, options = {}) {
     this.client = client;
