@@ -20,6 +20,8 @@ MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last instant 
 _STRING = re.compile(rb'"(?:[^"\\]+|\\.)*"')  # a JSON string, escapes included
 _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 _BRACKETS = bytes.maketrans(b"{}", b"[]")
+_DECODER = json.JSONDecoder()
+_JSON_SPACE = " \t\n\r"
 
 
 def task_id(value: str) -> str:
@@ -51,6 +53,21 @@ def too_deep(data: bytes, limit: int) -> bool:
     return True
 
 
+def json_value(data: bytes) -> object:
+    """The value of JSON text in UTF-8 (a byte order mark allowed), as json.loads gives it, at a
+    third of its cost for the short texts of task arguments (json.loads first detects which of five
+    encodings bytes are in). Raises ValueError, of which UnicodeDecodeError is one, for bytes that
+    are not such text."""
+    text = data.decode()
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    text = text.strip(_JSON_SPACE)
+    value, end = _DECODER.raw_decode(text)
+    if end != len(text):
+        raise ValueError(f"extra data at character {end}")
+    return value
+
+
 def _json_payload(p: task_pb2.Payload, what: str, kind: type, limits: Limits) -> None:
     which = p.WhichOneof("kind")
     if which is None:
@@ -62,7 +79,7 @@ def _json_payload(p: task_pb2.Payload, what: str, kind: type, limits: Limits) ->
     if too_deep(p.json, limits.max_json_depth):
         raise InvalidArgument(f"{what} are nested more than {limits.max_json_depth} levels deep")
     try:
-        value = json.loads(p.json) if p.json else kind()
+        value = json_value(p.json) if p.json else kind()
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidArgument(f"{what} is not valid JSON: {exc}") from None
     except RecursionError:
@@ -113,7 +130,7 @@ def times(s: task_pb2.TaskSpec, limits: Limits) -> None:
     most = limits.max_delay_seconds
     seconds(s.countdown, "countdown", most)
     unix_ms(s.eta_ms, "eta")
-    if s.eta_ms > time.time() * 1000 + most * 1000:
+    if s.eta_ms and s.eta_ms > time.time() * 1000 + most * 1000:
         raise InvalidArgument(f"eta is more than {most:.0f} seconds ahead")
     unix_ms(s.expires_ms, "expires")
     for value, what in ((s.time_limit, "time_limit"), (s.soft_time_limit, "soft_time_limit")):

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,6 +37,7 @@ from tasktide_services.common.auth import SERVICE, Caller
 from tasktide_services.common.errors import InvalidArgument, ServiceError, Unavailable, reported
 from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
+from tasktide_services.common.ids import new_id, new_ids
 from tasktide_services.common.layout import WORKFLOW_HEADERS
 from tasktide_services.common.partitions import Partitions
 from tasktide_services.common.settings import Limits
@@ -68,13 +68,17 @@ RATE_LIMIT = Need("rate-limit slot", lambda s: bool(s.rate_limit))
 NEEDS: tuple[Need, ...] = (DELAYED, IDEMPOTENCY, RATE_LIMIT)
 
 
+NO_NEEDS: frozenset[Need] = frozenset()
+
+
 def needs(spec: task_pb2.TaskSpec) -> frozenset[Need]:
     """What of the scheduler's state `spec` needs; empty: it may be queued as it is, at once."""
-    return frozenset(n for n in NEEDS if n.applies(spec))
+    found = [n for n in NEEDS if n.applies(spec)]
+    return frozenset(found) if found else NO_NEEDS
 
 
 def new_task(spec: task_pb2.TaskSpec, now: int, task_id: str = "") -> task_pb2.Task:
-    return task_pb2.Task(id=task_id or uuid.uuid4().hex, spec=spec, state=S.TASK_STATE_QUEUED, created_ms=now)
+    return task_pb2.Task(id=task_id or new_id(), spec=spec, state=S.TASK_STATE_QUEUED, created_ms=now)
 
 
 def _scoped_key(spec: task_pb2.TaskSpec) -> str:
@@ -164,7 +168,7 @@ class Admission:
         now = now_ms()
         for s in specs:  # checked: a queue name as given (and stored), never a partition's
             s.queue = self._partitions.choose(s.queue, s.priority)
-        tasks = [new_task(s, now, tid) for s, tid in zip(specs, ids or [""] * len(specs), strict=True)]
+        tasks = [new_task(s, now, tid) for s, tid in zip(specs, ids or new_ids(len(specs)), strict=True)]
         plans = [needs(t.spec) for t in tasks]
         responses = [scheduler_pb2.SubmitResponse(task_id=t.id) for t in tasks]
         keyed = [i for i, plan in enumerate(plans) if IDEMPOTENCY in plan]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Sequence
 from typing import TypeAlias
 
@@ -28,6 +27,7 @@ from tasktide_services.common import tenancy, validate
 from tasktide_services.common.auth import current_caller
 from tasktide_services.common.errors import InvalidArgument, NotFound, ResourceExhausted
 from tasktide_services.common.events import event
+from tasktide_services.common.ids import new_id, new_ids
 from tasktide_services.common.layout import WORKFLOW_HEADERS
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import Limits
@@ -89,7 +89,7 @@ class WorkflowService:
         if total > self.limits.max_workflow_tasks:
             raise ResourceExhausted(f"a workflow of {total} tasks; the limit is {self.limits.max_workflow_tasks}")
         caller = current_caller()
-        wf = W.SubmitWorkflowResponse(workflow_id=uuid.uuid4().hex)
+        wf = W.SubmitWorkflowResponse(workflow_id=new_id())
         for n, st in enumerate(req.stages):
             stage = wf.stages.add(group=st.group)
             stage.tasks.extend(st.tasks)
@@ -99,7 +99,7 @@ class WorkflowService:
                 # A later stage may be submitted again (a repeated report): its keys make that
                 # harmless. The first is submitted once, here, under a new id: it needs none.
                 s.idempotency_key = f"wf:{wf.workflow_id}:{n}:{i}" if n else ""
-            stage.task_ids.extend(uuid.uuid4().hex for _ in st.tasks)
+            stage.task_ids.extend(new_ids(len(st.tasks)))
         await self.store.create(wf)
         try:
             await self._submit(wf.stages[0].tasks, wf.stages[0].task_ids)
