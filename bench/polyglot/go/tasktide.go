@@ -3,11 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"sync"
 
 	"github.com/tasktide/tasktide/clients/go/tasktide"
 )
 
-const batch = 1000 // tasks per SubmitBatch call
+const (
+	batch    = 1000 // tasks per SubmitBatch call
+	inFlight = 4    // SubmitBatch calls at once
+)
 
 type tasktideSystem struct {
 	client   *tasktide.Client
@@ -29,17 +33,28 @@ func (s *tasktideSystem) submitOne(queue string) error {
 }
 
 func (s *tasktideSystem) submitMany(queue, name string, n int) error {
-	calls := make([]tasktide.Call, 0, batch)
-	for sent := 0; sent < n; sent += len(calls) {
-		calls = calls[:0]
+	// Calls of `batch` tasks, up to `inFlight` at once: the scheduler admits one call while
+	// Redis writes another (Asynq's bulk row enqueues from 16 goroutines).
+	errs := make(chan error, (n+batch-1)/batch)
+	slots := make(chan struct{}, inFlight)
+	var wg sync.WaitGroup
+	for sent := 0; sent < n; sent += batch {
+		calls := make([]tasktide.Call, 0, min(batch, n-sent))
 		for i := sent; i < n && len(calls) < batch; i++ {
 			calls = append(calls, tasktide.Call{Name: name, Options: []tasktide.SubmitOption{tasktide.WithQueue(queue)}})
 		}
-		if _, err := s.client.SubmitBatch(s.ctx, calls...); err != nil {
-			return err
-		}
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			if _, err := s.client.SubmitBatch(s.ctx, calls...); err != nil {
+				errs <- err
+			}
+		}()
 	}
-	return nil
+	wg.Wait()
+	close(errs)
+	return <-errs // nil when every call succeeded
 }
 
 func (s *tasktideSystem) startWorker(queue string, concurrency int, done func()) (func(), error) {
