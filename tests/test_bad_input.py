@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import grpc
@@ -82,6 +83,17 @@ def _submit(channel, **spec):
         ({"name": "t.add", "args": task_pb2.Payload(json=b"{not json")}, INVALID, "not valid JSON"),
         ({"name": "t.add", "args": task_pb2.Payload(json=b"{}")}, INVALID, "JSON array"),
         ({"name": "t.add", "countdown": -1}, INVALID, "countdown"),
+        ({"name": "t.add", "countdown": float("nan")}, INVALID, "countdown"),
+        ({"name": "t.add", "countdown": 1e12}, INVALID, "countdown"),
+        ({"name": "t.add", "eta_ms": -1}, INVALID, "eta"),
+        ({"name": "t.add", "eta_ms": 10**17}, INVALID, "eta"),
+        ({"name": "t.add", "eta_ms": int(time.time() * 1000) + 400 * 366 * 86_400_000}, INVALID, "eta is more"),
+        ({"name": "t.add", "expires_ms": -1}, INVALID, "expires"),
+        ({"name": "t.add", "time_limit": float("nan")}, INVALID, "time_limit"),
+        ({"name": "t.add", "soft_time_limit": float("inf")}, INVALID, "soft_time_limit"),
+        ({"name": "t.add", "soft_time_limit": -0.5}, INVALID, "soft_time_limit"),
+        ({"name": "t.add", "retry": task_pb2.RetryPolicy(backoff_base=-1)}, INVALID, "retry backoff"),
+        ({"name": "t.add", "retry": task_pb2.RetryPolicy(backoff_max=float("inf"))}, INVALID, "backoff_max"),
         (
             {"name": "t.add", "args": task_pb2.Payload(json=b"[" + b"1," * 600_000 + b"1]")},
             grpc.StatusCode.RESOURCE_EXHAUSTED,

@@ -42,8 +42,8 @@ def too_deep(data: bytes, limit: int) -> bool:
     found without recursion and without parsing: with strings and everything but brackets taken
     out, each pass removes the innermost pairs, so the brackets are gone after `depth` passes.
     Unbalanced brackets are left to the parser to report."""
-    if data.count(b"[") + data.count(b"{") <= limit:
-        return False
+    if len(data) <= limit or data.count(b"[") + data.count(b"{") <= limit:
+        return False  # each level opens with a bracket
     brackets = _STRING.sub(b"", data).translate(_BRACKETS, _NOT_BRACKETS)
     for _ in range(limit):
         inner = brackets.replace(b"[]", b"")
@@ -76,10 +76,11 @@ def _json_payload(p: task_pb2.Payload, what: str, kind: type, limits: Limits) ->
         if kind is dict:
             raise InvalidArgument(f"{what} must be JSON")
         return
-    if too_deep(p.json, limits.max_json_depth):
+    data = p.json
+    if too_deep(data, limits.max_json_depth):
         raise InvalidArgument(f"{what} are nested more than {limits.max_json_depth} levels deep")
     try:
-        value = json_value(p.json) if p.json else kind()
+        value = json_value(data) if data else kind()
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidArgument(f"{what} is not valid JSON: {exc}") from None
     except RecursionError:
@@ -128,6 +129,17 @@ def unix_ms(value: int, what: str) -> int:
 def times(s: task_pb2.TaskSpec, limits: Limits) -> None:
     """Every time in a spec, where it enters: countdown, eta, expiry, time limits, retry backoff."""
     most = limits.max_delay_seconds
+    retry = s.retry
+    if (
+        0.0 <= s.countdown <= most
+        and not s.eta_ms
+        and 0 <= s.expires_ms <= MAX_TIME_MS
+        and 0.0 <= s.time_limit < math.inf
+        and 0.0 <= s.soft_time_limit < math.inf
+        and 0.0 <= retry.backoff_base <= most
+        and 0.0 <= retry.backoff_max <= most
+    ):
+        return  # the usual spec, in one expression; the checks below say what is wrong
     seconds(s.countdown, "countdown", most)
     unix_ms(s.eta_ms, "eta")
     if s.eta_ms and s.eta_ms > time.time() * 1000 + most * 1000:
