@@ -1,4 +1,4 @@
-"""New ids for tasks, workflows and sessions: 32 lowercase hex characters, random, in the form of
+"""New ids for tasks and workflows: 32 lowercase hex characters, random, in the form of
 a version-4 UUID's hex (what `uuid.uuid4().hex` gives, which validate.TASK_ID accepts).
 
 `new_ids(n)` draws the randomness of n ids with one `os.urandom` call: a batch of 1,000 tasks

@@ -100,9 +100,10 @@ def spec(s: task_pb2.TaskSpec, limits: Limits) -> None:
     s.queue = queue_name(s.queue, limits)
     if not PRIORITY_MIN <= s.priority <= PRIORITY_MAX:
         raise InvalidArgument(f"priority {s.priority} is out of range {PRIORITY_MIN}..{PRIORITY_MAX}")
-    size = s.args.ByteSize() + s.kwargs.ByteSize()
-    if size > limits.max_payload_bytes:
-        raise ResourceExhausted(f"payload is {size} bytes; the limit is {limits.max_payload_bytes}")
+    if s.ByteSize() > limits.max_payload_bytes:  # the payload is within the spec: counted only then
+        size = s.args.ByteSize() + s.kwargs.ByteSize()
+        if size > limits.max_payload_bytes:
+            raise ResourceExhausted(f"payload is {size} bytes; the limit is {limits.max_payload_bytes}")
     times(s, limits)
     if len(s.idempotency_key) > 256:
         raise InvalidArgument("idempotency key is longer than 256 characters")
