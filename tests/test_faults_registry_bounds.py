@@ -89,3 +89,23 @@ def test_empty_unused_queues_and_stale_workers_are_forgotten(tmp_path: Path) -> 
         assert done in await store.queues()
 
     _run(tmp_path, body)
+
+
+def test_an_unreadable_parked_retry_does_not_hold_back_the_others(tmp_path: Path, caplog: Any) -> None:
+    """The reaper hands over next attempts the scheduler never took (:retrying). One that cannot be
+    parsed (a poison entry) is logged and left parked; the others in the same queue still come back."""
+
+    async def body(store: RegistryStore, redis: Any) -> None:
+        q = "retry-q"
+        k = keys.queue_keys(q)
+        good = _tasks(q, 2)
+        for t in good:
+            await redis.hset(k.retrying, t.id, t.SerializeToString())
+        await redis.hset(k.retrying, "f" * 32, b"\xff\xff not a task")
+        await redis.zadd(k.retry_at, {t.id: 1_000 for t in good} | {"f" * 32: 1_000})
+        parked = await store.stuck_retries(q, 2_000)
+        assert sorted(t.id for t in parked) == sorted(t.id for t in good)
+        assert await redis.hexists(k.retrying, "f" * 32), "the unreadable entry is left where it was"
+
+    _run(tmp_path, body)
+    assert any("f" * 32 in r.getMessage() and "cannot be read" in r.getMessage() for r in caplog.records)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from google.protobuf.message import DecodeError
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
@@ -256,11 +257,22 @@ class RegistryStore:
                 await pipe.execute()
 
     async def stuck_retries(self, queue: str, before_ms: int) -> list[task_pb2.Task]:
+        """Next attempts parked in :retrying since before `before_ms` (the scheduler never took
+        them). One that cannot be read is logged and left there: the others are still handed over."""
         k = keys.queue_keys(queue)
         ids: Any = await self.redis.zrangebyscore(k.retry_at, "-inf", before_ms, start=0, num=500)
         if not ids:
             return []
-        return [task_pb2.Task.FromString(v) for v in await self.redis.hmget(k.retrying, ids) if v]
+        out: list[task_pb2.Task] = []
+        for tid, value in zip(ids, await self.redis.hmget(k.retrying, ids), strict=True):
+            if not value:
+                continue
+            try:
+                out.append(task_pb2.Task.FromString(value))
+            except DecodeError:
+                name = tid.decode() if isinstance(tid, bytes) else tid
+                log.warning("queue %s: the next attempt of task %s cannot be read; it stays parked", queue, name)
+        return out
 
     async def trim_dead(self, queue: str, before_ms: int, keep: int, limit: int = 1000) -> int:
         """Forget dead tasks of `queue` dead before `before_ms`, then the oldest beyond `keep`."""
