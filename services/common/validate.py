@@ -81,7 +81,7 @@ def _json_payload(p: task_pb2.Payload, what: str, kind: type, limits: Limits) ->
         raise InvalidArgument(f"{what} are nested more than {limits.max_json_depth} levels deep")
     try:
         value = json_value(data) if data else kind()
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # UnicodeDecodeError included
         raise InvalidArgument(f"{what} is not valid JSON: {exc}") from None
     except RecursionError:
         raise InvalidArgument(f"{what} are nested too deeply") from None
