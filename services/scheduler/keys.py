@@ -7,7 +7,9 @@ tt:s:idem:{key}       STRING  task id submitted under an idempotency key; "?" + 
 tt:s:rate:{name}      STRING  the next free slot (Unix ms) under the task name's rate limit
 tt:s:delayed          ZSET    task id -> Unix ms when it may run (countdown, ETA, retry backoff)
 tt:s:{tt:s:delayed}:moving
-                      ZSET    task id -> deadline; claimed from :delayed, being handed to the registry
+                      ZSET    task id -> deadline; being handed to the registry: claimed from
+                              :delayed, or a runnable task submitted under an idempotency key
+                              (writing.py, PeerWriter); due again after its deadline
 
 The two sets of delayed tasks (`DelayedKeys`) are the KEYS of one script, so they share a slot: the
 hash tag of :moving is the whole name of the delayed set, which has no tag (it keeps the name it

@@ -17,11 +17,10 @@ from tasktide.v1 import task_pb2
 from tasktide_services.common.events import now_ms
 from tasktide_services.common.loop import run_forever
 from tasktide_services.scheduler.admission import Admission
-from tasktide_services.scheduler.store import SchedulerStore
+from tasktide_services.scheduler.store import HANDOVER_MS, SchedulerStore
 
 log = logging.getLogger("tasktide.scheduler.pump")
 
-HANDOVER_MS = 30_000
 BATCH = 500
 IDLE_MAX = 1.0  # seconds: the longest sleep between two reads of the delayed set
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)

@@ -7,12 +7,18 @@ An idempotency key is claimed before its task is written, as a pending claim tha
 CLAIM_MS (`claim_idempotency`). The write that accepts the task confirms it in the same round trip
 (`build_confirm`, script idem_confirm), and a failed write lets it go (`release_idempotency`), so a
 key never names a task that was not written for longer than CLAIM_MS.
+
+A task is in :moving while it is handed to the registry: taken there from the delayed set when due
+(`claim_due`), or put there with its record by a writer that confirms a task's key before the
+registry has the task (writing.py, `PeerWriter`). One left there past its deadline (HANDOVER_MS: the
+scheduler that was handing it over died) is due again for any replica's pump.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -22,12 +28,14 @@ from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import task_pb2
 from tasktide_services.common.alarm import Alarm
+from tasktide_services.common.events import now_ms
 from tasktide_services.common.lua import LuaFile, Script, load_scripts, preload, run_pipeline
 from tasktide_services.scheduler import keys
 
 SCRIPTS = LuaFile(Path(__file__).with_name("scripts.lua"), keys.LUA_CONSTANTS)
 CLAIM_MS = 15_000  # a claimed key whose task was neither written nor refused is free again after this
 PENDING = "?"  # prefix of a claim whose task is being written (keys.idem)
+HANDOVER_MS = 30_000  # a task in :moving longer than this is handed over again
 
 log = logging.getLogger("tasktide.scheduler")
 
@@ -97,26 +105,46 @@ class SchedulerStore:
         return self._s
 
     async def save(
-        self, tasks: list[task_pb2.Task], delayed: list[tuple[str, int]], claims: list[Claim] | None = None
+        self,
+        tasks: list[task_pb2.Task],
+        delayed: list[tuple[str, int]],
+        claims: list[Claim] | None = None,
+        moving: list[str] | None = None,
     ) -> None:
-        """Write task records, add (id, eta ms) to the delayed set and confirm the idempotency
-        keys of these tasks, in one round trip."""
+        """Write task records, add (id, eta ms) to the delayed set, put the `moving` ids in
+        :moving (their records among `tasks`; see `handed_over`) and confirm the idempotency keys
+        of these tasks, in one round trip."""
 
         def build(pipe: Pipeline) -> None:
-            self.build_save(pipe, tasks, delayed)
+            self.build_save(pipe, tasks, delayed, moving or ())
             self.build_confirm(pipe, claims or [])
 
         await run_pipeline(self.redis, build, self._s)
 
-    def build_save(self, pipe: Pipeline, tasks: list[task_pb2.Task], delayed: list[tuple[str, int]]) -> None:
-        """`save` onto a pipeline of the caller's. A record of a task put in the delayed set has no
-        expiry until the task leaves it (`handed_over`, `unschedule`)."""
-        waiting = {tid for tid, _ in delayed}
+    def build_save(
+        self, pipe: Pipeline, tasks: list[task_pb2.Task], delayed: list[tuple[str, int]], moving: Sequence[str] = ()
+    ) -> None:
+        """`save` onto a pipeline of the caller's. A record of a task put in the delayed set or in
+        :moving has no expiry until the task leaves it (`handed_over`, `unschedule`)."""
+        kept = {tid for tid, _ in delayed}.union(moving)
         for t in tasks:
-            pipe.set(keys.task(t.id), t.SerializeToString(), px=None if t.id in waiting else self.expire_ms)
+            pipe.set(keys.task(t.id), t.SerializeToString(), px=None if t.id in kept else self.expire_ms)
         if delayed:
             pipe.zadd(keys.DELAYED, {tid: eta for tid, eta in delayed})
             self.delayed_alarm.notify(min(eta for _, eta in delayed))
+        if moving:
+            deadline = now_ms() + HANDOVER_MS
+            pipe.zadd(keys.MOVING, dict.fromkeys(moving, deadline))
+
+    async def unsave(self, task_ids: list[str]) -> None:
+        """Tasks `save` put in :moving that were not handed over after all (the caller reports the
+        failure): their records and places are deleted."""
+        if task_ids:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(keys.MOVING, *task_ids)
+                for tid in task_ids:  # one key per command: records lie in other slots of a cluster
+                    pipe.delete(keys.task(tid))
+                await pipe.execute()
 
     async def load(self, task_ids: list[str]) -> list[task_pb2.Task | None]:
         """The records of these tasks; None for one that is missing (or unreadable: logged)."""
@@ -140,7 +168,7 @@ class SchedulerStore:
         return [i.decode() for i in ids], at
 
     async def handed_over(self, task_ids: list[str]) -> None:
-        """These due tasks left the delayed set: their records now expire with the results."""
+        """These tasks of :moving are the registry's now: their records expire with the results."""
         if task_ids:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.zrem(keys.MOVING, *task_ids)

@@ -9,13 +9,18 @@ wired (`writer_for`), never per submission.
   the results service and the registry.
 
 Either way the order is the same: records and delayed set, events, ready queues, and with them the
-idempotency keys claimed for these tasks are confirmed (store.py): with the pipeline, in it; with
-calls, a delayed task's key with its record, a runnable task's key once its queue has it.
+idempotency keys claimed for these tasks are confirmed (store.py). With the pipeline, in it. With
+calls, in the first write, here: a runnable task with a key is written there too, with its record
+and a place in :moving, and leaves :moving once the registry has it. A scheduler that dies before
+that leaves the task for any replica's pump to hand over after store.HANDOVER_MS, and its key names
+it all along: a retry of the submission, or a schedule's stranded occurrence submitted again, is
+answered with it, never admitted as a second task.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,6 +30,8 @@ from tasktide.v1 import results_pb2, task_pb2, worker_pb2
 from tasktide_services.common.lua import run_pipeline
 from tasktide_services.common.peers import Handover, Peers, RegistryServicer, ResultsWrites
 from tasktide_services.scheduler.store import Claim, SchedulerStore
+
+log = logging.getLogger("tasktide.scheduler")
 
 
 @dataclass
@@ -60,17 +67,28 @@ class PeerWriter:
         self._peers = peers
 
     async def write(self, accepted: Accepted, /) -> None:
-        waiting = {tid for tid, _ in accepted.delayed}
-        now = [c for c in accepted.claims if c.task_id in waiting]
-        later = [c for c in accepted.claims if c.task_id not in waiting]
-        if accepted.records or accepted.delayed:
-            await self._store.save(accepted.records, accepted.delayed, now)
+        keyed = {c.task_id for c in accepted.claims}
+        moving = [t for t in accepted.runnable if t.id in keyed]
+        moving_ids = [t.id for t in moving]
+        if accepted.records or accepted.delayed or accepted.claims:
+            await self._store.save(accepted.records + moving, accepted.delayed, accepted.claims, moving_ids)
         if accepted.events:
             await self._peers.results.Record(results_pb2.RecordRequest(events=accepted.events))
         if accepted.runnable:
-            await self._peers.registry.Enqueue(worker_pb2.EnqueueRequest(tasks=accepted.runnable))
-        if later:
-            await self._store.save([], [], later)
+            try:
+                await self._peers.registry.Enqueue(worker_pb2.EnqueueRequest(tasks=accepted.runnable))
+            except Exception:  # a refusal or an unreached registry; a cancelled write leaves them to the pump
+                await self._unsave(moving_ids)
+                raise
+        await self._store.handed_over(moving_ids)
+
+    async def _unsave(self, task_ids: list[str]) -> None:
+        """The registry refused or was not reached: the tasks put in :moving are taken out again, so
+        that only the error is reported (when this fails too, the pump hands them over later)."""
+        try:
+            await self._store.unsave(task_ids)
+        except Exception:  # noqa: BLE001 - the registry's error is the one to report
+            log.exception("taking %d tasks out of :moving after a failed enqueue failed", len(task_ids))
 
 
 class PipelineWriter:

@@ -4,11 +4,17 @@ its own (the workers reconnect, the leases of the killed workers expire and thei
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from pathlib import Path
 
 import pytest
+import redis
 
+from tasktide import Client, ClientSettings
+from tasktide_services.scheduler import keys
+from tasktide_services.scheduler.store import HANDOVER_MS, PENDING
 from tests.faults.conftest import make_rig
 from tests.processes import SERVICES
 
@@ -26,10 +32,6 @@ def test_sigkill_workers_under_load(tmp_path: Path, queue_name: str) -> None:
         ids = load.join()
         fig = rig.count(f"SIGKILL of a worker, {KILLS} times in 3 s, under load", ids, ended)
     rig.assert_held(fig)
-
-
-# The registry refusing Enqueue while it is down makes Submit fail after it claimed the idempotency
-# key: the producer's retry with that key gets the id of a task that was never written.
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -60,4 +62,77 @@ def test_sigkill_and_restart_of_the_scheduler_under_eight_producer_threads(tmp_p
         ids = load.join()
         fig = rig.count("SIGKILL of the scheduler under 8 producer threads, restarted 1 s later", ids, ended)
     assert load.refused > 0  # the kill did catch submissions in flight
+    rig.assert_held(fig)
+
+
+def _held(r: redis.Redis, key: str, timeout: float = 10.0) -> str:
+    """What the idempotency key holds once the scheduler has claimed it ("" if it never did)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = r.get(keys.idem(key))
+        if value is not None:
+            return str(value.decode())
+        time.sleep(0.01)
+    return ""
+
+
+@pytest.mark.timeout(180)
+def test_sigkill_of_the_scheduler_while_the_registry_takes_a_task_submitted_under_a_key(
+    tmp_path: Path, queue_name: str
+) -> None:
+    """The registry is SIGSTOPped, so the scheduler's Enqueue of a task submitted under an
+    idempotency key waits; the scheduler is SIGKILLed meanwhile and started again. The submission
+    was never answered. Its retry is answered with the task written before the kill, not refused
+    while a pending claim lapses and then admitted as a second task; that task runs (the pump hands
+    it over after store.HANDOVER_MS, or the registry had it) and keeps one result."""
+    key = f"{queue_name}-once"
+    with make_rig(tmp_path, queue_name) as rig:
+        r = redis.Redis.from_url(rig.redis.url)
+        registry = rig.cluster.procs["registry"]
+        first: list[object] = []
+
+        def submit_first() -> None:
+            with Client(settings=ClientSettings.from_env(rig.cluster.env)) as c:
+                try:
+                    first.append(c.submit("t.marked", [str(rig.markers), 0.0], queue=rig.queue, idempotency_key=key).id)
+                except Exception as exc:  # noqa: BLE001 - the scheduler dies under it
+                    first.append(exc)
+
+        registry.send_signal(signal.SIGSTOP)
+        try:
+            thread = threading.Thread(target=submit_first, daemon=True)
+            thread.start()
+            held = _held(r, key)
+            time.sleep(0.5)  # the scheduler's Enqueue is on its way to the stopped registry
+            rig.cluster.kill("scheduler")
+        finally:
+            registry.send_signal(signal.SIGCONT)
+        written = held.removeprefix(PENDING)
+        rig.cluster.start("scheduler")
+        restarted = time.monotonic()
+        refused = 0
+        while True:
+            try:
+                handle = rig.client.submit("t.marked", [str(rig.markers), 0.0], queue=rig.queue, idempotency_key=key)
+                break
+            except Exception:  # noqa: BLE001 - counted: a retry refused while the key is pending
+                refused += 1
+                if time.monotonic() - restarted > 30:
+                    raise
+                time.sleep(0.2)
+        answered = time.monotonic() - restarted
+        thread.join(30)
+        fig = rig.count(
+            f"SIGKILL of the scheduler while the registry (stopped) takes a task submitted under a key, "
+            f"restarted; its retry answered in {answered:.1f} s after {refused} refusals",
+            [handle.id],
+            restarted,
+            timeout=HANDOVER_MS / 1000 + 30,
+        )
+        seen = {t.task_id for t in rig.client.list_tasks(queue=rig.queue, limit=100).tasks}
+        r.close()
+    assert held, "the scheduler never claimed the key"
+    assert handle.id == written, "the retry was admitted as a new task, not answered with the one written"
+    assert seen == {handle.id}, f"tasks under one key: {seen}"
+    assert [x for x in first if isinstance(x, str) and x != handle.id] == []
     rig.assert_held(fig)
