@@ -336,7 +336,9 @@ def test_idempotent_submission_after_a_failed_write_with_calls_to_peers(
     platform, client, queue_name, rdb, redis_server, poison
 ):
     """The scheduler on its own (the results service and the registry reached by calls): a key
-    whose task's Enqueue call failed is let go, and one of a delayed task is confirmed with it."""
+    whose task's Enqueue call failed is let go, and one of a delayed task is confirmed with it. A
+    runnable task's place in :moving and its record are gone once the registry has it, or refused
+    it."""
     from redis.asyncio import Redis
 
     from tasktide_services.common.hooks import ServiceHooks
@@ -371,8 +373,16 @@ def test_idempotent_submission_after_a_failed_write_with_calls_to_peers(
         poisoned = poison(queue_name)
         with pytest.raises(Exception, match="WRONGTYPE"):
             await admission.submit([spec(runnable)])
+        assert rdb.get(skeys.idem(runnable)) is None
+        left = [
+            m for m in rdb.zrange(skeys.MOVING, 0, -1) if runnable.encode() in (rdb.get(skeys.task(m.decode())) or b"")
+        ]
+        assert left == [], "a task the registry refused is left for the pump"
         rdb.delete(poisoned)
         (first,) = await admission.submit([spec(runnable)])
+        assert rdb.get(skeys.idem(runnable)).decode() == first.task_id
+        assert rdb.zscore(skeys.MOVING, first.task_id) is None
+        assert not rdb.exists(skeys.task(first.task_id))
         (later,) = await admission.submit([spec(delayed, countdown=0.2)])
         (again,) = await admission.submit([spec(delayed, countdown=0.2)])
         assert again.existing and again.task_id == later.task_id

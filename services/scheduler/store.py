@@ -112,7 +112,7 @@ class SchedulerStore:
         moving: list[str] | None = None,
     ) -> None:
         """Write task records, add (id, eta ms) to the delayed set, put the `moving` ids in
-        :moving (their records among `tasks`; see `handed_over`) and confirm the idempotency keys
+        :moving (their records among `tasks`; see `forget_moving`) and confirm the idempotency keys
         of these tasks, in one round trip."""
 
         def build(pipe: Pipeline) -> None:
@@ -125,7 +125,7 @@ class SchedulerStore:
         self, pipe: Pipeline, tasks: list[task_pb2.Task], delayed: list[tuple[str, int]], moving: Sequence[str] = ()
     ) -> None:
         """`save` onto a pipeline of the caller's. A record of a task put in the delayed set or in
-        :moving has no expiry until the task leaves it (`handed_over`, `unschedule`)."""
+        :moving has no expiry until the task leaves it (`handed_over`, `unschedule`, `forget_moving`)."""
         kept = {tid for tid, _ in delayed}.union(moving)
         for t in tasks:
             pipe.set(keys.task(t.id), t.SerializeToString(), px=None if t.id in kept else self.expire_ms)
@@ -136,9 +136,9 @@ class SchedulerStore:
             deadline = now_ms() + HANDOVER_MS
             pipe.zadd(keys.MOVING, dict.fromkeys(moving, deadline))
 
-    async def unsave(self, task_ids: list[str]) -> None:
-        """Tasks `save` put in :moving that were not handed over after all (the caller reports the
-        failure): their records and places are deleted."""
+    async def forget_moving(self, task_ids: list[str]) -> None:
+        """Tasks `save` put in :moving, handed to the registry or refused by it: their places and
+        records are deleted (the registry keeps what it runs)."""
         if task_ids:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.zrem(keys.MOVING, *task_ids)

@@ -78,17 +78,18 @@ class PeerWriter:
             try:
                 await self._peers.registry.Enqueue(worker_pb2.EnqueueRequest(tasks=accepted.runnable))
             except Exception:  # a refusal or an unreached registry; a cancelled write leaves them to the pump
-                await self._unsave(moving_ids)
+                await self._forget(moving_ids, "after a failed enqueue")
                 raise
-        await self._store.handed_over(moving_ids)
+        await self._forget(moving_ids, "handed over")
 
-    async def _unsave(self, task_ids: list[str]) -> None:
-        """The registry refused or was not reached: the tasks put in :moving are taken out again, so
-        that only the error is reported (when this fails too, the pump hands them over later)."""
+    async def _forget(self, task_ids: list[str], why: str) -> None:
+        """The tasks put in :moving are taken out again with their records: the registry has them,
+        or refused them (its error is what the caller reports). When this fails, the pump hands
+        them over after store.HANDOVER_MS (the registry skips one it still holds)."""
         try:
-            await self._store.unsave(task_ids)
-        except Exception:  # noqa: BLE001 - the registry's error is the one to report
-            log.exception("taking %d tasks out of :moving after a failed enqueue failed", len(task_ids))
+            await self._store.forget_moving(task_ids)
+        except Exception:  # noqa: BLE001 - the submission's outcome is decided; the pump finishes this
+            log.exception("taking %d tasks out of :moving (%s) failed", len(task_ids), why)
 
 
 class PipelineWriter:
