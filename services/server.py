@@ -118,9 +118,10 @@ async def start(
         registry = RegistryService(rstore, rnotify, peers, settings, hooks)
         add_service(server, _DESCRIPTORS["registry"], registry)
         peers.bind(registry=registry)
-        # KEDA's external scaler: workers on Kubernetes scale by queue depth (worker/keda.py).
-        scaler = keda.ExternalScalerService(redis, rnotify, settings.limits, partitions=registry.partitions)
-        add_service(server, keda.DESCRIPTOR, scaler)
+        if settings.serves_external_scaler():
+            # KEDA's external scaler: workers on Kubernetes scale by queue depth (worker/keda.py).
+            scaler = keda.ExternalScalerService(redis, rnotify, settings.limits, partitions=registry.partitions)
+            add_service(server, keda.DESCRIPTOR, scaler)
         cancels = Notifier(redis, registry_keys.CANCEL, on_message=registry.on_cancel)
         await cancels.start()
         running.closers.append(cancels.stop)
@@ -156,7 +157,7 @@ async def start(
     names = [_DESCRIPTORS[w].full_name for w in which]
     if "scheduler" in which:
         names.append(WORKFLOWS.full_name)
-    if "registry" in which:
+    if "registry" in which and settings.serves_external_scaler():
         names.append(keda.DESCRIPTOR.full_name)
     for name in [*names, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -31,7 +31,7 @@ DESCRIPTORS = [
     health_pb2.DESCRIPTOR.services_by_name["Health"],
     externalscaler_pb2.DESCRIPTOR.services_by_name["ExternalScaler"],
 ]
-OPEN = ("Health", "ExternalScaler")  # roles.OPEN_PREFIXES: probes and KEDA's scaler
+OPEN = ("Health", "ExternalScaler")  # roles.OPEN_PREFIXES: probes, KEDA's scaler (not served here)
 METHODS: list[MethodDescriptor] = [m for d in DESCRIPTORS for m in d.methods]
 DENIED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 

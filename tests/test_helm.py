@@ -203,6 +203,12 @@ def test_keda_scales_the_workers_through_the_registry(render: Callable[..., Obje
         "queue": "default,emails",
         "targetPerReplica": "5",
     }
+    env = {e["name"]: e.get("value") for e in container(find(objects, "Deployment", "tt-tasktide-registry"))["env"]}
+    assert env["TASKTIDE_EXTERNAL_SCALER"] == "1"  # KEDA sends no token: asked for even with tokens checked
+    plain = render()
+    for name in ("registry", "scheduler"):
+        plain_env = container(find(plain, "Deployment", f"tt-tasktide-{name}"))["env"]
+        assert "TASKTIDE_EXTERNAL_SCALER" not in {e["name"] for e in plain_env}
 
 
 def test_worker_image_command_and_secret_are_configurable(render: Callable[..., Objects]) -> None:

@@ -16,6 +16,7 @@ from tasktide_services.common.redis_server import start_redis
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.externalscaler import externalscaler_pb2 as pb
 from tasktide_services.testing import PlatformThread, client_settings, eventually
+from tasktide_services.worker import keda
 
 SERVICE = "/externalscaler.ExternalScaler/"
 
@@ -198,3 +199,68 @@ def test_stream_is_active_outlives_a_redis_restart(
                 r2.stop()
     finally:
         platform.stop()
+
+
+def test_streams_beyond_the_bound_are_refused_until_one_closes(
+    server_settings: ServerSettings, queue_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scaler answers without a token: the streams it keeps open are bounded (keda.MAX_STREAMS)."""
+    monkeypatch.setattr(keda, "MAX_STREAMS", 2)
+    with PlatformThread(server_settings) as platform, grpc.insecure_channel(platform.address) as channel:
+        scaler = Scaler(channel)
+        held = [scaler.stream(ref(queue=queue_name)) for _ in range(2)]
+        try:
+            assert [next(s).result for s in held] == [False, False]
+            with pytest.raises(grpc.RpcError) as err:
+                next(scaler.stream(ref(queue=queue_name)))
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "2 scaler streams are open" in (err.value.details() or "")
+            held.pop().cancel()
+
+            def reopened() -> bool:
+                stream = scaler.stream(ref(queue=queue_name))
+                try:
+                    return next(stream).result is False
+                except grpc.RpcError:
+                    return False
+                finally:
+                    stream.cancel()
+
+            eventually(reopened, timeout=10, interval=0.1, what="a stream once another closed")
+        finally:
+            for s in held:
+                s.cancel()
+
+
+@pytest.mark.parametrize(
+    ("tokens", "setting", "served"),
+    [(False, None, True), (True, None, False), (True, True, True), (False, False, False)],
+    ids=["no-tokens", "tokens", "tokens-asked-for", "turned-off"],
+)
+def test_the_scaler_is_served_with_tokens_checked_only_when_asked_for(
+    server_settings: ServerSettings, queue_name: str, tokens: bool, setting: bool | None, served: bool
+) -> None:
+    """KEDA cannot send a token: where tokens are checked, the scaler (open to any caller) is served
+    only with TASKTIDE_EXTERNAL_SCALER=1."""
+    settings = replace(server_settings, auth_key="k" * 40 if tokens else "", external_scaler=setting)
+    with PlatformThread(settings) as platform, grpc.insecure_channel(platform.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel).Check
+        if served:
+            assert Scaler(channel).is_active(ref(queue=queue_name)) is False  # no token sent
+            status = health(health_pb2.HealthCheckRequest(service="externalscaler.ExternalScaler"), timeout=10)
+            assert status.status == health_pb2.HealthCheckResponse.SERVING
+        else:
+            with pytest.raises(grpc.RpcError) as err:
+                Scaler(channel).is_active(ref(queue=queue_name))
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            with pytest.raises(grpc.RpcError) as err:
+                health(health_pb2.HealthCheckRequest(service="externalscaler.ExternalScaler"), timeout=10)
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_the_setting_takes_yes_or_no() -> None:
+    assert ServerSettings.from_env({"TASKTIDE_EXTERNAL_SCALER": "1"}).external_scaler is True
+    assert ServerSettings.from_env({"TASKTIDE_EXTERNAL_SCALER": "false"}).external_scaler is False
+    assert ServerSettings.from_env({}).external_scaler is None
+    with pytest.raises(ValueError, match="TASKTIDE_EXTERNAL_SCALER must be 1 or 0"):
+        ServerSettings.from_env({"TASKTIDE_EXTERNAL_SCALER": "maybe"})

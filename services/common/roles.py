@@ -36,8 +36,9 @@ _ANY = {
     "grpc.reflection.v1.ServerReflection": ("ServerReflectionInfo",),
 }
 # No token at all: probes, and KEDA's external scaler (services/worker/keda.py), which cannot send
-# one (KEDA gives external scalers TLS settings only): it answers queue depths and nothing else;
-# keep it to the cluster with mutual TLS (TASKTIDE_TLS_CLIENT_CA) or a network policy.
+# one (KEDA gives external scalers TLS settings only): it answers queue depths and nothing else. With
+# tokens checked it is served only when TASKTIDE_EXTERNAL_SCALER=1; keep it to the cluster with
+# mutual TLS (TASKTIDE_TLS_CLIENT_CA) or a network policy then.
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/externalscaler.ExternalScaler/")
 
 

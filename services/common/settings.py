@@ -16,6 +16,18 @@ def _positive(key: str, value: float) -> float:
     return value
 
 
+def _flag(env: Mapping[str, str], key: str) -> bool | None:
+    """A yes/no setting; None when it is not set."""
+    raw = env.get(key, "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{key} must be 1 or 0 (true or false), got {raw!r}")
+
+
 MIN_MESSAGE_BYTES = 64 * 1024  # the smallest gRPC message limit a server takes (a few tasks of a few KB)
 MAX_MESSAGE_BYTES = 2**31 - 1  # gRPC's own ceiling
 
@@ -84,6 +96,7 @@ class ServerSettings:
     insecure: bool = False  # listen beyond loopback without TLS and tokens all the same
     allow_eviction: bool = False  # start on a Redis whose maxmemory-policy may evict keys (common/redis_checks.py)
     queue_partitions: tuple[tuple[str, int], ...] = ()  # (queue, N): common/partitions.py
+    external_scaler: bool | None = None  # serve KEDA's external scaler; None: `serves_external_scaler`
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:
@@ -149,7 +162,13 @@ class ServerSettings:
             insecure=env.get("TASKTIDE_INSECURE", "") in ("1", "true", "yes"),
             allow_eviction=env.get("TASKTIDE_ALLOW_EVICTION", "") in ("1", "true", "yes"),
             queue_partitions=tuple(partitions.parse(env.get("TASKTIDE_QUEUE_PARTITIONS", "")).items()),
+            external_scaler=_flag(env, "TASKTIDE_EXTERNAL_SCALER"),
         )
+
+    def serves_external_scaler(self) -> bool:
+        """Whether the registry serves KEDA's external scaler, which answers without a token (KEDA
+        cannot send one): as TASKTIDE_EXTERNAL_SCALER says, else only while no tokens are checked."""
+        return self.external_scaler if self.external_scaler is not None else not self.auth_key
 
     def peer(self, which: str) -> str:
         """Address of a peer service ("scheduler", "registry", "results")."""

@@ -12,7 +12,13 @@ and dead-lettered tasks are not counted.
 
 `StreamIsActive` sends the state at once, then each change: while inactive it wakes when a queue is
 announced on the registry's notify channel (work arrived); otherwise it reads the depth every
-`poll_seconds` (so a busy queue costs one read a second per stream, not one per arrival).
+`poll_seconds` (so a busy queue costs one read a second per stream, not one per arrival). At most
+MAX_STREAMS are open at once (KEDA keeps one per trigger); one more is refused with
+RESOURCE_EXHAUSTED.
+
+The scaler answers without a token, since KEDA cannot send one: the registry serves it while no
+tokens are checked, or when TASKTIDE_EXTERNAL_SCALER=1 (settings.serves_external_scaler); keep it to
+the cluster with mutual TLS or a network policy then (docs/security.md).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from tasktide_services.common import validate
-from tasktide_services.common.errors import InvalidArgument
+from tasktide_services.common.errors import InvalidArgument, ResourceExhausted
 from tasktide_services.common.notify import Notifier
 from tasktide_services.common.partitions import Partitions
 from tasktide_services.common.settings import Limits
@@ -43,6 +49,7 @@ Ctx: TypeAlias = grpc.aio.ServicerContext
 DESCRIPTOR = pb.DESCRIPTOR.services_by_name["ExternalScaler"]
 DEFAULT_TARGET = 10.0
 MAX_QUEUES = 64  # queues one trigger may name
+MAX_STREAMS = 256  # StreamIsActive streams open at once in one registry
 
 
 class Trigger:
@@ -103,6 +110,7 @@ class ExternalScalerService:
         self.notifier = notifier
         self.limits = limits
         self.poll_seconds = poll_seconds
+        self._streams = 0
 
     async def IsActive(self, req: pb.ScaledObjectRef, context: Ctx) -> pb.IsActiveResponse:
         trigger = Trigger(req, self.limits)
@@ -110,7 +118,10 @@ class ExternalScalerService:
 
     async def StreamIsActive(self, req: pb.ScaledObjectRef, context: Ctx) -> AsyncIterator[pb.IsActiveResponse]:
         trigger = Trigger(req, self.limits)
+        if self._streams >= MAX_STREAMS:
+            raise ResourceExhausted(f"{MAX_STREAMS} scaler streams are open on this registry already")
         sub = self.notifier.subscribe(set(self.partitions.expand(trigger.queues)))
+        self._streams += 1
         last: bool | None = None
         try:
             while True:
@@ -129,6 +140,7 @@ class ExternalScalerService:
                 else:
                     await sub.next_batch(self.poll_seconds)
         finally:
+            self._streams -= 1
             self.notifier.unsubscribe(sub)
 
     async def GetMetricSpec(self, req: pb.ScaledObjectRef, context: Ctx) -> pb.GetMetricSpecResponse:
