@@ -30,9 +30,25 @@ def task_id(value: str) -> str:
     return value
 
 
+# Task and queue names seen to match their pattern: most submissions repeat a few of them, so a
+# set lookup stands in for the regular expression. Bounded: emptied when full.
+_MATCHED_KEPT = 4096
+_names: set[str] = set()
+_queues: set[str] = set()
+
+
+def _matches(pattern: re.Pattern[str], value: str, known: set[str]) -> bool:
+    if not pattern.fullmatch(value):
+        return False
+    if len(known) >= _MATCHED_KEPT:
+        known.clear()
+    known.add(value)
+    return True
+
+
 def queue_name(value: str, limits: Limits) -> str:
     value = value or DEFAULT_QUEUE
-    if len(value) > limits.max_queue_length or not QUEUE_NAME.fullmatch(value):
+    if len(value) > limits.max_queue_length or not (value in _queues or _matches(QUEUE_NAME, value, _queues)):
         raise InvalidArgument(f"invalid queue name {value[:80]!r}: 1..{limits.max_queue_length} of A-Z a-z 0-9 _ . : -")
     return value
 
@@ -68,15 +84,17 @@ def json_value(data: bytes) -> object:
     return value
 
 
+_EMPTY_JSON = {list: b"[]", dict: b"{}"}
+
+
 def _json_payload(p: task_pb2.Payload, what: str, kind: type, limits: Limits) -> None:
-    which = p.WhichOneof("kind")
-    if which is None:
-        return
-    if which == "message":
-        if kind is dict:
+    data = p.json
+    if not data:  # no payload, an empty one, or a protobuf message
+        if kind is dict and p.WhichOneof("kind") == "message":
             raise InvalidArgument(f"{what} must be JSON")
         return
-    data = p.json
+    if data == _EMPTY_JSON[kind]:
+        return
     if too_deep(data, limits.max_json_depth):
         raise InvalidArgument(f"{what} are nested more than {limits.max_json_depth} levels deep")
     try:
@@ -91,13 +109,16 @@ def _json_payload(p: task_pb2.Payload, what: str, kind: type, limits: Limits) ->
 
 def spec(s: task_pb2.TaskSpec, limits: Limits) -> None:
     """Check a TaskSpec in place; fills the default queue."""
-    if not s.name:
+    name = s.name
+    if not name:
         raise InvalidArgument("task name is empty")
-    if len(s.name) > limits.max_name_length:
-        raise InvalidArgument(f"task name is {len(s.name)} characters; the limit is {limits.max_name_length}")
-    if not TASK_NAME.fullmatch(s.name):
+    if len(name) > limits.max_name_length:
+        raise InvalidArgument(f"task name is {len(name)} characters; the limit is {limits.max_name_length}")
+    if not (name in _names or _matches(TASK_NAME, name, _names)):
         raise InvalidArgument(f"invalid task name {s.name[:80]!r}: letters, digits, _ . : - and no leading digit")
-    s.queue = queue_name(s.queue, limits)
+    queue = s.queue
+    if (checked := queue_name(queue, limits)) is not queue:  # the default queue filled in
+        s.queue = checked
     if not PRIORITY_MIN <= s.priority <= PRIORITY_MAX:
         raise InvalidArgument(f"priority {s.priority} is out of range {PRIORITY_MIN}..{PRIORITY_MAX}")
     if s.ByteSize() > limits.max_payload_bytes:  # the payload is within the spec: counted only then
