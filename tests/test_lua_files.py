@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import redis
 
+from tasktide.v1 import task_pb2
 from tasktide_services.common.layout import FIRST_FINAL_STATE, LAST_FINAL_STATE, is_final
 from tasktide_services.common.lua import PRELUDE, LuaFile
 from tasktide_services.results.store import SCRIPTS as RESULTS_SCRIPTS
@@ -91,6 +92,15 @@ def test_the_registry_scripts_read_the_score_base_from_python() -> None:
         assert source.startswith(f"local BAND_BASE = {registry_keys.BAND_BASE}\n")
     assert registry_keys.score_band(registry_keys.band_start(200) + 12345) == 200
     assert registry_keys.band(100) == 0 and registry_keys.band(-100) == 200
+
+
+def test_a_task_value_opens_with_its_band_in_three_digits() -> None:
+    """What the scripts read (string.sub(value, 1, BAND_DIGITS)), for every priority."""
+    for priority in range(-100, 101):
+        task = task_pb2.Task(id="a" * 32, spec=task_pb2.TaskSpec(name="t", priority=priority))
+        value = registry_keys.task_value(task)
+        assert value[: registry_keys.BAND_DIGITS] == b"%03d" % registry_keys.band(priority)
+        assert registry_keys.task_of(value) == task
 
 
 def test_final_states_are_succeeded_to_dead() -> None:

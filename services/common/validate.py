@@ -84,7 +84,7 @@ def json_value(data: bytes) -> object:
     return value
 
 
-_EMPTY_JSON = {list: b"[]", dict: b"{}"}
+_EMPTY_JSON: dict[type, bytes] = {list: b"[]", dict: b"{}"}
 
 
 def _json_payload(p: task_pb2.Payload, what: str, kind: type, limits: Limits) -> None:

@@ -29,7 +29,7 @@ import functools
 from typing import NamedTuple
 
 from tasktide.v1 import task_pb2
-from tasktide_services.common.layout import PRIORITY_MAX
+from tasktide_services.common.layout import PRIORITY_MAX, PRIORITY_MIN
 
 QUEUES = "tt:w:queues"
 WORKERS = "tt:w:workers"
@@ -80,10 +80,15 @@ def band_start(band: int) -> int:
     return band * BAND_BASE
 
 
+_BAND_PREFIX = {p: b"%0*d" % (BAND_DIGITS, band(p)) for p in range(PRIORITY_MIN, PRIORITY_MAX + 1)}
+
+
 def task_value(task: task_pb2.Task) -> bytes:
     """The task value of a task in :task: its band in BAND_DIGITS digits, then the serialized Task.
     The scripts take tasks so (ARGV) and store them as they come."""
-    return b"%0*d" % (BAND_DIGITS, band(task.spec.priority)) + task.SerializeToString()
+    priority = task.spec.priority
+    prefix = _BAND_PREFIX.get(priority) or b"%0*d" % (BAND_DIGITS, band(priority))  # checked at admission
+    return prefix + task.SerializeToString()
 
 
 def task_of(value: bytes | str) -> task_pb2.Task:
