@@ -59,9 +59,11 @@ class Rig:
         return fig
 
     def assert_held(self, fig: Figures) -> None:
-        """Nothing lost, nothing recorded twice, every task run."""
+        """Nothing lost, nothing recorded twice, every task run, and no task run that the producer
+        was not answered with (a submission admitted twice under its idempotency key)."""
         assert fig.recorded_twice == 0
         assert (fig.lost, fig.run) == (0, fig.submitted), f"{fig.phantoms} of the lost are ids of tasks never written"
+        assert fig.unconfirmed == 0, "tasks ran whose ids were never confirmed: a key admitted twice"
 
     def restart_redis(self, pause: float = 0.0) -> float:
         """Stop Redis, wait `pause` seconds, start it again on the same port and data (AOF);

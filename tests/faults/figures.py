@@ -9,6 +9,8 @@
 - recover s: seconds from the end of the fault until every confirmed task was final
 - phantoms (in the line, not the table): lost tasks no service knows, the ids of submissions whose
   idempotency key was claimed but whose task was never written
+- unconfirmed (in the line, not the table): tasks whose body ran but whose id the producer never
+  got: a submission admitted a second time under its key, as a task of its own
 """
 
 from __future__ import annotations
@@ -39,12 +41,14 @@ class Figures:
     recover_s: float
     lost_detail: str = ""  # the states the lost tasks were left in, and why the first one waits
     phantoms: int = 0  # lost tasks that no service knows: confirmed ids of tasks never written
+    unconfirmed: int = 0  # tasks run whose ids were never confirmed (a second task for one key)
 
     def line(self) -> str:
         return (
             f"{self.case}: submitted {self.submitted}, run {self.run}, lost {self.lost}, "
             f"run more than once {self.run_twice}, recorded more than once {self.recorded_twice}, "
-            f"recovered in {self.recover_s:.1f} s" + (f"; lost: {self.lost_detail}" if self.lost_detail else "")
+            f"recovered in {self.recover_s:.1f} s, run unconfirmed {self.unconfirmed}"
+            + (f"; lost: {self.lost_detail}" if self.lost_detail else "")
         )
 
 
@@ -136,6 +140,7 @@ def count(
         recover_s=max(0.0, settled - fault_ended),
         lost_detail=_why(client, states, lost),
         phantoms=sum(1 for t in lost if _unknown(client, t)),
+        unconfirmed=len(set(started) - set(ids)),
     )
 
 
