@@ -396,6 +396,66 @@ def test_idempotent_submission_after_a_failed_write_with_calls_to_peers(
         assert client.result(later, timeout=15) == 9
 
 
+def test_a_lost_answer_of_the_registry_keeps_the_keyed_task_and_its_key(
+    platform, client, queue_name, rdb, redis_server
+):
+    """The scheduler on its own, the registry reached through a proxy; the registry's answer to
+    Enqueue is lost (the connection reset once the registry has queued the task). The submission
+    fails UNAVAILABLE, but its key names the task the registry holds: a retry is answered with it,
+    no second task is queued, and the task runs once."""
+    from redis.asyncio import Redis
+
+    from tasktide_services.common.hooks import ServiceHooks
+    from tasktide_services.common.peers import Peers
+    from tasktide_services.scheduler.admission import Admission
+    from tasktide_services.scheduler.store import SchedulerStore
+    from tasktide_services.scheduler.writing import KeptInDoubt, writer_for
+    from tests.faults.proxy import proxy
+
+    key = f"lost-{uuid.uuid4().hex}"
+    ready = wkeys.queue_keys(queue_name).ready
+
+    def spec() -> task_pb2.TaskSpec:
+        return task_pb2.TaskSpec(
+            name="t.add", args=task_pb2.Payload(json=b"[4,5]"), queue=queue_name, idempotency_key=key
+        )
+
+    async def main() -> tuple[list[bytes], object, scheduler_pb2.SubmitResponse]:
+        redis_client = Redis.from_url(redis_server.url)
+        with proxy(platform.registry_address) as link:
+            settings = replace(
+                ServerSettings(),
+                address="127.0.0.1:1",
+                registry_address=link.address,
+                results_address=platform.results_address,
+            )
+            store = SchedulerStore(redis_client, 60.0)
+            admission = Admission(store, writer_for(store, Peers(settings)), settings.limits, ServiceHooks())
+            link.set_delay(0.3)  # each chunk waits in the proxy: the answer can be dropped there
+            first = asyncio.ensure_future(admission.submit([spec()]))
+            deadline = time.monotonic() + 20
+            while not rdb.zcard(ready) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            queued = rdb.zrange(ready, 0, -1)
+            link.reset()
+            failed = (await asyncio.gather(first, return_exceptions=True))[0]
+            link.set_delay(0.0)
+            (again,) = await admission.submit([spec()])
+        await redis_client.aclose()
+        return queued, failed, again
+
+    queued, failed, again = asyncio.run(main())
+    assert len(queued) == 1, "the registry never queued the task"
+    assert (again.existing, again.task_id) == (True, queued[0].decode()), "a second task under the key"
+    assert isinstance(failed, KeptInDoubt) and "did not answer" in str(failed), failed
+    # Handed over again from :moving (by the platform's pump) after RETRY_IN_DOUBT_MS: the registry,
+    # which still holds it, does not queue it twice.
+    eventually(lambda: rdb.zscore(skeys.MOVING, again.task_id) is None, timeout=15, what="the hand-over again")
+    assert rdb.zrange(ready, 0, -1) == queued
+    with run_worker_thread(tasks_app.app, platform.address, queues=(queue_name,)):
+        assert client.result(again.task_id, timeout=15) == 9
+
+
 def test_a_key_claimed_by_a_writer_that_died_is_refused_not_answered_with_its_id(client, queue_name, rdb):
     """A scheduler killed between claiming a key and writing its task leaves a pending claim: a
     retry of that submission gets UNAVAILABLE (not the id of a task that was never written) until

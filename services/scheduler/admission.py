@@ -42,7 +42,7 @@ from tasktide_services.common.layout import WORKFLOW_HEADERS
 from tasktide_services.common.partitions import Partitions
 from tasktide_services.common.settings import Limits
 from tasktide_services.scheduler.store import PENDING, Claim, SchedulerStore
-from tasktide_services.scheduler.writing import Accepted, Writer
+from tasktide_services.scheduler.writing import Accepted, KeptInDoubt, Writer
 
 log = logging.getLogger("tasktide.scheduler")
 
@@ -191,8 +191,10 @@ class Admission:
             await self._plan(tasks, plans, fresh, responses, now, out)
             with self._hooks.scheduling([tasks[i] for i in fresh], "submit"):
                 await self._writer.write(out)
-        except Exception:
-            await self._release([Claim(_scoped_key(tasks[i].spec), tasks[i].id, 0) for i in keyed if i not in skip])
+        except Exception as exc:
+            kept = exc.task_ids if isinstance(exc, KeptInDoubt) else frozenset()  # their keys name them
+            claims = [Claim(_scoped_key(tasks[i].spec), tasks[i].id, 0) for i in keyed if i not in skip]
+            await self._release([c for c in claims if c.task_id not in kept])
             raise
         return responses
 

@@ -3,13 +3,16 @@
 A due task whose record is missing (it should not be: records of waiting tasks do not expire) is
 logged and dropped. A batch whose write Redis refuses is tried task by task, so one poison task
 cannot hold the others back; one that still fails stays in :moving and returns after its hand-over
-deadline. A Redis out of reach fails the whole step: everything stays for the next one.
+deadline. A Redis out of reach fails the whole step: everything stays for the next one. A registry
+that does not answer (writing.IN_DOUBT) leaves the batch in :moving, due again after
+writing.RETRY_IN_DOUBT_MS (the registry skips a task it got meanwhile).
 """
 
 from __future__ import annotations
 
 import logging
 
+import grpc
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -18,6 +21,7 @@ from tasktide_services.common.events import now_ms
 from tasktide_services.common.loop import run_forever
 from tasktide_services.scheduler.admission import Admission
 from tasktide_services.scheduler.store import HANDOVER_MS, SchedulerStore
+from tasktide_services.scheduler.writing import IN_DOUBT, RETRY_IN_DOUBT_MS
 
 log = logging.getLogger("tasktide.scheduler.pump")
 
@@ -36,7 +40,15 @@ async def pump_once(store: SchedulerStore, admission: Admission) -> tuple[int, f
     missing = [tid for tid, t in zip(ids, records, strict=True) if t is None]
     for tid in missing:
         log.error("delayed task %s is due but its record is missing; it cannot run and is dropped", tid)
-    moved = await _move(admission, [t for t in records if t is not None])
+    found = [t for t in records if t is not None]
+    try:
+        moved = await _move(admission, found)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() not in IN_DOUBT:
+            raise
+        log.warning("the registry did not answer (%s); %d due tasks are tried again soon", exc.code().name, len(found))
+        await store.due_again([t.id for t in found], RETRY_IN_DOUBT_MS)
+        moved = []
     await store.handed_over(missing + moved)
     return len(ids), nxt
 
@@ -50,7 +62,9 @@ async def _move(admission: Admission, tasks: list[task_pb2.Task]) -> list[str]:
         return [t.id for t in tasks]
     except _UNREACHABLE:
         raise
-    except Exception:  # noqa: BLE001 - one task may be the cause: the others go on
+    except Exception as exc:  # noqa: BLE001 - one task may be the cause: the others go on
+        if isinstance(exc, grpc.aio.AioRpcError) and exc.code() in IN_DOUBT:
+            raise  # the registry, not one task: pump_once brings the batch back soon
         if len(tasks) == 1:
             log.exception(
                 "due task %s could not be queued; it is tried again in %d s", tasks[0].id, HANDOVER_MS // 1000

@@ -11,7 +11,8 @@ key never names a task that was not written for longer than CLAIM_MS.
 A task is in :moving while it is handed to the registry: taken there from the delayed set when due
 (`claim_due`), or put there with its record by a writer that confirms a task's key before the
 registry has the task (writing.py, `PeerWriter`). One left there past its deadline (HANDOVER_MS: the
-scheduler that was handing it over died) is due again for any replica's pump.
+scheduler that was handing it over died; ENQUEUE_MS for one put there by `save`) is due again for
+any replica's pump.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from tasktide_services.scheduler import keys
 SCRIPTS = LuaFile(Path(__file__).with_name("scripts.lua"), keys.LUA_CONSTANTS)
 CLAIM_MS = 15_000  # a claimed key whose task was neither written nor refused is free again after this
 PENDING = "?"  # prefix of a claim whose task is being written (keys.idem)
-HANDOVER_MS = 30_000  # a task in :moving longer than this is handed over again
+HANDOVER_MS = 30_000  # a task claimed from :delayed into :moving longer than this is handed over again
+ENQUEUE_MS = 5_000  # the same for a task `save` puts there while its enqueue call is under way
 
 log = logging.getLogger("tasktide.scheduler")
 
@@ -133,8 +135,15 @@ class SchedulerStore:
             pipe.zadd(keys.DELAYED, {tid: eta for tid, eta in delayed})
             self.delayed_alarm.notify(min(eta for _, eta in delayed))
         if moving:
-            deadline = now_ms() + HANDOVER_MS
+            deadline = now_ms() + ENQUEUE_MS
             pipe.zadd(keys.MOVING, dict.fromkeys(moving, deadline))
+
+    async def due_again(self, task_ids: list[str], in_ms: int) -> None:
+        """Tasks of :moving to hand over again in `in_ms` (only those still there)."""
+        if task_ids:
+            at = now_ms() + in_ms
+            await self.redis.zadd(keys.MOVING, dict.fromkeys(task_ids, at), xx=True)
+            self.delayed_alarm.notify(at)
 
     async def forget_moving(self, task_ids: list[str]) -> None:
         """Tasks `save` put in :moving, handed to the registry or refused by it: their places and

@@ -12,9 +12,12 @@ Either way the order is the same: records and delayed set, events, ready queues,
 idempotency keys claimed for these tasks are confirmed (store.py). With the pipeline, in it. With
 calls, in the first write, here: a runnable task with a key is written there too, with its record
 and a place in :moving, and leaves :moving once the registry has it. A scheduler that dies before
-that leaves the task for any replica's pump to hand over after store.HANDOVER_MS, and its key names
+that leaves the task for any replica's pump to hand over after store.ENQUEUE_MS, and its key names
 it all along: a retry of the submission, or a schedule's stranded occurrence submitted again, is
-answered with it, never admitted as a second task.
+answered with it, never admitted as a second task. So too when the registry's answer is lost (the
+call ends UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED or UNKNOWN: it may have queued the tasks): those
+tasks stay in :moving, due again after RETRY_IN_DOUBT_MS (the registry skips a task it still holds),
+and the submission fails with `KeptInDoubt`, whose keys admission keeps.
 """
 
 from __future__ import annotations
@@ -24,14 +27,31 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import grpc
 from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import results_pb2, task_pb2, worker_pb2
+from tasktide_services.common.errors import Unavailable
 from tasktide_services.common.lua import run_pipeline
 from tasktide_services.common.peers import Handover, Peers, RegistryServicer, ResultsWrites
 from tasktide_services.scheduler.store import Claim, SchedulerStore
 
 log = logging.getLogger("tasktide.scheduler")
+
+# A call ending so may have reached the registry and written its tasks.
+IN_DOUBT = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN}
+)
+RETRY_IN_DOUBT_MS = 1_000  # a task kept in :moving after an unanswered enqueue is handed over again after this
+
+
+class KeptInDoubt(Unavailable):
+    """The registry's answer was lost: the tasks of `task_ids` may be queued already. They stay in
+    :moving and their idempotency keys name them; a retry of the submission is answered with them."""
+
+    def __init__(self, message: str, task_ids: frozenset[str]) -> None:
+        super().__init__(message)
+        self.task_ids = task_ids
 
 
 @dataclass
@@ -77,15 +97,33 @@ class PeerWriter:
         if accepted.runnable:
             try:
                 await self._peers.registry.Enqueue(worker_pb2.EnqueueRequest(tasks=accepted.runnable))
-            except Exception:  # a refusal or an unreached registry; a cancelled write leaves them to the pump
+            except grpc.aio.AioRpcError as exc:
+                if moving_ids and exc.code() in IN_DOUBT:
+                    await self._keep(moving_ids)
+                    raise KeptInDoubt(
+                        f"the registry did not answer ({exc.code().name}: {exc.details()}); the task is kept "
+                        "and queued soon: retry with the same idempotency key to get its id",
+                        frozenset(moving_ids),
+                    ) from exc
+                await self._forget(moving_ids, "after a refused enqueue")
+                raise
+            except Exception:  # a cancelled write (BaseException) leaves them to the pump
                 await self._forget(moving_ids, "after a failed enqueue")
                 raise
         await self._forget(moving_ids, "handed over")
 
+    async def _keep(self, task_ids: list[str]) -> None:
+        """Tasks whose enqueue went unanswered: due again in :moving soon (when this fails, after
+        their hand-over deadline)."""
+        try:
+            await self._store.due_again(task_ids, RETRY_IN_DOUBT_MS)
+        except Exception:  # noqa: BLE001 - the deadline they have stands
+            log.exception("bringing %d tasks forward in :moving failed", len(task_ids))
+
     async def _forget(self, task_ids: list[str], why: str) -> None:
         """The tasks put in :moving are taken out again with their records: the registry has them,
         or refused them (its error is what the caller reports). When this fails, the pump hands
-        them over after store.HANDOVER_MS (the registry skips one it still holds)."""
+        them over after store.ENQUEUE_MS (the registry skips one it still holds)."""
         try:
             await self._store.forget_moving(task_ids)
         except Exception:  # noqa: BLE001 - the submission's outcome is decided; the pump finishes this

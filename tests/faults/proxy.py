@@ -1,5 +1,6 @@
 """A TCP proxy on loopback that a test can cut (it stops forwarding, both ways, without closing:
-a network partition) or slow down (every chunk waits `delay` seconds before it is forwarded)."""
+a network partition), slow down (every chunk waits `delay` seconds before it is forwarded) or reset
+(every connection through it is dropped at once, what is on its way included)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class Proxy:
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fault-proxy", daemon=True)
+        self._writers: set[asyncio.StreamWriter] = set()
 
     @property
     def address(self) -> str:
@@ -35,6 +37,13 @@ class Proxy:
 
     def heal(self) -> None:
         self._loop.call_soon_threadsafe(self._open.set)
+
+    def reset(self) -> None:
+        def drop() -> None:
+            for w in list(self._writers):
+                w.transport.abort()
+
+        self._loop.call_soon_threadsafe(drop)
 
     def set_delay(self, seconds: float) -> None:
         self.delay = seconds
@@ -65,7 +74,11 @@ class Proxy:
         except OSError:
             writer.close()
             return
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        self._writers.update((writer, up_writer))
+        try:
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        finally:
+            self._writers.difference_update((writer, up_writer))
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -84,7 +84,7 @@ def test_sigkill_of_the_scheduler_while_the_registry_takes_a_task_submitted_unde
     idempotency key waits; the scheduler is SIGKILLed meanwhile and started again. The submission
     was never answered. Its retry is answered with the task written before the kill, not refused
     while a pending claim lapses and then admitted as a second task; that task runs (the pump hands
-    it over after store.HANDOVER_MS, or the registry had it) and keeps one result."""
+    it over after store.ENQUEUE_MS, or the registry had it) and keeps one result."""
     key = f"{queue_name}-once"
     with make_rig(tmp_path, queue_name) as rig:
         r = redis.Redis.from_url(rig.redis.url)
@@ -136,3 +136,21 @@ def test_sigkill_of_the_scheduler_while_the_registry_takes_a_task_submitted_unde
     assert seen == {handle.id}, f"tasks under one key: {seen}"
     assert [x for x in first if isinstance(x, str) and x != handle.id] == []
     rig.assert_held(fig)
+    assert fig.recover_s < HANDOVER_MS / 2000, "the task waited for the delayed set's hand-over deadline"
+
+
+def test_tasks_due_while_the_registry_is_down_run_soon_after_it_is_back(tmp_path: Path, queue_name: str) -> None:
+    """Delayed tasks fall due while the registry is SIGKILLed: the scheduler's pump cannot hand them
+    over, and tries again about every second (writing.RETRY_IN_DOUBT_MS) rather than after the
+    hand-over deadline (store.HANDOVER_MS, 30 s). Once the registry is back they run within seconds."""
+    with make_rig(tmp_path, queue_name) as rig:
+        ids = [
+            rig.client.submit("t.marked", [str(rig.markers), 0.0], queue=rig.queue, countdown=1.0).id for _ in range(20)
+        ]
+        rig.cluster.kill("registry")
+        time.sleep(2.5)  # due, and the pump's hand-overs fail
+        rig.cluster.start("registry")
+        back = time.monotonic()
+        fig = rig.count("delayed tasks due while the registry was down (SIGKILL), restarted", ids, back, timeout=20)
+    rig.assert_held(fig)
+    assert fig.recover_s < HANDOVER_MS / 2000, "the due tasks waited for their hand-over deadline"
