@@ -43,6 +43,7 @@ IN_DOUBT = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN}
 )
 RETRY_IN_DOUBT_MS = 1_000  # a task kept in :moving after an unanswered enqueue is handed over again after this
+ENQUEUE_TIMEOUT = 10.0  # seconds a call to the registry's Enqueue may take before it counts as unanswered
 
 
 class KeptInDoubt(Unavailable):
@@ -96,17 +97,24 @@ class PeerWriter:
             await self._peers.results.Record(results_pb2.RecordRequest(events=accepted.events))
         if accepted.runnable:
             try:
-                await self._peers.registry.Enqueue(worker_pb2.EnqueueRequest(tasks=accepted.runnable))
-            except grpc.aio.AioRpcError as exc:
-                if moving_ids and exc.code() in IN_DOUBT:
+                request = worker_pb2.EnqueueRequest(tasks=accepted.runnable)
+                await asyncio.wait_for(self._peers.registry.Enqueue(request), ENQUEUE_TIMEOUT)
+            except (grpc.aio.AioRpcError, TimeoutError) as exc:
+                if isinstance(exc, grpc.aio.AioRpcError):
+                    code, detail = exc.code(), exc.details()
+                else:
+                    code, detail = grpc.StatusCode.DEADLINE_EXCEEDED, f"no answer in {ENQUEUE_TIMEOUT:g} s"
+                if code not in IN_DOUBT:
+                    await self._forget(moving_ids, "after a refused enqueue")
+                    raise
+                if moving_ids:
                     await self._keep(moving_ids)
                     raise KeptInDoubt(
-                        f"the registry did not answer ({exc.code().name}: {exc.details()}); the task is kept "
-                        "and queued soon: retry with the same idempotency key to get its id",
+                        f"the registry did not answer ({code.name}: {detail}); the task is kept and queued "
+                        "soon: retry with the same idempotency key to get its id",
                         frozenset(moving_ids),
                     ) from exc
-                await self._forget(moving_ids, "after a refused enqueue")
-                raise
+                raise Unavailable(f"the registry did not answer ({code.name}: {detail}); retry") from exc
             except Exception:  # a cancelled write (BaseException) leaves them to the pump
                 await self._forget(moving_ids, "after a failed enqueue")
                 raise

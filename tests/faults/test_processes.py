@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from tasktide import Client, ClientSettings
+from tasktide import Client, ClientSettings, Unavailable
 from tasktide_services.scheduler import keys
 from tasktide_services.scheduler.store import HANDOVER_MS, PENDING
+from tasktide_services.scheduler.writing import ENQUEUE_TIMEOUT
 from tests.faults.conftest import make_rig
 from tests.processes import SERVICES
 
@@ -154,3 +155,32 @@ def test_tasks_due_while_the_registry_is_down_run_soon_after_it_is_back(tmp_path
         fig = rig.count("delayed tasks due while the registry was down (SIGKILL), restarted", ids, back, timeout=20)
     rig.assert_held(fig)
     assert fig.recover_s < HANDOVER_MS / 2000, "the due tasks waited for their hand-over deadline"
+
+
+def test_a_stopped_registry_fails_a_submission_in_time_and_keeps_its_task(tmp_path: Path, queue_name: str) -> None:
+    """The registry SIGSTOPped (a frozen process or host): a submission under a key is answered
+    UNAVAILABLE once the scheduler's Enqueue call has waited ENQUEUE_TIMEOUT, instead of waiting as
+    long as the registry does. Its retry, after the registry resumes, is answered with the same
+    task, which runs once."""
+    key = f"{queue_name}-frozen"
+    with make_rig(tmp_path, queue_name) as rig:
+        r = redis.Redis.from_url(rig.redis.url)
+        registry = rig.cluster.procs["registry"]
+        registry.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(Unavailable, match="did not answer"):
+                rig.client.submit("t.marked", [str(rig.markers), 0.0], queue=rig.queue, idempotency_key=key)
+            waited = time.monotonic() - started
+            held = (r.get(keys.idem(key)) or b"").decode()
+        finally:
+            registry.send_signal(signal.SIGCONT)
+        resumed = time.monotonic()
+        handle = rig.client.submit("t.marked", [str(rig.markers), 0.0], queue=rig.queue, idempotency_key=key)
+        fig = rig.count(
+            f"the registry SIGSTOPped; a keyed submission answered UNAVAILABLE in {waited:.1f} s", [handle.id], resumed
+        )
+        r.close()
+    assert waited < ENQUEUE_TIMEOUT + 5
+    assert handle.id == held, "the retry was not answered with the task kept"
+    rig.assert_held(fig)
