@@ -17,7 +17,7 @@ it all along: a retry of the submission, or a schedule's stranded occurrence sub
 answered with it, never admitted as a second task. So too when the registry's answer is lost (the
 call ends UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED or UNKNOWN: it may have queued the tasks): those
 tasks stay in :moving, due again after RETRY_IN_DOUBT_MS (the registry skips a task it still holds),
-and the submission fails with `KeptInDoubt`, whose keys admission keeps.
+and the submission fails with `KeptInDoubt`, whose keys admission keeps (`Unanswered` without keys).
 """
 
 from __future__ import annotations
@@ -46,9 +46,14 @@ RETRY_IN_DOUBT_MS = 1_000  # a task kept in :moving after an unanswered enqueue 
 ENQUEUE_TIMEOUT = 10.0  # seconds a call to the registry's Enqueue may take before it counts as unanswered
 
 
-class KeptInDoubt(Unavailable):
-    """The registry's answer was lost: the tasks of `task_ids` may be queued already. They stay in
-    :moving and their idempotency keys name them; a retry of the submission is answered with them."""
+class Unanswered(Unavailable):
+    """The registry's answer to Enqueue was lost or never came (IN_DOUBT, ENQUEUE_TIMEOUT): the
+    tasks may be queued already."""
+
+
+class KeptInDoubt(Unanswered):
+    """`Unanswered`, for tasks submitted under idempotency keys (`task_ids`): they stay in :moving
+    and their keys name them; a retry of the submission is answered with them."""
 
     def __init__(self, message: str, task_ids: frozenset[str]) -> None:
         super().__init__(message)
@@ -114,7 +119,9 @@ class PeerWriter:
                         "soon: retry with the same idempotency key to get its id",
                         frozenset(moving_ids),
                     ) from exc
-                raise Unavailable(f"the registry did not answer ({code.name}: {detail}); retry") from exc
+                raise Unanswered(
+                    f"another service is out of reach or failed (the registry, {code.name}: {detail}); retry"
+                ) from exc
             except Exception:  # a cancelled write (BaseException) leaves them to the pump
                 await self._forget(moving_ids, "after a failed enqueue")
                 raise
