@@ -60,6 +60,16 @@ class KeptInDoubt(Unanswered):
         self.task_ids = task_ids
 
 
+def _in_doubt(exc: Exception) -> str | None:
+    """How the registry's Enqueue went unanswered ("CODE: details"), or None when it answered
+    (a refusal) or was never called."""
+    if isinstance(exc, TimeoutError):
+        return f"DEADLINE_EXCEEDED: no answer in {ENQUEUE_TIMEOUT:g} s"
+    if isinstance(exc, grpc.aio.AioRpcError) and exc.code() in IN_DOUBT:
+        return f"{exc.code().name}: {exc.details()}"
+    return None
+
+
 @dataclass
 class Accepted:
     """What one admission writes."""
@@ -104,27 +114,21 @@ class PeerWriter:
             try:
                 request = worker_pb2.EnqueueRequest(tasks=accepted.runnable)
                 await asyncio.wait_for(self._peers.registry.Enqueue(request), ENQUEUE_TIMEOUT)
-            except (grpc.aio.AioRpcError, TimeoutError) as exc:
-                if isinstance(exc, grpc.aio.AioRpcError):
-                    code, detail = exc.code(), exc.details()
-                else:
-                    code, detail = grpc.StatusCode.DEADLINE_EXCEEDED, f"no answer in {ENQUEUE_TIMEOUT:g} s"
-                if code not in IN_DOUBT:
-                    await self._forget(moving_ids, "after a refused enqueue")
+            except Exception as exc:  # a cancelled write (BaseException) leaves them to the pump
+                doubt = _in_doubt(exc)
+                if doubt is None:  # refused, or failed before the call: nothing of it was queued
+                    await self._forget(moving_ids, "after a failed enqueue")
                     raise
-                if moving_ids:
-                    await self._keep(moving_ids)
-                    raise KeptInDoubt(
-                        f"the registry did not answer ({code.name}: {detail}); the task is kept and queued "
-                        "soon: retry with the same idempotency key to get its id",
-                        frozenset(moving_ids),
+                if not moving_ids:
+                    raise Unanswered(
+                        f"another service is out of reach or failed (the registry, {doubt}); retry"
                     ) from exc
-                raise Unanswered(
-                    f"another service is out of reach or failed (the registry, {code.name}: {detail}); retry"
+                await self._keep(moving_ids)
+                raise KeptInDoubt(
+                    f"the registry did not answer ({doubt}); the task is kept and queued soon: retry with the "
+                    "same idempotency key to get its id",
+                    frozenset(moving_ids),
                 ) from exc
-            except Exception:  # a cancelled write (BaseException) leaves them to the pump
-                await self._forget(moving_ids, "after a failed enqueue")
-                raise
         await self._forget(moving_ids, "handed over")
 
     async def _keep(self, task_ids: list[str]) -> None:
