@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.asyncio import Redis
 
+from tasktide._settings import PING_MIN_MS
 from tasktide.v1 import results_pb2, scheduler_pb2, worker_pb2, workflow_pb2
 from tasktide_services.common.auth import Authenticator, AuthInterceptor, Revocations, ServiceToken, read_key
 from tasktide_services.common.hooks import ServiceHooks
@@ -83,6 +84,9 @@ async def start(
         ("grpc.max_send_message_length", settings.limits.max_message_bytes),
         ("grpc.max_receive_message_length", settings.limits.max_message_bytes),
         ("grpc.so_reuseport", 0),
+        # Callers ping their calls every KEEPALIVE_TIME_MS to learn of a frozen server; accept that.
+        ("grpc.http2.min_ping_interval_without_data_ms", PING_MIN_MS),
+        ("grpc.keepalive_permit_without_calls", 1),
     ]
     interceptors = list(hooks.server_interceptors())
     client_interceptors = list(hooks.client_interceptors())

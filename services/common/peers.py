@@ -10,7 +10,7 @@ trip: the owner's store still builds its own commands with its own scripts.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol, TypeAlias, TypeVar
 
 import grpc
@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from tasktide._channels import target
-from tasktide._settings import RECONNECT_OPTIONS
+from tasktide._settings import KEEPALIVE_OPTIONS, RECONNECT_OPTIONS
 from tasktide.v1 import (
     results_pb2,
     results_pb2_grpc,
@@ -33,6 +33,13 @@ from tasktide.v1 import (
 from tasktide_services.common.auth import as_service
 from tasktide_services.common.lua import Script
 from tasktide_services.common.settings import ServerSettings
+
+# Seconds a call to another service may take before it ends DEADLINE_EXCEEDED (every call over gRPC
+# that names no deadline of its own). A frozen peer (SIGSTOP, a host that stopped answering) is
+# otherwise waited on until the channel's keepalive gives up on it; a caller that fails tries again,
+# on another replica where there is one: every peer call is safe to repeat (a result is kept once,
+# a lease ends once, a retry or a completion reported twice is recognised).
+CALL_TIMEOUT = 10.0
 
 # A handler's call context: a grpc.aio.ServicerContext over gRPC, None when a peer of this process
 # calls it (no handler reached that way reads its context).
@@ -116,6 +123,23 @@ class ResultsServicer(Protocol):
     async def Get(self, req: results_pb2.GetRequest, ctx: Ctx, /) -> results_pb2.GetResponse: ...
 
 
+class DefaultDeadline(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Gives a call that has no deadline `seconds` of them."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, object], Awaitable[object]],
+        details: grpc.aio.ClientCallDetails,
+        request: object,
+    ) -> object:
+        if details.timeout is None:
+            details = details._replace(timeout=self._seconds)
+        return await continuation(details, request)
+
+
 class Peers:
     scheduler: SchedulerPeer
     workflows: WorkflowsPeer  # hosted with the scheduler
@@ -128,11 +152,15 @@ class Peers:
         opts = [
             ("grpc.max_send_message_length", settings.limits.max_message_bytes),
             ("grpc.max_receive_message_length", settings.limits.max_message_bytes),
-            *RECONNECT_OPTIONS,  # the clients' reconnection policy (tasktide._settings)
+            *RECONNECT_OPTIONS,  # the clients' reconnection and keepalive policies (tasktide._settings)
+            *KEEPALIVE_OPTIONS,
+            # Pinged even while no call is open, so a frozen replica is found before a call is sent
+            # to it and waits out CALL_TIMEOUT (round robin then skips it until it answers again).
+            ("grpc.keepalive_permit_without_calls", 1),
         ]
         self._settings = settings
         self._channels: dict[str, grpc.aio.Channel] = {}
-        chain = list(interceptors) or None
+        chain = [DefaultDeadline(CALL_TIMEOUT), *interceptors]
         tls = bool(settings.tls.enabled or settings.tls.ca)
         for which in ("scheduler", "registry", "results"):
             addr = settings.peer(which)

@@ -33,7 +33,7 @@ from redis.asyncio.client import Pipeline
 from tasktide.v1 import results_pb2, task_pb2, worker_pb2
 from tasktide_services.common.errors import Unavailable
 from tasktide_services.common.lua import run_pipeline
-from tasktide_services.common.peers import Handover, Peers, RegistryServicer, ResultsWrites
+from tasktide_services.common.peers import CALL_TIMEOUT, Handover, Peers, RegistryServicer, ResultsWrites
 from tasktide_services.scheduler.store import Claim, SchedulerStore
 
 log = logging.getLogger("tasktide.scheduler")
@@ -43,7 +43,9 @@ IN_DOUBT = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN}
 )
 RETRY_IN_DOUBT_MS = 1_000  # a task kept in :moving after an unanswered enqueue is handed over again after this
-ENQUEUE_TIMEOUT = 10.0  # seconds a call to the registry's Enqueue may take before it counts as unanswered
+# Seconds a call to the registry's Enqueue may take before it counts as unanswered: the deadline of
+# every peer call, kept here for a registry of this process too (no gRPC deadline there).
+ENQUEUE_TIMEOUT = CALL_TIMEOUT
 
 
 class Unanswered(Unavailable):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tasktide import AsyncClient, Client, ClientSettings
+from tasktide._settings import KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS
 from tasktide.v1 import task_pb2
 from tasktide_services.common.layout import is_final
 from tasktide_services.common.redis_server import start_redis
@@ -49,13 +52,14 @@ class Setup:
 
 
 @contextlib.contextmanager
-def setup(tmp_path: Path) -> Iterator[Setup]:
-    """Two replicas of each service, not started (start them with setup.replicas.start)."""
+def setup(tmp_path: Path, **env: str) -> Iterator[Setup]:
+    """Two replicas of each service, not started (start them with setup.replicas.start); `env`
+    over the fault suite's settings."""
     logs, markers = tmp_path / "logs", tmp_path / "markers"
     logs.mkdir()
     markers.mkdir()
     server = start_redis(tmp_path / "redis", appendonly=False)
-    reps = Replicas({**FAST, "TASKTIDE_REDIS_URL": server.url}, logs, n=2)
+    reps = Replicas({**FAST, **env, "TASKTIDE_REDIS_URL": server.url}, logs, n=2)
     try:
         yield Setup(reps, server.url, markers, logs)
     finally:
@@ -109,6 +113,45 @@ def test_one_replica_of_each_service_sigkilled_in_turn_under_load(tmp_path: Path
             workers.close()
     assert fig.recorded_twice == 0
     assert (fig.lost, fig.run) == (0, fig.submitted)
+
+
+def test_one_replica_of_each_service_frozen_in_turn_under_load(tmp_path: Path, queue_name: str) -> None:
+    """SIGSTOP (a frozen process or host: its connections stay open and nothing answers) of one
+    replica of each service in turn, left frozen. Callers learn it from unanswered keepalive pings
+    and calls past their deadline, and go on with the other replica: nothing confirmed is lost, no
+    result is kept twice, and with the default lease no body runs twice."""
+    with setup(tmp_path, TASKTIDE_LEASE_SECONDS="30") as s:
+        s.replicas.start_all()
+        workers = s.workers(queue_name)
+        frozen: list[subprocess.Popen[str]] = []
+        try:
+            workers.spawn(2)
+            with s.client() as client:
+                load = TimedLoad(client, queue_name, s.markers, 450, 30.0).start()
+                for service in SERVICES:
+                    time.sleep(1.5)
+                    frozen.append(s.replicas.procs[(service, 0)])
+                    frozen[-1].send_signal(signal.SIGSTOP)
+                ended = time.monotonic()
+                ids = load.join()
+                fig = s.figures(
+                    "SIGSTOP of one of 2 replicas of each service in turn (left stopped), under load",
+                    client,
+                    ids,
+                    ended,
+                )
+                stall = load.longest_stall()
+                print(f"producer: {load.refused} refused submissions retried, longest stall {stall:.2f} s")
+            assert [p.poll() for p in workers.procs] == [None, None], "a worker ended"
+        finally:
+            for p in frozen:
+                p.send_signal(signal.SIGCONT)
+            workers.close()
+    assert fig.recorded_twice == 0
+    assert (fig.lost, fig.run) == (0, fig.submitted)
+    assert fig.run_twice == 0, f"bodies run more than once: {fig.run_twice}"
+    # A frozen peer is given up within a keepalive period and its timeout, or a call's deadline.
+    assert stall < (KEEPALIVE_TIME_MS + KEEPALIVE_TIMEOUT_MS) / 1000 + 2
 
 
 LONG = 5.0  # seconds each task runs: longer than the lease (3 s), so only heartbeats keep it

@@ -41,10 +41,14 @@ type dialConfig struct {
 	submitHooks                  []SubmitHook
 }
 
-// DefaultKeepalive pings a connection that has carried nothing for 5 minutes and drops it when
-// the ping is not answered within 20 s. Servers built with default gRPC settings refuse pings more
-// frequent than every 5 minutes; a platform that allows them may be pinged sooner with WithKeepalive.
-var DefaultKeepalive = keepalive.ClientParameters{Time: 5*time.Minute + 10*time.Second, Timeout: 20 * time.Second}
+// DefaultKeepalive pings a connection every 10 s while calls are open on it and drops it when a
+// ping is not answered within 5 s: a server that froze (SIGSTOP, a host that stopped answering)
+// keeps its connection open, and calls sent there would otherwise wait as long as it does. The
+// call then fails Unavailable and the next goes to another replica. The policy of the Python and
+// Node.js clients and of the services' calls to each other; the platform's servers accept pings
+// every 5 s (gRPC's default refuses them more often than every 5 minutes on a call that sends no
+// data). WithKeepalive changes it, e.g. for a proxy in between with a policy of its own.
+var DefaultKeepalive = keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}
 
 // reconnect is how a connection reconnects after it fails (the service stopped, restarted or is out
 // of reach): each new attempt waits from 200 ms, 1.6 times longer after each failure (20 % jitter),

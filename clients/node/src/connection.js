@@ -20,13 +20,15 @@ import { channelTarget } from './targets.js';
 
 export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 
-// gRPC servers by default refuse pings more often than every 5 minutes on a connection that sends
-// them no data, so the keepalive stays at that pace; lower it for servers that allow more.
 export const DEFAULT_CHANNEL_OPTIONS = Object.freeze({
   'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
   'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
-  'grpc.keepalive_time_ms': 300_000,
-  'grpc.keepalive_timeout_ms': 20_000,
+  // A ping every 10 s while calls are open, the connection dropped when one is not answered within
+  // 5 s: a server that froze (SIGSTOP, a host that stopped answering) keeps its connection open, and
+  // calls sent there would wait as long as it does. The policy of the Python and Go clients and of
+  // the services' calls to each other; the platform's servers accept pings every 5 s.
+  'grpc.keepalive_time_ms': 10_000,
+  'grpc.keepalive_timeout_ms': 5_000,
   'grpc.keepalive_permit_without_calls': 0,
   // Reconnection after a failed connection: from 200 ms, 1.6 times longer after each failure, up to
   // 5 s (gRPC's own defaults reach 120 s): the policy of the Python and Go clients and of the

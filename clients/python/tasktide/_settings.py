@@ -24,6 +24,26 @@ RECONNECT_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.max_reconnect_backoff_ms", RECONNECT_MAX_MS),
 )
 
+# How a channel learns that the process at the other end froze (SIGSTOP, a host or VM that stopped
+# answering): the kernel keeps its connection open, so a call sent there would wait as long as the
+# process does. While calls are open, the channel pings every KEEPALIVE_TIME_MS, idle streams too,
+# and closes the connection when a ping is not answered within KEEPALIVE_TIMEOUT_MS: its calls fail
+# UNAVAILABLE (callers try again, on another replica where there is one), and the channel connects
+# again. The platform's servers accept pings every PING_MIN_MS (gRPC's default refuses pings on a
+# call that sends no data more often than every 5 minutes, and ends the connection). The same
+# policy for every channel: the Python client and worker, the services' calls to each other
+# (tasktide_services.common.peers), the Go client (client.go) and the Node.js client
+# (connection.js).
+KEEPALIVE_TIME_MS = 10_000
+KEEPALIVE_TIMEOUT_MS = 5_000
+PING_MIN_MS = 5_000
+KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+    ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+    ("grpc.http2.ping_timeout_ms", KEEPALIVE_TIMEOUT_MS),  # the ack's wait, 1 minute by default in gRPC 1.6x+
+    ("grpc.http2.max_pings_without_data", 0),  # gRPC's default stops after 2 on an idle stream
+)
+
 
 @dataclass(frozen=True)
 class ClientSettings:
@@ -62,6 +82,7 @@ class ClientSettings:
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             *RECONNECT_OPTIONS,
+            *KEEPALIVE_OPTIONS,
         )
     )
 
