@@ -1,15 +1,18 @@
 """The Go and Node.js clients and workers given the comma lists of two replicas of each service
 (tests.processes.Replicas: each replica its own process, on one Redis). A producer of the language
 submits tasks one by one while replica 0 of every service is SIGKILLed mid-run (registry 0 holds
-the worker's session): every submission is confirmed (a call the dead replica refused is made
-again), every result comes back right, and the worker, also of that language, moves its session to
-registry 1 keeping the task it was running (run once, on its first delivery)."""
+the worker's session), or SIGSTOPped and left stopped (a frozen process: its connections stay open,
+and only the clients' keepalive pings find it out): every submission is confirmed (a call the dead
+replica refused is made again), every result comes back right, and the worker, also of that
+language, moves its session to registry 1 keeping the task it was running (run once, on its first
+delivery)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -39,14 +42,20 @@ def go_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {name: build_go(f"./internal/{name}", out / name) for name in ("testworker", "testproducer")}
 
 
+# Seconds of lease when replicas are frozen: longer than the keepalive takes to give up on the
+# worker's registry (KEEPALIVE_TIME_MS + KEEPALIVE_TIMEOUT_MS), so the held task is kept.
+FROZEN_LEASE = "30"
+
+
 @contextlib.contextmanager
-def two_replicas(tmp_path: Path) -> Iterator[Replicas]:
+def two_replicas(tmp_path: Path, fault: str = "kill") -> Iterator[Replicas]:
     """Two replicas of each service, only registry 0 started: a worker started now holds its
     session there. Then `start_the_rest`."""
     logs = tmp_path / "logs"
     logs.mkdir()
+    lease = {"TASKTIDE_LEASE_SECONDS": FROZEN_LEASE} if fault == "freeze" else {}
     with own_redis(tmp_path / "redis") as url:
-        reps = Replicas({**TEST_SERVICE_ENV, "TASKTIDE_REDIS_URL": url}, logs, n=2)
+        reps = Replicas({**TEST_SERVICE_ENV, **lease, "TASKTIDE_REDIS_URL": url}, logs, n=2)
         try:
             reps.start("registry", 0)
             yield reps
@@ -103,19 +112,31 @@ class Lines:
 
 
 def run_across_a_kill(
-    reps: Replicas, worker: subprocess.Popen[str], producer_cmd: list[str], cwd: Path, env: dict[str, str]
+    reps: Replicas,
+    worker: subprocess.Popen[str],
+    producer_cmd: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    fault: str = "kill",
 ) -> str:
     """With `worker` connected to registry 0 (and running a task): starts the producer, kills
-    replica 0 of every service after KILL_AFTER confirmed submissions, and returns the producer's
-    output once it ended (asserting it ended well)."""
+    (`fault` "kill") or SIGSTOPs ("freeze") replica 0 of every service after KILL_AFTER confirmed
+    submissions, and returns the producer's output once it ended (asserting it ended well). Frozen
+    replicas are resumed once the producer is done."""
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
     producer = subprocess.Popen(producer_cmd, cwd=cwd, env=env, text=True, **pipes)  # type: ignore[call-overload]
+    frozen: list[subprocess.Popen[str]] = []
     try:
         out = Lines(producer)
         until(lambda: out.count("submitted ") >= KILL_AFTER or producer.poll() is not None, "submissions confirmed")
         assert producer.poll() is None, out.report()
         for service in SERVICES:
-            reps.kill(service, 0)
+            if fault == "kill":
+                reps.kill(service, 0)
+            else:
+                frozen.append(reps.procs[(service, 0)])
+                frozen[-1].send_signal(signal.SIGSTOP)
+        started = time.monotonic()
         producer.wait(240)
         report = out.report()
         assert producer.returncode == 0, report
@@ -123,10 +144,14 @@ def run_across_a_kill(
         assert out.count("submitted ") == COUNT, report
         assert out.count("submitted ") > KILL_AFTER
         assert worker.poll() is None, "the worker ended"
-        assert sorted(reps.alive()) == sorted((s, 1) for s in SERVICES)
-        print(next(line for line in report.splitlines() if line.startswith("done ")))
+        replicas = (1,) if fault == "kill" else (0, 1)  # a frozen replica is still a process
+        assert sorted(reps.alive()) == sorted((s, i) for s in SERVICES for i in replicas)
+        done = next(line for line in report.splitlines() if line.startswith("done "))
+        print(f"{fault}: {done}; the producer ended {time.monotonic() - started:.1f} s after the fault")
         return report
     finally:
+        for p in frozen:
+            p.send_signal(signal.SIGCONT)
         if producer.poll() is None:
             producer.kill()
             producer.wait()
@@ -142,12 +167,13 @@ def clean_env(reps: Replicas, **extra: str) -> dict[str, str]:
     return {**env, **reps.env, **extra}
 
 
+@pytest.mark.parametrize("fault", ["kill", "freeze"])
 def test_go_client_and_worker_carry_on_when_a_replica_of_each_service_dies(
-    go_programs: dict[str, Path], tmp_path: Path, queue_name: str
+    go_programs: dict[str, Path], tmp_path: Path, queue_name: str, fault: str
 ) -> None:
     markers = tmp_path / "markers"
     markers.mkdir()
-    with two_replicas(tmp_path) as reps:
+    with two_replicas(tmp_path, fault) as reps:
         env = clean_env(
             reps, TASKTIDE_QUEUES=queue_name, TASKTIDE_TEST_CONCURRENCY="2", TASKTIDE_TEST_MARKERS=str(markers)
         )
@@ -165,6 +191,7 @@ def test_go_client_and_worker_carry_on_when_a_replica_of_each_service_dies(
                     [str(go_programs["testproducer"])],
                     GO_DIR,
                     {**env, **producing("gotest.add")},
+                    fault,
                 )
                 r = held.get(timeout=60)
                 # kept across the move to registry 1: not delivered again, not run twice
@@ -177,10 +204,11 @@ def test_go_client_and_worker_carry_on_when_a_replica_of_each_service_dies(
             log.close()
 
 
+@pytest.mark.parametrize("fault", ["kill", "freeze"])
 def test_node_client_and_worker_carry_on_when_a_replica_of_each_service_dies(
-    node: str, tmp_path: Path, queue_name: str
+    node: str, tmp_path: Path, queue_name: str, fault: str
 ) -> None:
-    with two_replicas(tmp_path) as reps:
+    with two_replicas(tmp_path, fault) as reps:
         env = clean_env(reps, TASKTIDE_QUEUES=queue_name)
         pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
         worker = subprocess.Popen([node, "examples/worker.js"], cwd=NODE_DIR, env=env, text=True, **pipes)  # type: ignore[call-overload]
@@ -196,6 +224,7 @@ def test_node_client_and_worker_carry_on_when_a_replica_of_each_service_dies(
                     [node, "test/fixtures/replica_producer.js"],
                     NODE_DIR,
                     {**env, **producing("node.add")},
+                    fault,
                 )
                 assert held.get(timeout=60) == "slept 4 on attempt 0"
             worker.terminate()
@@ -207,6 +236,8 @@ def test_node_client_and_worker_carry_on_when_a_replica_of_each_service_dies(
             # delivery is at least once; the held task above was kept (its first attempt's result).
             ran = re.search(r"stopped after (\d+) tasks", out)
             assert ran is not None and int(ran[1]) >= COUNT + 1, out + err
+            if fault == "freeze":  # the lease outlasts the move: what the frozen registry never read is sent again
+                assert int(ran[1]) == COUNT + 1, out + err
         finally:
             if worker.poll() is None:
                 worker.kill()

@@ -29,6 +29,7 @@ type pool struct {
 	cancelPending map[string]bool // cancelled while waiting: never started
 	unsent        []*pb.Outcome   // a batch whose send failed when a session was lost
 	progress      *progressBox    // the latest progress of each attempt, not yet written
+	doubt         *inDoubt        // outcomes written during the last lease, sent again after a lost session
 	stopOnce      sync.Once
 }
 
@@ -42,6 +43,7 @@ func newPool(concurrency, prefetch int) *pool {
 		outcomes: make(chan *pb.Outcome, capacity),
 		stopExec: make(chan struct{}),
 		progress: newProgressBox(),
+		doubt:    newInDoubt(maxInDoubt),
 		held:     map[string]*pb.LeaseRef{}, running: map[string]*attempt{}, cancelPending: map[string]bool{},
 	}
 }

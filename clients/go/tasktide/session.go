@@ -162,6 +162,9 @@ func (s *session) read() error {
 		case *pb.RegistryMessage_Drain:
 			s.drainOnce.Do(func() { close(s.drainReq) })
 		case *pb.RegistryMessage_Rejected:
+			if s.p.doubt.wasResent(k.Rejected.GetLease()) {
+				continue // an outcome sent again whose first copy was recorded
+			}
 			s.w.log.Warn("tasktide: lease rejected", "task", k.Rejected.GetLease().GetTaskId(), "reason", k.Rejected.GetReason())
 		}
 	}
@@ -195,6 +198,9 @@ func (s *session) release(refs []*pb.LeaseRef) int {
 // is closed. A batch it could not send is kept for the next session.
 func (s *session) write() error {
 	if err := s.flushOthers(); err != nil { // progress left by a lost session first
+		return err
+	}
+	if err := s.resend(); err != nil {
 		return err
 	}
 	if batch := s.p.takeUnsent(); len(batch) > 0 {
@@ -263,9 +269,21 @@ func (s *session) sendOutcomes(batch []*pb.Outcome) error {
 		s.p.keepUnsent(batch)
 		return err
 	}
+	s.p.doubt.written(batch, time.Now())
 	s.p.settled(batch)
 	s.granted.Add(int64(credit))
 	return nil
+}
+
+// resend writes again, on a new session, the outcomes written during the last lease (inDoubt): a
+// lost session may have lost them unread. Their credit was returned when they were first sent.
+func (s *session) resend() error {
+	batch := s.p.doubt.take(time.Duration(s.lease.Load()), time.Now())
+	if len(batch) == 0 {
+		return nil
+	}
+	ob := &pb.OutcomeBatch{Outcomes: batch}
+	return s.stream.Send(&pb.WorkerMessage{Kind: &pb.WorkerMessage_Outcomes{Outcomes: ob}})
 }
 
 func (s *session) flushOthers() error {

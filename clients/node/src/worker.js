@@ -22,6 +22,7 @@ import os from 'node:os';
 
 import { Attempt, CANCELLED, ShutdownLimitExceeded } from './attempt.js';
 import { CreditWindow } from './credit.js';
+import { InDoubt } from './indoubt.js';
 import { isAuthError, translate } from './errors.js';
 import { deferred, helloMessage, reconnectDelay } from './session.js';
 
@@ -62,6 +63,7 @@ export class Worker {
     this._active = new Map(); // task id -> Attempt
     this._cancelPending = new Set(); // not started, cancelled: never run
     this._outbox = []; // outcomes not yet sent
+    this._inDoubt = new InDoubt(); // outcomes sent during the last lease: sent again after a lost session
     this._progressWaiting = new Map(); // 'taskId/leaseToken' -> the latest progress report not yet written
     this._flushQueued = false;
     this._session = null;
@@ -221,7 +223,9 @@ export class Worker {
       case 'rejected': {
         const ref = msg.rejected.lease;
         const why = msg.rejected.reason;
-        this.logger.warn?.(`tasktide worker ${this.workerId}: lease rejected for ${ref.taskId}: ${why}`);
+        if (!this._inDoubt.wasResent(ref)) {
+          this.logger.warn?.(`tasktide worker ${this.workerId}: lease rejected for ${ref.taskId}: ${why}`);
+        }
         if (this._held.get(ref.taskId)?.leaseToken === ref.leaseToken) this._held.delete(ref.taskId);
         break;
       }
@@ -239,6 +243,9 @@ export class Worker {
     // Attempts still running from a lost session, and unsent outcomes, return their credit when flushed.
     const credit = this._window.open(this._active.size + this._outbox.length);
     if (credit > 0) this._write(s, { credit });
+    // Outcomes a lost session may have lost unread; their credit was returned when first sent.
+    const again = this._inDoubt.take(this.leaseSeconds * 1000);
+    if (again.length) this._write(s, { outcomes: { outcomes: again, credit: 0 } });
     this._flush();
     const every = Math.max(this.leaseSeconds / 3, 0.05) * 1000;
     s.heartbeat = setInterval(() => this._heartbeat(s), every);
@@ -339,6 +346,7 @@ export class Worker {
       }
       const credit = this._stopping ? 0 : this._window.returned(outcomes.length);
       this._write(s, { outcomes: { outcomes, credit } });
+      this._inDoubt.written(outcomes);
     }
   }
 
