@@ -6,6 +6,7 @@ confirmed task runs and keeps one result."""
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import redis
 # the producer's retry with that key then gets the id of a task that was never written (defect 7).
 # Whether a run hits that window is chance: Rig.assert_held makes such a run an expected failure.
 from tests.faults.conftest import make_rig
+
+FROZEN = 8.0  # seconds Redis is SIGSTOPped: well within the default lease (30 s)
 
 
 @pytest.mark.parametrize("pause", [0.0, 3.0], ids=["restarted", "stopped-3s"])
@@ -28,6 +31,27 @@ def test_redis_restarted_under_load(tmp_path: Path, queue_name: str, pause: floa
         what = "restarted at once" if not pause else f"stopped for {pause:.0f} s"
         fig = rig.count(f"Redis (AOF everysec) {what}, under load", ids, ended)
         rig.assert_held(fig)
+
+
+def test_redis_frozen_under_load(tmp_path: Path, queue_name: str) -> None:
+    """Redis SIGSTOPped (a paused VM or host): its connections stay open and nothing answers. The
+    services wait on their calls (there is no other Redis to go to) and the producer's submissions
+    that time out are tried again with the same key; once it resumes, every confirmed task runs and
+    keeps one result, and with the default lease none runs twice."""
+    with make_rig(tmp_path, queue_name, env={"TASKTIDE_LEASE_SECONDS": "30"}) as rig:
+        load = rig.load(200)
+        time.sleep(1.0)
+        rig.redis.process.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(FROZEN)
+        finally:
+            rig.redis.process.send_signal(signal.SIGCONT)
+        ended = time.monotonic()
+        ids = load.join()
+        fig = rig.count(f"Redis frozen (SIGSTOP) for {FROZEN:.0f} s, under load", ids, ended)
+        print(f"submissions refused while Redis was frozen: {load.refused}")
+    rig.assert_held(fig)
+    assert fig.run_twice == 0
 
 
 def test_redis_out_of_memory_for_a_while(tmp_path: Path, queue_name: str) -> None:
