@@ -40,7 +40,7 @@ PING_MIN_MS = 5_000
 KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
     ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
-    ("grpc.http2.ping_timeout_ms", KEEPALIVE_TIMEOUT_MS),  # the ack's wait, 1 minute by default in gRPC 1.6x+
+    ("grpc.http2.ping_timeout_ms", KEEPALIVE_TIMEOUT_MS),  # the ack's wait: gRPC 1.85 waits a minute otherwise
     ("grpc.http2.max_pings_without_data", 0),  # gRPC's default stops after 2 on an idle stream
 )
 
