@@ -22,7 +22,7 @@ import redis
 import tasktide
 from tasktide import TaskState, chain, group
 from tasktide.v1 import scheduler_pb2, scheduler_pb2_grpc, task_pb2
-from tasktide_services.common.redis_server import LocalRedis
+from tasktide_services.common.redis_server import LocalRedis, free_port
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.scheduler import keys as skeys
 from tasktide_services.testing import (
@@ -454,6 +454,58 @@ def test_a_lost_answer_of_the_registry_keeps_the_keyed_task_and_its_key(
     assert rdb.zrange(ready, 0, -1) == queued
     with run_worker_thread(tasks_app.app, platform.address, queues=(queue_name,)):
         assert client.result(again.task_id, timeout=15) == 9
+
+
+def test_a_results_service_out_of_reach_keeps_the_keyed_task_and_its_key(
+    platform, client, queue_name, rdb, redis_server
+):
+    """The scheduler on its own, its results service out of reach (nothing listens at its address):
+    the Record of a delayed task's first event fails UNAVAILABLE after the task was saved with its
+    key. The submission fails UNAVAILABLE and the key keeps naming the task, which runs at its time:
+    a retry is answered with it, and it runs once. (Before, the key was let go while the task stayed
+    in the delayed set: the retry made a second task, and both ran.)"""
+    from redis.asyncio import Redis
+
+    from tasktide_services.common.hooks import ServiceHooks
+    from tasktide_services.common.peers import Peers
+    from tasktide_services.scheduler.admission import Admission
+    from tasktide_services.scheduler.store import SchedulerStore
+    from tasktide_services.scheduler.writing import KeptInDoubt, writer_for
+
+    key = f"norecord-{uuid.uuid4().hex}"
+    spec = task_pb2.TaskSpec(
+        name="t.add", args=task_pb2.Payload(json=b"[4,5]"), queue=queue_name, idempotency_key=key, countdown=1.0
+    )
+
+    async def submit(results_address: str) -> scheduler_pb2.SubmitResponse:
+        redis_client = Redis.from_url(redis_server.url)
+        settings = replace(
+            ServerSettings(),
+            address="127.0.0.1:1",
+            registry_address=platform.registry_address,
+            results_address=results_address,
+        )
+        store = SchedulerStore(redis_client, 60.0)
+        peers = Peers(settings)
+        try:
+            (answer,) = await Admission(store, writer_for(store, peers), settings.limits, ServiceHooks()).submit([spec])
+            return answer
+        finally:
+            await peers.close()
+            await redis_client.aclose()
+
+    with pytest.raises(KeptInDoubt, match="the results service did not answer") as failed:
+        asyncio.run(submit(f"127.0.0.1:{free_port()}"))
+    (kept,) = failed.value.task_ids
+    assert (rdb.get(skeys.idem(key)) or b"").decode() == kept, "the key was let go"
+    again = asyncio.run(submit(platform.results_address))
+    assert (again.existing, again.task_id) == (True, kept), "a second task under the key"
+    ready = wkeys.queue_keys(queue_name).ready
+    eventually(lambda: rdb.zcard(ready) == 1, timeout=15, what="the task due and queued")
+    with run_worker_thread(tasks_app.app, platform.address, queues=(queue_name,)):
+        assert client.result(kept, timeout=15) == 9
+    time.sleep(1.5)  # a second task under the key, had there been one, would be due and queued by now
+    assert rdb.zcard(ready) == 0, "another task under the key was queued"
 
 
 def test_a_key_claimed_by_a_writer_that_died_is_refused_not_answered_with_its_id(client, queue_name, rdb):

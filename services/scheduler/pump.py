@@ -4,8 +4,8 @@ A due task whose record is missing (it should not be: records of waiting tasks d
 logged and dropped. A batch whose write Redis refuses is tried task by task, so one poison task
 cannot hold the others back; one that still fails stays in :moving and returns after its hand-over
 deadline. A Redis out of reach fails the whole step: everything stays for the next one. A registry
-that does not answer (writing.Unanswered) leaves the batch in :moving, due again after
-writing.RETRY_IN_DOUBT_MS (the registry skips a task it got meanwhile).
+or results service that does not answer (writing.Unanswered) leaves the batch in :moving, due again
+after writing.RETRY_IN_DOUBT_MS (the registry skips a task it got meanwhile).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ async def pump_once(store: SchedulerStore, admission: Admission) -> tuple[int, f
     found = [t for t in records if t is not None]
     try:
         moved = await _move(admission, found)
-    except Unanswered as exc:  # the registry did not answer (writing.py): not one task's fault
+    except Unanswered as exc:  # a peer did not answer (writing.py): not one task's fault
         log.warning("%s; %d due tasks are tried again soon", exc, len(found))
         await store.due_again([t.id for t in found], RETRY_IN_DOUBT_MS)
         moved = []
@@ -59,7 +59,7 @@ async def _move(admission: Admission, tasks: list[task_pb2.Task]) -> list[str]:
         return [t.id for t in tasks]
     except _UNREACHABLE:
         raise
-    except Unanswered:  # the registry, not one task: pump_once brings the batch back soon
+    except Unanswered:  # a peer out of reach, not one task: pump_once brings the batch back soon
         raise
     except Exception:  # noqa: BLE001 - one task may be the cause: the others go on
         if len(tasks) == 1:

@@ -49,13 +49,15 @@ ENQUEUE_TIMEOUT = CALL_TIMEOUT
 
 
 class Unanswered(Unavailable):
-    """The registry's answer to Enqueue was lost or never came (IN_DOUBT, ENQUEUE_TIMEOUT): the
-    tasks may be queued already."""
+    """A peer's answer was lost or never came (IN_DOUBT, a call's deadline): the registry's to
+    Enqueue (the tasks may be queued already), or the results service's to the Record before it.
+    The tasks are due again soon where they wait in :moving (the pump's)."""
 
 
 class KeptInDoubt(Unanswered):
-    """`Unanswered`, for tasks submitted under idempotency keys (`task_ids`): they stay in :moving
-    and their keys name them; a retry of the submission is answered with them."""
+    """`Unanswered`, for tasks submitted under idempotency keys (`task_ids`) that were saved before
+    the failed call: they stay in :moving (due again soon) or in the delayed set, and their keys
+    name them; a retry of the submission is answered with them."""
 
     def __init__(self, message: str, task_ids: frozenset[str]) -> None:
         super().__init__(message)
@@ -63,8 +65,8 @@ class KeptInDoubt(Unanswered):
 
 
 def _in_doubt(exc: Exception) -> str | None:
-    """How the registry's Enqueue went unanswered ("CODE: details"), or None when it answered
-    (a refusal) or was never called."""
+    """How a peer's call went unanswered ("CODE: details"), or None when it answered (a refusal)
+    or was never made."""
     if isinstance(exc, TimeoutError):
         return f"DEADLINE_EXCEEDED: no answer in {ENQUEUE_TIMEOUT:g} s"
     if isinstance(exc, grpc.aio.AioRpcError) and exc.code() in IN_DOUBT:
@@ -110,27 +112,34 @@ class PeerWriter:
         moving_ids = [t.id for t in moving]
         if accepted.records or accepted.delayed or accepted.claims:
             await self._store.save(accepted.records + moving, accepted.delayed, accepted.claims, moving_ids)
-        if accepted.events:
-            await self._peers.results.Record(results_pb2.RecordRequest(events=accepted.events))
-        if accepted.runnable:
-            try:
+        peer = "the results service"  # the call under way, named in the error
+        try:
+            if accepted.events:  # the tasks' first events, before the registry may start them
+                await self._peers.results.Record(results_pb2.RecordRequest(events=accepted.events))
+            if accepted.runnable:
+                peer = "the registry"
                 request = worker_pb2.EnqueueRequest(tasks=accepted.runnable)
                 await asyncio.wait_for(self._peers.registry.Enqueue(request), ENQUEUE_TIMEOUT)
-            except Exception as exc:  # a cancelled write (BaseException) leaves them to the pump
-                doubt = _in_doubt(exc)
-                if doubt is None:  # refused, or failed before the call: nothing of it was queued
-                    await self._forget(moving_ids, "after a failed enqueue")
+        except Exception as exc:  # a cancelled write (BaseException) leaves them to the pump
+            # Saved with their keys confirmed, the delayed tasks run at their time whatever happened
+            # here: their keys keep naming them.
+            kept = [c.task_id for c in accepted.claims if c.task_id not in moving_ids]
+            doubt = _in_doubt(exc)
+            if doubt is None:  # refused, or failed before the call: nothing of it was queued
+                await self._forget(moving_ids, f"after a call to {peer} failed")
+                if not kept:
                     raise
-                if not moving_ids:
-                    raise Unanswered(
-                        f"another service is out of reach or failed (the registry, {doubt}); retry"
-                    ) from exc
-                await self._keep(moving_ids)
-                raise KeptInDoubt(
-                    f"the registry did not answer ({doubt}); the task is kept and queued soon: retry with the "
-                    "same idempotency key to get its id",
-                    frozenset(moving_ids),
-                ) from exc
+                why = f"{peer} failed ({exc})"
+            else:
+                await self._keep(moving_ids)  # saved with their keys confirmed: the pump queues them
+                kept += moving_ids
+                if not kept:
+                    raise Unanswered(f"another service is out of reach or failed ({peer}, {doubt}); retry") from exc
+                why = f"{peer} did not answer ({doubt})"
+            raise KeptInDoubt(
+                f"{why}; the task is kept and runs: retry with the same idempotency key to get its id",
+                frozenset(kept),
+            ) from exc
         await self._forget(moving_ids, "handed over")
 
     async def _keep(self, task_ids: list[str]) -> None:
