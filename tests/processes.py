@@ -167,6 +167,7 @@ class Replicas:
         self.env = {**env, **{f"TASKTIDE_{s.upper()}_ADDRESS": lists[s] for s in services}}
         self.env["TASKTIDE_ADDRESS"] = lists.get("scheduler", env.get("TASKTIDE_ADDRESS", ""))
         self.procs: dict[tuple[str, int], subprocess.Popen[str]] = {}
+        self.frozen: list[subprocess.Popen[str]] = []
 
     def start(self, service: str, i: int) -> None:
         log = (self.logs / f"{service}{i}.log").open("a")
@@ -187,10 +188,31 @@ class Replicas:
         proc.wait(10)
         Path(self.addresses[service][i].removeprefix("unix:")).unlink(missing_ok=True)
 
+    def freeze(self, service: str, i: int) -> None:
+        """SIGSTOP of one replica (a frozen process or host: its connections stay open, nothing
+        answers), until `thaw`."""
+        proc = self.procs[(service, i)]
+        proc.send_signal(signal.SIGSTOP)
+        self.frozen.append(proc)
+
+    def lose(self, service: str, i: int, fault: str) -> None:
+        """One replica lost as `fault` says: "kill" (`kill`) or "freeze" (`freeze`)."""
+        if fault == "kill":
+            self.kill(service, i)
+        else:
+            self.freeze(service, i)
+
+    def thaw(self) -> None:
+        """SIGCONT of every frozen replica."""
+        for proc in self.frozen:
+            proc.send_signal(signal.SIGCONT)
+        self.frozen.clear()
+
     def alive(self) -> list[tuple[str, int]]:
         return [k for k, p in self.procs.items() if p.poll() is None]
 
     def close(self) -> None:
+        self.thaw()
         stop(list(self.procs.values()))
         self.procs.clear()
         shutil.rmtree(self.folder, ignore_errors=True)

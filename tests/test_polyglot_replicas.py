@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -125,17 +124,12 @@ def run_across_a_kill(
     replicas are resumed once the producer is done."""
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
     producer = subprocess.Popen(producer_cmd, cwd=cwd, env=env, text=True, **pipes)  # type: ignore[call-overload]
-    frozen: list[subprocess.Popen[str]] = []
     try:
         out = Lines(producer)
         until(lambda: out.count("submitted ") >= KILL_AFTER or producer.poll() is not None, "submissions confirmed")
         assert producer.poll() is None, out.report()
         for service in SERVICES:
-            if fault == "kill":
-                reps.kill(service, 0)
-            else:
-                frozen.append(reps.procs[(service, 0)])
-                frozen[-1].send_signal(signal.SIGSTOP)
+            reps.lose(service, 0, fault)
         started = time.monotonic()
         producer.wait(240)
         report = out.report()
@@ -150,8 +144,7 @@ def run_across_a_kill(
         print(f"{fault}: {done}; the producer ended {time.monotonic() - started:.1f} s after the fault")
         return report
     finally:
-        for p in frozen:
-            p.send_signal(signal.SIGCONT)
+        reps.thaw()
         if producer.poll() is None:
             producer.kill()
             producer.wait()

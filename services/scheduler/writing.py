@@ -143,8 +143,8 @@ class PeerWriter:
         await self._forget(moving_ids, "handed over")
 
     async def _keep(self, task_ids: list[str]) -> None:
-        """Tasks whose enqueue went unanswered: due again in :moving soon (when this fails, after
-        their hand-over deadline)."""
+        """Tasks whose hand-over went unanswered (the Record or the Enqueue): due again in :moving
+        soon (when this fails, after their hand-over deadline)."""
         try:
             await self._store.due_again(task_ids, RETRY_IN_DOUBT_MS)
         except Exception:  # noqa: BLE001 - the deadline they have stands

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -102,18 +100,13 @@ def test_one_replica_of_each_service_lost_in_turn_under_load(tmp_path: Path, que
     with setup(tmp_path, **({"TASKTIDE_LEASE_SECONDS": "30"} if frozen else {})) as s:
         s.replicas.start_all()
         workers = s.workers(queue_name)
-        stopped: list[subprocess.Popen[str]] = []
         try:
             workers.spawn(2)
             with s.client() as client:
                 load = TimedLoad(client, queue_name, s.markers, *((450, 30.0) if frozen else (300, 60.0))).start()
                 for service in SERVICES:
                     time.sleep(1.5)
-                    if frozen:
-                        stopped.append(s.replicas.procs[(service, 0)])
-                        stopped[-1].send_signal(signal.SIGSTOP)
-                    else:
-                        s.replicas.kill(service, 0)
+                    s.replicas.lose(service, 0, fault)
                 ended = time.monotonic()
                 ids = load.join()
                 fig = s.figures(CASES[fault], client, ids, ended)
@@ -122,8 +115,7 @@ def test_one_replica_of_each_service_lost_in_turn_under_load(tmp_path: Path, que
             assert [p.poll() for p in workers.procs] == [None, None], "a worker ended"
             assert s.replicas.alive() == [(service, i) for service in SERVICES for i in ((0, 1) if frozen else (1,))]
         finally:
-            for p in stopped:
-                p.send_signal(signal.SIGCONT)
+            s.replicas.thaw()
             workers.close()
     assert fig.recorded_twice == 0
     assert (fig.lost, fig.run) == (0, fig.submitted)
