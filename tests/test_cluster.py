@@ -10,6 +10,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -20,7 +21,7 @@ from redis.exceptions import ClusterCrossSlotError, ClusterDownError, Connection
 
 from tasktide import Client, ClientSettings
 from tasktide._exceptions import Unavailable
-from tasktide_services.common.lua import Script, run_pipeline
+from tasktide_services.common.lua import Script, preload, run_pipeline
 from tasktide_services.common.redis_cluster import command_slot
 from tasktide_services.common.redis_cluster_client import ClusterRedis
 from tasktide_services.common.redis_conn import connect
@@ -135,6 +136,46 @@ def test_a_script_lost_by_one_node_is_loaded_there_and_nothing_runs_twice(redis_
             await fresh.aclose()
 
     asyncio.run(run())
+
+
+def test_a_script_marked_last_runs_after_the_other_nodes_parts_and_not_after_a_failure(redis_cluster):
+    """Confirming an idempotency key must follow the write of its task (scheduler/store.py), but a
+    pipeline's parts run on their nodes at once: a script marked last is sent once the other parts
+    have answered. Here the other node is paused for 0.4 s (CLIENT PAUSE): the last script's clock
+    reads after the pause. And when an earlier command failed, the last script is not run."""
+    k1, k2 = keys_on_two_primaries(redis_cluster, "last")
+    fails = "return redis.error_reply('refused')"
+    scripts = {
+        "incr": Script(None, INCR),
+        "fails": Script(None, fails),
+        "last": Script(None, "redis.call('INCR', KEYS[1]); return redis.call('TIME')", last=True),
+    }
+
+    async def run(first: str) -> tuple[float, list[Any]]:
+        r = await connect(redis_cluster.url)
+        try:
+            await preload(r, scripts)  # on every primary: no NOSCRIPT round to delay a call
+            node_client(redis_cluster.primary_of(k1)).execute_command("CLIENT", "PAUSE", 400, "WRITE")
+            started = time.time()
+
+            def build(pipe: Any) -> None:
+                scripts["last"]([k2], [], client=pipe)  # queued first, sent last
+                scripts[first]([k1], [], client=pipe)
+
+            async with r.pipeline(transaction=False) as pipe:
+                build(pipe)
+                return started, await pipe.execute(raise_on_error=False)
+        finally:
+            await r.aclose()
+
+    started, (clock, _) = asyncio.run(run("incr"))
+    ran_at = int(clock[0]) + int(clock[1]) / 1e6
+    assert ran_at - started >= 0.35, f"the last script ran {ran_at - started:.3f} s after the start"
+    before = int(node_client(redis_cluster.primary_of(k2)).get(k2))
+    _, (skipped, refused) = asyncio.run(run("fails"))
+    assert isinstance(refused, ResponseError) and "refused" in str(refused), refused
+    assert isinstance(skipped, ResponseError) and "not run" in str(skipped), skipped
+    assert int(node_client(redis_cluster.primary_of(k2)).get(k2)) == before, "the last script ran"
 
 
 def test_keys_across_slots_are_refused(redis_cluster):

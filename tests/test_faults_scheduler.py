@@ -508,6 +508,72 @@ def test_a_results_service_out_of_reach_keeps_the_keyed_task_and_its_key(
     assert rdb.zcard(ready) == 0, "another task under the key was queued"
 
 
+@pytest.mark.parametrize("countdown", [0.0, 1.0], ids=["runnable", "delayed"])
+def test_a_lost_answer_of_redis_keeps_the_key_of_the_task_it_wrote(
+    platform, client, queue_name, rdb, redis_server, countdown
+):
+    """The scheduler on its own, its Redis reached through a proxy: Redis applies the write that
+    accepts a keyed task (its record, its place in :moving or the delayed set, its key confirmed),
+    and the connection is reset before the answer comes back. The submission fails UNAVAILABLE, but
+    the task was written and runs (the pump hands it over): its key keeps naming it, so a retry is
+    answered with it and it runs once. (Before, the failed write let the key go: the retry was
+    admitted as a second task, and both ran.)"""
+    from tasktide_services.common.errors import REDIS_AWAY
+    from tasktide_services.common.hooks import ServiceHooks
+    from tasktide_services.common.peers import Peers
+    from tasktide_services.common.redis_conn import connect
+    from tasktide_services.scheduler.admission import Admission
+    from tasktide_services.scheduler.store import PENDING, SchedulerStore
+    from tasktide_services.scheduler.writing import writer_for
+    from tests.faults.proxy import proxy
+
+    key = f"lostsave-{uuid.uuid4().hex}"
+    spec = task_pb2.TaskSpec(
+        name="t.add", args=task_pb2.Payload(json=b"[4,5]"), queue=queue_name, idempotency_key=key, countdown=countdown
+    )
+
+    def confirmed() -> str:
+        held = (rdb.get(skeys.idem(key)) or b"").decode()
+        return "" if held.startswith(PENDING) else held
+
+    async def main() -> tuple[str, BaseException | None, scheduler_pb2.SubmitResponse]:
+        settings = replace(
+            ServerSettings(),
+            address="127.0.0.1:1",
+            registry_address=platform.registry_address,
+            results_address=platform.results_address,
+        )
+        peers = Peers(settings)
+        with proxy(f"127.0.0.1:{redis_server.port}") as link:
+            redis_client = await connect(f"redis://{link.address}/0")
+            store = SchedulerStore(redis_client, 60.0)
+            admission = Admission(store, writer_for(store, peers), settings.limits, ServiceHooks())
+            link.set_delay(0.3)  # each chunk waits in the proxy: Redis's answer can be dropped there
+            first = asyncio.ensure_future(admission.submit([spec]))
+            deadline = time.monotonic() + 20
+            while not confirmed() and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            written = confirmed()
+            link.reset()
+            failed = (await asyncio.gather(first, return_exceptions=True))[0]
+            link.set_delay(0.0)
+            (again,) = await admission.submit([spec])
+            await redis_client.aclose()
+        await peers.close()
+        return written, failed, again
+
+    written, failed, again = asyncio.run(main())
+    assert written, "Redis never applied the write"
+    assert isinstance(failed, REDIS_AWAY), failed
+    assert (again.existing, again.task_id) == (True, written), "the key was let go: a second task under it"
+    ready = wkeys.queue_keys(queue_name).ready
+    eventually(lambda: rdb.zcard(ready) == 1, timeout=15, what="the written task handed over by the pump")
+    with run_worker_thread(tasks_app.app, platform.address, queues=(queue_name,)):
+        assert client.result(written, timeout=15) == 9
+    time.sleep(1.5)
+    assert rdb.zcard(ready) == 0, "another task under the key was queued"
+
+
 def test_a_key_claimed_by_a_writer_that_died_is_refused_not_answered_with_its_id(client, queue_name, rdb):
     """A scheduler killed between claiming a key and writing its task leaves a pending claim: a
     retry of that submission gets UNAVAILABLE (not the id of a task that was never written) until

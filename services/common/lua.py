@@ -20,6 +20,11 @@ per-pipeline SCRIPT EXISTS round trip; a direct call is a pipeline of one. `run_
 does the same on a blocking client, for submissions made in a caller's process
 (scheduler/direct.py). On a Redis Cluster the client itself loads a script on the node that lacks
 it and runs only that call again (common/redis_cluster.py).
+
+A pipeline's commands run in their order on one Redis, so a script queued last sees the others
+done. On a Redis Cluster the nodes' parts run at once; a script named in `LuaFile.last` (a write
+that must only follow the others, such as confirming an idempotency key) is sent there once the
+other parts have answered.
 """
 
 from __future__ import annotations
@@ -45,10 +50,11 @@ AnyPipeline = Pipeline | redis.client.Pipeline
 
 
 class Script:
-    def __init__(self, redis: Redis | None, source: str) -> None:
+    def __init__(self, redis: Redis | None, source: str, last: bool = False) -> None:
         self.redis = redis  # None: the script is only queued on pipelines
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
+        self.last = last  # on a cluster, sent once the rest of its pipeline has answered (module doc)
 
     def __call__(self, keys: Sequence[str], args: Sequence[Any], client: AnyPipeline | None = None) -> Any:
         if client is not None:
@@ -81,6 +87,7 @@ class LuaFile:
 
     path: Path
     constants: Mapping[str, int | str] = field(default_factory=dict)
+    last: frozenset[str] = frozenset()  # scripts run after the rest of their pipeline (module doc)
 
     def sections(self) -> dict[str, str]:
         """Section name -> its lines (the text before the first section, a comment, is dropped)."""
@@ -153,7 +160,7 @@ def _used(parts: list[tuple[str, str]], body: str) -> list[str]:
 
 
 def load_scripts(redis: Redis | None, file: LuaFile) -> dict[str, Script]:
-    return {name: Script(redis, source) for name, source in file.sources().items()}
+    return {name: Script(redis, source, name in file.last) for name, source in file.sources().items()}
 
 
 def _sources(scripts: tuple[Mapping[str, Script], ...]) -> list[str]:

@@ -9,8 +9,10 @@ CONFIG GET) go to one primary, SCRIPT LOAD and FLUSHALL to every primary. A
 pipeline is split by node and each part is sent over that node's link (redis_link._Link: one
 multiplexed connection per node), the parts at once, the replies put back in order. Commands
 without a key in a pipeline (PUBLISH: a wake-up) are sent once the keyed parts are done, so no
-subscriber hears of a write before it is made; across nodes the parts are otherwise unordered
-(on one node a pipeline's commands run in order).
+subscriber hears of a write before it is made. A script marked to run last (lua.py, `LuaFile.last`:
+confirming an idempotency key, which must never name a task whose record was not written) is sent
+after the other keyed parts have answered, and not at all when one of them failed. Across nodes the
+parts are otherwise unordered (on one node a pipeline's commands run in order).
 
 Redirections are followed within one call: MOVED (the slot moved: the map is updated and read
 again in full) and ASK (the slot is migrating: ASKING then the command on the node named), and
@@ -44,7 +46,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from redis.crc import key_slot
-from redis.exceptions import AskError, ClusterDownError, ConnectionError, MovedError, NoScriptError, TryAgainError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    ConnectionError,
+    MovedError,
+    NoScriptError,
+    ResponseError,
+    TryAgainError,
+)
 
 from tasktide_services.common.redis_cluster_url import Addr, ClusterOptions
 
@@ -121,10 +131,15 @@ class ClusterLink:
         self._stale = False
         self._refreshed_at = -REFRESH_EVERY
         self._sources: dict[str, str] = {}  # sha -> source of the scripts loaded through this link
+        self._last: set[str] = set()  # shas of the scripts sent after the rest of their pipeline
         self.unreplicated = 0  # writes for which WAIT heard fewer replicas than asked
 
     def remember_scripts(self, sources: Iterable[tuple[str, str]]) -> None:
         self._sources.update(sources)
+
+    def run_last(self, shas: Iterable[str]) -> None:
+        """Scripts a pipeline sends once its other keyed commands have answered (module doc)."""
+        self._last.update(shas)
 
     def nodes(self) -> list[Addr]:
         """Every node known (the seeds first when the map was never read)."""
@@ -188,14 +203,29 @@ class ClusterLink:
 
     async def run(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """The replies of `commands` in order (an error reply as its exception, not raised). The
-        parts of the nodes run at once; commands without a key (PUBLISH) are sent once they are all
-        done, so a wake-up is never heard before what it announces was written."""
+        parts of the nodes run at once; the scripts marked to run last are sent once those have
+        answered (not at all if one of them failed), then the commands without a key (PUBLISH), so
+        a wake-up is never heard before what it announces was written."""
         replies: list[Any] = [None] * len(commands)
-        keyless = [i for i, c in enumerate(commands) if command_slot(c) is None]
-        keyed = [i for i, c in enumerate(commands) if command_slot(c) is not None] if keyless else range(len(commands))
-        for phase in (keyed, keyless):
-            if phase:
-                await self._run_phase(commands, list(phase), replies)
+        keyed: list[int] = []
+        last: list[int] = []
+        keyless: list[int] = []
+        for i, c in enumerate(commands):
+            if command_slot(c) is None:
+                keyless.append(i)
+            elif _name(c) == "EVALSHA" and str(c[1]) in self._last:
+                last.append(i)
+            else:
+                keyed.append(i)
+        if keyed:
+            await self._run_phase(commands, keyed, replies)
+        if last and any(isinstance(replies[i], Exception) for i in keyed):
+            for i in last:
+                replies[i] = ResponseError("not run: an earlier command of its pipeline failed")
+        elif last:
+            await self._run_phase(commands, last, replies)
+        if keyless:
+            await self._run_phase(commands, keyless, replies)
         return replies
 
     async def _run_phase(self, commands: list[tuple[Any, ...]], pending: list[int], replies: list[Any]) -> None:

@@ -65,6 +65,7 @@ class ClusterRedis(LinkedRedis):
             if id(owner) not in self._owners:
                 self._owners[id(owner)] = owner  # kept: its id is not reused while it is here
                 self.routes.remember_scripts((s.sha, s.source) for s in owner.values())
+                self.routes.run_last(s.sha for s in owner.values() if s.last)
 
     def subscription(self, channel: str, on_message: Callable[[bytes], None]) -> ChannelSubscription:
         return ClusterSubscription(self.routes, channel, on_message)

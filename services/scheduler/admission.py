@@ -14,9 +14,10 @@ the caller's process (direct.py). Admission
   service's), ready queues (the registry's), written by the `Writer` chosen when the server is
   wired (writing.py): one pipeline when those services live in this process, else calls to them.
   An idempotency key is claimed before the write and confirmed by it; a write that fails lets
-  the key go, so a retry of the submission is admitted afresh (store.py). A submission answered
-  with an error may have been written in part: its retry may then run the task twice (at least
-  once), never zero times.
+  the key go, so a retry of the submission is admitted afresh (store.py). A write whose answer
+  from Redis was lost may have been applied: a key it confirmed is kept, and a retry is answered
+  with its task. A submission answered with an error may otherwise have been written in part: its
+  retry may then run the task twice (at least once), never zero times.
 
 A Retry whose countdown is not a number of seconds in 0..`Limits.max_delay_seconds` (NaN, an
 infinity, a negative or a huge number, from a task's own code) is a retry without delay: it is
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from tasktide.v1 import scheduler_pb2, task_pb2
 from tasktide_services.common import tenancy, validate
 from tasktide_services.common.auth import SERVICE, Caller
-from tasktide_services.common.errors import InvalidArgument, ServiceError, Unavailable, reported
+from tasktide_services.common.errors import REDIS_AWAY, InvalidArgument, ServiceError, Unavailable, reported
 from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.ids import new_id, new_ids
@@ -194,7 +195,9 @@ class Admission:
         except Exception as exc:
             kept = exc.task_ids if isinstance(exc, KeptInDoubt) else frozenset()  # their keys name them
             claims = [Claim(_scoped_key(tasks[i].spec), tasks[i].id, 0) for i in keyed if i not in skip]
-            await self._release([c for c in claims if c.task_id not in kept])
+            # Redis's answer lost: the write may have been applied, and a key it confirmed names a task
+            # that runs (a retry must be answered with it).
+            await self._release([c for c in claims if c.task_id not in kept], pending_only=isinstance(exc, REDIS_AWAY))
             raise
         return responses
 
@@ -221,11 +224,11 @@ class Admission:
                 )
         return out
 
-    async def _release(self, claims: list[Claim]) -> None:
+    async def _release(self, claims: list[Claim], pending_only: bool = False) -> None:
         """The write failed: the keys claimed for it are let go (when this fails too, they lapse
-        after store.CLAIM_MS)."""
+        after store.CLAIM_MS); with `pending_only`, those it did not confirm (store.py)."""
         try:
-            await self._store.release_idempotency(claims)
+            await self._store.release_idempotency(claims, pending_only=pending_only)
         except Exception:  # noqa: BLE001 - the write's own error is the one to report
             log.exception("releasing %d idempotency keys after a failed write failed", len(claims))
 

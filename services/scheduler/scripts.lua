@@ -133,9 +133,10 @@ redis.call('SET', key, id, 'PX', keep)
 return 1
 
 --! idem_release
--- KEYS: an idempotency key. ARGV: task id, the pending claim.
+-- KEYS: an idempotency key. ARGV: task id ('' when a key naming it is kept), the pending claim.
 -- The write of the task failed: the key is let go if it still names that task, so a retry of the
--- submission is admitted again instead of being answered with a task that does not exist.
+-- submission is admitted again instead of being answered with a task that does not exist. A write
+-- whose answer was lost may have been applied: then only the pending claim is let go.
 local key = KEYS[1]
 local id, pending = ARGV[1], ARGV[2]
 local held = redis.call('GET', key)

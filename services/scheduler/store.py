@@ -5,8 +5,11 @@ given one (the result expiry) when the task leaves the set, handed to the regist
 
 An idempotency key is claimed before its task is written, as a pending claim that lapses after
 CLAIM_MS (`claim_idempotency`). The write that accepts the task confirms it in the same round trip
-(`build_confirm`, script idem_confirm), and a failed write lets it go (`release_idempotency`), so a
-key never names a task that was not written for longer than CLAIM_MS.
+(`build_confirm`, script idem_confirm, run after the write's other commands, on a cluster too), and
+a failed write lets it go (`release_idempotency`), so a key never names a task that was not written
+for longer than CLAIM_MS. A write whose answer was lost (the connection to Redis dropped or timed
+out) may have been applied: then only a pending claim is let go, and a key the write confirmed
+keeps naming its task.
 
 A task is in :moving while it is handed to the registry: taken there from the delayed set when due
 (`claim_due`), or put there with its record by a writer that confirms a task's key before the
@@ -33,7 +36,8 @@ from tasktide_services.common.events import now_ms
 from tasktide_services.common.lua import LuaFile, Script, load_scripts, preload, run_pipeline
 from tasktide_services.scheduler import keys
 
-SCRIPTS = LuaFile(Path(__file__).with_name("scripts.lua"), keys.LUA_CONSTANTS)
+# A key's confirmation follows the write of its task, on a cluster too (lua.py, `LuaFile.last`).
+SCRIPTS = LuaFile(Path(__file__).with_name("scripts.lua"), keys.LUA_CONSTANTS, frozenset({"idem_confirm"}))
 CLAIM_MS = 15_000  # a claimed key whose task was neither written nor refused is free again after this
 PENDING = "?"  # prefix of a claim whose task is being written (keys.idem)
 HANDOVER_MS = 30_000  # a task claimed from :delayed into :moving longer than this is handed over again
@@ -91,14 +95,17 @@ class SchedulerStore:
         for c in claims:
             self._s["idem_confirm"]([keys.idem(c.key)], [c.task_id, PENDING + c.task_id, c.keep_ms], client=pipe)
 
-    async def release_idempotency(self, claims: list[Claim]) -> None:
-        """The tasks of these claims were not written: their keys are free again."""
+    async def release_idempotency(self, claims: list[Claim], *, pending_only: bool = False) -> None:
+        """The tasks of these claims were not written: their keys are free again. `pending_only`:
+        whether they were written is not known (Redis's answer was lost), so a key the write
+        confirmed, which names its task, is kept; only a claim still pending is let go."""
         if not claims:
             return
 
         def build(pipe: Pipeline) -> None:
             for c in claims:
-                self._s["idem_release"]([keys.idem(c.key)], [c.task_id, PENDING + c.task_id], client=pipe)
+                named = "" if pending_only else c.task_id  # "": no key holds it
+                self._s["idem_release"]([keys.idem(c.key)], [named, PENDING + c.task_id], client=pipe)
 
         await run_pipeline(self.redis, build, self._s)
 
