@@ -152,7 +152,7 @@ async def start(
         workflows = WorkflowService(sstore, admission, peers, settings.limits)
         add_service(server, WORKFLOWS, workflows)
         peers.bind(scheduler=scheduler, workflows=workflows)
-        jobs.append(partial(run_pump, sstore, admission, settings.tick_seconds))
+        jobs.append(partial(run_pump, sstore, admission, peers, settings.tick_seconds))
         jobs.append(partial(run_schedules, sstore, admission, settings.tick_seconds))
     running.background += [asyncio.create_task(job()) for job in jobs]
     running.background += [asyncio.create_task(job) for job in hooks.background(which, redis)]

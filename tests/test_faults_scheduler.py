@@ -456,6 +456,64 @@ def test_a_lost_answer_of_the_registry_keeps_the_keyed_task_and_its_key(
         assert client.result(again.task_id, timeout=15) == 9
 
 
+def test_a_task_that_finished_while_its_hand_over_went_unanswered_is_not_handed_over_again(
+    platform, client, queue_name, rdb, redis_server, tmp_path
+):
+    """As above, the registry's answer to Enqueue lost, but with a worker on the queue: the task runs
+    and finishes before the scheduler learns its call failed. The task stays in :moving, stuck, and
+    the pump finds it there 1 s later; the registry no longer holds it, so a hand-over again would
+    queue it and run its body a second time. The pump asks the results service first and lets a
+    started task go: the body runs once. (Before, it ran twice.)"""
+    from redis.asyncio import Redis
+
+    from tasktide_services.common.hooks import ServiceHooks
+    from tasktide_services.common.peers import Peers
+    from tasktide_services.scheduler.admission import Admission
+    from tasktide_services.scheduler.store import SchedulerStore
+    from tasktide_services.scheduler.writing import KeptInDoubt, writer_for
+    from tests.faults.proxy import proxy
+
+    key = f"ranalready-{uuid.uuid4().hex}"
+    spec = task_pb2.TaskSpec(
+        name="t.marked",
+        args=task_pb2.Payload(json=json.dumps([str(tmp_path)]).encode()),
+        queue=queue_name,
+        idempotency_key=key,
+    )
+
+    async def main() -> object:
+        redis_client = Redis.from_url(redis_server.url)
+        with proxy(platform.registry_address) as link:
+            settings = replace(
+                ServerSettings(),
+                address="127.0.0.1:1",
+                registry_address=link.address,
+                results_address=platform.results_address,
+            )
+            store = SchedulerStore(redis_client, 60.0)
+            admission = Admission(store, writer_for(store, Peers(settings)), settings.limits, ServiceHooks())
+            link.set_delay(1.0)  # the registry's answer waits 1 s in the proxy: the task ends meanwhile
+            first = asyncio.ensure_future(admission.submit([spec]))
+            deadline = time.monotonic() + 20
+            while not list(tmp_path.iterdir()) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)  # its outcome recorded
+            link.reset()
+            failed = (await asyncio.gather(first, return_exceptions=True))[0]
+        await redis_client.aclose()
+        return failed
+
+    with run_worker_thread(tasks_app.app, platform.address, queues=(queue_name,)):
+        failed = asyncio.run(main())
+        assert isinstance(failed, KeptInDoubt), failed
+        (task_id,) = failed.task_ids
+        assert client.result(task_id, timeout=15) == task_id
+        eventually(lambda: rdb.zscore(skeys.MOVING, task_id) is None, timeout=15, what="the stuck task let go")
+        time.sleep(1.5)  # a hand-over again, had there been one, would have run the body by now
+    runs = [p.name for p in tmp_path.iterdir()]
+    assert len(runs) == 1, f"the body ran {len(runs)} times"
+
+
 def test_a_results_service_out_of_reach_keeps_the_keyed_task_and_its_key(
     platform, client, queue_name, rdb, redis_server
 ):

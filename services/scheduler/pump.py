@@ -1,11 +1,15 @@
 """Moves tasks whose time has come from the delayed set to the registry's ready queues.
 
 A due task whose record is missing (it should not be: records of waiting tasks do not expire) is
-logged and dropped. A batch whose write Redis refuses is tried task by task, so one poison task
-cannot hold the others back; one that still fails stays in :moving and returns after its hand-over
-deadline. A Redis out of reach fails the whole step: everything stays for the next one. A registry
-or results service that does not answer (writing.Unanswered) leaves the batch in :moving, due again
-after writing.RETRY_IN_DOUBT_MS (the registry skips a task it got meanwhile).
+logged and dropped. A task left in :moving past its hand-over deadline (stuck: the scheduler
+handing it over died, or the registry's answer was lost) may have reached the registry and even
+finished: the results service is asked first, and one it knows to have started is not handed over
+again (`_started`), so a finished body does not run a second time. A batch whose write Redis
+refuses is tried task by task, so one poison task cannot hold the others back; one that still fails
+stays in :moving and returns after its hand-over deadline. A Redis out of reach fails the whole
+step: everything stays for the next one. A registry or results service that does not answer
+(writing.Unanswered) leaves the batch in :moving, due again after writing.RETRY_IN_DOUBT_MS (the
+registry skips a task it got meanwhile).
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ import logging
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from tasktide.v1 import task_pb2
+from tasktide.v1 import results_pb2, task_pb2
 from tasktide_services.common.events import now_ms
 from tasktide_services.common.loop import run_forever
+from tasktide_services.common.peers import Peers
 from tasktide_services.scheduler.admission import Admission
 from tasktide_services.scheduler.store import HANDOVER_MS, SchedulerStore
 from tasktide_services.scheduler.writing import RETRY_IN_DOUBT_MS, Unanswered
@@ -27,14 +32,25 @@ log = logging.getLogger("tasktide.scheduler.pump")
 BATCH = 500
 IDLE_MAX = 1.0  # seconds: the longest sleep between two reads of the delayed set
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
+# A stuck task recorded so may not have reached the registry (a task not recorded at all too).
+NOT_STARTED = frozenset({task_pb2.TASK_STATE_SCHEDULED, task_pb2.TASK_STATE_QUEUED})
 
 
-async def pump_once(store: SchedulerStore, admission: Admission) -> tuple[int, float]:
+async def pump_once(store: SchedulerStore, admission: Admission, peers: Peers) -> tuple[int, float]:
     """Moves up to BATCH due tasks; returns how many were claimed and when (Unix ms) the next
     one is due (math.inf: none waits)."""
-    ids, nxt = await store.claim_due(now_ms(), HANDOVER_MS, BATCH)
+    ids, stuck, nxt = await store.claim_due(now_ms(), HANDOVER_MS, BATCH)
     if not ids:
         return 0, nxt
+    try:
+        started = await _started(peers, ids[:stuck]) if stuck else set()
+    except Exception as exc:  # noqa: BLE001 - the results service away: not one task's fault
+        log.warning("%d tasks left in :moving cannot be checked (%s); they are tried again soon", stuck, exc)
+        await store.due_again(ids, RETRY_IN_DOUBT_MS)
+        return len(ids), nxt
+    if started:
+        await store.started_elsewhere(sorted(started))
+        ids = [tid for tid in ids if tid not in started]
     records = await store.load(ids)
     missing = [tid for tid, t in zip(ids, records, strict=True) if t is None]
     for tid in missing:
@@ -47,7 +63,16 @@ async def pump_once(store: SchedulerStore, admission: Admission) -> tuple[int, f
         await store.due_again([t.id for t in found], RETRY_IN_DOUBT_MS)
         moved = []
     await store.handed_over(missing + moved)
-    return len(ids), nxt
+    return len(ids) + len(started), nxt
+
+
+async def _started(peers: Peers, task_ids: list[str]) -> set[str]:
+    """Of these stuck tasks, those the results service knows to have started (running, retrying
+    or ended): the registry had them, so they are not handed over again (a finished one would run
+    twice). One recorded as scheduled or queued, or not at all, may never have reached the
+    registry, and goes on (the registry skips a task it holds)."""
+    got = await peers.results.Get(results_pb2.GetRequest(task_ids=task_ids))
+    return {tid for tid, r in zip(task_ids, got.results, strict=True) if r.found and r.state not in NOT_STARTED}
 
 
 async def _move(admission: Admission, tasks: list[task_pb2.Task]) -> list[str]:
@@ -74,7 +99,7 @@ async def _move(admission: Admission, tasks: list[task_pb2.Task]) -> list[str]:
     return moved
 
 
-async def run_pump(store: SchedulerStore, admission: Admission, tick: float) -> None:
+async def run_pump(store: SchedulerStore, admission: Admission, peers: Peers, tick: float) -> None:
     """Due tasks that fail to move stay in :moving and return after their hand-over deadline.
     Between steps the pump sleeps until the next due time read by the step, woken early when
     this process delays a task due sooner (store.delayed_alarm), but steps at most every `tick`
@@ -83,7 +108,7 @@ async def run_pump(store: SchedulerStore, admission: Admission, tick: float) -> 
 
     async def step() -> int:
         started = now_ms()
-        handled, nxt = await pump_once(store, admission)
+        handled, nxt = await pump_once(store, admission, peers)
         if handled < BATCH:  # steps at most every tick: tasks due close together move together
             await store.delayed_alarm.sleep_until(nxt, max(tick, IDLE_MAX), started + tick * 1000)
         return BATCH  # its own pause taken: run_forever goes on at once

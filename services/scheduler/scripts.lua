@@ -14,31 +14,36 @@ end
 
 --! claim_due
 -- KEYS: delayed set, moving set (keys.DelayedKeys). ARGV: now ms, hand-over deadline ms, limit.
--- Moves due tasks to :moving and returns the earliest time (Unix ms) something else becomes due
--- in either set ('' for none; '' too when `limit` tasks were returned: go again at once), then
--- their ids. Tasks left in :moving past their deadline (a scheduler died while handing them
--- over) become due again first.
+-- Takes up to `limit` tasks into :moving with the new hand-over deadline: first those left there
+-- past their deadline (stuck: a scheduler died or went unanswered while handing them over, so the
+-- registry may have had them already), then due tasks of the delayed set. Returns the earliest time
+-- (Unix ms) something else becomes due in either set ('' for none; '' too when `limit` tasks were
+-- returned: go again at once), the number of stuck tasks, then their ids and the due tasks' ids.
 local delayed, moving = KEYS[1], KEYS[2]
 local now, deadline, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local stuck = redis.call('ZRANGEBYSCORE', moving, '-inf', now, 'LIMIT', 0, limit)
-for _, id in ipairs(stuck) do
-  redis.call('ZADD', delayed, now, id)
-  redis.call('ZREM', moving, id)
-end
-local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, limit)
-for _, id in ipairs(due) do
-  redis.call('ZREM', delayed, id)
+local out = redis.call('ZRANGEBYSCORE', moving, '-inf', now, 'LIMIT', 0, limit)
+local stuck = #out
+for _, id in ipairs(out) do
   redis.call('ZADD', moving, deadline, id)
 end
+if stuck < limit then
+  local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, limit - stuck)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', delayed, id)
+    redis.call('ZADD', moving, deadline, id)
+    out[#out + 1] = id
+  end
+end
 local nxt = ''
-if #due < limit then
+if #out < limit then
   local a = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
   local b = redis.call('ZRANGE', moving, 0, 0, 'WITHSCORES')
   if a[2] then nxt = a[2] end
   if b[2] and (nxt == '' or tonumber(b[2]) < tonumber(nxt)) then nxt = b[2] end
 end
-table.insert(due, 1, nxt)
-return due
+table.insert(out, 1, stuck)
+table.insert(out, 1, nxt)
+return out
 
 --! schedule_put
 -- KEYS: the schedule's hash, :all, :due. ARGV: id, definition, first occurrence ms (0 = none),

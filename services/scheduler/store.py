@@ -46,6 +46,14 @@ ENQUEUE_MS = 5_000  # the same for a task `save` puts there while its enqueue ca
 log = logging.getLogger("tasktide.scheduler")
 
 
+class Claimed(NamedTuple):
+    """What `claim_due` took into :moving."""
+
+    ids: list[str]  # the stuck tasks first, then the due ones
+    stuck: int  # how many of `ids` were stuck (left past their hand-over deadline)
+    at: float  # when (Unix ms) something else becomes due: math.inf, none; `now_ms`: go again
+
+
 class Claim(NamedTuple):
     """An idempotency key claimed for a task being written."""
 
@@ -176,12 +184,12 @@ class SchedulerStore:
                 out.append(None)
         return out
 
-    async def claim_due(self, now_ms: int, handover_ms: int, limit: int) -> tuple[list[str], float]:
-        """The ids of the due tasks (now in :moving), and the earliest time (Unix ms) something
-        else becomes due (math.inf: nothing waits; `now_ms` when `limit` ids came: more may be due)."""
-        nxt, *ids = await self._s["claim_due"](keys.DELAYED_KEYS, [now_ms, now_ms + handover_ms, limit])
+    async def claim_due(self, now_ms: int, handover_ms: int, limit: int) -> Claimed:
+        """The tasks to hand to the registry now (in :moving, with a new hand-over deadline): the
+        stuck ones first, then the due ones (scripts.lua, claim_due)."""
+        nxt, stuck, *ids = await self._s["claim_due"](keys.DELAYED_KEYS, [now_ms, now_ms + handover_ms, limit])
         at = float(nxt) if nxt else (now_ms if len(ids) >= limit else math.inf)
-        return [i.decode() for i in ids], at
+        return Claimed([i.decode() for i in ids], int(stuck), at)
 
     async def handed_over(self, task_ids: list[str]) -> None:
         """These tasks of :moving are the registry's now: their records expire with the results."""
@@ -189,6 +197,23 @@ class SchedulerStore:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.zrem(keys.MOVING, *task_ids)
                 for tid in task_ids:
+                    pipe.pexpire(keys.task(tid), self.expire_ms)
+                await pipe.execute()
+
+    async def started_elsewhere(self, task_ids: list[str]) -> None:
+        """Stuck tasks of :moving that started after all (the registry had them): they leave
+        :moving, and their records expire with the results, but for a task that waits in the
+        delayed set again (a retry of it: its record lives until it is due)."""
+        if not task_ids:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(keys.MOVING, *task_ids)
+            pipe.zmscore(keys.DELAYED, task_ids)
+            _, scores = await pipe.execute()
+        done = [tid for tid, score in zip(task_ids, scores, strict=True) if score is None]
+        if done:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for tid in done:
                     pipe.pexpire(keys.task(tid), self.expire_ms)
                 await pipe.execute()
 
