@@ -31,6 +31,7 @@ from tasktide_services.testing import (
     eventually,
     run_worker_thread,
     spawn,
+    unreachable_address,
 )
 from tasktide_services.worker import keys as wkeys
 from tasktide_services.worker.reaper import RETRY_HANDOVER_MS
@@ -512,6 +513,60 @@ def test_a_task_that_finished_while_its_hand_over_went_unanswered_is_not_handed_
         time.sleep(1.5)  # a hand-over again, had there been one, would have run the body by now
     runs = [p.name for p in tmp_path.iterdir()]
     assert len(runs) == 1, f"the body ran {len(runs)} times"
+
+
+def test_a_stuck_task_waits_while_the_results_service_cannot_say_whether_it_started(
+    platform, client, queue_name, rdb, redis_server
+):
+    """A task stuck in :moving (its scheduler died while handing it over) is checked with the
+    results service before it is handed over again. With that service out of reach, the pump's step
+    neither fails nor drops the task: it stays in :moving, due again in RETRY_IN_DOUBT_MS; once the
+    service answers, the task is handed over and runs."""
+    from redis.asyncio import Redis
+
+    from tasktide_services.common.hooks import ServiceHooks
+    from tasktide_services.common.peers import Peers
+    from tasktide_services.scheduler.admission import Admission
+    from tasktide_services.scheduler.pump import pump_once
+    from tasktide_services.scheduler.store import SchedulerStore
+    from tasktide_services.scheduler.writing import RETRY_IN_DOUBT_MS, writer_for
+
+    task = task_pb2.Task(
+        id=uuid.uuid4().hex,
+        spec=task_pb2.TaskSpec(name="t.add", args=task_pb2.Payload(json=b"[4,5]"), queue=queue_name),
+        state=task_pb2.TASK_STATE_QUEUED,
+    )
+
+    async def step(results_address: str) -> tuple[float, float | None]:
+        # A database of its own: the platform's pump (on database 0) does not take the stuck task.
+        redis_client = Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/5")
+        settings = replace(
+            ServerSettings(),
+            address="127.0.0.1:1",
+            registry_address=platform.registry_address,
+            results_address=results_address,
+        )
+        store = SchedulerStore(redis_client, 60.0)
+        peers = Peers(settings)
+        try:
+            admission = Admission(store, writer_for(store, peers), settings.limits, ServiceHooks())
+            await store.save([task], [], moving=[task.id])
+            await store.due_again([task.id], -1_000)  # stuck: its deadline passed
+            before = time.time() * 1000
+            await pump_once(store, admission, peers)
+            return before, await redis_client.zscore(skeys.MOVING, task.id)
+        finally:
+            await peers.close()
+            await redis_client.aclose()
+
+    with unreachable_address() as nowhere:
+        before, deadline = asyncio.run(step(nowhere))
+    assert deadline is not None, "the stuck task left :moving while nothing could say it started"
+    assert before < deadline <= time.time() * 1000 + RETRY_IN_DOUBT_MS, "not due again soon"
+    _, deadline = asyncio.run(step(platform.results_address))
+    assert deadline is None, "the stuck task was not handed over once the results service answered"
+    with run_worker_thread(tasks_app.app, platform.address, queues=(queue_name,)):
+        assert client.result(task.id, timeout=15) == 9
 
 
 def test_a_results_service_out_of_reach_keeps_the_keyed_task_and_its_key(
