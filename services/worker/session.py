@@ -6,16 +6,18 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
+import grpc
+
 from tasktide.v1 import results_pb2, task_pb2, worker_pb2
 from tasktide_services.common import validate
-from tasktide_services.common.errors import ServiceError
+from tasktide_services.common.errors import REDIS_AWAY, ServiceError
 from tasktide_services.common.events import event, first_events, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.notify import Notifier, wait_any
 from tasktide_services.common.partitions import Partitions
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import Limits
-from tasktide_services.worker.outcomes import OutcomeHandler, report_to_workflows
+from tasktide_services.worker.outcomes import OutcomeHandler, ref, report_to_workflows
 from tasktide_services.worker.session_state import Session
 from tasktide_services.worker.store import Leased, RegistryStore
 
@@ -27,7 +29,20 @@ MAX_ASSIGN = 256
 # the maximum, before they try again.
 FAILURE_PAUSE = 0.1
 FAILURE_PAUSE_MAX = 1.0
-SETTLE_ATTEMPTS = 8  # a batch of outcomes is recorded in this many attempts at most (about 5 s)
+# A batch of outcomes is recorded in this many attempts at most (about 5 s), unless what fails is
+# reaching the results service or Redis (`_out_of_reach`): that is tried while the session lasts.
+SETTLE_ATTEMPTS = 8
+_AWAY_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+def _out_of_reach(exc: BaseException) -> bool:
+    """A failure that says nothing of the outcomes themselves: Redis, or the results service, did
+    not answer (a call to it, or its answer UNAVAILABLE)."""
+    if isinstance(exc, (*REDIS_AWAY, TimeoutError)):
+        return True
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return exc.code() in _AWAY_CODES
+    return isinstance(exc, ServiceError) and exc.code in _AWAY_CODES
 
 
 class SessionLoops:
@@ -98,8 +113,11 @@ class SessionLoops:
 
     async def settle(self, session: Session) -> None:
         """Record what the session reported, batch after batch, merging what piled up meanwhile.
-        Ends once the session is closing and nothing is left. A batch that fails is tried again
-        (SETTLE_ATTEMPTS in all, pausing in between), then left to its leases' expiry."""
+        Ends once the session is closing and nothing is left. A batch that fails is tried again,
+        pausing in between. While the results service or Redis is out of reach, it is tried for as
+        long as the session lasts, its leases kept (`_keep_leases`: the tasks are not run again);
+        a batch that fails otherwise is tried SETTLE_ATTEMPTS times in all, then left to its leases'
+        expiry (so a poison outcome cannot hold up the session's others for good)."""
         failures = 0
         while True:
             if not session.due():
@@ -114,20 +132,24 @@ class SessionLoops:
                     session.send(rejected=rejected)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - tried again; at worst the leases expire and the tasks run again
+            except Exception as exc:  # noqa: BLE001 - tried again; at worst the leases expire and the tasks run again
                 failures += 1
-                if failures < SETTLE_ATTEMPTS and not session.closing:
+                away = _out_of_reach(exc)
+                if (away or failures < SETTLE_ATTEMPTS) and not session.closing:
                     # Recording again is harmless: a task keeps its first final result, and a
                     # lease ends only with its current token.
-                    log.warning(
-                        "session %s: recording %d outcomes failed (%d in a row); trying again",
-                        session.id,
-                        len(outcomes),
-                        failures,
-                        exc_info=failures == 1,
-                    )
+                    if failures <= SETTLE_ATTEMPTS or failures % 60 == 0:
+                        log.warning(
+                            "session %s: recording %d outcomes failed (%d in a row); trying again",
+                            session.id,
+                            len(outcomes),
+                            failures,
+                            exc_info=failures == 1,
+                        )
                     session.to_settle[:0] = outcomes
                     session.to_record[:0] = started
+                    if away:
+                        await self._keep_leases(outcomes)
                     await asyncio.sleep(min(FAILURE_PAUSE * 2 ** (failures - 1), FAILURE_PAUSE_MAX))
                     continue
                 log.exception(
@@ -136,6 +158,14 @@ class SessionLoops:
             failures = 0
             for o in outcomes:
                 session.assigned.pop(o.task_id, None)
+
+    async def _keep_leases(self, outcomes: list[task_pb2.Outcome]) -> None:
+        """The leases of outcomes waiting to be recorded are extended, as a heartbeat would: their
+        tasks ran, and must not be handed out again while the results service is away."""
+        try:
+            await self.store.extend([ref(o) for o in outcomes], now_ms() + self.lease_ms)
+        except Exception:  # noqa: BLE001 - Redis away too: the leases run toward their deadline
+            log.debug("extending the leases of %d outcomes waiting to be recorded failed", len(outcomes), exc_info=True)
 
     async def _release(self, session: Session, leases: list[worker_pb2.LeaseRef]) -> None:
         """Leases given back unstarted: the tasks wait in their queue again, and say so. A worker

@@ -184,3 +184,20 @@ def test_a_stopped_registry_fails_a_submission_in_time_and_keeps_its_task(tmp_pa
     assert waited < ENQUEUE_TIMEOUT + 5
     assert handle.id == held, "the retry was not answered with the task kept"
     rig.assert_held(fig)
+
+
+def test_outcomes_wait_out_a_results_service_down_longer_than_their_leases(tmp_path: Path, queue_name: str) -> None:
+    """The results service SIGKILLed while tasks run, for 12 s (the leases last 3 s): the registry
+    cannot record their outcomes. It keeps trying while the workers' sessions last and keeps the
+    leases meanwhile, so no task is handed out again; once the service is back, every result is
+    recorded. (Before, the registry gave up after 8 attempts, about 5 s, and the leases expired:
+    the tasks ran again.)"""
+    with make_rig(tmp_path, queue_name) as rig:
+        rig.cluster.kill("results")
+        ids = [rig.client.submit("t.marked", [str(rig.markers), 0.0], queue=rig.queue).id for _ in range(20)]
+        time.sleep(12)
+        rig.cluster.start("results")
+        back = time.monotonic()
+        fig = rig.count("the results service down (SIGKILL) for 12 s while 20 tasks run", ids, back, timeout=30)
+    rig.assert_held(fig)
+    assert fig.run_twice == 0, "tasks whose outcomes waited were run again"
