@@ -4,6 +4,7 @@ write refused by Redis after an idempotency key or a workflow step was claimed."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -11,20 +12,26 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import replace
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
 import pytest
 import redis
+from redis.asyncio import Redis
 
 import tasktide
 from tasktide import TaskState, chain, group
 from tasktide.v1 import scheduler_pb2, scheduler_pb2_grpc, task_pb2
+from tasktide_services.common.hooks import ServiceHooks
+from tasktide_services.common.peers import Peers
 from tasktide_services.common.redis_server import LocalRedis, free_port
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.scheduler import keys as skeys
+from tasktide_services.scheduler.admission import Admission
+from tasktide_services.scheduler.store import SchedulerStore
+from tasktide_services.scheduler.writing import Writer, writer_for
 from tasktide_services.testing import (
     TEST_LEASE_SECONDS,
     PlatformThread,
@@ -65,6 +72,29 @@ def short_expiry(server_settings: ServerSettings) -> Iterator[PlatformThread]:
     """A platform whose results (and, before, task records) expire after 2 s."""
     with PlatformThread(replace(server_settings, result_expires=2.0)) as p:
         yield p
+
+
+@dataclass
+class LoneScheduler:
+    """A scheduler's admission, store and calls to its peers, without a server: as in a process of
+    its own (writing.PeerWriter), with the registry and results service at the addresses given."""
+
+    store: SchedulerStore
+    writer: Writer
+    admission: Admission
+    peers: Peers
+
+
+@contextlib.asynccontextmanager
+async def lone_scheduler(redis_client: Redis, registry: str, results: str) -> AsyncIterator[LoneScheduler]:
+    settings = replace(ServerSettings(), address="127.0.0.1:1", registry_address=registry, results_address=results)
+    store = SchedulerStore(redis_client, 60.0)
+    peers = Peers(settings)
+    writer = writer_for(store, peers)
+    try:
+        yield LoneScheduler(store, writer, Admission(store, writer, settings.limits, ServiceHooks()), peers)
+    finally:
+        await peers.close()
 
 
 def _client(address: str) -> tasktide.Client:
@@ -340,20 +370,8 @@ def test_idempotent_submission_after_a_failed_write_with_calls_to_peers(
     whose task's Enqueue call failed is let go, and one of a delayed task is confirmed with it. A
     runnable task's place in :moving and its record are gone once the registry has it, or refused
     it."""
-    from redis.asyncio import Redis
+    from tasktide_services.scheduler.writing import PeerWriter
 
-    from tasktide_services.common.hooks import ServiceHooks
-    from tasktide_services.common.peers import Peers
-    from tasktide_services.scheduler.admission import Admission
-    from tasktide_services.scheduler.store import SchedulerStore
-    from tasktide_services.scheduler.writing import PeerWriter, writer_for
-
-    settings = replace(
-        ServerSettings(),
-        address="127.0.0.1:1",
-        registry_address=platform.registry_address,
-        results_address=platform.results_address,
-    )
     runnable, delayed = f"k-{uuid.uuid4().hex}", f"k-{uuid.uuid4().hex}"
 
     def spec(key: str, countdown: float = 0.0) -> task_pb2.TaskSpec:
@@ -367,10 +385,14 @@ def test_idempotent_submission_after_a_failed_write_with_calls_to_peers(
 
     async def main() -> tuple[str, str, str]:
         redis_client = Redis.from_url(redis_server.url)
-        store = SchedulerStore(redis_client, 60.0)
-        writer = writer_for(store, Peers(settings))
-        assert isinstance(writer, PeerWriter)
-        admission = Admission(store, writer, settings.limits, ServiceHooks())
+        try:
+            async with lone_scheduler(redis_client, platform.registry_address, platform.results_address) as lone:
+                assert isinstance(lone.writer, PeerWriter)
+                return await submissions(lone.admission)
+        finally:
+            await redis_client.aclose()
+
+    async def submissions(admission: Admission) -> tuple[str, str, str]:
         poisoned = poison(queue_name)
         with pytest.raises(Exception, match="WRONGTYPE"):
             await admission.submit([spec(runnable)])
@@ -387,7 +409,6 @@ def test_idempotent_submission_after_a_failed_write_with_calls_to_peers(
         (later,) = await admission.submit([spec(delayed, countdown=0.2)])
         (again,) = await admission.submit([spec(delayed, countdown=0.2)])
         assert again.existing and again.task_id == later.task_id
-        await redis_client.aclose()
         return first.task_id, later.task_id, rdb.get(skeys.idem(delayed)).decode()
 
     first, later, held = asyncio.run(main())
@@ -406,11 +427,7 @@ def test_a_lost_answer_of_the_registry_keeps_the_keyed_task_and_its_key(
     no second task is queued, and the task runs once."""
     from redis.asyncio import Redis
 
-    from tasktide_services.common.hooks import ServiceHooks
-    from tasktide_services.common.peers import Peers
-    from tasktide_services.scheduler.admission import Admission
-    from tasktide_services.scheduler.store import SchedulerStore
-    from tasktide_services.scheduler.writing import KeptInDoubt, writer_for
+    from tasktide_services.scheduler.writing import KeptInDoubt
     from tests.faults.proxy import proxy
 
     key = f"lost-{uuid.uuid4().hex}"
@@ -424,24 +441,17 @@ def test_a_lost_answer_of_the_registry_keeps_the_keyed_task_and_its_key(
     async def main() -> tuple[list[bytes], object, scheduler_pb2.SubmitResponse]:
         redis_client = Redis.from_url(redis_server.url)
         with proxy(platform.registry_address) as link:
-            settings = replace(
-                ServerSettings(),
-                address="127.0.0.1:1",
-                registry_address=link.address,
-                results_address=platform.results_address,
-            )
-            store = SchedulerStore(redis_client, 60.0)
-            admission = Admission(store, writer_for(store, Peers(settings)), settings.limits, ServiceHooks())
-            link.set_delay(0.3)  # each chunk waits in the proxy: the answer can be dropped there
-            first = asyncio.ensure_future(admission.submit([spec()]))
-            deadline = time.monotonic() + 20
-            while not rdb.zcard(ready) and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-            queued = rdb.zrange(ready, 0, -1)
-            link.reset()
-            failed = (await asyncio.gather(first, return_exceptions=True))[0]
-            link.set_delay(0.0)
-            (again,) = await admission.submit([spec()])
+            async with lone_scheduler(redis_client, link.address, platform.results_address) as lone:
+                link.set_delay(0.3)  # each chunk waits in the proxy: the answer can be dropped there
+                first = asyncio.ensure_future(lone.admission.submit([spec()]))
+                deadline = time.monotonic() + 20
+                while not rdb.zcard(ready) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                queued = rdb.zrange(ready, 0, -1)
+                link.reset()
+                failed = (await asyncio.gather(first, return_exceptions=True))[0]
+                link.set_delay(0.0)
+                (again,) = await lone.admission.submit([spec()])
         await redis_client.aclose()
         return queued, failed, again
 
@@ -465,13 +475,7 @@ def test_a_task_that_finished_while_its_hand_over_went_unanswered_is_not_handed_
     the pump finds it there 1 s later; the registry no longer holds it, so a hand-over again would
     queue it and run its body a second time. The pump asks the results service first and lets a
     started task go: the body runs once. (Before, it ran twice.)"""
-    from redis.asyncio import Redis
-
-    from tasktide_services.common.hooks import ServiceHooks
-    from tasktide_services.common.peers import Peers
-    from tasktide_services.scheduler.admission import Admission
-    from tasktide_services.scheduler.store import SchedulerStore
-    from tasktide_services.scheduler.writing import KeptInDoubt, writer_for
+    from tasktide_services.scheduler.writing import KeptInDoubt
     from tests.faults.proxy import proxy
 
     key = f"ranalready-{uuid.uuid4().hex}"
@@ -485,22 +489,15 @@ def test_a_task_that_finished_while_its_hand_over_went_unanswered_is_not_handed_
     async def main() -> object:
         redis_client = Redis.from_url(redis_server.url)
         with proxy(platform.registry_address) as link:
-            settings = replace(
-                ServerSettings(),
-                address="127.0.0.1:1",
-                registry_address=link.address,
-                results_address=platform.results_address,
-            )
-            store = SchedulerStore(redis_client, 60.0)
-            admission = Admission(store, writer_for(store, Peers(settings)), settings.limits, ServiceHooks())
-            link.set_delay(1.0)  # the registry's answer waits 1 s in the proxy: the task ends meanwhile
-            first = asyncio.ensure_future(admission.submit([spec]))
-            deadline = time.monotonic() + 20
-            while not list(tmp_path.iterdir()) and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.2)  # its outcome recorded
-            link.reset()
-            failed = (await asyncio.gather(first, return_exceptions=True))[0]
+            async with lone_scheduler(redis_client, link.address, platform.results_address) as lone:
+                link.set_delay(1.0)  # the registry's answer waits 1 s in the proxy: the task ends meanwhile
+                first = asyncio.ensure_future(lone.admission.submit([spec]))
+                deadline = time.monotonic() + 20
+                while not list(tmp_path.iterdir()) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(0.2)  # its outcome recorded
+                link.reset()
+                failed = (await asyncio.gather(first, return_exceptions=True))[0]
         await redis_client.aclose()
         return failed
 
@@ -522,14 +519,8 @@ def test_a_stuck_task_waits_while_the_results_service_cannot_say_whether_it_star
     results service before it is handed over again. With that service out of reach, the pump's step
     neither fails nor drops the task: it stays in :moving, due again in RETRY_IN_DOUBT_MS; once the
     service answers, the task is handed over and runs."""
-    from redis.asyncio import Redis
-
-    from tasktide_services.common.hooks import ServiceHooks
-    from tasktide_services.common.peers import Peers
-    from tasktide_services.scheduler.admission import Admission
     from tasktide_services.scheduler.pump import pump_once
-    from tasktide_services.scheduler.store import SchedulerStore
-    from tasktide_services.scheduler.writing import RETRY_IN_DOUBT_MS, writer_for
+    from tasktide_services.scheduler.writing import RETRY_IN_DOUBT_MS
 
     task = task_pb2.Task(
         id=uuid.uuid4().hex,
@@ -540,23 +531,14 @@ def test_a_stuck_task_waits_while_the_results_service_cannot_say_whether_it_star
     async def step(results_address: str) -> tuple[float, float | None]:
         # A database of its own: the platform's pump (on database 0) does not take the stuck task.
         redis_client = Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/5")
-        settings = replace(
-            ServerSettings(),
-            address="127.0.0.1:1",
-            registry_address=platform.registry_address,
-            results_address=results_address,
-        )
-        store = SchedulerStore(redis_client, 60.0)
-        peers = Peers(settings)
         try:
-            admission = Admission(store, writer_for(store, peers), settings.limits, ServiceHooks())
-            await store.save([task], [], moving=[task.id])
-            await store.due_again([task.id], -1_000)  # stuck: its deadline passed
-            before = time.time() * 1000
-            await pump_once(store, admission, peers)
-            return before, await redis_client.zscore(skeys.MOVING, task.id)
+            async with lone_scheduler(redis_client, platform.registry_address, results_address) as lone:
+                await lone.store.save([task], [], moving=[task.id])
+                await lone.store.due_again([task.id], -1_000)  # stuck: its deadline passed
+                before = time.time() * 1000
+                await pump_once(lone.store, lone.admission, lone.peers)
+                return before, await redis_client.zscore(skeys.MOVING, task.id)
         finally:
-            await peers.close()
             await redis_client.aclose()
 
     with unreachable_address() as nowhere:
@@ -577,13 +559,7 @@ def test_a_results_service_out_of_reach_keeps_the_keyed_task_and_its_key(
     key. The submission fails UNAVAILABLE and the key keeps naming the task, which runs at its time:
     a retry is answered with it, and it runs once. (Before, the key was let go while the task stayed
     in the delayed set: the retry made a second task, and both ran.)"""
-    from redis.asyncio import Redis
-
-    from tasktide_services.common.hooks import ServiceHooks
-    from tasktide_services.common.peers import Peers
-    from tasktide_services.scheduler.admission import Admission
-    from tasktide_services.scheduler.store import SchedulerStore
-    from tasktide_services.scheduler.writing import KeptInDoubt, writer_for
+    from tasktide_services.scheduler.writing import KeptInDoubt
 
     key = f"norecord-{uuid.uuid4().hex}"
     spec = task_pb2.TaskSpec(
@@ -592,19 +568,11 @@ def test_a_results_service_out_of_reach_keeps_the_keyed_task_and_its_key(
 
     async def submit(results_address: str) -> scheduler_pb2.SubmitResponse:
         redis_client = Redis.from_url(redis_server.url)
-        settings = replace(
-            ServerSettings(),
-            address="127.0.0.1:1",
-            registry_address=platform.registry_address,
-            results_address=results_address,
-        )
-        store = SchedulerStore(redis_client, 60.0)
-        peers = Peers(settings)
         try:
-            (answer,) = await Admission(store, writer_for(store, peers), settings.limits, ServiceHooks()).submit([spec])
-            return answer
+            async with lone_scheduler(redis_client, platform.registry_address, results_address) as lone:
+                (answer,) = await lone.admission.submit([spec])
+                return answer
         finally:
-            await peers.close()
             await redis_client.aclose()
 
     with pytest.raises(KeptInDoubt, match="the results service did not answer") as failed:
@@ -632,12 +600,8 @@ def test_a_lost_answer_of_redis_keeps_the_key_of_the_task_it_wrote(
     answered with it and it runs once. (Before, the failed write let the key go: the retry was
     admitted as a second task, and both ran.)"""
     from tasktide_services.common.errors import REDIS_AWAY
-    from tasktide_services.common.hooks import ServiceHooks
-    from tasktide_services.common.peers import Peers
     from tasktide_services.common.redis_conn import connect
-    from tasktide_services.scheduler.admission import Admission
-    from tasktide_services.scheduler.store import PENDING, SchedulerStore
-    from tasktide_services.scheduler.writing import writer_for
+    from tasktide_services.scheduler.store import PENDING
     from tests.faults.proxy import proxy
 
     key = f"lostsave-{uuid.uuid4().hex}"
@@ -650,29 +614,22 @@ def test_a_lost_answer_of_redis_keeps_the_key_of_the_task_it_wrote(
         return "" if held.startswith(PENDING) else held
 
     async def main() -> tuple[str, BaseException | None, scheduler_pb2.SubmitResponse]:
-        settings = replace(
-            ServerSettings(),
-            address="127.0.0.1:1",
-            registry_address=platform.registry_address,
-            results_address=platform.results_address,
-        )
-        peers = Peers(settings)
         with proxy(f"127.0.0.1:{redis_server.port}") as link:
             redis_client = await connect(f"redis://{link.address}/0")
-            store = SchedulerStore(redis_client, 60.0)
-            admission = Admission(store, writer_for(store, peers), settings.limits, ServiceHooks())
-            link.set_delay(0.3)  # each chunk waits in the proxy: Redis's answer can be dropped there
-            first = asyncio.ensure_future(admission.submit([spec]))
-            deadline = time.monotonic() + 20
-            while not confirmed() and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-            written = confirmed()
-            link.reset()
-            failed = (await asyncio.gather(first, return_exceptions=True))[0]
-            link.set_delay(0.0)
-            (again,) = await admission.submit([spec])
-            await redis_client.aclose()
-        await peers.close()
+            try:
+                async with lone_scheduler(redis_client, platform.registry_address, platform.results_address) as lone:
+                    link.set_delay(0.3)  # each chunk waits in the proxy: Redis's answer can be dropped there
+                    first = asyncio.ensure_future(lone.admission.submit([spec]))
+                    deadline = time.monotonic() + 20
+                    while not confirmed() and time.monotonic() < deadline:
+                        await asyncio.sleep(0.01)
+                    written = confirmed()
+                    link.reset()
+                    failed = (await asyncio.gather(first, return_exceptions=True))[0]
+                    link.set_delay(0.0)
+                    (again,) = await lone.admission.submit([spec])
+            finally:
+                await redis_client.aclose()
         return written, failed, again
 
     written, failed, again = asyncio.run(main())
