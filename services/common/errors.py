@@ -53,6 +53,20 @@ class Unavailable(ServiceError):
 # Redis errors that mean "not now": no connection, no answer in time, a server still loading its
 # data (a ConnectionError), a cluster without a quorum or moving a slot.
 REDIS_AWAY = (RedisConnectionError, RedisTimeoutError, ClusterDownError, TryAgainError)
+_AWAY_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+def out_of_reach(exc: BaseException) -> bool:
+    """Whether `exc` says only that Redis or another service did not answer (REDIS_AWAY, a timeout,
+    a call or a local peer ending UNAVAILABLE or DEADLINE_EXCEEDED), nothing of what was asked:
+    asking again later may succeed."""
+    if isinstance(exc, (*REDIS_AWAY, TimeoutError)):
+        return True
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return exc.code() in _AWAY_CODES
+    return isinstance(exc, ServiceError) and exc.code in _AWAY_CODES
+
+
 # A status of another service's answer passed on as it is; any other means that service failed.
 _PEER = {c.code: c for c in (InvalidArgument, NotFound, ResourceExhausted, FailedPrecondition, PermissionDenied)}
 

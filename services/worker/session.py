@@ -6,11 +6,9 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
-import grpc
-
 from tasktide.v1 import results_pb2, task_pb2, worker_pb2
 from tasktide_services.common import validate
-from tasktide_services.common.errors import REDIS_AWAY, ServiceError
+from tasktide_services.common.errors import ServiceError, out_of_reach
 from tasktide_services.common.events import event, first_events, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.notify import Notifier, wait_any
@@ -30,19 +28,8 @@ MAX_ASSIGN = 256
 FAILURE_PAUSE = 0.1
 FAILURE_PAUSE_MAX = 1.0
 # A batch of outcomes is recorded in this many attempts at most (about 5 s), unless what fails is
-# reaching the results service or Redis (`_out_of_reach`): that is tried while the session lasts.
+# reaching the results service or Redis (errors.out_of_reach): that is tried while the session lasts.
 SETTLE_ATTEMPTS = 8
-_AWAY_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
-
-
-def _out_of_reach(exc: BaseException) -> bool:
-    """A failure that says nothing of the outcomes themselves: Redis, or the results service, did
-    not answer (a call to it, or its answer UNAVAILABLE)."""
-    if isinstance(exc, (*REDIS_AWAY, TimeoutError)):
-        return True
-    if isinstance(exc, grpc.aio.AioRpcError):
-        return exc.code() in _AWAY_CODES
-    return isinstance(exc, ServiceError) and exc.code in _AWAY_CODES
 
 
 class SessionLoops:
@@ -134,7 +121,7 @@ class SessionLoops:
                 raise
             except Exception as exc:  # noqa: BLE001 - tried again; at worst the leases expire and the tasks run again
                 failures += 1
-                away = _out_of_reach(exc)
+                away = out_of_reach(exc)
                 if (away or failures < SETTLE_ATTEMPTS) and not session.closing:
                     # Recording again is harmless: a task keeps its first final result, and a
                     # lease ends only with its current token.
