@@ -155,6 +155,23 @@ def test_pump_logs_a_due_task_whose_record_is_missing(platform, rdb, caplog):
     assert rdb.zscore(skeys.DELAYED, ghost) is None and rdb.zscore(skeys.MOVING, ghost) is None
 
 
+def test_a_poison_id_stuck_in_moving_does_not_hold_up_the_tasks_beside_it(platform, client, queue_name, rdb):
+    """The pump asks the results service about the tasks stuck in :moving; a malformed id among
+    them makes it refuse the whole question (INVALID_ARGUMENT). The pump then hands them over
+    unchecked, as before the check: the good task runs, the poison id is dropped."""
+    task = task_pb2.Task(
+        id=uuid.uuid4().hex,
+        spec=task_pb2.TaskSpec(name="t.add", args=task_pb2.Payload(json=b"[4,5]"), queue=queue_name),
+        state=task_pb2.TASK_STATE_QUEUED,
+    )
+    poison = "not a task id " + uuid.uuid4().hex
+    rdb.set(skeys.task(task.id), task.SerializeToString())
+    rdb.zadd(skeys.MOVING, {task.id: 1, poison: 1})  # stuck: their deadlines long past
+    with run_worker_thread(tasks_app.app, platform.address, queues=(queue_name,)):
+        assert client.result(task.id, timeout=15) == 9
+    eventually(lambda: rdb.zscore(skeys.MOVING, poison) is None, what="the poison id dropped")
+
+
 # Defect: a NaN (inf, negative, huge) countdown made Retry raise and stalled the lease reaper.
 
 

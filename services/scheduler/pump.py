@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tasktide.v1 import results_pb2, task_pb2
+from tasktide_services.common.errors import out_of_reach
 from tasktide_services.common.events import now_ms
 from tasktide_services.common.loop import run_forever
 from tasktide_services.common.peers import Peers
@@ -44,10 +45,14 @@ async def pump_once(store: SchedulerStore, admission: Admission, peers: Peers) -
         return 0, nxt
     try:
         started = await _started(peers, ids[:stuck]) if stuck else set()
-    except Exception as exc:  # noqa: BLE001 - the results service away: not one task's fault
-        log.warning("%d tasks left in :moving cannot be checked (%s); they are tried again soon", stuck, exc)
-        await store.due_again(ids, RETRY_IN_DOUBT_MS)
-        return len(ids), nxt
+    except Exception as exc:  # noqa: BLE001 - see below
+        if out_of_reach(exc):  # the results service away: not one task's fault, and it may come back
+            log.warning("%d tasks left in :moving cannot be checked (%s); they are tried again soon", stuck, exc)
+            await store.due_again(ids, RETRY_IN_DOUBT_MS)
+            return len(ids), nxt
+        # refused (a poison id among them, say): handed over unchecked, as the registry allows
+        log.exception("checking %d tasks left in :moving failed; they are handed over unchecked", stuck)
+        started = set()
     if started:
         await store.started_elsewhere(sorted(started))
         ids = [tid for tid in ids if tid not in started]
