@@ -2,8 +2,10 @@
 
 `ClusterRedis` is the services' asyncio client: the same `Redis` the stores are written against,
 whose every command and non-transactional pipeline goes through the cluster's links, so stores and
-scripts do not change with the topology. MULTI/EXEC pipelines are refused: the services use none,
-and a transaction on a cluster would have to keep to one slot.
+scripts do not change with the topology. An MGET of several keys, which a cluster refuses when they
+lie in different slots (CROSSSLOT), is sent as a GET per key, in one call per node. MULTI/EXEC
+pipelines are refused: the services use none, and a transaction on a cluster would have to keep to
+one slot.
 
 `blocking_cluster_client` is the direct path's blocking client (scheduler/direct.py): redis-py's
 own cluster client for the map and SCRIPT LOAD, and a pipeline split by node (NodePipeline).
@@ -52,6 +54,12 @@ class ClusterRedis(LinkedRedis):
         name = str(args[0]).upper()
         if name in EVERY_PRIMARY:
             reply = await self.routes.every_primary(args)
+        elif name == "MGET" and len(args) > 2:  # keys of several slots: a GET each, parts per node
+            replies = await self.routes.run([("GET", key) for key in args[1:]])
+            for r in replies:
+                if isinstance(r, Exception):
+                    raise r
+            return replies
         else:
             (reply,) = await self.routes.run([args])
         if isinstance(reply, Exception):
