@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from tasktide.v1 import scheduler_pb2, task_pb2
 from tasktide_services.common import tenancy, validate
 from tasktide_services.common.auth import SERVICE, Caller
-from tasktide_services.common.errors import REDIS_AWAY, InvalidArgument, ServiceError, Unavailable, reported
+from tasktide_services.common.errors import InvalidArgument, ServiceError, Unavailable, out_of_reach, reported
 from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.ids import new_id, new_ids
@@ -195,9 +195,9 @@ class Admission:
         except Exception as exc:
             kept = exc.task_ids if isinstance(exc, KeptInDoubt) else frozenset()  # their keys name them
             claims = [Claim(_scoped_key(tasks[i].spec), tasks[i].id, 0) for i in keyed if i not in skip]
-            # Redis's answer lost: the write may have been applied, and a key it confirmed names a task
-            # that runs (a retry must be answered with it).
-            await self._release([c for c in claims if c.task_id not in kept], pending_only=isinstance(exc, REDIS_AWAY))
+            # An answer that did not come: the write may have been applied, and a key it confirmed names
+            # a task that runs (a retry must be answered with it).
+            await self._release([c for c in claims if c.task_id not in kept], pending_only=out_of_reach(exc))
             raise
         return responses
 
