@@ -17,9 +17,13 @@ const maxInDoubt = 10_000
 // lease to expire and run again. Sending one twice is harmless: an outcome whose lease has ended is
 // refused as stale and nothing is recorded, and a task keeps its first final result. Older outcomes
 // are not kept: their leases have expired, and their tasks are delivered again whatever is sent.
+//
+// Each outcome written costs O(1): the oldest are let go from the front of `kept` by moving `head`,
+// and the slice is compacted only once most of it lies before `head`.
 type inDoubt struct {
 	mu     sync.Mutex
-	kept   []keptOutcome
+	kept   []keptOutcome // kept[head:] are the outcomes kept, oldest first
+	head   int
 	resent map[leaseKey]bool
 	limit  int
 }
@@ -36,16 +40,15 @@ type leaseKey struct {
 
 func newInDoubt(limit int) *inDoubt { return &inDoubt{resent: map[leaseKey]bool{}, limit: limit} }
 
-// written notes outcomes written on a session.
-func (d *inDoubt) written(batch []*pb.Outcome, now time.Time) {
+// written notes outcomes written on a session whose lease is `horizon`, and lets go of those
+// written longer than that before now.
+func (d *inDoubt) written(batch []*pb.Outcome, horizon time.Duration, now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, o := range batch {
 		d.kept = append(d.kept, keptOutcome{at: now, o: o})
 	}
-	if extra := len(d.kept) - d.limit; extra > 0 {
-		d.kept = append(d.kept[:0:0], d.kept[extra:]...)
-	}
+	d.forget(horizon, now)
 }
 
 // take returns the outcomes written within `horizon` (the lease) before now, to send on a new
@@ -53,18 +56,35 @@ func (d *inDoubt) written(batch []*pb.Outcome, now time.Time) {
 func (d *inDoubt) take(horizon time.Duration, now time.Time) []*pb.Outcome {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	i := 0
-	for i < len(d.kept) && now.Sub(d.kept[i].at) > horizon {
-		i++
-	}
-	d.kept = append(d.kept[:0:0], d.kept[i:]...)
-	out := make([]*pb.Outcome, len(d.kept))
-	d.resent = make(map[leaseKey]bool, len(d.kept))
-	for j, k := range d.kept {
+	d.forget(horizon, now)
+	live := d.kept[d.head:]
+	out := make([]*pb.Outcome, len(live))
+	d.resent = make(map[leaseKey]bool, len(live))
+	for j, k := range live {
 		out[j] = k.o
 		d.resent[leaseKey{k.o.GetTaskId(), k.o.GetLeaseToken()}] = true
 	}
 	return out
+}
+
+// forget lets go of the outcomes beyond the limit or older than the horizon (d.mu held).
+func (d *inDoubt) forget(horizon time.Duration, now time.Time) {
+	for d.head < len(d.kept) && (len(d.kept)-d.head > d.limit || now.Sub(d.kept[d.head].at) > horizon) {
+		d.kept[d.head] = keptOutcome{} // the outcome's memory goes with it
+		d.head++
+	}
+	if d.head > 0 && d.head >= len(d.kept)/2 {
+		n := copy(d.kept, d.kept[d.head:])
+		clear(d.kept[n:])
+		d.kept, d.head = d.kept[:n], 0
+	}
+}
+
+// size is the count of outcomes kept.
+func (d *inDoubt) size() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.kept) - d.head
 }
 
 // wasResent tells whether a refusal concerns an outcome sent again (expected when the first one

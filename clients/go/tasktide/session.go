@@ -269,7 +269,7 @@ func (s *session) sendOutcomes(batch []*pb.Outcome) error {
 		s.p.keepUnsent(batch)
 		return err
 	}
-	s.p.doubt.written(batch, time.Now())
+	s.p.doubt.written(batch, time.Duration(s.lease.Load()), time.Now())
 	s.p.settled(batch)
 	s.granted.Add(int64(credit))
 	return nil

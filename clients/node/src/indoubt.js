@@ -10,17 +10,20 @@ export const MAX_IN_DOUBT = 10_000; // outcomes kept at most, whatever the lease
 
 const keyOf = (taskId, leaseToken) => `${taskId}/${leaseToken}`;
 
+// Each outcome written costs O(1): the oldest are let go from the front of `_kept` by moving
+// `_head`, and the array is compacted only once most of it lies before `_head`.
 export class InDoubt {
   constructor(limit = MAX_IN_DOUBT) {
     this.limit = limit;
-    this._kept = []; // [written at (ms), outcome], oldest first
+    this._kept = []; // [written at (ms), outcome]; _kept[_head..] are kept, oldest first
+    this._head = 0;
     this._resent = new Set();
   }
 
-  /** `outcomes` were written on a session. */
-  written(outcomes, now = performance.now()) {
+  /** `outcomes` were written on a session whose lease is `horizonMs`: those older are let go. */
+  written(outcomes, horizonMs, now = performance.now()) {
     for (const o of outcomes) this._kept.push([now, o]);
-    if (this._kept.length > this.limit) this._kept.splice(0, this._kept.length - this.limit);
+    this._forget(horizonMs, now);
   }
 
   /**
@@ -28,15 +31,31 @@ export class InDoubt {
    * They stay kept until the horizon passes: a session lost again sends them again.
    */
   take(horizonMs, now = performance.now()) {
-    const first = this._kept.findIndex(([at]) => now - at <= horizonMs);
-    this._kept.splice(0, first === -1 ? this._kept.length : first);
-    const outcomes = this._kept.map(([, o]) => o);
+    this._forget(horizonMs, now);
+    const outcomes = this._kept.slice(this._head).map(([, o]) => o);
     this._resent = new Set(outcomes.map((o) => keyOf(o.taskId, o.leaseToken)));
     return outcomes;
+  }
+
+  /** The count of outcomes kept. */
+  get size() {
+    return this._kept.length - this._head;
   }
 
   /** Whether a refusal concerns an outcome sent again (expected when the first was recorded). */
   wasResent(lease) {
     return this._resent.has(keyOf(lease.taskId, lease.leaseToken));
+  }
+
+  _forget(horizonMs, now) {
+    const kept = this._kept;
+    const stale = () => kept.length - this._head > this.limit || now - kept[this._head][0] > horizonMs;
+    while (this._head < kept.length && stale()) {
+      kept[this._head++] = undefined; // the outcome's memory goes with it
+    }
+    if (this._head > 0 && this._head >= kept.length / 2) {
+      this._kept = kept.slice(this._head);
+      this._head = 0;
+    }
   }
 }

@@ -346,7 +346,7 @@ export class Worker {
       }
       const credit = this._stopping ? 0 : this._window.returned(outcomes.length);
       this._write(s, { outcomes: { outcomes, credit } });
-      this._inDoubt.written(outcomes);
+      this._inDoubt.written(outcomes, this.leaseSeconds * 1000);
     }
   }
 
