@@ -12,7 +12,8 @@
 //                   calls of 1,000
 //   end_to_end      tasks/s, --e2e tasks submitted as in bulk while a worker in this process
 //                   (--concurrency) runs them (no-op), until the last handler returned
-//   rtt_p50_ms/p99  one task submitted and its result seen by the producer, worker idle
+//   rtt_p50_ms/p99  one task submitted and its result seen by the producer, worker idle (after
+//                   WARM_ROUND_TRIPS not measured)
 //                   (tasktide: handle.get(); BullMQ: job.waitUntilFinished(queueEvents));
 //                   rtt_submit_p50_ms: the first leg, until the submission was confirmed
 // Each row's cpu_us_* counts every process involved; cpu_us_client_* this process alone.
@@ -167,6 +168,8 @@ async function parallel(producers, n, f) {
   );
 }
 
+const WARM_ROUND_TRIPS = 10; // made before the round trips measured
+
 async function main() {
   const sys = opt.system === 'bullmq' ? await bullmq() : await tasktide();
   const q = (row) => `pb-${row}-${opt.tag}`;
@@ -190,6 +193,9 @@ async function main() {
       await sys.submitMany(q('run'), 'bench.count', e2e);
       await finished;
     });
+    // Not measured, as bench/workloads.py's latency row: the end-to-end row's last outcomes are
+    // still being recorded as it ends.
+    for (let i = 0; i < WARM_ROUND_TRIPS; i++) await sys.roundTrip(q('run'));
     const cpu = await cpuSeconds();
     const own = process.cpuUsage();
     const samples = [];
