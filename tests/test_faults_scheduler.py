@@ -661,6 +661,49 @@ def test_a_lost_answer_of_redis_keeps_the_key_of_the_task_it_wrote(
     assert rdb.zcard(ready) == 0, "another task under the key was queued"
 
 
+@pytest.mark.parametrize("countdown", [0.0, 1.0], ids=["runnable", "delayed"])
+def test_a_write_broken_off_before_its_key_is_confirmed_leaves_nothing_that_runs(
+    platform, queue_name, rdb, redis_server, countdown
+):
+    """The scheduler on its own, its Redis reached through a proxy: the connection breaks while
+    the write that accepts a keyed task is being sent, after its record and its place in :moving or
+    the delayed set reached Redis, before its key's confirmation did. The write is one transaction,
+    so Redis runs none of it: the key is let go, the retry is admitted, and one task is queued.
+    (Before, Redis ran the commands it had received: the first task was written and ran, its key
+    was let go as never confirmed, and the retry was admitted as a second task.)"""
+    from tasktide_services.common.errors import REDIS_AWAY
+    from tasktide_services.common.redis_conn import connect
+    from tasktide_services.scheduler.store import ENQUEUE_MS
+    from tests.faults.proxy import proxy
+
+    key = f"broken-{uuid.uuid4().hex}"
+    spec = task_pb2.TaskSpec(
+        name="t.add", args=task_pb2.Payload(json=b"[4,5]"), queue=queue_name, idempotency_key=key, countdown=countdown
+    )
+
+    async def main() -> tuple[BaseException | None, scheduler_pb2.SubmitResponse]:
+        with proxy(f"127.0.0.1:{redis_server.port}") as link:
+            redis_client = await connect(f"redis://{link.address}/0")
+            try:
+                async with lone_scheduler(redis_client, platform.registry_address, platform.results_address) as lone:
+                    link.reset_before(lone.store.scripts["idem_confirm"].sha.encode())
+                    failed = (await asyncio.gather(lone.admission.submit([spec]), return_exceptions=True))[0]
+                    assert link.broke.is_set(), "the write was not broken off"
+                    (again,) = await lone.admission.submit([spec])
+            finally:
+                await redis_client.aclose()
+        return failed, again
+
+    failed, again = asyncio.run(main())
+    assert isinstance(failed, REDIS_AWAY), failed
+    assert not again.existing
+    ready = wkeys.queue_keys(queue_name).ready
+    eventually(lambda: rdb.zcard(ready) >= 1, timeout=15, what="the retried task queued")
+    # A task written by the broken write would be handed over by the pump within this.
+    time.sleep(countdown + ENQUEUE_MS / 1000 + 2.0)
+    assert rdb.zcard(ready) == 1, "a second task under the key was queued"
+
+
 def test_a_key_claimed_by_a_writer_that_died_is_refused_not_answered_with_its_id(client, queue_name, rdb):
     """A scheduler killed between claiming a key and writing its task leaves a pending claim: a
     retry of that submission gets UNAVAILABLE (not the id of a task that was never written) until

@@ -1,8 +1,8 @@
 """The services' pipelines over one multiplexed connection (common/redis_link.py), against a real
 Redis: the same replies as the client's own pipeline, errors in place, many pipelines at once, and
 a connection dropped by Redis replaced by the next pipeline; the pipelines of one turn of the event
-loop sent in one write; a subscription that comes back; a Unix socket URL and a password; scripts
-lost by Redis loaded again."""
+loop sent in one write; transactions (all or nothing); a subscription that comes back; a Unix
+socket URL and a password; scripts lost by Redis loaded again."""
 
 from __future__ import annotations
 
@@ -93,6 +93,75 @@ def test_errors_come_back_in_place_and_unknown_scripts_as_noscript(redis_server)
             await r.aclose()
 
     asyncio.run(main())
+
+
+def test_a_transaction_answers_as_a_pipeline_and_runs_all_or_nothing(redis_server):
+    """A transactional pipeline over the link: the same replies as the client's own transaction,
+    errors at run time in place (the other commands ran); a command refused as it is queued refuses
+    the whole (nothing ran), and the connection stays in step."""
+    sync = redis.Redis(port=redis_server.port, db=DB)
+
+    async def main() -> None:
+        linked = await connect(url(redis_server))
+        plain = Redis.from_url(url(redis_server))
+        try:
+            sync.flushdb()
+            async with linked.pipeline(transaction=True) as p:
+                build(p)
+                mine = await p.execute()
+            sync.flushdb()
+            async with plain.pipeline(transaction=True) as p:
+                build(p)
+                theirs = await p.execute()
+            assert mine == theirs
+            async with linked.pipeline(transaction=True) as p:
+                p.set("t", "v")
+                p.hincrby("t", "f", 1)  # wrong type: refused as it runs, the others run
+                p.get("t")
+                out = await p.execute(raise_on_error=False)
+            assert out[0] is True and isinstance(out[1], ResponseError) and out[2] == b"v"
+            async with linked.pipeline(transaction=True) as p:
+                p.set("u", "1")
+                p.execute_command("SET", "u")  # wrong arity: refused as it is queued
+                p.set("w", "2")
+                out = await p.execute(raise_on_error=False)
+            assert [type(x).__name__ for x in out] == ["NotRun", "ResponseError", "NotRun"], out
+            assert sync.exists("u", "w") == 0, "a command of a refused transaction ran"
+            async with linked.pipeline(transaction=False) as p:  # the connection is still in step
+                p.get("t")
+                assert await p.execute() == [b"v"]
+        finally:
+            await linked.aclose()
+            await plain.aclose()
+
+    asyncio.run(main())
+
+
+def test_an_atomic_pipeline_whose_scripts_redis_lost_runs_each_call_once(redis_server):
+    """`run_pipeline(atomic=True)` after SCRIPT FLUSH: the script calls answered NOSCRIPT at EXEC
+    (the rest of the transaction ran) run again once the scripts are loaded; nothing runs twice."""
+    from tasktide_services.common.lua import Script, run_pipeline
+
+    sync = redis.Redis(port=redis_server.port, db=DB)
+    incr = Script(None, "return redis.call('INCR', KEYS[1])")
+
+    async def main() -> list[Any]:
+        r = await connect(url(redis_server))
+        try:
+            sync.flushdb()
+            sync.script_flush()
+
+            def build_it(pipe: Any) -> None:
+                pipe.incr("plain")
+                incr(["scripted"], [], client=pipe)
+                pipe.incr("plain")
+
+            return await run_pipeline(r, build_it, {"incr": incr}, atomic=True)
+        finally:
+            await r.aclose()
+
+    assert asyncio.run(main()) == [1, 1, 2]
+    assert (sync.get("plain"), sync.get("scripted")) == (b"2", b"1")
 
 
 def test_many_pipelines_at_once_each_get_their_own_replies(redis_server):

@@ -43,6 +43,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
+from tasktide_services.common.redis_link import NotRun
+
 log = logging.getLogger("tasktide.lua")
 
 # The builders of the stores (build_*) write onto either kind of pipeline.
@@ -168,6 +170,16 @@ def _sources(scripts: tuple[Mapping[str, Script], ...]) -> list[str]:
     return list(dict.fromkeys(s.source for owner in scripts for s in owner.values()))
 
 
+async def _execute(pipe: Pipeline, size: int) -> list[Any]:
+    """The pipeline's replies, errors in place. The client's own transaction raises the error of a
+    call refused as it was queued (EXECABORT): then no call ran, each answers so."""
+    try:
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+    except NoScriptError as exc:
+        return [NoScriptError(str(exc))] + [NotRun(f"the transaction did not run: {exc}")] * (size - 1)
+    return replies
+
+
 def _lost(replies: list[Any]) -> list[int]:
     """The positions of the calls Redis answered NOSCRIPT (they did not run)."""
     return [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
@@ -197,25 +209,35 @@ async def preload(redis: Redis, *scripts: Mapping[str, Script]) -> None:
         log.warning("loading the Lua scripts at startup failed; each is loaded when Redis lacks it", exc_info=True)
 
 
-async def run_pipeline(redis: Redis, build: Callable[[Pipeline], None], *scripts: Mapping[str, Script]) -> list[Any]:
+async def run_pipeline(
+    redis: Redis, build: Callable[[Pipeline], None], *scripts: Mapping[str, Script], atomic: bool = False
+) -> list[Any]:
     """Build and execute a pipeline. The calls Redis answers NOSCRIPT (it lost the scripts: a
     restart, a flush) did not run; the others did, and are not repeated: the scripts of every owner
     writing on the pipeline are loaded and only the NOSCRIPT calls run again, in their order, after
     the rest (module doc). An error reply is raised, as by the client's pipeline. A cluster client
     is told the scripts, to load one on the node that lacks it and run only that call again
-    (common/redis_cluster.py)."""
+    (common/redis_cluster.py).
+
+    `atomic`: the pipeline is one transaction (MULTI/EXEC) where the client allows it (one Redis
+    server; a cluster keeps the order of `Script.last` instead), so Redis runs all of it or, when the
+    connection breaks before the whole of it has arrived, none. Its NOSCRIPT calls run again in a
+    transaction of their own; one refused as a whole (no call ran) runs again whole."""
     remember = getattr(redis, "remember_scripts", None)
     if remember is not None:
         remember(scripts)
-    async with redis.pipeline(transaction=False) as pipe:
+    transaction = atomic and getattr(redis, "transactions", True)
+    async with redis.pipeline(transaction=transaction) as pipe:
         build(pipe)
         stack = list(pipe.command_stack)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        replies = await _execute(pipe, len(stack))
         lost = _lost(replies)
         if lost:
             await _load(redis, scripts)
+            if any(isinstance(r, NotRun) for r in replies):
+                lost = list(range(len(stack)))
             pipe.command_stack = [stack[i] for i in lost]
-            for i, reply in zip(lost, await pipe.execute(raise_on_error=False), strict=True):
+            for i, reply in zip(lost, await _execute(pipe, len(lost)), strict=True):
                 replies[i] = reply
         pipe.raise_first_error(stack, replies)
     return replies

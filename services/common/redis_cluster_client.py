@@ -39,6 +39,7 @@ class ClusterRedis(LinkedRedis):
     """The asyncio client on a Redis Cluster (module doc). Connects on first use."""
 
     always_linked = True
+    transactions = False  # a pipeline's keys lie in many slots: its order is kept instead (`Script.last`)
 
     def __init__(self, options: ClusterOptions, reply_timeout: float = REPLY_TIMEOUT) -> None:
         super().__init__()  # its own connection pool is never used

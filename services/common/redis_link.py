@@ -7,8 +7,11 @@ the CPU of the round trip itself (docs/performance.md). Here the commands are st
 client (its command methods, and its reply callbacks afterwards); only the transport differs:
 every such pipeline of a process goes, in order, over one connection, packed and parsed by
 hiredis. Redis answers a connection's commands in order, so replies are matched first in, first out.
-Transactions (MULTI/EXEC) keep the client's own pipeline, as do single commands. Nothing on the
-link may block in Redis (BLPOP and the like would hold up every pipeline behind it).
+A transactional pipeline goes over the link too, its commands between MULTI and EXEC in the same
+write: Redis runs all of them or, when the connection breaks before EXEC arrives, none. (WATCH
+needs a connection of its own: the services use none.) Single commands keep the client's own
+connections. Nothing on the link may block in Redis (BLPOP and the like would hold up every
+pipeline behind it).
 
 A subscription (`subscribe`) is a connection of its own in the same style: each message is handed
 to its callback as soon as it is parsed, with no task, timer or retry wrapper per message.
@@ -322,12 +325,21 @@ def linkable(redis: Redis) -> bool:
     return plain and not pool.connection_kwargs.get("decode_responses")
 
 
-class _LinkedPipeline(Pipeline):
-    """The client's non-transactional pipeline, executed over the link."""
+class NotRun(ResponseError):
+    """The reply of a command of a transaction that Redis refused as a whole (EXECABORT: one of
+    its commands was refused as it was queued): it did not run."""
 
-    def __init__(self, redis: Redis, link: _Link) -> None:
-        super().__init__(redis.connection_pool, _RESP2_CALLBACKS, False, None)
+
+class _LinkedPipeline(Pipeline):
+    """The client's pipeline, executed over the link; `atomic`: between MULTI and EXEC."""
+
+    def __init__(self, redis: Redis, link: _Link, atomic: bool = False) -> None:
+        super().__init__(redis.connection_pool, _RESP2_CALLBACKS, atomic, None)
         self._link = link
+        self._atomic = atomic
+
+    async def watch(self, *names: Any) -> None:  # type: ignore[override]  # the pipeline's, refused
+        raise ResponseError("WATCH needs a connection of its own: not on the shared link")
 
     async def __aexit__(self, *exc: object) -> None:
         self.command_stack = []
@@ -339,7 +351,11 @@ class _LinkedPipeline(Pipeline):
         stack, self.command_stack = self.command_stack, []
         if not stack:
             return []
-        replies = await self._link.run([args for args, _ in stack])
+        commands = [args for args, _ in stack]
+        if self._atomic:
+            replies = executed(await self._link.run([("MULTI",), *commands, ("EXEC",)]))
+        else:
+            replies = await self._link.run(commands)
         out = [self._reply(args[0], reply, options) for (args, options), reply in zip(stack, replies, strict=True)]
         if raise_on_error:
             self.raise_first_error(stack, out)
@@ -347,6 +363,16 @@ class _LinkedPipeline(Pipeline):
 
     def _reply(self, name: Any, reply: Any, options: Mapping[str, Any]) -> Any:
         return shaped(name, reply, options)
+
+
+def executed(replies: list[Any]) -> list[Any]:
+    """The replies of a transaction's commands, from those of MULTI, each command (QUEUED, or
+    why it was refused) and EXEC (their replies, or why none ran)."""
+    queued, result = replies[1:-1], replies[-1]
+    if isinstance(result, list):
+        return result
+    why = f"the transaction did not run: {result}"
+    return [q if isinstance(q, ResponseError) else NotRun(why) for q in queued]
 
 
 def shaped(name: Any, reply: Any, options: Mapping[str, Any]) -> Any:
@@ -368,21 +394,22 @@ def _callback(name: Any) -> Callable[..., Any] | None:
 
 
 class LinkedRedis(Redis):
-    """The asyncio client, whose non-transactional pipelines go over the link (module doc)."""
+    """The asyncio client, whose pipelines go over the link (module doc)."""
 
     _link: _Link | None = None
     _linkable: bool | None = None  # decided on the first pipeline
     always_linked = False  # a client whose every command goes over links (redis_cluster_client.py)
     reply_timeout: float = REPLY_TIMEOUT  # the link's (module doc)
+    transactions = True  # pipelines may be transactions (not on a cluster: redis_cluster_client.py)
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         if self._linkable is None:
             self._linkable = linkable(self)
             if self._linkable:
                 self._link = _Link(dict(self.connection_pool.connection_kwargs), self.reply_timeout)
-        if transaction or shard_hint is not None or self._link is None:
+        if shard_hint is not None or self._link is None:
             return super().pipeline(transaction, shard_hint)
-        return _LinkedPipeline(self, self._link)
+        return _LinkedPipeline(self, self._link, atomic=transaction)
 
     def subscription(self, channel: str, on_message: Callable[[bytes], None]) -> ChannelSubscription:
         """A subscription to `channel` on this client's Redis, not yet opened."""

@@ -9,7 +9,9 @@ CLAIM_MS (`claim_idempotency`). The write that accepts the task confirms it in t
 a failed write lets it go (`release_idempotency`), so a key never names a task that was not written
 for longer than CLAIM_MS. A write whose answer was lost (the connection to Redis dropped or timed
 out) may have been applied: then only a pending claim is let go, and a key the write confirmed
-keeps naming its task.
+keeps naming its task. On one Redis server a write under keys is one transaction (MULTI/EXEC), so
+it was applied whole or not at all: a connection that breaks while the write is being sent leaves
+no task behind that runs while its key is let go.
 
 A task is in :moving while it is handed to the registry: taken there from the delayed set when due
 (`claim_due`), or put there with its record by a writer that confirms a task's key before the
@@ -130,13 +132,13 @@ class SchedulerStore:
     ) -> None:
         """Write task records, add (id, eta ms) to the delayed set, put the `moving` ids in
         :moving (their records among `tasks`; see `forget_moving`) and confirm the idempotency keys
-        of these tasks, in one round trip."""
+        of these tasks, in one round trip; with keys, as one transaction (module doc)."""
 
         def build(pipe: Pipeline) -> None:
             self.build_save(pipe, tasks, delayed, moving or ())
             self.build_confirm(pipe, claims or [])
 
-        await run_pipeline(self.redis, build, self._s)
+        await run_pipeline(self.redis, build, self._s, atomic=bool(claims))
 
     def build_save(
         self, pipe: Pipeline, tasks: list[task_pb2.Task], delayed: list[tuple[str, int]], moving: Sequence[str] = ()

@@ -186,7 +186,9 @@ class PipelineWriter:
 
         scripts = (self._store.scripts, self._results.scripts, self._registry.store.scripts)
         try:
-            replies = await run_pipeline(self._store.redis, build, *scripts)
+            # Under idempotency keys, one transaction: a write broken off before its keys are
+            # confirmed must leave nothing behind that runs (their claims are let go).
+            replies = await run_pipeline(self._store.redis, build, *scripts, atomic=bool(accepted.claims))
         except BaseException:
             self._results.recorded(accepted.events, [])  # what was written is unknown
             if handover is not None:

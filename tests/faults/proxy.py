@@ -1,6 +1,8 @@
 """A TCP proxy on loopback that a test can cut (it stops forwarding, both ways, without closing:
-a network partition), slow down (every chunk waits `delay` seconds before it is forwarded) or reset
-(every connection through it is dropped at once, what is on its way included)."""
+a network partition), slow down (every chunk waits `delay` seconds before it is forwarded), reset
+(every connection through it is dropped at once, what is on its way included), or break in the
+middle of a write (`reset_before`: the bytes before a marker reach the server, then every
+connection is dropped)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ class Proxy:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fault-proxy", daemon=True)
         self._writers: set[asyncio.StreamWriter] = set()
+        self._marker = b""  # `reset_before`: what the next write toward the server is cut at
+        self.broke = threading.Event()  # set once a write was cut at the marker
 
     @property
     def address(self) -> str:
@@ -44,6 +48,11 @@ class Proxy:
                 w.transport.abort()
 
         self._loop.call_soon_threadsafe(drop)
+
+    def reset_before(self, marker: bytes) -> None:
+        """The next chunk toward the server that holds `marker` is forwarded up to it only, then
+        every connection is dropped, as a connection that breaks while a request is being sent."""
+        self._marker = marker
 
     def set_delay(self, seconds: float) -> None:
         self.delay = seconds
@@ -76,16 +85,26 @@ class Proxy:
             return
         self._writers.update((writer, up_writer))
         try:
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+            await asyncio.gather(self._pipe(reader, up_writer, upstream=True), self._pipe(up_reader, writer))
         finally:
             self._writers.difference_update((writer, up_writer))
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: bool = False) -> None:
         try:
             while data := await reader.read(65536):
                 if self.delay:
                     await asyncio.sleep(self.delay)
                 await self._open.wait()  # cut: hold the bytes, as a partition would
+                at = data.find(self._marker) if upstream and self._marker else -1
+                if at >= 0:
+                    self._marker = b""
+                    writer.write(data[:at])
+                    await writer.drain()
+                    await asyncio.sleep(0.2)  # the server reads what came before it dies
+                    for w in list(self._writers):
+                        w.transport.abort()
+                    self.broke.set()
+                    return
                 writer.write(data)
                 await writer.drain()
         except (OSError, asyncio.CancelledError):
