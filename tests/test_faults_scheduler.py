@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -702,6 +703,41 @@ def test_a_write_broken_off_before_its_key_is_confirmed_leaves_nothing_that_runs
     # A task written by the broken write would be handed over by the pump within this.
     time.sleep(countdown + ENQUEUE_MS / 1000 + 2.0)
     assert rdb.zcard(ready) == 1, "a second task under the key was queued"
+
+
+def test_a_write_broken_off_in_a_server_of_every_service_leaves_nothing_that_runs(
+    server_settings, queue_name, rdb, redis_server
+):
+    """The same with every service in one process, whose write also queues the task (one
+    pipeline: record, events, ready queue, key): broken off before the key's confirmation, none of
+    it runs, and the retry queues the one task. (Before, the first task was queued too: `2 == 1`.)"""
+    from tasktide_services.scheduler.store import SCRIPTS
+    from tests.faults.proxy import proxy
+
+    confirm = SCRIPTS.sources()["idem_confirm"]
+    key = f"broken-one-{uuid.uuid4().hex}"
+    with proxy(f"127.0.0.1:{redis_server.port}") as link:
+        settings = replace(server_settings, redis_url=f"redis://{link.address}/0")
+        with PlatformThread(settings) as p, _client(p.address) as c:
+            link.reset_before(hashlib.sha1(confirm.encode()).hexdigest().encode())
+            with pytest.raises(tasktide.Unavailable):
+                c.submit("t.add", [4, 5], queue=queue_name, idempotency_key=key)
+            assert link.broke.is_set(), "the write was not broken off"
+            again = eventually(
+                lambda: _submitted(c, queue_name, key), timeout=15, what="the retry admitted once Redis is back"
+            )
+            ready = wkeys.queue_keys(queue_name).ready
+            eventually(lambda: rdb.zcard(ready) >= 1, timeout=15, what="the retried task queued")
+            time.sleep(2.0)
+            assert rdb.zcard(ready) == 1, "a second task under the key was queued"
+            assert rdb.zrange(ready, 0, -1) == [again.encode()]
+
+
+def _submitted(c: tasktide.Client, queue: str, key: str) -> str | None:
+    try:
+        return c.submit("t.add", [4, 5], queue=queue, idempotency_key=key).id
+    except tasktide.Unavailable:
+        return None
 
 
 def test_a_key_claimed_by_a_writer_that_died_is_refused_not_answered_with_its_id(client, queue_name, rdb):
