@@ -179,6 +179,15 @@ def marked(marker_dir: str, seconds: float = 0.0) -> str:
 
 
 @app.task
+def marked_count(values: list[object], marker_dir: str) -> int:
+    """A chord's body that leaves its marker file (as `marked` does) and counts its members'
+    results."""
+    task_id = tasktide.current_task().id
+    Path(marker_dir, f"{task_id}-{os.getpid()}-{time.monotonic_ns()}").touch()
+    return len(values)
+
+
+@app.task
 def marked_boom(marker_dir: str) -> None:
     """Leaves its marker file (as `marked` does), then fails."""
     task_id = tasktide.current_task().id
