@@ -137,16 +137,18 @@ def test_a_transaction_answers_as_a_pipeline_and_runs_all_or_nothing(redis_serve
     asyncio.run(main())
 
 
-def test_an_atomic_pipeline_whose_scripts_redis_lost_runs_each_call_once(redis_server):
-    """`run_pipeline(atomic=True)` after SCRIPT FLUSH: the script calls answered NOSCRIPT at EXEC
-    (the rest of the transaction ran) run again once the scripts are loaded; nothing runs twice."""
+@pytest.mark.parametrize("kind", ["linked", "plain"])
+def test_an_atomic_pipeline_whose_scripts_redis_lost_runs_each_call_once(redis_server, kind):
+    """`run_pipeline(atomic=True)` after SCRIPT FLUSH, on the link and on the client's own
+    connections (a `rediss://` URL): the script calls answered NOSCRIPT at EXEC (the rest of the
+    transaction ran) run again once the scripts are loaded; nothing runs twice."""
     from tasktide_services.common.lua import Script, run_pipeline
 
     sync = redis.Redis(port=redis_server.port, db=DB)
     incr = Script(None, "return redis.call('INCR', KEYS[1])")
 
     async def main() -> list[Any]:
-        r = await connect(url(redis_server))
+        r = await connect(url(redis_server)) if kind == "linked" else Redis.from_url(url(redis_server))
         try:
             sync.flushdb()
             sync.script_flush()
