@@ -45,6 +45,17 @@ def build(pipe: Any) -> None:
     pipe.publish("tt:test", "x")
 
 
+async def mine_and_theirs(linked: Redis, plain: Redis, sync: redis.Redis, transaction: bool) -> tuple[Any, Any]:
+    """`build`'s replies over the link and over the client's own pipeline, each on an empty database."""
+    out = []
+    for client in (linked, plain):
+        sync.flushdb()
+        async with client.pipeline(transaction=transaction) as p:
+            build(p)
+            out.append(await p.execute())
+    return out[0], out[1]
+
+
 def test_replies_match_the_clients_own_pipeline(redis_server):
     sync = redis.Redis(port=redis_server.port, db=DB)
 
@@ -53,15 +64,7 @@ def test_replies_match_the_clients_own_pipeline(redis_server):
         plain = Redis.from_url(url(redis_server))
         try:
             assert isinstance(linked, LinkedRedis)
-            sync.flushdb()
-            async with linked.pipeline(transaction=False) as p:
-                build(p)
-                mine = await p.execute()
-            sync.flushdb()
-            async with plain.pipeline(transaction=False) as p:
-                build(p)
-                theirs = await p.execute()
-            return mine, theirs
+            return await mine_and_theirs(linked, plain, sync, transaction=False)
         finally:
             await linked.aclose()
             await plain.aclose()
@@ -105,14 +108,7 @@ def test_a_transaction_answers_as_a_pipeline_and_runs_all_or_nothing(redis_serve
         linked = await connect(url(redis_server))
         plain = Redis.from_url(url(redis_server))
         try:
-            sync.flushdb()
-            async with linked.pipeline(transaction=True) as p:
-                build(p)
-                mine = await p.execute()
-            sync.flushdb()
-            async with plain.pipeline(transaction=True) as p:
-                build(p)
-                theirs = await p.execute()
+            mine, theirs = await mine_and_theirs(linked, plain, sync, transaction=True)
             assert mine == theirs
             async with linked.pipeline(transaction=True) as p:
                 p.set("t", "v")
