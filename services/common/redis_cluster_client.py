@@ -4,8 +4,9 @@
 whose every command and non-transactional pipeline goes through the cluster's links, so stores and
 scripts do not change with the topology. An MGET of several keys, which a cluster refuses when they
 lie in different slots (CROSSSLOT), is sent as a GET per key, in one call per node. MULTI/EXEC
-pipelines are refused: the services use none, and a transaction on a cluster would have to keep to
-one slot.
+pipelines are refused: a transaction on a cluster would have to keep to one slot, so the writes that
+are one transaction on one Redis server (`lua.run_pipeline(atomic=True)`, told by `transactions`)
+keep the order of `Script.last` here instead.
 
 `blocking_cluster_client` is the direct path's blocking client (scheduler/direct.py): redis-py's
 own cluster client for the map and SCRIPT LOAD, and a pipeline split by node (NodePipeline).
