@@ -31,7 +31,7 @@ from tasktide_services.common.redis_server import LocalRedis, free_port
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.scheduler import keys as skeys
 from tasktide_services.scheduler.admission import Admission
-from tasktide_services.scheduler.store import SchedulerStore
+from tasktide_services.scheduler.store import ENQUEUE_MS, SchedulerStore
 from tasktide_services.scheduler.writing import Writer, writer_for
 from tasktide_services.testing import (
     TEST_LEASE_SECONDS,
@@ -674,7 +674,6 @@ def test_a_write_broken_off_before_its_key_is_confirmed_leaves_nothing_that_runs
     was let go as never confirmed, and the retry was admitted as a second task.)"""
     from tasktide_services.common.errors import REDIS_AWAY
     from tasktide_services.common.redis_conn import connect
-    from tasktide_services.scheduler.store import ENQUEUE_MS
     from tests.faults.proxy import proxy
 
     key = f"broken-{uuid.uuid4().hex}"
@@ -703,6 +702,48 @@ def test_a_write_broken_off_before_its_key_is_confirmed_leaves_nothing_that_runs
     # A task written by the broken write would be handed over by the pump within this.
     time.sleep(countdown + ENQUEUE_MS / 1000 + 2.0)
     assert rdb.zcard(ready) == 1, "a second task under the key was queued"
+
+
+def test_a_keyed_write_right_after_redis_lost_its_scripts_is_one_transaction(platform, queue_name, rdb, redis_server):
+    """Redis restarted: its scripts are gone, and the connection with them (here SCRIPT FLUSH and
+    every connection dropped). The scheduler's new connection loads its scripts before anything
+    else, so the keyed write after it runs whole, in one transaction; a break in a later write
+    (the proxy cuts the second write that confirms a key) finds nothing. (Before, the write's plain
+    commands ran and its script calls answered NOSCRIPT; they ran again in a second transaction,
+    the one cut here: the task was written, its key let go, and the retry was admitted as a second
+    task, `2 == 1`.)"""
+    from tasktide_services.common.redis_conn import connect
+    from tests.faults.proxy import proxy
+
+    key = f"restart-{uuid.uuid4().hex}"
+    spec = task_pb2.TaskSpec(name="t.add", args=task_pb2.Payload(json=b"[4,5]"), queue=queue_name, idempotency_key=key)
+
+    async def main() -> tuple[BaseException | scheduler_pb2.SubmitResponse, scheduler_pb2.SubmitResponse, bool]:
+        with proxy(f"127.0.0.1:{redis_server.port}") as link:
+            redis_client = await connect(f"redis://{link.address}/0")
+            try:
+                async with lone_scheduler(redis_client, platform.registry_address, platform.results_address) as lone:
+                    await lone.store.prepare()  # as the service at its start
+                    rdb.script_flush()
+                    link.reset()
+                    await asyncio.sleep(0.3)  # the scheduler's link sees its connection lost
+                    link.reset_before(lone.store.scripts["idem_confirm"].sha.encode(), passing=1)
+                    first = (await asyncio.gather(lone.admission.submit([spec]), return_exceptions=True))[0]
+                    broke = link.broke.is_set()
+                    link.reset_before(b"")
+                    (again,) = await lone.admission.submit([spec])
+            finally:
+                await redis_client.aclose()
+        return first if isinstance(first, BaseException) else first[0], again, broke
+
+    first, again, broke = asyncio.run(main())
+    ready = wkeys.queue_keys(queue_name).ready
+    eventually(lambda: rdb.zcard(ready) >= 1, timeout=15, what="the task queued")
+    time.sleep(ENQUEUE_MS / 1000 + 2.0)  # a task written by a broken write: handed over by the pump
+    assert rdb.zcard(ready) == 1, "a second task under the key was queued"
+    assert not broke, "a second write confirmed the key: the first was not one transaction"
+    assert isinstance(first, scheduler_pb2.SubmitResponse) and not first.existing, first
+    assert (again.existing, again.task_id) == (True, first.task_id)
 
 
 def test_a_write_broken_off_in_a_server_of_every_service_leaves_nothing_that_runs(

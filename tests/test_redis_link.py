@@ -162,6 +162,40 @@ def test_an_atomic_pipeline_whose_scripts_redis_lost_runs_each_call_once(redis_s
     assert (sync.get("plain"), sync.get("scripted")) == (b"2", b"1")
 
 
+def test_after_a_redis_restart_the_link_loads_its_scripts_before_any_pipeline(tmp_path):
+    """A real restart of redis-server (its scripts are gone): the link's new connection loads the
+    scripts it was told of (`preload`) before the next pipeline, so a transaction's script call
+    runs in the transaction itself. Before, the call answered NOSCRIPT at EXEC while the plain
+    commands beside it ran, and it ran again in a second transaction (the raw replies show it)."""
+    from tasktide_services.common.lua import Script, preload
+
+    port = free_port()
+    admin = redis.Redis(port=port)
+    incr = Script(None, "return redis.call('INCR', KEYS[1])")
+    args = ("--port", str(port), "--bind", "127.0.0.1")
+
+    async def main() -> tuple[Any, Any]:
+        with own_redis(admin, *args):
+            r = await connect(f"redis://127.0.0.1:{port}/{DB}")
+            await preload(r, {"incr": incr})
+        try:
+            with own_redis(admin, *args):  # restarted: a new process on the same port, no scripts
+                assert admin.script_exists(incr.sha) == [False]
+                with contextlib.suppress(ConnectionError):  # the old connection is found gone
+                    async with r.pipeline(transaction=False) as p:
+                        p.ping()
+                        await p.execute()
+                async with r.pipeline(transaction=True) as p:
+                    p.incr("plain")
+                    incr(["scripted"], [], client=p)
+                    replies = await p.execute(raise_on_error=False)
+                return replies, admin.script_exists(incr.sha)
+        finally:
+            await r.aclose()
+
+    assert asyncio.run(main()) == ([1, 1], [True])
+
+
 def test_many_pipelines_at_once_each_get_their_own_replies(redis_server):
     async def one(r: Redis, i: int) -> list[Any]:
         async with r.pipeline(transaction=False) as p:

@@ -9,8 +9,11 @@ common/layout.py), as `local NAME = value` lines. A script as Redis runs it is t
 prelude, section; a line number in a Redis error counts from the top of that text.
 
 Scripts run by SHA. Each service loads its stores' scripts when it starts (`preload`: one
-pipeline of SCRIPT LOAD), so in steady state Redis has them all. Redis loses them when it restarts
-(or is flushed): then a call answers NOSCRIPT, and `run_pipeline` loads the scripts of every owner
+pipeline of SCRIPT LOAD), so in steady state Redis has them all. Redis loses them when it restarts;
+the services' client loads them again first on the new connection (common/redis_link.py), so after
+a restart no call of its pipelines answers NOSCRIPT. A flushed Redis (SCRIPT FLUSH), or a client
+whose pipelines do not go over the link (TLS, the blocking client of the direct path), does answer
+NOSCRIPT: then `run_pipeline` loads the scripts of every owner
 writing on the pipeline and runs again only the calls that answered NOSCRIPT, in their order,
 keeping the other replies, so nothing that ran runs twice. A pipeline's scripts may be partly
 loaded (another process reloaded its own), so after a Redis restart a pipeline's calls may run out
@@ -196,6 +199,13 @@ async def _load(redis: Redis, scripts: tuple[Mapping[str, Script], ...]) -> None
         await pipe.execute()
 
 
+def _keep(redis: Redis, scripts: tuple[Mapping[str, Script], ...]) -> None:
+    """Tell the client to load these scripts first on each new connection (redis_link.py)."""
+    keep = getattr(redis, "keep_scripts", None)
+    if keep is not None:
+        keep((s.sha, s.source) for owner in scripts for s in owner.values())
+
+
 async def preload(redis: Redis, *scripts: Mapping[str, Script]) -> None:
     """At a service's start: load its stores' scripts, so that in steady state no call answers
     NOSCRIPT. If Redis cannot be reached now, the failure is logged and each script is loaded
@@ -203,6 +213,7 @@ async def preload(redis: Redis, *scripts: Mapping[str, Script]) -> None:
     remember = getattr(redis, "remember_scripts", None)
     if remember is not None:
         remember(scripts)
+    _keep(redis, scripts)
     try:
         await _load(redis, scripts)
     except Exception:  # noqa: BLE001 - Redis away at startup: the NOSCRIPT path loads them later
@@ -233,6 +244,7 @@ async def run_pipeline(
         replies = await _execute(pipe, len(stack))
         lost = _lost(replies)
         if lost:
+            _keep(redis, scripts)
             await _load(redis, scripts)
             if any(isinstance(r, NotRun) for r in replies):
                 lost = list(range(len(stack)))

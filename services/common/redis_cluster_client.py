@@ -77,6 +77,10 @@ class ClusterRedis(LinkedRedis):
                 self.routes.remember_scripts((s.sha, s.source) for s in owner.values())
                 self.routes.run_last(s.sha for s in owner.values() if s.last)
 
+    def keep_scripts(self, scripts: Iterable[tuple[str, str]]) -> None:
+        """Nothing: a node that lacks a script has it loaded when a call answers NOSCRIPT
+        (`remember_scripts`); its pipelines are not transactions."""
+
     def subscription(self, channel: str, on_message: Callable[[bytes], None]) -> ChannelSubscription:
         return ClusterSubscription(self.routes, channel, on_message)
 

@@ -25,6 +25,11 @@ unknown, as with any client; callers treat it as a failed call); the next pipeli
 does a connection on which Redis has sent nothing for `reply_timeout` seconds while replies are
 owed (a Redis that stopped answering without closing): one timer per connection while anything
 waits, no timer per command.
+
+A new connection loads the Lua scripts the client was told of (`keep_scripts`, from
+`lua.preload`) before anything else is sent on it. Redis that restarted has lost its scripts; with
+them loaded first, no pipeline after the restart answers NOSCRIPT, so a transaction runs whole
+rather than its plain commands now and its script calls in a second transaction (lua.py).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import asyncio
 import functools
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 import hiredis
@@ -81,6 +86,7 @@ class _Link(asyncio.Protocol):
         self._watch: asyncio.TimerHandle | None = None  # armed while replies are owed
         self._silent = ""  # why the connection was dropped, when Redis went silent
         self._unsent: list[bytes] = []  # commands of this turn of the loop, written at its end
+        self.scripts: dict[str, str] = {}  # SHA -> source: loaded first on every new connection
 
     async def run(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         if not self._ready:
@@ -143,13 +149,19 @@ class _Link(asyncio.Protocol):
         hello = _auth(kw)
         if kw.get("db"):
             hello.append(("SELECT", kw["db"]))
-        answered = self._send(hello) if hello else None
-        self._ready = True  # what is sent from now on follows AUTH and SELECT on the connection
-        if answered is not None:
-            for reply in await answered:
-                if isinstance(reply, Exception):
-                    self.close()
-                    raise reply
+        loads = [("SCRIPT", "LOAD", source) for source in self.scripts.values()]
+        answered = self._send(hello + loads) if hello or loads else None
+        self._ready = True  # what is sent from now on follows AUTH, SELECT and the scripts
+        if answered is None:
+            return
+        replies = await answered
+        for reply in replies[: len(hello)]:
+            if isinstance(reply, Exception):
+                self.close()
+                raise reply
+        refused = [reply for reply in replies[len(hello) :] if isinstance(reply, Exception)]
+        if refused:  # the pipelines' NOSCRIPT path (lua.py) loads them when a call needs one
+            log.warning("loading %d Lua scripts on a new Redis connection failed: %s", len(refused), refused[0])
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
@@ -403,13 +415,25 @@ class LinkedRedis(Redis):
     transactions = True  # pipelines may be transactions (not on a cluster: redis_cluster_client.py)
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        link = self._linked()
+        if shard_hint is not None or link is None:
+            return super().pipeline(transaction, shard_hint)
+        return _LinkedPipeline(self, link, atomic=transaction)
+
+    def _linked(self) -> _Link | None:
+        """The link, made on first use; None for a client it cannot serve (`linkable`)."""
         if self._linkable is None:
             self._linkable = linkable(self)
             if self._linkable:
                 self._link = _Link(dict(self.connection_pool.connection_kwargs), self.reply_timeout)
-        if shard_hint is not None or self._link is None:
-            return super().pipeline(transaction, shard_hint)
-        return _LinkedPipeline(self, self._link, atomic=transaction)
+        return self._link
+
+    def keep_scripts(self, scripts: Iterable[tuple[str, str]]) -> None:
+        """Scripts (SHA, source) to load first on every new connection of the link (module
+        doc). A client whose pipelines do not go over a link loads them on NOSCRIPT only."""
+        link = self._linked()
+        if link is not None:
+            link.scripts.update(scripts)
 
     def subscription(self, channel: str, on_message: Callable[[bytes], None]) -> ChannelSubscription:
         """A subscription to `channel` on this client's Redis, not yet opened."""

@@ -25,6 +25,7 @@ class Proxy:
         self._thread = threading.Thread(target=self._run, name="fault-proxy", daemon=True)
         self._writers: set[asyncio.StreamWriter] = set()
         self._marker = b""  # `reset_before`: what the next write toward the server is cut at
+        self._passing = 0  # chunks holding the marker still to forward whole
         self.broke = threading.Event()  # set once a write was cut at the marker
 
     @property
@@ -49,9 +50,11 @@ class Proxy:
 
         self._loop.call_soon_threadsafe(drop)
 
-    def reset_before(self, marker: bytes) -> None:
-        """The next chunk toward the server that holds `marker` is forwarded up to it only, then
-        every connection is dropped, as a connection that breaks while a request is being sent."""
+    def reset_before(self, marker: bytes, passing: int = 0) -> None:
+        """The next chunk toward the server that holds `marker` (after `passing` such chunks
+        forwarded whole) is forwarded up to it only, then every connection is dropped, as a
+        connection that breaks while a request is being sent."""
+        self._passing = passing
         self._marker = marker
 
     def set_delay(self, seconds: float) -> None:
@@ -96,6 +99,9 @@ class Proxy:
                     await asyncio.sleep(self.delay)
                 await self._open.wait()  # cut: hold the bytes, as a partition would
                 at = data.find(self._marker) if upstream and self._marker else -1
+                if at >= 0 and self._passing:
+                    self._passing -= 1
+                    at = -1
                 if at >= 0:
                     self._marker = b""
                     writer.write(data[:at])
