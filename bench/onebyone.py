@@ -10,7 +10,10 @@ what the transport alone costs: the client's own StreamSubmitter against a bare 
 SubmitStream that answers each submission at once ("grpc"), or after one two-command Redis
 pipeline over the services' link ("grpc + redis"); no admission, no scheduler. Where `go` is on
 PATH, the same two against a SubmitStream in Go ("go grpc", "go grpc + redis": grpc-go and
-go-redis, bench/polyglot/go floor.go): what a compiled server would save per message.
+go-redis, bench/polyglot/go floor.go): what a compiled server would save per message. Its first
+row, "redis", is one round trip to Redis alone: a PING over the services' link from this process,
+awaited before the next (its "server" column is Redis's CPU): what each round trip costs on this
+machine, whatever sends it.
 """
 
 from __future__ import annotations
@@ -145,7 +148,37 @@ def _floor_servers(redis_url: str, work: Path) -> list[tuple[str, Callable[[int]
     return [*servers, ("go grpc", go("")), ("go grpc + redis", go(redis_url))]
 
 
-def _floor(redis_url: str, n: int, rounds: int, work: Path) -> None:
+def _redis_round_trips(redis_url: str, redis_pid: int, n: int) -> tuple[float, float, float]:
+    """n PINGs over the services' link, each awaited: (round trips/s, Redis CPU us and this
+    process's CPU us per round trip)."""
+
+    import uvloop
+
+    from tasktide_services.common.redis_conn import connect
+
+    async def run() -> tuple[float, float, float]:
+        r = await connect(redis_url)
+        try:
+
+            async def ping() -> None:
+                async with r.pipeline(transaction=False) as p:
+                    p.ping()
+                    await p.execute()
+
+            for _ in range(200):
+                await ping()
+            redis0, own0, t0 = cpu_seconds(redis_pid), _own_cpu(), time.perf_counter()
+            for _ in range(n):
+                await ping()
+            elapsed = time.perf_counter() - t0
+            return n / elapsed, (cpu_seconds(redis_pid) - redis0) / n * 1e6, (_own_cpu() - own0) / n * 1e6
+        finally:
+            await r.aclose()
+
+    return uvloop.run(run())
+
+
+def _floor(redis_url: str, redis_pid: int, n: int, rounds: int, work: Path) -> None:
     import grpc
 
     from tasktide._submitter import StreamSubmitter
@@ -154,6 +187,9 @@ def _floor(redis_url: str, n: int, rounds: int, work: Path) -> None:
 
     spec = task_pb2.TaskSpec(name="bench.add", queue="default")
     print(f"{'floor':16} {'tasks/s':>8} {'server':>7} {'client':>7}")
+    for _ in range(rounds):
+        rate, redis_us, own_us = _redis_round_trips(redis_url, redis_pid, n)
+        print(f"{'redis':16} {rate:8,.0f} {redis_us:7,.0f} {own_us:7,.0f}", flush=True)
     for label, start in _floor_servers(redis_url, work):
         port = free_port()
         proc = start(port)
@@ -196,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         work, server, base = bench_redis(stack, prefix="tasktide-onebyone-")
         if args.floor:
-            _floor(f"{base}/{TASKTIDE_DB}", args.n, args.rounds, work)
+            _floor(f"{base}/{TASKTIDE_DB}", server.process.pid, args.n, args.rounds, work)
             return 0
         systems: list[Any] = []
         for name in ("tasktide", "celery"):
