@@ -58,11 +58,12 @@ async def _reached(redis: Redis, url: str) -> Redis:
 
 
 def _hint(url: str, exc: Exception) -> str:
-    """A TLS server that wants a client certificate and got none closes the connection once TLS
-    is set up (TLS 1.3), which the client reports only as a connection closed, or reset when the
-    server closed it with the client's first command unread."""
+    """A TLS server that wants a client certificate and got none ends the connection once TLS is
+    set up (TLS 1.3): Redis itself sends the alert "certificate required" first; a server that
+    only closes it (a TLS proxy) is reported as a connection closed, or reset when the server
+    closed it with the client's first command unread."""
     parts = urlsplit(url)
-    dropped = any(word in str(exc) for word in ("closed", "reset"))
+    dropped = any(word in str(exc) for word in ("closed", "reset", "certificate required"))
     if not parts.scheme.startswith("rediss") or "ssl_certfile=" in parts.query or not dropped:
         return ""
     return " (if the server requires a client certificate, give one with ssl_certfile= and ssl_keyfile= in the URL)"
