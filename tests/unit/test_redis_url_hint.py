@@ -1,5 +1,7 @@
 """The hint added to "cannot reach Redis" for a TLS server that wants a client certificate: the
-client sees the connection either closed or reset, depending on when the server dropped it."""
+client sees Redis's TLS alert "certificate required", or the connection closed or reset, depending
+on the server and on when it dropped the connection (tests/test_redis_tls_server.py sees the
+first and the last from a real Redis)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ URL = "rediss://127.0.0.1:6380/0?ssl_ca_certs=/ca.pem"
     [
         "Connection closed by server.",
         "Error while reading from 127.0.0.1:6380 : (104, 'Connection reset by peer')",
+        "Error while reading from 127.0.0.1:6380 : (1, '[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert "
+        "certificate required (_ssl.c:2580)')",
     ],
 )
 def test_a_dropped_tls_connection_without_a_client_certificate_is_hinted(message: str) -> None:
