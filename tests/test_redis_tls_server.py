@@ -10,6 +10,8 @@ the tests skip, and under CI=true they fail."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import subprocess
 import time
@@ -79,41 +81,49 @@ class TlsRedis:
         )
 
 
-@pytest.fixture(scope="module")
-def tls_redis(tmp_path_factory: pytest.TempPathFactory, certs: tuple[Path, Path]) -> Iterator[TlsRedis]:
-    ours = certs[0]
-    folder = tmp_path_factory.mktemp("redis-tls")
-    port = free_port()
+def _start(binary: str, folder: Path, port: int, ca: Path) -> subprocess.Popen[bytes]:
+    """The TLS redis-server on `port`, once it answers a client with a certificate of `ca`."""
     args = [
-        _binary(folder),
+        binary,
         *("--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1"),
-        *("--tls-cert-file", str(ours / "server.pem"), "--tls-key-file", str(ours / "server-key.pem")),
-        *("--tls-ca-cert-file", str(ours / "ca.pem"), "--tls-auth-clients", "yes"),
+        *("--tls-cert-file", str(ca / "server.pem"), "--tls-key-file", str(ca / "server-key.pem")),
+        *("--tls-ca-cert-file", str(ca / "ca.pem"), "--tls-auth-clients", "yes"),
         *("--save", "", "--appendonly", "no", "--dir", str(folder), "--logfile", str(folder / "redis.log")),
     ]
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    server = TlsRedis(port, ours)
+    deadline = time.monotonic() + 15
+    while True:
+        if proc.poll() is not None:
+            log = (folder / "redis.log").read_text() if (folder / "redis.log").exists() else ""
+            err = (proc.stderr.read().decode() if proc.stderr else "") + log[-2000:]
+            if "tls" in err.lower():  # e.g. "Bad directive": a build without TLS
+                _missing(f"{binary} cannot serve TLS: {err.strip()[-300:]}")
+            raise RuntimeError(f"the TLS redis-server exited with {proc.returncode}: {err}")
+        try:
+            with TlsRedis(port, ca).admin() as r:
+                r.ping()
+            return proc
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                proc.terminate()
+                raise
+            time.sleep(0.05)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def tls_redis(tmp_path_factory: pytest.TempPathFactory, certs: tuple[Path, Path]) -> Iterator[TlsRedis]:
+    folder = tmp_path_factory.mktemp("redis-tls")
+    port = free_port()
+    proc = _start(_binary(folder), folder, port, certs[0])
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            if proc.poll() is not None:
-                log = (folder / "redis.log").read_text() if (folder / "redis.log").exists() else ""
-                err = (proc.stderr.read().decode() if proc.stderr else "") + log[-2000:]
-                if "tls" in err.lower():  # e.g. "Bad directive": a build without TLS
-                    _missing(f"{args[0]} cannot serve TLS: {err.strip()[-300:]}")
-                raise RuntimeError(f"the TLS redis-server exited with {proc.returncode}: {err}")
-            try:
-                with server.admin() as r:
-                    r.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield server
+        yield TlsRedis(port, certs[0])
     finally:
-        proc.terminate()
-        proc.wait(10)
+        _stop(proc)
 
 
 @pytest.fixture(params=["one", "split"])
@@ -201,3 +211,40 @@ def test_submission_straight_to_redis_over_tls(
                 task_id = producer.submit("t.add", [20, 22], queue=queue_name).id
         with run_worker_thread(app, p.address, queues=(queue_name,)), Client(settings=client_settings(p.address)) as c:
             assert c.result(task_id, timeout=60) == 42
+
+
+def test_after_a_restart_of_redis_a_transaction_finds_its_scripts_loaded(
+    tmp_path: Path, certs: tuple[Path, Path]
+) -> None:
+    """A `rediss://` client's pipelines go over redis-py's own connections, not the services'
+    link: each new one loads the scripts the client keeps after its handshake, so after a restart
+    of Redis (its scripts gone) a transaction's script call runs in the transaction. Before, it
+    answered NOSCRIPT at EXEC while the plain command beside it ran (the raw replies show it)."""
+    from tasktide_services.common.lua import Script, preload
+    from tasktide_services.common.redis_conn import connect
+
+    ours = certs[0]
+    binary, port = _binary(tmp_path), free_port()
+    incr = Script(None, "return redis.call('INCR', KEYS[1])")
+    url = TlsRedis(port, ours).url(client=ours)
+
+    async def main() -> list[object]:
+        proc = _start(binary, tmp_path, port, ours)
+        r = await connect(url)
+        try:
+            await preload(r, {"incr": incr})
+            _stop(proc)
+            proc = _start(binary, tmp_path, port, ours)  # restarted: no scripts
+            with TlsRedis(port, ours).admin() as admin:
+                assert admin.script_exists(incr.sha) == [False]
+            with contextlib.suppress(redis.exceptions.ConnectionError):  # a pooled connection found gone
+                await r.ping()
+            async with r.pipeline(transaction=True) as p:
+                p.incr("plain")
+                incr(["scripted"], [], client=p)
+                return list(await p.execute(raise_on_error=False))
+        finally:
+            await r.aclose()
+            _stop(proc)
+
+    assert asyncio.run(main()) == [1, 1]

@@ -10,10 +10,10 @@ prelude, section; a line number in a Redis error counts from the top of that tex
 
 Scripts run by SHA. Each service loads its stores' scripts when it starts (`preload`: one
 pipeline of SCRIPT LOAD), so in steady state Redis has them all. Redis loses them when it restarts;
-the services' client loads them again first on the new connection (common/redis_link.py), so after
-a restart no call of its pipelines answers NOSCRIPT. A flushed Redis (SCRIPT FLUSH), or a client
-whose pipelines do not go over the link (TLS, the blocking client of the direct path), does answer
-NOSCRIPT: then `run_pipeline` loads the scripts of every owner
+the services' client loads them again first on each new connection (common/redis_link.py, TLS
+connections included), so after a restart no call of its pipelines answers NOSCRIPT. A flushed
+Redis (SCRIPT FLUSH), or the blocking client of the direct path, does answer NOSCRIPT: then
+`run_pipeline` loads the scripts of every owner
 writing on the pipeline and runs again only the calls that answered NOSCRIPT, in their order,
 keeping the other replies, so nothing that ran runs twice. A pipeline's scripts may be partly
 loaded (another process reloaded its own), so after a Redis restart a pipeline's calls may run out

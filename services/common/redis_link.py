@@ -29,7 +29,9 @@ waits, no timer per command.
 A new connection loads the Lua scripts the client was told of (`keep_scripts`, from
 `lua.preload`) before anything else is sent on it. Redis that restarted has lost its scripts; with
 them loaded first, no pipeline after the restart answers NOSCRIPT, so a transaction runs whole
-rather than its plain commands now and its script calls in a second transaction (lua.py).
+rather than its plain commands now and its script calls in a second transaction (lua.py). A client
+the link does not serve (a `rediss://` URL: redis-py's own TLS connections) does the same on each
+of its pooled connections, after redis-py's handshake (`_load_kept`).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from redis._parsers.base import BaseParser
 from redis._parsers.response_callbacks import get_response_callbacks
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.asyncio.connection import Connection, UnixDomainSocketConnection
+from redis.asyncio.connection import AbstractConnection, Connection, UnixDomainSocketConnection
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE, CaseInsensitiveDict
 from redis.exceptions import ConnectionError, InvalidResponse, ResponseError
 
@@ -414,6 +416,29 @@ class LinkedRedis(Redis):
     reply_timeout: float = REPLY_TIMEOUT  # the link's (module doc)
     transactions = True  # pipelines may be transactions (not on a cluster: redis_cluster_client.py)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._kept: dict[str, str] = {}  # SHA -> source, where no link serves the client
+        if not linkable(self):  # set before its first connection, so that every one loads them
+            self.connection_pool.connection_kwargs["redis_connect_func"] = self._load_kept
+
+    async def _load_kept(self, connection: AbstractConnection) -> None:
+        """redis-py's handshake on a new pooled connection, then SCRIPT LOAD of the kept scripts
+        (module doc); a refused load is left to the NOSCRIPT path (lua.py)."""
+        await connection.on_connect()
+        kept = list(self._kept.values())
+        if not kept:
+            return
+        await connection.send_packed_command(connection.pack_commands([("SCRIPT", "LOAD", s) for s in kept]))
+        refused: list[ResponseError] = []
+        for _ in kept:
+            try:
+                await connection.read_response()
+            except ResponseError as exc:
+                refused.append(exc)
+        if refused:
+            log.warning("loading %d Lua scripts on a new Redis connection failed: %s", len(refused), refused[0])
+
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         link = self._linked()
         if shard_hint is not None or link is None:
@@ -429,11 +454,9 @@ class LinkedRedis(Redis):
         return self._link
 
     def keep_scripts(self, scripts: Iterable[tuple[str, str]]) -> None:
-        """Scripts (SHA, source) to load first on every new connection of the link (module
-        doc). A client whose pipelines do not go over a link loads them on NOSCRIPT only."""
+        """Scripts (SHA, source) to load first on every new connection (module doc)."""
         link = self._linked()
-        if link is not None:
-            link.scripts.update(scripts)
+        (link.scripts if link is not None else self._kept).update(scripts)
 
     def subscription(self, channel: str, on_message: Callable[[bytes], None]) -> ChannelSubscription:
         """A subscription to `channel` on this client's Redis, not yet opened."""
