@@ -15,7 +15,7 @@ import pytest
 from tasktide import Client, ClientSettings
 from tasktide_services.common.redis_server import LocalRedis, start_redis
 from tests.faults.cluster import Cluster, Workers, cluster
-from tests.faults.figures import FIGURES, Figures, count
+from tests.faults.figures import FIGURES, Figures, count, trace
 from tests.faults.load import Load
 from tests.faults.proxy import Proxy
 
@@ -47,6 +47,7 @@ class Rig:
     client: Client
     markers: Path
     queue: str
+    logs: Path
     proxy: Proxy | None = None
 
     def load(self, total: int, rate: float = 100.0, producers: int = 1) -> Load:
@@ -62,7 +63,9 @@ class Rig:
         """Nothing lost, nothing recorded twice, every task run, and no task run that the producer
         was not answered with (a submission admitted twice under its idempotency key)."""
         assert fig.recorded_twice == 0
-        assert (fig.lost, fig.run) == (0, fig.submitted), f"{fig.phantoms} of the lost are ids of tasks never written"
+        lost = trace(self.redis.url, self.logs, fig.first_lost) if fig.first_lost else ""
+        never_written = f"{fig.phantoms} of the lost are ids of tasks never written"
+        assert (fig.lost, fig.run) == (0, fig.submitted), f"{never_written}; {lost}"
         assert fig.unconfirmed == 0, "tasks ran whose ids were never confirmed: a key admitted twice"
 
     def restart_redis(self, pause: float = 0.0) -> float:
@@ -100,7 +103,7 @@ def make_rig(
             try:
                 w.spawn(n_workers)
                 with Client(settings=ClientSettings.from_env(c.env)) as client:
-                    rig = Rig(server, c, w, client, markers, queue, relay)
+                    rig = Rig(server, c, w, client, markers, queue, logs, relay)
                     try:
                         yield rig
                     finally:

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -41,6 +42,7 @@ class Figures:
     recover_s: float
     lost_detail: str = ""  # the states the lost tasks were left in, and why the first one waits
     phantoms: int = 0  # lost tasks that no service knows: confirmed ids of tasks never written
+    first_lost: str = ""  # the id of the first lost task, for `Rig.assert_held`'s trace
     unconfirmed: int = 0  # tasks run whose ids were never confirmed (a second task for one key)
 
     def line(self) -> str:
@@ -139,6 +141,7 @@ def count(
         recorded_twice=sum(1 for t in ids if recorded.get(t, 0) > 1),
         recover_s=max(0.0, settled - fault_ended),
         lost_detail=_why(client, states, lost),
+        first_lost=lost[0] if lost else "",
         phantoms=sum(1 for t in lost if _unknown(client, t)),
         unconfirmed=len(set(started) - set(ids)),
     )
@@ -161,3 +164,26 @@ def _why(client: Client, states: dict[str, int], lost: Sequence[str]) -> str:
     except Exception as exc:  # noqa: BLE001 - a description only
         first = str(exc)
     return f"{dict(by_state)}; {lost[0]}: {first}"
+
+
+def trace(redis_url: str, logs: Path, task_id: str) -> str:
+    """Where a lost task is in Redis (every key that holds it: in its name, as a member or a
+    field) and the lines of the services' and workers' logs that name it: what a failed case
+    leaves for its reader, its folders being gone after the run."""
+    out = [f"task {task_id}:"]
+    with redis.Redis.from_url(redis_url) as r:
+        for key in r.scan_iter(count=1000):
+            kind = r.type(key).decode()
+            held = task_id.encode() in key or (
+                (kind == "zset" and r.zscore(key, task_id) is not None)
+                or (kind == "hash" and r.hexists(key, task_id))
+                or (kind == "set" and r.sismember(key, task_id))
+            )
+            if held:
+                out.append(f"  in Redis: {key.decode(errors='replace')} ({kind})")
+    for log in sorted(logs.glob("*")):
+        with contextlib.suppress(OSError):
+            for line in log.read_text(errors="replace").splitlines():
+                if task_id in line:
+                    out.append(f"  {log.name}: {line[:300]}")
+    return "\n".join(out[:60])
