@@ -161,9 +161,7 @@ class _Link(asyncio.Protocol):
             if isinstance(reply, Exception):
                 self.close()
                 raise reply
-        refused = [reply for reply in replies[len(hello) :] if isinstance(reply, Exception)]
-        if refused:  # the pipelines' NOSCRIPT path (lua.py) loads them when a call needs one
-            log.warning("loading %d Lua scripts on a new Redis connection failed: %s", len(refused), refused[0])
+        _refused_loads([reply for reply in replies[len(hello) :] if isinstance(reply, Exception)])
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
@@ -205,6 +203,13 @@ class _Link(asyncio.Protocol):
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+
+def _refused_loads(refused: list[Exception]) -> None:
+    """SCRIPT LOADs a new connection sent and Redis refused: logged; the pipelines' NOSCRIPT path
+    (lua.py) loads those scripts when a call needs one."""
+    if refused:
+        log.warning("loading %d Lua scripts on a new Redis connection failed: %s", len(refused), refused[0])
 
 
 def _reader() -> Any:
@@ -424,20 +429,19 @@ class LinkedRedis(Redis):
 
     async def _load_kept(self, connection: AbstractConnection) -> None:
         """redis-py's handshake on a new pooled connection, then SCRIPT LOAD of the kept scripts
-        (module doc); a refused load is left to the NOSCRIPT path (lua.py)."""
+        (module doc)."""
         await connection.on_connect()
         kept = list(self._kept.values())
         if not kept:
             return
         await connection.send_packed_command(connection.pack_commands([("SCRIPT", "LOAD", s) for s in kept]))
-        refused: list[ResponseError] = []
+        refused: list[Exception] = []
         for _ in kept:
             try:
                 await connection.read_response()
             except ResponseError as exc:
                 refused.append(exc)
-        if refused:
-            log.warning("loading %d Lua scripts on a new Redis connection failed: %s", len(refused), refused[0])
+        _refused_loads(refused)
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         link = self._linked()
