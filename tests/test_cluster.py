@@ -195,6 +195,27 @@ def test_a_script_marked_last_runs_after_the_other_nodes_parts_and_not_after_a_f
     assert int(node_client(redis_cluster.primary_of(k2)).get(k2)) == before, "the last script ran"
 
 
+def test_a_script_called_on_its_own_is_remembered_once_however_often(redis_cluster):
+    """A store's script called on its own (a pipeline of one: `dispatch`, `complete`, `hold`, per
+    task) tells the client its owner on every call; the client keeps each owner it has seen. The
+    owner is one mapping per script, so the client keeps two here (the preloaded store's and the
+    script's own), not one more per call (201 after 200 calls, before)."""
+    script = Script(None, INCR)
+
+    async def run() -> int:
+        r = await connect(redis_cluster.url)
+        try:
+            script.redis = r
+            await preload(r, {"incr": script})
+            for _ in range(200):
+                await script(["alone"], [])
+            return len(r._owners)
+        finally:
+            await r.aclose()
+
+    assert asyncio.run(run()) == 2
+
+
 def test_keys_across_slots_are_refused(redis_cluster):
     k1, k2 = keys_on_two_primaries(redis_cluster, "cross")
 

@@ -60,6 +60,9 @@ class Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
         self.last = last  # on a cluster, sent once the rest of its pipeline has answered (module doc)
+        # Its owner when called on its own: one mapping for every call. A cluster client keeps each
+        # owner it is told of (`remember_scripts`); a new mapping per call would pile up there.
+        self.alone: Mapping[str, Script] = {self.sha: self}
 
     def __call__(self, keys: Sequence[str], args: Sequence[Any], client: AnyPipeline | None = None) -> Any:
         if client is not None:
@@ -70,7 +73,7 @@ class Script:
         # A pipeline of one: with the services' client it goes over the shared link (redis_link.py).
         if self.redis is None:
             raise TypeError("this script was loaded for pipelines only")
-        (reply,) = await run_pipeline(self.redis, lambda pipe: self(keys, args, client=pipe), {self.sha: self})
+        (reply,) = await run_pipeline(self.redis, lambda pipe: self(keys, args, client=pipe), self.alone)
         return reply
 
 
