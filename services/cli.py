@@ -19,6 +19,7 @@ from typing import Any
 
 from tasktide import ConfigurationError
 from tasktide_services.common.auth import DEFAULT_NAMESPACE, AuthError, mint, read_key
+from tasktide_services.common.grpc_core import restart_for_serving
 from tasktide_services.common.redis_checks import EvictionPolicyError, check_redis
 from tasktide_services.common.redis_conn import connect
 from tasktide_services.common.redis_server import LocalRedis, start_redis
@@ -116,7 +117,9 @@ def run_loop(main: Coroutine[Any, Any, int]) -> int:
     return uvloop.run(main)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], entry: bool = False) -> int:
+    """`entry`: argv is the process's own command line, so a serving command may start the process
+    again with gRPC core set up for serving (common/grpc_core.py); called from Python, it does not."""
     command, rest = argv[0], argv[1:]
     if command == "dashboard":
         from tasktide_services.dashboard.main import main as dashboard
@@ -127,6 +130,8 @@ def main(argv: list[str]) -> int:
 
         return token(rest)
     args = _parser(command).parse_args(rest)
+    if entry and (command == "dev" or command in ALL):
+        restart_for_serving()
     try:
         settings = ServerSettings.from_env()
     except ValueError as exc:

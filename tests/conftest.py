@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
+from tasktide_services.common import grpc_core  # imports no grpc
+
+# The services started in this process serve as the `tasktide` command's do, with gRPC core's
+# polling I/O manager (common/grpc_core.py; a value set in the environment is kept). gRPC reads the
+# variable when it is first imported, which must come after this.
+if "grpc" in sys.modules:
+    raise pytest.UsageError("grpc was imported before tests/conftest.py could set GRPC_EXPERIMENTS")
+os.environ.setdefault(grpc_core.VARIABLE, grpc_core.EXPERIMENTS)
 
 if TYPE_CHECKING:  # imported at run time by pytest_plugins, after assertion rewriting is set up
     from tasktide_services.common.settings import ServerSettings

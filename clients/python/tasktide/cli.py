@@ -236,16 +236,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _server_main(command: str, rest: list[str]) -> int:
+def _server_main(command: str, rest: list[str], entry: bool) -> int:
+    """`entry`: this call is the process's own command line (the server may start the process
+    again to set gRPC up for serving: tasktide_services.common.grpc_core)."""
     try:
         server_cli = importlib.import_module("tasktide_services.cli")
     except ImportError:
         print(f"tasktide: '{command}' needs the server: pip install tasktide-server", file=sys.stderr)
         return 2
-    return int(server_cli.main([command, *rest]))
+    return int(server_cli.main([command, *rest], entry=entry))
 
 
 def main(argv: list[str] | None = None) -> int:
+    entry = argv is None
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
@@ -259,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         rest = [*unknown, *args.rest]
         if args.address:
             rest = ["--address", args.address, *rest]
-        return _server_main(args.command, rest)
+        return _server_main(args.command, rest, entry)
     settings = ClientSettings.from_env(address=args.address or "")
     try:
         return int(args.func(args, settings))
