@@ -9,6 +9,7 @@ was (or, submitted, not stored at all), then mends the key and checks that the s
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -23,7 +24,14 @@ from tasktide_services.worker.store import SCRIPTS, build_enqueue
 from tests.tasks_app import app
 
 SCRIPTS_ = load_scripts(None, SCRIPTS)
-PAST = 1  # a lease deadline already past (ms)
+# Leases run an hour from now: the registry of a platform that other tests started on the same Redis
+# reaps expired leases of every queue it knows (a test's queue too) and would take them mid-test.
+# The reap cases pass a time far beyond (10**13 ms).
+LEASE_MS = 3_600_000
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 @pytest.fixture()
@@ -56,9 +64,9 @@ def _queued(r: redis.Redis, queue: str) -> str:
 
 
 def _leased(r: redis.Redis, queue: str) -> tuple[str, str]:
-    """A task leased with a deadline already past: (its id, its token)."""
+    """A task leased (for LEASE_MS): (its id, its token)."""
     tid = _queued(r, queue)
-    out = _call(r, "dispatch", queue, [0, PAST, 1])
+    out = _call(r, "dispatch", queue, [_now_ms(), LEASE_MS, 1])
     assert isinstance(out, list) and out[0].decode() == tid
     return tid, out[1].decode() if isinstance(out[1], bytes) else str(out[1])
 
@@ -83,9 +91,9 @@ def _fails_while_refused(r: redis.Redis, key: str, name: str, queue: str, args: 
 def test_dispatch_leases_before_it_leaves_the_ready_set(r, queue):
     k = keys.queue_keys(queue)
     tid = _queued(r, queue)
-    _fails_while_refused(r, k.leases, "dispatch", queue, [0, 30_000, 1])
+    _fails_while_refused(r, k.leases, "dispatch", queue, [_now_ms(), LEASE_MS, 1])
     assert r.zscore(k.ready, tid) is not None, "the task left the ready set without a lease"
-    out = _call(r, "dispatch", queue, [0, 30_000, 1])
+    out = _call(r, "dispatch", queue, [_now_ms(), LEASE_MS, 1])
     assert isinstance(out, list) and out[0].decode() == tid
     assert r.zscore(k.ready, tid) is None and _leased_now(r, queue, tid)
 
