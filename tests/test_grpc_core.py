@@ -4,10 +4,6 @@ itself again (same process id) with it set, and serves; a value the operator set
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import grpc
@@ -15,6 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tasktide_services.common.grpc_core import EXPERIMENTS, VARIABLE
+from tasktide_services.testing import spawn_listening
 
 
 def _environ(pid: int) -> dict[str, str]:
@@ -25,25 +22,14 @@ def _environ(pid: int) -> dict[str, str]:
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
 @pytest.mark.parametrize(("given", "serving"), [(None, EXPERIMENTS), ("", "")], ids=["unset", "set-empty"])
 def test_a_server_command_serves_with_the_polling_io_manager_unless_told_otherwise(
-    tmp_path: Path, given: str | None, serving: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], given: str | None, serving: str
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if k != VARIABLE}
-    env["TASKTIDE_REDIS_URL"] = ""  # the embedded Redis
+    monkeypatch.delenv(VARIABLE, raising=False)  # the suite's own value (conftest.py) is not passed on
+    env = {"TASKTIDE_REDIS_URL": ""}  # the embedded Redis
     if given is not None:
         env[VARIABLE] = given
-    argv = [sys.executable, "-m", "tasktide.cli", "dev", "--address", "127.0.0.1:0", "--data-dir", str(tmp_path)]
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    errors: list[str] = []
-    reader = threading.Thread(target=lambda: errors.extend(proc.stderr or ()), daemon=True)
-    reader.start()
+    proc, address, _ = spawn_listening("dev", "--data-dir", str(tmp_path), env=env)
     try:
-        assert proc.stdout is not None
-        address = ""
-        for line in proc.stdout:
-            if "listening on " in line:
-                address = line.rsplit(" ", 1)[1].strip()
-                break
-        assert address, f"no address reported; stderr: {''.join(errors)}"
         assert _environ(proc.pid).get(VARIABLE) == serving  # the same process, started again or not
         with grpc.insecure_channel(address) as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
@@ -51,6 +37,5 @@ def test_a_server_command_serves_with_the_polling_io_manager_unless_told_otherwi
     finally:
         proc.terminate()
         code = proc.wait(30)
-        reader.join(10)
     assert code == 0
-    assert not [e for e in errors if "Unknown experiment" in e], "gRPC does not know the experiment's name"
+    assert "Unknown experiment" not in capfd.readouterr().err, "gRPC does not know the experiment's name"
