@@ -27,7 +27,7 @@ from tasktide import TaskState, chain, group
 from tasktide.v1 import scheduler_pb2, scheduler_pb2_grpc, task_pb2
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.peers import Peers
-from tasktide_services.common.redis_server import LocalRedis, free_port
+from tasktide_services.common.redis_server import LocalRedis, free_port, start_redis
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.scheduler import keys as skeys
 from tasktide_services.scheduler.admission import Admission
@@ -567,6 +567,112 @@ def test_a_stuck_task_waits_while_the_results_service_cannot_say_whether_it_star
     assert deadline is None, "the stuck task was not handed over once the results service answered"
     with run_worker_thread(tasks_app.app, platform.address, queues=(queue_name,)):
         assert client.result(task.id, timeout=15) == 9
+
+
+def _due_task(queue: str) -> task_pb2.Task:
+    return task_pb2.Task(
+        id=uuid.uuid4().hex,
+        spec=task_pb2.TaskSpec(name="t.add", args=task_pb2.Payload(json=b"[4,5]"), queue=queue),
+        state=task_pb2.TASK_STATE_SCHEDULED,
+    )
+
+
+def test_a_pump_step_refused_after_its_claim_brings_the_batch_forward(platform, client, queue_name, tmp_path):
+    """The pump claims due tasks into :moving with a hand-over deadline of HANDOVER_MS (30 s), then
+    loads them. When Redis refuses the load (here: an ACL without MGET), the step fails, and its
+    batch is due again in RETRY_IN_DOUBT_MS, not stranded for HANDOVER_MS; the next step after the
+    refusal ends hands the task over, and it runs."""
+    from tasktide_services.scheduler.pump import Owed, pump_once
+    from tasktide_services.scheduler.writing import RETRY_IN_DOUBT_MS
+
+    server = start_redis(tmp_path / "redis")
+    admin = redis.Redis(port=server.port)
+    task = _due_task(queue_name)
+
+    async def step(owed: Owed) -> float | None:
+        pump = Redis(port=server.port, username="pump", password="pw")
+        try:
+            async with lone_scheduler(pump, platform.registry_address, platform.results_address) as lone:
+                await pump_once(lone.store, lone.admission, lone.peers, owed)
+        finally:
+            await pump.aclose()
+        return admin.zscore(skeys.MOVING, task.id)
+
+    try:
+        admin.acl_setuser(
+            "pump", enabled=True, passwords=["+pw"], keys=["~*"], channels=["*"], commands=["+@all", "-mget"]
+        )
+        admin.set(skeys.task(task.id), task.SerializeToString())
+        admin.zadd(skeys.DELAYED, {task.id: 1})
+        owed = Owed()
+        before = time.time() * 1000
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            asyncio.run(step(owed))
+        deadline = admin.zscore(skeys.MOVING, task.id)
+        assert deadline is not None, "the claimed task left :moving"
+        assert deadline <= time.time() * 1000 + RETRY_IN_DOUBT_MS, f"due again in {deadline - before:.0f} ms"
+        assert not owed.ids, "brought forward at once, nothing is owed"
+        admin.acl_setuser(
+            "pump", reset=True, enabled=True, passwords=["+pw"], keys=["~*"], channels=["*"], commands=["+@all"]
+        )
+        time.sleep(RETRY_IN_DOUBT_MS / 1000)
+        assert asyncio.run(step(owed)) is None, "the task was not handed over once Redis took the load"
+        with run_worker_thread(tasks_app.app, platform.address, queues=(queue_name,)):
+            assert client.result(task.id, timeout=15) == 9
+    finally:
+        admin.close()
+        server.stop()
+
+
+def test_a_pump_step_cut_off_from_redis_after_its_claim_owes_the_batch_to_the_next(
+    platform, client, queue_name, tmp_path
+):
+    """Redis goes away between the pump's claim and its load (stopped: the step's load and its
+    bringing the batch forward both fail). The ids are owed in memory: the first step once Redis is
+    back brings them forward before it claims, and hands the task over then, not HANDOVER_MS (30 s)
+    after the claim."""
+    from tasktide_services.scheduler.pump import Owed, pump_once
+    from tasktide_services.scheduler.store import HANDOVER_MS
+
+    data = tmp_path / "redis"
+    server = start_redis(data)
+    port = server.port
+    task = _due_task(queue_name)
+
+    class StopsRedisBeforeTheLoad(SchedulerStore):
+        async def load(self, task_ids: list[str]) -> list[task_pb2.Task | None]:
+            server.stop()  # the real server exits here: the load and what follows fail as they would
+            return await super().load(task_ids)
+
+    async def step(owed: Owed, cut: bool) -> None:
+        rc = Redis(port=port)
+        try:
+            async with lone_scheduler(rc, platform.registry_address, platform.results_address) as lone:
+                store = StopsRedisBeforeTheLoad(rc, 60.0) if cut else lone.store
+                await pump_once(store, lone.admission, lone.peers, owed)
+        finally:
+            await rc.aclose()
+
+    admin = redis.Redis(port=port)
+    try:
+        admin.set(skeys.task(task.id), task.SerializeToString())
+        admin.zadd(skeys.DELAYED, {task.id: 1})
+        owed = Owed()
+        claimed = time.time() * 1000
+        with pytest.raises(redis.exceptions.ConnectionError):
+            asyncio.run(step(owed, cut=True))
+        assert owed.ids == {task.id}
+        server = start_redis(data, port=port)  # the same data (append-only file): the claim is there
+        deadline = admin.zscore(skeys.MOVING, task.id)
+        assert deadline is not None and deadline >= claimed + HANDOVER_MS, "the claim was not kept"
+        asyncio.run(step(owed, cut=False))
+        assert not owed.ids
+        assert admin.zscore(skeys.MOVING, task.id) is None, "the owed task waits for its hand-over deadline"
+        with run_worker_thread(tasks_app.app, platform.address, queues=(queue_name,)):
+            assert client.result(task.id, timeout=15) == 9
+    finally:
+        admin.close()
+        server.stop()
 
 
 def test_a_results_service_out_of_reach_keeps_the_keyed_task_and_its_key(

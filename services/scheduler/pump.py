@@ -9,7 +9,11 @@ refuses is tried task by task, so one poison task cannot hold the others back; o
 stays in :moving and returns after its hand-over deadline. A Redis out of reach fails the whole
 step: everything stays for the next one. A registry or results service that does not answer
 (writing.Unanswered) leaves the batch in :moving, due again after writing.RETRY_IN_DOUBT_MS (the
-registry skips a task it got meanwhile).
+registry skips a task it got meanwhile). So does a step that fails after it claimed its batch (a
+Redis command refused, or Redis gone mid-step): its batch is brought forward in :moving before the
+error ends the step, and when Redis cannot take even that, the ids are kept in memory (`Owed`) and
+brought forward by the next step before it claims anything, so a Redis that was away for a moment
+delays them by about RETRY_IN_DOUBT_MS, not HANDOVER_MS.
 """
 
 from __future__ import annotations
@@ -37,12 +41,52 @@ _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, Timeou
 NOT_STARTED = frozenset({task_pb2.TASK_STATE_SCHEDULED, task_pb2.TASK_STATE_QUEUED})
 
 
-async def pump_once(store: SchedulerStore, admission: Admission, peers: Peers) -> tuple[int, float]:
+class Owed:
+    """Tasks a failed step claimed into :moving and could not bring forward again (Redis away):
+    the next step brings them forward first. At most one batch (BATCH ids): a step that cannot
+    bring them forward fails before it claims more."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+
+    async def settle(self, store: SchedulerStore) -> None:
+        """Brings the owed tasks forward (due now, those still in :moving); raises when Redis
+        cannot take it, keeping them owed."""
+        if self.ids:
+            await store.due_again(sorted(self.ids), 0)
+            self.ids.clear()
+
+    async def bring_back(self, store: SchedulerStore, task_ids: list[str]) -> None:
+        """A failed step's batch, due again in RETRY_IN_DOUBT_MS; owed when that fails too."""
+        try:
+            await store.due_again(task_ids, RETRY_IN_DOUBT_MS)
+        except Exception:  # noqa: BLE001 - the step's own error is the one reported
+            log.warning("bringing %d claimed tasks forward in :moving failed; the next step does", len(task_ids))
+            self.ids.update(task_ids)
+
+
+async def pump_once(
+    store: SchedulerStore, admission: Admission, peers: Peers, owed: Owed | None = None
+) -> tuple[int, float]:
     """Moves up to BATCH due tasks; returns how many were claimed and when (Unix ms) the next
-    one is due (math.inf: none waits)."""
+    one is due (math.inf: none waits). A step that fails once it has claimed its batch brings the
+    batch forward in :moving (or leaves it `owed`) and raises."""
+    owed = owed if owed is not None else Owed()
+    await owed.settle(store)
     ids, stuck, nxt = await store.claim_due(now_ms(), HANDOVER_MS, BATCH)
     if not ids:
         return 0, nxt
+    try:
+        return await _hand_over(store, admission, peers, ids, stuck, nxt)
+    except Exception:
+        await owed.bring_back(store, ids)
+        raise
+
+
+async def _hand_over(
+    store: SchedulerStore, admission: Admission, peers: Peers, ids: list[str], stuck: int, nxt: float
+) -> tuple[int, float]:
+    """The claimed tasks (`stuck` stuck ones first) checked, loaded and handed to the registry."""
     try:
         started = await _started(peers, ids[:stuck]) if stuck else set()
     except Exception as exc:  # noqa: BLE001 - see below
@@ -111,9 +155,11 @@ async def run_pump(store: SchedulerStore, admission: Admission, peers: Peers, ti
     (a task is moved at most `tick` late); a task delayed by another process is seen at most
     max(tick, IDLE_MAX) seconds late. `tick` is also the pause after a failed step."""
 
+    owed = Owed()
+
     async def step() -> int:
         started = now_ms()
-        handled, nxt = await pump_once(store, admission, peers)
+        handled, nxt = await pump_once(store, admission, peers, owed)
         if handled < BATCH:  # steps at most every tick: tasks due close together move together
             await store.delayed_alarm.sleep_until(nxt, max(tick, IDLE_MAX), started + tick * 1000)
         return BATCH  # its own pause taken: run_forever goes on at once
