@@ -582,7 +582,8 @@ def test_a_pump_step_refused_after_its_claim_brings_the_batch_forward(platform, 
     loads them. When Redis refuses the load (here: an ACL without MGET), the step fails, and its
     batch is due again in RETRY_IN_DOUBT_MS, not stranded for HANDOVER_MS; the next step after the
     refusal ends hands the task over, and it runs."""
-    from tasktide_services.scheduler.pump import Owed, pump_once
+    from tasktide_services.scheduler.owed import Owed
+    from tasktide_services.scheduler.pump import pump_once
     from tasktide_services.scheduler.writing import RETRY_IN_DOUBT_MS
 
     server = start_redis(tmp_path / "redis")
@@ -611,7 +612,7 @@ def test_a_pump_step_refused_after_its_claim_brings_the_batch_forward(platform, 
         deadline = admin.zscore(skeys.MOVING, task.id)
         assert deadline is not None, "the claimed task left :moving"
         assert deadline <= time.time() * 1000 + RETRY_IN_DOUBT_MS, f"due again in {deadline - before:.0f} ms"
-        assert not owed.ids, "brought forward at once, nothing is owed"
+        assert not owed.members, "brought forward at once, nothing is owed"
         admin.acl_setuser(
             "pump", reset=True, enabled=True, passwords=["+pw"], keys=["~*"], channels=["*"], commands=["+@all"]
         )
@@ -631,7 +632,8 @@ def test_a_pump_step_cut_off_from_redis_after_its_claim_owes_the_batch_to_the_ne
     bringing the batch forward both fail). The ids are owed in memory: the first step once Redis is
     back brings them forward before it claims, and hands the task over then, not HANDOVER_MS (30 s)
     after the claim."""
-    from tasktide_services.scheduler.pump import Owed, pump_once
+    from tasktide_services.scheduler.owed import Owed
+    from tasktide_services.scheduler.pump import pump_once
     from tasktide_services.scheduler.store import HANDOVER_MS
 
     data = tmp_path / "redis"
@@ -661,15 +663,74 @@ def test_a_pump_step_cut_off_from_redis_after_its_claim_owes_the_batch_to_the_ne
         claimed = time.time() * 1000
         with pytest.raises(redis.exceptions.ConnectionError):
             asyncio.run(step(owed, cut=True))
-        assert owed.ids == {task.id}
+        assert owed.members == {task.id}
         server = start_redis(data, port=port)  # the same data (append-only file): the claim is there
         deadline = admin.zscore(skeys.MOVING, task.id)
         assert deadline is not None and deadline >= claimed + HANDOVER_MS, "the claim was not kept"
         asyncio.run(step(owed, cut=False))
-        assert not owed.ids
+        assert not owed.members
         assert admin.zscore(skeys.MOVING, task.id) is None, "the owed task waits for its hand-over deadline"
         with run_worker_thread(tasks_app.app, platform.address, queues=(queue_name,)):
             assert client.result(task.id, timeout=15) == 9
+    finally:
+        admin.close()
+        server.stop()
+
+
+def test_a_schedule_step_cut_off_from_redis_after_its_claim_fires_the_occurrence_once_redis_is_back(
+    platform, client, queue_name, tmp_path
+):
+    """Redis goes away after the schedule loop claimed an occurrence (in :firing, with a hand-over
+    deadline of HANDOVER_MS, 30 s) and before its task was written. The occurrence is owed in memory:
+    the first step once Redis is back submits it, under its idempotency key, and the task runs; not
+    HANDOVER_MS after the claim."""
+    from tasktide_services.scheduler import schedules
+    from tasktide_services.scheduler.owed import Owed
+
+    data = tmp_path / "redis"
+    server = start_redis(data)
+    port = server.port
+    schedule = scheduler_pb2.Schedule(
+        id=f"cut-{uuid.uuid4().hex[:8]}",
+        task=task_pb2.TaskSpec(name="t.add", args=task_pb2.Payload(json=b"[4,5]"), queue=queue_name),
+        every=3600.0,
+    )
+    member = skeys.firing(schedule.id, 1_000)
+
+    class StopsRedisAtTheKeyClaim(SchedulerStore):
+        async def claim_idempotency(self, claims: list[tuple[str, str]]) -> list[str | None]:
+            server.stop()  # the real server exits here: the task's write and what follows fail
+            return await super().claim_idempotency(claims)
+
+    async def step(owed: Owed, cut: bool) -> None:
+        rc = Redis(port=port)
+        try:
+            async with lone_scheduler(rc, platform.registry_address, platform.results_address) as lone:
+                store = StopsRedisAtTheKeyClaim(rc, 60.0) if cut else lone.store
+                admission = Admission(store, writer_for(store, lone.peers), ServerSettings().limits, ServiceHooks())
+                if cut:
+                    await schedules.schedule_store(store).put(schedule, 1_000, 1_000, keep_paused=False)
+                await schedules.fire_once(store, admission, owed)
+        finally:
+            await rc.aclose()
+
+    admin = redis.Redis(port=port)
+    try:
+        owed = Owed()
+        claimed = time.time() * 1000
+        with pytest.raises(redis.exceptions.ConnectionError):
+            asyncio.run(step(owed, cut=True))
+        assert owed.members == {member}
+        server = start_redis(data, port=port)  # the same data (append-only file): the claim is there
+        deadline = admin.zscore(skeys.SCHEDULES_FIRING, member)
+        assert deadline is not None and deadline >= claimed + schedules.HANDOVER_MS, "the claim was not kept"
+        asyncio.run(step(owed, cut=False))
+        assert not owed.members
+        assert admin.zscore(skeys.SCHEDULES_FIRING, member) is None, "the owed occurrence waits for its deadline"
+        task_id = (admin.hget(skeys.schedule(schedule.id), "last_task") or b"").decode()
+        assert task_id, "the occurrence fired no task"
+        with run_worker_thread(tasks_app.app, platform.address, queues=(queue_name,)):
+            assert client.result(task_id, timeout=15) == 9
     finally:
         admin.close()
         server.stop()

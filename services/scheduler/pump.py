@@ -6,14 +6,13 @@ handing it over died, or the registry's answer was lost) may have reached the re
 finished: the results service is asked first, and one it knows to have started is not handed over
 again (`_started`), so a finished body does not run a second time. A batch whose write Redis
 refuses is tried task by task, so one poison task cannot hold the others back; one that still fails
-stays in :moving and returns after its hand-over deadline. A Redis out of reach fails the whole
-step: everything stays for the next one. A registry or results service that does not answer
-(writing.Unanswered) leaves the batch in :moving, due again after writing.RETRY_IN_DOUBT_MS (the
-registry skips a task it got meanwhile). So does a step that fails after it claimed its batch (a
-Redis command refused, or Redis gone mid-step): its batch is brought forward in :moving before the
-error ends the step, and when Redis cannot take even that, the ids are kept in memory (`Owed`) and
-brought forward by the next step before it claims anything, so a Redis that was away for a moment
-delays them by about RETRY_IN_DOUBT_MS, not HANDOVER_MS.
+stays in :moving and returns after its hand-over deadline. A registry or results service that does
+not answer (writing.Unanswered) leaves the batch in :moving, due again after
+writing.RETRY_IN_DOUBT_MS (the registry skips a task it got meanwhile). So does a step that fails
+in any other way once it has claimed its batch (a Redis command refused, or Redis gone mid-step),
+and when Redis cannot take even that, the next step brings the batch forward before it claims
+anything (owed.py): a Redis that was away for a moment delays the batch by about a second, not by
+HANDOVER_MS.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from tasktide_services.common.events import now_ms
 from tasktide_services.common.loop import run_forever
 from tasktide_services.common.peers import Peers
 from tasktide_services.scheduler.admission import Admission
+from tasktide_services.scheduler.owed import Owed
 from tasktide_services.scheduler.store import HANDOVER_MS, SchedulerStore
 from tasktide_services.scheduler.writing import RETRY_IN_DOUBT_MS, Unanswered
 
@@ -41,30 +41,6 @@ _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, Timeou
 NOT_STARTED = frozenset({task_pb2.TASK_STATE_SCHEDULED, task_pb2.TASK_STATE_QUEUED})
 
 
-class Owed:
-    """Tasks a failed step claimed into :moving and could not bring forward again (Redis away):
-    the next step brings them forward first. At most one batch (BATCH ids): a step that cannot
-    bring them forward fails before it claims more."""
-
-    def __init__(self) -> None:
-        self.ids: set[str] = set()
-
-    async def settle(self, store: SchedulerStore) -> None:
-        """Brings the owed tasks forward (due now, those still in :moving); raises when Redis
-        cannot take it, keeping them owed."""
-        if self.ids:
-            await store.due_again(sorted(self.ids), 0)
-            self.ids.clear()
-
-    async def bring_back(self, store: SchedulerStore, task_ids: list[str]) -> None:
-        """A failed step's batch, due again in RETRY_IN_DOUBT_MS; owed when that fails too."""
-        try:
-            await store.due_again(task_ids, RETRY_IN_DOUBT_MS)
-        except Exception:  # noqa: BLE001 - the step's own error is the one reported
-            log.warning("bringing %d claimed tasks forward in :moving failed; the next step does", len(task_ids))
-            self.ids.update(task_ids)
-
-
 async def pump_once(
     store: SchedulerStore, admission: Admission, peers: Peers, owed: Owed | None = None
 ) -> tuple[int, float]:
@@ -72,14 +48,14 @@ async def pump_once(
     one is due (math.inf: none waits). A step that fails once it has claimed its batch brings the
     batch forward in :moving (or leaves it `owed`) and raises."""
     owed = owed if owed is not None else Owed()
-    await owed.settle(store)
+    await owed.settle(store.due_again)
     ids, stuck, nxt = await store.claim_due(now_ms(), HANDOVER_MS, BATCH)
     if not ids:
         return 0, nxt
     try:
         return await _hand_over(store, admission, peers, ids, stuck, nxt)
     except Exception:
-        await owed.bring_back(store, ids)
+        await owed.bring_back(store.due_again, ids)
         raise
 
 

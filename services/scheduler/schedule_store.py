@@ -12,6 +12,7 @@ from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import scheduler_pb2
 from tasktide_services.common.alarm import Alarm
+from tasktide_services.common.events import now_ms
 from tasktide_services.common.lua import Script, run_pipeline
 from tasktide_services.scheduler import keys
 
@@ -137,6 +138,13 @@ class ScheduleStore:
         """(schedule id, occurrence) claimed but not submitted by their deadline; now this caller's."""
         raw = await self._s["schedule_stuck"]([keys.SCHEDULES_FIRING], [now, deadline, limit])
         return [keys.fired(m.decode()) for m in raw]
+
+    async def firing_again(self, members: list[str], in_ms: int) -> None:
+        """Members of :firing (keys.firing) to submit again in `in_ms` (only those still there)."""
+        if members:
+            at = now_ms() + in_ms
+            await self.redis.zadd(keys.SCHEDULES_FIRING, dict.fromkeys(members, at), xx=True)
+            self._alarm.notify(at)
 
     async def fired(self, done: list[tuple[str, int, str]]) -> None:
         """(schedule id, occurrence, task id) whose tasks were submitted."""

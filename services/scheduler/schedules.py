@@ -26,19 +26,23 @@ import grpc
 from tasktide.v1 import scheduler_pb2, task_pb2
 from tasktide_services.common import tenancy
 from tasktide_services.common.auth import current_caller
-from tasktide_services.common.errors import NotFound, ServiceError
+from tasktide_services.common.errors import NotFound, ServiceError, out_of_reach
 from tasktide_services.common.events import now_ms
 from tasktide_services.common.loop import run_forever
 from tasktide_services.common.settings import ServerSettings
-from tasktide_services.scheduler import occurrences
+from tasktide_services.scheduler import keys, occurrences
 from tasktide_services.scheduler.admission import Admission
+from tasktide_services.scheduler.owed import Owed
 from tasktide_services.scheduler.schedule_store import ScheduleStore
 from tasktide_services.scheduler.store import SchedulerStore
+from tasktide_services.scheduler.writing import RETRY_IN_DOUBT_MS
 
 log = logging.getLogger("tasktide.scheduler.schedules")
 
 HANDOVER_MS = 30_000
 BATCH = 200
+# A claimed occurrence: (schedule id, occurrence ms, its schedule; None when it was deleted).
+Claimed = tuple[str, int, scheduler_pb2.Schedule | None]
 IDLE_MAX = 1.0  # seconds: the longest sleep between two reads of the schedules
 SCHEDULE_HEADER = "tasktide-schedule"
 OCCURRENCE_HEADER = "tasktide-occurrence"
@@ -134,13 +138,15 @@ class ScheduleRpcs:
         raise ServiceError(f"schedule {req.id} kept changing; try again")
 
 
-async def _claim(st: ScheduleStore, now: int) -> tuple[list[tuple[str, int, scheduler_pb2.Schedule | None]], float]:
-    """Occurrences this replica must submit: stuck hand-overs first, then newly claimed ones;
-    and the earliest time in the sets as read (Unix ms, math.inf: none)."""
+async def _claim(st: ScheduleStore, now: int, taken: list[str]) -> tuple[list[Claimed], float]:
+    """Occurrences this replica must submit: stuck hand-overs first, then newly claimed ones (their
+    members of :firing appended to `taken` as they are claimed); and the earliest time in the sets
+    as read (Unix ms, math.inf: none)."""
     stuck, due, nxt = await st.poll(now, now + HANDOVER_MS, BATCH)
+    taken += [keys.firing(sid, occ) for sid, occ in stuck]
     found = await st.get_many(sorted({sid for sid, _ in stuck}))
     defs = {g[0].id: g[0] for g in found if g is not None}
-    out = [(sid, occ, defs.get(sid)) for sid, occ in stuck]
+    out: list[Claimed] = [(sid, occ, defs.get(sid)) for sid, occ in stuck]
     for d in due:
         try:
             nxt = occurrences.following(d.schedule, d.occurrence, now)
@@ -148,47 +154,67 @@ async def _claim(st: ScheduleStore, now: int) -> tuple[list[tuple[str, int, sche
             log.exception("schedule %s: cannot compute its next occurrence", d.schedule.id)
             continue
         if await st.claim(d, nxt, now + HANDOVER_MS):
+            taken.append(keys.firing(d.schedule.id, d.occurrence))
             out.append((d.schedule.id, d.occurrence, d.schedule))
     return out, nxt
 
 
-async def fire_once(store: SchedulerStore, admission: Admission) -> tuple[int, float]:
+async def fire_once(store: SchedulerStore, admission: Admission, owed: Owed | None = None) -> tuple[int, float]:
     """Claim and submit the occurrences that are due; returns how many were handled, and the
-    earliest occurrence or hand-over deadline read (Unix ms; math.inf: none)."""
+    earliest occurrence or hand-over deadline read (Unix ms; math.inf: none). A step that fails
+    once it has claimed brings its claims forward in :firing (or leaves them `owed`) and raises."""
     st = schedule_store(store)
-    claimed, nxt = await _claim(st, now_ms())
+    owed = owed if owed is not None else Owed()
+    await owed.settle(st.firing_again)
+    taken: list[str] = []  # the members of :firing this step claimed
+    try:
+        claimed, nxt = await _claim(st, now_ms(), taken)
+        await _fire(st, admission, claimed)
+    except Exception:
+        await owed.bring_back(st.firing_again, taken)
+        raise
+    return len(claimed), nxt
+
+
+async def _fire(st: ScheduleStore, admission: Admission, claimed: list[Claimed]) -> None:
+    """Submits the claimed occurrences and marks them fired. One the platform refuses (its limits
+    changed since the schedule was put) is let go rather than tried forever; one that could not be
+    submitted for now (Redis or another service out of reach) is submitted again in a second, under
+    its idempotency key."""
     firing = [(sid, occ, s) for sid, occ, s in claimed if s is not None]
     done: list[tuple[str, int, str]] = [(sid, occ, "") for sid, occ, s in claimed if s is None]  # deleted
+    again: list[str] = []
     specs = [task_spec(s, occ) for _, occ, s in firing]
     try:
         results = await admission.submit(specs) if specs else []
         done += [(sid, occ, r.task_id) for (sid, occ, _), r in zip(firing, results, strict=True)]
-    except ServiceError:
-        # One task was refused (limits changed since it was put): submit them one by one, and let a
-        # refused one go rather than retrying it forever.
+    except Exception:  # noqa: BLE001 - one spec may be the cause: the others go on
         for (sid, occ, _), spec in zip(firing, specs, strict=True):
             try:
                 (r,) = await admission.submit([spec])
                 done.append((sid, occ, r.task_id))
-            except ServiceError as exc:
-                log.error("schedule %s: occurrence %d refused: %s", sid, occ, exc)
-                done.append((sid, occ, ""))
-            except Exception:  # noqa: BLE001 - not submitted: back in :firing after its deadline
-                log.exception("schedule %s: occurrence %d could not be submitted", sid, occ)
+            except Exception as exc:  # noqa: BLE001 - sorted below
+                if isinstance(exc, ServiceError) and not out_of_reach(exc):
+                    log.error("schedule %s: occurrence %d refused: %s", sid, occ, exc)
+                    done.append((sid, occ, ""))
+                else:
+                    log.warning("schedule %s: occurrence %d not submitted for now (%s); again soon", sid, occ, exc)
+                    again.append(keys.firing(sid, occ))
     await st.fired(done)
-    return len(claimed), nxt
+    await st.firing_again(again, RETRY_IN_DOUBT_MS)
 
 
 async def run_schedules(store: SchedulerStore, admission: Admission, tick: float) -> None:
-    """Claimed occurrences that fail to fire wait in :firing and return after their deadline.
+    """Claimed occurrences that fail to fire wait in :firing and return a second later (owed.py).
     Between steps the loop sleeps until the earliest time read (common/alarm.py), at most
     max(tick, IDLE_MAX) seconds: an occurrence another replica put earlier is fired that late
     at most; one put or resumed in this process wakes it at once."""
     st = schedule_store(store)
+    owed = Owed()
 
     async def step() -> int:
         started = now_ms()
-        handled, nxt = await fire_once(store, admission)
+        handled, nxt = await fire_once(store, admission, owed)
         if handled < BATCH:  # steps at most every tick (something due but not claimed: a tick later)
             await st.sleep_until(nxt, max(tick, IDLE_MAX), started + tick * 1000)
         return BATCH  # its own pause taken: run_forever goes on at once

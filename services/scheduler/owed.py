@@ -1,0 +1,45 @@
+"""What a loop step claimed in Redis and could not hand back when it failed.
+
+The delayed pump (pump.py) and the schedule loop (schedules.py) claim work in a sorted set of
+hand-over deadlines (:moving, :firing) before they act on it. The deadline is long (30 s), so that
+a slow step is not overtaken by another replica. A step that fails after its claim brings what it
+claimed forward (due again in RETRY_IN_DOUBT_MS) before its error ends it. When Redis cannot take
+even that (it went away mid-step), the members are owed: the loop's next step brings them forward
+before it claims anything, so a Redis that was away for a moment delays them by about a second, not
+by the deadline. A step that cannot settle what is owed fails before it claims more, so at most one
+step's claim is ever owed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from tasktide_services.scheduler.writing import RETRY_IN_DOUBT_MS
+
+log = logging.getLogger("tasktide.scheduler")
+
+# Moves these members of the claim's set to now + in_ms (only those still there).
+BringForward = Callable[[list[str], int], Awaitable[None]]
+
+
+class Owed:
+    def __init__(self) -> None:
+        self.members: set[str] = set()
+
+    async def settle(self, bring: BringForward) -> None:
+        """Brings the owed members forward (due now); raises when Redis cannot take it, and they
+        stay owed."""
+        if self.members:
+            await bring(sorted(self.members), 0)
+            self.members.clear()
+
+    async def bring_back(self, bring: BringForward, members: list[str]) -> None:
+        """A failed step's claim, due again in RETRY_IN_DOUBT_MS; owed when that fails too."""
+        if not members:
+            return
+        try:
+            await bring(members, RETRY_IN_DOUBT_MS)
+        except Exception:  # noqa: BLE001 - the step's own error is the one reported
+            log.warning("bringing %d claimed members forward failed; the next step does", len(members))
+            self.members.update(members)
