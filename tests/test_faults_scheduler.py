@@ -569,12 +569,22 @@ def test_a_stuck_task_waits_while_the_results_service_cannot_say_whether_it_star
         assert client.result(task.id, timeout=15) == 9
 
 
-def _due_task(queue: str) -> task_pb2.Task:
-    return task_pb2.Task(
+def _put_due(admin: redis.Redis, queue: str) -> task_pb2.Task:
+    """A task t.add(4, 5) written as the scheduler writes a delayed one, due since 1970."""
+    task = task_pb2.Task(
         id=uuid.uuid4().hex,
         spec=task_pb2.TaskSpec(name="t.add", args=task_pb2.Payload(json=b"[4,5]"), queue=queue),
         state=task_pb2.TASK_STATE_SCHEDULED,
     )
+    admin.set(skeys.task(task.id), task.SerializeToString())
+    admin.zadd(skeys.DELAYED, {task.id: 1})
+    return task
+
+
+def _assert_adds(platform: PlatformThread, client: tasktide.Client, queue: str, task_id: str) -> None:
+    """The task (t.add(4, 5)) runs on a worker of the platform and keeps its result."""
+    with run_worker_thread(tasks_app.app, platform.address, queues=(queue,)):
+        assert client.result(task_id, timeout=15) == 9
 
 
 def test_a_pump_step_refused_after_its_claim_brings_the_batch_forward(platform, client, queue_name, tmp_path):
@@ -588,7 +598,7 @@ def test_a_pump_step_refused_after_its_claim_brings_the_batch_forward(platform, 
 
     server = start_redis(tmp_path / "redis")
     admin = redis.Redis(port=server.port)
-    task = _due_task(queue_name)
+    task = _put_due(admin, queue_name)
 
     async def step(owed: Owed) -> float | None:
         pump = Redis(port=server.port, username="pump", password="pw")
@@ -603,8 +613,6 @@ def test_a_pump_step_refused_after_its_claim_brings_the_batch_forward(platform, 
         admin.acl_setuser(
             "pump", enabled=True, passwords=["+pw"], keys=["~*"], channels=["*"], commands=["+@all", "-mget"]
         )
-        admin.set(skeys.task(task.id), task.SerializeToString())
-        admin.zadd(skeys.DELAYED, {task.id: 1})
         owed = Owed()
         before = time.time() * 1000
         with pytest.raises(redis.exceptions.NoPermissionError):
@@ -618,8 +626,7 @@ def test_a_pump_step_refused_after_its_claim_brings_the_batch_forward(platform, 
         )
         time.sleep(RETRY_IN_DOUBT_MS / 1000)
         assert asyncio.run(step(owed)) is None, "the task was not handed over once Redis took the load"
-        with run_worker_thread(tasks_app.app, platform.address, queues=(queue_name,)):
-            assert client.result(task.id, timeout=15) == 9
+        _assert_adds(platform, client, queue_name, task.id)
     finally:
         admin.close()
         server.stop()
@@ -639,7 +646,6 @@ def test_a_pump_step_cut_off_from_redis_after_its_claim_owes_the_batch_to_the_ne
     data = tmp_path / "redis"
     server = start_redis(data)
     port = server.port
-    task = _due_task(queue_name)
 
     class StopsRedisBeforeTheLoad(SchedulerStore):
         async def load(self, task_ids: list[str]) -> list[task_pb2.Task | None]:
@@ -656,9 +662,8 @@ def test_a_pump_step_cut_off_from_redis_after_its_claim_owes_the_batch_to_the_ne
             await rc.aclose()
 
     admin = redis.Redis(port=port)
+    task = _put_due(admin, queue_name)
     try:
-        admin.set(skeys.task(task.id), task.SerializeToString())
-        admin.zadd(skeys.DELAYED, {task.id: 1})
         owed = Owed()
         claimed = time.time() * 1000
         with pytest.raises(redis.exceptions.ConnectionError):
@@ -670,8 +675,7 @@ def test_a_pump_step_cut_off_from_redis_after_its_claim_owes_the_batch_to_the_ne
         asyncio.run(step(owed, cut=False))
         assert not owed.members
         assert admin.zscore(skeys.MOVING, task.id) is None, "the owed task waits for its hand-over deadline"
-        with run_worker_thread(tasks_app.app, platform.address, queues=(queue_name,)):
-            assert client.result(task.id, timeout=15) == 9
+        _assert_adds(platform, client, queue_name, task.id)
     finally:
         admin.close()
         server.stop()
@@ -729,8 +733,7 @@ def test_a_schedule_step_cut_off_from_redis_after_its_claim_fires_the_occurrence
         assert admin.zscore(skeys.SCHEDULES_FIRING, member) is None, "the owed occurrence waits for its deadline"
         task_id = (admin.hget(skeys.schedule(schedule.id), "last_task") or b"").decode()
         assert task_id, "the occurrence fired no task"
-        with run_worker_thread(tasks_app.app, platform.address, queues=(queue_name,)):
-            assert client.result(task_id, timeout=15) == 9
+        _assert_adds(platform, client, queue_name, task_id)
     finally:
         admin.close()
         server.stop()
