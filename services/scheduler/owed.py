@@ -24,6 +24,8 @@ BringForward = Callable[[list[str], int], Awaitable[None]]
 
 
 class Owed:
+    """The members one loop owes to its set (in memory: at most one step's claim)."""
+
     def __init__(self) -> None:
         self.members: set[str] = set()
 

@@ -41,11 +41,12 @@ log = logging.getLogger("tasktide.scheduler.schedules")
 
 HANDOVER_MS = 30_000
 BATCH = 200
-# A claimed occurrence: (schedule id, occurrence ms, its schedule; None when it was deleted).
-Claimed = tuple[str, int, scheduler_pb2.Schedule | None]
 IDLE_MAX = 1.0  # seconds: the longest sleep between two reads of the schedules
 SCHEDULE_HEADER = "tasktide-schedule"
 OCCURRENCE_HEADER = "tasktide-occurrence"
+
+# A claimed occurrence: (schedule id, occurrence ms, its schedule; None when it was deleted).
+Claimed = tuple[str, int, scheduler_pb2.Schedule | None]
 
 
 def schedule_store(store: SchedulerStore) -> ScheduleStore:
