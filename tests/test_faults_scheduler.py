@@ -587,7 +587,7 @@ def _assert_adds(platform: PlatformThread, client: tasktide.Client, queue: str, 
         assert client.result(task_id, timeout=15) == 9
 
 
-def test_a_pump_step_refused_after_its_claim_brings_the_batch_forward(platform, client, queue_name, tmp_path):
+def test_a_pump_step_refused_after_its_claim_brings_the_batch_forward(platform, client, queue_name, tmp_path, caplog):
     """The pump claims due tasks into :moving with a hand-over deadline of HANDOVER_MS (30 s), then
     loads them. When Redis refuses the load (here: an ACL without MGET), the step fails, and its
     batch is due again in RETRY_IN_DOUBT_MS, not stranded for HANDOVER_MS; the next step after the
@@ -615,8 +615,12 @@ def test_a_pump_step_refused_after_its_claim_brings_the_batch_forward(platform, 
         )
         owed = Owed()
         before = time.time() * 1000
-        with pytest.raises(redis.exceptions.NoPermissionError):
+        with (
+            caplog.at_level(logging.WARNING, logger="tasktide.scheduler"),
+            pytest.raises(redis.exceptions.NoPermissionError),
+        ):
             asyncio.run(step(owed))
+        assert f"a failed step claimed 1 ({task.id}); due again" in caplog.text, "the log does not name the task"
         deadline = admin.zscore(skeys.MOVING, task.id)
         assert deadline is not None, "the claimed task left :moving"
         assert deadline <= time.time() * 1000 + RETRY_IN_DOUBT_MS, f"due again in {deadline - before:.0f} ms"

@@ -19,6 +19,8 @@ from tasktide_services.scheduler.writing import RETRY_IN_DOUBT_MS
 
 log = logging.getLogger("tasktide.scheduler")
 
+SHOWN = 10  # members named in the log of a failed step
+
 # Moves these members of the claim's set to now + in_ms (only those still there).
 BringForward = Callable[[list[str], int], Awaitable[None]]
 
@@ -37,11 +39,15 @@ class Owed:
             self.members.clear()
 
     async def bring_back(self, bring: BringForward, members: list[str]) -> None:
-        """A failed step's claim, due again in RETRY_IN_DOUBT_MS; owed when that fails too."""
+        """A failed step's claim, due again in RETRY_IN_DOUBT_MS; owed when that fails too. Logged
+        with the first members, so that a task that waits can be traced to the failure."""
         if not members:
             return
+        shown = ", ".join(members[:SHOWN]) + (", ..." if len(members) > SHOWN else "")
         try:
             await bring(members, RETRY_IN_DOUBT_MS)
         except Exception:  # noqa: BLE001 - the step's own error is the one reported
-            log.warning("bringing %d claimed members forward failed; the next step does", len(members))
+            log.warning("a failed step claimed %d (%s); owed to the next step", len(members), shown)
             self.members.update(members)
+            return
+        log.warning("a failed step claimed %d (%s); due again in %d ms", len(members), shown, RETRY_IN_DOUBT_MS)
