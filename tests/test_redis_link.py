@@ -196,6 +196,34 @@ def test_after_a_redis_restart_the_link_loads_its_scripts_before_any_pipeline(tm
     assert asyncio.run(main()) == ([1, 1], [True])
 
 
+def test_after_a_redis_restart_single_commands_on_idle_pooled_connections_do_not_fail(tmp_path):
+    """Single commands take pooled connections. A restart of redis-server closes every one of them;
+    each is found closed when it is next taken from the pool and opened again before the command is
+    sent, so no command fails for it. With redis-py's maintenance notifications on (its default),
+    that check is skipped: the first command on each such connection failed ("Connection closed by
+    server"), so a delayed pump's load after its claim did."""
+    port = free_port()
+    admin = redis.Redis(port=port)
+    args = ("--port", str(port), "--bind", "127.0.0.1")
+
+    async def main() -> list[str]:
+        with own_redis(admin, *args):
+            r = await connect(f"redis://127.0.0.1:{port}/{DB}")
+            await asyncio.gather(*(r.get("k") for _ in range(8)))  # several pooled connections
+        try:
+            with own_redis(admin, *args):  # restarted: a new process on the same port
+                await asyncio.sleep(0.2)  # the loop sees the old connections closed
+                failed = []
+                for _ in range(3):
+                    got = await asyncio.gather(*(r.get("k") for _ in range(8)), return_exceptions=True)
+                    failed += [repr(e) for e in got if isinstance(e, BaseException)]
+                return failed
+        finally:
+            await r.aclose()
+
+    assert asyncio.run(main()) == []
+
+
 def test_many_pipelines_at_once_each_get_their_own_replies(redis_server):
     async def one(r: Redis, i: int) -> list[Any]:
         async with r.pipeline(transaction=False) as p:

@@ -4,10 +4,14 @@ Commands carry no socket timeout: with one, the client wraps every write in a ta
 in a timer, a large share of the services' CPU on the hot path. A connection that Redis or the
 network dropped fails the command sent on it, which is not sent again (whether it ran is unknown;
 the request fails UNAVAILABLE, which callers retry, with an idempotency key for a submission), and
-the next command opens a new connection; a peer that vanished without a word is found by TCP
-keepalive (TCP URLs); callers' gRPC deadlines bound how long any request waits, and the pipelines'
-connection is dropped when Redis owes replies and has said nothing for `reply_timeout` seconds
-(redis_link.py). Connecting times out after CONNECT_TIMEOUT seconds.
+the next command opens a new connection. A pooled connection that Redis closed while it sat idle (a
+restart) is found closed when it is taken from the pool, and opened again before anything is sent
+on it: a restart fails no command that was not under way. redis-py skips that check while its
+maintenance notifications (a Redis Enterprise feature) are on, so they are off (`NOT_MAINT`). A
+peer that vanished without a word is found by TCP keepalive (TCP URLs); callers' gRPC deadlines
+bound how long any request waits, and the pipelines' connection is dropped when Redis owes replies
+and has said nothing for `reply_timeout` seconds (redis_link.py). Connecting times out after
+CONNECT_TIMEOUT seconds.
 
 A `redis+cluster://` or `rediss+cluster://` URL names a Redis Cluster (redis_cluster.py): the
 client is then a ClusterRedis, the same `Redis` to the stores.
@@ -22,12 +26,14 @@ from typing import cast
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
+from redis.maint_notifications import MaintNotificationsConfig
 
 from tasktide_services.common.redis_cluster_client import cluster_client
 from tasktide_services.common.redis_cluster_url import is_cluster_url
 from tasktide_services.common.redis_link import REPLY_TIMEOUT, LinkedRedis
 
 CONNECT_TIMEOUT = 5.0
+NOT_MAINT = MaintNotificationsConfig(enabled=False)  # see above: the pool's check of idle connections
 
 
 async def connect(url: str, reply_timeout: float = REPLY_TIMEOUT) -> Redis:
@@ -41,7 +47,12 @@ async def connect(url: str, reply_timeout: float = REPLY_TIMEOUT) -> Redis:
     redis = cast(  # from_url makes the class it is called on
         LinkedRedis,
         LinkedRedis.from_url(
-            url, max_connections=256, socket_timeout=None, socket_connect_timeout=CONNECT_TIMEOUT, **tcp
+            url,
+            max_connections=256,
+            socket_timeout=None,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            maint_notifications_config=NOT_MAINT,
+            **tcp,
         ),
     )
     redis.reply_timeout = reply_timeout
