@@ -587,6 +587,21 @@ def _assert_adds(platform: PlatformThread, client: tasktide.Client, queue: str, 
         assert client.result(task_id, timeout=15) == 9
 
 
+def _hourly(schedule_id: str, queue: str) -> scheduler_pb2.Schedule:
+    """A schedule of t.add(4, 5) every hour (put with its first occurrence at 1970 + 1 s: due)."""
+    task = task_pb2.TaskSpec(name="t.add", args=task_pb2.Payload(json=b"[4,5]"), queue=queue)
+    return scheduler_pb2.Schedule(id=schedule_id, task=task, every=3600.0)
+
+
+def _assert_fired(
+    admin: redis.Redis, platform: PlatformThread, client: tasktide.Client, schedule: scheduler_pb2.Schedule
+) -> None:
+    """The schedule fired a task (its last task), which runs and adds."""
+    task_id = (admin.hget(skeys.schedule(schedule.id), "last_task") or b"").decode()
+    assert task_id, "the occurrence fired no task"
+    _assert_adds(platform, client, schedule.task.queue, task_id)
+
+
 def test_a_pump_step_refused_after_its_claim_brings_the_batch_forward(platform, client, queue_name, tmp_path, caplog):
     """The pump claims due tasks into :moving with a hand-over deadline of HANDOVER_MS (30 s), then
     loads them. When Redis refuses the load (here: an ACL without MGET), the step fails, and its
@@ -685,6 +700,53 @@ def test_a_pump_step_cut_off_from_redis_after_its_claim_owes_the_batch_to_the_ne
         server.stop()
 
 
+def test_a_pump_claim_whose_answer_is_lost_is_found_by_its_deadline_and_handed_over_next(
+    platform, client, queue_name, tmp_path
+):
+    """The claim reaches Redis and runs, and the connection breaks before its answer comes back (a
+    proxy drops it): the step knows no ids, only the deadline it asked for. The next step brings
+    forward the tasks of :moving that hold that deadline and hands them over, not HANDOVER_MS (30 s)
+    after the claim."""
+    from tasktide_services.common.redis_conn import connect
+    from tasktide_services.scheduler.owed import Owed
+    from tasktide_services.scheduler.pump import pump_once
+    from tasktide_services.scheduler.store import HANDOVER_MS
+    from tests.faults.proxy import Proxy, proxy
+
+    server = start_redis(tmp_path / "redis")
+    admin = redis.Redis(port=server.port)
+    task = _put_due(admin, queue_name)
+
+    async def step(relay: Proxy, owed: Owed, lose: bool) -> None:
+        rc = await connect(f"redis://{relay.address}/0")  # the services' client: nothing sent twice
+        try:
+            async with lone_scheduler(rc, platform.registry_address, platform.results_address) as lone:
+                await lone.store.prepare()
+                if lose:
+                    relay.lose_answer_to(lone.store.scripts["claim_due"].sha.encode())
+                await pump_once(lone.store, lone.admission, lone.peers, owed)
+        finally:
+            await rc.aclose()
+
+    try:
+        with proxy(f"127.0.0.1:{server.port}") as relay:
+            owed = Owed()
+            claimed = time.time() * 1000
+            with pytest.raises(redis.exceptions.ConnectionError):
+                asyncio.run(step(relay, owed, lose=True))
+            assert relay.broke.is_set(), "the claim's answer was not lost"
+            deadline = admin.zscore(skeys.MOVING, task.id)
+            assert deadline is not None and deadline >= claimed + HANDOVER_MS, "the claim did not run"
+            assert owed.deadlines == {int(deadline)}, "the lost claim's deadline is not owed"
+            asyncio.run(step(relay, owed, lose=False))
+            assert not owed.deadlines and not owed.members
+            assert admin.zscore(skeys.MOVING, task.id) is None, "the task waits for its hand-over deadline"
+        _assert_adds(platform, client, queue_name, task.id)
+    finally:
+        admin.close()
+        server.stop()
+
+
 def test_a_schedule_step_cut_off_from_redis_after_its_claim_fires_the_occurrence_once_redis_is_back(
     platform, client, queue_name, tmp_path
 ):
@@ -698,11 +760,7 @@ def test_a_schedule_step_cut_off_from_redis_after_its_claim_fires_the_occurrence
     data = tmp_path / "redis"
     server = start_redis(data)
     port = server.port
-    schedule = scheduler_pb2.Schedule(
-        id=f"cut-{uuid.uuid4().hex[:8]}",
-        task=task_pb2.TaskSpec(name="t.add", args=task_pb2.Payload(json=b"[4,5]"), queue=queue_name),
-        every=3600.0,
-    )
+    schedule = _hourly(f"cut-{uuid.uuid4().hex[:8]}", queue_name)
     member = skeys.firing(schedule.id, 1_000)
 
     class StopsRedisAtTheKeyClaim(SchedulerStore):
@@ -735,9 +793,52 @@ def test_a_schedule_step_cut_off_from_redis_after_its_claim_fires_the_occurrence
         asyncio.run(step(owed, cut=False))
         assert not owed.members
         assert admin.zscore(skeys.SCHEDULES_FIRING, member) is None, "the owed occurrence waits for its deadline"
-        task_id = (admin.hget(skeys.schedule(schedule.id), "last_task") or b"").decode()
-        assert task_id, "the occurrence fired no task"
-        _assert_adds(platform, client, queue_name, task_id)
+        _assert_fired(admin, platform, client, schedule)
+    finally:
+        admin.close()
+        server.stop()
+
+
+def test_a_schedule_claim_whose_answer_is_lost_is_found_by_its_deadline_and_fired_next(
+    platform, client, queue_name, tmp_path
+):
+    """An occurrence's claim runs in Redis and its answer is lost (a proxy drops the connection):
+    the next step finds the occurrence in :firing by the deadline the claim asked for and fires it,
+    not HANDOVER_MS (30 s) after the claim."""
+    from tasktide_services.common.redis_conn import connect
+    from tasktide_services.scheduler import schedules
+    from tasktide_services.scheduler.owed import Owed
+    from tests.faults.proxy import Proxy, proxy
+
+    server = start_redis(tmp_path / "redis")
+    admin = redis.Redis(port=server.port)
+    schedule = _hourly(f"lost-{uuid.uuid4().hex[:8]}", queue_name)
+    member = skeys.firing(schedule.id, 1_000)
+
+    async def step(relay: Proxy, owed: Owed, lose: bool) -> None:
+        rc = await connect(f"redis://{relay.address}/0")
+        try:
+            async with lone_scheduler(rc, platform.registry_address, platform.results_address) as lone:
+                await lone.store.prepare()
+                if lose:
+                    await schedules.schedule_store(lone.store).put(schedule, 1_000, 1_000, keep_paused=False)
+                    relay.lose_answer_to(lone.store.scripts["schedule_claim"].sha.encode())
+                await schedules.fire_once(lone.store, lone.admission, owed)
+        finally:
+            await rc.aclose()
+
+    try:
+        with proxy(f"127.0.0.1:{server.port}") as relay:
+            owed = Owed()
+            with pytest.raises(redis.exceptions.ConnectionError):
+                asyncio.run(step(relay, owed, lose=True))
+            assert relay.broke.is_set(), "the claim's answer was not lost"
+            deadline = admin.zscore(skeys.SCHEDULES_FIRING, member)
+            assert deadline is not None, "the claim did not run"
+            assert owed.deadlines == {int(deadline)}, "the lost claim's deadline is not owed"
+            asyncio.run(step(relay, owed, lose=False))
+            assert admin.zscore(skeys.SCHEDULES_FIRING, member) is None, "the occurrence waits for its deadline"
+        _assert_fired(admin, platform, client, schedule)
     finally:
         admin.close()
         server.stop()

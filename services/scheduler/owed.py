@@ -6,8 +6,12 @@ a slow step is not overtaken by another replica. A step that fails after its cla
 claimed forward (due again in RETRY_IN_DOUBT_MS) before its error ends it. When Redis cannot take
 even that (it went away mid-step), the members are owed: the loop's next step brings them forward
 before it claims anything, so a Redis that was away for a moment delays them by about a second, not
-by the deadline. A step that cannot settle what is owed fails before it claims more, so at most one
-step's claim is ever owed.
+by the deadline. A claim whose answer was lost (the connection broke: Redis may have applied it)
+gives no members to bring forward, only its deadline: every member of the claim holds that exact
+score, so the next step looks them up (`lost`). A member another replica claimed in the same
+millisecond comes along; handing a task or an occurrence over twice is safe (the registry skips a
+task it holds; an occurrence's idempotency key answers with its task). A step that cannot settle
+what is owed fails before it claims more, so at most one step's claim is ever owed.
 """
 
 from __future__ import annotations
@@ -23,17 +27,28 @@ SHOWN = 10  # members named in the log of a failed step
 
 # Moves these members of the claim's set to now + in_ms (only those still there).
 BringForward = Callable[[list[str], int], Awaitable[None]]
+# The members of the claim's set whose score is this hand-over deadline.
+HeldAt = Callable[[int], Awaitable[list[str]]]
 
 
 class Owed:
-    """The members one loop owes to its set (in memory: at most one step's claim)."""
+    """The members one loop owes to its set, and the deadline of a claim whose answer was lost (in
+    memory: at most one step's claim)."""
 
     def __init__(self) -> None:
         self.members: set[str] = set()
+        self.deadlines: set[int] = set()
 
-    async def settle(self, bring: BringForward) -> None:
-        """Brings the owed members forward (due now); raises when Redis cannot take it, and they
-        stay owed."""
+    def lost(self, deadline: int) -> None:
+        """A step's claim with this hand-over deadline may have been applied unanswered."""
+        self.deadlines.add(deadline)
+
+    async def settle(self, bring: BringForward, held_at: HeldAt) -> None:
+        """Brings the owed members forward (due now), with those of a claim whose answer was
+        lost; raises when Redis cannot take it, and they stay owed."""
+        for deadline in sorted(self.deadlines):
+            self.members.update(await held_at(deadline))
+            self.deadlines.discard(deadline)
         if self.members:
             await bring(sorted(self.members), 0)
             self.members.clear()

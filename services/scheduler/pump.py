@@ -48,13 +48,15 @@ async def pump_once(
     one is due (math.inf: none waits). A step that fails once it has claimed its batch brings the
     batch forward in :moving (or leaves it `owed`) and raises."""
     owed = owed if owed is not None else Owed()
-    await owed.settle(store.due_again)
-    ids, stuck, nxt = await store.claim_due(now_ms(), HANDOVER_MS, BATCH)
-    if not ids:
-        return 0, nxt
+    await owed.settle(store.due_again, store.moving_at)
+    now = now_ms()
+    ids: list[str] = []
     try:
-        return await _hand_over(store, admission, peers, ids, stuck, nxt)
-    except Exception:
+        ids, stuck, nxt = await store.claim_due(now, HANDOVER_MS, BATCH)
+        return await _hand_over(store, admission, peers, ids, stuck, nxt) if ids else (0, nxt)
+    except Exception as exc:
+        if out_of_reach(exc):  # the claim's answer may be what was lost
+            owed.lost(now + HANDOVER_MS)
         await owed.bring_back(store.due_again, ids)
         raise
 

@@ -139,6 +139,11 @@ class ScheduleStore:
         raw = await self._s["schedule_stuck"]([keys.SCHEDULES_FIRING], [now, deadline, limit])
         return [keys.fired(m.decode()) for m in raw]
 
+    async def firing_at(self, deadline: int) -> list[str]:
+        """The members of :firing whose hand-over deadline is `deadline` (one claim's, owed.py)."""
+        found = await cast(Awaitable[list[bytes]], self.redis.zrangebyscore(keys.SCHEDULES_FIRING, deadline, deadline))
+        return [m.decode() for m in found]
+
     async def firing_again(self, members: list[str], in_ms: int) -> None:
         """Members of :firing (keys.firing) to submit again in `in_ms` (only those still there)."""
         if members:

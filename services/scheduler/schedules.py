@@ -166,12 +166,15 @@ async def fire_once(store: SchedulerStore, admission: Admission, owed: Owed | No
     once it has claimed brings its claims forward in :firing (or leaves them `owed`) and raises."""
     st = schedule_store(store)
     owed = owed if owed is not None else Owed()
-    await owed.settle(st.firing_again)
+    await owed.settle(st.firing_again, st.firing_at)
+    now = now_ms()
     taken: list[str] = []  # the members of :firing this step claimed
     try:
-        claimed, nxt = await _claim(st, now_ms(), taken)
+        claimed, nxt = await _claim(st, now, taken)
         await _fire(st, admission, claimed)
-    except Exception:
+    except Exception as exc:
+        if out_of_reach(exc):  # a claim's answer may be what was lost
+            owed.lost(now + HANDOVER_MS)
         await owed.bring_back(st.firing_again, taken)
         raise
     return len(claimed), nxt

@@ -26,7 +26,7 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from google.protobuf.message import DecodeError
 from redis.asyncio import Redis
@@ -192,6 +192,11 @@ class SchedulerStore:
         nxt, stuck, *ids = await self._s["claim_due"](keys.DELAYED_KEYS, [now_ms, now_ms + handover_ms, limit])
         at = float(nxt) if nxt else (now_ms if len(ids) >= limit else math.inf)
         return Claimed([i.decode() for i in ids], int(stuck), at)
+
+    async def moving_at(self, deadline: int) -> list[str]:
+        """The tasks of :moving whose hand-over deadline is `deadline` (one claim's, owed.py)."""
+        found = await self.redis.zrangebyscore(keys.MOVING, deadline, deadline)
+        return [cast(bytes, m).decode() for m in found]
 
     async def handed_over(self, task_ids: list[str]) -> None:
         """These tasks of :moving are the registry's now: their records expire with the results."""

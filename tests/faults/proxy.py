@@ -1,8 +1,9 @@
 """A TCP proxy on loopback that a test can cut (it stops forwarding, both ways, without closing:
 a network partition), slow down (every chunk waits `delay` seconds before it is forwarded), reset
-(every connection through it is dropped at once, what is on its way included), or break in the
+(every connection through it is dropped at once, what is on its way included), break in the
 middle of a write (`reset_before`: the bytes before a marker reach the server, then every
-connection is dropped)."""
+connection is dropped), or lose an answer (`lose_answer_to`: a request holding a marker reaches the
+server whole, then every connection is dropped before the answer comes back)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class Proxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._marker = b""  # `reset_before`: what the next write toward the server is cut at
         self._passing = 0  # chunks holding the marker still to forward whole
+        self._answered_marker = b""  # `lose_answer_to`: the request whose answer is lost
         self.broke = threading.Event()  # set once a write was cut at the marker
 
     @property
@@ -56,6 +58,13 @@ class Proxy:
         connection that breaks while a request is being sent."""
         self._passing = passing
         self._marker = marker
+
+    def lose_answer_to(self, marker: bytes) -> None:
+        """The next chunk toward the server that holds `marker` is forwarded whole; then nothing
+        passes either way while the server runs it, and every connection is dropped: its answer
+        is lost, as when a connection breaks after the request reached the server. New
+        connections pass again afterwards."""
+        self._answered_marker = marker
 
     def set_delay(self, seconds: float) -> None:
         self.delay = seconds
@@ -113,6 +122,15 @@ class Proxy:
                     return
                 writer.write(data)
                 await writer.drain()
+                if upstream and self._answered_marker and self._answered_marker in data:
+                    self._answered_marker = b""
+                    self._open.clear()  # the answer is held back ...
+                    await asyncio.sleep(0.2)  # ... while the server runs the request
+                    for w in list(self._writers):
+                        w.transport.abort()
+                    self._open.set()
+                    self.broke.set()
+                    return
         except (OSError, asyncio.CancelledError):
             pass
         finally:
