@@ -133,3 +133,32 @@ def test_a_restarted_redis_keeps_what_was_confirmed_and_takes_new_tasks(tmp_path
         assert sorted(r.decode() for r in ready) == sorted([before.id, after.id])
     finally:
         server.stop()
+
+
+def test_the_asyncio_client_submits_at_once_after_redis_restarted_under_idle_connections(tmp_path):
+    """Redis restarts while the asyncio client's pooled connections sit idle: each is found closed
+    when it is next taken and opened again before the submission is sent, so none is refused.
+    With redis-py's default (its maintenance notifications on), that check is skipped and the first
+    submission on each such connection was refused ("cannot reach Redis")."""
+    server = start_redis(tmp_path)
+    port = server.port
+
+    async def main(nowhere: str) -> list[str]:
+        nonlocal server
+        settings = ClientSettings.from_env({"TASKTIDE_SUBMIT_REDIS_URL": server.url}, address=nowhere)
+        async with AsyncClient(settings=settings) as c:
+            await asyncio.gather(*(c.submit("t.add", [i, i], queue="restart-async") for i in range(8)))
+            server.stop()
+            server = start_redis(tmp_path, port=port)
+            await asyncio.sleep(0.2)  # the loop sees the old connections closed
+            got = await asyncio.gather(
+                *(c.submit("t.add", [i, i], queue="restart-async") for i in range(8)), return_exceptions=True
+            )
+            return [repr(g) for g in got if isinstance(g, BaseException)]
+
+    try:
+        with unreachable_address() as nowhere:
+            assert asyncio.run(main(nowhere)) == []
+        assert redis.Redis(port=port).zcard(queue_keys("restart-async").ready) == 16
+    finally:
+        server.stop()

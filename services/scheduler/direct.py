@@ -24,7 +24,7 @@ from tasktide_services.common.lua import load_scripts, run_blocking_pipeline, ru
 from tasktide_services.common.partitions import Partitions
 from tasktide_services.common.redis_cluster_client import blocking_cluster_client, cluster_client
 from tasktide_services.common.redis_cluster_url import is_cluster_url
-from tasktide_services.common.redis_conn import shown
+from tasktide_services.common.redis_conn import NOT_MAINT, shown
 from tasktide_services.common.settings import Limits, ServerSettings
 from tasktide_services.scheduler.admission import queued_now
 from tasktide_services.worker.store import SCRIPTS, build_enqueue
@@ -87,7 +87,12 @@ class AsyncDirectSubmitter:
     def from_url(cls, url: str, env: Mapping[str, str] | None = None) -> AsyncDirectSubmitter:
         settings = ServerSettings.from_env(env)
         parts = Partitions.from_pairs(settings.queue_partitions)
-        client = cluster_client(url) if is_cluster_url(url) else AsyncRedis.from_url(url)
+        # An idle pooled connection that a Redis restart closed is opened again before use (NOT_MAINT).
+        client = (
+            cluster_client(url)
+            if is_cluster_url(url)
+            else AsyncRedis.from_url(url, maint_notifications_config=NOT_MAINT)
+        )
         return cls(client, settings.limits, shown(url), parts)
 
     async def submit(self, spec: task_pb2.TaskSpec) -> str | None:
