@@ -98,6 +98,17 @@ async def lone_scheduler(redis_client: Redis, registry: str, results: str) -> As
         await peers.close()
 
 
+@contextlib.asynccontextmanager
+async def _lone_on(platform: PlatformThread, redis_client: Redis) -> AsyncIterator[LoneScheduler]:
+    """A lone scheduler on `redis_client` (closed after) with the platform's registry and results
+    service."""
+    try:
+        async with lone_scheduler(redis_client, platform.registry_address, platform.results_address) as lone:
+            yield lone
+    finally:
+        await redis_client.aclose()
+
+
 def _client(address: str) -> tasktide.Client:
     return tasktide.Client(settings=tasktide.ClientSettings.from_env({}, address=address))
 
@@ -402,13 +413,9 @@ def test_idempotent_submission_after_a_failed_write_with_calls_to_peers(
         )
 
     async def main() -> tuple[str, str, str]:
-        redis_client = Redis.from_url(redis_server.url)
-        try:
-            async with lone_scheduler(redis_client, platform.registry_address, platform.results_address) as lone:
-                assert isinstance(lone.writer, PeerWriter)
-                return await submissions(lone.admission)
-        finally:
-            await redis_client.aclose()
+        async with _lone_on(platform, Redis.from_url(redis_server.url)) as lone:
+            assert isinstance(lone.writer, PeerWriter)
+            return await submissions(lone.admission)
 
     async def submissions(admission: Admission) -> tuple[str, str, str]:
         poisoned = poison(queue_name)
@@ -616,12 +623,8 @@ def test_a_pump_step_refused_after_its_claim_brings_the_batch_forward(platform, 
     task = _put_due(admin, queue_name)
 
     async def step(owed: Owed) -> float | None:
-        pump = Redis(port=server.port, username="pump", password="pw")
-        try:
-            async with lone_scheduler(pump, platform.registry_address, platform.results_address) as lone:
-                await pump_once(lone.store, lone.admission, lone.peers, owed)
-        finally:
-            await pump.aclose()
+        async with _lone_on(platform, Redis(port=server.port, username="pump", password="pw")) as lone:
+            await pump_once(lone.store, lone.admission, lone.peers, owed)
         return admin.zscore(skeys.MOVING, task.id)
 
     try:
@@ -672,13 +675,9 @@ def test_a_pump_step_cut_off_from_redis_after_its_claim_owes_the_batch_to_the_ne
             return await super().load(task_ids)
 
     async def step(owed: Owed, cut: bool) -> None:
-        rc = Redis(port=port)
-        try:
-            async with lone_scheduler(rc, platform.registry_address, platform.results_address) as lone:
-                store = StopsRedisBeforeTheLoad(rc, 60.0) if cut else lone.store
-                await pump_once(store, lone.admission, lone.peers, owed)
-        finally:
-            await rc.aclose()
+        async with _lone_on(platform, Redis(port=port)) as lone:
+            store = StopsRedisBeforeTheLoad(lone.store.redis, 60.0) if cut else lone.store
+            await pump_once(store, lone.admission, lone.peers, owed)
 
     admin = redis.Redis(port=port)
     task = _put_due(admin, queue_name)
@@ -718,15 +717,12 @@ def test_a_pump_claim_whose_answer_is_lost_is_found_by_its_deadline_and_handed_o
     task = _put_due(admin, queue_name)
 
     async def step(relay: Proxy, owed: Owed, lose: bool) -> None:
-        rc = await connect(f"redis://{relay.address}/0")  # the services' client: nothing sent twice
-        try:
-            async with lone_scheduler(rc, platform.registry_address, platform.results_address) as lone:
-                await lone.store.prepare()
-                if lose:
-                    relay.lose_answer_to(lone.store.scripts["claim_due"].sha.encode())
-                await pump_once(lone.store, lone.admission, lone.peers, owed)
-        finally:
-            await rc.aclose()
+        # The services' client: nothing sent twice.
+        async with _lone_on(platform, await connect(f"redis://{relay.address}/0")) as lone:
+            await lone.store.prepare()
+            if lose:
+                relay.lose_answer_to(lone.store.scripts["claim_due"].sha.encode())
+            await pump_once(lone.store, lone.admission, lone.peers, owed)
 
     try:
         with proxy(f"127.0.0.1:{server.port}") as relay:
@@ -769,16 +765,12 @@ def test_a_schedule_step_cut_off_from_redis_after_its_claim_fires_the_occurrence
             return await super().claim_idempotency(claims)
 
     async def step(owed: Owed, cut: bool) -> None:
-        rc = Redis(port=port)
-        try:
-            async with lone_scheduler(rc, platform.registry_address, platform.results_address) as lone:
-                store = StopsRedisAtTheKeyClaim(rc, 60.0) if cut else lone.store
-                admission = Admission(store, writer_for(store, lone.peers), ServerSettings().limits, ServiceHooks())
-                if cut:
-                    await schedules.schedule_store(store).put(schedule, 1_000, 1_000, keep_paused=False)
-                await schedules.fire_once(store, admission, owed)
-        finally:
-            await rc.aclose()
+        async with _lone_on(platform, Redis(port=port)) as lone:
+            store = StopsRedisAtTheKeyClaim(lone.store.redis, 60.0) if cut else lone.store
+            admission = Admission(store, writer_for(store, lone.peers), ServerSettings().limits, ServiceHooks())
+            if cut:
+                await schedules.schedule_store(store).put(schedule, 1_000, 1_000, keep_paused=False)
+            await schedules.fire_once(store, admission, owed)
 
     admin = redis.Redis(port=port)
     try:
@@ -816,16 +808,12 @@ def test_a_schedule_claim_whose_answer_is_lost_is_found_by_its_deadline_and_fire
     member = skeys.firing(schedule.id, 1_000)
 
     async def step(relay: Proxy, owed: Owed, lose: bool) -> None:
-        rc = await connect(f"redis://{relay.address}/0")
-        try:
-            async with lone_scheduler(rc, platform.registry_address, platform.results_address) as lone:
-                await lone.store.prepare()
-                if lose:
-                    await schedules.schedule_store(lone.store).put(schedule, 1_000, 1_000, keep_paused=False)
-                    relay.lose_answer_to(lone.store.scripts["schedule_claim"].sha.encode())
-                await schedules.fire_once(lone.store, lone.admission, owed)
-        finally:
-            await rc.aclose()
+        async with _lone_on(platform, await connect(f"redis://{relay.address}/0")) as lone:
+            await lone.store.prepare()
+            if lose:
+                await schedules.schedule_store(lone.store).put(schedule, 1_000, 1_000, keep_paused=False)
+                relay.lose_answer_to(lone.store.scripts["schedule_claim"].sha.encode())
+            await schedules.fire_once(lone.store, lone.admission, owed)
 
     try:
         with proxy(f"127.0.0.1:{server.port}") as relay:

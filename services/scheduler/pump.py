@@ -50,13 +50,14 @@ async def pump_once(
     owed = owed if owed is not None else Owed()
     await owed.settle(store.due_again, store.moving_at)
     now = now_ms()
+    deadline = now + HANDOVER_MS  # the claim's; what finds it again when its answer is lost
     ids: list[str] = []
     try:
-        ids, stuck, nxt = await store.claim_due(now, HANDOVER_MS, BATCH)
+        ids, stuck, nxt = await store.claim_due(now, deadline, BATCH)
         return await _hand_over(store, admission, peers, ids, stuck, nxt) if ids else (0, nxt)
     except Exception as exc:
         if out_of_reach(exc):  # the claim's answer may be what was lost
-            owed.lost(now + HANDOVER_MS)
+            owed.lost(deadline)
         await owed.bring_back(store.due_again, ids)
         raise
 

@@ -139,11 +139,11 @@ class ScheduleRpcs:
         raise ServiceError(f"schedule {req.id} kept changing; try again")
 
 
-async def _claim(st: ScheduleStore, now: int, taken: list[str]) -> tuple[list[Claimed], float]:
-    """Occurrences this replica must submit: stuck hand-overs first, then newly claimed ones (their
-    members of :firing appended to `taken` as they are claimed); and the earliest time in the sets
-    as read (Unix ms, math.inf: none)."""
-    stuck, due, nxt = await st.poll(now, now + HANDOVER_MS, BATCH)
+async def _claim(st: ScheduleStore, now: int, deadline: int, taken: list[str]) -> tuple[list[Claimed], float]:
+    """Occurrences this replica must submit, claimed with the hand-over deadline `deadline`: stuck
+    hand-overs first, then newly claimed ones (their members of :firing appended to `taken` as they
+    are claimed); and the earliest time in the sets as read (Unix ms, math.inf: none)."""
+    stuck, due, nxt = await st.poll(now, deadline, BATCH)
     taken += [keys.firing(sid, occ) for sid, occ in stuck]
     found = await st.get_many(sorted({sid for sid, _ in stuck}))
     defs = {g[0].id: g[0] for g in found if g is not None}
@@ -154,7 +154,7 @@ async def _claim(st: ScheduleStore, now: int, taken: list[str]) -> tuple[list[Cl
         except Exception:  # noqa: BLE001 - one broken schedule must not stop the others
             log.exception("schedule %s: cannot compute its next occurrence", d.schedule.id)
             continue
-        if await st.claim(d, nxt, now + HANDOVER_MS):
+        if await st.claim(d, nxt, deadline):
             taken.append(keys.firing(d.schedule.id, d.occurrence))
             out.append((d.schedule.id, d.occurrence, d.schedule))
     return out, nxt
@@ -168,13 +168,14 @@ async def fire_once(store: SchedulerStore, admission: Admission, owed: Owed | No
     owed = owed if owed is not None else Owed()
     await owed.settle(st.firing_again, st.firing_at)
     now = now_ms()
+    deadline = now + HANDOVER_MS  # the claims'; what finds them again when an answer is lost
     taken: list[str] = []  # the members of :firing this step claimed
     try:
-        claimed, nxt = await _claim(st, now, taken)
+        claimed, nxt = await _claim(st, now, deadline, taken)
         await _fire(st, admission, claimed)
     except Exception as exc:
         if out_of_reach(exc):  # a claim's answer may be what was lost
-            owed.lost(now + HANDOVER_MS)
+            owed.lost(deadline)
         await owed.bring_back(st.firing_again, taken)
         raise
     return len(claimed), nxt

@@ -186,10 +186,10 @@ class SchedulerStore:
                 out.append(None)
         return out
 
-    async def claim_due(self, now_ms: int, handover_ms: int, limit: int) -> Claimed:
-        """The tasks to hand to the registry now (in :moving, with a new hand-over deadline): the
-        stuck ones first, then the due ones (scripts.lua, claim_due)."""
-        nxt, stuck, *ids = await self._s["claim_due"](keys.DELAYED_KEYS, [now_ms, now_ms + handover_ms, limit])
+    async def claim_due(self, now_ms: int, deadline: int, limit: int) -> Claimed:
+        """The tasks to hand to the registry now (in :moving, with the hand-over deadline
+        `deadline`, Unix ms): the stuck ones first, then the due ones (scripts.lua, claim_due)."""
+        nxt, stuck, *ids = await self._s["claim_due"](keys.DELAYED_KEYS, [now_ms, deadline, limit])
         at = float(nxt) if nxt else (now_ms if len(ids) >= limit else math.inf)
         return Claimed([i.decode() for i in ids], int(stuck), at)
 
