@@ -191,8 +191,18 @@ def test_actions_over_http(platform, client, dashboard):
     assert http("GET", f"{dashboard}/api/dead/{q}")[1]["tasks"] == []
 
 
-def chromium_dom(url: str, tmp_path) -> str:
-    """The DOM of `url` after its scripts ran; loaded again (up to a deadline) until the live update landed."""
+def live_update_landed(dom: str) -> bool:
+    return 'data-live="ok"' in dom
+
+
+def live_update_ended(dom: str) -> bool:
+    """The page's first live update ran, whether it landed or failed (a task that does not exist)."""
+    return "data-live=" in dom
+
+
+def chromium_dom(url: str, tmp_path, ready: Callable[[str], bool] = live_update_landed) -> str:
+    """The DOM of `url` after its scripts ran; loaded again (up to a deadline) until `ready` holds
+    (by default: the live update landed). A page with no live update passes what it waits for."""
     exe = require_tool("chromium")
     last = ""
 
@@ -222,7 +232,7 @@ def chromium_dom(url: str, tmp_path) -> str:
         if out.returncode != 0:
             raise RuntimeError(f"chromium exited with {out.returncode}: {out.stderr[-2000:]}")
         last = out.stdout
-        return 'data-live="ok"' in last
+        return ready(last)
 
     try:
         eventually(live, timeout=30, interval=0.1)

@@ -13,7 +13,7 @@ import tasktide
 from tasktide_services.dashboard.pages import ENVIRONMENT
 from tasktide_services.testing import run_worker_thread
 from tests.tasks_app import app
-from tests.test_dashboard import chromium_dom, dashboard, submit  # noqa: F401 (dashboard is a fixture)
+from tests.test_dashboard import chromium_dom, dashboard, live_update_ended, submit  # noqa: F401 (dashboard is a fixture)
 
 # Each part would set window.__pwned and mark the page if it ran.
 RUN = "window.__pwned=1;document.body.setAttribute('data-pwned','1')"
@@ -67,7 +67,7 @@ def test_schedule_arguments_show_as_text(client: tasktide.Client, dashboard, tmp
 def test_task_page_escapes_the_id_in_its_own_markup(dashboard, tmp_path: Path) -> None:  # noqa: F811
     # a task id from the address is rendered by the template itself: autoescaped
     assert ENVIRONMENT.autoescape is True
-    dom = chromium_dom(f"{dashboard}/tasks/%3Cimg%20src%3Dx%20onerror%3D%22{RUN}%22%3E", tmp_path)
+    dom = chromium_dom(f"{dashboard}/tasks/%3Cimg%20src%3Dx%20onerror%3D%22{RUN}%22%3E", tmp_path, live_update_ended)
     body = re.search(r"<body[^>]*>", dom)
     assert body and "data-pwned" not in body.group(0)
     assert "<img" not in dom and "&lt;img src=x onerror=" in dom

@@ -1,13 +1,13 @@
 """grpcurl against a platform with TLS and tokens: with the CA and a token it lists the services by
 reflection and calls a method; without a token it is refused with Unauthenticated.
 
-grpcurl comes from the project's own pin, built from the Go module proxy by `go install` (unless one
-is on PATH already); under CI=true a missing Go toolchain fails the suite."""
+grpcurl comes from the project's own pin, built from the Go module proxy by
+scripts/install-grpcurl.sh (unless one is on PATH already); under CI=true a missing Go toolchain
+fails the suite."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -21,11 +21,10 @@ from tasktide_services.common.auth import mint
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.common.tls import TlsSettings
 from tasktide_services.testing import PlatformThread
-from tests.conftest import require_tool
+from tests.conftest import ROOT, require_tool
 from tests.test_tls import _dev_certs
 
-GRPCURL = "github.com/fullstorydev/grpcurl/cmd/grpcurl"
-GRPCURL_VERSION = "v1.9.4"
+INSTALL = ROOT / "scripts" / "install-grpcurl.sh"  # the pinned version is there
 BUILD_SECONDS = 900  # modules from the proxy and a cold build cache, on a shared machine
 KEY = b"g" * 40
 
@@ -33,22 +32,18 @@ pytestmark = pytest.mark.timeout(60, func_only=True)
 
 
 @pytest.fixture(scope="session")
-def grpcurl(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The grpcurl executable: on PATH, else `go install`ed at the pinned version into a temporary
-    folder (the Go module and build caches make the second build of a machine quick)."""
+def grpcurl() -> str:
+    """The grpcurl executable: on PATH, else the project's pin built by scripts/install-grpcurl.sh
+    (at once when built already; .ci/run starts that build before the tests)."""
     found = shutil.which("grpcurl")
     if found:
         return found
-    go = require_tool("go")
-    out = tmp_path_factory.mktemp("grpcurl")
-    env = {**os.environ, "GOBIN": str(out), "GOFLAGS": "-mod=mod"}
+    require_tool("go")
     started = time.monotonic()
-    proc = subprocess.run(
-        [go, "install", f"{GRPCURL}@{GRPCURL_VERSION}"], env=env, capture_output=True, text=True, timeout=BUILD_SECONDS
-    )
-    assert proc.returncode == 0, f"go install {GRPCURL}@{GRPCURL_VERSION}: {proc.stderr[-4000:]}"
-    print(f"grpcurl {GRPCURL_VERSION} built in {time.monotonic() - started:.0f} s")
-    return str(out / "grpcurl")
+    proc = subprocess.run([str(INSTALL)], capture_output=True, text=True, timeout=BUILD_SECONDS)
+    assert proc.returncode == 0, f"{INSTALL}: {proc.stderr[-4000:]}"
+    print(f"grpcurl ready in {time.monotonic() - started:.0f} s")
+    return proc.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
