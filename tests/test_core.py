@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import uuid
+
 import pytest
 
 import tasktide
 from tasktide import TaskState
+from tasktide_services.results.reading import WATCH_RESYNC
 from tasktide_services.testing import client_settings, run_worker_thread
 from tests.tasks_app import app
 
@@ -117,6 +121,44 @@ def test_watch_final_only_sends_one_event_per_task(platform, client, queue_name)
         events = list(client.watch([h.id for h in handles], final_only=True))
     assert sorted(e.task_id for e in events) == sorted(h.id for h in handles)
     assert {TaskState.from_proto(e.state) for e in events} == {TaskState.SUCCEEDED}
+
+
+def test_a_watch_of_a_task_with_more_events_than_one_read_ends_once_it_has_them_all(platform, client):
+    """A read gives at most WATCH_EVENTS_PER_READ events of a task: the rest is read at once, not
+    when a notice or the resync (WATCH_RESYNC, 30 s) comes, since a finished task sends no notice."""
+    import grpc
+
+    from tasktide.v1 import results_pb2, results_pb2_grpc, task_pb2
+
+    tid, steps = uuid.uuid4().hex, 1200  # the log keeps its last EVENTS_KEPT (1,000): two reads and more
+    spec = task_pb2.TaskSpec(name="t.chatty", queue="default")
+    events = [task_pb2.TaskEvent(task_id=tid, state=task_pb2.TASK_STATE_QUEUED, at_ms=1, spec=spec)]
+    events.append(task_pb2.TaskEvent(task_id=tid, state=task_pb2.TASK_STATE_RUNNING, at_ms=2))
+    events += [
+        task_pb2.TaskEvent(
+            task_id=tid,
+            state=task_pb2.TASK_STATE_RUNNING,
+            at_ms=3,
+            progress_only=True,
+            progress=i / steps,
+            message=f"step {i}",
+        )
+        for i in range(1, steps + 1)
+    ]
+    events.append(task_pb2.TaskEvent(task_id=tid, state=task_pb2.TASK_STATE_SUCCEEDED, at_ms=4))
+    with grpc.insecure_channel(client_settings(platform.address).results()) as ch:
+        stub = results_pb2_grpc.ResultsStub(ch)
+        for i in range(0, len(events), 100):
+            stub.Record(results_pb2.RecordRequest(events=events[i : i + 100]), timeout=30)
+    got: list = []
+    watching = threading.Thread(target=lambda: got.extend(client.watch([tid])), daemon=True)
+    watching.start()
+    watching.join(WATCH_RESYNC / 2)
+    assert not watching.is_alive(), f"the watch still waits after {len(got)} events"
+    assert len(got) >= 1000 and got[-1].state == task_pb2.TASK_STATE_SUCCEEDED and not got[-1].progress_only
+    assert [e.message for e in got if e.progress_only][-1] == f"step {steps}"
+    cursors = [int(e.cursor) for e in got]
+    assert cursors == list(range(cursors[0], cursors[0] + len(got))), "an event missed, seen twice or out of order"
 
 
 def test_get_task_knows_a_task_before_and_after_it_runs(platform, client, queue_name):

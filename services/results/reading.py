@@ -8,6 +8,9 @@ from tasktide_services.common import tenancy
 from tasktide_services.common.auth import current_caller
 
 WATCH_READ_BATCH = 500  # tasks read per round trip
+# Events of one task that one read gives at most; a task that filled its share is read again at
+# once (a finished task sends no notice that would wake its watcher for the rest).
+WATCH_EVENTS_PER_READ = 500
 # A watcher reads its tasks when a notice names them, and every WATCH_RESYNC seconds all of them
 # (the safety net under pub/sub, for a notice lost while the channel was reconnecting): an idle
 # watch on many ids costs Redis nothing in between.

@@ -18,7 +18,13 @@ from tasktide_services.common.notify import Notifier, wait_any
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.results.follow import follow
 from tasktide_services.results.listing import list_tasks
-from tasktide_services.results.reading import WATCH_MESSAGE_BYTES, WATCH_MESSAGE_EVENTS, WATCH_READ_BATCH, WATCH_RESYNC
+from tasktide_services.results.reading import (
+    WATCH_EVENTS_PER_READ,
+    WATCH_MESSAGE_BYTES,
+    WATCH_MESSAGE_EVENTS,
+    WATCH_READ_BATCH,
+    WATCH_RESYNC,
+)
 from tasktide_services.results.reading import own as _own
 from tasktide_services.results.reading import pause as _pause
 from tasktide_services.results.store import ResultsStore
@@ -102,7 +108,7 @@ class ResultsService:
             if final_only:
                 found.update({t: [ev] for t, ev in (await self.store.finals(chunk)).items()})
             else:
-                found.update(await self.store.events_after_many({t: cursors[t] for t in chunk}))
+                found.update(await self.store.events_after_many({t: cursors[t] for t in chunk}, WATCH_EVENTS_PER_READ))
         return found
 
     async def Watch(
@@ -167,6 +173,11 @@ class ResultsService:
                     yield batch
                 if req.until_final and not pending:
                     return
+                # A task that filled its share of the read has more to give: read again at once.
+                more = {t for t, evs in found.items() if len(evs) >= WATCH_EVENTS_PER_READ} & pending
+                if more:
+                    to_check = more | (sub.take() & pending)
+                    continue
                 woken = await sub.next_batch(max(resync_at - loop.time(), 0.0))
                 if woken is not None:
                     to_check = woken & pending
