@@ -104,6 +104,12 @@ def _skipped(what: str, why: str) -> summary.Group:
     return summary.skipped_group(what, why)
 
 
+def _idle_seconds(args: argparse.Namespace) -> float:
+    from bench.footprint import IDLE_SECONDS, QUICK_IDLE_SECONDS
+
+    return QUICK_IDLE_SECONDS if args.quick else IDLE_SECONDS
+
+
 def _footprint_group(base: str, work: Path, args: argparse.Namespace, counts: Counts) -> summary.Group:
     """The Redis footprint per task of each system, started afresh (bench/footprint.py)."""
     title = "Redis footprint per task (bench/footprint.py)"
@@ -122,7 +128,7 @@ def _footprint_group(base: str, work: Path, args: argparse.Namespace, counts: Co
         system.start()
         try:
             system.start_workers()
-            figures[name] = footprint(system, f"{base}/{db}", n, sample, _log)
+            figures[name] = footprint(system, f"{base}/{db}", n, sample, _log, _idle_seconds(args))
         finally:
             system.stop()
     return summary.footprint_group(figures, n)
@@ -153,7 +159,7 @@ def _footprint(base: str, work: Path, args: argparse.Namespace, counts: Counts) 
         system.start()
         try:
             system.start_workers()
-            figures[name] = footprint(system, f"{base}/{db}", n, sample, _log)
+            figures[name] = footprint(system, f"{base}/{db}", n, sample, _log, _idle_seconds(args))
             if name == "tasktide":
                 from bench.footprint_extra import extra_rows
 

@@ -36,7 +36,8 @@ from bench.procs import settle_used_memory
 # The bench's own reading of the counters is not the system's work.
 OWN_COMMANDS = {"info", "config|resetstat", "memory|usage", "monitor", "echo", "flushdb", "flushall"}
 END = "tasktide-footprint-end"
-IDLE_SECONDS = 5.0
+IDLE_SECONDS = 5.0  # each idle window; 1 s with --quick (a smoke run: the figures only have to exist)
+QUICK_IDLE_SECONDS = 1.0
 TIMELINES = {"tasktide": "tt:r:{*}:ev"}  # kept for their own, shorter retention (results/keys.py)
 INDEXES = {"tasktide": "tt:r:ix:*"}  # the task index's buckets: kept for the index retention
 
@@ -214,13 +215,16 @@ def script_names() -> dict[str, str]:
     return out
 
 
-def footprint(system: Any, url: str, n: int, sample: int, log: Callable[[str], None]) -> dict[str, Any]:
-    """The figures of one started system (with its workers): one by one, bulk, the breakdown."""
+def footprint(
+    system: Any, url: str, n: int, sample: int, log: Callable[[str], None], idle_seconds: float = IDLE_SECONDS
+) -> dict[str, Any]:
+    """The figures of one started system (with its workers): one by one, bulk, the breakdown, and
+    what it does while idle, over windows of `idle_seconds`."""
     r = redis.Redis.from_url(url)
-    log(f"[{system.name}] footprint, idle for {IDLE_SECONDS:g} s")
+    log(f"[{system.name}] footprint, idle for {idle_seconds:g} s")
     before = snapshot(r)
-    time.sleep(IDLE_SECONDS)
-    idle = per_task(before, snapshot(r), IDLE_SECONDS)  # per second
+    time.sleep(idle_seconds)
+    idle = per_task(before, snapshot(r), idle_seconds)  # per second
     log(f"[{system.name}] footprint, one by one, n={n}")
     one = measured(r, n, lambda: system.submit_rate(n), TIMELINES.get(system.name, ""), INDEXES.get(system.name, ""))
     log(f"[{system.name}] footprint, bulk, n={n}")
@@ -229,10 +233,10 @@ def footprint(system: Any, url: str, n: int, sample: int, log: Callable[[str], N
     with Monitor(url, script_names()) as mon:
         system.submit_rate(sample)
     breakdown = {k: v / sample for k, v in sorted(mon.tally().items(), key=lambda kv: -kv[1])}
-    log(f"[{system.name}] footprint, idle commands with MONITOR for {IDLE_SECONDS:g} s")
+    log(f"[{system.name}] footprint, idle commands with MONITOR for {idle_seconds:g} s")
     with Monitor(url, script_names()) as mon:
-        time.sleep(IDLE_SECONDS)
-    idle_breakdown = {k: v / IDLE_SECONDS for k, v in sorted(mon.tally().items(), key=lambda kv: -kv[1])}
+        time.sleep(idle_seconds)
+    idle_breakdown = {k: v / idle_seconds for k, v in sorted(mon.tally().items(), key=lambda kv: -kv[1])}
     return {"one_by_one": one, "bulk": bulk, "idle": idle, "breakdown": breakdown, "idle_breakdown": idle_breakdown}
 
 
