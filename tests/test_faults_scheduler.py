@@ -967,6 +967,86 @@ def test_a_write_broken_off_before_its_key_is_confirmed_leaves_nothing_that_runs
     assert rdb.zcard(ready) == 1, "a second task under the key was queued"
 
 
+def test_a_key_whose_release_failed_is_let_go_once_redis_is_back(platform, queue_name, rdb, redis_server):
+    """The scheduler on its own, its Redis reached through a proxy: the write that accepts a keyed
+    task breaks off before its key is confirmed, and Redis then refuses connections for a moment
+    (it is restarting), so letting the key go fails too. The release is tried again until Redis
+    takes it, and a retry of the submission once Redis is back is admitted. (Before, the key stayed
+    claimed until it lapsed, CLAIM_MS: for 15 s a retry was refused as "still being written".)"""
+    from tasktide_services.common.errors import REDIS_AWAY
+    from tasktide_services.common.redis_conn import connect
+    from tasktide_services.scheduler.store import PENDING
+    from tests.faults.proxy import proxy
+
+    key = f"unreleased-{uuid.uuid4().hex}"
+    spec = task_pb2.TaskSpec(name="t.add", args=task_pb2.Payload(json=b"[4,5]"), queue=queue_name, idempotency_key=key)
+
+    async def main() -> tuple[BaseException | None, bytes | None, scheduler_pb2.SubmitResponse | BaseException]:
+        with proxy(f"127.0.0.1:{redis_server.port}") as link:
+            redis_client = await connect(f"redis://{link.address}/0")
+            try:
+                async with lone_scheduler(redis_client, platform.registry_address, platform.results_address) as lone:
+                    link.reset_before(lone.store.scripts["idem_confirm"].sha.encode(), refuse=1.0)
+                    failed = (await asyncio.gather(lone.admission.submit([spec]), return_exceptions=True))[0]
+                    assert link.broke.is_set(), "the write was not broken off"
+                    held = rdb.get(skeys.idem(key))  # the claim, which could not be let go
+                    deadline = time.monotonic() + 5.0
+                    while rdb.get(skeys.idem(key)) is not None and time.monotonic() < deadline:
+                        await asyncio.sleep(0.05)
+                    try:
+                        (again,) = await lone.admission.submit([spec])
+                    except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                        again = exc
+            finally:
+                await redis_client.aclose()
+        return failed, held, again
+
+    failed, held, again = asyncio.run(main())
+    assert isinstance(failed, REDIS_AWAY), failed
+    assert held is not None and held.decode().startswith(PENDING), f"the key was let go at once ({held!r})"
+    assert isinstance(again, scheduler_pb2.SubmitResponse), f"the retry was refused: {again!r}"
+    assert not again.existing
+    ready = wkeys.queue_keys(queue_name).ready
+    eventually(lambda: rdb.zcard(ready) == 1, timeout=15, what="the retried task queued")
+
+
+def test_a_key_claimed_unanswered_is_let_go(platform, queue_name, rdb, redis_server):
+    """The scheduler on its own, its Redis reached through a proxy: Redis makes the claim of a
+    submission's idempotency key, and the connection breaks before the answer comes back. The
+    submission fails UNAVAILABLE with nothing written; the claim it may have made is let go, so a
+    retry is admitted at once. (Before, the claim stayed until it lapsed, CLAIM_MS: for 15 s a retry
+    was refused as "still being written".)"""
+    from tasktide_services.common.errors import REDIS_AWAY
+    from tasktide_services.common.redis_conn import connect
+    from tests.faults.proxy import proxy
+
+    key = f"claimlost-{uuid.uuid4().hex}"
+    spec = task_pb2.TaskSpec(name="t.add", args=task_pb2.Payload(json=b"[4,5]"), queue=queue_name, idempotency_key=key)
+
+    async def main() -> tuple[BaseException | None, scheduler_pb2.SubmitResponse | BaseException]:
+        with proxy(f"127.0.0.1:{redis_server.port}") as link:
+            redis_client = await connect(f"redis://{link.address}/0")
+            try:
+                async with lone_scheduler(redis_client, platform.registry_address, platform.results_address) as lone:
+                    link.lose_answer_to(key.encode())  # the first request naming the key: its claim
+                    failed = (await asyncio.gather(lone.admission.submit([spec]), return_exceptions=True))[0]
+                    assert link.broke.is_set(), "the claim's answer was not lost"
+                    try:
+                        (again,) = await lone.admission.submit([spec])
+                    except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                        again = exc
+            finally:
+                await redis_client.aclose()
+        return failed, again
+
+    failed, again = asyncio.run(main())
+    assert isinstance(failed, REDIS_AWAY), failed
+    assert isinstance(again, scheduler_pb2.SubmitResponse), f"the retry was refused: {again!r}"
+    assert not again.existing
+    ready = wkeys.queue_keys(queue_name).ready
+    eventually(lambda: rdb.zcard(ready) == 1, timeout=15, what="the retried task queued")
+
+
 def test_a_keyed_write_right_after_redis_lost_its_scripts_is_one_transaction(platform, queue_name, rdb, redis_server):
     """Redis restarted: its scripts are gone, and the connection with them (here SCRIPT FLUSH and
     every connection dropped). The scheduler's new connection loads its scripts before anything

@@ -16,8 +16,11 @@ the caller's process (direct.py). Admission
   An idempotency key is claimed before the write and confirmed by it; a write that fails lets
   the key go, so a retry of the submission is admitted afresh (store.py). A write whose answer
   from Redis was lost may have been applied: a key it confirmed is kept, and a retry is answered
-  with its task. A submission answered with an error may otherwise have been written in part: its
-  retry may then run the task twice (at least once), never zero times.
+  with its task. When Redis cannot be reached to let a key go (it went away with the write), the
+  release is tried again (`_release_later`) until it succeeds or the claim has lapsed (CLAIM_MS),
+  so a retry is admitted once Redis is back, not only once the claim lapses. A submission
+  answered with an error may otherwise have been written in part: its retry may then run the task
+  twice (at least once), never zero times.
 
 A Retry whose countdown is not a number of seconds in 0..`Limits.max_delay_seconds` (NaN, an
 infinity, a negative or a huge number, from a task's own code) is a retry without delay: it is
@@ -42,7 +45,7 @@ from tasktide_services.common.ids import new_id, new_ids
 from tasktide_services.common.layout import WORKFLOW_HEADERS
 from tasktide_services.common.partitions import Partitions
 from tasktide_services.common.settings import Limits
-from tasktide_services.scheduler.store import PENDING, Claim, SchedulerStore
+from tasktide_services.scheduler.store import CLAIM_MS, PENDING, Claim, SchedulerStore
 from tasktide_services.scheduler.writing import Accepted, KeptInDoubt, Writer
 
 log = logging.getLogger("tasktide.scheduler")
@@ -53,6 +56,11 @@ HELD_BY = "tasktide-held-by"  # header set on a task record when a rate limit se
 # refused: a concurrent duplicate is answered with the written task, a dead writer's claim is not.
 PENDING_WAIT = 2.0
 PENDING_POLL = 0.02
+# A release that failed with Redis out of reach is tried again after RELEASE_PAUSE, doubled per
+# failure up to RELEASE_PAUSE_MAX, until the claim has lapsed; at most RELEASES_OWED such retries at
+# once (one per failed write), the claims of others lapse.
+RELEASE_PAUSE, RELEASE_PAUSE_MAX = 0.1, 1.0
+RELEASES_OWED = 64
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,7 @@ class Admission:
         self._limits = limits
         self._writer = writer
         self._hooks = hooks
+        self._releasing: set[asyncio.Task[None]] = set()  # releases tried again (_release_later)
 
     def check(self, spec: task_pb2.TaskSpec, caller: Caller = SERVICE) -> None:
         """Raises the error a person can act on for a spec the scheduler refuses; makes a spec a
@@ -176,7 +185,13 @@ class Admission:
         plans = [needs(t.spec) for t in tasks]
         responses = [scheduler_pb2.SubmitResponse(task_id=t.id) for t in tasks]
         keyed = [i for i, plan in enumerate(plans) if IDEMPOTENCY in plan]
-        existing = await self._store.claim_idempotency([(_scoped_key(tasks[i].spec), tasks[i].id) for i in keyed])
+        pairs = [(_scoped_key(tasks[i].spec), tasks[i].id) for i in keyed]
+        try:
+            existing = await self._store.claim_idempotency(pairs)
+        except Exception as exc:
+            if out_of_reach(exc):  # the claims may have been made unanswered: let go those still pending
+                await self._release([Claim(k, tid, 0) for k, tid in pairs], pending_only=True)
+            raise
         held = {i: found for i, found in zip(keyed, existing, strict=True) if found is not None}
         skip: set[int] = set(held)
         try:
@@ -225,12 +240,41 @@ class Admission:
         return out
 
     async def _release(self, claims: list[Claim], pending_only: bool = False) -> None:
-        """The write failed: the keys claimed for it are let go (when this fails too, they lapse
-        after store.CLAIM_MS); with `pending_only`, those it did not confirm (store.py)."""
+        """The write failed: the keys claimed for it are let go; with `pending_only`, those it did
+        not confirm (store.py). When Redis cannot be reached now, they are let go later
+        (`_release_later`); when that cannot be arranged, they lapse after store.CLAIM_MS."""
+        if not claims:
+            return
         try:
             await self._store.release_idempotency(claims, pending_only=pending_only)
-        except Exception:  # noqa: BLE001 - the write's own error is the one to report
-            log.exception("releasing %d idempotency keys after a failed write failed", len(claims))
+        except Exception as exc:  # noqa: BLE001 - the write's own error is the one to report
+            if out_of_reach(exc) and len(self._releasing) < RELEASES_OWED:
+                log.warning(
+                    "releasing %d idempotency keys failed (%s); tried again until Redis takes it", len(claims), exc
+                )
+                task = asyncio.create_task(
+                    self._release_later(claims, pending_only, time.monotonic() + CLAIM_MS / 1000)
+                )
+                self._releasing.add(task)
+                task.add_done_callback(self._releasing.discard)
+            else:
+                log.exception("releasing %d idempotency keys after a failed write failed; they lapse", len(claims))
+
+    async def _release_later(self, claims: list[Claim], pending_only: bool, until: float) -> None:
+        """The release of `claims`, tried again after a pause (growing) until it succeeds or `until`
+        (when the claims have lapsed anyway). Letting a key go later is as safe as at once: the
+        release lets go only a key that still holds this claim (store.py)."""
+        failures = 0
+        while time.monotonic() < until:
+            await asyncio.sleep(min(RELEASE_PAUSE * 2**failures, RELEASE_PAUSE_MAX))
+            try:
+                await self._store.release_idempotency(claims, pending_only=pending_only)
+            except Exception:  # noqa: BLE001 - Redis still away: again after a pause, or they lapse
+                failures += 1
+                continue
+            log.info("released %d idempotency keys after %d more failures", len(claims), failures)
+            return
+        log.warning("%d idempotency keys could not be released; they lapse", len(claims))
 
     async def _plan(
         self,

@@ -2,8 +2,9 @@
 a network partition), slow down (every chunk waits `delay` seconds before it is forwarded), reset
 (every connection through it is dropped at once, what is on its way included), break in the
 middle of a write (`reset_before`: the bytes before a marker reach the server, then every
-connection is dropped), or lose an answer (`lose_answer_to`: a request holding a marker reaches the
-server whole, then every connection is dropped before the answer comes back)."""
+connection is dropped; with `refuse`, new connections are then closed at once for a while, as a
+server that is restarting), or lose an answer (`lose_answer_to`: a request holding a marker reaches
+the server whole, then every connection is dropped before the answer comes back)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ class Proxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._marker = b""  # `reset_before`: what the next write toward the server is cut at
         self._passing = 0  # chunks holding the marker still to forward whole
+        self._refuse = 0.0  # `reset_before`: seconds new connections are closed at once after the break
+        self._refuse_until = 0.0  # loop time until which they are
         self._answered_marker = b""  # `lose_answer_to`: the request whose answer is lost
         self.broke = threading.Event()  # set once a write was cut at the marker
 
@@ -52,11 +55,13 @@ class Proxy:
 
         self._loop.call_soon_threadsafe(drop)
 
-    def reset_before(self, marker: bytes, passing: int = 0) -> None:
+    def reset_before(self, marker: bytes, passing: int = 0, refuse: float = 0.0) -> None:
         """The next chunk toward the server that holds `marker` (after `passing` such chunks
         forwarded whole) is forwarded up to it only, then every connection is dropped, as a
-        connection that breaks while a request is being sent."""
+        connection that breaks while a request is being sent; for `refuse` seconds after that, a
+        new connection is closed as soon as it is made (the server is restarting)."""
         self._passing = passing
+        self._refuse = refuse
         self._marker = marker
 
     def lose_answer_to(self, marker: bytes) -> None:
@@ -89,6 +94,9 @@ class Proxy:
         return await asyncio.open_connection(host, int(port))
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._loop.time() < self._refuse_until:
+            writer.transport.abort()
+            return
         try:
             await self._open.wait()
             up_reader, up_writer = await self._connect()
@@ -116,6 +124,7 @@ class Proxy:
                     writer.write(data[:at])
                     await writer.drain()
                     await asyncio.sleep(0.2)  # the server reads what came before it dies
+                    self._refuse_until = self._loop.time() + self._refuse
                     for w in list(self._writers):
                         w.transport.abort()
                     self.broke.set()
