@@ -109,6 +109,18 @@ async def _lone_on(platform: PlatformThread, redis_client: Redis) -> AsyncIterat
         await redis_client.aclose()
 
 
+Submitted = scheduler_pb2.SubmitResponse | BaseException
+
+
+async def _answer(lone: LoneScheduler, spec: task_pb2.TaskSpec) -> Submitted:
+    """The lone scheduler's answer to one submission, or the error it raised (for the assertions)."""
+    try:
+        (resp,) = await lone.admission.submit([spec])
+    except Exception as exc:  # noqa: BLE001 - the caller's assertions report it
+        return exc
+    return resp
+
+
 def _client(address: str) -> tasktide.Client:
     return tasktide.Client(settings=tasktide.ClientSettings.from_env({}, address=address))
 
@@ -981,22 +993,19 @@ def test_a_key_whose_release_failed_is_let_go_once_redis_is_back(platform, queue
     key = f"unreleased-{uuid.uuid4().hex}"
     spec = task_pb2.TaskSpec(name="t.add", args=task_pb2.Payload(json=b"[4,5]"), queue=queue_name, idempotency_key=key)
 
-    async def main() -> tuple[BaseException | None, bytes | None, scheduler_pb2.SubmitResponse | BaseException]:
+    async def main() -> tuple[Submitted, bytes | None, Submitted]:
         with proxy(f"127.0.0.1:{redis_server.port}") as link:
             redis_client = await connect(f"redis://{link.address}/0")
             try:
                 async with lone_scheduler(redis_client, platform.registry_address, platform.results_address) as lone:
                     link.reset_before(lone.store.scripts["idem_confirm"].sha.encode(), refuse=1.0)
-                    failed = (await asyncio.gather(lone.admission.submit([spec]), return_exceptions=True))[0]
+                    failed = await _answer(lone, spec)
                     assert link.broke.is_set(), "the write was not broken off"
                     held = rdb.get(skeys.idem(key))  # the claim, which could not be let go
                     deadline = time.monotonic() + 5.0
                     while rdb.get(skeys.idem(key)) is not None and time.monotonic() < deadline:
                         await asyncio.sleep(0.05)
-                    try:
-                        (again,) = await lone.admission.submit([spec])
-                    except Exception as exc:  # noqa: BLE001 - reported by the assertion below
-                        again = exc
+                    again = await _answer(lone, spec)
             finally:
                 await redis_client.aclose()
         return failed, held, again
@@ -1023,18 +1032,15 @@ def test_a_key_claimed_unanswered_is_let_go(platform, queue_name, rdb, redis_ser
     key = f"claimlost-{uuid.uuid4().hex}"
     spec = task_pb2.TaskSpec(name="t.add", args=task_pb2.Payload(json=b"[4,5]"), queue=queue_name, idempotency_key=key)
 
-    async def main() -> tuple[BaseException | None, scheduler_pb2.SubmitResponse | BaseException]:
+    async def main() -> tuple[Submitted, Submitted]:
         with proxy(f"127.0.0.1:{redis_server.port}") as link:
             redis_client = await connect(f"redis://{link.address}/0")
             try:
                 async with lone_scheduler(redis_client, platform.registry_address, platform.results_address) as lone:
                     link.lose_answer_to(key.encode())  # the first request naming the key: its claim
-                    failed = (await asyncio.gather(lone.admission.submit([spec]), return_exceptions=True))[0]
+                    failed = await _answer(lone, spec)
                     assert link.broke.is_set(), "the claim's answer was not lost"
-                    try:
-                        (again,) = await lone.admission.submit([spec])
-                    except Exception as exc:  # noqa: BLE001 - reported by the assertion below
-                        again = exc
+                    again = await _answer(lone, spec)
             finally:
                 await redis_client.aclose()
         return failed, again
