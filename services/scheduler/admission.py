@@ -185,19 +185,20 @@ class Admission:
         plans = [needs(t.spec) for t in tasks]
         responses = [scheduler_pb2.SubmitResponse(task_id=t.id) for t in tasks]
         keyed = [i for i, plan in enumerate(plans) if IDEMPOTENCY in plan]
-        pairs = [(_scoped_key(tasks[i].spec), tasks[i].id) for i in keyed]
+        claims = [Claim(_scoped_key(tasks[i].spec), tasks[i].id, 0) for i in keyed]
         try:
-            existing = await self._store.claim_idempotency(pairs)
+            existing = await self._store.claim_idempotency([(c.key, c.task_id) for c in claims])
         except Exception as exc:
             if out_of_reach(exc):  # the claims may have been made unanswered: let go those still pending
-                await self._release([Claim(k, tid, 0) for k, tid in pairs], pending_only=True)
+                await self._release(claims, pending_only=True)
             raise
         held = {i: found for i, found in zip(keyed, existing, strict=True) if found is not None}
         skip: set[int] = set(held)
+        ours = [c for i, c in zip(keyed, claims, strict=True) if i not in skip]  # made by this submission
         try:
             written = await self._written(tasks, held)
         except BaseException:
-            await self._release([Claim(_scoped_key(tasks[i].spec), tasks[i].id, 0) for i in keyed if i not in skip])
+            await self._release(ours)
             raise
         for i, task_id in written.items():
             responses[i].task_id, responses[i].existing = task_id, True
@@ -209,10 +210,9 @@ class Admission:
                 await self._writer.write(out)
         except Exception as exc:
             kept = exc.task_ids if isinstance(exc, KeptInDoubt) else frozenset()  # their keys name them
-            claims = [Claim(_scoped_key(tasks[i].spec), tasks[i].id, 0) for i in keyed if i not in skip]
             # An answer that did not come: the write may have been applied, and a key it confirmed names
             # a task that runs (a retry must be answered with it).
-            await self._release([c for c in claims if c.task_id not in kept], pending_only=out_of_reach(exc))
+            await self._release([c for c in ours if c.task_id not in kept], pending_only=out_of_reach(exc))
             raise
         return responses
 
@@ -243,7 +243,7 @@ class Admission:
         """The write failed: the keys claimed for it are let go; with `pending_only`, those it did
         not confirm (store.py). When Redis cannot be reached now, they are let go later
         (`_release_later`); when that cannot be arranged, they lapse after store.CLAIM_MS."""
-        if not claims:
+        if not claims:  # nothing to release: no call, and no retry to arrange
             return
         try:
             await self._store.release_idempotency(claims, pending_only=pending_only)
