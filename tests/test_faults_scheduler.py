@@ -1019,6 +1019,52 @@ def test_a_key_whose_release_failed_is_let_go_once_redis_is_back(platform, queue
     eventually(lambda: rdb.zcard(ready) == 1, timeout=15, what="the retried task queued")
 
 
+def test_keys_owed_a_release_are_let_go_together_up_to_the_bound(platform, queue_name, rdb, redis_server, monkeypatch):
+    """As above, for a batch of three keyed submissions, with the bound on keys owed a release
+    (RELEASES_OWED) set to two: the two owed are let go together once Redis is back, and the third,
+    beyond the bound, stays claimed until its claim lapses (memory stays bounded in a long outage)."""
+    from tasktide_services.common.errors import REDIS_AWAY
+    from tasktide_services.common.redis_conn import connect
+    from tasktide_services.scheduler import admission
+    from tasktide_services.scheduler.store import PENDING
+    from tests.faults.proxy import proxy
+
+    monkeypatch.setattr(admission, "RELEASES_OWED", 2)
+    run = uuid.uuid4().hex
+    names = [f"owed-{i}-{run}" for i in range(3)]
+    specs = [
+        task_pb2.TaskSpec(name="t.add", args=task_pb2.Payload(json=b"[4,5]"), queue=queue_name, idempotency_key=k)
+        for k in names
+    ]
+
+    async def main() -> BaseException | None:
+        with proxy(f"127.0.0.1:{redis_server.port}") as link:
+            redis_client = await connect(f"redis://{link.address}/0")
+            try:
+                async with lone_scheduler(redis_client, platform.registry_address, platform.results_address) as lone:
+                    link.reset_before(lone.store.scripts["idem_confirm"].sha.encode(), refuse=1.0)
+                    try:
+                        await lone.admission.submit(specs)
+                    except Exception as exc:  # noqa: BLE001 - asserted below
+                        failed: BaseException | None = exc
+                    else:
+                        failed = None
+                    assert link.broke.is_set(), "the write was not broken off"
+                    deadline = time.monotonic() + 5.0
+                    while any(rdb.get(skeys.idem(k)) for k in names[:2]) and time.monotonic() < deadline:
+                        await asyncio.sleep(0.05)
+            finally:
+                await redis_client.aclose()
+        return failed
+
+    failed = asyncio.run(main())
+    assert isinstance(failed, REDIS_AWAY), failed
+    assert [rdb.get(skeys.idem(k)) for k in names[:2]] == [None, None], "the keys owed a release were not let go"
+    beyond = rdb.get(skeys.idem(names[2]))
+    assert beyond is not None and beyond.decode().startswith(PENDING), f"the key beyond the bound: {beyond!r}"
+    assert rdb.pttl(skeys.idem(names[2])) > 0, "the claim beyond the bound does not lapse"
+
+
 def test_a_key_claimed_unanswered_is_let_go(platform, queue_name, rdb, redis_server):
     """The scheduler on its own, its Redis reached through a proxy: Redis makes the claim of a
     submission's idempotency key, and the connection breaks before the answer comes back. The

@@ -17,7 +17,7 @@ the caller's process (direct.py). Admission
   the key go, so a retry of the submission is admitted afresh (store.py). A write whose answer
   from Redis was lost may have been applied: a key it confirmed is kept, and a retry is answered
   with its task. When Redis cannot be reached to let a key go (it went away with the write), the
-  release is tried again (`_release_later`) until it succeeds or the claim has lapsed (CLAIM_MS),
+  release is tried again (`_release_owed`) until it succeeds or the claim has lapsed (CLAIM_MS),
   so a retry is admitted once Redis is back, not only once the claim lapses. A submission
   answered with an error may otherwise have been written in part: its retry may then run the task
   twice (at least once), never zero times.
@@ -56,11 +56,20 @@ HELD_BY = "tasktide-held-by"  # header set on a task record when a rate limit se
 # refused: a concurrent duplicate is answered with the written task, a dead writer's claim is not.
 PENDING_WAIT = 2.0
 PENDING_POLL = 0.02
-# A release that failed with Redis out of reach is tried again after RELEASE_PAUSE, doubled per
-# failure up to RELEASE_PAUSE_MAX, until the claim has lapsed; at most RELEASES_OWED such retries at
-# once (one per failed write), the claims of others lapse.
+# Releases that failed with Redis out of reach are owed: one task tries them all again after
+# RELEASE_PAUSE, doubled per failure up to RELEASE_PAUSE_MAX, each until its claim has lapsed. At
+# most RELEASES_OWED keys are owed at once; the claims of further failed writes lapse.
 RELEASE_PAUSE, RELEASE_PAUSE_MAX = 0.1, 1.0
-RELEASES_OWED = 64
+RELEASES_OWED = 4096
+
+
+@dataclass(frozen=True)
+class _Owed:
+    """A release of a key's claim that Redis could not take when it was made."""
+
+    claim: Claim
+    pending_only: bool  # let go only if still pending (store.release_idempotency)
+    until: float  # time.monotonic() when the claim has lapsed anyway
 
 
 @dataclass(frozen=True)
@@ -123,7 +132,8 @@ class Admission:
         self._limits = limits
         self._writer = writer
         self._hooks = hooks
-        self._releasing: set[asyncio.Task[None]] = set()  # releases tried again (_release_later)
+        self._owed: list[_Owed] = []  # releases to try again (`_release_owed`), at most RELEASES_OWED
+        self._releaser: asyncio.Task[None] | None = None  # the one task that tries them
 
     def check(self, spec: task_pb2.TaskSpec, caller: Caller = SERVICE) -> None:
         """Raises the error a person can act on for a spec the scheduler refuses; makes a spec a
@@ -241,40 +251,52 @@ class Admission:
 
     async def _release(self, claims: list[Claim], pending_only: bool = False) -> None:
         """The write failed: the keys claimed for it are let go; with `pending_only`, those it did
-        not confirm (store.py). When Redis cannot be reached now, they are let go later
-        (`_release_later`); when that cannot be arranged, they lapse after store.CLAIM_MS."""
+        not confirm (store.py). When Redis cannot be reached now, they are owed and let go later
+        (`_release_owed`); beyond RELEASES_OWED, they lapse after store.CLAIM_MS."""
         if not claims:  # nothing to release: no call, and no retry to arrange
             return
         try:
             await self._store.release_idempotency(claims, pending_only=pending_only)
         except Exception as exc:  # noqa: BLE001 - the write's own error is the one to report
-            if out_of_reach(exc) and len(self._releasing) < RELEASES_OWED:
+            away = out_of_reach(exc)
+            room = max(RELEASES_OWED - len(self._owed), 0) if away else 0
+            owed, lapse = claims[:room], claims[room:]
+            if lapse:
+                log.error(
+                    "releasing %d idempotency keys after a failed write failed; they lapse",
+                    len(lapse),
+                    exc_info=not away,
+                )
+            if owed:
                 log.warning(
-                    "releasing %d idempotency keys failed (%s); tried again until Redis takes it", len(claims), exc
+                    "releasing %d idempotency keys failed (%s); tried again until Redis takes it", len(owed), exc
                 )
-                task = asyncio.create_task(
-                    self._release_later(claims, pending_only, time.monotonic() + CLAIM_MS / 1000)
-                )
-                self._releasing.add(task)
-                task.add_done_callback(self._releasing.discard)
-            else:
-                log.exception("releasing %d idempotency keys after a failed write failed; they lapse", len(claims))
+                until = time.monotonic() + CLAIM_MS / 1000
+                self._owed += [_Owed(c, pending_only, until) for c in owed]
+                if self._releaser is None or self._releaser.done():
+                    self._releaser = asyncio.create_task(self._release_owed())
 
-    async def _release_later(self, claims: list[Claim], pending_only: bool, until: float) -> None:
-        """The release of `claims`, tried again after a pause (growing) until it succeeds or `until`
-        (when the claims have lapsed anyway). Letting a key go later is as safe as at once: the
-        release lets go only a key that still holds this claim (store.py)."""
+    async def _release_owed(self) -> None:
+        """The owed releases, tried again together (one round trip) after a pause, growing while
+        Redis stays away, until each is taken or its claim has lapsed. Letting a key go later is as
+        safe as at once: the release lets go only a key that still holds this claim (store.py)."""
         failures = 0
-        while time.monotonic() < until:
+        while self._owed:
             await asyncio.sleep(min(RELEASE_PAUSE * 2**failures, RELEASE_PAUSE_MAX))
+            now = time.monotonic()
+            if lapsed := sum(o.until <= now for o in self._owed):
+                log.warning("%d idempotency keys could not be released; they lapse", lapsed)
+                self._owed = [o for o in self._owed if o.until > now]
+            batch = list(self._owed)
             try:
-                await self._store.release_idempotency(claims, pending_only=pending_only)
+                await self._store.release_each([(o.claim, o.pending_only) for o in batch])
             except Exception:  # noqa: BLE001 - Redis still away: again after a pause, or they lapse
                 failures += 1
                 continue
-            log.info("released %d idempotency keys after %d more failures", len(claims), failures)
-            return
-        log.warning("%d idempotency keys could not be released; they lapse", len(claims))
+            taken = {id(o) for o in batch}  # others may have been owed meanwhile
+            self._owed = [o for o in self._owed if id(o) not in taken]
+            log.info("released %d idempotency keys after %d more failures", len(batch), failures)
+            failures = 0
 
     async def _plan(
         self,

@@ -109,11 +109,15 @@ class SchedulerStore:
         """The tasks of these claims were not written: their keys are free again. `pending_only`:
         whether they were written is not known (Redis's answer was lost), so a key the write
         confirmed, which names its task, is kept; only a claim still pending is let go."""
-        if not claims:
+        await self.release_each([(c, pending_only) for c in claims])
+
+    async def release_each(self, releases: list[tuple[Claim, bool]]) -> None:
+        """`release_idempotency` of each claim with its own `pending_only`, in one round trip."""
+        if not releases:
             return
 
         def build(pipe: Pipeline) -> None:
-            for c in claims:
+            for c, pending_only in releases:
                 named = "" if pending_only else c.task_id  # "": no key holds it
                 self._s["idem_release"]([keys.idem(c.key)], [named, PENDING + c.task_id], client=pipe)
 
