@@ -55,8 +55,12 @@ def test_recording_a_task_life_costs_a_few_commands_and_keeps_the_spec_once(tmp_
                 assert not any(e.name or e.queue for e in logged)  # kept once, in the spec
                 (res,) = await store.get([tid])
                 assert res.spec.name == "f.add" and res.state == S.TASK_STATE_SUCCEEDED and res.name == "f.add"
-                final = (await store.finals([tid]))[tid]
+                reader = ResultsStore(redis, 600.0, IndexSettings(enabled=False))  # a process that wrote nothing
+                final = (await reader.finals([tid]))[tid]
                 assert (final.name, final.queue) == ("f.add", "q")
+                before = await _calls(redis)
+                assert (await store.finals([tid]))[tid] == final  # the result it just wrote: no read
+                assert await _calls(redis) == before
                 assert await redis.type(k.result) == b"string"
                 assert len(await redis.get(k.result)) < 100  # state, count, time, spec, final event
                 evs = await store.events_after(tid, "")
@@ -99,7 +103,9 @@ def test_a_task_recorded_by_the_previous_layout_is_read_and_carried_on(tmp_path:
                 assert await store.record([done]) == [True]
                 (after,) = await store.get([tid])
                 assert after.state == S.TASK_STATE_SUCCEEDED and after.spec.name == "f.add" and after.created_ms == 5
-                assert (await store.finals([tid]))[tid].cursor == "3"
+                reader = ResultsStore(redis, 600.0, IndexSettings(enabled=False))  # read from Redis
+                assert (await reader.finals([tid]))[tid].cursor == "3"
+                assert (await store.finals([tid]))[tid].cursor == "3"  # as written, kept by the writer
                 late = task_pb2.TaskEvent(task_id=tid, state=S.TASK_STATE_FAILED, at_ms=2)
                 assert await store.record([late]) == [False]  # one result kept across the upgrade
             finally:

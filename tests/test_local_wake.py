@@ -76,3 +76,54 @@ def test_a_final_event_recorded_here_names_it_to_a_follow_subscription(tmp_path:
             assert notifier.waiting() == 0
 
     asyncio.run(main())
+
+
+def test_a_final_only_watch_reads_nothing_for_what_is_only_started_here_and_takes_the_result_as_written(
+    tmp_path: Path,
+) -> None:
+    """A Watch of final events only, served where the tasks are recorded: the channel's message of a
+    batch that only starts a task wakes it for nothing to read, so it is not woken by it; the final
+    result written here wakes it and is answered as written (ResultsStore.finals), with no read."""
+    from tasktide.v1 import results_pb2
+    from tasktide_services.common.settings import ServerSettings
+    from tasktide_services.results.service import ResultsService
+
+    async def gets(store: ResultsStore) -> int:
+        stats = await store.redis.info("commandstats")
+        return int(stats.get("cmdstat_get", {}).get("calls", 0))
+
+    async def main() -> None:
+        async with wired(tmp_path) as (store, notifier):
+            notifier.origin = store.origin  # as the server wires it: this process's messages are known
+            await notifier.start()
+            try:
+                service = ResultsService(store, notifier, ServerSettings())
+                tid = uuid.uuid4().hex
+
+                def ev(state: int) -> task_pb2.TaskEvent:
+                    return task_pb2.TaskEvent(task_id=tid, state=state, at_ms=1, name="w.job", queue="q")  # type: ignore[arg-type]
+
+                req = results_pb2.WatchRequest(task_ids=[tid], final_only=True, until_final=True)
+                watch = service.Watch(req, None)  # type: ignore[arg-type]  # no call context: none is read
+                first = asyncio.ensure_future(anext(watch))
+                canary = notifier.subscribe({tid})  # a watch of every event: woken by the channel
+                await asyncio.sleep(0.2)  # the watch's first read: nothing recorded yet
+                before = await gets(store)
+                await store.record([ev(task_pb2.TASK_STATE_QUEUED), ev(task_pb2.TASK_STATE_RUNNING)])
+                assert await canary.next_batch(5.0) == {tid}, "the channel's message did not come"
+                await asyncio.sleep(0.2)  # time for a woken watch to read
+                assert await gets(store) - before == 1, (
+                    "the final-only watch read a task only started"
+                )  # record's own GET
+                assert not first.done()
+                await store.record([ev(task_pb2.TASK_STATE_SUCCEEDED)])
+                got = await asyncio.wait_for(first, 5.0)
+                assert got.state == task_pb2.TASK_STATE_SUCCEEDED and got.name == "w.job" and got.cursor == "3"
+                assert await gets(store) - before == 2, "the result written here was read back"  # the records' GETs
+                notifier.unsubscribe(canary)
+                with contextlib.suppress(StopAsyncIteration):
+                    await anext(watch)
+            finally:
+                await notifier.stop()
+
+    asyncio.run(main())

@@ -143,7 +143,10 @@ class ResultsService:
                 if res.found:
                     tenancy.check_owner(caller, res.spec, res.task_id)
         pending = set(cursors)
-        sub = self.notifier.subscribe(pending)
+        # A watch of final events only is woken, for what this process records, by the results it
+        # wrote as final (`wake_waiters`, with the results kept: ResultsStore.finals), not by the
+        # channel's message naming every task of a batch, most of them only started.
+        sub = self.notifier.subscribe(pending, finals=req.final_only)
         loop = asyncio.get_running_loop()
         resync_at = loop.time() + WATCH_RESYNC
         try:

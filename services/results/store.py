@@ -139,9 +139,14 @@ class ResultsStore:
         return [_result(tid, found[tid]) for tid in task_ids]
 
     async def finals(self, task_ids: list[str]) -> dict[str, task_pb2.TaskEvent]:
-        """The final event of each task that has one (with its cursor), in one round trip."""
+        """The final event of each task that has one (with its cursor), in one round trip at most:
+        a result this process has just written is taken as written (`ended_here`)."""
+        here = self._ended.get(task_ids)
+        rest = [tid for tid in task_ids if tid not in here]
+        read = await self._read(rest) if rest else {}
         out: dict[str, task_pb2.TaskEvent] = {}
-        for tid, st in (await self._read(task_ids)).items():
+        for tid in task_ids:
+            st = here.get(tid) or read.get(tid)
             if st is not None and st.event and is_final(st.state):
                 ev = _named(task_pb2.TaskEvent.FromString(st.event), _spec(st.spec))
                 ev.task_id, ev.cursor = tid, str(st.appended)
