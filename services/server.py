@@ -136,6 +136,7 @@ async def start(
         await nstore.prepare()
         nnotify = Notifier(redis, results_keys.EVENTS, origin=nstore.origin)
         nstore.on_final = nnotify.wake_waiters  # a Wait here hears of a result recorded here at once
+        nnotify.on_others = nstore.changed_elsewhere  # what it keeps of its writes, changed elsewhere
         await nnotify.start()
         running.closers.append(nnotify.stop)
         results = ResultsService(nstore, nnotify, settings)

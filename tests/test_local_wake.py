@@ -127,3 +127,34 @@ def test_a_final_only_watch_reads_nothing_for_what_is_only_started_here_and_take
                 await notifier.stop()
 
     asyncio.run(main())
+
+
+def test_a_result_kept_here_is_forgotten_once_another_process_reopens_its_task(tmp_path: Path) -> None:
+    """Two results processes on one Redis, wired as the server wires them. The first records a task
+    DEAD and keeps the result as written; the second requeues it (a reopen event). Once the second's
+    notice has come, the first no longer answers the old result: it reads the task, which is not
+    final any more. (Before, it answered DEAD for up to 2 s, RecentFinals' time.)"""
+
+    async def main() -> None:
+        async with wired(tmp_path) as (here, notifier):
+            notifier.origin = here.origin
+            notifier.on_others = here.changed_elsewhere
+            await notifier.start()
+            elsewhere = ResultsStore(here.redis, 600.0, IndexSettings(enabled=False))
+            try:
+                tid = uuid.uuid4().hex
+
+                def ev(state: int, **kw: object) -> task_pb2.TaskEvent:
+                    return task_pb2.TaskEvent(task_id=tid, state=state, at_ms=1, name="w.job", queue="q", **kw)  # type: ignore[arg-type]
+
+                await here.record([ev(task_pb2.TASK_STATE_DEAD)])
+                assert (await here.finals([tid]))[tid].state == task_pb2.TASK_STATE_DEAD
+                canary = notifier.subscribe({tid})
+                assert await elsewhere.record([ev(task_pb2.TASK_STATE_QUEUED, reopen=True)]) == [True]
+                assert await canary.next_batch(5.0) == {tid}, "the other process's notice did not come"
+                assert await here.finals([tid]) == {}, "the result kept here was handed out after the reopen"
+                notifier.unsubscribe(canary)
+            finally:
+                await notifier.stop()
+
+    asyncio.run(main())

@@ -12,7 +12,9 @@ A message may end with its publisher's mark (a key of its own, never a real one)
 the mark of the writer in its process (`origin`) takes its own messages to the subscriptions made
 without `finals` only: the waiters (`hold`, `event`) and the subscriptions made with `finals` wait
 for final results, which the writer tells them of itself (`wake_waiters`) once it has its reply,
-with what it wrote; woken by the message, which may come first, they would read it back.
+with what it wrote; woken by the message, which may come first, they would read it back. The keys
+of every other message go to `on_others` first, if set: what the writer keeps of its own writes
+(results it has just written) is forgotten as soon as another process names the same task.
 
 A subscription keeps the keys named since its last read as a set: a key named many times while its
 reader is busy (a Watch held up by a slow client, or pausing while Redis is away) is kept once, so
@@ -82,6 +84,8 @@ class Notifier:
         self.channel = channel
         self.origin = origin  # the mark that ends this process's own messages ('' = none)
         self.on_message = on_message or self.wake
+        # Told the keys of each message not from this process (module doc).
+        self.on_others: Callable[[list[str]], None] | None = None
         self._events: dict[str, asyncio.Event] = {}
         self._holders: dict[str, int] = {}  # key -> holders of its current event (hold/release)
         self._subs: dict[str, set[Subscription]] = {}
@@ -162,6 +166,8 @@ class Notifier:
                     if not sub.finals:
                         sub.named(key)
             return
+        if self.on_others is not None:
+            self.on_others(names)
         for key in names:
             ev = self._events.pop(key, None)
             self._holders.pop(key, None)

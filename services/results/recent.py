@@ -1,9 +1,12 @@
 """Final results this process has just written, kept a short while for its own followers.
 
-A Follow stream or Wait call served by the process that recorded a task's final result answers
-with the result as written (the `record` script returns it) instead of reading it back (store.py).
-What is kept is bounded: for SECONDS at most, COUNT results and BYTES of them together, the
-oldest dropped first; a result over VALUE_BYTES is not kept (its followers read it from Redis).
+A Follow stream, Wait call or final-only Watch served by the process that recorded a task's final
+result answers with the result as written (the `record` script returns it) instead of reading it
+back (store.py). A result is forgotten when another process names its task on the results channel
+(`ResultsStore.changed_elsewhere`: a dead task requeued there), so it is handed out stale only
+until that notice arrives. What is kept is bounded: for SECONDS at most, COUNT results and BYTES of
+them together, the oldest dropped first; a result over VALUE_BYTES is not kept (its followers read
+it from Redis).
 """
 
 from __future__ import annotations

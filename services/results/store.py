@@ -100,6 +100,12 @@ class ResultsStore:
             if ended:
                 self.on_final(ended)
 
+    def changed_elsewhere(self, task_ids: list[str]) -> None:
+        """Another process wrote to these tasks (its notice named them): a result this process
+        kept of its own is no longer handed out as written (a dead task requeued elsewhere)."""
+        for tid in task_ids:
+            self._ended.drop(tid)
+
     def ended_here(self, task_ids: list[str]) -> dict[str, task_pb2.TaskResult]:
         """The final results among `task_ids` that this process has just written (recent.py), as
         `get` would read them now."""
