@@ -288,6 +288,8 @@ class Admission:
                 log.warning("%d idempotency keys could not be released; they lapse", lapsed)
                 self._owed = [o for o in self._owed if o.until > now]
             batch = list(self._owed)
+            if not batch:
+                return
             try:
                 await self._store.release_each([(o.claim, o.pending_only) for o in batch])
             except Exception:  # noqa: BLE001 - Redis still away: again after a pause, or they lapse
