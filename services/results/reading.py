@@ -6,6 +6,7 @@ from __future__ import annotations
 from tasktide.v1 import task_pb2
 from tasktide_services.common import tenancy
 from tasktide_services.common.auth import current_caller
+from tasktide_services.common.loop import backoff
 
 WATCH_READ_BATCH = 500  # tasks read per round trip
 # Events of one task that one read gives at most; a task that filled its share is read again at
@@ -35,4 +36,4 @@ def own(results: list[task_pb2.TaskResult]) -> list[task_pb2.TaskResult]:
 
 def pause(failures: int) -> float:
     """Seconds before reading again after `failures` failed reads in a row."""
-    return float(min(FAILURE_PAUSE * 2 ** (failures - 1), FAILURE_PAUSE_MAX))
+    return backoff(failures, FAILURE_PAUSE, FAILURE_PAUSE_MAX)

@@ -43,6 +43,7 @@ from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.ids import new_id, new_ids
 from tasktide_services.common.layout import WORKFLOW_HEADERS
+from tasktide_services.common.loop import backoff
 from tasktide_services.common.partitions import Partitions
 from tasktide_services.common.settings import Limits
 from tasktide_services.scheduler.store import CLAIM_MS, PENDING, Claim, SchedulerStore
@@ -282,7 +283,7 @@ class Admission:
         safe as at once: the release lets go only a key that still holds this claim (store.py)."""
         failures = 0
         while self._owed:
-            await asyncio.sleep(min(RELEASE_PAUSE * 2**failures, RELEASE_PAUSE_MAX))
+            await asyncio.sleep(backoff(failures + 1, RELEASE_PAUSE, RELEASE_PAUSE_MAX))
             now = time.monotonic()
             if lapsed := sum(o.until <= now for o in self._owed):
                 log.warning("%d idempotency keys could not be released; they lapse", lapsed)

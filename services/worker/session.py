@@ -11,6 +11,7 @@ from tasktide_services.common import validate
 from tasktide_services.common.errors import ServiceError, out_of_reach
 from tasktide_services.common.events import event, first_events, now_ms
 from tasktide_services.common.hooks import ServiceHooks
+from tasktide_services.common.loop import backoff
 from tasktide_services.common.notify import Notifier, wait_any
 from tasktide_services.common.partitions import Partitions
 from tasktide_services.common.peers import Peers
@@ -137,7 +138,7 @@ class SessionLoops:
                     session.to_record[:0] = started
                     if away:
                         await self._keep_leases(outcomes)
-                    await asyncio.sleep(min(FAILURE_PAUSE * 2 ** (failures - 1), FAILURE_PAUSE_MAX))
+                    await asyncio.sleep(backoff(failures, FAILURE_PAUSE, FAILURE_PAUSE_MAX))
                     continue
                 log.exception(
                     "session %s: recording %d outcomes failed; their leases will expire", session.id, len(outcomes)
@@ -203,7 +204,7 @@ class SessionLoops:
                 raise
             except Exception:  # noqa: BLE001 - Redis away or a poison entry: log, pause, go on
                 failures += 1
-                pause = min(FAILURE_PAUSE * 2 ** (failures - 1), FAILURE_PAUSE_MAX)
+                pause = backoff(failures, FAILURE_PAUSE, FAILURE_PAUSE_MAX)
                 log.warning(
                     "session %s: dispatch failed (%d in a row); again in %.1f s",
                     session.id,
