@@ -1,12 +1,13 @@
 """The Python clients' waits over Results.Follow (clients/python/tasktide/_following.py for Client,
 _async_following.py for AsyncClient), each test run with both: one stream shared by every waiting
-thread or coroutine, a wait that times out taken off it, waits that outlive a restart of the
+thread or coroutine, a wait that times out taken off it, waits that outlive a slow restart of the
 results service, an unreachable platform reported as such, and Wait calls for a server without
 Follow."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable
 from concurrent import futures
@@ -18,7 +19,7 @@ import pytest
 
 import tasktide
 from tasktide.v1 import results_pb2_grpc, task_pb2
-from tasktide_services.testing import client_settings, run_worker_thread, unreachable_address
+from tasktide_services.testing import client_settings, eventually, run_worker_thread, unreachable_address
 from tests.processes import lone_results
 from tests.tasks_app import app
 from tests.test_follow import record
@@ -79,23 +80,29 @@ def test_a_wait_that_times_out_is_taken_off_the_stream(platform, client, queue_n
         assert h.get(timeout=60) == 8
 
 
-def test_waits_outlive_a_restart_of_the_results_service(tmp_path: Path, flavour) -> None:
+# How long the lone results service stays down: longer than a platform never reached is tried for
+# (MAX_FAILURES streams refused, about 3 s).
+OUTAGE_SECONDS = 6.0
+
+
+def test_waits_outlive_a_slow_restart_of_the_results_service(tmp_path: Path, flavour) -> None:
     ids = [uuid.uuid4().hex for _ in range(4)]
     with lone_results(tmp_path) as r:
         address = r.addresses["results"][0]
+        w = Waiting(flavour, tasktide.ClientSettings.from_env({}, address=address))
 
         def restart() -> None:
-            with grpc.insecure_channel(address) as ch:
-                record(ch, ids[0], value=0)
+            # The service has accepted the stream; no result of it has come, none is final yet.
+            eventually(lambda: w.follower.reached and len(w.follower._waiters) == 4, what="the stream accepted")
             r.kill("results", 0)
+            time.sleep(OUTAGE_SECONDS)
             r.start("results", 0)
             with grpc.insecure_channel(address) as ch:
-                for tid in ids[1:]:
+                for tid in ids:
                     record(ch, tid, value=1)
 
-        w = Waiting(flavour, tasktide.ClientSettings.from_env({}, address=address))
-        assert w.results(ids, 60, between=restart) == [0, 1, 1, 1]
-        assert w.follower.opened >= 2, "the client opened a new stream"
+        assert w.results(ids, 60, between=restart) == [1, 1, 1, 1]
+        assert w.follower.opened >= 3, "the client opened streams through the outage"
 
 
 def test_an_unreachable_platform_is_reported_not_waited_for(flavour):

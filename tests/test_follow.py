@@ -101,6 +101,13 @@ def test_ids_added_over_time_are_answered_in_the_order_they_finish(results: grpc
     assert got[a].state == SUCCEEDED and got[a].found and got[a].name == "t.follow"
 
 
+def test_the_stream_is_accepted_at_once_with_its_header(follow: Follow) -> None:
+    """The headers come as the stream opens, before any request or result: a client knows the
+    service took its stream, and counts a later loss as a restart (the clients' followers)."""
+    headers = dict(follow.call.initial_metadata())
+    assert headers.get("tasktide-follow") == "1", headers
+
+
 def test_an_id_final_already_is_answered_at_once_and_again_when_followed_again(
     results: grpc.Channel, follow: Follow
 ) -> None:

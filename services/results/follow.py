@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from tasktide.v1 import results_pb2, task_pb2
 from tasktide_services.common import validate
@@ -31,6 +31,9 @@ from tasktide_services.results.reading import (
     pause,
 )
 from tasktide_services.results.store import ResultsStore
+
+# Sent in the headers of every Follow stream as it opens; every client reads it (its follower).
+FOLLOW_HEADER = "tasktide-follow"
 
 log = logging.getLogger("tasktide.results")
 
@@ -110,9 +113,16 @@ def _messages(results: list[task_pb2.TaskResult]) -> list[results_pb2.FollowResp
 
 
 async def follow(
-    store: ResultsStore, notifier: Notifier, most: int, requests: AsyncIterator[results_pb2.FollowRequest]
+    store: ResultsStore,
+    notifier: Notifier,
+    most: int,
+    requests: AsyncIterator[results_pb2.FollowRequest],
+    accept: Callable[[tuple[tuple[str, str], ...]], Awaitable[None]],
 ) -> AsyncIterator[results_pb2.FollowResponse]:
-    """The Follow stream: final results of the ids `requests` name, at most `most` followed at once."""
+    """The Follow stream: final results of the ids `requests` name, at most `most` followed at once.
+    `accept` sends the stream's initial metadata at once, FOLLOW_HEADER in it: the client knows the
+    service took the stream before any result is final, and counts a later loss as a restart."""
+    await accept(((FOLLOW_HEADER, "1"),))
     followed = _Followed(notifier, most)
     reader = asyncio.create_task(followed.read_requests(requests))
     loop = asyncio.get_running_loop()

@@ -95,7 +95,7 @@ class ResultsService:
     def Follow(
         self, requests: AsyncIterator[results_pb2.FollowRequest], ctx: grpc.aio.ServicerContext
     ) -> AsyncIterator[results_pb2.FollowResponse]:
-        return follow(self.store, self.notifier, self.settings.limits.max_batch, requests)
+        return follow(self.store, self.notifier, self.settings.limits.max_batch, requests, ctx.send_initial_metadata)
 
     async def _read(
         self, cursors: dict[str, str], ids: set[str], final_only: bool

@@ -22,18 +22,23 @@ import (
 //
 // A lost stream (a restarted or unreachable results service) is opened again after a pause
 // (followRetry, x1.6 per failure in a row, at most followRetryMax) and every id still awaited is
-// named again: a Get outlives a restart. After maxFollowFailures streams in a row lost without an
-// answer (about 3 s), the Gets go to Wait calls, which report the error of each one
-// (ErrUnavailable), as any refusal of the stream (credentials, a limit) does; a server without
-// Follow (UNIMPLEMENTED, an older version) gets Wait calls for good.
+// named again: a Get outlives a restart. The service accepts a stream by sending followHeader in
+// its headers at once. Once it has accepted one of this Client's streams, a lost service is a
+// service restarting: streams are opened again while Gets wait, each Get ending with its context.
+// A platform never reached is reported instead: after maxFollowFailures streams in a row refused
+// (about 3 s), the Gets go to Wait calls, which report the error of each one (ErrUnavailable), as
+// any refusal of the stream (credentials, a limit) does; a server without Follow (UNIMPLEMENTED, an
+// older version) gets Wait calls for good.
 
 const (
 	maxFollowed    = 10_000 // ids followed at once (the server's default batch limit); more Gets use Wait
 	followLinger   = 200 * time.Millisecond
 	followRetry    = 200 * time.Millisecond
 	followRetryMax = 5 * time.Second
-	// streams lost in a row without an answer before the Gets use Wait
+	// streams refused in a row, the service never reached, before the Gets use Wait
 	maxFollowFailures = 5
+	// in the headers the service sends as it accepts a Follow stream
+	followHeader = "tasktide-follow"
 )
 
 var (
@@ -55,6 +60,7 @@ type follower struct {
 	linger   *time.Timer
 	retry    *time.Timer
 	failures int
+	reached  bool // the service has accepted a stream of this Client
 	closed   bool
 }
 
@@ -170,6 +176,9 @@ func (f *follower) run(s *followStream) {
 	call, err := f.results.Follow(s.ctx)
 	if err == nil {
 		go f.send(s, call)
+		if header, herr := call.Header(); herr == nil && len(header.Get(followHeader)) > 0 {
+			f.accepted()
+		}
 		for {
 			var resp *pb.FollowResponse
 			if resp, err = call.Recv(); err != nil {
@@ -208,10 +217,19 @@ func (f *follower) send(s *followStream, call pb.Results_FollowClient) {
 	}
 }
 
+// accepted: the service took a stream of this Client.
+func (f *follower) accepted() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failures = 0
+	f.reached = true
+}
+
 func (f *follower) answer(results []*pb.TaskResult) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.failures = 0
+	f.reached = true // a service that sends no followHeader
 	for _, r := range results {
 		for w := range f.waiters[r.GetTaskId()] {
 			w.ch <- r
@@ -235,7 +253,7 @@ func (f *follower) ended(s *followStream, err error) {
 		if len(f.waiters) == 0 || f.closed {
 			return
 		}
-		if f.failures+1 >= maxFollowFailures {
+		if f.failures+1 >= maxFollowFailures && !f.reached {
 			f.failures = 0
 			f.releaseLocked()
 			return

@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/tasktide/tasktide/clients/go/tasktidepb"
@@ -160,7 +161,9 @@ func (s *standIn) Follow(stream grpc.BidiStreamingServer[pb.FollowRequest, pb.Fo
 	}
 }
 
-func startStandIn(t *testing.T, s *standIn) *Client {
+// loneListener is a loopback listener for a stand-in service, with every service of a Dial at its
+// address (no per-service address from the environment).
+func loneListener(t *testing.T) net.Listener {
 	t.Helper()
 	for _, k := range []string{"TASKTIDE_SCHEDULER_ADDRESS", "TASKTIDE_REGISTRY_ADDRESS", "TASKTIDE_RESULTS_ADDRESS"} {
 		t.Setenv(k, "")
@@ -169,11 +172,20 @@ func startStandIn(t *testing.T, s *standIn) *Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
-	pb.RegisterResultsServer(srv, s)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	c, err := Dial(lis.Addr().String())
+	return lis
+}
+
+func startStandIn(t *testing.T, s *standIn) *Client {
+	t.Helper()
+	lis := loneListener(t)
+	serveResults(t, lis, s)
+	return dialFor(t, lis.Addr().String())
+}
+
+// dialFor is a Client of addr, closed when the test ends.
+func dialFor(t *testing.T, addr string) *Client {
+	t.Helper()
+	c, err := Dial(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,20 +253,10 @@ func TestAMalformedIDIsNotNamedOnTheStream(t *testing.T) {
 // Nothing answers at the address: after a few streams lost in a row the Get goes to a Wait call,
 // which reports ErrUnavailable, rather than waiting for as long as ctx allows.
 func TestGetOnAnUnreachablePlatformReportsIt(t *testing.T) {
-	for _, k := range []string{"TASKTIDE_SCHEDULER_ADDRESS", "TASKTIDE_REGISTRY_ADDRESS", "TASKTIDE_RESULTS_ADDRESS"} {
-		t.Setenv(k, "")
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lis := loneListener(t)
 	addr := lis.Addr().String()
 	_ = lis.Close() // a port nothing listens on
-	c, err := Dial(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialFor(t, addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if _, err := c.Handle(idA).Get(ctx); !errors.Is(err, ErrUnavailable) {
@@ -262,5 +264,89 @@ func TestGetOnAnUnreachablePlatformReportsIt(t *testing.T) {
 	}
 	if ctx.Err() != nil {
 		t.Fatal("the Get waited until its context ended")
+	}
+}
+
+// accepting is a results service on loopback whose Follow accepts each stream at once (the header
+// the platform sends) and, when answer is set, answers each id named on it.
+type accepting struct {
+	pb.UnimplementedResultsServer
+	answer bool
+}
+
+func (s *accepting) Follow(stream grpc.BidiStreamingServer[pb.FollowRequest, pb.FollowResponse]) error {
+	if err := stream.SendHeader(metadata.Pairs(followHeader, "1")); err != nil {
+		return err
+	}
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			return nil
+		}
+		if !s.answer {
+			continue
+		}
+		resp := &pb.FollowResponse{}
+		for _, id := range req.GetTaskIds() {
+			resp.Results = append(resp.Results, final(id))
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+func serveResults(t *testing.T, lis net.Listener, s pb.ResultsServer) *grpc.Server {
+	t.Helper()
+	srv := grpc.NewServer()
+	pb.RegisterResultsServer(srv, s)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	return srv
+}
+
+// The service accepted the Client's stream, then went away for longer than a platform never
+// reached is tried for (maxFollowFailures streams refused, about 3 s): the Get waits for it to be
+// back and is answered on a new stream, not sent to Wait calls (which would fail: nothing serves
+// Wait here).
+func TestAGetOutlivesASlowRestartOfAServiceThatAcceptedItsStream(t *testing.T) {
+	lis := loneListener(t)
+	addr := lis.Addr().String()
+	srv := serveResults(t, lis, &accepting{})
+	c := dialFor(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	type outcome struct {
+		got string
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		got, err := Result[string](ctx, c.Handle(idA))
+		done <- outcome{got, err}
+	}()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		c.follow.mu.Lock()
+		reached := c.follow.reached
+		c.follow.mu.Unlock()
+		if reached {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the service's header did not mark the stream accepted")
+		}
+	}
+	srv.Stop()
+	time.Sleep(5 * time.Second)
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveResults(t, lis, &accepting{answer: true})
+	if o := <-done; o.err != nil || o.got != "aaaa" {
+		t.Fatalf("Get across a slow restart: %q %v", o.got, o.err)
+	}
+	if opened := c.follow.opened.Load(); opened < 3 {
+		t.Fatalf("%d Follow streams; want the first and the ones opened through the outage", opened)
 	}
 }

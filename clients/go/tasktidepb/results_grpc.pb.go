@@ -53,8 +53,9 @@ type ResultsClient interface {
 	// (followed, never answered). An answered id is no longer followed (follow it again to be
 	// answered again). The ids followed at once are bounded (the server's batch limit): more end the
 	// stream with RESOURCE_EXHAUSTED; a malformed id ends it with INVALID_ARGUMENT. When the client
-	// half-closes, the server answers the ids still followed, then ends the stream. A client whose
-	// stream broke (UNAVAILABLE, a restarted server) opens a new one and names its ids again.
+	// half-closes, the server answers the ids still followed, then ends the stream. The server sends
+	// its headers as it accepts the stream, "tasktide-follow" among them. A client whose stream broke
+	// (UNAVAILABLE, a restarted server) opens a new one and names its ids again.
 	Follow(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[FollowRequest, FollowResponse], error)
 	// Tasks of the caller's namespace, the latest changed first, from the visibility index (which
 	// keeps the tasks that changed within its retention): filters, a resumable cursor, and counts.
@@ -182,8 +183,9 @@ type ResultsServer interface {
 	// (followed, never answered). An answered id is no longer followed (follow it again to be
 	// answered again). The ids followed at once are bounded (the server's batch limit): more end the
 	// stream with RESOURCE_EXHAUSTED; a malformed id ends it with INVALID_ARGUMENT. When the client
-	// half-closes, the server answers the ids still followed, then ends the stream. A client whose
-	// stream broke (UNAVAILABLE, a restarted server) opens a new one and names its ids again.
+	// half-closes, the server answers the ids still followed, then ends the stream. The server sends
+	// its headers as it accepts the stream, "tasktide-follow" among them. A client whose stream broke
+	// (UNAVAILABLE, a restarted server) opens a new one and names its ids again.
 	Follow(grpc.BidiStreamingServer[FollowRequest, FollowResponse]) error
 	// Tasks of the caller's namespace, the latest changed first, from the visibility index (which
 	// keeps the tasks that changed within its retention): filters, a resumable cursor, and counts.

@@ -7,11 +7,14 @@
 //
 // When the stream is lost (a restarted or unreachable results service), a new one is opened after a
 // pause (RETRY_MS, 1.6 times longer per failure in a row, up to RETRY_MAX_MS: the channel's own
-// reconnection policy) and every id still awaited is named again: a wait outlives a restart. After
-// MAX_FAILURES streams in a row lost before the server accepted them (about 3 s), the waiting calls
-// go to Wait calls, which report the error of each one ("cannot reach tasktide at ..."), as any
-// refusal of the stream (credentials, a limit) does; a server without Follow (UNIMPLEMENTED, an
-// older version) gets Wait calls for good.
+// reconnection policy) and every id still awaited is named again: a wait outlives a restart. The
+// server accepts a stream by sending FOLLOW_HEADER in its headers at once. Once it has accepted one
+// of this client's streams, a lost service is a service restarting: streams are opened again while
+// calls wait, each ending by its own timeout or signal. A platform never reached is reported
+// instead: after MAX_FAILURES streams in a row refused (about 3 s), the waiting calls go to Wait
+// calls, which report the error of each one ("cannot reach tasktide at ..."), as any refusal of the
+// stream (credentials, a limit) does; a server without Follow (UNIMPLEMENTED, an older version)
+// gets Wait calls for good.
 
 import grpc from '@grpc/grpc-js';
 
@@ -23,8 +26,10 @@ export const MAX_FOLLOWED = 10_000;
 export const LINGER_MS = 200;
 export const RETRY_MS = 200;
 export const RETRY_MAX_MS = 5_000;
-/** Streams lost in a row before the server accepted them, then the waiting calls use Wait. */
+/** Streams refused in a row, the service never reached, then the waiting calls use Wait. */
 export const MAX_FAILURES = 5;
+/** In the headers the service sends as it accepts a Follow stream. */
+export const FOLLOW_HEADER = 'tasktide-follow';
 
 const TASK_ID = /^[0-9a-f]{32}$/;
 // Statuses after which the stream is opened again: the service was away, restarting or overloaded.
@@ -52,6 +57,7 @@ export class Follower {
     this._failures = 0;
     this.opened = 0; // streams opened (for tests and diagnostics)
     this.unsupported = false; // the server answered Follow with UNIMPLEMENTED
+    this.reached = false; // the service has accepted a stream of this client
     this.closed = false;
   }
 
@@ -127,11 +133,11 @@ export class Follower {
     this._call = call;
     this.opened += 1;
     let failure = null;
-    call.on('metadata', () => {
-      this._failures = 0;
+    call.on('metadata', (headers) => {
+      if (headers.get(FOLLOW_HEADER).length > 0) this._accepted();
     });
     call.on('data', (resp) => {
-      this._failures = 0;
+      this._accepted(); // a service that sends no FOLLOW_HEADER
       for (const result of resp.results) this._answer(result);
       if (this._waiters.size === 0) this._idle();
     });
@@ -141,6 +147,11 @@ export class Follower {
     // 'status' comes last, after 'error' when the call failed.
     call.on('status', (status) => this._ended(call, failure ?? status));
     call.write({ taskIds: [...this._waiters.keys()], forget: [] });
+  }
+
+  _accepted() {
+    this._failures = 0;
+    this.reached = true;
   }
 
   _answer(result) {
@@ -167,7 +178,8 @@ export class Follower {
     const code = codeName(status.code);
     if (this.closed || this._waiters.size === 0) return;
     this._failures += 1;
-    if (code === 'UNIMPLEMENTED' || !TRANSIENT.has(code) || this._failures >= MAX_FAILURES) {
+    const unreachable = this._failures >= MAX_FAILURES && !this.reached;
+    if (code === 'UNIMPLEMENTED' || !TRANSIENT.has(code) || unreachable) {
       this._failures = 0;
       if (code === 'UNIMPLEMENTED') this.unsupported = true;
       const err = new UseWait(translate(status, this._address));

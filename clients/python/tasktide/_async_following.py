@@ -2,7 +2,8 @@
 the coroutines of one event loop. One task per stream reads it; ids named (or forgotten) while a
 request is being written travel together in the next one, written by another task, so what waits
 to be sent is bounded by the ids followed (MAX_FOLLOWED). The policies are _following.py's: idle,
-reopening, fallback to Wait calls. When the reading task is cancelled (the client closes, or the
+reopening (for as long as waits are left once the service accepted a stream), fallback to Wait
+calls. When the reading task is cancelled (the client closes, or the
 event loop ends with the client open), it ends its call before the loop closes (_call_end.py); a
 wait after that opens a new stream."""
 
@@ -17,7 +18,15 @@ from typing import TypeAlias
 import grpc
 
 from tasktide._call_end import end_call
-from tasktide._following import MAX_FAILURES, MAX_FOLLOWED, MAX_IDLE_SECONDS, TASK_ID, TRANSIENT, take_off
+from tasktide._following import (
+    MAX_FAILURES,
+    MAX_FOLLOWED,
+    MAX_IDLE_SECONDS,
+    TASK_ID,
+    TRANSIENT,
+    accepting,
+    take_off,
+)
 from tasktide._settings import RECONNECT_INITIAL_MS, RECONNECT_MAX_MS
 from tasktide.v1 import results_pb2, results_pb2_grpc, task_pb2
 
@@ -44,6 +53,7 @@ class AsyncFollower:
         self._used = 0.0
         self.opened = 0
         self.unsupported = False
+        self.reached = False  # the service has accepted a stream of this client
         self._closed = False
         self._named: set[str] = set()  # by the current stream, neither answered nor forgotten yet
         self._streaming = False  # the task reads a stream (else it pauses before reopening one)
@@ -97,12 +107,14 @@ class AsyncFollower:
             self.opened += 1
             call = self._stub.Follow()
             writer = asyncio.create_task(self._write(call))
-            answered = False
+            accepted = False
             code = grpc.StatusCode.OK
             self._streaming = True
             try:
+                if accepting(await call.initial_metadata()):
+                    accepted = self.reached = True
                 async for resp in call:
-                    answered = True
+                    accepted = self.reached = True  # a service that sends no FOLLOW_HEADER
                     for r in resp.results:
                         self._named.discard(r.task_id)
                         for fut in self._waiters.pop(r.task_id, ()):
@@ -125,12 +137,14 @@ class AsyncFollower:
                 call.cancel()
             if code == grpc.StatusCode.UNIMPLEMENTED:
                 self.unsupported = True
-            failures = 0 if answered else failures + 1
-            if code not in TRANSIENT or failures >= MAX_FAILURES:
+            failures = 0 if accepted else failures + 1
+            if code not in TRANSIENT or (failures >= MAX_FAILURES and not self.reached):
                 self._release()
                 break
             if not self._waiters or self._closed:
                 break
+            if failures == 1 and self.reached:
+                log.warning("the results service was lost (%s); waiting for it to be back", code)
             pause = min(RECONNECT_INITIAL_MS * 1.6 ** max(failures - 1, 0), RECONNECT_MAX_MS) / 1000
             log.debug("Follow stream lost (%s); opening another in %.1f s", code, pause)
             await asyncio.sleep(pause)

@@ -9,10 +9,13 @@ costs nothing then).
 
 When the stream is lost (a restarted or unreachable results service), its thread opens a new one
 after a pause (RECONNECT_INITIAL_MS, 1.6 times longer per failure in a row, at most
-RECONNECT_MAX_MS) and names every id still awaited: a wait outlives a restart. After MAX_FAILURES
-streams in a row lost without an answer (about 3 s), the waits go to Wait calls, which report
-the error of each one ("cannot reach tasktide at ..."), as any refusal of the stream (credentials,
-a limit) does; a server without Follow (UNIMPLEMENTED, an older version) gets Wait calls for good.
+RECONNECT_MAX_MS) and names every id still awaited: a wait outlives a restart. The service accepts
+a stream by sending its headers at once. Once it has accepted one of this client's streams, a lost
+service is a service restarting: the streams are opened again for as long as waits are left, and
+each wait ends by its own timeout. A platform this client never reached is reported instead: after
+MAX_FAILURES streams in a row refused (about 3 s), the waits go to Wait calls, which report the
+error of each one ("cannot reach tasktide at ..."), as any refusal of the stream (credentials, a
+limit) does; a server without Follow (UNIMPLEMENTED, an older version) gets Wait calls for good.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TypeVar
@@ -35,7 +38,9 @@ from tasktide.v1 import results_pb2, results_pb2_grpc, task_pb2
 
 MAX_FOLLOWED = 10_000  # ids followed at once (the server's default batch limit); more waits use Wait
 MAX_IDLE_SECONDS = 30.0
-MAX_FAILURES = 5  # streams lost in a row without an answer before the waits use Wait
+MAX_FAILURES = 5  # streams refused in a row, the service never reached, before the waits use Wait
+# In the headers the service sends as it accepts a Follow stream (services/results/follow.py).
+FOLLOW_HEADER = "tasktide-follow"
 TASK_ID = re.compile(r"[0-9a-f]{32}")
 # Statuses after which the stream is opened again: the service was away, restarting or overloaded.
 TRANSIENT = frozenset(
@@ -57,6 +62,11 @@ Answer = Future[task_pb2.TaskResult | None]
 F = TypeVar("F")
 
 
+def accepting(headers: Iterable[tuple[str, str | bytes]] | None) -> bool:
+    """True when these headers of a Follow stream say the service accepted it."""
+    return any(key == FOLLOW_HEADER for key, _ in headers or ())
+
+
 def take_off(waiters: dict[str, set[F]], task_id: str, fut: F) -> bool:
     """Takes `fut` off the waits for `task_id`; True when it was the last one (the id is to be
     forgotten), False when others wait or it was answered meanwhile."""
@@ -74,7 +84,7 @@ class _Stream:
     def __init__(self, stub: results_pb2_grpc.ResultsStub, ids: list[str]) -> None:
         self.requests: queue.SimpleQueue[results_pb2.FollowRequest | None] = queue.SimpleQueue()
         self.used = time.monotonic()
-        self.answered = False  # the server has sent something on it
+        self.accepted = False  # the server has sent its headers on it
         if ids:
             self.requests.put(results_pb2.FollowRequest(task_ids=ids))
         # Opened outside the caller's context: the stream outlives the wait that opens it.
@@ -103,6 +113,7 @@ class Follower:
         self._reopening = False  # a lost stream's thread is about to open the next one
         self.opened = 0  # streams opened (for tests and diagnostics)
         self.unsupported = False  # the server answered Follow with UNIMPLEMENTED
+        self.reached = False  # the service has accepted a stream of this client
         self._closed = False
 
     def wait(self, task_id: str, timeout: float | None) -> task_pb2.TaskResult | None:
@@ -167,10 +178,12 @@ class Follower:
                     return
                 if not self._waiters or self._closed:
                     return
-                failures = 0 if stream.answered else failures + 1
-                if failures >= MAX_FAILURES:
+                failures = 0 if stream.accepted else failures + 1
+                if failures >= MAX_FAILURES and not self.reached:
                     self._release()
                     return
+                if failures == 1 and self.reached:
+                    log.warning("the results service was lost (%s); waiting for it to be back", code)
                 self._reopening = True
             pause = min(RECONNECT_INITIAL_MS * 1.6 ** max(failures - 1, 0), RECONNECT_MAX_MS) / 1000
             log.debug("Follow stream lost (%s); opening another in %.1f s", code, pause)
@@ -185,8 +198,10 @@ class Follower:
     def _read(self, stream: _Stream) -> grpc.StatusCode:
         """The answers of `stream` handed to their waits; the status it ended with."""
         try:
+            if accepting(stream.responses.initial_metadata()):
+                stream.accepted = self.reached = True
             for resp in stream.responses:
-                stream.answered = True
+                stream.accepted = self.reached = True  # a service that sends no FOLLOW_HEADER
                 with self._lock:
                     ready = [(r, self._waiters.pop(r.task_id, set())) for r in resp.results]
                 for result, waiters in ready:

@@ -119,8 +119,9 @@ class ResultsServicer:
         (followed, never answered). An answered id is no longer followed (follow it again to be
         answered again). The ids followed at once are bounded (the server's batch limit): more end the
         stream with RESOURCE_EXHAUSTED; a malformed id ends it with INVALID_ARGUMENT. When the client
-        half-closes, the server answers the ids still followed, then ends the stream. A client whose
-        stream broke (UNAVAILABLE, a restarted server) opens a new one and names its ids again.
+        half-closes, the server answers the ids still followed, then ends the stream. The server sends
+        its headers as it accepts the stream, "tasktide-follow" among them. A client whose stream broke
+        (UNAVAILABLE, a restarted server) opens a new one and names its ids again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
