@@ -452,3 +452,46 @@ def test_the_pipelines_of_one_turn_of_the_loop_reach_redis_in_one_write(tmp_path
         out, read = asyncio.run(main())
         assert out == [[True, str(i).encode()] for i in range(50)]
         assert read == 1
+
+
+class _OwnConnection(redis.asyncio.connection.Connection):
+    """A connection class of its own: the link does not serve such a client (as with rediss://)."""
+
+
+def test_a_pooled_connection_loads_only_the_scripts_redis_lacks(redis_server):
+    """A client the link does not serve loads its kept scripts on each new pooled connection; one
+    SCRIPT EXISTS first, so a connection opened as the pool grows loads none when Redis has them,
+    and a connection made after Redis lost them loads them all again."""
+    from tasktide_services.common.lua import Script, preload
+
+    sync = redis.Redis(port=redis_server.port, db=DB)
+    scripts = {f"s{i}": Script(None, f"return {i} + #KEYS") for i in range(5)}
+
+    def script_calls() -> int:  # SCRIPT LOAD, EXISTS, FLUSH ("cmdstat_script" before Redis 7)
+        stats = sync.info("commandstats")
+        return sum(int(v["calls"]) for k, v in stats.items() if k.startswith("cmdstat_script"))
+
+    async def main() -> tuple[int, int, list[int]]:
+        pool = redis.asyncio.ConnectionPool(port=redis_server.port, db=DB, connection_class=_OwnConnection)
+        r = LinkedRedis(connection_pool=pool)
+        try:
+            assert r._linked() is None, "the link serves this client"
+            sync.script_flush()
+            await preload(r, scripts)
+            before = script_calls()
+            await asyncio.gather(*(r.ping() for _ in range(3)))  # commands at once: the pool grows
+            assert len(pool._available_connections) >= 2, "the pool did not grow"
+            grown = script_calls() - before
+            sync.script_flush()
+            await pool.disconnect()  # as after a restart of Redis: the next commands connect anew
+            before = script_calls()
+            await asyncio.gather(*(r.ping() for _ in range(3)))
+            return grown, script_calls() - before, sync.script_exists(*(s.sha for s in scripts.values()))
+        finally:
+            await r.aclose()
+
+    grown, after_flush, present = asyncio.run(main())
+    # One SCRIPT EXISTS per new connection (at most 3 here), not a SCRIPT LOAD per script.
+    assert grown <= 3, f"{grown} SCRIPT commands for connections opened while Redis had every script"
+    assert after_flush >= len(scripts), "the connections made after Redis lost the scripts did not load them"
+    assert present == [True] * len(scripts)

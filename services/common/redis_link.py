@@ -31,7 +31,7 @@ A new connection loads the Lua scripts the client was told of (`keep_scripts`, f
 them loaded first, no pipeline after the restart answers NOSCRIPT, so a transaction runs whole
 rather than its plain commands now and its script calls in a second transaction (lua.py). A client
 the link does not serve (a `rediss://` URL: redis-py's own TLS connections) does the same on each
-of its pooled connections, after redis-py's handshake (`_load_kept`).
+of its pooled connections, after redis-py's handshake, for the scripts Redis lacks (`_load_kept`).
 """
 
 from __future__ import annotations
@@ -429,9 +429,17 @@ class LinkedRedis(Redis):
 
     async def _load_kept(self, connection: AbstractConnection) -> None:
         """redis-py's handshake on a new pooled connection, then SCRIPT LOAD of the kept scripts
-        (module doc)."""
+        Redis lacks (module doc): one SCRIPT EXISTS for all of them, so that a connection opened as
+        the pool grows costs one command, not one per script."""
         await connection.on_connect()
-        kept = list(self._kept.values())
+        if not self._kept:
+            return
+        await connection.send_command("SCRIPT", "EXISTS", *self._kept)
+        try:
+            present = await connection.read_response()
+        except ResponseError:  # SCRIPT refused (an ACL): the loads below are refused and logged too
+            present = [0] * len(self._kept)
+        kept = [source for (_, source), there in zip(self._kept.items(), present, strict=True) if not there]
         if not kept:
             return
         await connection.send_packed_command(connection.pack_commands([("SCRIPT", "LOAD", s) for s in kept]))
