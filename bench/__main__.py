@@ -22,13 +22,11 @@ from typing import Any
 import redis
 
 from bench import canvas, meta, summary
+from bench.databases import CELERY_DB, TASKTIDE_DB
 from bench.procs import ROOT, bench_redis
 from bench.profiling import Profiler
 from bench.report import json_lines, lines
 from bench.workloads import Counts, run_system
-
-TASKTIDE_DB = 0
-CELERY_DB = 1
 
 
 def _log(msg: str) -> None:

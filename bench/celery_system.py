@@ -11,7 +11,7 @@ from pathlib import Path
 import redis
 
 from bench.procs import Proc, python_argv, settle_used_memory, tree_rss_bytes
-from bench.workloads import round_trips
+from bench.round_trips import round_trips
 
 MIB = 1024 * 1024
 TIMEOUT = 600.0

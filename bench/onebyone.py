@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-workers", action="store_true")
     p.add_argument("--floor", action="store_true", help="the transport alone (module doc)")
     args = p.parse_args(argv)
-    from bench.__main__ import CELERY_DB, TASKTIDE_DB
+    from bench.databases import CELERY_DB, TASKTIDE_DB
 
     with contextlib.ExitStack() as stack:
         work, server, base = bench_redis(stack, prefix="tasktide-onebyone-")

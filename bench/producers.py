@@ -185,7 +185,7 @@ def _bulk_submitter(name: str, tasks: Any) -> Callable[[int], None]:
 def latency_under_load(name: str, add: Any, capacity: float, n: int, backlog: Callable[[], int]) -> dict[str, float]:
     """Round trips of `add` while a separate process loads the system at LOAD_SHARE of
     `capacity` (tasks/s)."""
-    from bench.workloads import percentiles, timed_round_trips
+    from bench.round_trips import percentiles, timed_round_trips
 
     ctx = mp.get_context("spawn")
     running, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     counts = ProducerCounts().scaled(args.scale)
     rows = set(args.rows.split(","))
-    from bench.__main__ import CELERY_DB, TASKTIDE_DB
+    from bench.databases import CELERY_DB, TASKTIDE_DB
 
     with contextlib.ExitStack() as stack:
         work, server, base = bench_redis(stack, args.work_dir)

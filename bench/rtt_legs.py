@@ -31,7 +31,7 @@ from pathlib import Path
 
 import tasktide
 from bench.procs import paced
-from bench.workloads import percentiles
+from bench.round_trips import percentiles
 
 app = tasktide.App("legs")
 ROOT = Path(__file__).resolve().parent.parent

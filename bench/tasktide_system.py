@@ -18,8 +18,8 @@ import redis
 
 from bench.procs import Proc, python_argv, settle_used_memory, tree_rss_bytes, wait_until
 from bench.profiling import Profiler
+from bench.round_trips import round_trips
 from bench.secure import Credentials, make_credentials
-from bench.workloads import round_trips
 from tasktide_services.common.redis_server import free_port
 
 BATCH = 1000  # tasks per SubmitBatch call
