@@ -82,7 +82,7 @@ def test_a_wait_that_times_out_is_taken_off_the_stream(platform, client, queue_n
 
 # How long the lone results service stays down: longer than a platform never reached is tried for
 # (MAX_FAILURES streams refused, about 3 s).
-OUTAGE_SECONDS = 6.0
+OUTAGE_SECONDS = 4.0
 
 
 def test_waits_outlive_a_slow_restart_of_the_results_service(tmp_path: Path, flavour) -> None:

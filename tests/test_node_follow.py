@@ -37,7 +37,7 @@ def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
 
 # How long the lone results service stays down: longer than a platform never reached is tried for
 # (MAX_FAILURES streams refused, about 3 s).
-OUTAGE_SECONDS = 6.0
+OUTAGE_SECONDS = 4.0
 
 
 def test_node_waits_are_answered_after_a_slow_restart_of_the_results_service(node: str, tmp_path: Path) -> None:

@@ -337,7 +337,7 @@ func TestAGetOutlivesASlowRestartOfAServiceThatAcceptedItsStream(t *testing.T) {
 		}
 	}
 	srv.Stop()
-	time.Sleep(5 * time.Second)
+	time.Sleep(4 * time.Second)
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
