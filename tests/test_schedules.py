@@ -78,6 +78,9 @@ def test_bad_definitions_are_invalid_argument(client: tasktide.Client, sched_nam
         client.put_schedule("no spaces", "t.add", [1, 2], every=1.0)
     with pytest.raises(tasktide.ConfigurationError, match="exactly one"):
         client.put_schedule(sched_name, "t.add", cron="* * * * *", every=1.0)
+    for nothing in (0, 0.0, dt.timedelta(0), float("nan")):  # 0 would travel as "no interval"
+        with pytest.raises(tasktide.ConfigurationError, match="every must be a positive number of seconds"):
+            client.put_schedule(sched_name, "t.add", every=nothing)
     with pytest.raises(tasktide.NotFound):
         client.get_schedule(sched_name)
 
@@ -294,6 +297,8 @@ def test_cli_add_list_delete_round_trip(platform: PlatformThread, sched_name: st
     assert res.returncode == 2 and "invalid cron expression" in res.stderr
     res = _cli("schedule", "add", "x" + sched_name, "t.add", address=a)
     assert res.returncode == 2 and "exactly one of --cron and --every" in res.stderr
+    res = _cli("schedule", "add", "x" + sched_name, "t.add", "--every", "0", address=a)
+    assert res.returncode == 2 and "every must be a positive number of seconds, got 0.0" in res.stderr
     assert _cli("schedule", "delete", sched_name, address=a).returncode == 0
     res = _cli("schedule", "delete", sched_name, address=a)
     assert res.returncode == 4 and "no schedule" in res.stderr

@@ -87,6 +87,8 @@ def schedule_proto(
     if (cron is None) == (every is None):
         raise ConfigurationError("a schedule needs exactly one of cron= and every=")
     seconds = every.total_seconds() if isinstance(every, dt.timedelta) else every
+    if seconds is not None and not seconds > 0:  # 0 would travel as "no interval"; NaN too
+        raise ConfigurationError(f"every must be a positive number of seconds, got {seconds}")
     return scheduler_pb2.Schedule(
         id=name,
         task=build_spec(task_name, args, kwargs, options=defaults, **options),
