@@ -432,14 +432,15 @@ class LinkedRedis(Redis):
         Redis lacks (module doc): one SCRIPT EXISTS for all of them, so that a connection opened as
         the pool grows costs one command, not one per script."""
         await connection.on_connect()
-        if not self._kept:
+        scripts = list(self._kept.items())  # as now: more may be kept while this waits for Redis
+        if not scripts:
             return
-        await connection.send_command("SCRIPT", "EXISTS", *self._kept)
+        await connection.send_command("SCRIPT", "EXISTS", *(sha for sha, _ in scripts))
         try:
             present = await connection.read_response()
         except ResponseError:  # SCRIPT refused (an ACL): the loads below are refused and logged too
-            present = [0] * len(self._kept)
-        kept = [source for (_, source), there in zip(self._kept.items(), present, strict=True) if not there]
+            present = [0] * len(scripts)
+        kept = [source for (_, source), there in zip(scripts, present, strict=True) if not there]
         if not kept:
             return
         await connection.send_packed_command(connection.pack_commands([("SCRIPT", "LOAD", s) for s in kept]))
