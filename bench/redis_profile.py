@@ -30,7 +30,7 @@ from pathlib import Path
 import redis
 
 from bench.databases import TASKTIDE_DB
-from bench.footprint import script_names
+from bench.footprint import per_task, script_names, snapshot
 from bench.procs import bench_redis
 from bench.tasktide_system import TasktideSystem
 
@@ -44,15 +44,6 @@ GROUPS = (
 )
 
 
-def _commands(r: redis.Redis) -> Counter[str]:
-    return Counter({k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in r.info("commandstats").items()})
-
-
-def _cpu(r: redis.Redis) -> float:
-    cpu = r.info("cpu")
-    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
-
-
 def per_call(r: redis.Redis, run: Callable[[], object], n: int) -> tuple[float, float, list[tuple[str, float, float]]]:
     """`run()` with every command in SLOWLOG: Redis CPU per task, commands per task, and per script
     or command (calls per task, us per call), the costliest first."""
@@ -60,13 +51,12 @@ def per_call(r: redis.Redis, run: Callable[[], object], n: int) -> tuple[float, 
     r.config_set("slowlog-max-len", 1_000_000)
     r.config_set("slowlog-log-slower-than", 0)
     r.slowlog_reset()
-    calls, cpu = _commands(r), _cpu(r)
+    before = snapshot(r)
     try:
         run()
     finally:
         r.config_set("slowlog-log-slower-than", 10_000)
-    cpu = (_cpu(r) - cpu) / n * 1e6
-    commands = sum((_commands(r) - calls).values()) / n
+    cost = per_task(before, snapshot(r), n)
     took: Counter[str] = Counter()
     count: Counter[str] = Counter()
     for entry in r.slowlog_get(1_000_000):
@@ -79,7 +69,7 @@ def per_call(r: redis.Redis, run: Callable[[], object], n: int) -> tuple[float, 
         took[name] += entry["duration"]
         count[name] += 1
     rows = [(k, count[k] / n, took[k] / count[k]) for k in sorted(took, key=lambda k: -took[k])]
-    return cpu, commands, rows
+    return cost["cpu"], cost["commands"], rows
 
 
 def grouped(report: str) -> dict[str, float]:

@@ -19,15 +19,14 @@ import grpc
 
 from tasktide._call_end import end_call
 from tasktide._following import (
-    MAX_FAILURES,
     MAX_FOLLOWED,
     MAX_IDLE_SECONDS,
     TASK_ID,
     TRANSIENT,
     accepting,
+    reopen_after,
     take_off,
 )
-from tasktide._settings import RECONNECT_INITIAL_MS, RECONNECT_MAX_MS
 from tasktide.v1 import results_pb2, results_pb2_grpc, task_pb2
 
 log = logging.getLogger("tasktide.client")
@@ -138,14 +137,12 @@ class AsyncFollower:
             if code == grpc.StatusCode.UNIMPLEMENTED:
                 self.unsupported = True
             failures = 0 if accepted else failures + 1
-            if code not in TRANSIENT or (failures >= MAX_FAILURES and not self.reached):
+            if code in TRANSIENT and (not self._waiters or self._closed):
+                break
+            pause = reopen_after(code, failures, self.reached)
+            if pause is None:
                 self._release()
                 break
-            if not self._waiters or self._closed:
-                break
-            if failures == 1 and self.reached:
-                log.warning("the results service was lost (%s); waiting for it to be back", code)
-            pause = min(RECONNECT_INITIAL_MS * 1.6 ** max(failures - 1, 0), RECONNECT_MAX_MS) / 1000
             log.debug("Follow stream lost (%s); opening another in %.1f s", code, pause)
             await asyncio.sleep(pause)
             if not self._waiters or self._closed:

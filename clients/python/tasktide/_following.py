@@ -67,6 +67,17 @@ def accepting(headers: Iterable[tuple[str, str | bytes]] | None) -> bool:
     return any(key == FOLLOW_HEADER for key, _ in headers or ())
 
 
+def reopen_after(code: grpc.StatusCode, failures: int, reached: bool) -> float | None:
+    """The rule of both followers once a stream ended with `code`, `failures` streams in a row
+    refused (this one included): the seconds to pause before the next stream, or None when the
+    waits go to Wait calls (a refusal, or a service this client never reached)."""
+    if code not in TRANSIENT or (failures >= MAX_FAILURES and not reached):
+        return None
+    if failures == 1 and reached:
+        log.warning("the results service was lost (%s); waiting for it to be back", code)
+    return float(min(RECONNECT_INITIAL_MS * 1.6 ** max(failures - 1, 0), RECONNECT_MAX_MS) / 1000)
+
+
 def take_off(waiters: dict[str, set[F]], task_id: str, fut: F) -> bool:
     """Takes `fut` off the waits for `task_id`; True when it was the last one (the id is to be
     forgotten), False when others wait or it was answered meanwhile."""
@@ -173,19 +184,14 @@ class Follower:
                 self._stream = None
                 if code == grpc.StatusCode.UNIMPLEMENTED:
                     self.unsupported = True
-                if code not in TRANSIENT:
-                    self._release()
-                    return
-                if not self._waiters or self._closed:
+                if code in TRANSIENT and (not self._waiters or self._closed):
                     return
                 failures = 0 if stream.accepted else failures + 1
-                if failures >= MAX_FAILURES and not self.reached:
+                pause = reopen_after(code, failures, self.reached)
+                if pause is None:
                     self._release()
                     return
-                if failures == 1 and self.reached:
-                    log.warning("the results service was lost (%s); waiting for it to be back", code)
                 self._reopening = True
-            pause = min(RECONNECT_INITIAL_MS * 1.6 ** max(failures - 1, 0), RECONNECT_MAX_MS) / 1000
             log.debug("Follow stream lost (%s); opening another in %.1f s", code, pause)
             time.sleep(pause)
             with self._lock:
