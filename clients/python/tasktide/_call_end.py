@@ -1,4 +1,13 @@
-"""How the AsyncClient's streams end a call their own task no longer reads.
+"""How the clients' streams end a call they no longer read.
+
+The blocking Client's streams are read by a thread each (_submitter.py, _following.py). Such a
+thread is a daemon; one still inside a call when the interpreter exits may hold the call's lock,
+frozen there, while the garbage collection at exit runs the call's finalizer, which waits for that
+lock for ever: the process prints its result and never ends. gRPC's own threads (the channel's,
+which delivers each call's events under that lock) are daemons too. So closing a client waits for
+its readers to end (`join_reader`), cancelling a call whose service has not ended it in time, and
+at exit the garbage is collected once (an atexit hook), while every thread still runs, so that no
+call's finalizer is left for the collection after the daemon threads have stopped.
 
 A stream's task is cancelled when its client closes, when the stream is replaced, and when the
 event loop ends with the client still open: `asyncio.run` (and loops like asgiref's) cancel every
@@ -16,11 +25,23 @@ streams end with the service (half-closed, then read to their status).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import gc
+import threading
+from typing import Protocol
 
 import grpc
 
 SETTLE_SECONDS = 0.25
+JOIN_SECONDS = 2.0  # a blocking stream's service ends it in that time, or the call is cancelled
+
+
+atexit.register(gc.collect)  # module doc: calls finalized while gRPC's threads still run
+
+
+class _Cancellable(Protocol):
+    def cancel(self) -> bool: ...
 
 
 async def end_call(call: grpc.aio.Call) -> None:
@@ -31,3 +52,15 @@ async def end_call(call: grpc.aio.Call) -> None:
     call.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.sleep(SETTLE_SECONDS)
+
+
+def join_reader(reader: threading.Thread | None, call: _Cancellable | None, seconds: float = JOIN_SECONDS) -> None:
+    """Wait for a blocking stream's reader thread to end (module doc). The caller has ended the
+    stream (half-closed or cancelled it); after `seconds`, `call` is cancelled and the thread
+    waited for once more."""
+    if reader is None or reader is threading.current_thread():
+        return
+    reader.join(seconds)
+    if reader.is_alive() and call is not None:
+        call.cancel()
+        reader.join(seconds)

@@ -33,6 +33,7 @@ from typing import TypeVar
 
 import grpc
 
+from tasktide._call_end import join_reader
 from tasktide._settings import RECONNECT_INITIAL_MS, RECONNECT_MAX_MS
 from tasktide.v1 import results_pb2, results_pb2_grpc, task_pb2
 
@@ -126,6 +127,8 @@ class Follower:
         self.unsupported = False  # the server answered Follow with UNIMPLEMENTED
         self.reached = False  # the service has accepted a stream of this client
         self._closed = False
+        self._thread: threading.Thread | None = None  # reads the streams, one after another
+        self._stopped = threading.Event()  # set by close(): wakes the thread's pause
 
     def wait(self, task_id: str, timeout: float | None) -> task_pb2.TaskResult | None:
         """The final result of `task_id`; None when the stream cannot serve it (the caller uses
@@ -169,7 +172,8 @@ class Follower:
         """Under the lock: a new stream naming every id awaited, and its thread."""
         stream = self._stream = _Stream(self._stub, list(self._waiters))
         self.opened += 1
-        threading.Thread(target=self._run, args=(stream,), name="tasktide-follow", daemon=True).start()
+        self._thread = threading.Thread(target=self._run, args=(stream,), name="tasktide-follow", daemon=True)
+        self._thread.start()
 
     def _run(self, stream: _Stream) -> None:
         """Reads `stream` until it ends, then opens the next one while waits are left, after a
@@ -193,7 +197,7 @@ class Follower:
                     return
                 self._reopening = True
             log.debug("Follow stream lost (%s); opening another in %.1f s", code, pause)
-            time.sleep(pause)
+            self._stopped.wait(pause)
             with self._lock:
                 self._reopening = False
                 if self._closed or not self._waiters or self._stream is not None:
@@ -227,7 +231,10 @@ class Follower:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            if self._stream is not None:
-                self._stream.end()
-                self._stream = None
+            stream, self._stream = self._stream, None
+            if stream is not None:
+                stream.end()
             self._release()
+            thread = self._thread
+        self._stopped.set()
+        join_reader(thread, stream.responses if stream is not None else None)

@@ -25,6 +25,7 @@ from typing import NamedTuple, Protocol
 
 import grpc
 
+from tasktide._call_end import join_reader
 from tasktide._errors import error_from_status, stream_closed, translate
 from tasktide._exceptions import ServiceError
 from tasktide._transport import UnarySubmitter
@@ -74,6 +75,7 @@ class _Stream:
         # What one message may carry: 1 submission until the scheduler announces more (its initial
         # metadata, read by the stream's reader thread; a scheduler without batches announces none).
         self.bounds = NO_BATCHES
+        self.reader: threading.Thread | None = None  # the thread that reads its answers
         # Opened outside the caller's context: the stream outlives the submission that opens it, so
         # it belongs to no submission's trace (each submission is traced by the interceptors).
         self.responses = contextvars.Context().run(stub.SubmitStream, self._requests())
@@ -215,7 +217,8 @@ class StreamSubmitter:
                 stream = None
             if stream is None or not stream.open:
                 stream = self._stream = _Stream(self._stub, self._address)
-                threading.Thread(target=self._read, args=(stream,), name="tasktide-submit", daemon=True).start()
+                stream.reader = threading.Thread(target=self._read, args=(stream,), name="tasktide-submit", daemon=True)
+                stream.reader.start()
             stream.used = now
             self._seq += 1
             stream.pending[self._seq] = fut
@@ -286,6 +289,8 @@ class StreamSubmitter:
 
     def _end(self) -> None:
         with self._lock:
-            if self._stream is not None and self._stream.open:
-                self._stream.requests.put(_END)
-            self._stream = None
+            stream, self._stream = self._stream, None
+            if stream is not None and stream.open:
+                stream.requests.put(_END)
+        if stream is not None:  # the scheduler ends a half-closed stream once it has answered
+            join_reader(stream.reader, stream.responses)
