@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import queue as queue_mod
 import time
 
 import pytest
@@ -189,6 +190,53 @@ def test_task_that_kills_its_worker_goes_to_dead_letters(platform, client, queue
         h.get(timeout=TEST_LEASE_SECONDS * 3)
     assert info.value.remote_type == "tasktide.WorkerLost"
     assert h.id in [d.task_id for d in client.dead_letters(queue_name)]
+    # The timeline: submitted once, then each delivery, the later ones saying why they came again.
+    events = [e for e in client.watch([h.id]) if not e.progress_only]
+    assert states(client, h.id) == [TaskState.QUEUED, *[TaskState.RUNNING] * 3, TaskState.DEAD]
+    assert [e.worker_id for e in events[1:4]] == ["doomed-1", "doomed-2", "doomed-3"]
+    assert [e.message for e in events[1:4]] == [
+        "",
+        "delivery 2: the lease of delivery 1 expired",
+        "delivery 3: the lease of delivery 2 expired",
+    ]
+    assert events[0].spec.name == "t.add"
+
+
+def test_a_task_given_back_unstarted_says_so_in_its_timeline(platform, client, queue_name):
+    """A worker that takes a task and gives it back (as at a graceful stop with tasks prefetched):
+    the timeline says so, and the next delivery is the first again, with no second submission."""
+    import grpc
+
+    from tasktide.v1 import worker_pb2, worker_pb2_grpc
+
+    h = submit(client, "t.add", 2, 3, queue=queue_name)
+    ch = grpc.insecure_channel(platform.registry_address)
+    taken: queue_mod.Queue[worker_pb2.LeaseRef] = queue_mod.Queue()
+
+    def messages():
+        yield worker_pb2.WorkerMessage(hello=worker_pb2.Hello(worker_id="giver", queues=[queue_name]))
+        yield worker_pb2.WorkerMessage(credit=1)
+        yield worker_pb2.WorkerMessage(release=worker_pb2.Release(leases=[taken.get(timeout=20)]))
+
+    stream = worker_pb2_grpc.RegistryStub(ch).Session(messages(), timeout=20)
+    a = next(m for m in stream if m.WhichOneof("kind") == "assignments").assignments.assignments[0]
+    taken.put(worker_pb2.LeaseRef(task_id=a.task.id, queue=queue_name, lease_token=a.lease_token))
+    eventually(lambda: getattr(queue_stat(client, queue_name), "ready", 0) == 1)
+    ch.close()
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        assert h.get(timeout=10) == 5
+    events = [e for e in client.watch([h.id]) if not e.progress_only]
+    assert [TaskState.from_proto(e.state) for e in events] == [
+        TaskState.QUEUED,
+        TaskState.RUNNING,
+        TaskState.QUEUED,
+        TaskState.RUNNING,
+        TaskState.SUCCEEDED,
+    ]
+    assert events[0].spec.name == "t.add"
+    assert events[1].worker_id == "giver" and events[3].worker_id not in ("", "giver")
+    assert events[2].message == "given back unstarted by worker giver"
+    assert events[3].message == ""  # a delivery given back does not count: this one is the first again
 
 
 def test_soft_time_limit_raises_inside_the_task(platform, client, queue_name):

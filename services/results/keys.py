@@ -40,13 +40,14 @@ later bucket has an entry there too; the listing keeps the entry of the bucket o
 latest change (read from its state hash) and skips the other.
 
 The scripts (scripts.lua) read LUA_CONSTANTS as locals (see common/lua.py): the range of final
-states (common/layout.py), EVENTS_KEPT and INDEX_WIDE_BYTES.
+states (common/layout.py), the QUEUED state, EVENTS_KEPT and INDEX_WIDE_BYTES.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+from tasktide.v1 import task_pb2
 from tasktide_services.common.layout import FIRST_FINAL_STATE, LAST_FINAL_STATE
 
 EVENTS = "tt:r:events"
@@ -58,6 +59,7 @@ INDEX_WIDE_BYTES = 256
 LUA_CONSTANTS = {
     "FIRST_FINAL_STATE": FIRST_FINAL_STATE,
     "LAST_FINAL_STATE": LAST_FINAL_STATE,
+    "QUEUED": task_pb2.TASK_STATE_QUEUED,
     "EVENTS_KEPT": EVENTS_KEPT,
     "INDEX_WIDE_BYTES": INDEX_WIDE_BYTES,
 }

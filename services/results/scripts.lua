@@ -1,6 +1,6 @@
 -- Transitions of the results service. Each section from "--! name" is loaded as one script, with
--- the prelude before it and, above that, FIRST_FINAL_STATE, LAST_FINAL_STATE, EVENTS_KEPT and
--- INDEX_WIDE_BYTES (keys.LUA_CONSTANTS) as locals (see common/lua.py). record and events_after
+-- the prelude before it and, above that, FIRST_FINAL_STATE, LAST_FINAL_STATE, QUEUED, EVENTS_KEPT
+-- and INDEX_WIDE_BYTES (keys.LUA_CONSTANTS) as locals (see common/lua.py). record and events_after
 -- take the KEYS of one task, keys.task_keys(id); the index_* scripts those of an index bucket.
 
 --! prelude
@@ -162,6 +162,11 @@ for _ = 1, tonumber(ARGV[4]) do
   if with_slim then slim, named, i = ARGV[i], ARGV[i + 1], i + 2 end
   if final(current) and flags % 8 < 4 then  -- not a reopen
     out[#out + 1] = 0
+  elseif with_spec and spec ~= '' and kind - flags == QUEUED * 16 and flags % 8 < 4 then
+    -- The QUEUED event that comes with the spec is a task's first: once the spec is stored, it is
+    -- the same event again (a task delivered again after its lease expired or its worker gave it
+    -- back, a submission sent twice), already in the log. Acknowledged, not appended.
+    out[#out + 1] = 1
   else
     if with_spec and spec == '' then spec, t0 = new_spec, submitted end
     if with_slim and spec ~= '' and string.sub(spec, 1, #named) == named then e = slim end

@@ -164,7 +164,8 @@ class SessionLoops:
         for r in leases:
             session.assigned.pop(r.task_id, None)
         if held:
-            session.settle(started=[event(t, task_pb2.TASK_STATE_QUEUED) for t in held])
+            message = f"given back unstarted by worker {session.hello.worker_id}"
+            session.settle(started=[event(t, task_pb2.TASK_STATE_QUEUED, message=message) for t in held])
 
     async def _heartbeat(self, session: Session, leases: list[worker_pb2.LeaseRef]) -> None:
         deadline = now_ms() + self.lease_ms
@@ -288,7 +289,10 @@ class SessionLoops:
         self.hooks.dispatched(session.hello.worker_id, assignments)
         session.out.put_nowait(message)
         worker_id = session.hello.worker_id
-        started = [event(i.task, task_pb2.TASK_STATE_RUNNING, worker_id=worker_id) for i in runnable]
+        started = [
+            event(i.task, task_pb2.TASK_STATE_RUNNING, worker_id=worker_id, message=redelivered(i.delivery))
+            for i in runnable
+        ]
         session.settle(started=first + started)
 
     async def drop_expired(self, leased: list[Leased]) -> list[Leased]:
@@ -307,6 +311,13 @@ class SessionLoops:
         except Exception:  # noqa: BLE001 - their leases expire and they are dropped on a later delivery
             log.exception("recording %d expired tasks failed", len(expired))
         return [i for i in leased if i not in expired]
+
+
+def redelivered(delivery: int) -> str:
+    """What a RUNNING event says of its delivery: nothing for the first; from the second on, that
+    the lease of the one before expired (a worker lost or stopped; a delivery given back unstarted
+    does not count, scripts.lua `release`)."""
+    return f"delivery {delivery}: the lease of delivery {delivery - 1} expired" if delivery > 1 else ""
 
 
 def expired_of(leased: list[Leased], now: int) -> list[Leased]:
