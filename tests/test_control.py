@@ -186,6 +186,13 @@ def test_task_that_kills_its_worker_goes_to_dead_letters(platform, client, queue
         assert got.assignments.assignments[0].delivery == delivery
         dead.set()
         ch.close()  # the worker dies holding the lease
+        if delivery == 1:  # recorded as running until delivered again; explain() looks in the queue
+            why = eventually(lambda: (e := h.explain()).reason == "NO_WORKER" and e, timeout=TEST_LEASE_SECONDS * 3)
+            assert why.message == (
+                "its lease on worker doomed-1 expired (the worker was lost or stopped); "
+                f"no worker consumes queue {queue_name!r}"
+            )
+            assert why.state == TaskState.RUNNING
     with pytest.raises(tasktide.TaskDead) as info:
         h.get(timeout=TEST_LEASE_SECONDS * 3)
     assert info.value.remote_type == "tasktide.WorkerLost"

@@ -27,10 +27,17 @@ async def explain(
     if is_final(state):
         out.reason, out.message = R.WAIT_REASON_FINISHED, f"finished: {name} at {_at(res.updated_ms)}"
         return out
+    q = task.spec.queue
     if state == S.TASK_STATE_RUNNING:
-        out.reason = R.WAIT_REASON_RUNNING
-        out.message = f"running on worker {res.worker_id} (attempt {res.attempt + 1})"
-        return out
+        # Recorded as running; back in its queue if its lease expired since (the reaper records
+        # nothing: the next delivery's RUNNING event says so), so the registry is asked.
+        loc = await peers.registry.Locate(worker_pb2.LocateRequest(task_id=task.id, queue=q))
+        if not loc.ready:
+            out.reason = R.WAIT_REASON_RUNNING
+            out.message = f"running on worker {res.worker_id} (attempt {res.attempt + 1})"
+            return out
+        lost = f"its lease on worker {res.worker_id} expired (the worker was lost or stopped); "
+        return _queued(out, loc, q, lost)
     eta = await store.eta(task.id)
     if eta is not None:
         out.eta_ms = eta
@@ -43,16 +50,24 @@ async def explain(
         else:
             out.reason, out.message = R.WAIT_REASON_ETA, f"waiting for its ETA {_at(eta)}"
         return out
-    loc = await peers.registry.Locate(worker_pb2.LocateRequest(task_id=task.id, queue=task.spec.queue))
-    q = task.spec.queue
+    loc = await peers.registry.Locate(worker_pb2.LocateRequest(task_id=task.id, queue=q))
+    return _queued(out, loc, q)
+
+
+def _queued(
+    out: scheduler_pb2.Explanation, loc: worker_pb2.LocateResponse, q: str, before: str = ""
+) -> scheduler_pb2.Explanation:
+    """Why a task in its queue (as the registry locates it) has not started; `before` opens the
+    message."""
     out.ahead = loc.ahead
     if loc.leased:
-        out.reason, out.message = R.WAIT_REASON_RUNNING, "leased to a worker, starting"
+        out.reason, message = R.WAIT_REASON_RUNNING, "leased to a worker, starting"
     elif loc.paused:
-        out.reason, out.message = R.WAIT_REASON_QUEUE_PAUSED, f"queue {q!r} is paused"
+        out.reason, message = R.WAIT_REASON_QUEUE_PAUSED, f"queue {q!r} is paused"
     elif loc.consumers == 0:
-        out.reason, out.message = R.WAIT_REASON_NO_WORKER, f"no worker consumes queue {q!r}"
+        out.reason, message = R.WAIT_REASON_NO_WORKER, f"no worker consumes queue {q!r}"
     else:
         out.reason = R.WAIT_REASON_QUEUED_BEHIND
-        out.message = f"{loc.ahead} tasks ahead of it in queue {q!r}; {loc.consumers} workers busy"
+        message = f"{loc.ahead} tasks ahead of it in queue {q!r}; {loc.consumers} workers busy"
+    out.message = before + message
     return out
