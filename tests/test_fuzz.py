@@ -10,6 +10,7 @@ must stay SERVING, and another client's ordinary submit and get must still work 
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -32,7 +33,7 @@ from tests.fuzz_strategies import message, task_specs
 from tests.processes import own_redis
 from tests.tasks_app import app
 
-EXAMPLES = 200
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))  # per service; more for a longer search
 SERVICES = {
     "Scheduler": scheduler_pb2.DESCRIPTOR.services_by_name["Scheduler"],
     "Registry": worker_pb2.DESCRIPTOR.services_by_name["Registry"],
