@@ -129,6 +129,9 @@ async def start(
         cancels = Notifier(redis, registry_keys.CANCEL, on_message=registry.on_cancel)
         await cancels.start()
         running.closers.append(cancels.stop)
+        drains = Notifier(redis, registry_keys.DRAIN, on_message=registry.on_drain)
+        await drains.start()
+        running.closers.append(drains.stop)
         jobs.append(partial(run_reaper, rstore, peers, settings, hooks))
     if "results" in which:
         one_node = not is_cluster_url(settings.redis_url)

@@ -237,7 +237,9 @@ def run_worker_thread(app: App, address: str, **config: object) -> Iterator[Work
     try:
         yield worker_box[0]
     finally:
-        loop_box[0].call_soon_threadsafe(worker_box[0].request_stop)
+        if t.is_alive():  # not ended already (a Drain from the registry ends it)
+            with contextlib.suppress(RuntimeError):  # its loop closed meanwhile
+                loop_box[0].call_soon_threadsafe(worker_box[0].request_stop)
         t.join(20)
     if t.is_alive():
         raise RuntimeError("the worker thread did not stop within 20 s of request_stop")

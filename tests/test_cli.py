@@ -89,6 +89,9 @@ def test_thousand_tasks_all_complete(dev_platform):
         (["status", "xyz"], 2, "malformed task id"),
         (["worker", "no_such_module:app"], 2, "cannot import"),
         (["frobnicate"], 2, "invalid choice"),
+        (["workers", "drain", "no-such-worker"], 4, "no worker 'no-such-worker' is connected"),
+        (["workers", "drain"], 2, "workers drain needs a worker id"),
+        (["workers", "list", "some-id"], 2, "workers list takes no worker id"),
     ],
 )
 def test_clear_errors_and_exit_codes(dev_platform, args, code, fragment):
@@ -96,6 +99,26 @@ def test_clear_errors_and_exit_codes(dev_platform, args, code, fragment):
     res = _cli(*args, env=env)
     assert res.returncode == code, (res.stdout, res.stderr)
     assert fragment in res.stderr
+
+
+def test_workers_are_listed_and_one_is_drained(dev_platform):
+    _, env, _ = dev_platform
+    w = spawn("worker", "examples.app:app", "--queues", "cli-drain", env=env)
+    try:
+
+        def listed() -> list[dict[str, object]]:
+            out = _cli("workers", env=env).stdout.splitlines()
+            return [info for info in map(json.loads, out) if info["queues"] == ["cli-drain"]]
+
+        (info,) = eventually(listed, timeout=30)
+        assert info["pid"] == w.pid and info["language"] == "python"
+        res = _cli("workers", "drain", str(info["worker"]), env=env)
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout) == {"worker": info["worker"], "sessions": 1}
+        assert w.wait(30) == 0  # finished what it ran and ended, as on SIGTERM
+    finally:
+        if w.poll() is None:
+            w.kill()
 
 
 def test_unreachable_platform_exits_3():

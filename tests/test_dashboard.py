@@ -190,6 +190,21 @@ def test_actions_over_http(platform, client, dashboard):
     assert row["consumers"] == 0
     assert http("GET", f"{dashboard}/api/dead/{q}")[1]["tasks"] == []
 
+    worker_id = f"dash-worker/{q}"  # a slash in the id too
+
+    def listed() -> bool:
+        return worker_id in [x["worker_id"] for x in http("GET", f"{dashboard}/api/overview")[1]["workers"]]
+
+    with run_worker_thread(app, platform.address, queues=(q,), worker_id=worker_id):
+        until(listed)
+        path = f"{dashboard}/api/workers/{urllib.parse.quote(worker_id, safe='')}/drain"
+        assert http("POST", path, action=False)[0] == 403
+        assert http("POST", path) == (200, {"worker": worker_id, "sessions": 1})
+        # The registry's Drain reached it: it ends its session (as on SIGTERM) before the block ends.
+        assert until(lambda: not listed())
+    status, body = http("POST", path)
+    assert status == 404 and "is connected" in body["error"]
+
 
 def live_update_landed(dom: str) -> bool:
     return 'data-live="ok"' in dom

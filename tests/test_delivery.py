@@ -9,6 +9,7 @@ import uuid
 import grpc
 import pytest
 
+import tasktide
 from tasktide import TaskState
 from tasktide.v1 import task_pb2, worker_pb2, worker_pb2_grpc
 from tasktide_services.testing import TEST_LEASE_SECONDS, client_settings, eventually, spawn
@@ -143,6 +144,43 @@ def test_sigterm_drains_running_tasks_and_releases_the_rest(platform, client, qu
     finally:
         w2.terminate()
         w2.wait(20)
+
+
+def test_drain_worker_stops_a_worker_as_sigterm_does(platform, client, queue_name, tmp_path):
+    """DrainWorker (the dashboard's and `tasktide workers drain`'s): the worker finishes what runs,
+    gives back what it had not started, and its process ends with 0."""
+    env = {"TASKTIDE_ADDRESS": platform.address}
+    markers = tmp_path / "starts"
+    markers.mkdir()
+    handles = [client.submit("t.slow", [1.0, str(markers)], queue=queue_name) for _ in range(3)]
+    w = spawn("worker", "tests.tasks_app:app", "--queues", queue_name, "--concurrency", "1", "--prefetch", "2", env=env)
+    try:
+        _wait_for(lambda: len(list(markers.iterdir())) == 1, 20, "the first task to start")
+        (info,) = [i for i in client.workers() if list(i.queues) == [queue_name]]
+        assert info.pid == w.pid
+        assert client.drain_worker(info.worker_id) == 1
+        assert w.wait(20) == 0
+    finally:
+        if w.poll() is None:
+            w.kill()
+    _wait_for(lambda: [h.status() for h in handles].count(TaskState.QUEUED) == 2, 10, "given back tasks QUEUED")
+    assert [h.status() for h in handles].count(TaskState.SUCCEEDED) == 1
+    _wait_for(lambda: info.worker_id not in [i.worker_id for i in client.workers()], 10, "the worker to leave")
+    with pytest.raises(tasktide.NotFound, match="no worker .* is connected"):
+        client.drain_worker(info.worker_id)
+    w2 = spawn("worker", "tests.tasks_app:app", "--queues", queue_name, "--concurrency", "2", env=env)
+    try:
+        assert [h.get(timeout=20) for h in handles] == ["slept 1.0"] * 3
+        assert len(list(markers.iterdir())) == 3, "no task ran twice"
+    finally:
+        w2.terminate()
+        w2.wait(20)
+
+
+@pytest.mark.parametrize("worker_id", ["", "x" * 257])
+def test_drain_worker_refuses_a_malformed_id(client, worker_id):
+    with pytest.raises(tasktide.InvalidArgument, match="a worker id is 1..256 characters"):
+        client.drain_worker(worker_id)
 
 
 @pytest.mark.parametrize("restart", ["platform"])

@@ -127,7 +127,12 @@ def test_a_worker_runs_its_namespace_tasks_only_on_the_queues_its_token_allows(
                 assert stats[0].ready == 1 and stats[0].consumers == 0  # beta's queue of that name waits
             assert beta.status(stranger.id) is tasktide.TaskState.QUEUED
             with client_for(secured, "alpha", "admin") as admin_a:
-                assert [w for w in admin_a.workers() if list(w.queues) == [queue_name]]
+                (mine,) = [w for w in admin_a.workers() if list(w.queues) == [queue_name]]
+                with client_for(secured, "beta", "admin") as admin_b:  # another namespace's worker
+                    with pytest.raises(tasktide.NotFound):
+                        admin_b.drain_worker(mine.worker_id)
+                assert admin_a.drain_worker(mine.worker_id) == 1
+                assert worker.wait(30) == 0
     finally:
         stop([worker])
     other = mint(KEY, namespace="alpha", role="worker", queues=["elsewhere"])

@@ -39,6 +39,8 @@ def test_calls_while_redis_is_away_are_unavailable_and_work_again_after(tmp_path
                 # the service answered: it is up, its Redis is not
                 with pytest.raises(Unavailable, match="tasktide at .* is unavailable: .*Redis is out of reach"):
                     client.get_task(first.id)
+                with pytest.raises(Unavailable, match="Redis is out of reach"):  # the registry's admin calls too
+                    client.drain_worker("some-worker")
                 server = start_redis(data, port=port, appendonly=True)
 
                 def again(call: Callable[[], T]) -> Callable[[], T]:

@@ -106,6 +106,11 @@ async def api_pause(request: Request, p: Platform) -> Any:
     return {"queue": queue, "paused": paused}
 
 
+async def api_drain(request: Request, p: Platform) -> Any:
+    worker_id = request.path_params["worker_id"]
+    return {"worker": worker_id, "sessions": await _call(p.drain_worker, worker_id)}
+
+
 async def api_dead(request: Request, p: Platform) -> Any:
     queue = request.path_params["queue"]
     return {"queue": queue, "tasks": await _call(p.dead, queue)}
@@ -237,6 +242,7 @@ def create_app(
         Route("/api/tasks/{task_id}", _api(api_task)),
         Route("/api/tasks/{task_id}/cancel", _api(api_cancel), methods=["POST"]),
         Route("/api/queues/{queue}/{action:str}", _api(api_pause), methods=["POST"]),
+        Route("/api/workers/{worker_id:path}/drain", _api(api_drain), methods=["POST"]),
         Route("/api/dead/{queue}", _api(api_dead)),
         Route("/api/dead/{queue}/requeue", _api(api_requeue), methods=["POST"]),
         Route("/api/schedules", _api(api_schedules)),

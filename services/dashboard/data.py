@@ -246,6 +246,9 @@ class Platform:
     def set_paused(self, queue: str, paused: bool) -> None:
         self.client.pause_queue(queue, paused)
 
+    def drain_worker(self, worker_id: str) -> int:
+        return self.client.drain_worker(worker_id)
+
     def schedules(self) -> list[dict[str, Any]]:
         rows = []
         for s in self.client.list_schedules():

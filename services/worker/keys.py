@@ -17,6 +17,8 @@ scripts in store.py touch one cluster slot.
     tt:w:workers         HASH   session id -> serialized WorkerInfo
     tt:w:notify          PUBSUB queue names that received work
     tt:w:cancel          PUBSUB "task id|grace seconds": stop this task wherever it runs
+    tt:w:drain           PUBSUB session ids, space-separated: send these sessions a Drain wherever
+                                they are connected
 
 The score of a ready task is band * BAND_BASE + arrival (arrival from :fence; a task put back in
 front of its band has arrival 0). Band 0 is priority 100, band 200 is priority -100. The scripts
@@ -35,6 +37,7 @@ QUEUES = "tt:w:queues"
 WORKERS = "tt:w:workers"
 NOTIFY = "tt:w:notify"
 CANCEL = "tt:w:cancel"
+DRAIN = "tt:w:drain"
 
 BAND_BASE = 2**40
 BAND_DIGITS = 3  # bands run from 0 to PRIORITY_MAX - PRIORITY_MIN (200)

@@ -13,7 +13,7 @@ import grpc
 from tasktide.v1 import results_pb2, task_pb2, worker_pb2
 from tasktide_services.common import tenancy, validate
 from tasktide_services.common.auth import current_caller
-from tasktide_services.common.errors import InvalidArgument, PermissionDenied
+from tasktide_services.common.errors import InvalidArgument, NotFound, PermissionDenied
 from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.notify import Notifier
@@ -29,6 +29,7 @@ from tasktide_services.worker.session_state import Session
 from tasktide_services.worker.store import Leased, RegistryStore
 
 log = logging.getLogger("tasktide.registry")
+MAX_WORKER_ID = 256  # characters of a worker id DrainWorker takes
 
 Ctx: TypeAlias = grpc.aio.ServicerContext
 # How long an ended session waits for its dispatcher's `dispatch` calls in flight, to give their
@@ -164,6 +165,30 @@ class RegistryService:
         for w in workers:
             w.queues[:] = [tenancy.shown(caller, q) for q in w.queues]
         return worker_pb2.ListWorkersResponse(workers=workers)
+
+    async def DrainWorker(self, req: worker_pb2.DrainWorkerRequest, ctx: Ctx) -> worker_pb2.DrainWorkerResponse:
+        """Every session of the worker that the caller may see (all its queues visible) is sent a
+        Drain by the replica it is connected to: the session ids go out on one message of DRAIN."""
+        if not req.worker_id or len(req.worker_id) > MAX_WORKER_ID:
+            raise InvalidArgument(f"a worker id is 1..{MAX_WORKER_ID} characters, as ListWorkers gives it")
+        caller = current_caller()
+        sessions = [
+            w.session_id
+            for w in await self.store.workers()
+            if w.worker_id == req.worker_id and all(tenancy.visible(caller, q) for q in w.queues)
+        ]
+        if not sessions:
+            raise NotFound(f"no worker {req.worker_id[:80]!r} is connected")
+        await self.store.redis.publish(keys.DRAIN, " ".join(sessions))
+        return worker_pb2.DrainWorkerResponse(sessions=len(sessions))
+
+    def on_drain(self, message: str) -> None:
+        """A drain from any replica: send it to the sessions named that are connected here."""
+        for session_id in message.split():
+            s = self.sessions.get(session_id)
+            if s is not None:
+                log.info("session %s of worker %s asked to drain", s.id, s.hello.worker_id)
+                s.send(drain=worker_pb2.Drain())
 
     async def QueueStats(self, req: worker_pb2.QueueStatsRequest, ctx: Ctx) -> worker_pb2.QueueStatsResponse:
         caller = current_caller()

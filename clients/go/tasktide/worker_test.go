@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/tasktide/tasktide/clients/go/tasktide"
 	pb "github.com/tasktide/tasktide/clients/go/tasktidepb"
 )
@@ -161,6 +164,38 @@ func TestGoWorkerCancelsRunningTask(t *testing.T) {
 	_, err = h.Get(ctx)
 	if tf := asTaskFailed(t, err); tf.State != tasktide.StateCancelled || tf.Type != "tasktide.Cancelled" {
 		t.Fatalf("cancelled task: %+v", tf)
+	}
+}
+
+func TestGoWorkerEndsWhenTheRegistryDrainsIt(t *testing.T) {
+	c := dial(t)
+	ctx := testContext(t)
+	q := newQueue(t)
+	id := "go-drained-" + q
+	w := tasktide.NewWorker(c, tasktide.WorkerOptions{Queues: []string{q}, Concurrency: 1, WorkerID: id})
+	w.Register("go.add", func(ctx context.Context, a args, kw kwargs) (any, error) { return 0, nil })
+	done := make(chan error, 1)
+	go func() { done <- w.Run(context.Background()) }()
+	for { // until its session is known
+		resp, err := c.RegistryService().DrainWorker(ctx, &pb.DrainWorkerRequest{WorkerId: id})
+		if err == nil {
+			if resp.GetSessions() != 1 {
+				t.Fatalf("sessions asked to drain: %d", resp.GetSessions())
+			}
+			break
+		}
+		if status.Code(err) != codes.NotFound || ctx.Err() != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the worker did not end after the registry asked it to drain")
 	}
 }
 

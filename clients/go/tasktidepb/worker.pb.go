@@ -1010,6 +1010,8 @@ func (x *CancelSignal) GetGraceSeconds() float64 {
 	return 0
 }
 
+// Stop taking tasks, give back those not started, finish those running, then end the session and
+// the worker (DrainWorker sends it).
 type Drain struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2127,6 +2129,94 @@ func (x *FindResponse) GetReady() bool {
 	return false
 }
 
+type DrainWorkerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"` // as ListWorkers gives it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainWorkerRequest) Reset() {
+	*x = DrainWorkerRequest{}
+	mi := &file_tasktide_v1_worker_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainWorkerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainWorkerRequest) ProtoMessage() {}
+
+func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tasktide_v1_worker_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainWorkerRequest.ProtoReflect.Descriptor instead.
+func (*DrainWorkerRequest) Descriptor() ([]byte, []int) {
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *DrainWorkerRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+type DrainWorkerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sessions      uint32                 `protobuf:"varint,1,opt,name=sessions,proto3" json:"sessions,omitempty"` // sessions of the worker asked to drain
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainWorkerResponse) Reset() {
+	*x = DrainWorkerResponse{}
+	mi := &file_tasktide_v1_worker_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainWorkerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainWorkerResponse) ProtoMessage() {}
+
+func (x *DrainWorkerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tasktide_v1_worker_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainWorkerResponse.ProtoReflect.Descriptor instead.
+func (*DrainWorkerResponse) Descriptor() ([]byte, []int) {
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *DrainWorkerResponse) GetSessions() uint32 {
+	if x != nil {
+		return x.Sessions
+	}
+	return 0
+}
+
 var File_tasktide_v1_worker_proto protoreflect.FileDescriptor
 
 const file_tasktide_v1_worker_proto_rawDesc = "" +
@@ -2261,12 +2351,16 @@ const file_tasktide_v1_worker_proto_rawDesc = "" +
 	"\fFindResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12%\n" +
 	"\x04task\x18\x02 \x01(\v2\x11.tasktide.v1.TaskR\x04task\x12\x14\n" +
-	"\x05ready\x18\x03 \x01(\bR\x05ready*\x81\x01\n" +
+	"\x05ready\x18\x03 \x01(\bR\x05ready\"1\n" +
+	"\x12DrainWorkerRequest\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\"1\n" +
+	"\x13DrainWorkerResponse\x12\x1a\n" +
+	"\bsessions\x18\x01 \x01(\rR\bsessions*\x81\x01\n" +
 	"\fRevokeResult\x12\x1d\n" +
 	"\x19REVOKE_RESULT_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REVOKE_RESULT_REMOVED\x10\x01\x12\x1b\n" +
 	"\x17REVOKE_RESULT_SIGNALLED\x10\x02\x12\x1a\n" +
-	"\x16REVOKE_RESULT_NOT_HELD\x10\x032\xe7\x05\n" +
+	"\x16REVOKE_RESULT_NOT_HELD\x10\x032\xb9\x06\n" +
 	"\bRegistry\x12D\n" +
 	"\aEnqueue\x12\x1b.tasktide.v1.EnqueueRequest\x1a\x1c.tasktide.v1.EnqueueResponse\x12G\n" +
 	"\aSession\x12\x1a.tasktide.v1.WorkerMessage\x1a\x1c.tasktide.v1.RegistryMessage(\x010\x01\x12P\n" +
@@ -2279,7 +2373,8 @@ const file_tasktide_v1_worker_proto_rawDesc = "" +
 	"\bListDead\x12\x1c.tasktide.v1.ListDeadRequest\x1a\x1d.tasktide.v1.ListDeadResponse\x12P\n" +
 	"\vRequeueDead\x12\x1f.tasktide.v1.RequeueDeadRequest\x1a .tasktide.v1.RequeueDeadResponse\x12A\n" +
 	"\x06Locate\x12\x1a.tasktide.v1.LocateRequest\x1a\x1b.tasktide.v1.LocateResponse\x12;\n" +
-	"\x04Find\x12\x18.tasktide.v1.FindRequest\x1a\x19.tasktide.v1.FindResponseB?Z=github.com/tasktide/tasktide/clients/go/tasktidepb;tasktidepbb\x06proto3"
+	"\x04Find\x12\x18.tasktide.v1.FindRequest\x1a\x19.tasktide.v1.FindResponse\x12P\n" +
+	"\vDrainWorker\x12\x1f.tasktide.v1.DrainWorkerRequest\x1a .tasktide.v1.DrainWorkerResponseB?Z=github.com/tasktide/tasktide/clients/go/tasktidepb;tasktidepbb\x06proto3"
 
 var (
 	file_tasktide_v1_worker_proto_rawDescOnce sync.Once
@@ -2294,7 +2389,7 @@ func file_tasktide_v1_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_tasktide_v1_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tasktide_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_tasktide_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_tasktide_v1_worker_proto_goTypes = []any{
 	(RevokeResult)(0),           // 0: tasktide.v1.RevokeResult
 	(*EnqueueRequest)(nil),      // 1: tasktide.v1.EnqueueRequest
@@ -2332,21 +2427,23 @@ var file_tasktide_v1_worker_proto_goTypes = []any{
 	(*LocateResponse)(nil),      // 33: tasktide.v1.LocateResponse
 	(*FindRequest)(nil),         // 34: tasktide.v1.FindRequest
 	(*FindResponse)(nil),        // 35: tasktide.v1.FindResponse
-	(*Task)(nil),                // 36: tasktide.v1.Task
-	(*Outcome)(nil),             // 37: tasktide.v1.Outcome
+	(*DrainWorkerRequest)(nil),  // 36: tasktide.v1.DrainWorkerRequest
+	(*DrainWorkerResponse)(nil), // 37: tasktide.v1.DrainWorkerResponse
+	(*Task)(nil),                // 38: tasktide.v1.Task
+	(*Outcome)(nil),             // 39: tasktide.v1.Outcome
 }
 var file_tasktide_v1_worker_proto_depIdxs = []int32{
-	36, // 0: tasktide.v1.EnqueueRequest.tasks:type_name -> tasktide.v1.Task
+	38, // 0: tasktide.v1.EnqueueRequest.tasks:type_name -> tasktide.v1.Task
 	3,  // 1: tasktide.v1.WorkerMessage.hello:type_name -> tasktide.v1.Hello
 	6,  // 2: tasktide.v1.WorkerMessage.heartbeat:type_name -> tasktide.v1.Heartbeat
 	7,  // 3: tasktide.v1.WorkerMessage.outcomes:type_name -> tasktide.v1.OutcomeBatch
 	8,  // 4: tasktide.v1.WorkerMessage.release:type_name -> tasktide.v1.Release
 	9,  // 5: tasktide.v1.WorkerMessage.progress:type_name -> tasktide.v1.ProgressReport
 	4,  // 6: tasktide.v1.Heartbeat.leases:type_name -> tasktide.v1.LeaseRef
-	37, // 7: tasktide.v1.OutcomeBatch.outcomes:type_name -> tasktide.v1.Outcome
+	39, // 7: tasktide.v1.OutcomeBatch.outcomes:type_name -> tasktide.v1.Outcome
 	4,  // 8: tasktide.v1.Release.leases:type_name -> tasktide.v1.LeaseRef
 	4,  // 9: tasktide.v1.ProgressReport.lease:type_name -> tasktide.v1.LeaseRef
-	36, // 10: tasktide.v1.Assignment.task:type_name -> tasktide.v1.Task
+	38, // 10: tasktide.v1.Assignment.task:type_name -> tasktide.v1.Task
 	12, // 11: tasktide.v1.RegistryMessage.welcome:type_name -> tasktide.v1.Welcome
 	13, // 12: tasktide.v1.RegistryMessage.assignments:type_name -> tasktide.v1.AssignmentBatch
 	14, // 13: tasktide.v1.RegistryMessage.cancel:type_name -> tasktide.v1.CancelSignal
@@ -2356,11 +2453,11 @@ var file_tasktide_v1_worker_proto_depIdxs = []int32{
 	4,  // 17: tasktide.v1.LeaseRejected.lease:type_name -> tasktide.v1.LeaseRef
 	18, // 18: tasktide.v1.ListWorkersResponse.workers:type_name -> tasktide.v1.WorkerInfo
 	21, // 19: tasktide.v1.QueueStatsResponse.queues:type_name -> tasktide.v1.QueueStat
-	36, // 20: tasktide.v1.RevokeRequest.tasks:type_name -> tasktide.v1.Task
+	38, // 20: tasktide.v1.RevokeRequest.tasks:type_name -> tasktide.v1.Task
 	0,  // 21: tasktide.v1.RevokeResponse.results:type_name -> tasktide.v1.RevokeResult
-	36, // 22: tasktide.v1.DeadTask.task:type_name -> tasktide.v1.Task
+	38, // 22: tasktide.v1.DeadTask.task:type_name -> tasktide.v1.Task
 	28, // 23: tasktide.v1.ListDeadResponse.tasks:type_name -> tasktide.v1.DeadTask
-	36, // 24: tasktide.v1.FindResponse.task:type_name -> tasktide.v1.Task
+	38, // 24: tasktide.v1.FindResponse.task:type_name -> tasktide.v1.Task
 	1,  // 25: tasktide.v1.Registry.Enqueue:input_type -> tasktide.v1.EnqueueRequest
 	5,  // 26: tasktide.v1.Registry.Session:input_type -> tasktide.v1.WorkerMessage
 	17, // 27: tasktide.v1.Registry.ListWorkers:input_type -> tasktide.v1.ListWorkersRequest
@@ -2371,18 +2468,20 @@ var file_tasktide_v1_worker_proto_depIdxs = []int32{
 	30, // 32: tasktide.v1.Registry.RequeueDead:input_type -> tasktide.v1.RequeueDeadRequest
 	32, // 33: tasktide.v1.Registry.Locate:input_type -> tasktide.v1.LocateRequest
 	34, // 34: tasktide.v1.Registry.Find:input_type -> tasktide.v1.FindRequest
-	2,  // 35: tasktide.v1.Registry.Enqueue:output_type -> tasktide.v1.EnqueueResponse
-	11, // 36: tasktide.v1.Registry.Session:output_type -> tasktide.v1.RegistryMessage
-	19, // 37: tasktide.v1.Registry.ListWorkers:output_type -> tasktide.v1.ListWorkersResponse
-	22, // 38: tasktide.v1.Registry.QueueStats:output_type -> tasktide.v1.QueueStatsResponse
-	24, // 39: tasktide.v1.Registry.Revoke:output_type -> tasktide.v1.RevokeResponse
-	26, // 40: tasktide.v1.Registry.PauseQueue:output_type -> tasktide.v1.PauseQueueResponse
-	29, // 41: tasktide.v1.Registry.ListDead:output_type -> tasktide.v1.ListDeadResponse
-	31, // 42: tasktide.v1.Registry.RequeueDead:output_type -> tasktide.v1.RequeueDeadResponse
-	33, // 43: tasktide.v1.Registry.Locate:output_type -> tasktide.v1.LocateResponse
-	35, // 44: tasktide.v1.Registry.Find:output_type -> tasktide.v1.FindResponse
-	35, // [35:45] is the sub-list for method output_type
-	25, // [25:35] is the sub-list for method input_type
+	36, // 35: tasktide.v1.Registry.DrainWorker:input_type -> tasktide.v1.DrainWorkerRequest
+	2,  // 36: tasktide.v1.Registry.Enqueue:output_type -> tasktide.v1.EnqueueResponse
+	11, // 37: tasktide.v1.Registry.Session:output_type -> tasktide.v1.RegistryMessage
+	19, // 38: tasktide.v1.Registry.ListWorkers:output_type -> tasktide.v1.ListWorkersResponse
+	22, // 39: tasktide.v1.Registry.QueueStats:output_type -> tasktide.v1.QueueStatsResponse
+	24, // 40: tasktide.v1.Registry.Revoke:output_type -> tasktide.v1.RevokeResponse
+	26, // 41: tasktide.v1.Registry.PauseQueue:output_type -> tasktide.v1.PauseQueueResponse
+	29, // 42: tasktide.v1.Registry.ListDead:output_type -> tasktide.v1.ListDeadResponse
+	31, // 43: tasktide.v1.Registry.RequeueDead:output_type -> tasktide.v1.RequeueDeadResponse
+	33, // 44: tasktide.v1.Registry.Locate:output_type -> tasktide.v1.LocateResponse
+	35, // 45: tasktide.v1.Registry.Find:output_type -> tasktide.v1.FindResponse
+	37, // 46: tasktide.v1.Registry.DrainWorker:output_type -> tasktide.v1.DrainWorkerResponse
+	36, // [36:47] is the sub-list for method output_type
+	25, // [25:36] is the sub-list for method input_type
 	25, // [25:25] is the sub-list for extension type_name
 	25, // [25:25] is the sub-list for extension extendee
 	0,  // [0:25] is the sub-list for field type_name
@@ -2415,7 +2514,7 @@ func file_tasktide_v1_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tasktide_v1_worker_proto_rawDesc), len(file_tasktide_v1_worker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   35,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

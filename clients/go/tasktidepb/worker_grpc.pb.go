@@ -32,6 +32,7 @@ const (
 	Registry_RequeueDead_FullMethodName = "/tasktide.v1.Registry/RequeueDead"
 	Registry_Locate_FullMethodName      = "/tasktide.v1.Registry/Locate"
 	Registry_Find_FullMethodName        = "/tasktide.v1.Registry/Find"
+	Registry_DrainWorker_FullMethodName = "/tasktide.v1.Registry/DrainWorker"
 )
 
 // RegistryClient is the client API for Registry service.
@@ -54,6 +55,10 @@ type RegistryClient interface {
 	Locate(ctx context.Context, in *LocateRequest, opts ...grpc.CallOption) (*LocateResponse, error)
 	// A task held here (queued, leased or dead), by id alone.
 	Find(ctx context.Context, in *FindRequest, opts ...grpc.CallOption) (*FindResponse, error)
+	// Stop a worker gracefully, wherever its sessions are: each is sent a Drain, so the worker takes
+	// nothing new, gives back what it has not started, finishes what runs and ends (NOT_FOUND when
+	// no session of it is known).
+	DrainWorker(ctx context.Context, in *DrainWorkerRequest, opts ...grpc.CallOption) (*DrainWorkerResponse, error)
 }
 
 type registryClient struct {
@@ -167,6 +172,16 @@ func (c *registryClient) Find(ctx context.Context, in *FindRequest, opts ...grpc
 	return out, nil
 }
 
+func (c *registryClient) DrainWorker(ctx context.Context, in *DrainWorkerRequest, opts ...grpc.CallOption) (*DrainWorkerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DrainWorkerResponse)
+	err := c.cc.Invoke(ctx, Registry_DrainWorker_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RegistryServer is the server API for Registry service.
 // All implementations must embed UnimplementedRegistryServer
 // for forward compatibility.
@@ -187,6 +202,10 @@ type RegistryServer interface {
 	Locate(context.Context, *LocateRequest) (*LocateResponse, error)
 	// A task held here (queued, leased or dead), by id alone.
 	Find(context.Context, *FindRequest) (*FindResponse, error)
+	// Stop a worker gracefully, wherever its sessions are: each is sent a Drain, so the worker takes
+	// nothing new, gives back what it has not started, finishes what runs and ends (NOT_FOUND when
+	// no session of it is known).
+	DrainWorker(context.Context, *DrainWorkerRequest) (*DrainWorkerResponse, error)
 	mustEmbedUnimplementedRegistryServer()
 }
 
@@ -226,6 +245,9 @@ func (UnimplementedRegistryServer) Locate(context.Context, *LocateRequest) (*Loc
 }
 func (UnimplementedRegistryServer) Find(context.Context, *FindRequest) (*FindResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Find not implemented")
+}
+func (UnimplementedRegistryServer) DrainWorker(context.Context, *DrainWorkerRequest) (*DrainWorkerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DrainWorker not implemented")
 }
 func (UnimplementedRegistryServer) mustEmbedUnimplementedRegistryServer() {}
 func (UnimplementedRegistryServer) testEmbeddedByValue()                  {}
@@ -417,6 +439,24 @@ func _Registry_Find_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Registry_DrainWorker_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrainWorkerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServer).DrainWorker(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Registry_DrainWorker_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServer).DrainWorker(ctx, req.(*DrainWorkerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Registry_ServiceDesc is the grpc.ServiceDesc for Registry service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -459,6 +499,10 @@ var Registry_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Find",
 			Handler:    _Registry_Find_Handler,
+		},
+		{
+			MethodName: "DrainWorker",
+			Handler:    _Registry_DrainWorker_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -51,6 +51,19 @@ describe('shutdown limit', { skip: SKIP }, () => {
     assert.equal(quickRuns, 1);
   });
 
+  test('a Drain from the registry (DrainWorker) ends run() as stop() does', async () => {
+    const queue = freshQueue();
+    const workerId = `node-drained-${queue}`;
+    const worker = new Worker(client, { queues: [queue], workerId, logger: recordingLogger() });
+    worker.register('node.job', () => 'done');
+    const running = worker.run();
+    const handle = await client.submit('node.job', [], { queue });
+    assert.equal(await handle.get({ timeout: 20 }), 'done'); // its session is up
+    const reply = await client._call('registry', 'DrainWorker', { workerId });
+    assert.equal(reply.sessions, 1);
+    await running; // resolves once drained
+  });
+
   test('the shutdownTimeout option is the default limit; tasks that finish in time are not affected', async () => {
     const queue = freshQueue();
     const worker = new Worker(client, { queues: [queue], shutdownTimeout: 10, logger: recordingLogger() });

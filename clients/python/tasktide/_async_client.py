@@ -216,6 +216,15 @@ class AsyncClient(BaseClient, AsyncScheduleMethods):  # schedule methods: _sched
         """The workers connected to the platform."""
         return await self._run(self._workers())
 
+    async def drain_worker(self, worker_id: str) -> int:
+        """Stop a worker gracefully (as `Client.drain_worker`); returns how many of its sessions
+        were asked.
+
+        Args:
+            worker_id: the worker's id, as `workers()` gives it.
+        """
+        return await self._run(self._drain_worker(worker_id))
+
     async def dead_letters(self, queue: str = "", limit: int = 100) -> list[DeadLetter]:
         """Tasks set aside after killing their worker too often.
 

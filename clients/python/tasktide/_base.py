@@ -179,6 +179,10 @@ class BaseClient:
     def _workers(self) -> Call[list[worker_pb2.WorkerInfo]]:
         return Call("registry", "ListWorkers", worker_pb2.ListWorkersRequest(), lambda r: list(r.workers))
 
+    def _drain_worker(self, worker_id: str) -> Call[int]:
+        req = worker_pb2.DrainWorkerRequest(worker_id=worker_id)
+        return Call("registry", "DrainWorker", req, lambda r: int(r.sessions))
+
     def _dead_letters(self, queue: str, limit: int) -> Call[list[DeadLetter]]:
         return Call("registry", "ListDead", worker_pb2.ListDeadRequest(queue=queue, limit=limit), _dead_letters)
 

@@ -232,6 +232,16 @@ class Client(BaseClient, ScheduleMethods):  # schedule methods: _schedules.py
         """The workers connected to the platform."""
         return self._run(self._workers())
 
+    def drain_worker(self, worker_id: str) -> int:
+        """Stop a worker gracefully: it takes nothing new, gives back the tasks it has not started,
+        finishes those running and ends. Returns how many of its sessions were asked; raises
+        NotFound when no worker of that id is connected.
+
+        Args:
+            worker_id: the worker's id, as `workers()` gives it.
+        """
+        return self._run(self._drain_worker(worker_id))
+
     def dead_letters(self, queue: str = "", limit: int = 100) -> list[DeadLetter]:
         """Tasks that killed their worker too often and were set aside.
 

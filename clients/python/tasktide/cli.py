@@ -161,6 +161,22 @@ def cmd_queue(args: argparse.Namespace, settings: ClientSettings) -> int:
         return 0
 
 
+def cmd_workers(args: argparse.Namespace, settings: ClientSettings) -> int:
+    with Client(settings=settings) as client:
+        if args.action == "drain":
+            if not args.id:
+                raise UsageError("workers drain needs a worker id (`tasktide workers` lists them)")
+            print(json.dumps({"worker": args.id, "sessions": client.drain_worker(args.id)}))
+            return 0
+        if args.id:
+            raise UsageError("workers list takes no worker id")
+        for w in client.workers():
+            info = {"worker": w.worker_id, "session": w.session_id, "hostname": w.hostname, "pid": w.pid}
+            info |= {"language": w.language, "queues": list(w.queues), "concurrency": w.concurrency}
+            print(json.dumps(info))
+        return 0
+
+
 def cmd_dead(args: argparse.Namespace, settings: ClientSettings) -> int:
     with Client(settings=settings) as client:
         if args.requeue:
@@ -219,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     qu.add_argument("action", choices=["stats", "pause", "resume"])
     qu.add_argument("name", nargs="?", default="")
     qu.set_defaults(func=cmd_queue)
+
+    wo = sub.add_parser("workers", help="list the connected workers, or drain one (a graceful stop)")
+    wo.add_argument("action", nargs="?", choices=["list", "drain"], default="list")
+    wo.add_argument("id", nargs="?", default="", help="with drain: the worker's id")
+    wo.set_defaults(func=cmd_workers)
 
     de = sub.add_parser("dead", help="list dead-letter tasks, or requeue them")
     de.add_argument("ids", nargs="*", help="with --requeue: ids to requeue (default: all of the queue)")

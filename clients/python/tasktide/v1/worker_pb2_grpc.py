@@ -84,6 +84,11 @@ class RegistryStub:
                 request_serializer=tasktide_dot_v1_dot_worker__pb2.FindRequest.SerializeToString,
                 response_deserializer=tasktide_dot_v1_dot_worker__pb2.FindResponse.FromString,
                 _registered_method=True)
+        self.DrainWorker = channel.unary_unary(
+                '/tasktide.v1.Registry/DrainWorker',
+                request_serializer=tasktide_dot_v1_dot_worker__pb2.DrainWorkerRequest.SerializeToString,
+                response_deserializer=tasktide_dot_v1_dot_worker__pb2.DrainWorkerResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServicer:
@@ -155,6 +160,15 @@ class RegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DrainWorker(self, request, context):
+        """Stop a worker gracefully, wherever its sessions are: each is sent a Drain, so the worker takes
+        nothing new, gives back what it has not started, finishes what runs and ends (NOT_FOUND when
+        no session of it is known).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -207,6 +221,11 @@ def add_RegistryServicer_to_server(servicer, server):
                     servicer.Find,
                     request_deserializer=tasktide_dot_v1_dot_worker__pb2.FindRequest.FromString,
                     response_serializer=tasktide_dot_v1_dot_worker__pb2.FindResponse.SerializeToString,
+            ),
+            'DrainWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainWorker,
+                    request_deserializer=tasktide_dot_v1_dot_worker__pb2.DrainWorkerRequest.FromString,
+                    response_serializer=tasktide_dot_v1_dot_worker__pb2.DrainWorkerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -479,6 +498,33 @@ class Registry:
             '/tasktide.v1.Registry/Find',
             tasktide_dot_v1_dot_worker__pb2.FindRequest.SerializeToString,
             tasktide_dot_v1_dot_worker__pb2.FindResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tasktide.v1.Registry/DrainWorker',
+            tasktide_dot_v1_dot_worker__pb2.DrainWorkerRequest.SerializeToString,
+            tasktide_dot_v1_dot_worker__pb2.DrainWorkerResponse.FromString,
             options,
             channel_credentials,
             insecure,
