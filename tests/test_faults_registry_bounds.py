@@ -28,8 +28,8 @@ async def _bury(store: RegistryStore, queue: str, n: int, at_ms: int) -> list[st
     tasks = _tasks(queue, n)
     await store.enqueue(tasks)
     assert len(await store.dispatch(queue, at_ms - 1, 0, n)) == n
-    requeued, dead = await store.reap(queue, at_ms, max_deliveries=1)
-    assert (requeued, sorted(dead)) == (0, sorted(t.id for t in tasks))
+    held, dead = await store.reap(queue, at_ms, max_deliveries=1)
+    assert (held, sorted(dead)) == ([], sorted(t.id for t in tasks))
     return [t.id for t in tasks]
 
 
@@ -58,6 +58,27 @@ def test_dead_letters_are_capped_by_age_then_count(tmp_path: Path) -> None:
         stored = {k.decode() for k in await redis.hkeys(keys.queue_keys(q)[1])}
         assert stored == set(kept), "forgotten dead letters leave nothing behind"
         assert not set(oldest) & stored
+
+    _run(tmp_path, body)
+
+
+def test_an_expired_task_whose_value_does_not_parse_still_goes_back(tmp_path: Path) -> None:
+    """The reaper holds an expired task, then releases it: a poison task value is held and released
+    like any other (nothing can be recorded of it), not left leased for ever."""
+
+    async def body(store: RegistryStore, redis: Any) -> None:
+        q = "poison-q"
+        (t,) = _tasks(q, 1)
+        await store.enqueue([t])
+        assert len(await store.dispatch(q, 999, 0, 1)) == 1  # leased with no time left
+        k = keys.queue_keys(q)
+        await redis.hset(k.task, t.id, b"100" + b"\x0a\xff\xff\xff")  # a band, then no Task
+        held, dead = await store.reap(q, 1_000, max_deliveries=5)
+        assert dead == [] and [(h.task.id, h.task.spec.queue, h.task.spec.name) for h in held] == [(t.id, q, "")]
+        assert await redis.zscore(k.leases, t.id) == held[0].deadline_ms  # the reaper's hold
+        assert await store.release([h.ref() for h in held], counted=True) == 1
+        assert await redis.zscore(k.ready, t.id) is not None
+        assert await redis.hget(k.deliveries, t.id) == b"1"  # the expired delivery counts
 
     _run(tmp_path, body)
 

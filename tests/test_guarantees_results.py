@@ -84,7 +84,8 @@ def test_a_stale_outcome_is_rejected_while_the_redelivery_runs(platform, client,
             first.succeed(a1, "stale")
             rejected = first.next_rejection()
             assert rejected.lease.task_id == h.id and "stale" in rejected.reason
-            assert client.fetch([h.id])[0].state == task_pb2.TASK_STATE_RUNNING
+            # Not final: the stale outcome was not recorded, and the redelivery's RUNNING was.
+            eventually(lambda: client.fetch([h.id])[0].state == task_pb2.TASK_STATE_RUNNING)
             second.succeed(a2, "fresh")
             assert h.get(timeout=10) == "fresh"
         finally:

@@ -25,8 +25,8 @@ from tests.test_control import (  # noqa: F401 - collected here, with the split 
     test_workers_consume_only_their_queues,
 )
 from tests.test_delivery import (  # noqa: F401
+    test_a_stopped_worker_drains_running_tasks_and_releases_the_rest,
     test_sigkilled_worker_task_is_redelivered_and_recorded_once,
-    test_sigterm_drains_running_tasks_and_releases_the_rest,
 )
 from tests.test_workflows import (  # noqa: F401
     test_cancelling_a_step_stops_the_workflow,

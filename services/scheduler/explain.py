@@ -29,8 +29,8 @@ async def explain(
         return out
     q = task.spec.queue
     if state == S.TASK_STATE_RUNNING:
-        # Recorded as running; back in its queue if its lease expired since (the reaper records
-        # nothing: the next delivery's RUNNING event says so), so the registry is asked.
+        # Recorded as running, yet back in its queue if its lease expired and the reaper could not
+        # record that (the results service away: worker/reaper.py), so the registry is asked.
         loc = await peers.registry.Locate(worker_pb2.LocateRequest(task_id=task.id, queue=q))
         if not loc.ready:
             out.reason = R.WAIT_REASON_RUNNING

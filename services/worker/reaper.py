@@ -1,4 +1,9 @@
-"""Expired leases go back to their queue, or to the dead-letter set after max deliveries."""
+"""Expired leases go back to their queue, or to the dead-letter set after max deliveries.
+
+A task going back is first held by the reaper (`reap` gives it a lease of the reaper's, HOLD_MS
+long), its QUEUED event recorded, then released into its queue: so the event comes before the next
+delivery's RUNNING, and the task's state says it waits while no worker takes it. A recording that
+fails (the results service away) is logged, and the task goes back all the same."""
 
 from __future__ import annotations
 
@@ -18,11 +23,13 @@ from tasktide_services.worker import keys
 from tasktide_services.worker.housekeeping import Housekeeping
 from tasktide_services.worker.outcomes import hand_retries, report_to_workflows
 from tasktide_services.worker.passes import per_queue
-from tasktide_services.worker.store import RegistryStore
+from tasktide_services.worker.store import Leased, RegistryStore, reaped
 
 log = logging.getLogger("tasktide.registry.reaper")
 
 RETRY_HANDOVER_MS = 10_000  # next attempts parked longer than this were orphaned by a crash
+HOLD_MS = 10_000  # how long the reaper holds a task it requeues (a reaper lost meanwhile: reaped again)
+RECORD_SECONDS = 2.0  # how long a requeue waits for its QUEUED events to be recorded
 REAP_LIMIT = 1000  # expired leases handled per queue and pass
 MAX_SHARE = 0.2  # of its time the reaper's loop spends in passes, at most
 
@@ -38,10 +45,11 @@ async def reap_once(
     queues = await store.queues()
     max_deliveries = settings.max_deliveries
     now = now_ms()
+    hold = now + HOLD_MS
 
     def build(pipe: Pipeline, q: str) -> None:
         k = keys.queue_keys(q)
-        store.scripts["reap"](k, [q, keys.NOTIFY, now, max_deliveries, REAP_LIMIT], client=pipe)
+        store.scripts["reap"](k, [now, max_deliveries, REAP_LIMIT, hold], client=pipe)
         pipe.zrangebyscore(k.retry_at, "-inf", now - RETRY_HANDOVER_MS, start=0, num=1)
 
     try:
@@ -52,9 +60,20 @@ async def reap_once(
         log.warning("reaping %d queues failed", len(queues), exc_info=True)
         return len(queues)
     failed = 0
-    for q, (reaped, stuck) in zip(queues, replies, strict=True):
+    passed: list[tuple[str, list[Leased], list[str], Any]] = []
+    for q, (reply, stuck) in zip(queues, replies, strict=True):
         try:
-            await _after_reap(store, peers, settings, hooks, q, reaped, stuck)
+            for r in (reply, stuck):
+                if isinstance(r, Exception):
+                    raise r
+            passed.append((q, *reaped(reply, hold, q), stuck))
+        except Exception:  # noqa: BLE001 - see above (what it holds goes back once its hold ends)
+            failed += 1
+            log.warning("reaping queue %s failed", q, exc_info=True)
+    await _record_queued(peers, [h for _, held, _, _ in passed for h in held])
+    for q, held, dead, stuck in passed:
+        try:
+            await _after_reap(store, peers, settings, hooks, q, held, dead, stuck)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - see above
@@ -64,13 +83,16 @@ async def reap_once(
 
 
 async def _after_reap(
-    store: RegistryStore, peers: Peers, settings: ServerSettings, hooks: ServiceHooks, q: str, reaped: Any, stuck: Any
+    store: RegistryStore,
+    peers: Peers,
+    settings: ServerSettings,
+    hooks: ServiceHooks,
+    q: str,
+    held: list[Leased],
+    dead: list[str],
+    stuck: Any,
 ) -> None:
-    for reply in (reaped, stuck):
-        if isinstance(reply, Exception):
-            raise reply
-    requeued, dead = int(reaped[0]), [r.decode() for r in reaped[1:]]
-    if requeued:
+    if held and (requeued := await store.release([h.ref() for h in held], counted=True)):
         hooks.redelivered(q, requeued)
     if dead:
         await _record_dead(store, peers, q, dead, settings.max_deliveries, hooks)
@@ -107,6 +129,23 @@ def pause_after(elapsed: float, interval: float) -> float:
     at most MAX_SHARE of the time: with many queues, expired leases are found later (a pass over
     10,000 queues every few seconds instead of every second) rather than the reaper taking a core."""
     return max(0.0, elapsed * (1 / MAX_SHARE - 1) - interval)
+
+
+async def _record_queued(peers: Peers, held: list[Leased]) -> None:
+    """Record that the tasks held in a pass wait again, in one call bounded by RECORD_SECONDS; the
+    tasks go back to their queues whether or not it was recorded (explain() asks the registry)."""
+    message = "the lease of delivery {} expired (its worker was lost or stopped); queued again"
+    events = [
+        event(h.task, task_pb2.TASK_STATE_QUEUED, message=message.format(h.delivery)) for h in held if h.task.spec.name
+    ]
+    if not events:
+        return
+    try:
+        await asyncio.wait_for(peers.results.Record(results_pb2.RecordRequest(events=events)), RECORD_SECONDS)
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # noqa: BLE001 - see above
+        log.warning("recording that %d tasks are queued again failed", len(events), exc_info=True)
 
 
 async def _record_dead(

@@ -182,45 +182,56 @@ end
 return n
 
 --! release
--- KEYS: the queue's (prelude). ARGV: queue, notify channel, then pairs (id, token).
--- Puts leased tasks that were not started back at the front of their band; the delivery does not
--- count. Returns how many went back.
-local queue, channel = ARGV[1], ARGV[2]
+-- KEYS: the queue's (prelude). ARGV: queue, notify channel, whether the delivery counts (0: a worker
+-- gave the tasks back unstarted; 1: the reaper requeues tasks whose lease expired, `reap`), then
+-- pairs (id, token).
+-- Puts leased tasks back at the front of their band. Returns how many went back.
+local queue, channel, counts = ARGV[1], ARGV[2], ARGV[3] == '1'
 local n = 0
-each_held(3, 2, function(id)
+each_held(4, 2, function(id)
   local value = redis.call('HGET', task, id)
   if value then
     ready_first(id, value)
     n = n + 1
   end
   end_lease(id)
-  redis.call('HINCRBY', deliveries, id, -1)
+  if not counts then redis.call('HINCRBY', deliveries, id, -1) end
 end)
 if n > 0 then redis.call('PUBLISH', channel, queue) end
 return n
 
 --! reap
--- KEYS: the queue's (prelude). ARGV: queue, notify channel, now ms, max deliveries, limit.
--- Expired leases go back to the front of their band, or to the dead-letter set once delivered max
--- times. Returns {requeued count, dead id, dead id, ...}.
-local queue, channel, now = ARGV[1], ARGV[2], ARGV[3]
-local max_deliveries, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
+-- KEYS: the queue's (prelude). ARGV: now ms, max deliveries, limit, hold deadline ms.
+-- Expired leases. A task delivered max times goes to the dead-letter set, its lease ended. Any other
+-- is held by the reaper: a lease of a new token until the hold deadline, while the reaper records
+-- that it is queued again; then `release` (keeping the delivery count) puts it at the front of its
+-- band. A reaper lost in between leaves the hold to expire, and the task is reaped again. The old
+-- token is gone either way: the outcome of a worker that was only late is refused.
+-- Returns {n, then n times (id, token, deliveries, task value), then the dead ids}.
+local now, max_deliveries, limit, hold = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit)
-local out = {0}
+local out, buried = {0}, {}
 for _, id in ipairs(expired) do
   local value = redis.call('HGET', task, id)
-  if value then
-    if tonumber(redis.call('HGET', deliveries, id) or '0') >= max_deliveries then
-      redis.call('ZADD', dead, now, id)
-      out[#out + 1] = id
-    else
-      ready_first(id, value)
-      out[1] = out[1] + 1
-    end
+  local delivered = value and tonumber(redis.call('HGET', deliveries, id) or '0')
+  if not value then
+    end_lease(id)
+  elseif delivered >= max_deliveries then
+    redis.call('ZADD', dead, now, id)
+    end_lease(id)
+    buried[#buried + 1] = id
+  else
+    local token = redis.call('INCR', fence)
+    redis.call('HSET', tokens, id, token)
+    redis.call('ZADD', leases, hold, id)
+    out[1] = out[1] + 1
+    out[#out + 1] = id
+    out[#out + 1] = token
+    out[#out + 1] = delivered
+    out[#out + 1] = value
   end
-  end_lease(id)
 end
-if out[1] > 0 then redis.call('PUBLISH', channel, queue) end
+for _, id in ipairs(buried) do out[#out + 1] = id end
 return out
 
 --! hold

@@ -36,6 +36,24 @@ class Leased:
         return worker_pb2.LeaseRef(task_id=self.task.id, queue=self.task.spec.queue, lease_token=self.token)
 
 
+def reaped(reply: Any, hold_deadline_ms: int, queue: str) -> tuple[list[Leased], list[str]]:
+    """The reply of the `reap` script on `queue`: the tasks the reaper holds to queue again (their
+    leases the reaper's), and the ids it dead-lettered. A task value that does not parse still goes
+    back (as a task of that id and queue alone: nothing is recorded of it)."""
+    n = int(reply[0])
+    held = []
+    for i in range(1, 1 + 4 * n, 4):
+        tid = reply[i].decode()
+        try:
+            task = keys.task_of(reply[i + 3])
+        except DecodeError:
+            log.warning("task %s of queue %s does not parse; queued again as it is", tid, queue)
+            task = task_pb2.Task(id=tid, spec=task_pb2.TaskSpec(queue=queue))
+        task.id, task.spec.queue = tid, queue
+        held.append(Leased(task, int(reply[i + 1]), int(reply[i + 2]), hold_deadline_ms))
+    return held, [r.decode() for r in reply[1 + 4 * n :]]
+
+
 def _pairs(leases: list[worker_pb2.LeaseRef]) -> dict[str, list[str]]:
     by_queue: dict[str, list[str]] = defaultdict(list)
     for ref in leases:
@@ -112,19 +130,25 @@ class RegistryStore:
         for q, argv in _pairs(leases).items():
             self._s["complete"](_complete_keys(q), argv, client=pipe)
 
-    async def release(self, leases: list[worker_pb2.LeaseRef]) -> int:
+    async def release(self, leases: list[worker_pb2.LeaseRef], *, counted: bool = False) -> int:
+        """Leased tasks put back at the front of their band: given back unstarted (their delivery
+        does not count), or, `counted`, held by the reaper after their lease expired (`reap`)."""
         n = 0
         for q, argv in _pairs(leases).items():
-            n += int(await self._s["release"](keys.queue_keys(q), [q, keys.NOTIFY, *argv]))
+            n += int(await self._s["release"](keys.queue_keys(q), [q, keys.NOTIFY, int(counted), *argv]))
         return n
 
     async def queues(self) -> list[str]:
         members: Any = await self.redis.smembers(keys.QUEUES)
         return sorted(q.decode() for q in members)
 
-    async def reap(self, queue: str, now_ms: int, max_deliveries: int, limit: int = 1000) -> tuple[int, list[str]]:
-        res = await self._s["reap"](keys.queue_keys(queue), [queue, keys.NOTIFY, now_ms, max_deliveries, limit])
-        return int(res[0]), [r.decode() for r in res[1:]]
+    async def reap(
+        self, queue: str, now_ms: int, max_deliveries: int, limit: int = 1000, hold_ms: int = 10_000
+    ) -> tuple[list[Leased], list[str]]:
+        """The `reap` script on one queue (the reaper runs it on many per round trip: reaper.py)."""
+        deadline = now_ms + hold_ms
+        res = await self._s["reap"](keys.queue_keys(queue), [now_ms, max_deliveries, limit, deadline])
+        return reaped(res, deadline, queue)
 
     async def dead_task(self, queue: str, task_id: str) -> task_pb2.Task | None:
         value = await self.redis.hget(keys.queue_keys(queue).task, task_id)

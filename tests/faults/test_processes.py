@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from tasktide import Client, ClientSettings, Unavailable
+from tasktide import Client, ClientSettings, TaskState, Unavailable
 from tasktide_services.scheduler import keys
 from tasktide_services.scheduler.store import HANDOVER_MS, PENDING
 from tasktide_services.scheduler.writing import ENQUEUE_TIMEOUT
+from tasktide_services.testing import eventually
 from tests.faults.conftest import make_rig
 from tests.processes import SERVICES
+from tests.raw_session import RawSession
 
 KILLS = 4
 
@@ -201,3 +203,42 @@ def test_outcomes_wait_out_a_results_service_down_longer_than_their_leases(tmp_p
         fig = rig.count("the results service down (SIGKILL) for 12 s while 20 tasks run", ids, back, timeout=30)
     rig.assert_held(fig)
     assert fig.run_twice == 0, "tasks whose outcomes waited were run again"
+
+
+def test_a_task_whose_worker_is_lost_while_the_results_service_is_down_goes_back_all_the_same(
+    tmp_path: Path, queue_name: str
+) -> None:
+    """A worker vanishes holding a task while the results service is down (SIGKILL): the reaper
+    cannot record that the task waits again, and puts it back in its queue all the same. Once the
+    service is back, explain() says the lease expired (the task is still recorded as running), and
+    a worker started then runs it once."""
+    with make_rig(tmp_path, queue_name, n_workers=0) as rig:
+        h = rig.client.submit("t.marked", [str(rig.markers), 0.0], queue=rig.queue)
+        raw = RawSession(rig.cluster.addresses["registry"], rig.queue)
+        assert raw.next_assignment().task.id == h.id
+        running = TaskState.RUNNING.value
+
+        def recorded_running() -> bool:  # by the results service (the status may come from the queue)
+            (res,) = rig.client.fetch([h.id])
+            return res.found and res.state == running
+
+        eventually(recorded_running, 10)
+        rig.cluster.kill("results")
+        raw.close()  # the worker vanishes holding its lease (3 s)
+        eventually(lambda: [q.ready for q in rig.client.queue_stats() if q.queue == rig.queue] == [1], 20)
+        rig.cluster.start("results")
+
+        def explained() -> object:
+            try:
+                return rig.client.explain(h.id)
+            except Unavailable as exc:  # while the scheduler reconnects to the results service
+                raise AssertionError(str(exc)) from exc
+
+        why = eventually(explained, 20)
+        assert (why.state, why.reason) == (TaskState.RUNNING, "NO_WORKER"), why
+        assert why.message.startswith(f"its lease on worker {raw.worker_id} expired"), why.message
+        back = time.monotonic()
+        rig.workers.spawn(1)
+        case = "a worker lost while the results service is down (SIGKILL); its task queued again unrecorded"
+        fig = rig.count(case, [h.id], back, timeout=30)
+    rig.assert_held(fig)
