@@ -29,7 +29,8 @@ log = logging.getLogger("tasktide.registry.reaper")
 
 RETRY_HANDOVER_MS = 10_000  # next attempts parked longer than this were orphaned by a crash
 HOLD_MS = 10_000  # how long the reaper holds a task it requeues (a reaper lost meanwhile: reaped again)
-RECORD_SECONDS = 2.0  # how long a requeue waits for its QUEUED events to be recorded
+RECORD_SECONDS = 2.0  # how long a pass waits for its QUEUED events to be recorded
+RECORD_BATCH = 1000  # QUEUED events per Record call
 REAP_LIMIT = 1000  # expired leases handled per queue and pass
 MAX_SHARE = 0.2  # of its time the reaper's loop spends in passes, at most
 
@@ -132,16 +133,22 @@ def pause_after(elapsed: float, interval: float) -> float:
 
 
 async def _record_queued(peers: Peers, held: list[Leased]) -> None:
-    """Record that the tasks held in a pass wait again, in one call bounded by RECORD_SECONDS; the
-    tasks go back to their queues whether or not it was recorded (explain() asks the registry)."""
+    """Record that the tasks held in a pass wait again (RECORD_BATCH events a call, all within
+    RECORD_SECONDS); the tasks go back to their queues whether or not it was recorded (explain()
+    asks the registry)."""
     message = "the lease of delivery {} expired (its worker was lost or stopped); queued again"
     events = [
         event(h.task, task_pb2.TASK_STATE_QUEUED, message=message.format(h.delivery)) for h in held if h.task.spec.name
     ]
     if not events:
         return
+
+    async def send() -> None:
+        for start in range(0, len(events), RECORD_BATCH):
+            await peers.results.Record(results_pb2.RecordRequest(events=events[start : start + RECORD_BATCH]))
+
     try:
-        await asyncio.wait_for(peers.results.Record(results_pb2.RecordRequest(events=events)), RECORD_SECONDS)
+        await asyncio.wait_for(send(), RECORD_SECONDS)
     except asyncio.CancelledError:
         raise
     except Exception:  # noqa: BLE001 - see above
