@@ -270,6 +270,18 @@ func (c *Client) Explain(ctx context.Context, taskID string) (*pb.Explanation, e
 	return resp, nil
 }
 
+// DrainWorker stops a worker gracefully, whatever its language: it takes nothing new, gives back
+// the tasks it has not started, finishes those running and ends. It returns how many of the
+// worker's sessions were asked, or an error that Is ErrNotFound when no worker of that id is
+// connected. The caller's token needs the admin role.
+func (c *Client) DrainWorker(ctx context.Context, workerID string) (int, error) {
+	resp, err := c.registry.DrainWorker(ctx, &pb.DrainWorkerRequest{WorkerId: workerID})
+	if err != nil {
+		return 0, wrap(ctx, "DrainWorker", err)
+	}
+	return int(resp.GetSessions()), nil
+}
+
 func isNotFound(err error) bool {
 	e, ok := err.(*Error)
 	return ok && e.Is(ErrNotFound)

@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/tasktide/tasktide/clients/go/tasktide"
 	pb "github.com/tasktide/tasktide/clients/go/tasktidepb"
 )
@@ -177,14 +174,14 @@ func TestGoWorkerEndsWhenTheRegistryDrainsIt(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- w.Run(context.Background()) }()
 	for { // until its session is known
-		resp, err := c.RegistryService().DrainWorker(ctx, &pb.DrainWorkerRequest{WorkerId: id})
+		n, err := c.DrainWorker(ctx, id)
 		if err == nil {
-			if resp.GetSessions() != 1 {
-				t.Fatalf("sessions asked to drain: %d", resp.GetSessions())
+			if n != 1 {
+				t.Fatalf("sessions asked to drain: %d", n)
 			}
 			break
 		}
-		if status.Code(err) != codes.NotFound || ctx.Err() != nil {
+		if !errors.Is(err, tasktide.ErrNotFound) || ctx.Err() != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(50 * time.Millisecond)

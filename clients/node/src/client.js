@@ -247,6 +247,29 @@ export class Client {
     }));
   }
 
+  /** The connected workers: {workerId, sessionId, hostname, pid, language, queues, concurrency}. */
+  async workers() {
+    const resp = await this._call('registry', 'ListWorkers', {});
+    return resp.workers.map((w) => ({
+      workerId: w.workerId,
+      sessionId: w.sessionId,
+      hostname: w.hostname,
+      pid: w.pid,
+      language: w.language,
+      queues: [...w.queues],
+      concurrency: w.concurrency,
+    }));
+  }
+
+  /**
+   * Stop a worker gracefully (any language's): it takes nothing new, gives back the tasks it has
+   * not started, finishes those running and ends. Resolves to how many of its sessions were asked;
+   * rejects with NotFound when no worker of that id is connected.
+   */
+  async drainWorker(workerId) {
+    return (await this._call('registry', 'DrainWorker', { workerId })).sessions;
+  }
+
   /**
    * Wait for a final state; resolves to the result object, rejects with TaskTimeout. `timeout` in
    * seconds (none: wait for ever; 0: look once without waiting); `signal` aborts the wait.

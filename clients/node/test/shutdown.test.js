@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 
-import { Client, ShutdownLimitExceeded, Worker } from '../src/index.js';
+import { Client, NotFound, ShutdownLimitExceeded, Worker } from '../src/index.js';
 import { ADDRESS, SKIP, freshQueue, recordingLogger, until } from './_support.js';
 
 describe('shutdown limit', { skip: SKIP }, () => {
@@ -59,9 +59,14 @@ describe('shutdown limit', { skip: SKIP }, () => {
     const running = worker.run();
     const handle = await client.submit('node.job', [], { queue });
     assert.equal(await handle.get({ timeout: 20 }), 'done'); // its session is up
-    const reply = await client._call('registry', 'DrainWorker', { workerId });
-    assert.equal(reply.sessions, 1);
+    const [listed] = (await client.workers()).filter((w) => w.workerId === workerId);
+    assert.deepEqual([listed.queues, listed.language], [[queue], 'node']);
+    assert.equal(await client.drainWorker(workerId), 1);
     await running; // resolves once drained
+    const left = async () => !(await client.workers()).some((w) => w.workerId === workerId);
+    await until(left, 20, 'the worker to leave');
+    const gone = (err) => err instanceof NotFound && /is connected/.test(err.message);
+    await assert.rejects(client.drainWorker(workerId), gone);
   });
 
   test('the shutdownTimeout option is the default limit; tasks that finish in time are not affected', async () => {

@@ -162,6 +162,16 @@ export interface QueueStats {
   consumers: number;
 }
 
+export interface WorkerInfo {
+  workerId: string;
+  sessionId: string;
+  hostname: string;
+  pid: number;
+  language: string;
+  queues: string[];
+  concurrency: number;
+}
+
 /** A submitted task whose result is of type R. */
 export class TaskHandle<R = unknown> {
   readonly client: Client;
@@ -222,6 +232,8 @@ export class Client {
   cancel(taskId: string): Promise<TaskState>;
   explain(taskId: string): Promise<Explanation>;
   queueStats(): Promise<QueueStats[]>;
+  workers(): Promise<WorkerInfo[]>;
+  drainWorker(workerId: string): Promise<number>;
   listTasks(options?: ListTasksOptions): Promise<TaskPage>;
   wait<R = unknown>(taskId: string, options?: WaitOptions): Promise<TaskResult<R>>;
   result<R = unknown>(taskId: string, options?: WaitOptions): Promise<R>;
