@@ -112,20 +112,27 @@ def test_enqueue_dispatch_leases_before_it_leaves_the_ready_set(r, queue):
     assert _leased_now(r, queue, waiting) and r.zscore(k.ready, new.id) is not None
 
 
-def test_reap_puts_the_task_back_before_it_ends_the_lease(r, queue):
+def test_reap_holds_the_task_and_release_puts_it_back_before_it_ends_the_lease(r, queue):
+    """`reap` keeps an expired task leased, under a token of the reaper's; `release` (the delivery
+    counted) then puts it back in the ready set before it ends that lease."""
     k = keys.queue_keys(queue)
-    tid, _ = _leased(r, queue)
-    args = [queue, keys.NOTIFY, 10**13, 5, 100]
-    _fails_while_refused(r, k.ready, "reap", queue, args)
+    tid, token = _leased(r, queue)
+    hold = 10**13 + 10_000
+    reply = _call(r, "reap", queue, [10**13, 5, 100, hold])
+    assert isinstance(reply, list) and reply[:4] == [1, tid.encode(), reply[2], 1] and reply[2] != int(token)
+    assert _leased_now(r, queue, tid) and r.zscore(k.leases, tid) == hold
+    args = [queue, keys.NOTIFY, 1, tid, reply[2]]
+    _fails_while_refused(r, k.ready, "release", queue, args)
     assert _leased_now(r, queue, tid), "the lease ended and the task is nowhere"
-    assert _call(r, "reap", queue, args) == [1]
+    assert _call(r, "release", queue, args) == 1
     assert r.zscore(k.ready, tid) is not None and not _leased_now(r, queue, tid)
+    assert r.hget(k.deliveries, tid) == b"1"  # an expired delivery counts
 
 
 def test_reap_buries_before_it_ends_the_lease(r, queue):
     k = keys.queue_keys(queue)
     tid, _ = _leased(r, queue)
-    args = [queue, keys.NOTIFY, 10**13, 1, 100]  # delivered once: the most allowed
+    args = [10**13, 1, 100, 10**13 + 10_000]  # delivered once: the most allowed
     _fails_while_refused(r, k.dead, "reap", queue, args)
     assert _leased_now(r, queue, tid)
     assert _call(r, "reap", queue, args) == [0, tid.encode()]
@@ -135,7 +142,7 @@ def test_reap_buries_before_it_ends_the_lease(r, queue):
 def test_release_puts_the_task_back_before_it_ends_the_lease(r, queue):
     k = keys.queue_keys(queue)
     tid, token = _leased(r, queue)
-    args = [queue, keys.NOTIFY, tid, token]
+    args = [queue, keys.NOTIFY, 0, tid, token]
     _fails_while_refused(r, k.ready, "release", queue, args)
     assert _leased_now(r, queue, tid)
     assert r.hget(k.deliveries, tid) == b"1"

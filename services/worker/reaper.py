@@ -14,7 +14,7 @@ from typing import Any
 from redis.asyncio.client import Pipeline
 
 from tasktide.v1 import results_pb2, task_pb2
-from tasktide_services.common.events import event, now_ms
+from tasktide_services.common.events import event, first_events, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.loop import run_forever
 from tasktide_services.common.peers import Peers
@@ -138,7 +138,12 @@ async def _record_queued(peers: Peers, held: list[Leased]) -> None:
     asks the registry)."""
     message = "the lease of delivery {} expired (its worker was lost or stopped); queued again"
     events = [
-        event(h.task, task_pb2.TASK_STATE_QUEUED, message=message.format(h.delivery)) for h in held if h.task.spec.name
+        e
+        for h in held
+        if h.task.spec.name
+        # The task's first event too, in case the session that leased it ended before recording it
+        # (the results service keeps one: common/events.py, results/scripts.lua `record`).
+        for e in (*first_events(h.task), event(h.task, task_pb2.TASK_STATE_QUEUED, message=message.format(h.delivery)))
     ]
     if not events:
         return
