@@ -76,7 +76,9 @@ def test_an_expired_task_whose_value_does_not_parse_still_goes_back(tmp_path: Pa
         held, dead = await store.reap(q, 1_000, max_deliveries=5)
         assert dead == [] and [(h.task.id, h.task.spec.queue, h.task.spec.name) for h in held] == [(t.id, q, "")]
         assert await redis.zscore(k.leases, t.id) == held[0].deadline_ms  # the reaper's hold
-        assert await store.release([h.ref() for h in held], counted=True) == 1
+        async with redis.pipeline(transaction=False) as pipe:
+            store.build_requeue(pipe, q, held)
+            assert await pipe.execute() == [1]
         assert await redis.zscore(k.ready, t.id) is not None
         assert await redis.hget(k.deliveries, t.id) == b"1"  # the expired delivery counts
 

@@ -72,9 +72,18 @@ async def reap_once(
             failed += 1
             log.warning("reaping queue %s failed", q, exc_info=True)
     await _record_queued(peers, [h for _, held, _, _ in passed for h in held])
-    for q, held, dead, stuck in passed:
+    holding = {q: held for q, held, _, _ in passed if held}
+    released: dict[str, Any]
+    try:  # many queues per round trip, as the reap
+        replies = await per_queue(store, list(holding), lambda pipe, q: store.build_requeue(pipe, q, holding[q]), 1)
+        released = {q: reply for q, (reply,) in zip(holding, replies, strict=True)}
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Redis away: the holds expire and the tasks are reaped again
+        released = dict.fromkeys(holding, exc)
+    for q, _, dead, stuck in passed:
         try:
-            await _after_reap(store, peers, settings, hooks, q, held, dead, stuck)
+            await _after_reap(store, peers, settings, hooks, q, released.get(q, 0), dead, stuck)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - see above
@@ -89,12 +98,14 @@ async def _after_reap(
     settings: ServerSettings,
     hooks: ServiceHooks,
     q: str,
-    held: list[Leased],
+    released: Any,
     dead: list[str],
     stuck: Any,
 ) -> None:
-    if held and (requeued := await store.release([h.ref() for h in held], counted=True)):
-        hooks.redelivered(q, requeued)
+    if isinstance(released, Exception):
+        raise released
+    if released:
+        hooks.redelivered(q, int(released))
     if dead:
         await _record_dead(store, peers, q, dead, settings.max_deliveries, hooks)
     if stuck:  # the rare case: read them all

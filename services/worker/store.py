@@ -130,13 +130,19 @@ class RegistryStore:
         for q, argv in _pairs(leases).items():
             self._s["complete"](_complete_keys(q), argv, client=pipe)
 
-    async def release(self, leases: list[worker_pb2.LeaseRef], *, counted: bool = False) -> int:
-        """Leased tasks put back at the front of their band: given back unstarted (their delivery
-        does not count), or, `counted`, held by the reaper after their lease expired (`reap`)."""
+    async def release(self, leases: list[worker_pb2.LeaseRef]) -> int:
+        """Leased tasks given back unstarted put back at the front of their band (their delivery
+        does not count)."""
         n = 0
         for q, argv in _pairs(leases).items():
-            n += int(await self._s["release"](keys.queue_keys(q), [q, keys.NOTIFY, int(counted), *argv]))
+            n += int(await self._s["release"](keys.queue_keys(q), [q, keys.NOTIFY, 0, *argv]))
         return n
+
+    def build_requeue(self, pipe: Pipeline, queue: str, held: list[Leased]) -> None:
+        """`release` (the delivery counted) of the tasks the reaper holds in one queue, onto a
+        pipeline of the caller's: one reply, how many went back."""
+        argv = [a for h in held for a in (h.task.id, str(h.token))]
+        self._s["release"](keys.queue_keys(queue), [queue, keys.NOTIFY, 1, *argv], client=pipe)
 
     async def queues(self) -> list[str]:
         members: Any = await self.redis.smembers(keys.QUEUES)
