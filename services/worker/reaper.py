@@ -148,14 +148,14 @@ async def _record_queued(peers: Peers, held: list[Leased]) -> None:
     RECORD_SECONDS); the tasks go back to their queues whether or not it was recorded (explain()
     asks the registry)."""
     message = "the lease of delivery {} expired (its worker was lost or stopped); queued again"
-    events = [
-        e
-        for h in held
-        if h.task.spec.name
+    events: list[task_pb2.TaskEvent] = []
+    for h in held:
+        if not h.task.spec.name:  # its value did not parse (store.reaped): nothing to record
+            continue
         # The task's first event too, in case the session that leased it ended before recording it
         # (the results service keeps one: common/events.py, results/scripts.lua `record`).
-        for e in (*first_events(h.task), event(h.task, task_pb2.TASK_STATE_QUEUED, message=message.format(h.delivery)))
-    ]
+        events += first_events(h.task)
+        events.append(event(h.task, task_pb2.TASK_STATE_QUEUED, message=message.format(h.delivery)))
     if not events:
         return
 

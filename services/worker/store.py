@@ -141,7 +141,7 @@ class RegistryStore:
     def build_requeue(self, pipe: Pipeline, queue: str, held: list[Leased]) -> None:
         """`release` (the delivery counted) of the tasks the reaper holds in one queue, onto a
         pipeline of the caller's: one reply, how many went back."""
-        argv = [a for h in held for a in (h.task.id, str(h.token))]
+        argv = _pairs([h.ref() for h in held])[queue]
         self._s["release"](keys.queue_keys(queue), [queue, keys.NOTIFY, 1, *argv], client=pipe)
 
     async def queues(self) -> list[str]:
