@@ -245,6 +245,110 @@ def test_a_task_given_back_unstarted_says_so_in_its_timeline(platform, client, q
     assert events[3].message == ""  # a delivery given back does not count: this one is the first again
 
 
+def _doomed_session(platform, queue: str, worker_id: str):
+    """A raw worker session that takes one task and gives nothing back: (its assignment, a call
+    that ends it as a lost worker does, its stream closed with the lease held)."""
+    import threading
+
+    import grpc
+
+    from tasktide.v1 import worker_pb2, worker_pb2_grpc
+
+    ch = grpc.insecure_channel(platform.registry_address)
+    gone = threading.Event()
+
+    def messages():
+        yield worker_pb2.WorkerMessage(hello=worker_pb2.Hello(worker_id=worker_id, queues=[queue]))
+        yield worker_pb2.WorkerMessage(credit=1)
+        gone.wait(30)
+
+    stream = worker_pb2_grpc.RegistryStub(ch).Session(messages(), timeout=TEST_LEASE_SECONDS * 3)
+    assignment = next(m for m in stream if m.WhichOneof("kind") == "assignments").assignments.assignments[0]
+
+    def lose() -> None:
+        gone.set()
+        ch.close()
+
+    return assignment, lose
+
+
+def test_a_task_cancelled_while_its_worker_is_lost_is_not_run_again(platform, client, queue_name, tmp_path):
+    """The Cancel's signal reaches no one (the worker is gone); once the lease expires the reaper
+    ends the task CANCELLED instead of queueing it again, and a worker that comes never runs it."""
+    path = tmp_path / "ran"
+    h = submit(client, "t.record", str(path), "x", queue=queue_name)
+    _, lose = _doomed_session(platform, queue_name, "lost")
+    lose()
+    assert h.cancel() is TaskState.RUNNING  # signalled: the registry has it leased
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        with pytest.raises(tasktide.TaskCancelled) as info:
+            h.get(timeout=TEST_LEASE_SECONDS * 4)
+        time.sleep(TEST_LEASE_SECONDS)  # a redelivery would run now
+    assert not path.exists(), "a cancelled task ran again"
+    assert info.value.remote_type == "tasktide.CancelRequested"
+    assert "its worker was lost or stopped before the Cancel reached it" in str(info.value)
+    assert states(client, h.id) == [TaskState.QUEUED, TaskState.RUNNING, TaskState.CANCELLED]
+    assert getattr(queue_stat(client, queue_name), "leased", 0) == 0
+
+
+def test_a_cancel_whose_signal_was_missed_reaches_the_worker_at_its_next_heartbeat(
+    platform, client, queue_name, tmp_path, redis_server
+):
+    """The Cancel kept with the lease (revoke, without its pub/sub signal: as a registry replica cut
+    off from Redis at that moment misses it) is sent to the worker by its next heartbeat."""
+    import asyncio
+
+    from redis.asyncio import Redis
+
+    from tasktide_services.worker.store import RegistryStore
+
+    async def revoke_unsignalled(task_id: str) -> list[int]:
+        redis = Redis.from_url(redis_server.url)
+        try:
+            return list(await RegistryStore(redis).revoke(queue_name, [task_id], 5.0))
+        finally:
+            await redis.aclose()
+
+    marker = tmp_path / "started"
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        h = submit(client, "t.cooperative", 60.0, str(marker), queue=queue_name)
+        eventually(marker.exists)
+        assert asyncio.run(revoke_unsignalled(h.id)) == [2]  # leased: kept, and no signal sent
+        with pytest.raises(tasktide.TaskCancelled) as info:
+            h.get(timeout=TEST_LEASE_SECONDS * 3)
+    assert info.value.remote_type == "tasktide.CancelRequested"
+
+
+def test_a_task_given_back_unstarted_after_a_cancel_it_did_not_hear_ends_cancelled(platform, client, queue_name):
+    """A worker that ignores the signal and gives the task back unstarted (as a worker draining
+    with tasks prefetched): the task ends CANCELLED, not queued again."""
+    import grpc
+
+    from tasktide.v1 import worker_pb2, worker_pb2_grpc
+
+    h = submit(client, "t.add", 2, 3, queue=queue_name)
+    ch = grpc.insecure_channel(platform.registry_address)
+    taken: queue_mod.Queue[worker_pb2.LeaseRef] = queue_mod.Queue()
+
+    def messages():
+        yield worker_pb2.WorkerMessage(hello=worker_pb2.Hello(worker_id="deaf", queues=[queue_name]))
+        yield worker_pb2.WorkerMessage(credit=1)
+        yield worker_pb2.WorkerMessage(release=worker_pb2.Release(leases=[taken.get(timeout=20)]))
+
+    stream = worker_pb2_grpc.RegistryStub(ch).Session(messages(), timeout=20)
+    a = next(m for m in stream if m.WhichOneof("kind") == "assignments").assignments.assignments[0]
+    eventually(lambda: h.status() is TaskState.RUNNING)
+    assert h.cancel() is TaskState.RUNNING
+    taken.put(worker_pb2.LeaseRef(task_id=a.task.id, queue=queue_name, lease_token=a.lease_token))
+    with pytest.raises(tasktide.TaskCancelled) as info:
+        h.get(timeout=10)
+    ch.close()
+    assert "given back unstarted by worker deaf" in str(info.value)
+    assert states(client, h.id) == [TaskState.QUEUED, TaskState.RUNNING, TaskState.CANCELLED]
+    stat = queue_stat(client, queue_name)
+    assert (getattr(stat, "ready", 0), getattr(stat, "leased", 0)) == (0, 0)
+
+
 def test_soft_time_limit_raises_inside_the_task(platform, client, queue_name):
     with run_worker_thread(app, platform.address, queues=(queue_name,)):
         h = submit(client, "t.soft_limited", 5.0, queue=queue_name, soft_time_limit=0.2)

@@ -28,7 +28,7 @@ async def _bury(store: RegistryStore, queue: str, n: int, at_ms: int) -> list[st
     tasks = _tasks(queue, n)
     await store.enqueue(tasks)
     assert len(await store.dispatch(queue, at_ms - 1, 0, n)) == n
-    held, dead = await store.reap(queue, at_ms, max_deliveries=1)
+    held, _, dead = await store.reap(queue, at_ms, max_deliveries=1)
     assert (held, sorted(dead)) == ([], sorted(t.id for t in tasks))
     return [t.id for t in tasks]
 
@@ -73,12 +73,12 @@ def test_an_expired_task_whose_value_does_not_parse_still_goes_back(tmp_path: Pa
         assert len(await store.dispatch(q, 999, 0, 1)) == 1  # leased with no time left
         k = keys.queue_keys(q)
         await redis.hset(k.task, t.id, b"100" + b"\x0a\xff\xff\xff")  # a band, then no Task
-        held, dead = await store.reap(q, 1_000, max_deliveries=5)
+        held, _, dead = await store.reap(q, 1_000, max_deliveries=5)
         assert dead == [] and [(h.task.id, h.task.spec.queue, h.task.spec.name) for h in held] == [(t.id, q, "")]
         assert await redis.zscore(k.leases, t.id) == held[0].deadline_ms  # the reaper's hold
         async with redis.pipeline(transaction=False) as pipe:
             store.build_requeue(pipe, q, held)
-            assert await pipe.execute() == [1]
+            assert await pipe.execute() == [[1]]
         assert await redis.zscore(k.ready, t.id) is not None
         assert await redis.hget(k.deliveries, t.id) == b"1"  # the expired delivery counts
 
@@ -106,7 +106,7 @@ def test_empty_unused_queues_and_stale_workers_are_forgotten(tmp_path: Path) -> 
         await housekeeping.run_once(now_ms=now)
         assert await store.queues() == sorted([waiting, consumed])
         left = [k for k in keys.queue_keys(done) if await redis.exists(k)]
-        assert left == [keys.queue_keys(done)[5]], "an idle queue leaves only its fence counter behind"
+        assert left == [keys.queue_keys(done).fence], "an idle queue leaves only its fence counter behind"
         # A submission registers a forgotten queue again.
         await store.enqueue(_tasks(done, 1))
         assert done in await store.queues()

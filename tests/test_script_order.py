@@ -120,11 +120,12 @@ def test_reap_holds_the_task_and_release_puts_it_back_before_it_ends_the_lease(r
     hold = 10**13 + 10_000
     reply = _call(r, "reap", queue, [10**13, 5, 100, hold])
     assert isinstance(reply, list) and reply[:4] == [1, tid.encode(), reply[2], 1] and reply[2] != int(token)
+    assert reply[5] == 0  # no Cancel was asked
     assert _leased_now(r, queue, tid) and r.zscore(k.leases, tid) == hold
     args = [queue, keys.NOTIFY, 1, tid, reply[2]]
     _fails_while_refused(r, k.ready, "release", queue, args)
     assert _leased_now(r, queue, tid), "the lease ended and the task is nowhere"
-    assert _call(r, "release", queue, args) == 1
+    assert _call(r, "release", queue, args) == [1]
     assert r.zscore(k.ready, tid) is not None and not _leased_now(r, queue, tid)
     assert r.hget(k.deliveries, tid) == b"1"  # an expired delivery counts
 
@@ -146,9 +147,51 @@ def test_release_puts_the_task_back_before_it_ends_the_lease(r, queue):
     _fails_while_refused(r, k.ready, "release", queue, args)
     assert _leased_now(r, queue, tid)
     assert r.hget(k.deliveries, tid) == b"1"
-    assert _call(r, "release", queue, args) == 1
+    assert _call(r, "release", queue, args) == [1]
     assert r.zscore(k.ready, tid) is not None and not _leased_now(r, queue, tid)
     assert r.hget(k.deliveries, tid) == b"0"  # a released delivery does not count
+
+
+def test_a_cancel_asked_for_a_leased_task_lasts_until_its_lease_ends(r, queue):
+    """`revoke` of a leased task keeps the Cancel (and its grace) in :cancel: `extend` names it to the
+    heartbeat of the lease's holder; `complete` forgets it with the task."""
+    k = keys.queue_keys(queue)
+    tid, token = _leased(r, queue)
+    assert _call(r, "revoke", queue, [2.5, tid]) == [2]
+    assert r.hget(k.cancel, tid) == b"2.5"
+    assert _call(r, "extend", queue, [10**13, tid, token]) == [[], [tid.encode(), b"2.5"]]
+    assert _call(r, "extend", queue, [10**13, tid, "0"]) == [[tid.encode()], []]  # a stale holder hears nothing
+    assert _call(r, "complete", queue, [tid, token]) == 1
+    assert r.exists(k.cancel) == 0
+
+
+@pytest.mark.parametrize("counted", [0, 1])
+def test_release_keeps_a_task_a_cancel_was_asked_for(r, queue, counted):
+    """Given back (0) or requeued by the reaper (1), a task a Cancel was asked for is not put back:
+    it stays held under the same lease, named in the reply, for its caller to end it."""
+    k = keys.queue_keys(queue)
+    tid, token = _leased(r, queue)
+    other, other_token = _leased(r, queue)
+    _call(r, "revoke", queue, [0, tid])
+    args = [queue, keys.NOTIFY, counted, tid, token, other, other_token]
+    assert _call(r, "release", queue, args) == [1, tid.encode()]
+    assert r.zscore(k.ready, tid) is None and _leased_now(r, queue, tid) and r.hget(k.tokens, tid) == token.encode()
+    assert r.zscore(k.ready, other) is not None and not _leased_now(r, queue, other)
+    assert _call(r, "complete", queue, [tid, token]) == 1  # the caller ends it
+    assert r.exists(k.cancel) == 0 and r.hget(k.task, tid) is None
+
+
+def test_reap_holds_a_task_a_cancel_was_asked_for_apart_even_at_its_last_delivery(r, queue):
+    k = keys.queue_keys(queue)
+    tid, token = _leased(r, queue)
+    _call(r, "revoke", queue, [0, tid])
+    hold = 10**13 + 10_000
+    reply = _call(r, "reap", queue, [10**13, 1, 100, hold])  # delivered once: the most allowed
+    assert isinstance(reply, list) and reply[0] == 1 and reply[1] == tid.encode() and reply[5] == 1
+    assert r.zscore(k.dead, tid) is None and r.zscore(k.leases, tid) == hold
+    assert _call(r, "release", queue, [queue, keys.NOTIFY, 1, tid, reply[2]]) == [0, tid.encode()]
+    assert _call(r, "complete", queue, [tid, reply[2]]) == 1
+    assert r.exists(k.cancel) == 0
 
 
 def test_bury_moves_the_task_to_the_dead_set_before_it_ends_the_lease(r, queue):

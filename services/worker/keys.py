@@ -7,6 +7,10 @@ scripts in store.py touch one cluster slot.
     tt:w:{q}:leases      ZSET   task id -> lease deadline (Unix ms)
     tt:w:{q}:tokens      HASH   task id -> fencing token of the current lease
     tt:w:{q}:deliveries  HASH   task id -> times delivered
+    tt:w:{q}:cancel      HASH   task id -> grace seconds of a Cancel asked while the task was leased,
+                                until its lease ends: a worker that missed the signal hears it at its
+                                next heartbeat, and a task whose worker was lost is ended CANCELLED
+                                rather than queued again (cancelled.py)
     tt:w:{q}:fence       STRING counter for fencing tokens and arrival order
     tt:w:{q}:dead        ZSET   task id -> time it was dead-lettered (its task value stays in :task)
     tt:w:{q}:paused      STRING "1" while the queue is paused (nothing is dispatched from it)
@@ -53,6 +57,7 @@ class QueueKeys(NamedTuple):
     leases: str
     tokens: str
     deliveries: str
+    cancel: str
     fence: str
     dead: str
     paused: str

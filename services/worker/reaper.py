@@ -3,7 +3,11 @@
 A task going back is first held by the reaper (`reap` gives it a lease of the reaper's, HOLD_MS
 long), its QUEUED event recorded, then released into its queue: so the event comes before the next
 delivery's RUNNING, and the task's state says it waits while no worker takes it. A recording that
-fails (the results service away) is logged, and the task goes back all the same."""
+fails (the results service away) is logged, and the task goes back all the same.
+
+A task a Cancel was asked for while it was leased (keys.py :cancel) is not queued again: `reap`
+holds it apart, or `release` keeps it when the Cancel came while it was held, and it is ended as
+CANCELLED (cancelled.py)."""
 
 from __future__ import annotations
 
@@ -20,10 +24,11 @@ from tasktide_services.common.loop import run_forever
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.worker import keys
+from tasktide_services.worker.cancelled import WORKER_AWAY, end_cancelled
 from tasktide_services.worker.housekeeping import Housekeeping
 from tasktide_services.worker.outcomes import hand_retries, report_to_workflows
 from tasktide_services.worker.passes import per_queue
-from tasktide_services.worker.store import Leased, RegistryStore, reaped
+from tasktide_services.worker.store import Leased, Reaped, RegistryStore, reaped, release_reply
 
 log = logging.getLogger("tasktide.registry.reaper")
 
@@ -61,18 +66,19 @@ async def reap_once(
         log.warning("reaping %d queues failed", len(queues), exc_info=True)
         return len(queues)
     failed = 0
-    passed: list[tuple[str, list[Leased], list[str], Any]] = []
+    passed: list[tuple[str, Reaped, Any]] = []
     for q, (reply, stuck) in zip(queues, replies, strict=True):
         try:
             for r in (reply, stuck):
                 if isinstance(r, Exception):
                     raise r
-            passed.append((q, *reaped(reply, hold, q), stuck))
+            passed.append((q, reaped(reply, hold, q), stuck))
         except Exception:  # noqa: BLE001 - see above (what it holds goes back once its hold ends)
             failed += 1
             log.warning("reaping queue %s failed", q, exc_info=True)
-    await _record_queued(peers, [h for _, held, _, _ in passed for h in held])
-    holding = {q: held for q, held, _, _ in passed if held}
+    await _record_queued(peers, [h for _, r, _ in passed for h in r.requeue])
+    holding = {q: r.requeue for q, r, _ in passed if r.requeue}
+    cancel = [h for _, r, _ in passed for h in r.cancel]
     released: dict[str, Any]
     try:  # many queues per round trip, as the reap
         replies = await per_queue(store, list(holding), lambda pipe, q: store.build_requeue(pipe, q, holding[q]), 1)
@@ -81,7 +87,14 @@ async def reap_once(
         raise
     except Exception as exc:  # noqa: BLE001 - Redis away: the holds expire and the tasks are reaped again
         released = dict.fromkeys(holding, exc)
-    for q, _, dead, stuck in passed:
+    for q, reply in released.items():
+        if not isinstance(reply, Exception):  # a Cancel asked while the task was held
+            kept = {r.task_id for r in release_reply(reply, [h.ref() for h in holding[q]]).cancel}
+            cancel += [h for h in holding[q] if h.task.id in kept]
+            released[q] = int(reply[0])
+    await end_cancelled(store, peers, cancel, WORKER_AWAY)
+    for q, r, stuck in passed:
+        dead = r.dead
         try:
             await _after_reap(store, peers, settings, hooks, q, released.get(q, 0), dead, stuck)
         except asyncio.CancelledError:

@@ -10,9 +10,9 @@
 -- a new task, then queues or leases it: when that fails, `placed` deletes what it stored.
 
 --! prelude
--- KEYS: ready, task, leases, tokens, deliveries, fence, dead, paused, retrying, retry_at
+-- KEYS: ready, task, leases, tokens, deliveries, cancel, fence, dead, paused, retrying, retry_at
 local ready, task, leases, tokens, deliveries = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local fence, dead, paused, retrying, retry_at = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local cancel, fence, dead, paused, retrying, retry_at = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 
 -- The functions below are built anew on every call of a script that calls them (a closure costs
 -- Redis about as much as a short command; common/lua.py leaves out those a script does not call):
@@ -51,9 +51,12 @@ local function each_held(first, step, held, stale)
   return n
 end
 
+-- A lease's end forgets a Cancel asked while it ran (keys.py :cancel): the task has ended, or
+-- goes on as a new attempt or from the dead-letter set by a caller's own decision.
 local function end_lease(id)
   redis.call('HDEL', tokens, id)
   redis.call('ZREM', leases, id)
+  redis.call('HDEL', cancel, id)
 end
 
 -- Leases task id (its task value given) until deadline: appends id, token, delivery, value to out.
@@ -158,14 +161,23 @@ return out
 
 --! extend
 -- KEYS: the queue's (prelude). ARGV: new deadline ms, then pairs (id, token).
--- Extends current leases; returns the ids whose token is stale.
+-- Extends current leases; returns {the ids whose token is stale, then pairs (id, grace seconds) of
+-- the current ones a Cancel was asked for (revoke): their worker may have missed the signal}.
 local deadline = ARGV[1]
-local stale = {}
-each_held(2, 2, function(id) redis.call('ZADD', leases, 'XX', deadline, id) end, function(id) stale[#stale + 1] = id end)
-return stale
+local stale, asked = {}, {}
+local cancels = redis.call('EXISTS', cancel) == 1
+each_held(2, 2, function(id)
+  redis.call('ZADD', leases, 'XX', deadline, id)
+  local grace = cancels and redis.call('HGET', cancel, id)
+  if grace then
+    asked[#asked + 1] = id
+    asked[#asked + 1] = grace
+  end
+end, function(id) stale[#stale + 1] = id end)
+return {stale, asked}
 
 --! complete
--- KEYS: the queue's (prelude), its first five only: ready to deliveries, all it touches (store.py).
+-- KEYS: the queue's (prelude), its first six only: ready to cancel, all it touches (store.py).
 -- ARGV: pairs (id, token).
 -- Ends current leases and forgets their tasks; returns how many ended. (each_held's loop written
 -- out: every task ends here, spared the closure a callback costs.)
@@ -185,38 +197,51 @@ return n
 -- KEYS: the queue's (prelude). ARGV: queue, notify channel, whether the delivery counts (0: a worker
 -- gave the tasks back unstarted; 1: the reaper requeues tasks whose lease expired, `reap`), then
 -- pairs (id, token).
--- Puts leased tasks back at the front of their band. Returns how many went back.
+-- Puts leased tasks back at the front of their band, but a task a Cancel was asked for (revoke):
+-- that one stays held as it is, for its caller to record it cancelled and `complete` it (a caller
+-- lost meanwhile leaves the lease to expire, and the reaper finds the Cancel). Returns {how many
+-- went back, then the ids kept to be cancelled}.
 local queue, channel, counts = ARGV[1], ARGV[2], ARGV[3] == '1'
-local n = 0
+local out = {0}
+local cancels = redis.call('EXISTS', cancel) == 1
 each_held(4, 2, function(id)
+  if cancels and redis.call('HEXISTS', cancel, id) == 1 then
+    out[#out + 1] = id
+    return
+  end
   local value = redis.call('HGET', task, id)
   if value then
     ready_first(id, value)
-    n = n + 1
+    out[1] = out[1] + 1
   end
   end_lease(id)
   if not counts then redis.call('HINCRBY', deliveries, id, -1) end
 end)
-if n > 0 then redis.call('PUBLISH', channel, queue) end
-return n
+if out[1] > 0 then redis.call('PUBLISH', channel, queue) end
+return out
 
 --! reap
 -- KEYS: the queue's (prelude). ARGV: now ms, max deliveries, limit, hold deadline ms.
 -- Expired leases. A task delivered max times goes to the dead-letter set, its lease ended. Any other
 -- is held by the reaper: a lease of a new token until the hold deadline, while the reaper records
 -- that it is queued again; then `release` (keeping the delivery count) puts it at the front of its
--- band. A reaper lost in between leaves the hold to expire, and the task is reaped again. The old
--- token is gone either way: the outcome of a worker that was only late is refused.
--- Returns {n, then n times (id, token, deliveries, task value), then the dead ids}.
+-- band. A task a Cancel was asked for (revoke) is held too, whatever its deliveries, for the reaper
+-- to record it cancelled and `complete` it. A reaper lost in between leaves the hold to expire, and
+-- the task is reaped again. The old token is gone either way: the outcome of a worker that was only
+-- late is refused.
+-- Returns {n, then n times (id, token, deliveries, task value, 1 when a Cancel was asked else 0),
+-- then the dead ids}.
 local now, max_deliveries, limit, hold = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit)
 local out, buried = {0}, {}
+local cancels = #expired > 0 and redis.call('EXISTS', cancel) == 1
 for _, id in ipairs(expired) do
   local value = redis.call('HGET', task, id)
   local delivered = value and tonumber(redis.call('HGET', deliveries, id) or '0')
+  local asked = value and cancels and redis.call('HEXISTS', cancel, id) or 0
   if not value then
     end_lease(id)
-  elseif delivered >= max_deliveries then
+  elseif delivered >= max_deliveries and asked == 0 then
     redis.call('ZADD', dead, now, id)
     end_lease(id)
     buried[#buried + 1] = id
@@ -229,6 +254,7 @@ for _, id in ipairs(expired) do
     out[#out + 1] = token
     out[#out + 1] = delivered
     out[#out + 1] = value
+    out[#out + 1] = asked
   end
 end
 for _, id in ipairs(buried) do out[#out + 1] = id end
@@ -258,15 +284,19 @@ return each_held(2, 2, function(id)
 end)
 
 --! revoke
--- KEYS: the queue's (prelude). ARGV: task ids.
--- Per id: 1 removed from the ready queue (forgotten), 2 leased (running), 3 neither.
+-- KEYS: the queue's (prelude). ARGV: grace seconds, then task ids.
+-- Per id: 1 removed from the ready queue (forgotten), 2 leased (running: the Cancel is kept in
+-- :cancel until the lease ends, keys.py), 3 neither.
+local grace = ARGV[1]
 local out = {}
-for _, id in ipairs(ARGV) do
+for i = 2, #ARGV do
+  local id = ARGV[i]
   if redis.call('ZREM', ready, id) == 1 then
     redis.call('HDEL', task, id)
     redis.call('HDEL', deliveries, id)
     out[#out + 1] = 1
   elseif redis.call('HEXISTS', tokens, id) == 1 then
+    redis.call('HSET', cancel, id, grace)
     out[#out + 1] = 2
   else
     out[#out + 1] = 3
@@ -337,5 +367,5 @@ if redis.call('ZCARD', ready) + redis.call('HLEN', task) + redis.call('ZCARD', l
     + redis.call('ZCARD', dead) + redis.call('EXISTS', paused) + redis.call('HLEN', retrying) > 0 then
   return 0
 end
-redis.call('DEL', tokens, deliveries, retry_at)
+redis.call('DEL', tokens, deliveries, cancel, retry_at)
 return 1

@@ -21,6 +21,7 @@ from tasktide_services.common.partitions import Partitions, base, check_stored, 
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import ServerSettings
 from tasktide_services.worker import keys
+from tasktide_services.worker.cancelled import NEVER_SENT, end_cancelled
 from tasktide_services.worker.handover import Handover
 from tasktide_services.worker.housekeeping import WORKER_REFRESH_SECONDS
 from tasktide_services.worker.outcomes import OutcomeHandler
@@ -90,7 +91,7 @@ class RegistryService:
         A session that ended meanwhile gives the tasks back to their queue at once."""
         if session.id not in self.sessions:
             if leased:
-                await self.store.release([i.ref() for i in leased])
+                await self._release_unsent(leased)
             return
         self.give(session, reserved, await self.loops.drop_expired(leased))
 
@@ -116,9 +117,16 @@ class RegistryService:
         if not unsent:
             return
         try:
-            await self.store.release([i.ref() for i in unsent])
+            await self._release_unsent(unsent)
         except Exception:  # noqa: BLE001 - see above
             log.warning("session %s: giving back %d unsent leases failed", session.id, len(unsent), exc_info=True)
+
+    async def _release_unsent(self, leased: list[Leased]) -> None:
+        """Leases no worker was sent go back to their queue; a task a Cancel was asked for meanwhile
+        ends CANCELLED instead (cancelled.py)."""
+        kept = {r.task_id for r in (await self.store.release([i.ref() for i in leased])).cancel}
+        if kept:
+            await end_cancelled(self.store, self.peers, [i for i in leased if i.task.id in kept], NEVER_SENT)
 
     async def _end(self, session: Session, loops: list[asyncio.Task[None]], settler: asyncio.Task[None]) -> None:
         """After the session's stream: its loops stopped, what was leased for it and never sent
@@ -149,7 +157,9 @@ class RegistryService:
         """A cancel signal from any replica: forward it to the local session running the task."""
         task_id, _, grace = message.partition("|")
         for s in self.sessions.values():
-            if task_id in s.assigned:
+            held = s.assigned.get(task_id)
+            if held is not None and not held.cancel_sent:
+                held.cancel_sent = True
                 s.send(cancel=worker_pb2.CancelSignal(task_id=task_id, grace_seconds=float(grace or 0)))
 
     async def Enqueue(self, req: worker_pb2.EnqueueRequest, ctx: Ctx) -> worker_pb2.EnqueueResponse:
@@ -210,7 +220,8 @@ class RegistryService:
         results: list[worker_pb2.RevokeResult] = []
         for t in req.tasks:
             validate.task_id(t.id)
-            (code,) = await self.store.revoke(check_stored(t.spec.queue, self.settings.limits), [t.id])
+            queue = check_stored(t.spec.queue, self.settings.limits)
+            (code,) = await self.store.revoke(queue, [t.id], req.grace_seconds)
             if code == worker_pb2.REVOKE_RESULT_SIGNALLED:
                 await self.store.redis.publish(keys.CANCEL, f"{t.id}|{req.grace_seconds}")
             results.append(code)

@@ -16,6 +16,7 @@ from tasktide_services.common.notify import Notifier, wait_any
 from tasktide_services.common.partitions import Partitions
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import Limits
+from tasktide_services.worker.cancelled import end_cancelled, given_back
 from tasktide_services.worker.outcomes import OutcomeHandler, ref, report_to_workflows
 from tasktide_services.worker.session_state import Session
 from tasktide_services.worker.store import Leased, RegistryStore
@@ -160,16 +161,22 @@ class SessionLoops:
         gives leases back when it drains, so the session's remaining credit is withdrawn too."""
         session.credit = 0
         held = [t for t in await self.store.hold(leases, now_ms() + self.lease_ms) if t is not None]
-        await self.store.release(leases)
+        kept = {r.task_id: r for r in (await self.store.release(leases)).cancel}
         for r in leases:
             session.assigned.pop(r.task_id, None)
-        if held:
-            message = f"given back unstarted by worker {session.hello.worker_id}"
-            session.settle(started=[event(t, task_pb2.TASK_STATE_QUEUED, message=message) for t in held])
+        message = given_back(session.hello.worker_id)
+        if kept:  # a Cancel the worker did not hear: ended here, not queued again (cancelled.py)
+            cancel = [Leased(t, kept[t.id].lease_token, 0, 0) for t in held if t.id in kept]
+            started = session.take_started(set(kept))  # their RUNNING events first
+            await end_cancelled(self.store, self.peers, cancel, message, started)
+        back = [event(t, task_pb2.TASK_STATE_QUEUED, message=message) for t in held if t.id not in kept]
+        if back:
+            session.settle(started=back)
 
     async def _heartbeat(self, session: Session, leases: list[worker_pb2.LeaseRef]) -> None:
         deadline = now_ms() + self.lease_ms
-        stale = set(await self.store.extend(leases, deadline))
+        extended = await self.store.extend(leases, deadline)
+        stale = set(extended.stale)
         for r in leases:
             held = session.assigned.get(r.task_id)
             if r.task_id in stale:
@@ -178,6 +185,10 @@ class SessionLoops:
                 session.send(rejected=worker_pb2.LeaseRejected(lease=r, reason="lease expired"))
             elif held is not None and held.token == r.lease_token:
                 held.deadline_ms = deadline
+                grace = extended.cancel.get(r.task_id)
+                if grace is not None and not held.cancel_sent:  # the signal was missed (keys.py :cancel)
+                    held.cancel_sent = True
+                    session.send(cancel=worker_pb2.CancelSignal(task_id=r.task_id, grace_seconds=grace))
 
     async def dispatch(self, session: Session) -> None:
         """Lease tasks for the session's credit, queue after queue, for as long as it lasts. A failed

@@ -104,6 +104,14 @@ class Session:
         self.freed()
         return outcomes, started
 
+    def take_started(self, task_ids: set[str]) -> list[task_pb2.TaskEvent]:
+        """The events waiting to be recorded of these tasks, taken out of what waits (their caller
+        records them itself, before what it has to say of the tasks)."""
+        mine = [e for e in self.to_record if e.task_id in task_ids]
+        if mine:
+            self.to_record = [e for e in self.to_record if e.task_id not in task_ids]
+        return mine
+
     def due(self) -> bool:
         """Whether there is something to record now: outcomes, or events that waited long enough."""
         if self.to_settle:

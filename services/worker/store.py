@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from google.protobuf.message import DecodeError
 from redis.asyncio import Redis
@@ -31,18 +31,28 @@ class Leased:
     token: int
     delivery: int
     deadline_ms: int  # as the dispatch script set it, then as the session's heartbeats extend it
+    cancel_sent: bool = False  # the session sent its worker a CancelSignal for it
 
     def ref(self) -> worker_pb2.LeaseRef:
         return worker_pb2.LeaseRef(task_id=self.task.id, queue=self.task.spec.queue, lease_token=self.token)
 
 
-def reaped(reply: Any, hold_deadline_ms: int, queue: str) -> tuple[list[Leased], list[str]]:
-    """The reply of the `reap` script on `queue`: the tasks the reaper holds to queue again (their
-    leases the reaper's), and the ids it dead-lettered. A task value that does not parse still goes
-    back (as a task of that id and queue alone: nothing is recorded of it)."""
+class Reaped(NamedTuple):
+    """The reply of the `reap` script on one queue: the tasks the reaper holds (their leases the
+    reaper's), those to queue again and those to end as cancelled (cancelled.py), and the ids it
+    dead-lettered."""
+
+    requeue: list[Leased]
+    cancel: list[Leased]
+    dead: list[str]
+
+
+def reaped(reply: Any, hold_deadline_ms: int, queue: str) -> Reaped:
+    """The reply of `reap` on `queue` (Reaped). A task value that does not parse still goes back
+    (as a task of that id and queue alone: nothing is recorded of it)."""
     n = int(reply[0])
-    held = []
-    for i in range(1, 1 + 4 * n, 4):
+    out = Reaped([], [], [])
+    for i in range(1, 1 + 5 * n, 5):
         tid = reply[i].decode()
         try:
             task = keys.task_of(reply[i + 3])
@@ -50,8 +60,32 @@ def reaped(reply: Any, hold_deadline_ms: int, queue: str) -> tuple[list[Leased],
             log.warning("task %s of queue %s does not parse; queued again as it is", tid, queue)
             task = task_pb2.Task(id=tid, spec=task_pb2.TaskSpec(queue=queue))
         task.id, task.spec.queue = tid, queue
-        held.append(Leased(task, int(reply[i + 1]), int(reply[i + 2]), hold_deadline_ms))
-    return held, [r.decode() for r in reply[1 + 4 * n :]]
+        held = Leased(task, int(reply[i + 1]), int(reply[i + 2]), hold_deadline_ms)
+        (out.cancel if int(reply[i + 4]) else out.requeue).append(held)
+    out.dead.extend(r.decode() for r in reply[1 + 5 * n :])
+    return out
+
+
+class Released(NamedTuple):
+    """The reply of `release`: how many tasks went back, and the leases it kept because a Cancel
+    was asked for their tasks (the caller ends them: cancelled.py)."""
+
+    requeued: int
+    cancel: list[worker_pb2.LeaseRef]
+
+
+def release_reply(reply: Any, leases: list[worker_pb2.LeaseRef]) -> Released:
+    """The reply of `release` for `leases` (of one queue or more: their ids are unique)."""
+    kept = {r.decode() if isinstance(r, bytes) else str(r) for r in reply[1:]}
+    return Released(int(reply[0]), [r for r in leases if r.task_id in kept])
+
+
+class Extended(NamedTuple):
+    """The reply of `extend`: task ids whose token is stale, and task id -> grace seconds of a
+    Cancel asked for a current lease (its worker may have missed the signal)."""
+
+    stale: list[str]
+    cancel: dict[str, float]
 
 
 def _pairs(leases: list[worker_pb2.LeaseRef]) -> dict[str, list[str]]:
@@ -111,13 +145,16 @@ class RegistryStore:
         pipe.sadd(keys.QUEUES, queue)
         self._s["enqueue_dispatch"](keys.queue_keys(queue), argv, client=pipe)
 
-    async def extend(self, leases: list[worker_pb2.LeaseRef], deadline_ms: int) -> list[str]:
-        """Extend current leases; returns the task ids whose token is stale."""
-        stale: list[str] = []
+    async def extend(self, leases: list[worker_pb2.LeaseRef], deadline_ms: int) -> Extended:
+        """Extend current leases: the task ids whose token is stale, and the grace seconds of a
+        Cancel asked for the others (Extended)."""
+        out = Extended([], {})
         for q, argv in _pairs(leases).items():
-            res = await self._s["extend"](keys.queue_keys(q), [deadline_ms, *argv])
-            stale += [r.decode() if isinstance(r, bytes) else r for r in res]
-        return stale
+            stale, asked = await self._s["extend"](keys.queue_keys(q), [deadline_ms, *argv])
+            out.stale.extend(r.decode() for r in stale)
+            for i in range(0, len(asked), 2):
+                out.cancel[asked[i].decode()] = float(asked[i + 1])
+        return out
 
     async def complete(self, leases: list[worker_pb2.LeaseRef]) -> int:
         n = 0
@@ -130,17 +167,19 @@ class RegistryStore:
         for q, argv in _pairs(leases).items():
             self._s["complete"](_complete_keys(q), argv, client=pipe)
 
-    async def release(self, leases: list[worker_pb2.LeaseRef]) -> int:
+    async def release(self, leases: list[worker_pb2.LeaseRef]) -> Released:
         """Leased tasks given back unstarted put back at the front of their band (their delivery
-        does not count)."""
-        n = 0
+        does not count), but those a Cancel was asked for, which stay leased (Released)."""
+        n, cancel = 0, []
         for q, argv in _pairs(leases).items():
-            n += int(await self._s["release"](keys.queue_keys(q), [q, keys.NOTIFY, 0, *argv]))
-        return n
+            reply = release_reply(await self._s["release"](keys.queue_keys(q), [q, keys.NOTIFY, 0, *argv]), leases)
+            n += reply.requeued
+            cancel += reply.cancel
+        return Released(n, cancel)
 
     def build_requeue(self, pipe: Pipeline, queue: str, held: list[Leased]) -> None:
         """`release` (the delivery counted) of the tasks the reaper holds in one queue, onto a
-        pipeline of the caller's: one reply, how many went back."""
+        pipeline of the caller's: one reply, which `release_reply` reads."""
         argv = _pairs([h.ref() for h in held])[queue]
         self._s["release"](keys.queue_keys(queue), [queue, keys.NOTIFY, 1, *argv], client=pipe)
 
@@ -150,7 +189,7 @@ class RegistryStore:
 
     async def reap(
         self, queue: str, now_ms: int, max_deliveries: int, limit: int = 1000, hold_ms: int = 10_000
-    ) -> tuple[list[Leased], list[str]]:
+    ) -> Reaped:
         """The `reap` script on one queue (the reaper runs it on many per round trip: reaper.py)."""
         deadline = now_ms + hold_ms
         res = await self._s["reap"](keys.queue_keys(queue), [now_ms, max_deliveries, limit, deadline])
@@ -209,8 +248,8 @@ class RegistryStore:
             n += int(await self._s["bury"](keys.queue_keys(q), [now_ms, *argv]))
         return n
 
-    async def revoke(self, queue: str, task_ids: list[str]) -> list[worker_pb2.RevokeResult]:
-        codes = await self._s["revoke"](keys.queue_keys(queue), task_ids)
+    async def revoke(self, queue: str, task_ids: list[str], grace_seconds: float = 0) -> list[worker_pb2.RevokeResult]:
+        codes = await self._s["revoke"](keys.queue_keys(queue), [grace_seconds, *task_ids])
         return [cast(worker_pb2.RevokeResult, int(x)) for x in codes]  # the enum's numbers
 
     async def set_paused(self, queue: str, paused: bool) -> None:
@@ -358,6 +397,6 @@ def leased(flat: list[Any], deadline_ms: int) -> list[Leased]:
 
 
 def _complete_keys(q: str) -> list[str]:
-    """complete's KEYS: the queue's keys up to :deliveries, all it touches (scripts.lua). Five, not
-    ten, for the call every task makes: each key costs Redis a parsed string and a Lua string."""
-    return list(keys.queue_keys(q))[:5]
+    """complete's KEYS: the queue's keys up to :cancel, all it touches (scripts.lua). Six, not
+    eleven, for the call every task makes: each key costs Redis a parsed string and a Lua string."""
+    return list(keys.queue_keys(q))[:6]
