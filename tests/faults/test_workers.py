@@ -1,13 +1,18 @@
 """A worker that stops answering: paused (SIGSTOP) past its lease, then resumed; cut off from the
 registry (a proxy between them stops forwarding) while it holds tasks, then reconnected. Its
 tasks go to the other worker; when it comes back its late outcomes are refused (stale fencing
-token), so every task keeps the one result of the attempt that held the lease."""
+token), so every task keeps the one result of the attempt that held the lease. And tasks
+cancelled while their worker is paused: the Cancel's signal reaches no one, and none of them runs
+again elsewhere."""
 
 from __future__ import annotations
 
 import signal
 import time
 from pathlib import Path
+
+from tasktide import TaskState
+from tasktide.v1 import task_pb2
 
 from tests.faults.conftest import make_rig
 from tests.faults.proxy import proxy
@@ -44,3 +49,29 @@ def test_worker_cut_off_from_the_registry(tmp_path: Path, queue_name: str) -> No
         case = f"a worker cut off from the registry for {2 * LEASE:.1f} s, under load; recovery from the cut"
         fig = rig.count(case, ids, began)
     rig.assert_held(fig)
+
+
+def test_tasks_cancelled_while_their_worker_is_paused_run_nowhere_else(tmp_path: Path, queue_name: str) -> None:
+    """A worker (concurrency 4) runs 4 long tasks and holds more; it is SIGSTOPped and all 12 are
+    cancelled: those waiting at once, those it holds once their leases expire (the reaper ends
+    them CANCELLED). A second worker started meanwhile runs none of them."""
+    with make_rig(tmp_path, queue_name, n_workers=1) as rig:
+        paused = rig.workers.procs[0]
+        ids = [rig.client.submit("t.marked", [str(rig.markers), 8.0], queue=queue_name).id for _ in range(12)]
+        deadline = time.monotonic() + 20
+        while len(list(rig.markers.iterdir())) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        paused.send_signal(signal.SIGSTOP)
+        try:
+            began = time.monotonic()
+            answers = [rig.client.cancel(t) for t in ids]
+            (other,) = rig.workers.spawn(1)
+            case = f"12 tasks cancelled while their worker is SIGSTOPped (lease {LEASE:.0f} s), a second worker started"
+            fig = rig.count(case, ids, began, expected=dict.fromkeys(ids, task_pb2.TASK_STATE_CANCELLED))
+            time.sleep(LEASE)  # a task wrongly queued again would start now
+            elsewhere = [m.name for m in rig.markers.iterdir() if f"-{other.pid}-" in m.name]
+        finally:
+            paused.send_signal(signal.SIGCONT)
+    assert answers.count(TaskState.RUNNING) >= 4, answers  # signalled: the paused worker held them
+    assert (fig.lost, fig.run_twice, fig.recorded_twice) == (0, 0, 0), fig.line()
+    assert elsewhere == [], "cancelled tasks ran on the second worker"
