@@ -13,7 +13,6 @@ from pathlib import Path
 
 from tasktide import TaskState
 from tasktide.v1 import task_pb2
-
 from tests.faults.conftest import make_rig
 from tests.faults.proxy import proxy
 
