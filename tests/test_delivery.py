@@ -158,6 +158,34 @@ def test_a_stopped_worker_drains_running_tasks_and_releases_the_rest(platform, c
         w2.wait(20)
 
 
+def test_a_drain_whose_message_its_replica_missed_is_sent_at_the_next_refresh(
+    platform, client, queue_name, server_settings, monkeypatch
+):
+    """DrainWorker keeps the sessions it asks to drain (tt:w:draining) beside its message: a replica
+    that missed the message (cut off from Redis at that moment) sends the Drain when it next
+    refreshes the session's worker entry. Here only the kept part is written, as if the message had
+    reached no one."""
+    import redis
+
+    from tasktide_services.worker import keys
+    from tasktide_services.worker import service as registry_service
+
+    monkeypatch.setattr(registry_service, "WORKER_REFRESH_SECONDS", 0.2)  # in this process's services
+    env = {"TASKTIDE_ADDRESS": platform.address}
+    w = spawn("worker", "tests.tasks_app:app", "--queues", queue_name, env=env)
+    try:
+        _wait_for(lambda: any(list(i.queues) == [queue_name] for i in client.workers()), 20, "the worker to connect")
+        (info,) = [i for i in client.workers() if list(i.queues) == [queue_name]]
+        with redis.Redis.from_url(server_settings.redis_url) as r:
+            r.sadd(keys.DRAINING, info.session_id)
+        assert w.wait(30) == 0  # drained (every 10 s refresh where the services run apart)
+        with redis.Redis.from_url(server_settings.redis_url) as r:
+            _wait_for(lambda: not r.sismember(keys.DRAINING, info.session_id), 10, "the ended session forgotten")
+    finally:
+        if w.poll() is None:
+            w.kill()
+
+
 @pytest.mark.parametrize("worker_id", ["", "x" * 257])
 def test_drain_worker_refuses_a_malformed_id(client, worker_id):
     with pytest.raises(tasktide.InvalidArgument, match="a worker id is 1..256 characters"):

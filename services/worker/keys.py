@@ -23,6 +23,9 @@ scripts in store.py touch one cluster slot.
     tt:w:cancel          PUBSUB "task id|grace seconds": stop this task wherever it runs
     tt:w:drain           PUBSUB session ids, space-separated: send these sessions a Drain wherever
                                 they are connected
+    tt:w:draining        SET    session ids a DrainWorker named, until their sessions end: a replica
+                                that missed the message on tt:w:drain finds it when it next refreshes
+                                the session's worker entry
 
 The score of a ready task is band * BAND_BASE + arrival (arrival from :fence; a task put back in
 front of its band has arrival 0). Band 0 is priority 100, band 200 is priority -100. The scripts
@@ -42,6 +45,7 @@ WORKERS = "tt:w:workers"
 NOTIFY = "tt:w:notify"
 CANCEL = "tt:w:cancel"
 DRAIN = "tt:w:drain"
+DRAINING = "tt:w:draining"
 
 BAND_BASE = 2**40
 BAND_DIGITS = 3  # bands run from 0 to PRIORITY_MAX - PRIORITY_MIN (200)

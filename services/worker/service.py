@@ -142,14 +142,16 @@ class RegistryService:
             log.warning("session %s: removing its worker entry failed", session.id, exc_info=True)
         log.info("session %s of worker %s ended", session.id, session.hello.worker_id)
 
-    async def _keep_entry(self, info: worker_pb2.WorkerInfo) -> None:
+    async def _keep_entry(self, session: Session, info: worker_pb2.WorkerInfo) -> None:
         """Refresh the session's worker entry while it lasts: housekeeping drops entries that are
-        not refreshed (those of a registry replica that died)."""
+        not refreshed (those of a registry replica that died). A drain asked of the session that
+        this replica missed (keys.DRAINING) is sent then."""
         while True:
             await asyncio.sleep(WORKER_REFRESH_SECONDS)
             info.last_seen_ms = now_ms()
             try:
-                await self.store.put_worker(info)
+                if await self.store.put_worker(info):
+                    self._drain(session)
             except Exception:  # noqa: BLE001 - tried again at the next refresh
                 log.warning("session %s: refreshing its worker entry failed", info.session_id, exc_info=True)
 
@@ -189,7 +191,7 @@ class RegistryService:
         ]
         if not sessions:
             raise NotFound(f"no worker {req.worker_id[:80]!r} is connected")
-        await self.store.redis.publish(keys.DRAIN, " ".join(sessions))
+        await self.store.drain(sessions)
         return worker_pb2.DrainWorkerResponse(sessions=len(sessions))
 
     def on_drain(self, message: str) -> None:
@@ -197,8 +199,14 @@ class RegistryService:
         for session_id in message.split():
             s = self.sessions.get(session_id)
             if s is not None:
-                log.info("session %s of worker %s asked to drain", s.id, s.hello.worker_id)
-                s.send(drain=worker_pb2.Drain())
+                self._drain(s)
+
+    def _drain(self, session: Session) -> None:
+        """Send the session's worker a Drain, once."""
+        if not session.drain_sent:
+            session.drain_sent = True
+            log.info("session %s of worker %s asked to drain", session.id, session.hello.worker_id)
+            session.send(drain=worker_pb2.Drain())
 
     async def QueueStats(self, req: worker_pb2.QueueStatsRequest, ctx: Ctx) -> worker_pb2.QueueStatsResponse:
         caller = current_caller()
@@ -321,7 +329,7 @@ class RegistryService:
         reader = asyncio.create_task(self.loops.read(session, requests))
         dispatcher = asyncio.create_task(self.loops.dispatch(session))
         settler = asyncio.create_task(self.loops.settle(session))
-        keeper = asyncio.create_task(self._keep_entry(info))
+        keeper = asyncio.create_task(self._keep_entry(session, info))
         try:
             while True:
                 msg = await session.out.get()

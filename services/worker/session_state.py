@@ -47,6 +47,7 @@ class Session:
         self.record_at = 0.0  # loop time when waiting events are recorded even with no outcome
         self._linger: asyncio.TimerHandle | None = None  # wakes the settle loop at record_at
         self.closing = False
+        self.drain_sent = False  # the worker was sent a Drain (DrainWorker)
         self.heard_ms = now_ms()  # when the worker last sent anything
         self.room = asyncio.Event()  # set while the session is under its bounds (OUT_MAX, SETTLE_MAX)
         self.room.set()

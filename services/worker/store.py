@@ -216,17 +216,31 @@ class RegistryStore:
             for i, q in enumerate(qs)
         ]
 
-    async def put_worker(self, info: worker_pb2.WorkerInfo) -> None:
+    async def put_worker(self, info: worker_pb2.WorkerInfo) -> bool:
         """Write (or refresh) a worker entry; its queues are registered, so a queue with a consumer
-        is never one that housekeeping forgets."""
+        is never one that housekeeping forgets. Returns whether a DrainWorker named the session
+        (keys.DRAINING)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(keys.WORKERS, info.session_id, info.SerializeToString())
             if info.queues:
                 pipe.sadd(keys.QUEUES, *info.queues)
+            pipe.sismember(keys.DRAINING, info.session_id)
+            replies = await pipe.execute()
+        return bool(replies[-1])
+
+    async def drain(self, session_ids: list[str]) -> None:
+        """Ask these sessions to drain: kept until they end (keys.DRAINING), and published for the
+        replicas they are connected to."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.sadd(keys.DRAINING, *session_ids)
+            pipe.publish(keys.DRAIN, " ".join(session_ids))
             await pipe.execute()
 
     async def drop_worker(self, session_id: str) -> None:
-        await self.redis.hdel(keys.WORKERS, session_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hdel(keys.WORKERS, session_id)
+            pipe.srem(keys.DRAINING, session_id)
+            await pipe.execute()
 
     async def workers(self) -> list[worker_pb2.WorkerInfo]:
         raw = await self.redis.hvals(keys.WORKERS)
@@ -360,11 +374,16 @@ class RegistryStore:
         return True
 
     async def drop_stale_workers(self, seen_before_ms: int) -> int:
-        """Forget worker entries not refreshed since `seen_before_ms` (their registry replica died)."""
+        """Forget worker entries not refreshed since `seen_before_ms` (their registry replica died),
+        and the drains asked of sessions that have no entry any more."""
         raw: Any = await self.redis.hgetall(keys.WORKERS)
         stale = [sid for sid, v in raw.items() if worker_pb2.WorkerInfo.FromString(v).last_seen_ms < seen_before_ms]
         if stale:
             await self.redis.hdel(keys.WORKERS, *stale)
+        draining: Any = await self.redis.smembers(keys.DRAINING)
+        gone = [sid for sid in draining if sid not in raw or sid in stale]
+        if gone:
+            await self.redis.srem(keys.DRAINING, *gone)
         return len(stale)
 
     async def find(self, task_id: str) -> tuple[task_pb2.Task | None, bool]:
