@@ -135,3 +135,19 @@ def test_an_unreadable_parked_retry_does_not_hold_back_the_others(tmp_path: Path
 
     _run(tmp_path, body)
     assert any("f" * 32 in r.getMessage() and "cannot be read" in r.getMessage() for r in caplog.records)
+
+
+def test_a_cancel_kept_with_a_value_that_is_not_a_number_still_reaches_the_heartbeat(tmp_path: Path) -> None:
+    """A poison grace in :cancel: the heartbeat that reads it extends the lease and names the Cancel
+    (to stop at once), instead of failing on it."""
+
+    async def body(store: RegistryStore, redis: Any) -> None:
+        q = "cancel-q"
+        (t,) = _tasks(q, 1)
+        await store.enqueue([t])
+        (lease,) = await store.dispatch(q, now_ms(), 30_000, 1)
+        await redis.hset(keys.queue_keys(q).cancel, t.id, "soon")
+        extended = await store.extend([lease.ref()], now_ms() + 60_000)
+        assert (extended.stale, extended.cancel) == ([], {t.id: 0.0})
+
+    _run(tmp_path, body)

@@ -88,6 +88,16 @@ class Extended(NamedTuple):
     cancel: dict[str, float]
 
 
+def _grace(value: bytes) -> float:
+    """A Cancel's grace seconds as `revoke` kept them; 0 (stop at once) for a value that is not a
+    number (a poison entry must not fail the heartbeat that reads it)."""
+    try:
+        grace = float(value)
+    except ValueError:
+        return 0.0
+    return grace if grace >= 0 else 0.0
+
+
 def _pairs(leases: list[worker_pb2.LeaseRef]) -> dict[str, list[str]]:
     by_queue: dict[str, list[str]] = defaultdict(list)
     for ref in leases:
@@ -153,7 +163,7 @@ class RegistryStore:
             stale, asked = await self._s["extend"](keys.queue_keys(q), [deadline_ms, *argv])
             out.stale.extend(r.decode() for r in stale)
             for i in range(0, len(asked), 2):
-                out.cancel[asked[i].decode()] = float(asked[i + 1])
+                out.cancel[asked[i].decode()] = _grace(asked[i + 1])
         return out
 
     async def complete(self, leases: list[worker_pb2.LeaseRef]) -> int:
