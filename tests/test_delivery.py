@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import uuid
@@ -165,8 +166,7 @@ def test_a_drain_whose_message_its_replica_missed_is_sent_at_the_next_refresh(
     that missed the message (cut off from Redis at that moment) sends the Drain when it next
     refreshes the session's worker entry. Here only the kept part is written, as if the message had
     reached no one."""
-    import redis
-
+    from tasktide_services.common.redis_conn import connect
     from tasktide_services.worker import keys
     from tasktide_services.worker import service as registry_service
 
@@ -176,11 +176,21 @@ def test_a_drain_whose_message_its_replica_missed_is_sent_at_the_next_refresh(
     try:
         _wait_for(lambda: any(list(i.queues) == [queue_name] for i in client.workers()), 20, "the worker to connect")
         (info,) = [i for i in client.workers() if list(i.queues) == [queue_name]]
-        with redis.Redis.from_url(server_settings.redis_url) as r:
-            r.sadd(keys.DRAINING, info.session_id)
+
+        async def redis_call(*args: str) -> object:
+            r = await connect(server_settings.redis_url)  # a plain or a Cluster URL, as the services read it
+            try:
+                return await r.execute_command(*args)
+            finally:
+                await r.aclose()
+
+        asyncio.run(redis_call("SADD", keys.DRAINING, info.session_id))
         assert w.wait(30) == 0  # drained (every 10 s refresh where the services run apart)
-        with redis.Redis.from_url(server_settings.redis_url) as r:
-            _wait_for(lambda: not r.sismember(keys.DRAINING, info.session_id), 10, "the ended session forgotten")
+        _wait_for(
+            lambda: not asyncio.run(redis_call("SISMEMBER", keys.DRAINING, info.session_id)),
+            10,
+            "the ended session forgotten",
+        )
     finally:
         if w.poll() is None:
             w.kill()

@@ -162,9 +162,10 @@ def test_a_declaration_is_read_once_into_the_settings():
     assert [parts.choose("hot") for _ in range(4)] == ["hot", "hot#1", "hot#2", "hot"]
 
 
-def test_a_reaper_pass_in_chunks_goes_on_past_a_poisoned_queue(redis_server, r):
+def test_a_reaper_pass_in_chunks_goes_on_past_a_poisoned_queue(redis_server):
     """The reaper looks at many queues per round trip; a queue whose keys Redis refuses fails alone,
-    and scripts Redis lost are loaded again within the pass."""
+    and scripts Redis lost are loaded again within the pass. The queues live in a database of their
+    own: the registry this module runs on database 0 would otherwise reap them first."""
     import asyncio
 
     from tasktide_services.common.lua import load_scripts, run_blocking_pipeline
@@ -174,6 +175,8 @@ def test_a_reaper_pass_in_chunks_goes_on_past_a_poisoned_queue(redis_server, r):
     from tasktide_services.worker import passes, reaper
     from tasktide_services.worker.store import SCRIPTS, RegistryStore, build_enqueue
 
+    url = f"redis://127.0.0.1:{redis_server.port}/7"
+    r = redis.Redis.from_url(url)
     queues = [f"pq-{RUN}-reap{i}" for i in range(5)]
     poisoned = f"pq-{RUN}-reap-poison"
     scripts = load_scripts(None, SCRIPTS)
@@ -185,7 +188,7 @@ def test_a_reaper_pass_in_chunks_goes_on_past_a_poisoned_queue(redis_server, r):
     r.sadd(keys.QUEUES, poisoned)
 
     async def one_pass() -> int:
-        aredis = await connect(redis_server.url)
+        aredis = await connect(url)
         peers = Peers(ServerSettings())
         try:
             return await reaper.reap_once(RegistryStore(aredis), peers, ServerSettings())
@@ -205,6 +208,8 @@ def test_a_reaper_pass_in_chunks_goes_on_past_a_poisoned_queue(redis_server, r):
     assert failed == 1
     assert [int(r.zcard(keys.queue_keys(q).ready)) for q in queues] == [1] * 5
     assert [int(r.zcard(keys.queue_keys(q).leases)) for q in queues] == [0] * 5
+    r.flushdb()
+    r.close()
 
 
 def test_each_priority_is_spread_over_the_partitions_whatever_the_arrival_order(parted, pclient):
