@@ -130,6 +130,20 @@ def explicit_retry(marker_dir: str) -> int:
     return ctx.attempt
 
 
+@app.task(max_retries=2)
+def retries_when_told(marker_dir: str, go: str) -> int:
+    """Leaves a file per attempt, waits for the file `go` (30 s at most, heeding no cancel), then
+    asks for a retry 0.2 s later when it is the first attempt."""
+    ctx = tasktide.current_task()
+    Path(marker_dir, f"attempt-{ctx.attempt}").touch()
+    deadline = time.monotonic() + 30
+    while not Path(go).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if not Path(marker_dir, f"attempt-{ctx.attempt - 1}").exists():
+        ctx.retry(countdown=0.2)
+    return ctx.attempt
+
+
 @app.task(max_retries=1, retry_backoff=0.01)
 def always_fails(message: str) -> None:
     raise RuntimeError(message)

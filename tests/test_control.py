@@ -408,6 +408,25 @@ def test_cancel_running_task_cooperatively(platform, client, queue_name, tmp_pat
     assert info.value.remote_type == "tasktide.CancelRequested"
 
 
+def test_a_retry_asked_after_a_cancel_is_not_run(platform, client, queue_name, tmp_path):
+    """A task cancelled while it runs, that does not heed the signal and asks for a retry: it ends
+    CANCELLED, and no next attempt runs."""
+    d, go = tmp_path / "attempts", tmp_path / "go"
+    d.mkdir()
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        h = submit(client, "t.retries_when_told", str(d), str(go), queue=queue_name)
+        eventually(lambda: any(d.iterdir()))
+        assert h.cancel() is TaskState.RUNNING
+        go.touch()
+        with pytest.raises(tasktide.TaskCancelled) as info:
+            h.get(timeout=10)
+        time.sleep(1.0)  # the retry's countdown (0.2 s) is long over: a next attempt would have run
+    assert len(list(d.iterdir())) == 1
+    assert "the retry that attempt asked for is not run" in str(info.value)
+    assert states(client, h.id)[-2:] == [TaskState.RETRYING, TaskState.CANCELLED]
+    assert h.status() is TaskState.CANCELLED
+
+
 def test_cancel_a_task_the_worker_holds_but_has_not_started(platform, client, queue_name, tmp_path):
     marker, path = tmp_path / "started", str(tmp_path / "ran")
     with run_worker_thread(app, platform.address, queues=(queue_name,), concurrency=1):

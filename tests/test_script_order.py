@@ -209,8 +209,18 @@ def test_retire_parks_the_next_attempt_before_it_ends_the_lease(r, queue):
     args = [5, tid, token, b"next attempt"]
     _fails_while_refused(r, k.retrying, "retire", queue, args)
     assert _leased_now(r, queue, tid) and r.hexists(k.task, tid)
-    assert _call(r, "retire", queue, args) == [tid.encode()]
+    assert _call(r, "retire", queue, args) == [[tid.encode()], []]
     assert r.hget(k.retrying, tid) == b"next attempt" and not _leased_now(r, queue, tid)
+
+
+def test_retire_keeps_the_lease_of_a_task_a_cancel_was_asked_for(r, queue):
+    """A retry asked after a Cancel: no next attempt is parked, the lease stays for its caller to
+    end the task cancelled (or for the reaper, which finds the Cancel once it expires)."""
+    k = keys.queue_keys(queue)
+    tid, token = _leased(r, queue)
+    assert _call(r, "revoke", queue, [5, tid]) == [2]
+    assert _call(r, "retire", queue, [5, tid, token, b"next attempt"]) == [[], [tid.encode()]]
+    assert not r.hexists(k.retrying, tid) and _leased_now(r, queue, tid) and r.hexists(k.cancel, tid)
 
 
 def _stored(r: redis.Redis, queue: str, tid: str) -> bool:

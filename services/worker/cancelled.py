@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from tasktide.v1 import results_pb2, task_pb2
 from tasktide_services.common.events import event, first_events
 from tasktide_services.common.peers import Peers
-from tasktide_services.worker.outcomes import report_to_workflows
 from tasktide_services.worker.store import Leased, RegistryStore
+from tasktide_services.worker.workflow_ends import report_to_workflows
 
 log = logging.getLogger("tasktide.registry")
 

@@ -7,6 +7,8 @@ to expire and the task to run again (at-least-once), never a lost result.
 
 An attempt that asks for a retry ends its lease atomically with its next attempt being parked in the
 registry's :retrying hash; the next attempt is then handed to the scheduler, which owns delays.
+A task a Cancel was asked for while it ran (and did not heed) takes no next attempt: it is ended
+CANCELLED (cancelled.py).
 A failure after the last allowed retry moves the task to the dead-letter set (state DEAD), from
 where it can be listed and requeued.
 """
@@ -20,12 +22,14 @@ from redis.asyncio.client import Pipeline
 from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2, workflow_pb2
 from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
-from tasktide_services.common.layout import WORKFLOW_HEADERS
 from tasktide_services.common.lua import run_pipeline
 from tasktide_services.common.peers import Peers
+from tasktide_services.worker.cancelled import end_cancelled
 from tasktide_services.worker.store import Leased, RegistryStore
+from tasktide_services.worker.workflow_ends import WORKFLOW
 
-WORKFLOW = WORKFLOW_HEADERS[0]  # the header that places a task in a workflow (scheduler/workflows.py)
+# What the CANCELLED event of a task that asked for a retry after a Cancel says.
+RETRY_NOT_RUN = "asked while its attempt ran; the retry that attempt asked for is not run"
 
 
 _FINAL_STATE = {
@@ -46,19 +50,6 @@ def _exhausted(task: task_pb2.Task, o: task_pb2.Outcome) -> bool:
         return False
     retries = task.spec.retry.max_retries
     return o.retries_exhausted or (retries > 0 and o.attempt >= retries)
-
-
-async def report_to_workflows(peers: Peers, events: list[task_pb2.TaskEvent], tasks: list[task_pb2.Task]) -> None:
-    """Tell the workflows service about final events of workflow tasks (ended outside a worker's
-    outcome: dead letters, expiry, cancellation)."""
-    by_id = {t.id: t for t in tasks if WORKFLOW in t.spec.headers}
-    completions = [
-        workflow_pb2.Completion(task_id=e.task_id, headers=by_id[e.task_id].spec.headers, state=e.state, error=e.error)
-        for e in events
-        if e.task_id in by_id
-    ]
-    if completions:
-        await peers.workflows.Completed(workflow_pb2.CompletedRequest(completions=completions))
 
 
 async def hand_retries(store: RegistryStore, peers: Peers, tasks: list[task_pb2.Task]) -> None:
@@ -111,6 +102,7 @@ class OutcomeHandler:
         completions: list[workflow_pb2.Completion] = []
         done: list[worker_pb2.LeaseRef] = []
         dead: list[worker_pb2.LeaseRef] = []
+        asked: dict[str, Leased] = {}  # the attempts that asked for a retry, as they ran
         for (o, task), lease in zip(valid, valid_refs, strict=True):
             task.attempt = o.attempt
             if o.kind == task_pb2.OUTCOME_KIND_RETRY:
@@ -129,6 +121,7 @@ class OutcomeHandler:
                 retry.attempt = o.attempt + 1
                 retry.spec.countdown = o.retry_countdown
                 retries.append((lease, retry))
+                asked[task.id] = Leased(task, lease.lease_token, 0, 0)
                 continue
             exhausted = _exhausted(task, o)
             state = task_pb2.TASK_STATE_DEAD if exhausted else _FINAL_STATE.get(o.kind, task_pb2.TASK_STATE_FAILED)
@@ -152,8 +145,9 @@ class OutcomeHandler:
                 return rejected
             await self.peers.results.Record(results_pb2.RecordRequest(events=events))
             if retries:
-                retired = set(await self.store.retire(retries, now_ms()))
-                await hand_retries(self.store, self.peers, [t for _, t in retries if t.id in retired])
+                retired, kept = await self.store.retire(retries, now_ms())
+                await hand_retries(self.store, self.peers, [t for _, t in retries if t.id in set(retired)])
+                await end_cancelled(self.store, self.peers, [asked[i] for i in kept], RETRY_NOT_RUN)
             if done:
                 await self.store.complete(done)
             if dead:

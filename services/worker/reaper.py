@@ -26,9 +26,10 @@ from tasktide_services.common.settings import ServerSettings
 from tasktide_services.worker import keys
 from tasktide_services.worker.cancelled import WORKER_AWAY, end_cancelled
 from tasktide_services.worker.housekeeping import Housekeeping
-from tasktide_services.worker.outcomes import hand_retries, report_to_workflows
+from tasktide_services.worker.outcomes import hand_retries
 from tasktide_services.worker.passes import per_queue
 from tasktide_services.worker.store import Leased, Reaped, RegistryStore, reaped, release_reply
+from tasktide_services.worker.workflow_ends import report_to_workflows
 
 log = logging.getLogger("tasktide.registry.reaper")
 

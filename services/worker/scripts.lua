@@ -325,10 +325,17 @@ return n
 --! retire
 -- KEYS: the queue's (prelude). ARGV: now ms, then triples (id, token, serialized Task of the next
 -- attempt). Ends current leases and keeps the next attempt in :retrying until the scheduler holds
--- it. Returns the ids retired.
+-- it. A task a Cancel was asked for while it ran (:cancel) takes no next attempt: its lease stays
+-- as it is, for the caller to record it cancelled and `complete` it (a caller lost in between: the
+-- lease expires, and `reap` finds the Cancel). Returns {the ids retired, the ids kept to cancel}.
 local now = ARGV[1]
-local out = {}
+local out, kept = {}, {}
+local cancels = redis.call('EXISTS', cancel) == 1
 each_held(2, 3, function(id, i)
+  if cancels and redis.call('HEXISTS', cancel, id) == 1 then
+    kept[#kept + 1] = id
+    return
+  end
   redis.call('HSET', retrying, id, ARGV[i + 2])
   redis.call('ZADD', retry_at, now, id)
   end_lease(id)
@@ -336,7 +343,7 @@ each_held(2, 3, function(id, i)
   redis.call('HDEL', deliveries, id)
   out[#out + 1] = id
 end)
-return out
+return {out, kept}
 
 -- Housekeeping (housekeeping.py): bounds on what a queue keeps.
 

@@ -17,9 +17,10 @@ from tasktide_services.common.partitions import Partitions
 from tasktide_services.common.peers import Peers
 from tasktide_services.common.settings import Limits
 from tasktide_services.worker.cancelled import end_cancelled, given_back
-from tasktide_services.worker.outcomes import OutcomeHandler, ref, report_to_workflows
+from tasktide_services.worker.outcomes import OutcomeHandler, ref
 from tasktide_services.worker.session_state import Session
 from tasktide_services.worker.store import Leased, RegistryStore
+from tasktide_services.worker.workflow_ends import report_to_workflows
 
 log = logging.getLogger("tasktide.registry")
 

@@ -330,15 +330,22 @@ class RegistryStore:
                 argv += [tid, keys.task_value(task)]
         return int(await self._s["requeue_dead"](k, [queue, keys.NOTIFY, *argv]))
 
-    async def retire(self, retries: list[tuple[worker_pb2.LeaseRef, task_pb2.Task]], now_ms: int) -> list[str]:
-        """End the leases of attempts that asked for a retry; their next attempts wait in :retrying."""
+    async def retire(
+        self, retries: list[tuple[worker_pb2.LeaseRef, task_pb2.Task]], now_ms: int
+    ) -> tuple[list[str], list[str]]:
+        """End the leases of attempts that asked for a retry; their next attempts wait in :retrying.
+        Returns (the ids retired, the ids of tasks a Cancel was asked for: their leases kept, for
+        the caller to end them cancelled)."""
         by_queue: dict[str, list[bytes | str | int]] = defaultdict(list)
         for r, task in retries:
             by_queue[r.queue] += [r.task_id, str(r.lease_token), task.SerializeToString()]
-        out: list[str] = []
+        retired: list[str] = []
+        kept: list[str] = []
         for q, argv in by_queue.items():
-            out += [i.decode() for i in await self._s["retire"](keys.queue_keys(q), [now_ms, *argv])]
-        return out
+            done, cancel = await self._s["retire"](keys.queue_keys(q), [now_ms, *argv])
+            retired += [i.decode() for i in done]
+            kept += [i.decode() for i in cancel]
+        return retired, kept
 
     async def retried(self, queue: str, task_ids: list[str]) -> None:
         """The scheduler holds these next attempts now."""
