@@ -208,27 +208,47 @@ def test_task_that_kills_its_worker_goes_to_dead_letters(platform, client, queue
     ]
 
 
+class GivingBack:
+    """A raw worker session (no worker runtime) that takes one task of `queue` and, when told,
+    gives it back unstarted, as a worker does at a graceful stop with tasks prefetched."""
+
+    def __init__(self, platform, queue: str, worker_id: str) -> None:
+        import grpc
+
+        from tasktide.v1 import worker_pb2, worker_pb2_grpc
+
+        self._ref = worker_pb2.LeaseRef
+        self._queue = queue
+        self._taken: queue_mod.Queue[worker_pb2.LeaseRef] = queue_mod.Queue()
+
+        def messages():
+            yield worker_pb2.WorkerMessage(hello=worker_pb2.Hello(worker_id=worker_id, queues=[queue]))
+            yield worker_pb2.WorkerMessage(credit=1)
+            yield worker_pb2.WorkerMessage(release=worker_pb2.Release(leases=[self._taken.get(timeout=20)]))
+
+        self._channel = grpc.insecure_channel(platform.registry_address)
+        self._stream = worker_pb2_grpc.RegistryStub(self._channel).Session(messages(), timeout=20)  # kept open
+        first = next(m for m in self._stream if m.WhichOneof("kind") == "assignments")
+        self.assignment = first.assignments.assignments[0]
+
+    def give_back(self) -> None:
+        a = self.assignment
+        self._taken.put(self._ref(task_id=a.task.id, queue=self._queue, lease_token=a.lease_token))
+
+    def __enter__(self) -> GivingBack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._channel.close()
+
+
 def test_a_task_given_back_unstarted_says_so_in_its_timeline(platform, client, queue_name):
     """A worker that takes a task and gives it back (as at a graceful stop with tasks prefetched):
     the timeline says so, and the next delivery is the first again, with no second submission."""
-    import grpc
-
-    from tasktide.v1 import worker_pb2, worker_pb2_grpc
-
     h = submit(client, "t.add", 2, 3, queue=queue_name)
-    ch = grpc.insecure_channel(platform.registry_address)
-    taken: queue_mod.Queue[worker_pb2.LeaseRef] = queue_mod.Queue()
-
-    def messages():
-        yield worker_pb2.WorkerMessage(hello=worker_pb2.Hello(worker_id="giver", queues=[queue_name]))
-        yield worker_pb2.WorkerMessage(credit=1)
-        yield worker_pb2.WorkerMessage(release=worker_pb2.Release(leases=[taken.get(timeout=20)]))
-
-    stream = worker_pb2_grpc.RegistryStub(ch).Session(messages(), timeout=20)
-    a = next(m for m in stream if m.WhichOneof("kind") == "assignments").assignments.assignments[0]
-    taken.put(worker_pb2.LeaseRef(task_id=a.task.id, queue=queue_name, lease_token=a.lease_token))
-    eventually(lambda: getattr(queue_stat(client, queue_name), "ready", 0) == 1)
-    ch.close()
+    with GivingBack(platform, queue_name, "giver") as giver:
+        giver.give_back()
+        eventually(lambda: getattr(queue_stat(client, queue_name), "ready", 0) == 1)
     with run_worker_thread(app, platform.address, queues=(queue_name,)):
         assert h.get(timeout=10) == 5
     events = [e for e in client.watch([h.id]) if not e.progress_only]
@@ -322,27 +342,13 @@ def test_a_cancel_whose_signal_was_missed_reaches_the_worker_at_its_next_heartbe
 def test_a_task_given_back_unstarted_after_a_cancel_it_did_not_hear_ends_cancelled(platform, client, queue_name):
     """A worker that ignores the signal and gives the task back unstarted (as a worker draining
     with tasks prefetched): the task ends CANCELLED, not queued again."""
-    import grpc
-
-    from tasktide.v1 import worker_pb2, worker_pb2_grpc
-
     h = submit(client, "t.add", 2, 3, queue=queue_name)
-    ch = grpc.insecure_channel(platform.registry_address)
-    taken: queue_mod.Queue[worker_pb2.LeaseRef] = queue_mod.Queue()
-
-    def messages():
-        yield worker_pb2.WorkerMessage(hello=worker_pb2.Hello(worker_id="deaf", queues=[queue_name]))
-        yield worker_pb2.WorkerMessage(credit=1)
-        yield worker_pb2.WorkerMessage(release=worker_pb2.Release(leases=[taken.get(timeout=20)]))
-
-    stream = worker_pb2_grpc.RegistryStub(ch).Session(messages(), timeout=20)
-    a = next(m for m in stream if m.WhichOneof("kind") == "assignments").assignments.assignments[0]
-    eventually(lambda: h.status() is TaskState.RUNNING)
-    assert h.cancel() is TaskState.RUNNING
-    taken.put(worker_pb2.LeaseRef(task_id=a.task.id, queue=queue_name, lease_token=a.lease_token))
-    with pytest.raises(tasktide.TaskCancelled) as info:
-        h.get(timeout=10)
-    ch.close()
+    with GivingBack(platform, queue_name, "deaf") as deaf:
+        eventually(lambda: h.status() is TaskState.RUNNING)
+        assert h.cancel() is TaskState.RUNNING
+        deaf.give_back()
+        with pytest.raises(tasktide.TaskCancelled) as info:
+            h.get(timeout=10)
     assert "given back unstarted by worker deaf" in str(info.value)
     assert states(client, h.id) == [TaskState.QUEUED, TaskState.RUNNING, TaskState.CANCELLED]
     stat = queue_stat(client, queue_name)
