@@ -433,6 +433,74 @@ def test_a_retry_asked_after_a_cancel_is_not_run(platform, client, queue_name, t
     assert h.status() is TaskState.CANCELLED
 
 
+def test_a_cancel_asked_while_a_retry_is_parked_is_handed_to_the_scheduler(
+    platform, client, queue_name, redis_server, server_settings
+):
+    """A next attempt the registry has parked (the attempt before asked for a retry) and not yet
+    handed to the scheduler is in neither's queue: the Cancel is kept with it, and handed to the
+    scheduler with the attempt, which then never runs."""
+    import asyncio
+    import dataclasses
+
+    import redis
+
+    from tasktide.v1 import results_pb2, worker_pb2
+    from tasktide_services.common.events import event
+    from tasktide_services.common.peers import Peers
+    from tasktide_services.common.redis_conn import connect
+    from tasktide_services.scheduler import keys as scheduler_keys
+    from tasktide_services.worker import keys as registry_keys
+    from tasktide_services.worker.outcomes import hand_retries
+    from tasktide_services.worker.store import RegistryStore
+
+    settings = dataclasses.replace(
+        server_settings,
+        scheduler_address=platform.address,
+        registry_address=platform.registry_address,
+        results_address=platform.results_address,
+    )
+    h = submit(client, "t.add", 2, 3, queue=queue_name)
+    with GivingBack(platform, queue_name, "parker") as held:
+        a = held.assignment
+        lease = worker_pb2.LeaseRef(task_id=a.task.id, queue=queue_name, lease_token=a.lease_token)
+        attempt = task_pb2.Task()
+        attempt.CopyFrom(a.task)
+        attempt.attempt += 1
+        attempt.spec.countdown = 30.0  # held by the scheduler for longer than the test
+
+        async def park() -> tuple[list[str], list[str]]:  # what the registry does with a retry outcome
+            r = await connect(redis_server.url)
+            peers = Peers(settings)
+            try:
+                queued = event(a.task, task_pb2.TASK_STATE_QUEUED, spec=a.task.spec)
+                retrying = event(a.task, task_pb2.TASK_STATE_RETRYING, worker_id="parker")
+                await peers.results.Record(results_pb2.RecordRequest(events=[queued, retrying]))
+                return await RegistryStore(r).retire([(lease, attempt)], int(time.time() * 1000))
+            finally:
+                await peers.close()
+                await r.aclose()
+
+        async def hand_over() -> None:
+            r = await connect(redis_server.url)
+            peers = Peers(settings)
+            try:
+                await hand_retries(RegistryStore(r), peers, [attempt])
+            finally:
+                await peers.close()
+                await r.aclose()
+
+        assert asyncio.run(park()) == ([h.id], [])
+        assert h.cancel() is TaskState.RUNNING  # kept with the parked attempt
+        asyncio.run(hand_over())
+        with pytest.raises(tasktide.TaskCancelled):
+            h.get(timeout=10)
+    with redis.Redis.from_url(redis_server.url) as r:
+        assert r.zscore(scheduler_keys.DELAYED, h.id) is None  # the scheduler let the attempt go
+        assert not r.hexists(registry_keys.queue_keys(queue_name).cancel, h.id)  # the Cancel handed on
+        assert not r.hexists(registry_keys.queue_keys(queue_name).retrying, h.id)
+    assert states(client, h.id)[-1] is TaskState.CANCELLED
+
+
 def test_cancel_a_task_the_worker_holds_but_has_not_started(platform, client, queue_name, tmp_path):
     marker, path = tmp_path / "started", str(tmp_path / "ran")
     with run_worker_thread(app, platform.address, queues=(queue_name,), concurrency=1):

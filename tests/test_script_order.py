@@ -223,6 +223,19 @@ def test_retire_keeps_the_lease_of_a_task_a_cancel_was_asked_for(r, queue):
     assert not r.hexists(k.retrying, tid) and _leased_now(r, queue, tid) and r.hexists(k.cancel, tid)
 
 
+def test_a_cancel_of_a_parked_retry_is_kept_until_the_scheduler_holds_the_attempt(r, queue):
+    """Between `retire` and the scheduler's hold, a next attempt is in neither service's hands:
+    `revoke` keeps its Cancel, and `retried` names it once the scheduler holds the attempt."""
+    k = keys.queue_keys(queue)
+    tid, token = _leased(r, queue)
+    assert _call(r, "retire", queue, [5, tid, token, b"next attempt"]) == [[tid.encode()], []]
+    assert _call(r, "revoke", queue, [5, tid]) == [2]
+    assert r.hget(k.cancel, tid) == b"5"
+    assert _call(r, "retried", queue, [tid]) == [tid.encode()]
+    assert not r.hexists(k.retrying, tid) and r.zscore(k.retry_at, tid) is None
+    assert _call(r, "retried", queue, ["another"]) == []
+
+
 def _stored(r: redis.Redis, queue: str, tid: str) -> bool:
     return bool(r.hexists(keys.queue_keys(queue).task, tid))
 

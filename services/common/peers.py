@@ -52,6 +52,7 @@ T = TypeVar("T")
 
 class SchedulerPeer(Protocol):
     def Retry(self, request: scheduler_pb2.RetryRequest, /) -> Awaitable[scheduler_pb2.RetryResponse]: ...
+    def Cancel(self, request: scheduler_pb2.CancelRequest, /) -> Awaitable[scheduler_pb2.CancelResponse]: ...
 
 
 class WorkflowsPeer(Protocol):
@@ -100,6 +101,7 @@ class Handover(Protocol):
 
 class SchedulerServicer(Protocol):
     async def Retry(self, req: scheduler_pb2.RetryRequest, ctx: Ctx, /) -> scheduler_pb2.RetryResponse: ...
+    async def Cancel(self, req: scheduler_pb2.CancelRequest, ctx: Ctx, /) -> scheduler_pb2.CancelResponse: ...
 
 
 class WorkflowsServicer(Protocol):
@@ -235,6 +237,9 @@ class _LocalScheduler:
 
     async def Retry(self, request: scheduler_pb2.RetryRequest, /) -> scheduler_pb2.RetryResponse:
         return await _as_service(self._s.Retry(request, None))
+
+    async def Cancel(self, request: scheduler_pb2.CancelRequest, /) -> scheduler_pb2.CancelResponse:
+        return await _as_service(self._s.Cancel(request, None))
 
 
 class _LocalWorkflows:

@@ -10,7 +10,9 @@ scripts in store.py touch one cluster slot.
     tt:w:{q}:cancel      HASH   task id -> grace seconds of a Cancel asked while the task was leased,
                                 until its lease ends: a worker that missed the signal hears it at its
                                 next heartbeat, and a task whose worker was lost is ended CANCELLED
-                                rather than queued again (cancelled.py)
+                                rather than queued again (cancelled.py); or asked while its next
+                                attempt was parked in :retrying, until the scheduler holds that
+                                attempt and is handed the Cancel (outcomes.hand_retries)
     tt:w:{q}:fence       STRING counter for fencing tokens and arrival order
     tt:w:{q}:dead        ZSET   task id -> time it was dead-lettered (its task value stays in :task)
     tt:w:{q}:paused      STRING "1" while the queue is paused (nothing is dispatched from it)

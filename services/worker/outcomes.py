@@ -15,6 +15,7 @@ where it can be listed and requeued.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from redis.asyncio.client import Pipeline
@@ -27,6 +28,8 @@ from tasktide_services.common.peers import Peers
 from tasktide_services.worker.cancelled import end_cancelled
 from tasktide_services.worker.store import Leased, RegistryStore
 from tasktide_services.worker.workflow_ends import WORKFLOW
+
+log = logging.getLogger("tasktide.registry")
 
 # What the CANCELLED event of a task that asked for a retry after a Cancel says.
 RETRY_NOT_RUN = "asked while its attempt ran; the retry that attempt asked for is not run"
@@ -54,13 +57,27 @@ def _exhausted(task: task_pb2.Task, o: task_pb2.Outcome) -> bool:
 
 async def hand_retries(store: RegistryStore, peers: Peers, tasks: list[task_pb2.Task]) -> None:
     """Give next attempts to the scheduler (which owns delays), then forget them here. A crash in
-    between leaves them in :retrying, where the reaper finds them and hands them over again."""
+    between leaves them in :retrying, where the reaper finds them and hands them over again.
+
+    A Cancel asked while a next attempt was parked here found it in neither service's hands:
+    `revoke` kept it in :cancel, and it is handed to the scheduler now that the scheduler holds the
+    attempt. A Cancel that cannot be handed on stays in :cancel, where it stops the attempt once
+    leased (its worker is told at its heartbeat; reap and release end it CANCELLED)."""
     by_queue: dict[str, list[str]] = {}
     for task in tasks:
         await peers.scheduler.Retry(scheduler_pb2.RetryRequest(task=task, countdown=task.spec.countdown))
         by_queue.setdefault(task.spec.queue, []).append(task.id)
     for q, ids in by_queue.items():
-        await store.retried(q, ids)
+        asked = await store.retried(q, ids)
+        try:
+            handed = []
+            for task_id in asked:
+                answer = await peers.scheduler.Cancel(scheduler_pb2.CancelRequest(task_id=task_id))
+                if answer.state != task_pb2.TASK_STATE_RUNNING:  # RUNNING: leased again, its Cancel kept anew
+                    handed.append(task_id)
+            await store.forget_cancels(q, handed)
+        except Exception:  # noqa: BLE001 - see above: the Cancels kept stop the attempts later
+            log.warning("handing %d Cancels of parked retries to the scheduler failed", len(asked), exc_info=True)
 
 
 def _ran(o: task_pb2.Outcome) -> dict[str, int]:

@@ -286,7 +286,8 @@ end)
 --! revoke
 -- KEYS: the queue's (prelude). ARGV: grace seconds, then task ids.
 -- Per id: 1 removed from the ready queue (forgotten), 2 leased (running: the Cancel is kept in
--- :cancel until the lease ends, keys.py), 3 neither.
+-- :cancel until the lease ends, keys.py) or its next attempt parked in :retrying (the Cancel is
+-- kept in :cancel, and `retried` names it once the scheduler holds that attempt), 3 neither.
 local grace = ARGV[1]
 local out = {}
 for i = 2, #ARGV do
@@ -295,7 +296,7 @@ for i = 2, #ARGV do
     redis.call('HDEL', task, id)
     redis.call('HDEL', deliveries, id)
     out[#out + 1] = 1
-  elseif redis.call('HEXISTS', tokens, id) == 1 then
+  elseif redis.call('HEXISTS', tokens, id) == 1 or redis.call('HEXISTS', retrying, id) == 1 then
     redis.call('HSET', cancel, id, grace)
     out[#out + 1] = 2
   else
@@ -344,6 +345,19 @@ each_held(2, 3, function(id, i)
   out[#out + 1] = id
 end)
 return {out, kept}
+
+--! retried
+-- KEYS: the queue's (prelude). ARGV: ids of tasks whose next attempts the scheduler holds now.
+-- Forgets them in :retrying; returns those a Cancel was asked for while they were parked there
+-- (revoke): the caller asks the scheduler to cancel them, then forgets their Cancel (store.py).
+local asked = {}
+local cancels = redis.call('EXISTS', cancel) == 1
+for _, id in ipairs(ARGV) do
+  redis.call('HDEL', retrying, id)
+  redis.call('ZREM', retry_at, id)
+  if cancels and redis.call('HEXISTS', cancel, id) == 1 then asked[#asked + 1] = id end
+end
+return asked
 
 -- Housekeeping (housekeeping.py): bounds on what a queue keeps.
 

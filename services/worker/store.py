@@ -347,14 +347,17 @@ class RegistryStore:
             kept += [i.decode() for i in cancel]
         return retired, kept
 
-    async def retried(self, queue: str, task_ids: list[str]) -> None:
-        """The scheduler holds these next attempts now."""
+    async def retried(self, queue: str, task_ids: list[str]) -> list[str]:
+        """The scheduler holds these next attempts now. Returns the ids of those a Cancel was asked
+        for while they were parked (their Cancel kept in :cancel until `forget_cancels`)."""
+        if not task_ids:
+            return []
+        return [i.decode() for i in await self._s["retried"](keys.queue_keys(queue), task_ids)]
+
+    async def forget_cancels(self, queue: str, task_ids: list[str]) -> None:
+        """The Cancels of these tasks were handed on (to the scheduler, which holds them now)."""
         if task_ids:
-            k = keys.queue_keys(queue)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hdel(k.retrying, *task_ids)
-                pipe.zrem(k.retry_at, *task_ids)
-                await pipe.execute()
+            await self.redis.hdel(keys.queue_keys(queue).cancel, *task_ids)
 
     async def stuck_retries(self, queue: str, before_ms: int) -> list[task_pb2.Task]:
         """Next attempts parked in :retrying since before `before_ms` (the scheduler never took
