@@ -501,6 +501,65 @@ def test_a_cancel_asked_while_a_retry_is_parked_is_handed_to_the_scheduler(
     assert states(client, h.id)[-1] is TaskState.CANCELLED
 
 
+def test_a_cancel_asked_while_a_due_task_is_handed_to_the_registry_waits_for_it(
+    platform, client, queue_name, redis_server
+):
+    """A due delayed task on its way from the scheduler to the registry (:moving) is in neither's
+    queue: the Cancel waits until the registry has it, and removes it there."""
+    import threading
+
+    import grpc
+    import redis
+
+    from tasktide.v1 import worker_pb2, worker_pb2_grpc
+    from tasktide_services.scheduler import keys as scheduler_keys
+
+    h = submit(client, "t.add", 2, 3, queue=queue_name, countdown=60)
+    with redis.Redis.from_url(redis_server.url) as r:
+        # What the pump's claim does, with a hand-over deadline no pump reaches during the test.
+        assert r.zrem(scheduler_keys.DELAYED, h.id) == 1
+        r.zadd(scheduler_keys.MOVING, {h.id: int(time.time() * 1000) + 60_000})
+        answers: queue_mod.Queue[TaskState] = queue_mod.Queue()
+        asking = threading.Thread(target=lambda: answers.put(h.cancel()))
+        asking.start()
+        time.sleep(0.5)
+        assert answers.empty()  # waiting for the hand-over to end
+        task = task_pb2.Task.FromString(r.get(scheduler_keys.task(h.id)))
+        task.state = task_pb2.TASK_STATE_QUEUED
+        with grpc.insecure_channel(platform.registry_address) as ch:  # the hand-over ends
+            worker_pb2_grpc.RegistryStub(ch).Enqueue(worker_pb2.EnqueueRequest(tasks=[task]), timeout=10)
+        r.zrem(scheduler_keys.MOVING, h.id)
+        assert answers.get(timeout=10) is TaskState.CANCELLED
+        asking.join()
+    assert getattr(queue_stat(client, queue_name), "ready", 0) == 0  # removed from the registry's queue
+    with pytest.raises(tasktide.TaskCancelled):
+        h.get(timeout=10)
+
+
+@pytest.mark.one_process  # shortens the scheduler's wait in this process
+def test_a_cancel_whose_hand_over_does_not_end_is_refused_unavailable(
+    platform, client, queue_name, redis_server, monkeypatch
+):
+    """A task left in :moving (a scheduler lost midway; another hands it over after its deadline):
+    the Cancel is answered UNAVAILABLE, to be asked again, and the task is left as it was."""
+    import redis
+
+    from tasktide_services.scheduler import keys as scheduler_keys
+    from tasktide_services.scheduler import service as scheduler_service
+
+    monkeypatch.setattr(scheduler_service, "HANDOVER_WAIT_SECONDS", 0.3)
+    h = submit(client, "t.add", 2, 3, queue=queue_name, countdown=60)
+    with redis.Redis.from_url(redis_server.url) as r:
+        assert r.zrem(scheduler_keys.DELAYED, h.id) == 1
+        r.zadd(scheduler_keys.MOVING, {h.id: int(time.time() * 1000) + 60_000})
+        with pytest.raises(tasktide.Unavailable, match="being handed to the registry"):
+            h.cancel()
+        assert r.zscore(scheduler_keys.MOVING, h.id) is not None
+        r.zrem(scheduler_keys.MOVING, h.id)
+        r.zadd(scheduler_keys.DELAYED, {h.id: int(time.time() * 1000) + 60_000})
+    assert h.cancel() is TaskState.CANCELLED
+
+
 def test_cancel_a_task_the_worker_holds_but_has_not_started(platform, client, queue_name, tmp_path):
     marker, path = tmp_path / "started", str(tmp_path / "ran")
     with run_worker_thread(app, platform.address, queues=(queue_name,), concurrency=1):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -9,7 +11,7 @@ import grpc
 from tasktide.v1 import results_pb2, scheduler_pb2, task_pb2, worker_pb2, workflow_pb2
 from tasktide_services.common import tenancy, validate
 from tasktide_services.common.auth import current_caller
-from tasktide_services.common.errors import NotFound
+from tasktide_services.common.errors import NotFound, Unavailable
 from tasktide_services.common.events import event, first_events
 from tasktide_services.common.layout import WORKFLOW_HEADERS, is_final
 from tasktide_services.common.peers import Peers
@@ -19,6 +21,9 @@ from tasktide_services.scheduler.explain import explain
 from tasktide_services.scheduler.schedules import ScheduleRpcs
 from tasktide_services.scheduler.store import SchedulerStore
 from tasktide_services.scheduler.submissions import SubmissionPool
+
+HANDOVER_WAIT_SECONDS = 5.0  # how long a Cancel waits for a hand-over to the registry to end
+HANDOVER_POLL_SECONDS = 0.01
 
 S = task_pb2
 
@@ -87,6 +92,7 @@ class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
         if is_final(task.state):
             return scheduler_pb2.CancelResponse(state=task.state)
         if not await self.store.unschedule(task.id):
+            await self._handed_over(task.id)
             revoke = worker_pb2.RevokeRequest(tasks=[task], grace_seconds=self.settings.cancel_grace_seconds)
             (result,) = (await self.peers.registry.Revoke(revoke)).results
             if result == worker_pb2.REVOKE_RESULT_SIGNALLED:
@@ -97,6 +103,18 @@ class SchedulerService(ScheduleRpcs):  # schedule RPCs: schedules.py
             done = workflow_pb2.Completion(task_id=task.id, headers=task.spec.headers, state=S.TASK_STATE_CANCELLED)
             await self.peers.workflows.Completed(workflow_pb2.CompletedRequest(completions=[done]))
         return scheduler_pb2.CancelResponse(state=S.TASK_STATE_CANCELLED)
+
+    async def _handed_over(self, task_id: str) -> None:
+        """A task being handed to the registry (:moving) is in neither's queue for that moment: the
+        Cancel waits until the registry has it (or refused it), so that Revoke finds it there. A
+        hand-over that does not end within HANDOVER_WAIT_SECONDS (the registry slow to answer, or a
+        scheduler lost midway: its tasks are handed over again after their hand-over deadline)
+        fails the Cancel with UNAVAILABLE, to be asked again."""
+        deadline = time.monotonic() + HANDOVER_WAIT_SECONDS
+        while await self.store.handing_over(task_id):
+            if time.monotonic() > deadline:
+                raise Unavailable(f"task {task_id} is being handed to the registry; cancel it again in a moment")
+            await asyncio.sleep(HANDOVER_POLL_SECONDS)
 
     async def Explain(
         self, req: scheduler_pb2.ExplainRequest, ctx: grpc.aio.ServicerContext

@@ -197,6 +197,11 @@ class SchedulerStore:
         at = float(nxt) if nxt else (now_ms if len(ids) >= limit else math.inf)
         return Claimed([i.decode() for i in ids], int(stuck), at)
 
+    async def handing_over(self, task_id: str) -> bool:
+        """Whether the task is in :moving: taken from the delayed set (or admitted under a key) and
+        being handed to the registry, in neither's queue until the registry answers."""
+        return await self.redis.zscore(keys.MOVING, task_id) is not None
+
     async def moving_at(self, deadline: int) -> list[str]:
         """The tasks of :moving whose hand-over deadline is `deadline` (one claim's, owed.py)."""
         found = await self.redis.zrangebyscore(keys.MOVING, deadline, deadline)
