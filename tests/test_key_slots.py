@@ -39,6 +39,7 @@ EXPECTED = {
     "revoke",
     "requeue_dead",
     "retire",
+    "retried",
     "claim_due",
     "schedule_put",
     "schedule_pause",
