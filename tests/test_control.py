@@ -440,7 +440,9 @@ def test_a_cancel_asked_while_a_retry_is_parked_is_handed_to_the_scheduler(
     handed to the scheduler is in neither's queue: the Cancel is kept with it, and handed to the
     scheduler with the attempt, which then never runs."""
     import asyncio
+    import contextlib
     import dataclasses
+    from collections.abc import AsyncIterator
 
     import redis
 
@@ -468,26 +470,26 @@ def test_a_cancel_asked_while_a_retry_is_parked_is_handed_to_the_scheduler(
         attempt.attempt += 1
         attempt.spec.countdown = 30.0  # held by the scheduler for longer than the test
 
-        async def park() -> tuple[list[str], list[str]]:  # what the registry does with a retry outcome
+        @contextlib.asynccontextmanager
+        async def registry() -> AsyncIterator[tuple[RegistryStore, Peers]]:  # the registry's side, here
             r = await connect(redis_server.url)
             peers = Peers(settings)
             try:
-                queued = event(a.task, task_pb2.TASK_STATE_QUEUED, spec=a.task.spec)
-                retrying = event(a.task, task_pb2.TASK_STATE_RETRYING, worker_id="parker")
-                await peers.results.Record(results_pb2.RecordRequest(events=[queued, retrying]))
-                return await RegistryStore(r).retire([(lease, attempt)], int(time.time() * 1000))
+                yield RegistryStore(r), peers
             finally:
                 await peers.close()
                 await r.aclose()
 
+        async def park() -> tuple[list[str], list[str]]:  # what the registry does with a retry outcome
+            async with registry() as (store, peers):
+                queued = event(a.task, task_pb2.TASK_STATE_QUEUED, spec=a.task.spec)
+                retrying = event(a.task, task_pb2.TASK_STATE_RETRYING, worker_id="parker")
+                await peers.results.Record(results_pb2.RecordRequest(events=[queued, retrying]))
+                return await store.retire([(lease, attempt)], int(time.time() * 1000))
+
         async def hand_over() -> None:
-            r = await connect(redis_server.url)
-            peers = Peers(settings)
-            try:
-                await hand_retries(RegistryStore(r), peers, [attempt])
-            finally:
-                await peers.close()
-                await r.aclose()
+            async with registry() as (store, peers):
+                await hand_retries(store, peers, [attempt])
 
         assert asyncio.run(park()) == ([h.id], [])
         assert h.cancel() is TaskState.RUNNING  # kept with the parked attempt
@@ -499,6 +501,15 @@ def test_a_cancel_asked_while_a_retry_is_parked_is_handed_to_the_scheduler(
         assert not r.hexists(registry_keys.queue_keys(queue_name).cancel, h.id)  # the Cancel handed on
         assert not r.hexists(registry_keys.queue_keys(queue_name).retrying, h.id)
     assert states(client, h.id)[-1] is TaskState.CANCELLED
+
+
+def _claimed_for_hand_over(r, task_id: str) -> None:
+    """What the pump's claim does to a due delayed task (delayed set -> :moving), with a hand-over
+    deadline no pump reaches during a test."""
+    from tasktide_services.scheduler import keys as scheduler_keys
+
+    assert r.zrem(scheduler_keys.DELAYED, task_id) == 1
+    r.zadd(scheduler_keys.MOVING, {task_id: int(time.time() * 1000) + 60_000})
 
 
 def test_a_cancel_asked_while_a_due_task_is_handed_to_the_registry_waits_for_it(
@@ -516,9 +527,7 @@ def test_a_cancel_asked_while_a_due_task_is_handed_to_the_registry_waits_for_it(
 
     h = submit(client, "t.add", 2, 3, queue=queue_name, countdown=60)
     with redis.Redis.from_url(redis_server.url) as r:
-        # What the pump's claim does, with a hand-over deadline no pump reaches during the test.
-        assert r.zrem(scheduler_keys.DELAYED, h.id) == 1
-        r.zadd(scheduler_keys.MOVING, {h.id: int(time.time() * 1000) + 60_000})
+        _claimed_for_hand_over(r, h.id)
         answers: queue_mod.Queue[TaskState] = queue_mod.Queue()
         asking = threading.Thread(target=lambda: answers.put(h.cancel()))
         asking.start()
@@ -550,8 +559,7 @@ def test_a_cancel_whose_hand_over_does_not_end_is_refused_unavailable(
     monkeypatch.setattr(scheduler_service, "HANDOVER_WAIT_SECONDS", 0.3)
     h = submit(client, "t.add", 2, 3, queue=queue_name, countdown=60)
     with redis.Redis.from_url(redis_server.url) as r:
-        assert r.zrem(scheduler_keys.DELAYED, h.id) == 1
-        r.zadd(scheduler_keys.MOVING, {h.id: int(time.time() * 1000) + 60_000})
+        _claimed_for_hand_over(r, h.id)
         with pytest.raises(tasktide.Unavailable, match="being handed to the registry"):
             h.cancel()
         assert r.zscore(scheduler_keys.MOVING, h.id) is not None

@@ -119,7 +119,6 @@ class OutcomeHandler:
         completions: list[workflow_pb2.Completion] = []
         done: list[worker_pb2.LeaseRef] = []
         dead: list[worker_pb2.LeaseRef] = []
-        asked: dict[str, Leased] = {}  # the attempts that asked for a retry, as they ran
         for (o, task), lease in zip(valid, valid_refs, strict=True):
             task.attempt = o.attempt
             if o.kind == task_pb2.OUTCOME_KIND_RETRY:
@@ -138,7 +137,6 @@ class OutcomeHandler:
                 retry.attempt = o.attempt + 1
                 retry.spec.countdown = o.retry_countdown
                 retries.append((lease, retry))
-                asked[task.id] = Leased(task, lease.lease_token, 0, 0)
                 continue
             exhausted = _exhausted(task, o)
             state = task_pb2.TASK_STATE_DEAD if exhausted else _FINAL_STATE.get(o.kind, task_pb2.TASK_STATE_FAILED)
@@ -162,9 +160,13 @@ class OutcomeHandler:
                 return rejected
             await self.peers.results.Record(results_pb2.RecordRequest(events=events))
             if retries:
-                retired, kept = await self.store.retire(retries, now_ms())
-                await hand_retries(self.store, self.peers, [t for _, t in retries if t.id in set(retired)])
-                await end_cancelled(self.store, self.peers, [asked[i] for i in kept], RETRY_NOT_RUN)
+                retired_ids, kept_ids = await self.store.retire(retries, now_ms())
+                retired, kept = set(retired_ids), set(kept_ids)
+                await hand_retries(self.store, self.peers, [t for _, t in retries if t.id in retired])
+                cancelled = [  # as they ran (the attempt that asked for the retry)
+                    Leased(t, r.lease_token, 0, 0) for (_, t), r in zip(valid, valid_refs, strict=True) if t.id in kept
+                ]
+                await end_cancelled(self.store, self.peers, cancelled, RETRY_NOT_RUN)
             if done:
                 await self.store.complete(done)
             if dead:
