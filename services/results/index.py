@@ -5,7 +5,8 @@ An entry per task and namespace sits in the time bucket of the task's latest cha
 that time. Listing walks the buckets from the newest, lets Redis match the filters on the entries,
 then reads the candidates' state hashes (the truth) and keeps a task only where its latest change
 falls in the bucket the entry came from: an entry left in an earlier bucket by a task that changed
-since is skipped, so a task is listed once, at its latest change.
+since is skipped, so a task is listed once, at its latest change. A task that changes while a
+listing walks moves ahead of the walk, so that listing leaves it out (a listing never shows it twice).
 
 An entry also keeps when the task's latest attempt became runnable (its QUEUED event) and when it
 started (handed to a worker: RUNNING; once the attempt ended, when the worker started running it:

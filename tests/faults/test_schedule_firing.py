@@ -26,10 +26,11 @@ import redis
 
 from tasktide import Client
 from tasktide.v1 import task_pb2
+from tasktide_services.common.layout import is_final
 from tasktide_services.scheduler import keys
 from tasktide_services.scheduler.schedules import HANDOVER_MS, OCCURRENCE_HEADER, SCHEDULE_HEADER
 from tests.faults.conftest import record
-from tests.faults.figures import count
+from tests.faults.figures import count, runs
 from tests.faults.test_replicas import setup
 
 SCHEDULES = 8
@@ -56,6 +57,21 @@ def _fired(client: Client, queue: str) -> list[task_pb2.TaskResult]:
         cursor = page.next_cursor
         if not cursor:
             return out
+
+
+def _settled(client: Client, queue: str, markers: Path, timeout: float = 30.0) -> list[task_pb2.TaskResult]:
+    """The tasks fired into `queue`, listed once all of them are final and every body that ran is
+    among them. A listing is ordered by latest change: a task that changes while the listing walks
+    moves ahead of it and is left out of that listing, so only a listing of settled tasks is whole."""
+    deadline = time.monotonic() + timeout
+    while True:
+        tasks = _fired(client, queue)
+        listed = {t.task_id for t in tasks}
+        if all(is_final(t.state) for t in tasks) and set(runs(markers)) <= listed:
+            return tasks
+        if time.monotonic() > deadline:
+            return tasks
+        time.sleep(0.5)
 
 
 def _check_occurrences(tasks: list[task_pb2.TaskResult]) -> tuple[int, int, int]:
@@ -113,7 +129,7 @@ def test_a_scheduler_replica_killed_while_firing_schedules(tmp_path: Path, queue
                 while r.zcard(keys.SCHEDULES_FIRING) and time.monotonic() < deadline:
                     time.sleep(0.2)
                 left = r.zcard(keys.SCHEDULES_FIRING)
-                tasks = _fired(client, queue_name)
+                tasks = _settled(client, queue_name, s.markers)
                 twice, missed, skipped = _check_occurrences(tasks)
                 case = (
                     f"SIGKILL of a scheduler (of 2) while firing {SCHEDULES} schedules every {EVERY:g} s, "
