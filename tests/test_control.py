@@ -433,6 +433,28 @@ def test_a_retry_asked_after_a_cancel_is_not_run(platform, client, queue_name, t
     assert h.status() is TaskState.CANCELLED
 
 
+def test_explain_says_a_cancel_was_asked_of_a_task_that_runs_on(platform, client, queue_name, tmp_path):
+    """A task that does not heed its Cancel runs on until its worker stops it: explain says the
+    Cancel was asked, and stops saying it once the task ended CANCELLED."""
+    d, go = tmp_path / "attempts", tmp_path / "go"
+    d.mkdir()
+    with run_worker_thread(app, platform.address, queues=(queue_name,)):
+        h = submit(client, "t.retries_when_told", str(d), str(go), queue=queue_name)
+        eventually(lambda: any(d.iterdir()))
+        before = h.explain()
+        assert h.cancel() is TaskState.RUNNING
+        why = h.explain()
+        go.touch()
+        with pytest.raises(tasktide.TaskCancelled):
+            h.get(timeout=10)
+        after = h.explain()
+    assert (before.reason, before.cancel_asked) == ("RUNNING", False)
+    assert "cancel" not in before.message
+    assert (why.reason, why.cancel_asked) == ("RUNNING", True)
+    assert "a cancel was asked" in why.message, why.message
+    assert (after.reason, after.cancel_asked) == ("FINISHED", False)
+
+
 def test_a_cancel_asked_while_a_retry_is_parked_is_handed_to_the_scheduler(
     platform, client, queue_name, redis_server, server_settings
 ):

@@ -203,7 +203,12 @@ class Platform:
             "updated": iso(res.updated_ms),
             "result": payload_value(res.result) if res.HasField("result") else None,
             "error": error_dict(res.error),
-            "explain": {"state": explanation.state.name, "reason": explanation.reason, "message": explanation.message},
+            "explain": {
+                "state": explanation.state.name,
+                "reason": explanation.reason,
+                "message": explanation.message,
+                "cancel_asked": explanation.cancel_asked,
+            },
             "events": self.timeline(task_id, TaskState.from_proto(state).is_final),
         }
 

@@ -35,7 +35,7 @@ async def explain(
         if not loc.ready:
             out.reason = R.WAIT_REASON_RUNNING
             out.message = f"running on worker {res.worker_id} (attempt {res.attempt + 1})"
-            return out
+            return _cancelling(out, loc)
         lost = f"its lease on worker {res.worker_id} expired (the worker was lost or stopped); "
         return _queued(out, loc, q, lost)
     eta = await store.eta(task.id)
@@ -70,4 +70,13 @@ def _queued(
         out.reason = R.WAIT_REASON_QUEUED_BEHIND
         message = f"{loc.ahead} tasks ahead of it in queue {q!r}; {loc.consumers} workers busy"
     out.message = before + message
+    return _cancelling(out, loc)
+
+
+def _cancelling(out: scheduler_pb2.Explanation, loc: worker_pb2.LocateResponse) -> scheduler_pb2.Explanation:
+    """A Cancel the registry keeps for the task (asked while it was leased: worker/cancelled.py) is
+    said: the task goes on until its worker stops it, or its lease ends."""
+    if loc.cancel_asked:
+        out.cancel_asked = True
+        out.message += "; a cancel was asked: it ends CANCELLED once its worker stops it or its lease ends"
     return out

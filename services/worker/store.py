@@ -292,13 +292,15 @@ class RegistryStore:
             pipe.hexists(k.tokens, task_id)
             pipe.zscore(k.dead, task_id)
             pipe.exists(k.paused)
-            rank, leased, dead, paused = await pipe.execute()
+            pipe.hexists(k.cancel, task_id)
+            rank, leased, dead, paused, cancel = await pipe.execute()
         return worker_pb2.LocateResponse(
             ready=rank is not None,
             ahead=rank or 0,
             leased=bool(leased),
             dead=dead is not None,
             paused=bool(paused),
+            cancel_asked=bool(cancel),
         )
 
     async def list_dead(self, queue: str, limit: int) -> list[worker_pb2.DeadTask]:

@@ -703,9 +703,10 @@ type Explanation struct {
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	State         TaskState              `protobuf:"varint,2,opt,name=state,proto3,enum=tasktide.v1.TaskState" json:"state,omitempty"`
 	Reason        WaitReason             `protobuf:"varint,3,opt,name=reason,proto3,enum=tasktide.v1.WaitReason" json:"reason,omitempty"`
-	Message       string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`           // one sentence for a person
-	EtaMs         int64                  `protobuf:"varint,5,opt,name=eta_ms,json=etaMs,proto3" json:"eta_ms,omitempty"` // when it may run, where known
-	Ahead         uint64                 `protobuf:"varint,6,opt,name=ahead,proto3" json:"ahead,omitempty"`              // tasks ahead of it in its queue, where known
+	Message       string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`                             // one sentence for a person
+	EtaMs         int64                  `protobuf:"varint,5,opt,name=eta_ms,json=etaMs,proto3" json:"eta_ms,omitempty"`                   // when it may run, where known
+	Ahead         uint64                 `protobuf:"varint,6,opt,name=ahead,proto3" json:"ahead,omitempty"`                                // tasks ahead of it in its queue, where known
+	CancelAsked   bool                   `protobuf:"varint,7,opt,name=cancel_asked,json=cancelAsked,proto3" json:"cancel_asked,omitempty"` // a Cancel was asked and has not ended it yet (its worker is to stop it)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -780,6 +781,13 @@ func (x *Explanation) GetAhead() uint64 {
 		return x.Ahead
 	}
 	return 0
+}
+
+func (x *Explanation) GetCancelAsked() bool {
+	if x != nil {
+		return x.CancelAsked
+	}
+	return false
 }
 
 // A periodic schedule: fires a task built from `task` at each occurrence, once per occurrence no
@@ -1281,14 +1289,15 @@ const file_tasktide_v1_scheduler_proto_rawDesc = "" +
 	"\rRetryResponse\x12,\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x16.tasktide.v1.TaskStateR\x05state\")\n" +
 	"\x0eExplainRequest\x12\x17\n" +
-	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\xcc\x01\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\"\xef\x01\n" +
 	"\vExplanation\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12,\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x16.tasktide.v1.TaskStateR\x05state\x12/\n" +
 	"\x06reason\x18\x03 \x01(\x0e2\x17.tasktide.v1.WaitReasonR\x06reason\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12\x15\n" +
 	"\x06eta_ms\x18\x05 \x01(\x03R\x05etaMs\x12\x14\n" +
-	"\x05ahead\x18\x06 \x01(\x04R\x05ahead\"\xea\x02\n" +
+	"\x05ahead\x18\x06 \x01(\x04R\x05ahead\x12!\n" +
+	"\fcancel_asked\x18\a \x01(\bR\vcancelAsked\"\xea\x02\n" +
 	"\bSchedule\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
 	"\x04task\x18\x02 \x01(\v2\x15.tasktide.v1.TaskSpecR\x04task\x12\x12\n" +

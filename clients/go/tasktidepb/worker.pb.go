@@ -1949,6 +1949,7 @@ type LocateResponse struct {
 	Ahead         uint64                 `protobuf:"varint,4,opt,name=ahead,proto3" json:"ahead,omitempty"`
 	Paused        bool                   `protobuf:"varint,5,opt,name=paused,proto3" json:"paused,omitempty"`
 	Consumers     uint32                 `protobuf:"varint,6,opt,name=consumers,proto3" json:"consumers,omitempty"`
+	CancelAsked   bool                   `protobuf:"varint,7,opt,name=cancel_asked,json=cancelAsked,proto3" json:"cancel_asked,omitempty"` // a Cancel was asked while it was leased; its worker is to stop it
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2023,6 +2024,13 @@ func (x *LocateResponse) GetConsumers() uint32 {
 		return x.Consumers
 	}
 	return 0
+}
+
+func (x *LocateResponse) GetCancelAsked() bool {
+	if x != nil {
+		return x.CancelAsked
+	}
+	return false
 }
 
 type FindRequest struct {
@@ -2338,14 +2346,15 @@ const file_tasktide_v1_worker_proto_rawDesc = "" +
 	"\brequeued\x18\x01 \x01(\rR\brequeued\">\n" +
 	"\rLocateRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x14\n" +
-	"\x05queue\x18\x02 \x01(\tR\x05queue\"\x9e\x01\n" +
+	"\x05queue\x18\x02 \x01(\tR\x05queue\"\xc1\x01\n" +
 	"\x0eLocateResponse\x12\x14\n" +
 	"\x05ready\x18\x01 \x01(\bR\x05ready\x12\x16\n" +
 	"\x06leased\x18\x02 \x01(\bR\x06leased\x12\x12\n" +
 	"\x04dead\x18\x03 \x01(\bR\x04dead\x12\x14\n" +
 	"\x05ahead\x18\x04 \x01(\x04R\x05ahead\x12\x16\n" +
 	"\x06paused\x18\x05 \x01(\bR\x06paused\x12\x1c\n" +
-	"\tconsumers\x18\x06 \x01(\rR\tconsumers\"&\n" +
+	"\tconsumers\x18\x06 \x01(\rR\tconsumers\x12!\n" +
+	"\fcancel_asked\x18\a \x01(\bR\vcancelAsked\"&\n" +
 	"\vFindRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\"a\n" +
 	"\fFindResponse\x12\x14\n" +

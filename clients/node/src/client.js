@@ -221,7 +221,7 @@ export class Client {
     return stateName((await this._call('scheduler', 'Cancel', { taskId })).state);
   }
 
-  /** Why the task is not running (yet): {state, reason, message, etaMs, ahead}. */
+  /** Why the task is not running (yet): {state, reason, message, etaMs, ahead, cancelAsked}. */
   async explain(taskId) {
     const e = await this._call('scheduler', 'Explain', { taskId });
     return {
@@ -231,6 +231,7 @@ export class Client {
       message: e.message,
       etaMs: ms(e.etaMs),
       ahead: Number(e.ahead),
+      cancelAsked: Boolean(e.cancelAsked),
     };
   }
 

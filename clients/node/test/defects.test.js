@@ -70,6 +70,7 @@ describe('defects', { skip: SKIP }, () => {
     const why = await handle.explain();
     assert.equal(why.reason, 'ETA');
     assert.equal(why.etaMs, etaSeconds * 1000);
+    assert.equal(why.cancelAsked, false);
     const asDate = await client.submit('node.add', [1, 2], { queue, eta: new Date(etaSeconds * 1000) });
     assert.equal((await asDate.explain()).etaMs, etaSeconds * 1000);
     await assert.rejects(client.submit('node.add', [], { eta: Date.now() }), RangeError);

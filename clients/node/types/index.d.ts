@@ -151,6 +151,8 @@ export interface Explanation {
   message: string;
   etaMs: number;
   ahead: number;
+  /** A Cancel was asked and has not ended the task yet: its worker is to stop it. */
+  cancelAsked: boolean;
 }
 
 export interface QueueStats {

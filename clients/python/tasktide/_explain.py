@@ -17,13 +17,14 @@ class Explanation:
     message: str
     eta: dt.datetime | None = None
     ahead: int = 0
+    cancel_asked: bool = False  # a Cancel was asked and has not ended the task yet
 
     @classmethod
     def from_proto(cls, e: scheduler_pb2.Explanation) -> Explanation:
         """The Explanation the scheduler sent."""
         reason = scheduler_pb2.WaitReason.Name(e.reason).removeprefix("WAIT_REASON_")
         eta = dt.datetime.fromtimestamp(e.eta_ms / 1000, dt.UTC) if e.eta_ms else None
-        return cls(e.task_id, TaskState.from_proto(e.state), reason, e.message, eta, e.ahead)
+        return cls(e.task_id, TaskState.from_proto(e.state), reason, e.message, eta, e.ahead, e.cancel_asked)
 
     def __str__(self) -> str:
         return f"{self.state.name}: {self.message}"

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from tasktide.v1 import task_pb2 as tasktide_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btasktide/v1/scheduler.proto\x12\x0btasktide.v1\x1a\x16tasktide/v1/task.proto\"4\n\rSubmitRequest\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.tasktide.v1.TaskSpec\"Z\n\x0eSubmitResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.tasktide.v1.TaskState\x12\x10\n\x08\x65xisting\x18\x03 \x01(\x08\":\n\x12SubmitBatchRequest\x12$\n\x05specs\x18\x01 \x03(\x0b\x32\x15.tasktide.v1.TaskSpec\"C\n\x13SubmitBatchResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.tasktide.v1.SubmitResponse\"x\n\x13SubmitStreamRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12#\n\x04spec\x18\x02 \x01(\x0b\x32\x15.tasktide.v1.TaskSpec\x12/\n\x05\x62\x61tch\x18\x03 \x03(\x0b\x32 .tasktide.v1.SubmitStreamRequest\"\xad\x01\n\x14SubmitStreamResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12+\n\x06result\x18\x02 \x01(\x0b\x32\x1b.tasktide.v1.SubmitResponse\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\x30\n\x05\x62\x61tch\x18\x05 \x03(\x0b\x32!.tasktide.v1.SubmitStreamResponse\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\" \n\rCancelRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"7\n\x0e\x43\x61ncelResponse\x12%\n\x05state\x18\x01 \x01(\x0e\x32\x16.tasktide.v1.TaskState\"B\n\x0cRetryRequest\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.tasktide.v1.Task\x12\x11\n\tcountdown\x18\x02 \x01(\x01\"6\n\rRetryResponse\x12%\n\x05state\x18\x01 \x01(\x0e\x32\x16.tasktide.v1.TaskState\"!\n\x0e\x45xplainRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\x9e\x01\n\x0b\x45xplanation\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.tasktide.v1.TaskState\x12\'\n\x06reason\x18\x03 \x01(\x0e\x32\x17.tasktide.v1.WaitReason\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0e\n\x06\x65ta_ms\x18\x05 \x01(\x03\x12\r\n\x05\x61head\x18\x06 \x01(\x04\"\xfe\x01\n\x08Schedule\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x04task\x18\x02 \x01(\x0b\x32\x15.tasktide.v1.TaskSpec\x12\x0c\n\x04\x63ron\x18\x03 \x01(\t\x12\r\n\x05\x65very\x18\x04 \x01(\x01\x12\x10\n\x08timezone\x18\x05 \x01(\t\x12\x10\n\x08start_ms\x18\x06 \x01(\x03\x12\x0e\n\x06\x65nd_ms\x18\x07 \x01(\x03\x12\x0e\n\x06paused\x18\x08 \x01(\x08\x12\x13\n\x0bnext_run_ms\x18\t \x01(\x03\x12\x13\n\x0blast_run_ms\x18\n \x01(\x03\x12\x14\n\x0clast_task_id\x18\x0b \x01(\t\x12\x0c\n\x04runs\x18\x0c \x01(\x04\x12\x12\n\ncreated_ms\x18\r \x01(\x03\"R\n\x12PutScheduleRequest\x12\'\n\x08schedule\x18\x01 \x01(\x0b\x32\x15.tasktide.v1.Schedule\x12\x13\n\x0bkeep_paused\x18\x02 \x01(\x08\" \n\x12GetScheduleRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x16\n\x14ListSchedulesRequest\"A\n\x15ListSchedulesResponse\x12(\n\tschedules\x18\x01 \x03(\x0b\x32\x15.tasktide.v1.Schedule\"#\n\x15\x44\x65leteScheduleRequest\x12\n\n\x02id\x18\x01 \x01(\t\")\n\x16\x44\x65leteScheduleResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"2\n\x14PauseScheduleRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06paused\x18\x02 \x01(\x08*\x84\x02\n\nWaitReason\x12\x1b\n\x17WAIT_REASON_UNSPECIFIED\x10\x00\x12\x13\n\x0fWAIT_REASON_ETA\x10\x01\x12\x1d\n\x19WAIT_REASON_RETRY_BACKOFF\x10\x02\x12\x1a\n\x16WAIT_REASON_RATE_LIMIT\x10\x03\x12\x19\n\x15WAIT_REASON_NO_WORKER\x10\x04\x12\x1c\n\x18WAIT_REASON_QUEUE_PAUSED\x10\x05\x12\x1d\n\x19WAIT_REASON_QUEUED_BEHIND\x10\x06\x12\x17\n\x13WAIT_REASON_RUNNING\x10\x07\x12\x18\n\x14WAIT_REASON_FINISHED\x10\x08\x32\x85\x07\n\tScheduler\x12\x41\n\x06Submit\x12\x1a.tasktide.v1.SubmitRequest\x1a\x1b.tasktide.v1.SubmitResponse\x12P\n\x0bSubmitBatch\x12\x1f.tasktide.v1.SubmitBatchRequest\x1a .tasktide.v1.SubmitBatchResponse\x12W\n\x0cSubmitStream\x12 .tasktide.v1.SubmitStreamRequest\x1a!.tasktide.v1.SubmitStreamResponse(\x01\x30\x01\x12\x39\n\x07GetTask\x12\x1b.tasktide.v1.GetTaskRequest\x1a\x11.tasktide.v1.Task\x12\x41\n\x06\x43\x61ncel\x12\x1a.tasktide.v1.CancelRequest\x1a\x1b.tasktide.v1.CancelResponse\x12>\n\x05Retry\x12\x19.tasktide.v1.RetryRequest\x1a\x1a.tasktide.v1.RetryResponse\x12@\n\x07\x45xplain\x12\x1b.tasktide.v1.ExplainRequest\x1a\x18.tasktide.v1.Explanation\x12\x45\n\x0bPutSchedule\x12\x1f.tasktide.v1.PutScheduleRequest\x1a\x15.tasktide.v1.Schedule\x12\x45\n\x0bGetSchedule\x12\x1f.tasktide.v1.GetScheduleRequest\x1a\x15.tasktide.v1.Schedule\x12V\n\rListSchedules\x12!.tasktide.v1.ListSchedulesRequest\x1a\".tasktide.v1.ListSchedulesResponse\x12Y\n\x0e\x44\x65leteSchedule\x12\".tasktide.v1.DeleteScheduleRequest\x1a#.tasktide.v1.DeleteScheduleResponse\x12I\n\rPauseSchedule\x12!.tasktide.v1.PauseScheduleRequest\x1a\x15.tasktide.v1.ScheduleB?Z=github.com/tasktide/tasktide/clients/go/tasktidepb;tasktidepbb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btasktide/v1/scheduler.proto\x12\x0btasktide.v1\x1a\x16tasktide/v1/task.proto\"4\n\rSubmitRequest\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.tasktide.v1.TaskSpec\"Z\n\x0eSubmitResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.tasktide.v1.TaskState\x12\x10\n\x08\x65xisting\x18\x03 \x01(\x08\":\n\x12SubmitBatchRequest\x12$\n\x05specs\x18\x01 \x03(\x0b\x32\x15.tasktide.v1.TaskSpec\"C\n\x13SubmitBatchResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.tasktide.v1.SubmitResponse\"x\n\x13SubmitStreamRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12#\n\x04spec\x18\x02 \x01(\x0b\x32\x15.tasktide.v1.TaskSpec\x12/\n\x05\x62\x61tch\x18\x03 \x03(\x0b\x32 .tasktide.v1.SubmitStreamRequest\"\xad\x01\n\x14SubmitStreamResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12+\n\x06result\x18\x02 \x01(\x0b\x32\x1b.tasktide.v1.SubmitResponse\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\x30\n\x05\x62\x61tch\x18\x05 \x03(\x0b\x32!.tasktide.v1.SubmitStreamResponse\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\" \n\rCancelRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"7\n\x0e\x43\x61ncelResponse\x12%\n\x05state\x18\x01 \x01(\x0e\x32\x16.tasktide.v1.TaskState\"B\n\x0cRetryRequest\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.tasktide.v1.Task\x12\x11\n\tcountdown\x18\x02 \x01(\x01\"6\n\rRetryResponse\x12%\n\x05state\x18\x01 \x01(\x0e\x32\x16.tasktide.v1.TaskState\"!\n\x0e\x45xplainRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\xb4\x01\n\x0b\x45xplanation\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.tasktide.v1.TaskState\x12\'\n\x06reason\x18\x03 \x01(\x0e\x32\x17.tasktide.v1.WaitReason\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0e\n\x06\x65ta_ms\x18\x05 \x01(\x03\x12\r\n\x05\x61head\x18\x06 \x01(\x04\x12\x14\n\x0c\x63\x61ncel_asked\x18\x07 \x01(\x08\"\xfe\x01\n\x08Schedule\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x04task\x18\x02 \x01(\x0b\x32\x15.tasktide.v1.TaskSpec\x12\x0c\n\x04\x63ron\x18\x03 \x01(\t\x12\r\n\x05\x65very\x18\x04 \x01(\x01\x12\x10\n\x08timezone\x18\x05 \x01(\t\x12\x10\n\x08start_ms\x18\x06 \x01(\x03\x12\x0e\n\x06\x65nd_ms\x18\x07 \x01(\x03\x12\x0e\n\x06paused\x18\x08 \x01(\x08\x12\x13\n\x0bnext_run_ms\x18\t \x01(\x03\x12\x13\n\x0blast_run_ms\x18\n \x01(\x03\x12\x14\n\x0clast_task_id\x18\x0b \x01(\t\x12\x0c\n\x04runs\x18\x0c \x01(\x04\x12\x12\n\ncreated_ms\x18\r \x01(\x03\"R\n\x12PutScheduleRequest\x12\'\n\x08schedule\x18\x01 \x01(\x0b\x32\x15.tasktide.v1.Schedule\x12\x13\n\x0bkeep_paused\x18\x02 \x01(\x08\" \n\x12GetScheduleRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x16\n\x14ListSchedulesRequest\"A\n\x15ListSchedulesResponse\x12(\n\tschedules\x18\x01 \x03(\x0b\x32\x15.tasktide.v1.Schedule\"#\n\x15\x44\x65leteScheduleRequest\x12\n\n\x02id\x18\x01 \x01(\t\")\n\x16\x44\x65leteScheduleResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"2\n\x14PauseScheduleRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06paused\x18\x02 \x01(\x08*\x84\x02\n\nWaitReason\x12\x1b\n\x17WAIT_REASON_UNSPECIFIED\x10\x00\x12\x13\n\x0fWAIT_REASON_ETA\x10\x01\x12\x1d\n\x19WAIT_REASON_RETRY_BACKOFF\x10\x02\x12\x1a\n\x16WAIT_REASON_RATE_LIMIT\x10\x03\x12\x19\n\x15WAIT_REASON_NO_WORKER\x10\x04\x12\x1c\n\x18WAIT_REASON_QUEUE_PAUSED\x10\x05\x12\x1d\n\x19WAIT_REASON_QUEUED_BEHIND\x10\x06\x12\x17\n\x13WAIT_REASON_RUNNING\x10\x07\x12\x18\n\x14WAIT_REASON_FINISHED\x10\x08\x32\x85\x07\n\tScheduler\x12\x41\n\x06Submit\x12\x1a.tasktide.v1.SubmitRequest\x1a\x1b.tasktide.v1.SubmitResponse\x12P\n\x0bSubmitBatch\x12\x1f.tasktide.v1.SubmitBatchRequest\x1a .tasktide.v1.SubmitBatchResponse\x12W\n\x0cSubmitStream\x12 .tasktide.v1.SubmitStreamRequest\x1a!.tasktide.v1.SubmitStreamResponse(\x01\x30\x01\x12\x39\n\x07GetTask\x12\x1b.tasktide.v1.GetTaskRequest\x1a\x11.tasktide.v1.Task\x12\x41\n\x06\x43\x61ncel\x12\x1a.tasktide.v1.CancelRequest\x1a\x1b.tasktide.v1.CancelResponse\x12>\n\x05Retry\x12\x19.tasktide.v1.RetryRequest\x1a\x1a.tasktide.v1.RetryResponse\x12@\n\x07\x45xplain\x12\x1b.tasktide.v1.ExplainRequest\x1a\x18.tasktide.v1.Explanation\x12\x45\n\x0bPutSchedule\x12\x1f.tasktide.v1.PutScheduleRequest\x1a\x15.tasktide.v1.Schedule\x12\x45\n\x0bGetSchedule\x12\x1f.tasktide.v1.GetScheduleRequest\x1a\x15.tasktide.v1.Schedule\x12V\n\rListSchedules\x12!.tasktide.v1.ListSchedulesRequest\x1a\".tasktide.v1.ListSchedulesResponse\x12Y\n\x0e\x44\x65leteSchedule\x12\".tasktide.v1.DeleteScheduleRequest\x1a#.tasktide.v1.DeleteScheduleResponse\x12I\n\rPauseSchedule\x12!.tasktide.v1.PauseScheduleRequest\x1a\x15.tasktide.v1.ScheduleB?Z=github.com/tasktide/tasktide/clients/go/tasktidepb;tasktidepbb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tasktide.v1.scheduler_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z=github.com/tasktide/tasktide/clients/go/tasktidepb;tasktidepb'
-  _globals['_WAITREASON']._serialized_start=1686
-  _globals['_WAITREASON']._serialized_end=1946
+  _globals['_WAITREASON']._serialized_start=1708
+  _globals['_WAITREASON']._serialized_end=1968
   _globals['_SUBMITREQUEST']._serialized_start=68
   _globals['_SUBMITREQUEST']._serialized_end=120
   _globals['_SUBMITRESPONSE']._serialized_start=122
@@ -60,23 +60,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXPLAINREQUEST']._serialized_start=891
   _globals['_EXPLAINREQUEST']._serialized_end=924
   _globals['_EXPLANATION']._serialized_start=927
-  _globals['_EXPLANATION']._serialized_end=1085
-  _globals['_SCHEDULE']._serialized_start=1088
-  _globals['_SCHEDULE']._serialized_end=1342
-  _globals['_PUTSCHEDULEREQUEST']._serialized_start=1344
-  _globals['_PUTSCHEDULEREQUEST']._serialized_end=1426
-  _globals['_GETSCHEDULEREQUEST']._serialized_start=1428
-  _globals['_GETSCHEDULEREQUEST']._serialized_end=1460
-  _globals['_LISTSCHEDULESREQUEST']._serialized_start=1462
-  _globals['_LISTSCHEDULESREQUEST']._serialized_end=1484
-  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=1486
-  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=1551
-  _globals['_DELETESCHEDULEREQUEST']._serialized_start=1553
-  _globals['_DELETESCHEDULEREQUEST']._serialized_end=1588
-  _globals['_DELETESCHEDULERESPONSE']._serialized_start=1590
-  _globals['_DELETESCHEDULERESPONSE']._serialized_end=1631
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=1633
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=1683
-  _globals['_SCHEDULER']._serialized_start=1949
-  _globals['_SCHEDULER']._serialized_end=2850
+  _globals['_EXPLANATION']._serialized_end=1107
+  _globals['_SCHEDULE']._serialized_start=1110
+  _globals['_SCHEDULE']._serialized_end=1364
+  _globals['_PUTSCHEDULEREQUEST']._serialized_start=1366
+  _globals['_PUTSCHEDULEREQUEST']._serialized_end=1448
+  _globals['_GETSCHEDULEREQUEST']._serialized_start=1450
+  _globals['_GETSCHEDULEREQUEST']._serialized_end=1482
+  _globals['_LISTSCHEDULESREQUEST']._serialized_start=1484
+  _globals['_LISTSCHEDULESREQUEST']._serialized_end=1506
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=1508
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=1573
+  _globals['_DELETESCHEDULEREQUEST']._serialized_start=1575
+  _globals['_DELETESCHEDULEREQUEST']._serialized_end=1610
+  _globals['_DELETESCHEDULERESPONSE']._serialized_start=1612
+  _globals['_DELETESCHEDULERESPONSE']._serialized_end=1653
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=1655
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=1705
+  _globals['_SCHEDULER']._serialized_start=1971
+  _globals['_SCHEDULER']._serialized_end=2872
 # @@protoc_insertion_point(module_scope)

@@ -120,20 +120,22 @@ class ExplainRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ...) -> None: ...
 
 class Explanation(_message.Message):
-    __slots__ = ("task_id", "state", "reason", "message", "eta_ms", "ahead")
+    __slots__ = ("task_id", "state", "reason", "message", "eta_ms", "ahead", "cancel_asked")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     ETA_MS_FIELD_NUMBER: _ClassVar[int]
     AHEAD_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_ASKED_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     state: _task_pb2.TaskState
     reason: WaitReason
     message: str
     eta_ms: int
     ahead: int
-    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[_Union[_task_pb2.TaskState, str]] = ..., reason: _Optional[_Union[WaitReason, str]] = ..., message: _Optional[str] = ..., eta_ms: _Optional[int] = ..., ahead: _Optional[int] = ...) -> None: ...
+    cancel_asked: bool
+    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[_Union[_task_pb2.TaskState, str]] = ..., reason: _Optional[_Union[WaitReason, str]] = ..., message: _Optional[str] = ..., eta_ms: _Optional[int] = ..., ahead: _Optional[int] = ..., cancel_asked: _Optional[bool] = ...) -> None: ...
 
 class Schedule(_message.Message):
     __slots__ = ("id", "task", "cron", "every", "timezone", "start_ms", "end_ms", "paused", "next_run_ms", "last_run_ms", "last_task_id", "runs", "created_ms")

@@ -296,20 +296,22 @@ class LocateRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., queue: _Optional[str] = ...) -> None: ...
 
 class LocateResponse(_message.Message):
-    __slots__ = ("ready", "leased", "dead", "ahead", "paused", "consumers")
+    __slots__ = ("ready", "leased", "dead", "ahead", "paused", "consumers", "cancel_asked")
     READY_FIELD_NUMBER: _ClassVar[int]
     LEASED_FIELD_NUMBER: _ClassVar[int]
     DEAD_FIELD_NUMBER: _ClassVar[int]
     AHEAD_FIELD_NUMBER: _ClassVar[int]
     PAUSED_FIELD_NUMBER: _ClassVar[int]
     CONSUMERS_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_ASKED_FIELD_NUMBER: _ClassVar[int]
     ready: bool
     leased: bool
     dead: bool
     ahead: int
     paused: bool
     consumers: int
-    def __init__(self, ready: _Optional[bool] = ..., leased: _Optional[bool] = ..., dead: _Optional[bool] = ..., ahead: _Optional[int] = ..., paused: _Optional[bool] = ..., consumers: _Optional[int] = ...) -> None: ...
+    cancel_asked: bool
+    def __init__(self, ready: _Optional[bool] = ..., leased: _Optional[bool] = ..., dead: _Optional[bool] = ..., ahead: _Optional[int] = ..., paused: _Optional[bool] = ..., consumers: _Optional[int] = ..., cancel_asked: _Optional[bool] = ...) -> None: ...
 
 class FindRequest(_message.Message):
     __slots__ = ("task_id",)
