@@ -28,9 +28,11 @@ from tasktide_services.dashboard.activity import Activity
 from tasktide_services.dashboard.data import Platform
 from tasktide_services.dashboard.guard import Guard
 from tasktide_services.dashboard.login import login, logout, session_info
-from tasktide_services.dashboard.names import MAX_NAME, WINDOW_SECONDS, Names
+from tasktide_services.dashboard.names import MAX_NAME, names
 from tasktide_services.dashboard.pages import render
+from tasktide_services.dashboard.report import WINDOW_SECONDS, Reports
 from tasktide_services.dashboard.sampler import Sampler
+from tasktide_services.dashboard.workers import MAX_WORKER_ID, summaries, worker_report
 
 SESSION_COOKIE = "tasktide_session"
 STATIC = Path(__file__).parent / "static"
@@ -155,8 +157,8 @@ async def api_name(request: Request, p: Platform) -> Any:
     name, wrong = _task_name(request)
     if wrong:
         return JSONResponse({"error": wrong}, status_code=400)
-    names: Names = request.app.state.names
-    body = await _call(names.get, name)
+    reports: Reports = request.app.state.names
+    body = await _call(reports.get, name)
     if body is None:
         minutes = WINDOW_SECONDS // 60
         return JSONResponse({"error": f"no task named {name!r} changed in the last {minutes} minutes"}, 404)
@@ -166,6 +168,39 @@ async def api_name(request: Request, p: Platform) -> Any:
 async def name_page(request: Request) -> Response:
     name, wrong = _task_name(request)
     return render(request, "taskname.html", page="taskname", name=name, wrong=wrong, status_code=400 if wrong else 200)
+
+
+def _worker_id(request: Request) -> tuple[str, str]:
+    """The worker id of the request's query (?id=...) and what is wrong with it ('' if nothing)."""
+    worker_id = request.query_params.get("id", "")
+    if not worker_id.strip():
+        return worker_id, "give a worker id: /workers?id=..."
+    if len(worker_id) > MAX_WORKER_ID:
+        return worker_id, f"a worker id is at most {MAX_WORKER_ID} characters"
+    if not worker_id.isprintable():
+        return worker_id, "a worker id has no control characters"
+    return worker_id, ""
+
+
+async def api_worker(request: Request, p: Platform) -> Any:
+    worker_id, wrong = _worker_id(request)
+    if wrong:
+        return JSONResponse({"error": wrong}, status_code=400)
+    body = await _call(worker_report, p.client, worker_id, request.app.state.worker_summaries)
+    if body is None:
+        minutes = WINDOW_SECONDS // 60
+        return JSONResponse(
+            {"error": f"no worker {worker_id!r} is connected, and no task of it changed in the last {minutes} minutes"},
+            404,
+        )
+    return body
+
+
+async def worker_page(request: Request) -> Response:
+    worker_id, wrong = _worker_id(request)
+    return render(
+        request, "worker.html", page="worker", worker_id=worker_id, wrong=wrong, status_code=400 if wrong else 200
+    )
 
 
 BULK = {"cancel": (bulk.cancel_preview, bulk.cancel), "requeue": (bulk.requeue_preview, bulk.requeue)}
@@ -217,7 +252,8 @@ def create_app(
         app.state.platform = Platform(address, hooks)
         app.state.sampler = Sampler(app.state.platform.client, sample_seconds).start()
         app.state.activity = Activity(app.state.platform.client)
-        app.state.names = Names(app.state.platform.client)
+        app.state.names = names(app.state.platform.client)
+        app.state.worker_summaries = summaries(app.state.platform.client)
         try:
             yield
         finally:
@@ -232,6 +268,7 @@ def create_app(
         Route("/tasks", _page("tasks.html", page="tasks", bulk_limit=bulk.BULK_LIMIT)),
         Route("/tasks/{task_id}", _page("task.html", page="task"), name="task_page"),
         Route("/names", name_page),
+        Route("/workers", worker_page),
         Route("/lookup", lookup),
         Route("/dead/{queue}", _page("dead.html", page="dead")),
         Route("/schedules", _page("schedules.html", page="schedules")),
@@ -249,6 +286,7 @@ def create_app(
         Route("/api/series", _api(api_series)),
         Route("/api/activity", _api(api_activity)),
         Route("/api/names", _api(api_name)),
+        Route("/api/worker", _api(api_worker)),
         Route("/api/bulk/{action}", _api(api_bulk), methods=["GET", "POST"]),
     ]
     middleware = [

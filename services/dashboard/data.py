@@ -20,7 +20,7 @@ import tasktide
 from tasktide import Client, ClientSettings, TaskState
 from tasktide._channels import blocking_channel
 from tasktide._hooks import Hooks
-from tasktide.v1 import results_pb2, results_pb2_grpc, task_pb2
+from tasktide.v1 import results_pb2, results_pb2_grpc, task_pb2, worker_pb2
 from tasktide_services.dashboard.runs import run_ms, wait_ms
 
 RECENT_LIMIT = 200
@@ -61,6 +61,22 @@ def error_dict(e: task_pb2.TaskError) -> dict[str, str] | None:
     return {"type": e.type, "message": e.message, "traceback": e.traceback}
 
 
+def session_row(w: worker_pb2.WorkerInfo, now_ms: int) -> dict[str, Any]:
+    """A worker's session as ListWorkers gives it (`now_ms`: the time of the reading)."""
+    return {
+        "worker_id": w.worker_id,
+        "session_id": w.session_id,
+        "hostname": w.hostname,
+        "pid": w.pid,
+        "queues": list(w.queues),
+        "concurrency": w.concurrency,
+        "language": w.language,
+        "connected": iso(w.connected_ms),
+        "last_seen": iso(w.last_seen_ms),
+        "last_seen_ago_s": round(max(0, now_ms - w.last_seen_ms) / 1000, 1) if w.last_seen_ms else None,
+    }
+
+
 TASKS_PAGE = 50  # tasks per page of the tasks page
 
 
@@ -95,20 +111,7 @@ class Platform:
 
     def overview(self) -> dict[str, Any]:
         now = int(time.time() * 1000)
-        workers = [
-            {
-                "worker_id": w.worker_id,
-                "hostname": w.hostname,
-                "pid": w.pid,
-                "queues": list(w.queues),
-                "concurrency": w.concurrency,
-                "language": w.language,
-                "connected": iso(w.connected_ms),
-                "last_seen": iso(w.last_seen_ms),
-                "last_seen_ago_s": round(max(0, now - w.last_seen_ms) / 1000, 1) if w.last_seen_ms else None,
-            }
-            for w in self.client.workers()
-        ]
+        workers = [session_row(w, now) for w in self.client.workers()]
         queues = [
             {
                 "queue": q.queue,
