@@ -91,6 +91,8 @@ def test_thousand_tasks_all_complete(dev_platform):
         (["frobnicate"], 2, "invalid choice"),
         (["workers", "drain", "no-such-worker"], 4, "no worker 'no-such-worker' is connected"),
         (["workers", "drain"], 2, "workers drain needs a worker id"),
+        (["workers", "show", "no-such-worker"], 4, "no worker 'no-such-worker' is connected"),
+        (["workers", "show"], 2, "workers show needs a worker id"),
         (["workers", "list", "some-id"], 2, "workers list takes no worker id"),
     ],
 )
@@ -112,6 +114,19 @@ def test_workers_are_listed_and_one_is_drained(dev_platform):
 
         (info,) = eventually(listed, timeout=30)
         assert info["pid"] == w.pid and info["language"] == "python"
+        with tasktide.Client(address=env["TASKTIDE_ADDRESS"]) as client:  # 0.2 s each, two at a time
+            ids = {client.submit("examples.resize", args=[f"img-{i}", 64], queue="cli-drain").id for i in range(20)}
+
+        def shown() -> dict[str, object] | None:
+            res = _cli("workers", "show", str(info["worker"]), env=env)
+            assert res.returncode == 0, res.stderr
+            out = json.loads(res.stdout)
+            return out if out["running"] else None
+
+        seen = eventually(shown, timeout=30, interval=0.05)
+        assert [s["pid"] for s in seen["sessions"]] == [w.pid]
+        assert {r["id"] for r in seen["running"]} <= ids
+        assert {r["name"] for r in seen["running"]} == {"examples.resize"}
         res = _cli("workers", "drain", str(info["worker"]), env=env)
         assert res.returncode == 0, res.stderr
         assert json.loads(res.stdout) == {"worker": info["worker"], "sessions": 1}

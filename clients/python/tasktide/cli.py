@@ -37,6 +37,7 @@ from tasktide._schedule_cli import add_schedule_parser
 from tasktide._settings import ClientSettings
 from tasktide._states import TaskState
 from tasktide._tasks_cli import add_tasks_parser
+from tasktide.v1 import worker_pb2
 
 SERVER_COMMANDS = ("dev", "scheduler", "registry", "results", "dashboard", "token")
 
@@ -127,7 +128,8 @@ def cmd_status(args: argparse.Namespace, settings: ClientSettings) -> int:
 def cmd_explain(args: argparse.Namespace, settings: ClientSettings) -> int:
     with Client(settings=settings) as client:
         e = client.explain(args.id)
-        print(json.dumps({"id": e.task_id, "state": e.state.name, "reason": e.reason, "message": e.message}))
+        out = {"id": e.task_id, "state": e.state.name, "reason": e.reason, "message": e.message}
+        print(json.dumps(out | ({"cancel_asked": True} if e.cancel_asked else {})))
         return 0
 
 
@@ -161,19 +163,41 @@ def cmd_queue(args: argparse.Namespace, settings: ClientSettings) -> int:
         return 0
 
 
+def _session(w: worker_pb2.WorkerInfo) -> dict[str, Any]:
+    info = {"worker": w.worker_id, "session": w.session_id, "hostname": w.hostname, "pid": w.pid}
+    return info | {"language": w.language, "queues": list(w.queues), "concurrency": w.concurrency}
+
+
+RUNNING_SHOWN = 200  # tasks `workers show` lists as running, at most
+
+
+def _show_worker(client: Client, worker_id: str) -> dict[str, Any]:
+    """A connected worker's sessions and the tasks leased to it now (running, or prefetched)."""
+    sessions = [_session(w) for w in client.workers() if w.worker_id == worker_id]
+    if not sessions:
+        raise NotFound(f"no worker {worker_id[:80]!r} is connected")
+    page = client.list_tasks(TaskState.RUNNING, worker_id=worker_id, limit=RUNNING_SHOWN)
+    running = [
+        {"id": r.task_id, "name": r.name, "queue": r.spec.queue, "attempt": r.attempt, "started_ms": r.started_ms}
+        for r in page.tasks
+    ]
+    return {"worker": worker_id, "sessions": sessions, "running": running, "more_running": bool(page.next_cursor)}
+
+
 def cmd_workers(args: argparse.Namespace, settings: ClientSettings) -> int:
     with Client(settings=settings) as client:
-        if args.action == "drain":
+        if args.action in ("drain", "show"):
             if not args.id:
-                raise UsageError("workers drain needs a worker id (`tasktide workers` lists them)")
-            print(json.dumps({"worker": args.id, "sessions": client.drain_worker(args.id)}))
+                raise UsageError(f"workers {args.action} needs a worker id (`tasktide workers` lists them)")
+            if args.action == "show":
+                print(json.dumps(_show_worker(client, args.id)))
+            else:
+                print(json.dumps({"worker": args.id, "sessions": client.drain_worker(args.id)}))
             return 0
         if args.id:
             raise UsageError("workers list takes no worker id")
         for w in client.workers():
-            info = {"worker": w.worker_id, "session": w.session_id, "hostname": w.hostname, "pid": w.pid}
-            info |= {"language": w.language, "queues": list(w.queues), "concurrency": w.concurrency}
-            print(json.dumps(info))
+            print(json.dumps(_session(w)))
         return 0
 
 
@@ -236,9 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     qu.add_argument("name", nargs="?", default="")
     qu.set_defaults(func=cmd_queue)
 
-    wo = sub.add_parser("workers", help="list the connected workers, or drain one (a graceful stop)")
-    wo.add_argument("action", nargs="?", choices=["list", "drain"], default="list")
-    wo.add_argument("id", nargs="?", default="", help="with drain: the worker's id")
+    wo = sub.add_parser(
+        "workers", help="list the connected workers, show one (its sessions and running tasks), or drain one"
+    )
+    wo.add_argument("action", nargs="?", choices=["list", "show", "drain"], default="list")
+    wo.add_argument("id", nargs="?", default="", help="with show and drain: the worker's id")
     wo.set_defaults(func=cmd_workers)
 
     de = sub.add_parser("dead", help="list dead-letter tasks, or requeue them")
