@@ -132,6 +132,9 @@ async def start(
         drains = Notifier(redis, registry_keys.DRAIN, on_message=registry.on_drain)
         await drains.start()
         running.closers.append(drains.stop)
+        resizes = Notifier(redis, registry_keys.RESIZE, on_message=registry.on_resize)
+        await resizes.start()
+        running.closers.append(resizes.stop)
         jobs.append(partial(run_reaper, rstore, peers, settings, hooks))
     if "results" in which:
         one_node = not is_cluster_url(settings.redis_url)

@@ -218,3 +218,23 @@ def retries_after(countdown: str, marker_dir: str) -> str:
     if ctx.attempt < 2:
         ctx.retry(countdown=float(countdown))
     return "retried"
+
+
+@app.task
+def held(marker_dir: str, release: str) -> str:
+    """Leaves a marker file (TASKID-PID-NS), then waits for the file `release` (60 s at most)."""
+    Path(marker_dir, f"{tasktide.current_task().id}-{os.getpid()}-{time.monotonic_ns()}").touch()
+    deadline = time.monotonic() + 60
+    while not Path(release).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return "released"
+
+
+@app.task
+async def held_async(marker_dir: str, release: str) -> str:
+    """`held` on the event loop (the asyncio pool)."""
+    Path(marker_dir, f"{tasktide.current_task().id}-{os.getpid()}-{time.monotonic_ns()}").touch()
+    deadline = time.monotonic() + 60
+    while not Path(release).exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    return "released"

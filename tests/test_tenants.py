@@ -131,6 +131,10 @@ def test_a_worker_runs_its_namespace_tasks_only_on_the_queues_its_token_allows(
                 with client_for(secured, "beta", "admin") as admin_b:  # another namespace's worker
                     with pytest.raises(tasktide.NotFound):
                         admin_b.drain_worker(mine.worker_id)
+                    with pytest.raises(tasktide.NotFound):
+                        admin_b.resize_worker(mine.worker_id, 3)
+                assert admin_a.resize_worker(mine.worker_id, 3) == 1
+                eventually(lambda: [w.concurrency for w in admin_a.workers() if w.worker_id == mine.worker_id] == [3])
                 assert admin_a.drain_worker(mine.worker_id) == 1
                 assert worker.wait(30) == 0
     finally:

@@ -22,7 +22,15 @@ _WORKER = {
 }
 _ADMIN = {
     "tasktide.v1.Scheduler": ("PutSchedule", "GetSchedule", "ListSchedules", "DeleteSchedule", "PauseSchedule"),
-    "tasktide.v1.Registry": ("ListWorkers", "DrainWorker", "QueueStats", "PauseQueue", "ListDead", "RequeueDead"),
+    "tasktide.v1.Registry": (
+        "ListWorkers",
+        "DrainWorker",
+        "ResizeWorker",
+        "QueueStats",
+        "PauseQueue",
+        "ListDead",
+        "RequeueDead",
+    ),
 }
 _SERVICE_ONLY = {
     "tasktide.v1.Scheduler": ("Retry",),

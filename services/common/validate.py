@@ -192,3 +192,12 @@ def rate_interval_ms(rate: str) -> float:
 def batch_size(n: int, limits: Limits) -> None:
     if n > limits.max_batch:
         raise ResourceExhausted(f"batch of {n} items; the limit is {limits.max_batch}")
+
+
+MAX_CONCURRENCY = 1024  # tasks a worker runs at a time, as a ResizeWorker may ask and a worker report
+
+
+def concurrency(n: int) -> int:
+    if not 1 <= n <= MAX_CONCURRENCY:
+        raise InvalidArgument(f"a concurrency is 1..{MAX_CONCURRENCY}, not {n}")
+    return n

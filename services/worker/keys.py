@@ -28,6 +28,11 @@ scripts in store.py touch one cluster slot.
     tt:w:draining        SET    session ids a DrainWorker named, until their sessions end: a replica
                                 that missed the message on tt:w:drain finds it when it next refreshes
                                 the session's worker entry
+    tt:w:resize          PUBSUB "session id=concurrency", space-separated: send these sessions a
+                                Resize wherever they are connected
+    tt:w:resizing        HASH   session id -> the concurrency a ResizeWorker asked of it, until its
+                                session ends: a replica that missed the message on tt:w:resize sends
+                                it when it next refreshes the session's worker entry
 
 The score of a ready task is band * BAND_BASE + arrival (arrival from :fence; a task put back in
 front of its band has arrival 0). Band 0 is priority 100, band 200 is priority -100. The scripts
@@ -48,6 +53,8 @@ NOTIFY = "tt:w:notify"
 CANCEL = "tt:w:cancel"
 DRAIN = "tt:w:drain"
 DRAINING = "tt:w:draining"
+RESIZE = "tt:w:resize"
+RESIZING = "tt:w:resizing"
 
 BAND_BASE = 2**40
 BAND_DIGITS = 3  # bands run from 0 to PRIORITY_MAX - PRIORITY_MIN (200)

@@ -13,7 +13,7 @@ import grpc
 from tasktide.v1 import results_pb2, task_pb2, worker_pb2
 from tasktide_services.common import tenancy, validate
 from tasktide_services.common.auth import current_caller
-from tasktide_services.common.errors import InvalidArgument, NotFound, PermissionDenied
+from tasktide_services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from tasktide_services.common.events import event, now_ms
 from tasktide_services.common.hooks import ServiceHooks
 from tasktide_services.common.notify import Notifier
@@ -144,14 +144,17 @@ class RegistryService:
 
     async def _keep_entry(self, session: Session, info: worker_pb2.WorkerInfo) -> None:
         """Refresh the session's worker entry while it lasts: housekeeping drops entries that are
-        not refreshed (those of a registry replica that died). A drain asked of the session that
-        this replica missed (keys.DRAINING) is sent then."""
+        not refreshed (those of a registry replica that died). A drain or a resize asked of the
+        session that this replica missed (keys.DRAINING, keys.RESIZING) is sent then."""
         while True:
             await asyncio.sleep(WORKER_REFRESH_SECONDS)
             info.last_seen_ms = now_ms()
             try:
-                if await self.store.put_worker(info):
+                asked = await self.store.put_worker(info)
+                if asked.drain:
                     self._drain(session)
+                if asked.concurrency:
+                    self._resize(session, asked.concurrency)
             except Exception:  # noqa: BLE001 - tried again at the next refresh
                 log.warning("session %s: refreshing its worker entry failed", info.session_id, exc_info=True)
 
@@ -200,6 +203,47 @@ class RegistryService:
             s = self.sessions.get(session_id)
             if s is not None:
                 self._drain(s)
+
+    async def ResizeWorker(self, req: worker_pb2.ResizeWorkerRequest, ctx: Ctx) -> worker_pb2.ResizeWorkerResponse:
+        """Every session of the worker that the caller may see is sent a Resize by the replica it is
+        connected to (the sessions and their concurrency go out on one message of RESIZE). A worker
+        whose Hello did not say it can be resized is refused."""
+        if not req.worker_id or len(req.worker_id) > MAX_WORKER_ID:
+            raise InvalidArgument(f"a worker id is 1..{MAX_WORKER_ID} characters, as ListWorkers gives it")
+        n = validate.concurrency(req.concurrency)
+        caller = current_caller()
+        sessions = [
+            w
+            for w in await self.store.workers()
+            if w.worker_id == req.worker_id and all(tenancy.visible(caller, q) for q in w.queues)
+        ]
+        if not sessions:
+            raise NotFound(f"no worker {req.worker_id[:80]!r} is connected")
+        resizable = [w.session_id for w in sessions if w.resizable]
+        if not resizable:
+            language = sessions[0].language or "unknown"
+            raise FailedPrecondition(
+                f"worker {req.worker_id[:80]!r} ({language}) cannot be resized: restart it with another concurrency"
+            )
+        await self.store.resize(dict.fromkeys(resizable, n))
+        return worker_pb2.ResizeWorkerResponse(sessions=len(resizable))
+
+    def on_resize(self, message: str) -> None:
+        """A resize from any replica ("session id=concurrency" ...): send it to the sessions named
+        that are connected here."""
+        for item in message.split():
+            session_id, _, n = item.partition("=")
+            s = self.sessions.get(session_id)
+            if s is not None and n.isdigit():
+                self._resize(s, int(n))
+
+    def _resize(self, session: Session, concurrency: int) -> None:
+        """Send the session's worker a Resize to `concurrency`, unless that was the last one sent."""
+        if session.resize_sent != concurrency:
+            session.resize_sent = concurrency
+            worker = session.hello.worker_id
+            log.info("session %s of worker %s asked to run %d at a time", session.id, worker, concurrency)
+            session.send(resize=worker_pb2.Resize(concurrency=concurrency))
 
     def _drain(self, session: Session) -> None:
         """Send the session's worker a Drain, once."""
@@ -320,7 +364,9 @@ class RegistryService:
             connected_ms=now,
             last_seen_ms=now,
             language=hello.language,
+            resizable=hello.resizable,
         )
+        session.info = info
         await self.store.put_worker(info)
         self.sessions[session.id] = session
         yield worker_pb2.RegistryMessage(

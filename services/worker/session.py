@@ -96,6 +96,9 @@ class SessionLoops:
                 await self._release(session, list(msg.release.leases))
             elif kind == "progress":
                 await self.outcomes.progress(msg.progress)
+            elif kind == "concurrency":  # the worker resized its pool (ResizeWorker)
+                session.info.concurrency = session.hello.concurrency = validate.concurrency(msg.concurrency)
+                await self.store.put_worker(session.info)
         except (asyncio.CancelledError, ServiceError):
             raise
         except Exception:  # noqa: BLE001 - see above

@@ -80,6 +80,13 @@ def release_reply(reply: Any, leases: list[worker_pb2.LeaseRef]) -> Released:
     return Released(int(reply[0]), [r for r in leases if r.task_id in kept])
 
 
+class Asked(NamedTuple):
+    """What a DrainWorker or a ResizeWorker asked of a session and is kept for it (put_worker)."""
+
+    drain: bool
+    concurrency: int  # 0: no resize asked
+
+
 class Extended(NamedTuple):
     """The reply of `extend`: task ids whose token is stale, and task id -> grace seconds of a
     Cancel asked for a current lease (its worker may have missed the signal)."""
@@ -226,17 +233,18 @@ class RegistryStore:
             for i, q in enumerate(qs)
         ]
 
-    async def put_worker(self, info: worker_pb2.WorkerInfo) -> bool:
+    async def put_worker(self, info: worker_pb2.WorkerInfo) -> Asked:
         """Write (or refresh) a worker entry; its queues are registered, so a queue with a consumer
-        is never one that housekeeping forgets. Returns whether a DrainWorker named the session
-        (keys.DRAINING)."""
+        is never one that housekeeping forgets. Returns what was asked of the session and kept
+        (keys.DRAINING, keys.RESIZING)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(keys.WORKERS, info.session_id, info.SerializeToString())
             if info.queues:
                 pipe.sadd(keys.QUEUES, *info.queues)
             pipe.sismember(keys.DRAINING, info.session_id)
+            pipe.hget(keys.RESIZING, info.session_id)
             replies = await pipe.execute()
-        return bool(replies[-1])
+        return Asked(drain=bool(replies[-2]), concurrency=int(replies[-1] or 0))
 
     async def drain(self, session_ids: list[str]) -> None:
         """Ask these sessions to drain: kept until they end (keys.DRAINING), and published for the
@@ -246,10 +254,19 @@ class RegistryStore:
             pipe.publish(keys.DRAIN, " ".join(session_ids))
             await pipe.execute()
 
+    async def resize(self, concurrency: dict[str, int]) -> None:
+        """Ask these sessions (id -> concurrency) to resize: kept until they end (keys.RESIZING), and
+        published for the replicas they are connected to."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(keys.RESIZING, mapping={sid: str(n) for sid, n in concurrency.items()})
+            pipe.publish(keys.RESIZE, " ".join(f"{sid}={n}" for sid, n in concurrency.items()))
+            await pipe.execute()
+
     async def drop_worker(self, session_id: str) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hdel(keys.WORKERS, session_id)
             pipe.srem(keys.DRAINING, session_id)
+            pipe.hdel(keys.RESIZING, session_id)
             await pipe.execute()
 
     async def workers(self) -> list[worker_pb2.WorkerInfo]:
@@ -397,7 +414,7 @@ class RegistryStore:
 
     async def drop_stale_workers(self, seen_before_ms: int) -> int:
         """Forget worker entries not refreshed since `seen_before_ms` (their registry replica died),
-        and the drains asked of sessions that have no entry any more."""
+        and the drains and resizes asked of sessions that have no entry any more."""
         raw: Any = await self.redis.hgetall(keys.WORKERS)
         stale = [sid for sid, v in raw.items() if worker_pb2.WorkerInfo.FromString(v).last_seen_ms < seen_before_ms]
         if stale:
@@ -406,6 +423,10 @@ class RegistryStore:
         gone = [sid for sid in draining if sid not in raw or sid in stale]
         if gone:
             await self.redis.srem(keys.DRAINING, *gone)
+        resizing: Any = await self.redis.hkeys(keys.RESIZING)
+        gone = [sid for sid in resizing if sid not in raw or sid in stale]
+        if gone:
+            await self.redis.hdel(keys.RESIZING, *gone)
         return len(stale)
 
     async def find(self, task_id: str) -> tuple[task_pb2.Task | None, bool]:

@@ -173,6 +173,7 @@ type Hello struct {
 	TaskNames     []string               `protobuf:"bytes,5,rep,name=task_names,json=taskNames,proto3" json:"task_names,omitempty"` // informational: names this worker can run
 	Concurrency   uint32                 `protobuf:"varint,6,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
 	Language      string                 `protobuf:"bytes,7,opt,name=language,proto3" json:"language,omitempty"`
+	Resizable     bool                   `protobuf:"varint,8,opt,name=resizable,proto3" json:"resizable,omitempty"` // the worker applies a Resize (ResizeWorker)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -256,6 +257,13 @@ func (x *Hello) GetLanguage() string {
 	return ""
 }
 
+func (x *Hello) GetResizable() bool {
+	if x != nil {
+		return x.Resizable
+	}
+	return false
+}
+
 type LeaseRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -326,6 +334,7 @@ type WorkerMessage struct {
 	//	*WorkerMessage_Outcomes
 	//	*WorkerMessage_Release
 	//	*WorkerMessage_Progress
+	//	*WorkerMessage_Concurrency
 	Kind          isWorkerMessage_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -422,6 +431,15 @@ func (x *WorkerMessage) GetProgress() *ProgressReport {
 	return nil
 }
 
+func (x *WorkerMessage) GetConcurrency() uint32 {
+	if x != nil {
+		if x, ok := x.Kind.(*WorkerMessage_Concurrency); ok {
+			return x.Concurrency
+		}
+	}
+	return 0
+}
+
 type isWorkerMessage_Kind interface {
 	isWorkerMessage_Kind()
 }
@@ -450,6 +468,10 @@ type WorkerMessage_Progress struct {
 	Progress *ProgressReport `protobuf:"bytes,6,opt,name=progress,proto3,oneof"`
 }
 
+type WorkerMessage_Concurrency struct {
+	Concurrency uint32 `protobuf:"varint,7,opt,name=concurrency,proto3,oneof"` // the worker's concurrency now, after a Resize
+}
+
 func (*WorkerMessage_Hello) isWorkerMessage_Kind() {}
 
 func (*WorkerMessage_Credit) isWorkerMessage_Kind() {}
@@ -461,6 +483,8 @@ func (*WorkerMessage_Outcomes) isWorkerMessage_Kind() {}
 func (*WorkerMessage_Release) isWorkerMessage_Kind() {}
 
 func (*WorkerMessage_Progress) isWorkerMessage_Kind() {}
+
+func (*WorkerMessage_Concurrency) isWorkerMessage_Kind() {}
 
 type Heartbeat struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -741,6 +765,7 @@ type RegistryMessage struct {
 	//	*RegistryMessage_Cancel
 	//	*RegistryMessage_Drain
 	//	*RegistryMessage_Rejected
+	//	*RegistryMessage_Resize
 	Kind          isRegistryMessage_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -828,6 +853,15 @@ func (x *RegistryMessage) GetRejected() *LeaseRejected {
 	return nil
 }
 
+func (x *RegistryMessage) GetResize() *Resize {
+	if x != nil {
+		if x, ok := x.Kind.(*RegistryMessage_Resize); ok {
+			return x.Resize
+		}
+	}
+	return nil
+}
+
 type isRegistryMessage_Kind interface {
 	isRegistryMessage_Kind()
 }
@@ -852,6 +886,10 @@ type RegistryMessage_Rejected struct {
 	Rejected *LeaseRejected `protobuf:"bytes,5,opt,name=rejected,proto3,oneof"`
 }
 
+type RegistryMessage_Resize struct {
+	Resize *Resize `protobuf:"bytes,6,opt,name=resize,proto3,oneof"`
+}
+
 func (*RegistryMessage_Welcome) isRegistryMessage_Kind() {}
 
 func (*RegistryMessage_Assignments) isRegistryMessage_Kind() {}
@@ -861,6 +899,8 @@ func (*RegistryMessage_Cancel) isRegistryMessage_Kind() {}
 func (*RegistryMessage_Drain) isRegistryMessage_Kind() {}
 
 func (*RegistryMessage_Rejected) isRegistryMessage_Kind() {}
+
+func (*RegistryMessage_Resize) isRegistryMessage_Kind() {}
 
 type Welcome struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1048,6 +1088,52 @@ func (*Drain) Descriptor() ([]byte, []int) {
 	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{14}
 }
 
+// Run at most `concurrency` tasks at a time from now on (ResizeWorker sends it): the worker grows
+// or shrinks its pool, grants or withholds credit to match, and answers with its concurrency.
+type Resize struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Concurrency   uint32                 `protobuf:"varint,1,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Resize) Reset() {
+	*x = Resize{}
+	mi := &file_tasktide_v1_worker_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Resize) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Resize) ProtoMessage() {}
+
+func (x *Resize) ProtoReflect() protoreflect.Message {
+	mi := &file_tasktide_v1_worker_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Resize.ProtoReflect.Descriptor instead.
+func (*Resize) Descriptor() ([]byte, []int) {
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Resize) GetConcurrency() uint32 {
+	if x != nil {
+		return x.Concurrency
+	}
+	return 0
+}
+
 // A heartbeat or outcome carried a token that is no longer current.
 type LeaseRejected struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1059,7 +1145,7 @@ type LeaseRejected struct {
 
 func (x *LeaseRejected) Reset() {
 	*x = LeaseRejected{}
-	mi := &file_tasktide_v1_worker_proto_msgTypes[15]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1157,7 @@ func (x *LeaseRejected) String() string {
 func (*LeaseRejected) ProtoMessage() {}
 
 func (x *LeaseRejected) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_worker_proto_msgTypes[15]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1170,7 @@ func (x *LeaseRejected) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRejected.ProtoReflect.Descriptor instead.
 func (*LeaseRejected) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{15}
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *LeaseRejected) GetLease() *LeaseRef {
@@ -1109,7 +1195,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_tasktide_v1_worker_proto_msgTypes[16]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1121,7 +1207,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_worker_proto_msgTypes[16]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1134,7 +1220,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{16}
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{17}
 }
 
 type WorkerInfo struct {
@@ -1148,13 +1234,14 @@ type WorkerInfo struct {
 	ConnectedMs   int64                  `protobuf:"varint,7,opt,name=connected_ms,json=connectedMs,proto3" json:"connected_ms,omitempty"`
 	LastSeenMs    int64                  `protobuf:"varint,8,opt,name=last_seen_ms,json=lastSeenMs,proto3" json:"last_seen_ms,omitempty"`
 	Language      string                 `protobuf:"bytes,9,opt,name=language,proto3" json:"language,omitempty"`
+	Resizable     bool                   `protobuf:"varint,10,opt,name=resizable,proto3" json:"resizable,omitempty"` // as its Hello said: ResizeWorker can grow or shrink it
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WorkerInfo) Reset() {
 	*x = WorkerInfo{}
-	mi := &file_tasktide_v1_worker_proto_msgTypes[17]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1166,7 +1253,7 @@ func (x *WorkerInfo) String() string {
 func (*WorkerInfo) ProtoMessage() {}
 
 func (x *WorkerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_worker_proto_msgTypes[17]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1179,7 +1266,7 @@ func (x *WorkerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerInfo.ProtoReflect.Descriptor instead.
 func (*WorkerInfo) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{17}
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WorkerInfo) GetWorkerId() string {
@@ -1245,6 +1332,13 @@ func (x *WorkerInfo) GetLanguage() string {
 	return ""
 }
 
+func (x *WorkerInfo) GetResizable() bool {
+	if x != nil {
+		return x.Resizable
+	}
+	return false
+}
+
 type ListWorkersResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Workers       []*WorkerInfo          `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
@@ -1254,7 +1348,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_tasktide_v1_worker_proto_msgTypes[18]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1266,7 +1360,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_worker_proto_msgTypes[18]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1279,7 +1373,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{18}
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*WorkerInfo {
@@ -1297,7 +1391,7 @@ type QueueStatsRequest struct {
 
 func (x *QueueStatsRequest) Reset() {
 	*x = QueueStatsRequest{}
-	mi := &file_tasktide_v1_worker_proto_msgTypes[19]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1403,7 @@ func (x *QueueStatsRequest) String() string {
 func (*QueueStatsRequest) ProtoMessage() {}
 
 func (x *QueueStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_worker_proto_msgTypes[19]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1416,7 @@ func (x *QueueStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStatsRequest.ProtoReflect.Descriptor instead.
 func (*QueueStatsRequest) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{19}
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{20}
 }
 
 type QueueStat struct {
@@ -1339,7 +1433,7 @@ type QueueStat struct {
 
 func (x *QueueStat) Reset() {
 	*x = QueueStat{}
-	mi := &file_tasktide_v1_worker_proto_msgTypes[20]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1351,7 +1445,7 @@ func (x *QueueStat) String() string {
 func (*QueueStat) ProtoMessage() {}
 
 func (x *QueueStat) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_worker_proto_msgTypes[20]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1364,7 +1458,7 @@ func (x *QueueStat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStat.ProtoReflect.Descriptor instead.
 func (*QueueStat) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{20}
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *QueueStat) GetQueue() string {
@@ -1418,7 +1512,7 @@ type QueueStatsResponse struct {
 
 func (x *QueueStatsResponse) Reset() {
 	*x = QueueStatsResponse{}
-	mi := &file_tasktide_v1_worker_proto_msgTypes[21]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1430,7 +1524,7 @@ func (x *QueueStatsResponse) String() string {
 func (*QueueStatsResponse) ProtoMessage() {}
 
 func (x *QueueStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_worker_proto_msgTypes[21]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1443,7 +1537,7 @@ func (x *QueueStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStatsResponse.ProtoReflect.Descriptor instead.
 func (*QueueStatsResponse) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{21}
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *QueueStatsResponse) GetQueues() []*QueueStat {
@@ -1463,7 +1557,7 @@ type RevokeRequest struct {
 
 func (x *RevokeRequest) Reset() {
 	*x = RevokeRequest{}
-	mi := &file_tasktide_v1_worker_proto_msgTypes[22]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1475,7 +1569,7 @@ func (x *RevokeRequest) String() string {
 func (*RevokeRequest) ProtoMessage() {}
 
 func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_worker_proto_msgTypes[22]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1488,7 +1582,7 @@ func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequest) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{22}
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RevokeRequest) GetTasks() []*Task {
@@ -1514,7 +1608,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_tasktide_v1_worker_proto_msgTypes[23]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1526,7 +1620,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_worker_proto_msgTypes[23]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1539,7 +1633,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{23}
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RevokeResponse) GetResults() []RevokeResult {
@@ -1559,7 +1653,7 @@ type PauseQueueRequest struct {
 
 func (x *PauseQueueRequest) Reset() {
 	*x = PauseQueueRequest{}
-	mi := &file_tasktide_v1_worker_proto_msgTypes[24]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1571,7 +1665,7 @@ func (x *PauseQueueRequest) String() string {
 func (*PauseQueueRequest) ProtoMessage() {}
 
 func (x *PauseQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_worker_proto_msgTypes[24]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1584,7 +1678,7 @@ func (x *PauseQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseQueueRequest.ProtoReflect.Descriptor instead.
 func (*PauseQueueRequest) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{24}
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PauseQueueRequest) GetQueue() string {
@@ -1610,7 +1704,7 @@ type PauseQueueResponse struct {
 
 func (x *PauseQueueResponse) Reset() {
 	*x = PauseQueueResponse{}
-	mi := &file_tasktide_v1_worker_proto_msgTypes[25]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1622,7 +1716,7 @@ func (x *PauseQueueResponse) String() string {
 func (*PauseQueueResponse) ProtoMessage() {}
 
 func (x *PauseQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_worker_proto_msgTypes[25]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1635,7 +1729,7 @@ func (x *PauseQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseQueueResponse.ProtoReflect.Descriptor instead.
 func (*PauseQueueResponse) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{25}
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PauseQueueResponse) GetPaused() bool {
@@ -1655,7 +1749,7 @@ type ListDeadRequest struct {
 
 func (x *ListDeadRequest) Reset() {
 	*x = ListDeadRequest{}
-	mi := &file_tasktide_v1_worker_proto_msgTypes[26]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1667,7 +1761,7 @@ func (x *ListDeadRequest) String() string {
 func (*ListDeadRequest) ProtoMessage() {}
 
 func (x *ListDeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_worker_proto_msgTypes[26]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1680,7 +1774,7 @@ func (x *ListDeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadRequest.ProtoReflect.Descriptor instead.
 func (*ListDeadRequest) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{26}
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListDeadRequest) GetQueue() string {
@@ -1707,7 +1801,7 @@ type DeadTask struct {
 
 func (x *DeadTask) Reset() {
 	*x = DeadTask{}
-	mi := &file_tasktide_v1_worker_proto_msgTypes[27]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1719,7 +1813,7 @@ func (x *DeadTask) String() string {
 func (*DeadTask) ProtoMessage() {}
 
 func (x *DeadTask) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_worker_proto_msgTypes[27]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1732,7 +1826,7 @@ func (x *DeadTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadTask.ProtoReflect.Descriptor instead.
 func (*DeadTask) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{27}
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DeadTask) GetTask() *Task {
@@ -1758,7 +1852,7 @@ type ListDeadResponse struct {
 
 func (x *ListDeadResponse) Reset() {
 	*x = ListDeadResponse{}
-	mi := &file_tasktide_v1_worker_proto_msgTypes[28]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1770,7 +1864,7 @@ func (x *ListDeadResponse) String() string {
 func (*ListDeadResponse) ProtoMessage() {}
 
 func (x *ListDeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_worker_proto_msgTypes[28]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1783,7 +1877,7 @@ func (x *ListDeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeadResponse.ProtoReflect.Descriptor instead.
 func (*ListDeadResponse) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{28}
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListDeadResponse) GetTasks() []*DeadTask {
@@ -1803,7 +1897,7 @@ type RequeueDeadRequest struct {
 
 func (x *RequeueDeadRequest) Reset() {
 	*x = RequeueDeadRequest{}
-	mi := &file_tasktide_v1_worker_proto_msgTypes[29]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1815,7 +1909,7 @@ func (x *RequeueDeadRequest) String() string {
 func (*RequeueDeadRequest) ProtoMessage() {}
 
 func (x *RequeueDeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_worker_proto_msgTypes[29]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1828,7 +1922,7 @@ func (x *RequeueDeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequeueDeadRequest.ProtoReflect.Descriptor instead.
 func (*RequeueDeadRequest) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{29}
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RequeueDeadRequest) GetQueue() string {
@@ -1854,7 +1948,7 @@ type RequeueDeadResponse struct {
 
 func (x *RequeueDeadResponse) Reset() {
 	*x = RequeueDeadResponse{}
-	mi := &file_tasktide_v1_worker_proto_msgTypes[30]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1866,7 +1960,7 @@ func (x *RequeueDeadResponse) String() string {
 func (*RequeueDeadResponse) ProtoMessage() {}
 
 func (x *RequeueDeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_worker_proto_msgTypes[30]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1879,7 +1973,7 @@ func (x *RequeueDeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequeueDeadResponse.ProtoReflect.Descriptor instead.
 func (*RequeueDeadResponse) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{30}
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RequeueDeadResponse) GetRequeued() uint32 {
@@ -1899,7 +1993,7 @@ type LocateRequest struct {
 
 func (x *LocateRequest) Reset() {
 	*x = LocateRequest{}
-	mi := &file_tasktide_v1_worker_proto_msgTypes[31]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1911,7 +2005,7 @@ func (x *LocateRequest) String() string {
 func (*LocateRequest) ProtoMessage() {}
 
 func (x *LocateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_worker_proto_msgTypes[31]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1924,7 +2018,7 @@ func (x *LocateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocateRequest.ProtoReflect.Descriptor instead.
 func (*LocateRequest) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{31}
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *LocateRequest) GetTaskId() string {
@@ -1956,7 +2050,7 @@ type LocateResponse struct {
 
 func (x *LocateResponse) Reset() {
 	*x = LocateResponse{}
-	mi := &file_tasktide_v1_worker_proto_msgTypes[32]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1968,7 +2062,7 @@ func (x *LocateResponse) String() string {
 func (*LocateResponse) ProtoMessage() {}
 
 func (x *LocateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_worker_proto_msgTypes[32]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1981,7 +2075,7 @@ func (x *LocateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocateResponse.ProtoReflect.Descriptor instead.
 func (*LocateResponse) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{32}
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *LocateResponse) GetReady() bool {
@@ -2042,7 +2136,7 @@ type FindRequest struct {
 
 func (x *FindRequest) Reset() {
 	*x = FindRequest{}
-	mi := &file_tasktide_v1_worker_proto_msgTypes[33]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2054,7 +2148,7 @@ func (x *FindRequest) String() string {
 func (*FindRequest) ProtoMessage() {}
 
 func (x *FindRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_worker_proto_msgTypes[33]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2067,7 +2161,7 @@ func (x *FindRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindRequest.ProtoReflect.Descriptor instead.
 func (*FindRequest) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{33}
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *FindRequest) GetTaskId() string {
@@ -2088,7 +2182,7 @@ type FindResponse struct {
 
 func (x *FindResponse) Reset() {
 	*x = FindResponse{}
-	mi := &file_tasktide_v1_worker_proto_msgTypes[34]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2100,7 +2194,7 @@ func (x *FindResponse) String() string {
 func (*FindResponse) ProtoMessage() {}
 
 func (x *FindResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_worker_proto_msgTypes[34]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2113,7 +2207,7 @@ func (x *FindResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindResponse.ProtoReflect.Descriptor instead.
 func (*FindResponse) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{34}
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *FindResponse) GetFound() bool {
@@ -2146,7 +2240,7 @@ type DrainWorkerRequest struct {
 
 func (x *DrainWorkerRequest) Reset() {
 	*x = DrainWorkerRequest{}
-	mi := &file_tasktide_v1_worker_proto_msgTypes[35]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2158,7 +2252,7 @@ func (x *DrainWorkerRequest) String() string {
 func (*DrainWorkerRequest) ProtoMessage() {}
 
 func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_worker_proto_msgTypes[35]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2171,7 +2265,7 @@ func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainWorkerRequest.ProtoReflect.Descriptor instead.
 func (*DrainWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{35}
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DrainWorkerRequest) GetWorkerId() string {
@@ -2190,7 +2284,7 @@ type DrainWorkerResponse struct {
 
 func (x *DrainWorkerResponse) Reset() {
 	*x = DrainWorkerResponse{}
-	mi := &file_tasktide_v1_worker_proto_msgTypes[36]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2202,7 +2296,7 @@ func (x *DrainWorkerResponse) String() string {
 func (*DrainWorkerResponse) ProtoMessage() {}
 
 func (x *DrainWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasktide_v1_worker_proto_msgTypes[36]
+	mi := &file_tasktide_v1_worker_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2215,10 +2309,106 @@ func (x *DrainWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainWorkerResponse.ProtoReflect.Descriptor instead.
 func (*DrainWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{36}
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DrainWorkerResponse) GetSessions() uint32 {
+	if x != nil {
+		return x.Sessions
+	}
+	return 0
+}
+
+type ResizeWorkerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"` // as ListWorkers gives it
+	Concurrency   uint32                 `protobuf:"varint,2,opt,name=concurrency,proto3" json:"concurrency,omitempty"`          // 1 .. 1024
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResizeWorkerRequest) Reset() {
+	*x = ResizeWorkerRequest{}
+	mi := &file_tasktide_v1_worker_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResizeWorkerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResizeWorkerRequest) ProtoMessage() {}
+
+func (x *ResizeWorkerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tasktide_v1_worker_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResizeWorkerRequest.ProtoReflect.Descriptor instead.
+func (*ResizeWorkerRequest) Descriptor() ([]byte, []int) {
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ResizeWorkerRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *ResizeWorkerRequest) GetConcurrency() uint32 {
+	if x != nil {
+		return x.Concurrency
+	}
+	return 0
+}
+
+type ResizeWorkerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sessions      uint32                 `protobuf:"varint,1,opt,name=sessions,proto3" json:"sessions,omitempty"` // sessions of the worker asked to resize
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResizeWorkerResponse) Reset() {
+	*x = ResizeWorkerResponse{}
+	mi := &file_tasktide_v1_worker_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResizeWorkerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResizeWorkerResponse) ProtoMessage() {}
+
+func (x *ResizeWorkerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tasktide_v1_worker_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResizeWorkerResponse.ProtoReflect.Descriptor instead.
+func (*ResizeWorkerResponse) Descriptor() ([]byte, []int) {
+	return file_tasktide_v1_worker_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ResizeWorkerResponse) GetSessions() uint32 {
 	if x != nil {
 		return x.Sessions
 	}
@@ -2233,7 +2423,7 @@ const file_tasktide_v1_worker_proto_rawDesc = "" +
 	"\x0eEnqueueRequest\x12'\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x11.tasktide.v1.TaskR\x05tasks\"-\n" +
 	"\x0fEnqueueResponse\x12\x1a\n" +
-	"\benqueued\x18\x01 \x01(\rR\benqueued\"\xc7\x01\n" +
+	"\benqueued\x18\x01 \x01(\rR\benqueued\"\xe5\x01\n" +
 	"\x05Hello\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x10\n" +
@@ -2242,19 +2432,21 @@ const file_tasktide_v1_worker_proto_rawDesc = "" +
 	"\n" +
 	"task_names\x18\x05 \x03(\tR\ttaskNames\x12 \n" +
 	"\vconcurrency\x18\x06 \x01(\rR\vconcurrency\x12\x1a\n" +
-	"\blanguage\x18\a \x01(\tR\blanguage\"Z\n" +
+	"\blanguage\x18\a \x01(\tR\blanguage\x12\x1c\n" +
+	"\tresizable\x18\b \x01(\bR\tresizable\"Z\n" +
 	"\bLeaseRef\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x1f\n" +
 	"\vlease_token\x18\x03 \x01(\x04R\n" +
-	"leaseToken\"\xbb\x02\n" +
+	"leaseToken\"\xdf\x02\n" +
 	"\rWorkerMessage\x12*\n" +
 	"\x05hello\x18\x01 \x01(\v2\x12.tasktide.v1.HelloH\x00R\x05hello\x12\x18\n" +
 	"\x06credit\x18\x02 \x01(\rH\x00R\x06credit\x126\n" +
 	"\theartbeat\x18\x03 \x01(\v2\x16.tasktide.v1.HeartbeatH\x00R\theartbeat\x127\n" +
 	"\boutcomes\x18\x04 \x01(\v2\x19.tasktide.v1.OutcomeBatchH\x00R\boutcomes\x120\n" +
 	"\arelease\x18\x05 \x01(\v2\x14.tasktide.v1.ReleaseH\x00R\arelease\x129\n" +
-	"\bprogress\x18\x06 \x01(\v2\x1b.tasktide.v1.ProgressReportH\x00R\bprogressB\x06\n" +
+	"\bprogress\x18\x06 \x01(\v2\x1b.tasktide.v1.ProgressReportH\x00R\bprogress\x12\"\n" +
+	"\vconcurrency\x18\a \x01(\rH\x00R\vconcurrencyB\x06\n" +
 	"\x04kind\":\n" +
 	"\tHeartbeat\x12-\n" +
 	"\x06leases\x18\x01 \x03(\v2\x15.tasktide.v1.LeaseRefR\x06leases\"X\n" +
@@ -2274,13 +2466,14 @@ const file_tasktide_v1_worker_proto_rawDesc = "" +
 	"leaseToken\x12\x1f\n" +
 	"\vdeadline_ms\x18\x03 \x01(\x03R\n" +
 	"deadlineMs\x12\x1a\n" +
-	"\bdelivery\x18\x04 \x01(\rR\bdelivery\"\xa8\x02\n" +
+	"\bdelivery\x18\x04 \x01(\rR\bdelivery\"\xd7\x02\n" +
 	"\x0fRegistryMessage\x120\n" +
 	"\awelcome\x18\x01 \x01(\v2\x14.tasktide.v1.WelcomeH\x00R\awelcome\x12@\n" +
 	"\vassignments\x18\x02 \x01(\v2\x1c.tasktide.v1.AssignmentBatchH\x00R\vassignments\x123\n" +
 	"\x06cancel\x18\x03 \x01(\v2\x19.tasktide.v1.CancelSignalH\x00R\x06cancel\x12*\n" +
 	"\x05drain\x18\x04 \x01(\v2\x12.tasktide.v1.DrainH\x00R\x05drain\x128\n" +
-	"\brejected\x18\x05 \x01(\v2\x1a.tasktide.v1.LeaseRejectedH\x00R\brejectedB\x06\n" +
+	"\brejected\x18\x05 \x01(\v2\x1a.tasktide.v1.LeaseRejectedH\x00R\brejected\x12-\n" +
+	"\x06resize\x18\x06 \x01(\v2\x13.tasktide.v1.ResizeH\x00R\x06resizeB\x06\n" +
 	"\x04kind\"M\n" +
 	"\aWelcome\x12\x1d\n" +
 	"\n" +
@@ -2291,11 +2484,13 @@ const file_tasktide_v1_worker_proto_rawDesc = "" +
 	"\fCancelSignal\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12#\n" +
 	"\rgrace_seconds\x18\x02 \x01(\x01R\fgraceSeconds\"\a\n" +
-	"\x05Drain\"T\n" +
+	"\x05Drain\"*\n" +
+	"\x06Resize\x12 \n" +
+	"\vconcurrency\x18\x01 \x01(\rR\vconcurrency\"T\n" +
 	"\rLeaseRejected\x12+\n" +
 	"\x05lease\x18\x01 \x01(\v2\x15.tasktide.v1.LeaseRefR\x05lease\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x14\n" +
-	"\x12ListWorkersRequest\"\x91\x02\n" +
+	"\x12ListWorkersRequest\"\xaf\x02\n" +
 	"\n" +
 	"WorkerInfo\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1d\n" +
@@ -2308,7 +2503,9 @@ const file_tasktide_v1_worker_proto_rawDesc = "" +
 	"\fconnected_ms\x18\a \x01(\x03R\vconnectedMs\x12 \n" +
 	"\flast_seen_ms\x18\b \x01(\x03R\n" +
 	"lastSeenMs\x12\x1a\n" +
-	"\blanguage\x18\t \x01(\tR\blanguage\"H\n" +
+	"\blanguage\x18\t \x01(\tR\blanguage\x12\x1c\n" +
+	"\tresizable\x18\n" +
+	" \x01(\bR\tresizable\"H\n" +
 	"\x13ListWorkersResponse\x121\n" +
 	"\aworkers\x18\x01 \x03(\v2\x17.tasktide.v1.WorkerInfoR\aworkers\"\x13\n" +
 	"\x11QueueStatsRequest\"\x99\x01\n" +
@@ -2364,12 +2561,17 @@ const file_tasktide_v1_worker_proto_rawDesc = "" +
 	"\x12DrainWorkerRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\"1\n" +
 	"\x13DrainWorkerResponse\x12\x1a\n" +
+	"\bsessions\x18\x01 \x01(\rR\bsessions\"T\n" +
+	"\x13ResizeWorkerRequest\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12 \n" +
+	"\vconcurrency\x18\x02 \x01(\rR\vconcurrency\"2\n" +
+	"\x14ResizeWorkerResponse\x12\x1a\n" +
 	"\bsessions\x18\x01 \x01(\rR\bsessions*\x81\x01\n" +
 	"\fRevokeResult\x12\x1d\n" +
 	"\x19REVOKE_RESULT_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REVOKE_RESULT_REMOVED\x10\x01\x12\x1b\n" +
 	"\x17REVOKE_RESULT_SIGNALLED\x10\x02\x12\x1a\n" +
-	"\x16REVOKE_RESULT_NOT_HELD\x10\x032\xb9\x06\n" +
+	"\x16REVOKE_RESULT_NOT_HELD\x10\x032\x8e\a\n" +
 	"\bRegistry\x12D\n" +
 	"\aEnqueue\x12\x1b.tasktide.v1.EnqueueRequest\x1a\x1c.tasktide.v1.EnqueueResponse\x12G\n" +
 	"\aSession\x12\x1a.tasktide.v1.WorkerMessage\x1a\x1c.tasktide.v1.RegistryMessage(\x010\x01\x12P\n" +
@@ -2383,7 +2585,8 @@ const file_tasktide_v1_worker_proto_rawDesc = "" +
 	"\vRequeueDead\x12\x1f.tasktide.v1.RequeueDeadRequest\x1a .tasktide.v1.RequeueDeadResponse\x12A\n" +
 	"\x06Locate\x12\x1a.tasktide.v1.LocateRequest\x1a\x1b.tasktide.v1.LocateResponse\x12;\n" +
 	"\x04Find\x12\x18.tasktide.v1.FindRequest\x1a\x19.tasktide.v1.FindResponse\x12P\n" +
-	"\vDrainWorker\x12\x1f.tasktide.v1.DrainWorkerRequest\x1a .tasktide.v1.DrainWorkerResponseB?Z=github.com/tasktide/tasktide/clients/go/tasktidepb;tasktidepbb\x06proto3"
+	"\vDrainWorker\x12\x1f.tasktide.v1.DrainWorkerRequest\x1a .tasktide.v1.DrainWorkerResponse\x12S\n" +
+	"\fResizeWorker\x12 .tasktide.v1.ResizeWorkerRequest\x1a!.tasktide.v1.ResizeWorkerResponseB?Z=github.com/tasktide/tasktide/clients/go/tasktidepb;tasktidepbb\x06proto3"
 
 var (
 	file_tasktide_v1_worker_proto_rawDescOnce sync.Once
@@ -2398,102 +2601,108 @@ func file_tasktide_v1_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_tasktide_v1_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tasktide_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_tasktide_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_tasktide_v1_worker_proto_goTypes = []any{
-	(RevokeResult)(0),           // 0: tasktide.v1.RevokeResult
-	(*EnqueueRequest)(nil),      // 1: tasktide.v1.EnqueueRequest
-	(*EnqueueResponse)(nil),     // 2: tasktide.v1.EnqueueResponse
-	(*Hello)(nil),               // 3: tasktide.v1.Hello
-	(*LeaseRef)(nil),            // 4: tasktide.v1.LeaseRef
-	(*WorkerMessage)(nil),       // 5: tasktide.v1.WorkerMessage
-	(*Heartbeat)(nil),           // 6: tasktide.v1.Heartbeat
-	(*OutcomeBatch)(nil),        // 7: tasktide.v1.OutcomeBatch
-	(*Release)(nil),             // 8: tasktide.v1.Release
-	(*ProgressReport)(nil),      // 9: tasktide.v1.ProgressReport
-	(*Assignment)(nil),          // 10: tasktide.v1.Assignment
-	(*RegistryMessage)(nil),     // 11: tasktide.v1.RegistryMessage
-	(*Welcome)(nil),             // 12: tasktide.v1.Welcome
-	(*AssignmentBatch)(nil),     // 13: tasktide.v1.AssignmentBatch
-	(*CancelSignal)(nil),        // 14: tasktide.v1.CancelSignal
-	(*Drain)(nil),               // 15: tasktide.v1.Drain
-	(*LeaseRejected)(nil),       // 16: tasktide.v1.LeaseRejected
-	(*ListWorkersRequest)(nil),  // 17: tasktide.v1.ListWorkersRequest
-	(*WorkerInfo)(nil),          // 18: tasktide.v1.WorkerInfo
-	(*ListWorkersResponse)(nil), // 19: tasktide.v1.ListWorkersResponse
-	(*QueueStatsRequest)(nil),   // 20: tasktide.v1.QueueStatsRequest
-	(*QueueStat)(nil),           // 21: tasktide.v1.QueueStat
-	(*QueueStatsResponse)(nil),  // 22: tasktide.v1.QueueStatsResponse
-	(*RevokeRequest)(nil),       // 23: tasktide.v1.RevokeRequest
-	(*RevokeResponse)(nil),      // 24: tasktide.v1.RevokeResponse
-	(*PauseQueueRequest)(nil),   // 25: tasktide.v1.PauseQueueRequest
-	(*PauseQueueResponse)(nil),  // 26: tasktide.v1.PauseQueueResponse
-	(*ListDeadRequest)(nil),     // 27: tasktide.v1.ListDeadRequest
-	(*DeadTask)(nil),            // 28: tasktide.v1.DeadTask
-	(*ListDeadResponse)(nil),    // 29: tasktide.v1.ListDeadResponse
-	(*RequeueDeadRequest)(nil),  // 30: tasktide.v1.RequeueDeadRequest
-	(*RequeueDeadResponse)(nil), // 31: tasktide.v1.RequeueDeadResponse
-	(*LocateRequest)(nil),       // 32: tasktide.v1.LocateRequest
-	(*LocateResponse)(nil),      // 33: tasktide.v1.LocateResponse
-	(*FindRequest)(nil),         // 34: tasktide.v1.FindRequest
-	(*FindResponse)(nil),        // 35: tasktide.v1.FindResponse
-	(*DrainWorkerRequest)(nil),  // 36: tasktide.v1.DrainWorkerRequest
-	(*DrainWorkerResponse)(nil), // 37: tasktide.v1.DrainWorkerResponse
-	(*Task)(nil),                // 38: tasktide.v1.Task
-	(*Outcome)(nil),             // 39: tasktide.v1.Outcome
+	(RevokeResult)(0),            // 0: tasktide.v1.RevokeResult
+	(*EnqueueRequest)(nil),       // 1: tasktide.v1.EnqueueRequest
+	(*EnqueueResponse)(nil),      // 2: tasktide.v1.EnqueueResponse
+	(*Hello)(nil),                // 3: tasktide.v1.Hello
+	(*LeaseRef)(nil),             // 4: tasktide.v1.LeaseRef
+	(*WorkerMessage)(nil),        // 5: tasktide.v1.WorkerMessage
+	(*Heartbeat)(nil),            // 6: tasktide.v1.Heartbeat
+	(*OutcomeBatch)(nil),         // 7: tasktide.v1.OutcomeBatch
+	(*Release)(nil),              // 8: tasktide.v1.Release
+	(*ProgressReport)(nil),       // 9: tasktide.v1.ProgressReport
+	(*Assignment)(nil),           // 10: tasktide.v1.Assignment
+	(*RegistryMessage)(nil),      // 11: tasktide.v1.RegistryMessage
+	(*Welcome)(nil),              // 12: tasktide.v1.Welcome
+	(*AssignmentBatch)(nil),      // 13: tasktide.v1.AssignmentBatch
+	(*CancelSignal)(nil),         // 14: tasktide.v1.CancelSignal
+	(*Drain)(nil),                // 15: tasktide.v1.Drain
+	(*Resize)(nil),               // 16: tasktide.v1.Resize
+	(*LeaseRejected)(nil),        // 17: tasktide.v1.LeaseRejected
+	(*ListWorkersRequest)(nil),   // 18: tasktide.v1.ListWorkersRequest
+	(*WorkerInfo)(nil),           // 19: tasktide.v1.WorkerInfo
+	(*ListWorkersResponse)(nil),  // 20: tasktide.v1.ListWorkersResponse
+	(*QueueStatsRequest)(nil),    // 21: tasktide.v1.QueueStatsRequest
+	(*QueueStat)(nil),            // 22: tasktide.v1.QueueStat
+	(*QueueStatsResponse)(nil),   // 23: tasktide.v1.QueueStatsResponse
+	(*RevokeRequest)(nil),        // 24: tasktide.v1.RevokeRequest
+	(*RevokeResponse)(nil),       // 25: tasktide.v1.RevokeResponse
+	(*PauseQueueRequest)(nil),    // 26: tasktide.v1.PauseQueueRequest
+	(*PauseQueueResponse)(nil),   // 27: tasktide.v1.PauseQueueResponse
+	(*ListDeadRequest)(nil),      // 28: tasktide.v1.ListDeadRequest
+	(*DeadTask)(nil),             // 29: tasktide.v1.DeadTask
+	(*ListDeadResponse)(nil),     // 30: tasktide.v1.ListDeadResponse
+	(*RequeueDeadRequest)(nil),   // 31: tasktide.v1.RequeueDeadRequest
+	(*RequeueDeadResponse)(nil),  // 32: tasktide.v1.RequeueDeadResponse
+	(*LocateRequest)(nil),        // 33: tasktide.v1.LocateRequest
+	(*LocateResponse)(nil),       // 34: tasktide.v1.LocateResponse
+	(*FindRequest)(nil),          // 35: tasktide.v1.FindRequest
+	(*FindResponse)(nil),         // 36: tasktide.v1.FindResponse
+	(*DrainWorkerRequest)(nil),   // 37: tasktide.v1.DrainWorkerRequest
+	(*DrainWorkerResponse)(nil),  // 38: tasktide.v1.DrainWorkerResponse
+	(*ResizeWorkerRequest)(nil),  // 39: tasktide.v1.ResizeWorkerRequest
+	(*ResizeWorkerResponse)(nil), // 40: tasktide.v1.ResizeWorkerResponse
+	(*Task)(nil),                 // 41: tasktide.v1.Task
+	(*Outcome)(nil),              // 42: tasktide.v1.Outcome
 }
 var file_tasktide_v1_worker_proto_depIdxs = []int32{
-	38, // 0: tasktide.v1.EnqueueRequest.tasks:type_name -> tasktide.v1.Task
+	41, // 0: tasktide.v1.EnqueueRequest.tasks:type_name -> tasktide.v1.Task
 	3,  // 1: tasktide.v1.WorkerMessage.hello:type_name -> tasktide.v1.Hello
 	6,  // 2: tasktide.v1.WorkerMessage.heartbeat:type_name -> tasktide.v1.Heartbeat
 	7,  // 3: tasktide.v1.WorkerMessage.outcomes:type_name -> tasktide.v1.OutcomeBatch
 	8,  // 4: tasktide.v1.WorkerMessage.release:type_name -> tasktide.v1.Release
 	9,  // 5: tasktide.v1.WorkerMessage.progress:type_name -> tasktide.v1.ProgressReport
 	4,  // 6: tasktide.v1.Heartbeat.leases:type_name -> tasktide.v1.LeaseRef
-	39, // 7: tasktide.v1.OutcomeBatch.outcomes:type_name -> tasktide.v1.Outcome
+	42, // 7: tasktide.v1.OutcomeBatch.outcomes:type_name -> tasktide.v1.Outcome
 	4,  // 8: tasktide.v1.Release.leases:type_name -> tasktide.v1.LeaseRef
 	4,  // 9: tasktide.v1.ProgressReport.lease:type_name -> tasktide.v1.LeaseRef
-	38, // 10: tasktide.v1.Assignment.task:type_name -> tasktide.v1.Task
+	41, // 10: tasktide.v1.Assignment.task:type_name -> tasktide.v1.Task
 	12, // 11: tasktide.v1.RegistryMessage.welcome:type_name -> tasktide.v1.Welcome
 	13, // 12: tasktide.v1.RegistryMessage.assignments:type_name -> tasktide.v1.AssignmentBatch
 	14, // 13: tasktide.v1.RegistryMessage.cancel:type_name -> tasktide.v1.CancelSignal
 	15, // 14: tasktide.v1.RegistryMessage.drain:type_name -> tasktide.v1.Drain
-	16, // 15: tasktide.v1.RegistryMessage.rejected:type_name -> tasktide.v1.LeaseRejected
-	10, // 16: tasktide.v1.AssignmentBatch.assignments:type_name -> tasktide.v1.Assignment
-	4,  // 17: tasktide.v1.LeaseRejected.lease:type_name -> tasktide.v1.LeaseRef
-	18, // 18: tasktide.v1.ListWorkersResponse.workers:type_name -> tasktide.v1.WorkerInfo
-	21, // 19: tasktide.v1.QueueStatsResponse.queues:type_name -> tasktide.v1.QueueStat
-	38, // 20: tasktide.v1.RevokeRequest.tasks:type_name -> tasktide.v1.Task
-	0,  // 21: tasktide.v1.RevokeResponse.results:type_name -> tasktide.v1.RevokeResult
-	38, // 22: tasktide.v1.DeadTask.task:type_name -> tasktide.v1.Task
-	28, // 23: tasktide.v1.ListDeadResponse.tasks:type_name -> tasktide.v1.DeadTask
-	38, // 24: tasktide.v1.FindResponse.task:type_name -> tasktide.v1.Task
-	1,  // 25: tasktide.v1.Registry.Enqueue:input_type -> tasktide.v1.EnqueueRequest
-	5,  // 26: tasktide.v1.Registry.Session:input_type -> tasktide.v1.WorkerMessage
-	17, // 27: tasktide.v1.Registry.ListWorkers:input_type -> tasktide.v1.ListWorkersRequest
-	20, // 28: tasktide.v1.Registry.QueueStats:input_type -> tasktide.v1.QueueStatsRequest
-	23, // 29: tasktide.v1.Registry.Revoke:input_type -> tasktide.v1.RevokeRequest
-	25, // 30: tasktide.v1.Registry.PauseQueue:input_type -> tasktide.v1.PauseQueueRequest
-	27, // 31: tasktide.v1.Registry.ListDead:input_type -> tasktide.v1.ListDeadRequest
-	30, // 32: tasktide.v1.Registry.RequeueDead:input_type -> tasktide.v1.RequeueDeadRequest
-	32, // 33: tasktide.v1.Registry.Locate:input_type -> tasktide.v1.LocateRequest
-	34, // 34: tasktide.v1.Registry.Find:input_type -> tasktide.v1.FindRequest
-	36, // 35: tasktide.v1.Registry.DrainWorker:input_type -> tasktide.v1.DrainWorkerRequest
-	2,  // 36: tasktide.v1.Registry.Enqueue:output_type -> tasktide.v1.EnqueueResponse
-	11, // 37: tasktide.v1.Registry.Session:output_type -> tasktide.v1.RegistryMessage
-	19, // 38: tasktide.v1.Registry.ListWorkers:output_type -> tasktide.v1.ListWorkersResponse
-	22, // 39: tasktide.v1.Registry.QueueStats:output_type -> tasktide.v1.QueueStatsResponse
-	24, // 40: tasktide.v1.Registry.Revoke:output_type -> tasktide.v1.RevokeResponse
-	26, // 41: tasktide.v1.Registry.PauseQueue:output_type -> tasktide.v1.PauseQueueResponse
-	29, // 42: tasktide.v1.Registry.ListDead:output_type -> tasktide.v1.ListDeadResponse
-	31, // 43: tasktide.v1.Registry.RequeueDead:output_type -> tasktide.v1.RequeueDeadResponse
-	33, // 44: tasktide.v1.Registry.Locate:output_type -> tasktide.v1.LocateResponse
-	35, // 45: tasktide.v1.Registry.Find:output_type -> tasktide.v1.FindResponse
-	37, // 46: tasktide.v1.Registry.DrainWorker:output_type -> tasktide.v1.DrainWorkerResponse
-	36, // [36:47] is the sub-list for method output_type
-	25, // [25:36] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	17, // 15: tasktide.v1.RegistryMessage.rejected:type_name -> tasktide.v1.LeaseRejected
+	16, // 16: tasktide.v1.RegistryMessage.resize:type_name -> tasktide.v1.Resize
+	10, // 17: tasktide.v1.AssignmentBatch.assignments:type_name -> tasktide.v1.Assignment
+	4,  // 18: tasktide.v1.LeaseRejected.lease:type_name -> tasktide.v1.LeaseRef
+	19, // 19: tasktide.v1.ListWorkersResponse.workers:type_name -> tasktide.v1.WorkerInfo
+	22, // 20: tasktide.v1.QueueStatsResponse.queues:type_name -> tasktide.v1.QueueStat
+	41, // 21: tasktide.v1.RevokeRequest.tasks:type_name -> tasktide.v1.Task
+	0,  // 22: tasktide.v1.RevokeResponse.results:type_name -> tasktide.v1.RevokeResult
+	41, // 23: tasktide.v1.DeadTask.task:type_name -> tasktide.v1.Task
+	29, // 24: tasktide.v1.ListDeadResponse.tasks:type_name -> tasktide.v1.DeadTask
+	41, // 25: tasktide.v1.FindResponse.task:type_name -> tasktide.v1.Task
+	1,  // 26: tasktide.v1.Registry.Enqueue:input_type -> tasktide.v1.EnqueueRequest
+	5,  // 27: tasktide.v1.Registry.Session:input_type -> tasktide.v1.WorkerMessage
+	18, // 28: tasktide.v1.Registry.ListWorkers:input_type -> tasktide.v1.ListWorkersRequest
+	21, // 29: tasktide.v1.Registry.QueueStats:input_type -> tasktide.v1.QueueStatsRequest
+	24, // 30: tasktide.v1.Registry.Revoke:input_type -> tasktide.v1.RevokeRequest
+	26, // 31: tasktide.v1.Registry.PauseQueue:input_type -> tasktide.v1.PauseQueueRequest
+	28, // 32: tasktide.v1.Registry.ListDead:input_type -> tasktide.v1.ListDeadRequest
+	31, // 33: tasktide.v1.Registry.RequeueDead:input_type -> tasktide.v1.RequeueDeadRequest
+	33, // 34: tasktide.v1.Registry.Locate:input_type -> tasktide.v1.LocateRequest
+	35, // 35: tasktide.v1.Registry.Find:input_type -> tasktide.v1.FindRequest
+	37, // 36: tasktide.v1.Registry.DrainWorker:input_type -> tasktide.v1.DrainWorkerRequest
+	39, // 37: tasktide.v1.Registry.ResizeWorker:input_type -> tasktide.v1.ResizeWorkerRequest
+	2,  // 38: tasktide.v1.Registry.Enqueue:output_type -> tasktide.v1.EnqueueResponse
+	11, // 39: tasktide.v1.Registry.Session:output_type -> tasktide.v1.RegistryMessage
+	20, // 40: tasktide.v1.Registry.ListWorkers:output_type -> tasktide.v1.ListWorkersResponse
+	23, // 41: tasktide.v1.Registry.QueueStats:output_type -> tasktide.v1.QueueStatsResponse
+	25, // 42: tasktide.v1.Registry.Revoke:output_type -> tasktide.v1.RevokeResponse
+	27, // 43: tasktide.v1.Registry.PauseQueue:output_type -> tasktide.v1.PauseQueueResponse
+	30, // 44: tasktide.v1.Registry.ListDead:output_type -> tasktide.v1.ListDeadResponse
+	32, // 45: tasktide.v1.Registry.RequeueDead:output_type -> tasktide.v1.RequeueDeadResponse
+	34, // 46: tasktide.v1.Registry.Locate:output_type -> tasktide.v1.LocateResponse
+	36, // 47: tasktide.v1.Registry.Find:output_type -> tasktide.v1.FindResponse
+	38, // 48: tasktide.v1.Registry.DrainWorker:output_type -> tasktide.v1.DrainWorkerResponse
+	40, // 49: tasktide.v1.Registry.ResizeWorker:output_type -> tasktide.v1.ResizeWorkerResponse
+	38, // [38:50] is the sub-list for method output_type
+	26, // [26:38] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_tasktide_v1_worker_proto_init() }
@@ -2509,6 +2718,7 @@ func file_tasktide_v1_worker_proto_init() {
 		(*WorkerMessage_Outcomes)(nil),
 		(*WorkerMessage_Release)(nil),
 		(*WorkerMessage_Progress)(nil),
+		(*WorkerMessage_Concurrency)(nil),
 	}
 	file_tasktide_v1_worker_proto_msgTypes[10].OneofWrappers = []any{
 		(*RegistryMessage_Welcome)(nil),
@@ -2516,6 +2726,7 @@ func file_tasktide_v1_worker_proto_init() {
 		(*RegistryMessage_Cancel)(nil),
 		(*RegistryMessage_Drain)(nil),
 		(*RegistryMessage_Rejected)(nil),
+		(*RegistryMessage_Resize)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2523,7 +2734,7 @@ func file_tasktide_v1_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tasktide_v1_worker_proto_rawDesc), len(file_tasktide_v1_worker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   37,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

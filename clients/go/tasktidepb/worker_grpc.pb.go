@@ -22,17 +22,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Registry_Enqueue_FullMethodName     = "/tasktide.v1.Registry/Enqueue"
-	Registry_Session_FullMethodName     = "/tasktide.v1.Registry/Session"
-	Registry_ListWorkers_FullMethodName = "/tasktide.v1.Registry/ListWorkers"
-	Registry_QueueStats_FullMethodName  = "/tasktide.v1.Registry/QueueStats"
-	Registry_Revoke_FullMethodName      = "/tasktide.v1.Registry/Revoke"
-	Registry_PauseQueue_FullMethodName  = "/tasktide.v1.Registry/PauseQueue"
-	Registry_ListDead_FullMethodName    = "/tasktide.v1.Registry/ListDead"
-	Registry_RequeueDead_FullMethodName = "/tasktide.v1.Registry/RequeueDead"
-	Registry_Locate_FullMethodName      = "/tasktide.v1.Registry/Locate"
-	Registry_Find_FullMethodName        = "/tasktide.v1.Registry/Find"
-	Registry_DrainWorker_FullMethodName = "/tasktide.v1.Registry/DrainWorker"
+	Registry_Enqueue_FullMethodName      = "/tasktide.v1.Registry/Enqueue"
+	Registry_Session_FullMethodName      = "/tasktide.v1.Registry/Session"
+	Registry_ListWorkers_FullMethodName  = "/tasktide.v1.Registry/ListWorkers"
+	Registry_QueueStats_FullMethodName   = "/tasktide.v1.Registry/QueueStats"
+	Registry_Revoke_FullMethodName       = "/tasktide.v1.Registry/Revoke"
+	Registry_PauseQueue_FullMethodName   = "/tasktide.v1.Registry/PauseQueue"
+	Registry_ListDead_FullMethodName     = "/tasktide.v1.Registry/ListDead"
+	Registry_RequeueDead_FullMethodName  = "/tasktide.v1.Registry/RequeueDead"
+	Registry_Locate_FullMethodName       = "/tasktide.v1.Registry/Locate"
+	Registry_Find_FullMethodName         = "/tasktide.v1.Registry/Find"
+	Registry_DrainWorker_FullMethodName  = "/tasktide.v1.Registry/DrainWorker"
+	Registry_ResizeWorker_FullMethodName = "/tasktide.v1.Registry/ResizeWorker"
 )
 
 // RegistryClient is the client API for Registry service.
@@ -59,6 +60,11 @@ type RegistryClient interface {
 	// nothing new, gives back what it has not started, finishes what runs and ends (NOT_FOUND when
 	// no session of it is known).
 	DrainWorker(ctx context.Context, in *DrainWorkerRequest, opts ...grpc.CallOption) (*DrainWorkerResponse, error)
+	// Grow or shrink a worker's pool, wherever its sessions are: each is sent a Resize, so the
+	// worker runs at most `concurrency` tasks at a time from then on and reports it (NOT_FOUND when no
+	// session of it is known; FAILED_PRECONDITION when none of its sessions said in its Hello that
+	// it can be resized).
+	ResizeWorker(ctx context.Context, in *ResizeWorkerRequest, opts ...grpc.CallOption) (*ResizeWorkerResponse, error)
 }
 
 type registryClient struct {
@@ -182,6 +188,16 @@ func (c *registryClient) DrainWorker(ctx context.Context, in *DrainWorkerRequest
 	return out, nil
 }
 
+func (c *registryClient) ResizeWorker(ctx context.Context, in *ResizeWorkerRequest, opts ...grpc.CallOption) (*ResizeWorkerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResizeWorkerResponse)
+	err := c.cc.Invoke(ctx, Registry_ResizeWorker_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RegistryServer is the server API for Registry service.
 // All implementations must embed UnimplementedRegistryServer
 // for forward compatibility.
@@ -206,6 +222,11 @@ type RegistryServer interface {
 	// nothing new, gives back what it has not started, finishes what runs and ends (NOT_FOUND when
 	// no session of it is known).
 	DrainWorker(context.Context, *DrainWorkerRequest) (*DrainWorkerResponse, error)
+	// Grow or shrink a worker's pool, wherever its sessions are: each is sent a Resize, so the
+	// worker runs at most `concurrency` tasks at a time from then on and reports it (NOT_FOUND when no
+	// session of it is known; FAILED_PRECONDITION when none of its sessions said in its Hello that
+	// it can be resized).
+	ResizeWorker(context.Context, *ResizeWorkerRequest) (*ResizeWorkerResponse, error)
 	mustEmbedUnimplementedRegistryServer()
 }
 
@@ -248,6 +269,9 @@ func (UnimplementedRegistryServer) Find(context.Context, *FindRequest) (*FindRes
 }
 func (UnimplementedRegistryServer) DrainWorker(context.Context, *DrainWorkerRequest) (*DrainWorkerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DrainWorker not implemented")
+}
+func (UnimplementedRegistryServer) ResizeWorker(context.Context, *ResizeWorkerRequest) (*ResizeWorkerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResizeWorker not implemented")
 }
 func (UnimplementedRegistryServer) mustEmbedUnimplementedRegistryServer() {}
 func (UnimplementedRegistryServer) testEmbeddedByValue()                  {}
@@ -457,6 +481,24 @@ func _Registry_DrainWorker_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Registry_ResizeWorker_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResizeWorkerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServer).ResizeWorker(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Registry_ResizeWorker_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServer).ResizeWorker(ctx, req.(*ResizeWorkerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Registry_ServiceDesc is the grpc.ServiceDesc for Registry service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -503,6 +545,10 @@ var Registry_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DrainWorker",
 			Handler:    _Registry_DrainWorker_Handler,
+		},
+		{
+			MethodName: "ResizeWorker",
+			Handler:    _Registry_ResizeWorker_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -225,6 +225,16 @@ class AsyncClient(BaseClient, AsyncScheduleMethods):  # schedule methods: _sched
         """
         return await self._run(self._drain_worker(worker_id))
 
+    async def resize_worker(self, worker_id: str, concurrency: int) -> int:
+        """Grow or shrink a worker's pool (as `Client.resize_worker`); returns how many of its
+        sessions were asked.
+
+        Args:
+            worker_id: the worker's id, as `workers()` gives it.
+            concurrency: tasks at a time, 1..1024.
+        """
+        return await self._run(self._resize_worker(worker_id, concurrency))
+
     async def dead_letters(self, queue: str = "", limit: int = 100) -> list[DeadLetter]:
         """Tasks set aside after killing their worker too often.
 

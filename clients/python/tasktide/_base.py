@@ -183,6 +183,10 @@ class BaseClient:
         req = worker_pb2.DrainWorkerRequest(worker_id=worker_id)
         return Call("registry", "DrainWorker", req, lambda r: int(r.sessions))
 
+    def _resize_worker(self, worker_id: str, concurrency: int) -> Call[int]:
+        req = worker_pb2.ResizeWorkerRequest(worker_id=worker_id, concurrency=concurrency)
+        return Call("registry", "ResizeWorker", req, lambda r: int(r.sessions))
+
     def _dead_letters(self, queue: str, limit: int) -> Call[list[DeadLetter]]:
         return Call("registry", "ListDead", worker_pb2.ListDeadRequest(queue=queue, limit=limit), _dead_letters)
 

@@ -242,6 +242,19 @@ class Client(BaseClient, ScheduleMethods):  # schedule methods: _schedules.py
         """
         return self._run(self._drain_worker(worker_id))
 
+    def resize_worker(self, worker_id: str, concurrency: int) -> int:
+        """Grow or shrink a worker's pool: from now on it runs at most `concurrency` tasks at a
+        time (tasks running beyond that finish first). Returns how many of its sessions were asked;
+        raises NotFound when no worker of that id is connected, ServiceError with code
+        FAILED_PRECONDITION when it cannot be resized (its Hello did not say it can: the Go and
+        Node.js workers), InvalidArgument for a concurrency outside 1..1024.
+
+        Args:
+            worker_id: the worker's id, as `workers()` gives it.
+            concurrency: tasks at a time.
+        """
+        return self._run(self._resize_worker(worker_id, concurrency))
+
     def dead_letters(self, queue: str = "", limit: int = 100) -> list[DeadLetter]:
         """Tasks that killed their worker too often and were set aside.
 

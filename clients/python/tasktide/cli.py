@@ -24,6 +24,7 @@ from tasktide._exceptions import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ServiceError,
     TaskFailed,
     TaskTimeout,
     Unauthenticated,
@@ -186,15 +187,20 @@ def _show_worker(client: Client, worker_id: str) -> dict[str, Any]:
 
 def cmd_workers(args: argparse.Namespace, settings: ClientSettings) -> int:
     with Client(settings=settings) as client:
-        if args.action in ("drain", "show"):
+        if args.action in ("drain", "show", "resize"):
             if not args.id:
                 raise UsageError(f"workers {args.action} needs a worker id (`tasktide workers` lists them)")
+            if (args.concurrency is None) != (args.action != "resize"):
+                raise UsageError("workers resize takes a worker id and a concurrency; the others no concurrency")
             if args.action == "show":
                 print(json.dumps(_show_worker(client, args.id)))
+            elif args.action == "resize":
+                sessions = client.resize_worker(args.id, args.concurrency)
+                print(json.dumps({"worker": args.id, "sessions": sessions, "concurrency": args.concurrency}))
             else:
                 print(json.dumps({"worker": args.id, "sessions": client.drain_worker(args.id)}))
             return 0
-        if args.id:
+        if args.id or args.concurrency is not None:
             raise UsageError("workers list takes no worker id")
         for w in client.workers():
             print(json.dumps(_session(w)))
@@ -261,10 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     qu.set_defaults(func=cmd_queue)
 
     wo = sub.add_parser(
-        "workers", help="list the connected workers, show one (its sessions and running tasks), or drain one"
+        "workers", help="list the connected workers; show one (sessions, running tasks), resize its pool, or drain it"
     )
-    wo.add_argument("action", nargs="?", choices=["list", "show", "drain"], default="list")
-    wo.add_argument("id", nargs="?", default="", help="with show and drain: the worker's id")
+    wo.add_argument("action", nargs="?", choices=["list", "show", "resize", "drain"], default="list")
+    wo.add_argument("id", nargs="?", default="", help="with show, resize and drain: the worker's id")
+    wo.add_argument("concurrency", nargs="?", type=int, help="with resize: tasks at a time (1..1024)")
     wo.set_defaults(func=cmd_workers)
 
     de = sub.add_parser("dead", help="list dead-letter tasks, or requeue them")
@@ -330,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
         if exc.remote_traceback:
             print(exc.remote_traceback, file=sys.stderr)
         return 1
+    except ServiceError as exc:  # refused as it stands (FAILED_PRECONDITION: a worker that cannot resize)
+        print(f"tasktide: {exc}", file=sys.stderr)
+        return 6
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ class EnqueueResponse(_message.Message):
     def __init__(self, enqueued: _Optional[int] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("worker_id", "hostname", "pid", "queues", "task_names", "concurrency", "language")
+    __slots__ = ("worker_id", "hostname", "pid", "queues", "task_names", "concurrency", "language", "resizable")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,7 @@ class Hello(_message.Message):
     TASK_NAMES_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    RESIZABLE_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     hostname: str
     pid: int
@@ -47,7 +48,8 @@ class Hello(_message.Message):
     task_names: _containers.RepeatedScalarFieldContainer[str]
     concurrency: int
     language: str
-    def __init__(self, worker_id: _Optional[str] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., queues: _Optional[_Iterable[str]] = ..., task_names: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., language: _Optional[str] = ...) -> None: ...
+    resizable: bool
+    def __init__(self, worker_id: _Optional[str] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., queues: _Optional[_Iterable[str]] = ..., task_names: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., language: _Optional[str] = ..., resizable: _Optional[bool] = ...) -> None: ...
 
 class LeaseRef(_message.Message):
     __slots__ = ("task_id", "queue", "lease_token")
@@ -60,20 +62,22 @@ class LeaseRef(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., queue: _Optional[str] = ..., lease_token: _Optional[int] = ...) -> None: ...
 
 class WorkerMessage(_message.Message):
-    __slots__ = ("hello", "credit", "heartbeat", "outcomes", "release", "progress")
+    __slots__ = ("hello", "credit", "heartbeat", "outcomes", "release", "progress", "concurrency")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     CREDIT_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     OUTCOMES_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     credit: int
     heartbeat: Heartbeat
     outcomes: OutcomeBatch
     release: Release
     progress: ProgressReport
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., credit: _Optional[int] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., outcomes: _Optional[_Union[OutcomeBatch, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., progress: _Optional[_Union[ProgressReport, _Mapping]] = ...) -> None: ...
+    concurrency: int
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., credit: _Optional[int] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., outcomes: _Optional[_Union[OutcomeBatch, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., progress: _Optional[_Union[ProgressReport, _Mapping]] = ..., concurrency: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("leases",)
@@ -118,18 +122,20 @@ class Assignment(_message.Message):
     def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., lease_token: _Optional[int] = ..., deadline_ms: _Optional[int] = ..., delivery: _Optional[int] = ...) -> None: ...
 
 class RegistryMessage(_message.Message):
-    __slots__ = ("welcome", "assignments", "cancel", "drain", "rejected")
+    __slots__ = ("welcome", "assignments", "cancel", "drain", "rejected", "resize")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     DRAIN_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
+    RESIZE_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     assignments: AssignmentBatch
     cancel: CancelSignal
     drain: Drain
     rejected: LeaseRejected
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignments: _Optional[_Union[AssignmentBatch, _Mapping]] = ..., cancel: _Optional[_Union[CancelSignal, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., rejected: _Optional[_Union[LeaseRejected, _Mapping]] = ...) -> None: ...
+    resize: Resize
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignments: _Optional[_Union[AssignmentBatch, _Mapping]] = ..., cancel: _Optional[_Union[CancelSignal, _Mapping]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., rejected: _Optional[_Union[LeaseRejected, _Mapping]] = ..., resize: _Optional[_Union[Resize, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("session_id", "lease_seconds")
@@ -157,6 +163,12 @@ class Drain(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class Resize(_message.Message):
+    __slots__ = ("concurrency",)
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    concurrency: int
+    def __init__(self, concurrency: _Optional[int] = ...) -> None: ...
+
 class LeaseRejected(_message.Message):
     __slots__ = ("lease", "reason")
     LEASE_FIELD_NUMBER: _ClassVar[int]
@@ -170,7 +182,7 @@ class ListWorkersRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class WorkerInfo(_message.Message):
-    __slots__ = ("worker_id", "session_id", "hostname", "pid", "queues", "concurrency", "connected_ms", "last_seen_ms", "language")
+    __slots__ = ("worker_id", "session_id", "hostname", "pid", "queues", "concurrency", "connected_ms", "last_seen_ms", "language", "resizable")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
@@ -180,6 +192,7 @@ class WorkerInfo(_message.Message):
     CONNECTED_MS_FIELD_NUMBER: _ClassVar[int]
     LAST_SEEN_MS_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    RESIZABLE_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     session_id: str
     hostname: str
@@ -189,7 +202,8 @@ class WorkerInfo(_message.Message):
     connected_ms: int
     last_seen_ms: int
     language: str
-    def __init__(self, worker_id: _Optional[str] = ..., session_id: _Optional[str] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., queues: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., connected_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., language: _Optional[str] = ...) -> None: ...
+    resizable: bool
+    def __init__(self, worker_id: _Optional[str] = ..., session_id: _Optional[str] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., queues: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., connected_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., language: _Optional[str] = ..., resizable: _Optional[bool] = ...) -> None: ...
 
 class ListWorkersResponse(_message.Message):
     __slots__ = ("workers",)
@@ -336,6 +350,20 @@ class DrainWorkerRequest(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ...) -> None: ...
 
 class DrainWorkerResponse(_message.Message):
+    __slots__ = ("sessions",)
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    sessions: int
+    def __init__(self, sessions: _Optional[int] = ...) -> None: ...
+
+class ResizeWorkerRequest(_message.Message):
+    __slots__ = ("worker_id", "concurrency")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    concurrency: int
+    def __init__(self, worker_id: _Optional[str] = ..., concurrency: _Optional[int] = ...) -> None: ...
+
+class ResizeWorkerResponse(_message.Message):
     __slots__ = ("sessions",)
     SESSIONS_FIELD_NUMBER: _ClassVar[int]
     sessions: int

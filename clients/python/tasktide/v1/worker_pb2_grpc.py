@@ -89,6 +89,11 @@ class RegistryStub:
                 request_serializer=tasktide_dot_v1_dot_worker__pb2.DrainWorkerRequest.SerializeToString,
                 response_deserializer=tasktide_dot_v1_dot_worker__pb2.DrainWorkerResponse.FromString,
                 _registered_method=True)
+        self.ResizeWorker = channel.unary_unary(
+                '/tasktide.v1.Registry/ResizeWorker',
+                request_serializer=tasktide_dot_v1_dot_worker__pb2.ResizeWorkerRequest.SerializeToString,
+                response_deserializer=tasktide_dot_v1_dot_worker__pb2.ResizeWorkerResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServicer:
@@ -169,6 +174,16 @@ class RegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResizeWorker(self, request, context):
+        """Grow or shrink a worker's pool, wherever its sessions are: each is sent a Resize, so the
+        worker runs at most `concurrency` tasks at a time from then on and reports it (NOT_FOUND when no
+        session of it is known; FAILED_PRECONDITION when none of its sessions said in its Hello that
+        it can be resized).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -226,6 +241,11 @@ def add_RegistryServicer_to_server(servicer, server):
                     servicer.DrainWorker,
                     request_deserializer=tasktide_dot_v1_dot_worker__pb2.DrainWorkerRequest.FromString,
                     response_serializer=tasktide_dot_v1_dot_worker__pb2.DrainWorkerResponse.SerializeToString,
+            ),
+            'ResizeWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResizeWorker,
+                    request_deserializer=tasktide_dot_v1_dot_worker__pb2.ResizeWorkerRequest.FromString,
+                    response_serializer=tasktide_dot_v1_dot_worker__pb2.ResizeWorkerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -525,6 +545,33 @@ class Registry:
             '/tasktide.v1.Registry/DrainWorker',
             tasktide_dot_v1_dot_worker__pb2.DrainWorkerRequest.SerializeToString,
             tasktide_dot_v1_dot_worker__pb2.DrainWorkerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResizeWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tasktide.v1.Registry/ResizeWorker',
+            tasktide_dot_v1_dot_worker__pb2.ResizeWorkerRequest.SerializeToString,
+            tasktide_dot_v1_dot_worker__pb2.ResizeWorkerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,15 @@ class CreditWindow:
         self.window = max(self.target(), in_hand)
         return self.window - in_hand
 
+    def resize(self, concurrency: int) -> int:
+        """The worker now runs `concurrency` at a time (a Resize): the credit to grant at once,
+        which tops the window up to its new target when it grew. A smaller target grants nothing:
+        outcomes then shrink the window, as in `returned`."""
+        self.concurrency = concurrency
+        grant = max(0, self.target() - self.window)
+        self.window += grant
+        return grant
+
     def observe(self, seconds: float) -> None:
         """A task ran for `seconds`."""
         self.average = seconds if self.average is None else self.average + _WEIGHT * (seconds - self.average)

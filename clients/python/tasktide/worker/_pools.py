@@ -110,7 +110,8 @@ class _Child:
 class ProcessBackend:
     """Child processes started fresh (`python -m tasktide.worker._child MODULE:APP`): no state, no
     gRPC channel and no lock is inherited through fork. Each runs one task at a time; assignments
-    and outcomes cross the pipe as protobuf. A hard stop kills the child and starts another."""
+    and outcomes cross the pipe as protobuf. A hard stop kills the child and starts another.
+    `resize` starts children, or ends idle ones (and those beyond the size as they come back)."""
 
     def __init__(self, app_target: str, concurrency: int, worker_id: str, progress: ProgressSink) -> None:
         if not app_target:
@@ -148,6 +149,24 @@ class ProcessBackend:
         for _ in range(self.concurrency):
             self.idle.put_nowait(await self._spawn())
 
+    async def resize(self, concurrency: int) -> None:
+        self.concurrency = concurrency
+        while len(self.children) < self.concurrency:
+            self.idle.put_nowait(await self._spawn())
+        while len(self.children) > self.concurrency and not self.idle.empty():
+            await self._retire(self.idle.get_nowait())
+
+    async def _retire(self, child: _Child) -> None:
+        """End an idle child: its stdin closed, it exits (killed if it does not within 5 s)."""
+        self.children.discard(child)
+        if child.proc.stdin is not None:
+            child.proc.stdin.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(child.proc.wait(), 5)
+        if child.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.proc.kill()
+
     async def start(self, a: worker_pb2.Assignment, ctx: TaskContext) -> Running:
         child = await self.idle.get()
         killed: list[bool] = []
@@ -158,7 +177,10 @@ class ProcessBackend:
             finally:
                 if killed or child.proc.returncode is not None:
                     self.children.discard(child)
-                    self.idle.put_nowait(await self._spawn())
+                    if len(self.children) < self.concurrency:
+                        self.idle.put_nowait(await self._spawn())
+                elif len(self.children) > self.concurrency:  # the pool shrank while it ran
+                    await self._retire(child)
                 else:
                     self.idle.put_nowait(child)
 
@@ -175,9 +197,4 @@ class ProcessBackend:
 
     async def close(self) -> None:
         for child in list(self.children):
-            if child.proc.stdin is not None:
-                child.proc.stdin.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(child.proc.wait(), 5)
-            if child.proc.returncode is None:
-                child.proc.kill()
+            await self._retire(child)

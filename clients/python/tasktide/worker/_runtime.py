@@ -1,7 +1,8 @@
 """The worker runtime: one Session stream to the registry per process.
 
 The worker grants credits; the registry sends at most that many assignments. Outcomes are flushed in
-small batches, each returning its credit. Heartbeats extend every lease the worker holds. On drain
+small batches, each returning its credit. Heartbeats extend every lease the worker holds. A Resize
+(ResizeWorker) grows or shrinks the pools and the credit to match. On drain
 (SIGTERM) nothing new is taken, leases of tasks not started are released, running tasks finish and
 their outcomes are sent before the stream closes.
 
@@ -34,9 +35,10 @@ from tasktide.worker._credit import CreditWindow
 from tasktide.worker._execute import not_started
 from tasktide.worker._in_doubt import InDoubt
 from tasktide.worker._outbox import Outbox
+from tasktide.worker._permits import Permits
 from tasktide.worker._pools import ProcessBackend
 from tasktide.worker._runner import TaskRunner
-from tasktide.worker._slots import ThreadSlots
+from tasktide.worker._slots import RECHECK, ThreadSlots
 
 log = logging.getLogger("tasktide.worker")
 
@@ -63,6 +65,9 @@ class Worker:
         self._runner: TaskRunner | None = None
         self._slots: ThreadSlots | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.concurrency = config.concurrency  # as set, then as a Resize changed it
+        self._permits = Permits(config.concurrency)  # consumers taking assignments at a time
+        self._backend: ProcessBackend | None = None
         self._credit = CreditWindow(config.concurrency, config.prefetch)
         self._in_doubt = InDoubt(self.lease_seconds)
         self._consumers: list[asyncio.Task[None]] = []
@@ -94,6 +99,7 @@ class Worker:
         if cfg.pool == "processes":
             backend = ProcessBackend(cfg.app_target, cfg.concurrency, cfg.worker_id, self._send_progress)
             await backend.open()
+            self._backend = backend
         else:  # plain functions on threads; `async def` tasks on the loop (TaskRunner)
             self._slots = ThreadSlots(
                 self.app, cfg.concurrency, cfg.worker_id, self.hooks, self._send_progress, self._finished, self._loop
@@ -137,8 +143,9 @@ class Worker:
                 pid=os.getpid(),
                 queues=list(cfg.queues),
                 task_names=sorted(self.app.tasks),
-                concurrency=cfg.concurrency,
+                concurrency=self.concurrency,
                 language="python",
+                resizable=True,
             )
             await call.write(worker_pb2.WorkerMessage(hello=hello))
             welcome = await call.read()
@@ -199,6 +206,8 @@ class Worker:
                 self._cancel(msg.cancel.task_id, msg.cancel.grace_seconds)
             elif kind == "drain":
                 self._stopping.set()
+            elif kind == "resize":
+                await self._resize(msg.resize.concurrency)
             elif kind == "rejected":
                 lease = msg.rejected.lease
                 held = self._held.get(lease.task_id)
@@ -208,6 +217,28 @@ class Worker:
                     log.debug("outcome sent again for %s was already recorded", lease.task_id)
                 else:
                     log.warning("lease rejected for %s: %s", lease.task_id, msg.rejected.reason)
+
+    async def _resize(self, concurrency: int) -> None:
+        """Run at most `concurrency` at a time from now on: the pools and the credit follow, and the
+        registry hears the new size (what ListWorkers shows)."""
+        if concurrency < 1 or self._stopping.is_set():
+            return
+        shrink = max(0, self.concurrency - concurrency)
+        self.concurrency = concurrency
+        if self._slots is not None:
+            self._slots.resize(concurrency)
+        if self._backend is not None:
+            await self._backend.resize(concurrency)
+        self._permits.resize(concurrency)
+        while self._runner is not None and len(self._consumers) < concurrency:
+            self._consumers.append(asyncio.create_task(self._consume(self._runner)))
+        for _ in range(shrink):  # consumers idle in the queue's get give up their permits
+            self._ready.put_nowait(RECHECK)
+        grant = self._credit.resize(concurrency)
+        if grant:
+            self._outbox.put(worker_pb2.WorkerMessage(credit=grant))
+        self._outbox.put(worker_pb2.WorkerMessage(concurrency=concurrency))
+        log.info("resized to %d at a time", concurrency)
 
     def _start(self, a: worker_pb2.Assignment) -> None:
         if self._slots is not None:
@@ -232,22 +263,34 @@ class Worker:
 
     async def _consume(self, runner: TaskRunner) -> None:
         while not self._stopping.is_set():
-            a = await self._ready.get()
-            if a is None:
-                return
-            self._running += 1
+            await self._permits.acquire()
             try:
-                if a.task.id in self._cancel_pending:
-                    self._cancel_pending.discard(a.task.id)
-                    self._finished(a, not_started(a, self.config.worker_id), None)
-                    continue
-                started = time.monotonic()
-                with self.hooks.process(a, self.config.worker_id) as report:
-                    out = await runner.run(a)
-                    report(out)
+                if not await self._consume_one(runner):
+                    return
             finally:
-                self._running -= 1
-            self._finished(a, out, time.monotonic() - started)
+                self._permits.release()
+
+    async def _consume_one(self, runner: TaskRunner) -> bool:
+        """Take the next assignment and run it; False once told to end (None)."""
+        a = await self._ready.get()
+        if a is None:
+            return False
+        if a is RECHECK:
+            return True
+        self._running += 1
+        try:
+            if a.task.id in self._cancel_pending:
+                self._cancel_pending.discard(a.task.id)
+                self._finished(a, not_started(a, self.config.worker_id), None)
+                return True
+            started = time.monotonic()
+            with self.hooks.process(a, self.config.worker_id) as report:
+                out = await runner.run(a)
+                report(out)
+        finally:
+            self._running -= 1
+        self._finished(a, out, time.monotonic() - started)
+        return True
 
     def _cancel(self, task_id: str, grace: float) -> None:
         if self._slots is not None and self._slots.cancel(task_id, grace):
@@ -300,7 +343,7 @@ class Worker:
         not_started: list[worker_pb2.LeaseRef] = []
         while not self._ready.empty():
             a = self._ready.get_nowait()
-            ref = self._held.pop(a.task.id, None) if a is not None else None
+            ref = self._held.pop(a.task.id, None) if a is not None and a is not RECHECK else None
             if ref is not None:
                 not_started.append(ref)
         if self._slots is not None:
@@ -308,7 +351,8 @@ class Worker:
                 ref = self._held.pop(a.task.id, None)
                 if ref is not None:
                     not_started.append(ref)
-        for _ in range(self.config.concurrency):
+        self._permits.resize(len(self._consumers))  # each consumer takes its None
+        for _ in self._consumers:
             self._ready.put_nowait(None)
         if not_started:
             self._outbox.put(worker_pb2.WorkerMessage(release=worker_pb2.Release(leases=not_started)))

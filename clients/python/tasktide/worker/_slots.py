@@ -4,6 +4,11 @@ Each of `concurrency` threads takes the next assignment from a queue, runs it an
 for the loop; a run of short tasks needs no loop turn between them, and the loop hears of finished
 attempts in batches (one wake-up for all that finished while it was busy).
 
+`resize` changes how many threads may take assignments at a time (a Resize from the registry): a
+thread holds a permit while it waits for an assignment and runs it, and takes a new permit for the
+next. Growing starts threads; shrinking leaves the extra threads waiting for a permit once their
+attempt ends, and wakes those idle in the queue (a RECHECK entry) so that they give theirs up.
+
 Limits and cancellation reach a running attempt from the loop. A soft time limit raises
 SoftTimeLimitExceeded in its thread. A cancel sets `cancelled` (the task may check it); after the
 grace period, or at the hard time limit, the attempt is stopped: CancelRequested is raised in its
@@ -42,6 +47,7 @@ log = logging.getLogger("tasktide.worker")
 
 # The loop is told of an attempt that ended: (assignment, outcome, seconds it ran).
 Finished = Callable[[worker_pb2.Assignment, task_pb2.Outcome, float], None]
+RECHECK = worker_pb2.Assignment()  # in the queue: a thread gives up its permit and takes one again
 
 
 def _raise_in_thread(thread_id: int, exc: type[BaseException]) -> None:
@@ -81,16 +87,23 @@ class ThreadSlots:
         self.loop = loop
         self.busy = 0  # submitted and not yet reported (the loop's count)
         self._queue: queue.SimpleQueue[worker_pb2.Assignment | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()  # guards the sets, `_running`, `_done` and attempts' flags
+        self._lock = threading.Lock()  # guards the sets, `_running`, `_done`, attempts' flags, permits
+        self._permits = threading.Condition(self._lock)
+        self._allowed = concurrency  # threads that may hold a permit at a time
+        self._holding = 0
+        self._closing = False
         self._waiting: set[str] = set()  # queued, not started
         self._cancelled: set[str] = set()  # cancelled while waiting: never runs
         self._running: dict[str, _Attempt] = {}
         self._done: list[tuple[_Attempt, task_pb2.Outcome]] = []
         self._wake_pending = False
-        self._threads = [
-            threading.Thread(target=self._serve, name=f"tasktide-task-{i}", daemon=True) for i in range(concurrency)
-        ]
-        for t in self._threads:
+        self._threads: list[threading.Thread] = []
+        self._start_threads(concurrency)
+
+    def _start_threads(self, total: int) -> None:
+        while len(self._threads) < total:
+            t = threading.Thread(target=self._serve, name=f"tasktide-task-{len(self._threads)}", daemon=True)
+            self._threads.append(t)
             t.start()
 
     # -- the loop's side
@@ -100,6 +113,17 @@ class ThreadSlots:
             self._waiting.add(a.task.id)
         self.busy += 1
         self._queue.put(a)
+
+    def resize(self, concurrency: int) -> None:
+        """Let `concurrency` threads take assignments at a time from now on (attempts running
+        beyond that finish first)."""
+        with self._permits:
+            shrink = max(0, self._allowed - concurrency)
+            self._allowed = concurrency
+            self._permits.notify_all()
+        self._start_threads(concurrency)
+        for _ in range(shrink):  # idle threads hold permits in the queue's get: wake them
+            self._queue.put(RECHECK)
 
     def take_waiting(self) -> list[worker_pb2.Assignment]:
         """Assignments not started yet, taken back (a drain releases their leases)."""
@@ -112,6 +136,8 @@ class ThreadSlots:
             if a is None:
                 self._queue.put(None)
                 return taken
+            if a is RECHECK:
+                continue
             with self._lock:
                 self._waiting.discard(a.task.id)
                 self._cancelled.discard(a.task.id)
@@ -138,6 +164,9 @@ class ThreadSlots:
         return True
 
     def close(self) -> None:
+        with self._permits:
+            self._closing = True
+            self._permits.notify_all()
         for _ in self._threads:
             self._queue.put(None)
 
@@ -186,19 +215,38 @@ class ThreadSlots:
 
     def _serve(self) -> None:
         while True:
-            a = self._queue.get()
-            if a is None:
-                return
-            att, out = self._attempt(a)
-            with self._lock:
-                self._done.append((att, out))
-                if self._wake_pending:
-                    continue
-                self._wake_pending = True
+            with self._permits:
+                while self._holding >= self._allowed and not self._closing:
+                    self._permits.wait()
+                if self._closing and self._holding >= self._allowed:
+                    return
+                self._holding += 1
             try:
-                self.loop.call_soon_threadsafe(self._collect)
-            except RuntimeError:  # the loop has closed: the worker is gone
-                return
+                if not self._serve_one():
+                    return
+            finally:
+                with self._permits:
+                    self._holding -= 1
+                    self._permits.notify()
+
+    def _serve_one(self) -> bool:
+        """Take the next assignment and run it; False once the slots close (or the loop did)."""
+        a = self._queue.get()
+        if a is None:
+            return False
+        if a is RECHECK:
+            return True
+        att, out = self._attempt(a)
+        with self._lock:
+            self._done.append((att, out))
+            if self._wake_pending:
+                return True
+            self._wake_pending = True
+        try:
+            self.loop.call_soon_threadsafe(self._collect)
+        except RuntimeError:  # the loop has closed: the worker is gone
+            return False
+        return True
 
     def _attempt(self, a: worker_pb2.Assignment) -> tuple[_Attempt, task_pb2.Outcome]:
         att = _Attempt(a, make_context(a, self.progress))
