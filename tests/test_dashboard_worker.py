@@ -150,6 +150,33 @@ def test_the_drain_button_stops_the_worker(own_platform: PlatformThread, board: 
     app.close()
 
 
+def test_the_pool_buttons_resize_the_worker(own_platform: PlatformThread, board: str, browser: Chromium) -> None:
+    worker_id = f"w-sized-{uuid.uuid4().hex[:6]}"
+    app = tasktide.App("ws", address=own_platform.address)
+    with run_worker_thread(app, own_platform.address, queues=("ws",), worker_id=worker_id, concurrency=2) as w:
+        browser.goto(f"{board}/workers?id={worker_id}")
+        browser.wait("document.body.dataset.found === 'yes' && document.getElementById('size').textContent === '2'")
+        browser.evaluate("document.getElementById('grow').click()")
+        browser.wait("document.getElementById('size').textContent === '3'")  # as the worker reported it
+        assert w.concurrency == 3
+        browser.evaluate("document.getElementById('shrink').click()")
+        browser.wait("document.getElementById('size').textContent === '2'")
+        assert w.concurrency == 2
+        web = Web(board)
+        path = f"/api/workers/{worker_id}/resize"
+        for body, code, message in (
+            ({"concurrency": "3"}, 400, "give the concurrency as a whole number"),
+            ({}, 400, "give the concurrency as a whole number"),
+            ({"concurrency": 0}, 400, "a concurrency is 1..1024, not 0"),
+            ({"concurrency": 1025}, 400, "a concurrency is 1..1024, not 1025"),
+        ):
+            status, answer = web.act(path, body)
+            assert (status, message in answer["error"]) == (code, True), answer
+        status, answer = web.act("/api/workers/w-never-seen/resize", {"concurrency": 2})
+        assert status == 404 and "no worker 'w-never-seen' is connected" in answer["error"], answer
+    app.close()
+
+
 def test_an_unknown_worker_and_bad_input(board: str, browser: Chromium) -> None:
     status, body = _worker_api(board, "w-never-seen")
     assert status == 404 and "no worker 'w-never-seen' is connected" in body["error"], body
@@ -195,3 +222,4 @@ def test_a_viewer_reads_the_page_a_stranger_does_not(site: Site) -> None:
         "data-post" not in page.split("<main>", 1)[1].split("</main>", 1)[0]
     )  # the Drain button gets it from the script
     assert viewer.act(f"/api/workers/{worker_id}/drain")[0] == 403
+    assert viewer.act(f"/api/workers/{worker_id}/resize", {"concurrency": 2})[0] == 403

@@ -118,3 +118,38 @@ def test_resize_worker_refuses_bad_input(client, worker_id, concurrency, message
 def test_resize_worker_of_no_connected_worker_is_not_found(client):
     with pytest.raises(tasktide.NotFound, match="no worker 'no-such-worker' is connected"):
         client.resize_worker("no-such-worker", 2)
+
+
+def test_a_worker_that_cannot_be_resized_is_refused_with_a_clear_status(platform, client, queue_name):
+    """A session whose Hello does not say `resizable` (a worker runtime that does not apply a
+    Resize) is refused FAILED_PRECONDITION, naming its language, and keeps its size; and a worker
+    that reports a concurrency outside 1..1024 has its session ended INVALID_ARGUMENT."""
+    import queue as queue_mod
+
+    import grpc
+
+    from tasktide.v1 import worker_pb2, worker_pb2_grpc
+
+    worker_id = f"fixed-{queue_name}"
+    later: queue_mod.Queue[worker_pb2.WorkerMessage | None] = queue_mod.Queue()
+
+    def messages():  # type: ignore[no-untyped-def]
+        hello = worker_pb2.Hello(worker_id=worker_id, queues=[queue_name], concurrency=2, language="cobol")
+        yield worker_pb2.WorkerMessage(hello=hello)
+        while (m := later.get(timeout=20)) is not None:
+            yield m
+
+    with grpc.insecure_channel(platform.registry_address) as channel:
+        stream = worker_pb2_grpc.RegistryStub(channel).Session(messages(), timeout=20)
+        assert next(stream).WhichOneof("kind") == "welcome"
+        with pytest.raises(tasktide.ServiceError, match=r"worker 'fixed-.*' \(cobol\) cannot be resized") as info:
+            client.resize_worker(worker_id, 4)
+        assert info.value.code == "FAILED_PRECONDITION"
+        assert [w.concurrency for w in client.workers() if w.worker_id == worker_id] == [2]
+        later.put(worker_pb2.WorkerMessage(concurrency=5000))
+        with pytest.raises(grpc.RpcError) as ended:
+            for _ in stream:
+                pass
+        later.put(None)
+    assert ended.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "a concurrency is 1..1024, not 5000" in (ended.value.details() or "")

@@ -47,6 +47,8 @@ def _error(exc: Exception) -> tuple[int, str]:
         return 400, str(exc)
     if isinstance(exc, tasktide.Unavailable):
         return 503, f"platform unreachable: {exc}"
+    if isinstance(exc, tasktide.ServiceError) and exc.code == "FAILED_PRECONDITION":
+        return 409, str(exc)
     return 502, f"{type(exc).__name__}: {exc}"
 
 
@@ -111,6 +113,19 @@ async def api_pause(request: Request, p: Platform) -> Any:
 async def api_drain(request: Request, p: Platform) -> Any:
     worker_id = request.path_params["worker_id"]
     return {"worker": worker_id, "sessions": await _call(p.drain_worker, worker_id)}
+
+
+async def api_resize(request: Request, p: Platform) -> Any:
+    """POST {"concurrency": N}: the worker runs at most N tasks at a time from now on."""
+    worker_id = request.path_params["worker_id"]
+    try:
+        data = await request.json()
+    except ValueError:
+        data = None
+    n = data.get("concurrency") if isinstance(data, dict) else None
+    if not isinstance(n, int) or isinstance(n, bool):
+        return JSONResponse({"error": 'give the concurrency as a whole number: {"concurrency": N}'}, status_code=400)
+    return {"worker": worker_id, "sessions": await _call(p.resize_worker, worker_id, n), "concurrency": n}
 
 
 async def api_dead(request: Request, p: Platform) -> Any:
@@ -280,6 +295,7 @@ def create_app(
         Route("/api/tasks/{task_id}/cancel", _api(api_cancel), methods=["POST"]),
         Route("/api/queues/{queue}/{action:str}", _api(api_pause), methods=["POST"]),
         Route("/api/workers/{worker_id:path}/drain", _api(api_drain), methods=["POST"]),
+        Route("/api/workers/{worker_id:path}/resize", _api(api_resize), methods=["POST"]),
         Route("/api/dead/{queue}", _api(api_dead)),
         Route("/api/dead/{queue}/requeue", _api(api_requeue), methods=["POST"]),
         Route("/api/schedules", _api(api_schedules)),

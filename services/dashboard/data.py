@@ -71,6 +71,7 @@ def session_row(w: worker_pb2.WorkerInfo, now_ms: int) -> dict[str, Any]:
         "queues": list(w.queues),
         "concurrency": w.concurrency,
         "language": w.language,
+        "resizable": w.resizable,
         "connected": iso(w.connected_ms),
         "last_seen": iso(w.last_seen_ms),
         "last_seen_ago_s": round(max(0, now_ms - w.last_seen_ms) / 1000, 1) if w.last_seen_ms else None,
@@ -256,6 +257,9 @@ class Platform:
 
     def drain_worker(self, worker_id: str) -> int:
         return self.client.drain_worker(worker_id)
+
+    def resize_worker(self, worker_id: str, concurrency: int) -> int:
+        return self.client.resize_worker(worker_id, concurrency)
 
     def schedules(self) -> list[dict[str, Any]]:
         rows = []
