@@ -3,6 +3,7 @@ package tasktide
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"os"
 	"time"
 
@@ -278,6 +279,23 @@ func (c *Client) DrainWorker(ctx context.Context, workerID string) (int, error) 
 	resp, err := c.registry.DrainWorker(ctx, &pb.DrainWorkerRequest{WorkerId: workerID})
 	if err != nil {
 		return 0, wrap(ctx, "DrainWorker", err)
+	}
+	return int(resp.GetSessions()), nil
+}
+
+// ResizeWorker grows or shrinks a worker's pool while it runs: from now on it runs at most
+// concurrency (1..1024) tasks at a time, and tasks running beyond that finish first. It returns how
+// many of the worker's sessions were asked, or an error that Is ErrNotFound when no worker of that
+// id is connected (FailedPrecondition when the worker cannot be resized). The caller's token needs
+// the admin role.
+func (c *Client) ResizeWorker(ctx context.Context, workerID string, concurrency int) (int, error) {
+	if concurrency < 1 || concurrency > maxConcurrency {
+		return 0, fmt.Errorf("tasktide: a concurrency is 1..%d, not %d", maxConcurrency, concurrency)
+	}
+	req := &pb.ResizeWorkerRequest{WorkerId: workerID, Concurrency: uint32(concurrency)}
+	resp, err := c.registry.ResizeWorker(ctx, req)
+	if err != nil {
+		return 0, wrap(ctx, "ResizeWorker", err)
 	}
 	return int(resp.GetSessions()), nil
 }

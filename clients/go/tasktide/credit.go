@@ -85,6 +85,25 @@ func (c *creditWindow) observe(d time.Duration) {
 	}
 }
 
+// resize sets the concurrency (a Resize): the credit to grant at once, which tops the window up to
+// its new target when it grew. A smaller target grants nothing: outcomes then shrink the window,
+// as in returned.
+func (c *creditWindow) resize(concurrency int) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.concurrency = concurrency
+	grant := max(0, c.target()-c.window)
+	c.window += grant
+	return grant
+}
+
+// size is the concurrency now.
+func (c *creditWindow) size() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.concurrency
+}
+
 // returned is the credit to grant with a batch of n outcomes being sent, which moves the window
 // toward its target.
 func (c *creditWindow) returned(n int) int {

@@ -1,6 +1,7 @@
 package tasktide
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -92,14 +93,15 @@ func TestCreditWindowOpenBeyondTarget(t *testing.T) {
 }
 
 func TestCreditPoolSizedForLargestWindow(t *testing.T) {
-	for _, tc := range []struct{ concurrency, prefetch, capacity int }{{4, 0, 132}, {3, 5, 8}} {
+	// room for the largest window of the largest size a Resize can ask (maxConcurrency)
+	for _, tc := range []struct{ concurrency, prefetch, capacity int }{{4, 0, 1024 * 33}, {3, 5, 1024 + 5}, {2000, 5, 2005}} {
 		p := newPool(tc.concurrency, tc.prefetch)
 		expectCredit(t, "capacity", p.capacity, tc.capacity)
 		expectCredit(t, "ready", cap(p.ready), tc.capacity)
 		expectCredit(t, "outcomes", cap(p.outcomes), tc.capacity)
 	}
 
-	p := newPool(2, 0) // at most 66 held; 8 at first
+	p := newPool(2, 0) // 8 at first; at most 33,792 held (the largest window at 1,024 at a time)
 	assign := func(id string) *pb.Assignment {
 		return &pb.Assignment{Task: &pb.Task{Id: id, Spec: &pb.TaskSpec{Queue: "q"}}, LeaseToken: 1}
 	}
@@ -114,9 +116,14 @@ func TestCreditPoolSizedForLargestWindow(t *testing.T) {
 			t.Fatalf("hold %d refused", i)
 		}
 	}
+	expectCredit(t, "credit with 66 held", p.freeCredit(), 0)
+	expectCredit(t, "window", p.credit.window, 66)
+	for i := 66; i < p.capacity; i++ {
+		if !p.hold(assign(fmt.Sprint("held-", i))) {
+			t.Fatalf("hold %d refused", i)
+		}
+	}
 	if p.hold(assign("beyond")) {
 		t.Fatal("hold beyond the largest window was accepted")
 	}
-	expectCredit(t, "credit with 66 held", p.freeCredit(), 0)
-	expectCredit(t, "window", p.credit.window, 66)
 }

@@ -47,28 +47,58 @@ func (a *attempt) signal(grace time.Duration) {
 	a.once.Do(func() { time.AfterFunc(grace, func() { close(a.hard) }) })
 }
 
-// execute runs assignments until the worker drains. Executors outlive sessions: a task running
-// when a session is lost finishes, and its outcome goes out on the next one.
+// execute runs assignments until the worker drains, one at a time, each with a permit of the pool's
+// gate. Executors outlive sessions: a task running when a session is lost finishes, and its
+// outcome goes out on the next one.
 func (w *Worker) execute() {
 	p := w.pool
-	for {
-		select {
-		case <-p.stopExec:
+	for p.gate.acquire() {
+		more := w.executeOne()
+		p.gate.release()
+		if !more {
 			return
-		case a := <-p.ready:
-			if p.stopping.Load() { // taken as the drain began: give it back
-				ref := leaseOf(a)
-				p.mu.Lock()
-				delete(p.held, ref.TaskId)
-				p.mu.Unlock()
-				p.send(&pb.WorkerMessage{Kind: &pb.WorkerMessage_Release{Release: &pb.Release{Leases: []*pb.LeaseRef{ref}}}})
-				return
-			}
-			if out := w.runOne(a); out != nil {
-				p.outcomes <- out // never blocks: it holds no more than the leases held
-			}
 		}
 	}
+}
+
+// executeOne takes the next assignment and runs it; false when the executor is to end.
+func (w *Worker) executeOne() bool {
+	p := w.pool
+	select {
+	case <-p.stopExec:
+		return false
+	case <-p.gate.recheck: // the pool shrank: give the permit up and take one again
+		return true
+	case a := <-p.ready:
+		if p.stopping.Load() { // taken as the drain began: give it back
+			ref := leaseOf(a)
+			p.mu.Lock()
+			delete(p.held, ref.TaskId)
+			p.mu.Unlock()
+			p.send(&pb.WorkerMessage{Kind: &pb.WorkerMessage_Release{Release: &pb.Release{Leases: []*pb.LeaseRef{ref}}}})
+			return false
+		}
+		if out := w.runOne(a); out != nil {
+			p.outcomes <- out // never blocks: it holds no more than the leases held
+		}
+		return true
+	}
+}
+
+// resize lets n tasks run at a time from now on (a Resize): executors are started up to n, the
+// gate lets n take assignments, and the credit the larger window needs is returned, to grant at
+// once.
+func (w *Worker) resize(n int) int {
+	p := w.pool
+	n = max(n, 1)
+	p.gate.resize(n)
+	p.mu.Lock()
+	for ; p.executors < n; p.executors++ {
+		p.execs.Add(1)
+		go func() { defer p.execs.Done(); w.execute() }()
+	}
+	p.mu.Unlock()
+	return p.credit.resize(n)
 }
 
 type handlerResult struct {

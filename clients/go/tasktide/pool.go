@@ -15,7 +15,8 @@ import (
 // them: a registry restart neither runs a task twice nor runs more than Concurrency at once.
 type pool struct {
 	credit   *creditWindow           // the credit granted, and what it moves toward
-	capacity int                     // the largest credit window: leases held at most
+	capacity int                     // the largest credit window: leases held at most, at any size
+	gate     *gate                   // executors taking assignments at a time (Resize changes it)
 	ready    chan *pb.Assignment     // assignments not started yet
 	outcomes chan *pb.Outcome        // finished attempts not sent yet
 	stopExec chan struct{}           // closed on drain: executors take nothing new
@@ -24,6 +25,7 @@ type pool struct {
 	session  atomic.Pointer[session] // the session messages go out on; nil while reconnecting
 
 	mu            sync.Mutex
+	executors     int                     // executors started: the largest size the pool had
 	held          map[string]*pb.LeaseRef // every lease held: waiting, running, or its outcome unsent
 	running       map[string]*attempt
 	cancelPending map[string]bool // cancelled while waiting: never started
@@ -35,10 +37,12 @@ type pool struct {
 
 func newPool(concurrency, prefetch int) *pool {
 	credit := newCreditWindow(concurrency, prefetch)
-	capacity := credit.maxWindow()
+	// room for the window of the largest size a Resize can ask
+	capacity := newCreditWindow(max(concurrency, maxConcurrency), prefetch).maxWindow()
 	return &pool{
 		credit:   credit,
 		capacity: capacity,
+		gate:     newGate(concurrency),
 		ready:    make(chan *pb.Assignment, capacity),
 		outcomes: make(chan *pb.Outcome, capacity),
 		stopExec: make(chan struct{}),
@@ -181,8 +185,13 @@ func (p *pool) keepUnsent(batch []*pb.Outcome) {
 	p.mu.Unlock()
 }
 
-// stop closes stopExec once.
-func (p *pool) stop() { p.stopOnce.Do(func() { close(p.stopExec) }) }
+// stop closes stopExec and the gate once.
+func (p *pool) stop() {
+	p.stopOnce.Do(func() {
+		close(p.stopExec)
+		p.gate.close()
+	})
+}
 
 // waitExecs waits for the executors; false when limit (> 0) passed first.
 func (p *pool) waitExecs(ctx context.Context, limit time.Duration) bool {

@@ -96,7 +96,7 @@ func (w *Worker) handshake(stream pb.Registry_SessionClient) (*pb.Welcome, error
 	host, _ := os.Hostname()
 	hello := &pb.Hello{
 		WorkerId: w.opts.WorkerID, Hostname: host, Pid: uint32(os.Getpid()), Queues: w.opts.Queues,
-		TaskNames: w.taskNames(), Concurrency: uint32(w.opts.Concurrency), Language: "go",
+		TaskNames: w.taskNames(), Concurrency: uint32(w.pool.credit.size()), Language: "go", Resizable: true,
 	}
 	if err := stream.Send(&pb.WorkerMessage{Kind: &pb.WorkerMessage_Hello{Hello: hello}}); err != nil {
 		if errors.Is(err, io.EOF) { // the stream ended: its status comes with Recv
@@ -161,6 +161,17 @@ func (s *session) read() error {
 			s.p.cancelTask(k.Cancel.GetTaskId(), k.Cancel.GetGraceSeconds())
 		case *pb.RegistryMessage_Drain:
 			s.drainOnce.Do(func() { close(s.drainReq) })
+		case *pb.RegistryMessage_Resize:
+			n := int(k.Resize.GetConcurrency())
+			if n < 1 || s.p.stopping.Load() {
+				continue
+			}
+			if credit := s.w.resize(n); credit > 0 {
+				s.granted.Add(int64(credit))
+				s.send(&pb.WorkerMessage{Kind: &pb.WorkerMessage_Credit{Credit: uint32(credit)}})
+			}
+			s.send(&pb.WorkerMessage{Kind: &pb.WorkerMessage_Concurrency{Concurrency: uint32(s.p.credit.size())}})
+			s.w.log.Info("tasktide: resized", "worker", s.w.opts.WorkerID, "concurrency", n)
 		case *pb.RegistryMessage_Rejected:
 			if s.p.doubt.wasResent(k.Rejected.GetLease()) {
 				continue // an outcome sent again whose first copy was recorded

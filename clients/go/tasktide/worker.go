@@ -154,10 +154,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.mu.Unlock()
 	defer func() { w.mu.Lock(); w.running = false; w.mu.Unlock() }()
-	for range w.opts.Concurrency {
-		w.pool.execs.Add(1)
-		go func() { defer w.pool.execs.Done(); w.execute() }()
-	}
+	w.resize(w.opts.Concurrency) // starts the executors
 
 	delay := reconnectMin
 	for {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -315,5 +316,67 @@ func TestGoWorkerReportsProgress(t *testing.T) {
 	}
 	if final == nil || final.State != tasktide.StateSucceeded || string(final.Result) != `"done"` || final.WorkerID != w.ID() {
 		t.Fatalf("final event: %+v", final)
+	}
+}
+
+func TestGoWorkerGrowsAndShrinksWhenTheRegistryResizesIt(t *testing.T) {
+	c := dial(t)
+	ctx := testContext(t)
+	q := newQueue(t)
+	id := "go-resized-" + q
+	var running, most atomic.Int32
+	release := make(chan struct{})
+	w := tasktide.NewWorker(c, tasktide.WorkerOptions{Queues: []string{q}, Concurrency: 1, Prefetch: 1, WorkerID: id})
+	w.Register("go.held", func(ctx context.Context, a args, kw kwargs) (any, error) {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		<-release
+		return 0, nil
+	})
+	startWorker(t, w)
+	var handles []*tasktide.Handle
+	for range 6 {
+		h, err := c.Submit(ctx, "go.held", nil, tasktide.WithQueue(q))
+		if err != nil {
+			t.Fatal(err)
+		}
+		handles = append(handles, h)
+	}
+	steady := func(n int32) {
+		t.Helper()
+		for running.Load() < n && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if r := running.Load(); r != n {
+			t.Fatalf("running %d at a time, want %d", r, n)
+		}
+	}
+	steady(1)
+	if n, err := c.ResizeWorker(ctx, id, 3); err != nil || n != 1 {
+		t.Fatalf("ResizeWorker to 3: %d sessions, %v", n, err)
+	}
+	steady(3) // grown: three at a time, no more
+	if n, err := c.ResizeWorker(ctx, id, 1); err != nil || n != 1 {
+		t.Fatalf("ResizeWorker to 1: %d sessions, %v", n, err)
+	}
+	time.Sleep(300 * time.Millisecond) // the Resize reaches the worker
+	most.Store(0)
+	close(release) // the three running end; the three left run one at a time
+	for _, h := range handles {
+		if _, err := h.Get(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m := most.Load(); m != 1 {
+		t.Fatalf("after shrinking to 1, %d ran at once", m)
+	}
+	if _, err := c.ResizeWorker(ctx, "no-such-worker", 2); !errors.Is(err, tasktide.ErrNotFound) {
+		t.Fatalf("ResizeWorker of no worker: %v", err)
+	}
+	if _, err := c.ResizeWorker(ctx, id, 0); err == nil {
+		t.Fatal("ResizeWorker to 0 was not refused")
 	}
 }

@@ -259,6 +259,7 @@ export class Client {
       language: w.language,
       queues: [...w.queues],
       concurrency: w.concurrency,
+      resizable: Boolean(w.resizable),
     }));
   }
 
@@ -269,6 +270,18 @@ export class Client {
    */
   async drainWorker(workerId) {
     return (await this._call('registry', 'DrainWorker', { workerId })).sessions;
+  }
+
+  /**
+   * Grow or shrink a worker's pool while it runs: from now on it runs at most `concurrency`
+   * (1..1024) tasks at a time, and tasks running beyond that finish first. Resolves to how many of
+   * its sessions were asked; rejects with NotFound when no worker of that id is connected.
+   */
+  async resizeWorker(workerId, concurrency) {
+    if (!(Number.isInteger(concurrency) && concurrency >= 1 && concurrency <= 1024)) {
+      throw new RangeError(`a concurrency is 1..1024, not ${concurrency}`);
+    }
+    return (await this._call('registry', 'ResizeWorker', { workerId, concurrency })).sessions;
   }
 
   /**

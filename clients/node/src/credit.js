@@ -43,6 +43,18 @@ export class CreditWindow {
     return this.window - inHand;
   }
 
+  /**
+   * The worker now runs `concurrency` at a time (a Resize): the credit to grant at once, which tops
+   * the window up to its new target when it grew. A smaller target grants nothing: outcomes then
+   * shrink the window, as in `returned`.
+   */
+  resize(concurrency) {
+    this.concurrency = concurrency;
+    const grant = Math.max(0, this.target() - this.window);
+    this.window += grant;
+    return grant;
+  }
+
   /** A task ran for `seconds`. */
   observe(seconds) {
     this.average = this.average === null ? seconds : this.average + WEIGHT * (seconds - this.average);

@@ -35,6 +35,7 @@ export function helloMessage(worker) {
       taskNames: worker.taskNames,
       concurrency: worker.concurrency,
       language: 'node',
+      resizable: true,
     },
   };
 }

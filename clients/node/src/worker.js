@@ -220,6 +220,9 @@ export class Worker {
       case 'drain':
         this.stop();
         break;
+      case 'resize':
+        this._resize(s, msg.resize.concurrency);
+        break;
       case 'rejected': {
         const ref = msg.rejected.lease;
         const why = msg.rejected.reason;
@@ -266,6 +269,19 @@ export class Worker {
     }
     this._held.set(t.id, ref);
     this._ready.push(a);
+  }
+
+  /**
+   * Run at most `concurrency` at a time from now on (ResizeWorker): attempts running beyond it
+   * finish first; a larger window's credit is granted at once; the registry hears the new size.
+   */
+  _resize(s, concurrency) {
+    if (!(concurrency >= 1) || this._stopping) return;
+    this.concurrency = concurrency;
+    const credit = this._window.resize(concurrency);
+    if (credit > 0) this._write(s, { credit });
+    this._write(s, { concurrency });
+    this._pump();
   }
 
   _pump() {

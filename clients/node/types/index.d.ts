@@ -172,6 +172,8 @@ export interface WorkerInfo {
   language: string;
   queues: string[];
   concurrency: number;
+  /** ResizeWorker can grow or shrink it. */
+  resizable: boolean;
 }
 
 /** A submitted task whose result is of type R. */
@@ -236,6 +238,7 @@ export class Client {
   queueStats(): Promise<QueueStats[]>;
   workers(): Promise<WorkerInfo[]>;
   drainWorker(workerId: string): Promise<number>;
+  resizeWorker(workerId: string, concurrency: number): Promise<number>;
   listTasks(options?: ListTasksOptions): Promise<TaskPage>;
   wait<R = unknown>(taskId: string, options?: WaitOptions): Promise<TaskResult<R>>;
   result<R = unknown>(taskId: string, options?: WaitOptions): Promise<R>;

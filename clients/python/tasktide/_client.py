@@ -246,8 +246,8 @@ class Client(BaseClient, ScheduleMethods):  # schedule methods: _schedules.py
         """Grow or shrink a worker's pool: from now on it runs at most `concurrency` tasks at a
         time (tasks running beyond that finish first). Returns how many of its sessions were asked;
         raises NotFound when no worker of that id is connected, ServiceError with code
-        FAILED_PRECONDITION when it cannot be resized (its Hello did not say it can: the Go and
-        Node.js workers), InvalidArgument for a concurrency outside 1..1024.
+        FAILED_PRECONDITION when it cannot be resized (its Hello did not say it can),
+        InvalidArgument for a concurrency outside 1..1024.
 
         Args:
             worker_id: the worker's id, as `workers()` gives it.
