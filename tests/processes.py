@@ -236,3 +236,20 @@ def lone_results(folder: Path) -> Iterator[Replicas]:
     `.start("results", 0)` restarts it on the same address."""
     with own_redis(folder / "redis") as url, replicas({"TASKTIDE_REDIS_URL": url}, folder, 1, ("results",)) as r:
         yield r
+
+
+def redis_command(redis_url: str, *args: str) -> object:
+    """One Redis command on a connection of its own, through the services' `connect`, so a plain or
+    a Cluster URL works as the services read it."""
+    import asyncio
+
+    from tasktide_services.common.redis_conn import connect
+
+    async def call() -> object:
+        r = await connect(redis_url)
+        try:
+            return await r.execute_command(*args)
+        finally:
+            await r.aclose()
+
+    return asyncio.run(call())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import uuid
@@ -166,9 +165,9 @@ def test_a_drain_whose_message_its_replica_missed_is_sent_at_the_next_refresh(
     that missed the message (cut off from Redis at that moment) sends the Drain when it next
     refreshes the session's worker entry. Here only the kept part is written, as if the message had
     reached no one."""
-    from tasktide_services.common.redis_conn import connect
     from tasktide_services.worker import keys
     from tasktide_services.worker import service as registry_service
+    from tests.processes import redis_command
 
     monkeypatch.setattr(registry_service, "WORKER_REFRESH_SECONDS", 0.2)  # in this process's services
     env = {"TASKTIDE_ADDRESS": platform.address}
@@ -176,18 +175,10 @@ def test_a_drain_whose_message_its_replica_missed_is_sent_at_the_next_refresh(
     try:
         _wait_for(lambda: any(list(i.queues) == [queue_name] for i in client.workers()), 20, "the worker to connect")
         (info,) = [i for i in client.workers() if list(i.queues) == [queue_name]]
-
-        async def redis_call(*args: str) -> object:
-            r = await connect(server_settings.redis_url)  # a plain or a Cluster URL, as the services read it
-            try:
-                return await r.execute_command(*args)
-            finally:
-                await r.aclose()
-
-        asyncio.run(redis_call("SADD", keys.DRAINING, info.session_id))
+        redis_command(server_settings.redis_url, "SADD", keys.DRAINING, info.session_id)
         assert w.wait(30) == 0  # drained (every 10 s refresh where the services run apart)
         _wait_for(
-            lambda: not asyncio.run(redis_call("SISMEMBER", keys.DRAINING, info.session_id)),
+            lambda: not redis_command(server_settings.redis_url, "SISMEMBER", keys.DRAINING, info.session_id),
             10,
             "the ended session forgotten",
         )

@@ -5,7 +5,6 @@ cannot be resized, and bad input, are refused with a clear status."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -74,28 +73,22 @@ def test_a_resize_whose_message_its_replica_missed_is_sent_at_the_next_refresh(
     """ResizeWorker keeps what it asks (tt:w:resizing) beside its message: a replica that missed
     the message (cut off from Redis at that moment) sends the Resize when it next refreshes the
     session's worker entry. Here only the kept part is written, as if the message reached no one."""
-    from tasktide_services.common.redis_conn import connect
     from tasktide_services.worker import keys
+    from tests.processes import redis_command
 
     monkeypatch.setattr(registry_service, "WORKER_REFRESH_SECONDS", 0.2)  # in this process's services
     env = {"TASKTIDE_ADDRESS": platform.address}
     w = spawn("worker", "tests.tasks_app:app", "--queues", queue_name, "--concurrency", "1", env=env)
     try:
         info = _worker_of(client, queue_name)
-
-        async def redis_call(*args: str) -> object:
-            r = await connect(server_settings.redis_url)  # a plain or a Cluster URL, as the services read it
-            try:
-                return await r.execute_command(*args)
-            finally:
-                await r.aclose()
-
-        asyncio.run(redis_call("HSET", keys.RESIZING, info.session_id, "3"))
+        redis_command(server_settings.redis_url, "HSET", keys.RESIZING, info.session_id, "3")
         # every 10 s refresh where the services run apart
         eventually(lambda: _worker_of(client, queue_name).concurrency == 3, timeout=30)
         w.terminate()
         assert w.wait(30) == 0
-        eventually(lambda: not asyncio.run(redis_call("HEXISTS", keys.RESIZING, info.session_id)), timeout=10)
+        eventually(
+            lambda: not redis_command(server_settings.redis_url, "HEXISTS", keys.RESIZING, info.session_id), timeout=10
+        )
     finally:
         if w.poll() is None:
             w.kill()
