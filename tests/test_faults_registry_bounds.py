@@ -101,11 +101,13 @@ def test_empty_unused_queues_and_stale_workers_are_forgotten(tmp_path: Path) -> 
         await store.put_worker(fresh)
         await store.put_worker(stale)
         await store.drain(["fresh", "stale", "ended"])  # drains asked, kept while their sessions last
-        assert await store.put_worker(fresh) is True
+        await store.resize({"fresh": 3, "stale": 2, "ended": 5})  # and resizes
+        assert await store.put_worker(fresh) == (True, 3)
         housekeeping = Housekeeping(store, ServerSettings())
         await housekeeping.run_once(now_ms=now)
         assert [w.session_id for w in await store.workers()] == ["fresh"]
         assert await redis.smembers(keys.DRAINING) == {b"fresh"}
+        assert await redis.hgetall(keys.RESIZING) == {b"fresh": b"3"}
         await housekeeping.run_once(now_ms=now)
         assert await store.queues() == sorted([waiting, consumed])
         left = [k for k in keys.queue_keys(done) if await redis.exists(k)]
