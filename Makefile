@@ -20,7 +20,7 @@ dev: install
 
 ## The modules run a second time with the platform on a Redis Cluster (pytest --redis-cluster:
 ## three primaries with a replica each; tests that use the one Redis server themselves are deselected).
-CLUSTER_TESTS := tests/test_core.py tests/test_control.py tests/test_delivery.py tests/test_workflows.py tests/test_schedules.py
+CLUSTER_TESTS := tests/test_core.py tests/test_control.py tests/test_delivery.py tests/test_resize.py tests/test_workflows.py tests/test_schedules.py
 
 ## The test command: generated code up to date, lint, then the test suite against real servers.
 ## Most tests wait on timers and child processes, so the suite runs on TEST_PROCESSES processes
