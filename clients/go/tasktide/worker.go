@@ -95,6 +95,18 @@ func (w *Worker) OutboxSize() int {
 	return p.waiting()
 }
 
+// Concurrency is how many tasks the worker runs at a time: WorkerOptions.Concurrency, or the size
+// a Resize from the registry (ResizeWorker) set while it runs.
+func (w *Worker) Concurrency() int {
+	w.mu.RLock()
+	p := w.pool
+	w.mu.RUnlock()
+	if p == nil {
+		return w.opts.Concurrency
+	}
+	return p.credit.size()
+}
+
 // ID is the worker's id, as the registry and task events show it.
 func (w *Worker) ID() string { return w.opts.WorkerID }
 

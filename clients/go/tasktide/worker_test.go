@@ -355,6 +355,9 @@ func TestGoWorkerGrowsAndShrinksWhenTheRegistryResizesIt(t *testing.T) {
 		}
 	}
 	steady(1)
+	if w.Concurrency() != 1 {
+		t.Fatalf("Concurrency() = %d before any Resize", w.Concurrency())
+	}
 	if n, err := c.ResizeWorker(ctx, id, 3); err != nil || n != 1 {
 		t.Fatalf("ResizeWorker to 3: %d sessions, %v", n, err)
 	}
@@ -362,7 +365,9 @@ func TestGoWorkerGrowsAndShrinksWhenTheRegistryResizesIt(t *testing.T) {
 	if n, err := c.ResizeWorker(ctx, id, 1); err != nil || n != 1 {
 		t.Fatalf("ResizeWorker to 1: %d sessions, %v", n, err)
 	}
-	time.Sleep(300 * time.Millisecond) // the Resize reaches the worker
+	for w.Concurrency() != 1 && ctx.Err() == nil { // the Resize reaches the worker
+		time.Sleep(10 * time.Millisecond)
+	}
 	most.Store(0)
 	close(release) // the three running end; the three left run one at a time
 	for _, h := range handles {
