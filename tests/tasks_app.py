@@ -9,6 +9,14 @@ from pathlib import Path
 
 import tasktide
 
+# A process that imports this module while the file this names exists fails to, and says so in
+# the file (a process-pool child started then cannot load the app: tests/test_resize.py).
+_REFUSE = os.environ.get("TASKTIDE_TEST_REFUSE_IMPORT_WHILE", "")
+if _REFUSE and Path(_REFUSE).exists():
+    with open(_REFUSE, "a") as refused:
+        refused.write("refused\n")
+    raise ImportError(f"refused while {_REFUSE} exists")
+
 app = tasktide.App("t")
 
 

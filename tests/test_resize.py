@@ -67,6 +67,32 @@ def test_a_worker_grows_and_shrinks_its_pool_while_it_runs(platform, client, que
     assert w.returncode == 0
 
 
+def test_a_process_pool_that_cannot_start_a_child_stays_at_the_size_it_reached(platform, client, queue_name, tmp_path):
+    """Growing a process pool starts child processes; one that cannot load the app (tried twice)
+    stops the growth there: the worker goes on at the size it reached and reports it, and grows
+    once children start again."""
+    refuse = tmp_path / "refuse"
+    env = {"TASKTIDE_ADDRESS": platform.address, "TASKTIDE_TEST_REFUSE_IMPORT_WHILE": str(refuse)}
+    args = ["--queues", queue_name, "--concurrency", "1", "--pool", "processes"]
+    w = spawn("worker", "tests.tasks_app:app", *args, env=env)
+    try:
+        info = _worker_of(client, queue_name)
+        refuse.touch()  # children started from now on fail to import the app
+        assert client.resize_worker(info.worker_id, 3) == 1
+        eventually(lambda: refuse.read_text().count("refused") >= 2, timeout=60)  # a child, tried twice
+        time.sleep(1.0)  # the worker's answer: still 1
+        assert _worker_of(client, queue_name).concurrency == 1
+        assert w.poll() is None, "the worker ended"
+        assert client.submit("t.add", [2, 3], queue=queue_name).get(timeout=30) == 5
+        refuse.unlink()
+        assert client.resize_worker(info.worker_id, 3) == 1
+        eventually(lambda: _worker_of(client, queue_name).concurrency == 3, timeout=30)
+    finally:
+        w.terminate()
+        w.wait(30)
+    assert w.returncode == 0
+
+
 def test_a_resize_whose_message_its_replica_missed_is_sent_at_the_next_refresh(
     platform, client, queue_name, server_settings, monkeypatch
 ):

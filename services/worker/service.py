@@ -153,8 +153,8 @@ class RegistryService:
                 asked = await self.store.put_worker(info)
                 if asked.drain:
                     self._drain(session)
-                if asked.concurrency:
-                    self._resize(session, asked.concurrency)
+                if asked.concurrency and asked.concurrency != info.concurrency:
+                    self._resize(session, asked.concurrency)  # the worker has not reached it yet
             except Exception:  # noqa: BLE001 - tried again at the next refresh
                 log.warning("session %s: refreshing its worker entry failed", info.session_id, exc_info=True)
 
@@ -238,12 +238,12 @@ class RegistryService:
                 self._resize(s, int(n))
 
     def _resize(self, session: Session, concurrency: int) -> None:
-        """Send the session's worker a Resize to `concurrency`, unless that was the last one sent."""
-        if session.resize_sent != concurrency:
-            session.resize_sent = concurrency
-            worker = session.hello.worker_id
-            log.info("session %s of worker %s asked to run %d at a time", session.id, worker, concurrency)
-            session.send(resize=worker_pb2.Resize(concurrency=concurrency))
+        """Send the session's worker a Resize to `concurrency`. What was asked is kept
+        (keys.RESIZING) and sent again at each refresh while the worker reports another size: a
+        worker that could not reach it (a child process that did not start) tries again."""
+        worker = session.hello.worker_id
+        log.info("session %s of worker %s asked to run %d at a time", session.id, worker, concurrency)
+        session.send(resize=worker_pb2.Resize(concurrency=concurrency))
 
     def _drain(self, session: Session) -> None:
         """Send the session's worker a Drain, once."""

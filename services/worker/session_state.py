@@ -48,7 +48,6 @@ class Session:
         self._linger: asyncio.TimerHandle | None = None  # wakes the settle loop at record_at
         self.closing = False
         self.drain_sent = False  # the worker was sent a Drain (DrainWorker)
-        self.resize_sent = 0  # the concurrency of the last Resize the worker was sent (ResizeWorker)
         # The session's worker entry (ListWorkers), written at its start and refreshed while it lasts.
         self.info = worker_pb2.WorkerInfo()
         self.heard_ms = now_ms()  # when the worker last sent anything

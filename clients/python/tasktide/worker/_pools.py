@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import struct
@@ -18,6 +19,8 @@ from tasktide._app import App
 from tasktide.v1 import task_pb2, worker_pb2
 from tasktide.worker._context import TaskContext
 from tasktide.worker._execute import ProgressSink, interrupted, run_async
+
+log = logging.getLogger("tasktide.worker")
 
 FRAME = struct.Struct(">cI")  # kind, length; kinds: R ready, A assignment, O outcome, P progress
 
@@ -138,7 +141,10 @@ class ProcessBackend:
         try:
             kind, _ = FRAME.unpack(await proc.stdout.readexactly(FRAME.size))
         except asyncio.IncompleteReadError:
-            raise RuntimeError(f"a process-pool child could not load {self.app_target}; see its error above") from None
+            code = await proc.wait()
+            raise RuntimeError(
+                f"a process-pool child could not load {self.app_target} (it ended with {code}); see its error above"
+            ) from None
         if kind != b"R":
             raise RuntimeError(f"unexpected frame {kind!r} from a process-pool child")
         child = _Child(proc)
@@ -149,12 +155,24 @@ class ProcessBackend:
         for _ in range(self.concurrency):
             self.idle.put_nowait(await self._spawn())
 
-    async def resize(self, concurrency: int) -> None:
+    async def resize(self, concurrency: int) -> int:
+        """Returns the size reached: growth stops at a child that cannot be started (tried twice)."""
         self.concurrency = concurrency
         while len(self.children) < self.concurrency:
-            self.idle.put_nowait(await self._spawn())
+            try:
+                child = await self._spawn()
+            except RuntimeError as first:
+                log.warning("starting a process-pool child failed (%s); trying once more", first)
+                try:
+                    child = await self._spawn()
+                except RuntimeError as exc:
+                    log.warning("the process pool stays at %d: %s", len(self.children), exc)
+                    self.concurrency = len(self.children)
+                    break
+            self.idle.put_nowait(child)
         while len(self.children) > self.concurrency and not self.idle.empty():
             await self._retire(self.idle.get_nowait())
+        return self.concurrency
 
     async def _retire(self, child: _Child) -> None:
         """End an idle child: its stdin closed, it exits (killed if it does not within 5 s)."""

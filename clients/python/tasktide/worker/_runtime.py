@@ -223,12 +223,12 @@ class Worker:
         registry hears the new size (what ListWorkers shows)."""
         if concurrency < 1 or self._stopping.is_set():
             return
+        if self._backend is not None:  # as many child processes as could be started
+            concurrency = max(1, await self._backend.resize(concurrency))
         shrink = max(0, self.concurrency - concurrency)
         self.concurrency = concurrency
         if self._slots is not None:
             self._slots.resize(concurrency)
-        if self._backend is not None:
-            await self._backend.resize(concurrency)
         self._permits.resize(concurrency)
         while self._runner is not None and len(self._consumers) < concurrency:
             self._consumers.append(asyncio.create_task(self._consume(self._runner)))
