@@ -184,18 +184,24 @@ class RegistryService:
     async def DrainWorker(self, req: worker_pb2.DrainWorkerRequest, ctx: Ctx) -> worker_pb2.DrainWorkerResponse:
         """Every session of the worker that the caller may see (all its queues visible) is sent a
         Drain by the replica it is connected to: the session ids go out on one message of DRAIN."""
-        if not req.worker_id or len(req.worker_id) > MAX_WORKER_ID:
+        sessions = [w.session_id for w in await self._sessions_of(req.worker_id)]
+        await self.store.drain(sessions)
+        return worker_pb2.DrainWorkerResponse(sessions=len(sessions))
+
+    async def _sessions_of(self, worker_id: str) -> list[worker_pb2.WorkerInfo]:
+        """The worker entries of `worker_id` that the caller may see (all its queues visible);
+        NotFound when there is none."""
+        if not worker_id or len(worker_id) > MAX_WORKER_ID:
             raise InvalidArgument(f"a worker id is 1..{MAX_WORKER_ID} characters, as ListWorkers gives it")
         caller = current_caller()
         sessions = [
-            w.session_id
+            w
             for w in await self.store.workers()
-            if w.worker_id == req.worker_id and all(tenancy.visible(caller, q) for q in w.queues)
+            if w.worker_id == worker_id and all(tenancy.visible(caller, q) for q in w.queues)
         ]
         if not sessions:
-            raise NotFound(f"no worker {req.worker_id[:80]!r} is connected")
-        await self.store.drain(sessions)
-        return worker_pb2.DrainWorkerResponse(sessions=len(sessions))
+            raise NotFound(f"no worker {worker_id[:80]!r} is connected")
+        return sessions
 
     def on_drain(self, message: str) -> None:
         """A drain from any replica: send it to the sessions named that are connected here."""
@@ -208,17 +214,8 @@ class RegistryService:
         """Every session of the worker that the caller may see is sent a Resize by the replica it is
         connected to (the sessions and their concurrency go out on one message of RESIZE). A worker
         whose Hello did not say it can be resized is refused."""
-        if not req.worker_id or len(req.worker_id) > MAX_WORKER_ID:
-            raise InvalidArgument(f"a worker id is 1..{MAX_WORKER_ID} characters, as ListWorkers gives it")
         n = validate.concurrency(req.concurrency)
-        caller = current_caller()
-        sessions = [
-            w
-            for w in await self.store.workers()
-            if w.worker_id == req.worker_id and all(tenancy.visible(caller, q) for q in w.queues)
-        ]
-        if not sessions:
-            raise NotFound(f"no worker {req.worker_id[:80]!r} is connected")
+        sessions = await self._sessions_of(req.worker_id)
         resizable = [w.session_id for w in sessions if w.resizable]
         if not resizable:
             language = sessions[0].language or "unknown"

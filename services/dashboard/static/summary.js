@@ -59,5 +59,5 @@ const ttSummary = (() => {
       document.body.dataset.found = "yes";
     });
   }
-  return {draw, live, ms};
+  return {draw, live, ms, rows: body};
 })();
