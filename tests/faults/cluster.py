@@ -8,7 +8,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tasktide_services.testing import spawn
@@ -77,7 +77,10 @@ class Workers:
         self.env, self.queue, self.logs, self.concurrency = env, queue, logs, concurrency
         self.procs: list[subprocess.Popen[str]] = []
 
-    def spawn(self, n: int = 1, env: dict[str, str] | None = None) -> list[subprocess.Popen[str]]:
+    def spawn(
+        self, n: int = 1, env: dict[str, str] | None = None, options: Sequence[str] = ()
+    ) -> list[subprocess.Popen[str]]:
+        """`options`: more of `tasktide worker`'s, after the defaults (a later one wins)."""
         new = []
         for _ in range(n):
             log = (self.logs / "workers.log").open("a")
@@ -89,6 +92,7 @@ class Workers:
                     self.queue,
                     "--concurrency",
                     str(self.concurrency),
+                    *options,
                     env={**self.env, **(env or {})},
                     cwd=ROOT,
                     stdout=log,

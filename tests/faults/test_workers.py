@@ -3,7 +3,8 @@ registry (a proxy between them stops forwarding) while it holds tasks, then reco
 tasks go to the other worker; when it comes back its late outcomes are refused (stale fencing
 token), so every task keeps the one result of the attempt that held the lease. And tasks
 cancelled while their worker is paused: the Cancel's signal reaches no one, and none of them runs
-again elsewhere."""
+again elsewhere. And a paused worker that held thousands of tasks: the reaper takes them back over
+several passes, each recorded queued again."""
 
 from __future__ import annotations
 
@@ -11,10 +12,15 @@ import signal
 import time
 from pathlib import Path
 
+import redis
+
 from tasktide import TaskState
 from tasktide.v1 import task_pb2
+from tasktide_services.testing import eventually
+from tasktide_services.worker import keys, reaper
 from tests.faults.conftest import make_rig
 from tests.faults.proxy import proxy
+from tests.tasks_app import app
 
 LEASE = 3.0
 
@@ -74,3 +80,37 @@ def test_tasks_cancelled_while_their_worker_is_paused_run_nowhere_else(tmp_path:
     assert answers.count(TaskState.RUNNING) >= 4, answers  # signalled: the paused worker held them
     assert (fig.lost, fig.run_twice, fig.recorded_twice) == (0, 0, 0), fig.line()
     assert elsewhere == [], "cancelled tasks ran on the second worker"
+
+
+def test_a_paused_worker_holding_thousands_of_tasks_has_every_one_queued_again(tmp_path: Path, queue_name: str) -> None:
+    """A worker (concurrency 1, a prefetch of thousands) runs one long task and holds 2,500 more
+    when it is SIGSTOPped. Their leases expire together: the reaper takes them over several passes
+    (REAP_LIMIT per queue and pass), records each one queued again in Record calls of RECORD_BATCH
+    events, and puts it back; a second worker runs every one, once each but the long one, whose
+    body had started on the paused worker."""
+    n = 2 * reaper.REAP_LIMIT + 500
+    release = tmp_path / "release"
+    with make_rig(tmp_path, queue_name, n_workers=0) as rig:
+        (holder,) = rig.workers.spawn(1, options=["--concurrency", "1", "--prefetch", str(n + 100)])
+        long_one = rig.client.submit("t.held", [str(rig.markers), str(release)], queue=queue_name).id
+        eventually(lambda: len(list(rig.markers.iterdir())) == 1, timeout=20)
+        specs = [app.tasks["t.marked"].spec([str(rig.markers)], queue=queue_name) for _ in range(n)]
+        ids = [long_one] + [h.id for h in rig.client.submit_many(specs)]
+        r = redis.Redis.from_url(rig.redis.url)
+        try:
+            leases = keys.queue_keys(queue_name).leases
+            eventually(lambda: r.zcard(leases) == n + 1, timeout=30)  # the worker holds them all
+            holder.send_signal(signal.SIGSTOP)
+            began = time.monotonic()
+            release.touch()  # the long one returns at once where it runs next
+            rig.workers.spawn(1)
+            case = f"a worker holding {n + 1} tasks SIGSTOPped (lease {LEASE:.0f} s), a second worker started"
+            fig = rig.count(case, ids, began, timeout=90)
+            sample = ids[:: n // 50]
+            requeued = {e.task_id for e in rig.client.watch(sample) if "queued again" in e.message}
+        finally:
+            r.close()
+            rig.workers.kill(holder)
+    rig.assert_held(fig)
+    assert fig.run_twice == 1, fig.line()  # the long one, whose first run the pause cut short
+    assert requeued == set(sample), f"{len(set(sample) - requeued)} of {len(sample)} have no QUEUED event of the reaper"
