@@ -2,7 +2,7 @@
 
 `tasktide dev` hosts every service in one process on one port, with an embedded Redis when
 TASKTIDE_REDIS_URL is unset (data in --data-dir, append-only persistence on). With --demo it also
-starts a worker for the example app and submits tasks whose results stream in.
+starts a worker for the example app and the web dashboard, and submits tasks whose results stream in.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
             const="tasktide_services.demo_app:app",
             default=None,
             metavar="MODULE:APP",
-            help="also run a worker for MODULE:APP and submit demo tasks",
+            help="also run a worker for MODULE:APP and the dashboard, and submit demo tasks",
         )
         p.add_argument("--demo-tasks", type=int, default=200)
     return p
@@ -89,10 +89,12 @@ async def _serve(settings: ServerSettings, which: tuple[str, ...], demo: str | N
         if demo:
             from tasktide_services.demo import run_demo
 
-            token = ""
-            if settings.auth_key:  # the demo's worker and client get a token of their own
-                token = mint(read_key(settings.auth_key), namespace=DEFAULT_NAMESPACE, role="worker", subject="demo")
-            demo_task = asyncio.create_task(run_demo(running.address, demo, demo_tasks, token))
+            token = dashboard_token = ""
+            if settings.auth_key:  # the demo's worker and client, and its dashboard, get tokens of their own
+                key = read_key(settings.auth_key)
+                token = mint(key, namespace=DEFAULT_NAMESPACE, role="worker", subject="demo")
+                dashboard_token = mint(key, namespace=DEFAULT_NAMESPACE, role="admin", subject="demo-dashboard")
+            demo_task = asyncio.create_task(run_demo(running.address, demo, demo_tasks, token, dashboard_token))
         await stop.wait()
         if demo_task is not None:
             demo_task.cancel()

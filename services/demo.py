@@ -1,11 +1,15 @@
-"""The demo of `tasktide dev --demo`: a worker for the example app, tasks submitted in a batch,
-and their results streaming in over Watch, shown with a progress bar."""
+"""The demo of `tasktide dev --demo`: a worker for the example app and the web dashboard (on
+127.0.0.1:8080, or another free port when that one is taken), tasks submitted in a batch, and
+their results streaming in over Watch, shown with a progress bar."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
 import os
+import socket
 import sys
 
 from rich.console import Console
@@ -16,14 +20,58 @@ from tasktide._spec import build_spec
 from tasktide.cli import load_app
 from tasktide.v1 import task_pb2
 
+DASHBOARD_PORT = 8080
 
-async def run_demo(address: str, app_target: str, count: int, token: str = "") -> None:
-    """Start a worker for `app_target`, submit `count` tasks and show their results as they come.
-    `token`: what the worker and the demo's client send, when the platform checks tokens."""
+
+def dashboard_port(host: str = "127.0.0.1") -> int:
+    """DASHBOARD_PORT if nothing listens on it, else a free port of the system's choosing."""
+    for port in (DASHBOARD_PORT, 0):
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the dashboard's server binds
+            try:
+                s.bind((host, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    continue
+                raise
+            return int(s.getsockname()[1])
+    raise OSError("no free port for the dashboard")
+
+
+async def run_demo(address: str, app_target: str, count: int, token: str = "", dashboard_token: str = "") -> None:
+    """Start a worker for `app_target` and a dashboard, submit `count` tasks and show their results
+    as they come. `token`: what the worker and the demo's client send, and `dashboard_token` what
+    the dashboard sends, when the platform checks tokens."""
     console = Console()
     env = {**os.environ, "TASKTIDE_ADDRESS": address}
     if token:
         env["TASKTIDE_TOKEN"] = token
+    dashboard = await _start_dashboard(console, {**env, "TASKTIDE_TOKEN": dashboard_token} if dashboard_token else env)
+    try:
+        await _run(console, env, address, app_target, count)
+    finally:
+        if dashboard is not None:
+            with contextlib.suppress(ProcessLookupError):
+                dashboard.terminate()
+            await dashboard.wait()
+
+
+async def _start_dashboard(console: Console, env: dict[str, str]) -> asyncio.subprocess.Process | None:
+    """`tasktide dashboard` for the platform at env's TASKTIDE_ADDRESS, on loopback; None (said on
+    the console) when no port can be had: the demo goes on without it."""
+    try:
+        port = dashboard_port()
+    except OSError as exc:
+        console.print(f"[bold]demo[/]: no dashboard: {exc}")
+        return None
+    argv = ["-m", "tasktide.cli", "--log-level", "WARNING", "dashboard", "--address", env["TASKTIDE_ADDRESS"]]
+    proc = await asyncio.create_subprocess_exec(sys.executable, *argv, "--listen", f"127.0.0.1:{port}", env=env)
+    console.print(f"[bold]demo[/]: dashboard on http://127.0.0.1:{port}/ (pid {proc.pid})")
+    return proc
+
+
+async def _run(console: Console, env: dict[str, str], address: str, app_target: str, count: int) -> None:
+    """The worker, the tasks and their results (run_demo)."""
     worker = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -1,6 +1,6 @@
 """Both distributions as a user installs them: wheels built from the repository, installed into a new
 virtual environment outside it, then `tasktide dev --demo`, a worker and `tasktide submit --wait` run
-from a folder that has no tasktide source in it."""
+from a folder that has no tasktide source in it, and the demo's dashboard serves its pages."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tasktide_services.testing import eventually
 from tests.processes import ROOT, stop
 
 # Dependencies come from the package index (or pip's cache); the build and install take a minute.
@@ -23,6 +25,16 @@ def _run(*cmd: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
     done = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=540)
     assert done.returncode == 0, f"{cmd} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
+
+
+def _page(url: str) -> str:
+    """The page at `url`; not yet (AssertionError) while nothing answers there."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - a loopback URL the demo printed
+            assert resp.status == 200
+            return str(resp.read().decode())
+    except OSError as exc:
+        raise AssertionError(f"{url}: {exc}") from exc
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +88,15 @@ def test_the_wheels_run_the_platform_from_any_folder(installed: Path, tmp_path: 
                 break
         assert found, "".join(seen)
         env["TASKTIDE_ADDRESS"] = found.group(1)
+        board = None
+        for line in dev.stdout:  # the demo names its dashboard before it starts its worker
+            seen.append(line)
+            board = re.search(r"dashboard on (http://\S+/)", line)
+            if board or "worker for" in line:
+                break
+        assert board, "".join(seen)
+        page = eventually(lambda: _page(board.group(1)), timeout=30, what="the demo's dashboard")
+        assert "<title>Overview · tasktide dashboard" in page
         out = _run(
             installed / "tasktide",
             "submit",
