@@ -14,9 +14,9 @@ $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
 
 install: $(VENV)/.installed
 
-## Run every service in one process (embedded Redis) with a worker and demo tasks.
+## Run every service in one process (embedded Redis) with a worker, the dashboard and demo tasks.
 dev: install
-	GRPC_ENABLE_FORK_SUPPORT=false $(BIN)/tasktide dev --demo
+	$(BIN)/tasktide dev --demo
 
 ## The modules run a second time with the platform on a Redis Cluster (pytest --redis-cluster:
 ## three primaries with a replica each; tests that use the one Redis server themselves are deselected).

@@ -1,6 +1,7 @@
 """The `tasktide` command's server processes serve with gRPC core's polling I/O manager
 (tasktide_services.common.grpc_core): started without GRPC_EXPERIMENTS, a server command starts
-itself again (same process id) with it set, and serves; a value the operator set is kept."""
+itself again (same process id) with it set, and serves; a value the operator set is kept. The same
+start turns gRPC's fork support off (GRPC_ENABLE_FORK_SUPPORT=false)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tasktide_services.common.grpc_core import EXPERIMENTS, VARIABLE
+from tasktide_services.common.grpc_core import EXPERIMENTS, FORK_VARIABLE, VARIABLE
 from tasktide_services.testing import spawn_listening
 
 
@@ -25,12 +26,15 @@ def test_a_server_command_serves_with_the_polling_io_manager_unless_told_otherwi
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], given: str | None, serving: str
 ) -> None:
     monkeypatch.delenv(VARIABLE, raising=False)  # the suite's own value (conftest.py) is not passed on
+    monkeypatch.delenv(FORK_VARIABLE, raising=False)
     env = {"TASKTIDE_REDIS_URL": ""}  # the embedded Redis
     if given is not None:
         env[VARIABLE] = given
     proc, address, _ = spawn_listening("dev", "--data-dir", str(tmp_path), env=env)
     try:
-        assert _environ(proc.pid).get(VARIABLE) == serving  # the same process, started again or not
+        environ = _environ(proc.pid)
+        assert environ.get(VARIABLE) == serving  # the same process, started again or not
+        assert environ.get(FORK_VARIABLE) == "false"
         with grpc.insecure_channel(address) as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING

@@ -16,6 +16,10 @@ so the `tasktide` command, for a server command, starts itself again with the va
 
 A GRPC_EXPERIMENTS already set, even empty, is left as it is: set it to keep gRPC's default. A
 grpcio older than FIRST_VERSION (which may not know the experiment's name) is left as it is too.
+
+The same start sets GRPC_ENABLE_FORK_SUPPORT to false (unless set): a serving process forks only to
+start programs (the embedded Redis, the demo's worker and dashboard), which exec at once, so gRPC's
+fork handlers have nothing to keep safe, and with them on gRPC logs a line for each such start.
 """
 
 from __future__ import annotations
@@ -28,14 +32,18 @@ from importlib import metadata
 VARIABLE = "GRPC_EXPERIMENTS"
 EXPERIMENTS = "-event_engine_listener"
 FIRST_VERSION = (1, 85)
+FORK_VARIABLE = "GRPC_ENABLE_FORK_SUPPORT"
 
 
 def serving_env(env: Mapping[str, str], grpc_version: str) -> dict[str, str] | None:
-    """The environment a serving process is started again with, or None to go on as it is (the
-    variable set already, by the operator or by the start before; or an older gRPC)."""
-    if VARIABLE in env or _version(grpc_version) < FIRST_VERSION:
-        return None
-    return {**env, VARIABLE: EXPERIMENTS}
+    """The environment a serving process is started again with, or None to go on as it is (both
+    variables set already, by the operator or by the start before; GRPC_EXPERIMENTS is not set for
+    an older gRPC)."""
+    wanted = {FORK_VARIABLE: "false"}
+    if _version(grpc_version) >= FIRST_VERSION:
+        wanted[VARIABLE] = EXPERIMENTS
+    added = {k: v for k, v in wanted.items() if k not in env}
+    return {**env, **added} if added else None
 
 
 def _version(text: str) -> tuple[int, ...]:
