@@ -19,23 +19,22 @@ from tasktide import AsyncClient, ClientSettings, TaskState
 from tasktide._spec import build_spec
 from tasktide.cli import load_app
 from tasktide.v1 import task_pb2
+from tasktide_services.common.redis_server import free_port
 
 DASHBOARD_PORT = 8080
 
 
-def dashboard_port(host: str = "127.0.0.1") -> int:
-    """DASHBOARD_PORT if nothing listens on it, else a free port of the system's choosing."""
-    for port in (DASHBOARD_PORT, 0):
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the dashboard's server binds
-            try:
-                s.bind((host, port))
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    continue
+def dashboard_port() -> int:
+    """DASHBOARD_PORT on loopback if nothing listens on it, else a free port of the system's choosing."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the dashboard's server binds
+        try:
+            s.bind(("127.0.0.1", DASHBOARD_PORT))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
                 raise
-            return int(s.getsockname()[1])
-    raise OSError("no free port for the dashboard")
+            return free_port()
+    return DASHBOARD_PORT
 
 
 async def run_demo(address: str, app_target: str, count: int, token: str = "", dashboard_token: str = "") -> None:

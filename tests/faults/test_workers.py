@@ -12,14 +12,13 @@ import signal
 import time
 from pathlib import Path
 
-import redis
-
 from tasktide import TaskState
 from tasktide.v1 import task_pb2
 from tasktide_services.testing import eventually
 from tasktide_services.worker import keys, reaper
 from tests.faults.conftest import make_rig
 from tests.faults.proxy import proxy
+from tests.processes import redis_command
 from tests.tasks_app import app
 
 LEASE = 3.0
@@ -96,10 +95,10 @@ def test_a_paused_worker_holding_thousands_of_tasks_has_every_one_queued_again(t
         eventually(lambda: len(list(rig.markers.iterdir())) == 1, timeout=20)
         specs = [app.tasks["t.marked"].spec([str(rig.markers)], queue=queue_name) for _ in range(n)]
         ids = [long_one] + [h.id for h in rig.client.submit_many(specs)]
-        r = redis.Redis.from_url(rig.redis.url)
         try:
             leases = keys.queue_keys(queue_name).leases
-            eventually(lambda: r.zcard(leases) == n + 1, timeout=30)  # the worker holds them all
+            # the worker holds them all
+            eventually(lambda: redis_command(rig.redis.url, "ZCARD", leases) == n + 1, timeout=30, interval=0.2)
             holder.send_signal(signal.SIGSTOP)
             began = time.monotonic()
             release.touch()  # the long one returns at once where it runs next
@@ -109,7 +108,6 @@ def test_a_paused_worker_holding_thousands_of_tasks_has_every_one_queued_again(t
             sample = ids[:: n // 50]
             requeued = {e.task_id for e in rig.client.watch(sample) if "queued again" in e.message}
         finally:
-            r.close()
             rig.workers.kill(holder)
     rig.assert_held(fig)
     assert fig.run_twice == 1, fig.line()  # the long one, whose first run the pause cut short
