@@ -8,9 +8,10 @@ server (or nothing for Celery), the workers, Redis and the producer (this proces
 `--no-workers` the tasks are only queued: the submission path alone. `--floor` instead measures
 what the transport alone costs: the client's own StreamSubmitter against a bare grpc.aio
 SubmitStream that answers each submission at once ("grpc"), or after one two-command Redis
-pipeline over the services' link ("grpc + redis"); no admission, no scheduler. Where `go` is on
-PATH, the same two against a SubmitStream in Go ("go grpc", "go grpc + redis": grpc-go and
-go-redis, bench/polyglot/go floor.go): what a compiled server would save per message. Its first
+pipeline over the services' link ("grpc + redis"); no admission, no scheduler. Its "redis"
+column is Redis's CPU per submission: one round trip's, with a gRPC client and server busy beside
+it. Where `go` is on PATH, the same two against a SubmitStream in Go ("go grpc", "go grpc + redis":
+grpc-go and go-redis, bench/polyglot/go floor.go): what a compiled server would save per message. Its first
 row, "redis", is one round trip to Redis alone: a PING over the services' link from this process,
 awaited before the next (its "server" column is Redis's CPU): what each round trip costs on this
 machine, whatever sends it.
@@ -186,10 +187,10 @@ def _floor(redis_url: str, redis_pid: int, n: int, rounds: int, work: Path) -> N
     from tasktide_services.common.redis_server import free_port
 
     spec = task_pb2.TaskSpec(name="bench.add", queue="default")
-    print(f"{'floor':16} {'tasks/s':>8} {'server':>7} {'client':>7}")
+    print(f"{'floor':16} {'tasks/s':>8} {'server':>7} {'client':>7} {'redis':>7}")
     for _ in range(rounds):
         rate, redis_us, own_us = _redis_round_trips(redis_url, redis_pid, n)
-        print(f"{'redis':16} {rate:8,.0f} {redis_us:7,.0f} {own_us:7,.0f}", flush=True)
+        print(f"{'redis':16} {rate:8,.0f} {redis_us:7,.0f} {own_us:7,.0f} {redis_us:7,.0f}", flush=True)
     for label, start in _floor_servers(redis_url, work):
         port = free_port()
         proc = start(port)
@@ -201,12 +202,15 @@ def _floor(redis_url: str, redis_pid: int, n: int, rounds: int, work: Path) -> N
                 submitter.submit(spec)
             for _ in range(rounds):
                 server0, own0, t0 = _tree(proc.pid or 0), _own_cpu(), time.perf_counter()
+                redis0 = cpu_seconds(redis_pid)
                 for _ in range(n):
                     submitter.submit(spec)
                 elapsed = time.perf_counter() - t0
                 server_us = (_tree(proc.pid or 0) - server0) / n * 1e6
+                redis_us = (cpu_seconds(redis_pid) - redis0) / n * 1e6
                 print(
-                    f"{label:16} {n / elapsed:8,.0f} {server_us:7,.0f} {(_own_cpu() - own0) / n * 1e6:7,.0f}",
+                    f"{label:16} {n / elapsed:8,.0f} {server_us:7,.0f} {(_own_cpu() - own0) / n * 1e6:7,.0f}"
+                    f" {redis_us:7,.0f}",
                     flush=True,
                 )
             submitter.close()

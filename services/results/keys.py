@@ -5,7 +5,9 @@
                               empty until known) then the serialized TaskSpec submitted, then the
                               latest event that set the state (serialized TaskEvent without its
                               task id: name, attempt, worker, time, result, error); one value, so
-                              that a finished task costs one small key for the result expiry
+                              that a finished task costs one small key for the result expiry.
+                              A folded timeline (folded.py) adds ",started" to the header (ms
+                              after submitted) and has no :ev
     tt:r:{id}:ev      LIST    the task's last EVENTS_KEPT events, serialized TaskEvents without
                               their task id (nor the spec), oldest first; an event's cursor is its
                               number (1 = the first event)

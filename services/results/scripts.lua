@@ -5,20 +5,24 @@
 
 --! prelude
 -- The result of a task is one STRING (keys.py): "state,count,submitted,spec length:" then the
--- serialized spec, then the latest event that set the state. read() gives its parts (a task not
--- recorded yet: state 0, count 0, no spec, no event); value() puts them together.
+-- serialized spec, then the latest event that set the state; a folded timeline (folded.py) adds
+-- ",started" to the header: when the task started running, in ms after submitted. read() gives
+-- its parts (a task not recorded yet: state 0, count 0, no spec, no event, not folded: ''); value()
+-- puts them together.
 local function read(key)
   local v = redis.call('GET', key)
-  if not v then return 0, 0, '', '', false end
-  local s, c, t0, n, at = string.match(v, '^(%d+),(%d+),(%d*),(%d+):()')
+  if not v then return 0, 0, '', '', false, '' end
+  local s, c, t0, n, started, at = string.match(v, '^(%d+),(%d+),(%d*),(%d+),?(-?%d*):()')
   n = tonumber(n)
   local e = string.sub(v, at + n)
-  return tonumber(s), tonumber(c), t0, string.sub(v, at, at + n - 1), e ~= '' and e
+  return tonumber(s), tonumber(c), t0, string.sub(v, at, at + n - 1), e ~= '' and e, started
 end
 
-local function value(s, c, t0, spec, e)
+local function value(s, c, t0, spec, e, started)
   -- %d formats the three numbers as integers; concatenating a Lua number formats it as a double.
-  return string.format('%d,%d,%s,%d:', s, c, t0, #spec) .. spec .. (e or '')
+  local head = string.format('%d,%d,%s,%d', s, c, t0, #spec)
+  if started then head = head .. ',' .. started end
+  return head .. ':' .. spec .. (e or '')
 end
 
 local function final(s) return s >= FIRST_FINAL_STATE and s <= LAST_FINAL_STATE end
@@ -116,8 +120,10 @@ end
 -- previous version kept (read once, when the task has no result yet, so that a task in flight
 -- across an upgrade keeps its history; keys.py).
 -- ARGV: result expiry ms, timeline expiry ms (both from the task's final event on), whether a
--- state hash of the previous layout may exist (0|1: store.py; 0 spares reading it), the number of
--- events N, then per event of this task, in order: its kind, the serialized TaskEvent (without its
+-- state hash of the previous layout may exist (0|1: store.py; 0 spares reading it), or 'f' and the
+-- ms after its submission when the task started: the events are a plain timeline (folded.py; no
+-- state hash of the previous layout can exist), kept in the result instead of the log when they
+-- are the task's first and all three are taken; the number of events N, then per event of this task, in order: its kind, the serialized TaskEvent (without its
 -- task id and spec), then, by its kind, the serialized TaskSpec and the submission time ms, then
 -- the same event without its name and queue and the start of a serialized spec with that name
 -- and queue: the slim event is kept when the task's spec starts so (readers take the name and
@@ -142,6 +148,7 @@ end
 -- (A LIST, not a STREAM: a Redis 6.2 stream allocates a 4 KB node for its first entry.)
 local result, log, legacy = KEYS[1], KEYS[2], KEYS[3]
 local expire_ms, timeline_ms, legacy_possible = ARGV[1], ARGV[2], ARGV[3]
+local fold = string.match(legacy_possible, '^f(-?%d+)$')
 local current, count, t0, spec, latest = read(result)
 if count == 0 and legacy_possible == '1' then
   local old = redis.call('HMGET', legacy, 's', 'c', 't0', 'p', 'e')
@@ -179,6 +186,12 @@ for _ = 1, tonumber(ARGV[4]) do
 end
 if #KEYS > 3 then put_index(KEYS[4], KEYS[5], KEYS[6], ARGV, i) end
 if #pushed == 0 then return out end
+if fold and count == 0 and #pushed == 3 and final(current) then  -- a plain timeline, folded
+  local v = value(current, 3, t0, spec, latest, fold)
+  redis.call('SET', result, v, 'PX', expire_ms)
+  out[#out + 1] = v
+  return out
+end
 local v = value(current, count + #pushed, t0, spec, latest)
 if redis.call('RPUSH', log, unpack(pushed)) > EVENTS_KEPT + 100 then redis.call('LTRIM', log, -EVENTS_KEPT, -1) end
 -- Expiry applies to finished tasks only: a task waiting or running keeps its history (a SET
@@ -198,13 +211,16 @@ return out
 -- Returns the number of the event before the first one returned, the spec submitted (events
 -- kept without their name and queue take them from it; '' when not known), what is gone (0: nothing, 1: events after the number seen
 -- were trimmed, 2: the log expired: the latest event that set the state stands for the events
--- after the number seen, as the last of them), then up to max count events.
+-- after the number seen, as the last of them), then up to max count events. A folded timeline
+-- (folded.py) is returned as the number seen, the spec, 3, the submission time, the start time
+-- (ms after it) and the final event: the reader rebuilds the rest.
 local result, log = KEYS[1], KEYS[2]
 local seen, max = tonumber(ARGV[1]), tonumber(ARGV[2])
-local _, total, _, spec, latest = read(result)
+local _, total, t0, spec, latest, started = read(result)
 local kept = redis.call('LLEN', log)
 local first = total - kept
 if kept == 0 and total > seen and latest then
+  if started ~= '' then return {seen, spec, 3, t0, started, latest} end
   return {total - 1, spec, 2, latest}
 end
 local from = math.max(seen, first)

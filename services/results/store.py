@@ -5,6 +5,8 @@ spec) is kept for the result expiry once the task is final; its timeline (the ev
 timeline expiry, shorter by default; its entry in the task index (index.py: what ListTasks lists) for
 the index retention, as long as the timeline by default. A watcher that reads a task whose timeline
 has expired gets the event that set its final state, marked with TIMELINE_EXPIRED in its message.
+A plain timeline (queued, ran once, ended) recorded in one call is folded into the result instead
+of being logged (folded.py): it reads the same, for as long as the result is kept.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ from tasktide.v1 import task_pb2
 from tasktide_services.common.layout import is_final
 from tasktide_services.common.lua import LuaFile, Script, load_scripts, preload, run_pipeline
 from tasktide_services.common.settings import IndexSettings
-from tasktide_services.results import keys
+from tasktide_services.results import folded, keys
 from tasktide_services.results.index import TaskIndex
 from tasktide_services.results.recent import RecentFinals
 
 log = logging.getLogger("tasktide.results")
 SCRIPTS = LuaFile(Path(__file__).with_name("scripts.lua"), keys.LUA_CONSTANTS)
 EXPIRED = 2  # events_after: the timeline expired, the latest event stands for it
+FOLDED = 3  # events_after: the timeline was folded into the result (folded.py)
 TIMELINE_EXPIRED = "the earlier events of this task are no longer kept (its timeline expired)"
 
 
@@ -127,8 +130,11 @@ class ResultsStore:
         by_task = _by_task(events)
         inline = self.index.puts(events) if self.one_node and len(by_task) == 1 else []
         for tid, evs in by_task.items():
-            argv: list[int | str | bytes] = [self.expire_ms, self.timeline_ms, legacy, len(evs)]
-            for e, (kept, slim, head) in zip(evs, _kept(evs), strict=True):
+            forms = _kept(evs)
+            started = None if legacy else folded.fold(evs, forms)
+            plain: int | str = legacy if started is None else f"f{started}"
+            argv: list[int | str | bytes] = [self.expire_ms, self.timeline_ms, plain, len(evs)]
+            for e, (kept, slim, head) in zip(evs, forms, strict=True):
                 argv += _event_args(e, kept, slim, head)
             if len(inline) == 1:
                 bucket_keys, index_argv = inline[0]
@@ -214,14 +220,14 @@ class ResultsStore:
                 script(keys.task_keys(tid), [seen, count], client=pipe)
 
         replies = await run_pipeline(self.redis, build, self._s)
-        return {tid: _events(tid, res) for tid, res in zip(ids, replies, strict=True)}
+        return {tid: _events(tid, res)[:count] for tid, res in zip(ids, replies, strict=True)}
 
 
 class Stored(NamedTuple):
     """A task's result as kept (keys.py): its parts, the spec and event still serialized."""
 
     state: int
-    appended: int  # events ever appended to its log
+    appended: int  # events ever appended to its log (or folded into the result)
     created_ms: int
     spec: bytes
     event: bytes  # the latest event that set the state, without its task id
@@ -229,7 +235,7 @@ class Stored(NamedTuple):
 
 def _parse(value: bytes) -> Stored:
     head, _, rest = value.partition(b":")
-    state, count, created, size = head.split(b",")
+    state, count, created, size = head.split(b",")[:4]  # a fifth part: a folded timeline
     n = int(size)
     return Stored(int(state), int(count), int(created or 0), rest[:n], rest[n:])
 
@@ -296,10 +302,16 @@ def _spec(raw: bytes) -> task_pb2.TaskSpec | None:
 def _events(task_id: str, reply: list[bytes]) -> list[task_pb2.TaskEvent]:
     """The events of an `events_after` reply, each with its cursor; the first event of a task
     carries its spec again; an event standing for an expired timeline says so in its message."""
-    number, spec, expired = int(reply[0]), reply[1], int(reply[2]) == EXPIRED
+    number, spec, gone = int(reply[0]), reply[1], int(reply[2])
+    expired = gone == EXPIRED
     parsed = _spec(spec)
+    raws: list[bytes] = reply[3:]
+    if gone == FOLDED:  # submitted ms, started ms after it, the final event: rebuilt whole
+        submitted, final = int(reply[3]), task_pb2.TaskEvent.FromString(reply[5])
+        rebuilt = folded.unfold(final, submitted, submitted + int(reply[4]))
+        raws = [e.SerializeToString() for e in rebuilt][number:] + [reply[5]]
     evs = []
-    for raw in reply[3:]:
+    for raw in raws:
         number += 1
         ev = _named(task_pb2.TaskEvent.FromString(raw), parsed)
         ev.task_id, ev.cursor = task_id, str(number)
