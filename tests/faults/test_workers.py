@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from tasktide import TaskState
@@ -17,6 +18,7 @@ from tasktide.v1 import task_pb2
 from tasktide_services.testing import eventually
 from tasktide_services.worker import keys, reaper
 from tests.faults.conftest import make_rig
+from tests.faults.figures import runs
 from tests.faults.proxy import proxy
 from tests.processes import redis_command
 from tests.tasks_app import app
@@ -81,6 +83,18 @@ def test_tasks_cancelled_while_their_worker_is_paused_run_nowhere_else(tmp_path:
     assert elsewhere == [], "cancelled tasks ran on the second worker"
 
 
+def _expired_on_the_second_worker(events: Iterable[task_pb2.TaskEvent], holder_pid: int) -> bool:
+    """Whether a task's timeline shows it running on a worker other than the paused one (pid
+    `holder_pid`), then queued again because that lease expired."""
+    running_elsewhere = False
+    for e in events:
+        if e.state == task_pb2.TASK_STATE_RUNNING:
+            running_elsewhere = f"-{holder_pid}-" not in e.worker_id
+        elif e.state == task_pb2.TASK_STATE_QUEUED and "expired" in e.message and running_elsewhere:
+            return True
+    return False
+
+
 def test_a_paused_worker_holding_thousands_of_tasks_has_every_one_queued_again(tmp_path: Path, queue_name: str) -> None:
     """A worker (concurrency 1, a prefetch of thousands) runs one long task and holds 2,500 more
     when it is SIGSTOPped. Their leases expire together: the reaper takes them over several passes
@@ -107,8 +121,15 @@ def test_a_paused_worker_holding_thousands_of_tasks_has_every_one_queued_again(t
             fig = rig.count(case, ids, began, timeout=90)
             sample = ids[:: n // 50]
             requeued = {e.task_id for e in rig.client.watch(sample) if "queued again" in e.message}
+            started = runs(rig.markers)
+            again = [t for t in ids if started[t] > 1 and t != long_one]
+            unexplained = [t for t in again if not _expired_on_the_second_worker(rig.client.watch([t]), holder.pid)]
         finally:
             rig.workers.kill(holder)
     rig.assert_held(fig)
-    assert fig.run_twice == 1, fig.line()  # the long one, whose first run the pause cut short
+    assert started[long_one] >= 2, fig.line()  # its first run the pause cut short
+    # Any other task runs once, but where its lease ran out on the second worker too (a lease of 3 s
+    # on a loaded machine): delivered again after that, as at-least-once allows. None is handed out
+    # twice by the reaper's takeover.
+    assert not unexplained, f"{len(unexplained)} of {len(again)} run again without a lease expiry: {fig.line()}"
     assert requeued == set(sample), f"{len(set(sample) - requeued)} of {len(sample)} have no QUEUED event of the reaper"
