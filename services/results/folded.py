@@ -47,7 +47,7 @@ def fold(evs: list[task_pb2.TaskEvent], kept: list[tuple[bytes, bytes, bytes]]) 
         or any(slim or head for _, slim, head in kept)  # each kept slim: one name and queue
     ):
         return None
-    rebuilt = unfold(task_pb2.TaskEvent.FromString(kept[2][0]), queued.at_ms, running.at_ms)
+    rebuilt = unfold(final, queued.at_ms, running.at_ms)  # reads the final event's attempt and worker only
     if [e.SerializeToString() for e in rebuilt] != [kept[0][0], kept[1][0]]:
         return None
     return running.at_ms - queued.at_ms
