@@ -253,3 +253,10 @@ def redis_command(redis_url: str, *args: str) -> object:
             await r.aclose()
 
     return asyncio.run(call())
+
+
+async def commands_served(redis: Any) -> int:
+    """Commands Redis has run (INFO commandstats; those of a script count too), but INFO and SCRIPT
+    LOAD: read before and after a step, what the step cost."""
+    stats = await redis.info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k not in ("cmdstat_info", "cmdstat_script|load"))

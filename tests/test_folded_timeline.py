@@ -13,7 +13,7 @@ from tasktide_services.common.redis_conn import connect
 from tasktide_services.common.settings import IndexSettings
 from tasktide_services.results import keys
 from tasktide_services.results.store import ResultsStore
-from tests.processes import own_redis
+from tests.processes import commands_served, own_redis
 
 S = task_pb2
 
@@ -27,11 +27,6 @@ def _life(task_id: str, final: int = S.TASK_STATE_SUCCEEDED, message: str = "") 
         task_pb2.TaskEvent(state=S.TASK_STATE_RUNNING, worker_id="w", at_ms=1_004, message=message, **base),
         task_pb2.TaskEvent(state=final, worker_id="w", at_ms=1_010, run_ms=5, **base),  # type: ignore[arg-type]
     ]
-
-
-async def _calls(redis: Any) -> int:
-    stats = await redis.info("commandstats")
-    return sum(int(v["calls"]) for k, v in stats.items() if k not in ("cmdstat_info", "cmdstat_script|load"))
 
 
 def _bare(evs: list[task_pb2.TaskEvent]) -> list[bytes]:
@@ -51,9 +46,9 @@ def test_a_plain_timeline_is_kept_in_the_result_and_reads_as_a_logged_one(tmp_pa
                 await store.prepare()  # a new Redis: no state hash of an earlier layout to look for
                 await store.record(_life(uuid.uuid4().hex))  # scripts loaded, not counted
                 plain, logged = uuid.uuid4().hex, uuid.uuid4().hex
-                before = await _calls(redis)
+                before = await commands_served(redis)
                 assert await store.record(_life(plain)) == [True, True, True]
-                assert await _calls(redis) - before <= 4  # EVALSHA, GET, SET; and the PUBLISH
+                assert await commands_served(redis) - before <= 4  # EVALSHA, GET, SET; and the PUBLISH
                 assert not await redis.exists(keys.task_keys(plain).events)
                 assert 0 < await redis.pttl(keys.task_keys(plain).result) <= 600_000
 

@@ -7,21 +7,15 @@ import asyncio
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 from tasktide.v1 import task_pb2
 from tasktide_services.common.redis_conn import connect
 from tasktide_services.common.settings import IndexSettings
 from tasktide_services.results import keys
 from tasktide_services.results.store import ResultsStore
-from tests.processes import own_redis
+from tests.processes import commands_served, own_redis
 
 S = task_pb2
-
-
-async def _calls(redis: Any) -> int:
-    stats = await redis.info("commandstats")
-    return sum(int(v["calls"]) for k, v in stats.items() if k not in ("cmdstat_info", "cmdstat_script|load"))
 
 
 def _life(task_id: str) -> list[task_pb2.TaskEvent]:
@@ -43,9 +37,9 @@ def test_recording_a_task_life_costs_a_few_commands_and_keeps_the_spec_once(tmp_
                 store = ResultsStore(redis, 600.0, IndexSettings(enabled=False), timeline_seconds=60.0)
                 await store.record(_life(uuid.uuid4().hex))  # scripts loaded, not counted
                 tid = uuid.uuid4().hex
-                before = await _calls(redis)
+                before = await commands_served(redis)
                 assert await store.record(_life(tid)) == [True, True, True]
-                used = await _calls(redis) - before
+                used = await commands_served(redis) - before
                 # EVALSHA, GET, HMGET (a previous version's hash), RPUSH, SET, PEXPIRE; and the PUBLISH
                 assert used <= 7, used
                 k = keys.task_keys(tid)
@@ -58,9 +52,9 @@ def test_recording_a_task_life_costs_a_few_commands_and_keeps_the_spec_once(tmp_
                 reader = ResultsStore(redis, 600.0, IndexSettings(enabled=False))  # a process that wrote nothing
                 final = (await reader.finals([tid]))[tid]
                 assert (final.name, final.queue) == ("f.add", "q")
-                before = await _calls(redis)
+                before = await commands_served(redis)
                 assert (await store.finals([tid]))[tid] == final  # the result it just wrote: no read
-                assert await _calls(redis) == before
+                assert await commands_served(redis) == before
                 assert await redis.type(k.result) == b"string"
                 assert len(await redis.get(k.result)) < 100  # state, count, time, spec, final event
                 evs = await store.events_after(tid, "")
@@ -70,10 +64,10 @@ def test_recording_a_task_life_costs_a_few_commands_and_keeps_the_spec_once(tmp_
                 assert [(e.name, e.queue, e.HasField("spec")) for e in later] == [("f.add", "q", False)] * 2
                 assert not evs[1].HasField("spec")
                 # A late event is refused and writes nothing.
-                before = await _calls(redis)
+                before = await commands_served(redis)
                 late = task_pb2.TaskEvent(task_id=tid, state=S.TASK_STATE_FAILED, at_ms=2)
                 assert await store.record([late]) == [False]
-                assert await _calls(redis) - before <= 3  # EVALSHA, GET, PUBLISH
+                assert await commands_served(redis) - before <= 3  # EVALSHA, GET, PUBLISH
             finally:
                 await redis.aclose()
 
@@ -138,11 +132,11 @@ def test_a_task_handed_over_at_submission_skips_the_ready_set_only_when_it_is_ne
                 store = RegistryStore(redis)
                 await store.enqueue([_task("warm")])  # scripts loaded, not counted
                 tasks = [_task("q") for _ in range(3)]
-                before = await _calls(redis)
+                before = await commands_served(redis)
                 assert await handover(store, "q", tasks, 2) == [t.id for t in tasks[:2]]
                 # SADD, EVALSHA, EXISTS, ZCARD; per leased task HSETNX, INCR, HSET, ZADD, HINCRBY;
                 # the third: HSETNX, INCR, ZADD (ready); then PUBLISH
-                assert await _calls(redis) - before <= 4 + 2 * 5 + 3 + 1
+                assert await commands_served(redis) - before <= 4 + 2 * 5 + 3 + 1
                 k = wkeys.queue_keys("q")
                 assert [m.decode() for m in await redis.zrange(k.ready, 0, -1)] == [tasks[2].id]
                 newer = _task("q")
@@ -163,14 +157,14 @@ def test_a_redis_that_held_no_data_is_never_searched_for_the_previous_layout(tmp
             try:
                 store = ResultsStore(redis, 600.0, IndexSettings(enabled=False))
                 await store.prepare()
-                before = await _calls(redis)
+                before = await commands_served(redis)
                 (res,) = await store.get([uuid.uuid4().hex])
                 assert not res.found
-                assert await _calls(redis) - before == 1  # the GET; no HMGET of a :st hash
+                assert await commands_served(redis) - before == 1  # the GET; no HMGET of a :st hash
                 await store.record(_life(uuid.uuid4().hex))  # scripts loaded, not counted
-                before = await _calls(redis)
+                before = await commands_served(redis)
                 await store.record(_life(uuid.uuid4().hex))
-                assert await _calls(redis) - before <= 6  # EVALSHA, GET, RPUSH, SET, PEXPIRE; PUBLISH
+                assert await commands_served(redis) - before <= 6  # EVALSHA, GET, RPUSH, SET, PEXPIRE; PUBLISH
                 again = ResultsStore(redis, 600.0, IndexSettings(enabled=False))
                 await redis.set("other", "data")
                 await again.prepare()  # the first start's answer holds

@@ -123,10 +123,10 @@ end
 -- state hash of the previous layout may exist (0|1: store.py; 0 spares reading it), or 'f' and the
 -- ms after its submission when the task started: the events are a plain timeline (folded.py; no
 -- state hash of the previous layout can exist), kept in the result instead of the log when they
--- are the task's first and all three are taken; the number of events N, then per event of this task, in order: its kind, the serialized TaskEvent (without its
--- task id and spec), then, by its kind, the serialized TaskSpec and the submission time ms, then
--- the same event without its name and queue and the start of a serialized spec with that name
--- and queue: the slim event is kept when the task's spec starts so (readers take the name and
+-- are the task's first and all three are taken; the number of events N, then per event of this
+-- task, in order: its kind, the serialized TaskEvent (without its task id and spec), then, by its
+-- kind, the serialized TaskSpec and the submission time ms, then the same event without its name
+-- and queue and the start of a serialized spec with that name and queue: the slim event is kept when the task's spec starts so (readers take the name and
 -- queue back from the spec). The kind is state * 16 + 8 (progress only) + 4 (reopen) + 2 (with
 -- the spec) + 1 (with a slim form): one argument, not five, of which most would be empty (each
 -- argument costs Redis an allocation and a Lua string; a one-by-one task's three events take 8

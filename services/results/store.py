@@ -305,15 +305,15 @@ def _events(task_id: str, reply: list[bytes]) -> list[task_pb2.TaskEvent]:
     number, spec, gone = int(reply[0]), reply[1], int(reply[2])
     expired = gone == EXPIRED
     parsed = _spec(spec)
-    raws: list[bytes] = reply[3:]
     if gone == FOLDED:  # submitted ms, started ms after it, the final event: rebuilt whole
         submitted, final = int(reply[3]), task_pb2.TaskEvent.FromString(reply[5])
-        rebuilt = folded.unfold(final, submitted, submitted + int(reply[4]))
-        raws = [e.SerializeToString() for e in rebuilt][number:] + [reply[5]]
+        kept = [*folded.unfold(final, submitted, submitted + int(reply[4])), final][number:]
+    else:
+        kept = [task_pb2.TaskEvent.FromString(raw) for raw in reply[3:]]
     evs = []
-    for raw in raws:
+    for ev in kept:
         number += 1
-        ev = _named(task_pb2.TaskEvent.FromString(raw), parsed)
+        _named(ev, parsed)
         ev.task_id, ev.cursor = task_id, str(number)
         evs.append(ev)
     if evs and spec and number - len(evs) == 0:
